@@ -1,0 +1,105 @@
+"""fanout_svc's gRPC edge (the admin API) and its event consumers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+from tweetmesh.fanout.v1 import fanout_service_pb2 as pb
+from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as pb_grpc
+from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
+from tweetmesh.users.v1 import users_service_pb2 as users_pb
+
+from fanout_svc.service import Fanout, FollowChanged, TweetCreated
+from fanout_svc.storage import FanoutStatsReader
+from meshkit.errors import InvalidArgument
+from meshkit.home_timelines import HomeTimelines
+from meshkit.ids import require_id
+from meshkit.peers import TweetsPeer, UsersPeer
+from meshkit.runtime import Runtime
+from meshkit.streams import Entry, PoisonEvent, StreamConsumer
+
+Context = grpc.aio.ServicerContext[Any, Any]
+TWEETS_STREAM = "events:tweets"
+FOLLOWS_STREAM = "events:follows"
+GROUP = "fanout"
+
+
+def _decode(message: Any, entry: Entry) -> Any:
+    try:
+        return message.FromString(entry.fields[b"data"])
+    except (KeyError, DecodeError) as error:
+        raise PoisonEvent(f"undecodable entry: {error}") from error
+
+
+def tweet_created(entry: Entry) -> TweetCreated:
+    event = _decode(tweets_pb.TweetEvent, entry)
+    try:
+        return TweetCreated(require_id(event.tweet_id, "tweet_id"), require_id(event.author_id, "author_id"))
+    except InvalidArgument as error:
+        raise PoisonEvent(str(error)) from error
+
+
+def follow_changed(entry: Entry) -> FollowChanged:
+    event = _decode(users_pb.FollowEvent, entry)
+    try:
+        return FollowChanged(
+            require_id(event.follower_id, "follower_id"),
+            require_id(event.followee_id, "followee_id"),
+            event.following,
+        )
+    except InvalidArgument as error:
+        raise PoisonEvent(str(error)) from error
+
+
+class FanoutServicer(pb_grpc.FanoutServiceServicer):
+    def __init__(self, stats: FanoutStatsReader) -> None:
+        self._stats = stats
+
+    async def GetFanoutStats(
+        self, request: pb.GetFanoutStatsRequest, context: Context
+    ) -> pb.GetFanoutStatsResponse:
+        stats = await self._stats.stats()
+        return pb.GetFanoutStatsResponse(
+            streams=[
+                pb.StreamStats(
+                    stream=s.stream, length=s.length, pending=s.pending, lag=s.lag, consumers=s.consumers
+                )
+                for s in stats.streams
+            ],
+            delivered=stats.delivered,
+            dead_lettered=stats.dead_lettered,
+        )
+
+
+async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
+    settings = runtime.settings
+    redis = await runtime.redis()
+    fanout = Fanout(
+        UsersPeer(runtime.channel(settings.users_addr)),
+        TweetsPeer(runtime.channel(settings.tweets_addr)),
+        HomeTimelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds),
+    )
+
+    async def on_tweet(entry: Entry) -> None:
+        await fanout.tweet_created(tweet_created(entry))
+
+    async def on_follow(entry: Entry) -> None:
+        await fanout.follow_changed(follow_changed(entry))
+
+    for stream, handler in ((TWEETS_STREAM, on_tweet), (FOLLOWS_STREAM, on_follow)):
+        consumer = StreamConsumer(
+            redis,
+            stream,
+            GROUP,
+            settings.fanout_consumer,
+            handler,
+            claim_idle_ms=settings.fanout_claim_idle_ms,
+            max_deliveries=settings.fanout_max_deliveries,
+        )
+        runtime.background(consumer.run(), f"consume {stream}")
+    pb_grpc.add_FanoutServiceServicer_to_server(
+        FanoutServicer(FanoutStatsReader(redis, [TWEETS_STREAM, FOLLOWS_STREAM], GROUP)), server
+    )
+    return [pb.DESCRIPTOR.services_by_name["FanoutService"].full_name]

@@ -1,0 +1,56 @@
+import datetime
+
+from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tweetmesh.tweets.v1 import tweets_service_pb2 as _tweets_service_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetHomeTimelineRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class GetHomeTimelineResponse(_message.Message):
+    __slots__ = ("tweets", "next_page_token")
+    TWEETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tweets: _containers.RepeatedCompositeFieldContainer[_tweets_service_pb2.Tweet]
+    next_page_token: str
+    def __init__(self, tweets: _Optional[_Iterable[_Union[_tweets_service_pb2.Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class StreamHomeTimelineRequest(_message.Message):
+    __slots__ = ("since_tweet_id",)
+    SINCE_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    since_tweet_id: str
+    def __init__(self, since_tweet_id: _Optional[str] = ...) -> None: ...
+
+class TweetDeletion(_message.Message):
+    __slots__ = ("tweet_id",)
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    def __init__(self, tweet_id: _Optional[str] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("time",)
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class StreamHomeTimelineResponse(_message.Message):
+    __slots__ = ("tweet", "deletion", "heartbeat")
+    TWEET_FIELD_NUMBER: _ClassVar[int]
+    DELETION_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    tweet: _tweets_service_pb2.Tweet
+    deletion: TweetDeletion
+    heartbeat: Heartbeat
+    def __init__(self, tweet: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ..., deletion: _Optional[_Union[TweetDeletion, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,90 @@
+"""Domain errors: what went wrong, in terms a caller can act on, mapped to gRPC status codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+
+# The reason codes in ErrorInfo come from this domain (AIP-193).
+ERROR_DOMAIN = "tweetmesh.dev"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+@dataclass(eq=False)
+class DomainError(Exception):
+    """Base of every error a service raises on purpose. The server edge turns it into a status."""
+
+    message: str
+    reason: str = "ERROR"
+    metadata: dict[str, str] = field(default_factory=dict)
+    violations: tuple[FieldViolation, ...] = ()
+    retry_after_seconds: float | None = None
+
+    code = grpc.StatusCode.UNKNOWN
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+
+class InvalidArgument(DomainError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    @classmethod
+    def field(cls, name: str, description: str, reason: str = "INVALID_FIELD") -> InvalidArgument:
+        """One bad request field: the message names it and a BadRequest violation carries it."""
+        return cls(
+            message=f"{name}: {description}",
+            reason=reason,
+            metadata={"field": name},
+            violations=(FieldViolation(name, description),),
+        )
+
+
+class Unauthenticated(DomainError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(DomainError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class NotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(DomainError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(DomainError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(DomainError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(DomainError):
+    """A dependency (PostgreSQL, Redis, another service) cannot be reached right now."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+def not_found(kind: str, ident: str, field_name: str) -> NotFound:
+    return NotFound(
+        message=f"{field_name}: {kind} {ident!r} not found",
+        reason=f"{kind.upper()}_NOT_FOUND",
+        metadata={"field": field_name, field_name: ident},
+    )
+
+
+class Internal(DomainError):
+    """A bug or an unexpected failure; the message never carries internals."""
+
+    code = grpc.StatusCode.INTERNAL

@@ -1,0 +1,96 @@
+"""The transactional outbox: events written with the change they announce, then relayed to Redis.
+
+A service calls `add` inside the transaction that makes the change, so the event exists if and
+only if the change committed. After the commit it calls `relay` with what `add` returned, which
+XADDs the events at once and deletes their rows. Whatever that misses (Redis down, a crash between
+commit and relay) the sweeper finds and relays later. Consumers may therefore see an event twice
+and must be idempotent; they never miss one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from psycopg import AsyncCursor
+from psycopg_pool import AsyncConnectionPool
+
+from meshkit.status import DEPENDENCY_ERRORS
+
+log = logging.getLogger(__name__)
+
+# Streams keep about this many entries; consumers run far closer to the head than that.
+STREAM_MAXLEN = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    outbox_id: int
+    stream: str
+    payload: bytes
+
+
+class Outbox:
+    def __init__(self, pool: AsyncConnectionPool, redis: aioredis.Redis) -> None:
+        self._pool = pool
+        self._redis = redis
+
+    @staticmethod
+    async def add(cursor: AsyncCursor[tuple[object, ...]], stream: str, payload: bytes) -> Event:
+        """Records an event in the caller's transaction."""
+        await cursor.execute(
+            "INSERT INTO outbox (stream, payload) VALUES (%s, %s) RETURNING id", (stream, payload)
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        return Event(int(row[0]), stream, payload)  # type: ignore[call-overload]
+
+    async def _xadd(self, events: list[Event]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.xadd(
+                    event.stream,
+                    {"data": event.payload, "outbox_id": event.outbox_id},
+                    maxlen=STREAM_MAXLEN,
+                    approximate=True,
+                )
+            await pipe.execute()
+
+    async def relay(self, events: list[Event]) -> None:
+        """Publishes freshly committed events now; on failure the sweeper will."""
+        if not events:
+            return
+        try:
+            await self._xadd(events)
+            async with self._pool.connection() as conn:
+                await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([e.outbox_id for e in events],))
+        except DEPENDENCY_ERRORS as error:
+            log.warning("outbox relay deferred to the sweeper", extra={"error": type(error).__name__})
+
+    async def sweep_once(self, older_than_seconds: float, batch: int = 500) -> int:
+        """Relays events left behind; returns how many."""
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(
+                "SELECT id, stream, payload FROM outbox"
+                " WHERE create_time < now() - make_interval(secs => %s)"
+                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (older_than_seconds, batch),
+            )
+            events = [Event(int(i), str(s), bytes(p)) for i, s, p in await cur.fetchall()]
+            if events:
+                await self._xadd(events)
+                await cur.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([e.outbox_id for e in events],))
+        if events:
+            log.info("outbox sweeper relayed events", extra={"count": len(events)})
+        return len(events)
+
+    async def sweep_forever(self, interval_seconds: float) -> None:
+        while True:
+            try:
+                while await self.sweep_once(older_than_seconds=interval_seconds) > 0:
+                    pass
+            except DEPENDENCY_ERRORS as error:
+                log.warning("outbox sweep failed; will retry", extra={"error": type(error).__name__})
+            await asyncio.sleep(interval_seconds)

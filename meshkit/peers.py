@@ -1,0 +1,113 @@
+"""Typed clients for the calls services make to each other, so each lives in one place.
+
+Every call goes over a Runtime channel and so carries the default deadline. Errors surface as
+grpc.aio.AioRpcError; the server edge turns UNAVAILABLE / DEADLINE_EXCEEDED into UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC
+
+import grpc
+from google.protobuf.field_mask_pb2 import FieldMask
+from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
+from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
+from tweetmesh.users.v1 import users_service_pb2 as users_pb
+from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
+
+from meshkit.auth import Session
+from meshkit.protos import wire_id
+
+# Everything users_svc knows of a user except tweets_count, which tweets_svc owns.
+AUTHOR_MASK = FieldMask(
+    paths=["user_id", "handle", "display_name", "create_time", "followers_count", "following_count"]
+)
+ID_PAGE = 10_000
+
+
+class UsersPeer:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = users_grpc.UserServiceStub(channel)
+
+    async def users(self, user_ids: Sequence[int], *, with_tweet_counts: bool) -> dict[int, users_pb.User]:
+        if not user_ids:
+            return {}
+        reply = await self._stub.BatchGetUsers(
+            users_pb.BatchGetUsersRequest(
+                user_ids=[str(u) for u in dict.fromkeys(user_ids)],
+                read_mask=None if with_tweet_counts else AUTHOR_MASK,
+            )
+        )
+        return {int(u.user_id): u for u in reply.users}
+
+    async def session(self, token: str) -> Session | None:
+        """The session behind a token, None if users_svc does not know it (for meshkit.auth)."""
+        try:
+            reply = await self._stub.AuthenticateToken(users_pb.AuthenticateTokenRequest(token=token))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.UNAUTHENTICATED:
+                return None
+            raise
+        return Session(int(reply.user_id), reply.expire_time.ToDatetime(tzinfo=UTC))
+
+    async def follower_pages(self, user_id: int) -> AsyncIterator[list[int]]:
+        """Everyone following user_id, a page at a time."""
+        token = ""
+        while True:
+            reply = await self._stub.ListFollowerIds(
+                users_pb.ListFollowerIdsRequest(user_id=str(user_id), page_size=ID_PAGE, page_token=token)
+            )
+            yield [int(u) for u in reply.user_ids]
+            token = reply.next_page_token
+            if not token:
+                return
+
+    async def following(self, user_id: int) -> list[int]:
+        """Everyone user_id follows."""
+        ids: list[int] = []
+        token = ""
+        while True:
+            reply = await self._stub.ListFollowingIds(
+                users_pb.ListFollowingIdsRequest(user_id=str(user_id), page_size=ID_PAGE, page_token=token)
+            )
+            ids.extend(int(u) for u in reply.user_ids)
+            token = reply.next_page_token
+            if not token:
+                return ids
+
+
+class TweetsPeer:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = tweets_grpc.TweetServiceStub(channel)
+
+    async def ids_by_authors(
+        self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
+    ) -> list[int]:
+        """Newest first, ids strictly between `after` and `before`."""
+        if not author_ids:
+            return []
+        reply = await self._stub.ListTweetIdsByAuthors(
+            tweets_pb.ListTweetIdsByAuthorsRequest(
+                author_ids=[str(a) for a in author_ids],
+                before_tweet_id=wire_id(before),
+                after_tweet_id=wire_id(after),
+                limit=limit,
+            )
+        )
+        return [int(t.tweet_id) for t in reply.tweets]
+
+    async def tweets(self, tweet_ids: Sequence[int]) -> dict[int, tweets_pb.Tweet]:
+        """Hydrated tweets by id; ids unknown to tweets_svc are absent."""
+        if not tweet_ids:
+            return {}
+        reply = await self._stub.BatchGetTweets(
+            tweets_pb.BatchGetTweetsRequest(tweet_ids=[str(t) for t in tweet_ids])
+        )
+        return {int(t.tweet_id): t for t in reply.tweets}
+
+    async def tweet_counts(self, user_ids: Sequence[int]) -> dict[int, int]:
+        reply = await self._stub.BatchGetTweetCounts(
+            tweets_pb.BatchGetTweetCountsRequest(user_ids=[str(u) for u in user_ids])
+        )
+        return {int(c.user_id): c.tweets_count for c in reply.counts}

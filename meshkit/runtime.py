@@ -1,0 +1,177 @@
+"""Runs a service: settings, logs, gRPC server with health, reflection and error mapping, its
+PostgreSQL pool, Redis client, channels to peers and background tasks, and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from typing import Any
+
+import grpc
+import redis.asyncio as aioredis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from psycopg_pool import AsyncConnectionPool
+
+from meshkit.logs import configure_logging
+from meshkit.settings import Settings, SettingsError, load_settings
+from meshkit.status import ErrorInterceptor
+
+log = logging.getLogger(__name__)
+
+
+class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    """Gives every outgoing call a deadline unless the caller chose one: no call waits forever."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    def _with_deadline(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        if details.timeout is not None:
+            return details
+        return grpc.aio.ClientCallDetails(
+            details.method, self._seconds, details.metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._with_deadline(details), request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._with_deadline(details), request)
+
+
+class Runtime:
+    """What a service's setup function builds on; everything opened here is closed on stop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stack = AsyncExitStack()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def postgres(self, schema: str, max_size: int = 10) -> AsyncConnectionPool:
+        """A pool on DATABASE_URL whose connections see `schema` first."""
+        pool = AsyncConnectionPool(
+            self.settings.database_url,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            kwargs={"options": f"-c search_path={schema},public", "autocommit": True},
+            name=f"{self.settings.service}-{schema}",
+        )
+        await pool.open(wait=True, timeout=30)
+        self._stack.push_async_callback(pool.close)
+        return pool
+
+    async def redis(self) -> aioredis.Redis:
+        client = aioredis.Redis.from_url(
+            self.settings.redis_url,
+            socket_timeout=self.settings.rpc_deadline_seconds,
+            socket_connect_timeout=self.settings.rpc_deadline_seconds,
+            health_check_interval=30,
+            max_connections=100,
+        )
+        await client.ping()
+        self._stack.push_async_callback(client.aclose)
+        return client
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        """One shared channel per peer address; calls on it get the default deadline."""
+        if address not in self._channels:
+            channel = grpc.aio.insecure_channel(
+                address,
+                interceptors=[_DefaultDeadline(self.settings.rpc_deadline_seconds)],
+                options=[
+                    ("grpc.keepalive_time_ms", 30_000),
+                    ("grpc.keepalive_timeout_ms", 10_000),
+                    ("grpc.lb_policy_name", "round_robin"),
+                ],
+            )
+            self._channels[address] = channel
+            self._stack.push_async_callback(channel.close)
+        return self._channels[address]
+
+    def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Runs `callback` when the service stops (before pools and channels close)."""
+        self._stack.push_async_callback(callback)
+
+    def background(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        """Runs `coroutine` until the service stops; a crash is logged and stops the service."""
+        task = asyncio.create_task(coroutine, name=name)
+        task.add_done_callback(self._on_background_done)
+        self._tasks.append(task)
+
+    def _on_background_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        if (error := task.exception()) is not None:
+            log.error("background task failed; stopping", extra={"task": task.get_name()}, exc_info=error)
+            signal.raise_signal(signal.SIGTERM)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._stack.aclose()
+
+
+Setup = Callable[[Runtime, grpc.aio.Server], Awaitable[list[str]]]
+
+
+async def serve(settings: Settings, setup: Setup) -> None:
+    """Builds the service with `setup` (which registers servicers and returns their full names),
+    serves until SIGTERM or SIGINT, then stops gracefully: NOT_SERVING first, in-flight calls get
+    `grace_seconds`, background work is cancelled, connections closed."""
+    runtime = Runtime(settings)
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor()],
+        options=[
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+        ],
+    )
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    try:
+        names = await setup(runtime, server)
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            server,
+        )
+        address = f"{settings.listen_host}:{settings.grpc_port}"
+        server.add_insecure_port(address)
+        await server.start()
+        for name in ["", *names]:
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"address": address, "services": names})
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping", extra={"grace_seconds": settings.grace_seconds})
+        await health.enter_graceful_shutdown()
+        await server.stop(settings.grace_seconds)
+    finally:
+        await runtime.close()
+        with contextlib.suppress(Exception):
+            await server.stop(0)
+    log.info("stopped")
+
+
+def main(service: str, setup: Setup, *, needs_database: bool = True) -> None:
+    """The body of `python -m <service>_svc`."""
+    try:
+        settings = load_settings(service, needs_database=needs_database)
+    except SettingsError as error:
+        sys.exit(f"{service}_svc: bad configuration: {error}")
+    configure_logging(service, settings.log_level)
+    asyncio.run(serve(settings, setup))

@@ -1,0 +1,141 @@
+"""Turns domain errors and dependency failures into gRPC statuses with google.rpc details."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn
+
+import grpc
+import psycopg
+import psycopg_pool
+import redis.exceptions
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from meshkit.errors import ERROR_DOMAIN, DomainError, Internal, Unavailable
+
+log = logging.getLogger(__name__)
+
+# Failures that mean "a dependency is down or slow": the caller may retry later (UNAVAILABLE).
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg_pool.PoolTimeout,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    ConnectionError,
+)
+_RETRYABLE_PEER_CODES = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+def status_of(error: DomainError) -> status_pb2.Status:
+    """The google.rpc.Status for a domain error: code, message, ErrorInfo and BadRequest details."""
+    details = []
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+    details.append(info)
+    if error.violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in error.violations
+                ]
+            )
+        )
+    if error.retry_after_seconds is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(error.retry_after_seconds * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    packed = []
+    for detail in details:
+        wrapper = any_pb2.Any()
+        wrapper.Pack(detail)
+        packed.append(wrapper)
+    return status_pb2.Status(code=error.code.value[0], message=error.message, details=packed)
+
+
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: DomainError) -> NoReturn:
+    status = status_of(error)
+    await context.abort(
+        error.code,
+        error.message,
+        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+    )
+    raise AssertionError("unreachable: abort raises")
+
+
+def as_domain_error(exc: BaseException, method: str) -> DomainError:
+    """What to tell the caller about an exception a handler did not turn into a DomainError itself."""
+    if isinstance(exc, DomainError):
+        return exc
+    if isinstance(exc, DEPENDENCY_ERRORS):
+        log.warning("dependency unavailable", extra={"method": method, "error": type(exc).__name__})
+        return Unavailable("a dependency is unavailable; retry later", reason="DEPENDENCY_UNAVAILABLE")
+    if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in _RETRYABLE_PEER_CODES:
+        log.warning("peer unavailable", extra={"method": method, "peer_code": exc.code().name})
+        return Unavailable("a service of the mesh is unavailable; retry later", reason="PEER_UNAVAILABLE")
+    log.exception("unhandled error", extra={"method": method}, exc_info=exc)
+    return Internal("internal error", reason="INTERNAL")
+
+
+Handler = Callable[..., Any]
+
+
+def _wrap_unary(behavior: Handler, method: str) -> Handler:
+    async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behavior(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await abort_with(context, as_domain_error(exc, method))
+
+    return handle
+
+
+def _wrap_stream(behavior: Handler, method: str) -> Handler:
+    async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await abort_with(context, as_domain_error(exc, method))
+
+    return handle
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps every exception leaving a handler to a status; nothing escapes as a bare UNKNOWN."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+__all__ = ["DEPENDENCY_ERRORS", "ErrorInterceptor", "abort_with", "as_domain_error", "status_of"]

@@ -1,0 +1,168 @@
+"""users_svc's gRPC edge: requests to domain calls, domain results to responses."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import grpc
+from argon2 import PasswordHasher
+from tweetmesh.users.v1 import users_service_pb2 as pb
+from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
+
+from meshkit.auth import Authenticator, bearer_token
+from meshkit.ids import require_id
+from meshkit.outbox import Outbox
+from meshkit.pagination import PageTokens
+from meshkit.peers import TweetsPeer
+from meshkit.protos import now_timestamp, timestamp
+from meshkit.runtime import Runtime
+from users_svc.service import User, Users
+from users_svc.storage import PostgresUserStore, RedisSessionCache
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def user_message(user: User) -> pb.User:
+    return pb.User(
+        user_id=str(user.user_id),
+        handle=user.handle,
+        display_name=user.display_name,
+        create_time=timestamp(user.create_time),
+        followers_count=user.followers_count,
+        following_count=user.following_count,
+        tweets_count=user.tweets_count,
+    )
+
+
+def follow_event(follower_id: int, followee_id: int, following: bool) -> bytes:
+    return pb.FollowEvent(
+        follower_id=str(follower_id),
+        followee_id=str(followee_id),
+        following=following,
+        event_time=now_timestamp(),
+    ).SerializeToString()
+
+
+class UserServicer(pb_grpc.UserServiceServicer):
+    def __init__(self, users: Users, auth: Authenticator) -> None:
+        self._users = users
+        self._auth = auth
+
+    async def CreateUser(self, request: pb.CreateUserRequest, context: Context) -> pb.CreateUserResponse:
+        user = await self._users.create_user(request.handle, request.display_name, request.password)
+        return pb.CreateUserResponse(user=user_message(user))
+
+    async def Login(self, request: pb.LoginRequest, context: Context) -> pb.LoginResponse:
+        result = await self._users.login(request.handle, request.password)
+        return pb.LoginResponse(
+            token=result.token, user=user_message(result.user), expire_time=timestamp(result.expire_time)
+        )
+
+    async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:
+        await self._auth.session(context.invocation_metadata())
+        await self._users.logout(bearer_token(context.invocation_metadata()))
+        return pb.LogoutResponse()
+
+    async def GetUser(self, request: pb.GetUserRequest, context: Context) -> pb.GetUserResponse:
+        user = await self._users.get_user(require_id(request.user_id, "user_id"))
+        return pb.GetUserResponse(user=user_message(user))
+
+    async def GetUserByHandle(
+        self, request: pb.GetUserByHandleRequest, context: Context
+    ) -> pb.GetUserByHandleResponse:
+        user = await self._users.get_user_by_handle(request.handle)
+        return pb.GetUserByHandleResponse(user=user_message(user))
+
+    async def FollowUser(self, request: pb.FollowUserRequest, context: Context) -> pb.FollowUserResponse:
+        actor = await self._auth.user_id(context.invocation_metadata())
+        user = await self._users.follow(actor, require_id(request.user_id, "user_id"))
+        return pb.FollowUserResponse(user=user_message(user))
+
+    async def UnfollowUser(
+        self, request: pb.UnfollowUserRequest, context: Context
+    ) -> pb.UnfollowUserResponse:
+        actor = await self._auth.user_id(context.invocation_metadata())
+        user = await self._users.unfollow(actor, require_id(request.user_id, "user_id"))
+        return pb.UnfollowUserResponse(user=user_message(user))
+
+    async def ListFollowers(
+        self, request: pb.ListFollowersRequest, context: Context
+    ) -> pb.ListFollowersResponse:
+        page = await self._users.list_followers(
+            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+        )
+        return pb.ListFollowersResponse(
+            users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
+        )
+
+    async def ListFollowing(
+        self, request: pb.ListFollowingRequest, context: Context
+    ) -> pb.ListFollowingResponse:
+        page = await self._users.list_following(
+            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+        )
+        return pb.ListFollowingResponse(
+            users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
+        )
+
+    async def BatchGetUsers(
+        self, request: pb.BatchGetUsersRequest, context: Context
+    ) -> pb.BatchGetUsersResponse:
+        ids = [require_id(u, "user_ids") for u in request.user_ids]
+        paths = set(request.read_mask.paths)
+        users = await self._users.batch_get(ids, with_tweet_counts=not paths or "tweets_count" in paths)
+        return pb.BatchGetUsersResponse(users=[user_message(u) for u in users])
+
+    async def AuthenticateToken(
+        self, request: pb.AuthenticateTokenRequest, context: Context
+    ) -> pb.AuthenticateTokenResponse:
+        session = await self._auth.session([("authorization", f"Bearer {request.token}")])
+        return pb.AuthenticateTokenResponse(
+            user_id=str(session.user_id), expire_time=timestamp(session.expire_time)
+        )
+
+    async def ListFollowerIds(
+        self, request: pb.ListFollowerIdsRequest, context: Context
+    ) -> pb.ListFollowerIdsResponse:
+        page = await self._users.follower_ids(
+            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+        )
+        return pb.ListFollowerIdsResponse(
+            user_ids=[str(u) for u in page.items], next_page_token=page.next_page_token
+        )
+
+    async def ListFollowingIds(
+        self, request: pb.ListFollowingIdsRequest, context: Context
+    ) -> pb.ListFollowingIdsResponse:
+        page = await self._users.following_ids(
+            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+        )
+        return pb.ListFollowingIdsResponse(
+            user_ids=[str(u) for u in page.items], next_page_token=page.next_page_token
+        )
+
+
+async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
+    settings = runtime.settings
+    pool = await runtime.postgres("users")
+    redis = await runtime.redis()
+    outbox = Outbox(pool, redis)
+    runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
+    users = Users(
+        store=PostgresUserStore(pool, outbox, follow_event),
+        sessions=RedisSessionCache(redis),
+        tweet_counts=TweetsPeer(runtime.channel(settings.tweets_addr)),
+        hasher=PasswordHasher(
+            memory_cost=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost, parallelism=1
+        ),
+        page_tokens=PageTokens(settings.page_token_secret),
+        token_ttl=timedelta(seconds=settings.token_ttl_seconds),
+    )
+    pb_grpc.add_UserServiceServicer_to_server(
+        UserServicer(users, Authenticator(redis, users.authenticate)), server
+    )
+    return [pb.DESCRIPTOR.services_by_name["UserService"].full_name]
+
+
+__all__ = ["setup"]

@@ -1,0 +1,236 @@
+"""The rules of users_svc: accounts, passwords, sessions and follows, on plain dataclasses."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from meshkit.auth import Session, new_token, token_digest
+from meshkit.errors import AlreadyExists, InvalidArgument, Unauthenticated, not_found
+from meshkit.pagination import Page, PageTokens, page_size
+
+HANDLE_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,15}$")
+DISPLAY_NAME_MAX = 50
+PASSWORD_MIN = 8
+PASSWORD_MAX = 1024
+ID_PAGE_DEFAULT = 1000
+ID_PAGE_MAX = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    user_id: int
+    handle: str
+    display_name: str
+    create_time: datetime
+    followers_count: int
+    following_count: int
+    tweets_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    user: User
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    token: str
+    user: User
+    expire_time: datetime
+
+
+class HandleTaken(Exception):
+    pass
+
+
+class UserStore(Protocol):
+    async def insert_user(self, handle: str, display_name: str, password_hash: str) -> User: ...
+    async def credentials(self, handle: str) -> Credentials | None: ...
+    async def users_by_id(self, user_ids: Sequence[int]) -> dict[int, User]: ...
+    async def user_by_handle(self, handle: str) -> User | None: ...
+    async def create_session(self, digest: bytes, user_id: int, expire_time: datetime) -> None: ...
+    async def session(self, digest: bytes) -> Session | None: ...
+    async def delete_session(self, digest: bytes) -> None: ...
+    async def follow(self, follower_id: int, followee_id: int) -> None: ...
+    async def unfollow(self, follower_id: int, followee_id: int) -> None: ...
+    async def followers(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
+    async def following(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
+
+
+class SessionCache(Protocol):
+    async def remember(self, token: str, session: Session) -> None: ...
+    async def forget(self, token: str) -> None: ...
+
+
+class TweetCounts(Protocol):
+    """tweets_svc owns how many tweets each user posted."""
+
+    async def tweet_counts(self, user_ids: Sequence[int]) -> dict[int, int]: ...
+
+
+def validate_new_user(handle: str, display_name: str, password: str) -> None:
+    if not HANDLE_PATTERN.match(handle):
+        raise InvalidArgument.field("handle", "must be 1 to 15 letters, digits or underscores")
+    if len(display_name) > DISPLAY_NAME_MAX:
+        raise InvalidArgument.field("display_name", f"must be at most {DISPLAY_NAME_MAX} characters")
+    if any(not ch.isprintable() for ch in display_name):
+        raise InvalidArgument.field("display_name", "must not contain control characters")
+    if len(password) < PASSWORD_MIN:
+        raise InvalidArgument.field("password", f"must be at least {PASSWORD_MIN} characters")
+    if len(password) > PASSWORD_MAX:
+        raise InvalidArgument.field("password", f"must be at most {PASSWORD_MAX} characters")
+
+
+class Users:
+    def __init__(
+        self,
+        *,
+        store: UserStore,
+        sessions: SessionCache,
+        tweet_counts: TweetCounts,
+        hasher: PasswordHasher,
+        page_tokens: PageTokens,
+        token_ttl: timedelta,
+    ) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._tweet_counts = tweet_counts
+        self._hasher = hasher
+        self._pages = page_tokens
+        self._token_ttl = token_ttl
+        # Verified against when the handle is unknown, so a miss costs as much as a wrong password.
+        self._dummy_hash = hasher.hash("not a real password")
+
+    async def create_user(self, handle: str, display_name: str, password: str) -> User:
+        display_name = display_name.strip() or handle
+        validate_new_user(handle, display_name, password)
+        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        try:
+            return await self._store.insert_user(handle, display_name, password_hash)
+        except HandleTaken:
+            raise AlreadyExists(
+                message=f"handle: {handle!r} is already taken",
+                reason="HANDLE_TAKEN",
+                metadata={"field": "handle", "handle": handle},
+            ) from None
+
+    async def login(self, handle: str, password: str) -> LoginResult:
+        if not handle:
+            raise InvalidArgument.field("handle", "is required")
+        if not password:
+            raise InvalidArgument.field("password", "is required")
+        found = await self._store.credentials(handle) if HANDLE_PATTERN.match(handle) else None
+        verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, password)
+        if found is None or not verified:
+            raise Unauthenticated("handle or password is wrong", reason="BAD_CREDENTIALS")
+        token = new_token()
+        expire_time = datetime.now(UTC) + self._token_ttl
+        await self._store.create_session(token_digest(token), found.user.user_id, expire_time)
+        await self._sessions.remember(token, Session(found.user.user_id, expire_time))
+        (user,) = await self._with_tweet_counts([found.user])
+        return LoginResult(token, user, expire_time)
+
+    def _verify(self, password_hash: str | None, password: str) -> bool:
+        try:
+            return (
+                self._hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
+            )
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def logout(self, token: str) -> None:
+        await self._store.delete_session(token_digest(token))
+        await self._sessions.forget(token)
+
+    async def authenticate(self, token: str) -> Session | None:
+        """The live session behind a token (and the shared cache refilled), None if there is none."""
+        session = await self._store.session(token_digest(token))
+        if session is None or session.expire_time <= datetime.now(UTC):
+            return None
+        await self._sessions.remember(token, session)
+        return session
+
+    async def get_user(self, user_id: int, field: str = "user_id") -> User:
+        found = (await self._store.users_by_id([user_id])).get(user_id)
+        if found is None:
+            raise not_found("user", str(user_id), field)
+        (user,) = await self._with_tweet_counts([found])
+        return user
+
+    async def get_user_by_handle(self, handle: str) -> User:
+        found = await self._store.user_by_handle(handle) if HANDLE_PATTERN.match(handle) else None
+        if found is None:
+            raise not_found("user", handle, "handle")
+        (user,) = await self._with_tweet_counts([found])
+        return user
+
+    async def batch_get(self, user_ids: Sequence[int], with_tweet_counts: bool) -> list[User]:
+        if len(user_ids) > 1000:
+            raise InvalidArgument.field("user_ids", "at most 1000 ids at once")
+        found = await self._store.users_by_id(user_ids)
+        users = [found[u] for u in dict.fromkeys(user_ids) if u in found]
+        return await self._with_tweet_counts(users) if with_tweet_counts else users
+
+    async def _with_tweet_counts(self, users: list[User]) -> list[User]:
+        if not users:
+            return users
+        counts = await self._tweet_counts.tweet_counts([u.user_id for u in users])
+        return [replace(u, tweets_count=counts.get(u.user_id, 0)) for u in users]
+
+    async def follow(self, actor_id: int, user_id: int) -> User:
+        if actor_id == user_id:
+            raise InvalidArgument.field("user_id", "you cannot follow yourself", reason="SELF_FOLLOW")
+        await self.get_user(user_id)
+        await self._store.follow(actor_id, user_id)
+        return await self.get_user(user_id)
+
+    async def unfollow(self, actor_id: int, user_id: int) -> User:
+        if actor_id == user_id:
+            raise InvalidArgument.field("user_id", "you cannot unfollow yourself", reason="SELF_FOLLOW")
+        await self.get_user(user_id)
+        await self._store.unfollow(actor_id, user_id)
+        return await self.get_user(user_id)
+
+    async def list_followers(self, user_id: int, size: int, token: str) -> Page[User]:
+        return await self._list_users("followers", user_id, size, token)
+
+    async def list_following(self, user_id: int, size: int, token: str) -> Page[User]:
+        return await self._list_users("following", user_id, size, token)
+
+    async def _list_users(self, direction: str, user_id: int, size: int, token: str) -> Page[User]:
+        limit = page_size(size)
+        await self.get_user(user_id)
+        page = await self._edge_page(direction, user_id, limit, token)
+        found = await self._store.users_by_id(page.items)
+        users = await self._with_tweet_counts([found[u] for u in page.items if u in found])
+        return Page(users, page.next_page_token)
+
+    async def follower_ids(self, user_id: int, size: int, token: str) -> Page[int]:
+        return await self._edge_page(
+            "followers", user_id, page_size(size, default=ID_PAGE_DEFAULT, maximum=ID_PAGE_MAX), token
+        )
+
+    async def following_ids(self, user_id: int, size: int, token: str) -> Page[int]:
+        return await self._edge_page(
+            "following", user_id, page_size(size, default=ID_PAGE_DEFAULT, maximum=ID_PAGE_MAX), token
+        )
+
+    async def _edge_page(self, direction: str, user_id: int, limit: int, token: str) -> Page[int]:
+        scope = f"{direction}:{user_id}"
+        cursor = self._pages.decode(token, scope)
+        before = int(cursor) if cursor else None
+        fetch = self._store.followers if direction == "followers" else self._store.following
+        rows = await fetch(user_id, before, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_token = self._pages.encode(str(rows[-1][0]), scope) if more else ""
+        return Page([other for _, other in rows], next_token)

@@ -1,0 +1,151 @@
+"""users_svc's SQL (schema `users`) and its Redis session cache; nothing else touches them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import redis.asyncio as aioredis
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from meshkit.auth import Session, cache_session, forget_session
+from meshkit.outbox import Outbox
+from users_svc.service import Credentials, HandleTaken, User
+
+FOLLOWS_STREAM = "events:follows"
+_USER_COLUMNS = "id, handle, display_name, create_time, followers_count, following_count"
+
+
+def _user(row: Sequence[Any]) -> User:
+    return User(int(row[0]), row[1], row[2], row[3], int(row[4]), int(row[5]))
+
+
+class PostgresUserStore:
+    def __init__(
+        self, pool: AsyncConnectionPool, outbox: Outbox, follow_event: Callable[[int, int, bool], bytes]
+    ) -> None:
+        self._pool = pool
+        self._outbox = outbox
+        # Builds the serialized FollowEvent; passed in so that only server.py imports *_pb2.
+        self._follow_event = follow_event
+
+    async def insert_user(self, handle: str, display_name: str, password_hash: str) -> User:
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    f"INSERT INTO users (handle, display_name, password_hash) VALUES (%s, %s, %s)"
+                    f" RETURNING {_USER_COLUMNS}",
+                    (handle, display_name, password_hash),
+                )
+                row = await cur.fetchone()
+        except psycopg.errors.UniqueViolation:
+            raise HandleTaken(handle) from None
+        assert row is not None
+        return _user(row)
+
+    async def credentials(self, handle: str) -> Credentials | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE lower(handle) = lower(%s)", (handle,)
+            )
+            row = await cur.fetchone()
+        return Credentials(_user(row), row[6]) if row else None
+
+    async def users_by_id(self, user_ids: Sequence[int]) -> dict[int, User]:
+        if not user_ids:
+            return {}
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE id = ANY(%s)", (list(user_ids),)
+            )
+            return {int(r[0]): _user(r) for r in await cur.fetchall()}
+
+    async def user_by_handle(self, handle: str) -> User | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(handle) = lower(%s)", (handle,)
+            )
+            row = await cur.fetchone()
+        return _user(row) if row else None
+
+    async def create_session(self, digest: bytes, user_id: int, expire_time: datetime) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO sessions (token_hash, user_id, expire_time) VALUES (%s, %s, %s)",
+                (digest, user_id, expire_time),
+            )
+
+    async def session(self, digest: bytes) -> Session | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT user_id, expire_time FROM sessions WHERE token_hash = %s", (digest,)
+            )
+            row = await cur.fetchone()
+        return Session(int(row[0]), row[1]) if row else None
+
+    async def delete_session(self, digest: bytes) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute("DELETE FROM sessions WHERE token_hash = %s", (digest,))
+
+    async def follow(self, follower_id: int, followee_id: int) -> None:
+        await self._change_follow(follower_id, followee_id, following=True)
+
+    async def unfollow(self, follower_id: int, followee_id: int) -> None:
+        await self._change_follow(follower_id, followee_id, following=False)
+
+    async def _change_follow(self, follower_id: int, followee_id: int, *, following: bool) -> None:
+        """Adds or removes the edge; counts and the event change only if the edge did, in one transaction."""
+        delta = 1 if following else -1
+        change = (
+            "INSERT INTO follows (follower_id, followee_id) VALUES (%s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING 1"
+            if following
+            else "DELETE FROM follows WHERE follower_id = %s AND followee_id = %s RETURNING 1"
+        )
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(change, (follower_id, followee_id))
+            if await cur.fetchone() is None:
+                return
+            # Always lock in id order so concurrent follows between the same users cannot deadlock.
+            for user_id in sorted((follower_id, followee_id)):
+                column = "following_count" if user_id == follower_id else "followers_count"
+                await cur.execute(
+                    f"UPDATE users SET {column} = {column} + %s WHERE id = %s", (delta, user_id)
+                )
+            event = await self._outbox.add(
+                cur, FOLLOWS_STREAM, self._follow_event(follower_id, followee_id, following)
+            )
+        await self._outbox.relay([event])
+
+    async def followers(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        return await self._edges("followee_id", "follower_id", user_id, before, limit)
+
+    async def following(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        return await self._edges("follower_id", "followee_id", user_id, before, limit)
+
+    async def _edges(
+        self, by: str, other: str, user_id: int, before: int | None, limit: int
+    ) -> list[tuple[int, int]]:
+        """(follow id, other user id) pairs, newest follow first, below the `before` follow id."""
+        async with self._pool.connection() as conn:
+            cur: psycopg.AsyncCursor[TupleRow] = await conn.execute(
+                f"SELECT id, {other} FROM follows WHERE {by} = %s AND id < %s ORDER BY id DESC LIMIT %s",
+                (user_id, before if before is not None else 2**63 - 1, limit),
+            )
+            return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+
+
+class RedisSessionCache:
+    """The documented session cache (see meshkit.auth) that other services read."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def remember(self, token: str, session: Session) -> None:
+        await cache_session(self._redis, token, session)
+
+    async def forget(self, token: str) -> None:
+        await forget_session(self._redis, token)
