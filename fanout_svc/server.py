@@ -6,10 +6,6 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
-from tweetmesh.fanout.v1 import fanout_service_pb2 as pb
-from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as pb_grpc
-from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
-from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
 from fanout_svc.service import Fanout, FollowChanged, TweetCreated
 from fanout_svc.storage import FanoutStatsReader
@@ -19,6 +15,10 @@ from meshkit.ids import require_id
 from meshkit.peers import TweetsPeer, UsersPeer
 from meshkit.runtime import Runtime
 from meshkit.streams import Entry, PoisonEvent, StreamConsumer
+from tweetmesh.fanout.v1 import fanout_service_pb2 as pb
+from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as pb_grpc
+from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
+from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
 Context = grpc.aio.ServicerContext[Any, Any]
 TWEETS_STREAM = "events:tweets"

@@ -11,13 +11,13 @@ from datetime import UTC
 
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
+
+from meshkit.auth import Session
+from meshkit.protos import wire_id
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
-
-from meshkit.auth import Session
-from meshkit.protos import wire_id
 
 # Everything users_svc knows of a user except tweets_count, which tweets_svc owns.
 AUTHOR_MASK = FieldMask(

@@ -6,9 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from tweetmesh.timeline.v1 import timeline_service_pb2 as pb
-from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as pb_grpc
-from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 
 from meshkit.auth import Authenticator
 from meshkit.home_timelines import HomeTimelines
@@ -19,6 +16,9 @@ from meshkit.protos import now_timestamp
 from meshkit.runtime import Runtime
 from timeline_svc.service import Heartbeat, HomeTimeline, TweetArrived
 from timeline_svc.storage import LiveHub
+from tweetmesh.timeline.v1 import timeline_service_pb2 as pb
+from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as pb_grpc
+from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
-from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
-from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 
 from meshkit.auth import Authenticator
 from meshkit.ids import parse_id, require_id
@@ -16,6 +14,8 @@ from meshkit.pagination import PageTokens
 from meshkit.peers import UsersPeer
 from meshkit.protos import timestamp, wire_id
 from meshkit.runtime import Runtime
+from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
+from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 from tweets_svc.service import Tweet, Tweets
 from tweets_svc.storage import PostgresTweetStore
 

@@ -7,8 +7,6 @@ from typing import Any
 
 import grpc
 from argon2 import PasswordHasher
-from tweetmesh.users.v1 import users_service_pb2 as pb
-from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
 
 from meshkit.auth import Authenticator, bearer_token
 from meshkit.ids import require_id
@@ -17,6 +15,8 @@ from meshkit.pagination import PageTokens
 from meshkit.peers import TweetsPeer
 from meshkit.protos import now_timestamp, timestamp
 from meshkit.runtime import Runtime
+from tweetmesh.users.v1 import users_service_pb2 as pb
+from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
 from users_svc.service import User, Users
 from users_svc.storage import PostgresUserStore, RedisSessionCache
 

@@ -1,0 +1,27 @@
+# One image for every part of the mesh; docker-compose.yml picks the command per container.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    LISTEN_HOST=0.0.0.0
+
+WORKDIR /app
+COPY requirements.txt pyproject.toml ./
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY protos ./protos
+COPY gen ./gen
+COPY meshkit ./meshkit
+COPY users_svc ./users_svc
+COPY tweets_svc ./tweets_svc
+COPY fanout_svc ./fanout_svc
+COPY timeline_svc ./timeline_svc
+COPY devstack ./devstack
+COPY envoy ./envoy
+RUN pip install --no-cache-dir --no-deps . \
+    && useradd --system --uid 10001 tweetmesh
+USER tweetmesh
+
+# Services: python -m users_svc | tweets_svc | fanout_svc | timeline_svc (see docker-compose.yml).
+CMD ["python", "-m", "users_svc"]

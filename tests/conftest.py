@@ -1,0 +1,61 @@
+"""The test mesh: real PostgreSQL, Redis, the four services and Envoy, started once per session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Stubs
+
+# Small enough that tests cross the Redis window and page from PostgreSQL; short enough to wait for.
+TEST_ENV = {
+    "HOME_TIMELINE_MAX": "30",
+    "STREAM_HEARTBEAT_SECONDS": "0.5",
+    "FANOUT_CLAIM_IDLE_MS": "1500",
+    "OUTBOX_SWEEP_SECONDS": "0.5",
+    "LOG_LEVEL": "INFO",
+}
+
+
+@pytest.fixture(scope="session")
+def mesh() -> Iterator[object]:
+    from devstack.mesh import Mesh, MeshPorts
+
+    # Readable by the unprivileged user PostgreSQL runs as when the suite runs as root.
+    data_dir = Path(tempfile.mkdtemp(prefix="tweetmesh-test-"))
+    data_dir.chmod(0o755)
+    instance = Mesh(
+        data_dir,
+        ports=MeshPorts.free(),
+        durable=False,
+        log_to_files=True,
+        env_overrides=TEST_ENV,
+        database_url=None,
+        redis_url=None,
+    )
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+        if os.environ.get("KEEP_TEST_DATA") is None:
+            import shutil
+
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stubs(mesh: object) -> Iterator[Stubs]:
+    ports = mesh.ports  # type: ignore[attr-defined]
+    client = Stubs(
+        f"127.0.0.1:{ports.users}",
+        f"127.0.0.1:{ports.tweets}",
+        f"127.0.0.1:{ports.fanout}",
+        f"127.0.0.1:{ports.timeline}",
+    )
+    yield client
+    client.close()

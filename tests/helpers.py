@@ -1,0 +1,232 @@
+"""What the cross-process tests share: stubs on a running mesh, sign-up, polling, HTTP calls."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+import redis
+from google.rpc import error_details_pb2, status_pb2
+
+from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
+from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
+from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
+from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
+from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
+from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
+from tweetmesh.users.v1 import users_service_pb2 as users_pb
+from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
+
+T = TypeVar("T")
+PASSWORD = "correct horse battery"
+
+
+def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Polls `check` until it returns a truthy value (or stops raising AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {result!r})")
+        time.sleep(interval)
+
+
+def unique_handle(prefix: str) -> str:
+    return f"{prefix[:7]}_{secrets.token_hex(3)}"
+
+
+@dataclass
+class Account:
+    user: users_pb.User
+    token: str
+
+    @property
+    def user_id(self) -> str:
+        return self.user.user_id
+
+    @property
+    def auth(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.token}")]
+
+
+@dataclass
+class Stubs:
+    """Generated stubs straight to each service (not through Envoy)."""
+
+    users_addr: str
+    tweets_addr: str
+    fanout_addr: str
+    timeline_addr: str
+    _channels: list[grpc.Channel] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        def channel(addr: str) -> grpc.Channel:
+            ch = grpc.insecure_channel(addr)
+            self._channels.append(ch)
+            return ch
+
+        self.users = users_grpc.UserServiceStub(channel(self.users_addr))
+        self.tweets = tweets_grpc.TweetServiceStub(channel(self.tweets_addr))
+        self.fanout = fanout_grpc.FanoutServiceStub(channel(self.fanout_addr))
+        self.timeline = timeline_grpc.TimelineServiceStub(channel(self.timeline_addr))
+
+    def close(self) -> None:
+        for ch in self._channels:
+            ch.close()
+
+    def sign_up(self, prefix: str = "user") -> Account:
+        handle = unique_handle(prefix)
+        self.users.CreateUser(users_pb.CreateUserRequest(handle=handle, password=PASSWORD), timeout=10)
+        login = self.users.Login(users_pb.LoginRequest(handle=handle, password=PASSWORD), timeout=10)
+        return Account(login.user, login.token)
+
+    def follow(self, follower: Account, followee: Account) -> users_pb.User:
+        return self.users.FollowUser(
+            users_pb.FollowUserRequest(user_id=followee.user_id), metadata=follower.auth, timeout=10
+        ).user
+
+    def post(self, author: Account, text: str, **kwargs: Any) -> tweets_pb.Tweet:
+        return self.tweets.CreateTweet(
+            tweets_pb.CreateTweetRequest(text=text, **kwargs), metadata=author.auth, timeout=10
+        ).tweet
+
+    def home(
+        self, viewer: Account, page_size: int = 100, page_token: str = ""
+    ) -> timeline_pb.GetHomeTimelineResponse:
+        return self.timeline.GetHomeTimeline(
+            timeline_pb.GetHomeTimelineRequest(page_size=page_size, page_token=page_token),
+            metadata=viewer.auth,
+            timeout=10,
+        )
+
+    def home_ids(self, viewer: Account, page_size: int = 100) -> list[str]:
+        """Every tweet id of the viewer's home timeline, following page tokens to the end."""
+        ids: list[str] = []
+        token = ""
+        while True:
+            page = self.home(viewer, page_size, token)
+            ids.extend(t.tweet_id for t in page.tweets)
+            token = page.next_page_token
+            if not token:
+                return ids
+
+    def user(self, account: Account) -> users_pb.User:
+        return self.users.GetUser(users_pb.GetUserRequest(user_id=account.user_id), timeout=10).user
+
+    def fanout_stats(self) -> fanout_pb.GetFanoutStatsResponse:
+        return self.fanout.GetFanoutStats(fanout_pb.GetFanoutStatsRequest(), timeout=10)
+
+
+class LiveStream:
+    """An open StreamHomeTimeline read on a thread; events arrive on a queue."""
+
+    def __init__(self, stub: timeline_grpc.TimelineServiceStub, viewer: Account, since: str = "") -> None:
+        self._call = stub.StreamHomeTimeline(
+            timeline_pb.StreamHomeTimelineRequest(since_tweet_id=since), metadata=viewer.auth
+        )
+        self.events: queue.Queue[timeline_pb.StreamHomeTimelineResponse | BaseException] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for event in self._call:
+                self.events.put(event)
+        except grpc.RpcError as error:
+            self.events.put(error)
+
+    def next_tweet(self, timeout: float) -> tweets_pb.Tweet:
+        deadline = time.monotonic() + timeout
+        while True:
+            item = self.events.get(timeout=max(deadline - time.monotonic(), 0.001))
+            if isinstance(item, BaseException):
+                raise item
+            if item.WhichOneof("event") == "tweet":
+                return item.tweet
+
+    def next_event(self, timeout: float) -> timeline_pb.StreamHomeTimelineResponse:
+        item = self.events.get(timeout=timeout)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def tweets_until_quiet(self, quiet: float = 1.0) -> Iterator[tweets_pb.Tweet]:
+        while True:
+            try:
+                yield self.next_tweet(quiet)
+            except queue.Empty:
+                return
+
+    def close(self) -> None:
+        self._call.cancel()
+        self._thread.join(timeout=5)
+
+
+def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
+    """The error a call fails with (the test fails if it succeeds)."""
+    try:
+        call()
+    except grpc.RpcError as error:
+        return error
+    raise AssertionError("the call succeeded but should have failed")
+
+
+def field_violations(error: grpc.RpcError) -> list[str]:
+    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            fields = []
+            for detail in status.details:
+                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                    bad = error_details_pb2.BadRequest()
+                    detail.Unpack(bad)
+                    fields.extend(v.field for v in bad.field_violations)
+            return fields
+    return []
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_call(
+    port: int, method: str, path: str, body: Any = None, token: str | None = None, raw: bytes | None = None
+) -> HttpResponse:
+    """One plain HTTP/1.1 request to Envoy."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    try:
+        conn.request(method, path, body=payload, headers=headers)
+        response = conn.getresponse()
+        return HttpResponse(
+            response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        )
+    finally:
+        conn.close()
+
+
+def redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)

@@ -1,0 +1,98 @@
+"""Validation rules for accounts and tweets, ids, and error statuses."""
+
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+
+from meshkit.auth import bearer_token, new_token
+from meshkit.errors import InvalidArgument, NotFound, Unauthenticated
+from meshkit.ids import id_at, parse_id, time_of
+from meshkit.status import as_domain_error, status_of
+from tweets_svc.service import TEXT_MAX, normalize_text, validate_request_id
+from users_svc.service import validate_new_user
+
+
+@pytest.mark.parametrize(
+    ("handle", "display_name", "password", "field"),
+    [
+        ("", "x", "password1", "handle"),
+        ("a" * 16, "x", "password1", "handle"),
+        ("bad-handle", "x", "password1", "handle"),
+        ("héllo", "x", "password1", "handle"),
+        ("ok", "x" * 51, "password1", "display_name"),
+        ("ok", "bell\x07", "password1", "display_name"),
+        ("ok", "x", "short", "password"),
+    ],
+)
+def test_new_user_validation_names_the_field(
+    handle: str, display_name: str, password: str, field: str
+) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        validate_new_user(handle, display_name, password)
+    assert error.value.violations[0].field == field
+    assert error.value.message.startswith(f"{field}:")
+
+
+def test_valid_user_passes() -> None:
+    validate_new_user("Good_Handle_15c", "Ünïcode name", "eight888")
+
+
+def test_text_is_counted_in_code_points_after_nfc() -> None:
+    decomposed = "e\u0301"  # é as two code points; one after NFC
+    assert normalize_text(decomposed * TEXT_MAX) == "\u00e9" * TEXT_MAX
+    assert normalize_text("🐦" * TEXT_MAX) == "🐦" * TEXT_MAX
+    with pytest.raises(InvalidArgument, match="at most 280"):
+        normalize_text("a" * (TEXT_MAX + 1))
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t", "nul\x00byte", "esc\x1b[31m"])
+def test_bad_text_is_refused(text: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        normalize_text(text)
+    assert error.value.violations[0].field == "text"
+
+
+def test_request_id_limits() -> None:
+    assert validate_request_id("") is None
+    assert validate_request_id("retry-1") == "retry-1"
+    with pytest.raises(InvalidArgument):
+        validate_request_id("x" * 65)
+
+
+def test_ids_are_time_ordered_and_parse_strictly() -> None:
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    ident = id_at(moment)
+    assert time_of(ident) == moment
+    assert len(str(ident)) == 19
+    assert parse_id(str(ident), "user_id") == ident
+    assert parse_id("", "user_id", required=False) is None
+    for bad in ["", "abc", "-1", "1.5", "99999999999999999999", "\uff11\uff12\uff13"]:
+        with pytest.raises(InvalidArgument):
+            parse_id(bad, "user_id")
+
+
+def test_bearer_token_parsing() -> None:
+    token = new_token()
+    assert bearer_token([("authorization", f"Bearer {token}")]) == token
+    for metadata in ([], [("authorization", "Basic abc")], [("authorization", "Bearer short")]):
+        with pytest.raises(Unauthenticated):
+            bearer_token(metadata)
+
+
+def test_status_carries_error_info_and_field_violations() -> None:
+    status = status_of(InvalidArgument.field("text", "must not be empty"))
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    kinds = {d.type_url.rsplit("/", 1)[1] for d in status.details}
+    assert kinds == {"google.rpc.ErrorInfo", "google.rpc.BadRequest"}
+    bad_request = error_details_pb2.BadRequest()
+    next(d for d in status.details if d.Is(bad_request.DESCRIPTOR)).Unpack(bad_request)
+    assert bad_request.field_violations[0].field == "text"
+
+
+def test_unexpected_errors_become_internal_without_details() -> None:
+    error = as_domain_error(RuntimeError("secret SQL text"), "/x/Y")
+    assert error.code == grpc.StatusCode.INTERNAL
+    assert "secret" not in error.message
+    assert as_domain_error(NotFound("gone"), "/x/Y").code == grpc.StatusCode.NOT_FOUND
