@@ -69,14 +69,14 @@ def test_events_held_by_a_killed_fanout_worker_are_delivered_by_another_once(
         stubs.home(reader)
     r = redis_client(mesh.redis_url)
 
-    # Replace the fan-out worker with one that reads events but cannot finish them (users_svc
-    # never answers it), so they sit unacknowledged in its pending list.
+    # Events pile up while no fan-out worker runs; then a worker that cannot finish them (users_svc
+    # never answers it) reads them all at once and holds them unacknowledged in its pending list.
     mesh.stop_service("fanout")
-    mesh.start_service(
-        "fanout", {"USERS_ADDR": black_hole, "FANOUT_CONSUMER": "doomed", "RPC_DEADLINE_SECONDS": "60"}
-    )
     try:
         posted = [stubs.post(author, f"held {i}").tweet_id for i in range(5)]
+        mesh.start_service(
+            "fanout", {"USERS_ADDR": black_hole, "FANOUT_CONSUMER": "doomed", "RPC_DEADLINE_SECONDS": "60"}
+        )
 
         def held_by_doomed() -> bool:
             consumers = r.xinfo_consumers("events:tweets", "fanout")

@@ -1,0 +1,98 @@
+"""python -m devstack (what `make run` runs): the whole mesh on this machine until Ctrl-C.
+
+Environment:
+  TWEETMESH_DATA_DIR   where the embedded PostgreSQL and Redis keep their files (default: <repo>/.data)
+  DATABASE_URL         use this PostgreSQL instead of starting one
+  REDIS_URL            use this Redis instead of starting one
+  ENVOY_PORT           Envoy HTTP/JSON and gRPC (default 8080)
+  ENVOY_ADMIN_PORT     Envoy admin (default 9901)
+  USERS_PORT, TWEETS_PORT, FANOUT_PORT, TIMELINE_PORT
+                       the services' gRPC ports (defaults 50051, 50052, 50053, 50054)
+  POSTGRES_PORT        the embedded PostgreSQL (default 55432)
+  REDIS_PORT           the embedded Redis (default 56379)
+Everything listens on 127.0.0.1. The services' JSON logs go to stdout. Once all is up it prints
+every endpoint and then the line `tweetmesh is ready`; SIGINT or SIGTERM stops it all, in order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from types import FrameType
+
+from devstack.errors import DevstackError
+from devstack.mesh import ROOT, SERVICES, Mesh, MeshPorts
+
+READY_LINE = "tweetmesh is ready"
+
+
+class _StopRequested(Exception):
+    """Raised from the signal handler to leave start() or the wait, whichever is running."""
+
+
+def ports_from_env(env: Mapping[str, str]) -> MeshPorts:
+    """MeshPorts with each <NAME>_PORT variable that is set (ENVOY_ADMIN_PORT for envoy_admin)."""
+    chosen: dict[str, int] = {}
+    for field in fields(MeshPorts):
+        variable = f"{field.name.upper()}_PORT"
+        raw = env.get(variable)
+        if raw:
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise DevstackError(f"{variable} must be a port number, got {raw!r}")
+            chosen[field.name] = int(raw)
+    return MeshPorts(**chosen)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    # Once: a second Ctrl-C while stopping must not cut the orderly stop short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _StopRequested(signal.Signals(signum).name)
+
+
+def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
+    ports = mesh.ports
+    return [
+        ("Envoy HTTP/JSON and gRPC", f"http://127.0.0.1:{ports.envoy}"),
+        ("Envoy admin", f"http://127.0.0.1:{ports.envoy_admin}"),
+        *[(f"{name}_svc gRPC", f"127.0.0.1:{ports.of(name)}") for name in SERVICES],
+        ("PostgreSQL", mesh.database_url),
+        ("Redis", mesh.redis_url),
+        ("data dir", str(mesh.data_dir)),
+    ]
+
+
+def main() -> int:
+    try:
+        data_dir = Path(os.environ.get("TWEETMESH_DATA_DIR") or ROOT / ".data")
+        mesh = Mesh(data_dir, ports=ports_from_env(os.environ), durable=True)
+    except DevstackError as error:
+        print(f"devstack: {error}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        mesh.start()
+        print("tweetmesh endpoints:")
+        width = max(len(label) for label, _ in _endpoints(mesh))
+        for label, where in _endpoints(mesh):
+            print(f"  {label:<{width}}  {where}")
+        print(READY_LINE, flush=True)
+        while True:
+            signal.pause()
+    except _StopRequested as stop:
+        print(f"devstack: {stop}, stopping", file=sys.stderr, flush=True)
+        return 0
+    except DevstackError as error:
+        print(f"devstack: {error}", file=sys.stderr)
+        return 1
+    finally:
+        mesh.stop()  # idempotent; also covers start()'s own failures and unexpected errors
+
+
+if __name__ == "__main__":
+    sys.exit(main())

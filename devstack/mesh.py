@@ -1,0 +1,315 @@
+"""The whole mesh on this machine: PostgreSQL, Redis, migrations, the four services and Envoy.
+
+Used by `make run` (devstack/__main__.py) and by the test suite's fixtures.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from devstack.envoy import render_envoy_config, start_envoy
+from devstack.errors import DevstackError, StartupError
+from devstack.postgres import start_postgres
+from devstack.process import ManagedProcess, Server
+from devstack.redis import start_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVOY_TEMPLATE = ROOT / "envoy" / "envoy.yaml"
+DESCRIPTOR = ROOT / "gen" / "tweetmesh.pb"
+SERVICES = ("users", "tweets", "fanout", "timeline")  # start order; stop is the reverse
+PUBLIC_SERVICES = ("users", "tweets", "timeline")  # the Envoy clusters
+HOST = "127.0.0.1"
+# Retry a not-yet-listening service quickly instead of gRPC's default backoff (1 s, growing).
+_FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 250)]
+
+
+@dataclass(frozen=True, slots=True)
+class MeshPorts:
+    """Where everything listens, all on 127.0.0.1."""
+
+    envoy: int = 8080
+    envoy_admin: int = 9901
+    users: int = 50051
+    tweets: int = 50052
+    fanout: int = 50053
+    timeline: int = 50054
+    postgres: int = 55432
+    redis: int = 56379
+
+    @classmethod
+    def free(cls) -> MeshPorts:
+        """Ports the kernel has free right now (held together while choosing, so all differ)."""
+        with ExitStack() as stack:
+            sockets = [stack.enter_context(socket.socket()) for _ in fields(cls)]
+            for sock in sockets:
+                sock.bind((HOST, 0))
+            return cls(*(sock.getsockname()[1] for sock in sockets))
+
+    def of(self, name: str) -> int:
+        """The port of a service or server by name ("users", "postgres", ...)."""
+        if name not in {f.name for f in fields(self)}:
+            raise ValueError(f"unknown port {name!r}")
+        return int(getattr(self, name))
+
+
+class _FromEnvironment(enum.Enum):
+    FROM_ENVIRONMENT = "os.environ"
+
+
+FROM_ENVIRONMENT = _FromEnvironment.FROM_ENVIRONMENT
+
+
+def _from_environment(value: str | _FromEnvironment | None, variable: str) -> str | None:
+    if value is FROM_ENVIRONMENT:
+        return os.environ.get(variable) or None
+    return value
+
+
+def _stop_timeout(env: Mapping[str, str]) -> float:
+    """A service gets GRACE_SECONDS for in-flight calls after SIGTERM; give it that and a margin."""
+    try:
+        return float(env.get("GRACE_SECONDS") or 10.0) + 5.0
+    except ValueError:
+        return 15.0
+
+
+class Mesh:
+    """Brings the mesh up and down in order; every process it starts, it stops.
+
+    `database_url` / `redis_url` default to $DATABASE_URL / $REDIS_URL; when those are empty (or
+    None is passed) a private server is started in `data_dir`. With `log_to_files`, each process
+    writes to `data_dir`/logs/<name>.log; otherwise output goes to this process's terminal.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        ports: MeshPorts | None = None,
+        durable: bool = True,
+        log_to_files: bool = False,
+        env_overrides: Mapping[str, str] | None = None,
+        database_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
+        redis_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
+        ready_timeout: float = 30.0,
+    ) -> None:
+        self._data_dir = data_dir.resolve()
+        self._ports = ports or MeshPorts()
+        self._durable = durable
+        self._log_to_files = log_to_files
+        self._env_overrides = dict(env_overrides or {})
+        self._external_database_url = _from_environment(database_url, "DATABASE_URL")
+        self._external_redis_url = _from_environment(redis_url, "REDIS_URL")
+        self._ready_timeout = ready_timeout
+        self._postgres: Server | None = None
+        self._redis: Server | None = None
+        self._envoy: Server | None = None
+        self._services: dict[str, ManagedProcess] = {}
+        self._service_envs: dict[str, dict[str, str]] = {}
+
+    # ----- what callers read
+
+    @property
+    def ports(self) -> MeshPorts:
+        return self._ports
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    def database_url(self) -> str:
+        if self._external_database_url:
+            return self._external_database_url
+        if self._postgres is None:
+            raise DevstackError("PostgreSQL is not running: call start() first")
+        return self._postgres.url
+
+    @property
+    def redis_url(self) -> str:
+        if self._external_redis_url:
+            return self._external_redis_url
+        if self._redis is None:
+            raise DevstackError("Redis is not running: call start() first")
+        return self._redis.url
+
+    def pid(self, name: str) -> int:
+        """The pid of a running process: a service name, "postgres", "redis" or "envoy"."""
+        servers = {"postgres": self._postgres, "redis": self._redis, "envoy": self._envoy}
+        server = servers.get(name)
+        process = server.process if server is not None else self._services.get(name)
+        if process is None or not process.alive():
+            raise DevstackError(f"{name} is not running")
+        return process.pid
+
+    def service_env(self, name: str, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment `name` runs with: ours, the mesh's addresses, env_overrides, then `extra_env`."""
+        if name not in SERVICES:
+            raise ValueError(f"unknown service {name!r}; expected one of {', '.join(SERVICES)}")
+        return (
+            self._base_env()
+            | {"GRPC_PORT": str(self._ports.of(name))}
+            | self._env_overrides
+            | dict(extra_env or {})
+        )
+
+    # ----- bringing it up and down
+
+    def start(self) -> None:
+        """Starts everything and returns once all of it is ready; on failure stops what it started."""
+        if self._services or self._postgres or self._redis or self._envoy:
+            raise DevstackError("this mesh is already started")
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if not self._external_database_url:
+                self._postgres = start_postgres(
+                    self._data_dir,
+                    self._ports.postgres,
+                    durable=self._durable,
+                    log_path=self._log("postgres"),
+                )
+            if not self._external_redis_url:
+                self._redis = start_redis(self._data_dir, self._ports.redis, log_path=self._log("redis"))
+            self._migrate()
+            # Started together, waited for one by one: startup is mostly Python imports.
+            for name in SERVICES:
+                self._spawn(name, None)
+            for name in SERVICES:
+                self._wait_serving(name)
+            self._start_envoy()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stops everything in reverse order: SIGTERM (SIGINT for PostgreSQL), a grace period, SIGKILL."""
+        if self._envoy is not None:
+            self._envoy.process.stop()
+            self._envoy = None
+        for name in reversed(SERVICES):
+            self.stop_service(name)
+        if self._redis is not None:
+            self._redis.process.stop()
+            self._redis = None
+        if self._postgres is not None:
+            self._postgres.process.stop(timeout=30.0)
+            self._postgres = None
+
+    def start_service(self, name: str, extra_env: Mapping[str, str] | None = None) -> None:
+        """(Re)starts one service with `extra_env` on top of its usual environment; waits for SERVING."""
+        self.stop_service(name)
+        self._spawn(name, extra_env)
+        try:
+            self._wait_serving(name)
+        except BaseException:
+            self.stop_service(name)
+            raise
+
+    def stop_service(self, name: str, timeout: float | None = None) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout` (default: its GRACE_SECONDS + 5); returns the exit code."""
+        process = self._services.pop(name, None)
+        if process is None:
+            return None
+        env = self._service_envs.get(name, {})
+        return process.stop(_stop_timeout(env) if timeout is None else timeout)
+
+    def kill_service(self, name: str) -> int | None:
+        """SIGKILL, as a crash would; returns once it is gone."""
+        process = self._services.pop(name, None)
+        return process.kill() if process is not None else None
+
+    def __enter__(self) -> Mesh:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ----- the steps
+
+    def _log(self, name: str) -> Path | None:
+        return self._data_dir / "logs" / f"{name}.log" if self._log_to_files else None
+
+    def _base_env(self) -> dict[str, str]:
+        addresses = {f"{name.upper()}_ADDR": f"{HOST}:{self._ports.of(name)}" for name in SERVICES}
+        return dict(os.environ) | {
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "LISTEN_HOST": HOST,
+            **addresses,
+        }
+
+    def _migrate(self) -> None:
+        argv = [sys.executable, "-m", "meshkit.migrate"]
+        env = self._base_env() | self._env_overrides
+        try:
+            done = subprocess.run(
+                argv, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+            )
+        except subprocess.TimeoutExpired:
+            raise StartupError("migrations (python -m meshkit.migrate) did not finish within 300 s") from None
+        log = self._log("migrate")
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(done.stdout + done.stderr)
+        else:
+            sys.stdout.write(done.stdout)
+            sys.stdout.flush()
+        if done.returncode != 0:
+            raise StartupError(
+                f"migrations failed: python -m meshkit.migrate exited with code {done.returncode}:\n"
+                f"{done.stderr.strip() or done.stdout.strip()}"
+            )
+
+    def _spawn(self, name: str, extra_env: Mapping[str, str] | None) -> None:
+        env = self.service_env(name, extra_env)
+        self._service_envs[name] = env
+        self._services[name] = ManagedProcess(
+            name, [sys.executable, "-m", f"{name}_svc"], log_path=self._log(name), env=env, cwd=ROOT
+        )
+
+    def _wait_serving(self, name: str) -> None:
+        process = self._services[name]
+        request = health_pb2.HealthCheckRequest(service="")
+        with grpc.insecure_channel(f"{HOST}:{self._ports.of(name)}", options=_FAST_RECONNECT) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+
+            def serving() -> bool:
+                try:
+                    status = stub.Check(request, timeout=1.0).status
+                except grpc.RpcError:
+                    return False
+                return bool(status == health_pb2.HealthCheckResponse.SERVING)
+
+            process.wait_until(serving, self._ready_timeout, "SERVING on grpc.health.v1.Health/Check")
+
+    def _start_envoy(self) -> None:
+        config = render_envoy_config(
+            ENVOY_TEMPLATE,
+            listen_port=self._ports.envoy,
+            admin_port=self._ports.envoy_admin,
+            upstreams={name: (HOST, self._ports.of(name)) for name in PUBLIC_SERVICES},
+            descriptor=DESCRIPTOR,
+        )
+        self._envoy = start_envoy(
+            config,
+            self._data_dir / "envoy" / "envoy.yaml",
+            listen_port=self._ports.envoy,
+            admin_port=self._ports.envoy_admin,
+            log_path=self._log("envoy"),
+            timeout=self._ready_timeout,
+        )

@@ -1,0 +1,187 @@
+"""A private PostgreSQL for development and tests: initdb once in a data dir, then serve on 127.0.0.1."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from devstack import binaries
+from devstack.errors import DevstackError, StartupError
+from devstack.process import ManagedProcess, Server
+
+USER = "tweetmesh"
+DATABASE = "tweetmesh"
+# PostgreSQL refuses to run as root; as root we run it as this user instead.
+UNPRIVILEGED_USER = "nobody"
+UNPRIVILEGED_GROUPS = ("nogroup", "nobody")
+
+
+def _unprivileged_ids() -> tuple[int, int] | None:
+    """(uid, gid) to run PostgreSQL as, or None to run it as ourselves (when we are not root)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        account = pwd.getpwnam(UNPRIVILEGED_USER)
+    except KeyError:
+        raise DevstackError(
+            f"running as root, PostgreSQL must run as an unprivileged user, and there is no user"
+            f" {UNPRIVILEGED_USER!r}: run as an ordinary user, or set DATABASE_URL to a running server"
+        ) from None
+    for name in UNPRIVILEGED_GROUPS:
+        try:
+            return account.pw_uid, grp.getgrnam(name).gr_gid
+        except KeyError:
+            continue
+    return account.pw_uid, account.pw_gid
+
+
+def _require_traversable(path: Path, uid: int, gid: int, what: str) -> None:
+    """Fails clearly when `uid` cannot reach `path` (e.g. a data dir under root's 0700 home)."""
+    for directory in [path, *path.parents]:
+        if not directory.exists():
+            continue
+        info = directory.stat()
+        if info.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid == gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            raise DevstackError(
+                f"PostgreSQL runs as user {UNPRIVILEGED_USER!r} because this runs as root, and that user"
+                f" cannot enter {directory} (mode {stat.filemode(info.st_mode)}), which holds {what}."
+                " Set TWEETMESH_DATA_DIR to a directory it can reach (e.g. /tmp/tweetmesh-data),"
+                f" let it in (chmod o+x {directory}), or run as an ordinary user."
+            )
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    if root.stat().st_uid == uid:
+        return  # chowned on an earlier run
+    os.chown(root, uid, gid)
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            os.chown(os.path.join(parent, name), uid, gid, follow_symlinks=False)
+
+
+def _major_version(postgres: Path) -> str:
+    out = subprocess.run([postgres, "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"(\d+)(?:\.\d+)?", out)
+    return match.group(1) if match else out.strip()
+
+
+def _initdb(
+    bins: binaries.PostgresBinaries,
+    pgdata: Path,
+    durable: bool,
+    log_path: Path | None,
+    ids: tuple[int, int] | None,
+) -> None:
+    pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if ids is not None:
+        _chown_tree(pgdata, *ids)
+    argv = [os.fspath(bins.initdb), "-D", os.fspath(pgdata), "-U", USER, "-A", "trust"]
+    argv += ["-E", "UTF8", "--no-locale"]
+    if not durable:
+        argv.append("--no-sync")
+    uid, gid = ids if ids is not None else (None, None)
+    done = subprocess.run(
+        argv,
+        check=False,
+        cwd=pgdata,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        user=uid,
+        group=gid,
+        extra_groups=[] if ids is not None else None,
+    )
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as log:
+            log.write(done.stdout)
+    if done.returncode != 0:
+        tail = "\n".join(done.stdout.splitlines()[-30:])
+        raise StartupError(f"initdb failed (exit code {done.returncode}) for {pgdata}:\n{tail}")
+
+
+def _accepts_connections(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _create_database(admin_url: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+
+
+def start_postgres(
+    data_dir: Path, port: int, *, durable: bool = True, log_path: Path | None = None, timeout: float = 60.0
+) -> Server:
+    """Starts PostgreSQL with its files in `data_dir`/postgres; returns it with the tweetmesh URL.
+
+    Loopback only, trust authentication, no unix sockets. `durable=False` (tests) turns off fsync
+    and full-page writes: fast, and fine for data that a crash of the machine may lose.
+    """
+    bins = binaries.postgres_binaries()
+    pgdata = data_dir.resolve() / "postgres"
+    ids = _unprivileged_ids()
+    if ids is not None:
+        _require_traversable(pgdata.parent, *ids, what="the PostgreSQL data dir")
+        _require_traversable(bins.postgres.parent, *ids, what="the PostgreSQL binaries")
+    if not (pgdata / "PG_VERSION").exists():
+        _initdb(bins, pgdata, durable, log_path, ids)
+    made_by, running = (pgdata / "PG_VERSION").read_text().strip(), _major_version(bins.postgres)
+    if made_by != running:
+        raise DevstackError(
+            f"{pgdata} was created by PostgreSQL {made_by}, but the postgres found is version {running}"
+            f" ({bins.postgres}). Use another TWEETMESH_DATA_DIR, or delete {pgdata}."
+        )
+    if ids is not None:
+        _chown_tree(pgdata, *ids)
+    settings = {
+        "listen_addresses": "127.0.0.1",
+        "port": str(port),
+        "unix_socket_directories": "",
+        "log_min_messages": "warning",
+        "log_checkpoints": "off",
+    }
+    if not durable:
+        settings |= {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
+    argv = [os.fspath(bins.postgres), "-D", os.fspath(pgdata)]
+    for key, value in settings.items():
+        argv += ["-c", f"{key}={value}"]
+    process = ManagedProcess(
+        "postgres",
+        argv,
+        log_path=log_path,
+        cwd=pgdata,
+        # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM would wait for every client to leave.
+        stop_signal=signal.SIGINT,
+        user=ids[0] if ids else None,
+        group=ids[1] if ids else None,
+    )
+    try:
+        admin_url = f"postgresql://{USER}@127.0.0.1:{port}/postgres"
+        process.wait_until(lambda: _accepts_connections(admin_url), timeout, "accepting connections")
+        _create_database(admin_url)
+    except BaseException:
+        process.stop()
+        raise
+    return Server(process, f"postgresql://{USER}@127.0.0.1:{port}/{DATABASE}")

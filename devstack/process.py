@@ -1,0 +1,147 @@
+"""Child processes that die with the runner, log to a file or the terminal, and stop in a fixed way."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from devstack.errors import StartupError
+
+POLL_INTERVAL = 0.05
+_PR_SET_PDEATHSIG = 1
+# Looked up once in the parent: the child between fork and exec should do as little as possible.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def _die_with_parent(parent_pid: int, sig: signal.Signals) -> Callable[[], None]:
+    """A preexec_fn: the kernel sends `sig` to the child when the runner dies, even by SIGKILL.
+
+    subprocess runs it after switching user (a uid change would clear the setting). The kernel
+    tracks the forking *thread*, so start children from a thread that outlives them (the main one).
+    """
+
+    def preexec() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, int(sig))
+        if os.getppid() != parent_pid:  # the runner died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class ManagedProcess:
+    """One started child. Its own session, so the terminal's Ctrl-C reaches only the runner."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        log_path: Path | None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
+        user: int | None = None,
+        group: int | None = None,
+    ) -> None:
+        self.name = name
+        self.log_path = log_path
+        self.stop_signal = stop_signal
+        log: IO[bytes] | None = None
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = log_path.open("ab")
+            log.write(f"--- {name}: {' '.join(map(str, argv))}\n".encode())
+            log.flush()
+        try:
+            self.popen = subprocess.Popen(
+                [os.fspath(a) for a in argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT if log is not None else None,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                user=user,
+                group=group,
+                extra_groups=[] if user is not None else None,
+                start_new_session=True,
+                # Threads + preexec_fn: the function only calls prctl (looked up beforehand) and
+                # getppid, and glibc resets malloc's locks in the child: nothing here waits on a lock.
+                preexec_fn=_die_with_parent(os.getpid(), stop_signal),  # noqa: PLW1509
+            )
+        finally:
+            if log is not None:
+                log.close()  # the child holds its own copy
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None:
+            return "(its output went to the terminal, above)"
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(0, os.SEEK_END)
+                log.seek(max(0, log.tell() - 16_384))
+                text = log.read().decode(errors="replace")
+        except OSError as error:
+            return f"(could not read {self.log_path}: {error})"
+        return "\n".join(text.splitlines()[-lines:]) + f"\n(full log: {self.log_path})"
+
+    def failure(self, what: str) -> StartupError:
+        """An error naming this process, what went wrong, and the end of its log."""
+        code = self.popen.poll()
+        state = f"exited with code {code}" if code is not None else "is still running"
+        tail = self.log_tail()
+        return StartupError(f"{self.name} {what} ({state}, pid {self.pid}). Its last output:\n{tail}")
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Polls `ready` until it holds; fails fast if the process exits, or at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.alive():
+                raise self.failure(f"exited before it was {what}")
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                raise self.failure(f"was not {what} within {timeout:g}s")
+            time.sleep(POLL_INTERVAL)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Sends the stop signal, waits up to `timeout`, then SIGKILLs; returns the exit code."""
+        self.popen.send_signal(self.stop_signal)  # a no-op once it has exited
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return self.kill()
+
+    def kill(self) -> int | None:
+        """SIGKILLs the process's whole group (it leads its own session), so nothing it started remains."""
+        if self.popen.returncode is None:  # not reaped yet, so its pid and group id are still its own
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+        try:
+            return self.popen.wait(10.0)
+        except subprocess.TimeoutExpired:  # stuck in uninterruptible I/O: nothing more to do from here
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A started server and the URL clients use to reach it."""
+
+    process: ManagedProcess
+    url: str
