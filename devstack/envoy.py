@@ -1,8 +1,15 @@
-"""Envoy for development and tests: renders envoy/envoy.yaml with our ports and paths, then runs it."""
+"""Envoy for development, tests and containers: renders envoy/envoy.yaml with our addresses, runs it.
+
+In a container: `python -m devstack.envoy --listen 0.0.0.0:8080 --admin 0.0.0.0:9901
+--upstream users=users:50051 --upstream tweets=tweets:50052 --upstream timeline=timeline:50054`
+renders the config and replaces itself with Envoy (see docker-compose.yml).
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -37,8 +44,8 @@ def _at(node: Any, path: tuple[str | int, ...], template: Path) -> Any:
     return node
 
 
-def _set_address(socket_address: Any, port: int) -> None:
-    socket_address["address"] = LOOPBACK
+def _set_address(socket_address: Any, port: int, host: str = LOOPBACK) -> None:
+    socket_address["address"] = host
     socket_address["port_value"] = port
 
 
@@ -64,6 +71,8 @@ def render_envoy_config(
     admin_port: int,
     upstreams: Mapping[str, tuple[str, int]],
     descriptor: Path,
+    listen_host: str = LOOPBACK,
+    admin_host: str = LOOPBACK,
 ) -> str:
     """The template with our admin and listener ports, cluster endpoints and descriptor path, as YAML.
 
@@ -71,13 +80,13 @@ def render_envoy_config(
     so a cluster added to the template cannot silently keep pointing at a default port.
     """
     config = yaml.safe_load(template.read_text())
-    _set_address(_at(config, ("admin", "address", "socket_address"), template), admin_port)
+    _set_address(_at(config, ("admin", "address", "socket_address"), template), admin_port, admin_host)
 
     listeners = _at(config, ("static_resources", "listeners"), template)
     ingress = [listener for listener in listeners if listener.get("name") == LISTENER]
     if len(ingress) != 1:
         raise DevstackError(f"{template} must have exactly one listener named {LISTENER!r}")
-    _set_address(_at(ingress[0], ("address", "socket_address"), template), listen_port)
+    _set_address(_at(ingress[0], ("address", "socket_address"), template), listen_port, listen_host)
     if _set_descriptors(ingress[0], os.fspath(descriptor.resolve())) == 0:
         raise DevstackError(f"{template}: listener {LISTENER!r} has no proto_descriptor")
 
@@ -87,9 +96,7 @@ def render_envoy_config(
             f"{template} has clusters {sorted(clusters)}; upstreams given: {sorted(upstreams)}"
         )
     for name, (host, port) in upstreams.items():
-        socket_address = _at(clusters[name], _ENDPOINT, template)
-        socket_address["address"] = host
-        socket_address["port_value"] = port
+        _set_address(_at(clusters[name], _ENDPOINT, template), port, host)
     return yaml.dump(config, Dumper=_PlainDumper, sort_keys=False)
 
 
@@ -99,6 +106,17 @@ def _is_live(admin_port: int) -> bool:
             return bool(response.status == 200 and response.read().strip() == b"LIVE")
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _argv(config_path: Path) -> list[str]:
+    return [
+        os.fspath(binaries.envoy()),
+        "-c", os.fspath(config_path),
+        "--log-level", "warn",
+        # No hot restart means no shared-memory region keyed by a base id, so any number of
+        # Envoys (parallel test runs, a `make run` next to the tests) can run on one machine.
+        "--disable-hot-restart",
+    ]  # fmt: skip
 
 
 def start_envoy(
@@ -113,18 +131,59 @@ def start_envoy(
     """Writes `config` (see render_envoy_config) to `config_path`, runs Envoy and waits for /ready LIVE."""
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(config)
-    argv = [
-        os.fspath(binaries.envoy()),
-        "-c", os.fspath(config_path),
-        "--log-level", "warn",
-        # No hot restart means no shared-memory region keyed by a base id, so any number of
-        # Envoys (parallel test runs, a `make run` next to the tests) can run on one machine.
-        "--disable-hot-restart",
-    ]  # fmt: skip
-    process = ManagedProcess("envoy", argv, log_path=log_path, cwd=config_path.parent)
+    process = ManagedProcess("envoy", _argv(config_path), log_path=log_path, cwd=config_path.parent)
     try:
         process.wait_until(lambda: _is_live(admin_port), timeout, "ready (admin /ready LIVE)")
     except BaseException:
         process.stop()
         raise
     return Server(process, f"http://{LOOPBACK}:{listen_port}")
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _upstream(text: str) -> tuple[str, tuple[str, int]]:
+    name, _, address = text.partition("=")
+    return name, _address(address)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.envoy", description="Render envoy.yaml and run Envoy."
+    )
+    parser.add_argument(
+        "--listen", type=_address, default=(LOOPBACK, 8080), help="HOST:PORT for HTTP and gRPC"
+    )
+    parser.add_argument(
+        "--admin", type=_address, default=(LOOPBACK, 9901), help="HOST:PORT for the admin API"
+    )
+    parser.add_argument("--upstream", type=_upstream, action="append", default=[], help="CLUSTER=HOST:PORT")
+    parser.add_argument(
+        "--template", type=Path, default=Path(__file__).resolve().parent.parent / "envoy" / "envoy.yaml"
+    )
+    parser.add_argument(
+        "--descriptor", type=Path, default=Path(__file__).resolve().parent.parent / "gen" / "tweetmesh.pb"
+    )
+    args = parser.parse_args()
+    config = render_envoy_config(
+        args.template,
+        listen_port=args.listen[1],
+        listen_host=args.listen[0],
+        admin_port=args.admin[1],
+        admin_host=args.admin[0],
+        upstreams=dict(args.upstream),
+        descriptor=args.descriptor,
+    )
+    config_path = Path(tempfile.mkdtemp(prefix="tweetmesh-envoy-")) / "envoy.yaml"
+    config_path.write_text(config)
+    argv = _argv(config_path)
+    os.execv(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main()
