@@ -88,7 +88,8 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     async def on_follow(entry: Entry) -> None:
         await fanout.follow_changed(follow_changed(entry))
 
-    for stream, handler in ((TWEETS_STREAM, on_tweet), (FOLLOWS_STREAM, on_follow)):
+    # Tweets fan out concurrently; a follow and the unfollow after it must apply in that order.
+    for stream, handler, ordered in ((TWEETS_STREAM, on_tweet, False), (FOLLOWS_STREAM, on_follow, True)):
         consumer = StreamConsumer(
             redis,
             stream,
@@ -97,6 +98,7 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
             handler,
             claim_idle_ms=settings.fanout_claim_idle_ms,
             max_deliveries=settings.fanout_max_deliveries,
+            ordered=ordered,
         )
         runtime.background(consumer.run(), f"consume {stream}")
     pb_grpc.add_FanoutServiceServicer_to_server(

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -50,6 +51,13 @@ class PageTokens:
     def encode(self, cursor: str, scope: str) -> str:
         body = json.dumps({"c": cursor, "s": hashlib.sha256(scope.encode()).hexdigest()[:16]}).encode()
         return base64.urlsafe_b64encode(body + self._mac(body)).decode().rstrip("=")
+
+    def page(self, rows: list[T], limit: int, scope: str, cursor_of: Callable[[T], object]) -> Page[T]:
+        """The first `limit` of `rows` as a page. Callers fetch `limit + 1` rows: the extra one only
+        says that there is a next page, whose token carries the cursor of the last row kept."""
+        kept = rows[:limit]
+        more = len(rows) > limit
+        return Page(kept, self.encode(str(cursor_of(kept[-1])), scope) if more else "")
 
     def decode(self, token: str, scope: str) -> str | None:
         """The cursor in `token`, None for an empty token, INVALID_ARGUMENT when it is not ours."""

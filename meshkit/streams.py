@@ -35,11 +35,20 @@ def dead_letter_stream(stream: str) -> str:
     return f"{stream}:dead"
 
 
+async def _outcome(call: Awaitable[None]) -> BaseException | None:
+    try:
+        await call
+    except Exception as error:
+        return error
+    return None
+
+
 class StreamConsumer:
     """Consumes `stream` as `consumer` in `group`, calling `handler` per entry and acknowledging
     only entries whose handler returned. Failed entries stay pending; after `claim_idle_ms` any
     consumer of the group (this one included) claims and retries them, and after `max_deliveries`
-    attempts they go to `<stream>:dead`. A wiped Redis (NOGROUP) recreates the group."""
+    attempts they go to `<stream>:dead`. A wiped Redis (NOGROUP) recreates the group. Entries of
+    a batch are handled concurrently unless `ordered`."""
 
     def __init__(
         self,
@@ -52,6 +61,7 @@ class StreamConsumer:
         claim_idle_ms: int,
         max_deliveries: int,
         batch: int = 100,
+        ordered: bool = False,
         block_ms: int = 1000,
     ) -> None:
         self._redis = redis
@@ -62,6 +72,7 @@ class StreamConsumer:
         self._claim_idle_ms = claim_idle_ms
         self._max_deliveries = max_deliveries
         self._batch = batch
+        self._ordered = ordered
         self._block_ms = block_ms
         self._next_claim = 0.0
 
@@ -137,7 +148,11 @@ class StreamConsumer:
     async def _process(self, entries: list[Entry]) -> None:
         if not entries:
             return
-        results = await asyncio.gather(*(self._handler(e) for e in entries), return_exceptions=True)
+        results: list[BaseException | None]
+        if self._ordered:  # one at a time, in stream order: later entries may depend on earlier ones
+            results = [await _outcome(self._handler(e)) for e in entries]
+        else:
+            results = await asyncio.gather(*(self._handler(e) for e in entries), return_exceptions=True)
         done: list[bytes] = []
         poison: list[Entry] = []
         for entry, result in zip(entries, results, strict=True):

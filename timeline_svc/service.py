@@ -109,14 +109,12 @@ class HomeTimeline(Generic[T]):
         limit = page_size(size)
         scope = f"home:{viewer}"
         cursor = self._pages.decode(token, scope)
-        ids = await self._ids(viewer, int(cursor) if cursor else None, limit + 1)
-        more = len(ids) > limit
-        ids = ids[:limit]
-        found = await self._tweets.tweets(ids)
-        # Tweets gone from their owner (deleted) are dropped; the cursor still moves past them.
-        return Page(
-            [found[t] for t in ids if t in found], self._pages.encode(str(ids[-1]), scope) if more else ""
+        ids = self._pages.page(
+            await self._ids(viewer, int(cursor) if cursor else None, limit + 1), limit, scope, str
         )
+        found = await self._tweets.tweets(ids.items)
+        # Tweets gone from their owner (deleted) are dropped; the cursor still moves past them.
+        return Page([found[t] for t in ids.items if t in found], ids.next_page_token)
 
     async def stream(self, viewer: int, since: int | None) -> AsyncIterator[TweetArrived[T] | Heartbeat]:
         """Replays what arrived after `since` (oldest first), then live tweets and heartbeats.

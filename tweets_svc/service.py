@@ -116,9 +116,7 @@ class Tweets:
         if not await self._users.exists(user_id):
             raise not_found("user", str(user_id), "user_id")
         rows = await self._store.by_author(user_id, int(cursor) if cursor else None, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page(rows, self._pages.encode(str(rows[-1].tweet_id), scope) if more else "")
+        return self._pages.page(rows, limit, scope, lambda tweet: tweet.tweet_id)
 
     async def ids_by_authors(
         self, author_ids: Sequence[int], before: int | None, after: int | None, limit: int

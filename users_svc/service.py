@@ -189,16 +189,20 @@ class Users:
     async def follow(self, actor_id: int, user_id: int) -> User:
         if actor_id == user_id:
             raise InvalidArgument.field("user_id", "you cannot follow yourself", reason="SELF_FOLLOW")
-        await self.get_user(user_id)
+        await self._require_user(user_id)
         await self._store.follow(actor_id, user_id)
         return await self.get_user(user_id)
 
     async def unfollow(self, actor_id: int, user_id: int) -> User:
         if actor_id == user_id:
             raise InvalidArgument.field("user_id", "you cannot unfollow yourself", reason="SELF_FOLLOW")
-        await self.get_user(user_id)
+        await self._require_user(user_id)
         await self._store.unfollow(actor_id, user_id)
         return await self.get_user(user_id)
+
+    async def _require_user(self, user_id: int) -> None:
+        if user_id not in await self._store.users_by_id([user_id]):
+            raise not_found("user", str(user_id), "user_id")
 
     async def list_followers(self, user_id: int, size: int, token: str) -> Page[User]:
         return await self._list_users("followers", user_id, size, token)
@@ -208,7 +212,7 @@ class Users:
 
     async def _list_users(self, direction: str, user_id: int, size: int, token: str) -> Page[User]:
         limit = page_size(size)
-        await self.get_user(user_id)
+        await self._require_user(user_id)
         page = await self._edge_page(direction, user_id, limit, token)
         found = await self._store.users_by_id(page.items)
         users = await self._with_tweet_counts([found[u] for u in page.items if u in found])
@@ -229,8 +233,5 @@ class Users:
         cursor = self._pages.decode(token, scope)
         before = int(cursor) if cursor else None
         fetch = self._store.followers if direction == "followers" else self._store.following
-        rows = await fetch(user_id, before, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_token = self._pages.encode(str(rows[-1][0]), scope) if more else ""
-        return Page([other for _, other in rows], next_token)
+        page = self._pages.page(await fetch(user_id, before, limit + 1), limit, scope, lambda row: row[0])
+        return Page([other for _, other in page.items], page.next_page_token)

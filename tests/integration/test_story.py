@@ -169,3 +169,30 @@ def test_fanout_stats_report_the_stream_and_deliveries(stubs: Stubs) -> None:
     tweets_stream = next(s for s in stats.streams if s.stream == "events:tweets")
     assert tweets_stream.length >= 1
     assert tweets_stream.consumers >= 1
+
+
+def test_rapid_follow_and_unfollow_leave_the_timeline_as_the_last_one_says(stubs: Stubs, mesh: Any) -> None:
+    reader, author = stubs.sign_up("flip"), stubs.sign_up("flop")
+    posted = [stubs.post(author, f"t{i}").tweet_id for i in range(3)]
+    stubs.home(reader)
+    r = redis_client(mesh.redis_url)
+    # With fan-out stopped the events pile up, so the restarted worker reads them as one batch.
+    mesh.stop_service("fanout")
+    try:
+        for _ in range(4):
+            stubs.follow(reader, author)
+            stubs.users.UnfollowUser(
+                users_pb.UnfollowUserRequest(user_id=author.user_id), metadata=reader.auth
+            )
+    finally:
+        mesh.start_service("fanout")
+    # Every follow event is applied before the unfollow after it, so the author's tweets end up out.
+    eventually(lambda: r.xpending("events:follows", "fanout")["pending"] == 0 and _lag_zero(r))
+    held = {m.decode() for m in r.zrange(f"home:{reader.user_id}", 0, -1)}
+    assert held.isdisjoint(posted)
+
+
+def _lag_zero(r: Any) -> bool:
+    group = next(g for g in r.xinfo_groups("events:follows") if g["name"] == b"fanout")
+    last = r.xinfo_stream("events:follows")["last-generated-id"]
+    return bool(group["last-delivered-id"] == last)
