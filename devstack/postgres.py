@@ -6,6 +6,7 @@ import grp
 import os
 import pwd
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -44,8 +45,8 @@ def _unprivileged_ids() -> tuple[int, int] | None:
     return account.pw_uid, account.pw_gid
 
 
-def _require_traversable(path: Path, uid: int, gid: int, what: str) -> None:
-    """Fails clearly when `uid` cannot reach `path` (e.g. a data dir under root's 0700 home)."""
+def _blocked_at(path: Path, uid: int, gid: int) -> tuple[Path, os.stat_result] | None:
+    """The first folder on the way to `path` that `uid` may not enter, if any."""
     for directory in [path, *path.parents]:
         if not directory.exists():
             continue
@@ -57,12 +58,28 @@ def _require_traversable(path: Path, uid: int, gid: int, what: str) -> None:
         else:
             bit = stat.S_IXOTH
         if not info.st_mode & bit:
-            raise DevstackError(
-                f"PostgreSQL runs as user {UNPRIVILEGED_USER!r} because this runs as root, and that user"
-                f" cannot enter {directory} (mode {stat.filemode(info.st_mode)}), which holds {what}."
-                " Set TWEETMESH_DATA_DIR to a directory it can reach (e.g. /tmp/tweetmesh-data),"
-                f" let it in (chmod o+x {directory}), or run as an ordinary user."
-            )
+            return directory, info
+    return None
+
+
+def _require_traversable(path: Path, uid: int, gid: int, what: str) -> None:
+    """Fails clearly when `uid` cannot reach `path` (e.g. a data dir under root's 0700 home)."""
+    blocked = _blocked_at(path, uid, gid)
+    if blocked is not None:
+        directory, info = blocked
+        raise DevstackError(
+            f"PostgreSQL runs as user {UNPRIVILEGED_USER!r} because this runs as root, and that user"
+            f" cannot enter {directory} (mode {stat.filemode(info.st_mode)}), which holds {what}."
+            " Set TWEETMESH_DATA_DIR to a directory it can reach (e.g. /tmp/tweetmesh-data),"
+            f" let it in (chmod o+x {directory}), or run as an ordinary user."
+        )
+
+
+def _reachable_copy(bins: binaries.PostgresBinaries, target: Path) -> binaries.PostgresBinaries:
+    """A copy of the whole installation (bin, lib, share) under `target`, made once."""
+    if not (target / "bin" / bins.postgres.name).exists():
+        shutil.copytree(bins.postgres.parent.parent, target, symlinks=True, dirs_exist_ok=True)
+    return binaries.PostgresBinaries(target / "bin" / bins.initdb.name, target / "bin" / bins.postgres.name)
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
@@ -144,6 +161,9 @@ def start_postgres(
     ids = _unprivileged_ids()
     if ids is not None:
         _require_traversable(pgdata.parent, *ids, what="the PostgreSQL data dir")
+        if _blocked_at(bins.postgres.parent, *ids) is not None:
+            # PyPI's binaries inside a private checkout (a 0700 temp dir): use a copy it can reach.
+            bins = _reachable_copy(bins, data_dir.resolve() / "pginstall")
         _require_traversable(bins.postgres.parent, *ids, what="the PostgreSQL binaries")
     if not (pgdata / "PG_VERSION").exists():
         _initdb(bins, pgdata, durable, log_path, ids)
