@@ -76,10 +76,18 @@ def _require_traversable(path: Path, uid: int, gid: int, what: str) -> None:
 
 
 def _reachable_copy(bins: binaries.PostgresBinaries, target: Path) -> binaries.PostgresBinaries:
-    """A copy of the whole installation (bin, lib, share) under `target`, made once."""
-    if not (target / "bin" / bins.postgres.name).exists():
-        shutil.copytree(bins.postgres.parent.parent, target, symlinks=True, dirs_exist_ok=True)
-    return binaries.PostgresBinaries(target / "bin" / bins.initdb.name, target / "bin" / bins.postgres.name)
+    """A copy, made once under `target`, of the installation (<pkg>/pginstall/{bin,lib,share}) and
+    of the wheel's bundled libraries (<pkg>.libs), in the same layout so the binaries' relative
+    RPATH ($ORIGIN/../../../<pkg>.libs) still finds them."""
+    install = bins.postgres.parent.parent
+    package = install.parent
+    copied = target / package.name / install.name
+    if not (copied / "bin" / bins.postgres.name).exists():
+        shutil.copytree(install, copied, symlinks=True, dirs_exist_ok=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, target / libs.name, symlinks=True, dirs_exist_ok=True)
+    return binaries.PostgresBinaries(copied / "bin" / bins.initdb.name, copied / "bin" / bins.postgres.name)
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
