@@ -33,10 +33,14 @@ class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStrea
         self._seconds = seconds
 
     def _with_deadline(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        if details.timeout is not None:
-            return details
+        # wait_for_ready: a peer that is restarting delays the call (up to the deadline) instead of
+        # failing it at once while the channel reconnects.
         return grpc.aio.ClientCallDetails(
-            details.method, self._seconds, details.metadata, details.credentials, details.wait_for_ready
+            details.method,
+            self._seconds if details.timeout is None else details.timeout,
+            details.metadata,
+            details.credentials,
+            True if details.wait_for_ready is None else details.wait_for_ready,
         )
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
@@ -88,6 +92,9 @@ class Runtime:
                 address,
                 interceptors=[_DefaultDeadline(self.settings.rpc_deadline_seconds)],
                 options=[
+                    # Reconnect quickly to a restarted peer (gRPC's default backoff grows to 2 minutes).
+                    ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 2_000),
                     ("grpc.keepalive_time_ms", 30_000),
                     ("grpc.keepalive_timeout_ms", 10_000),
                     ("grpc.lb_policy_name", "round_robin"),
