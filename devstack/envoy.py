@@ -24,6 +24,9 @@ from devstack.process import ManagedProcess, Server
 
 LISTENER = "ingress"
 LOOPBACK = "127.0.0.1"
+_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = _ROOT / "envoy" / "envoy.yaml"
+DESCRIPTOR = _ROOT / "gen" / "tweetmesh.pb"
 _ENDPOINT = ("load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address")
 
 
@@ -163,12 +166,8 @@ def main() -> None:
         "--admin", type=_address, default=(LOOPBACK, 9901), help="HOST:PORT for the admin API"
     )
     parser.add_argument("--upstream", type=_upstream, action="append", default=[], help="CLUSTER=HOST:PORT")
-    parser.add_argument(
-        "--template", type=Path, default=Path(__file__).resolve().parent.parent / "envoy" / "envoy.yaml"
-    )
-    parser.add_argument(
-        "--descriptor", type=Path, default=Path(__file__).resolve().parent.parent / "gen" / "tweetmesh.pb"
-    )
+    parser.add_argument("--template", type=Path, default=TEMPLATE)
+    parser.add_argument("--descriptor", type=Path, default=DESCRIPTOR)
     args = parser.parse_args()
     config = render_envoy_config(
         args.template,

@@ -17,17 +17,15 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from devstack.envoy import render_envoy_config, start_envoy
+from devstack.envoy import DESCRIPTOR, TEMPLATE, render_envoy_config, start_envoy
 from devstack.errors import DevstackError, StartupError
 from devstack.postgres import start_postgres
 from devstack.process import ManagedProcess, Server
 from devstack.redis import start_redis
+from meshkit.healthcheck import health_status
 
 ROOT = Path(__file__).resolve().parent.parent
-ENVOY_TEMPLATE = ROOT / "envoy" / "envoy.yaml"
-DESCRIPTOR = ROOT / "gen" / "tweetmesh.pb"
 SERVICES = ("users", "tweets", "fanout", "timeline")  # start order; stop is the reverse
 PUBLIC_SERVICES = ("users", "tweets", "timeline")  # the Envoy clusters
 HOST = "127.0.0.1"
@@ -284,22 +282,16 @@ class Mesh:
 
     def _wait_serving(self, name: str) -> None:
         process = self._services[name]
-        request = health_pb2.HealthCheckRequest(service="")
         with grpc.insecure_channel(f"{HOST}:{self._ports.of(name)}", options=_FAST_RECONNECT) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-
-            def serving() -> bool:
-                try:
-                    status = stub.Check(request, timeout=1.0).status
-                except grpc.RpcError:
-                    return False
-                return bool(status == health_pb2.HealthCheckResponse.SERVING)
-
-            process.wait_until(serving, self._ready_timeout, "SERVING on grpc.health.v1.Health/Check")
+            process.wait_until(
+                lambda: health_status(channel, timeout=1.0) == "SERVING",
+                self._ready_timeout,
+                "SERVING on grpc.health.v1.Health/Check",
+            )
 
     def _start_envoy(self) -> None:
         config = render_envoy_config(
-            ENVOY_TEMPLATE,
+            TEMPLATE,
             listen_port=self._ports.envoy,
             admin_port=self._ports.envoy_admin,
             upstreams={name: (HOST, self._ports.of(name)) for name in PUBLIC_SERVICES},

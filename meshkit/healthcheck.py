@@ -1,7 +1,5 @@
-"""`python -m meshkit.healthcheck [host:port]`: exits 0 when the gRPC health check says SERVING.
-
-For container health checks; defaults to 127.0.0.1:$GRPC_PORT.
-"""
+"""The gRPC health check as a function, and `python -m meshkit.healthcheck [host:port]` for
+container probes (exits 0 when SERVING; defaults to 127.0.0.1:$GRPC_PORT)."""
 
 from __future__ import annotations
 
@@ -12,15 +10,22 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
+def health_status(channel: grpc.Channel, timeout: float = 3.0) -> str:
+    """SERVING, NOT_SERVING, ... from the server's overall health, or the call's status code name
+    (UNAVAILABLE, DEADLINE_EXCEEDED) when it does not answer."""
+    try:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+    except grpc.RpcError as error:
+        return str(error.code().name)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
 def main() -> None:
     address = sys.argv[1] if len(sys.argv) > 1 else f"127.0.0.1:{os.environ.get('GRPC_PORT', '50051')}"
     with grpc.insecure_channel(address) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
-        except grpc.RpcError as error:
-            sys.exit(f"{address}: {error.code().name}")
-    if reply.status != health_pb2.HealthCheckResponse.SERVING:
-        sys.exit(f"{address}: {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}")
+        status = health_status(channel)
+    if status != "SERVING":
+        sys.exit(f"{address}: {status}")
 
 
 if __name__ == "__main__":

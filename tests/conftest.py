@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from devstack.mesh import Mesh, MeshPorts
 from tests.helpers import Stubs
 
 # Small enough that tests cross the Redis window and page from PostgreSQL; short enough to wait for.
@@ -22,9 +24,7 @@ TEST_ENV = {
 
 
 @pytest.fixture(scope="session")
-def mesh() -> Iterator[object]:
-    from devstack.mesh import Mesh, MeshPorts
-
+def mesh() -> Iterator[Mesh]:
     # Readable by the unprivileged user PostgreSQL runs as when the suite runs as root.
     data_dir = Path(tempfile.mkdtemp(prefix="tweetmesh-test-"))
     data_dir.chmod(0o755)
@@ -43,14 +43,12 @@ def mesh() -> Iterator[object]:
     finally:
         instance.stop()
         if os.environ.get("KEEP_TEST_DATA") is None:
-            import shutil
-
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def stubs(mesh: object) -> Iterator[Stubs]:
-    ports = mesh.ports  # type: ignore[attr-defined]
+def stubs(mesh: Mesh) -> Iterator[Stubs]:
+    ports = mesh.ports
     client = Stubs(
         f"127.0.0.1:{ports.users}",
         f"127.0.0.1:{ports.tweets}",

@@ -14,12 +14,8 @@ from devstack import binaries
 from tests.helpers import PASSWORD, eventually
 
 
-def grpcurl_binary() -> str:
-    return str(binaries.grpcurl())
-
-
 def grpcurl(address: str, *args: str, data: Any = None, token: str | None = None) -> Any:
-    command = [grpcurl_binary(), "-plaintext", "-max-time", "10"]
+    command = [str(binaries.grpcurl()), "-plaintext", "-max-time", "10"]
     if token:
         command += ["-H", f"authorization: Bearer {token}"]
     if data is not None:
@@ -101,7 +97,7 @@ def test_native_grpc_through_envoy(mesh: Any) -> None:
     googleapis = Path(next(iter(google.api.__path__))).parent.parent
     protos = Path(__file__).resolve().parents[2] / "protos"
     command = [
-        grpcurl_binary(),
+        str(binaries.grpcurl()),
         "-plaintext",
         *("-import-path", str(protos), "-import-path", str(googleapis)),
         *("-proto", "tweetmesh/users/v1/users_service.proto"),
