@@ -1,10 +1,10 @@
-# The front door: make run | test | gen | check-gen | lint | clean.
+# The front door: make run | test | fuzz | gen | check-gen | lint | clean.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test gen check-gen lint unit clean venv
+.PHONY: run test fuzz gen check-gen lint unit clean venv
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ lint: $(STAMP)
 ## test: everything CI runs, against real PostgreSQL, Redis, Envoy and grpcurl.
 test: check-gen lint
 	$(PY) -m pytest -p no:cacheprovider -ra tests
+
+## fuzz: the long fuzz run: 10,000 generated HTTP requests through Envoy, and the property tests.
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=10000 $(PY) -m pytest -p no:cacheprovider -ra tests/fuzz tests/unit/test_properties.py
 
 unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -q tests/unit

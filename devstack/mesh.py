@@ -5,8 +5,10 @@ Used by `make run` (devstack/__main__.py) and by the test suite's fixtures.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +62,26 @@ class MeshPorts:
         if name not in {f.name for f in fields(self)}:
             raise ValueError(f"unknown port {name!r}")
         return int(getattr(self, name))
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
 
 
 class _FromEnvironment(enum.Enum):
@@ -227,6 +249,45 @@ class Mesh:
         """SIGKILL, as a crash would; returns once it is gone."""
         process = self._services.pop(name, None)
         return process.kill() if process is not None else None
+
+    # ----- faults, for the fault tests: the embedded PostgreSQL and Redis
+
+    def _embedded(self, name: str) -> Server:
+        server = {"postgres": self._postgres, "redis": self._redis}.get(name)
+        if server is None:
+            raise DevstackError(f"{name} is not an embedded server of this mesh (or it is not running)")
+        return server
+
+    def stop_dependency(self, name: str) -> None:
+        """Stops the embedded "postgres" or "redis" (fast shutdown; Redis keeps nothing: a wipe)."""
+        self._embedded(name).process.stop(timeout=30.0)
+
+    def start_dependency(self, name: str) -> None:
+        """Starts a stopped "postgres" or "redis" again on the same port and data dir."""
+        server = self._embedded(name)
+        if server.process.alive():
+            raise DevstackError(f"{name} is still running")
+        if name == "postgres":
+            self._postgres = start_postgres(
+                self._data_dir, self._ports.postgres, durable=self._durable, log_path=self._log("postgres")
+            )
+        else:
+            self._redis = start_redis(self._data_dir, self._ports.redis, log_path=self._log("redis"))
+
+    def pause_dependency(self, name: str) -> None:
+        """SIGSTOPs "postgres" or "redis" and every process it started: it accepts connections and
+        answers nothing, like a server stuck on a slow disk, until resume_dependency."""
+        root = self._embedded(name).process.pid
+        os.kill(root, signal.SIGSTOP)  # first, so that it starts no new process meanwhile
+        for pid in _descendants(root):  # PostgreSQL's backends each lead their own session
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def resume_dependency(self, name: str) -> None:
+        root = self._embedded(name).process.pid
+        for pid in [*_descendants(root), root]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def __enter__(self) -> Mesh:
         self.start()

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 
 from meshkit.errors import Unauthenticated
+from meshkit.status import DEPENDENCY_ERRORS
 
 TOKEN_PREFIX = "tm_"
 _TOKEN_PATTERN = re.compile(r"^tm_[A-Za-z0-9_-]{43}$")
@@ -85,7 +86,10 @@ class Authenticator:
 
     async def session(self, metadata: Metadata) -> Session:
         token = bearer_token(metadata)
-        cached: bytes | None = await self._redis.get(cache_key(token))  # type: ignore[assignment]
+        try:
+            cached: bytes | None = await self._redis.get(cache_key(token))  # type: ignore[assignment]
+        except DEPENDENCY_ERRORS:
+            cached = None  # the cache is down: the owner still knows (writes go on while Redis is out)
         if cached is not None:
             user_id, _, expiry = cached.decode().partition(":")
             session = Session(int(user_id), datetime.fromtimestamp(int(expiry), tz=UTC))

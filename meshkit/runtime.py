@@ -1,11 +1,16 @@
 """Runs a service: settings, logs, gRPC server with health, reflection and error mapping, its
-PostgreSQL pool, Redis client, channels to peers and background tasks, and a graceful stop."""
+PostgreSQL pool, Redis client, channels to peers and background tasks, and a graceful stop.
+
+Health follows the dependencies: a probe of the runtime's own pool and client reports NOT_SERVING
+while one of them is unreachable and SERVING again, by itself, once it answers."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -21,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from meshkit.logs import configure_logging
 from meshkit.settings import Settings, SettingsError, load_settings
-from meshkit.status import ErrorInterceptor
+from meshkit.status import ErrorInterceptor, within
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,52 @@ class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStrea
         return await continuation(self._with_deadline(details), request)
 
 
+# The read-only internal methods: safe to send again, so the channel retries them (with gRPC's
+# exponential backoff and jitter) when the peer is UNAVAILABLE. Writes are never retried here:
+# their callers decide (CreateTweet carries a request_id for that).
+IDEMPOTENT_READS: dict[str, tuple[str, ...]] = {
+    "tweetmesh.users.v1.UserService": (
+        "GetUser",
+        "GetUserByHandle",
+        "BatchGetUsers",
+        "AuthenticateToken",
+        "ListFollowerIds",
+        "ListFollowingIds",
+    ),
+    "tweetmesh.tweets.v1.TweetService": (
+        "GetTweet",
+        "BatchGetTweets",
+        "ListTweetIdsByAuthors",
+        "BatchGetTweetCounts",
+    ),
+}
+
+
+def retry_service_config() -> str:
+    """The channel's service config: up to 4 attempts of an idempotent read on UNAVAILABLE."""
+    names = [
+        {"service": service, "method": method}
+        for service, methods in IDEMPOTENT_READS.items()
+        for method in methods
+    ]
+    policy = {
+        "maxAttempts": 4,
+        "initialBackoff": "0.1s",
+        "maxBackoff": "1s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
+    return json.dumps({"methodConfig": [{"name": names, "retryPolicy": policy}]})
+
+
+Probe = Callable[[], Awaitable[object]]
+
+
+async def _probe_postgres(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        await conn.execute("SELECT 1")
+
+
 class Runtime:
     """What a service's setup function builds on; everything opened here is closed on stop."""
 
@@ -58,19 +109,36 @@ class Runtime:
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._probes: dict[str, Probe] = {}
+        self._stopping: list[Callable[[], Awaitable[None]]] = []
 
     async def postgres(self, schema: str, max_size: int = 10) -> AsyncConnectionPool:
-        """A pool on DATABASE_URL whose connections see `schema` first."""
+        """A pool on DATABASE_URL whose connections see `schema` first.
+
+        Nothing waits on PostgreSQL longer than the RPC deadline: not for a free connection, not
+        for a new one, not for a statement. Connections are checked as they leave the pool, so the
+        ones a restarted server dropped are replaced instead of failing a call.
+        """
+        deadline = self.settings.rpc_deadline_seconds
+        options = f"-c search_path={schema},public -c statement_timeout={int(deadline * 1000)}"
         pool = AsyncConnectionPool(
             self.settings.database_url,
             min_size=1,
             max_size=max_size,
             open=False,
-            kwargs={"options": f"-c search_path={schema},public", "autocommit": True},
+            kwargs={
+                "options": options,
+                "autocommit": True,
+                # libpq's smallest useful value is 2 s.
+                "connect_timeout": max(2, math.ceil(deadline)),
+            },
+            timeout=deadline,
+            check=AsyncConnectionPool.check_connection,
             name=f"{self.settings.service}-{schema}",
         )
         await pool.open(wait=True, timeout=30)
         self._stack.push_async_callback(pool.close)
+        self._probes[f"postgresql:{schema}"] = lambda: _probe_postgres(pool)
         return pool
 
     async def redis(self) -> aioredis.Redis:
@@ -83,6 +151,7 @@ class Runtime:
         )
         await client.ping()
         self._stack.push_async_callback(client.aclose)
+        self._probes["redis"] = client.ping
         return client
 
     def channel(self, address: str) -> grpc.aio.Channel:
@@ -98,6 +167,8 @@ class Runtime:
                     ("grpc.keepalive_time_ms", 30_000),
                     ("grpc.keepalive_timeout_ms", 10_000),
                     ("grpc.lb_policy_name", "round_robin"),
+                    ("grpc.enable_retries", 1),
+                    ("grpc.service_config", retry_service_config()),
                 ],
             )
             self._channels[address] = channel
@@ -107,6 +178,49 @@ class Runtime:
     def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Runs `callback` when the service stops (before pools and channels close)."""
         self._stack.push_async_callback(callback)
+
+    def on_stopping(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Runs `callback` when SIGTERM arrives, before in-flight calls get their grace period
+        (to end open streams with a reconnect hint, for instance)."""
+        self._stopping.append(callback)
+
+    async def stopping(self) -> None:
+        for callback in self._stopping:
+            try:
+                await callback()
+            except Exception:
+                log.exception("stopping callback failed")
+
+    async def unreachable(self) -> list[str]:
+        """The dependencies that do not answer within the RPC deadline right now."""
+        names = list(self._probes)
+        results = await asyncio.gather(
+            *(within(self.settings.rpc_deadline_seconds, self._probes[n]()) for n in names),
+            return_exceptions=True,
+        )
+        return [
+            name for name, result in zip(names, results, strict=True) if isinstance(result, BaseException)
+        ]
+
+    async def watch_dependencies(self, health: HealthServicer, names: list[str]) -> None:
+        """Keeps `health` NOT_SERVING while a dependency is unreachable, SERVING otherwise."""
+        serving = True
+        while True:
+            await asyncio.sleep(self.settings.health_probe_seconds)
+            down = await self.unreachable()
+            if bool(down) == serving:
+                serving = not down
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if serving
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+                if serving:
+                    log.info("dependencies reachable again; SERVING")
+                else:
+                    log.warning("dependency unreachable; NOT_SERVING", extra={"dependencies": down})
+                for name in ["", *names]:
+                    await health.set(name, status)
 
     def background(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         """Runs `coroutine` until the service stops; a crash is logged and stops the service."""
@@ -137,7 +251,7 @@ async def serve(settings: Settings, setup: Setup) -> None:
     `grace_seconds`, background work is cancelled, connections closed."""
     runtime = Runtime(settings)
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        interceptors=[ErrorInterceptor(settings.handler_timeout_seconds)],
         options=[
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -157,6 +271,7 @@ async def serve(settings: Settings, setup: Setup) -> None:
         await server.start()
         for name in ["", *names]:
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        runtime.background(runtime.watch_dependencies(health, names), "dependency-probe")
         log.info("serving", extra={"address": address, "services": names})
 
         stop = asyncio.Event()
@@ -166,6 +281,7 @@ async def serve(settings: Settings, setup: Setup) -> None:
         await stop.wait()
         log.info("stopping", extra={"grace_seconds": settings.grace_seconds})
         await health.enter_graceful_shutdown()
+        await runtime.stopping()
         await server.stop(settings.grace_seconds)
     finally:
         await runtime.close()

@@ -41,6 +41,8 @@ class Settings:
     fanout_claim_idle_ms: int
     fanout_max_deliveries: int
     outbox_sweep_seconds: float
+    health_probe_seconds: float
+    handler_timeout_seconds: float
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -122,4 +124,6 @@ def load_settings(
         fanout_claim_idle_ms=_int(env, "FANOUT_CLAIM_IDLE_MS", 30_000, minimum=1),
         fanout_max_deliveries=_int(env, "FANOUT_MAX_DELIVERIES", 10, minimum=1),
         outbox_sweep_seconds=_float(env, "OUTBOX_SWEEP_SECONDS", 1.0, minimum=0.01),
+        health_probe_seconds=_float(env, "HEALTH_PROBE_SECONDS", 1.0, minimum=0.05),
+        handler_timeout_seconds=_float(env, "HANDLER_TIMEOUT_SECONDS", 10.0, minimum=0.1),
     )

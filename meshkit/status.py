@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 import psycopg
@@ -16,6 +17,7 @@ from google.rpc import error_details_pb2, status_pb2
 from meshkit.errors import ERROR_DOMAIN, DomainError, Internal, Unavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Failures that mean "a dependency is down or slow": the caller may retry later (UNAVAILABLE).
 DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
@@ -25,6 +27,8 @@ DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
     ConnectionError,
+    # A dependency that answered too slowly (asyncio.timeout, the handler time limit).
+    TimeoutError,
 )
 _RETRYABLE_PEER_CODES = {
     grpc.StatusCode.UNAVAILABLE,
@@ -86,10 +90,47 @@ def as_domain_error(exc: BaseException, method: str) -> DomainError:
 Handler = Callable[..., Any]
 
 
-def _wrap_unary(behavior: Handler, method: str) -> Handler:
+_unwinding: set[asyncio.Future[Any]] = set()
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    _unwinding.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: it was logged where it mattered, or no one is waiting for it
+
+
+async def within(seconds: float, work: Awaitable[T]) -> T:
+    """`work`'s result if it comes within `seconds`; TimeoutError at once otherwise.
+
+    Unlike asyncio.timeout, this does not wait for the cancelled work to unwind: psycopg, for one,
+    cancels a stuck query by asking the server, which a frozen server never answers (up to 10 s).
+    The caller gets its answer now; the work finishes cancelling in the background.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    _unwinding.add(task)  # a reference, so the task is not collected while it unwinds
+    task.add_done_callback(_forget)
+    raise TimeoutError(f"no answer within {seconds:g}s")
+
+
+def _time_limit(context: grpc.aio.ServicerContext[Any, Any], limit: float) -> float:
+    """How long a unary handler may run: never past the caller's deadline, and never past `limit`
+    (callers through Envoy send no deadline; a hung dependency must not hang them)."""
+    remaining = context.time_remaining()
+    return limit if remaining is None else min(limit, max(remaining, 0.0))
+
+
+def _wrap_unary(behavior: Handler, method: str, limit: float) -> Handler:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
-            return await behavior(request, context)
+            return await within(_time_limit(context, limit), behavior(request, context))
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
@@ -112,7 +153,11 @@ def _wrap_stream(behavior: Handler, method: str) -> Handler:
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps every exception leaving a handler to a status; nothing escapes as a bare UNKNOWN."""
+    """Maps every exception leaving a handler to a status; nothing escapes as a bare UNKNOWN.
+    Unary handlers also get a time limit (`unary_limit_seconds`, or the caller's deadline if sooner)."""
+
+    def __init__(self, unary_limit_seconds: float) -> None:
+        self._limit = unary_limit_seconds
 
     async def intercept_service(
         self,
@@ -125,7 +170,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                _wrap_unary(handler.unary_unary, method, self._limit),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -138,4 +183,4 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
 
-__all__ = ["DEPENDENCY_ERRORS", "ErrorInterceptor", "abort_with", "as_domain_error", "status_of"]
+__all__ = ["DEPENDENCY_ERRORS", "ErrorInterceptor", "abort_with", "as_domain_error", "status_of", "within"]

@@ -23,6 +23,22 @@ TEST_ENV = {
 }
 
 
+_REPORT = pytest.StashKey[list[str]]()
+
+
+def report_lines(config: pytest.Config) -> list[str]:
+    """Lines tests want in the summary at the end of the run (the fault checker's counts)."""
+    return config.stash.setdefault(_REPORT, [])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lines = report_lines(config)
+    if lines:
+        terminalreporter.section("history checks")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def mesh() -> Iterator[Mesh]:
     # Readable by the unprivileged user PostgreSQL runs as when the suite runs as root.

@@ -71,11 +71,12 @@ class Stubs:
     tweets_addr: str
     fanout_addr: str
     timeline_addr: str
+    channel_options: list[tuple[str, Any]] = field(default_factory=list)
     _channels: list[grpc.Channel] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         def channel(addr: str) -> grpc.Channel:
-            ch = grpc.insecure_channel(addr)
+            ch = grpc.insecure_channel(addr, options=self.channel_options)
             self._channels.append(ch)
             return ch
 

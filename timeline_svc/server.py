@@ -52,6 +52,7 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     redis = await runtime.redis()
     users = UsersPeer(runtime.channel(settings.users_addr))
     live = LiveHub(redis)
+    runtime.on_stopping(live.stopping)
     runtime.on_close(live.close)
     home: HomeTimeline[tweets_pb.Tweet] = HomeTimeline(
         users,

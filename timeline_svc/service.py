@@ -41,9 +41,18 @@ class Timelines(Protocol):
     async def after(self, user_id: int, after: int, limit: int) -> list[int] | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class FeedEnded:
+    """The live feed of a stream stopped (connection lost, stream too slow, server stopping)."""
+
+    reason: str
+    message: str
+    retry_after_seconds: float = 0.5
+
+
 class LiveFeed(Protocol):
-    def subscribe(self, user_id: int) -> AbstractAsyncContextManager[asyncio.Queue[int | None]]:
-        """Tweet ids delivered to user_id from now on; None means the feed broke."""
+    def subscribe(self, user_id: int) -> AbstractAsyncContextManager[asyncio.Queue[int | FeedEnded]]:
+        """Tweet ids delivered to user_id from now on, until a FeedEnded."""
         ...
 
 
@@ -126,6 +135,7 @@ class HomeTimeline(Generic[T]):
         """
         async with self._live.subscribe(viewer) as queue:
             sent: set[int] = set()
+            last = since
             if since is not None:
                 replay = await self._timelines.after(
                     viewer, max(since - self._overlap, 0), self._timelines.max_entries
@@ -140,6 +150,7 @@ class HomeTimeline(Generic[T]):
                 for tweet_id in replay:
                     if tweet_id in found:
                         sent.add(tweet_id)
+                        last = max(last or 0, tweet_id)
                         yield TweetArrived(found[tweet_id])
             next_beat = time.monotonic() + self._heartbeat
             while True:
@@ -150,12 +161,25 @@ class HomeTimeline(Generic[T]):
                     next_beat = time.monotonic() + self._heartbeat
                     yield Heartbeat()
                     continue
-                if arrived is None:
-                    raise Unavailable(
-                        "the live feed was interrupted; reconnect with since_tweet_id", reason="FEED_LOST"
-                    )
+                if isinstance(arrived, FeedEnded):
+                    raise stream_ended(arrived, last)
                 if arrived in sent:
                     continue
                 found = await self._tweets.tweets([arrived])
                 if arrived in found:
+                    last = max(last or 0, arrived)
                     yield TweetArrived(found[arrived])
+
+
+def stream_ended(ended: FeedEnded, last_tweet_id: int | None) -> Unavailable:
+    """UNAVAILABLE telling the client how to resume without a gap: reconnect with since_tweet_id
+    set to the newest tweet it got (in ErrorInfo metadata `since_tweet_id`, empty if none)."""
+    return Unavailable(
+        f"{ended.message}; reconnect with since_tweet_id",
+        reason=ended.reason,
+        metadata={
+            "reconnect": "StreamHomeTimeline",
+            "since_tweet_id": "" if last_tweet_id is None else str(last_tweet_id),
+        },
+        retry_after_seconds=ended.retry_after_seconds,
+    )

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from meshkit.home_timelines import live_channel
 from meshkit.status import DEPENDENCY_ERRORS
+from timeline_svc.service import FeedEnded
 
 log = logging.getLogger(__name__)
 _QUEUE_MAX = 1000
@@ -18,19 +19,24 @@ _QUEUE_MAX = 1000
 
 class LiveHub:
     """One Redis pub/sub connection per process, one channel subscription per user with open
-    streams, fanned out in memory to each of that user's streams. When the connection breaks,
-    every open stream gets None (and ends; clients reconnect and replay)."""
+    streams, fanned out in memory to each of that user's streams. When the connection breaks or
+    the service stops, every open stream gets a FeedEnded (and ends; clients reconnect and replay)."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        self._queues: dict[int, set[asyncio.Queue[int | None]]] = {}
+        self._queues: dict[int, set[asyncio.Queue[int | FeedEnded]]] = {}
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
+        self._stopped: FeedEnded | None = None
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, user_id: int) -> AsyncIterator[asyncio.Queue[int | None]]:
-        queue: asyncio.Queue[int | None] = asyncio.Queue(maxsize=_QUEUE_MAX)
+    async def subscribe(self, user_id: int) -> AsyncIterator[asyncio.Queue[int | FeedEnded]]:
+        queue: asyncio.Queue[int | FeedEnded] = asyncio.Queue(maxsize=_QUEUE_MAX)
+        if self._stopped is not None:
+            queue.put_nowait(self._stopped)
+            yield queue
+            return
         async with self._lock:
             if user_id not in self._queues:
                 await self._pubsub.subscribe(live_channel(user_id))
@@ -58,7 +64,7 @@ class LiveHub:
                 log.warning(
                     "live feed connection lost; ending open streams", extra={"error": type(error).__name__}
                 )
-                await self._break_all()
+                await self._feed_lost()
                 return
             if message is None or message.get("type") != "message":
                 continue
@@ -68,18 +74,28 @@ class LiveHub:
                     queue.put_nowait(int(message["data"]))
                 except asyncio.QueueFull:  # a stream too slow to keep up: end it, it will replay
                     queue.get_nowait()
-                    queue.put_nowait(None)
+                    queue.put_nowait(FeedEnded("TOO_SLOW", "the stream fell too far behind"))
 
-    async def _break_all(self) -> None:
+    def _end_each(self, ended: FeedEnded) -> None:
+        for queues in self._queues.values():
+            for queue in queues:
+                if queue.full():  # the stream ends anyway, and the end must be in its queue
+                    queue.get_nowait()
+                queue.put_nowait(ended)
+
+    async def _feed_lost(self) -> None:
         async with self._lock:
-            for queues in self._queues.values():
-                for queue in queues:
-                    with contextlib.suppress(asyncio.QueueFull):
-                        queue.put_nowait(None)
+            self._end_each(FeedEnded("FEED_LOST", "the live feed was interrupted"))
             self._queues.clear()
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
             self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+
+    async def stopping(self) -> None:
+        """Ends every open stream, and any opened from now on, with SERVER_STOPPING."""
+        async with self._lock:
+            self._stopped = FeedEnded("SERVER_STOPPING", "the server is stopping", retry_after_seconds=0.2)
+            self._end_each(self._stopped)
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -68,6 +68,10 @@ class UserStore(Protocol):
 
 class SessionCache(Protocol):
     async def remember(self, token: str, session: Session) -> None: ...
+    async def refill(self, token: str, session: Session) -> None:
+        """remember, but never failing: the cache may be down."""
+        ...
+
     async def forget(self, token: str) -> None: ...
 
 
@@ -156,7 +160,7 @@ class Users:
         session = await self._store.session(token_digest(token))
         if session is None or session.expire_time <= datetime.now(UTC):
             return None
-        await self._sessions.remember(token, session)
+        await self._sessions.refill(token, session)
         return session
 
     async def get_user(self, user_id: int, field: str = "user_id") -> User:

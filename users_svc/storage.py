@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from meshkit.auth import Session, cache_session, forget_session
 from meshkit.outbox import Outbox
+from meshkit.status import DEPENDENCY_ERRORS
 from users_svc.service import Credentials, HandleTaken, User
 
 FOLLOWS_STREAM = "events:follows"
@@ -146,6 +148,11 @@ class RedisSessionCache:
 
     async def remember(self, token: str, session: Session) -> None:
         await cache_session(self._redis, token, session)
+
+    async def refill(self, token: str, session: Session) -> None:
+        # A cache: PostgreSQL answered, and a later lookup refills it if Redis is down now.
+        with contextlib.suppress(*DEPENDENCY_ERRORS):
+            await cache_session(self._redis, token, session)
 
     async def forget(self, token: str) -> None:
         await forget_session(self._redis, token)

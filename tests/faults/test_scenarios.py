@@ -1,0 +1,186 @@
+"""Faults during a burst of acknowledged tweets, on real processes: fan-out workers SIGKILLed,
+Redis restarted and wiped, PostgreSQL restarted, every service SIGTERMed, a dependency frozen.
+
+Each scenario checks the same promises with the history checker: every acknowledged tweet is in
+its author's timeline, in each follower's home timeline and on a follower's live stream (which
+resumes with since_tweet_id), exactly once, and nothing else is; no call gets INTERNAL or hangs;
+and the mesh reports SERVING again by itself, without a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from devstack.mesh import SERVICES, Mesh
+from tests.faults.history import History, Report, check
+from tests.faults.workload import (
+    Population,
+    ResumingStream,
+    Violations,
+    burst,
+    populate,
+    post,
+    read_back,
+)
+from tests.helpers import Stubs, eventually, redis_client
+
+Health = Callable[[str], str]
+
+
+@dataclass
+class Run:
+    """What a fault can watch while it lasts."""
+
+    history: History
+    violations: Violations
+
+
+@dataclass
+class Outcome:
+    report: Report
+    stream: ResumingStream
+
+
+def all_serving(health: Health) -> bool:
+    return all(health(name) == "SERVING" for name in SERVICES)
+
+
+def run_scenario(
+    scenario: str,
+    stubs: Stubs,
+    health: Health,
+    report: Callable[[str], None],
+    fault: Callable[[Run], None],
+) -> Outcome:
+    violations = Violations()
+    history = History()
+    people: Population = populate(stubs)
+    viewer = people.readers[0]
+    stream = ResumingStream(stubs, viewer, violations)
+    on_stream = f"stream:{viewer.user_id}"
+
+    # A first tweet gives the stream a since_tweet_id to resume from.
+    first = f"{scenario}-first"
+    history.attempt(first, [*people.targets(people.authors[0]), on_stream])
+    post(stubs, people.authors[0], first, history, violations)
+    eventually(lambda: first in stream.texts, timeout=20)
+
+    burst(
+        stubs,
+        people,
+        scenario,
+        history,
+        violations,
+        lambda: fault(Run(history, violations)),
+        extra_targets=lambda _: [on_stream],
+    )
+    eventually(lambda: all_serving(health), timeout=30, interval=0.2)  # healed by itself
+
+    # Fan-out, outbox sweeps and rebuilds catch up within seconds; poll until nothing is missing.
+    last: list[Report] = []
+
+    def settled() -> bool:
+        reads = read_back(stubs, people, violations)
+        reads[on_stream] = list(stream.texts)
+        last.append(check(history, reads, deduped=[on_stream]))
+        return not last[-1].lost
+
+    with contextlib.suppress(AssertionError):  # the report below says what is missing
+        eventually(settled, timeout=30, interval=0.5)
+    stream.close()
+    result = last[-1]
+    line = f"{result.line(scenario)} retries={violations.retries}"
+    report(line)
+    print(line, file=sys.stderr)
+    assert not violations.seen, violations.seen[:10]
+    assert result.valid, result.explain()
+    assert result.ok > 0
+    return Outcome(result, stream)
+
+
+def test_a_fanout_workers_sigkilled_repeatedly(
+    fault_mesh: Mesh, fault_stubs: Stubs, health: Health, report: Callable[[str], None]
+) -> None:
+    def fault(_: Run) -> None:
+        for _n in range(3):
+            fault_mesh.kill_service("fanout")
+            fault_mesh.start_service("fanout")
+
+    run_scenario("a-fanout-sigkill", fault_stubs, health, report, fault)
+
+
+def test_b1_redis_restarted(
+    fault_mesh: Mesh, fault_stubs: Stubs, health: Health, report: Callable[[str], None]
+) -> None:
+    def fault(run: Run) -> None:
+        fault_mesh.stop_dependency("redis")  # memory only: it comes back empty
+        eventually(lambda: all(health(s) == "NOT_SERVING" for s in SERVICES), timeout=15, interval=0.1)
+        # Tweets are still acknowledged with Redis down (committed with their outbox rows)...
+        acknowledged = len(run.history.acknowledged())
+        eventually(lambda: len(run.history.acknowledged()) >= acknowledged + 6, timeout=15)
+        fault_mesh.start_dependency("redis")  # ...and delivered once it is back
+
+    outcome = run_scenario("b1-redis-restart", fault_stubs, health, report, fault)
+    assert ("UNAVAILABLE", "FEED_LOST") in {(c, r) for c, r, _ in outcome.stream.endings}
+
+
+def test_b2_redis_wiped(
+    fault_mesh: Mesh, fault_stubs: Stubs, health: Health, report: Callable[[str], None]
+) -> None:
+    run_scenario(
+        "b2-redis-flushall",
+        fault_stubs,
+        health,
+        report,
+        lambda _: redis_client(fault_mesh.redis_url).flushall(),
+    )
+
+
+def test_c_postgresql_restarted(
+    fault_mesh: Mesh, fault_stubs: Stubs, health: Health, report: Callable[[str], None]
+) -> None:
+    def fault(_: Run) -> None:
+        fault_mesh.stop_dependency("postgres")
+        eventually(lambda: health("users") == health("tweets") == "NOT_SERVING", timeout=15, interval=0.1)
+        fault_mesh.start_dependency("postgres")
+
+    run_scenario("c-postgres-restart", fault_stubs, health, report, fault)
+
+
+def test_d_every_service_sigtermed_under_load(
+    fault_mesh: Mesh, fault_stubs: Stubs, health: Health, report: Callable[[str], None]
+) -> None:
+    def fault(_: Run) -> None:
+        for name in SERVICES:
+            assert fault_mesh.stop_service(name) == 0, f"{name} did not stop cleanly on SIGTERM"
+            fault_mesh.start_service(name)
+
+    outcome = run_scenario("d-sigterm-each", fault_stubs, health, report, fault)
+    stopping = [e for e in outcome.stream.endings if e[1] == "SERVER_STOPPING"]
+    assert stopping, f"the stream did not end with the reconnect hint: {outcome.stream.endings}"
+    assert all(code == "UNAVAILABLE" and hint for code, _, hint in stopping)
+
+
+@pytest.mark.parametrize("dependency", ["redis", "postgres"])
+def test_e_a_dependency_frozen_for_a_while(
+    fault_mesh: Mesh, fault_stubs: Stubs, health: Health, report: Callable[[str], None], dependency: str
+) -> None:
+    needs = [s for s in SERVICES if dependency == "redis" or s in {"users", "tweets"}]
+
+    def fault(run: Run) -> None:
+        fault_mesh.pause_dependency(dependency)
+        try:
+            # Frozen, not gone: connections open and nothing answers. Health says so, and calls
+            # still come back (UNAVAILABLE within HANDLER_TIMEOUT_SECONDS, then retried).
+            eventually(lambda: all(health(s) == "NOT_SERVING" for s in needs), timeout=15, interval=0.1)
+            retries = run.violations.retries
+            eventually(lambda: run.violations.retries >= retries + 3, timeout=15)
+        finally:
+            fault_mesh.resume_dependency(dependency)
+
+    run_scenario(f"e-{dependency}-frozen", fault_stubs, health, report, fault)
