@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -12,9 +13,10 @@ import psycopg
 import psycopg_pool
 import redis.exceptions
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
-from meshkit.errors import ERROR_DOMAIN, DomainError, Internal, Unavailable
+from meshkit.errors import ERROR_DOMAIN, DomainError, Internal, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,9 +129,36 @@ def _time_limit(context: grpc.aio.ServicerContext[Any, Any], limit: float) -> fl
     return limit if remaining is None else min(limit, max(remaining, 0.0))
 
 
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    """What a request that does not parse becomes, so the handler can refuse it with a status
+    (a deserializer that raises makes gRPC answer UNKNOWN; Envoy passes URL bytes through as is)."""
+
+    error: str
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as error:
+            return _Undecodable(str(error))
+
+    return deserialize
+
+
+def _refuse_undecodable(request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument(f"request: not a valid message ({request.error})", reason="MALFORMED_REQUEST")
+
+
 def _wrap_unary(behavior: Handler, method: str, limit: float) -> Handler:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
+            _refuse_undecodable(request)
             return await within(_time_limit(context, limit), behavior(request, context))
         except grpc.aio.AbortError:
             raise
@@ -142,6 +171,7 @@ def _wrap_unary(behavior: Handler, method: str, limit: float) -> Handler:
 def _wrap_stream(behavior: Handler, method: str) -> Handler:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
+            _refuse_undecodable(request)
             async for response in behavior(request, context):
                 yield response
         except grpc.aio.AbortError:
@@ -153,7 +183,8 @@ def _wrap_stream(behavior: Handler, method: str) -> Handler:
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps every exception leaving a handler to a status; nothing escapes as a bare UNKNOWN.
+    """Maps every exception leaving a handler to a status; nothing escapes as a bare UNKNOWN, and
+    a request that does not parse is INVALID_ARGUMENT.
     Unary handlers also get a time limit (`unary_limit_seconds`, or the caller's deadline if sooner)."""
 
     def __init__(self, unary_limit_seconds: float) -> None:
@@ -171,13 +202,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary, method, self._limit),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler

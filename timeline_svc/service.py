@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -43,11 +44,38 @@ class Timelines(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FeedEnded:
-    """The live feed of a stream stopped (connection lost, stream too slow, server stopping)."""
+    """The live feed of a stream stopped (connection lost, Redis wiped, stream too slow, server
+    stopping). When events may have been lost since some moment (`intact_until`, monotonic), the
+    stream resumes from the newest tweet it sent before then, not from the newest it sent."""
 
     reason: str
     message: str
     retry_after_seconds: float = 0.5
+    intact_until: float | None = None
+
+
+class ResumePoint:
+    """The newest tweet a stream sent, and as of when."""
+
+    _MEMORY_SECONDS = 60.0
+
+    def __init__(self, since: int | None) -> None:
+        self._settled = since
+        self._recent: deque[tuple[float, int]] = deque()
+
+    def sent(self, tweet_id: int) -> None:
+        now = time.monotonic()
+        self._recent.append((now, tweet_id))
+        while self._recent[0][0] < now - self._MEMORY_SECONDS:
+            _, old = self._recent.popleft()
+            self._settled = max(self._settled or 0, old)
+
+    def as_of(self, moment: float | None) -> int | None:
+        """The newest tweet sent at or before `moment` (None: at any time), or None if none was."""
+        ids = [t for at, t in self._recent if moment is None or at <= moment]
+        if self._settled is not None:
+            ids.append(self._settled)
+        return max(ids, default=None)
 
 
 class LiveFeed(Protocol):
@@ -135,7 +163,7 @@ class HomeTimeline(Generic[T]):
         """
         async with self._live.subscribe(viewer) as queue:
             sent: set[int] = set()
-            last = since
+            resume = ResumePoint(since)
             if since is not None:
                 replay = await self._timelines.after(
                     viewer, max(since - self._overlap, 0), self._timelines.max_entries
@@ -150,7 +178,7 @@ class HomeTimeline(Generic[T]):
                 for tweet_id in replay:
                     if tweet_id in found:
                         sent.add(tweet_id)
-                        last = max(last or 0, tweet_id)
+                        resume.sent(tweet_id)
                         yield TweetArrived(found[tweet_id])
             next_beat = time.monotonic() + self._heartbeat
             while True:
@@ -162,18 +190,19 @@ class HomeTimeline(Generic[T]):
                     yield Heartbeat()
                     continue
                 if isinstance(arrived, FeedEnded):
-                    raise stream_ended(arrived, last)
+                    raise stream_ended(arrived, resume.as_of(arrived.intact_until))
                 if arrived in sent:
                     continue
                 found = await self._tweets.tweets([arrived])
                 if arrived in found:
-                    last = max(last or 0, arrived)
+                    resume.sent(arrived)
                     yield TweetArrived(found[arrived])
 
 
 def stream_ended(ended: FeedEnded, last_tweet_id: int | None) -> Unavailable:
     """UNAVAILABLE telling the client how to resume without a gap: reconnect with since_tweet_id
-    set to the newest tweet it got (in ErrorInfo metadata `since_tweet_id`, empty if none)."""
+    set to the newest tweet it got before the feed could have lost anything (in ErrorInfo metadata
+    `since_tweet_id`, empty if none)."""
     return Unavailable(
         f"{ended.message}; reconnect with since_tweet_id",
         reason=ended.reason,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -15,12 +17,21 @@ from timeline_svc.service import FeedEnded
 
 log = logging.getLogger(__name__)
 _QUEUE_MAX = 1000
+_CANARY_CHECK_SECONDS = 1.0
+_CANARY_TTL_SECONDS = 3600
 
 
 class LiveHub:
     """One Redis pub/sub connection per process, one channel subscription per user with open
-    streams, fanned out in memory to each of that user's streams. When the connection breaks or
-    the service stops, every open stream gets a FeedEnded (and ends; clients reconnect and replay)."""
+    streams, fanned out in memory to each of that user's streams. When the connection breaks,
+    Redis loses its data or the service stops, every open stream gets a FeedEnded (and ends;
+    clients reconnect and replay).
+
+    A wipe (FLUSHALL, a restart without persistence) drops events that fan-out had not read yet:
+    their tweets are in PostgreSQL and in rebuilt timelines, but never published. A canary key,
+    checked every second while streams are open, tells: once it is gone, open streams end and
+    resume from what they got before the last check that found it.
+    """
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
@@ -29,6 +40,8 @@ class LiveHub:
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         self._stopped: FeedEnded | None = None
+        self._canary = f"live:canary:{uuid.uuid4().hex}"
+        self._intact_at: float | None = None  # when the canary was last seen; None: not planted
 
     @contextlib.asynccontextmanager
     async def subscribe(self, user_id: int) -> AsyncIterator[asyncio.Queue[int | FeedEnded]]:
@@ -56,10 +69,29 @@ class LiveHub:
                         with contextlib.suppress(*DEPENDENCY_ERRORS):
                             await self._pubsub.unsubscribe(live_channel(user_id))
 
+    async def _redis_kept_its_data(self) -> bool:
+        """Whether the canary is still there (planting it when it is not); false once per wipe."""
+        checked_at = time.monotonic()
+        if await self._redis.expire(self._canary, _CANARY_TTL_SECONDS):
+            self._intact_at = checked_at
+            return True
+        await self._redis.set(self._canary, b"1", ex=_CANARY_TTL_SECONDS)
+        planted_before = self._intact_at is not None
+        if not planted_before:
+            self._intact_at = checked_at
+        return not planted_before
+
     async def _read(self) -> None:
+        next_check = 0.0
         while self._queues:
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + _CANARY_CHECK_SECONDS
+                    if not await self._redis_kept_its_data():
+                        log.warning("Redis lost its data; ending open streams so they replay")
+                        await self._feed_lost("Redis lost its data")
+                        return
+                message = await self._pubsub.get_message(timeout=_CANARY_CHECK_SECONDS)
             except DEPENDENCY_ERRORS as error:
                 log.warning(
                     "live feed connection lost; ending open streams", extra={"error": type(error).__name__}
@@ -83,9 +115,10 @@ class LiveHub:
                     queue.get_nowait()
                 queue.put_nowait(ended)
 
-    async def _feed_lost(self) -> None:
+    async def _feed_lost(self, why: str = "the live feed was interrupted") -> None:
         async with self._lock:
-            self._end_each(FeedEnded("FEED_LOST", "the live feed was interrupted"))
+            self._end_each(FeedEnded("FEED_LOST", why, intact_until=self._intact_at))
+            self._intact_at = None  # planted again with the next streams
             self._queues.clear()
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]

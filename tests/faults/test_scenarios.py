@@ -38,6 +38,7 @@ class Run:
 
     history: History
     violations: Violations
+    stream: ResumingStream
 
 
 @dataclass
@@ -76,7 +77,7 @@ def run_scenario(
         scenario,
         history,
         violations,
-        lambda: fault(Run(history, violations)),
+        lambda: fault(Run(history, violations, stream)),
         extra_targets=lambda _: [on_stream],
     )
     eventually(lambda: all_serving(health), timeout=30, interval=0.2)  # healed by itself
@@ -132,13 +133,13 @@ def test_b1_redis_restarted(
 def test_b2_redis_wiped(
     fault_mesh: Mesh, fault_stubs: Stubs, health: Health, report: Callable[[str], None]
 ) -> None:
-    run_scenario(
-        "b2-redis-flushall",
-        fault_stubs,
-        health,
-        report,
-        lambda _: redis_client(fault_mesh.redis_url).flushall(),
-    )
+    def fault(run: Run) -> None:
+        redis_client(fault_mesh.redis_url).flushall()
+        # Events fan-out had not read yet are gone with the wipe: open streams must notice, end,
+        # and resume from before it (their tweets come back from the rebuilt home timeline).
+        eventually(lambda: any(reason == "FEED_LOST" for _, reason, _ in run.stream.endings), timeout=10)
+
+    run_scenario("b2-redis-flushall", fault_stubs, health, report, fault)
 
 
 def test_c_postgresql_restarted(

@@ -228,7 +228,8 @@ def read_back(stubs: Stubs, people: Population, violations: Violations) -> dict[
 
 class ResumingStream:
     """A client of StreamHomeTimeline that does what the API asks: when a stream ends with
-    UNAVAILABLE it reconnects with since_tweet_id = the newest tweet it got, and dedupes by id."""
+    UNAVAILABLE it reconnects with since_tweet_id = the resume point the error names (else the
+    newest tweet it got), and dedupes by id."""
 
     def __init__(self, stubs: Stubs, viewer: Account, violations: Violations) -> None:
         self._stubs = stubs
@@ -269,6 +270,8 @@ class ResumingStream:
                 info = error_info(error)
                 hint = info.metadata.get("since_tweet_id", "?") if info else "?"
                 self.endings.append((code.name, info.reason if info else "", hint))
+                if hint not in {"", "?"}:
+                    self._newest = hint  # where the server says to resume (it may be older)
                 if code != grpc.StatusCode.UNAVAILABLE:
                     self._violations.add(f"StreamHomeTimeline ended with {code.name}: {error.details()}")  # type: ignore[attr-defined]
                     return

@@ -179,3 +179,26 @@ def test_bad_input_is_refused_and_changes_nothing(
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         assert field in field_violations(error)
     assert snapshot(stubs, people) == before
+
+
+@pytest.mark.parametrize(
+    ("service", "method"),
+    [
+        ("users", "/tweetmesh.users.v1.UserService/GetUserByHandle"),
+        ("timeline", "/tweetmesh.timeline.v1.TimelineService/StreamHomeTimeline"),
+    ],
+)
+def test_a_request_that_does_not_parse_is_invalid_argument_not_unknown(
+    mesh: Any, service: str, method: str
+) -> None:
+    # Field 1, a string, holding a lone UTF-16 surrogate in UTF-8 form: not valid UTF-8, so not a
+    # valid message (Envoy passes such bytes from a URL straight through; the fuzzer found it).
+    malformed = b"\x0a\x03\xed\xa0\x80"
+    with grpc.insecure_channel(f"127.0.0.1:{mesh.ports.of(service)}") as channel:
+        if service == "timeline":
+            stream = channel.unary_stream(method)(malformed, timeout=10)
+            error = rpc_error(lambda: list(stream))
+        else:
+            error = rpc_error(lambda: channel.unary_unary(method)(malformed, timeout=10))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert error.details().startswith("request: not a valid message")  # type: ignore[attr-defined]
