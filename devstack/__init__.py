@@ -2,8 +2,8 @@
 
 import os
 
-# devstack forks servers (PostgreSQL restarts in the fault tests, services) while gRPC client
-# threads are busy. gRPC's fork handlers then make the fork slow and can crash the child before
-# it execs (seen as a SIGSEGV'd postgres). We never use gRPC in a forked child, so turn them off;
-# gRPC reads this once, when it is first imported, which is after this package in every entry point.
+# The dev stack (and the test suite) use gRPC in-process and also start processes. With gRPC's
+# fork support on, a child can abort in gRPC's poller between fork and exec (grpc/grpc#43055),
+# which we saw as a service "exiting with -6" before it ran. Nothing here forks a process that
+# goes on using gRPC, so the support is not needed. Set before grpc is first imported.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")

@@ -66,12 +66,16 @@ IDEMPOTENT_READS: dict[str, tuple[str, ...]] = {
         "AuthenticateToken",
         "ListFollowerIds",
         "ListFollowingIds",
+        "ResolveHandles",
+        "FilterFollowers",
     ),
     "tweetmesh.tweets.v1.TweetService": (
         "GetTweet",
         "BatchGetTweets",
         "ListTweetIdsByAuthors",
         "BatchGetTweetCounts",
+        "ListMentionIds",
+        "GetGlobalTimeline",
     ),
 }
 

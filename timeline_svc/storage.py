@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
-from meshkit.home_timelines import live_channel
+from meshkit.home_timelines import parse_live_message
 from meshkit.status import DEPENDENCY_ERRORS
-from timeline_svc.service import FeedEnded
+from timeline_svc.service import FeedEnded, LiveEvent
 
 log = logging.getLogger(__name__)
 _QUEUE_MAX = 1000
@@ -22,10 +22,10 @@ _CANARY_TTL_SECONDS = 3600
 
 
 class LiveHub:
-    """One Redis pub/sub connection per process, one channel subscription per user with open
-    streams, fanned out in memory to each of that user's streams. When the connection breaks,
-    Redis loses its data or the service stops, every open stream gets a FeedEnded (and ends;
-    clients reconnect and replay).
+    """One Redis pub/sub connection per process, one subscription per channel with open streams
+    (a user's home, or the global timeline), fanned out in memory to each of those streams. When
+    the connection breaks, Redis loses its data or the service stops, every open stream gets a
+    FeedEnded (and ends; clients reconnect and replay).
 
     A wipe (FLUSHALL, a restart without persistence) drops events that fan-out had not read yet:
     their tweets are in PostgreSQL and in rebuilt timelines, but never published. A canary key,
@@ -36,7 +36,7 @@ class LiveHub:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        self._queues: dict[int, set[asyncio.Queue[int | FeedEnded]]] = {}
+        self._queues: dict[str, set[asyncio.Queue[LiveEvent | FeedEnded]]] = {}
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         self._stopped: FeedEnded | None = None
@@ -44,30 +44,30 @@ class LiveHub:
         self._intact_at: float | None = None  # when the canary was last seen; None: not planted
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, user_id: int) -> AsyncIterator[asyncio.Queue[int | FeedEnded]]:
-        queue: asyncio.Queue[int | FeedEnded] = asyncio.Queue(maxsize=_QUEUE_MAX)
+    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[LiveEvent | FeedEnded]]:
+        queue: asyncio.Queue[LiveEvent | FeedEnded] = asyncio.Queue(maxsize=_QUEUE_MAX)
         if self._stopped is not None:
             queue.put_nowait(self._stopped)
             yield queue
             return
         async with self._lock:
-            if user_id not in self._queues:
-                await self._pubsub.subscribe(live_channel(user_id))
-                self._queues[user_id] = set()
-            self._queues[user_id].add(queue)
+            if channel not in self._queues:
+                await self._pubsub.subscribe(channel)
+                self._queues[channel] = set()
+            self._queues[channel].add(queue)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="live-hub-reader")
         try:
             yield queue
         finally:
             async with self._lock:
-                queues = self._queues.get(user_id)
+                queues = self._queues.get(channel)
                 if queues is not None:
                     queues.discard(queue)
                     if not queues:
-                        del self._queues[user_id]
+                        del self._queues[channel]
                         with contextlib.suppress(*DEPENDENCY_ERRORS):
-                            await self._pubsub.unsubscribe(live_channel(user_id))
+                            await self._pubsub.unsubscribe(channel)
 
     async def _redis_kept_its_data(self) -> bool:
         """Whether the canary is still there (planting it when it is not); false once per wipe."""
@@ -100,10 +100,10 @@ class LiveHub:
                 return
             if message is None or message.get("type") != "message":
                 continue
-            user_id = int(message["channel"].decode().removeprefix("live:"))
-            for queue in list(self._queues.get(user_id, ())):
+            event = parse_live_message(message["data"])
+            for queue in list(self._queues.get(message["channel"].decode(), ())):
                 try:
-                    queue.put_nowait(int(message["data"]))
+                    queue.put_nowait(event)
                 except asyncio.QueueFull:  # a stream too slow to keep up: end it, it will replay
                     queue.get_nowait()
                     queue.put_nowait(FeedEnded("TOO_SLOW", "the stream fell too far behind"))

@@ -51,3 +51,25 @@ def test_follow_and_unfollow_retried_concurrently_change_the_graph_once(stubs: S
     assert stubs.user(followee).followers_count == 0
     assert stubs.user(follower).following_count == 0
     eventually(lambda: stubs.home_ids(follower) == [])
+
+
+def test_like_and_retweet_retried_concurrently_count_once(stubs: Stubs) -> None:
+    author, fan = stubs.sign_up("liked"), stubs.sign_up("fan")
+    tweet_id = stubs.post(author, "like me once").tweet_id
+
+    def get() -> tweets_pb.Tweet:
+        return stubs.tweets.GetTweet(tweets_pb.GetTweetRequest(tweet_id=tweet_id), timeout=10).tweet
+
+    like = tweets_pb.LikeTweetRequest(tweet_id=tweet_id)
+    all_at_once(lambda: stubs.tweets.LikeTweet(like, metadata=fan.auth, timeout=10))
+    assert get().like_count == 1
+    retweet = tweets_pb.RetweetRequest(tweet_id=tweet_id)
+    retweets = all_at_once(lambda: stubs.tweets.Retweet(retweet, metadata=fan.auth, timeout=10).tweet)
+    assert len({r.tweet_id for r in retweets}) == 1
+    assert get().retweet_count == 1
+
+    unlike = tweets_pb.UnlikeTweetRequest(tweet_id=tweet_id)
+    all_at_once(lambda: stubs.tweets.UnlikeTweet(unlike, metadata=fan.auth, timeout=10))
+    unretweet = tweets_pb.UnretweetRequest(tweet_id=tweet_id)
+    all_at_once(lambda: stubs.tweets.Unretweet(unretweet, metadata=fan.auth, timeout=10))
+    assert (get().like_count, get().retweet_count) == (0, 0)

@@ -4,13 +4,17 @@ are, and every call carries a deadline. Against a real gRPC server whose answers
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pool
 
-from meshkit.runtime import Runtime
+from meshkit import peers  # also loads the services they call into the descriptor pool
+from meshkit.runtime import IDEMPOTENT_READS, Runtime
 from meshkit.settings import load_settings
 from meshkit.status import within
 from tweetmesh.users.v1 import users_service_pb2 as pb
@@ -107,3 +111,16 @@ async def test_within_answers_at_its_limit_without_waiting_for_the_work_to_unwin
     assert not unwound.is_set()  # answered before the work finished unwinding
     await asyncio.wait_for(unwound.wait(), 5)
     assert await within(1.0, asyncio.sleep(0, result="done")) == "done"
+
+
+def test_every_method_the_peers_call_is_a_known_read() -> None:
+    """A new call between services must be classified: add it to IDEMPOTENT_READS if it only reads
+    (and so may be retried), or leave it out on purpose and extend this test's list of writes."""
+    writes: set[str] = set()
+    called = set(re.findall(r"self\._stub\.(\w+)", Path(peers.__file__).read_text()))
+    reads = {m for methods in IDEMPOTENT_READS.values() for m in methods}
+    assert called <= reads | writes, f"unclassified: {called - reads - writes}"
+    pool = descriptor_pool.Default()
+    for service, methods in IDEMPOTENT_READS.items():
+        names = {m.name for m in pool.FindServiceByName(service).methods}
+        assert set(methods) <= names, f"{service} has no {set(methods) - names}"
