@@ -39,7 +39,8 @@ lint: $(STAMP)
 test: check-gen lint
 	$(PY) -m pytest -p no:cacheprovider -ra tests
 
-## fuzz: the long fuzz run: 10,000 generated HTTP requests through Envoy, and the property tests.
+## fuzz: the long fuzz run: 10,000 generated HTTP requests through Envoy, 10,000 gRPC requests to
+##       every service (internal RPCs too), and the property tests with more examples.
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=10000 $(PY) -m pytest -p no:cacheprovider -ra tests/fuzz tests/unit/test_properties.py
 

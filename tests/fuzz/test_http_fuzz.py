@@ -21,7 +21,7 @@ from devstack.mesh import SERVICES, Mesh
 from meshkit.healthcheck import health_status
 from tests.conftest import report_lines
 from tests.fuzz.routes import Known, Request, requests, routes
-from tests.helpers import Stubs, http_call
+from tests.helpers import http_call
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 ALL_ROUTES = routes()
@@ -65,18 +65,6 @@ class Envoy:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-@pytest.fixture(scope="module")
-def known(stubs: Stubs) -> Known:
-    people = [stubs.sign_up("fuzz") for _ in range(3)]
-    tweets = [stubs.post(p, f"fuzz target {i}").tweet_id for i, p in enumerate(people)]
-    return Known(
-        user_ids=[p.user_id for p in people],
-        tweet_ids=tweets,
-        handles=[p.user.handle for p in people],
-        tokens=[p.token for p in people],
-    )
 
 
 @pytest.fixture(scope="module")
