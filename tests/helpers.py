@@ -1,11 +1,13 @@
-"""What the cross-process tests share: stubs on a running mesh, sign-up, polling, HTTP calls."""
+"""What the cross-process tests share: stubs on a running mesh, sign-up, polling, HTTP calls, a TCP gate."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import queue
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -246,3 +248,68 @@ def http_call(
 
 def redis_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
+
+
+class Gate:
+    """A TCP proxy to `upstream` that, once closed, holds what clients send (and says so) until
+    it is opened again: a peer that is slow exactly when the test wants."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self._upstream = upstream
+        self._open = threading.Event()
+        self._open.set()
+        self._severed = False
+        self.holding = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._sockets: list[socket.socket] = [self._server]
+        self.address = f"127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if self._severed:
+                client.close()
+                continue
+            upstream = socket.create_connection(self._upstream)
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, gated: bool) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+                if not data:
+                    return
+                if gated and not self._open.is_set():
+                    self.holding.set()
+                    self._open.wait()
+                sink.sendall(data)
+            except OSError:
+                return
+
+    def close_gate(self) -> None:
+        self.holding.clear()
+        self._open.clear()
+
+    def open_gate(self) -> None:
+        self._open.set()
+
+    def sever(self) -> None:
+        """Cuts every connection and refuses new ones, like a server that went away."""
+        self._severed = True
+        self._open.set()
+        for sock in self._sockets[1:]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def shut(self) -> None:
+        self._open.set()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()

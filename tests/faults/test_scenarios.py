@@ -1,5 +1,5 @@
-"""Faults during a burst of acknowledged tweets, on real processes: fan-out workers SIGKILLed,
-Redis restarted and wiped, PostgreSQL restarted, every service SIGTERMed, a dependency frozen.
+"""Faults during a burst of acknowledged tweets, on real processes: fan-out workers and tweets_svc
+SIGKILLed, Redis restarted and wiped, PostgreSQL restarted, every service SIGTERMed, a dependency frozen.
 
 Each scenario checks the same promises with the history checker: every acknowledged tweet is in
 its author's timeline, in each follower's home timeline and on a follower's live stream (which
@@ -113,6 +113,21 @@ def test_a_fanout_workers_sigkilled_repeatedly(
             fault_mesh.start_service("fanout")
 
     run_scenario("a-fanout-sigkill", fault_stubs, health, report, fault)
+
+
+def test_a2_tweets_svc_sigkilled_between_commit_and_relay(
+    fault_mesh: Mesh, fault_stubs: Stubs, health: Health, report: Callable[[str], None]
+) -> None:
+    """A crash can land after a tweet's commit and before its event reaches Redis: the client
+    retries with the same request_id and gets that tweet; the sweeper of the restarted service
+    relays the event."""
+
+    def fault(_: Run) -> None:
+        for _n in range(3):
+            fault_mesh.kill_service("tweets")
+            fault_mesh.start_service("tweets")
+
+    run_scenario("a2-tweets-sigkill", fault_stubs, health, report, fault)
 
 
 def test_b1_redis_restarted(

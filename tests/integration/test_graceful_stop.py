@@ -3,8 +3,6 @@ ones it has, then exits cleanly."""
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,59 +11,8 @@ import grpc
 import pytest
 
 from meshkit.healthcheck import health_status
-from tests.helpers import Stubs, eventually
+from tests.helpers import Gate, Stubs, eventually
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
-
-
-class Gate:
-    """A TCP proxy to `upstream` that, once closed, holds what clients send (and says so) until
-    it is opened again: a peer that is slow exactly when the test wants."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self._upstream = upstream
-        self._open = threading.Event()
-        self._open.set()
-        self.holding = threading.Event()
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._sockets: list[socket.socket] = [self._server]
-        self.address = f"127.0.0.1:{self._server.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._upstream)
-            self._sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, gated: bool) -> None:
-        while True:
-            try:
-                data = source.recv(65536)
-                if not data:
-                    return
-                if gated and not self._open.is_set():
-                    self.holding.set()
-                    self._open.wait()
-                sink.sendall(data)
-            except OSError:
-                return
-
-    def close_gate(self) -> None:
-        self.holding.clear()
-        self._open.clear()
-
-    def open_gate(self) -> None:
-        self._open.set()
-
-    def shut(self) -> None:
-        self._open.set()
-        for sock in self._sockets:
-            sock.close()
 
 
 @pytest.fixture
