@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from devstack.mesh import Mesh, MeshPorts
+from devstack.mesh import SERVICES, Mesh, MeshPorts
 from tests.helpers import Stubs
 
 # Small enough that tests cross the Redis window and page from PostgreSQL; short enough to wait for.
@@ -39,17 +41,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             terminalreporter.write_line(line)
 
 
-@pytest.fixture(scope="session")
-def mesh() -> Iterator[Mesh]:
+@contextlib.contextmanager
+def test_mesh(env: Mapping[str, str], prefix: str) -> Iterator[Mesh]:
+    """A whole mesh on free ports with private PostgreSQL and Redis, logs in its data dir."""
     # Readable by the unprivileged user PostgreSQL runs as when the suite runs as root.
-    data_dir = Path(tempfile.mkdtemp(prefix="tweetmesh-test-"))
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     data_dir.chmod(0o755)
     instance = Mesh(
         data_dir,
         ports=MeshPorts.free(),
         durable=False,
         log_to_files=True,
-        env_overrides=TEST_ENV,
+        env_overrides=env,
         database_url=None,
         redis_url=None,
     )
@@ -63,13 +66,23 @@ def mesh() -> Iterator[Mesh]:
 
 
 @pytest.fixture(scope="session")
-def stubs(mesh: Mesh) -> Iterator[Stubs]:
-    ports = mesh.ports
+def mesh() -> Iterator[Mesh]:
+    with test_mesh(TEST_ENV, "tweetmesh-test-") as instance:
+        yield instance
+
+
+@contextlib.contextmanager
+def mesh_stubs(mesh: Mesh, channel_options: list[tuple[str, Any]] | None = None) -> Iterator[Stubs]:
     client = Stubs(
-        f"127.0.0.1:{ports.users}",
-        f"127.0.0.1:{ports.tweets}",
-        f"127.0.0.1:{ports.fanout}",
-        f"127.0.0.1:{ports.timeline}",
+        *(f"127.0.0.1:{mesh.ports.of(name)}" for name in SERVICES), channel_options=channel_options or []
     )
-    yield client
-    client.close()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def stubs(mesh: Mesh) -> Iterator[Stubs]:
+    with mesh_stubs(mesh) as client:
+        yield client

@@ -3,18 +3,14 @@ short timeouts so that faults show and heal within seconds."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 
-from devstack.mesh import SERVICES, Mesh, MeshPorts
+from devstack.mesh import SERVICES, Mesh
 from meshkit.healthcheck import health_status
-from tests.conftest import TEST_ENV, report_lines
+from tests.conftest import TEST_ENV, mesh_stubs, report_lines, test_mesh
 from tests.helpers import Stubs
 
 FAULT_ENV = TEST_ENV | {
@@ -35,32 +31,14 @@ _FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconn
 
 @pytest.fixture(scope="package")
 def fault_mesh() -> Iterator[Mesh]:
-    data_dir = Path(tempfile.mkdtemp(prefix="tweetmesh-faults-"))
-    data_dir.chmod(0o755)
-    instance = Mesh(
-        data_dir,
-        ports=MeshPorts.free(),
-        durable=False,
-        log_to_files=True,
-        env_overrides=FAULT_ENV,
-        database_url=None,
-        redis_url=None,
-    )
-    instance.start()
-    try:
+    with test_mesh(FAULT_ENV, "tweetmesh-faults-") as instance:
         yield instance
-    finally:
-        instance.stop()
-        if os.environ.get("KEEP_TEST_DATA") is None:
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="package")
 def fault_stubs(fault_mesh: Mesh) -> Iterator[Stubs]:
-    ports = fault_mesh.ports
-    client = Stubs(*(f"127.0.0.1:{ports.of(name)}" for name in SERVICES), channel_options=_FAST_RECONNECT)
-    yield client
-    client.close()
+    with mesh_stubs(fault_mesh, _FAST_RECONNECT) as client:
+        yield client
 
 
 @pytest.fixture

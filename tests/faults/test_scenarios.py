@@ -104,15 +104,21 @@ def run_scenario(
     return Outcome(result, stream)
 
 
+def kill_repeatedly(mesh: Mesh, service: str, times: int = 3) -> Callable[[Run], None]:
+    """SIGKILL, as a crash would, then start it again: `times` times while the burst goes on."""
+
+    def fault(_: Run) -> None:
+        for _n in range(times):
+            mesh.kill_service(service)
+            mesh.start_service(service)
+
+    return fault
+
+
 def test_a_fanout_workers_sigkilled_repeatedly(
     fault_mesh: Mesh, fault_stubs: Stubs, health: Health, report: Callable[[str], None]
 ) -> None:
-    def fault(_: Run) -> None:
-        for _n in range(3):
-            fault_mesh.kill_service("fanout")
-            fault_mesh.start_service("fanout")
-
-    run_scenario("a-fanout-sigkill", fault_stubs, health, report, fault)
+    run_scenario("a-fanout-sigkill", fault_stubs, health, report, kill_repeatedly(fault_mesh, "fanout"))
 
 
 def test_a2_tweets_svc_sigkilled_between_commit_and_relay(
@@ -122,12 +128,7 @@ def test_a2_tweets_svc_sigkilled_between_commit_and_relay(
     retries with the same request_id and gets that tweet; the sweeper of the restarted service
     relays the event."""
 
-    def fault(_: Run) -> None:
-        for _n in range(3):
-            fault_mesh.kill_service("tweets")
-            fault_mesh.start_service("tweets")
-
-    run_scenario("a2-tweets-sigkill", fault_stubs, health, report, fault)
+    run_scenario("a2-tweets-sigkill", fault_stubs, health, report, kill_repeatedly(fault_mesh, "tweets"))
 
 
 def test_b1_redis_restarted(

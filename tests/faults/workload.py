@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -177,52 +178,40 @@ def burst(
     assert not any(t.is_alive() for t in threads), "a writer is stuck"
 
 
-def _pages(fetch: Callable[[str], tuple[list[str], str]]) -> list[str]:
-    texts: list[str] = []
-    token = ""
-    while True:
-        page, token = fetch(token)
-        texts.extend(page)
-        if not token:
-            return texts
-
-
 def read_back(stubs: Stubs, people: Population, violations: Violations) -> dict[str, list[str]]:
     """Every write id as each reader finds it, following page tokens to the end."""
 
-    def user_page(author: Account) -> Callable[[str], tuple[list[str], str]]:
-        def fetch(token: str) -> tuple[list[str], str]:
-            reply = retrying(
-                lambda: stubs.tweets.ListUserTweets(
-                    tweets_pb.ListUserTweetsRequest(user_id=author.user_id, page_size=100, page_token=token),
-                    timeout=CALL_TIMEOUT,
-                ),
-                "ListUserTweets",
-                violations,
-            )
-            assert isinstance(reply, tweets_pb.ListUserTweetsResponse)
-            return [t.text for t in reply.tweets], reply.next_page_token
+    def texts(call: Callable[[str], Any], what: str) -> list[str]:
+        found: list[str] = []
+        token = ""
+        while True:
+            reply: Any = retrying(lambda token=token: call(token), what, violations)
+            found.extend(t.text for t in reply.tweets)
+            token = reply.next_page_token
+            if not token:
+                return found
 
-        return fetch
+    def user_tweets(author: Account) -> list[str]:
+        return texts(
+            lambda token: stubs.tweets.ListUserTweets(
+                tweets_pb.ListUserTweetsRequest(user_id=author.user_id, page_size=100, page_token=token),
+                timeout=CALL_TIMEOUT,
+            ),
+            "ListUserTweets",
+        )
 
-    def home_page(reader: Account) -> Callable[[str], tuple[list[str], str]]:
-        def fetch(token: str) -> tuple[list[str], str]:
-            reply = retrying(
-                lambda: stubs.timeline.GetHomeTimeline(
-                    timeline_pb.GetHomeTimelineRequest(page_size=100, page_token=token),
-                    metadata=reader.auth,
-                    timeout=CALL_TIMEOUT,
-                ),
-                "GetHomeTimeline",
-                violations,
-            )
-            assert isinstance(reply, timeline_pb.GetHomeTimelineResponse)
-            return [t.text for t in reply.tweets], reply.next_page_token
+    def home(reader: Account) -> list[str]:
+        return texts(
+            lambda token: stubs.timeline.GetHomeTimeline(
+                timeline_pb.GetHomeTimelineRequest(page_size=100, page_token=token),
+                metadata=reader.auth,
+                timeout=CALL_TIMEOUT,
+            ),
+            "GetHomeTimeline",
+        )
 
-        return fetch
-
-    reads = {f"user:{a.user_id}": _pages(user_page(a)) for a in people.authors}
-    reads |= {f"home:{r.user_id}": _pages(home_page(r)) for r in people.readers}
+    reads = {f"user:{a.user_id}": user_tweets(a) for a in people.authors}
+    reads |= {f"home:{r.user_id}": home(r) for r in people.readers}
     return reads
 
 
