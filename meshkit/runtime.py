@@ -212,19 +212,17 @@ class Runtime:
         while True:
             await asyncio.sleep(self.settings.health_probe_seconds)
             down = await self.unreachable()
-            if bool(down) == serving:
-                serving = not down
-                status = (
-                    health_pb2.HealthCheckResponse.SERVING
-                    if serving
-                    else health_pb2.HealthCheckResponse.NOT_SERVING
-                )
-                if serving:
-                    log.info("dependencies reachable again; SERVING")
-                else:
-                    log.warning("dependency unreachable; NOT_SERVING", extra={"dependencies": down})
-                for name in ["", *names]:
-                    await health.set(name, status)
+            if serving == (not down):
+                continue
+            serving = not down
+            if serving:
+                log.info("dependencies reachable again; SERVING")
+                status = health_pb2.HealthCheckResponse.SERVING
+            else:
+                log.warning("dependency unreachable; NOT_SERVING", extra={"dependencies": down})
+                status = health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in ["", *names]:
+                await health.set(name, status)
 
     def background(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         """Runs `coroutine` until the service stops; a crash is logged and stops the service."""
