@@ -36,6 +36,8 @@ _RETRYABLE_PEER_CODES = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
+    # A peer that stops cancels the calls still running when its grace period ends (RST_STREAM).
+    grpc.StatusCode.CANCELLED,
 }
 
 

@@ -51,8 +51,21 @@ def all_serving(health: Health) -> bool:
     return all(health(name) == "SERVING" for name in SERVICES)
 
 
+def logged_errors(mesh: Mesh, most: int = 5) -> list[str]:
+    """The last ERROR lines the mesh's processes logged: what to read when a scenario fails."""
+    lines = []
+    for log in sorted((mesh.data_dir / "logs").glob("*.log")):
+        lines += [
+            f"{log.stem}: {line[:1500]}"
+            for line in log.read_text(errors="replace").splitlines()
+            if '"ERROR"' in line
+        ]
+    return lines[-most:]
+
+
 def run_scenario(
     scenario: str,
+    mesh: Mesh,
     stubs: Stubs,
     health: Health,
     report: Callable[[str], None],
@@ -98,7 +111,7 @@ def run_scenario(
     line = f"{result.line(scenario)} retries={violations.retries}"
     report(line)
     print(line, file=sys.stderr)
-    assert not violations.seen, violations.seen[:10]
+    assert not violations.seen, (violations.seen[:10], logged_errors(mesh))
     assert result.valid, result.explain()
     assert result.ok > 0
     return Outcome(result, stream)
@@ -118,7 +131,9 @@ def kill_repeatedly(mesh: Mesh, service: str, times: int = 3) -> Callable[[Run],
 def test_a_fanout_workers_sigkilled_repeatedly(
     fault_mesh: Mesh, fault_stubs: Stubs, health: Health, report: Callable[[str], None]
 ) -> None:
-    run_scenario("a-fanout-sigkill", fault_stubs, health, report, kill_repeatedly(fault_mesh, "fanout"))
+    run_scenario(
+        "a-fanout-sigkill", fault_mesh, fault_stubs, health, report, kill_repeatedly(fault_mesh, "fanout")
+    )
 
 
 def test_a2_tweets_svc_sigkilled_between_commit_and_relay(
@@ -128,7 +143,9 @@ def test_a2_tweets_svc_sigkilled_between_commit_and_relay(
     retries with the same request_id and gets that tweet; the sweeper of the restarted service
     relays the event."""
 
-    run_scenario("a2-tweets-sigkill", fault_stubs, health, report, kill_repeatedly(fault_mesh, "tweets"))
+    run_scenario(
+        "a2-tweets-sigkill", fault_mesh, fault_stubs, health, report, kill_repeatedly(fault_mesh, "tweets")
+    )
 
 
 def test_b1_redis_restarted(
@@ -142,7 +159,7 @@ def test_b1_redis_restarted(
         eventually(lambda: len(run.history.acknowledged()) >= acknowledged + 6, timeout=15)
         fault_mesh.start_dependency("redis")  # ...and delivered once it is back
 
-    outcome = run_scenario("b1-redis-restart", fault_stubs, health, report, fault)
+    outcome = run_scenario("b1-redis-restart", fault_mesh, fault_stubs, health, report, fault)
     assert ("UNAVAILABLE", "FEED_LOST") in {(c, r) for c, r, _ in outcome.stream.endings}
 
 
@@ -155,7 +172,7 @@ def test_b2_redis_wiped(
         # and resume from before it (their tweets come back from the rebuilt home timeline).
         eventually(lambda: any(reason == "FEED_LOST" for _, reason, _ in run.stream.endings), timeout=10)
 
-    run_scenario("b2-redis-flushall", fault_stubs, health, report, fault)
+    run_scenario("b2-redis-flushall", fault_mesh, fault_stubs, health, report, fault)
 
 
 def test_c_postgresql_restarted(
@@ -166,7 +183,7 @@ def test_c_postgresql_restarted(
         eventually(lambda: health("users") == health("tweets") == "NOT_SERVING", timeout=15, interval=0.1)
         fault_mesh.start_dependency("postgres")
 
-    run_scenario("c-postgres-restart", fault_stubs, health, report, fault)
+    run_scenario("c-postgres-restart", fault_mesh, fault_stubs, health, report, fault)
 
 
 def test_d_every_service_sigtermed_under_load(
@@ -177,7 +194,7 @@ def test_d_every_service_sigtermed_under_load(
             assert fault_mesh.stop_service(name) == 0, f"{name} did not stop cleanly on SIGTERM"
             fault_mesh.start_service(name)
 
-    outcome = run_scenario("d-sigterm-each", fault_stubs, health, report, fault)
+    outcome = run_scenario("d-sigterm-each", fault_mesh, fault_stubs, health, report, fault)
     stopping = [e for e in outcome.stream.endings if e[1] == "SERVER_STOPPING"]
     assert stopping, f"the stream did not end with the reconnect hint: {outcome.stream.endings}"
     assert all(code == "UNAVAILABLE" and hint for code, _, hint in stopping)
@@ -200,4 +217,4 @@ def test_e_a_dependency_frozen_for_a_while(
         finally:
             fault_mesh.resume_dependency(dependency)
 
-    run_scenario(f"e-{dependency}-frozen", fault_stubs, health, report, fault)
+    run_scenario(f"e-{dependency}-frozen", fault_mesh, fault_stubs, health, report, fault)

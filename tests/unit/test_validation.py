@@ -96,3 +96,22 @@ def test_unexpected_errors_become_internal_without_details() -> None:
     assert error.code == grpc.StatusCode.INTERNAL
     assert "secret" not in error.message
     assert as_domain_error(NotFound("gone"), "/x/Y").code == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,  # a stopping peer cancels what is still running
+    ],
+)
+def test_a_peer_that_cannot_answer_now_is_unavailable_not_internal(code: grpc.StatusCode) -> None:
+    error = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "peer said no")
+    assert as_domain_error(error, "/x/Y").code == grpc.StatusCode.UNAVAILABLE
+    assert as_domain_error(TimeoutError(), "/x/Y").code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_peer_bug_stays_internal() -> None:
+    error = grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(), "bug")
+    assert as_domain_error(error, "/x/Y").code == grpc.StatusCode.INTERNAL
