@@ -127,6 +127,30 @@ class Stubs:
     def user(self, account: Account) -> users_pb.User:
         return self.users.GetUser(users_pb.GetUserRequest(user_id=account.user_id), timeout=10).user
 
+    def snapshot(self, *accounts: Account) -> Any:
+        """What a refused call must leave unchanged: the users with their counts, their tweets
+        (ids and texts) and whom they follow."""
+        users = [self.user(a).SerializeToString(deterministic=True) for a in accounts]
+        tweets = [
+            [
+                (t.tweet_id, t.text)
+                for t in self.tweets.ListUserTweets(
+                    tweets_pb.ListUserTweetsRequest(user_id=a.user_id, page_size=100), timeout=10
+                ).tweets
+            ]
+            for a in accounts
+        ]
+        following = [
+            [
+                u.user_id
+                for u in self.users.ListFollowing(
+                    users_pb.ListFollowingRequest(user_id=a.user_id, page_size=100), timeout=10
+                ).users
+            ]
+            for a in accounts
+        ]
+        return users, tweets, following
+
     def fanout_stats(self) -> fanout_pb.GetFanoutStatsResponse:
         return self.fanout.GetFanoutStats(fanout_pb.GetFanoutStatsRequest(), timeout=10)
 

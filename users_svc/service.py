@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from meshkit.auth import Session, new_token, token_digest
-from meshkit.errors import AlreadyExists, InvalidArgument, Unauthenticated, not_found
+from meshkit.errors import AlreadyExists, InvalidArgument, PermissionDenied, Unauthenticated, not_found
 from meshkit.pagination import Page, PageTokens, page_size
 
 HANDLE_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,15}$")
@@ -60,6 +60,10 @@ class UserStore(Protocol):
     async def create_session(self, digest: bytes, user_id: int, expire_time: datetime) -> None: ...
     async def session(self, digest: bytes) -> Session | None: ...
     async def delete_session(self, digest: bytes) -> None: ...
+    async def replace_password(self, user_id: int, password_hash: str) -> list[bytes]:
+        """Stores the new hash and deletes every session of the user, together; returns their digests."""
+        ...
+
     async def follow(self, follower_id: int, followee_id: int) -> None: ...
     async def unfollow(self, follower_id: int, followee_id: int) -> None: ...
     async def followers(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
@@ -69,6 +73,7 @@ class UserStore(Protocol):
 class SessionCache(Protocol):
     async def remember(self, token: str, session: Session) -> None: ...
     async def forget(self, token: str) -> None: ...
+    async def forget_digests(self, digests: Sequence[bytes]) -> None: ...
 
 
 class TweetCounts(Protocol):
@@ -84,10 +89,14 @@ def validate_new_user(handle: str, display_name: str, password: str) -> None:
         raise InvalidArgument.field("display_name", f"must be at most {DISPLAY_NAME_MAX} characters")
     if any(not ch.isprintable() for ch in display_name):
         raise InvalidArgument.field("display_name", "must not contain control characters")
+    validate_password(password, "password")
+
+
+def validate_password(password: str, field: str) -> None:
     if len(password) < PASSWORD_MIN:
-        raise InvalidArgument.field("password", f"must be at least {PASSWORD_MIN} characters")
+        raise InvalidArgument.field(field, f"must be at least {PASSWORD_MIN} characters")
     if len(password) > PASSWORD_MAX:
-        raise InvalidArgument.field("password", f"must be at most {PASSWORD_MAX} characters")
+        raise InvalidArgument.field(field, f"must be at most {PASSWORD_MAX} characters")
 
 
 class Users:
@@ -132,12 +141,39 @@ class Users:
         verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, password)
         if found is None or not verified:
             raise Unauthenticated("handle or password is wrong", reason="BAD_CREDENTIALS")
+        return await self._new_session(found.user)
+
+    async def _new_session(self, user: User) -> LoginResult:
         token = new_token()
         expire_time = datetime.now(UTC) + self._token_ttl
-        await self._store.create_session(token_digest(token), found.user.user_id, expire_time)
-        await self._sessions.remember(token, Session(found.user.user_id, expire_time))
-        (user,) = await self._with_tweet_counts([found.user])
-        return LoginResult(token, user, expire_time)
+        await self._store.create_session(token_digest(token), user.user_id, expire_time)
+        await self._sessions.remember(token, Session(user.user_id, expire_time))
+        (counted,) = await self._with_tweet_counts([user])
+        return LoginResult(token, counted, expire_time)
+
+    async def change_password(
+        self, actor_id: int, user_id: int, old_password: str, new_password: str
+    ) -> LoginResult:
+        """Replaces the password and revokes every session (a stolen token dies with the old
+        password), then opens a fresh session for the caller."""
+        if actor_id != user_id:
+            raise PermissionDenied(
+                "user_id: a token may change only its own user's password",
+                reason="NOT_YOURS",
+                metadata={"field": "user_id"},
+            )
+        if not old_password:
+            raise InvalidArgument.field("old_password", "is required")
+        validate_password(new_password, "new_password")
+        user = await self.get_user(user_id)
+        found = await self._store.credentials(user.handle)
+        verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, old_password)
+        if found is None or not verified:
+            raise InvalidArgument.field("old_password", "does not match the current password", "BAD_PASSWORD")
+        password_hash = await asyncio.to_thread(self._hasher.hash, new_password)
+        revoked = await self._store.replace_password(user_id, password_hash)
+        await self._sessions.forget_digests(revoked)
+        return await self._new_session(found.user)
 
     def _verify(self, password_hash: str | None, password: str) -> bool:
         try:
