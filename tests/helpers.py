@@ -234,11 +234,17 @@ class HttpResponse:
 
 
 def http_call(
-    port: int, method: str, path: str, body: Any = None, token: str | None = None, raw: bytes | None = None
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> HttpResponse:
     """One plain HTTP/1.1 request to Envoy."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **(headers or {})}
     if token:
         headers["authorization"] = f"Bearer {token}"
     payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
