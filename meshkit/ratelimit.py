@@ -65,7 +65,13 @@ POLICIES: dict[str, tuple[Limit, ...]] = {
     "/tweetmesh.users.v1.UserService/Logout": WRITE,
     "/tweetmesh.users.v1.UserService/FollowUser": WRITE,
     "/tweetmesh.users.v1.UserService/UnfollowUser": WRITE,
+    "/tweetmesh.users.v1.UserService/UpdateUser": WRITE,
     "/tweetmesh.tweets.v1.TweetService/CreateTweet": WRITE,
+    "/tweetmesh.tweets.v1.TweetService/DeleteTweet": WRITE,
+    "/tweetmesh.tweets.v1.TweetService/LikeTweet": WRITE,
+    "/tweetmesh.tweets.v1.TweetService/UnlikeTweet": WRITE,
+    "/tweetmesh.tweets.v1.TweetService/Retweet": WRITE,
+    "/tweetmesh.tweets.v1.TweetService/Unretweet": WRITE,
 }
 
 # KEYS: one per bucket. ARGV: per bucket, the emission interval and the burst window, in ms.
