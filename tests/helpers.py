@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 import redis
+from google.api import annotations_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
@@ -27,6 +28,19 @@ from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
 
 T = TypeVar("T")
 PASSWORD = "correct horse battery"
+WRITE_VERBS = ("post", "put", "patch", "delete")
+
+
+def rpc_routes() -> dict[str, str]:
+    """Every RPC of the mesh by full path ("/pkg.Service/Method"), mapped to the HTTP verb of its
+    Envoy route, or "" for the internal ones (no route)."""
+    found = {}
+    for file in (users_pb.DESCRIPTOR, tweets_pb.DESCRIPTOR, timeline_pb.DESCRIPTOR, fanout_pb.DESCRIPTOR):
+        for service in file.services_by_name.values():
+            for method in service.methods:
+                rule = method.GetOptions().Extensions[annotations_pb2.http]
+                found[f"/{service.full_name}/{method.name}"] = rule.WhichOneof("pattern") or ""
+    return found
 
 
 def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:

@@ -12,12 +12,10 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
-from google.api import annotations_pb2
 
 from devstack.mesh import Mesh
 from meshkit.auth import new_token
-from tests.helpers import PASSWORD, Account, Stubs, http_call, rpc_error
-from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
+from tests.helpers import PASSWORD, WRITE_VERBS, Account, Stubs, http_call, rpc_error, rpc_routes
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -355,18 +353,33 @@ def test_an_oversized_message_is_refused(
     assert stubs.snapshot(*people.accounts()) == before
 
 
-def internal_rpcs() -> list[str]:
-    """Every RPC without an HTTP route, read from the descriptors: new ones are covered at once."""
-    found = []
-    for file in (users_pb.DESCRIPTOR, tweets_pb.DESCRIPTOR, timeline_pb.DESCRIPTOR, fanout_pb.DESCRIPTOR):
-        for service in file.services_by_name.values():
-            for method in service.methods:
-                if not method.GetOptions().HasExtension(annotations_pb2.http):
-                    found.append(f"/{service.full_name}/{method.name}")
-    return found
+INTERNAL_RPCS = [method for method, verb in rpc_routes().items() if not verb]
+ANONYMOUS_WRITES = {"/tweetmesh.users.v1.UserService/CreateUser", "/tweetmesh.users.v1.UserService/Login"}
+TOKEN_WRITES = [m for m, verb in rpc_routes().items() if verb in WRITE_VERBS and m not in ANONYMOUS_WRITES]
 
 
-INTERNAL_RPCS = internal_rpcs()
+@pytest.mark.parametrize("token", ["none", "forged", "expired", "logged_out"])
+@pytest.mark.parametrize("method", TOKEN_WRITES)
+def test_every_write_needs_a_live_token(
+    stubs: Stubs, mesh: Mesh, people: People, method: str, token: str
+) -> None:
+    """Read from the descriptors, so a write added later is covered at once; an empty request is
+    valid for every method, so only the token can be what is refused."""
+    metadata = (
+        []
+        if token == "none"
+        else bearer(
+            {"forged": new_token(), "expired": people.expired, "logged_out": people.logged_out}[token]
+        )
+    )
+    service = method.split(".")[1]  # /tweetmesh.<service>.v1...
+    before = stubs.snapshot(*people.accounts())
+    for port in (mesh.ports.of(service), mesh.ports.envoy):
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            invoke = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+            error = rpc_error(lambda invoke=invoke: invoke(b"", metadata=metadata, timeout=10))
+        assert error.code() == C.UNAUTHENTICATED, (port, error.details())
+    assert stubs.snapshot(*people.accounts()) == before
 
 
 def test_the_internal_rpcs_are_found() -> None:

@@ -89,13 +89,23 @@ def messages_of_failures(stubs: Stubs, mesh: Mesh) -> list[str]:
         ],
         http_call(envoy, "POST", "/v1/tweets", {"text": "x" * 70_000}, token=account.token).json()["message"],
     ]
-    # A dependency down: users_svc needs tweets_svc for tweet counts; Envoy needs users_svc.
+    # A dependency down: users_svc needs tweets_svc for tweet counts; Envoy needs tweets_svc.
+    through_envoy = Stubs(*[f"127.0.0.1:{envoy}"] * 4)
     mesh.stop_service("tweets")
     try:
-        # What users_svc answers when its peer is gone (each waits out the internal deadline).
+        # What users_svc answers when its peer is gone (it waits out the internal deadline).
         found.append(http_call(envoy, "GET", f"/v1/users/{account.user_id}").json()["message"])
+        # What Envoy answers itself, over HTTP and to a native gRPC client.
         found.append(http_call(envoy, "GET", f"/v1/tweets/{'1' * 18}").json()["message"])
+        found.append(
+            rpc_error(
+                lambda: through_envoy.tweets.GetTweet(
+                    tweets_pb.GetTweetRequest(tweet_id="1" * 18), timeout=10
+                )
+            ).details()
+        )
     finally:
+        through_envoy.close()
         mesh.start_service("tweets")
     return found
 

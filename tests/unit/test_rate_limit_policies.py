@@ -5,38 +5,14 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from google.api import annotations_pb2
-from google.protobuf.descriptor import FileDescriptor
 
-from meshkit.ratelimit import POLICIES, client_address
+from meshkit.ratelimit import POLICIES, Scope, client_address
 from meshkit.settings import Rate, SettingsError, load_settings
-from tweetmesh.fanout.v1 import fanout_service_pb2
-from tweetmesh.timeline.v1 import timeline_service_pb2
-from tweetmesh.tweets.v1 import tweets_service_pb2
-from tweetmesh.users.v1 import users_service_pb2
-
-FILES: list[FileDescriptor] = [
-    users_service_pb2.DESCRIPTOR,
-    tweets_service_pb2.DESCRIPTOR,
-    timeline_service_pb2.DESCRIPTOR,
-    fanout_service_pb2.DESCRIPTOR,
-]
-WRITE_VERBS = ("post", "put", "patch", "delete")
-
-
-def _methods() -> dict[str, str]:
-    """Every RPC by full path, mapped to its HTTP verb ("" when Envoy does not route it)."""
-    found = {}
-    for file in FILES:
-        for service in file.services_by_name.values():
-            for method in service.methods:
-                rule = method.GetOptions().Extensions[annotations_pb2.http]
-                found[f"/{service.full_name}/{method.name}"] = rule.WhichOneof("pattern") or ""
-    return found
+from tests.helpers import WRITE_VERBS, rpc_routes
 
 
 def test_every_public_write_has_a_rate_limit() -> None:
-    writes = {path for path, verb in _methods().items() if verb in WRITE_VERBS}
+    writes = {path for path, verb in rpc_routes().items() if verb in WRITE_VERBS}
     assert writes, "no public write found: the descriptor walk is broken"
     missing = writes - set(POLICIES)
     assert not missing, (
@@ -45,7 +21,14 @@ def test_every_public_write_has_a_rate_limit() -> None:
 
 
 def test_every_policy_names_a_real_method() -> None:
-    assert set(POLICIES) <= set(_methods())
+    assert set(POLICIES) <= set(rpc_routes())
+
+
+def test_every_write_but_sign_up_and_sign_in_is_counted_per_user() -> None:
+    """(and so needs a live token: the per-user count authenticates before anything else runs)"""
+    anonymous = {"/tweetmesh.users.v1.UserService/CreateUser", "/tweetmesh.users.v1.UserService/Login"}
+    for method, policy in POLICIES.items():
+        assert (Scope.USER in {limit.scope for limit in policy}) == (method not in anonymous), method
 
 
 def test_login_and_signup_are_limited_by_address_and_login_by_account() -> None:
