@@ -275,4 +275,12 @@ class GlobalTimeline(Generic[T]):
                 sent.add(self._id_of(tweet))
                 yield TweetArrived(tweet)
             async for event in follow_live(queue, sent, self._tweets.tweets, self._heartbeat):
+                # A tweet published just before the subscription can still arrive live after it;
+                # the client already has everything up to `since`.
+                if (
+                    isinstance(event, TweetArrived)
+                    and since is not None
+                    and self._id_of(event.tweet) <= since
+                ):
+                    continue
                 yield event
