@@ -50,6 +50,9 @@ LOGIN = (
     Limit("login", Scope.HANDLE, "login_per_account"),
 )
 SIGNUP = (Limit("signup", Scope.ADDRESS, "signup_per_address"),)
+# Ending a session stays possible for someone who spent their write budget (a flood from a stolen
+# token is exactly when its owner wants it gone); the address still bounds it.
+LOGOUT = (Limit("write", Scope.ADDRESS, "write_per_address"),)
 # Proving a password again with a stolen token is a sign-in: the same per-account rate.
 PASSWORD_CHANGE = (
     Limit("login", Scope.ADDRESS, "login_per_address"),
@@ -62,7 +65,7 @@ POLICIES: dict[str, tuple[Limit, ...]] = {
     "/tweetmesh.users.v1.UserService/CreateUser": SIGNUP,
     "/tweetmesh.users.v1.UserService/Login": LOGIN,
     "/tweetmesh.users.v1.UserService/ChangePassword": PASSWORD_CHANGE,
-    "/tweetmesh.users.v1.UserService/Logout": WRITE,
+    "/tweetmesh.users.v1.UserService/Logout": LOGOUT,
     "/tweetmesh.users.v1.UserService/FollowUser": WRITE,
     "/tweetmesh.users.v1.UserService/UnfollowUser": WRITE,
     "/tweetmesh.users.v1.UserService/UpdateUser": WRITE,
@@ -209,19 +212,23 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         policy = self._policies.get(method)
-        if handler is None or policy is None or handler.unary_unary is None:
+        if handler is None or policy is None:
             return handler
-        behavior = handler.unary_unary
+        if handler.unary_unary is not None:
+            unary = handler.unary_unary
 
-        async def limited(request: Any, context: Any) -> Any:
-            await self.check(method, policy, request, context)
-            return await behavior(request, context)
+            async def limited(request: Any, context: Any) -> Any:
+                await self.check(method, policy, request, context)
+                return await unary(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            limited,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            return grpc.unary_unary_rpc_method_handler(
+                limited,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        # Streams are not limited here (their cost is the open stream, bounded by Envoy): a policy
+        # naming one is a mistake, refused loudly rather than silently not applied.
+        raise TypeError(f"{method}: rate-limit policies apply to unary methods only")
 
 
 __all__ = ["POLICIES", "Limit", "RateLimitInterceptor", "RateLimiter", "Scope", "client_address"]

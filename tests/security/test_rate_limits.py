@@ -99,6 +99,16 @@ def test_a_write_flood_is_cut_per_user_whatever_the_address(stubs: Stubs, tight:
     assert len(before[1][0]) == 5
 
 
+def test_who_spent_their_write_budget_can_still_log_out(stubs: Stubs, tight: None) -> None:
+    author = sign_up(stubs, "spent")
+    for n in range(5):
+        post(stubs, author, f"post {n}", fresh_address())
+    assert_rate_limited(rpc_error(lambda: post(stubs, author, "one too many", fresh_address())))
+    stubs.users.Logout(users_pb.LogoutRequest(), metadata=author.auth + fresh_address())
+    error = rpc_error(lambda: post(stubs, author, "after logout", fresh_address()))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 def test_writes_are_limited_per_client_address(stubs: Stubs, tight: None) -> None:
     first, second = sign_up(stubs, "nat1"), sign_up(stubs, "nat2")
     shared = fresh_address()  # two people behind one address

@@ -4,10 +4,13 @@ and an open home stream ends with UNAUTHENTICATED once its token is no longer go
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 from datetime import timedelta
 
 import grpc
 import psycopg
+import pytest
 
 from devstack.mesh import Mesh
 from meshkit.auth import new_token
@@ -166,3 +169,27 @@ def test_an_open_stream_keeps_going_while_its_token_is_good(stubs: Stubs) -> Non
             assert stream.next_event(timeout=10).WhichOneof("event") == "heartbeat"
     finally:
         stream.close()
+
+
+def test_logout_ends_an_ndjson_stream_through_envoy(stubs: Stubs, mesh: Mesh) -> None:
+    account = stubs.sign_up("ndjsonout")
+    conn = http.client.HTTPConnection("127.0.0.1", mesh.ports.envoy, timeout=10)
+    conn.request("GET", "/v1/timelines/home:stream", headers={"authorization": f"Bearer {account.token}"})
+    response = conn.getresponse()
+    try:
+        assert response.status == 200
+        assert "heartbeat" in json.loads(response.readline())
+        stubs.users.Logout(users_pb.LogoutRequest(), metadata=account.auth)
+        for _ in range(100):  # heartbeats until the re-check refuses the token, then the end
+            line = response.readline()
+            if not line:
+                break
+            assert "tweet" not in json.loads(line)
+        else:
+            pytest.fail("the stream went on after logout")
+    finally:
+        conn.close()
+    # Envoy ends the chunked response without the status (HTTP/1.1 has no place for it); the
+    # client's reconnect is what hears 401.
+    again = http_call(mesh.ports.envoy, "GET", "/v1/timelines/home:stream", token=account.token)
+    assert again.status == 401

@@ -9,6 +9,7 @@ import pytest
 from meshkit.ratelimit import POLICIES, Scope, client_address
 from meshkit.settings import Rate, SettingsError, load_settings
 from tests.helpers import WRITE_VERBS, rpc_routes
+from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
 
 def test_every_public_write_has_a_rate_limit() -> None:
@@ -20,15 +21,21 @@ def test_every_public_write_has_a_rate_limit() -> None:
     )
 
 
-def test_every_policy_names_a_real_method() -> None:
+def test_every_policy_names_a_real_unary_method() -> None:
     assert set(POLICIES) <= set(rpc_routes())
+    for path in POLICIES:
+        method = users_pb.DESCRIPTOR.pool.FindMethodByName(path.strip("/").replace("/", "."))
+        assert not method.server_streaming and not method.client_streaming, path
 
 
-def test_every_write_but_sign_up_and_sign_in_is_counted_per_user() -> None:
-    """(and so needs a live token: the per-user count authenticates before anything else runs)"""
-    anonymous = {"/tweetmesh.users.v1.UserService/CreateUser", "/tweetmesh.users.v1.UserService/Login"}
+def test_every_write_but_sign_up_sign_in_and_logout_is_counted_per_user() -> None:
+    not_per_user = {
+        "/tweetmesh.users.v1.UserService/CreateUser",
+        "/tweetmesh.users.v1.UserService/Login",
+        "/tweetmesh.users.v1.UserService/Logout",  # always possible, bounded per address
+    }
     for method, policy in POLICIES.items():
-        assert (Scope.USER in {limit.scope for limit in policy}) == (method not in anonymous), method
+        assert (Scope.USER in {limit.scope for limit in policy}) == (method not in not_per_user), method
 
 
 def test_login_and_signup_are_limited_by_address_and_login_by_account() -> None:
