@@ -55,9 +55,9 @@ class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStrea
 class Runtime:
     """What a service's setup function builds on; everything opened here is closed on stop."""
 
-    def __init__(self, settings: Settings, rate_limits: RateLimitInterceptor | None = None) -> None:
+    def __init__(self, settings: Settings, rate_limits: RateLimitInterceptor) -> None:
         self.settings = settings
-        self._rate_limits = rate_limits or RateLimitInterceptor(settings)
+        self._rate_limits = rate_limits
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._channels: dict[str, grpc.aio.Channel] = {}

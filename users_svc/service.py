@@ -233,10 +233,16 @@ class Users:
 
     async def authenticate(self, token: str) -> Session | None:
         """The live session behind a token (and the shared cache refilled), None if there is none."""
-        session = await self._store.session(token_digest(token))
+        digest = token_digest(token)
+        session = await self._store.session(digest)
         if session is None or session.expire_time <= datetime.now(UTC):
             return None
         await self._sessions.remember(token, session)
+        # A revocation (delete the row, then the cache entry) may have run since the read above and
+        # the entry just written would outlive it. Reading again after writing closes that gap.
+        if await self._store.session(digest) is None:
+            await self._sessions.forget(token)
+            return None
         return session
 
     async def get_user(self, user_id: int, field: str = "user_id") -> User:

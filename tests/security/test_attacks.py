@@ -525,7 +525,7 @@ def test_injection_strings_in_a_display_name_are_stored_verbatim(stubs: Stubs, m
     assert stubs.users.GetUser(users_pb.GetUserRequest(user_id=user_id)).user.display_name == name
 
 
-def test_a_field_naming_another_author_is_ignored_over_http(stubs: Stubs, mesh: Mesh, people: People) -> None:
+def test_fields_naming_another_user_are_ignored_over_http(stubs: Stubs, mesh: Mesh, people: People) -> None:
     """JSON fields the request does not define are dropped by Envoy's transcoder (it has no option to
     refuse them); what matters is that none of them can choose the acting user."""
     others_before = stubs.snapshot(people.other)
@@ -537,14 +537,26 @@ def test_a_field_naming_another_author_is_ignored_over_http(stubs: Stubs, mesh: 
     response = http_call(mesh.ports.envoy, "POST", "/v1/tweets", body, token=people.actor.token)
     assert response.status == 200, response.body
     assert response.json()["tweet"]["author_id"] == people.actor.user_id
+    third = stubs.sign_up("third")
+    as_other = {"follower_id": people.other.user_id, "user": {"user_id": people.other.user_id}}
     follow = http_call(
-        mesh.ports.envoy,
-        "POST",
-        f"/v1/users/{people.actor.user_id}:follow",
-        {"follower_id": people.other.user_id},
-        token=people.actor.token,
+        mesh.ports.envoy, "POST", f"/v1/users/{third.user_id}:follow", as_other, token=people.actor.token
     )
-    assert follow.status == 400  # following yourself; the body cannot make it someone else's follow
+    assert follow.status == 200, follow.body
+    followers = stubs.users.ListFollowers(users_pb.ListFollowersRequest(user_id=third.user_id)).users
+    assert [u.user_id for u in followers] == [people.actor.user_id]
+    like = http_call(
+        mesh.ports.envoy, "POST", f"/v1/tweets/{people.others_tweet}:like", as_other, token=people.actor.token
+    )
+    assert like.status == 200, like.body
+    liking = stubs.tweets.ListLikingUsers(
+        tweets_pb.ListLikingUsersRequest(tweet_id=people.others_tweet)
+    ).users
+    assert [u.user_id for u in liking] == [people.actor.user_id]
+    unlike = http_call(
+        mesh.ports.envoy, "POST", f"/v1/tweets/{people.others_tweet}:unlike", {}, token=people.actor.token
+    )
+    assert unlike.status == 200
     assert stubs.snapshot(people.other) == others_before
 
 

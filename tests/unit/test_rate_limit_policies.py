@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from meshkit.ratelimit import POLICIES, Scope, client_address
-from meshkit.settings import Rate, SettingsError, load_settings
+from meshkit.settings import Rate, RateLimits, SettingsError, load_settings
 from tests.helpers import WRITE_VERBS, rpc_routes
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
@@ -19,6 +19,12 @@ def test_every_public_write_has_a_rate_limit() -> None:
     assert not missing, (
         f"public writes without a rate-limit policy in meshkit/ratelimit.py: {sorted(missing)}"
     )
+
+
+def test_every_limit_names_a_configured_rate() -> None:
+    for policy in POLICIES.values():
+        for limit in policy:
+            assert isinstance(getattr(RateLimits(), limit.rate, None), Rate), limit
 
 
 def test_every_policy_names_a_real_unary_method() -> None:
