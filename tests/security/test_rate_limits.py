@@ -8,15 +8,20 @@ default, so a test picks its client address with x-forwarded-for, as Envoy would
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 from google.rpc import error_details_pb2, status_pb2
 
 from devstack.mesh import Mesh
+from meshkit.ratelimit import RateLimiter
+from meshkit.settings import Rate, RateLimits
 from tests.helpers import PASSWORD, Account, Stubs, http_call, redis_client, rpc_error, unique_handle
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -215,3 +220,29 @@ def test_through_envoy_a_forged_forwarded_for_does_not_buy_more_sign_ups(mesh: M
         )
         statuses.append(response.status)
     assert statuses == [200, 200, 429]
+
+
+async def test_concurrent_calls_cannot_overdraw_a_bucket(mesh: Mesh) -> None:
+    client = aioredis.Redis.from_url(mesh.redis_url)
+    try:
+        limiter = RateLimiter(client, RateLimits())
+        bucket = [(f"ratelimit:race:{secrets.token_hex(4)}", Rate(10, 60))]
+        waits = await asyncio.gather(*(limiter.charge(bucket) for _ in range(50)))
+    finally:
+        await client.aclose()
+    assert sum(1 for wait in waits if wait == 0) == 10
+    assert all(0 < wait <= 60_000 for wait in waits if wait)
+
+
+async def test_a_refused_call_charges_none_of_its_buckets(mesh: Mesh) -> None:
+    client = aioredis.Redis.from_url(mesh.redis_url)
+    try:
+        limiter = RateLimiter(client, RateLimits())
+        roomy = (f"ratelimit:roomy:{secrets.token_hex(4)}", Rate(2, 60))
+        full = (f"ratelimit:full:{secrets.token_hex(4)}", Rate(1, 60))
+        assert await limiter.charge([full]) == 0
+        assert await limiter.charge([roomy, full]) > 0  # refused: the second bucket is empty
+        waits = [await limiter.charge([roomy]) for _ in range(3)]
+        assert waits[:2] == [0, 0] and waits[2] > 0  # the refused call took none of roomy's two
+    finally:
+        await client.aclose()
