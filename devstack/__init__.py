@@ -2,9 +2,8 @@
 
 import os
 
-# devstack starts processes with fork (a preexec_fn rules out vfork) from a process that holds gRPC
-# channels. With gRPC's fork support on (the default of the Python wheels), its handlers restart the
-# poller in the child, which can abort it before exec ("epoll_wait error: Bad file descriptor",
-# grpc/grpc#43055). The children exec at once and need none of the parent's gRPC state. Set before
-# gRPC is first imported, which reads it then.
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+# The dev stack (and the test suite) use gRPC in-process and also start processes. With gRPC's
+# fork support on, a child can abort in gRPC's poller between fork and exec (grpc/grpc#43055),
+# which we saw as a service "exiting with -6" before it ran. Nothing here forks a process that
+# goes on using gRPC, so the support is not needed. Set before grpc is first imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")

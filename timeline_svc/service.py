@@ -182,8 +182,8 @@ class HomeTimeline(Generic[T]):
 
     async def page(self, viewer: int, size: int, token: str) -> Page[T]:
         """A page of the home timeline. RETWEET_WINDOW more ids than the page are read so that each
-        entry's repeated-retweet check sees its whole window; hidden and deleted entries are
-        skipped and the cursor moves past them."""
+        entry's repeated-retweet check sees its whole window (they are hydrated only when the page
+        holds a retweet); hidden and deleted entries are skipped and the cursor moves past them."""
         limit = page_size(size)
         scope = f"home:{viewer}"
         cursor = self._pages.decode(token, scope)
@@ -191,7 +191,10 @@ class HomeTimeline(Generic[T]):
         ids = await self._ids(viewer, int(cursor) if cursor else None, wanted)
         complete = len(ids) < wanted  # the timeline ends here: every window is whole
         judged = ids if complete else ids[: len(ids) - RETWEET_WINDOW]
-        found = await self._tweets.tweets(ids)
+        found = dict(await self._tweets.tweets(judged))
+        if any(self._original_of(tweet) is not None for tweet in found.values()):
+            # Only a retweet can be hidden; only then are the entries after the page needed.
+            found.update(await self._tweets.tweets([t for t in ids if t not in found]))
         shown = visible_entries(ids, {t: self._original_of(found[t]) for t in ids if t in found})
         visible = [t for i, t in enumerate(judged) if shown[i]]
         items = visible[:limit]
@@ -213,7 +216,8 @@ class HomeTimeline(Generic[T]):
         order can differ), so a reconnecting client may see a tweet again and dedupes by tweet_id.
         """
         async with self._live.subscribe(live_channel(viewer)) as queue:
-            sent: set[int] = set()
+            # The client has seen `since`: never send it again, even if fan-out publishes it late.
+            sent: set[int] = set() if since is None else {since}
             if since is not None:
                 replay = await self._timelines.after(
                     viewer, max(since - self._overlap, 0), self._timelines.max_entries
@@ -249,7 +253,9 @@ class GlobalTimeline(Generic[T]):
         id_of: Callable[[T], int],
         heartbeat_seconds: float,
         replay_max: int,
+        replay_overlap_ms: int = 1000,
     ) -> None:
+        self._overlap = ms_delta(replay_overlap_ms)
         self._tweets = tweets
         self._live = live
         self._id_of = id_of
@@ -257,12 +263,14 @@ class GlobalTimeline(Generic[T]):
         self._replay_max = replay_max
 
     async def _replay(self, since: int) -> list[T]:
-        """Public tweets after `since`, oldest first, at most replay_max of them."""
+        """Public tweets after `since`, oldest first, at most replay_max of them; from
+        `replay_overlap_ms` before it, for the reason HomeTimeline.stream gives."""
         newest_first: list[T] = []
         token = ""
+        start = since - self._overlap
         while len(newest_first) < self._replay_max:
             tweets, token = await self._tweets.global_page(token, 100)
-            fresh = [t for t in tweets if self._id_of(t) > since]
+            fresh = [t for t in tweets if self._id_of(t) > start and self._id_of(t) != since]
             newest_first.extend(fresh)
             if len(fresh) < len(tweets) or not token:
                 break
@@ -270,17 +278,10 @@ class GlobalTimeline(Generic[T]):
 
     async def stream(self, since: int | None) -> AsyncIterator[Event[T]]:
         async with self._live.subscribe(GLOBAL_CHANNEL) as queue:
-            sent: set[int] = set()
+            # The client has seen `since`: never send it again, even if fan-out publishes it late.
+            sent: set[int] = set() if since is None else {since}
             for tweet in await self._replay(since) if since is not None else []:
                 sent.add(self._id_of(tweet))
                 yield TweetArrived(tweet)
             async for event in follow_live(queue, sent, self._tweets.tweets, self._heartbeat):
-                # A tweet published just before the subscription can still arrive live after it;
-                # the client already has everything up to `since`.
-                if (
-                    isinstance(event, TweetArrived)
-                    and since is not None
-                    and self._id_of(event.tweet) <= since
-                ):
-                    continue
                 yield event
