@@ -115,3 +115,5 @@ def test_error_messages_carry_no_internals(stubs: Stubs, mesh: Mesh) -> None:
     assert all(found), found
     leaking = [m for m in found if LEAKS.search(m)]
     assert not leaking, leaking
+    # Envoy's words reach a native gRPC caller as plain text, not as the HTTP clients' JSON document.
+    assert not found[-1].lstrip().startswith("{"), found[-1]
