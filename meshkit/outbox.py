@@ -66,8 +66,10 @@ class Outbox:
             await self._xadd(events)
             async with self._pool.connection() as conn:
                 await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([e.outbox_id for e in events],))
-        except DEPENDENCY_ERRORS as error:
-            log.warning("outbox relay deferred to the sweeper", extra={"error": type(error).__name__})
+        except Exception as error:
+            # Committed already: whatever went wrong here, the caller's write stands and the
+            # sweeper relays the events later. Only the log says it happened.
+            log.warning("outbox relay deferred to the sweeper", extra={"error": repr(error)})
 
     async def sweep_once(self, older_than_seconds: float, batch: int = 500) -> int:
         """Relays events left behind; returns how many."""

@@ -24,7 +24,9 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
+from meshkit.auth import Authenticator
 from meshkit.logs import configure_logging
+from meshkit.ratelimit import RateLimitInterceptor
 from meshkit.settings import Settings, SettingsError, load_settings
 from meshkit.status import ErrorInterceptor, within
 
@@ -108,8 +110,9 @@ async def _probe_postgres(pool: AsyncConnectionPool) -> None:
 class Runtime:
     """What a service's setup function builds on; everything opened here is closed on stop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, rate_limits: RateLimitInterceptor) -> None:
         self.settings = settings
+        self._rate_limits = rate_limits
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -178,6 +181,10 @@ class Runtime:
             self._channels[address] = channel
             self._stack.push_async_callback(channel.close)
         return self._channels[address]
+
+    def limit_rates(self, redis: aioredis.Redis, auth: Authenticator) -> None:
+        """Turns on the rate limits (meshkit.ratelimit.POLICIES) for this service's methods."""
+        self._rate_limits.bind(redis, auth)
 
     def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Runs `callback` when the service stops (before pools and channels close)."""
@@ -251,9 +258,11 @@ async def serve(settings: Settings, setup: Setup) -> None:
     """Builds the service with `setup` (which registers servicers and returns their full names),
     serves until SIGTERM or SIGINT, then stops gracefully: NOT_SERVING first, in-flight calls get
     `grace_seconds`, background work is cancelled, connections closed."""
-    runtime = Runtime(settings)
+    rate_limits = RateLimitInterceptor(settings)
+    runtime = Runtime(settings, rate_limits)
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(settings.handler_timeout_seconds)],
+        # The first is outermost: a refusal by the rate limits becomes a status like any error.
+        interceptors=[ErrorInterceptor(settings.handler_timeout_seconds), rate_limits],
         options=[
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),

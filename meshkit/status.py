@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -13,7 +13,6 @@ import psycopg
 import psycopg_pool
 import redis.exceptions
 from google.protobuf import any_pb2, duration_pb2
-from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from meshkit.errors import ERROR_DOMAIN, DomainError, Internal, InvalidArgument, Unavailable
@@ -69,11 +68,11 @@ def status_of(error: DomainError) -> status_pb2.Status:
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: DomainError) -> NoReturn:
     status = status_of(error)
-    await context.abort(
-        error.code,
-        error.message,
-        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
-    )
+    trailers: list[tuple[str, str | bytes]] = [("grpc-status-details-bin", status.SerializeToString())]
+    if error.retry_after_seconds is not None:
+        # Envoy passes it on as the HTTP Retry-After header of the 429 (whole seconds, rounded up).
+        trailers.append(("retry-after", str(max(math.ceil(error.retry_after_seconds), 1))))
+    await context.abort(error.code, error.message, trailing_metadata=tuple(trailers))
     raise AssertionError("unreachable: abort raises")
 
 
@@ -92,8 +91,6 @@ def as_domain_error(exc: BaseException, method: str) -> DomainError:
 
 
 Handler = Callable[..., Any]
-
-
 _unwinding: set[asyncio.Future[Any]] = set()
 
 
@@ -131,36 +128,38 @@ def _time_limit(context: grpc.aio.ServicerContext[Any, Any], limit: float) -> fl
     return limit if remaining is None else min(limit, max(remaining, 0.0))
 
 
-@dataclass(frozen=True, slots=True)
 class _Undecodable:
-    """What a request that does not parse becomes, so the handler can refuse it with a status
-    (a deserializer that raises makes gRPC answer UNKNOWN; Envoy passes URL bytes through as is)."""
+    """Stands for a request that is not a valid message (say, a string field of invalid UTF-8)."""
 
-    error: str
+
+_UNDECODABLE = _Undecodable()
+_BAD_REQUEST = InvalidArgument(
+    "request: not a valid message for this method (malformed protobuf or invalid UTF-8)",
+    reason="MALFORMED_REQUEST",
+)
 
 
 def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """gRPC answers a request that fails to parse with INTERNAL; it is the caller's fault, so the
+    handler answers INVALID_ARGUMENT instead."""
     if deserializer is None:
         return None
+    parse = deserializer
 
     def deserialize(data: bytes) -> Any:
         try:
-            return deserializer(data)
-        except DecodeError as error:
-            return _Undecodable(str(error))
+            return parse(data)
+        except Exception:
+            return _UNDECODABLE
 
     return deserialize
-
-
-def _refuse_undecodable(request: Any) -> None:
-    if isinstance(request, _Undecodable):
-        raise InvalidArgument(f"request: not a valid message ({request.error})", reason="MALFORMED_REQUEST")
 
 
 def _wrap_unary(behavior: Handler, method: str, limit: float) -> Handler:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
-            _refuse_undecodable(request)
+            if request is _UNDECODABLE:
+                raise _BAD_REQUEST
             return await within(_time_limit(context, limit), behavior(request, context))
         except grpc.aio.AbortError:
             raise
@@ -173,7 +172,8 @@ def _wrap_unary(behavior: Handler, method: str, limit: float) -> Handler:
 def _wrap_stream(behavior: Handler, method: str) -> Handler:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
-            _refuse_undecodable(request)
+            if request is _UNDECODABLE:
+                raise _BAD_REQUEST
             async for response in behavior(request, context):
                 yield response
         except grpc.aio.AbortError:
@@ -185,8 +185,7 @@ def _wrap_stream(behavior: Handler, method: str) -> Handler:
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps every exception leaving a handler to a status; nothing escapes as a bare UNKNOWN, and
-    a request that does not parse is INVALID_ARGUMENT.
+    """Maps every exception leaving a handler to a status; nothing escapes as a bare UNKNOWN.
     Unary handlers also get a time limit (`unary_limit_seconds`, or the caller's deadline if sooner)."""
 
     def __init__(self, unary_limit_seconds: float) -> None:

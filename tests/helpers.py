@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 import redis
+from google.api import annotations_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
@@ -29,6 +30,19 @@ from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
 
 T = TypeVar("T")
 PASSWORD = "correct horse battery"
+WRITE_VERBS = ("post", "put", "patch", "delete")
+
+
+def rpc_routes() -> dict[str, str]:
+    """Every RPC of the mesh by full path ("/pkg.Service/Method"), mapped to the HTTP verb of its
+    Envoy route, or "" for the internal ones (no route)."""
+    found = {}
+    for file in (users_pb.DESCRIPTOR, tweets_pb.DESCRIPTOR, timeline_pb.DESCRIPTOR, fanout_pb.DESCRIPTOR):
+        for service in file.services_by_name.values():
+            for method in service.methods:
+                rule = method.GetOptions().Extensions[annotations_pb2.http]
+                found[f"/{service.full_name}/{method.name}"] = rule.WhichOneof("pattern") or ""
+    return found
 
 
 def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
@@ -130,6 +144,30 @@ class Stubs:
     def user(self, account: Account) -> users_pb.User:
         return self.users.GetUser(users_pb.GetUserRequest(user_id=account.user_id), timeout=10).user
 
+    def snapshot(self, *accounts: Account) -> Any:
+        """What a refused call must leave unchanged: the users with their profiles and counts,
+        their tweets (text, likes, retweets, replies) and whom they follow."""
+        users = [self.user(a).SerializeToString(deterministic=True) for a in accounts]
+        tweets = [
+            [
+                (t.tweet_id, t.text, t.like_count, t.retweet_count, t.reply_count)
+                for t in self.tweets.ListUserTweets(
+                    tweets_pb.ListUserTweetsRequest(user_id=a.user_id, page_size=100), timeout=10
+                ).tweets
+            ]
+            for a in accounts
+        ]
+        following = [
+            [
+                u.user_id
+                for u in self.users.ListFollowing(
+                    users_pb.ListFollowingRequest(user_id=a.user_id, page_size=100), timeout=10
+                ).users
+            ]
+            for a in accounts
+        ]
+        return users, tweets, following
+
     def fanout_stats(self) -> fanout_pb.GetFanoutStatsResponse:
         return self.fanout.GetFanoutStats(fanout_pb.GetFanoutStatsRequest(), timeout=10)
 
@@ -228,11 +266,17 @@ class HttpResponse:
 
 
 def http_call(
-    port: int, method: str, path: str, body: Any = None, token: str | None = None, raw: bytes | None = None
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> HttpResponse:
     """One plain HTTP/1.1 request to Envoy."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **(headers or {})}
     if token:
         headers["authorization"] = f"Bearer {token}"
     payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -258,7 +302,6 @@ class Gate:
         self._upstream = upstream
         self._open = threading.Event()
         self._open.set()
-        self._severed = False
         self.holding = threading.Event()
         self._server = socket.create_server(("127.0.0.1", 0))
         self._sockets: list[socket.socket] = [self._server]
@@ -271,9 +314,6 @@ class Gate:
                 client, _ = self._server.accept()
             except OSError:
                 return
-            if self._severed:
-                client.close()
-                continue
             upstream = socket.create_connection(self._upstream)
             self._sockets += [client, upstream]
             threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
@@ -298,15 +338,6 @@ class Gate:
 
     def open_gate(self) -> None:
         self._open.set()
-
-    def sever(self) -> None:
-        """Cuts every connection and refuses new ones, like a server that went away."""
-        self._severed = True
-        self._open.set()
-        for sock in self._sockets[1:]:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
 
     def shut(self) -> None:
         self._open.set()

@@ -14,6 +14,7 @@ import pytest
 from google.protobuf import descriptor_pool
 
 from meshkit import peers  # also loads the services they call into the descriptor pool
+from meshkit.ratelimit import RateLimitInterceptor
 from meshkit.runtime import IDEMPOTENT_READS, Runtime
 from meshkit.settings import load_settings
 from meshkit.status import within
@@ -57,7 +58,7 @@ async def peer() -> AsyncIterator[tuple[ScriptedUsers, pb_grpc.UserServiceStub]]
     settings = load_settings(
         "timeline", {"REDIS_URL": "redis://127.0.0.1:1/0", "RPC_DEADLINE_SECONDS": "1"}, needs_database=False
     )
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, RateLimitInterceptor(settings))
     try:
         yield scripted, pb_grpc.UserServiceStub(runtime.channel(f"127.0.0.1:{port}"))
     finally:
