@@ -27,7 +27,7 @@ from tests.faults.workload import (
     post,
     read_back,
 )
-from tests.helpers import Stubs, eventually, redis_client
+from tests.helpers import Stubs, eventually, http_call, redis_client
 
 Health = Callable[[str], str]
 
@@ -39,6 +39,7 @@ class Run:
     history: History
     violations: Violations
     stream: ResumingStream
+    people: Population
 
 
 @dataclass
@@ -90,7 +91,7 @@ def run_scenario(
         scenario,
         history,
         violations,
-        lambda: fault(Run(history, violations, stream)),
+        lambda: fault(Run(history, violations, stream, people)),
         extra_targets=lambda _: [on_stream],
     )
     eventually(lambda: all_serving(health), timeout=30, interval=0.2)  # healed by itself
@@ -157,6 +158,11 @@ def test_b1_redis_restarted(
         # Writes are refused meanwhile (503: the rate limits live in Redis) and retried.
         retries = run.violations.retries
         eventually(lambda: run.violations.retries >= retries + 3, timeout=15)
+        # Through Envoy too: a home timeline needs Redis, so 503 with the gRPC status in the body.
+        answer = http_call(
+            fault_mesh.ports.envoy, "GET", "/v1/timelines/home", token=run.people.readers[0].token
+        )
+        assert (answer.status, answer.json()["code"]) == (503, 14), answer.body[:300]
         fault_mesh.start_dependency("redis")
 
     outcome = run_scenario("b1-redis-restart", fault_mesh, fault_stubs, health, report, fault)
@@ -178,9 +184,12 @@ def test_b2_redis_wiped(
 def test_c_postgresql_restarted(
     fault_mesh: Mesh, fault_stubs: Stubs, health: Health, report: Callable[[str], None]
 ) -> None:
-    def fault(_: Run) -> None:
+    def fault(run: Run) -> None:
         fault_mesh.stop_dependency("postgres")
         eventually(lambda: health("users") == health("tweets") == "NOT_SERVING", timeout=15, interval=0.1)
+        author = run.people.authors[0]
+        answer = http_call(fault_mesh.ports.envoy, "GET", f"/v1/users/{author.user_id}/tweets")
+        assert (answer.status, answer.json()["code"]) == (503, 14), answer.body[:300]
         fault_mesh.start_dependency("postgres")
 
     run_scenario("c-postgres-restart", fault_mesh, fault_stubs, health, report, fault)
