@@ -93,7 +93,7 @@ class Authenticator:
         try:
             cached: bytes | None = await self._redis.get(cache_key(token))  # type: ignore[assignment]
         except DEPENDENCY_ERRORS:
-            cached = None  # the cache is down: the owner still knows (writes go on while Redis is out)
+            cached = None  # the cache is down; the owner (users_svc, PostgreSQL) still knows
         if cached is not None:
             user_id, _, expiry = cached.decode().partition(":")
             session = Session(int(user_id), datetime.fromtimestamp(int(expiry), tz=UTC))
