@@ -189,7 +189,7 @@ def load_settings(
         fanout_max_deliveries=_int(env, "FANOUT_MAX_DELIVERIES", 10, minimum=1),
         outbox_sweep_seconds=_float(env, "OUTBOX_SWEEP_SECONDS", 1.0, minimum=0.01),
         health_probe_seconds=_float(env, "HEALTH_PROBE_SECONDS", 1.0, minimum=0.05),
-        handler_timeout_seconds=_float(env, "HANDLER_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+        handler_timeout_seconds=_float(env, "HANDLER_TIMEOUT_SECONDS", 8.0, minimum=0.1),
         rate_limits=_rate_limits(env),
         # By default Envoy runs next to the services (make run, the tests); elsewhere name it.
         trusted_proxies=_networks(env, "TRUSTED_PROXIES", "127.0.0.1/32,::1/128"),

@@ -18,7 +18,7 @@ FAULT_ENV = TEST_ENV | {
     "RPC_DEADLINE_SECONDS": "2",
     "HANDLER_TIMEOUT_SECONDS": "3",
     "HEALTH_PROBE_SECONDS": "0.2",
-    "GRACE_SECONDS": "3",
+    "GRACE_SECONDS": "5",  # above HANDLER_TIMEOUT_SECONDS: SIGTERM never cuts a call short
     "FANOUT_CLAIM_IDLE_MS": "1000",
     "OUTBOX_SWEEP_SECONDS": "0.3",
     # Sign-ups are not what these tests exercise.
