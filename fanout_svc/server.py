@@ -24,6 +24,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 TWEETS_STREAM = "events:tweets"
 FOLLOWS_STREAM = "events:follows"
 GROUP = "fanout"
+# Events handled at once: enough to keep Redis and users_svc busy, few enough that a burst of posts
+# never exhausts the Redis connection pool (which failed events with MaxConnectionsError).
+FANOUT_CONCURRENCY = 32
 
 
 def _decode(message: Any, entry: Entry) -> Any:
@@ -99,6 +102,8 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
             claim_idle_ms=settings.fanout_claim_idle_ms,
             max_deliveries=settings.fanout_max_deliveries,
             ordered=ordered,
+            # Each event handled at once holds a Redis connection; the client allows 100 in all.
+            batch=FANOUT_CONCURRENCY,
         )
         runtime.background(consumer.run(), f"consume {stream}")
     pb_grpc.add_FanoutServiceServicer_to_server(

@@ -36,6 +36,7 @@ class Timelines(Protocol):
     max_entries: int
 
     async def begin_rebuild(self, user_id: int) -> None: ...
+    async def finish_rebuild(self, user_id: int, tweet_ids: Iterable[int]) -> None: ...
     async def merge(self, user_id: int, tweet_ids: Iterable[int]) -> int: ...
     async def page(self, user_id: int, before: int | None, limit: int) -> list[int] | None: ...
     async def after(self, user_id: int, after: int, limit: int) -> list[int] | None: ...
@@ -90,7 +91,7 @@ class HomeTimeline(Generic[T]):
         recent = await self._tweets.ids_by_authors(
             await self._sources(viewer), limit=min(self._timelines.max_entries, _ID_BATCH)
         )
-        await self._timelines.merge(viewer, recent)
+        await self._timelines.finish_rebuild(viewer, recent)
 
     async def _ids(self, viewer: int, before: int | None, limit: int) -> list[int]:
         """`limit` ids below `before`, newest first: from Redis, then past its window from the owners."""

@@ -52,6 +52,9 @@ class FakeTimelines:
             line.discard(extra)
         return len(line)
 
+    async def finish_rebuild(self, user_id: int, tweet_ids: Iterable[int]) -> None:
+        await self.merge(user_id, tweet_ids)
+
     async def page(self, user_id: int, before: int | None, limit: int) -> list[int] | None:
         line = self.lines.get(user_id)
         if line is None:
