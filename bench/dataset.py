@@ -39,10 +39,12 @@ class Size:
     fanout_posts: int  # posts by well-followed authors in the fan-out workload
     celebrity_posts: int
     warm_users: int  # home timelines built in Redis before the workloads (the rest start cold)
+    # CELEBRITY_FOLLOWERS for the mesh, when the service default is out of this size's reach.
+    celebrity_followers: int | None = None
 
 
 SIZES = {
-    "tiny": Size("tiny", 300, (0.9, 0.5), 3, 1.0, 20, 20, 50, 5, 3, 300),
+    "tiny": Size("tiny", 300, (0.9, 0.5), 3, 1.0, 20, 20, 50, 5, 3, 300, celebrity_followers=150),
     "small": Size("small", 10_000, (0.999, 0.5, 0.25), 5, 8.0, 1000, 2500, 500, 60, 20, 10_000),
     "medium": Size("medium", 100_000, (0.999, 0.5, 0.2), 5, 12.0, 2000, 5000, 500, 60, 20, 30_000),
     "large": Size("large", 1_000_000, (0.999999, 0.5, 0.1), 5, 15.0, 2000, 5000, 500, 40, 20, 30_000),

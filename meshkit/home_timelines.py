@@ -14,7 +14,15 @@ exists even when no id does, which marks the timeline as built: fan-out writes o
 that exist; an absent one (inactive user, wiped Redis) is rebuilt from PostgreSQL on the next read.
 A rebuild creates the header with the REBUILDING flag before it queries PostgreSQL, so no tweet
 fanned out during the rebuild is lost, and readers meanwhile know the timeline is not complete.
-Deliveries are also PUBLISHed on `live:<user_id>`, but only to channels someone listens on.
+Deliveries are also PUBLISHed on `live:<user_id>`, but only to channels someone listens on, as
+the tweet id; a deletion as the tweet id prefixed with "-". The global timeline's stream is the
+channel `live:global`, in the same format.
+
+Hybrid fan-out keeps two more things in the same format. A follower's timeline holds, as negative
+ids, a marker for each celebrity they follow: those authors are not fanned out on write, and their
+tweets are merged in at read time from `celeb:<author_id>`, a timeline of the author's own recent
+tweets (the same operations with the prefix "celeb" and the live channel `celebrity:<author_id>`).
+Markers sort after every id as bytes, so trimming keeps them; they live and expire with the timeline.
 """
 
 from __future__ import annotations
@@ -22,39 +30,47 @@ from __future__ import annotations
 import array
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import redis.asyncio as aioredis
 
+from meshkit.peers import TweetRef
+
 DELIVERED_COUNTER = "fanout:delivered"
 BUILT = b"\0" * 8
 REBUILDING = b"R" + b"\0" * 7
-_ID = ">q"
+# A timeline being rebuilt expires soon unless the rebuild finishes: a crashed rebuild is redone.
+REBUILD_TTL_SECONDS = 60
 
 _TRIM = """
 local function trim(key, keep)
   local data = redis.call('GET', key)
-  local ids, seen = {}, {}
+  local ids, markers, seen = {}, {}, {}
   for p = 9, #data, 8 do
     local id = string.sub(data, p, p + 7)
-    if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+    if not seen[id] then
+      seen[id] = true
+      -- A set top bit is a negative id: a celebrity marker, always kept.
+      if string.byte(id, 1) >= 128 then markers[#markers + 1] = id else ids[#ids + 1] = id end
+    end
   end
   -- Big-endian ids compare as bytes the way they compare as numbers.
   table.sort(ids)
   local newest = table.concat(ids, '', math.max(1, #ids - keep + 1))
-  redis.call('SET', key, string.sub(data, 1, 8) .. newest, 'KEEPTTL')
+  redis.call('SET', key, string.sub(data, 1, 8) .. newest .. table.concat(markers), 'KEEPTTL')
 end
 """
 
-# KEYS: home timeline keys. ARGV: the 8-byte id, max bytes, ids kept by a trim, the decimal id.
-# Returns how many timelines got the tweet.
+# KEYS: timeline keys. ARGV: the 8-byte id, max bytes, ids kept by a trim, the decimal id, the
+# channel prefix, the key prefix length. Returns how many timelines got the tweet.
 _DELIVER = (
     _TRIM
     + """
 local delivered = 0
-local limit, keep = tonumber(ARGV[2]), tonumber(ARGV[3])
+local limit, keep, skip = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[6])
 local channels = {}
-for i, key in ipairs(KEYS) do channels[i] = 'live:' .. string.sub(key, 6) end
+for i, key in ipairs(KEYS) do channels[i] = ARGV[5] .. string.sub(key, skip + 1) end
 local listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
 for i, key in ipairs(KEYS) do
   if redis.call('STRLEN', key) > 0 then
@@ -63,22 +79,22 @@ for i, key in ipairs(KEYS) do
   end
   if listeners[2 * i] > 0 then redis.call('PUBLISH', channels[i], ARGV[4]) end
 end
-if delivered > 0 then redis.call('INCRBY', 'fanout:delivered', delivered) end
+if delivered > 0 and ARGV[5] == 'live:' then redis.call('INCRBY', 'fanout:delivered', delivered) end
 return delivered
 """
 )
 
 # KEYS[1]: one timeline. ARGV: max bytes, ids kept by a trim, ttl, header to set or "", packed ids.
 # Adds the ids only if the timeline exists; returns how many were given (0 when it does not exist).
+# A merge rewrites the value instead of appending: SET allocates it exactly, APPEND would double it.
 _MERGE = (
     _TRIM
     + """
-if redis.call('STRLEN', KEYS[1]) == 0 then return 0 end
-if ARGV[5] ~= '' and redis.call('APPEND', KEYS[1], ARGV[5]) > tonumber(ARGV[1]) then
-  trim(KEYS[1], tonumber(ARGV[2]))
-end
-if ARGV[4] ~= '' then redis.call('SETRANGE', KEYS[1], 0, ARGV[4]) end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+local data = redis.call('GET', KEYS[1])
+if not data or #data == 0 then return 0 end
+local header = ARGV[4] ~= '' and ARGV[4] or string.sub(data, 1, 8)
+redis.call('SET', KEYS[1], header .. string.sub(data, 9) .. ARGV[5], 'EX', ARGV[3])
+if #data + #ARGV[5] > tonumber(ARGV[1]) then trim(KEYS[1], tonumber(ARGV[2])) end
 return #ARGV[5] / 8
 """
 )
@@ -98,13 +114,118 @@ redis.call('SET', KEYS[1], string.sub(data, 1, 8) .. table.concat(kept), 'KEEPTT
 return (#data - 8) / 8 - #kept
 """
 
+# KEYS: timelines. ARGV: the packed id, the live message, the channel prefix, the key prefix length.
+# Takes a deleted tweet out of each timeline and tells its live streams (deletions are rare: the
+# rewrite of a few kilobytes per timeline is fine).
+_RETRACT = """
+local skip = tonumber(ARGV[4])
+for _, key in ipairs(KEYS) do
+  local data = redis.call('GET', key)
+  if data then
+    local kept = {}
+    for p = 9, #data, 8 do
+      local id = string.sub(data, p, p + 7)
+      if id ~= ARGV[1] then kept[#kept + 1] = id end
+    end
+    if #kept * 8 + 8 < #data then
+      redis.call('SET', key, string.sub(data, 1, 8) .. table.concat(kept), 'KEEPTTL')
+    end
+  end
+  redis.call('PUBLISH', ARGV[3] .. string.sub(key, skip + 1), ARGV[2])
+end
+return #KEYS
+"""
+
+# KEYS: timelines. ARGV: max bytes, ids kept by a trim, packed ids. Appends the ids to each
+# existing timeline (a demoted celebrity's recent tweets); returns how many timelines took them.
+_MERGE_INTO = (
+    _TRIM
+    + """
+local took = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('STRLEN', key) > 0 then
+    if redis.call('APPEND', key, ARGV[3]) > tonumber(ARGV[1]) then trim(key, tonumber(ARGV[2])) end
+    took = took + 1
+  end
+end
+return took
+"""
+)
+
+# KEYS: timelines. ARGV: the packed marker, "+" to add it or "-" to take it out, the author id.
+# Existing timelines change; their open streams are told ("c+<author>" / "c-<author>").
+_MARK = """
+local channels = {}
+for i, key in ipairs(KEYS) do channels[i] = 'live:' .. string.sub(key, 6) end
+local listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+local changed = 0
+for i, key in ipairs(KEYS) do
+  local data = redis.call('GET', key)
+  if data then
+    local at = nil
+    for p = 9, #data, 8 do
+      if string.sub(data, p, p + 7) == ARGV[1] then at = p; break end
+    end
+    if ARGV[2] == '+' and not at then
+      redis.call('APPEND', key, ARGV[1]); changed = changed + 1
+    elseif ARGV[2] == '-' and at then
+      redis.call('SET', key, string.sub(data, 1, at - 1) .. string.sub(data, at + 8), 'KEEPTTL')
+      changed = changed + 1
+    end
+  end
+  if listeners[2 * i] > 0 then redis.call('PUBLISH', channels[i], 'c' .. ARGV[2] .. ARGV[3]) end
+end
+return changed
+"""
+
+
+def belongs_in_home(ref: TweetRef, viewer: int, following: set[int]) -> bool:
+    """Whether a tweet of someone the viewer follows (or of the viewer) is in their home timeline:
+    a reply to someone else only if the viewer follows them too or is them (Mastodon's rule, applied
+    by fan-out on write and by timeline_svc when it reads from PostgreSQL). Tweets mentioning the
+    viewer come in separately."""
+    replied = ref.reply_to_author_id
+    return (
+        ref.author_id == viewer
+        or replied is None
+        or replied in (ref.author_id, viewer)
+        or replied in following
+    )
+
 
 def home_key(user_id: int) -> str:
     return f"home:{user_id}"
 
 
+GLOBAL_CHANNEL = "live:global"
+
+
 def live_channel(user_id: int) -> str:
     return f"live:{user_id}"
+
+
+def live_message(tweet_id: int, *, deleted: bool) -> str:
+    return f"-{tweet_id}" if deleted else str(tweet_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CelebrityFollow:
+    """Told to a user's streams: their timeline now merges (or no longer merges) a celebrity."""
+
+    author_id: int
+    following: bool
+
+
+def parse_live_message(data: bytes) -> tuple[int, bool] | CelebrityFollow:
+    """(tweet id, deleted) from a live channel message, or a change of the celebrities merged."""
+    text = data.decode()
+    if text.startswith("c"):
+        return CelebrityFollow(int(text[2:]), text[1] == "+")
+    return int(text.removeprefix("-")), text.startswith("-")
+
+
+def celebrity_channel(author_id: int) -> str:
+    return f"celebrity:{author_id}"
 
 
 def pack(tweet_ids: Iterable[int]) -> bytes:
@@ -114,46 +235,130 @@ def pack(tweet_ids: Iterable[int]) -> bytes:
     return ids.tobytes()
 
 
-def unpack(data: bytes) -> list[int]:
-    """The ids of a stored timeline (header excluded), newest first, each once."""
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A stored timeline, decoded."""
+
+    tweet_ids: list[int]  # newest first, each once
+    celebrities: list[int]  # authors whose tweets are merged in at read time
+    rebuilding: bool
+
+    @property
+    def oldest(self) -> int | None:
+        return self.tweet_ids[-1] if self.tweet_ids else None
+
+
+def decode(data: bytes) -> Snapshot:
     ids = array.array("q", data[8:])
     if sys.byteorder == "little":
         ids.byteswap()
-    return sorted(set(ids), reverse=True)
+    unique = set(ids)
+    return Snapshot(
+        sorted((t for t in unique if t > 0), reverse=True),
+        sorted(-t for t in unique if t < 0),
+        data[:1] == REBUILDING[:1],
+    )
+
+
+def unpack(data: bytes) -> list[int]:
+    """The tweet ids of a stored timeline, newest first, each once."""
+    return decode(data).tweet_ids
 
 
 class HomeTimelines:
-    def __init__(self, redis: aioredis.Redis, max_entries: int, ttl_seconds: int) -> None:
+    """Timelines under `prefix` ("home" for home timelines, "celeb" for celebrities' own recent
+    tweets), whose deliveries are announced on `<channel_prefix><id>`."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        max_entries: int,
+        ttl_seconds: int,
+        *,
+        prefix: str = "home",
+        channel_prefix: str = "live:",
+    ) -> None:
         self._redis = redis
         self.max_entries = max_entries
         self._keep = max(max_entries // 2, 1)
         self._max_bytes = 8 + 8 * max_entries
         self._ttl = ttl_seconds
+        self._prefix = prefix
+        self._channel_prefix = channel_prefix
         self._deliver = redis.register_script(_DELIVER)
         self._merge = redis.register_script(_MERGE)
         self._remove = redis.register_script(_REMOVE)
+        self._mark = redis.register_script(_MARK)
+        self._retract = redis.register_script(_RETRACT)
+        self._merge_into = redis.register_script(_MERGE_INTO)
+
+    def key(self, user_id: int) -> str:
+        return f"{self._prefix}:{user_id}"
 
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int:
         """Appends `tweet_id` to the existing timelines of `user_ids` and tells their live streams."""
         delivered = 0
         packed = pack([tweet_id])
+        skip = len(self._prefix) + 1
         for start in range(0, len(user_ids), chunk):
-            keys = [home_key(u) for u in user_ids[start : start + chunk]]
+            keys = [self.key(u) for u in user_ids[start : start + chunk]]
             delivered += int(
-                await self._deliver(keys=keys, args=[packed, self._max_bytes, self._keep, str(tweet_id)])
+                await self._deliver(
+                    keys=keys,
+                    args=[packed, self._max_bytes, self._keep, str(tweet_id), self._channel_prefix, skip],
+                )
             )
         return delivered
 
+    async def retract(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> None:
+        """Takes a deleted tweet out of the timelines of `user_ids` and tells their live streams."""
+        packed = pack([tweet_id])
+        message = live_message(tweet_id, deleted=True)
+        for start in range(0, len(user_ids), chunk):
+            keys = [self.key(u) for u in user_ids[start : start + chunk]]
+            await self._retract(
+                keys=keys, args=[packed, message, self._channel_prefix, len(self._prefix) + 1]
+            )
+
+    async def announce_global(self, tweet_id: int, *, deleted: bool) -> None:
+        """Tells the global timeline's live streams of a new or deleted public tweet."""
+        await self._redis.publish(GLOBAL_CHANNEL, live_message(tweet_id, deleted=deleted))
+
+    async def mark_celebrity(
+        self, author_id: int, user_ids: Sequence[int], following: bool, chunk: int = 1000
+    ) -> int:
+        """Adds (or takes out) the marker of celebrity `author_id` in the existing timelines of
+        `user_ids` and tells their open streams; returns how many timelines changed."""
+        changed = 0
+        marker = pack([-author_id])
+        for start in range(0, len(user_ids), chunk):
+            keys = [self.key(u) for u in user_ids[start : start + chunk]]
+            changed += int(
+                await self._mark(keys=keys, args=[marker, "+" if following else "-", str(author_id)])
+            )
+        return changed
+
+    async def merge_into(self, user_ids: Sequence[int], tweet_ids: Iterable[int], chunk: int = 1000) -> int:
+        """Adds the same tweets to the existing timelines of `user_ids`, telling no stream."""
+        packed = pack(tweet_ids)
+        took = 0
+        for start in range(0, len(user_ids), chunk):
+            keys = [self.key(u) for u in user_ids[start : start + chunk]]
+            took += int(await self._merge_into(keys=keys, args=[self._max_bytes, self._keep, packed]))
+        return took
+
     async def exists(self, user_id: int) -> bool:
-        return bool(await self._redis.exists(home_key(user_id)))
+        return bool(await self._redis.exists(self.key(user_id)))
 
     async def begin_rebuild(self, user_id: int) -> None:
         """Creates the timeline empty, flagged as rebuilding, so fan-out writes into it right away."""
-        await self._redis.set(home_key(user_id), REBUILDING, ex=self._ttl)
+        await self._redis.set(self.key(user_id), REBUILDING, ex=REBUILD_TTL_SECONDS)
 
-    async def finish_rebuild(self, user_id: int, tweet_ids: Iterable[int]) -> None:
-        """Adds what the rebuild found and clears the flag."""
-        await self._merge_packed(user_id, pack(tweet_ids), BUILT)
+    async def finish_rebuild(
+        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int] = ()
+    ) -> None:
+        """Adds what the rebuild found, clears the flag and gives the timeline its full lifetime."""
+        await self._merge_packed(user_id, pack([*tweet_ids, *(-c for c in celebrities)]), BUILT)
 
     async def merge(self, user_id: int, tweet_ids: Iterable[int]) -> int:
         """Adds tweets to a timeline if it exists (a follow)."""
@@ -162,48 +367,54 @@ class HomeTimelines:
     async def _merge_packed(self, user_id: int, packed: bytes, header: bytes) -> int:
         return int(
             await self._merge(
-                keys=[home_key(user_id)], args=[self._max_bytes, self._keep, self._ttl, header, packed]
+                keys=[self.key(user_id)], args=[self._max_bytes, self._keep, self._ttl, header, packed]
             )
         )
 
     async def remove(self, user_id: int, tweet_ids: Iterable[int]) -> None:
         packed = pack(tweet_ids)
         if packed:
-            await self._remove(keys=[home_key(user_id)], args=[packed])
+            await self._remove(keys=[self.key(user_id)], args=[packed])
 
-    async def _read(self, user_id: int, touch: bool) -> bytes | None:
-        key = home_key(user_id)
+    async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None:
+        """The timeline, None when absent. A read counts as activity: it renews the lifetime."""
+        key = self.key(user_id)
         if not touch:
             found: bytes | None = await self._redis.get(key)  # type: ignore[assignment]
-            return found
+            return None if found is None else decode(found)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(key)
-            pipe.expire(key, self._ttl)  # read means active: the timeline lives on
+            pipe.expire(key, self._ttl, xx=False)
             data, _ = await pipe.execute()
-        return cast("bytes | None", data)
+        if data is None:
+            return None
+        snapshot = decode(cast(bytes, data))
+        if snapshot.rebuilding:  # keep the short lifetime of an unfinished rebuild
+            await self._redis.expire(key, REBUILD_TTL_SECONDS)
+        return snapshot
+
+    async def read_many(self, user_ids: Sequence[int]) -> list[Snapshot | None]:
+        """Several timelines in one round trip (celebrities' own, for a merge)."""
+        if not user_ids:
+            return []
+        found: list[bytes | None] = await self._redis.mget([self.key(u) for u in user_ids])  # type: ignore[assignment]
+        return [None if data is None else decode(data) for data in found]
 
     async def oldest(self, user_id: int) -> int | None:
         """The oldest tweet id held, None when the timeline is absent or empty."""
-        data = await self._read(user_id, touch=False)
-        ids = unpack(data) if data else []
-        return ids[-1] if ids else None
+        snapshot = await self.read(user_id, touch=False)
+        return None if snapshot is None else snapshot.oldest
 
     async def page(self, user_id: int, before: int | None, limit: int) -> list[int] | None:
         """Up to `limit` ids below `before`, newest first; None when the timeline is absent."""
-        data = await self._read(user_id, touch=True)
-        if data is None:
+        snapshot = await self.read(user_id)
+        if snapshot is None:
             return None
-        ids = unpack(data)
-        if before is not None:
-            ids = [t for t in ids if t < before]
-        return ids[:limit]
-
-    async def rebuilding(self, user_id: int) -> bool:
-        return bool(await self._redis.getrange(home_key(user_id), 0, 0) == REBUILDING[:1])
+        return [t for t in snapshot.tweet_ids if before is None or t < before][:limit]
 
     async def after(self, user_id: int, after: int, limit: int) -> list[int] | None:
         """Up to `limit` ids above `after`, oldest first; None when the timeline is absent."""
-        data = await self._read(user_id, touch=True)
-        if data is None:
+        snapshot = await self.read(user_id)
+        if snapshot is None:
             return None
-        return sorted(t for t in unpack(data) if t > after)[:limit]
+        return sorted(t for t in snapshot.tweet_ids if t > after)[:limit]

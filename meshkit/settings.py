@@ -7,6 +7,9 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+# Authors with at least this many followers are not fanned out on write (see README, "Hybrid
+# fan-out", for the measurement behind it).
+DEFAULT_CELEBRITY_FOLLOWERS = 5_000
 DEFAULT_PORTS = {"users": 50051, "tweets": 50052, "fanout": 50053, "timeline": 50054}
 
 
@@ -41,6 +44,7 @@ class Settings:
     fanout_claim_idle_ms: int
     fanout_max_deliveries: int
     outbox_sweep_seconds: float
+    celebrity_followers: int
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -122,4 +126,5 @@ def load_settings(
         fanout_claim_idle_ms=_int(env, "FANOUT_CLAIM_IDLE_MS", 30_000, minimum=1),
         fanout_max_deliveries=_int(env, "FANOUT_MAX_DELIVERIES", 10, minimum=1),
         outbox_sweep_seconds=_float(env, "OUTBOX_SWEEP_SECONDS", 1.0, minimum=0.01),
+        celebrity_followers=_int(env, "CELEBRITY_FOLLOWERS", DEFAULT_CELEBRITY_FOLLOWERS, minimum=1),
     )

@@ -20,6 +20,8 @@ TEST_ENV = {
     "FANOUT_CLAIM_IDLE_MS": "1500",
     "OUTBOX_SWEEP_SECONDS": "0.5",
     "LOG_LEVEL": "INFO",
+    # Authors with 5 followers are celebrities here: the hybrid path runs through every test.
+    "CELEBRITY_FOLLOWERS": "5",
 }
 
 

@@ -20,18 +20,36 @@ class GetHomeTimelineRequest(_message.Message):
     def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class GetHomeTimelineResponse(_message.Message):
-    __slots__ = ("tweets", "next_page_token")
+    __slots__ = ("tweets", "next_page_token", "rebuilding")
     TWEETS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REBUILDING_FIELD_NUMBER: _ClassVar[int]
     tweets: _containers.RepeatedCompositeFieldContainer[_tweets_service_pb2.Tweet]
     next_page_token: str
-    def __init__(self, tweets: _Optional[_Iterable[_Union[_tweets_service_pb2.Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    rebuilding: bool
+    def __init__(self, tweets: _Optional[_Iterable[_Union[_tweets_service_pb2.Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., rebuilding: _Optional[bool] = ...) -> None: ...
 
 class StreamHomeTimelineRequest(_message.Message):
     __slots__ = ("since_tweet_id",)
     SINCE_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
     since_tweet_id: str
     def __init__(self, since_tweet_id: _Optional[str] = ...) -> None: ...
+
+class StreamGlobalTimelineRequest(_message.Message):
+    __slots__ = ("since_tweet_id",)
+    SINCE_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    since_tweet_id: str
+    def __init__(self, since_tweet_id: _Optional[str] = ...) -> None: ...
+
+class StreamGlobalTimelineResponse(_message.Message):
+    __slots__ = ("tweet", "deletion", "heartbeat")
+    TWEET_FIELD_NUMBER: _ClassVar[int]
+    DELETION_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    tweet: _tweets_service_pb2.Tweet
+    deletion: TweetDeletion
+    heartbeat: Heartbeat
+    def __init__(self, tweet: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ..., deletion: _Optional[_Union[TweetDeletion, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
 
 class TweetDeletion(_message.Message):
     __slots__ = ("tweet_id",)
