@@ -23,6 +23,7 @@ Arrival = tuple[int, int, float]  # (stream number, tweet id, arrival time)
 
 async def _watch(address: str, tokens: Sequence[tuple[int, str]], ready: Any, stop: Any) -> list[Arrival]:
     arrivals: list[Arrival] = []
+    failures: list[str] = []
     opened = asyncio.Event()
     pending = len(tokens)
 
@@ -32,20 +33,27 @@ async def _watch(address: str, tokens: Sequence[tuple[int, str]], ready: Any, st
             timeline_pb.StreamHomeTimelineRequest(), metadata=[("authorization", f"Bearer {token}")]
         )
         first = True
-        async for event in call:
-            if first:  # the server subscribes before it sends anything: from here nothing is missed
-                first = False
+        try:
+            async for event in call:
+                if first:  # the server subscribes before it sends anything: from here nothing is missed
+                    first = False
+                    pending -= 1
+                    if pending == 0:
+                        opened.set()
+                if event.WhichOneof("event") == "tweet":
+                    arrivals.append((number, int(event.tweet.tweet_id), time.time()))
+        except grpc.aio.AioRpcError as error:
+            failures.append(f"{error.code().name}: {error.details()}")
+            if first:
                 pending -= 1
                 if pending == 0:
                     opened.set()
-            if event.WhichOneof("event") == "tweet":
-                arrivals.append((number, int(event.tweet.tweet_id), time.time()))
 
     async with grpc.aio.insecure_channel(address) as channel:
         stub = timeline_grpc.TimelineServiceStub(channel)
         tasks = [asyncio.create_task(one(n, t, stub)) for n, t in tokens]
         try:
-            async with asyncio.timeout(60):
+            async with asyncio.timeout(120):
                 await opened.wait()
             ready.put(len(tokens))
             await asyncio.get_running_loop().run_in_executor(None, stop.wait)
@@ -53,6 +61,8 @@ async def _watch(address: str, tokens: Sequence[tuple[int, str]], ready: Any, st
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+    if failures:
+        print(f"stream driver: {len(failures)} streams failed, e.g. {failures[0]}", flush=True)
     return arrivals
 
 
@@ -130,7 +140,7 @@ def run_live(
         worker.start()
     try:
         for _ in workers:
-            ready.get(timeout=90)
+            ready.get(timeout=180)
         posts = asyncio.run(_post(tweets_addr, author_tokens, schedule, rate))
         time.sleep(drain_seconds)  # arrivals later than this count as lost, not as slow
         stop.set()

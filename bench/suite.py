@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -388,19 +389,20 @@ def run(
             ("celebrity", lambda: bench.celebrity(celebrities[0], normal, watchers=200)),
             ("mixed", lambda: bench.mixed(readers)),
         ]
+        only = {n.strip() for n in os.environ.get("BENCH_ONLY", "").split(",") if n.strip()}
         for name, step in steps:
+            if only and name not in only:
+                continue
             log.info("workload: %s", name)
             began = time.monotonic()
             step()
             bench.details.setdefault("seconds", {})[name] = round(time.monotonic() - began, 2)
-        bench.details["users"] = size.users
-        bench.details["follows"] = len(data.follower)
-        bench.details["tweets_seeded"] = len(data.tweet_ids)
-        bench.details["celebrity_followers"] = [int(data.followers_count[c]) for c in celebrities]
-        bench.details["cores"] = os.cpu_count()
-        bench.details["load_average_at_end"] = os.getloadavg()
+        describe(bench, celebrities)
         from bench import report
 
+        if only:  # a partial run (debugging a workload) is not a result
+            print(json.dumps(bench.figures, indent=2))
+            return bench.figures
         report.write(out, size_name, bench.figures, bench.details, plots=plots)
         return bench.figures
     finally:
@@ -408,6 +410,18 @@ def run(
             mesh.stop()
         if os.environ.get("KEEP_BENCH_DATA") is None:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def describe(bench: Bench, celebrities: list[int]) -> None:
+    """What the figures were measured on, for details.json."""
+    data = bench.data
+    bench.details["users"] = bench.size.users
+    bench.details["follows"] = len(data.follower)
+    bench.details["tweets_seeded"] = len(data.tweet_ids)
+    bench.details["celebrity_followers"] = [int(data.followers_count[c]) for c in celebrities]
+    bench.details["celebrity_threshold"] = celebrity_threshold(bench.mesh)
+    bench.details["cores"] = os.cpu_count()
+    bench.details["load_average_at_end"] = os.getloadavg()
 
 
 def mesh_settings(mesh: Mesh) -> Settings:
