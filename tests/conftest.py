@@ -22,6 +22,13 @@ TEST_ENV = {
     "LOG_LEVEL": "INFO",
     # Authors with 5 followers are celebrities here: the hybrid path runs through every test.
     "CELEBRITY_FOLLOWERS": "5",
+    # The suite signs up, logs in and writes far more from one address than anyone would; the
+    # limits themselves are tested in tests/security with low limits on dedicated services.
+    "RATE_LIMIT_WRITE_PER_USER": "100000/60",
+    "RATE_LIMIT_WRITE_PER_ADDRESS": "100000/60",
+    "RATE_LIMIT_LOGIN_PER_ADDRESS": "100000/60",
+    "RATE_LIMIT_LOGIN_PER_ACCOUNT": "100000/60",
+    "RATE_LIMIT_SIGNUP_PER_ADDRESS": "100000/60",
 }
 
 
