@@ -246,13 +246,14 @@ class Bench:
     def live(self, streamers: list[int], authors: list[int]) -> None:
         """Open streams for `streamers`; ordinary authors post at live_rate; post -> arrival. The
         same again at a tenth of the rate, to tell the delivery path from an overloaded mesh."""
-        self.details["live"] = self._live_run(streamers, authors, self.size.live_rate, self.size.live_posts)
-        self.figures["delivery_p50_ms"] = self.details["live"]["p50_ms"]
-        self.figures["delivery_p99_ms"] = self.details["live"]["p99_ms"]
+        # The gentle run first: after an overloading one, backlogs would still be draining.
         slow = max(self.size.live_rate // 10, 1)
         self.details["live_at_a_tenth_of_the_rate"] = self._live_run(
             streamers, authors, slow, max(self.size.live_posts // 10, 1)
         )
+        self.details["live"] = self._live_run(streamers, authors, self.size.live_rate, self.size.live_posts)
+        self.figures["delivery_p50_ms"] = self.details["live"]["p50_ms"]
+        self.figures["delivery_p99_ms"] = self.details["live"]["p99_ms"]
 
     def _live_run(self, streamers: list[int], authors: list[int], rate: int, posts: int) -> dict[str, Any]:
         schedule = [random.randrange(len(authors)) for _ in range(posts)]
