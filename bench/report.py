@@ -81,11 +81,6 @@ def write(
 
 
 def _plot(out: Path, f: dict[str, float]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rates = {
         "no-op RPC": f["noop_rpc_per_s"],
         "home reads": f["home_reads_per_s"],
@@ -94,16 +89,8 @@ def _plot(out: Path, f: dict[str, float]) -> None:
         "mixed 60/30/10": f["mixed_requests_per_s"],
         "posts": f["posts_per_s"],
     }
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.barh(list(rates), list(rates.values()), color="#4477aa")
-    ax.set_xlabel("requests per second")
-    ax.set_title("Throughput (same run, 2 shared cores)")
-    fig.tight_layout()
-    fig.savefig(out / "throughput.png", dpi=100)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    lat = {
+    _bars(out / "throughput.png", rates, "requests per second", "Throughput (same run, 2 shared cores)")
+    latencies = {
         "post p99": f["post_p99_ms"],
         "home read p99": f["home_read_p99_ms"],
         "post->stream p50": f["delivery_p50_ms"],
@@ -111,17 +98,21 @@ def _plot(out: Path, f: dict[str, float]) -> None:
         "celebrity post p99": f["celebrity_post_p99_ms"],
         "10-follower post p99": f["normal_post_p99_ms"],
     }
-    ax.barh(list(lat), list(lat.values()), color="#cc6677")
-    ax.set_xlabel("milliseconds")
-    ax.set_title("Latency percentiles")
-    fig.tight_layout()
-    fig.savefig(out / "latency.png", dpi=100)
-    plt.close(fig)
+    _bars(out / "latency.png", latencies, "milliseconds", "Latency percentiles")
+    fanout = {"fan-out deliveries": f[FANOUT], "Redis ZADD ceiling": f[CEILING]}
+    _bars(out / "fanout.png", fanout, "timeline writes per second", "Fan-out against Redis's ceiling")
 
-    fig, ax = plt.subplots(figsize=(8, 2.5))
-    fan = {"fan-out deliveries": f[FANOUT], "Redis ZADD ceiling": f[CEILING]}
-    ax.barh(list(fan), list(fan.values()), color="#228833")
-    ax.set_xlabel("timeline writes per second")
+
+def _bars(path: Path, values: dict[str, float], unit: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 1 + 0.5 * len(values)))
+    ax.barh(list(values), list(values.values()), color="#4477aa")
+    ax.set_xlabel(unit)
+    ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(out / "fanout.png", dpi=100)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
