@@ -43,7 +43,8 @@ async def _watch(address: str, tokens: Sequence[tuple[int, str]], ready: Any, st
                 if event.WhichOneof("event") == "tweet":
                     arrivals.append((number, int(event.tweet.tweet_id), time.time()))
         except grpc.aio.AioRpcError as error:
-            failures.append(f"{error.code().name}: {error.details()}")
+            if error.code() != grpc.StatusCode.CANCELLED:  # our own cancel, at the end of the run
+                failures.append(f"{error.code().name}: {error.details()}")
             if first:
                 pending -= 1
                 if pending == 0:
