@@ -1,10 +1,10 @@
-# The front door: make run | test | fuzz | gen | check-gen | lint | clean.
+# The front door: make run | test | fuzz | bench | gen | check-gen | lint | clean.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test fuzz gen check-gen lint unit clean venv
+.PHONY: run test fuzz bench bench-tools bench-tools-if-root gen check-gen lint unit clean venv
 
 venv: $(STAMP)
 
@@ -36,13 +36,34 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 ## test: everything CI runs, against real PostgreSQL, Redis, Envoy and grpcurl.
-test: check-gen lint
+test: check-gen lint bench-tools-if-root
 	$(PY) -m pytest -p no:cacheprovider -ra tests
 
 ## fuzz: the long fuzz run: 10,000 generated HTTP requests through Envoy, 10,000 gRPC requests to
 ##       every service (internal RPCs too), and the property tests with more examples.
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=10000 $(PY) -m pytest -p no:cacheprovider -ra tests/fuzz tests/unit/test_properties.py
+
+BENCH_SIZE ?= small
+BENCH_TOOLS := h2load:nghttp2-client wrk:wrk redis-benchmark:redis-tools
+
+## bench: the benchmark at BENCH_SIZE=tiny|small|medium|large; writes bench/results/.
+bench: $(STAMP) bench-tools
+	$(PY) -m bench --size $(BENCH_SIZE)
+
+## bench-tools: the load generators (Debian packages), installed with apt-get when missing (as root).
+bench-tools:
+	@$(MAKE) --no-print-directory bench-tools-if-root
+	@for t in $(BENCH_TOOLS); do command -v $${t%%:*} >/dev/null || { \
+	  echo "make bench needs $${t%%:*} from Debian's $${t#*:}: run as root, or apt-get install $${t#*:}"; exit 1; }; done
+
+# The benchmark smoke test in `make test` uses them too; without root it explains and skips.
+bench-tools-if-root:
+	@missing=""; for t in $(BENCH_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing$$missing for the benchmark"; \
+	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	fi
 
 unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -q tests/unit

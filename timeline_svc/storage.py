@@ -50,24 +50,36 @@ class LiveHub:
             queue.put_nowait(self._stopped)
             yield queue
             return
+        await self.attach(channel, queue)
+        try:
+            yield queue
+        finally:
+            await self.detach(channel, queue)
+
+    async def attach(self, channel: str, queue: asyncio.Queue[LiveEvent | FeedEnded]) -> None:
+        """Delivers `channel` into `queue` too (a celebrity's channel into a follower's stream);
+        the process subscribes to a channel once, however many streams want it."""
+        if self._stopped is not None:
+            return  # the stream has its end in its queue already
         async with self._lock:
             if channel not in self._queues:
                 await self._pubsub.subscribe(channel)
                 self._queues[channel] = set()
             self._queues[channel].add(queue)
             if self._reader is None or self._reader.done():
+                # A wipe while no stream listened harms none: the new reader plants a new canary.
+                self._intact_at = None
                 self._reader = asyncio.create_task(self._read(), name="live-hub-reader")
-        try:
-            yield queue
-        finally:
-            async with self._lock:
-                queues = self._queues.get(channel)
-                if queues is not None:
-                    queues.discard(queue)
-                    if not queues:
-                        del self._queues[channel]
-                        with contextlib.suppress(*DEPENDENCY_ERRORS):
-                            await self._pubsub.unsubscribe(channel)
+
+    async def detach(self, channel: str, queue: asyncio.Queue[LiveEvent | FeedEnded]) -> None:
+        async with self._lock:
+            queues = self._queues.get(channel)
+            if queues is not None:
+                queues.discard(queue)
+                if not queues:
+                    del self._queues[channel]
+                    with contextlib.suppress(*DEPENDENCY_ERRORS):
+                        await self._pubsub.unsubscribe(channel)
 
     async def _redis_kept_its_data(self) -> bool:
         """Whether the canary is still there (planting it when it is not); false once per wipe."""
