@@ -3,8 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+# buf from the npm registry (@bufbuild/buf ships the binary in a per-platform npm package), kept in .venv.
+BUF_VERSION := 1.75.0
+BUF := $(VENV)/npm/node_modules/.bin/buf
+BUF_STAMP := $(VENV)/npm/.installed-buf-$(BUF_VERSION)
+BUF_IMAGE := $(VENV)/buf/tweetmesh.binpb
+# The released contract: `buf breaking` compares protos/ against it; `make api-release` replaces it.
+RELEASED := protos/released.binpb
 
-.PHONY: run test gen check-gen lint unit clean venv
+.PHONY: run test gen check-gen lint buf api-release unit clean venv
 
 venv: $(STAMP)
 
@@ -23,17 +30,33 @@ run: $(STAMP)
 gen: $(STAMP)
 	$(PY) tools/gen.py gen
 
-## check-gen: fail when gen/ differs from what protos/ generate.
+## check-gen: fail when gen/ or docs/openapi.yaml differs from what protos/ generate.
 check-gen: $(STAMP)
-	@rm -rf $(VENV)/gen-check && $(PY) tools/gen.py $(VENV)/gen-check >/dev/null
-	@diff -r -q gen $(VENV)/gen-check -x __pycache__ || (echo "gen/ has drifted from protos/: run 'make gen' and commit" && exit 1)
-	@echo "gen/ matches protos/"
+	@rm -rf $(VENV)/gen-check && $(PY) tools/gen.py $(VENV)/gen-check/gen $(VENV)/gen-check/openapi.yaml >/dev/null
+	@diff -r -q gen $(VENV)/gen-check/gen -x __pycache__ || (echo "gen/ has drifted from protos/: run 'make gen' and commit" && exit 1)
+	@diff -q docs/openapi.yaml $(VENV)/gen-check/openapi.yaml || (echo "docs/openapi.yaml has drifted from protos/: run 'make gen' and commit" && exit 1)
+	@echo "gen/ and docs/openapi.yaml match protos/"
 
-## lint: ruff and strict mypy on our packages.
-lint: $(STAMP)
+## lint: ruff, strict mypy, buf lint and buf breaking.
+lint: $(STAMP) buf
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+$(BUF_STAMP):
+	@command -v npm >/dev/null || (echo "npm is needed to install buf (@bufbuild/buf)" && exit 1)
+	npm install --prefix $(VENV)/npm --no-audit --no-fund --silent --save-exact @bufbuild/buf@$(BUF_VERSION)
+	touch $@
+
+## buf: buf lint (STANDARD) on protos/, and buf breaking against the released contract.
+buf: $(STAMP) $(BUF_STAMP)
+	@$(PY) tools/gen.py --image $(BUF_IMAGE)
+	$(BUF) lint '$(BUF_IMAGE)#format=binpb' --path tweetmesh --config buf.yaml
+	$(BUF) breaking '$(BUF_IMAGE)#format=binpb' --against '$(RELEASED)#format=binpb' --path tweetmesh --config buf.yaml
+
+## api-release: record protos/ as the released contract (only on purpose: later breaking changes fail lint).
+api-release: $(STAMP)
+	$(PY) tools/gen.py --image $(RELEASED) --no-source-info
 
 ## test: everything CI runs, against real PostgreSQL, Redis, Envoy and grpcurl.
 test: check-gen lint

@@ -9,6 +9,7 @@ from google.protobuf.message import DecodeError
 
 from fanout_svc.service import Fanout, FollowChanged, TweetCreated
 from fanout_svc.storage import FanoutStatsReader
+from meshkit import metrics
 from meshkit.errors import InvalidArgument
 from meshkit.home_timelines import HomeTimelines
 from meshkit.ids import require_id
@@ -24,6 +25,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 TWEETS_STREAM = "events:tweets"
 FOLLOWS_STREAM = "events:follows"
 GROUP = "fanout"
+METRICS_REFRESH_SECONDS = 5.0
 
 
 def _decode(message: Any, entry: Entry) -> Any:
@@ -73,6 +75,18 @@ class FanoutServicer(pb_grpc.FanoutServiceServicer):
         )
 
 
+async def export_stats(stats: FanoutStatsReader) -> None:
+    """The consumer group's state (the same numbers as GetFanoutStats) as Prometheus gauges."""
+    snapshot = await stats.stats()
+    for s in snapshot.streams:
+        metrics.FANOUT_STREAM_LENGTH.labels(s.stream).set(s.length)
+        metrics.FANOUT_STREAM_LAG.labels(s.stream).set(s.lag)
+        metrics.FANOUT_STREAM_PENDING.labels(s.stream).set(s.pending)
+        metrics.FANOUT_CONSUMERS.labels(s.stream).set(s.consumers)
+    metrics.FANOUT_DELIVERED.set(snapshot.delivered)
+    metrics.FANOUT_DEAD_LETTERED.set(snapshot.dead_lettered)
+
+
 async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
     redis = await runtime.redis()
@@ -83,7 +97,7 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     )
 
     async def on_tweet(entry: Entry) -> None:
-        await fanout.tweet_created(tweet_created(entry))
+        metrics.FANOUT_TIMELINE_WRITES.inc(await fanout.tweet_created(tweet_created(entry)))
 
     async def on_follow(entry: Entry) -> None:
         await fanout.follow_changed(follow_changed(entry))
@@ -101,7 +115,11 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
             ordered=ordered,
         )
         runtime.background(consumer.run(), f"consume {stream}")
-    pb_grpc.add_FanoutServiceServicer_to_server(
-        FanoutServicer(FanoutStatsReader(redis, [TWEETS_STREAM, FOLLOWS_STREAM], GROUP)), server
-    )
+    stats = FanoutStatsReader(redis, [TWEETS_STREAM, FOLLOWS_STREAM], GROUP)
+    if settings.metrics_port:
+        runtime.background(
+            metrics.refresh_every(METRICS_REFRESH_SECONDS, lambda: export_stats(stats), "fanout stats"),
+            "fanout metrics",
+        )
+    pb_grpc.add_FanoutServiceServicer_to_server(FanoutServicer(stats), server)
     return [pb.DESCRIPTOR.services_by_name["FanoutService"].full_name]

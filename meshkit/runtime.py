@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import AsyncExitStack
+from contextlib import AbstractContextManager, AsyncExitStack
 from typing import Any
 
 import grpc
@@ -19,35 +19,41 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
-from meshkit.logs import configure_logging
+from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
+from meshkit.metrics import forget_pool, serve_metrics, watch_pool
 from meshkit.settings import Settings, SettingsError, load_settings
 from meshkit.status import ErrorInterceptor
+from meshkit.telemetry import TelemetryInterceptor
 
 log = logging.getLogger(__name__)
 
 
-class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
-    """Gives every outgoing call a deadline unless the caller chose one: no call waits forever."""
+class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    """Gives every outgoing call a deadline unless the caller chose one (no call waits forever), and
+    the request id of the call being served, so one request can be followed through the logs."""
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
 
-    def _with_deadline(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    def _with_defaults(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        if (current := request_id.get()) is not None and not metadata.get_all(REQUEST_ID_HEADER):
+            metadata.add(REQUEST_ID_HEADER, current)
         # wait_for_ready: a peer that is restarting delays the call (up to the deadline) instead of
         # failing it at once while the channel reconnects.
         return grpc.aio.ClientCallDetails(
             details.method,
             self._seconds if details.timeout is None else details.timeout,
-            details.metadata,
+            metadata,
             details.credentials,
             True if details.wait_for_ready is None else details.wait_for_ready,
         )
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_deadline(details), request)
+        return await continuation(self._with_defaults(details), request)
 
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_deadline(details), request)
+        return await continuation(self._with_defaults(details), request)
 
 
 class Runtime:
@@ -71,6 +77,8 @@ class Runtime:
         )
         await pool.open(wait=True, timeout=30)
         self._stack.push_async_callback(pool.close)
+        watch_pool(pool)
+        self._stack.callback(forget_pool, pool)
         return pool
 
     async def redis(self) -> aioredis.Redis:
@@ -86,11 +94,14 @@ class Runtime:
         return client
 
     def channel(self, address: str) -> grpc.aio.Channel:
-        """One shared channel per peer address; calls on it get the default deadline."""
+        """One shared channel per peer address; calls on it get the default deadline.
+
+        `address` is host:port or any gRPC target; `dns:///<name>:<port>` (Kubernetes headless
+        services) resolves every address of the name and balances calls over them (round_robin)."""
         if address not in self._channels:
             channel = grpc.aio.insecure_channel(
                 address,
-                interceptors=[_DefaultDeadline(self.settings.rpc_deadline_seconds)],
+                interceptors=[_CallDefaults(self.settings.rpc_deadline_seconds)],
                 options=[
                     # Reconnect quickly to a restarted peer (gRPC's default backoff grows to 2 minutes).
                     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -107,6 +118,10 @@ class Runtime:
     def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Runs `callback` when the service stops (before pools and channels close)."""
         self._stack.push_async_callback(callback)
+
+    def on_close_sync(self, context: AbstractContextManager[None]) -> None:
+        """Enters `context` now and leaves it when the service stops."""
+        self._stack.enter_context(context)
 
     def background(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         """Runs `coroutine` until the service stops; a crash is logged and stops the service."""
@@ -137,7 +152,8 @@ async def serve(settings: Settings, setup: Setup) -> None:
     `grace_seconds`, background work is cancelled, connections closed."""
     runtime = Runtime(settings)
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        # Telemetry outermost: it sees the status ErrorInterceptor made of any failure.
+        interceptors=[TelemetryInterceptor(), ErrorInterceptor()],
         options=[
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -146,6 +162,8 @@ async def serve(settings: Settings, setup: Setup) -> None:
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    if settings.metrics_port:
+        runtime.on_close_sync(serve_metrics(settings.listen_host, settings.metrics_port))
     try:
         names = await setup(runtime, server)
         reflection.enable_server_reflection(

@@ -1,0 +1,164 @@
+"""Prometheus metrics of every service: what is measured (defined once, here) and the HTTP endpoint.
+
+Names follow the conventions of go-grpc-prometheus for RPCs (`grpc_server_*`, labels grpc_service,
+grpc_method, grpc_type, grpc_code), so existing gRPC dashboards and alerts apply; the mesh's own
+gauges are `tweetmesh_*`. The README lists them all and deploy/grafana-dashboard.json charts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from psycopg_pool import AsyncConnectionPool
+
+from meshkit.status import DEPENDENCY_ERRORS
+
+log = logging.getLogger(__name__)
+
+# One registry per process (each process is one service), with the process's CPU, memory and fds.
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+_RPC_LABELS = ("grpc_service", "grpc_method", "grpc_type")
+RPC_HANDLED = Counter(
+    "grpc_server_handled",
+    "RPCs completed on the server, by method and gRPC status code.",
+    [*_RPC_LABELS, "grpc_code"],
+    registry=REGISTRY,
+)
+RPC_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from receiving an RPC to sending its status (a stream: its whole life), by method and code.",
+    [*_RPC_LABELS, "grpc_code"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    registry=REGISTRY,
+)
+OPEN_STREAMS = Gauge(
+    "grpc_server_open_streams",
+    "Server streams open right now (live home timelines).",
+    ["grpc_service", "grpc_method"],
+    registry=REGISTRY,
+)
+
+STREAM_ENTRIES = Counter(
+    "tweetmesh_stream_entries",
+    "Redis Stream entries this consumer finished: acked, failed (left pending for a retry) or dead-lettered.",
+    ["stream", "outcome"],
+    registry=REGISTRY,
+)
+FANOUT_TIMELINE_WRITES = Counter(
+    "tweetmesh_fanout_timeline_writes",
+    "Home timelines this fan-out worker added a tweet to.",
+    registry=REGISTRY,
+)
+# Read from Redis by fanout_svc every few seconds: the state of the whole consumer group, so any one
+# worker's numbers are the mesh's (take max(), not sum(), across workers).
+FANOUT_STREAM_LENGTH = Gauge(
+    "tweetmesh_fanout_stream_length", "Entries in the event stream.", ["stream"], registry=REGISTRY
+)
+FANOUT_STREAM_LAG = Gauge(
+    "tweetmesh_fanout_stream_lag",
+    "Entries not yet delivered to the fan-out consumer group (Redis XINFO GROUPS lag).",
+    ["stream"],
+    registry=REGISTRY,
+)
+FANOUT_STREAM_PENDING = Gauge(
+    "tweetmesh_fanout_stream_pending",
+    "Entries delivered to a fan-out worker and not yet acknowledged.",
+    ["stream"],
+    registry=REGISTRY,
+)
+FANOUT_CONSUMERS = Gauge(
+    "tweetmesh_fanout_consumers", "Workers known to the consumer group.", ["stream"], registry=REGISTRY
+)
+FANOUT_DELIVERED = Gauge(
+    "tweetmesh_fanout_delivered",
+    "Home-timeline writes by all fan-out workers since Redis was last wiped (a mesh-wide counter).",
+    registry=REGISTRY,
+)
+FANOUT_DEAD_LETTERED = Gauge(
+    "tweetmesh_fanout_dead_lettered", "Entries in the dead-letter streams.", registry=REGISTRY
+)
+
+
+class _PoolCollector(Collector):
+    """PostgreSQL pool usage, read from psycopg_pool's own counters at scrape time."""
+
+    def __init__(self) -> None:
+        self._pools: list[AsyncConnectionPool] = []
+
+    def watch(self, pool: AsyncConnectionPool) -> None:
+        self._pools.append(pool)
+
+    def forget(self, pool: AsyncConnectionPool) -> None:
+        self._pools.remove(pool)
+
+    def collect(self) -> Iterator[Metric]:
+        families = {
+            "pool_size": GaugeMetricFamily(
+                "tweetmesh_db_pool_connections", "Connections held (in use or idle).", labels=["pool"]
+            ),
+            "pool_available": GaugeMetricFamily(
+                "tweetmesh_db_pool_idle_connections", "Connections idle in the pool.", labels=["pool"]
+            ),
+            "requests_waiting": GaugeMetricFamily(
+                "tweetmesh_db_pool_waiting", "Callers waiting for a connection.", labels=["pool"]
+            ),
+            "pool_max": GaugeMetricFamily(
+                "tweetmesh_db_pool_max_connections", "The pool's max_size.", labels=["pool"]
+            ),
+        }
+        for pool in list(self._pools):
+            stats = pool.get_stats()
+            for key, family in families.items():
+                family.add_metric([pool.name], stats.get(key, 0))
+        yield from families.values()
+
+
+_POOLS = _PoolCollector()
+REGISTRY.register(_POOLS)
+
+
+def watch_pool(pool: AsyncConnectionPool) -> None:
+    """Exposes `pool`'s usage until forget_pool."""
+    _POOLS.watch(pool)
+
+
+def forget_pool(pool: AsyncConnectionPool) -> None:
+    _POOLS.forget(pool)
+
+
+@contextmanager
+def _serving(host: str, port: int) -> Iterator[None]:
+    server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+    log.info("metrics", extra={"address": f"{host}:{port}", "path": "/metrics"})
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def serve_metrics(host: str, port: int) -> AbstractContextManager[None]:
+    """Serves /metrics over HTTP on host:port (on a thread) for as long as the context is open."""
+    return _serving(host, port)
+
+
+async def refresh_every(seconds: float, refresh: Callable[[], Awaitable[None]], name: str) -> None:
+    """Runs `refresh` every `seconds` for ever; a dependency being down skips one round, no more."""
+    while True:
+        try:
+            await refresh()
+        except DEPENDENCY_ERRORS as error:
+            log.warning("metrics refresh failed", extra={"what": name, "error": repr(error)})
+        await asyncio.sleep(seconds)
