@@ -4,9 +4,11 @@ across services by its id, and Envoy's access log with the gRPC status."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,6 +19,7 @@ from tests.helpers import LiveStream, Stubs, eventually, rpc_error
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
+ROOT = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -168,3 +171,40 @@ def http_status(mesh: Mesh, path: str, request_id: str) -> int:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
+
+
+def exposed_names(text: str) -> tuple[set[str], set[str]]:
+    """Metric names (families, samples, and counters without the parser's `_total`) and label names."""
+    metrics: set[str] = set()
+    labels: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        metrics.add(family.name)
+        for sample in family.samples:
+            metrics |= {sample.name, sample.name.removesuffix("_total")}
+            labels |= set(sample.labels)
+    return metrics, labels
+
+
+def test_the_grafana_dashboard_charts_only_metrics_that_are_served(mesh: Mesh, stubs: Stubs) -> None:
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    expressions = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    author = stubs.sign_up("charted")
+    stubs.post(author, "for the dashboard")
+    assert http_status(mesh, f"/v1/users/{author.user_id}", f"dash-{secrets.token_hex(4)}") == 200
+    urls = [f"http://127.0.0.1:{mesh.ports.of(f'{s}_metrics')}/metrics" for s in SERVICES]
+    urls.append(f"http://127.0.0.1:{mesh.ports.envoy_admin}/stats/prometheus")
+    served: set[str] = set()
+    label_names = {"le", "pod"}  # `pod` comes from Prometheus's Kubernetes discovery
+    for url in urls:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            metrics, labels = exposed_names(response.read().decode())
+        served |= metrics
+        label_names |= labels
+    used = {
+        name
+        for expr in expressions
+        for name in re.findall(r"\b[a-z_][a-z0-9_]*\b", expr)
+        if name.startswith(("grpc_server_", "tweetmesh_", "envoy_", "process_")) and name not in label_names
+    }
+    assert len(used) >= 10, used
+    assert used - served == set()
