@@ -26,16 +26,18 @@ $(STAMP): requirements.txt pyproject.toml
 run: $(STAMP)
 	$(PY) -m devstack
 
-## gen: regenerate gen/ (Python code, typed stubs, Envoy descriptor set) from protos/.
+## gen: regenerate gen/ (Python code, typed stubs, Envoy descriptor set), docs/openapi.yaml and
+## deploy/k8s/envoy-config.yaml from protos/ and envoy/envoy.yaml.
 gen: $(STAMP)
-	$(PY) tools/gen.py gen
+	$(PY) tools/gen.py
 
-## check-gen: fail when gen/ or docs/openapi.yaml differs from what protos/ generate.
+## check-gen: fail when anything `make gen` writes differs from what protos/ and envoy/ generate.
 check-gen: $(STAMP)
-	@rm -rf $(VENV)/gen-check && $(PY) tools/gen.py $(VENV)/gen-check/gen $(VENV)/gen-check/openapi.yaml >/dev/null
+	@rm -rf $(VENV)/gen-check && $(PY) tools/gen.py --root $(VENV)/gen-check >/dev/null
 	@diff -r -q gen $(VENV)/gen-check/gen -x __pycache__ || (echo "gen/ has drifted from protos/: run 'make gen' and commit" && exit 1)
-	@diff -q docs/openapi.yaml $(VENV)/gen-check/openapi.yaml || (echo "docs/openapi.yaml has drifted from protos/: run 'make gen' and commit" && exit 1)
-	@echo "gen/ and docs/openapi.yaml match protos/"
+	@for f in docs/openapi.yaml deploy/k8s/envoy-config.yaml; do \
+	  diff -q $$f $(VENV)/gen-check/$$f || { echo "$$f has drifted: run 'make gen' and commit"; exit 1; }; done
+	@echo "gen/, docs/openapi.yaml and deploy/k8s/envoy-config.yaml match their sources"
 
 ## lint: ruff, strict mypy, buf lint and buf breaking.
 lint: $(STAMP) buf

@@ -7,12 +7,12 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from fanout_svc.service import Fanout, FollowChanged, TweetCreated
+from fanout_svc.service import Fanout, FollowChanged, TweetChanged
 from fanout_svc.storage import FanoutStatsReader
 from meshkit import metrics
 from meshkit.errors import InvalidArgument
 from meshkit.home_timelines import HomeTimelines
-from meshkit.ids import require_id
+from meshkit.ids import parse_id, require_id
 from meshkit.peers import TweetsPeer, UsersPeer
 from meshkit.runtime import Runtime
 from meshkit.streams import Entry, PoisonEvent, StreamConsumer
@@ -35,10 +35,17 @@ def _decode(message: Any, entry: Entry) -> Any:
         raise PoisonEvent(f"undecodable entry: {error}") from error
 
 
-def tweet_created(entry: Entry) -> TweetCreated:
+def tweet_changed(entry: Entry) -> TweetChanged:
     event = _decode(tweets_pb.TweetEvent, entry)
     try:
-        return TweetCreated(require_id(event.tweet_id, "tweet_id"), require_id(event.author_id, "author_id"))
+        return TweetChanged(
+            require_id(event.tweet_id, "tweet_id"),
+            require_id(event.author_id, "author_id"),
+            deleted=event.kind == tweets_pb.TweetEvent.KIND_DELETED,
+            reply_to_author_id=parse_id(event.reply_to_author_id, "reply_to_author_id", required=False),
+            mentioned_user_ids=tuple(require_id(u, "mentioned_user_ids") for u in event.mentioned_user_ids),
+            public=event.public,
+        )
     except InvalidArgument as error:
         raise PoisonEvent(str(error)) from error
 
@@ -97,7 +104,7 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     )
 
     async def on_tweet(entry: Entry) -> None:
-        metrics.FANOUT_TIMELINE_WRITES.inc(await fanout.tweet_created(tweet_created(entry)))
+        metrics.FANOUT_TIMELINE_WRITES.inc(await fanout.tweet_changed(tweet_changed(entry)))
 
     async def on_follow(entry: Entry) -> None:
         await fanout.follow_changed(follow_changed(entry))

@@ -1,4 +1,10 @@
-"""The rules of fan-out: who gets a new tweet, and what a follow or unfollow does to a timeline."""
+"""The rules of fan-out: who gets a new tweet (and loses a deleted one), and what a follow or
+unfollow does to a timeline.
+
+A tweet goes to its author, to the users it mentions (the replied-to author counts as mentioned)
+and to the author's followers; a reply to someone else reaches only the followers who also follow
+the replied-to author (Mastodon's rule). timeline_svc applies the same rule when it rebuilds a
+timeline from PostgreSQL (timeline_svc.service.belongs_in_home)."""
 
 from __future__ import annotations
 
@@ -6,11 +12,22 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from meshkit.home_timelines import belongs_in_home
+from meshkit.peers import TweetRef
+
 
 @dataclass(frozen=True, slots=True)
-class TweetCreated:
+class TweetChanged:
     tweet_id: int
     author_id: int
+    deleted: bool = False
+    reply_to_author_id: int | None = None
+    mentioned_user_ids: tuple[int, ...] = ()
+    public: bool = False
+
+    @property
+    def replies_to_other(self) -> bool:
+        return self.reply_to_author_id is not None and self.reply_to_author_id != self.author_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,18 +39,25 @@ class FollowChanged:
 
 class FollowGraph(Protocol):
     def follower_pages(self, user_id: int) -> AsyncIterator[list[int]]: ...
+    async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]: ...
+    async def following(self, user_id: int) -> list[int]: ...
 
 
 class TweetIndex(Protocol):
     async def ids_by_authors(
         self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
     ) -> list[int]: ...
+    async def refs_by_authors(
+        self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
+    ) -> list[TweetRef]: ...
 
 
 class Timelines(Protocol):
     max_entries: int
 
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int: ...
+    async def retract(self, tweet_id: int, user_ids: Sequence[int]) -> None: ...
+    async def announce_global(self, tweet_id: int, *, deleted: bool) -> None: ...
     async def exists(self, user_id: int) -> bool: ...
     async def merge(self, user_id: int, tweet_ids: Iterable[int]) -> int: ...
     async def remove(self, user_id: int, tweet_ids: Iterable[int]) -> None: ...
@@ -50,13 +74,34 @@ class Fanout:
         self._tweets = tweets
         self._timelines = timelines
 
-    async def tweet_created(self, event: TweetCreated) -> int:
-        """Writes the tweet into the author's own and every follower's home timeline; returns how
-        many timelines took it (absent timelines are skipped: they are rebuilt when read)."""
-        delivered = await self._timelines.deliver(event.tweet_id, [event.author_id])
-        async for followers in self._graph.follower_pages(event.author_id):
+    async def tweet_changed(self, event: TweetChanged) -> int:
+        """Writes a new tweet into the home timelines it belongs in, or takes a deleted one out of
+        every timeline that may hold it, and tells the live streams; returns how many timelines
+        took a new tweet (absent timelines are skipped: they are rebuilt when read)."""
+        if event.deleted:
+            await self._retract(event)
+            return 0
+        delivered = await self._timelines.deliver(
+            event.tweet_id, list(dict.fromkeys([event.author_id, *event.mentioned_user_ids]))
+        )
+        async for page in self._graph.follower_pages(event.author_id):
+            followers = page
+            if event.replies_to_other and event.reply_to_author_id is not None and page:
+                followers = await self._graph.followers_among(event.reply_to_author_id, page)
             delivered += await self._timelines.deliver(event.tweet_id, followers)
+        if event.public:
+            await self._timelines.announce_global(event.tweet_id, deleted=False)
         return delivered
+
+    async def _retract(self, event: TweetChanged) -> None:
+        # Everyone who may hold it, whatever the reply filter decided: removing is harmless.
+        await self._timelines.retract(
+            event.tweet_id, list(dict.fromkeys([event.author_id, *event.mentioned_user_ids]))
+        )
+        async for followers in self._graph.follower_pages(event.author_id):
+            await self._timelines.retract(event.tweet_id, followers)
+        if event.public:
+            await self._timelines.announce_global(event.tweet_id, deleted=True)
 
     async def follow_changed(self, event: FollowChanged) -> None:
         """A follow merges the followee's recent tweets into the follower's timeline; an unfollow
@@ -64,10 +109,14 @@ class Fanout:
         if not await self._timelines.exists(event.follower_id):
             return  # rebuilt from the follow graph when next read
         if event.following:
-            recent = await self._tweets.ids_by_authors(
+            recent = await self._tweets.refs_by_authors(
                 [event.followee_id], limit=min(self._timelines.max_entries, _ID_BATCH)
             )
-            await self._timelines.merge(event.follower_id, recent)
+            following = set(await self._graph.following(event.follower_id))
+            await self._timelines.merge(
+                event.follower_id,
+                [r.tweet_id for r in recent if belongs_in_home(r, event.follower_id, following)],
+            )
             return
         oldest = await self._timelines.oldest(event.follower_id)
         if oldest is None:

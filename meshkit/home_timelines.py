@@ -8,7 +8,8 @@ fan-out writes only into timelines that exist (an absent one is rebuilt from Pos
 read, which covers inactive users and a wiped Redis), and a rebuild creates the sentinel before it
 queries PostgreSQL, so no tweet fanned out during the rebuild is lost. Adding a member twice
 changes nothing, which makes redelivered events harmless. Every delivery is also PUBLISHed on
-`live:<user_id>` for open streams.
+`live:<user_id>` for open streams, as the tweet id; a deletion as the tweet id prefixed with "-".
+The global timeline's stream is the channel `live:global`, in the same format.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import redis.asyncio as aioredis
+
+from meshkit.peers import TweetRef
 
 SENTINEL = b"0"
 DELIVERED_COUNTER = "fanout:delivered"
@@ -35,6 +38,15 @@ if delivered > 0 then redis.call('INCRBY', 'fanout:delivered', delivered) end
 return delivered
 """
 
+# KEYS: home timeline keys. ARGV: tweet id. Takes the tweet out and tells the live streams.
+_RETRACT = """
+for _, key in ipairs(KEYS) do
+  redis.call('ZREM', key, ARGV[1])
+  redis.call('PUBLISH', 'live:' .. string.sub(key, 6), '-' .. ARGV[1])
+end
+return #KEYS
+"""
+
 # KEYS[1]: one timeline. ARGV: max entries, ttl seconds, ids... Adds only if the timeline exists.
 _MERGE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -45,12 +57,39 @@ return #ARGV - 2
 """
 
 
+def belongs_in_home(ref: TweetRef, viewer: int, following: set[int]) -> bool:
+    """Whether a tweet of someone the viewer follows (or of the viewer) is in their home timeline:
+    a reply to someone else only if the viewer follows them too or is them (Mastodon's rule, applied
+    by fan-out on write and by timeline_svc when it reads from PostgreSQL). Tweets mentioning the
+    viewer come in separately."""
+    replied = ref.reply_to_author_id
+    return (
+        ref.author_id == viewer
+        or replied is None
+        or replied in (ref.author_id, viewer)
+        or replied in following
+    )
+
+
 def home_key(user_id: int) -> str:
     return f"home:{user_id}"
 
 
+GLOBAL_CHANNEL = "live:global"
+
+
 def live_channel(user_id: int) -> str:
     return f"live:{user_id}"
+
+
+def live_message(tweet_id: int, *, deleted: bool) -> str:
+    return f"-{tweet_id}" if deleted else str(tweet_id)
+
+
+def parse_live_message(data: bytes) -> tuple[int, bool]:
+    """(tweet id, deleted) from a live channel message."""
+    text = data.decode()
+    return int(text.removeprefix("-")), text.startswith("-")
 
 
 def _member(tweet_id: int) -> str:
@@ -69,6 +108,7 @@ class HomeTimelines:
         self._ttl = ttl_seconds
         self._deliver = redis.register_script(_DELIVER)
         self._merge = redis.register_script(_MERGE)
+        self._retract = redis.register_script(_RETRACT)
 
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int:
         """Writes `tweet_id` into the existing timelines of `user_ids` and tells their live streams."""
@@ -77,6 +117,16 @@ class HomeTimelines:
             keys = [home_key(u) for u in user_ids[start : start + chunk]]
             delivered += int(await self._deliver(keys=keys, args=[_member(tweet_id), self.max_entries]))
         return delivered
+
+    async def retract(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> None:
+        """Takes a deleted tweet out of the timelines of `user_ids` and tells their live streams."""
+        for start in range(0, len(user_ids), chunk):
+            keys = [home_key(u) for u in user_ids[start : start + chunk]]
+            await self._retract(keys=keys, args=[_member(tweet_id)])
+
+    async def announce_global(self, tweet_id: int, *, deleted: bool) -> None:
+        """Tells the global timeline's live streams of a new or deleted public tweet."""
+        await self._redis.publish(GLOBAL_CHANNEL, live_message(tweet_id, deleted=deleted))
 
     async def exists(self, user_id: int) -> bool:
         return bool(await self._redis.exists(home_key(user_id)))

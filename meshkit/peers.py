@@ -7,6 +7,7 @@ grpc.aio.AioRpcError; the server edge turns UNAVAILABLE / DEADLINE_EXCEEDED into
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC
 
 import grpc
@@ -24,6 +25,13 @@ AUTHOR_MASK = FieldMask(
     paths=["user_id", "handle", "display_name", "create_time", "followers_count", "following_count"]
 )
 ID_PAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class TweetRef:
+    tweet_id: int
+    author_id: int
+    reply_to_author_id: int | None
 
 
 class UsersPeer:
@@ -50,6 +58,18 @@ class UsersPeer:
                 return None
             raise
         return Session(int(reply.user_id), reply.expire_time.ToDatetime(tzinfo=UTC))
+
+    async def resolve_handles(self, handles: Sequence[str]) -> list[users_pb.User]:
+        """The users behind the handles that exist (without tweet counts)."""
+        reply = await self._stub.ResolveHandles(users_pb.ResolveHandlesRequest(handles=list(handles)))
+        return list(reply.users)
+
+    async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]:
+        """Which of `candidates` follow user_id."""
+        reply = await self._stub.FilterFollowers(
+            users_pb.FilterFollowersRequest(user_id=str(user_id), candidate_ids=[str(c) for c in candidates])
+        )
+        return [int(f) for f in reply.follower_ids]
 
     async def follower_pages(self, user_id: int) -> AsyncIterator[list[int]]:
         """Everyone following user_id, a page at a time."""
@@ -85,6 +105,15 @@ class TweetsPeer:
         self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
     ) -> list[int]:
         """Newest first, ids strictly between `after` and `before`."""
+        return [
+            r.tweet_id
+            for r in await self.refs_by_authors(author_ids, before=before, after=after, limit=limit)
+        ]
+
+    async def refs_by_authors(
+        self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
+    ) -> list[TweetRef]:
+        """Like ids_by_authors, with each tweet's author and replied-to author."""
         if not author_ids:
             return []
         reply = await self._stub.ListTweetIdsByAuthors(
@@ -95,7 +124,33 @@ class TweetsPeer:
                 limit=limit,
             )
         )
-        return [int(t.tweet_id) for t in reply.tweets]
+        return [
+            TweetRef(
+                int(t.tweet_id), int(t.author_id), int(t.reply_to_author_id) if t.reply_to_author_id else None
+            )
+            for t in reply.tweets
+        ]
+
+    async def mention_ids(
+        self, user_id: int, *, before: int | None = None, after: int | None = None, limit: int
+    ) -> list[int]:
+        """Tweets mentioning (or replying to) user_id, newest first, strictly between the bounds."""
+        reply = await self._stub.ListMentionIds(
+            tweets_pb.ListMentionIdsRequest(
+                user_id=str(user_id),
+                before_tweet_id=wire_id(before),
+                after_tweet_id=wire_id(after),
+                limit=limit,
+            )
+        )
+        return [int(t) for t in reply.tweet_ids]
+
+    async def global_page(self, page_token: str, page_size: int) -> tuple[list[tweets_pb.Tweet], str]:
+        """One page of the global timeline, newest first, and the next page's token."""
+        reply = await self._stub.GetGlobalTimeline(
+            tweets_pb.GetGlobalTimelineRequest(page_size=page_size, page_token=page_token)
+        )
+        return list(reply.tweets), reply.next_page_token
 
     async def tweets(self, tweet_ids: Sequence[int]) -> dict[int, tweets_pb.Tweet]:
         """Hydrated tweets by id; ids unknown to tweets_svc are absent."""

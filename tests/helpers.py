@@ -132,13 +132,21 @@ class Stubs:
 
 
 class LiveStream:
-    """An open StreamHomeTimeline read on a thread; events arrive on a queue."""
+    """An open StreamHomeTimeline (or, without a viewer, StreamGlobalTimeline) read on a thread;
+    events arrive on a queue."""
 
-    def __init__(self, stub: timeline_grpc.TimelineServiceStub, viewer: Account, since: str = "") -> None:
-        self._call = stub.StreamHomeTimeline(
-            timeline_pb.StreamHomeTimelineRequest(since_tweet_id=since), metadata=viewer.auth
-        )
-        self.events: queue.Queue[timeline_pb.StreamHomeTimelineResponse | BaseException] = queue.Queue()
+    def __init__(
+        self, stub: timeline_grpc.TimelineServiceStub, viewer: Account | None, since: str = ""
+    ) -> None:
+        if viewer is None:
+            self._call = stub.StreamGlobalTimeline(
+                timeline_pb.StreamGlobalTimelineRequest(since_tweet_id=since)
+            )
+        else:
+            self._call = stub.StreamHomeTimeline(
+                timeline_pb.StreamHomeTimelineRequest(since_tweet_id=since), metadata=viewer.auth
+            )
+        self.events: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -150,13 +158,20 @@ class LiveStream:
             self.events.put(error)
 
     def next_tweet(self, timeout: float) -> tweets_pb.Tweet:
+        return self._next("tweet", timeout)  # type: ignore[no-any-return]
+
+    def next_deletion(self, timeout: float) -> str:
+        return self._next("deletion", timeout).tweet_id  # type: ignore[no-any-return]
+
+    def _next(self, kind: str, timeout: float) -> Any:
+        """The next event of this kind (others are skipped)."""
         deadline = time.monotonic() + timeout
         while True:
             item = self.events.get(timeout=max(deadline - time.monotonic(), 0.001))
             if isinstance(item, BaseException):
                 raise item
-            if item.WhichOneof("event") == "tweet":
-                return item.tweet
+            if item.WhichOneof("event") == kind:
+                return getattr(item, kind)
 
     def next_event(self, timeout: float) -> timeline_pb.StreamHomeTimelineResponse:
         item = self.events.get(timeout=timeout)

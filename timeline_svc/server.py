@@ -1,4 +1,4 @@
-"""timeline_svc's gRPC edge: the home timeline page and the live stream."""
+"""timeline_svc's gRPC edge: the home timeline page and the home and global live streams."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from meshkit.pagination import PageTokens
 from meshkit.peers import TweetsPeer, UsersPeer
 from meshkit.protos import now_timestamp
 from meshkit.runtime import Runtime
-from timeline_svc.service import Heartbeat, HomeTimeline, TweetArrived
+from timeline_svc.service import Event, GlobalTimeline, Heartbeat, HomeTimeline, TweetArrived, TweetRemoved
 from timeline_svc.storage import LiveHub
 from tweetmesh.timeline.v1 import timeline_service_pb2 as pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as pb_grpc
@@ -23,9 +23,29 @@ from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+def _original_of(tweet: tweets_pb.Tweet) -> int | None:
+    return int(tweet.retweet_of_tweet_id) if tweet.retweet_of_tweet_id else None
+
+
+def _event(event: Event[tweets_pb.Tweet]) -> dict[str, Any]:
+    """The oneof field of a stream response (the same for the home and global streams)."""
+    if isinstance(event, TweetArrived):
+        return {"tweet": event.tweet}
+    if isinstance(event, TweetRemoved):
+        return {"deletion": pb.TweetDeletion(tweet_id=str(event.tweet_id))}
+    assert isinstance(event, Heartbeat)
+    return {"heartbeat": pb.Heartbeat(time=now_timestamp())}
+
+
 class TimelineServicer(pb_grpc.TimelineServiceServicer):
-    def __init__(self, home: HomeTimeline[tweets_pb.Tweet], auth: Authenticator) -> None:
+    def __init__(
+        self,
+        home: HomeTimeline[tweets_pb.Tweet],
+        global_timeline: GlobalTimeline[tweets_pb.Tweet],
+        auth: Authenticator,
+    ) -> None:
         self._home = home
+        self._global = global_timeline
         self._auth = auth
 
     async def GetHomeTimeline(
@@ -41,10 +61,14 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
         viewer = await self._auth.user_id(context.invocation_metadata())
         since = parse_id(request.since_tweet_id, "since_tweet_id", required=False)
         async for event in self._home.stream(viewer, since):
-            if isinstance(event, TweetArrived):
-                yield pb.StreamHomeTimelineResponse(tweet=event.tweet)
-            elif isinstance(event, Heartbeat):
-                yield pb.StreamHomeTimelineResponse(heartbeat=pb.Heartbeat(time=now_timestamp()))
+            yield pb.StreamHomeTimelineResponse(**_event(event))
+
+    async def StreamGlobalTimeline(
+        self, request: pb.StreamGlobalTimelineRequest, context: Context
+    ) -> AsyncIterator[pb.StreamGlobalTimelineResponse]:
+        since = parse_id(request.since_tweet_id, "since_tweet_id", required=False)
+        async for event in self._global.stream(since):
+            yield pb.StreamGlobalTimelineResponse(**_event(event))
 
 
 async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
@@ -53,15 +77,24 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     users = UsersPeer(runtime.channel(settings.users_addr))
     live = LiveHub(redis)
     runtime.on_close(live.close)
+    tweets = TweetsPeer(runtime.channel(settings.tweets_addr))
     home: HomeTimeline[tweets_pb.Tweet] = HomeTimeline(
         users,
-        TweetsPeer(runtime.channel(settings.tweets_addr)),
+        tweets,
         HomeTimelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds),
         live,
         PageTokens(settings.page_token_secret),
+        original_of=_original_of,
         heartbeat_seconds=settings.stream_heartbeat_seconds,
     )
+    global_timeline: GlobalTimeline[tweets_pb.Tweet] = GlobalTimeline(
+        tweets,
+        live,
+        id_of=lambda tweet: int(tweet.tweet_id),
+        heartbeat_seconds=settings.stream_heartbeat_seconds,
+        replay_max=settings.home_timeline_max,
+    )
     pb_grpc.add_TimelineServiceServicer_to_server(
-        TimelineServicer(home, Authenticator(redis, users.session)), server
+        TimelineServicer(home, global_timeline, Authenticator(redis, users.session)), server
     )
     return [pb.DESCRIPTOR.services_by_name["TimelineService"].full_name]

@@ -9,46 +9,47 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
-from meshkit.home_timelines import live_channel
+from meshkit.home_timelines import parse_live_message
 from meshkit.status import DEPENDENCY_ERRORS
+from timeline_svc.service import LiveEvent
 
 log = logging.getLogger(__name__)
 _QUEUE_MAX = 1000
 
 
 class LiveHub:
-    """One Redis pub/sub connection per process, one channel subscription per user with open
-    streams, fanned out in memory to each of that user's streams. When the connection breaks,
-    every open stream gets None (and ends; clients reconnect and replay)."""
+    """One Redis pub/sub connection per process, one subscription per channel with open streams
+    (a user's home, or the global timeline), fanned out in memory to each of those streams. When
+    the connection breaks, every open stream gets None (and ends; clients reconnect and replay)."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        self._queues: dict[int, set[asyncio.Queue[int | None]]] = {}
+        self._queues: dict[str, set[asyncio.Queue[LiveEvent | None]]] = {}
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, user_id: int) -> AsyncIterator[asyncio.Queue[int | None]]:
-        queue: asyncio.Queue[int | None] = asyncio.Queue(maxsize=_QUEUE_MAX)
+    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[LiveEvent | None]]:
+        queue: asyncio.Queue[LiveEvent | None] = asyncio.Queue(maxsize=_QUEUE_MAX)
         async with self._lock:
-            if user_id not in self._queues:
-                await self._pubsub.subscribe(live_channel(user_id))
-                self._queues[user_id] = set()
-            self._queues[user_id].add(queue)
+            if channel not in self._queues:
+                await self._pubsub.subscribe(channel)
+                self._queues[channel] = set()
+            self._queues[channel].add(queue)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="live-hub-reader")
         try:
             yield queue
         finally:
             async with self._lock:
-                queues = self._queues.get(user_id)
+                queues = self._queues.get(channel)
                 if queues is not None:
                     queues.discard(queue)
                     if not queues:
-                        del self._queues[user_id]
+                        del self._queues[channel]
                         with contextlib.suppress(*DEPENDENCY_ERRORS):
-                            await self._pubsub.unsubscribe(live_channel(user_id))
+                            await self._pubsub.unsubscribe(channel)
 
     async def _read(self) -> None:
         while self._queues:
@@ -62,10 +63,10 @@ class LiveHub:
                 return
             if message is None or message.get("type") != "message":
                 continue
-            user_id = int(message["channel"].decode().removeprefix("live:"))
-            for queue in list(self._queues.get(user_id, ())):
+            event = parse_live_message(message["data"])
+            for queue in list(self._queues.get(message["channel"].decode(), ())):
                 try:
-                    queue.put_nowait(int(message["data"]))
+                    queue.put_nowait(event)
                 except asyncio.QueueFull:  # a stream too slow to keep up: end it, it will replay
                     queue.get_nowait()
                     queue.put_nowait(None)

@@ -220,6 +220,27 @@ def cmd_tweets(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     _print_page(out, page.tweets, page.next_page_token, f"(@{user.handle} has not posted yet)")
 
 
+def cmd_search(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    query = " ".join(args.query)
+    if args.users:
+        found = client.users.SearchUsers(
+            users_pb.SearchUsersRequest(query=query, page_size=args.limit, page_token=args.page_token or ""),
+            timeout=TIMEOUT_SECONDS,
+        )
+        if not found.users:
+            out.write(f"(nobody matches {query!r})\n")
+        for user in found.users:
+            out.write(f"{render_user(user)}\n")
+        if found.next_page_token:
+            out.write(f"more: --page-token {found.next_page_token}\n")
+        return
+    page = client.tweets.SearchTweets(
+        tweets_pb.SearchTweetsRequest(query=query, page_size=args.limit, page_token=args.page_token or ""),
+        timeout=TIMEOUT_SECONDS,
+    )
+    _print_page(out, page.tweets, page.next_page_token, f"(no tweets match {query!r})")
+
+
 def _stream(client: Client, since: str) -> Iterator[timeline_pb.StreamHomeTimelineResponse]:
     request = timeline_pb.StreamHomeTimelineRequest(since_tweet_id=since)
     return client.timeline.StreamHomeTimeline(request, metadata=client.auth())
@@ -302,6 +323,15 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("handle")
         sub.add_argument("--limit", type=int, default=20, help="tweets per page (at most 100)")
         sub.add_argument("--page-token", help="the next page, as printed after a page")
+    search = command(
+        "search",
+        cmd_search,
+        'tweets matching words, "phrases", #tags, -excluded words, OR (best first); --users for people',
+    )
+    search.add_argument("query", nargs="+")
+    search.add_argument("--users", action="store_true", help="people whose handle or name starts with it")
+    search.add_argument("--limit", type=int, default=20, help="results per page (at most 100)")
+    search.add_argument("--page-token", help="the next page, as printed after a page")
     watch = command("watch", cmd_watch, "your home timeline live, as tweets arrive")
     watch.add_argument("--since", metavar="TWEET_ID", help="first replay what came after this tweet")
     watch.add_argument("--heartbeats", action="store_true", help="show the stream's heartbeats too")

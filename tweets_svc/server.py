@@ -16,29 +16,40 @@ from meshkit.protos import timestamp, wire_id
 from meshkit.runtime import Runtime
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
-from tweets_svc.service import Tweet, Tweets
+from tweetmesh.users.v1 import users_service_pb2 as users_pb
+from tweets_svc.service import Tweet, TweetChange, Tweets
 from tweets_svc.storage import PostgresTweetStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def tweet_event(tweet: Tweet) -> bytes:
+def tweet_event(change: TweetChange) -> bytes:
+    tweet = change.tweet
     return pb.TweetEvent(
         tweet_id=str(tweet.tweet_id),
         author_id=str(tweet.author_id),
         create_time=timestamp(tweet.create_time),
         reply_to_tweet_id=wire_id(tweet.reply_to_tweet_id),
+        kind=pb.TweetEvent.KIND_DELETED if change.deleted else pb.TweetEvent.KIND_CREATED,
+        reply_to_author_id=wire_id(tweet.reply_to_author_id),
+        retweet_of_tweet_id=wire_id(tweet.retweet_of_tweet_id),
+        mentioned_user_ids=[str(u) for u in change.mentioned_user_ids],
+        public=tweet.public,
     ).SerializeToString()
 
 
 class UserDirectory:
-    """Whether a user exists, for the domain's checks."""
+    """Whether users exist and who handles are, for the domain's checks."""
 
     def __init__(self, users: UsersPeer) -> None:
         self._users = users
 
     async def exists(self, user_id: int) -> bool:
         return bool(await self._users.users([user_id], with_tweet_counts=False))
+
+    async def resolve(self, handles: Sequence[str]) -> dict[str, int]:
+        found = await self._users.resolve_handles(handles)
+        return {u.handle.lower(): int(u.user_id) for u in found}
 
 
 class TweetServicer(pb_grpc.TweetServiceServicer):
@@ -47,27 +58,42 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         self._users = users
         self._auth = auth
 
+    async def users(self, user_ids: Sequence[int]) -> dict[int, users_pb.User]:
+        """Users with their tweet counts, which live here (so users_svc is asked without them)."""
+        found = await self._users.users(user_ids, with_tweet_counts=False)
+        counts = await self._tweets.tweet_counts(list(found))
+        for user_id, user in found.items():
+            user.tweets_count = counts.get(user_id, 0)
+        return found
+
     async def hydrate(self, tweets: Sequence[Tweet]) -> list[pb.Tweet]:
-        """Wire tweets with their authors (and the authors' tweet counts, which live here)."""
-        author_ids = list({t.author_id for t in tweets})
-        authors = await self._users.users(author_ids, with_tweet_counts=False)
-        counts = await self._tweets.tweet_counts(author_ids)
-        for author in authors.values():
-            author.tweets_count = counts.get(int(author.user_id), 0)
-        out = []
-        for tweet in tweets:
-            out.append(
-                pb.Tweet(
-                    tweet_id=str(tweet.tweet_id),
-                    author_id=str(tweet.author_id),
-                    author=authors.get(tweet.author_id),
-                    text=tweet.text,
-                    create_time=timestamp(tweet.create_time),
-                    reply_to_tweet_id=wire_id(tweet.reply_to_tweet_id),
-                    reply_count=tweet.reply_count,
-                )
+        """Wire tweets with their authors, retweets with their original and its author."""
+        originals = [t.retweeted for t in tweets if t.retweeted is not None]
+        authors = await self.users(list({t.author_id for t in (*tweets, *originals)}))
+
+        def wire(tweet: Tweet) -> pb.Tweet:
+            return pb.Tweet(
+                tweet_id=str(tweet.tweet_id),
+                author_id=str(tweet.author_id),
+                author=authors.get(tweet.author_id),
+                text=tweet.text,
+                create_time=timestamp(tweet.create_time),
+                reply_to_tweet_id=wire_id(tweet.reply_to_tweet_id),
+                reply_count=tweet.reply_count,
+                reply_to_author_id=wire_id(tweet.reply_to_author_id),
+                reply_to_deleted=tweet.reply_to_deleted,
+                retweet_of_tweet_id=wire_id(tweet.retweet_of_tweet_id),
+                retweeted_tweet=None if tweet.retweeted is None else wire(tweet.retweeted),
+                like_count=tweet.like_count,
+                retweet_count=tweet.retweet_count,
+                mentions=[pb.Mention(user_id=str(m.user_id), handle=m.handle) for m in tweet.mentions],
+                hashtags=tweet.hashtags,
             )
-        return out
+
+        return [wire(t) for t in tweets]
+
+    async def _caller(self, context: Context) -> int:
+        return await self._auth.user_id(context.invocation_metadata())
 
     async def CreateTweet(self, request: pb.CreateTweetRequest, context: Context) -> pb.CreateTweetResponse:
         author_id = await self._auth.user_id(context.invocation_metadata())
@@ -91,6 +117,99 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
         )
 
+    async def DeleteTweet(self, request: pb.DeleteTweetRequest, context: Context) -> pb.DeleteTweetResponse:
+        await self._tweets.delete(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        return pb.DeleteTweetResponse()
+
+    async def ListReplies(self, request: pb.ListRepliesRequest, context: Context) -> pb.ListRepliesResponse:
+        page = await self._tweets.replies(
+            require_id(request.tweet_id, "tweet_id"), request.page_size, request.page_token
+        )
+        return pb.ListRepliesResponse(
+            tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
+        )
+
+    async def Retweet(self, request: pb.RetweetRequest, context: Context) -> pb.RetweetResponse:
+        tweet = await self._tweets.retweet(
+            await self._caller(context), require_id(request.tweet_id, "tweet_id")
+        )
+        (wire,) = await self.hydrate([tweet])
+        return pb.RetweetResponse(tweet=wire)
+
+    async def Unretweet(self, request: pb.UnretweetRequest, context: Context) -> pb.UnretweetResponse:
+        tweet = await self._tweets.unretweet(
+            await self._caller(context), require_id(request.tweet_id, "tweet_id")
+        )
+        (wire,) = await self.hydrate([tweet])
+        return pb.UnretweetResponse(tweet=wire)
+
+    async def LikeTweet(self, request: pb.LikeTweetRequest, context: Context) -> pb.LikeTweetResponse:
+        tweet = await self._tweets.like(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        (wire,) = await self.hydrate([tweet])
+        return pb.LikeTweetResponse(tweet=wire)
+
+    async def UnlikeTweet(self, request: pb.UnlikeTweetRequest, context: Context) -> pb.UnlikeTweetResponse:
+        tweet = await self._tweets.unlike(
+            await self._caller(context), require_id(request.tweet_id, "tweet_id")
+        )
+        (wire,) = await self.hydrate([tweet])
+        return pb.UnlikeTweetResponse(tweet=wire)
+
+    async def ListLikingUsers(
+        self, request: pb.ListLikingUsersRequest, context: Context
+    ) -> pb.ListLikingUsersResponse:
+        page = await self._tweets.liking_users(
+            require_id(request.tweet_id, "tweet_id"), request.page_size, request.page_token
+        )
+        found = await self.users(page.items)
+        return pb.ListLikingUsersResponse(
+            users=[found[u] for u in page.items if u in found], next_page_token=page.next_page_token
+        )
+
+    async def ListLikedTweets(
+        self, request: pb.ListLikedTweetsRequest, context: Context
+    ) -> pb.ListLikedTweetsResponse:
+        page = await self._tweets.liked(
+            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+        )
+        return pb.ListLikedTweetsResponse(
+            tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
+        )
+
+    async def ListMentions(
+        self, request: pb.ListMentionsRequest, context: Context
+    ) -> pb.ListMentionsResponse:
+        page = await self._tweets.mentions(
+            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+        )
+        return pb.ListMentionsResponse(
+            tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
+        )
+
+    async def ListHashtagTweets(
+        self, request: pb.ListHashtagTweetsRequest, context: Context
+    ) -> pb.ListHashtagTweetsResponse:
+        page = await self._tweets.hashtag(request.tag, request.page_size, request.page_token)
+        return pb.ListHashtagTweetsResponse(
+            tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
+        )
+
+    async def SearchTweets(
+        self, request: pb.SearchTweetsRequest, context: Context
+    ) -> pb.SearchTweetsResponse:
+        page = await self._tweets.search(request.query, request.page_size, request.page_token)
+        return pb.SearchTweetsResponse(
+            tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
+        )
+
+    async def GetGlobalTimeline(
+        self, request: pb.GetGlobalTimelineRequest, context: Context
+    ) -> pb.GetGlobalTimelineResponse:
+        page = await self._tweets.global_timeline(request.page_size, request.page_token)
+        return pb.GetGlobalTimelineResponse(
+            tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
+        )
+
     async def BatchGetTweets(
         self, request: pb.BatchGetTweetsRequest, context: Context
     ) -> pb.BatchGetTweetsResponse:
@@ -107,8 +226,26 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
             request.limit,
         )
         return pb.ListTweetIdsByAuthorsResponse(
-            tweets=[pb.TweetRef(tweet_id=str(t), author_id=str(a)) for t, a in rows]
+            tweets=[
+                pb.TweetRef(
+                    tweet_id=str(r.tweet_id),
+                    author_id=str(r.author_id),
+                    reply_to_author_id=wire_id(r.reply_to_author_id),
+                )
+                for r in rows
+            ]
         )
+
+    async def ListMentionIds(
+        self, request: pb.ListMentionIdsRequest, context: Context
+    ) -> pb.ListMentionIdsResponse:
+        ids = await self._tweets.mention_ids(
+            require_id(request.user_id, "user_id"),
+            parse_id(request.before_tweet_id, "before_tweet_id", required=False),
+            parse_id(request.after_tweet_id, "after_tweet_id", required=False),
+            request.limit,
+        )
+        return pb.ListMentionIdsResponse(tweet_ids=[str(t) for t in ids])
 
     async def BatchGetTweetCounts(
         self, request: pb.BatchGetTweetCountsRequest, context: Context

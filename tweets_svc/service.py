@@ -1,21 +1,35 @@
-"""The rules of tweets_svc: what a valid tweet is, idempotent creation, listing, on plain dataclasses."""
+"""The rules of tweets_svc: valid tweets, mentions and hashtags, idempotent creation, deletes by
+the author only, retweets, likes, and every tweet list, on plain dataclasses."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from meshkit.errors import InvalidArgument, not_found
+from meshkit.errors import InvalidArgument, PermissionDenied, not_found
 from meshkit.pagination import Page, PageTokens, page_size
 
 TEXT_MAX = 280
 REQUEST_ID_MAX = 64
 BATCH_MAX = 1000
 AUTHORS_MAX = 5000
+SEARCH_QUERY_MAX = 200
+TAG_MAX = 100
 _ALLOWED_CONTROLS = {"\n", "\t", "\r"}
+# @handle and #tag as Twitter reads them: not glued to a preceding word character.
+_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{1,15})(?![A-Za-z0-9_@])")
+_HASHTAG = re.compile(r"(?<![\w#&])#(\w+)")
+_TAG = re.compile(r"^\w+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    user_id: int
+    handle: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +40,20 @@ class Tweet:
     create_time: datetime
     reply_to_tweet_id: int | None
     reply_count: int
+    reply_to_author_id: int | None = None
+    reply_to_deleted: bool = False
+    retweet_of_tweet_id: int | None = None
+    like_count: int = 0
+    retweet_count: int = 0
+    mentions: tuple[Mention, ...] = ()
+    hashtags: tuple[str, ...] = ()
+    # For a retweet, the original it shows.
+    retweeted: Tweet | None = None
+
+    @property
+    def public(self) -> bool:
+        """Whether it belongs on the global timeline: no retweets, no replies to others."""
+        return self.retweet_of_tweet_id is None and self.reply_to_author_id in (None, self.author_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,28 +62,130 @@ class NewTweet:
     text: str
     reply_to_tweet_id: int | None
     request_id: str | None
+    mentions: tuple[Mention, ...] = ()
+    hashtags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TweetChange:
+    """What fan-out needs to know of a created or deleted tweet (it becomes a TweetEvent)."""
+
+    tweet: Tweet
+    deleted: bool
+    # Who gets it whatever they follow: the mentioned users and the replied-to author.
+    mentioned_user_ids: tuple[int, ...] = ()
 
 
 class ReplyTargetMissing(Exception):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class TweetRef:
+    tweet_id: int
+    author_id: int
+    reply_to_author_id: int | None
+
+
 class TweetStore(Protocol):
+    """Every write also stores its TweetEvent(s) in the same transaction (the outbox)."""
+
     async def create(self, new: NewTweet) -> Tweet:
-        """Stores the tweet and its event in one transaction; an existing (author, request_id)
-        returns the tweet stored the first time. ReplyTargetMissing if the replied-to is gone."""
+        """An existing (author, request_id) returns the tweet stored the first time.
+        ReplyTargetMissing if the replied-to tweet is absent or deleted."""
         ...
 
-    async def by_ids(self, tweet_ids: Sequence[int]) -> dict[int, Tweet]: ...
-    async def by_author(self, author_id: int, before: int | None, limit: int) -> list[Tweet]: ...
+    async def delete(self, tweet_id: int, actor_id: int) -> None:
+        """Deletes a live tweet of actor_id and its retweets. NotFound / PermissionDenied."""
+        ...
+
+    async def retweet(self, original_id: int, actor_id: int) -> int:
+        """The id of actor_id's live retweet of original_id, created if there is none."""
+        ...
+
+    async def retweet_of(self, original_id: int, actor_id: int) -> int | None: ...
+    async def like(self, tweet_id: int, user_id: int) -> bool:
+        """Whether the tweet is live (and now liked)."""
+        ...
+
+    async def unlike(self, tweet_id: int, user_id: int) -> bool: ...
+    async def state(self, tweet_id: int) -> TweetState | None: ...
+    async def by_ids(self, tweet_ids: Sequence[int]) -> dict[int, Tweet]:
+        """Live tweets only; a retweet whose original is gone is gone too."""
+        ...
+
+    async def by_author(self, author_id: int, before: int | None, limit: int) -> list[int]: ...
+    async def replies(self, tweet_id: int, after: int | None, limit: int) -> list[int]: ...
+    async def liking_users(self, tweet_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
+    async def liked_tweets(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
+    async def mentioning(
+        self, user_id: int, before: int | None, after: int | None, limit: int
+    ) -> list[int]: ...
+    async def tagged(self, tag: str, before: int | None, limit: int) -> list[int]: ...
+    async def public(self, before: int | None, after: int | None, limit: int) -> list[int]: ...
+    async def searchable(self, query: str) -> bool:
+        """Whether the query has any word the full-text search can use."""
+        ...
+
+    async def search(
+        self, query: str, after: tuple[float, int] | None, limit: int
+    ) -> list[tuple[float, int]]:
+        """(rank, id) of the best matches below `after` in (rank desc, id desc) order."""
+        ...
+
     async def ids_by_authors(
         self, author_ids: Sequence[int], before: int | None, after: int | None, limit: int
-    ) -> list[tuple[int, int]]: ...
+    ) -> list[TweetRef]: ...
     async def tweet_counts(self, author_ids: Sequence[int]) -> dict[int, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TweetState:
+    """Whether a tweet id was ever stored, and if it still is live."""
+
+    author_id: int
+    deleted: bool
+    retweet_of_tweet_id: int | None
 
 
 class UserDirectory(Protocol):
     async def exists(self, user_id: int) -> bool: ...
+    async def resolve(self, handles: Sequence[str]) -> dict[str, int]:
+        """Lowercased handle -> user id, for the handles that exist."""
+        ...
+
+
+def mentioned_handles(text: str) -> list[str]:
+    """The @handles in a text, lowercased, first occurrence first."""
+    return list(dict.fromkeys(m.lower() for m in _MENTION.findall(text)))
+
+
+def hashtags_of(text: str) -> list[str]:
+    """The #tags in a text, lowercased, first occurrence first; all-digit tags don't count."""
+    tags = (t.lower()[:TAG_MAX] for t in _HASHTAG.findall(text) if not t.isdigit())
+    return list(dict.fromkeys(tags))
+
+
+def normalize_tag(tag: str) -> str:
+    tag = unicodedata.normalize("NFC", tag.removeprefix("#"))
+    if not tag or len(tag) > TAG_MAX or not _TAG.match(tag) or tag.isdigit():
+        raise InvalidArgument.field(
+            "tag", f"must be 1 to {TAG_MAX} letters, digits or underscores, not only digits"
+        )
+    return tag.lower()
+
+
+def validate_query(query: str) -> str:
+    query = unicodedata.normalize("NFC", query).strip()
+    if not query:
+        raise InvalidArgument.field("query", "must not be empty")
+    if len(query) > SEARCH_QUERY_MAX:
+        raise InvalidArgument.field(
+            "query", f"must be at most {SEARCH_QUERY_MAX} characters, got {len(query)}"
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in query):
+        raise InvalidArgument.field("query", "must not contain control characters")
+    return query
 
 
 def normalize_text(text: str) -> str:
@@ -82,6 +212,11 @@ def validate_request_id(request_id: str) -> str | None:
     return request_id
 
 
+def _check_limit(limit: int) -> None:
+    if not 0 < limit <= BATCH_MAX:
+        raise InvalidArgument.field("limit", f"must be 1 to {BATCH_MAX}")
+
+
 class Tweets:
     def __init__(self, store: TweetStore, users: UserDirectory, page_tokens: PageTokens) -> None:
         self._store = store
@@ -91,7 +226,23 @@ class Tweets:
     async def create(
         self, author_id: int, text: str, reply_to_tweet_id: int | None, request_id: str
     ) -> Tweet:
-        new = NewTweet(author_id, normalize_text(text), reply_to_tweet_id, validate_request_id(request_id))
+        text = normalize_text(text)
+        if reply_to_tweet_id is not None:
+            state = await self._store.state(reply_to_tweet_id)
+            if state is None or state.deleted:
+                raise not_found("tweet", str(reply_to_tweet_id), "reply_to_tweet_id")
+            reply_to_tweet_id = state.retweet_of_tweet_id or reply_to_tweet_id  # answer the original
+        handles = mentioned_handles(text)
+        found = await self._users.resolve(handles) if handles else {}
+        mentions = tuple(Mention(found[h], h) for h in handles if h in found)
+        new = NewTweet(
+            author_id,
+            text,
+            reply_to_tweet_id,
+            validate_request_id(request_id),
+            mentions,
+            tuple(hashtags_of(text)),
+        )
         try:
             return await self._store.create(new)
         except ReplyTargetMissing:
@@ -103,6 +254,135 @@ class Tweets:
             raise not_found("tweet", str(tweet_id), "tweet_id")
         return found
 
+    async def _live(self, tweet_id: int) -> TweetState:
+        state = await self._store.state(tweet_id)
+        if state is None or state.deleted:
+            raise not_found("tweet", str(tweet_id), "tweet_id")
+        return state
+
+    async def delete(self, actor_id: int, tweet_id: int) -> None:
+        state = await self._live(tweet_id)
+        if state.author_id != actor_id:
+            raise PermissionDenied("only its author can delete a tweet", reason="NOT_AUTHOR")
+        await self._store.delete(tweet_id, actor_id)
+
+    async def _original(self, tweet_id: int) -> int:
+        """The tweet a retweet, like or reply acts on: a retweet stands for its original."""
+        state = await self._live(tweet_id)
+        return state.retweet_of_tweet_id or tweet_id
+
+    async def retweet(self, actor_id: int, tweet_id: int) -> Tweet:
+        retweet_id = await self._store.retweet(await self._original(tweet_id), actor_id)
+        return await self.get(retweet_id)
+
+    async def unretweet(self, actor_id: int, tweet_id: int) -> Tweet:
+        original = await self._original(tweet_id)
+        retweet_id = await self._store.retweet_of(original, actor_id)
+        if retweet_id is not None:
+            await self._store.delete(retweet_id, actor_id)
+        return await self.get(original)
+
+    async def like(self, user_id: int, tweet_id: int) -> Tweet:
+        return await self._toggle_like(self._store.like, user_id, tweet_id)
+
+    async def unlike(self, user_id: int, tweet_id: int) -> Tweet:
+        return await self._toggle_like(self._store.unlike, user_id, tweet_id)
+
+    async def _toggle_like(
+        self, change: Callable[[int, int], Awaitable[bool]], user_id: int, tweet_id: int
+    ) -> Tweet:
+        original = await self._original(tweet_id)
+        if not await change(original, user_id):
+            raise not_found("tweet", str(tweet_id), "tweet_id")
+        return await self.get(original)
+
+    async def _hydrated_page(
+        self, ids: list[int], limit: int, scope: str, cursor_of: Callable[[int], object]
+    ) -> Page[Tweet]:
+        page = self._pages.page(ids, limit, scope, cursor_of)
+        found = await self._store.by_ids(page.items)
+        # A tweet deleted between the two reads is left out; the cursor still moves past it.
+        return Page([found[t] for t in page.items if t in found], page.next_page_token)
+
+    async def _id_page(
+        self, scope: str, size: int, token: str, fetch: Callable[[int | None, int], Awaitable[list[int]]]
+    ) -> Page[Tweet]:
+        """A page of a list keyed by tweet id: fetch(cursor, limit + 1) gives the ids in order."""
+        limit = page_size(size)
+        cursor = self._pages.decode(token, scope)
+        ids = await fetch(int(cursor) if cursor else None, limit + 1)
+        return await self._hydrated_page(ids, limit, scope, int)
+
+    async def _require_user(self, user_id: int) -> None:
+        if not await self._users.exists(user_id):
+            raise not_found("user", str(user_id), "user_id")
+
+    async def replies(self, tweet_id: int, size: int, token: str) -> Page[Tweet]:
+        if await self._store.state(tweet_id) is None:
+            raise not_found("tweet", str(tweet_id), "tweet_id")
+        return await self._id_page(
+            f"replies:{tweet_id}", size, token, lambda after, n: self._store.replies(tweet_id, after, n)
+        )
+
+    async def mentions(self, user_id: int, size: int, token: str) -> Page[Tweet]:
+        await self._require_user(user_id)
+        return await self._id_page(
+            f"mentions:{user_id}",
+            size,
+            token,
+            lambda before, n: self._store.mentioning(user_id, before, None, n),
+        )
+
+    async def hashtag(self, tag: str, size: int, token: str) -> Page[Tweet]:
+        tag = normalize_tag(tag)
+        return await self._id_page(
+            f"hashtag:{tag}", size, token, lambda before, n: self._store.tagged(tag, before, n)
+        )
+
+    async def global_timeline(self, size: int, token: str) -> Page[Tweet]:
+        return await self._id_page(
+            "global", size, token, lambda before, n: self._store.public(before, None, n)
+        )
+
+    async def public_ids(self, after: int | None, limit: int) -> list[int]:
+        """Public tweet ids after `after`, oldest first (a global stream's replay)."""
+        return list(reversed(await self._store.public(None, after, limit)))
+
+    async def liked(self, user_id: int, size: int, token: str) -> Page[Tweet]:
+        await self._require_user(user_id)
+        limit = page_size(size)
+        scope = f"liked:{user_id}"
+        cursor = self._pages.decode(token, scope)
+        rows = await self._store.liked_tweets(user_id, int(cursor) if cursor else None, limit + 1)
+        page = self._pages.page(rows, limit, scope, lambda row: row[0])
+        found = await self._store.by_ids([t for _, t in page.items])
+        return Page([found[t] for _, t in page.items if t in found], page.next_page_token)
+
+    async def liking_users(self, tweet_id: int, size: int, token: str) -> Page[int]:
+        await self._live(tweet_id)
+        limit = page_size(size)
+        scope = f"likes:{tweet_id}"
+        cursor = self._pages.decode(token, scope)
+        rows = await self._store.liking_users(tweet_id, int(cursor) if cursor else None, limit + 1)
+        page = self._pages.page(rows, limit, scope, lambda row: row[0])
+        return Page([u for _, u in page.items], page.next_page_token)
+
+    async def search(self, query: str, size: int, token: str) -> Page[Tweet]:
+        query = validate_query(query)
+        limit = page_size(size)
+        scope = f"search:{query}"
+        cursor = self._pages.decode(token, scope)
+        if not await self._store.searchable(query):
+            raise InvalidArgument.field("query", "has no searchable words", reason="QUERY_NOT_SEARCHABLE")
+        after = None
+        if cursor:
+            rank, _, tweet_id = cursor.partition(":")
+            after = (float(rank), int(tweet_id))
+        rows = await self._store.search(query, after, limit + 1)
+        page = self._pages.page(rows, limit, scope, lambda row: f"{row[0]!r}:{row[1]}")
+        found = await self._store.by_ids([t for _, t in page.items])
+        return Page([found[t] for _, t in page.items if t in found], page.next_page_token)
+
     async def batch_get(self, tweet_ids: Sequence[int]) -> list[Tweet]:
         if len(tweet_ids) > BATCH_MAX:
             raise InvalidArgument.field("tweet_ids", f"at most {BATCH_MAX} ids at once")
@@ -110,22 +390,22 @@ class Tweets:
         return [found[t] for t in dict.fromkeys(tweet_ids) if t in found]
 
     async def list_by_user(self, user_id: int, size: int, token: str) -> Page[Tweet]:
-        limit = page_size(size)
-        scope = f"user-tweets:{user_id}"
-        cursor = self._pages.decode(token, scope)
-        if not await self._users.exists(user_id):
-            raise not_found("user", str(user_id), "user_id")
-        rows = await self._store.by_author(user_id, int(cursor) if cursor else None, limit + 1)
-        return self._pages.page(rows, limit, scope, lambda tweet: tweet.tweet_id)
+        await self._require_user(user_id)
+        return await self._id_page(
+            f"user-tweets:{user_id}", size, token, lambda before, n: self._store.by_author(user_id, before, n)
+        )
 
     async def ids_by_authors(
         self, author_ids: Sequence[int], before: int | None, after: int | None, limit: int
-    ) -> list[tuple[int, int]]:
+    ) -> list[TweetRef]:
         if len(author_ids) > AUTHORS_MAX:
             raise InvalidArgument.field("author_ids", f"at most {AUTHORS_MAX} authors at once")
-        if not 0 < limit <= BATCH_MAX:
-            raise InvalidArgument.field("limit", f"must be 1 to {BATCH_MAX}")
+        _check_limit(limit)
         return await self._store.ids_by_authors(author_ids, before, after, limit)
+
+    async def mention_ids(self, user_id: int, before: int | None, after: int | None, limit: int) -> list[int]:
+        _check_limit(limit)
+        return await self._store.mentioning(user_id, before, after, limit)
 
     async def tweet_counts(self, author_ids: Sequence[int]) -> dict[int, int]:
         if len(author_ids) > BATCH_MAX:

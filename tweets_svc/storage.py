@@ -3,33 +3,86 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from meshkit.outbox import Outbox
-from tweets_svc.service import NewTweet, ReplyTargetMissing, Tweet
+from meshkit.errors import NotFound, PermissionDenied, not_found
+from meshkit.outbox import Event, Outbox
+from tweets_svc.service import Mention, NewTweet, ReplyTargetMissing, Tweet, TweetChange, TweetRef, TweetState
 
 TWEETS_STREAM = "events:tweets"
-_COLUMNS = "id, author_id, text, create_time, reply_to_id, reply_count"
 _NO_UPPER_BOUND = 2**63 - 1
+_LIVE = "delete_time IS NULL"
+# The global timeline's rows; the same predicate as the partial index tweets_public.
+PUBLIC = (
+    "delete_time IS NULL AND retweet_of_id IS NULL"
+    " AND (reply_to_author_id IS NULL OR reply_to_author_id = author_id)"
+)
+# One row per live tweet with everything a Tweet shows, mentions and hashtags included.
+_HYDRATE = """
+SELECT t.id, t.author_id, t.text, t.create_time, t.reply_to_id, t.reply_count, t.reply_to_author_id,
+       p.delete_time IS NOT NULL, t.retweet_of_id, t.like_count, t.retweet_count,
+       ARRAY(SELECT m.user_id FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
+       ARRAY(SELECT m.handle FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
+       ARRAY(SELECT h.tag FROM hashtags h WHERE h.tweet_id = t.id ORDER BY h.position)
+FROM tweets t LEFT JOIN tweets p ON p.id = t.reply_to_id
+WHERE t.id = ANY(%s) AND t.delete_time IS NULL
+"""
 
 
 def _tweet(row: Sequence[Any]) -> Tweet:
     return Tweet(
-        int(row[0]), int(row[1]), row[2], row[3], None if row[4] is None else int(row[4]), int(row[5])
+        tweet_id=int(row[0]),
+        author_id=int(row[1]),
+        text=row[2],
+        create_time=row[3],
+        reply_to_tweet_id=_opt(row[4]),
+        reply_count=int(row[5]),
+        reply_to_author_id=_opt(row[6]),
+        reply_to_deleted=bool(row[7]),
+        retweet_of_tweet_id=_opt(row[8]),
+        like_count=int(row[9]),
+        retweet_count=int(row[10]),
+        mentions=tuple(Mention(int(u), h) for u, h in zip(row[11], row[12], strict=True)),
+        hashtags=tuple(row[13]),
     )
+
+
+def _opt(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _below(before: int | None) -> int:
+    return _NO_UPPER_BOUND if before is None else before
+
+
+def _above(after: int | None) -> int:
+    return -1 if after is None else after
 
 
 class PostgresTweetStore:
     def __init__(
-        self, pool: AsyncConnectionPool, outbox: Outbox, tweet_event: Callable[[Tweet], bytes]
+        self, pool: AsyncConnectionPool, outbox: Outbox, tweet_event: Callable[[TweetChange], bytes]
     ) -> None:
         self._pool = pool
         self._outbox = outbox
         # Builds the serialized TweetEvent; passed in so that only server.py imports *_pb2.
         self._tweet_event = tweet_event
+
+    async def _ids(self, sql: str, params: Sequence[Any]) -> list[int]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return [int(r[0]) for r in await cur.fetchall()]
+
+    async def _pairs(self, sql: str, params: Sequence[Any]) -> list[tuple[int, int]]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+
+    # -- writes ---------------------------------------------------------------------------------
 
     async def create(self, new: NewTweet) -> Tweet:
         try:
@@ -42,73 +95,311 @@ class PostgresTweetStore:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             if new.request_id is not None:
                 await cur.execute(
-                    f"SELECT {_COLUMNS} FROM tweets WHERE author_id = %s AND request_id = %s",
+                    "SELECT id FROM tweets WHERE author_id = %s AND request_id = %s",
                     (new.author_id, new.request_id),
                 )
                 if (row := await cur.fetchone()) is not None:
-                    return _tweet(row)
+                    existing = await self._hydrate(cur, [int(row[0])])
+                    if existing:
+                        return existing[0]
+                    raise NotFound("the tweet this request_id created has been deleted", reason="DELETED")
+            reply_to_author = None
             if new.reply_to_tweet_id is not None:
                 await cur.execute(
-                    "UPDATE tweets SET reply_count = reply_count + 1 WHERE id = %s RETURNING id",
+                    "UPDATE tweets SET reply_count = reply_count + 1"
+                    f" WHERE id = %s AND {_LIVE} AND retweet_of_id IS NULL RETURNING author_id",
                     (new.reply_to_tweet_id,),
                 )
-                if await cur.fetchone() is None:
+                if (parent := await cur.fetchone()) is None:
                     raise ReplyTargetMissing(new.reply_to_tweet_id)
+                reply_to_author = int(parent[0])
             await cur.execute(
-                f"INSERT INTO tweets (author_id, text, reply_to_id, request_id) VALUES (%s, %s, %s, %s)"
-                f" RETURNING {_COLUMNS}",
-                (new.author_id, new.text, new.reply_to_tweet_id, new.request_id),
+                "INSERT INTO tweets (author_id, text, reply_to_id, reply_to_author_id, request_id)"
+                " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                (new.author_id, new.text, new.reply_to_tweet_id, reply_to_author, new.request_id),
             )
-            row = await cur.fetchone()
-            assert row is not None
-            tweet = _tweet(row)
-            await cur.execute(
-                "INSERT INTO author_stats (author_id, tweets_count) VALUES (%s, 1)"
-                " ON CONFLICT (author_id) DO UPDATE SET tweets_count = author_stats.tweets_count + 1",
-                (new.author_id,),
+            tweet_id = int((await cur.fetchone() or [0])[0])
+            mentioned = await self._attach(cur, tweet_id, new, reply_to_author)
+            await self._count(cur, [new.author_id], +1)
+            (tweet,) = await self._hydrate(cur, [tweet_id])
+            event = await self._outbox.add(
+                cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, False, mentioned))
             )
-            event = await self._outbox.add(cur, TWEETS_STREAM, self._tweet_event(tweet))
         await self._outbox.relay([event])
         return tweet
+
+    async def _attach(
+        self, cur: psycopg.AsyncCursor[Any], tweet_id: int, new: NewTweet, reply_to_author: int | None
+    ) -> tuple[int, ...]:
+        """Stores mentions (the replied-to author as an implicit one) and hashtags; returns who is
+        mentioned."""
+        rows = [(tweet_id, m.user_id, m.handle, i, False) for i, m in enumerate(new.mentions)]
+        mentioned = [m.user_id for m in new.mentions]
+        if reply_to_author is not None and reply_to_author not in mentioned:
+            rows.append((tweet_id, reply_to_author, "", len(rows), True))
+            mentioned.append(reply_to_author)
+        if rows:
+            await cur.executemany(
+                "INSERT INTO mentions (tweet_id, user_id, handle, position, implicit)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                rows,
+            )
+        if new.hashtags:
+            await cur.executemany(
+                "INSERT INTO hashtags (tweet_id, tag, position) VALUES (%s, %s, %s)",
+                [(tweet_id, tag, i) for i, tag in enumerate(new.hashtags)],
+            )
+        return tuple(u for u in mentioned if u != new.author_id)
+
+    async def _count(self, cur: psycopg.AsyncCursor[Any], author_ids: Sequence[int], delta: int) -> None:
+        # In id order, so that concurrent writers lock the counters in the same order.
+        for author_id in sorted(author_ids):
+            await cur.execute(
+                "INSERT INTO author_stats (author_id, tweets_count) VALUES (%s, %s)"
+                " ON CONFLICT (author_id) DO UPDATE SET tweets_count = author_stats.tweets_count + %s",
+                (author_id, max(delta, 0), delta),
+            )
+
+    async def delete(self, tweet_id: int, actor_id: int) -> None:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(
+                f"SELECT author_id FROM tweets WHERE id = %s AND {_LIVE} FOR UPDATE", (tweet_id,)
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise not_found("tweet", str(tweet_id), "tweet_id")
+            if int(row[0]) != actor_id:
+                raise PermissionDenied("only its author can delete a tweet", reason="NOT_AUTHOR")
+            await cur.execute(
+                f"SELECT id FROM tweets WHERE retweet_of_id = %s AND {_LIVE} ORDER BY id FOR UPDATE",
+                (tweet_id,),
+            )
+            doomed = [tweet_id, *[int(r[0]) for r in await cur.fetchall()]]
+            events = [await self._delete_one(cur, t) for t in doomed]
+        await self._outbox.relay(events)
+
+    async def _delete_one(self, cur: psycopg.AsyncCursor[Any], tweet_id: int) -> Event:
+        """Deletes one locked live tweet with its attachments and counts; returns its outbox event."""
+        (tweet,) = await self._hydrate(cur, [tweet_id])
+        await cur.execute("SELECT user_id FROM mentions WHERE tweet_id = %s ORDER BY position", (tweet_id,))
+        mentioned = tuple(int(r[0]) for r in await cur.fetchall() if int(r[0]) != tweet.author_id)
+        for table in ("mentions", "hashtags", "likes"):
+            await cur.execute(f"DELETE FROM {table} WHERE tweet_id = %s", (tweet_id,))
+        await cur.execute(
+            "UPDATE tweets SET delete_time = now(), text = '', like_count = 0 WHERE id = %s", (tweet_id,)
+        )
+        if tweet.reply_to_tweet_id is not None:
+            await cur.execute(
+                "UPDATE tweets SET reply_count = reply_count - 1 WHERE id = %s", (tweet.reply_to_tweet_id,)
+            )
+        if tweet.retweet_of_tweet_id is not None:
+            await cur.execute(
+                "UPDATE tweets SET retweet_count = retweet_count - 1 WHERE id = %s",
+                (tweet.retweet_of_tweet_id,),
+            )
+        await self._count(cur, [tweet.author_id], -1)
+        return await self._outbox.add(
+            cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, True, mentioned))
+        )
+
+    async def retweet_of(self, original_id: int, actor_id: int) -> int | None:
+        ids = await self._ids(
+            f"SELECT id FROM tweets WHERE author_id = %s AND retweet_of_id = %s AND {_LIVE}",
+            (actor_id, original_id),
+        )
+        return ids[0] if ids else None
+
+    async def retweet(self, original_id: int, actor_id: int) -> int:
+        try:
+            return await self._retweet(original_id, actor_id)
+        except psycopg.errors.UniqueViolation:
+            # The same retweet committed concurrently: it is the answer.
+            return await self._retweet(original_id, actor_id)
+
+    async def _retweet(self, original_id: int, actor_id: int) -> int:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(
+                f"SELECT id FROM tweets WHERE author_id = %s AND retweet_of_id = %s AND {_LIVE}",
+                (actor_id, original_id),
+            )
+            if (row := await cur.fetchone()) is not None:
+                return int(row[0])
+            await cur.execute(
+                "UPDATE tweets SET retweet_count = retweet_count + 1"
+                f" WHERE id = %s AND {_LIVE} AND retweet_of_id IS NULL RETURNING id",
+                (original_id,),
+            )
+            if await cur.fetchone() is None:
+                raise not_found("tweet", str(original_id), "tweet_id")
+            await cur.execute(
+                "INSERT INTO tweets (author_id, text, retweet_of_id) VALUES (%s, '', %s) RETURNING id",
+                (actor_id, original_id),
+            )
+            retweet_id = int((await cur.fetchone() or [0])[0])
+            await self._count(cur, [actor_id], +1)
+            (tweet,) = await self._hydrate(cur, [retweet_id])
+            event = await self._outbox.add(cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, False)))
+        await self._outbox.relay([event])
+        return retweet_id
+
+    async def like(self, tweet_id: int, user_id: int) -> bool:
+        try:
+            return await self._like(tweet_id, user_id)
+        except _Rollback:
+            return False
+
+    async def _like(self, tweet_id: int, user_id: int) -> bool:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(
+                "INSERT INTO likes (tweet_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+                (tweet_id, user_id),
+            )
+            if await cur.fetchone() is None:
+                return await self._is_live(cur, tweet_id)  # liked before: nothing changes
+            # The row lock taken here orders this like after a concurrent delete, which it sees.
+            await cur.execute(
+                f"UPDATE tweets SET like_count = like_count + 1 WHERE id = %s AND {_LIVE} RETURNING 1",
+                (tweet_id,),
+            )
+            if await cur.fetchone() is None:
+                raise _Rollback
+            return True
+
+    async def unlike(self, tweet_id: int, user_id: int) -> bool:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(
+                "DELETE FROM likes WHERE tweet_id = %s AND user_id = %s RETURNING 1", (tweet_id, user_id)
+            )
+            if await cur.fetchone() is None:
+                return await self._is_live(cur, tweet_id)
+            await cur.execute(
+                f"UPDATE tweets SET like_count = like_count - 1 WHERE id = %s AND {_LIVE} RETURNING 1",
+                (tweet_id,),
+            )
+            return await cur.fetchone() is not None
+
+    async def _is_live(self, cur: psycopg.AsyncCursor[Any], tweet_id: int) -> bool:
+        await cur.execute(f"SELECT 1 FROM tweets WHERE id = %s AND {_LIVE}", (tweet_id,))
+        return await cur.fetchone() is not None
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def state(self, tweet_id: int) -> TweetState | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT author_id, delete_time IS NOT NULL, retweet_of_id FROM tweets WHERE id = %s",
+                (tweet_id,),
+            )
+            row = await cur.fetchone()
+        return TweetState(int(row[0]), bool(row[1]), _opt(row[2])) if row else None
 
     async def by_ids(self, tweet_ids: Sequence[int]) -> dict[int, Tweet]:
         if not tweet_ids:
             return {}
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(f"SELECT {_COLUMNS} FROM tweets WHERE id = ANY(%s)", (list(tweet_ids),))
-            return {int(r[0]): _tweet(r) for r in await cur.fetchall()}
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            return {t.tweet_id: t for t in await self._hydrate(cur, tweet_ids)}
 
-    async def by_author(self, author_id: int, before: int | None, limit: int) -> list[Tweet]:
+    async def _hydrate(self, cur: psycopg.AsyncCursor[Any], tweet_ids: Sequence[int]) -> list[Tweet]:
+        """Live tweets by id, retweets with their live original (a retweet of a gone one is gone)."""
+        await cur.execute(_HYDRATE, (list(tweet_ids),))
+        tweets = [_tweet(r) for r in await cur.fetchall()]
+        originals = {t.retweet_of_tweet_id for t in tweets if t.retweet_of_tweet_id is not None}
+        if not originals:
+            return tweets
+        await cur.execute(_HYDRATE, (list(originals),))
+        found = {int(r[0]): _tweet(r) for r in await cur.fetchall()}
+        out = []
+        for tweet in tweets:
+            if tweet.retweet_of_tweet_id is None:
+                out.append(tweet)
+            elif (original := found.get(tweet.retweet_of_tweet_id)) is not None:
+                out.append(replace(tweet, retweeted=original))
+        return out
+
+    async def by_author(self, author_id: int, before: int | None, limit: int) -> list[int]:
+        return await self._ids(
+            f"SELECT id FROM tweets WHERE author_id = %s AND id < %s AND {_LIVE} ORDER BY id DESC LIMIT %s",
+            (author_id, _below(before), limit),
+        )
+
+    async def replies(self, tweet_id: int, after: int | None, limit: int) -> list[int]:
+        return await self._ids(
+            f"SELECT id FROM tweets WHERE reply_to_id = %s AND id > %s AND {_LIVE} ORDER BY id LIMIT %s",
+            (tweet_id, _above(after), limit),
+        )
+
+    async def liking_users(self, tweet_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        return await self._pairs(
+            "SELECT id, user_id FROM likes WHERE tweet_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
+            (tweet_id, _below(before), limit),
+        )
+
+    async def liked_tweets(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        return await self._pairs(
+            "SELECT id, tweet_id FROM likes WHERE user_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
+            (user_id, _below(before), limit),
+        )
+
+    async def mentioning(self, user_id: int, before: int | None, after: int | None, limit: int) -> list[int]:
+        return await self._ids(
+            "SELECT tweet_id FROM mentions WHERE user_id = %s AND tweet_id < %s AND tweet_id > %s"
+            " ORDER BY tweet_id DESC LIMIT %s",
+            (user_id, _below(before), _above(after), limit),
+        )
+
+    async def tagged(self, tag: str, before: int | None, limit: int) -> list[int]:
+        return await self._ids(
+            "SELECT tweet_id FROM hashtags WHERE tag = %s AND tweet_id < %s ORDER BY tweet_id DESC LIMIT %s",
+            (tag, _below(before), limit),
+        )
+
+    async def public(self, before: int | None, after: int | None, limit: int) -> list[int]:
+        return await self._ids(
+            f"SELECT id FROM tweets WHERE {PUBLIC} AND id < %s AND id > %s ORDER BY id DESC LIMIT %s",
+            (_below(before), _above(after), limit),
+        )
+
+    async def searchable(self, query: str) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT numnode(websearch_to_tsquery('english', %s)) > 0", (query,))
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def search(
+        self, query: str, after: tuple[float, int] | None, limit: int
+    ) -> list[tuple[float, int]]:
+        """Ranked matches in (rank, id) descending order, strictly below `after`. The rank is a
+        float4 in SQL; its Python float round-trips exactly, so the cursor compares equal."""
+        rank, tweet_id = after if after is not None else (float("inf"), _NO_UPPER_BOUND)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_COLUMNS} FROM tweets WHERE author_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
-                (author_id, _NO_UPPER_BOUND if before is None else before, limit),
+                "SELECT rank, id FROM ("
+                "  SELECT ts_rank_cd(search, q) AS rank, id"
+                "  FROM tweets, websearch_to_tsquery('english', %s) AS q"
+                f"  WHERE search @@ q AND {_LIVE}"
+                ") AS m WHERE (rank, id) < (%s::real, %s) ORDER BY rank DESC, id DESC LIMIT %s",
+                (query, rank, tweet_id, limit),
             )
-            return [_tweet(r) for r in await cur.fetchall()]
+            return [(float(r[0]), int(r[1])) for r in await cur.fetchall()]
 
     async def ids_by_authors(
         self, author_ids: Sequence[int], before: int | None, after: int | None, limit: int
-    ) -> list[tuple[int, int]]:
-        """The newest `limit` (tweet id, author id) pairs of any of the authors in the id window.
-        Each author contributes at most `limit` rows through its own index range, so the work is
-        bounded by authors x limit however long their histories are."""
+    ) -> list[TweetRef]:
+        """The newest `limit` live tweets of any of the authors in the id window. Each author
+        contributes at most `limit` rows through its own index range, so the work is bounded by
+        authors x limit however long their histories are."""
         if not author_ids:
             return []
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT t.id, t.author_id FROM unnest(%s::bigint[]) AS a(author_id)"
-                " CROSS JOIN LATERAL (SELECT id, author_id FROM tweets"
-                "   WHERE author_id = a.author_id AND id < %s AND id > %s ORDER BY id DESC LIMIT %s) t"
+                "SELECT t.id, t.author_id, t.reply_to_author_id FROM unnest(%s::bigint[]) AS a(author_id)"
+                " CROSS JOIN LATERAL (SELECT id, author_id, reply_to_author_id FROM tweets"
+                f"   WHERE author_id = a.author_id AND id < %s AND id > %s AND {_LIVE}"
+                "   ORDER BY id DESC LIMIT %s) t"
                 " ORDER BY t.id DESC LIMIT %s",
-                (
-                    list(author_ids),
-                    _NO_UPPER_BOUND if before is None else before,
-                    -1 if after is None else after,
-                    limit,
-                    limit,
-                ),
+                (list(author_ids), _below(before), _above(after), limit, limit),
             )
-            return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+            return [TweetRef(int(r[0]), int(r[1]), _opt(r[2])) for r in await cur.fetchall()]
 
     async def tweet_counts(self, author_ids: Sequence[int]) -> dict[int, int]:
         if not author_ids:
@@ -119,3 +410,7 @@ class PostgresTweetStore:
                 (list(author_ids),),
             )
             return {int(r[0]): int(r[1]) for r in await cur.fetchall()}
+
+
+class _Rollback(Exception):
+    """Raised inside a transaction to undo it (psycopg rolls back on any exception)."""

@@ -32,6 +32,7 @@ def user_message(user: User) -> pb.User:
         followers_count=user.followers_count,
         following_count=user.following_count,
         tweets_count=user.tweets_count,
+        bio=user.bio,
     )
 
 
@@ -73,6 +74,37 @@ class UserServicer(pb_grpc.UserServiceServicer):
     ) -> pb.GetUserByHandleResponse:
         user = await self._users.get_user_by_handle(request.handle)
         return pb.GetUserByHandleResponse(user=user_message(user))
+
+    async def UpdateUser(self, request: pb.UpdateUserRequest, context: Context) -> pb.UpdateUserResponse:
+        actor = await self._auth.user_id(context.invocation_metadata())
+        user = await self._users.update_profile(
+            actor,
+            require_id(request.user_id, "user_id"),
+            request.display_name if request.HasField("display_name") else None,
+            request.bio if request.HasField("bio") else None,
+        )
+        return pb.UpdateUserResponse(user=user_message(user))
+
+    async def SearchUsers(self, request: pb.SearchUsersRequest, context: Context) -> pb.SearchUsersResponse:
+        page = await self._users.search(request.query, request.page_size, request.page_token)
+        return pb.SearchUsersResponse(
+            users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
+        )
+
+    async def ResolveHandles(
+        self, request: pb.ResolveHandlesRequest, context: Context
+    ) -> pb.ResolveHandlesResponse:
+        users = await self._users.resolve_handles(list(request.handles))
+        return pb.ResolveHandlesResponse(users=[user_message(u) for u in users])
+
+    async def FilterFollowers(
+        self, request: pb.FilterFollowersRequest, context: Context
+    ) -> pb.FilterFollowersResponse:
+        followers = await self._users.followers_among(
+            require_id(request.user_id, "user_id"),
+            [require_id(c, "candidate_ids") for c in request.candidate_ids],
+        )
+        return pb.FilterFollowersResponse(follower_ids=[str(f) for f in followers])
 
     async def FollowUser(self, request: pb.FollowUserRequest, context: Context) -> pb.FollowUserResponse:
         actor = await self._auth.user_id(context.invocation_metadata())

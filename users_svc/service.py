@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -13,11 +15,15 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from meshkit.auth import Session, new_token, token_digest
-from meshkit.errors import AlreadyExists, InvalidArgument, Unauthenticated, not_found
+from meshkit.errors import AlreadyExists, InvalidArgument, PermissionDenied, Unauthenticated, not_found
 from meshkit.pagination import Page, PageTokens, page_size
 
 HANDLE_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,15}$")
 DISPLAY_NAME_MAX = 50
+BIO_MAX = 160
+SEARCH_QUERY_MAX = 50
+HANDLES_MAX = 100
+CANDIDATES_MAX = 10_000
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
 ID_PAGE_DEFAULT = 1000
@@ -33,6 +39,7 @@ class User:
     followers_count: int
     following_count: int
     tweets_count: int = 0
+    bio: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,16 @@ class UserStore(Protocol):
     async def delete_session(self, digest: bytes) -> None: ...
     async def follow(self, follower_id: int, followee_id: int) -> None: ...
     async def unfollow(self, follower_id: int, followee_id: int) -> None: ...
+    async def update_profile(self, user_id: int, display_name: str | None, bio: str | None) -> None: ...
+    async def search(
+        self, prefix: str, after: tuple[bool, str, int] | None, limit: int
+    ) -> list[tuple[bool, str, int]]:
+        """(by_name, sort key, user id) of users whose handle, then display name, starts with
+        prefix (lowercase), in that order, after the `after` row."""
+        ...
+
+    async def users_by_handles(self, handles: Sequence[str]) -> list[User]: ...
+    async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]: ...
     async def followers(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
     async def following(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
 
@@ -80,14 +97,41 @@ class TweetCounts(Protocol):
 def validate_new_user(handle: str, display_name: str, password: str) -> None:
     if not HANDLE_PATTERN.match(handle):
         raise InvalidArgument.field("handle", "must be 1 to 15 letters, digits or underscores")
-    if len(display_name) > DISPLAY_NAME_MAX:
-        raise InvalidArgument.field("display_name", f"must be at most {DISPLAY_NAME_MAX} characters")
-    if any(not ch.isprintable() for ch in display_name):
-        raise InvalidArgument.field("display_name", "must not contain control characters")
+    validate_display_name(display_name)
     if len(password) < PASSWORD_MIN:
         raise InvalidArgument.field("password", f"must be at least {PASSWORD_MIN} characters")
     if len(password) > PASSWORD_MAX:
         raise InvalidArgument.field("password", f"must be at most {PASSWORD_MAX} characters")
+
+
+def validate_display_name(display_name: str) -> str:
+    if not display_name:
+        raise InvalidArgument.field("display_name", "must not be empty")
+    if len(display_name) > DISPLAY_NAME_MAX:
+        raise InvalidArgument.field("display_name", f"must be at most {DISPLAY_NAME_MAX} characters")
+    if any(not ch.isprintable() for ch in display_name):
+        raise InvalidArgument.field("display_name", "must not contain control characters")
+    return display_name
+
+
+def validate_bio(bio: str) -> str:
+    bio = unicodedata.normalize("NFC", bio).strip()
+    if len(bio) > BIO_MAX:
+        raise InvalidArgument.field("bio", f"must be at most {BIO_MAX} characters, got {len(bio)}")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") and ch != "\n" for ch in bio):
+        raise InvalidArgument.field("bio", "must not contain control characters")
+    return bio
+
+
+def search_prefix(query: str) -> str:
+    prefix = unicodedata.normalize("NFC", query).strip().removeprefix("@").lower()
+    if not prefix:
+        raise InvalidArgument.field("query", "must not be empty")
+    if len(prefix) > SEARCH_QUERY_MAX:
+        raise InvalidArgument.field("query", f"must be at most {SEARCH_QUERY_MAX} characters")
+    if any(not ch.isprintable() for ch in prefix):
+        raise InvalidArgument.field("query", "must not contain control characters")
+    return prefix
 
 
 class Users:
@@ -185,6 +229,45 @@ class Users:
             return users
         counts = await self._tweet_counts.tweet_counts([u.user_id for u in users])
         return [replace(u, tweets_count=counts.get(u.user_id, 0)) for u in users]
+
+    async def update_profile(
+        self, actor_id: int, user_id: int, display_name: str | None, bio: str | None
+    ) -> User:
+        if actor_id != user_id:
+            await self._require_user(user_id)
+            raise PermissionDenied("you can only change your own profile", reason="NOT_OWNER")
+        if display_name is not None:
+            display_name = validate_display_name(display_name.strip())
+        if bio is not None:
+            bio = validate_bio(bio)
+        await self._store.update_profile(user_id, display_name, bio)
+        return await self.get_user(user_id)
+
+    async def search(self, query: str, size: int, token: str) -> Page[User]:
+        prefix = search_prefix(query)
+        limit = page_size(size)
+        scope = f"user-search:{prefix}"
+        cursor = self._pages.decode(token, scope)
+        after = None
+        if cursor:
+            by_name, key, user_id = json.loads(cursor)
+            after = (bool(by_name), str(key), int(user_id))
+        rows = await self._store.search(prefix, after, limit + 1)
+        page = self._pages.page(rows, limit, scope, lambda row: json.dumps(list(row)))
+        found = await self._store.users_by_id([u for _, _, u in page.items])
+        users = await self._with_tweet_counts([found[u] for _, _, u in page.items if u in found])
+        return Page(users, page.next_page_token)
+
+    async def resolve_handles(self, handles: Sequence[str]) -> list[User]:
+        if len(handles) > HANDLES_MAX:
+            raise InvalidArgument.field("handles", f"at most {HANDLES_MAX} at once")
+        valid = [h for h in handles if HANDLE_PATTERN.match(h)]
+        return await self._store.users_by_handles(valid) if valid else []
+
+    async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]:
+        if len(candidates) > CANDIDATES_MAX:
+            raise InvalidArgument.field("candidate_ids", f"at most {CANDIDATES_MAX} at once")
+        return await self._store.followers_among(user_id, candidates) if candidates else []
 
     async def follow(self, actor_id: int, user_id: int) -> User:
         if actor_id == user_id:

@@ -16,11 +16,16 @@ from meshkit.outbox import Outbox
 from users_svc.service import Credentials, HandleTaken, User
 
 FOLLOWS_STREAM = "events:follows"
-_USER_COLUMNS = "id, handle, display_name, create_time, followers_count, following_count"
+_USER_COLUMNS = "id, handle, display_name, create_time, followers_count, following_count, bio"
 
 
 def _user(row: Sequence[Any]) -> User:
-    return User(int(row[0]), row[1], row[2], row[3], int(row[4]), int(row[5]))
+    return User(int(row[0]), row[1], row[2], row[3], int(row[4]), int(row[5]), bio=row[6])
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching strings that start with `prefix` literally."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class PostgresUserStore:
@@ -52,7 +57,7 @@ class PostgresUserStore:
                 f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE lower(handle) = lower(%s)", (handle,)
             )
             row = await cur.fetchone()
-        return Credentials(_user(row), row[6]) if row else None
+        return Credentials(_user(row), row[7]) if row else None
 
     async def users_by_id(self, user_ids: Sequence[int]) -> dict[int, User]:
         if not user_ids:
@@ -70,6 +75,59 @@ class PostgresUserStore:
             )
             row = await cur.fetchone()
         return _user(row) if row else None
+
+    async def users_by_handles(self, handles: Sequence[str]) -> list[User]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(handle) = ANY(%s)",
+                ([h.lower() for h in handles],),
+            )
+            return [_user(r) for r in await cur.fetchall()]
+
+    async def update_profile(self, user_id: int, display_name: str | None, bio: str | None) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE users SET display_name = coalesce(%s, display_name), bio = coalesce(%s, bio)"
+                " WHERE id = %s",
+                (display_name, bio, user_id),
+            )
+
+    async def search(
+        self, prefix: str, after: tuple[bool, str, int] | None, limit: int
+    ) -> list[tuple[bool, str, int]]:
+        """Handle matches in handle order, then display-name matches (that are not handle matches)
+        in (name, id) order: two keyset index range scans (users_handle_prefix, users_name_prefix)."""
+        pattern = _like_prefix(prefix)
+        by_name, key, user_id = after if after is not None else (False, "", -1)
+        rows: list[tuple[bool, str, int]] = []
+        async with self._pool.connection() as conn:
+            if not by_name:
+                cur = await conn.execute(
+                    'SELECT lower(handle), id FROM users WHERE lower(handle) COLLATE "C" LIKE %s'
+                    ' AND lower(handle) COLLATE "C" > %s ORDER BY lower(handle) COLLATE "C" LIMIT %s',
+                    (pattern, key, limit),
+                )
+                rows = [(False, r[0], int(r[1])) for r in await cur.fetchall()]
+                key, user_id = "", -1
+            if len(rows) < limit:
+                cur = await conn.execute(
+                    "SELECT lower(display_name), id FROM users"
+                    ' WHERE lower(display_name) COLLATE "C" LIKE %s'
+                    ' AND lower(handle) COLLATE "C" NOT LIKE %s'
+                    ' AND (lower(display_name) COLLATE "C", id) > (%s, %s)'
+                    ' ORDER BY lower(display_name) COLLATE "C", id LIMIT %s',
+                    (pattern, pattern, key, user_id, limit - len(rows)),
+                )
+                rows += [(True, r[0], int(r[1])) for r in await cur.fetchall()]
+        return rows
+
+    async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT follower_id FROM follows WHERE followee_id = %s AND follower_id = ANY(%s)",
+                (user_id, list(candidates)),
+            )
+            return [int(r[0]) for r in await cur.fetchall()]
 
     async def create_session(self, digest: bytes, user_id: int, expire_time: datetime) -> None:
         async with self._pool.connection() as conn:

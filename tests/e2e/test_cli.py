@@ -74,6 +74,9 @@ def test_sign_up_follow_post_and_read_the_timeline(mesh: Mesh, tmp_path: Path) -
     eventually(lambda: "hello from the command line" in bob.ok("timeline"), timeout=15)
     assert "hello from the command line" in bob.ok("tweets", alice.handle)
     assert f"@{bob.handle}" in bob.ok("whoami")
+    assert "hello from the command line" in bob.ok("search", "command", "line")
+    assert f"@{alice.handle}" in bob.ok("search", "--users", alice.handle)
+    assert "no tweets match" in bob.ok("search", "zyxwvut")
 
     # Logging in again (a new token) works from a fresh terminal too.
     again = Person(alice.handle, tmp_path / "alice-laptop", alice.target)

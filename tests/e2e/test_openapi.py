@@ -99,45 +99,77 @@ def test_every_public_rpc_has_its_route_and_no_internal_one_does(spec: dict[str,
     assert internal.isdisjoint({op for _, _, op in documented})
 
 
+def walk_every_route(api: Checker) -> tuple[str, str, str, str]:
+    """Calls every non-streaming route once, successfully; returns (handle, token, other's id, token)."""
+    handle, other = f"spec_{secrets.token_hex(3)}", f"spec2_{secrets.token_hex(3)}"
+
+    def ok(method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        response = api.call(method, path, body, token)
+        assert response.status == 200, (method, path, response.body)
+        return response.json()
+
+    user = ok("POST", "/v1/users", {"handle": handle, "password": PASSWORD})["user"]
+    token = ok("POST", "/v1/sessions", {"handle": handle, "password": PASSWORD})["token"]
+    followee = ok("POST", "/v1/users", {"handle": other, "password": PASSWORD})["user"]
+    other_token = ok("POST", "/v1/sessions", {"handle": other, "password": PASSWORD})["token"]
+    uid, fid = user["user_id"], followee["user_id"]
+    ok("GET", f"/v1/users/{uid}")
+    ok("GET", f"/v1/handles/{handle}")
+    ok("PATCH", f"/v1/users/{uid}", {"display_name": "Spec", "bio": "described by the spec"}, token)
+    ok("GET", f"/v1/users:search?query={handle}")
+    ok("POST", f"/v1/users/{fid}:follow", {}, token)
+    ok("GET", f"/v1/users/{fid}/followers?page_size=5")
+    ok("GET", f"/v1/users/{uid}/following")
+    text = f"described by @{handle} #spec{secrets.token_hex(2)}"
+    tweet = ok("POST", "/v1/tweets", {"text": text, "request_id": "spec-1"}, other_token)["tweet"]
+    tid = tweet["tweet_id"]
+    ok("POST", "/v1/tweets", {"text": "a reply", "reply_to_tweet_id": tid}, token)
+    ok("GET", f"/v1/tweets/{tid}")
+    ok("GET", f"/v1/tweets/{tid}/replies")
+    ok("POST", f"/v1/tweets/{tid}:like", {}, token)
+    ok("GET", f"/v1/tweets/{tid}/likes")
+    ok("GET", f"/v1/users/{uid}/likes")
+    ok("POST", f"/v1/tweets/{tid}:unlike", {}, token)
+    ok("POST", f"/v1/tweets/{tid}:retweet", {}, token)
+    ok("POST", f"/v1/tweets/{tid}:unretweet", {}, token)
+    ok("GET", f"/v1/users/{uid}/mentions")
+    ok("GET", f"/v1/hashtags/{text.rsplit('#', 1)[1]}/tweets")
+    ok("GET", "/v1/tweets:search?query=described")
+    ok("GET", f"/v1/users/{fid}/tweets?page_size=5")
+    ok("GET", "/v1/timelines/home?page_size=5", token=token)
+    ok("GET", "/v1/timelines/global?page_size=5")
+    ok("POST", f"/v1/users/{fid}:unfollow", {}, token)
+    ok("DELETE", f"/v1/tweets/{tid}", token=other_token)
+    return handle, token, fid, other_token
+
+
 def test_envoy_answers_as_the_spec_says(mesh: Mesh, spec: dict[str, Any]) -> None:
     api = Checker(spec, mesh.ports.envoy)
-    handle = f"spec_{secrets.token_hex(3)}"
-    user = api.call("POST", "/v1/users", {"handle": handle, "password": PASSWORD}).json()["user"]
-    token = api.call("POST", "/v1/sessions", {"handle": handle, "password": PASSWORD}).json()["token"]
-    other = f"spec2_{secrets.token_hex(3)}"
-    followee = api.call("POST", "/v1/users", {"handle": other, "password": PASSWORD}).json()["user"]
-    api.call("GET", f"/v1/users/{user['user_id']}")
-    api.call("GET", f"/v1/handles/{handle}")
-    api.call("POST", f"/v1/users/{followee['user_id']}:follow", {}, token)
-    api.call("GET", f"/v1/users/{followee['user_id']}/followers?page_size=5")
-    api.call("GET", f"/v1/users/{user['user_id']}/following")
-    posted = api.call("POST", "/v1/tweets", {"text": "described", "request_id": "spec-1"}, token)
-    tweet = posted.json()["tweet"]
-    api.call("GET", f"/v1/tweets/{tweet['tweet_id']}")
-    api.call("GET", f"/v1/users/{user['user_id']}/tweets?page_size=5")
-    api.call("GET", "/v1/timelines/home?page_size=5", token=token)
-    api.call("POST", f"/v1/users/{followee['user_id']}:unfollow", {}, token)
+    handle, token, fid, other_token = walk_every_route(api)
 
     # Errors: the google.rpc.Status body, from a service and from Envoy itself.
     assert api.call("POST", "/v1/tweets", {"text": ""}, token).status == 400
     assert api.call("GET", "/v1/timelines/home").status == 401
+    assert api.call("PATCH", f"/v1/users/{fid}", {"display_name": "Not me"}, token).status == 403
     assert api.call("GET", "/v1/handles/nobody_at_all").status == 404
     assert api.call("POST", "/v1/users", {"handle": handle, "password": PASSWORD}).status == 409
     assert api.call("DELETE", "/v1/sessions/current", token=token).status == 200
 
-    # The stream's content type is the one the spec gives.
-    stream_op = spec["paths"]["/v1/timelines/home:stream"]["get"]
-    connection = http.client.HTTPConnection("127.0.0.1", mesh.ports.envoy, timeout=15)
-    try:
-        fresh = http_call(mesh.ports.envoy, "POST", "/v1/sessions", {"handle": other, "password": PASSWORD})
-        connection.request(
-            "GET", "/v1/timelines/home:stream", headers={"authorization": f"Bearer {fresh.json()['token']}"}
-        )
-        response = connection.getresponse()
-        assert response.status == 200
-        assert response.getheader("content-type") in stream_op["responses"]["200"]["content"]
-    finally:
-        connection.close()
+    streams = {
+        (verb, path) for path, ops in spec["paths"].items() for verb, op in ops.items() if ":stream" in path
+    }
+    assert streams == {("get", "/v1/timelines/home:stream"), ("get", "/v1/timelines/global:stream")}
+    for _, path in streams:
+        # The stream's content type is the one the spec gives.
+        content = spec["paths"][path]["get"]["responses"]["200"]["content"]
+        connection = http.client.HTTPConnection("127.0.0.1", mesh.ports.envoy, timeout=15)
+        try:
+            connection.request("GET", path, headers={"authorization": f"Bearer {other_token}"})
+            response = connection.getresponse()
+            assert response.status == 200
+            assert response.getheader("content-type") in content
+        finally:
+            connection.close()
 
     every = {(verb, path) for path, operations in spec["paths"].items() for verb in operations}
-    assert every - api.checked == {("get", "/v1/timelines/home:stream")}
+    assert every - api.checked == streams

@@ -63,7 +63,7 @@ def test_removing_a_field_of_the_released_contract_is_caught(tmp_path: Path) -> 
 
 def test_adding_a_field_is_not_a_breaking_change(tmp_path: Path) -> None:
     field = "  int64 tweets_count = 7;\n"
-    protos = edited_protos(tmp_path, field, field + "  string bio = 8;\n")
+    protos = edited_protos(tmp_path, field, field + "  string added_in_a_test = 999;\n")
     image = image_of(protos, tmp_path / "grown.binpb")
     done = buf("breaking", image, "--against", f"{ROOT / 'protos' / 'released.binpb'}#format=binpb")
     assert done.returncode == 0, done.stdout + done.stderr

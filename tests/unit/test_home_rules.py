@@ -7,7 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
 from meshkit.pagination import PageTokens
-from timeline_svc.service import HomeTimeline
+from meshkit.peers import TweetRef
+from timeline_svc.service import RETWEET_WINDOW, HomeTimeline, LiveEvent, visible_entries
 
 
 class FakeGraph:
@@ -19,18 +20,42 @@ class FakeGraph:
 
 
 class FakeTweets:
-    def __init__(self, by_author: dict[int, list[int]], deleted: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+    """Tweets by author; `replies_to` gives a reply's replied-to author, `retweets` a retweet's
+    original, `mentions` who a tweet mentions. Hydrated tweets are strings "tweet-<id>"."""
+
+    def __init__(
+        self,
+        by_author: dict[int, list[int]],
+        deleted: set[int] = frozenset(),  # type: ignore[assignment]
+        replies_to: dict[int, int] | None = None,
+        retweets: dict[int, int] | None = None,
+        mentions: dict[int, list[int]] | None = None,
+    ) -> None:
         self.by_author = by_author
         self.deleted = deleted
+        self.replies_to = replies_to or {}
+        self.retweets = retweets or {}
+        self.mentions = mentions or {}
 
-    async def ids_by_authors(
+    async def refs_by_authors(
         self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
-    ) -> list[int]:
+    ) -> list[TweetRef]:
         ids = sorted((t for a in author_ids for t in self.by_author.get(a, [])), reverse=True)
+        ids = [t for t in ids if (before is None or t < before) and (after is None or t > after)][:limit]
+        author = {t: a for a, ts in self.by_author.items() for t in ts}
+        return [TweetRef(t, author[t], self.replies_to.get(t)) for t in ids]
+
+    async def mention_ids(
+        self, user_id: int, *, before: int | None = None, after: int | None = None, limit: int
+    ) -> list[int]:
+        ids = sorted(self.mentions.get(user_id, []), reverse=True)
         return [t for t in ids if (before is None or t < before) and (after is None or t > after)][:limit]
 
     async def tweets(self, tweet_ids: Sequence[int]) -> Mapping[int, str]:
         return {t: f"tweet-{t}" for t in tweet_ids if t not in self.deleted}
+
+    def original_of(self, tweet: str) -> int | None:
+        return self.retweets.get(int(tweet.removeprefix("tweet-")))
 
 
 class FakeTimelines:
@@ -65,13 +90,19 @@ class FakeTimelines:
 
 class NoLive:
     @contextlib.asynccontextmanager
-    async def subscribe(self, user_id: int) -> AsyncIterator[asyncio.Queue[int | None]]:
+    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[LiveEvent | None]]:
         yield asyncio.Queue()
 
 
 def home(tweets: FakeTweets, timelines: FakeTimelines, following: dict[int, list[int]]) -> HomeTimeline[str]:
     return HomeTimeline(
-        FakeGraph(following), tweets, timelines, NoLive(), PageTokens("s"), heartbeat_seconds=1
+        FakeGraph(following),
+        tweets,
+        timelines,
+        NoLive(),
+        PageTokens("s"),
+        original_of=tweets.original_of,
+        heartbeat_seconds=1,
     )
 
 
@@ -113,3 +144,37 @@ async def test_last_page_has_no_token() -> None:
     page = await timeline.page(1, 2, "")
     assert page.items == ["tweet-2", "tweet-1"]
     assert page.next_page_token == ""
+
+
+async def test_rebuild_keeps_replies_only_between_followed_users_and_adds_mentions() -> None:
+    # 1 follows 2 and 3. 2's tweets: 10 plain, 11 replies to 3, 12 replies to 9 (not followed),
+    # 13 replies to 1. 9 mentions 1 in 14. Only 12 stays out.
+    tweets = FakeTweets(
+        {2: [10, 11, 12, 13], 9: [14]}, replies_to={11: 3, 12: 9, 13: 1}, mentions={1: [13, 14]}
+    )
+    timeline = home(tweets, FakeTimelines(max_entries=100), {1: [2, 3]})
+    assert await read_all(timeline, 1, 2) == ["tweet-14", "tweet-13", "tweet-11", "tweet-10"]
+
+
+async def test_a_retweet_of_an_original_already_among_the_older_window_is_hidden_across_pages() -> None:
+    # 100 is the original (by 2); 120 and 130 retweet it (by 3) within the window of 40 older
+    # entries; 500 retweets it far above the window, so it is shown again.
+    filler = [t for t in range(101, 500) if t not in (120, 130)]
+    retweets = {120: 100, 130: 100, 500: 100}
+    tweets = FakeTweets({2: [100, *filler], 3: [120, 130, 500]}, retweets=retweets)
+    timeline = home(tweets, FakeTimelines(max_entries=1000), {1: [2, 3]})
+    shown = await read_all(timeline, 1, 7)
+    assert "tweet-120" not in shown and "tweet-130" not in shown
+    assert "tweet-100" in shown and "tweet-500" in shown
+    assert len(shown) == 1 + len(filler) + 1
+
+
+def test_visible_entries_window() -> None:
+    ids = [9, 8, 7, *range(6, 6 - RETWEET_WINDOW, -1)]
+    originals: dict[int, int | None] = {t: None for t in ids}
+    originals[9] = 5  # retweet of 5, which is within the window: hidden
+    originals[8] = 1000  # retweet of something not in the window: shown
+    del originals[7]  # deleted: hidden
+    shown = visible_entries(ids, originals)
+    assert shown[:3] == [False, True, False]
+    assert all(shown[3:])

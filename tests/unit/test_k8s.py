@@ -160,7 +160,7 @@ def test_peers_are_reached_through_headless_services_balanced_per_call() -> None
 def test_envoy_runs_the_repository_config_against_the_headless_services() -> None:
     manifests = build(BASE)
     assert find(manifests, "ConfigMap", "envoy-config")["data"]["envoy.yaml"] == TEMPLATE.read_text(), (
-        "deploy/k8s/envoy.yaml must carry envoy/envoy.yaml verbatim: copy it into the ConfigMap"
+        "deploy/k8s/envoy-config.yaml must carry envoy/envoy.yaml verbatim: run make gen"
     )
     container = find(manifests, "Deployment", "envoy")["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][:3] == ["python", "-m", "devstack.envoy"]

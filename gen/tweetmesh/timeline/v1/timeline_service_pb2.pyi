@@ -33,6 +33,22 @@ class StreamHomeTimelineRequest(_message.Message):
     since_tweet_id: str
     def __init__(self, since_tweet_id: _Optional[str] = ...) -> None: ...
 
+class StreamGlobalTimelineRequest(_message.Message):
+    __slots__ = ("since_tweet_id",)
+    SINCE_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    since_tweet_id: str
+    def __init__(self, since_tweet_id: _Optional[str] = ...) -> None: ...
+
+class StreamGlobalTimelineResponse(_message.Message):
+    __slots__ = ("tweet", "deletion", "heartbeat")
+    TWEET_FIELD_NUMBER: _ClassVar[int]
+    DELETION_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    tweet: _tweets_service_pb2.Tweet
+    deletion: TweetDeletion
+    heartbeat: Heartbeat
+    def __init__(self, tweet: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ..., deletion: _Optional[_Union[TweetDeletion, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+
 class TweetDeletion(_message.Message):
     __slots__ = ("tweet_id",)
     TWEET_ID_FIELD_NUMBER: _ClassVar[int]

@@ -26,7 +26,10 @@ if _version_not_supported:
 
 
 class TimelineServiceStub:
-    """TimelineService serves the caller's home timeline: tweets of the people they follow.
+    """TimelineService serves the caller's home timeline (tweets of the people they follow, their
+    own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
+    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    live streams of the home and global timelines.
     """
 
     def __init__(self, channel):
@@ -45,10 +48,18 @@ class TimelineServiceStub:
                 request_serializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamHomeTimelineRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamHomeTimelineResponse.FromString,
                 _registered_method=True)
+        self.StreamGlobalTimeline = channel.unary_stream(
+                '/tweetmesh.timeline.v1.TimelineService/StreamGlobalTimeline',
+                request_serializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamGlobalTimelineRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamGlobalTimelineResponse.FromString,
+                _registered_method=True)
 
 
 class TimelineServiceServicer:
-    """TimelineService serves the caller's home timeline: tweets of the people they follow.
+    """TimelineService serves the caller's home timeline (tweets of the people they follow, their
+    own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
+    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    live streams of the home and global timelines.
     """
 
     def GetHomeTimeline(self, request, context):
@@ -61,6 +72,15 @@ class TimelineServiceServicer:
     def StreamHomeTimeline(self, request, context):
         """Live events for the caller's home timeline. With since_tweet_id, first replays what arrived
         after it (oldest first), then goes live. Over HTTP: newline-delimited JSON.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamGlobalTimeline(self, request, context):
+        """Live events of the global timeline (TweetService.GetGlobalTimeline): new public tweets and
+        deletions. With since_tweet_id, first replays the public tweets after it, oldest first.
+        Needs no token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -79,6 +99,11 @@ def add_TimelineServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamHomeTimelineRequest.FromString,
                     response_serializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamHomeTimelineResponse.SerializeToString,
             ),
+            'StreamGlobalTimeline': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamGlobalTimeline,
+                    request_deserializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamGlobalTimelineRequest.FromString,
+                    response_serializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamGlobalTimelineResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tweetmesh.timeline.v1.TimelineService', rpc_method_handlers)
@@ -88,7 +113,10 @@ def add_TimelineServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class TimelineService:
-    """TimelineService serves the caller's home timeline: tweets of the people they follow.
+    """TimelineService serves the caller's home timeline (tweets of the people they follow, their
+    own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
+    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    live streams of the home and global timelines.
     """
 
     @staticmethod
@@ -135,6 +163,33 @@ class TimelineService:
             '/tweetmesh.timeline.v1.TimelineService/StreamHomeTimeline',
             tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamHomeTimelineRequest.SerializeToString,
             tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamHomeTimelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamGlobalTimeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tweetmesh.timeline.v1.TimelineService/StreamGlobalTimeline',
+            tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamGlobalTimelineRequest.SerializeToString,
+            tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamGlobalTimelineResponse.FromString,
             options,
             channel_credentials,
             insecure,

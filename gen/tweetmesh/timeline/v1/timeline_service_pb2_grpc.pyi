@@ -27,7 +27,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class TimelineServiceStub:
-    """TimelineService serves the caller's home timeline: tweets of the people they follow."""
+    """TimelineService serves the caller's home timeline (tweets of the people they follow, their
+    own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
+    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    live streams of the home and global timelines.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -39,10 +43,19 @@ class TimelineServiceStub:
     """Live events for the caller's home timeline. With since_tweet_id, first replays what arrived
     after it (oldest first), then goes live. Over HTTP: newline-delimited JSON.
     """
+    StreamGlobalTimeline: _grpc.UnaryStreamMultiCallable[_timeline_service_pb2.StreamGlobalTimelineRequest, _timeline_service_pb2.StreamGlobalTimelineResponse]
+    """Live events of the global timeline (TweetService.GetGlobalTimeline): new public tweets and
+    deletions. With since_tweet_id, first replays the public tweets after it, oldest first.
+    Needs no token.
+    """
 
 @_typing.type_check_only
 class TimelineServiceAsyncStub(TimelineServiceStub):
-    """TimelineService serves the caller's home timeline: tweets of the people they follow."""
+    """TimelineService serves the caller's home timeline (tweets of the people they follow, their
+    own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
+    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    live streams of the home and global timelines.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetHomeTimeline: _aio.UnaryUnaryMultiCallable[_timeline_service_pb2.GetHomeTimelineRequest, _timeline_service_pb2.GetHomeTimelineResponse]  # type: ignore[assignment]
@@ -51,9 +64,18 @@ class TimelineServiceAsyncStub(TimelineServiceStub):
     """Live events for the caller's home timeline. With since_tweet_id, first replays what arrived
     after it (oldest first), then goes live. Over HTTP: newline-delimited JSON.
     """
+    StreamGlobalTimeline: _aio.UnaryStreamMultiCallable[_timeline_service_pb2.StreamGlobalTimelineRequest, _timeline_service_pb2.StreamGlobalTimelineResponse]  # type: ignore[assignment]
+    """Live events of the global timeline (TweetService.GetGlobalTimeline): new public tweets and
+    deletions. With since_tweet_id, first replays the public tweets after it, oldest first.
+    Needs no token.
+    """
 
 class TimelineServiceServicer(metaclass=_abc_1.ABCMeta):
-    """TimelineService serves the caller's home timeline: tweets of the people they follow."""
+    """TimelineService serves the caller's home timeline (tweets of the people they follow, their
+    own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
+    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    live streams of the home and global timelines.
+    """
 
     @_abc_1.abstractmethod
     def GetHomeTimeline(
@@ -71,6 +93,17 @@ class TimelineServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_timeline_service_pb2.StreamHomeTimelineResponse], _abc.AsyncIterator[_timeline_service_pb2.StreamHomeTimelineResponse]]:
         """Live events for the caller's home timeline. With since_tweet_id, first replays what arrived
         after it (oldest first), then goes live. Over HTTP: newline-delimited JSON.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamGlobalTimeline(
+        self,
+        request: _timeline_service_pb2.StreamGlobalTimelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_timeline_service_pb2.StreamGlobalTimelineResponse], _abc.AsyncIterator[_timeline_service_pb2.StreamGlobalTimelineResponse]]:
+        """Live events of the global timeline (TweetService.GetGlobalTimeline): new public tweets and
+        deletions. With since_tweet_id, first replays the public tweets after it, oldest first.
+        Needs no token.
         """
 
 def add_TimelineServiceServicer_to_server(servicer: TimelineServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -4,6 +4,7 @@ from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tweetmesh.users.v1 import users_service_pb2 as _users_service_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -12,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Tweet(_message.Message):
-    __slots__ = ("tweet_id", "author_id", "author", "text", "create_time", "reply_to_tweet_id", "reply_count")
+    __slots__ = ("tweet_id", "author_id", "author", "text", "create_time", "reply_to_tweet_id", "reply_count", "reply_to_author_id", "reply_to_deleted", "retweet_of_tweet_id", "retweeted_tweet", "like_count", "retweet_count", "mentions", "hashtags")
     TWEET_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +21,14 @@ class Tweet(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
     REPLY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_DELETED_FIELD_NUMBER: _ClassVar[int]
+    RETWEET_OF_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    RETWEETED_TWEET_FIELD_NUMBER: _ClassVar[int]
+    LIKE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RETWEET_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MENTIONS_FIELD_NUMBER: _ClassVar[int]
+    HASHTAGS_FIELD_NUMBER: _ClassVar[int]
     tweet_id: str
     author_id: str
     author: _users_service_pb2.User
@@ -27,7 +36,23 @@ class Tweet(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     reply_to_tweet_id: str
     reply_count: int
-    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., author: _Optional[_Union[_users_service_pb2.User, _Mapping]] = ..., text: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., reply_count: _Optional[int] = ...) -> None: ...
+    reply_to_author_id: str
+    reply_to_deleted: bool
+    retweet_of_tweet_id: str
+    retweeted_tweet: Tweet
+    like_count: int
+    retweet_count: int
+    mentions: _containers.RepeatedCompositeFieldContainer[Mention]
+    hashtags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., author: _Optional[_Union[_users_service_pb2.User, _Mapping]] = ..., text: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., reply_count: _Optional[int] = ..., reply_to_author_id: _Optional[str] = ..., reply_to_deleted: _Optional[bool] = ..., retweet_of_tweet_id: _Optional[str] = ..., retweeted_tweet: _Optional[_Union[Tweet, _Mapping]] = ..., like_count: _Optional[int] = ..., retweet_count: _Optional[int] = ..., mentions: _Optional[_Iterable[_Union[Mention, _Mapping]]] = ..., hashtags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Mention(_message.Message):
+    __slots__ = ("user_id", "handle")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    handle: str
+    def __init__(self, user_id: _Optional[str] = ..., handle: _Optional[str] = ...) -> None: ...
 
 class CreateTweetRequest(_message.Message):
     __slots__ = ("text", "reply_to_tweet_id", "request_id")
@@ -75,6 +100,188 @@ class ListUserTweetsResponse(_message.Message):
     next_page_token: str
     def __init__(self, tweets: _Optional[_Iterable[_Union[Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class DeleteTweetRequest(_message.Message):
+    __slots__ = ("tweet_id",)
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    def __init__(self, tweet_id: _Optional[str] = ...) -> None: ...
+
+class DeleteTweetResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRepliesRequest(_message.Message):
+    __slots__ = ("tweet_id", "page_size", "page_token")
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, tweet_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListRepliesResponse(_message.Message):
+    __slots__ = ("tweets", "next_page_token")
+    TWEETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tweets: _containers.RepeatedCompositeFieldContainer[Tweet]
+    next_page_token: str
+    def __init__(self, tweets: _Optional[_Iterable[_Union[Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RetweetRequest(_message.Message):
+    __slots__ = ("tweet_id",)
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    def __init__(self, tweet_id: _Optional[str] = ...) -> None: ...
+
+class RetweetResponse(_message.Message):
+    __slots__ = ("tweet",)
+    TWEET_FIELD_NUMBER: _ClassVar[int]
+    tweet: Tweet
+    def __init__(self, tweet: _Optional[_Union[Tweet, _Mapping]] = ...) -> None: ...
+
+class UnretweetRequest(_message.Message):
+    __slots__ = ("tweet_id",)
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    def __init__(self, tweet_id: _Optional[str] = ...) -> None: ...
+
+class UnretweetResponse(_message.Message):
+    __slots__ = ("tweet",)
+    TWEET_FIELD_NUMBER: _ClassVar[int]
+    tweet: Tweet
+    def __init__(self, tweet: _Optional[_Union[Tweet, _Mapping]] = ...) -> None: ...
+
+class LikeTweetRequest(_message.Message):
+    __slots__ = ("tweet_id",)
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    def __init__(self, tweet_id: _Optional[str] = ...) -> None: ...
+
+class LikeTweetResponse(_message.Message):
+    __slots__ = ("tweet",)
+    TWEET_FIELD_NUMBER: _ClassVar[int]
+    tweet: Tweet
+    def __init__(self, tweet: _Optional[_Union[Tweet, _Mapping]] = ...) -> None: ...
+
+class UnlikeTweetRequest(_message.Message):
+    __slots__ = ("tweet_id",)
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    def __init__(self, tweet_id: _Optional[str] = ...) -> None: ...
+
+class UnlikeTweetResponse(_message.Message):
+    __slots__ = ("tweet",)
+    TWEET_FIELD_NUMBER: _ClassVar[int]
+    tweet: Tweet
+    def __init__(self, tweet: _Optional[_Union[Tweet, _Mapping]] = ...) -> None: ...
+
+class ListLikingUsersRequest(_message.Message):
+    __slots__ = ("tweet_id", "page_size", "page_token")
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, tweet_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListLikingUsersResponse(_message.Message):
+    __slots__ = ("users", "next_page_token")
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[_users_service_pb2.User]
+    next_page_token: str
+    def __init__(self, users: _Optional[_Iterable[_Union[_users_service_pb2.User, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListLikedTweetsRequest(_message.Message):
+    __slots__ = ("user_id", "page_size", "page_token")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListLikedTweetsResponse(_message.Message):
+    __slots__ = ("tweets", "next_page_token")
+    TWEETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tweets: _containers.RepeatedCompositeFieldContainer[Tweet]
+    next_page_token: str
+    def __init__(self, tweets: _Optional[_Iterable[_Union[Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListMentionsRequest(_message.Message):
+    __slots__ = ("user_id", "page_size", "page_token")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListMentionsResponse(_message.Message):
+    __slots__ = ("tweets", "next_page_token")
+    TWEETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tweets: _containers.RepeatedCompositeFieldContainer[Tweet]
+    next_page_token: str
+    def __init__(self, tweets: _Optional[_Iterable[_Union[Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListHashtagTweetsRequest(_message.Message):
+    __slots__ = ("tag", "page_size", "page_token")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    page_size: int
+    page_token: str
+    def __init__(self, tag: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListHashtagTweetsResponse(_message.Message):
+    __slots__ = ("tweets", "next_page_token")
+    TWEETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tweets: _containers.RepeatedCompositeFieldContainer[Tweet]
+    next_page_token: str
+    def __init__(self, tweets: _Optional[_Iterable[_Union[Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SearchTweetsRequest(_message.Message):
+    __slots__ = ("query", "page_size", "page_token")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    page_size: int
+    page_token: str
+    def __init__(self, query: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class SearchTweetsResponse(_message.Message):
+    __slots__ = ("tweets", "next_page_token")
+    TWEETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tweets: _containers.RepeatedCompositeFieldContainer[Tweet]
+    next_page_token: str
+    def __init__(self, tweets: _Optional[_Iterable[_Union[Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetGlobalTimelineRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class GetGlobalTimelineResponse(_message.Message):
+    __slots__ = ("tweets", "next_page_token")
+    TWEETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tweets: _containers.RepeatedCompositeFieldContainer[Tweet]
+    next_page_token: str
+    def __init__(self, tweets: _Optional[_Iterable[_Union[Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class BatchGetTweetsRequest(_message.Message):
     __slots__ = ("tweet_ids",)
     TWEET_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -100,12 +307,14 @@ class ListTweetIdsByAuthorsRequest(_message.Message):
     def __init__(self, author_ids: _Optional[_Iterable[str]] = ..., before_tweet_id: _Optional[str] = ..., after_tweet_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class TweetRef(_message.Message):
-    __slots__ = ("tweet_id", "author_id")
+    __slots__ = ("tweet_id", "author_id", "reply_to_author_id")
     TWEET_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
     tweet_id: str
     author_id: str
-    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ...) -> None: ...
+    reply_to_author_id: str
+    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., reply_to_author_id: _Optional[str] = ...) -> None: ...
 
 class ListTweetIdsByAuthorsResponse(_message.Message):
     __slots__ = ("tweets",)
@@ -133,14 +342,50 @@ class BatchGetTweetCountsResponse(_message.Message):
     counts: _containers.RepeatedCompositeFieldContainer[UserTweetCount]
     def __init__(self, counts: _Optional[_Iterable[_Union[UserTweetCount, _Mapping]]] = ...) -> None: ...
 
+class ListMentionIdsRequest(_message.Message):
+    __slots__ = ("user_id", "before_tweet_id", "after_tweet_id", "limit")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    before_tweet_id: str
+    after_tweet_id: str
+    limit: int
+    def __init__(self, user_id: _Optional[str] = ..., before_tweet_id: _Optional[str] = ..., after_tweet_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListMentionIdsResponse(_message.Message):
+    __slots__ = ("tweet_ids",)
+    TWEET_IDS_FIELD_NUMBER: _ClassVar[int]
+    tweet_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tweet_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class TweetEvent(_message.Message):
-    __slots__ = ("tweet_id", "author_id", "create_time", "reply_to_tweet_id")
+    __slots__ = ("tweet_id", "author_id", "create_time", "reply_to_tweet_id", "kind", "reply_to_author_id", "retweet_of_tweet_id", "mentioned_user_ids", "public")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[TweetEvent.Kind]
+        KIND_CREATED: _ClassVar[TweetEvent.Kind]
+        KIND_DELETED: _ClassVar[TweetEvent.Kind]
+    KIND_UNSPECIFIED: TweetEvent.Kind
+    KIND_CREATED: TweetEvent.Kind
+    KIND_DELETED: TweetEvent.Kind
     TWEET_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
+    RETWEET_OF_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    MENTIONED_USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_FIELD_NUMBER: _ClassVar[int]
     tweet_id: str
     author_id: str
     create_time: _timestamp_pb2.Timestamp
     reply_to_tweet_id: str
-    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ...) -> None: ...
+    kind: TweetEvent.Kind
+    reply_to_author_id: str
+    retweet_of_tweet_id: str
+    mentioned_user_ids: _containers.RepeatedScalarFieldContainer[str]
+    public: bool
+    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., kind: _Optional[_Union[TweetEvent.Kind, str]] = ..., reply_to_author_id: _Optional[str] = ..., retweet_of_tweet_id: _Optional[str] = ..., mentioned_user_ids: _Optional[_Iterable[str]] = ..., public: _Optional[bool] = ...) -> None: ...

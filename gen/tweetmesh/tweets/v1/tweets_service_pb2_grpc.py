@@ -29,7 +29,11 @@ class TweetServiceStub:
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts) are for the other services of the mesh only; Envoy refuses them.
+    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
+    refuses them.
+
+    Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
+    issued it, and reusing it with other arguments is INVALID_ARGUMENT.
     """
 
     def __init__(self, channel):
@@ -53,6 +57,66 @@ class TweetServiceStub:
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListUserTweetsRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListUserTweetsResponse.FromString,
                 _registered_method=True)
+        self.DeleteTweet = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/DeleteTweet',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetResponse.FromString,
+                _registered_method=True)
+        self.ListReplies = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/ListReplies',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListRepliesRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListRepliesResponse.FromString,
+                _registered_method=True)
+        self.Retweet = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/Retweet',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.RetweetRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.RetweetResponse.FromString,
+                _registered_method=True)
+        self.Unretweet = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/Unretweet',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnretweetRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnretweetResponse.FromString,
+                _registered_method=True)
+        self.LikeTweet = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/LikeTweet',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.LikeTweetRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.LikeTweetResponse.FromString,
+                _registered_method=True)
+        self.UnlikeTweet = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/UnlikeTweet',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnlikeTweetRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnlikeTweetResponse.FromString,
+                _registered_method=True)
+        self.ListLikingUsers = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/ListLikingUsers',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersResponse.FromString,
+                _registered_method=True)
+        self.ListLikedTweets = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/ListLikedTweets',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikedTweetsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikedTweetsResponse.FromString,
+                _registered_method=True)
+        self.ListMentions = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/ListMentions',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionsResponse.FromString,
+                _registered_method=True)
+        self.ListHashtagTweets = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/ListHashtagTweets',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListHashtagTweetsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListHashtagTweetsResponse.FromString,
+                _registered_method=True)
+        self.SearchTweets = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/SearchTweets',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.SearchTweetsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.SearchTweetsResponse.FromString,
+                _registered_method=True)
+        self.GetGlobalTimeline = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/GetGlobalTimeline',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetGlobalTimelineRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetGlobalTimelineResponse.FromString,
+                _registered_method=True)
         self.BatchGetTweets = channel.unary_unary(
                 '/tweetmesh.tweets.v1.TweetService/BatchGetTweets',
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetTweetsRequest.SerializeToString,
@@ -68,13 +132,22 @@ class TweetServiceStub:
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetTweetCountsRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetTweetCountsResponse.FromString,
                 _registered_method=True)
+        self.ListMentionIds = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/ListMentionIds',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsResponse.FromString,
+                _registered_method=True)
 
 
 class TweetServiceServicer:
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts) are for the other services of the mesh only; Envoy refuses them.
+    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
+    refuses them.
+
+    Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
+    issued it, and reusing it with other arguments is INVALID_ARGUMENT.
     """
 
     def CreateTweet(self, request, context):
@@ -92,6 +165,95 @@ class TweetServiceServicer:
 
     def ListUserTweets(self, request, context):
         """The user timeline: user_id's tweets, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTweet(self, request, context):
+        """Deletes one of the caller's tweets (or retweets). It disappears everywhere: GetTweet, user,
+        home, hashtag, mention and global timelines, search, and open streams get a deletion event.
+        Its replies stay, marked reply_to_deleted. Retweets of it are deleted with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReplies(self, request, context):
+        """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Retweet(self, request, context):
+        """Retweets tweet_id as the caller (a retweet of a retweet retweets the original). Retweeting
+        twice returns the existing retweet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unretweet(self, request, context):
+        """Undoes the caller's retweet of tweet_id; without one, changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LikeTweet(self, request, context):
+        """The caller likes tweet_id. Liking twice changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlikeTweet(self, request, context):
+        """The caller stops liking tweet_id. Unliking a tweet not liked changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLikingUsers(self, request, context):
+        """Who liked tweet_id, most recent like first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLikedTweets(self, request, context):
+        """The tweets user_id liked, most recent like first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMentions(self, request, context):
+        """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHashtagTweets(self, request, context):
+        """Tweets carrying #tag (case-insensitive; the leading # is optional), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchTweets(self, request, context):
+        """Full-text search: words (stemmed), "quoted phrases", #tags, -excluded words, OR. Best match
+        first, newer first among equals.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGlobalTimeline(self, request, context):
+        """The global timeline: the latest public tweets of everyone (no retweets, no replies to
+        others), newest first. Its live stream is TimelineService.StreamGlobalTimeline.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -118,6 +280,13 @@ class TweetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMentionIds(self, request, context):
+        """Internal: ids of the newest tweets mentioning (or replying to) user_id in an id window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TweetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -136,6 +305,66 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListUserTweetsRequest.FromString,
                     response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListUserTweetsResponse.SerializeToString,
             ),
+            'DeleteTweet': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTweet,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetResponse.SerializeToString,
+            ),
+            'ListReplies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReplies,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListRepliesRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListRepliesResponse.SerializeToString,
+            ),
+            'Retweet': grpc.unary_unary_rpc_method_handler(
+                    servicer.Retweet,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.RetweetRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.RetweetResponse.SerializeToString,
+            ),
+            'Unretweet': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unretweet,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnretweetRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnretweetResponse.SerializeToString,
+            ),
+            'LikeTweet': grpc.unary_unary_rpc_method_handler(
+                    servicer.LikeTweet,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.LikeTweetRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.LikeTweetResponse.SerializeToString,
+            ),
+            'UnlikeTweet': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlikeTweet,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnlikeTweetRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnlikeTweetResponse.SerializeToString,
+            ),
+            'ListLikingUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLikingUsers,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersResponse.SerializeToString,
+            ),
+            'ListLikedTweets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLikedTweets,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikedTweetsRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikedTweetsResponse.SerializeToString,
+            ),
+            'ListMentions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMentions,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionsRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionsResponse.SerializeToString,
+            ),
+            'ListHashtagTweets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHashtagTweets,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListHashtagTweetsRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListHashtagTweetsResponse.SerializeToString,
+            ),
+            'SearchTweets': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchTweets,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.SearchTweetsRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.SearchTweetsResponse.SerializeToString,
+            ),
+            'GetGlobalTimeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGlobalTimeline,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetGlobalTimelineRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetGlobalTimelineResponse.SerializeToString,
+            ),
             'BatchGetTweets': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchGetTweets,
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetTweetsRequest.FromString,
@@ -151,6 +380,11 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetTweetCountsRequest.FromString,
                     response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetTweetCountsResponse.SerializeToString,
             ),
+            'ListMentionIds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMentionIds,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tweetmesh.tweets.v1.TweetService', rpc_method_handlers)
@@ -163,7 +397,11 @@ class TweetService:
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts) are for the other services of the mesh only; Envoy refuses them.
+    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
+    refuses them.
+
+    Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
+    issued it, and reusing it with other arguments is INVALID_ARGUMENT.
     """
 
     @staticmethod
@@ -248,6 +486,330 @@ class TweetService:
             _registered_method=True)
 
     @staticmethod
+    def DeleteTweet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/DeleteTweet',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReplies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/ListReplies',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListRepliesRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListRepliesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Retweet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/Retweet',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.RetweetRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.RetweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unretweet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/Unretweet',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnretweetRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnretweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LikeTweet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/LikeTweet',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.LikeTweetRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.LikeTweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlikeTweet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/UnlikeTweet',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnlikeTweetRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnlikeTweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLikingUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/ListLikingUsers',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLikedTweets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/ListLikedTweets',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikedTweetsRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikedTweetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMentions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/ListMentions',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionsRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHashtagTweets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/ListHashtagTweets',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListHashtagTweetsRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListHashtagTweetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchTweets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/SearchTweets',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.SearchTweetsRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.SearchTweetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGlobalTimeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/GetGlobalTimeline',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetGlobalTimelineRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetGlobalTimelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def BatchGetTweets(request,
             target,
             options=(),
@@ -318,6 +880,33 @@ class TweetService:
             '/tweetmesh.tweets.v1.TweetService/BatchGetTweetCounts',
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetTweetCountsRequest.SerializeToString,
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetTweetCountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMentionIds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/ListMentionIds',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsResponse.FromString,
             options,
             channel_credentials,
             insecure,

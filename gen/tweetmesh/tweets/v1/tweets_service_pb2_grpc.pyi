@@ -30,7 +30,11 @@ class TweetServiceStub:
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts) are for the other services of the mesh only; Envoy refuses them.
+    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
+    refuses them.
+
+    Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
+    issued it, and reusing it with other arguments is INVALID_ARGUMENT.
     """
 
     @_typing.overload
@@ -42,19 +46,58 @@ class TweetServiceStub:
     GetTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTweetRequest, _tweets_service_pb2.GetTweetResponse]
     ListUserTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListUserTweetsRequest, _tweets_service_pb2.ListUserTweetsResponse]
     """The user timeline: user_id's tweets, newest first."""
+    DeleteTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.DeleteTweetRequest, _tweets_service_pb2.DeleteTweetResponse]
+    """Deletes one of the caller's tweets (or retweets). It disappears everywhere: GetTweet, user,
+    home, hashtag, mention and global timelines, search, and open streams get a deletion event.
+    Its replies stay, marked reply_to_deleted. Retweets of it are deleted with it.
+    """
+    ListReplies: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListRepliesRequest, _tweets_service_pb2.ListRepliesResponse]
+    """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet."""
+    Retweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.RetweetRequest, _tweets_service_pb2.RetweetResponse]
+    """Retweets tweet_id as the caller (a retweet of a retweet retweets the original). Retweeting
+    twice returns the existing retweet.
+    """
+    Unretweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.UnretweetRequest, _tweets_service_pb2.UnretweetResponse]
+    """Undoes the caller's retweet of tweet_id; without one, changes nothing."""
+    LikeTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.LikeTweetRequest, _tweets_service_pb2.LikeTweetResponse]
+    """The caller likes tweet_id. Liking twice changes nothing."""
+    UnlikeTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.UnlikeTweetRequest, _tweets_service_pb2.UnlikeTweetResponse]
+    """The caller stops liking tweet_id. Unliking a tweet not liked changes nothing."""
+    ListLikingUsers: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikingUsersRequest, _tweets_service_pb2.ListLikingUsersResponse]
+    """Who liked tweet_id, most recent like first."""
+    ListLikedTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikedTweetsRequest, _tweets_service_pb2.ListLikedTweetsResponse]
+    """The tweets user_id liked, most recent like first."""
+    ListMentions: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionsRequest, _tweets_service_pb2.ListMentionsResponse]
+    """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first."""
+    ListHashtagTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListHashtagTweetsRequest, _tweets_service_pb2.ListHashtagTweetsResponse]
+    """Tweets carrying #tag (case-insensitive; the leading # is optional), newest first."""
+    SearchTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.SearchTweetsRequest, _tweets_service_pb2.SearchTweetsResponse]
+    """Full-text search: words (stemmed), "quoted phrases", #tags, -excluded words, OR. Best match
+    first, newer first among equals.
+    """
+    GetGlobalTimeline: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.GetGlobalTimelineRequest, _tweets_service_pb2.GetGlobalTimelineResponse]
+    """The global timeline: the latest public tweets of everyone (no retweets, no replies to
+    others), newest first. Its live stream is TimelineService.StreamGlobalTimeline.
+    """
     BatchGetTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.BatchGetTweetsRequest, _tweets_service_pb2.BatchGetTweetsResponse]
     """Internal: many tweets at once, with their authors; unknown ids are left out."""
     ListTweetIdsByAuthors: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListTweetIdsByAuthorsRequest, _tweets_service_pb2.ListTweetIdsByAuthorsResponse]
     """Internal: ids of the newest tweets by any of author_ids in an id window, newest first."""
     BatchGetTweetCounts: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.BatchGetTweetCountsRequest, _tweets_service_pb2.BatchGetTweetCountsResponse]
     """Internal: how many tweets each user has posted."""
+    ListMentionIds: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionIdsRequest, _tweets_service_pb2.ListMentionIdsResponse]
+    """Internal: ids of the newest tweets mentioning (or replying to) user_id in an id window."""
 
 @_typing.type_check_only
 class TweetServiceAsyncStub(TweetServiceStub):
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts) are for the other services of the mesh only; Envoy refuses them.
+    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
+    refuses them.
+
+    Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
+    issued it, and reusing it with other arguments is INVALID_ARGUMENT.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -63,18 +106,57 @@ class TweetServiceAsyncStub(TweetServiceStub):
     GetTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTweetRequest, _tweets_service_pb2.GetTweetResponse]  # type: ignore[assignment]
     ListUserTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListUserTweetsRequest, _tweets_service_pb2.ListUserTweetsResponse]  # type: ignore[assignment]
     """The user timeline: user_id's tweets, newest first."""
+    DeleteTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.DeleteTweetRequest, _tweets_service_pb2.DeleteTweetResponse]  # type: ignore[assignment]
+    """Deletes one of the caller's tweets (or retweets). It disappears everywhere: GetTweet, user,
+    home, hashtag, mention and global timelines, search, and open streams get a deletion event.
+    Its replies stay, marked reply_to_deleted. Retweets of it are deleted with it.
+    """
+    ListReplies: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListRepliesRequest, _tweets_service_pb2.ListRepliesResponse]  # type: ignore[assignment]
+    """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet."""
+    Retweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.RetweetRequest, _tweets_service_pb2.RetweetResponse]  # type: ignore[assignment]
+    """Retweets tweet_id as the caller (a retweet of a retweet retweets the original). Retweeting
+    twice returns the existing retweet.
+    """
+    Unretweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.UnretweetRequest, _tweets_service_pb2.UnretweetResponse]  # type: ignore[assignment]
+    """Undoes the caller's retweet of tweet_id; without one, changes nothing."""
+    LikeTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.LikeTweetRequest, _tweets_service_pb2.LikeTweetResponse]  # type: ignore[assignment]
+    """The caller likes tweet_id. Liking twice changes nothing."""
+    UnlikeTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.UnlikeTweetRequest, _tweets_service_pb2.UnlikeTweetResponse]  # type: ignore[assignment]
+    """The caller stops liking tweet_id. Unliking a tweet not liked changes nothing."""
+    ListLikingUsers: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikingUsersRequest, _tweets_service_pb2.ListLikingUsersResponse]  # type: ignore[assignment]
+    """Who liked tweet_id, most recent like first."""
+    ListLikedTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikedTweetsRequest, _tweets_service_pb2.ListLikedTweetsResponse]  # type: ignore[assignment]
+    """The tweets user_id liked, most recent like first."""
+    ListMentions: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionsRequest, _tweets_service_pb2.ListMentionsResponse]  # type: ignore[assignment]
+    """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first."""
+    ListHashtagTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListHashtagTweetsRequest, _tweets_service_pb2.ListHashtagTweetsResponse]  # type: ignore[assignment]
+    """Tweets carrying #tag (case-insensitive; the leading # is optional), newest first."""
+    SearchTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.SearchTweetsRequest, _tweets_service_pb2.SearchTweetsResponse]  # type: ignore[assignment]
+    """Full-text search: words (stemmed), "quoted phrases", #tags, -excluded words, OR. Best match
+    first, newer first among equals.
+    """
+    GetGlobalTimeline: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.GetGlobalTimelineRequest, _tweets_service_pb2.GetGlobalTimelineResponse]  # type: ignore[assignment]
+    """The global timeline: the latest public tweets of everyone (no retweets, no replies to
+    others), newest first. Its live stream is TimelineService.StreamGlobalTimeline.
+    """
     BatchGetTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.BatchGetTweetsRequest, _tweets_service_pb2.BatchGetTweetsResponse]  # type: ignore[assignment]
     """Internal: many tweets at once, with their authors; unknown ids are left out."""
     ListTweetIdsByAuthors: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListTweetIdsByAuthorsRequest, _tweets_service_pb2.ListTweetIdsByAuthorsResponse]  # type: ignore[assignment]
     """Internal: ids of the newest tweets by any of author_ids in an id window, newest first."""
     BatchGetTweetCounts: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.BatchGetTweetCountsRequest, _tweets_service_pb2.BatchGetTweetCountsResponse]  # type: ignore[assignment]
     """Internal: how many tweets each user has posted."""
+    ListMentionIds: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionIdsRequest, _tweets_service_pb2.ListMentionIdsResponse]  # type: ignore[assignment]
+    """Internal: ids of the newest tweets mentioning (or replying to) user_id in an id window."""
 
 class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts) are for the other services of the mesh only; Envoy refuses them.
+    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
+    refuses them.
+
+    Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
+    issued it, and reusing it with other arguments is INVALID_ARGUMENT.
     """
 
     @_abc_1.abstractmethod
@@ -101,6 +183,111 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         """The user timeline: user_id's tweets, newest first."""
 
     @_abc_1.abstractmethod
+    def DeleteTweet(
+        self,
+        request: _tweets_service_pb2.DeleteTweetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.DeleteTweetResponse, _abc.Awaitable[_tweets_service_pb2.DeleteTweetResponse]]:
+        """Deletes one of the caller's tweets (or retweets). It disappears everywhere: GetTweet, user,
+        home, hashtag, mention and global timelines, search, and open streams get a deletion event.
+        Its replies stay, marked reply_to_deleted. Retweets of it are deleted with it.
+        """
+
+    @_abc_1.abstractmethod
+    def ListReplies(
+        self,
+        request: _tweets_service_pb2.ListRepliesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.ListRepliesResponse, _abc.Awaitable[_tweets_service_pb2.ListRepliesResponse]]:
+        """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet."""
+
+    @_abc_1.abstractmethod
+    def Retweet(
+        self,
+        request: _tweets_service_pb2.RetweetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.RetweetResponse, _abc.Awaitable[_tweets_service_pb2.RetweetResponse]]:
+        """Retweets tweet_id as the caller (a retweet of a retweet retweets the original). Retweeting
+        twice returns the existing retweet.
+        """
+
+    @_abc_1.abstractmethod
+    def Unretweet(
+        self,
+        request: _tweets_service_pb2.UnretweetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.UnretweetResponse, _abc.Awaitable[_tweets_service_pb2.UnretweetResponse]]:
+        """Undoes the caller's retweet of tweet_id; without one, changes nothing."""
+
+    @_abc_1.abstractmethod
+    def LikeTweet(
+        self,
+        request: _tweets_service_pb2.LikeTweetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.LikeTweetResponse, _abc.Awaitable[_tweets_service_pb2.LikeTweetResponse]]:
+        """The caller likes tweet_id. Liking twice changes nothing."""
+
+    @_abc_1.abstractmethod
+    def UnlikeTweet(
+        self,
+        request: _tweets_service_pb2.UnlikeTweetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.UnlikeTweetResponse, _abc.Awaitable[_tweets_service_pb2.UnlikeTweetResponse]]:
+        """The caller stops liking tweet_id. Unliking a tweet not liked changes nothing."""
+
+    @_abc_1.abstractmethod
+    def ListLikingUsers(
+        self,
+        request: _tweets_service_pb2.ListLikingUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.ListLikingUsersResponse, _abc.Awaitable[_tweets_service_pb2.ListLikingUsersResponse]]:
+        """Who liked tweet_id, most recent like first."""
+
+    @_abc_1.abstractmethod
+    def ListLikedTweets(
+        self,
+        request: _tweets_service_pb2.ListLikedTweetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.ListLikedTweetsResponse, _abc.Awaitable[_tweets_service_pb2.ListLikedTweetsResponse]]:
+        """The tweets user_id liked, most recent like first."""
+
+    @_abc_1.abstractmethod
+    def ListMentions(
+        self,
+        request: _tweets_service_pb2.ListMentionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.ListMentionsResponse, _abc.Awaitable[_tweets_service_pb2.ListMentionsResponse]]:
+        """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first."""
+
+    @_abc_1.abstractmethod
+    def ListHashtagTweets(
+        self,
+        request: _tweets_service_pb2.ListHashtagTweetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.ListHashtagTweetsResponse, _abc.Awaitable[_tweets_service_pb2.ListHashtagTweetsResponse]]:
+        """Tweets carrying #tag (case-insensitive; the leading # is optional), newest first."""
+
+    @_abc_1.abstractmethod
+    def SearchTweets(
+        self,
+        request: _tweets_service_pb2.SearchTweetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.SearchTweetsResponse, _abc.Awaitable[_tweets_service_pb2.SearchTweetsResponse]]:
+        """Full-text search: words (stemmed), "quoted phrases", #tags, -excluded words, OR. Best match
+        first, newer first among equals.
+        """
+
+    @_abc_1.abstractmethod
+    def GetGlobalTimeline(
+        self,
+        request: _tweets_service_pb2.GetGlobalTimelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.GetGlobalTimelineResponse, _abc.Awaitable[_tweets_service_pb2.GetGlobalTimelineResponse]]:
+        """The global timeline: the latest public tweets of everyone (no retweets, no replies to
+        others), newest first. Its live stream is TimelineService.StreamGlobalTimeline.
+        """
+
+    @_abc_1.abstractmethod
     def BatchGetTweets(
         self,
         request: _tweets_service_pb2.BatchGetTweetsRequest,
@@ -123,5 +310,13 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tweets_service_pb2.BatchGetTweetCountsResponse, _abc.Awaitable[_tweets_service_pb2.BatchGetTweetCountsResponse]]:
         """Internal: how many tweets each user has posted."""
+
+    @_abc_1.abstractmethod
+    def ListMentionIds(
+        self,
+        request: _tweets_service_pb2.ListMentionIdsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.ListMentionIdsResponse, _abc.Awaitable[_tweets_service_pb2.ListMentionIdsResponse]]:
+        """Internal: ids of the newest tweets mentioning (or replying to) user_id in an id window."""
 
 def add_TweetServiceServicer_to_server(servicer: TweetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

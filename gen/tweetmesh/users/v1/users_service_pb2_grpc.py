@@ -29,8 +29,8 @@ class UserServiceStub:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds) are for the other
-    services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
+    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
     """
 
     def __init__(self, channel):
@@ -63,6 +63,16 @@ class UserServiceStub:
                 '/tweetmesh.users.v1.UserService/GetUserByHandle',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.GetUserByHandleRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.GetUserByHandleResponse.FromString,
+                _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/UpdateUser',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UpdateUserResponse.FromString,
+                _registered_method=True)
+        self.SearchUsers = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/SearchUsers',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SearchUsersRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SearchUsersResponse.FromString,
                 _registered_method=True)
         self.FollowUser = channel.unary_unary(
                 '/tweetmesh.users.v1.UserService/FollowUser',
@@ -104,14 +114,24 @@ class UserServiceStub:
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingIdsRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingIdsResponse.FromString,
                 _registered_method=True)
+        self.ResolveHandles = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/ResolveHandles',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ResolveHandlesRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ResolveHandlesResponse.FromString,
+                _registered_method=True)
+        self.FilterFollowers = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/FilterFollowers',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds) are for the other
-    services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
+    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
     """
 
     def CreateUser(self, request, context):
@@ -143,6 +163,21 @@ class UserServiceServicer:
 
     def GetUserByHandle(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateUser(self, request, context):
+        """Changes the caller's own profile: only the fields present in the body change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchUsers(self, request, context):
+        """Users whose handle, or else display name, starts with query (ignoring case): handle
+        matches first in handle order, then display-name matches.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -203,6 +238,20 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveHandles(self, request, context):
+        """Internal: the users behind handles (ignoring case); unknown handles are left out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FilterFollowers(self, request, context):
+        """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -230,6 +279,16 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.GetUserByHandle,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.GetUserByHandleRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.GetUserByHandleResponse.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UpdateUserRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UpdateUserResponse.SerializeToString,
+            ),
+            'SearchUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchUsers,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SearchUsersRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SearchUsersResponse.SerializeToString,
             ),
             'FollowUser': grpc.unary_unary_rpc_method_handler(
                     servicer.FollowUser,
@@ -271,6 +330,16 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingIdsRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingIdsResponse.SerializeToString,
             ),
+            'ResolveHandles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveHandles,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ResolveHandlesRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ResolveHandlesResponse.SerializeToString,
+            ),
+            'FilterFollowers': grpc.unary_unary_rpc_method_handler(
+                    servicer.FilterFollowers,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tweetmesh.users.v1.UserService', rpc_method_handlers)
@@ -283,8 +352,8 @@ class UserService:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds) are for the other
-    services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
+    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
     """
 
     @staticmethod
@@ -412,6 +481,60 @@ class UserService:
             '/tweetmesh.users.v1.UserService/GetUserByHandle',
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.GetUserByHandleRequest.SerializeToString,
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.GetUserByHandleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/UpdateUser',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UpdateUserRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UpdateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/SearchUsers',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SearchUsersRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SearchUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -628,6 +751,60 @@ class UserService:
             '/tweetmesh.users.v1.UserService/ListFollowingIds',
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingIdsRequest.SerializeToString,
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingIdsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveHandles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/ResolveHandles',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ResolveHandlesRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ResolveHandlesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FilterFollowers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/FilterFollowers',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,8 +30,8 @@ class UserServiceStub:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds) are for the other
-    services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
+    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
     """
 
     @_typing.overload
@@ -46,6 +46,12 @@ class UserServiceStub:
     """Revokes the token the call was made with, at once."""
     GetUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.GetUserRequest, _users_service_pb2.GetUserResponse]
     GetUserByHandle: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.GetUserByHandleRequest, _users_service_pb2.GetUserByHandleResponse]
+    UpdateUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.UpdateUserRequest, _users_service_pb2.UpdateUserResponse]
+    """Changes the caller's own profile: only the fields present in the body change."""
+    SearchUsers: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.SearchUsersRequest, _users_service_pb2.SearchUsersResponse]
+    """Users whose handle, or else display name, starts with query (ignoring case): handle
+    matches first in handle order, then display-name matches.
+    """
     FollowUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.FollowUserRequest, _users_service_pb2.FollowUserResponse]
     """The caller (from the token) follows user_id. Following twice changes nothing."""
     UnfollowUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.UnfollowUserRequest, _users_service_pb2.UnfollowUserResponse]
@@ -62,14 +68,18 @@ class UserServiceStub:
     """Internal: ids of everyone following user_id, in pages (for fan-out)."""
     ListFollowingIds: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowingIdsRequest, _users_service_pb2.ListFollowingIdsResponse]
     """Internal: ids of everyone user_id follows, in pages (for timeline rebuilds)."""
+    ResolveHandles: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ResolveHandlesRequest, _users_service_pb2.ResolveHandlesResponse]
+    """Internal: the users behind handles (ignoring case); unknown handles are left out."""
+    FilterFollowers: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.FilterFollowersRequest, _users_service_pb2.FilterFollowersResponse]
+    """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out)."""
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds) are for the other
-    services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
+    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -81,6 +91,12 @@ class UserServiceAsyncStub(UserServiceStub):
     """Revokes the token the call was made with, at once."""
     GetUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.GetUserRequest, _users_service_pb2.GetUserResponse]  # type: ignore[assignment]
     GetUserByHandle: _aio.UnaryUnaryMultiCallable[_users_service_pb2.GetUserByHandleRequest, _users_service_pb2.GetUserByHandleResponse]  # type: ignore[assignment]
+    UpdateUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.UpdateUserRequest, _users_service_pb2.UpdateUserResponse]  # type: ignore[assignment]
+    """Changes the caller's own profile: only the fields present in the body change."""
+    SearchUsers: _aio.UnaryUnaryMultiCallable[_users_service_pb2.SearchUsersRequest, _users_service_pb2.SearchUsersResponse]  # type: ignore[assignment]
+    """Users whose handle, or else display name, starts with query (ignoring case): handle
+    matches first in handle order, then display-name matches.
+    """
     FollowUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.FollowUserRequest, _users_service_pb2.FollowUserResponse]  # type: ignore[assignment]
     """The caller (from the token) follows user_id. Following twice changes nothing."""
     UnfollowUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.UnfollowUserRequest, _users_service_pb2.UnfollowUserResponse]  # type: ignore[assignment]
@@ -97,13 +113,17 @@ class UserServiceAsyncStub(UserServiceStub):
     """Internal: ids of everyone following user_id, in pages (for fan-out)."""
     ListFollowingIds: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowingIdsRequest, _users_service_pb2.ListFollowingIdsResponse]  # type: ignore[assignment]
     """Internal: ids of everyone user_id follows, in pages (for timeline rebuilds)."""
+    ResolveHandles: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ResolveHandlesRequest, _users_service_pb2.ResolveHandlesResponse]  # type: ignore[assignment]
+    """Internal: the users behind handles (ignoring case); unknown handles are left out."""
+    FilterFollowers: _aio.UnaryUnaryMultiCallable[_users_service_pb2.FilterFollowersRequest, _users_service_pb2.FilterFollowersResponse]  # type: ignore[assignment]
+    """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out)."""
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds) are for the other
-    services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
+    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
     """
 
     @_abc_1.abstractmethod
@@ -143,6 +163,24 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _users_service_pb2.GetUserByHandleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_service_pb2.GetUserByHandleResponse, _abc.Awaitable[_users_service_pb2.GetUserByHandleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateUser(
+        self,
+        request: _users_service_pb2.UpdateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.UpdateUserResponse, _abc.Awaitable[_users_service_pb2.UpdateUserResponse]]:
+        """Changes the caller's own profile: only the fields present in the body change."""
+
+    @_abc_1.abstractmethod
+    def SearchUsers(
+        self,
+        request: _users_service_pb2.SearchUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.SearchUsersResponse, _abc.Awaitable[_users_service_pb2.SearchUsersResponse]]:
+        """Users whose handle, or else display name, starts with query (ignoring case): handle
+        matches first in handle order, then display-name matches.
+        """
 
     @_abc_1.abstractmethod
     def FollowUser(
@@ -207,5 +245,21 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_users_service_pb2.ListFollowingIdsResponse, _abc.Awaitable[_users_service_pb2.ListFollowingIdsResponse]]:
         """Internal: ids of everyone user_id follows, in pages (for timeline rebuilds)."""
+
+    @_abc_1.abstractmethod
+    def ResolveHandles(
+        self,
+        request: _users_service_pb2.ResolveHandlesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.ResolveHandlesResponse, _abc.Awaitable[_users_service_pb2.ResolveHandlesResponse]]:
+        """Internal: the users behind handles (ignoring case); unknown handles are left out."""
+
+    @_abc_1.abstractmethod
+    def FilterFollowers(
+        self,
+        request: _users_service_pb2.FilterFollowersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.FilterFollowersResponse, _abc.Awaitable[_users_service_pb2.FilterFollowersResponse]]:
+        """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out)."""
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
