@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -137,21 +136,18 @@ def forget_pool(pool: AsyncConnectionPool) -> None:
     _POOLS.forget(pool)
 
 
-@contextmanager
-def _serving(host: str, port: int) -> Iterator[None]:
-    server, thread = start_http_server(port, addr=host, registry=REGISTRY)
-    log.info("metrics", extra={"address": f"{host}:{port}", "path": "/metrics"})
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+class MetricsServer:
+    """/metrics over HTTP on a thread of its own, so a scrape never waits for the event loop."""
 
+    def __init__(self, host: str, port: int) -> None:
+        self._server, self._thread = start_http_server(port, addr=host, registry=REGISTRY)
+        log.info("metrics", extra={"address": f"{host}:{port}", "path": "/metrics"})
 
-def serve_metrics(host: str, port: int) -> AbstractContextManager[None]:
-    """Serves /metrics over HTTP on host:port (on a thread) for as long as the context is open."""
-    return _serving(host, port)
+    async def close(self) -> None:
+        # shutdown() blocks until the serving loop notices (about half a second): not on the loop.
+        await asyncio.to_thread(self._server.shutdown)
+        self._server.server_close()
+        await asyncio.to_thread(self._thread.join, 5)
 
 
 async def refresh_every(seconds: float, refresh: Callable[[], Awaitable[None]], name: str) -> None:

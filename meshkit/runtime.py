@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import AbstractContextManager, AsyncExitStack
+from contextlib import AsyncExitStack
 from typing import Any
 
 import grpc
@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
 from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
-from meshkit.metrics import forget_pool, serve_metrics, watch_pool
+from meshkit.metrics import MetricsServer, forget_pool, watch_pool
 from meshkit.settings import Settings, SettingsError, load_settings
 from meshkit.status import ErrorInterceptor
 from meshkit.telemetry import TelemetryInterceptor
@@ -119,10 +119,6 @@ class Runtime:
         """Runs `callback` when the service stops (before pools and channels close)."""
         self._stack.push_async_callback(callback)
 
-    def on_close_sync(self, context: AbstractContextManager[None]) -> None:
-        """Enters `context` now and leaves it when the service stops."""
-        self._stack.enter_context(context)
-
     def background(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         """Runs `coroutine` until the service stops; a crash is logged and stops the service."""
         task = asyncio.create_task(coroutine, name=name)
@@ -163,7 +159,7 @@ async def serve(settings: Settings, setup: Setup) -> None:
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     if settings.metrics_port:
-        runtime.on_close_sync(serve_metrics(settings.listen_host, settings.metrics_port))
+        runtime.on_close(MetricsServer(settings.listen_host, settings.metrics_port).close)
     try:
         names = await setup(runtime, server)
         reflection.enable_server_reflection(
