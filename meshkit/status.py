@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
 import grpc
@@ -14,6 +14,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from meshkit.errors import ERROR_DOMAIN, DomainError, Internal, Unavailable
+from meshkit.interceptors import Handler, HandlerInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,6 @@ def as_domain_error(exc: BaseException, method: str) -> DomainError:
     return Internal("internal error", reason="INTERNAL")
 
 
-Handler = Callable[..., Any]
-
-
 def _wrap_unary(behavior: Handler, method: str) -> Handler:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
@@ -111,31 +109,14 @@ def _wrap_stream(behavior: Handler, method: str) -> Handler:
     return handle
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
+class ErrorInterceptor(HandlerInterceptor):
     """Maps every exception leaving a handler to a status; nothing escapes as a bare UNKNOWN."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+    def wrap_unary(self, behavior: Handler, method: str) -> Handler:
+        return _wrap_unary(behavior, method)
+
+    def wrap_stream(self, behavior: Handler, method: str) -> Handler:
+        return _wrap_stream(behavior, method)
 
 
 __all__ = ["DEPENDENCY_ERRORS", "ErrorInterceptor", "abort_with", "as_domain_error", "status_of"]

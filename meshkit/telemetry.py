@@ -11,16 +11,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
+from meshkit.interceptors import Handler, HandlerInterceptor
 from meshkit.logs import REQUEST_ID_HEADER, new_request_id, request_id
 from meshkit.metrics import OPEN_STREAMS, RPC_HANDLED, RPC_SECONDS
 
 log = logging.getLogger(__name__)
-Handler = Callable[..., Any]
 Context = grpc.aio.ServicerContext[Any, Any]
 # Probes and tooling call these all the time: counted in the metrics, logged only at DEBUG.
 _QUIET_SERVICES = ("grpc.health.v1.", "grpc.reflection.")
@@ -107,31 +107,14 @@ def _wrap_stream(behavior: Handler, method: str) -> Handler:
     return handle
 
 
-class TelemetryInterceptor(grpc.aio.ServerInterceptor):
+class TelemetryInterceptor(HandlerInterceptor):
     """Request id, metrics and a log line for every unary and server-streaming call."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+    def wrap_unary(self, behavior: Handler, method: str) -> Handler:
+        return _wrap_unary(behavior, method)
+
+    def wrap_stream(self, behavior: Handler, method: str) -> Handler:
+        return _wrap_stream(behavior, method)
 
 
 __all__ = ["TelemetryInterceptor"]
