@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 
+import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
@@ -123,8 +124,38 @@ class _PoolCollector(Collector):
         yield from families.values()
 
 
+class _RedisPoolCollector(Collector):
+    """Redis connection pool usage, from redis-py's get_connection_count() at scrape time."""
+
+    def __init__(self) -> None:
+        self._pools: dict[str, aioredis.ConnectionPool] = {}
+
+    def watch(self, name: str, pool: aioredis.ConnectionPool) -> None:
+        self._pools[name] = pool
+
+    def forget(self, name: str) -> None:
+        self._pools.pop(name, None)
+
+    def collect(self) -> Iterator[Metric]:
+        held = GaugeMetricFamily(
+            "tweetmesh_redis_pool_connections", "Redis connections held, by state (idle, used).",
+            labels=["pool", "state"],
+        )  # fmt: skip
+        most = GaugeMetricFamily(
+            "tweetmesh_redis_pool_max_connections", "The Redis pool's max_connections.", labels=["pool"]
+        )
+        for name, pool in list(self._pools.items()):
+            for count, attributes in pool.get_connection_count():
+                held.add_metric([name, str(attributes.get("db.client.connection.state", "?"))], count)
+            most.add_metric([name], pool.max_connections)
+        yield held
+        yield most
+
+
 _POOLS = _PoolCollector()
+_REDIS_POOLS = _RedisPoolCollector()
 REGISTRY.register(_POOLS)
+REGISTRY.register(_REDIS_POOLS)
 
 
 def watch_pool(pool: AsyncConnectionPool) -> None:
@@ -134,6 +165,15 @@ def watch_pool(pool: AsyncConnectionPool) -> None:
 
 def forget_pool(pool: AsyncConnectionPool) -> None:
     _POOLS.forget(pool)
+
+
+def watch_redis(name: str, client: aioredis.Redis) -> None:
+    """Exposes the usage of `client`'s connection pool until forget_redis."""
+    _REDIS_POOLS.watch(name, client.connection_pool)
+
+
+def forget_redis(name: str) -> None:
+    _REDIS_POOLS.forget(name)
 
 
 class MetricsServer:

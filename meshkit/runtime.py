@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
 from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
-from meshkit.metrics import MetricsServer, forget_pool, watch_pool
+from meshkit.metrics import MetricsServer, forget_pool, forget_redis, watch_pool, watch_redis
 from meshkit.settings import Settings, SettingsError, load_settings
 from meshkit.status import ErrorInterceptor
 from meshkit.telemetry import TelemetryInterceptor
@@ -91,6 +91,8 @@ class Runtime:
         )
         await client.ping()
         self._stack.push_async_callback(client.aclose)
+        watch_redis(self.settings.service, client)
+        self._stack.callback(forget_redis, self.settings.service)
         return client
 
     def channel(self, address: str) -> grpc.aio.Channel:

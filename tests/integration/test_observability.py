@@ -107,6 +107,10 @@ def test_open_streams_and_fanout_and_pool_gauges(mesh: Mesh, stubs: Stubs) -> No
         pool = scrape(mesh, service)
         assert value(pool, "tweetmesh_db_pool_max_connections") >= 1, service
         assert value(pool, "tweetmesh_db_pool_connections") >= 1, service
+    for service in SERVICES:
+        pools = scrape(mesh, service)
+        assert value(pools, "tweetmesh_redis_pool_max_connections", pool=service) >= 1, service
+        assert value(pools, "tweetmesh_redis_pool_connections", pool=service) >= 1, service
 
 
 def test_one_request_id_follows_a_call_through_the_services_and_secrets_stay_out(
