@@ -249,8 +249,10 @@ class _Spec:
                         continue
                     rule = method.options.Extensions[annotations_pb2.http]
                     comment = self._comments.get((file.name, (6, s_index, 2, m_index)), "")
-                    for route in _rules(rule):
+                    for number, route in enumerate(_rules(rule), start=1):
                         path, operation = self._operation(file.package, service.name, method, route, comment)
+                        if number > 1:  # an additional binding: operation ids must stay unique
+                            operation["operationId"] += f"_{number}"
                         if route.verb in paths.setdefault(path, {}):
                             raise SystemExit(f"two RPCs are bound to {route.verb.upper()} {path}")
                         paths[path][route.verb] = operation
