@@ -25,6 +25,8 @@ AUTHOR_MASK = FieldMask(
     paths=["user_id", "handle", "display_name", "create_time", "followers_count", "following_count"]
 )
 ID_PAGE = 10_000
+# tweets_svc's ListTweetIdsByAuthors takes at most this many authors a call.
+AUTHORS_PER_CALL = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,23 +115,29 @@ class TweetsPeer:
     async def refs_by_authors(
         self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
     ) -> list[TweetRef]:
-        """Like ids_by_authors, with each tweet's author and replied-to author."""
-        if not author_ids:
-            return []
-        reply = await self._stub.ListTweetIdsByAuthors(
-            tweets_pb.ListTweetIdsByAuthorsRequest(
-                author_ids=[str(a) for a in author_ids],
-                before_tweet_id=wire_id(before),
-                after_tweet_id=wire_id(after),
-                limit=limit,
+        """Like ids_by_authors, with each tweet's author and replied-to author. More authors than
+        one call takes are asked in chunks, and the newest `limit` of all answers kept."""
+        refs: list[TweetRef] = []
+        for start in range(0, len(author_ids), AUTHORS_PER_CALL):
+            reply = await self._stub.ListTweetIdsByAuthors(
+                tweets_pb.ListTweetIdsByAuthorsRequest(
+                    author_ids=[str(a) for a in author_ids[start : start + AUTHORS_PER_CALL]],
+                    before_tweet_id=wire_id(before),
+                    after_tweet_id=wire_id(after),
+                    limit=limit,
+                )
             )
-        )
-        return [
-            TweetRef(
-                int(t.tweet_id), int(t.author_id), int(t.reply_to_author_id) if t.reply_to_author_id else None
+            refs.extend(
+                TweetRef(
+                    int(t.tweet_id),
+                    int(t.author_id),
+                    int(t.reply_to_author_id) if t.reply_to_author_id else None,
+                )
+                for t in reply.tweets
             )
-            for t in reply.tweets
-        ]
+        if len(author_ids) > AUTHORS_PER_CALL:
+            refs.sort(key=lambda r: r.tweet_id, reverse=True)
+        return refs[:limit]
 
     async def mention_ids(
         self, user_id: int, *, before: int | None = None, after: int | None = None, limit: int

@@ -213,7 +213,8 @@ class HomeTimeline(Generic[T]):
         order can differ), so a reconnecting client may see a tweet again and dedupes by tweet_id.
         """
         async with self._live.subscribe(live_channel(viewer)) as queue:
-            sent: set[int] = set()
+            # The client has seen `since`: never send it again, even if fan-out publishes it late.
+            sent: set[int] = set() if since is None else {since}
             if since is not None:
                 replay = await self._timelines.after(
                     viewer, max(since - self._overlap, 0), self._timelines.max_entries
@@ -249,7 +250,9 @@ class GlobalTimeline(Generic[T]):
         id_of: Callable[[T], int],
         heartbeat_seconds: float,
         replay_max: int,
+        replay_overlap_ms: int = 1000,
     ) -> None:
+        self._overlap = ms_delta(replay_overlap_ms)
         self._tweets = tweets
         self._live = live
         self._id_of = id_of
@@ -257,12 +260,14 @@ class GlobalTimeline(Generic[T]):
         self._replay_max = replay_max
 
     async def _replay(self, since: int) -> list[T]:
-        """Public tweets after `since`, oldest first, at most replay_max of them."""
+        """Public tweets after `since`, oldest first, at most replay_max of them; from
+        `replay_overlap_ms` before it, for the reason HomeTimeline.stream gives."""
         newest_first: list[T] = []
         token = ""
+        start = since - self._overlap
         while len(newest_first) < self._replay_max:
             tweets, token = await self._tweets.global_page(token, 100)
-            fresh = [t for t in tweets if self._id_of(t) > since]
+            fresh = [t for t in tweets if self._id_of(t) > start and self._id_of(t) != since]
             newest_first.extend(fresh)
             if len(fresh) < len(tweets) or not token:
                 break
@@ -270,7 +275,8 @@ class GlobalTimeline(Generic[T]):
 
     async def stream(self, since: int | None) -> AsyncIterator[Event[T]]:
         async with self._live.subscribe(GLOBAL_CHANNEL) as queue:
-            sent: set[int] = set()
+            # The client has seen `since`: never send it again, even if fan-out publishes it late.
+            sent: set[int] = set() if since is None else {since}
             for tweet in await self._replay(since) if since is not None else []:
                 sent.add(self._id_of(tweet))
                 yield TweetArrived(tweet)

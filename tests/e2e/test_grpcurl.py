@@ -109,3 +109,52 @@ def test_native_grpc_through_envoy(mesh: Any) -> None:
     assert done.returncode != 0
     assert "NotFound" in done.stderr + done.stdout
     assert "handle" in done.stderr + done.stdout
+
+
+def test_the_social_api_with_grpcurl(mesh: Any) -> None:
+    users = f"127.0.0.1:{mesh.ports.users}"
+    tweets = f"127.0.0.1:{mesh.ports.tweets}"
+    handle = f"gs_{secrets.token_hex(3)}"
+    grpcurl(users, "tweetmesh.users.v1.UserService/CreateUser", data={"handle": handle, "password": PASSWORD})
+    login = json.loads(
+        grpcurl(users, "tweetmesh.users.v1.UserService/Login", data={"handle": handle, "password": PASSWORD})
+    )
+    token = login["token"]
+    word = "g" + secrets.token_hex(5)
+    posted = json.loads(
+        grpcurl(
+            tweets, "tweetmesh.tweets.v1.TweetService/CreateTweet", data={"text": f"#{word}"}, token=token
+        )
+    )["tweet"]
+    liked = json.loads(
+        grpcurl(
+            tweets,
+            "tweetmesh.tweets.v1.TweetService/LikeTweet",
+            data={"tweet_id": posted["tweet_id"]},
+            token=token,
+        )
+    )["tweet"]
+    assert liked["like_count"] == "1"
+    found = json.loads(
+        grpcurl(tweets, "tweetmesh.tweets.v1.TweetService/SearchTweets", data={"query": f"#{word}"})
+    )
+    assert [t["tweet_id"] for t in found["tweets"]] == [posted["tweet_id"]]
+    grpcurl(
+        tweets,
+        "tweetmesh.tweets.v1.TweetService/DeleteTweet",
+        data={"tweet_id": posted["tweet_id"]},
+        token=token,
+    )
+    tagged = json.loads(
+        grpcurl(tweets, "tweetmesh.tweets.v1.TweetService/ListHashtagTweets", data={"tag": word})
+    )
+    assert tagged.get("tweets", []) == []
+    profile = json.loads(
+        grpcurl(
+            users,
+            "tweetmesh.users.v1.UserService/UpdateUser",
+            data={"user_id": login["user"]["user_id"], "bio": "via grpcurl"},
+            token=token,
+        )
+    )
+    assert profile["user"]["bio"] == "via grpcurl"

@@ -82,7 +82,7 @@ def test_events_held_by_a_killed_fanout_worker_are_delivered_by_another_once(
             consumers = r.xinfo_consumers("events:tweets", "fanout")
             return any(c["name"] == b"doomed" and c["pending"] >= len(posted) for c in consumers)
 
-        eventually(held_by_doomed)
+        eventually(held_by_doomed, timeout=30)  # a busy machine starts processes slowly
         mesh.kill_service("fanout")  # SIGKILL while holding them
     finally:
         mesh.start_service("fanout")  # a healthy worker under a new consumer name
