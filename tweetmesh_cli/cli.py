@@ -31,6 +31,7 @@ DEFAULT_TARGET = "127.0.0.1:8080"
 TIMEOUT_SECONDS = 15.0
 # A broken live stream is reopened after this long, from the last tweet seen.
 RECONNECT_SECONDS = 1.0
+SEEN_REMEMBERED = 1000
 
 
 class CliError(Exception):
@@ -247,9 +248,10 @@ def _stream(client: Client, since: str) -> Iterator[timeline_pb.StreamHomeTimeli
 
 
 def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    """Prints tweets as they arrive; reconnects after a break, replaying from the last one seen."""
+    """Prints tweets as they arrive; after a break (a service restarting, the network) reconnects,
+    replaying from the last tweet seen, until Ctrl-C."""
     since = args.since or ""
-    seen: set[str] = set()
+    seen: dict[str, None] = {}  # insertion-ordered: the oldest goes first
     out.write(f"watching @{client.session().handle}'s home timeline (Ctrl-C to stop)\n")
     out.flush()
     while True:
@@ -257,8 +259,11 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
             for event in _stream(client, since):
                 kind = event.WhichOneof("event")
                 if kind == "tweet" and event.tweet.tweet_id not in seen:
-                    # A replay after a reconnect may repeat a tweet: show each once.
-                    seen.add(event.tweet.tweet_id)
+                    # A replay after a reconnect may repeat a tweet: show each once (the replay
+                    # overlaps by seconds, so the recent ids are enough to remember).
+                    seen[event.tweet.tweet_id] = None
+                    if len(seen) > SEEN_REMEMBERED:
+                        del seen[next(iter(seen))]
                     since = event.tweet.tweet_id
                     out.write(f"{render_tweet(event.tweet)}\n\n")
                 elif kind == "deletion":
@@ -266,13 +271,14 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
                 elif kind == "heartbeat" and args.heartbeats:
                     out.write(f"(heartbeat {event.heartbeat.time.ToDatetime(tzinfo=UTC):%H:%M:%S})\n")
                 out.flush()
-            return  # the server ended the stream
+            # A live stream has no end: the server closed it because it is stopping.
+            out.write("(stream closed by the server; reconnecting)\n")
         except grpc.RpcError as error:
             if error.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
             out.write(f"(stream interrupted: {error.details()}; reconnecting)\n")
-            out.flush()
-            time.sleep(RECONNECT_SECONDS)
+        out.flush()
+        time.sleep(RECONNECT_SECONDS)
 
 
 # ----- the parser

@@ -84,31 +84,52 @@ def test_sign_up_follow_post_and_read_the_timeline(mesh: Mesh, tmp_path: Path) -
     assert "second device" in again.ok("post", "from a second device")
 
 
-def test_watch_shows_tweets_as_they_arrive(mesh: Mesh, tmp_path: Path) -> None:
+class Watcher:
+    """`tweetmesh watch` running in the background; its output arrives line by line on a queue."""
+
+    def __init__(self, viewer: Person) -> None:
+        self._process = subprocess.Popen(
+            [str(TWEETMESH), "watch"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=viewer.env(),
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self._process.stdout or ():
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 15) -> str:
+        seen = ""
+        while text not in seen:
+            seen += self.lines.get(timeout=timeout)
+        return seen
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
+
+
+def test_watch_shows_tweets_as_they_arrive_and_survives_a_restart(mesh: Mesh, tmp_path: Path) -> None:
     carol, dave = person(tmp_path, mesh, "carol"), person(tmp_path, mesh, "dave")
     carol.ok("signup", carol.handle, "--password-stdin", stdin=PASSWORD)
     dave.ok("signup", dave.handle, "--password-stdin", stdin=PASSWORD)
     carol.ok("follow", dave.handle)
-    watcher = subprocess.Popen(
-        [str(TWEETMESH), "watch"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=carol.env(),
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in watcher.stdout or ()], daemon=True)
-    reader.start()
+    watcher = Watcher(carol)
     try:
-        assert "watching" in lines.get(timeout=30)
+        watcher.wait_for("watching", timeout=30)
         dave.ok("post", "live on the wire")
-        seen = ""
-        while "live on the wire" not in seen:
-            seen += lines.get(timeout=15)
-        assert f"@{dave.handle}" in seen
+        assert f"@{dave.handle}" in watcher.wait_for("live on the wire")
+
+        mesh.start_service("timeline")  # a restart: the open stream breaks
+        watcher.wait_for("reconnecting")
+        dave.ok("post", "after the restart")
+        watcher.wait_for("after the restart", timeout=30)
     finally:
-        watcher.terminate()
-        watcher.wait(timeout=10)
+        watcher.stop()
 
 
 def test_errors_are_clear_and_exit_nonzero(mesh: Mesh, tmp_path: Path) -> None:
