@@ -182,8 +182,8 @@ class HomeTimeline(Generic[T]):
 
     async def page(self, viewer: int, size: int, token: str) -> Page[T]:
         """A page of the home timeline. RETWEET_WINDOW more ids than the page are read so that each
-        entry's repeated-retweet check sees its whole window; hidden and deleted entries are
-        skipped and the cursor moves past them."""
+        entry's repeated-retweet check sees its whole window (they are hydrated only when the page
+        holds a retweet); hidden and deleted entries are skipped and the cursor moves past them."""
         limit = page_size(size)
         scope = f"home:{viewer}"
         cursor = self._pages.decode(token, scope)
@@ -191,7 +191,10 @@ class HomeTimeline(Generic[T]):
         ids = await self._ids(viewer, int(cursor) if cursor else None, wanted)
         complete = len(ids) < wanted  # the timeline ends here: every window is whole
         judged = ids if complete else ids[: len(ids) - RETWEET_WINDOW]
-        found = await self._tweets.tweets(ids)
+        found = dict(await self._tweets.tweets(judged))
+        if any(self._original_of(tweet) is not None for tweet in found.values()):
+            # Only a retweet can be hidden; only then are the entries after the page needed.
+            found.update(await self._tweets.tweets([t for t in ids if t not in found]))
         shown = visible_entries(ids, {t: self._original_of(found[t]) for t in ids if t in found})
         visible = [t for i, t in enumerate(judged) if shown[i]]
         items = visible[:limit]

@@ -36,6 +36,7 @@ class FakeTweets:
         self.replies_to = replies_to or {}
         self.retweets = retweets or {}
         self.mentions = mentions or {}
+        self.hydrated: list[int] = []  # how many ids each hydration asked for
 
     async def refs_by_authors(
         self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
@@ -52,6 +53,7 @@ class FakeTweets:
         return [t for t in ids if (before is None or t < before) and (after is None or t > after)][:limit]
 
     async def tweets(self, tweet_ids: Sequence[int]) -> Mapping[int, str]:
+        self.hydrated.append(len(tweet_ids))
         return {t: f"tweet-{t}" for t in tweet_ids if t not in self.deleted}
 
     def original_of(self, tweet: str) -> int | None:
@@ -178,3 +180,11 @@ def test_visible_entries_window() -> None:
     shown = visible_entries(ids, originals)
     assert shown[:3] == [False, True, False]
     assert all(shown[3:])
+
+
+async def test_a_page_without_retweets_hydrates_only_the_page() -> None:
+    tweets = FakeTweets({2: list(range(1, 200))})
+    timeline = home(tweets, FakeTimelines(max_entries=300), {1: [2]})
+    page = await timeline.page(1, 10, "")
+    assert len(page.items) == 10
+    assert tweets.hydrated == [11]
