@@ -45,8 +45,12 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def digest_cache_key(digest: bytes) -> str:
+    return "session:" + digest.hex()
+
+
 def cache_key(token: str) -> str:
-    return "session:" + token_digest(token).hex()
+    return digest_cache_key(token_digest(token))
 
 
 def bearer_token(metadata: Metadata) -> str:

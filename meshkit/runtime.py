@@ -19,8 +19,10 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
+from meshkit.auth import Authenticator
 from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from meshkit.metrics import MetricsServer, forget_pool, forget_redis, watch_pool, watch_redis
+from meshkit.ratelimit import RateLimitInterceptor
 from meshkit.settings import Settings, SettingsError, load_settings
 from meshkit.status import ErrorInterceptor
 from meshkit.telemetry import TelemetryInterceptor
@@ -59,8 +61,9 @@ class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamCl
 class Runtime:
     """What a service's setup function builds on; everything opened here is closed on stop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, rate_limits: RateLimitInterceptor) -> None:
         self.settings = settings
+        self._rate_limits = rate_limits
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -117,6 +120,10 @@ class Runtime:
             self._stack.push_async_callback(channel.close)
         return self._channels[address]
 
+    def limit_rates(self, redis: aioredis.Redis, auth: Authenticator) -> None:
+        """Turns on the rate limits (meshkit.ratelimit.POLICIES) for this service's methods."""
+        self._rate_limits.bind(redis, auth)
+
     def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Runs `callback` when the service stops (before pools and channels close)."""
         self._stack.push_async_callback(callback)
@@ -148,10 +155,12 @@ async def serve(settings: Settings, setup: Setup) -> None:
     """Builds the service with `setup` (which registers servicers and returns their full names),
     serves until SIGTERM or SIGINT, then stops gracefully: NOT_SERVING first, in-flight calls get
     `grace_seconds`, background work is cancelled, connections closed."""
-    runtime = Runtime(settings)
+    rate_limits = RateLimitInterceptor(settings)
+    runtime = Runtime(settings, rate_limits)
     server = grpc.aio.server(
-        # Telemetry outermost: it sees the status ErrorInterceptor made of any failure.
-        interceptors=[TelemetryInterceptor(), ErrorInterceptor()],
+        # The first is outermost. Telemetry sees the status ErrorInterceptor made of any failure,
+        # and a refusal by the rate limits becomes a status like any error.
+        interceptors=[TelemetryInterceptor(), ErrorInterceptor(), rate_limits],
         options=[
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),

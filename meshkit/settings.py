@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from collections.abc import Mapping
@@ -13,6 +14,35 @@ DEFAULT_METRICS_PORTS = {"users": 9101, "tweets": 9102, "fanout": 9103, "timelin
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable and what it expects."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `count` requests per `seconds`, spread evenly, with bursts of up to `count`."""
+
+    count: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Mastodon's spirit: 300 writes per 5 minutes per account; sign-in and sign-up much tighter.
+    A client address gets more than one account's worth, as several people may share one (NAT)."""
+
+    write_per_user: Rate = Rate(300, 300)
+    write_per_address: Rate = Rate(1500, 300)
+    login_per_address: Rate = Rate(25, 300)
+    login_per_account: Rate = Rate(25, 3600)
+    signup_per_address: Rate = Rate(10, 1800)
+
+
+RATE_LIMIT_VARIABLES = {
+    "write_per_user": "RATE_LIMIT_WRITE_PER_USER",
+    "write_per_address": "RATE_LIMIT_WRITE_PER_ADDRESS",
+    "login_per_address": "RATE_LIMIT_LOGIN_PER_ADDRESS",
+    "login_per_account": "RATE_LIMIT_LOGIN_PER_ACCOUNT",
+    "signup_per_address": "RATE_LIMIT_SIGNUP_PER_ADDRESS",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +73,9 @@ class Settings:
     fanout_claim_idle_ms: int
     fanout_max_deliveries: int
     outbox_sweep_seconds: float
+    rate_limits: RateLimits = RateLimits()
+    # Peers whose x-forwarded-for is believed (Envoy); anyone else is known by its own address.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -90,6 +123,37 @@ def _addr(env: Mapping[str, str], name: str, default_port: int) -> str:
     return value
 
 
+def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    count, _, seconds = raw.partition("/")
+    try:
+        rate = Rate(int(count), float(seconds))
+    except ValueError:
+        raise SettingsError(f"{name} must be COUNT/SECONDS such as 300/300, got {raw!r}") from None
+    if rate.count < 1 or rate.seconds <= 0:
+        raise SettingsError(f"{name} needs a count of at least 1 and a positive period, got {raw!r}")
+    return rate
+
+
+def _rate_limits(env: Mapping[str, str]) -> RateLimits:
+    defaults = RateLimits()
+    return RateLimits(
+        **{field: _rate(env, name, getattr(defaults, field)) for field, name in RATE_LIMIT_VARIABLES.items()}
+    )
+
+
+def _networks(
+    env: Mapping[str, str], name: str, default: str
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    raw = env.get(name, default)
+    try:
+        return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be comma-separated addresses or CIDR blocks, got {raw!r}") from None
+
+
 def load_settings(
     service: str, env: Mapping[str, str] | None = None, *, needs_database: bool = True
 ) -> Settings:
@@ -125,4 +189,7 @@ def load_settings(
         fanout_claim_idle_ms=_int(env, "FANOUT_CLAIM_IDLE_MS", 30_000, minimum=1),
         fanout_max_deliveries=_int(env, "FANOUT_MAX_DELIVERIES", 10, minimum=1),
         outbox_sweep_seconds=_float(env, "OUTBOX_SWEEP_SECONDS", 1.0, minimum=0.01),
+        rate_limits=_rate_limits(env),
+        # By default Envoy runs next to the services (make run, the tests); elsewhere name it.
+        trusted_proxies=_networks(env, "TRUSTED_PROXIES", "127.0.0.1/32,::1/128"),
     )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn
 
 import grpc
@@ -13,7 +14,7 @@ import redis.exceptions
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from meshkit.errors import ERROR_DOMAIN, DomainError, Internal, Unavailable
+from meshkit.errors import ERROR_DOMAIN, DomainError, Internal, InvalidArgument, Unavailable
 from meshkit.interceptors import Handler, HandlerInterceptor
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,11 @@ def status_of(error: DomainError) -> status_pb2.Status:
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: DomainError) -> NoReturn:
     status = status_of(error)
-    await context.abort(
-        error.code,
-        error.message,
-        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
-    )
+    trailers: list[tuple[str, str | bytes]] = [("grpc-status-details-bin", status.SerializeToString())]
+    if error.retry_after_seconds is not None:
+        # Envoy passes it on as the HTTP Retry-After header of the 429 (whole seconds, rounded up).
+        trailers.append(("retry-after", str(max(math.ceil(error.retry_after_seconds), 1))))
+    await context.abort(error.code, error.message, trailing_metadata=tuple(trailers))
     raise AssertionError("unreachable: abort raises")
 
 
@@ -84,9 +85,38 @@ def as_domain_error(exc: BaseException, method: str) -> DomainError:
     return Internal("internal error", reason="INTERNAL")
 
 
+class _Undecodable:
+    """Stands for a request that is not a valid message (say, a string field of invalid UTF-8)."""
+
+
+_UNDECODABLE = _Undecodable()
+_BAD_REQUEST = InvalidArgument(
+    "request: not a valid message for this method (malformed protobuf or invalid UTF-8)",
+    reason="MALFORMED_REQUEST",
+)
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """gRPC answers a request that fails to parse with INTERNAL; it is the caller's fault, so the
+    handler answers INVALID_ARGUMENT instead."""
+    if deserializer is None:
+        return None
+    parse = deserializer
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception:
+            return _UNDECODABLE
+
+    return deserialize
+
+
 def _wrap_unary(behavior: Handler, method: str) -> Handler:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
+            if request is _UNDECODABLE:
+                raise _BAD_REQUEST
             return await behavior(request, context)
         except grpc.aio.AbortError:
             raise
@@ -99,6 +129,8 @@ def _wrap_unary(behavior: Handler, method: str) -> Handler:
 def _wrap_stream(behavior: Handler, method: str) -> Handler:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
+            if request is _UNDECODABLE:
+                raise _BAD_REQUEST
             async for response in behavior(request, context):
                 yield response
         except grpc.aio.AbortError:
@@ -117,6 +149,9 @@ class ErrorInterceptor(HandlerInterceptor):
 
     def wrap_stream(self, behavior: Handler, method: str) -> Handler:
         return _wrap_stream(behavior, method)
+
+    def wrap_deserializer(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+        return _tolerant(deserializer)
 
 
 __all__ = ["DEPENDENCY_ERRORS", "ErrorInterceptor", "abort_with", "as_domain_error", "status_of"]

@@ -20,6 +20,13 @@ TEST_ENV = {
     "FANOUT_CLAIM_IDLE_MS": "1500",
     "OUTBOX_SWEEP_SECONDS": "0.5",
     "LOG_LEVEL": "INFO",
+    # The suite signs up, logs in and writes far more from one address than anyone would; the
+    # limits themselves are tested in tests/security with low limits on dedicated services.
+    "RATE_LIMIT_WRITE_PER_USER": "100000/60",
+    "RATE_LIMIT_WRITE_PER_ADDRESS": "100000/60",
+    "RATE_LIMIT_LOGIN_PER_ADDRESS": "100000/60",
+    "RATE_LIMIT_LOGIN_PER_ACCOUNT": "100000/60",
+    "RATE_LIMIT_SIGNUP_PER_ADDRESS": "100000/60",
 }
 
 

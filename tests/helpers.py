@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 import redis
+from google.api import annotations_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
@@ -27,6 +28,19 @@ from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
 
 T = TypeVar("T")
 PASSWORD = "correct horse battery"
+WRITE_VERBS = ("post", "put", "patch", "delete")
+
+
+def rpc_routes() -> dict[str, str]:
+    """Every RPC of the mesh by full path ("/pkg.Service/Method"), mapped to the HTTP verb of its
+    Envoy route, or "" for the internal ones (no route)."""
+    found = {}
+    for file in (users_pb.DESCRIPTOR, tweets_pb.DESCRIPTOR, timeline_pb.DESCRIPTOR, fanout_pb.DESCRIPTOR):
+        for service in file.services_by_name.values():
+            for method in service.methods:
+                rule = method.GetOptions().Extensions[annotations_pb2.http]
+                found[f"/{service.full_name}/{method.name}"] = rule.WhichOneof("pattern") or ""
+    return found
 
 
 def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
@@ -127,6 +141,30 @@ class Stubs:
     def user(self, account: Account) -> users_pb.User:
         return self.users.GetUser(users_pb.GetUserRequest(user_id=account.user_id), timeout=10).user
 
+    def snapshot(self, *accounts: Account) -> Any:
+        """What a refused call must leave unchanged: the users with their profiles and counts,
+        their tweets (text, likes, retweets, replies) and whom they follow."""
+        users = [self.user(a).SerializeToString(deterministic=True) for a in accounts]
+        tweets = [
+            [
+                (t.tweet_id, t.text, t.like_count, t.retweet_count, t.reply_count)
+                for t in self.tweets.ListUserTweets(
+                    tweets_pb.ListUserTweetsRequest(user_id=a.user_id, page_size=100), timeout=10
+                ).tweets
+            ]
+            for a in accounts
+        ]
+        following = [
+            [
+                u.user_id
+                for u in self.users.ListFollowing(
+                    users_pb.ListFollowingRequest(user_id=a.user_id, page_size=100), timeout=10
+                ).users
+            ]
+            for a in accounts
+        ]
+        return users, tweets, following
+
     def fanout_stats(self) -> fanout_pb.GetFanoutStatsResponse:
         return self.fanout.GetFanoutStats(fanout_pb.GetFanoutStatsRequest(), timeout=10)
 
@@ -225,11 +263,17 @@ class HttpResponse:
 
 
 def http_call(
-    port: int, method: str, path: str, body: Any = None, token: str | None = None, raw: bytes | None = None
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> HttpResponse:
     """One plain HTTP/1.1 request to Envoy."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **(headers or {})}
     if token:
         headers["authorization"] = f"Bearer {token}"
     payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)

@@ -58,9 +58,15 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
     async def StreamHomeTimeline(
         self, request: pb.StreamHomeTimelineRequest, context: Context
     ) -> AsyncIterator[pb.StreamHomeTimelineResponse]:
-        viewer = await self._auth.user_id(context.invocation_metadata())
+        metadata = context.invocation_metadata()
+        viewer = await self._auth.user_id(metadata)
         since = parse_id(request.since_tweet_id, "since_tweet_id", required=False)
         async for event in self._home.stream(viewer, since):
+            if isinstance(event, Heartbeat):
+                # The token is checked again at every heartbeat (one Redis read): a stream ends with
+                # UNAUTHENTICATED within a heartbeat of its logout, password change or expiry. Polling
+                # the source of truth cannot miss a revocation the way a pub/sub message can.
+                await self._auth.session(metadata)
             yield pb.StreamHomeTimelineResponse(**_event(event))
 
     async def StreamGlobalTimeline(
@@ -94,7 +100,7 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
         heartbeat_seconds=settings.stream_heartbeat_seconds,
         replay_max=settings.home_timeline_max,
     )
-    pb_grpc.add_TimelineServiceServicer_to_server(
-        TimelineServicer(home, global_timeline, Authenticator(redis, users.session)), server
-    )
+    auth = Authenticator(redis, users.session)
+    runtime.limit_rates(redis, auth)
+    pb_grpc.add_TimelineServiceServicer_to_server(TimelineServicer(home, global_timeline, auth), server)
     return [pb.DESCRIPTOR.services_by_name["TimelineService"].full_name]

@@ -268,7 +268,7 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     users = UsersPeer(runtime.channel(settings.users_addr))
     store = PostgresTweetStore(pool, outbox, tweet_event)
     tweets = Tweets(store, UserDirectory(users), PageTokens(settings.page_token_secret))
-    pb_grpc.add_TweetServiceServicer_to_server(
-        TweetServicer(tweets, users, Authenticator(redis, users.session)), server
-    )
+    auth = Authenticator(redis, users.session)
+    runtime.limit_rates(redis, auth)
+    pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth), server)
     return [pb.DESCRIPTOR.services_by_name["TweetService"].full_name]

@@ -65,6 +65,15 @@ class UserServicer(pb_grpc.UserServiceServicer):
         await self._users.logout(bearer_token(context.invocation_metadata()))
         return pb.LogoutResponse()
 
+    async def ChangePassword(
+        self, request: pb.ChangePasswordRequest, context: Context
+    ) -> pb.ChangePasswordResponse:
+        actor = await self._auth.user_id(context.invocation_metadata())
+        result = await self._users.change_password(
+            actor, require_id(request.user_id, "user_id"), request.old_password, request.new_password
+        )
+        return pb.ChangePasswordResponse(token=result.token, expire_time=timestamp(result.expire_time))
+
     async def GetUser(self, request: pb.GetUserRequest, context: Context) -> pb.GetUserResponse:
         user = await self._users.get_user(require_id(request.user_id, "user_id"))
         return pb.GetUserResponse(user=user_message(user))
@@ -191,9 +200,9 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
         page_tokens=PageTokens(settings.page_token_secret),
         token_ttl=timedelta(seconds=settings.token_ttl_seconds),
     )
-    pb_grpc.add_UserServiceServicer_to_server(
-        UserServicer(users, Authenticator(redis, users.authenticate)), server
-    )
+    auth = Authenticator(redis, users.authenticate)
+    runtime.limit_rates(redis, auth)
+    pb_grpc.add_UserServiceServicer_to_server(UserServicer(users, auth), server)
     return [pb.DESCRIPTOR.services_by_name["UserService"].full_name]
 
 

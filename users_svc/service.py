@@ -67,6 +67,10 @@ class UserStore(Protocol):
     async def create_session(self, digest: bytes, user_id: int, expire_time: datetime) -> None: ...
     async def session(self, digest: bytes) -> Session | None: ...
     async def delete_session(self, digest: bytes) -> None: ...
+    async def replace_password(self, user_id: int, password_hash: str) -> list[bytes]:
+        """Stores the new hash and deletes every session of the user, together; returns their digests."""
+        ...
+
     async def follow(self, follower_id: int, followee_id: int) -> None: ...
     async def unfollow(self, follower_id: int, followee_id: int) -> None: ...
     async def update_profile(self, user_id: int, display_name: str | None, bio: str | None) -> None: ...
@@ -86,6 +90,7 @@ class UserStore(Protocol):
 class SessionCache(Protocol):
     async def remember(self, token: str, session: Session) -> None: ...
     async def forget(self, token: str) -> None: ...
+    async def forget_digests(self, digests: Sequence[bytes]) -> None: ...
 
 
 class TweetCounts(Protocol):
@@ -98,10 +103,14 @@ def validate_new_user(handle: str, display_name: str, password: str) -> None:
     if not HANDLE_PATTERN.match(handle):
         raise InvalidArgument.field("handle", "must be 1 to 15 letters, digits or underscores")
     validate_display_name(display_name)
+    validate_password(password, "password")
+
+
+def validate_password(password: str, field: str) -> None:
     if len(password) < PASSWORD_MIN:
-        raise InvalidArgument.field("password", f"must be at least {PASSWORD_MIN} characters")
+        raise InvalidArgument.field(field, f"must be at least {PASSWORD_MIN} characters")
     if len(password) > PASSWORD_MAX:
-        raise InvalidArgument.field("password", f"must be at most {PASSWORD_MAX} characters")
+        raise InvalidArgument.field(field, f"must be at most {PASSWORD_MAX} characters")
 
 
 def validate_display_name(display_name: str) -> str:
@@ -176,12 +185,39 @@ class Users:
         verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, password)
         if found is None or not verified:
             raise Unauthenticated("handle or password is wrong", reason="BAD_CREDENTIALS")
+        return await self._new_session(found.user)
+
+    async def _new_session(self, user: User) -> LoginResult:
         token = new_token()
         expire_time = datetime.now(UTC) + self._token_ttl
-        await self._store.create_session(token_digest(token), found.user.user_id, expire_time)
-        await self._sessions.remember(token, Session(found.user.user_id, expire_time))
-        (user,) = await self._with_tweet_counts([found.user])
-        return LoginResult(token, user, expire_time)
+        await self._store.create_session(token_digest(token), user.user_id, expire_time)
+        await self._sessions.remember(token, Session(user.user_id, expire_time))
+        (counted,) = await self._with_tweet_counts([user])
+        return LoginResult(token, counted, expire_time)
+
+    async def change_password(
+        self, actor_id: int, user_id: int, old_password: str, new_password: str
+    ) -> LoginResult:
+        """Replaces the password and revokes every session (a stolen token dies with the old
+        password), then opens a fresh session for the caller."""
+        if actor_id != user_id:
+            raise PermissionDenied(
+                "user_id: a token may change only its own user's password",
+                reason="NOT_OWNER",
+                metadata={"field": "user_id"},
+            )
+        if not old_password:
+            raise InvalidArgument.field("old_password", "is required")
+        validate_password(new_password, "new_password")
+        user = await self.get_user(user_id)
+        found = await self._store.credentials(user.handle)
+        verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, old_password)
+        if found is None or not verified:
+            raise InvalidArgument.field("old_password", "does not match the current password", "BAD_PASSWORD")
+        password_hash = await asyncio.to_thread(self._hasher.hash, new_password)
+        revoked = await self._store.replace_password(user_id, password_hash)
+        await self._sessions.forget_digests(revoked)
+        return await self._new_session(found.user)
 
     def _verify(self, password_hash: str | None, password: str) -> bool:
         try:
@@ -197,10 +233,16 @@ class Users:
 
     async def authenticate(self, token: str) -> Session | None:
         """The live session behind a token (and the shared cache refilled), None if there is none."""
-        session = await self._store.session(token_digest(token))
+        digest = token_digest(token)
+        session = await self._store.session(digest)
         if session is None or session.expire_time <= datetime.now(UTC):
             return None
         await self._sessions.remember(token, session)
+        # A revocation (delete the row, then the cache entry) may have run since the read above and
+        # the entry just written would outlive it. Reading again after writing closes that gap.
+        if await self._store.session(digest) is None:
+            await self._sessions.forget(token)
+            return None
         return session
 
     async def get_user(self, user_id: int, field: str = "user_id") -> User:

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from meshkit.auth import Session, cache_session, forget_session
+from meshkit.auth import Session, cache_session, digest_cache_key, forget_session
 from meshkit.outbox import Outbox
 from users_svc.service import Credentials, HandleTaken, User
 
@@ -148,6 +148,14 @@ class PostgresUserStore:
         async with self._pool.connection() as conn:
             await conn.execute("DELETE FROM sessions WHERE token_hash = %s", (digest,))
 
+    async def replace_password(self, user_id: int, password_hash: str) -> list[bytes]:
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))
+            cur = await conn.execute(
+                "DELETE FROM sessions WHERE user_id = %s RETURNING token_hash", (user_id,)
+            )
+            return [bytes(row[0]) for row in await cur.fetchall()]
+
     async def follow(self, follower_id: int, followee_id: int) -> None:
         await self._change_follow(follower_id, followee_id, following=True)
 
@@ -207,3 +215,7 @@ class RedisSessionCache:
 
     async def forget(self, token: str) -> None:
         await forget_session(self._redis, token)
+
+    async def forget_digests(self, digests: Sequence[bytes]) -> None:
+        if digests:
+            await self._redis.delete(*(digest_cache_key(d) for d in digests))

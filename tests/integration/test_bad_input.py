@@ -25,19 +25,6 @@ def people(stubs: Stubs) -> dict[str, Account]:
     return {"actor": actor, "other": other}
 
 
-def snapshot(stubs: Stubs, people: dict[str, Account]) -> Any:
-    """What a refused call must leave unchanged: both users with their counts, and their tweets."""
-    users = [stubs.user(a) for a in people.values()]
-    tweets = [
-        [
-            t.tweet_id
-            for t in stubs.tweets.ListUserTweets(tweets_pb.ListUserTweetsRequest(user_id=a.user_id)).tweets
-        ]
-        for a in people.values()
-    ]
-    return [u.SerializeToString(deterministic=True) for u in users], tweets
-
-
 def revoked_token(stubs: Stubs, account: Account) -> list[tuple[str, str]]:
     login = stubs.users.Login(users_pb.LoginRequest(handle=account.user.handle, password=PASSWORD))
     auth = [("authorization", f"Bearer {login.token}")]
@@ -172,10 +159,10 @@ def test_bad_input_is_refused_and_changes_nothing(
     field: str,
     call: Callable[[Stubs, dict[str, Account]], Any],
 ) -> None:
-    before = snapshot(stubs, people)
+    before = stubs.snapshot(*people.values())
     error = rpc_error(lambda: call(stubs, people))
     assert error.code() == code, error.details()
     assert field in error.details(), f"message {error.details()!r} does not name {field!r}"
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         assert field in field_violations(error)
-    assert snapshot(stubs, people) == before
+    assert stubs.snapshot(*people.values()) == before

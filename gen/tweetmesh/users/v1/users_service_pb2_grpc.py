@@ -54,6 +54,11 @@ class UserServiceStub:
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.LogoutRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.LogoutResponse.FromString,
                 _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/ChangePassword',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
         self.GetUser = channel.unary_unary(
                 '/tweetmesh.users.v1.UserService/GetUser',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.GetUserRequest.SerializeToString,
@@ -150,6 +155,14 @@ class UserServiceServicer:
 
     def Logout(self, request, context):
         """Revokes the token the call was made with, at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Replaces the caller's password (user_id must be the caller) after checking the old one, and
+        revokes every session of the account, the calling one included. Answers with a fresh token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -269,6 +282,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.Logout,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.LogoutRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.LogoutResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordResponse.SerializeToString,
             ),
             'GetUser': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUser,
@@ -427,6 +445,33 @@ class UserService:
             '/tweetmesh.users.v1.UserService/Logout',
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.LogoutRequest.SerializeToString,
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/ChangePassword',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,

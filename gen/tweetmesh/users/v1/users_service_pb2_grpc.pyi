@@ -44,6 +44,10 @@ class UserServiceStub:
     """Exchanges a handle and password for a bearer token."""
     Logout: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.LogoutRequest, _users_service_pb2.LogoutResponse]
     """Revokes the token the call was made with, at once."""
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ChangePasswordRequest, _users_service_pb2.ChangePasswordResponse]
+    """Replaces the caller's password (user_id must be the caller) after checking the old one, and
+    revokes every session of the account, the calling one included. Answers with a fresh token.
+    """
     GetUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.GetUserRequest, _users_service_pb2.GetUserResponse]
     GetUserByHandle: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.GetUserByHandleRequest, _users_service_pb2.GetUserByHandleResponse]
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.UpdateUserRequest, _users_service_pb2.UpdateUserResponse]
@@ -89,6 +93,10 @@ class UserServiceAsyncStub(UserServiceStub):
     """Exchanges a handle and password for a bearer token."""
     Logout: _aio.UnaryUnaryMultiCallable[_users_service_pb2.LogoutRequest, _users_service_pb2.LogoutResponse]  # type: ignore[assignment]
     """Revokes the token the call was made with, at once."""
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ChangePasswordRequest, _users_service_pb2.ChangePasswordResponse]  # type: ignore[assignment]
+    """Replaces the caller's password (user_id must be the caller) after checking the old one, and
+    revokes every session of the account, the calling one included. Answers with a fresh token.
+    """
     GetUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.GetUserRequest, _users_service_pb2.GetUserResponse]  # type: ignore[assignment]
     GetUserByHandle: _aio.UnaryUnaryMultiCallable[_users_service_pb2.GetUserByHandleRequest, _users_service_pb2.GetUserByHandleResponse]  # type: ignore[assignment]
     UpdateUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.UpdateUserRequest, _users_service_pb2.UpdateUserResponse]  # type: ignore[assignment]
@@ -149,6 +157,16 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_users_service_pb2.LogoutResponse, _abc.Awaitable[_users_service_pb2.LogoutResponse]]:
         """Revokes the token the call was made with, at once."""
+
+    @_abc_1.abstractmethod
+    def ChangePassword(
+        self,
+        request: _users_service_pb2.ChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.ChangePasswordResponse, _abc.Awaitable[_users_service_pb2.ChangePasswordResponse]]:
+        """Replaces the caller's password (user_id must be the caller) after checking the old one, and
+        revokes every session of the account, the calling one included. Answers with a fresh token.
+        """
 
     @_abc_1.abstractmethod
     def GetUser(

@@ -1,0 +1,234 @@
+"""Rate limits on every write and on sign-in: one policy table, applied by a server interceptor,
+counted atomically in Redis with GCRA (the generic cell rate algorithm, a token bucket kept as one
+timestamp per key).
+
+A policy names the buckets a method draws from, each per user (from the token), per client address
+(the peer, or the last x-forwarded-for hop when the peer is a trusted proxy such as Envoy) or per
+handle (sign-in, so guessing one account's password is slow from any number of addresses). A call
+is allowed only if every bucket has room, and only then are they all charged. Refused calls get
+RESOURCE_EXHAUSTED with a RetryInfo saying when to come back (HTTP 429 with Retry-After via Envoy).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import redis.asyncio as aioredis
+
+from meshkit.auth import Authenticator, Metadata
+from meshkit.errors import Internal, ResourceExhausted
+from meshkit.settings import Rate, RateLimits, Settings
+
+log = logging.getLogger(__name__)
+
+
+class Scope(enum.Enum):
+    USER = "user"
+    ADDRESS = "address"
+    HANDLE = "handle"
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One bucket a call draws from: `rate` (a RateLimits field) counted per `scope`."""
+
+    bucket: str
+    scope: Scope
+    rate: str
+
+
+WRITE = (Limit("write", Scope.USER, "write_per_user"), Limit("write", Scope.ADDRESS, "write_per_address"))
+LOGIN = (
+    Limit("login", Scope.ADDRESS, "login_per_address"),
+    Limit("login", Scope.HANDLE, "login_per_account"),
+)
+SIGNUP = (Limit("signup", Scope.ADDRESS, "signup_per_address"),)
+# Ending a session stays possible for someone who spent their write budget (a flood from a stolen
+# token is exactly when its owner wants it gone); the address still bounds it.
+LOGOUT = (Limit("write", Scope.ADDRESS, "write_per_address"),)
+# Proving a password again with a stolen token is a sign-in: the same per-account rate.
+PASSWORD_CHANGE = (
+    Limit("login", Scope.ADDRESS, "login_per_address"),
+    Limit("login", Scope.USER, "login_per_account"),
+)
+
+# Every public RPC that changes something (POST, PUT, PATCH, DELETE through Envoy) must be here;
+# tests/unit/test_rate_limit_policies.py reads the descriptors and fails when one is missing.
+POLICIES: dict[str, tuple[Limit, ...]] = {
+    "/tweetmesh.users.v1.UserService/CreateUser": SIGNUP,
+    "/tweetmesh.users.v1.UserService/Login": LOGIN,
+    "/tweetmesh.users.v1.UserService/ChangePassword": PASSWORD_CHANGE,
+    "/tweetmesh.users.v1.UserService/Logout": LOGOUT,
+    "/tweetmesh.users.v1.UserService/FollowUser": WRITE,
+    "/tweetmesh.users.v1.UserService/UnfollowUser": WRITE,
+    "/tweetmesh.users.v1.UserService/UpdateUser": WRITE,
+    "/tweetmesh.tweets.v1.TweetService/CreateTweet": WRITE,
+    "/tweetmesh.tweets.v1.TweetService/DeleteTweet": WRITE,
+    "/tweetmesh.tweets.v1.TweetService/LikeTweet": WRITE,
+    "/tweetmesh.tweets.v1.TweetService/UnlikeTweet": WRITE,
+    "/tweetmesh.tweets.v1.TweetService/Retweet": WRITE,
+    "/tweetmesh.tweets.v1.TweetService/Unretweet": WRITE,
+}
+
+# KEYS: one per bucket. ARGV: per bucket, the emission interval and the burst window, in ms.
+# The theoretical arrival time (TAT) of each key moves one interval per allowed call; a call is
+# refused while any TAT is more than a window ahead of now. All or nothing, in one script.
+_GCRA = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local wait = 0
+local tats = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local window = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  tats[i] = tat + interval
+  local allowed_at = tats[i] - window
+  if allowed_at > now and allowed_at - now > wait then wait = allowed_at - now end
+end
+if wait > 0 then return wait end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, string.format('%.0f', tats[i]), 'PX', string.format('%.0f', tats[i] - now))
+end
+return 0
+"""
+
+
+def _interval_and_window(rate: Rate) -> tuple[int, int]:
+    window = max(int(rate.seconds * 1000), 1)
+    return max(window // rate.count, 1), window
+
+
+class RateLimiter:
+    """Charges buckets in Redis; `charge` answers how many milliseconds to wait (0: allowed)."""
+
+    def __init__(self, redis: aioredis.Redis, limits: RateLimits) -> None:
+        self._limits = limits
+        self._script = redis.register_script(_GCRA)
+
+    async def charge(self, buckets: Sequence[tuple[str, Rate]]) -> int:
+        keys = [key for key, _ in buckets]
+        args = [part for _, rate in buckets for part in _interval_and_window(rate)]
+        return int(await self._script(keys=keys, args=args))
+
+    def rate(self, limit: Limit) -> Rate:
+        rate: Rate = getattr(self._limits, limit.rate)
+        return rate
+
+
+def client_address(
+    peer: str,
+    metadata: Metadata,
+    trusted_proxies: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> str:
+    """Who is calling: the peer's IP, or, when the peer is a trusted proxy, the address it appended
+    last to x-forwarded-for (earlier hops are whatever the client claimed, so they are ignored)."""
+    kind, _, rest = peer.partition(":")
+    host = rest.rpartition(":")[0].strip("[]") if kind in {"ipv4", "ipv6"} else peer
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # a unix socket or an unexpected form: still one key per peer
+    if any(address in network for network in trusted_proxies):
+        forwarded = [v for k, v in metadata or () if k == "x-forwarded-for"]
+        if forwarded:
+            value = forwarded[-1] if isinstance(forwarded[-1], str) else forwarded[-1].decode("latin-1")
+            last = value.rsplit(",", 1)[-1].strip()
+            try:
+                return str(ipaddress.ip_address(last))
+            except ValueError:
+                pass
+    return str(address)
+
+
+Handler = Callable[..., Any]
+
+
+class RateLimitInterceptor(grpc.aio.ServerInterceptor):
+    """Applies POLICIES before the handler runs. It needs the service's Redis and authenticator,
+    which exist only after the server is built, so the service binds them in its setup; a limited
+    method called before that fails closed (INTERNAL), never unlimited."""
+
+    def __init__(self, settings: Settings, policies: Mapping[str, tuple[Limit, ...]] = POLICIES) -> None:
+        self._settings = settings
+        self._policies = policies
+        self._limiter: RateLimiter | None = None
+        self._auth: Authenticator | None = None
+
+    def bind(self, redis: aioredis.Redis, auth: Authenticator) -> None:
+        self._limiter = RateLimiter(redis, self._settings.rate_limits)
+        self._auth = auth
+
+    async def check(
+        self,
+        method: str,
+        policy: tuple[Limit, ...],
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        if self._limiter is None or self._auth is None:
+            log.error("rate limits are not bound; refusing a limited call", extra={"method": method})
+            raise Internal("internal error", reason="INTERNAL")
+        metadata = context.invocation_metadata()
+        buckets = []
+        for limit in policy:
+            subject = await self._subject(limit.scope, request, context, metadata)
+            key = f"ratelimit:{limit.bucket}:{limit.scope.value}:{subject}"
+            buckets.append((key, self._limiter.rate(limit)))
+        wait_ms = await self._limiter.charge(buckets)
+        if wait_ms > 0:
+            raise ResourceExhausted(
+                message=f"too many requests; retry in {max(math.ceil(wait_ms / 1000), 1)} s",
+                reason="RATE_LIMITED",
+                metadata={"limits": ",".join(sorted({limit.bucket for limit in policy}))},
+                retry_after_seconds=wait_ms / 1000,
+            )
+
+    async def _subject(
+        self, scope: Scope, request: Any, context: grpc.aio.ServicerContext[Any, Any], metadata: Metadata
+    ) -> str:
+        if scope is Scope.USER:
+            assert self._auth is not None
+            # The call needs a valid token anyway: an invalid one is refused here, uncharged.
+            return str(await self._auth.user_id(metadata))
+        if scope is Scope.HANDLE:
+            # Handles are unique ignoring case; anything longer than a handle is not one.
+            return str(getattr(request, "handle", ""))[:32].lower()
+        return client_address(context.peer(), metadata, self._settings.trusted_proxies)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        policy = self._policies.get(method)
+        if handler is None or policy is None:
+            return handler
+        if handler.unary_unary is not None:
+            unary = handler.unary_unary
+
+            async def limited(request: Any, context: Any) -> Any:
+                await self.check(method, policy, request, context)
+                return await unary(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                limited,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        # Streams are not limited here (their cost is the open stream, bounded by Envoy): a policy
+        # naming one is a mistake, refused loudly rather than silently not applied.
+        raise TypeError(f"{method}: rate-limit policies apply to unary methods only")
+
+
+__all__ = ["POLICIES", "Limit", "RateLimitInterceptor", "RateLimiter", "Scope", "client_address"]

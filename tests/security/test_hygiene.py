@@ -1,0 +1,119 @@
+"""Hygiene: passwords and tokens never reach the logs, and error messages never carry SQL, stack
+traces or internal addresses, whatever fails."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from devstack.mesh import Mesh
+from tests.helpers import PASSWORD, Stubs, http_call, rpc_error, unique_handle
+from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
+from tweetmesh.users.v1 import users_service_pb2 as users_pb
+
+# What an error message must never show: SQL, driver or server names, Python internals, addresses.
+LEAKS = re.compile(
+    r"SELECT|INSERT|UPDATE |DELETE FROM|WHERE|psycopg|postgres|redis|Traceback|File \"|\.py\b|"
+    r"Exception|Error\(|127\.0\.0\.1|localhost|::1|\b\d{1,3}(\.\d{1,3}){3}\b|:\d{4,5}\b|upstream",
+    re.IGNORECASE,
+)
+
+
+def logs(mesh: Mesh) -> str:
+    return "\n".join(
+        path.read_text(errors="replace") for path in sorted((mesh.data_dir / "logs").glob("*.log"))
+    )
+
+
+@pytest.fixture
+def verbose_users(mesh: Mesh) -> Iterator[None]:
+    """users_svc at DEBUG, so that anything any library would log about a request is in the log."""
+    mesh.start_service("users", {"LOG_LEVEL": "DEBUG"})
+    try:
+        yield
+    finally:
+        mesh.start_service("users")
+
+
+def test_passwords_and_tokens_never_reach_the_logs(stubs: Stubs, mesh: Mesh, verbose_users: None) -> None:
+    first, second, wrong = (f"secret-{secrets.token_hex(8)}" for _ in range(3))
+    handle = unique_handle("quiet")
+    stubs.users.CreateUser(users_pb.CreateUserRequest(handle=handle, password=first))
+    login = stubs.users.Login(users_pb.LoginRequest(handle=handle, password=first))
+    assert (
+        rpc_error(lambda: stubs.users.Login(users_pb.LoginRequest(handle=handle, password=wrong))).code()
+        == grpc.StatusCode.UNAUTHENTICATED
+    )
+    auth = [("authorization", f"Bearer {login.token}")]
+    stubs.tweets.CreateTweet(tweets_pb.CreateTweetRequest(text="hello"), metadata=auth)
+    changed = stubs.users.ChangePassword(
+        users_pb.ChangePasswordRequest(user_id=login.user.user_id, old_password=first, new_password=second),
+        metadata=auth,
+    )
+    over_http = http_call(mesh.ports.envoy, "POST", "/v1/sessions", {"handle": handle, "password": second})
+    assert over_http.status == 200
+    http_token = over_http.json()["token"]
+    http_call(mesh.ports.envoy, "DELETE", "/v1/sessions/current", token=http_token)
+    stubs.users.Logout(users_pb.LogoutRequest(), metadata=[("authorization", f"Bearer {changed.token}")])
+
+    text = logs(mesh)
+    assert '"level": "DEBUG"' in text, "users_svc's debug log was not captured: this test would prove nothing"
+    for secret in (first, second, wrong, login.token, changed.token, http_token):
+        assert secret not in text
+        assert secret[3:] not in text  # not even without the token prefix
+
+
+def messages_of_failures(stubs: Stubs, mesh: Mesh) -> list[str]:
+    account = stubs.sign_up("failing")
+    envoy = mesh.ports.envoy
+    found = [
+        rpc_error(
+            lambda: stubs.users.CreateUser(
+                users_pb.CreateUserRequest(handle=account.user.handle, password=PASSWORD)
+            )
+        ).details(),
+        rpc_error(
+            lambda: stubs.users.GetUser(users_pb.GetUserRequest(user_id="1999999999999999999"))
+        ).details(),
+        rpc_error(
+            lambda: stubs.tweets.ListUserTweets(
+                tweets_pb.ListUserTweetsRequest(user_id=account.user_id, page_token="x' OR 1=1")
+            )
+        ).details(),
+        http_call(envoy, "POST", "/v1/tweets", raw=b'{"text": "\xff"}', token=account.token).json()[
+            "message"
+        ],
+        http_call(envoy, "POST", "/v1/tweets", {"text": "x" * 70_000}, token=account.token).json()["message"],
+    ]
+    # A dependency down: users_svc needs tweets_svc for tweet counts; Envoy needs tweets_svc.
+    through_envoy = Stubs(*[f"127.0.0.1:{envoy}"] * 4)
+    mesh.stop_service("tweets")
+    try:
+        # What users_svc answers when its peer is gone (it waits out the internal deadline).
+        found.append(http_call(envoy, "GET", f"/v1/users/{account.user_id}").json()["message"])
+        # What Envoy answers itself, over HTTP and to a native gRPC client.
+        found.append(http_call(envoy, "GET", f"/v1/tweets/{'1' * 18}").json()["message"])
+        found.append(
+            rpc_error(
+                lambda: through_envoy.tweets.GetTweet(
+                    tweets_pb.GetTweetRequest(tweet_id="1" * 18), timeout=10
+                )
+            ).details()
+        )
+    finally:
+        through_envoy.close()
+        mesh.start_service("tweets")
+    return found
+
+
+def test_error_messages_carry_no_internals(stubs: Stubs, mesh: Mesh) -> None:
+    found = messages_of_failures(stubs, mesh)
+    assert all(found), found
+    leaking = [m for m in found if LEAKS.search(m)]
+    assert not leaking, leaking
+    # Envoy's words reach a native gRPC caller as plain text, not as the HTTP clients' JSON document.
+    assert not found[-1].lstrip().startswith("{"), found[-1]

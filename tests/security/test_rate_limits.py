@@ -1,0 +1,248 @@
+"""Rate limits hold: write floods, sign-in brute force on one handle from many addresses, sign-up
+floods; refused calls say when to come back (RetryInfo; HTTP 429 with Retry-After) and store nothing.
+
+users_svc and tweets_svc are restarted with low limits for this module (and restored after), so the
+limits are reached in a handful of calls. Direct calls come from 127.0.0.1, a trusted proxy by
+default, so a test picks its client address with x-forwarded-for, as Envoy would set it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from google.rpc import error_details_pb2, status_pb2
+
+from devstack.mesh import Mesh
+from meshkit.ratelimit import RateLimiter
+from meshkit.settings import Rate, RateLimits
+from tests.helpers import PASSWORD, Account, Stubs, http_call, redis_client, rpc_error, unique_handle
+from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
+from tweetmesh.users.v1 import users_service_pb2 as users_pb
+
+LIMITS = {
+    "RATE_LIMIT_WRITE_PER_USER": "5/60",
+    "RATE_LIMIT_WRITE_PER_ADDRESS": "8/60",
+    "RATE_LIMIT_LOGIN_PER_ADDRESS": "6/60",
+    "RATE_LIMIT_LOGIN_PER_ACCOUNT": "3/60",
+    "RATE_LIMIT_SIGNUP_PER_ADDRESS": "2/60",
+}
+_addresses = (f"198.51.100.{n}" for n in itertools.count(1))
+
+
+def _forget_limits(mesh: Mesh) -> None:
+    r = redis_client(mesh.redis_url)
+    for key in r.scan_iter("ratelimit:*"):
+        r.delete(key)
+
+
+@pytest.fixture(scope="module")
+def tight(mesh: Mesh) -> Iterator[None]:
+    _forget_limits(mesh)
+    for name in ("users", "tweets"):
+        mesh.start_service(name, LIMITS)
+    try:
+        yield
+    finally:
+        for name in ("users", "tweets"):
+            mesh.start_service(name)
+        _forget_limits(mesh)
+
+
+def fresh_address() -> list[tuple[str, str]]:
+    return [("x-forwarded-for", next(_addresses))]
+
+
+def sign_up(stubs: Stubs, prefix: str) -> Account:
+    """An account made and logged in from addresses of its own, so no test's budget is spent."""
+    handle = unique_handle(prefix)
+    stubs.users.CreateUser(
+        users_pb.CreateUserRequest(handle=handle, password=PASSWORD), metadata=fresh_address(), timeout=10
+    )
+    login = stubs.users.Login(
+        users_pb.LoginRequest(handle=handle, password=PASSWORD), metadata=fresh_address(), timeout=10
+    )
+    return Account(login.user, login.token)
+
+
+def retry_delay(error: grpc.RpcError) -> float:
+    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+        if key == "grpc-status-details-bin":
+            for detail in status_pb2.Status.FromString(value).details:
+                if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                    info = error_details_pb2.RetryInfo()
+                    detail.Unpack(info)
+                    return info.retry_delay.ToTimedelta().total_seconds()
+    raise AssertionError("no RetryInfo in the error details")
+
+
+def assert_rate_limited(error: grpc.RpcError) -> None:
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error.details()
+    assert 0 < retry_delay(error) <= 60
+
+
+def post(stubs: Stubs, author: Account, text: str, address: list[tuple[str, str]]) -> Any:
+    return stubs.tweets.CreateTweet(
+        tweets_pb.CreateTweetRequest(text=text), metadata=author.auth + address, timeout=10
+    )
+
+
+def test_a_write_flood_is_cut_per_user_whatever_the_address(stubs: Stubs, tight: None) -> None:
+    author = sign_up(stubs, "flood")
+    for n in range(5):
+        post(stubs, author, f"post {n}", fresh_address())
+    before = stubs.snapshot(author)
+    error = rpc_error(lambda: post(stubs, author, "one too many", fresh_address()))
+    assert_rate_limited(error)
+    assert stubs.snapshot(author) == before
+    assert len(before[1][0]) == 5
+
+
+def test_who_spent_their_write_budget_can_still_log_out(stubs: Stubs, tight: None) -> None:
+    author = sign_up(stubs, "spent")
+    for n in range(5):
+        post(stubs, author, f"post {n}", fresh_address())
+    assert_rate_limited(rpc_error(lambda: post(stubs, author, "one too many", fresh_address())))
+    stubs.users.Logout(users_pb.LogoutRequest(), metadata=author.auth + fresh_address())
+    error = rpc_error(lambda: post(stubs, author, "after logout", fresh_address()))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_writes_are_limited_per_client_address(stubs: Stubs, tight: None) -> None:
+    first, second = sign_up(stubs, "nat1"), sign_up(stubs, "nat2")
+    shared = fresh_address()  # two people behind one address
+    for n in range(5):
+        post(stubs, first, f"first {n}", shared)
+    for n in range(3):
+        post(stubs, second, f"second {n}", shared)
+    before = stubs.snapshot(first, second)
+    assert_rate_limited(rpc_error(lambda: post(stubs, second, "over the address budget", shared)))
+    assert stubs.snapshot(first, second) == before
+    post(stubs, second, "from elsewhere", fresh_address())  # the user still has room of their own
+
+
+def test_follows_draw_from_the_same_write_budget(stubs: Stubs, tight: None) -> None:
+    actor = sign_up(stubs, "follower")
+    others = [sign_up(stubs, "target") for _ in range(6)]
+    for other in others[:5]:
+        stubs.users.FollowUser(
+            users_pb.FollowUserRequest(user_id=other.user_id), metadata=actor.auth + fresh_address()
+        )
+    before = stubs.snapshot(actor, others[5])
+    error = rpc_error(
+        lambda: stubs.users.FollowUser(
+            users_pb.FollowUserRequest(user_id=others[5].user_id), metadata=actor.auth + fresh_address()
+        )
+    )
+    assert_rate_limited(error)
+    assert stubs.snapshot(actor, others[5]) == before
+
+
+def login(stubs: Stubs, handle: str, password: str, address: list[tuple[str, str]]) -> Any:
+    return stubs.users.Login(users_pb.LoginRequest(handle=handle, password=password), metadata=address)
+
+
+def test_password_guessing_on_one_handle_is_slowed_whatever_the_address(stubs: Stubs, tight: None) -> None:
+    handle = unique_handle("victim")
+    stubs.users.CreateUser(
+        users_pb.CreateUserRequest(handle=handle, password=PASSWORD), metadata=fresh_address()
+    )
+    for guess in ("password1", "letmein!!", "123456789"):
+        error = rpc_error(lambda guess=guess: login(stubs, handle, guess, fresh_address()))
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    # Each guess came from another address; the handle's budget is spent all the same, and the
+    # refusal comes before the password is even checked: the right one is refused too, for now.
+    assert_rate_limited(rpc_error(lambda: login(stubs, handle.upper(), "qwertyuiop", fresh_address())))
+    assert_rate_limited(rpc_error(lambda: login(stubs, handle, PASSWORD, fresh_address())))
+    other = sign_up(stubs, "bystander")
+    assert login(stubs, other.user.handle, PASSWORD, fresh_address()).token
+
+
+def test_sign_in_attempts_are_limited_per_address(stubs: Stubs, tight: None) -> None:
+    address = fresh_address()
+    for n in range(6):
+        error = rpc_error(lambda n=n: login(stubs, f"nobody_{n}", "wrong password", address))
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert_rate_limited(rpc_error(lambda: login(stubs, "nobody_7", "wrong password", address)))
+
+
+def test_sign_ups_are_limited_per_address_and_the_refused_one_is_not_created(
+    stubs: Stubs, tight: None
+) -> None:
+    address = fresh_address()
+    for _ in range(2):
+        stubs.users.CreateUser(
+            users_pb.CreateUserRequest(handle=unique_handle("bulk"), password=PASSWORD), metadata=address
+        )
+    handle = unique_handle("bulk")
+    error = rpc_error(
+        lambda: stubs.users.CreateUser(
+            users_pb.CreateUserRequest(handle=handle, password=PASSWORD), metadata=address
+        )
+    )
+    assert_rate_limited(error)
+    missing = rpc_error(lambda: stubs.users.GetUserByHandle(users_pb.GetUserByHandleRequest(handle=handle)))
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_through_envoy_a_flood_gets_429_with_retry_after(stubs: Stubs, mesh: Mesh, tight: None) -> None:
+    author = sign_up(stubs, "httpflood")
+    statuses = [
+        http_call(mesh.ports.envoy, "POST", "/v1/tweets", {"text": f"via http {n}"}, token=author.token)
+        for n in range(6)
+    ]
+    assert [s.status for s in statuses] == [200] * 5 + [429], statuses[-1].body
+    refused = statuses[-1]
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    body = refused.json()
+    assert body["code"] == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert any(d["@type"].endswith("google.rpc.RetryInfo") for d in body["details"])
+    assert len(stubs.snapshot(author)[1][0]) == 5
+
+
+def test_through_envoy_a_forged_forwarded_for_does_not_buy_more_sign_ups(mesh: Mesh, tight: None) -> None:
+    """Envoy appends the address it saw; the services believe only that last hop."""
+    _forget_limits(mesh)  # this module's other calls via Envoy share Envoy's client address
+    statuses = []
+    for n in range(3):
+        response = http_call(
+            mesh.ports.envoy,
+            "POST",
+            "/v1/users",
+            {"handle": unique_handle("forged"), "password": PASSWORD},
+            headers={"x-forwarded-for": f"203.0.113.{n}"},
+        )
+        statuses.append(response.status)
+    assert statuses == [200, 200, 429]
+
+
+async def test_concurrent_calls_cannot_overdraw_a_bucket(mesh: Mesh) -> None:
+    client = aioredis.Redis.from_url(mesh.redis_url)
+    try:
+        limiter = RateLimiter(client, RateLimits())
+        bucket = [(f"ratelimit:race:{secrets.token_hex(4)}", Rate(10, 60))]
+        waits = await asyncio.gather(*(limiter.charge(bucket) for _ in range(50)))
+    finally:
+        await client.aclose()
+    assert sum(1 for wait in waits if wait == 0) == 10
+    assert all(0 < wait <= 60_000 for wait in waits if wait)
+
+
+async def test_a_refused_call_charges_none_of_its_buckets(mesh: Mesh) -> None:
+    client = aioredis.Redis.from_url(mesh.redis_url)
+    try:
+        limiter = RateLimiter(client, RateLimits())
+        roomy = (f"ratelimit:roomy:{secrets.token_hex(4)}", Rate(2, 60))
+        full = (f"ratelimit:full:{secrets.token_hex(4)}", Rate(1, 60))
+        assert await limiter.charge([full]) == 0
+        assert await limiter.charge([roomy, full]) > 0  # refused: the second bucket is empty
+        waits = [await limiter.charge([roomy]) for _ in range(3)]
+        assert waits[:2] == [0, 0] and waits[2] > 0  # the refused call took none of roomy's two
+    finally:
+        await client.aclose()

@@ -1,0 +1,58 @@
+"""users_svc's session rules on in-memory fakes: a revocation racing a cache refill still wins."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+
+from meshkit.auth import Session, new_token
+from meshkit.pagination import PageTokens
+from users_svc.service import Users
+
+
+class RevokedDuringLookup:
+    """A session store whose row is revoked right after the first read answers it: the row is
+    deleted and the cache entry forgotten before the refill writes the cache, as a logout or a
+    password change running between the two steps would."""
+
+    def __init__(self, cache: dict[str, Session]) -> None:
+        self._cache = cache
+        self._revoked = False
+
+    async def session(self, digest: bytes) -> Session | None:
+        if self._revoked:
+            return None
+        self._revoked = True
+        self._cache.clear()
+        return Session(7, datetime.now(UTC) + timedelta(hours=1))
+
+
+class DictCache:
+    def __init__(self, entries: dict[str, Session]) -> None:
+        self.entries = entries
+
+    async def remember(self, token: str, session: Session) -> None:
+        self.entries[token] = session
+
+    async def forget(self, token: str) -> None:
+        self.entries.pop(token, None)
+
+    async def forget_digests(self, digests: Any) -> None:
+        raise AssertionError("not used here")
+
+
+async def test_a_revocation_during_a_cache_refill_leaves_no_live_entry() -> None:
+    entries: dict[str, Session] = {}
+    users = Users(
+        store=RevokedDuringLookup(entries),  # type: ignore[arg-type]
+        sessions=DictCache(entries),
+        tweet_counts=None,  # type: ignore[arg-type]
+        hasher=PasswordHasher(memory_cost=8, time_cost=1, parallelism=1),
+        page_tokens=PageTokens("test"),
+        token_ttl=timedelta(hours=1),
+    )
+    token = new_token()
+    assert await users.authenticate(token) is None
+    assert token not in entries
