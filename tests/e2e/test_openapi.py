@@ -140,6 +140,8 @@ def walk_every_route(api: Checker) -> tuple[str, str, str, str]:
     ok("GET", "/v1/timelines/global?page_size=5")
     ok("POST", f"/v1/users/{fid}:unfollow", {}, token)
     ok("DELETE", f"/v1/tweets/{tid}", token=other_token)
+    changed = {"old_password": PASSWORD, "new_password": f"{PASSWORD} again"}
+    token = ok("POST", f"/v1/users/{uid}:changePassword", changed, token)["token"]
     return handle, token, fid, other_token
 
 

@@ -150,10 +150,12 @@ def test_one_request_id_follows_a_call_through_the_services_and_secrets_stay_out
 def test_envoy_logs_each_request_as_json_with_its_grpc_status_and_passes_the_id_on(
     mesh: Mesh, stubs: Stubs
 ) -> None:
-    failing, working = f"edge-{secrets.token_hex(6)}", f"edge-{secrets.token_hex(6)}"
-    assert http_status(mesh, f"/v1/handles/nobody_{secrets.token_hex(3)}", failing) == 404
+    failing_status, failing = http_call_with_id(mesh, f"/v1/handles/nobody_{secrets.token_hex(3)}")
+    assert failing_status == 404
     account = stubs.sign_up("edge")
-    assert http_status(mesh, f"/v1/users/{account.user_id}", working) == 200
+    working_status, working = http_call_with_id(mesh, f"/v1/users/{account.user_id}")
+    assert working_status == 200
+    assert failing and working and failing != working  # Envoy made an id for each and returned it
 
     def access_line(request_id: str) -> dict[str, Any] | None:
         return next((e for e in log_lines(mesh, "envoy") if e.get("request_id") == request_id), None)
@@ -167,14 +169,14 @@ def test_envoy_logs_each_request_as_json_with_its_grpc_status_and_passes_the_id_
     eventually(lambda: any(line.get("request_id") == failing for line in log_lines(mesh, "users")))
 
 
-def http_status(mesh: Mesh, path: str, request_id: str) -> int:
+def http_call_with_id(mesh: Mesh, path: str) -> tuple[int, str]:
+    """The status of a GET through Envoy and the x-request-id Envoy returned with it."""
     url = f"http://127.0.0.1:{mesh.ports.envoy}{path}"
-    request = urllib.request.Request(url, headers={"x-request-id": request_id})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status), response.headers.get("x-request-id", "")
     except urllib.error.HTTPError as error:
-        return int(error.code)
+        return int(error.code), error.headers.get("x-request-id", "")
 
 
 def exposed_names(text: str) -> tuple[set[str], set[str]]:
@@ -194,7 +196,7 @@ def test_the_grafana_dashboard_charts_only_metrics_that_are_served(mesh: Mesh, s
     expressions = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     author = stubs.sign_up("charted")
     stubs.post(author, "for the dashboard")
-    assert http_status(mesh, f"/v1/users/{author.user_id}", f"dash-{secrets.token_hex(4)}") == 200
+    assert http_call_with_id(mesh, f"/v1/users/{author.user_id}")[0] == 200
     urls = [f"http://127.0.0.1:{mesh.ports.of(f'{s}_metrics')}/metrics" for s in SERVICES]
     urls.append(f"http://127.0.0.1:{mesh.ports.envoy_admin}/stats/prometheus")
     served: set[str] = set()

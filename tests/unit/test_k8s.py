@@ -189,3 +189,19 @@ def test_the_example_brings_its_own_datastores_and_secret() -> None:
     secret = find(manifests, "Secret", "tweetmesh-secrets")["stringData"]
     assert "@tweetmesh-postgres:5432/" in secret["DATABASE_URL"]
     assert secret["REDIS_URL"].startswith("redis://tweetmesh-redis:6379")
+
+
+def test_only_the_mesh_reaches_the_services_grpc_ports_whose_proxy_headers_they_trust() -> None:
+    manifests = build(BASE)
+    config = find(manifests, "ConfigMap", "tweetmesh-config")["data"]
+    assert load_settings(
+        "users", {**config, "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://r"}
+    ).trusted_proxies
+    policy = find(manifests, "NetworkPolicy", "tweetmesh-services")["spec"]
+    for service in SERVICES:
+        labels = find(manifests, "Deployment", service)["spec"]["template"]["metadata"]["labels"]
+        assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    grpc_rule = next(rule for rule in policy["ingress"] if rule["ports"] == [{"port": "grpc"}])
+    allowed = set(grpc_rule["from"][0]["podSelector"]["matchExpressions"][0]["values"])
+    envoy = find(manifests, "Deployment", "envoy")["spec"]["template"]["metadata"]["labels"]
+    assert {envoy["app.kubernetes.io/component"], "service"} == allowed
