@@ -1,4 +1,4 @@
-# The front door: make run | test | gen | check-gen | lint | clean.
+# The front door: make run | test | bench | gen | check-gen | lint | clean.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,7 +11,7 @@ BUF_IMAGE := $(VENV)/buf/tweetmesh.binpb
 # The released contract: `buf breaking` compares protos/ against it; `make api-release` replaces it.
 RELEASED := protos/released.binpb
 
-.PHONY: run test gen check-gen lint buf api-release unit clean venv
+.PHONY: run test bench bench-tools bench-tools-if-root gen check-gen lint buf api-release unit clean venv
 
 venv: $(STAMP)
 
@@ -61,8 +61,29 @@ api-release: $(STAMP)
 	$(PY) tools/gen.py --image $(RELEASED) --no-source-info
 
 ## test: everything CI runs, against real PostgreSQL, Redis, Envoy and grpcurl.
-test: check-gen lint
+test: check-gen lint bench-tools-if-root
 	$(PY) -m pytest -p no:cacheprovider -ra tests
+
+BENCH_SIZE ?= small
+BENCH_TOOLS := h2load:nghttp2-client wrk:wrk redis-benchmark:redis-tools
+
+## bench: the benchmark at BENCH_SIZE=tiny|small|medium|large; writes bench/results/.
+bench: $(STAMP) bench-tools
+	$(PY) -m bench --size $(BENCH_SIZE)
+
+## bench-tools: the load generators (Debian packages), installed with apt-get when missing (as root).
+bench-tools:
+	@$(MAKE) --no-print-directory bench-tools-if-root
+	@for t in $(BENCH_TOOLS); do command -v $${t%%:*} >/dev/null || { \
+	  echo "make bench needs $${t%%:*} from Debian's $${t#*:}: run as root, or apt-get install $${t#*:}"; exit 1; }; done
+
+# The benchmark smoke test in `make test` uses them too; without root it explains and skips.
+bench-tools-if-root:
+	@missing=""; for t in $(BENCH_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing$$missing for the benchmark"; \
+	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	fi
 
 unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -q tests/unit

@@ -7,9 +7,11 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from fanout_svc.celebrities import Celebrities
 from fanout_svc.service import Fanout, FollowChanged, TweetChanged
 from fanout_svc.storage import FanoutStatsReader
 from meshkit import metrics
+from meshkit.celebrities import CelebrityRegistry, celebrity_lists
 from meshkit.errors import InvalidArgument
 from meshkit.home_timelines import HomeTimelines
 from meshkit.ids import parse_id, require_id
@@ -26,6 +28,9 @@ TWEETS_STREAM = "events:tweets"
 FOLLOWS_STREAM = "events:follows"
 GROUP = "fanout"
 METRICS_REFRESH_SECONDS = 5.0
+# Events handled at once: enough to keep Redis and users_svc busy, few enough that a burst of posts
+# never exhausts the Redis connection pool (which failed events with MaxConnectionsError).
+FANOUT_CONCURRENCY = 32
 
 
 def _decode(message: Any, entry: Entry) -> Any:
@@ -97,10 +102,15 @@ async def export_stats(stats: FanoutStatsReader) -> None:
 async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
     redis = await runtime.redis()
+    users = UsersPeer(runtime.channel(settings.users_addr))
+    tweets = TweetsPeer(runtime.channel(settings.tweets_addr))
+    home = HomeTimelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds)
     fanout = Fanout(
-        UsersPeer(runtime.channel(settings.users_addr)),
-        TweetsPeer(runtime.channel(settings.tweets_addr)),
-        HomeTimelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds),
+        users,
+        tweets,
+        home,
+        Celebrities(CelebrityRegistry(redis), users, home, tweets, settings.celebrity_followers),
+        celebrity_lists(redis, settings),
     )
 
     async def on_tweet(entry: Entry) -> None:
@@ -120,6 +130,8 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
             claim_idle_ms=settings.fanout_claim_idle_ms,
             max_deliveries=settings.fanout_max_deliveries,
             ordered=ordered,
+            # Each event handled at once holds a Redis connection; the client allows 100 in all.
+            batch=FANOUT_CONCURRENCY,
         )
         runtime.background(consumer.run(), f"consume {stream}")
     stats = FanoutStatsReader(redis, [TWEETS_STREAM, FOLLOWS_STREAM], GROUP)

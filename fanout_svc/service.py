@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from fanout_svc.celebrities import Celebrities
 from meshkit.home_timelines import belongs_in_home
 from meshkit.peers import TweetRef
 
@@ -68,11 +69,27 @@ class Timelines(Protocol):
 _ID_BATCH = 1000
 
 
+class CelebrityLists(Protocol):
+    """Celebrities' own recent tweets (meshkit.home_timelines with the prefix "celeb")."""
+
+    async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int: ...
+    async def retract(self, tweet_id: int, user_ids: Sequence[int]) -> None: ...
+
+
 class Fanout:
-    def __init__(self, graph: FollowGraph, tweets: TweetIndex, timelines: Timelines) -> None:
+    def __init__(
+        self,
+        graph: FollowGraph,
+        tweets: TweetIndex,
+        timelines: Timelines,
+        celebrities: Celebrities | None = None,
+        celebrity_lists: CelebrityLists | None = None,
+    ) -> None:
         self._graph = graph
         self._tweets = tweets
         self._timelines = timelines
+        self._celebrities = celebrities
+        self._lists = celebrity_lists
 
     async def tweet_changed(self, event: TweetChanged) -> int:
         """Writes a new tweet into the home timelines it belongs in, or takes a deleted one out of
@@ -81,16 +98,39 @@ class Fanout:
         if event.deleted:
             await self._retract(event)
             return 0
+        celebrity = self._celebrities is not None and await self._celebrities.skips_fanout(event.author_id)
         delivered = await self._timelines.deliver(
             event.tweet_id, list(dict.fromkeys([event.author_id, *event.mentioned_user_ids]))
         )
-        async for page in self._graph.follower_pages(event.author_id):
-            followers = page
-            if event.replies_to_other and event.reply_to_author_id is not None and page:
-                followers = await self._graph.followers_among(event.reply_to_author_id, page)
-            delivered += await self._timelines.deliver(event.tweet_id, followers)
+        if self._lists is not None and not event.replies_to_other:
+            # The author's own list, if readers built one, and the streams of celebrity followers.
+            await self._lists.deliver(event.tweet_id, [event.author_id])
+        if celebrity:
+            delivered += await self._reply_of_celebrity(event)
+        else:
+            followers_seen = 0
+            async for page in self._graph.follower_pages(event.author_id):
+                followers_seen += len(page)
+                followers = page
+                if event.replies_to_other and event.reply_to_author_id is not None and page:
+                    followers = await self._graph.followers_among(event.reply_to_author_id, page)
+                delivered += await self._timelines.deliver(event.tweet_id, followers)
+            if self._celebrities is not None:
+                await self._celebrities.after_fanout(event.author_id, followers_seen)
         if event.public:
             await self._timelines.announce_global(event.tweet_id, deleted=False)
+        return delivered
+
+    async def _reply_of_celebrity(self, event: TweetChanged) -> int:
+        """A celebrity's reply to someone else reaches only the followers of both: found from the
+        replied-to author's followers (usually far fewer than the celebrity's)."""
+        if not event.replies_to_other or event.reply_to_author_id is None:
+            return 0
+        delivered = 0
+        async for page in self._graph.follower_pages(event.reply_to_author_id):
+            if page:
+                both = await self._graph.followers_among(event.author_id, page)
+                delivered += await self._timelines.deliver(event.tweet_id, both)
         return delivered
 
     async def _retract(self, event: TweetChanged) -> None:
@@ -100,6 +140,8 @@ class Fanout:
         )
         async for followers in self._graph.follower_pages(event.author_id):
             await self._timelines.retract(event.tweet_id, followers)
+        if self._lists is not None:
+            await self._lists.retract(event.tweet_id, [event.author_id])
         if event.public:
             await self._timelines.announce_global(event.tweet_id, deleted=True)
 
@@ -108,6 +150,8 @@ class Fanout:
         takes out every one of them that the timeline holds."""
         if not await self._timelines.exists(event.follower_id):
             return  # rebuilt from the follow graph when next read
+        if self._celebrities is not None:
+            await self._celebrities.follow_changed(event.follower_id, event.followee_id, event.following)
         if event.following:
             recent = await self._tweets.refs_by_authors(
                 [event.followee_id], limit=min(self._timelines.max_entries, _ID_BATCH)

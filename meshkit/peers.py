@@ -66,6 +66,11 @@ class UsersPeer:
         reply = await self._stub.ResolveHandles(users_pb.ResolveHandlesRequest(handles=list(handles)))
         return list(reply.users)
 
+    async def followers_count(self, user_id: int) -> int:
+        """How many follow user_id (0 for an unknown user)."""
+        found = await self.users([user_id], with_tweet_counts=False)
+        return int(found[user_id].followers_count) if user_id in found else 0
+
     async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]:
         """Which of `candidates` follow user_id."""
         reply = await self._stub.FilterFollowers(

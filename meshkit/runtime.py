@@ -85,13 +85,17 @@ class Runtime:
         return pool
 
     async def redis(self) -> aioredis.Redis:
-        client = aioredis.Redis.from_url(
+        # A blocking pool: a burst (a thousand streams opening at once) waits for a free
+        # connection, within the deadline, instead of failing with MaxConnectionsError.
+        pool = aioredis.BlockingConnectionPool.from_url(
             self.settings.redis_url,
             socket_timeout=self.settings.rpc_deadline_seconds,
             socket_connect_timeout=self.settings.rpc_deadline_seconds,
             health_check_interval=30,
             max_connections=100,
+            timeout=self.settings.rpc_deadline_seconds,
         )
+        client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         await client.ping()
         self._stack.push_async_callback(client.aclose)
         watch_redis(self.settings.service, client)

@@ -8,6 +8,9 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+# Authors with at least this many followers are not fanned out on write (see README, "Hybrid
+# fan-out", for the measurement behind it).
+DEFAULT_CELEBRITY_FOLLOWERS = 5_000
 DEFAULT_PORTS = {"users": 50051, "tweets": 50052, "fanout": 50053, "timeline": 50054}
 DEFAULT_METRICS_PORTS = {"users": 9101, "tweets": 9102, "fanout": 9103, "timeline": 9104}
 
@@ -73,6 +76,7 @@ class Settings:
     fanout_claim_idle_ms: int
     fanout_max_deliveries: int
     outbox_sweep_seconds: float
+    celebrity_followers: int
     rate_limits: RateLimits = RateLimits()
     # Peers whose x-forwarded-for is believed (Envoy); anyone else is known by its own address.
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -189,6 +193,7 @@ def load_settings(
         fanout_claim_idle_ms=_int(env, "FANOUT_CLAIM_IDLE_MS", 30_000, minimum=1),
         fanout_max_deliveries=_int(env, "FANOUT_MAX_DELIVERIES", 10, minimum=1),
         outbox_sweep_seconds=_float(env, "OUTBOX_SWEEP_SECONDS", 1.0, minimum=0.01),
+        celebrity_followers=_int(env, "CELEBRITY_FOLLOWERS", DEFAULT_CELEBRITY_FOLLOWERS, minimum=1),
         rate_limits=_rate_limits(env),
         # By default Envoy runs next to the services (make run, the tests); elsewhere name it.
         trusted_proxies=_networks(env, "TRUSTED_PROXIES", "127.0.0.1/32,::1/128"),

@@ -20,6 +20,8 @@ TEST_ENV = {
     "FANOUT_CLAIM_IDLE_MS": "1500",
     "OUTBOX_SWEEP_SECONDS": "0.5",
     "LOG_LEVEL": "INFO",
+    # Authors with 5 followers are celebrities here: the hybrid path runs through every test.
+    "CELEBRITY_FOLLOWERS": "5",
     # The suite signs up, logs in and writes far more from one address than anyone would; the
     # limits themselves are tested in tests/security with low limits on dedicated services.
     "RATE_LIMIT_WRITE_PER_USER": "100000/60",

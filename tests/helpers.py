@@ -17,6 +17,7 @@ import redis
 from google.api import annotations_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from meshkit.home_timelines import home_key, unpack
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
@@ -289,3 +290,9 @@ def http_call(
 
 def redis_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
+
+
+def held_in_redis(r: redis.Redis, user_id: str) -> list[str] | None:
+    """The tweet ids a home timeline holds in Redis, newest first; None when it does not exist."""
+    data = r.get(home_key(int(user_id)))
+    return None if data is None else [str(t) for t in unpack(data)]  # type: ignore[arg-type]

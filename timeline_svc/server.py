@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
 
 from meshkit.auth import Authenticator
+from meshkit.celebrities import CelebrityRegistry, celebrity_lists
 from meshkit.home_timelines import HomeTimelines
 from meshkit.ids import parse_id
 from meshkit.pagination import PageTokens
 from meshkit.peers import TweetsPeer, UsersPeer
 from meshkit.protos import now_timestamp
 from meshkit.runtime import Runtime
+from timeline_svc.hydrate import Coalescer
 from timeline_svc.service import Event, GlobalTimeline, Heartbeat, HomeTimeline, TweetArrived, TweetRemoved
 from timeline_svc.storage import LiveHub
 from tweetmesh.timeline.v1 import timeline_service_pb2 as pb
@@ -21,6 +23,17 @@ from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as pb_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class CoalescingTweetsPeer(TweetsPeer):
+    """tweets_svc, with concurrent hydrations (all the streams a new tweet wakes) merged."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        super().__init__(channel)
+        self._coalesced: Coalescer[tweets_pb.Tweet] = Coalescer(super().tweets)
+
+    async def tweets(self, tweet_ids: Sequence[int]) -> dict[int, tweets_pb.Tweet]:
+        return await self._coalesced(tweet_ids)
 
 
 def _original_of(tweet: tweets_pb.Tweet) -> int | None:
@@ -52,8 +65,10 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
         self, request: pb.GetHomeTimelineRequest, context: Context
     ) -> pb.GetHomeTimelineResponse:
         viewer = await self._auth.user_id(context.invocation_metadata())
-        page = await self._home.page(viewer, request.page_size, request.page_token)
-        return pb.GetHomeTimelineResponse(tweets=page.items, next_page_token=page.next_page_token)
+        home = await self._home.page(viewer, request.page_size, request.page_token)
+        return pb.GetHomeTimelineResponse(
+            tweets=home.page.items, next_page_token=home.page.next_page_token, rebuilding=home.rebuilding
+        )
 
     async def StreamHomeTimeline(
         self, request: pb.StreamHomeTimelineRequest, context: Context
@@ -83,7 +98,7 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     users = UsersPeer(runtime.channel(settings.users_addr))
     live = LiveHub(redis)
     runtime.on_close(live.close)
-    tweets = TweetsPeer(runtime.channel(settings.tweets_addr))
+    tweets = CoalescingTweetsPeer(runtime.channel(settings.tweets_addr))
     home: HomeTimeline[tweets_pb.Tweet] = HomeTimeline(
         users,
         tweets,
@@ -92,6 +107,8 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
         PageTokens(settings.page_token_secret),
         original_of=_original_of,
         heartbeat_seconds=settings.stream_heartbeat_seconds,
+        celebrity_lists=celebrity_lists(redis, settings),
+        registry=CelebrityRegistry(redis),
     )
     global_timeline: GlobalTimeline[tweets_pb.Tweet] = GlobalTimeline(
         tweets,

@@ -5,23 +5,36 @@ gap-free replay."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from meshkit.celebrities import MERGED_AT_READ, State, seen_by_every_follower
 from meshkit.errors import Unavailable
-from meshkit.home_timelines import GLOBAL_CHANNEL, belongs_in_home, live_channel
+from meshkit.home_timelines import (
+    GLOBAL_CHANNEL,
+    CelebrityFollow,
+    Snapshot,
+    belongs_in_home,
+    celebrity_channel,
+    live_channel,
+)
 from meshkit.ids import ms_delta
 from meshkit.pagination import Page, PageTokens, page_size
 from meshkit.peers import TweetRef
+from timeline_svc.merge import merge_after, merge_window
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 # ListTweetIdsByAuthors and ListMentionIds answer at most this many ids per call.
 _ID_BATCH = 1000
+# How many sent ids a live stream remembers to drop duplicates.
+_SENT_MAX = 10_000
 # A retweet is hidden when the same original is among this many older entries (Mastodon's rule).
 RETWEET_WINDOW = 40
 
@@ -60,7 +73,12 @@ def visible_entries(ids: Sequence[int], original_of: Mapping[int, int | None]) -
 class Timelines(Protocol):
     max_entries: int
 
+    async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None: ...
+    async def read_many(self, user_ids: Sequence[int]) -> list[Snapshot | None]: ...
     async def begin_rebuild(self, user_id: int) -> None: ...
+    async def finish_rebuild(
+        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int] = ()
+    ) -> None: ...
     async def merge(self, user_id: int, tweet_ids: Iterable[int]) -> int: ...
     async def page(self, user_id: int, before: int | None, limit: int) -> list[int] | None: ...
     async def after(self, user_id: int, after: int, limit: int) -> list[int] | None: ...
@@ -70,6 +88,13 @@ class LiveFeed(Protocol):
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[asyncio.Queue[LiveEvent | None]]:
         """(tweet id, deleted) published on the channel from now on; None means the feed broke."""
         ...
+
+    async def attach(self, channel: str, queue: asyncio.Queue[LiveEvent | None]) -> None: ...
+    async def detach(self, channel: str, queue: asyncio.Queue[LiveEvent | None]) -> None: ...
+
+
+class Registry(Protocol):
+    async def states(self, author_ids: Sequence[int]) -> dict[int, State]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +112,7 @@ class Heartbeat:
     pass
 
 
-LiveEvent = tuple[int, bool]  # (tweet id, deleted)
+LiveEvent = tuple[int, bool] | CelebrityFollow  # (tweet id, deleted), or a celebrity (un)merged
 Event = TweetArrived[T] | TweetRemoved | Heartbeat
 
 
@@ -96,8 +121,11 @@ async def follow_live(
     already_sent: set[int],
     fetch: Callable[[Sequence[int]], Awaitable[Mapping[int, T]]],
     heartbeat_seconds: float,
+    on_celebrity: Callable[[CelebrityFollow], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Event[T]]:
-    """Live events from a subscription queue, hydrated, with a heartbeat when it is quiet."""
+    """Live events from a subscription queue, hydrated, with a heartbeat when it is quiet. A
+    tweet arriving twice (on a celebrity's channel and the user's own while the celebrity is
+    promoted or demoted) is sent once."""
     next_beat = time.monotonic() + heartbeat_seconds
     while True:
         try:
@@ -111,19 +139,37 @@ async def follow_live(
             raise Unavailable(
                 "the live feed was interrupted; reconnect with since_tweet_id", reason="FEED_LOST"
             )
+        if isinstance(arrived, CelebrityFollow):
+            if on_celebrity is not None:
+                await on_celebrity(arrived)
+            continue
         tweet_id, deleted = arrived
         if deleted:
             yield TweetRemoved(tweet_id)
             continue
         if tweet_id in already_sent:
             continue
+        if len(already_sent) > _SENT_MAX:
+            already_sent.clear()  # bounded memory; only a rare late duplicate could slip through
+        already_sent.add(tweet_id)
         found = await fetch([tweet_id])
         if tweet_id in found:
             yield TweetArrived(found[tweet_id])
 
 
+@dataclass(frozen=True, slots=True)
+class HomePage(Generic[T]):
+    page: Page[T]
+    # The viewer's timeline is being rebuilt (they were away): this page was read from the owners.
+    rebuilding: bool
+
+
 class HomeTimeline(Generic[T]):
-    """`T` is the hydrated tweet as the tweet source returns it; this module never looks inside."""
+    """`T` is the hydrated tweet as the tweet source returns it; this module never looks inside.
+
+    Hybrid fan-out: the Redis timeline holds what was fanned out on write and a marker for each
+    celebrity followed, whose tweets come from `celebrity_lists` at read time (timeline_svc.merge)
+    and, live, from one subscription per celebrity per process (LiveFeed.attach)."""
 
     def __init__(
         self,
@@ -135,16 +181,21 @@ class HomeTimeline(Generic[T]):
         *,
         original_of: Callable[[T], int | None],
         heartbeat_seconds: float,
+        celebrity_lists: Timelines | None = None,
+        registry: Registry | None = None,
         replay_overlap_ms: int = 1000,
     ) -> None:
         self._original_of = original_of
         self._graph = graph
         self._tweets = tweets
         self._timelines = timelines
+        self._lists = celebrity_lists
+        self._registry = registry
         self._live = live
         self._pages = page_tokens
         self._heartbeat = heartbeat_seconds
         self._overlap = ms_delta(replay_overlap_ms)
+        self._rebuilds: dict[int, asyncio.Task[None]] = {}
 
     async def from_owners(self, viewer: int, before: int | None, limit: int) -> list[int]:
         """The newest `limit` ids of the viewer's home below `before`, asked of tweets_svc: the
@@ -167,20 +218,72 @@ class HomeTimeline(Generic[T]):
         """Recreates the Redis timeline from the owners. The empty timeline exists before the
         owners are asked, so fan-out writes landing meanwhile are kept."""
         await self._timelines.begin_rebuild(viewer)
+        await self._finish_rebuild(viewer)
+
+    async def _finish_rebuild(self, viewer: int) -> None:
+        # The registry is read after the timeline exists: a promotion from then on marks it itself.
+        celebrities: list[int] = []
+        if self._registry is not None:
+            states = await self._registry.states(await self._graph.following(viewer))
+            celebrities = [a for a, state in states.items() if state in MERGED_AT_READ]
         recent = await self.from_owners(viewer, None, min(self._timelines.max_entries, _ID_BATCH))
-        await self._timelines.merge(viewer, recent)
+        await self._timelines.finish_rebuild(viewer, recent, celebrities)
 
-    async def _ids(self, viewer: int, before: int | None, limit: int) -> list[int]:
-        """`limit` ids below `before`, newest first: from Redis, then past its window from the owners."""
-        ids = await self._timelines.page(viewer, before, limit)
-        if ids is None:
-            await self.rebuild(viewer)
-            ids = await self._timelines.page(viewer, before, limit) or []
-        if len(ids) < limit:
+    async def _rebuild_in_background(self, viewer: int) -> None:
+        """Starts a rebuild whose answer nobody waits for; the timeline is marked at once."""
+        if viewer in self._rebuilds:
+            return
+        await self._timelines.begin_rebuild(viewer)
+        task = asyncio.create_task(self._finish_rebuild(viewer), name=f"rebuild home {viewer}")
+        self._rebuilds[viewer] = task
+        task.add_done_callback(lambda done: self._rebuilt(viewer, done))
+
+    def _rebuilt(self, viewer: int, task: asyncio.Task[None]) -> None:
+        self._rebuilds.pop(viewer, None)
+        if not task.cancelled() and task.exception() is not None:
+            # The timeline stays flagged and expires soon (REBUILD_TTL_SECONDS): the next read retries.
+            log.warning(
+                "home timeline rebuild failed", extra={"viewer": viewer, "error": repr(task.exception())}
+            )
+
+    async def _celebrity_windows(self, celebrities: Sequence[int]) -> list[list[int]] | None:
+        """Each celebrity's list, rebuilt first where it is missing; None while one is being
+        rebuilt by someone else (the caller then reads from the owners)."""
+        if not celebrities or self._lists is None:
+            return []
+        lists = self._lists
+        snapshots = await lists.read_many(celebrities)
+        windows: list[list[int]] = []
+        for author, held in zip(celebrities, snapshots, strict=True):
+            snapshot = held
+            if snapshot is None:
+                await lists.begin_rebuild(author)
+                refs = await self._tweets.refs_by_authors([author], limit=min(lists.max_entries, _ID_BATCH))
+                await lists.finish_rebuild(author, [r.tweet_id for r in refs if seen_by_every_follower(r)])
+                snapshot = await lists.read(author, touch=False)
+            if snapshot is None or snapshot.rebuilding:
+                return None
+            windows.append(snapshot.tweet_ids)
+        return windows
+
+    async def _ids(self, viewer: int, before: int | None, limit: int) -> tuple[list[int], bool]:
+        """`limit` ids below `before`, newest first, and whether the timeline is being rebuilt:
+        from Redis merged with the celebrities followed, past its window from the owners; while
+        the timeline is absent or being rebuilt, all from the owners."""
+        snapshot = await self._timelines.read(viewer)
+        if snapshot is None:
+            await self._rebuild_in_background(viewer)
+        if snapshot is None or snapshot.rebuilding:
+            return await self.from_owners(viewer, before, limit), True
+        windows = await self._celebrity_windows(snapshot.celebrities)
+        if windows is None:
+            return await self.from_owners(viewer, before, limit), False
+        ids, more = merge_window(snapshot.tweet_ids, windows, before, limit)
+        if more:
             ids.extend(await self.from_owners(viewer, ids[-1] if ids else before, limit - len(ids)))
-        return ids
+        return ids, False
 
-    async def page(self, viewer: int, size: int, token: str) -> Page[T]:
+    async def page(self, viewer: int, size: int, token: str) -> HomePage[T]:
         """A page of the home timeline. RETWEET_WINDOW more ids than the page are read so that each
         entry's repeated-retweet check sees its whole window (they are hydrated only when the page
         holds a retweet); hidden and deleted entries are skipped and the cursor moves past them."""
@@ -188,7 +291,7 @@ class HomeTimeline(Generic[T]):
         scope = f"home:{viewer}"
         cursor = self._pages.decode(token, scope)
         wanted = limit + 1 + RETWEET_WINDOW
-        ids = await self._ids(viewer, int(cursor) if cursor else None, wanted)
+        ids, rebuilding = await self._ids(viewer, int(cursor) if cursor else None, wanted)
         complete = len(ids) < wanted  # the timeline ends here: every window is whole
         judged = ids if complete else ids[: len(ids) - RETWEET_WINDOW]
         found = dict(await self._tweets.tweets(judged))
@@ -204,37 +307,62 @@ class HomeTimeline(Generic[T]):
             token = self._pages.encode(str(judged[-1]), scope)
         else:
             token = ""
-        return Page([found[t] for t in items], token)
+        return HomePage(Page([found[t] for t in items], token), rebuilding)
+
+    async def _replay(self, viewer: int, snapshot: Snapshot, since: int) -> list[int]:
+        windows = await self._celebrity_windows(snapshot.celebrities) or []
+        start = max(since - self._overlap, 0)
+        return [
+            t
+            for t in merge_after([snapshot.tweet_ids, *windows], start, self._timelines.max_entries)
+            if t != since
+        ]
 
     async def stream(self, viewer: int, since: int | None) -> AsyncIterator[Event[T]]:
         """Replays what arrived after `since` (oldest first), then live tweets, deletions and
         heartbeats.
 
-        The live subscription starts before the replay is read, so nothing falls between the two.
+        The live subscription starts before the replay is read, so nothing falls between the two;
+        so do the subscriptions to the celebrities the timeline merges (and a celebrity followed or
+        promoted later is announced on the user's channel, which is already subscribed).
         The replay starts `replay_overlap_ms` before `since`: a tweet whose id is slightly older
         than one the client saw may have been delivered after it (ids are taken at insert, commit
         order can differ), so a reconnecting client may see a tweet again and dedupes by tweet_id.
         """
         async with self._live.subscribe(live_channel(viewer)) as queue:
-            # The client has seen `since`: never send it again, even if fan-out publishes it late.
-            sent: set[int] = set() if since is None else {since}
-            if since is not None:
-                replay = await self._timelines.after(
-                    viewer, max(since - self._overlap, 0), self._timelines.max_entries
-                )
-                if replay is None:
-                    await self.rebuild(viewer)
-                    replay = await self._timelines.after(
-                        viewer, max(since - self._overlap, 0), self._timelines.max_entries
-                    )
-                replay = [t for t in replay or [] if t != since]
-                found = await self._tweets.tweets(replay)
-                for tweet_id in replay:
-                    if tweet_id in found:
-                        sent.add(tweet_id)
-                        yield TweetArrived(found[tweet_id])
-            async for event in follow_live(queue, sent, self._tweets.tweets, self._heartbeat):
-                yield event
+            snapshot = await self._timelines.read(viewer)
+            if snapshot is None or snapshot.rebuilding:
+                await self.rebuild(viewer)  # a stream is a return too: the timeline comes back now
+                snapshot = await self._timelines.read(viewer)
+            attached: set[int] = set()
+
+            async def on_celebrity(change: CelebrityFollow) -> None:
+                if change.following and change.author_id not in attached:
+                    attached.add(change.author_id)
+                    await self._live.attach(celebrity_channel(change.author_id), queue)
+                elif not change.following and change.author_id in attached:
+                    attached.discard(change.author_id)
+                    await self._live.detach(celebrity_channel(change.author_id), queue)
+
+            try:
+                for author in snapshot.celebrities if snapshot else []:
+                    await on_celebrity(CelebrityFollow(author, following=True))
+                # The client has seen `since`: never send it again, even if fan-out publishes it late.
+                sent: set[int] = set() if since is None else {since}
+                if since is not None and snapshot is not None:
+                    replay = await self._replay(viewer, snapshot, since)
+                    found = await self._tweets.tweets(replay)
+                    for tweet_id in replay:
+                        if tweet_id in found:
+                            sent.add(tweet_id)
+                            yield TweetArrived(found[tweet_id])
+                async for event in follow_live(
+                    queue, sent, self._tweets.tweets, self._heartbeat, on_celebrity
+                ):
+                    yield event
+            finally:
+                for author in attached:
+                    await self._live.detach(celebrity_channel(author), queue)
 
 
 class GlobalSource(Protocol[T]):

@@ -32,6 +32,15 @@ class LiveHub:
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[LiveEvent | None]]:
         queue: asyncio.Queue[LiveEvent | None] = asyncio.Queue(maxsize=_QUEUE_MAX)
+        await self.attach(channel, queue)
+        try:
+            yield queue
+        finally:
+            await self.detach(channel, queue)
+
+    async def attach(self, channel: str, queue: asyncio.Queue[LiveEvent | None]) -> None:
+        """Delivers `channel` into `queue` too (a celebrity's channel into a follower's stream);
+        the process subscribes to a channel once, however many streams want it."""
         async with self._lock:
             if channel not in self._queues:
                 await self._pubsub.subscribe(channel)
@@ -39,17 +48,16 @@ class LiveHub:
             self._queues[channel].add(queue)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="live-hub-reader")
-        try:
-            yield queue
-        finally:
-            async with self._lock:
-                queues = self._queues.get(channel)
-                if queues is not None:
-                    queues.discard(queue)
-                    if not queues:
-                        del self._queues[channel]
-                        with contextlib.suppress(*DEPENDENCY_ERRORS):
-                            await self._pubsub.unsubscribe(channel)
+
+    async def detach(self, channel: str, queue: asyncio.Queue[LiveEvent | None]) -> None:
+        async with self._lock:
+            queues = self._queues.get(channel)
+            if queues is not None:
+                queues.discard(queue)
+                if not queues:
+                    del self._queues[channel]
+                    with contextlib.suppress(*DEPENDENCY_ERRORS):
+                        await self._pubsub.unsubscribe(channel)
 
     async def _read(self) -> None:
         while self._queues:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Stubs, eventually, redis_client
+from tests.helpers import Stubs, eventually, held_in_redis, redis_client
 
 
 def test_home_timelines_come_back_from_postgresql_after_redis_is_wiped(stubs: Stubs, mesh: Any) -> None:
@@ -29,7 +29,7 @@ def test_home_timelines_come_back_from_postgresql_after_redis_is_wiped(stubs: St
     # The mesh keeps working after the wipe: sessions, streams and the fan-out group come back.
     after = stubs.post(author, "after wipe").tweet_id
     eventually(lambda: stubs.home_ids(reader) == [after, *expected])
-    eventually(lambda: r.zscore(f"home:{reader.user_id}", after) is not None)
+    eventually(lambda: after in (held_in_redis(r, reader.user_id) or []))
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_events_held_by_a_killed_fanout_worker_are_delivered_by_another_once(
         mesh.start_service("fanout")  # a healthy worker under a new consumer name
 
     def in_redis(reader_id: str) -> list[str]:
-        return [m.decode() for m in r.zrange(f"home:{reader_id}", 0, -1) if m != b"0"]
+        return held_in_redis(r, reader_id) or []
 
     for reader in readers:
         eventually(lambda reader=reader: set(posted) <= set(in_redis(reader.user_id)), timeout=20)

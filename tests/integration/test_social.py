@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from devstack.mesh import Mesh
-from tests.helpers import Account, LiveStream, Stubs, eventually, redis_client, rpc_error
+from tests.helpers import Account, LiveStream, Stubs, eventually, held_in_redis, redis_client, rpc_error
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -110,11 +110,11 @@ def test_delete_reaches_every_place_including_an_open_stream(stubs: Stubs, mesh:
     assert rpc_error(lambda: tweet(stubs, doomed.tweet_id)).code() == grpc.StatusCode.NOT_FOUND
     user_tweets = stubs.tweets.ListUserTweets(pb.ListUserTweetsRequest(user_id=author.user_id), timeout=10)
     assert doomed.tweet_id not in ids(list(user_tweets.tweets))
+    r = redis_client(mesh.redis_url)
     for viewer in (author, follower, mentioned):
         eventually(lambda viewer=viewer: doomed.tweet_id not in stubs.home_ids(viewer))  # type: ignore[misc]
         # Out of the Redis timeline itself, not only filtered out when read.
-        home_key = f"home:{viewer.user_id}"
-        eventually(lambda key=home_key: redis_client(mesh.redis_url).zscore(key, doomed.tweet_id) is None)  # type: ignore[misc]
+        eventually(lambda v=viewer: doomed.tweet_id not in (held_in_redis(r, v.user_id) or []))  # type: ignore[misc]
     assert search(stubs, tag) == []
     tagged = stubs.tweets.ListHashtagTweets(pb.ListHashtagTweetsRequest(tag=tag), timeout=10)
     assert list(tagged.tweets) == []

@@ -6,7 +6,7 @@ from typing import Any
 
 import grpc
 
-from tests.helpers import PASSWORD, Stubs, eventually, redis_client, rpc_error
+from tests.helpers import PASSWORD, Stubs, eventually, held_in_redis, redis_client, rpc_error
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
@@ -129,7 +129,7 @@ def test_follow_merges_recent_tweets_and_unfollow_removes_them(stubs: Stubs, mes
     r = redis_client(mesh.redis_url)
 
     def in_redis() -> list[str]:
-        return [m.decode() for m in r.zrevrange(f"home:{reader.user_id}", 0, -1) if m != b"0"]
+        return held_in_redis(r, reader.user_id) or []
 
     stubs.follow(reader, author)
     eventually(lambda: in_redis() == list(reversed(older)))
@@ -188,7 +188,7 @@ def test_rapid_follow_and_unfollow_leave_the_timeline_as_the_last_one_says(stubs
         mesh.start_service("fanout")
     # Every follow event is applied before the unfollow after it, so the author's tweets end up out.
     eventually(lambda: r.xpending("events:follows", "fanout")["pending"] == 0 and _lag_zero(r))
-    held = {m.decode() for m in r.zrange(f"home:{reader.user_id}", 0, -1)}
+    held = set(held_in_redis(r, reader.user_id) or [])
     assert held.isdisjoint(posted)
 
 

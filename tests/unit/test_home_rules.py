@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
+from meshkit.home_timelines import Snapshot
 from meshkit.pagination import PageTokens
 from meshkit.peers import TweetRef
 from timeline_svc.service import RETWEET_WINDOW, HomeTimeline, LiveEvent, visible_entries
@@ -64,11 +65,15 @@ class FakeTimelines:
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         self.lines: dict[int, set[int]] = {}
+        self.markers: dict[int, set[int]] = {}
+        self.rebuilding: set[int] = set()
         self.rebuilds = 0
 
     async def begin_rebuild(self, user_id: int) -> None:
         self.rebuilds += 1
         self.lines[user_id] = set()
+        self.markers[user_id] = set()
+        self.rebuilding.add(user_id)
 
     async def merge(self, user_id: int, tweet_ids: Iterable[int]) -> int:
         line = self.lines.get(user_id)
@@ -78,6 +83,24 @@ class FakeTimelines:
         for extra in sorted(line)[: max(len(line) - self.max_entries, 0)]:
             line.discard(extra)
         return len(line)
+
+    async def finish_rebuild(
+        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int] = ()
+    ) -> None:
+        await self.merge(user_id, tweet_ids)
+        self.markers.setdefault(user_id, set()).update(celebrities)
+        self.rebuilding.discard(user_id)
+
+    async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None:
+        line = self.lines.get(user_id)
+        if line is None:
+            return None
+        return Snapshot(
+            sorted(line, reverse=True), sorted(self.markers.get(user_id, ())), user_id in self.rebuilding
+        )
+
+    async def read_many(self, user_ids: Sequence[int]) -> list[Snapshot | None]:
+        return [await self.read(u, touch=False) for u in user_ids]
 
     async def page(self, user_id: int, before: int | None, limit: int) -> list[int] | None:
         line = self.lines.get(user_id)
@@ -94,6 +117,12 @@ class NoLive:
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[LiveEvent | None]]:
         yield asyncio.Queue()
+
+    async def attach(self, channel: str, queue: asyncio.Queue[LiveEvent | None]) -> None:
+        pass
+
+    async def detach(self, channel: str, queue: asyncio.Queue[LiveEvent | None]) -> None:
+        pass
 
 
 def home(tweets: FakeTweets, timelines: FakeTimelines, following: dict[int, list[int]]) -> HomeTimeline[str]:
@@ -112,7 +141,7 @@ async def read_all(timeline: HomeTimeline[str], viewer: int, size: int) -> list[
     out: list[str] = []
     token = ""
     while True:
-        page = await timeline.page(viewer, size, token)
+        page = (await timeline.page(viewer, size, token)).page
         out.extend(page.items)
         token = page.next_page_token
         if not token:
@@ -143,7 +172,7 @@ async def test_deleted_tweets_are_dropped_without_breaking_pages() -> None:
 
 async def test_last_page_has_no_token() -> None:
     timeline = home(FakeTweets({2: [1, 2]}), FakeTimelines(max_entries=100), {1: [2]})
-    page = await timeline.page(1, 2, "")
+    page = (await timeline.page(1, 2, "")).page
     assert page.items == ["tweet-2", "tweet-1"]
     assert page.next_page_token == ""
 
@@ -185,6 +214,6 @@ def test_visible_entries_window() -> None:
 async def test_a_page_without_retweets_hydrates_only_the_page() -> None:
     tweets = FakeTweets({2: list(range(1, 200))})
     timeline = home(tweets, FakeTimelines(max_entries=300), {1: [2]})
-    page = await timeline.page(1, 10, "")
+    page = (await timeline.page(1, 10, "")).page
     assert len(page.items) == 10
     assert tweets.hydrated == [11]

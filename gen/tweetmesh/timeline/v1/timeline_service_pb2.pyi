@@ -20,12 +20,14 @@ class GetHomeTimelineRequest(_message.Message):
     def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class GetHomeTimelineResponse(_message.Message):
-    __slots__ = ("tweets", "next_page_token")
+    __slots__ = ("tweets", "next_page_token", "rebuilding")
     TWEETS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REBUILDING_FIELD_NUMBER: _ClassVar[int]
     tweets: _containers.RepeatedCompositeFieldContainer[_tweets_service_pb2.Tweet]
     next_page_token: str
-    def __init__(self, tweets: _Optional[_Iterable[_Union[_tweets_service_pb2.Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    rebuilding: bool
+    def __init__(self, tweets: _Optional[_Iterable[_Union[_tweets_service_pb2.Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., rebuilding: _Optional[bool] = ...) -> None: ...
 
 class StreamHomeTimelineRequest(_message.Message):
     __slots__ = ("since_tweet_id",)

@@ -1,0 +1,454 @@
+"""The workloads, run one after another on one mesh, with their baselines in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import psycopg
+import redis
+import redis.asyncio as aioredis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench import dataset, loadgen
+from bench.live import run_live
+from devstack.mesh import Mesh, MeshPorts
+from meshkit.home_timelines import DELIVERED_COUNTER, HomeTimelines, home_key, unpack
+from meshkit.settings import Settings, load_settings
+from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
+from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
+from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
+from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
+from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
+from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
+
+log = logging.getLogger("bench")
+HOME_TIMELINE_MAX = 800
+# The mesh the benchmark runs: production settings, except no write rate limits and a heartbeat
+# short enough that the stream driver knows quickly that its streams are subscribed.
+BENCH_ENV = {
+    # Load from one address and a few accounts is the point here, not an attack.
+    "RATE_LIMIT_WRITE_PER_USER": "100000000/1",
+    "RATE_LIMIT_WRITE_PER_ADDRESS": "100000000/1",
+    "LOG_LEVEL": "WARNING",
+    "STREAM_HEARTBEAT_SECONDS": "1",
+    "HOME_TIMELINE_MAX": str(HOME_TIMELINE_MAX),
+}
+GET_HOME = "tweetmesh.timeline.v1.TimelineService/GetHomeTimeline"
+CREATE_TWEET = "tweetmesh.tweets.v1.TweetService/CreateTweet"
+HEALTH_CHECK = "grpc.health.v1.Health/Check"
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+@dataclass
+class Bench:
+    size: dataset.Size
+    mesh: Mesh
+    data: dataset.Dataset
+    figures: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    tokens: dict[int, str] = field(default_factory=dict)  # user number -> bearer token
+
+    # ----- addresses and clients
+
+    def addr(self, name: str) -> str:
+        return f"127.0.0.1:{self.mesh.ports.of(name)}"
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.mesh.redis_url)
+
+    def uid(self, user: int) -> int:
+        return int(self.data.user_ids[user])
+
+    # ----- setup
+
+    def load(self, extra_users: list[int]) -> None:
+        started = time.monotonic()
+        dataset.load_postgres(self.data, self.mesh.database_url)
+        self.details["load_seconds"] = round(time.monotonic() - started, 2)
+
+        async def sessions_and_timelines() -> int:
+            client = aioredis.Redis.from_url(self.mesh.redis_url)
+            try:
+                users = sorted(set(extra_users))
+                tokens = await dataset.create_sessions(self.data, users, self.mesh.database_url, client)
+                self.tokens.update(zip(users, tokens, strict=True))
+                settings = mesh_settings(self.mesh)
+                timelines = HomeTimelines(
+                    client, settings.home_timeline_max, settings.home_timeline_ttl_seconds
+                )
+                warm = range(min(self.size.warm_users, self.size.users))
+                return await dataset.warm_home_timelines(self.data, timelines, sorted({*warm, *users}))
+            finally:
+                await client.aclose()
+
+        started = time.monotonic()
+        self.details["warm_entries"] = asyncio.run(sessions_and_timelines())
+        self.details["warm_seconds"] = round(time.monotonic() - started, 2)
+
+    def wait_fanout_idle(self, timeout: float = 120.0) -> None:
+        """Until fan-out has consumed and acknowledged everything (so workloads do not overlap)."""
+        with grpc.insecure_channel(self.addr("fanout")) as channel:
+            stub = fanout_grpc.FanoutServiceStub(channel)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                stats = stub.GetFanoutStats(fanout_pb.GetFanoutStatsRequest(), timeout=10)
+                if all(s.pending == 0 and s.lag == 0 for s in stats.streams):
+                    return
+                time.sleep(0.05)
+        raise RuntimeError("fan-out did not catch up within the timeout")
+
+    # ----- the workloads
+
+    def h2load_reads(self, address: str, token: str) -> loadgen.H2load:
+        request = timeline_pb.GetHomeTimelineRequest(page_size=20)
+        with grpc.insecure_channel(address) as channel:  # one real call: h2load cannot see grpc-status
+            reply = timeline_grpc.TimelineServiceStub(channel).GetHomeTimeline(
+                request, metadata=bearer(token), timeout=30
+            )
+        if len(reply.tweets) != 20:
+            raise RuntimeError(f"the reader's home timeline has {len(reply.tweets)} tweets, expected 20")
+        return loadgen.H2load(address, GET_HOME, request, bearer(token))
+
+    def baselines_and_reads(self, readers: list[int]) -> None:
+        seconds = self.size.seconds
+        timeline = self.addr("timeline")
+        with grpc.insecure_channel(timeline) as channel:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        noop = loadgen.H2load(timeline, HEALTH_CHECK, health_pb2.HealthCheckRequest()).run(seconds)
+        self.figures["noop_rpc_per_s"] = noop.per_second
+        one = self.tokens[readers[0]]
+        direct = self.h2load_reads(timeline, one).run(seconds)
+        self.figures["direct_grpc_reads_per_s"] = direct.per_second
+        envoy_grpc = self.h2load_reads(self.addr("envoy"), one).run(seconds)
+        script = (
+            f"wrk.headers['authorization'] = {loadgen.lua_string('Bearer ' + one)}\n"
+            "wrk.path = '/v1/timelines/home?page_size=20'\n"
+        )
+        envoy_http = loadgen.wrk(f"http://{self.addr('envoy')}", script, seconds, connections=32)
+        self.figures["envoy_http_reads_per_s"] = envoy_http.per_second
+        # Reading alone: several viewers at once (h2load sends one viewer's token per process).
+        runs = [self.h2load_reads(timeline, self.tokens[r]).start(seconds, 2, 4) for r in readers[:4]]
+        reads = loadgen.combine([r.result() for r in runs])
+        self.figures["home_reads_per_s"] = reads.per_second
+        self.figures["home_read_p99_ms"] = reads.p99_ms
+        self.details["reads"] = {
+            "noop_p99_ms": noop.p99_ms,
+            "direct_p99_ms": direct.p99_ms,
+            "envoy_grpc_reads_per_s": envoy_grpc.per_second,
+            "envoy_http_p99_ms": envoy_http.p99_ms,
+            "failed": noop.failed + direct.failed + envoy_grpc.failed + envoy_http.failed + reads.failed,
+        }
+
+    def count_tweets(self, authors: list[int]) -> int:
+        with psycopg.connect(self.mesh.database_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM tweets.tweets WHERE author_id = ANY(%s)",
+                ([self.uid(a) for a in authors],),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def posting(self, authors: list[int]) -> None:
+        before = self.count_tweets(authors)
+        request = tweets_pb.CreateTweetRequest(text="benchmark post")
+        runs = [
+            loadgen.H2load(self.addr("tweets"), CREATE_TWEET, request, bearer(self.tokens[a])).start(
+                self.size.seconds, 2, 4
+            )
+            for a in authors
+        ]
+        posts = loadgen.combine([r.result() for r in runs])
+        created = self.count_tweets(authors) - before
+        # Calls in flight when h2load stops are not logged but may still commit: at most 2 x 4 each.
+        if not posts.requests <= created <= posts.requests + 8 * len(authors):
+            raise RuntimeError(f"h2load counted {posts.requests} posts but {created} tweets were stored")
+        self.figures["posts_per_s"] = posts.per_second
+        self.figures["post_p99_ms"] = posts.p99_ms
+        self.details["posts"] = {"created": created, "p50_ms": posts.p50_ms}
+        self.wait_fanout_idle()
+
+    def fanout(self, authors: list[int]) -> None:
+        """Posts by well-followed (not celebrity) authors, as fast as tweets_svc takes them; the
+        rate is the growth of fan-out's delivered counter from the first post until it settles."""
+        client = self.redis()
+        before = int(client.get(DELIVERED_COUNTER) or 0)
+        samples: list[tuple[float, int]] = [(time.monotonic(), before)]
+
+        async def post_all() -> None:
+            async with grpc.aio.insecure_channel(self.addr("tweets")) as channel:
+                stub = tweets_grpc.TweetServiceStub(channel)
+                await asyncio.gather(
+                    *(
+                        stub.CreateTweet(
+                            tweets_pb.CreateTweetRequest(text=f"fan-out bench {n}"),
+                            metadata=bearer(self.tokens[authors[n % len(authors)]]),
+                            timeout=60,
+                        )
+                        for n in range(self.size.fanout_posts)
+                    )
+                )
+
+        started = time.monotonic()
+        asyncio.run(post_all())
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < 1.0 and time.monotonic() - started < 300:
+            value = int(client.get(DELIVERED_COUNTER) or 0)
+            if value != samples[-1][1]:
+                samples.append((time.monotonic(), value))
+                quiet_since = time.monotonic()
+            time.sleep(0.01)
+        delivered = samples[-1][1] - before
+        elapsed = samples[-1][0] - started
+        expected = sum(
+            int(self.data.followers_count[authors[n % len(authors)]]) + 1
+            for n in range(self.size.fanout_posts)
+        )
+        self.figures["fanout_deliveries_per_s"] = delivered / elapsed if elapsed > 0 else 0.0
+        self.details["fanout"] = {"delivered": delivered, "expected": expected, "seconds": elapsed}
+        self.wait_fanout_idle()
+
+    def redis_ceiling(self) -> None:
+        port = self.mesh.ports.redis
+        self.figures["redis_ceiling_ops_per_s"] = loadgen.redis_ceiling("127.0.0.1", port, self.size.seconds)
+        client = self.redis()
+        for key in client.scan_iter("bench:ceiling:*", count=10_000):
+            client.unlink(key)
+
+    def redis_memory(self, sample: list[int]) -> None:
+        """Bytes per entry of the readers' timelines, measured last: after the workloads have
+        appended to them (Redis's growth slack included), not just after they were built."""
+        client = self.redis()
+        used, entries = 0, 0
+        for user in sample:
+            key = home_key(self.uid(user))
+            size = len(unpack(client.get(key) or b""))  # type: ignore[arg-type]
+            if size >= 10:
+                used += int(client.memory_usage(key, samples=0) or 0)
+                entries += size
+        self.figures["redis_bytes_per_timeline_entry"] = used / entries if entries else 0.0
+        self.details["redis_memory_sample"] = {"timelines": len(sample), "entries": entries, "bytes": used}
+
+    def live(self, streamers: list[int], authors: list[int]) -> None:
+        """Open streams for `streamers`; ordinary authors post at live_rate; post -> arrival. The
+        same again at a tenth of the rate, to tell the delivery path from an overloaded mesh."""
+        # The gentle run first: after an overloading one, backlogs would still be draining.
+        slow = max(self.size.live_rate // 10, 1)
+        self.details["live_at_a_tenth_of_the_rate"] = self._live_run(
+            streamers, authors, slow, max(self.size.live_posts // 10, 1)
+        )
+        self.details["live"] = self._live_run(streamers, authors, self.size.live_rate, self.size.live_posts)
+        self.figures["delivery_p50_ms"] = self.details["live"]["p50_ms"]
+        self.figures["delivery_p99_ms"] = self.details["live"]["p99_ms"]
+
+    def _live_run(self, streamers: list[int], authors: list[int], rate: int, posts: int) -> dict[str, Any]:
+        schedule = [random.randrange(len(authors)) for _ in range(posts)]
+        run = run_live(
+            self.addr("timeline"),
+            self.addr("tweets"),
+            [self.tokens[s] for s in streamers],
+            [self.tokens[a] for a in authors],
+            schedule,
+            rate,
+        )
+        latencies = run.latencies_ms()
+        watching = set(streamers)
+        expected = sum(
+            len(watching.intersection(self.data.followers_of(authors[a]).tolist())) + (authors[a] in watching)
+            for a in schedule
+        )
+        self.wait_fanout_idle()
+        return {
+            "streams": len(streamers),
+            "posts": len(run.posts),
+            "rate": rate,
+            "arrivals": len(latencies),
+            "expected_arrivals": expected,
+            "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else 0.0,
+            "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else 0.0,
+            "create_p99_ms": float(np.percentile([p.create_ms for p in run.posts], 99)),
+        }
+
+    def celebrity(self, celebrity: int, normal: int, watchers: int) -> None:
+        """A celebrity and a ~10-follower author post in turn, with streams open for a sample of
+        each one's followers; the figure is post -> arrival on those streams, p99."""
+        fans = self.data.followers_of(celebrity).tolist()
+        streamers = sorted({*fans[:watchers], *self.data.followers_of(normal).tolist()})
+        schedule = [n % 2 for n in range(2 * self.size.celebrity_posts)]
+        run = run_live(
+            self.addr("timeline"),
+            self.addr("tweets"),
+            [self.tokens[s] for s in streamers],
+            [self.tokens[celebrity], self.tokens[normal]],
+            schedule,
+            rate=5,
+        )
+        celeb, plain = run.latencies_ms({0}), run.latencies_ms({1})
+        self.figures["celebrity_post_p99_ms"] = float(np.percentile(celeb, 99)) if len(celeb) else 0.0
+        self.figures["normal_post_p99_ms"] = float(np.percentile(plain, 99)) if len(plain) else 0.0
+        self.details["celebrity"] = {
+            "celebrity_followers": int(self.data.followers_count[celebrity]),
+            "normal_followers": int(self.data.followers_count[normal]),
+            "celebrity_arrivals": len(celeb),
+            "normal_arrivals": len(plain),
+            "create_p99_ms": {
+                "celebrity": float(np.percentile([p.create_ms for p in run.posts if p.author == 0], 99)),
+                "normal": float(np.percentile([p.create_ms for p in run.posts if p.author == 1], 99)),
+            },
+        }
+        self.wait_fanout_idle()
+
+    def mixed(self, viewers: list[int]) -> None:
+        """DeathStarBench's mix over HTTP through Envoy: 60% home timeline, 30% user timeline, 10% posts."""
+        tokens = ", ".join(loadgen.lua_string(self.tokens[v]) for v in viewers)
+        users = ", ".join(loadgen.lua_string(str(self.uid(v))) for v in viewers)
+        script = f"""
+local tokens = {{{tokens}}}
+local users = {{{users}}}
+request = function()
+  local r = math.random(100)
+  local h = {{["authorization"] = "Bearer " .. tokens[math.random(#tokens)],
+             ["content-type"] = "application/json"}}
+  if r <= 60 then return wrk.format("GET", "/v1/timelines/home?page_size=20", h) end
+  local user = users[math.random(#users)]
+  if r <= 90 then return wrk.format("GET", "/v1/users/" .. user .. "/tweets?page_size=20", h) end
+  return wrk.format("POST", "/v1/tweets", h, '{{"text":"mixed workload post"}}')
+end
+"""
+        result = loadgen.wrk(f"http://{self.addr('envoy')}", script, self.size.seconds, connections=32)
+        self.figures["mixed_requests_per_s"] = result.per_second
+        self.details["mixed"] = {"p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "failed": result.failed}
+        self.wait_fanout_idle()
+
+
+def start_mesh(data_dir: Path, env: dict[str, str]) -> Mesh:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o755)  # PostgreSQL runs as an unprivileged user when this runs as root
+    mesh = Mesh(
+        data_dir,
+        ports=MeshPorts.free(),
+        durable=True,
+        log_to_files=True,
+        env_overrides=BENCH_ENV | env,
+        database_url=None,
+        redis_url=None,
+        ready_timeout=60,
+    )
+    mesh.start()
+    return mesh
+
+
+def run(
+    size_name: str, out: Path, env: dict[str, str] | None = None, plots: bool = True, mesh: Mesh | None = None
+) -> dict[str, float]:
+    """Runs every workload at `size_name` on `mesh` (by default a durable mesh started for it and
+    stopped after) and writes the results to `out`."""
+    size = dataset.SIZES[size_name]
+    random.seed(5)
+    started = time.monotonic()
+    data = dataset.generate(size)
+    generated = time.monotonic() - started
+    data_dir = Path(tempfile.mkdtemp(prefix=f"tweetmesh-bench-{size_name}-"))
+    own_mesh = mesh is None
+    overrides = dict(env or {})
+    if size.celebrity_followers is not None:
+        overrides.setdefault("CELEBRITY_FOLLOWERS", str(size.celebrity_followers))
+    mesh = start_mesh(data_dir, overrides) if mesh is None else mesh
+    try:
+        celebrities = data.celebrities()
+        normal = data.user_with_followers(10, exclude=celebrities)
+        rng = np.random.default_rng(7)
+        everyone = np.arange(size.users)
+        streamers = sorted(rng.choice(everyone, size=min(size.streams, size.users), replace=False).tolist())
+        readers = sorted(rng.choice(everyone, size=min(64, size.users), replace=False).tolist())
+        # Readers need full first pages: the most-following readers are a fair, not a lucky, pick.
+        readers.sort(key=lambda u: -int(data.following_count[u]))
+        posters = [data.user_with_followers(10, exclude=[*celebrities, normal, *range(u)]) for u in range(4)]
+        threshold = celebrity_threshold(mesh)
+        fanout_authors = data.well_followed(8, below=threshold)
+        # Live delivery posts come from ordinary accounts (random users, ~74 followers on average).
+        live_authors = sorted(rng.choice(everyone, size=min(200, size.users), replace=False).tolist())
+        bench = Bench(size, mesh, data)
+        bench.details["generate_seconds"] = round(generated, 2)
+        watchers = data.followers_of(celebrities[0]).tolist()[:200]
+        normal_fans = data.followers_of(normal).tolist()
+        bench.load(
+            [
+                *readers,
+                *streamers,
+                *posters,
+                *fanout_authors,
+                *live_authors,
+                *celebrities,
+                normal,
+                *normal_fans,
+                *watchers,
+            ]
+        )
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("reads and baselines", lambda: bench.baselines_and_reads(readers)),
+            ("redis ceiling", bench.redis_ceiling),
+            ("posting", lambda: bench.posting(posters)),
+            ("fan-out", lambda: bench.fanout(fanout_authors)),
+            ("live delivery", lambda: bench.live(streamers, live_authors)),
+            ("celebrity", lambda: bench.celebrity(celebrities[0], normal, watchers=200)),
+            ("mixed", lambda: bench.mixed(readers)),
+            ("redis memory", lambda: bench.redis_memory(readers)),
+        ]
+        only = {n.strip() for n in os.environ.get("BENCH_ONLY", "").split(",") if n.strip()}
+        for name, step in steps:
+            if only and name not in only:
+                continue
+            log.info("workload: %s", name)
+            began = time.monotonic()
+            step()
+            bench.details.setdefault("seconds", {})[name] = round(time.monotonic() - began, 2)
+        describe(bench, celebrities)
+        from bench import report
+
+        if only:  # a partial run (debugging a workload) is not a result
+            print(json.dumps(bench.figures, indent=2))
+            return bench.figures
+        report.write(out, size_name, bench.figures, bench.details, plots=plots)
+        return bench.figures
+    finally:
+        if own_mesh:
+            mesh.stop()
+        if os.environ.get("KEEP_BENCH_DATA") is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def describe(bench: Bench, celebrities: list[int]) -> None:
+    """What the figures were measured on, for details.json."""
+    data = bench.data
+    bench.details["users"] = bench.size.users
+    bench.details["follows"] = len(data.follower)
+    bench.details["tweets_seeded"] = len(data.tweet_ids)
+    bench.details["celebrity_followers"] = [int(data.followers_count[c]) for c in celebrities]
+    bench.details["celebrity_threshold"] = celebrity_threshold(bench.mesh)
+    bench.details["cores"] = os.cpu_count()
+    bench.details["load_average_at_end"] = os.getloadavg()
+
+
+def mesh_settings(mesh: Mesh) -> Settings:
+    """The settings fan-out runs with in `mesh`."""
+    return load_settings("fanout", mesh.service_env("fanout"), needs_database=False)
+
+
+def celebrity_threshold(mesh: Mesh) -> int:
+    """The follower count from which fan-out treats an author as a celebrity in this mesh."""
+    return mesh_settings(mesh).celebrity_followers

@@ -1,0 +1,69 @@
+"""Coalesced hydration: concurrent requests for tweets become one batch call to their owner.
+
+When a tweet is published, every open stream of every follower in this process wakes at the same
+moment and asks for that same tweet; one call per stream overloaded tweets_svc (a thousand streams,
+a thousand identical BatchGetTweets, deadlines exceeded). Requests made in the same event-loop
+iteration are merged, each id asked once, and every caller gets its own answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+Fetch = Callable[[Sequence[int]], Awaitable[Mapping[int, T]]]
+
+
+class Coalescer(Generic[T]):
+    def __init__(self, fetch: Fetch[T], max_batch: int = 1000) -> None:
+        self._fetch = fetch
+        self._max_batch = max_batch
+        self._waiting: dict[int, list[asyncio.Future[T | None]]] = {}
+        self._flush_scheduled = False
+        self._calls: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, tweet_ids: Sequence[int]) -> dict[int, T]:
+        """The tweets found among `tweet_ids` (unknown ones are absent), as `fetch` would answer."""
+        if not tweet_ids:
+            return {}
+        loop = asyncio.get_running_loop()
+        mine: dict[int, asyncio.Future[T | None]] = {}
+        for tweet_id in dict.fromkeys(tweet_ids):
+            future: asyncio.Future[T | None] = loop.create_future()
+            self._waiting.setdefault(tweet_id, []).append(future)
+            mine[tweet_id] = future
+        if not self._flush_scheduled:
+            # Runs after the callbacks already scheduled: the other woken streams add theirs first.
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        found = await asyncio.gather(*mine.values(), return_exceptions=True)
+        for outcome in found:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return {t: tweet for t, tweet in zip(mine, found, strict=True) if tweet is not None}  # type: ignore[misc]
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        waiting, self._waiting = self._waiting, {}
+        ids = list(waiting)
+        for start in range(0, len(ids), self._max_batch):
+            batch = {t: waiting[t] for t in ids[start : start + self._max_batch]}
+            task = asyncio.create_task(self._answer(batch))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+
+    async def _answer(self, batch: dict[int, list[asyncio.Future[T | None]]]) -> None:
+        try:
+            found = await self._fetch(list(batch))
+        except Exception as error:
+            for futures in batch.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
+            return
+        for tweet_id, futures in batch.items():
+            for future in futures:
+                if not future.done():
+                    future.set_result(found.get(tweet_id))

@@ -1,0 +1,35 @@
+"""Hybrid fan-out at read time: a home timeline merged with the lists of the celebrities it
+follows, exactly, and where the source of truth (PostgreSQL through the owners) must take over."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def merge_window(
+    home: Sequence[int], celebrities: Sequence[Sequence[int]], before: int | None, limit: int
+) -> tuple[list[int], bool]:
+    """Up to `limit` ids below `before`, newest first, from the home timeline and the celebrities'
+    lists (each everything it holds, newest first), and whether the caller must go on below the
+    last of them from the source of truth.
+
+    Each source holds every id of its authors above its oldest id and knows nothing below it, so
+    ids are taken only down to the highest of those floors: below it some source has a gap. An
+    empty home timeline knows nothing (all comes from the source of truth); an empty celebrity
+    list is a celebrity with no tweets to share, which sets no floor.
+    """
+    if not home:
+        return [], True
+    floor = max([home[-1], *(ids[-1] for ids in celebrities if ids)])
+    merged = sorted(
+        {t for ids in (home, *celebrities) for t in ids if t >= floor and (before is None or t < before)},
+        reverse=True,
+    )
+    if len(merged) >= limit:
+        return merged[:limit], False
+    return merged, True
+
+
+def merge_after(sources: Sequence[Sequence[int]], after: int, limit: int) -> list[int]:
+    """Up to `limit` ids above `after` from all sources, oldest first, each once (a stream replay)."""
+    return sorted({t for ids in sources for t in ids if t > after})[:limit]
