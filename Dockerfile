@@ -18,6 +18,7 @@ COPY tweets_svc ./tweets_svc
 COPY fanout_svc ./fanout_svc
 COPY timeline_svc ./timeline_svc
 COPY devstack ./devstack
+COPY tweetmesh_cli ./tweetmesh_cli
 COPY envoy ./envoy
 RUN pip install --no-cache-dir --no-deps . \
     && useradd --system --uid 10001 tweetmesh

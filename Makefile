@@ -3,8 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+# buf from the npm registry (@bufbuild/buf ships the binary in a per-platform npm package), kept in .venv.
+BUF_VERSION := 1.75.0
+BUF := $(VENV)/npm/node_modules/.bin/buf
+BUF_STAMP := $(VENV)/npm/.installed-buf-$(BUF_VERSION)
+BUF_IMAGE := $(VENV)/buf/tweetmesh.binpb
+# The released contract: `buf breaking` compares protos/ against it; `make api-release` replaces it.
+RELEASED := protos/released.binpb
 
-.PHONY: run test fuzz bench bench-tools bench-tools-if-root gen check-gen lint unit clean venv
+.PHONY: run test fuzz bench bench-tools bench-tools-if-root gen check-gen lint buf api-release unit clean venv
 
 venv: $(STAMP)
 
@@ -19,21 +26,39 @@ $(STAMP): requirements.txt pyproject.toml
 run: $(STAMP)
 	$(PY) -m devstack
 
-## gen: regenerate gen/ (Python code, typed stubs, Envoy descriptor set) from protos/.
+## gen: regenerate gen/ (Python code, typed stubs, Envoy descriptor set), docs/openapi.yaml and
+## deploy/k8s/envoy-config.yaml from protos/ and envoy/envoy.yaml.
 gen: $(STAMP)
-	$(PY) tools/gen.py gen
+	$(PY) tools/gen.py
 
-## check-gen: fail when gen/ differs from what protos/ generate.
+## check-gen: fail when anything `make gen` writes differs from what protos/ and envoy/ generate.
 check-gen: $(STAMP)
-	@rm -rf $(VENV)/gen-check && $(PY) tools/gen.py $(VENV)/gen-check >/dev/null
-	@diff -r -q gen $(VENV)/gen-check -x __pycache__ || (echo "gen/ has drifted from protos/: run 'make gen' and commit" && exit 1)
-	@echo "gen/ matches protos/"
+	@rm -rf $(VENV)/gen-check && $(PY) tools/gen.py --root $(VENV)/gen-check >/dev/null
+	@diff -r -q gen $(VENV)/gen-check/gen -x __pycache__ || (echo "gen/ has drifted from protos/: run 'make gen' and commit" && exit 1)
+	@for f in docs/openapi.yaml deploy/k8s/envoy-config.yaml; do \
+	  diff -q $$f $(VENV)/gen-check/$$f || { echo "$$f has drifted: run 'make gen' and commit"; exit 1; }; done
+	@echo "gen/, docs/openapi.yaml and deploy/k8s/envoy-config.yaml match their sources"
 
-## lint: ruff and strict mypy on our packages.
-lint: $(STAMP)
+## lint: ruff, strict mypy, buf lint and buf breaking.
+lint: $(STAMP) buf
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+$(BUF_STAMP):
+	@command -v npm >/dev/null || (echo "npm is needed to install buf (@bufbuild/buf)" && exit 1)
+	npm install --prefix $(VENV)/npm --no-audit --no-fund --silent --save-exact @bufbuild/buf@$(BUF_VERSION)
+	touch $@
+
+## buf: buf lint (STANDARD) on protos/, and buf breaking against the released contract.
+buf: $(STAMP) $(BUF_STAMP)
+	@$(PY) tools/gen.py --image $(BUF_IMAGE)
+	$(BUF) lint '$(BUF_IMAGE)#format=binpb' --path tweetmesh --config buf.yaml
+	$(BUF) breaking '$(BUF_IMAGE)#format=binpb' --against '$(RELEASED)#format=binpb' --path tweetmesh --config buf.yaml
+
+## api-release: record protos/ as the released contract (only on purpose: later breaking changes fail lint).
+api-release: $(STAMP)
+	$(PY) tools/gen.py --image $(RELEASED) --no-source-info
 
 ## test: everything CI runs, against real PostgreSQL, Redis, Envoy and grpcurl.
 test: check-gen lint bench-tools-if-root

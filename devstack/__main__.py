@@ -8,6 +8,8 @@ Environment:
   ENVOY_ADMIN_PORT     Envoy admin (default 9901)
   USERS_PORT, TWEETS_PORT, FANOUT_PORT, TIMELINE_PORT
                        the services' gRPC ports (defaults 50051, 50052, 50053, 50054)
+  USERS_METRICS_PORT, TWEETS_METRICS_PORT, FANOUT_METRICS_PORT, TIMELINE_METRICS_PORT
+                       the services' Prometheus /metrics (defaults 9101, 9102, 9103, 9104)
   POSTGRES_PORT        the embedded PostgreSQL (default 55432)
   REDIS_PORT           the embedded Redis (default 56379)
 Everything listens on 127.0.0.1. The services' JSON logs go to stdout. Once all is up it prints
@@ -60,6 +62,7 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
         ("Envoy HTTP/JSON and gRPC", f"http://127.0.0.1:{ports.envoy}"),
         ("Envoy admin", f"http://127.0.0.1:{ports.envoy_admin}"),
         *[(f"{name}_svc gRPC", f"127.0.0.1:{ports.of(name)}") for name in SERVICES],
+        *[(f"{n}_svc metrics", f"http://127.0.0.1:{ports.of(n + '_metrics')}/metrics") for n in SERVICES],
         ("PostgreSQL", mesh.database_url),
         ("Redis", mesh.redis_url),
         ("data dir", str(mesh.data_dir)),

@@ -45,6 +45,11 @@ class MeshPorts:
     tweets: int = 50052
     fanout: int = 50053
     timeline: int = 50054
+    # Each service's Prometheus /metrics (METRICS_PORT).
+    users_metrics: int = 9101
+    tweets_metrics: int = 9102
+    fanout_metrics: int = 9103
+    timeline_metrics: int = 9104
     postgres: int = 55432
     redis: int = 56379
 
@@ -180,7 +185,7 @@ class Mesh:
             raise ValueError(f"unknown service {name!r}; expected one of {', '.join(SERVICES)}")
         return (
             self._base_env()
-            | {"GRPC_PORT": str(self._ports.of(name))}
+            | {"GRPC_PORT": str(self._ports.of(name)), "METRICS_PORT": str(self._ports.of(f"{name}_metrics"))}
             | self._env_overrides
             | dict(extra_env or {})
         )

@@ -10,6 +10,7 @@ from google.protobuf.message import DecodeError
 from fanout_svc.celebrities import Celebrities
 from fanout_svc.service import Fanout, FollowChanged, TweetChanged
 from fanout_svc.storage import FanoutStatsReader
+from meshkit import metrics
 from meshkit.celebrities import CelebrityRegistry, celebrity_lists
 from meshkit.errors import InvalidArgument
 from meshkit.home_timelines import HomeTimelines
@@ -26,6 +27,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 TWEETS_STREAM = "events:tweets"
 FOLLOWS_STREAM = "events:follows"
 GROUP = "fanout"
+METRICS_REFRESH_SECONDS = 5.0
 # Events handled at once: enough to keep Redis and users_svc busy, few enough that a burst of posts
 # never exhausts the Redis connection pool (which failed events with MaxConnectionsError).
 FANOUT_CONCURRENCY = 32
@@ -85,6 +87,18 @@ class FanoutServicer(pb_grpc.FanoutServiceServicer):
         )
 
 
+async def export_stats(stats: FanoutStatsReader) -> None:
+    """The consumer group's state (the same numbers as GetFanoutStats) as Prometheus gauges."""
+    snapshot = await stats.stats()
+    for s in snapshot.streams:
+        metrics.FANOUT_STREAM_LENGTH.labels(s.stream).set(s.length)
+        metrics.FANOUT_STREAM_LAG.labels(s.stream).set(s.lag)
+        metrics.FANOUT_STREAM_PENDING.labels(s.stream).set(s.pending)
+        metrics.FANOUT_CONSUMERS.labels(s.stream).set(s.consumers)
+    metrics.FANOUT_DELIVERED.set(snapshot.delivered)
+    metrics.FANOUT_DEAD_LETTERED.set(snapshot.dead_lettered)
+
+
 async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
     redis = await runtime.redis()
@@ -100,7 +114,7 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     )
 
     async def on_tweet(entry: Entry) -> None:
-        await fanout.tweet_changed(tweet_changed(entry))
+        metrics.FANOUT_TIMELINE_WRITES.inc(await fanout.tweet_changed(tweet_changed(entry)))
 
     async def on_follow(entry: Entry) -> None:
         await fanout.follow_changed(follow_changed(entry))
@@ -120,7 +134,11 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
             batch=FANOUT_CONCURRENCY,
         )
         runtime.background(consumer.run(), f"consume {stream}")
-    pb_grpc.add_FanoutServiceServicer_to_server(
-        FanoutServicer(FanoutStatsReader(redis, [TWEETS_STREAM, FOLLOWS_STREAM], GROUP)), server
-    )
+    stats = FanoutStatsReader(redis, [TWEETS_STREAM, FOLLOWS_STREAM], GROUP)
+    if settings.metrics_port:
+        runtime.background(
+            metrics.refresh_every(METRICS_REFRESH_SECONDS, lambda: export_stats(stats), "fanout stats"),
+            "fanout metrics",
+        )
+    pb_grpc.add_FanoutServiceServicer_to_server(FanoutServicer(stats), server)
     return [pb.DESCRIPTOR.services_by_name["FanoutService"].full_name]

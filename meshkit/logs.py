@@ -1,14 +1,25 @@
-"""JSON logs to stdout, one object a line, the same for every service."""
+"""JSON logs to stdout, one object a line, the same for every service, each with the request id of
+the call being served (see meshkit.telemetry)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+REQUEST_ID_HEADER = "x-request-id"
+# The id of the request this task is serving: Envoy's x-request-id, a caller's, or one made here.
+# Every log line carries it and every call to a peer sends it on (meshkit.runtime).
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8)
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,6 +35,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if (current := request_id.get()) is not None:
+            entry["request_id"] = current
         entry.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

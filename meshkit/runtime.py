@@ -25,36 +25,42 @@ from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
 from meshkit.auth import Authenticator
-from meshkit.logs import configure_logging
+from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
+from meshkit.metrics import MetricsServer, forget_pool, forget_redis, watch_pool, watch_redis
 from meshkit.ratelimit import RateLimitInterceptor
 from meshkit.settings import Settings, SettingsError, load_settings
 from meshkit.status import ErrorInterceptor, within
+from meshkit.telemetry import TelemetryInterceptor
 
 log = logging.getLogger(__name__)
 
 
-class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
-    """Gives every outgoing call a deadline unless the caller chose one: no call waits forever."""
+class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    """Gives every outgoing call a deadline unless the caller chose one (no call waits forever), and
+    the request id of the call being served, so one request can be followed through the logs."""
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
 
-    def _with_deadline(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    def _with_defaults(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        if (current := request_id.get()) is not None and not metadata.get_all(REQUEST_ID_HEADER):
+            metadata.add(REQUEST_ID_HEADER, current)
         # wait_for_ready: a peer that is restarting delays the call (up to the deadline) instead of
         # failing it at once while the channel reconnects.
         return grpc.aio.ClientCallDetails(
             details.method,
             self._seconds if details.timeout is None else details.timeout,
-            details.metadata,
+            metadata,
             details.credentials,
             True if details.wait_for_ready is None else details.wait_for_ready,
         )
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_deadline(details), request)
+        return await continuation(self._with_defaults(details), request)
 
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_deadline(details), request)
+        return await continuation(self._with_defaults(details), request)
 
 
 # The read-only internal methods: safe to send again, so the channel retries them (with gRPC's
@@ -145,6 +151,8 @@ class Runtime:
         )
         await pool.open(wait=True, timeout=30)
         self._stack.push_async_callback(pool.close)
+        watch_pool(pool)
+        self._stack.callback(forget_pool, pool)
         self._probes[f"postgresql:{schema}"] = lambda: _probe_postgres(pool)
         return pool
 
@@ -162,15 +170,20 @@ class Runtime:
         client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         await client.ping()
         self._stack.push_async_callback(client.aclose)
+        watch_redis(self.settings.service, client)
+        self._stack.callback(forget_redis, self.settings.service)
         self._probes["redis"] = client.ping
         return client
 
     def channel(self, address: str) -> grpc.aio.Channel:
-        """One shared channel per peer address; calls on it get the default deadline."""
+        """One shared channel per peer address; calls on it get the default deadline.
+
+        `address` is host:port or any gRPC target; `dns:///<name>:<port>` (Kubernetes headless
+        services) resolves every address of the name and balances calls over them (round_robin)."""
         if address not in self._channels:
             channel = grpc.aio.insecure_channel(
                 address,
-                interceptors=[_DefaultDeadline(self.settings.rpc_deadline_seconds)],
+                interceptors=[_CallDefaults(self.settings.rpc_deadline_seconds)],
                 options=[
                     # Reconnect quickly to a restarted peer (gRPC's default backoff grows to 2 minutes).
                     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -265,8 +278,13 @@ async def serve(settings: Settings, setup: Setup) -> None:
     rate_limits = RateLimitInterceptor(settings)
     runtime = Runtime(settings, rate_limits)
     server = grpc.aio.server(
-        # The first is outermost: a refusal by the rate limits becomes a status like any error.
-        interceptors=[ErrorInterceptor(settings.handler_timeout_seconds), rate_limits],
+        # The first is outermost. Telemetry sees the status ErrorInterceptor made of any failure,
+        # and a refusal by the rate limits becomes a status like any error.
+        interceptors=[
+            TelemetryInterceptor(),
+            ErrorInterceptor(settings.handler_timeout_seconds),
+            rate_limits,
+        ],
         options=[
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -275,6 +293,8 @@ async def serve(settings: Settings, setup: Setup) -> None:
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    if settings.metrics_port:
+        runtime.on_close(MetricsServer(settings.listen_host, settings.metrics_port).close)
     try:
         names = await setup(runtime, server)
         reflection.enable_server_reflection(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 # fan-out", for the measurement behind it).
 DEFAULT_CELEBRITY_FOLLOWERS = 5_000
 DEFAULT_PORTS = {"users": 50051, "tweets": 50052, "fanout": 50053, "timeline": 50054}
+DEFAULT_METRICS_PORTS = {"users": 9101, "tweets": 9102, "fanout": 9103, "timeline": 9104}
 
 
 class SettingsError(ValueError):
@@ -56,6 +57,7 @@ class Settings:
     redis_url: str
     listen_host: str
     grpc_port: int
+    metrics_port: int
     users_addr: str
     tweets_addr: str
     fanout_addr: str
@@ -123,7 +125,7 @@ def _addr(env: Mapping[str, str], name: str, default_port: int) -> str:
     value = env.get(name) or f"127.0.0.1:{default_port}"
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit():
-        raise SettingsError(f"{name} must be host:port, got {value!r}")
+        raise SettingsError(f"{name} must be host:port (or dns:///host:port), got {value!r}")
     return value
 
 
@@ -174,6 +176,7 @@ def load_settings(
         redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix"), True),
         listen_host=env.get("LISTEN_HOST", "127.0.0.1"),
         grpc_port=_int(env, "GRPC_PORT", DEFAULT_PORTS[service]),
+        metrics_port=_int(env, "METRICS_PORT", DEFAULT_METRICS_PORTS[service]),
         users_addr=_addr(env, "USERS_ADDR", DEFAULT_PORTS["users"]),
         tweets_addr=_addr(env, "TWEETS_ADDR", DEFAULT_PORTS["tweets"]),
         fanout_addr=_addr(env, "FANOUT_ADDR", DEFAULT_PORTS["fanout"]),

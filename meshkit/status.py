@@ -16,6 +16,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from meshkit.errors import ERROR_DOMAIN, DomainError, Internal, InvalidArgument, Unavailable
+from meshkit.interceptors import Handler, HandlerInterceptor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,7 +91,6 @@ def as_domain_error(exc: BaseException, method: str) -> DomainError:
     return Internal("internal error", reason="INTERNAL")
 
 
-Handler = Callable[..., Any]
 _unwinding: set[asyncio.Future[Any]] = set()
 
 
@@ -184,35 +184,21 @@ def _wrap_stream(behavior: Handler, method: str) -> Handler:
     return handle
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
+class ErrorInterceptor(HandlerInterceptor):
     """Maps every exception leaving a handler to a status; nothing escapes as a bare UNKNOWN.
     Unary handlers also get a time limit (`unary_limit_seconds`, or the caller's deadline if sooner)."""
 
     def __init__(self, unary_limit_seconds: float) -> None:
         self._limit = unary_limit_seconds
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method, self._limit),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+    def wrap_unary(self, behavior: Handler, method: str) -> Handler:
+        return _wrap_unary(behavior, method, self._limit)
+
+    def wrap_stream(self, behavior: Handler, method: str) -> Handler:
+        return _wrap_stream(behavior, method)
+
+    def wrap_deserializer(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+        return _tolerant(deserializer)
 
 
 __all__ = ["DEPENDENCY_ERRORS", "ErrorInterceptor", "abort_with", "as_domain_error", "status_of", "within"]

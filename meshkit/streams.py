@@ -13,6 +13,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from meshkit.metrics import STREAM_ENTRIES
 from meshkit.status import DEPENDENCY_ERRORS
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,8 @@ class StreamConsumer:
         if done:
             await self._redis.xack(self._stream, self._group, *done)
         await self._dead_letter(poison, reason="poison")
+        STREAM_ENTRIES.labels(self._stream, "acked").inc(len(done))
+        STREAM_ENTRIES.labels(self._stream, "failed").inc(len(entries) - len(done) - len(poison))
 
     async def _dead_letter(self, entries: list[Entry], reason: str) -> None:
         if not entries:
@@ -182,6 +185,7 @@ class StreamConsumer:
                 )
             pipe.xack(self._stream, self._group, *[e.entry_id for e in entries])
             await pipe.execute()
+        STREAM_ENTRIES.labels(self._stream, "dead_lettered").inc(len(entries))
         log.error(
             "dead-lettered entries", extra={"stream": self._stream, "count": len(entries), "reason": reason}
         )

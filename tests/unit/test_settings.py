@@ -35,3 +35,20 @@ def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None
 
 def test_services_without_a_database_do_not_need_one() -> None:
     assert load_settings("fanout", {"REDIS_URL": "redis://r"}, needs_database=False).database_url == ""
+
+
+def test_metrics_ports_default_per_service_and_zero_disables() -> None:
+    assert [load_settings(s, BASE).metrics_port for s in ("users", "tweets", "fanout", "timeline")] == [
+        9101,
+        9102,
+        9103,
+        9104,
+    ]
+    assert load_settings("users", {**BASE, "METRICS_PORT": "0"}).metrics_port == 0
+    with pytest.raises(SettingsError, match="METRICS_PORT"):
+        load_settings("users", {**BASE, "METRICS_PORT": "-1"})
+
+
+def test_peers_may_be_dns_targets_balanced_per_call() -> None:
+    settings = load_settings("timeline", {**BASE, "USERS_ADDR": "dns:///users-headless:50051"})
+    assert settings.users_addr == "dns:///users-headless:50051"

@@ -1,0 +1,149 @@
+"""The installed `tweetmesh` command against the running mesh (through Envoy): sign up, log in, follow,
+post, read the home timeline, watch it live, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import secrets
+import stat
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.mesh import Mesh
+from tests.helpers import PASSWORD, eventually
+
+TWEETMESH = Path(sys.executable).parent / "tweetmesh"  # installed by `pip install -e .` (make)
+
+
+@dataclass
+class Person:
+    """Someone at their own terminal: their own config directory, the same mesh."""
+
+    handle: str
+    home: Path
+    target: str
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "XDG_CONFIG_HOME": str(self.home), "TWEETMESH_TARGET": self.target}
+
+    def run(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(TWEETMESH), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=60,
+            check=False,
+        )
+
+    def ok(self, *args: str, stdin: str = "") -> str:
+        done = self.run(*args, stdin=stdin)
+        assert done.returncode == 0, f"tweetmesh {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+
+def person(tmp_path: Path, mesh: Mesh, prefix: str) -> Person:
+    handle = f"{prefix}_{secrets.token_hex(3)}"
+    return Person(handle, tmp_path / handle, f"127.0.0.1:{mesh.ports.envoy}")
+
+
+def test_sign_up_follow_post_and_read_the_timeline(mesh: Mesh, tmp_path: Path) -> None:
+    assert TWEETMESH.exists(), "the tweetmesh command is not installed in the venv"
+    alice, bob = person(tmp_path, mesh, "alice"), person(tmp_path, mesh, "bob")
+    signed_up = alice.ok(
+        "signup", alice.handle, "--display-name", "Alice", "--password-stdin", stdin=PASSWORD
+    )
+    assert f"@{alice.handle}" in signed_up
+    assert "logged in" in signed_up
+    bob.ok("signup", bob.handle, "--password-stdin", stdin=PASSWORD)
+
+    config = alice.home / "tweetmesh" / "config.json"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    token = next(iter(json.loads(config.read_text())["sessions"].values()))["token"]
+    assert token and token not in signed_up  # kept in the file, never printed
+
+    assert f"following Alice @{alice.handle}" in bob.ok("follow", alice.handle)
+    posted = alice.ok("post", "hello", "from", "the", "command", "line")
+    assert "hello from the command line" in posted
+    eventually(lambda: "hello from the command line" in bob.ok("timeline"), timeout=15)
+    assert "hello from the command line" in bob.ok("tweets", alice.handle)
+    assert f"@{bob.handle}" in bob.ok("whoami")
+    assert "hello from the command line" in bob.ok("search", "command", "line")
+    assert f"@{alice.handle}" in bob.ok("search", "--users", alice.handle)
+    assert "no tweets match" in bob.ok("search", "zyxwvut")
+
+    # Logging in again (a new token) works from a fresh terminal too.
+    again = Person(alice.handle, tmp_path / "alice-laptop", alice.target)
+    assert "logged in" in again.ok("login", alice.handle, "--password-stdin", stdin=PASSWORD)
+    assert "second device" in again.ok("post", "from a second device")
+
+
+class Watcher:
+    """`tweetmesh watch` running in the background; its output arrives line by line on a queue."""
+
+    def __init__(self, viewer: Person) -> None:
+        self._process = subprocess.Popen(
+            [str(TWEETMESH), "watch"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=viewer.env(),
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self._process.stdout or ():
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 15) -> str:
+        seen = ""
+        while text not in seen:
+            seen += self.lines.get(timeout=timeout)
+        return seen
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
+
+
+def test_watch_shows_tweets_as_they_arrive_and_survives_a_restart(mesh: Mesh, tmp_path: Path) -> None:
+    carol, dave = person(tmp_path, mesh, "carol"), person(tmp_path, mesh, "dave")
+    carol.ok("signup", carol.handle, "--password-stdin", stdin=PASSWORD)
+    dave.ok("signup", dave.handle, "--password-stdin", stdin=PASSWORD)
+    carol.ok("follow", dave.handle)
+    watcher = Watcher(carol)
+    try:
+        watcher.wait_for("watching", timeout=30)
+        dave.ok("post", "live on the wire")
+        assert f"@{dave.handle}" in watcher.wait_for("live on the wire")
+
+        mesh.start_service("timeline")  # a restart: the open stream breaks
+        watcher.wait_for("reconnecting")
+        dave.ok("post", "after the restart")
+        watcher.wait_for("after the restart", timeout=30)
+    finally:
+        watcher.stop()
+
+
+def test_errors_are_clear_and_exit_nonzero(mesh: Mesh, tmp_path: Path) -> None:
+    erin = person(tmp_path, mesh, "erin")
+    done = erin.run("post", "not logged in yet")
+    assert done.returncode == 1
+    assert "not logged in" in done.stderr
+    erin.ok("signup", erin.handle, "--password-stdin", stdin=PASSWORD)
+    done = erin.run("post", " ")
+    assert done.returncode == 1
+    assert "invalid argument" in done.stderr
+    assert "text:" in done.stderr
+    done = erin.run("signup", erin.handle, "--password-stdin", stdin=PASSWORD)
+    assert (done.returncode, "already exists" in done.stderr) == (1, True)
+    done = erin.run("--target", "127.0.0.1:1", "follow", "anyone")
+    assert done.returncode == 1
+    assert "unavailable" in done.stderr

@@ -1,0 +1,138 @@
+"""tools/openapi.py maps each proto shape to what Envoy's transcoder sends and accepts: 64-bit ints as
+strings, enums as names, maps, repeated fields, well-known types, path and query parameters, a body
+field, additional bindings, and internal RPCs left out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from openapi_spec_validator import validate
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import openapi  # noqa: E402
+
+import gen  # noqa: E402  (tools/ is a folder of scripts)
+
+SAMPLE = """
+syntax = "proto3";
+package tweetmesh.sample.v1;
+import "google/api/annotations.proto";
+import "google/protobuf/timestamp.proto";
+
+// Things, for the test.
+service ThingService {
+  // Gets one thing.
+  rpc GetThing(GetThingRequest) returns (Thing) {
+    option (google.api.http) = {
+      get: "/v1/things/{thing_id}"
+      additional_bindings {get: "/v1/owners/{owner}/things/{thing_id}"}
+    };
+  }
+  rpc UpdateThing(UpdateThingRequest) returns (Thing) {
+    option (google.api.http) = {patch: "/v1/things/{thing.thing_id}" body: "thing"};
+  }
+  rpc InternalOnly(GetThingRequest) returns (Thing);
+}
+
+enum Color {
+  COLOR_UNSPECIFIED = 0;
+  COLOR_RED = 1;
+}
+
+message Thing {
+  string thing_id = 1;
+  // How many, as a 64-bit integer.
+  int64 count = 2;
+  Color color = 3;
+  map<string, int32> sizes = 4;
+  repeated string tags = 5;
+  google.protobuf.Timestamp create_time = 6;
+  Thing parent = 7;
+  oneof kind {
+    bool solid = 8;
+    double weight = 9;
+  }
+}
+
+message GetThingRequest {
+  string thing_id = 1;
+  string owner = 2;
+  // Default 20.
+  int32 page_size = 3;
+  repeated Color colors = 4;
+  Thing filter = 5;
+}
+
+message UpdateThingRequest {
+  Thing thing = 1;
+  bool validate_only = 2;
+}
+"""
+
+
+def sample_spec(tmp_path: Path) -> dict[str, Any]:
+    protos = tmp_path / "protos"
+    (protos / "tweetmesh" / "sample" / "v1").mkdir(parents=True)
+    (protos / "tweetmesh" / "sample" / "v1" / "sample.proto").write_text(SAMPLE)
+    gen.descriptor_set(tmp_path / "sample.pb", protos=protos)
+    return openapi.build((tmp_path / "sample.pb").read_bytes())
+
+
+def test_scalars_enums_maps_and_well_known_types(tmp_path: Path) -> None:
+    spec = sample_spec(tmp_path)
+    validate(spec)
+    thing = spec["components"]["schemas"]["tweetmesh.sample.v1.Thing"]
+    properties = thing["properties"]
+    assert properties["count"] == {
+        "description": "How many, as a 64-bit integer.",
+        "type": "string",
+        "format": "int64",
+    }
+    assert properties["color"] == {"type": "string", "enum": ["COLOR_UNSPECIFIED", "COLOR_RED"]}
+    assert properties["sizes"] == {
+        "type": "object",
+        "additionalProperties": {"type": "integer", "format": "int32"},
+    }
+    assert properties["tags"] == {"type": "array", "items": {"type": "string"}}
+    assert properties["create_time"] == {"$ref": "#/components/schemas/google.protobuf.Timestamp"}
+    assert spec["components"]["schemas"]["google.protobuf.Timestamp"] == {
+        "type": "string",
+        "format": "date-time",
+    }
+    assert properties["parent"] == {"$ref": "#/components/schemas/tweetmesh.sample.v1.Thing"}  # recursive
+    assert "one of `kind`" in properties["solid"]["description"]
+
+
+def test_routes_parameters_bodies_and_internal_rpcs(tmp_path: Path) -> None:
+    spec = sample_spec(tmp_path)
+    paths = spec["paths"]
+    assert set(paths) == {
+        "/v1/things/{thing_id}",
+        "/v1/owners/{owner}/things/{thing_id}",
+        "/v1/things/{thing.thing_id}",
+    }
+    get = paths["/v1/things/{thing_id}"]["get"]
+    assert get["operationId"] == "ThingService_GetThing"
+    assert get["description"] == "Gets one thing."
+    params = {(p["name"], p["in"]) for p in get["parameters"]}
+    # Path parameter, then every other scalar or repeated scalar as a query parameter; messages are not.
+    assert params == {("thing_id", "path"), ("owner", "query"), ("page_size", "query"), ("colors", "query")}
+    bound = {
+        p["name"]
+        for p in paths["/v1/owners/{owner}/things/{thing_id}"]["get"]["parameters"]
+        if p["in"] == "path"
+    }
+    assert bound == {"owner", "thing_id"}
+    patch = paths["/v1/things/{thing.thing_id}"]["patch"]
+    assert patch["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/tweetmesh.sample.v1.Thing"
+    }
+    assert [p["name"] for p in patch["parameters"] if p["in"] == "query"] == ["validate_only"]
+    for operations in paths.values():
+        for operation in operations.values():
+            assert operation["responses"]["default"] == {"$ref": "#/components/responses/Error"}
+            assert operation["operationId"] != "ThingService_InternalOnly"

@@ -1,0 +1,1 @@
+"""`tweetmesh`: the command line for people (sign up, post, read and watch timelines)."""

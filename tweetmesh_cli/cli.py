@@ -1,0 +1,370 @@
+"""The `tweetmesh` command: argument parsing and one function per subcommand, over gRPC stubs.
+
+It talks native gRPC to Envoy's public port (or any service port) given by --target or
+TWEETMESH_TARGET, and keeps the login token per target in a 0600 config file (tweetmesh_cli.config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
+from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
+from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
+from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
+from tweetmesh.users.v1 import users_service_pb2 as users_pb
+from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
+from tweetmesh_cli.config import Config, Session, config_path
+
+DEFAULT_TARGET = "127.0.0.1:8080"
+TIMEOUT_SECONDS = 15.0
+# A broken live stream is reopened after this long, from the last tweet seen.
+RECONNECT_SECONDS = 1.0
+SEEN_REMEMBERED = 1000
+
+
+class CliError(Exception):
+    """Ends the command with this message and exit status 1."""
+
+
+class Client:
+    """Stubs for the public services on one channel, with the saved session's token."""
+
+    def __init__(self, target: str, config: Config) -> None:
+        self.target = target
+        self.config = config
+        self._channel = grpc.insecure_channel(target)
+        self.users = users_grpc.UserServiceStub(self._channel)
+        self.tweets = tweets_grpc.TweetServiceStub(self._channel)
+        self.timeline = timeline_grpc.TimelineServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def session(self) -> Session:
+        session = self.config.session(self.target)
+        if session is None:
+            raise CliError(f"not logged in to {self.target}: run `tweetmesh login HANDLE` first")
+        return session
+
+    def auth(self) -> tuple[tuple[str, str | bytes], ...]:
+        return (("authorization", f"Bearer {self.session().token}"),)
+
+    def user_by_handle(self, handle: str) -> users_pb.User:
+        reply = self.users.GetUserByHandle(
+            users_pb.GetUserByHandleRequest(handle=handle.lstrip("@")), timeout=TIMEOUT_SECONDS
+        )
+        return reply.user
+
+
+# ----- rendering
+
+
+def _when(tweet: tweets_pb.Tweet, now: datetime | None = None) -> str:
+    created = tweet.create_time.ToDatetime(tzinfo=UTC)
+    seconds = int(((now or datetime.now(UTC)) - created).total_seconds())
+    if seconds < 60:
+        return f"{max(seconds, 0)}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return created.strftime("%Y-%m-%d")
+
+
+def render_tweet(tweet: tweets_pb.Tweet) -> str:
+    """Two lines or more: who and when, then the text indented."""
+    author = tweet.author
+    name = f"{author.display_name} @{author.handle}" if author.handle else f"user {tweet.author_id}"
+    reply = f" · reply to {tweet.reply_to_tweet_id}" if tweet.reply_to_tweet_id else ""
+    body = "\n".join(f"  {line}" for line in tweet.text.splitlines() or [""])
+    return f"{name} · {_when(tweet)}{reply} · id {tweet.tweet_id}\n{body}"
+
+
+def render_user(user: users_pb.User) -> str:
+    return (
+        f"{user.display_name} @{user.handle} (id {user.user_id}) · {user.followers_count} followers · "
+        f"{user.following_count} following · {user.tweets_count} tweets"
+    )
+
+
+def describe_error(error: grpc.RpcError) -> str:
+    """The status code and message, the bad fields, and what to do about a missing login."""
+    code = error.code()
+    text = f"{code.name.lower().replace('_', ' ')}: {error.details()}"
+    trailers: Any = error.trailing_metadata() or ()
+    for key, value in trailers:
+        if key == "grpc-status-details-bin":
+            for detail in status_pb2.Status.FromString(value).details:
+                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                    bad = error_details_pb2.BadRequest()
+                    detail.Unpack(bad)
+                    text += "".join(f"\n  {v.field}: {v.description}" for v in bad.field_violations)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        text += "\n  (log in again: tweetmesh login HANDLE)"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        text += "\n  (is the mesh running? `make run`, or set --target / TWEETMESH_TARGET)"
+    return text
+
+
+# ----- commands
+
+
+def _password(args: argparse.Namespace, confirm: bool) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass("password: ")
+    if confirm and getpass.getpass("again: ") != password:
+        raise CliError("the passwords differ")
+    return password
+
+
+def _login(client: Client, handle: str, password: str, out: TextIO) -> None:
+    reply = client.users.Login(
+        users_pb.LoginRequest(handle=handle, password=password), timeout=TIMEOUT_SECONDS
+    )
+    client.config.save(client.target, Session(reply.token, reply.user.user_id, reply.user.handle))
+    out.write(f"logged in as @{reply.user.handle} (token saved in {client.config.path})\n")
+
+
+def cmd_signup(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    handle = args.handle.lstrip("@")
+    password = _password(args, confirm=True)
+    reply = client.users.CreateUser(
+        users_pb.CreateUserRequest(handle=handle, display_name=args.display_name or "", password=password),
+        timeout=TIMEOUT_SECONDS,
+    )
+    out.write(f"signed up: {render_user(reply.user)}\n")
+    _login(client, handle, password, out)
+
+
+def cmd_login(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    _login(client, args.handle.lstrip("@"), _password(args, confirm=False), out)
+
+
+def cmd_logout(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    session = client.config.session(client.target)
+    if session is not None:
+        try:
+            client.users.Logout(users_pb.LogoutRequest(), metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAUTHENTICATED:
+                raise
+        client.config.forget(client.target)
+    out.write("logged out\n")
+
+
+def cmd_whoami(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    session = client.session()
+    reply = client.users.GetUser(users_pb.GetUserRequest(user_id=session.user_id), timeout=TIMEOUT_SECONDS)
+    out.write(f"{render_user(reply.user)} on {client.target}\n")
+
+
+def cmd_follow(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    user = client.user_by_handle(args.handle)
+    request = users_pb.FollowUserRequest(user_id=user.user_id)
+    followed = client.users.FollowUser(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS).user
+    out.write(f"following {render_user(followed)}\n")
+
+
+def cmd_unfollow(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    user = client.user_by_handle(args.handle)
+    request = users_pb.UnfollowUserRequest(user_id=user.user_id)
+    client.users.UnfollowUser(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    out.write(f"no longer following @{user.handle}\n")
+
+
+def cmd_post(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    text = sys.stdin.read().rstrip("\n") if args.text == ["-"] else " ".join(args.text)
+    request = tweets_pb.CreateTweetRequest(
+        text=text,
+        reply_to_tweet_id=args.reply_to or "",
+        # One id per invocation: gRPC retries of this call cannot post twice.
+        request_id=uuid.uuid4().hex,
+    )
+    tweet = client.tweets.CreateTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS).tweet
+    out.write(f"posted:\n{render_tweet(tweet)}\n")
+
+
+def _print_page(out: TextIO, tweets: Sequence[tweets_pb.Tweet], next_page_token: str, empty: str) -> None:
+    if not tweets:
+        out.write(f"{empty}\n")
+    for tweet in tweets:
+        out.write(f"{render_tweet(tweet)}\n\n")
+    if next_page_token:
+        out.write(f"more: --page-token {next_page_token}\n")
+
+
+def cmd_timeline(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = timeline_pb.GetHomeTimelineRequest(page_size=args.limit, page_token=args.page_token or "")
+    page = client.timeline.GetHomeTimeline(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.tweets, page.next_page_token, "(your home timeline is empty: follow someone)")
+
+
+def cmd_tweets(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    user = client.user_by_handle(args.handle)
+    request = tweets_pb.ListUserTweetsRequest(
+        user_id=user.user_id, page_size=args.limit, page_token=args.page_token or ""
+    )
+    page = client.tweets.ListUserTweets(request, timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.tweets, page.next_page_token, f"(@{user.handle} has not posted yet)")
+
+
+def cmd_search(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    query = " ".join(args.query)
+    if args.users:
+        found = client.users.SearchUsers(
+            users_pb.SearchUsersRequest(query=query, page_size=args.limit, page_token=args.page_token or ""),
+            timeout=TIMEOUT_SECONDS,
+        )
+        if not found.users:
+            out.write(f"(nobody matches {query!r})\n")
+        for user in found.users:
+            out.write(f"{render_user(user)}\n")
+        if found.next_page_token:
+            out.write(f"more: --page-token {found.next_page_token}\n")
+        return
+    page = client.tweets.SearchTweets(
+        tweets_pb.SearchTweetsRequest(query=query, page_size=args.limit, page_token=args.page_token or ""),
+        timeout=TIMEOUT_SECONDS,
+    )
+    _print_page(out, page.tweets, page.next_page_token, f"(no tweets match {query!r})")
+
+
+def _stream(client: Client, since: str) -> Iterator[timeline_pb.StreamHomeTimelineResponse]:
+    request = timeline_pb.StreamHomeTimelineRequest(since_tweet_id=since)
+    return client.timeline.StreamHomeTimeline(request, metadata=client.auth())
+
+
+def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Prints tweets as they arrive; after a break (a service restarting, the network) reconnects,
+    replaying from the last tweet seen, until Ctrl-C."""
+    since = args.since or ""
+    seen: dict[str, None] = {}  # insertion-ordered: the oldest goes first
+    out.write(f"watching @{client.session().handle}'s home timeline (Ctrl-C to stop)\n")
+    out.flush()
+    while True:
+        try:
+            for event in _stream(client, since):
+                kind = event.WhichOneof("event")
+                if kind == "tweet" and event.tweet.tweet_id not in seen:
+                    # A replay after a reconnect may repeat a tweet: show each once (the replay
+                    # overlaps by seconds, so the recent ids are enough to remember).
+                    seen[event.tweet.tweet_id] = None
+                    if len(seen) > SEEN_REMEMBERED:
+                        del seen[next(iter(seen))]
+                    since = event.tweet.tweet_id
+                    out.write(f"{render_tweet(event.tweet)}\n\n")
+                elif kind == "deletion":
+                    out.write(f"(tweet {event.deletion.tweet_id} was deleted)\n\n")
+                elif kind == "heartbeat" and args.heartbeats:
+                    out.write(f"(heartbeat {event.heartbeat.time.ToDatetime(tzinfo=UTC):%H:%M:%S})\n")
+                out.flush()
+            # A live stream has no end: the server closed it because it is stopping.
+            out.write("(stream closed by the server; reconnecting)\n")
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            out.write(f"(stream interrupted: {error.details()}; reconnecting)\n")
+        out.flush()
+        time.sleep(RECONNECT_SECONDS)
+
+
+# ----- the parser
+
+
+Command = Callable[[Client, argparse.Namespace, TextIO], None]
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="tweetmesh",
+        description="Use tweetmesh from a terminal: sign up, post, follow, read and watch timelines.",
+    )
+    root.add_argument(
+        "--target",
+        default=os.environ.get("TWEETMESH_TARGET") or DEFAULT_TARGET,
+        help=f"gRPC address of the mesh (Envoy); env TWEETMESH_TARGET; default {DEFAULT_TARGET}",
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Command, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(run=run)
+        return sub
+
+    for name, run, text in (
+        ("signup", cmd_signup, "create an account and log in"),
+        ("login", cmd_login, "log in and keep the token in the config file"),
+    ):
+        sub = command(name, run, text)
+        sub.add_argument("handle", help="1-15 of A-Z a-z 0-9 _")
+        sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+        if name == "signup":
+            sub.add_argument("--display-name", help="defaults to the handle")
+    command("logout", cmd_logout, "revoke the saved token and forget it")
+    command("whoami", cmd_whoami, "the logged-in account")
+    command("follow", cmd_follow, "follow someone").add_argument("handle")
+    command("unfollow", cmd_unfollow, "stop following someone").add_argument("handle")
+    post = command("post", cmd_post, "post a tweet (`-` reads the text from stdin)")
+    post.add_argument("text", nargs="+")
+    post.add_argument("--reply-to", metavar="TWEET_ID")
+    for name, run, text in (
+        ("timeline", cmd_timeline, "your home timeline, newest first"),
+        ("tweets", cmd_tweets, "someone's tweets, newest first"),
+    ):
+        sub = command(name, run, text)
+        if name == "tweets":
+            sub.add_argument("handle")
+        sub.add_argument("--limit", type=int, default=20, help="tweets per page (at most 100)")
+        sub.add_argument("--page-token", help="the next page, as printed after a page")
+    search = command(
+        "search",
+        cmd_search,
+        'tweets matching words, "phrases", #tags, -excluded words, OR (best first); --users for people',
+    )
+    search.add_argument("query", nargs="+")
+    search.add_argument("--users", action="store_true", help="people whose handle or name starts with it")
+    search.add_argument("--limit", type=int, default=20, help="results per page (at most 100)")
+    search.add_argument("--page-token", help="the next page, as printed after a page")
+    watch = command("watch", cmd_watch, "your home timeline live, as tweets arrive")
+    watch.add_argument("--since", metavar="TWEET_ID", help="first replay what came after this tweet")
+    watch.add_argument("--heartbeats", action="store_true", help="show the stream's heartbeats too")
+    return root
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO = sys.stdout, env: dict[str, str] | None = None
+) -> int:
+    args = parser().parse_args(argv)
+    client = Client(args.target, Config(config_path(env)))
+    run: Any = args.run
+    try:
+        run(client, args, out)
+    except grpc.RpcError as error:
+        print(f"tweetmesh: {describe_error(error)}", file=sys.stderr)
+        return 1
+    except CliError as error:
+        print(f"tweetmesh: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        client.close()
+    return 0
+
+
+def run() -> None:
+    """The installed `tweetmesh` command."""
+    sys.exit(main())
