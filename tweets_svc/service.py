@@ -347,28 +347,34 @@ class Tweets:
             "global", size, token, lambda before, n: self._store.public(before, None, n)
         )
 
-    async def public_ids(self, after: int | None, limit: int) -> list[int]:
-        """Public tweet ids after `after`, oldest first (a global stream's replay)."""
-        return list(reversed(await self._store.public(None, after, limit)))
+    async def _like_page(
+        self,
+        scope: str,
+        size: int,
+        token: str,
+        fetch: Callable[[int | None, int], Awaitable[list[tuple[int, int]]]],
+    ) -> Page[int]:
+        """A page of a likes list, kept in like order: fetch(cursor, limit + 1) gives (like id,
+        other id) rows below the cursor; the page holds the other ids."""
+        limit = page_size(size)
+        cursor = self._pages.decode(token, scope)
+        rows = await fetch(int(cursor) if cursor else None, limit + 1)
+        page = self._pages.page(rows, limit, scope, lambda row: row[0])
+        return Page([other for _, other in page.items], page.next_page_token)
 
     async def liked(self, user_id: int, size: int, token: str) -> Page[Tweet]:
         await self._require_user(user_id)
-        limit = page_size(size)
-        scope = f"liked:{user_id}"
-        cursor = self._pages.decode(token, scope)
-        rows = await self._store.liked_tweets(user_id, int(cursor) if cursor else None, limit + 1)
-        page = self._pages.page(rows, limit, scope, lambda row: row[0])
-        found = await self._store.by_ids([t for _, t in page.items])
-        return Page([found[t] for _, t in page.items if t in found], page.next_page_token)
+        page = await self._like_page(
+            f"liked:{user_id}", size, token, lambda before, n: self._store.liked_tweets(user_id, before, n)
+        )
+        found = await self._store.by_ids(page.items)
+        return Page([found[t] for t in page.items if t in found], page.next_page_token)
 
     async def liking_users(self, tweet_id: int, size: int, token: str) -> Page[int]:
         await self._live(tweet_id)
-        limit = page_size(size)
-        scope = f"likes:{tweet_id}"
-        cursor = self._pages.decode(token, scope)
-        rows = await self._store.liking_users(tweet_id, int(cursor) if cursor else None, limit + 1)
-        page = self._pages.page(rows, limit, scope, lambda row: row[0])
-        return Page([u for _, u in page.items], page.next_page_token)
+        return await self._like_page(
+            f"likes:{tweet_id}", size, token, lambda before, n: self._store.liking_users(tweet_id, before, n)
+        )
 
     async def search(self, query: str, size: int, token: str) -> Page[Tweet]:
         query = validate_query(query)

@@ -33,11 +33,6 @@ class Http:
         return login.json()["user"], login.json()["token"]
 
 
-@pytest.fixture(scope="module")
-def api(mesh: Any) -> Http:
-    return Http(mesh.ports.envoy)
-
-
 def test_the_whole_story_over_http(api: Http) -> None:
     alice, alice_token = api.sign_up("alice")
     bob, bob_token = api.sign_up("bob")

@@ -8,15 +8,8 @@ import json
 import secrets
 from typing import Any
 
-import pytest
-
 from tests.e2e.test_envoy_http import UNKNOWN_ID, Http
 from tests.helpers import eventually
-
-
-@pytest.fixture(scope="module")
-def api(mesh: Any) -> Http:
-    return Http(mesh.ports.envoy)
 
 
 def test_delete_replies_retweets_and_likes_over_http(api: Http) -> None:
