@@ -15,7 +15,7 @@ import enum
 import ipaddress
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 
 from meshkit.auth import Authenticator, Metadata
 from meshkit.errors import Internal, ResourceExhausted
+from meshkit.interceptors import Handler, HandlerInterceptor
 from meshkit.settings import Rate, RateLimits, Settings
 
 log = logging.getLogger(__name__)
@@ -149,10 +150,7 @@ def client_address(
     return str(address)
 
 
-Handler = Callable[..., Any]
-
-
-class RateLimitInterceptor(grpc.aio.ServerInterceptor):
+class RateLimitInterceptor(HandlerInterceptor):
     """Applies POLICIES before the handler runs. It needs the service's Redis and authenticator,
     which exist only after the server is built, so the service binds them in its setup; a limited
     method called before that fails closed (INTERNAL), never unlimited."""
@@ -204,31 +202,23 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
             return str(getattr(request, "handle", ""))[:32].lower()
         return client_address(context.peer(), metadata, self._settings.trusted_proxies)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
+    def wrap_unary(self, behavior: Handler, method: str) -> Handler:
         policy = self._policies.get(method)
-        if handler is None or policy is None:
-            return handler
-        if handler.unary_unary is not None:
-            unary = handler.unary_unary
+        if policy is None:
+            return behavior
 
-            async def limited(request: Any, context: Any) -> Any:
-                await self.check(method, policy, request, context)
-                return await unary(request, context)
+        async def limited(request: Any, context: Any) -> Any:
+            await self.check(method, policy, request, context)
+            return await behavior(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(
-                limited,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+        return limited
+
+    def wrap_stream(self, behavior: Handler, method: str) -> Handler:
         # Streams are not limited here (their cost is the open stream, bounded by Envoy): a policy
         # naming one is a mistake, refused loudly rather than silently not applied.
-        raise TypeError(f"{method}: rate-limit policies apply to unary methods only")
+        if method in self._policies:
+            raise TypeError(f"{method}: rate-limit policies apply to unary methods only")
+        return behavior
 
 
 __all__ = ["POLICIES", "Limit", "RateLimitInterceptor", "RateLimiter", "Scope", "client_address"]
