@@ -352,6 +352,17 @@ def start_mesh(data_dir: Path, env: dict[str, str]) -> Mesh:
     return mesh
 
 
+def run_step(step: Callable[[], None], mesh: Mesh) -> None:
+    """Runs one workload; if it fails, its error also names the mesh's processes that exited (the
+    workload's own error, say "connection refused", rarely says why a server stopped answering)."""
+    try:
+        step()
+    except Exception as error:
+        if dead := mesh.casualties():
+            error.add_note("\n\n".join(["processes of the mesh that exited:", *dead]))
+        raise
+
+
 def run(
     size_name: str, out: Path, env: dict[str, str] | None = None, plots: bool = True, mesh: Mesh | None = None
 ) -> dict[str, float]:
@@ -415,7 +426,7 @@ def run(
                 continue
             log.info("workload: %s", name)
             began = time.monotonic()
-            step()
+            run_step(step, mesh)
             bench.details.setdefault("seconds", {})[name] = round(time.monotonic() - began, 2)
         describe(bench, celebrities)
         from bench import report

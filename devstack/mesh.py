@@ -179,6 +179,11 @@ class Mesh:
             raise DevstackError(f"{name} is not running")
         return process.pid
 
+    def casualties(self) -> list[str]:
+        """Each started process that has exited since, with its exit code and the end of its log."""
+        servers = [s.process for s in (self._postgres, self._redis, self._envoy) if s is not None]
+        return [str(p.failure("has exited")) for p in [*servers, *self._services.values()] if not p.alive()]
+
     def service_env(self, name: str, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment `name` runs with: ours, the mesh's addresses, env_overrides, then `extra_env`."""
         if name not in SERVICES:

@@ -1,9 +1,9 @@
 """The shape every server interceptor of the kit shares: wrap each unary and server-streaming
-handler of a call in one function of the interceptor's own (errors, telemetry)."""
+handler of a call in one function of the interceptor's own (errors, telemetry, call facts)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -46,3 +46,45 @@ class HandlerInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+class CallFacts:
+    """A servicer context whose invocation metadata and peer were read when the handler started.
+
+    grpc.aio releases the core call once the call's task ends (a cancelled call's task ends at
+    once), while work the handler started may still run: a unary handler past its time limit or
+    one unwinding from a cancellation (meshkit.status.within). Reading the metadata or the peer
+    from the released call reads freed memory: garbage metadata, or a segfault in peer(). Every
+    other method is the context's own.
+    """
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+        self._metadata = tuple(context.invocation_metadata() or ())
+        self._peer: str = context.peer()
+
+    def invocation_metadata(self) -> tuple[Any, ...]:
+        return self._metadata
+
+    def peer(self) -> str:
+        return self._peer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+class CallFactsInterceptor(HandlerInterceptor):
+    """Hands every handler a CallFacts context; the outermost interceptor, so all of them see it."""
+
+    def wrap_unary(self, behavior: Handler, method: str) -> Handler:
+        async def handle(request: Any, context: Any) -> Any:
+            return await behavior(request, CallFacts(context))
+
+        return handle
+
+    def wrap_stream(self, behavior: Handler, method: str) -> Handler:
+        async def handle(request: Any, context: Any) -> AsyncIterator[Any]:
+            async for response in behavior(request, CallFacts(context)):
+                yield response
+
+        return handle

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
 from meshkit.auth import Authenticator
+from meshkit.interceptors import CallFactsInterceptor
 from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from meshkit.metrics import MetricsServer, forget_pool, forget_redis, watch_pool, watch_redis
 from meshkit.ratelimit import RateLimitInterceptor
@@ -278,9 +279,11 @@ async def serve(settings: Settings, setup: Setup) -> None:
     rate_limits = RateLimitInterceptor(settings)
     runtime = Runtime(settings, rate_limits)
     server = grpc.aio.server(
-        # The first is outermost. Telemetry sees the status ErrorInterceptor made of any failure,
-        # and a refusal by the rate limits becomes a status like any error.
+        # The first is outermost. Every handler reads the call's metadata and peer as they were
+        # when it started; telemetry sees the status ErrorInterceptor made of any failure; and a
+        # refusal by the rate limits becomes a status like any error.
         interceptors=[
+            CallFactsInterceptor(),
             TelemetryInterceptor(),
             ErrorInterceptor(settings.handler_timeout_seconds),
             rate_limits,

@@ -111,14 +111,20 @@ async def within(seconds: float, work: Awaitable[T]) -> T:
     try:
         done, _ = await asyncio.wait({task}, timeout=seconds)
     except asyncio.CancelledError:
-        task.cancel()
+        _abandon(task)
         raise
     if task in done:
         return task.result()
+    _abandon(task)
+    raise TimeoutError(f"no answer within {seconds:g}s")
+
+
+def _abandon(task: asyncio.Future[Any]) -> None:
+    """Cancels `task` and lets it unwind in the background. It may still run on a while, or even
+    finish: redis-py completes a command it was cancelled in."""
     task.cancel()
     _unwinding.add(task)  # a reference, so the task is not collected while it unwinds
     task.add_done_callback(_forget)
-    raise TimeoutError(f"no answer within {seconds:g}s")
 
 
 def _time_limit(context: grpc.aio.ServicerContext[Any, Any], limit: float) -> float:

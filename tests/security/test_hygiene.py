@@ -59,10 +59,20 @@ def test_passwords_and_tokens_never_reach_the_logs(stubs: Stubs, mesh: Mesh, ver
     http_token = over_http.json()["token"]
     http_call(mesh.ports.envoy, "DELETE", "/v1/sessions/current", token=http_token)
     stubs.users.Logout(users_pb.LogoutRequest(), metadata=[("authorization", f"Bearer {changed.token}")])
+    # A token followed by bytes that are not UTF-8 (refused by Envoy; gRPC logs such a header).
+    garbled = stubs.sign_up("garbled").token
+    refused = http_call(
+        mesh.ports.envoy,
+        "POST",
+        "/v1/tweets",
+        {"text": "x"},
+        headers={"authorization": f"Bearer {garbled}\xe0\x1c"},
+    )
+    assert refused.status == 400, refused.body
 
     text = logs(mesh)
     assert '"level": "DEBUG"' in text, "users_svc's debug log was not captured: this test would prove nothing"
-    for secret in (first, second, wrong, login.token, changed.token, http_token):
+    for secret in (first, second, wrong, login.token, changed.token, http_token, garbled):
         assert secret not in text
         assert secret[3:] not in text  # not even without the token prefix
 
