@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -58,10 +58,15 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         self._users = users
         self._auth = auth
 
-    async def users(self, user_ids: Sequence[int]) -> dict[int, users_pb.User]:
-        """Users with their tweet counts, which live here (so users_svc is asked without them)."""
+    async def users(
+        self, user_ids: Sequence[int], known: Mapping[int, int] | None = None
+    ) -> dict[int, users_pb.User]:
+        """Users with their tweet counts, which live here (so users_svc is asked without them);
+        `known` holds counts already read (with the tweets being hydrated), the rest are asked."""
         found = await self._users.users(user_ids, with_tweet_counts=False)
-        counts = await self._tweets.tweet_counts(list(found))
+        counts = dict(known or {})
+        if missing := [u for u in found if u not in counts]:
+            counts.update(await self._tweets.tweet_counts(missing))
         for user_id, user in found.items():
             user.tweets_count = counts.get(user_id, 0)
         return found
@@ -69,7 +74,9 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
     async def hydrate(self, tweets: Sequence[Tweet]) -> list[pb.Tweet]:
         """Wire tweets with their authors, retweets with their original and its author."""
         originals = [t.retweeted for t in tweets if t.retweeted is not None]
-        authors = await self.users(list({t.author_id for t in (*tweets, *originals)}))
+        shown = (*tweets, *originals)
+        counts = {t.author_id: t.author_tweets_count for t in shown if t.author_tweets_count is not None}
+        authors = await self.users(list({t.author_id for t in shown}), counts)
 
         def wire(tweet: Tweet) -> pb.Tweet:
             return pb.Tweet(

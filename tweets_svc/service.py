@@ -50,6 +50,8 @@ class Tweet:
     hashtags: tuple[str, ...] = ()
     # For a retweet, the original it shows.
     retweeted: Tweet | None = None
+    # The author's tweet count, when it was read with the tweet (None: ask for it).
+    author_tweets_count: int | None = None
 
     @property
     def public(self) -> bool:

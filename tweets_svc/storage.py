@@ -21,13 +21,15 @@ PUBLIC = (
     "delete_time IS NULL AND retweet_of_id IS NULL"
     " AND (reply_to_author_id IS NULL OR reply_to_author_id = author_id)"
 )
-# One row per live tweet with everything a Tweet shows, mentions and hashtags included.
+# One row per live tweet with everything a Tweet shows, mentions and hashtags included, and its
+# author's tweet count (read with it: hydration then needs no second query for the counts).
 _HYDRATE = """
 SELECT t.id, t.author_id, t.text, t.create_time, t.reply_to_id, t.reply_count, t.reply_to_author_id,
        p.delete_time IS NOT NULL, t.retweet_of_id, t.like_count, t.retweet_count,
        ARRAY(SELECT m.user_id FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT m.handle FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
-       ARRAY(SELECT h.tag FROM hashtags h WHERE h.tweet_id = t.id ORDER BY h.position)
+       ARRAY(SELECT h.tag FROM hashtags h WHERE h.tweet_id = t.id ORDER BY h.position),
+       COALESCE((SELECT s.tweets_count FROM author_stats s WHERE s.author_id = t.author_id), 0)
 FROM tweets t LEFT JOIN tweets p ON p.id = t.reply_to_id
 WHERE t.id = ANY(%s) AND t.delete_time IS NULL
 """
@@ -48,6 +50,7 @@ def _tweet(row: Sequence[Any]) -> Tweet:
         retweet_count=int(row[10]),
         mentions=tuple(Mention(int(u), h) for u, h in zip(row[11], row[12], strict=True)),
         hashtags=tuple(row[13]),
+        author_tweets_count=int(row[14]),
     )
 
 
