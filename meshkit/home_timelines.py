@@ -28,6 +28,8 @@ Markers sort after every id as bytes, so trimming keeps them; they live and expi
 from __future__ import annotations
 
 import array
+import bisect
+import operator
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -252,10 +254,14 @@ def decode(data: bytes) -> Snapshot:
     ids = array.array("q", data[8:])
     if sys.byteorder == "little":
         ids.byteswap()
-    unique = set(ids)
+    # Ids arrive nearly in id order, which sorts in about linear time; equal ids end up adjacent,
+    # so dict.fromkeys drops the repeats keeping the order. Markers (negative) sort last.
+    ordered = sorted(ids, reverse=True)
+    tweets_end = bisect.bisect_left(ordered, 0, key=operator.neg)
+    markers_start = bisect.bisect_right(ordered, 0, key=operator.neg)
     return Snapshot(
-        sorted((t for t in unique if t > 0), reverse=True),
-        sorted(-t for t in unique if t < 0),
+        list(dict.fromkeys(ordered[:tweets_end])),
+        sorted({-t for t in ordered[markers_start:]}),
         data[:1] == REBUILDING[:1],
     )
 

@@ -3,6 +3,8 @@ follows, exactly, and where the source of truth (PostgreSQL through the owners) 
 
 from __future__ import annotations
 
+import bisect
+import operator
 from collections.abc import Sequence
 
 
@@ -20,6 +22,11 @@ def merge_window(
     """
     if not home:
         return [], True
+    if not any(celebrities):
+        # The home timeline alone is newest first and holds each id once: the window is a slice.
+        start = 0 if before is None else bisect.bisect_right(home, -before, key=operator.neg)
+        window = list(home[start : start + limit])
+        return window, len(window) < limit
     floor = max([home[-1], *(ids[-1] for ids in celebrities if ids)])
     merged = sorted(
         {t for ids in (home, *celebrities) for t in ids if t >= floor and (before is None or t < before)},
