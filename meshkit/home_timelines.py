@@ -33,7 +33,6 @@ import operator
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import redis.asyncio as aioredis
 
@@ -388,13 +387,10 @@ class HomeTimelines:
         if not touch:
             found: bytes | None = await self._redis.get(key)  # type: ignore[assignment]
             return None if found is None else decode(found)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(key)
-            pipe.expire(key, self._ttl, xx=False)
-            data, _ = await pipe.execute()
+        data: bytes | None = await self._redis.getex(key, ex=self._ttl)  # type: ignore[assignment]
         if data is None:
             return None
-        snapshot = decode(cast(bytes, data))
+        snapshot = decode(data)
         if snapshot.rebuilding:  # keep the short lifetime of an unfinished rebuild
             await self._redis.expire(key, REBUILD_TTL_SECONDS)
         return snapshot
