@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import numpy as np
+from google.rpc import error_details_pb2, status_pb2
 
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
@@ -21,34 +23,62 @@ from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
 Arrival = tuple[int, int, float]  # (stream number, tweet id, arrival time)
 
 
-async def _watch(address: str, tokens: Sequence[tuple[int, str]], ready: Any, stop: Any) -> list[Arrival]:
-    arrivals: list[Arrival] = []
+def _resume_point(error: grpc.aio.AioRpcError) -> tuple[str, str] | None:
+    """(reason, since_tweet_id) of a stream the server ended with a resume point, else None."""
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            for detail in status_pb2.Status.FromString(value).details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info) and "since_tweet_id" in info.metadata:
+                    return info.reason, info.metadata["since_tweet_id"]
+    return None
+
+
+async def _watch(
+    address: str, tokens: Sequence[tuple[int, str]], ready: Any, stop: Any
+) -> tuple[list[Arrival], dict[str, int]]:
+    """Each stream as a client should keep one: when the server ends it with a resume point, it
+    reconnects from there, so each tweet counts once per stream and a gap would show as missing."""
+    arrivals: dict[tuple[int, int], float] = {}
+    ends: Counter[str] = Counter()
     failures: list[str] = []
     opened = asyncio.Event()
     pending = len(tokens)
 
     async def one(number: int, token: str, stub: Any) -> None:  # an aio stub (typed as the sync one)
         nonlocal pending
-        call = stub.StreamHomeTimeline(
-            timeline_pb.StreamHomeTimelineRequest(), metadata=[("authorization", f"Bearer {token}")]
-        )
-        first = True
-        try:
-            async for event in call:
-                if first:  # the server subscribes before it sends anything: from here nothing is missed
-                    first = False
+        first, since = True, ""
+        while True:
+            call = stub.StreamHomeTimeline(
+                timeline_pb.StreamHomeTimelineRequest(since_tweet_id=since),
+                metadata=[("authorization", f"Bearer {token}")],
+            )
+            try:
+                async for event in call:
+                    if first:  # the server subscribes before it sends anything: from here nothing is missed
+                        first = False
+                        pending -= 1
+                        if pending == 0:
+                            opened.set()
+                    if event.WhichOneof("event") == "tweet":
+                        arrivals.setdefault((number, int(event.tweet.tweet_id)), time.time())
+                ends["OK"] += 1
+                return
+            except grpc.aio.AioRpcError as error:
+                resume = _resume_point(error) if error.code() == grpc.StatusCode.UNAVAILABLE else None
+                if resume is not None and not first:
+                    ends[resume[0]] += 1
+                    since = resume[1]  # empty if it had sent nothing: then a gap is possible
+                    await asyncio.sleep(0.2)
+                    continue
+                if error.code() != grpc.StatusCode.CANCELLED:  # our own cancel, at the end of the run
+                    failures.append(f"{error.code().name}: {error.details()}")
+                    ends[error.code().name] += 1
+                if first:
                     pending -= 1
                     if pending == 0:
                         opened.set()
-                if event.WhichOneof("event") == "tweet":
-                    arrivals.append((number, int(event.tweet.tweet_id), time.time()))
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.CANCELLED:  # our own cancel, at the end of the run
-                failures.append(f"{error.code().name}: {error.details()}")
-            if first:
-                pending -= 1
-                if pending == 0:
-                    opened.set()
+                return
 
     async with grpc.aio.insecure_channel(address) as channel:
         stub = timeline_grpc.TimelineServiceStub(channel)
@@ -64,7 +94,7 @@ async def _watch(address: str, tokens: Sequence[tuple[int, str]], ready: Any, st
             await asyncio.gather(*tasks, return_exceptions=True)
     if failures:
         print(f"stream driver: {len(failures)} streams failed, e.g. {failures[0]}", flush=True)
-    return arrivals
+    return [(n, t, at) for (n, t), at in arrivals.items()], dict(ends)
 
 
 def _worker(address: str, tokens: list[tuple[int, str]], ready: Any, stop: Any, out: Any) -> None:
@@ -82,7 +112,8 @@ class Post:
 @dataclass
 class LiveRun:
     posts: list[Post]
-    arrivals: list[Arrival]
+    arrivals: list[Arrival]  # each tweet once per stream
+    stream_ends: dict[str, int]  # how streams ended before the run did (a reason, resumed; or a code)
 
     def latencies_ms(self, authors: set[int] | None = None) -> np.ndarray:
         sent = {p.tweet_id: p.sent for p in self.posts if authors is None or p.author in authors}
@@ -146,11 +177,14 @@ def run_live(
         time.sleep(drain_seconds)  # arrivals later than this count as lost, not as slow
         stop.set()
         arrivals: list[Arrival] = []
+        ends: Counter[str] = Counter()
         for _ in workers:
-            arrivals.extend(out.get(timeout=60))
+            got, ended = out.get(timeout=60)
+            arrivals.extend(got)
+            ends.update(ended)
     finally:
         for worker in workers:
             worker.join(timeout=5)
             if worker.is_alive():
                 worker.kill()
-    return LiveRun(posts, arrivals)
+    return LiveRun(posts, arrivals, dict(ends))

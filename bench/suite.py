@@ -283,6 +283,7 @@ class Bench:
             "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else 0.0,
             "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else 0.0,
             "create_p99_ms": float(np.percentile([p.create_ms for p in run.posts], 99)),
+            "stream_ends": run.stream_ends,
         }
 
     def celebrity(self, celebrity: int, normal: int, watchers: int) -> None:
@@ -434,7 +435,7 @@ def run(
         from bench import report
 
         if only:  # a partial run (debugging a workload) is not a result
-            print(json.dumps(bench.figures, indent=2))
+            print(json.dumps({"figures": bench.figures, "details": bench.details}, indent=2, default=str))
             return bench.figures
         report.write(out, size_name, bench.figures, bench.details, plots=plots)
         return bench.figures
