@@ -114,6 +114,7 @@ class LiveRun:
     posts: list[Post]
     arrivals: list[Arrival]  # each tweet once per stream
     stream_ends: dict[str, int]  # how streams ended before the run did (a reason, resumed; or a code)
+    drained_at: float  # `drain_seconds` after the last post: arrivals after it are late
 
     def latencies_ms(self, authors: set[int] | None = None) -> np.ndarray:
         sent = {p.tweet_id: p.sent for p in self.posts if authors is None or p.author in authors}
@@ -157,9 +158,11 @@ def run_live(
     rate: float,
     processes: int = 2,
     drain_seconds: float = 2.0,
+    late_seconds: float = 8.0,
 ) -> LiveRun:
     """Opens a stream per token in `stream_tokens` across `processes` workers, posts `schedule` at
-    `rate`, and collects every arrival until `drain_seconds` after the last post."""
+    `rate`, and collects every arrival until `drain_seconds` after the last post, and then for
+    `late_seconds` more, so that a late arrival is told apart from a missing one."""
     context = mp.get_context("spawn")
     ready, stop, out = context.Queue(), context.Event(), context.Queue()
     numbered = list(enumerate(stream_tokens))
@@ -174,7 +177,8 @@ def run_live(
         for _ in workers:
             ready.get(timeout=180)
         posts = asyncio.run(_post(tweets_addr, author_tokens, schedule, rate))
-        time.sleep(drain_seconds)  # arrivals later than this count as lost, not as slow
+        drained_at = time.time() + drain_seconds
+        time.sleep(drain_seconds + late_seconds)
         stop.set()
         arrivals: list[Arrival] = []
         ends: Counter[str] = Counter()
@@ -187,4 +191,4 @@ def run_live(
             worker.join(timeout=5)
             if worker.is_alive():
                 worker.kill()
-    return LiveRun(posts, arrivals, dict(ends))
+    return LiveRun(posts, arrivals, dict(ends), drained_at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -268,23 +269,41 @@ class Bench:
             rate,
         )
         latencies = run.latencies_ms()
-        watching = set(streamers)
-        expected = sum(
-            len(watching.intersection(self.data.followers_of(authors[a]).tolist())) + (authors[a] in watching)
-            for a in schedule
-        )
+        stream_of = {user: number for number, user in enumerate(streamers)}
+        expected: set[tuple[int, int]] = set()
+        for post in run.posts:
+            author = authors[post.author]
+            watchers = [*self.data.followers_of(author).tolist(), author]
+            expected.update((stream_of[w], post.tweet_id) for w in watchers if w in stream_of)
+        seen = {(number, tweet): at for number, tweet, at in run.arrivals}
+        in_time = sum(1 for pair in expected if seen.get(pair, math.inf) <= run.drained_at)
+        missing = sorted(expected - seen.keys())
         self.wait_fanout_idle()
         return {
             "streams": len(streamers),
             "posts": len(run.posts),
             "rate": rate,
-            "arrivals": len(latencies),
-            "expected_arrivals": expected,
+            "arrivals": in_time,
+            "expected_arrivals": len(expected),
+            "late_arrivals": len(expected & seen.keys()) - in_time,
+            "missing_arrivals": len(missing),
+            "missing_sample": self._diagnose(missing[:20], streamers),
             "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else 0.0,
             "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else 0.0,
             "create_p99_ms": float(np.percentile([p.create_ms for p in run.posts], 99)),
             "stream_ends": run.stream_ends,
         }
+
+    def _diagnose(self, missing: list[tuple[int, int]], streamers: list[int]) -> list[dict[str, Any]]:
+        """For (stream, tweet) pairs that never arrived: whether fan-out wrote the tweet into that
+        streamer's home timeline (then the live path lost it) or not (then fan-out skipped it)."""
+        client = self.redis()
+        found = []
+        for number, tweet in missing:
+            user = self.uid(streamers[number])
+            held = unpack(client.get(home_key(user)) or b"")  # type: ignore[arg-type]
+            found.append({"user_id": user, "tweet_id": tweet, "in_home_timeline": tweet in held})
+        return found
 
     def celebrity(self, celebrity: int, normal: int, watchers: int) -> None:
         """A celebrity and a ~10-follower author post in turn, with streams open for a sample of

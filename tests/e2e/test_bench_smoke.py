@@ -27,6 +27,7 @@ def test_the_benchmark_runs_every_workload_and_writes_its_results(tmp_path: Path
     assert [k for k, v in latest["figures"].items() if v <= 0] == []
     details = json.loads((tmp_path / "details.json").read_text())
     assert details["live"]["arrivals"] == details["live"]["expected_arrivals"]
+    assert details["live"]["missing_arrivals"] == 0
     assert details["reads"]["failed"] == 0
     for name in ("latest.md", "throughput.png", "latency.png", "fanout.png"):
         assert (tmp_path / name).stat().st_size > 0
