@@ -24,8 +24,9 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import dataset, loadgen
-from bench.live import run_live
+from bench.live import LiveRun, run_live
 from devstack.mesh import Mesh, MeshPorts
+from meshkit.celebrities import REGISTRY_KEY
 from meshkit.home_timelines import DELIVERED_COUNTER, HomeTimelines, home_key, unpack
 from meshkit.settings import Settings, load_settings
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
@@ -287,22 +288,37 @@ class Bench:
             "expected_arrivals": len(expected),
             "late_arrivals": len(expected & seen.keys()) - in_time,
             "missing_arrivals": len(missing),
-            "missing_sample": self._diagnose(missing[:20], streamers),
+            "missing_sample": self._diagnose(missing[:20], streamers, run, authors),
             "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else 0.0,
             "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else 0.0,
             "create_p99_ms": float(np.percentile([p.create_ms for p in run.posts], 99)),
             "stream_ends": run.stream_ends,
         }
 
-    def _diagnose(self, missing: list[tuple[int, int]], streamers: list[int]) -> list[dict[str, Any]]:
+    def _diagnose(
+        self, missing: list[tuple[int, int]], streamers: list[int], run: LiveRun, authors: list[int]
+    ) -> list[dict[str, Any]]:
         """For (stream, tweet) pairs that never arrived: whether fan-out wrote the tweet into that
-        streamer's home timeline (then the live path lost it) or not (then fan-out skipped it)."""
+        streamer's home timeline (then the live path lost it) or not (then fan-out skipped it), and
+        the author's followers and celebrity state (hybrid fan-out delivers those differently)."""
         client = self.redis()
+        author_of = {post.tweet_id: authors[post.author] for post in run.posts}
         found = []
         for number, tweet in missing:
             user = self.uid(streamers[number])
+            author = author_of[tweet]
             held = unpack(client.get(home_key(user)) or b"")  # type: ignore[arg-type]
-            found.append({"user_id": user, "tweet_id": tweet, "in_home_timeline": tweet in held})
+            state: bytes | None = client.hget(REGISTRY_KEY, str(self.uid(author)))  # type: ignore[assignment]
+            found.append(
+                {
+                    "user_id": user,
+                    "tweet_id": tweet,
+                    "in_home_timeline": tweet in held,
+                    "author_id": self.uid(author),
+                    "author_followers": int(self.data.followers_count[author]),
+                    "author_state": state.decode() if state else None,
+                }
+            )
         return found
 
     def celebrity(self, celebrity: int, normal: int, watchers: int) -> None:

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
 
 from meshkit.celebrities import MERGED_AT_READ, State, seen_by_every_follower
@@ -23,7 +24,7 @@ from meshkit.home_timelines import (
     celebrity_channel,
     live_channel,
 )
-from meshkit.ids import ms_delta
+from meshkit.ids import id_at, ms_delta
 from meshkit.pagination import Page, PageTokens, page_size
 from meshkit.peers import TweetRef
 from timeline_svc.merge import merge_after, merge_window
@@ -171,11 +172,12 @@ async def follow_live(
     resume: ResumePoint,
     fetch: Callable[[Sequence[int]], Awaitable[Mapping[int, T]]],
     heartbeat_seconds: float,
-    on_celebrity: Callable[[CelebrityFollow], Awaitable[None]] | None = None,
+    on_celebrity: Callable[[CelebrityFollow], Awaitable[Sequence[int]]] | None = None,
 ) -> AsyncIterator[Event[T]]:
     """Live events from a subscription queue, hydrated, with a heartbeat when it is quiet. A
     tweet arriving twice (on a celebrity's channel and the user's own while the celebrity is
-    promoted or demoted) is sent once."""
+    promoted or demoted, or from `on_celebrity`, which returns the tweets a change of celebrities
+    made the stream miss) is sent once."""
     next_beat = time.monotonic() + heartbeat_seconds
     while True:
         try:
@@ -188,22 +190,23 @@ async def follow_live(
         if isinstance(arrived, FeedEnded):
             raise stream_ended(arrived, resume.as_of(arrived.intact_until))
         if isinstance(arrived, CelebrityFollow):
-            if on_celebrity is not None:
-                await on_celebrity(arrived)
-            continue
-        tweet_id, deleted = arrived
-        if deleted:
-            yield TweetRemoved(tweet_id)
-            continue
-        if tweet_id in already_sent:
-            continue
-        if len(already_sent) > _SENT_MAX:
-            already_sent.clear()  # bounded memory; only a rare late duplicate could slip through
-        already_sent.add(tweet_id)
-        found = await fetch([tweet_id])
-        if tweet_id in found:
-            resume.sent(tweet_id)
-            yield TweetArrived(found[tweet_id])
+            fresh = await on_celebrity(arrived) if on_celebrity is not None else ()
+        else:
+            tweet_id, deleted = arrived
+            if deleted:
+                yield TweetRemoved(tweet_id)
+                continue
+            fresh = [tweet_id]
+        for tweet_id in fresh:
+            if tweet_id in already_sent:
+                continue
+            if len(already_sent) > _SENT_MAX:
+                already_sent.clear()  # bounded memory; only a rare late duplicate could slip through
+            already_sent.add(tweet_id)
+            found = await fetch([tweet_id])
+            if tweet_id in found:
+                resume.sent(tweet_id)
+                yield TweetArrived(found[tweet_id])
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +381,8 @@ class HomeTimeline(Generic[T]):
         than one the client saw may have been delivered after it (ids are taken at insert, commit
         order can differ), so a reconnecting client may see a tweet again and dedupes by tweet_id.
         """
+        # Tweets from (a little before) now on are this stream's to send live.
+        opened = id_at(datetime.now(UTC)) - self._overlap
         async with self._live.subscribe(live_channel(viewer)) as queue:
             snapshot = await self._timelines.read(viewer)
             if snapshot is None or snapshot.rebuilding:
@@ -385,17 +390,28 @@ class HomeTimeline(Generic[T]):
                 snapshot = await self._timelines.read(viewer)
             attached: set[int] = set()
 
-            async def on_celebrity(change: CelebrityFollow) -> None:
+            async def on_celebrity(change: CelebrityFollow) -> list[int]:
                 if change.following and change.author_id not in attached:
                     attached.add(change.author_id)
                     await self._live.attach(celebrity_channel(change.author_id), queue)
-                elif not change.following and change.author_id in attached:
+                    # Promoted (or followed) while this stream was open: fan-out stopped writing
+                    # the author's tweets to us before we listened to their channel (we learn of
+                    # it on our own channel, maybe late), so what it published meanwhile is asked
+                    # of the owners. Sent once: follow_live drops what was sent already.
+                    missed = await self._tweets.refs_by_authors(
+                        [change.author_id], after=opened, limit=self._timelines.max_entries
+                    )
+                    return sorted(r.tweet_id for r in missed if seen_by_every_follower(r))
+                if not change.following and change.author_id in attached:
                     attached.discard(change.author_id)
                     await self._live.detach(celebrity_channel(change.author_id), queue)
+                return []
 
             try:
                 for author in snapshot.celebrities if snapshot else []:
-                    await on_celebrity(CelebrityFollow(author, following=True))
+                    # Merged already when the stream opened: nothing of theirs was missed.
+                    attached.add(author)
+                    await self._live.attach(celebrity_channel(author), queue)
                 # The client has seen `since`: never send it again, even if fan-out publishes it late.
                 sent: set[int] = set() if since is None else {since}
                 resume = ResumePoint(since)

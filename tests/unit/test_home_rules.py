@@ -1,15 +1,25 @@
-"""Home timeline reads on in-memory fakes: rebuild, the Redis window, paging and dropped tweets."""
+"""Home timeline reads and streams on in-memory fakes: rebuild, the Redis window, paging, dropped
+tweets, and a celebrity promoted while a stream is open."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 
-from meshkit.home_timelines import Snapshot
+from meshkit.home_timelines import CelebrityFollow, Snapshot
+from meshkit.ids import id_at
 from meshkit.pagination import PageTokens
 from meshkit.peers import TweetRef
-from timeline_svc.service import RETWEET_WINDOW, HomeTimeline, LiveEvent, visible_entries
+from timeline_svc.service import (
+    RETWEET_WINDOW,
+    Heartbeat,
+    HomeTimeline,
+    LiveEvent,
+    TweetArrived,
+    visible_entries,
+)
 
 
 class FakeGraph:
@@ -217,3 +227,48 @@ async def test_a_page_without_retweets_hydrates_only_the_page() -> None:
     page = (await timeline.page(1, 10, "")).page
     assert len(page.items) == 10
     assert tweets.hydrated == [11]
+
+
+class ScriptedLive(NoLive):
+    """A live feed whose user channel carries `events`, and which records the channels attached."""
+
+    def __init__(self, events: list[LiveEvent]) -> None:
+        self.events = events
+        self.attached: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[LiveEvent | None]]:
+        queue: asyncio.Queue[LiveEvent | None] = asyncio.Queue()
+        for event in self.events:
+            queue.put_nowait(event)
+        yield queue
+
+    async def attach(self, channel: str, queue: asyncio.Queue[LiveEvent | None]) -> None:
+        self.attached.append(channel)
+
+
+async def test_a_stream_gets_what_a_celebrity_posted_before_it_listened_to_their_channel() -> None:
+    # Author 7 is promoted while viewer 1's stream is open: their tweet `missed` was published on
+    # the celebrity channel before the stream attached to it (it learnt of the promotion late).
+    now = id_at(datetime.now(UTC))
+    missed, later, before_stream = now + 1, now + 2, id_at(datetime(2025, 1, 1, tzinfo=UTC))
+    tweets = FakeTweets({7: [before_stream, missed, later]})
+    live = ScriptedLive([CelebrityFollow(7, following=True), (later, False), (missed, False)])
+    timeline = HomeTimeline(
+        FakeGraph({1: [7]}),
+        tweets,
+        FakeTimelines(max_entries=100),
+        live,
+        PageTokens("s"),
+        original_of=tweets.original_of,
+        heartbeat_seconds=0.2,
+    )
+    stream = timeline.stream(1, None)
+    assert [await anext(stream) for _ in range(2)] == [
+        TweetArrived(f"tweet-{missed}"),
+        TweetArrived(f"tweet-{later}"),
+    ]
+    assert live.attached == ["celebrity:7"]
+    # `later` and `missed` arriving live as well are not sent again, nor is the older tweet.
+    assert isinstance(await anext(stream), Heartbeat)
+    await stream.aclose()
