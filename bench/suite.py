@@ -288,6 +288,9 @@ class Bench:
             "expected_arrivals": len(expected),
             "late_arrivals": len(expected & seen.keys()) - in_time,
             "missing_arrivals": len(missing),
+            # Streams that missed something: those that got none of theirs, and those that got some.
+            "streams_missing_all": len({n for n, _ in missing} - {n for n, _ in expected & seen.keys()}),
+            "streams_missing_some": len({n for n, _ in missing} & {n for n, _ in expected & seen.keys()}),
             "missing_sample": self._diagnose(missing[:20], streamers, run, authors),
             "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else 0.0,
             "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else 0.0,
