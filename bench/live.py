@@ -13,8 +13,9 @@ from typing import Any
 
 import grpc
 import numpy as np
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 
+from meshkit.rpc_details import error_details
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -25,12 +26,9 @@ Arrival = tuple[int, int, float]  # (stream number, tweet id, arrival time)
 
 def _resume_point(error: grpc.aio.AioRpcError) -> tuple[str, str] | None:
     """(reason, since_tweet_id) of a stream the server ended with a resume point, else None."""
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info) and "since_tweet_id" in info.metadata:
-                    return info.reason, info.metadata["since_tweet_id"]
+    for info in error_details(error, error_details_pb2.ErrorInfo):
+        if "since_tweet_id" in info.metadata:
+            return info.reason, info.metadata["since_tweet_id"]
     return None
 
 

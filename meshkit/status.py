@@ -17,6 +17,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from meshkit.errors import ERROR_DOMAIN, DomainError, Internal, InvalidArgument, Unavailable
 from meshkit.interceptors import Handler, HandlerInterceptor
+from meshkit.rpc_details import DETAILS_TRAILER
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,7 +70,7 @@ def status_of(error: DomainError) -> status_pb2.Status:
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: DomainError) -> NoReturn:
     status = status_of(error)
-    trailers: list[tuple[str, str | bytes]] = [("grpc-status-details-bin", status.SerializeToString())]
+    trailers: list[tuple[str, str | bytes]] = [(DETAILS_TRAILER, status.SerializeToString())]
     if error.retry_after_seconds is not None:
         # Envoy passes it on as the HTTP Retry-After header of the 429 (whole seconds, rounded up).
         trailers.append(("retry-after", str(max(math.ceil(error.retry_after_seconds), 1))))

@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 import grpc
 import redis
 from google.api import annotations_pb2
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 
 from meshkit.home_timelines import home_key, unpack
+from meshkit.rpc_details import error_details
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
@@ -243,17 +244,9 @@ def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
 
 
 def field_violations(error: grpc.RpcError) -> list[str]:
-    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            fields = []
-            for detail in status.details:
-                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                    bad = error_details_pb2.BadRequest()
-                    detail.Unpack(bad)
-                    fields.extend(v.field for v in bad.field_violations)
-            return fields
-    return []
+    return [
+        v.field for bad in error_details(error, error_details_pb2.BadRequest) for v in bad.field_violations
+    ]
 
 
 @dataclass

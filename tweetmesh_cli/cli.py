@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 
+from meshkit.rpc_details import error_details
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -103,14 +104,8 @@ def describe_error(error: grpc.RpcError) -> str:
     """The status code and message, the bad fields, and what to do about a missing login."""
     code = error.code()
     text = f"{code.name.lower().replace('_', ' ')}: {error.details()}"
-    trailers: Any = error.trailing_metadata() or ()
-    for key, value in trailers:
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                    bad = error_details_pb2.BadRequest()
-                    detail.Unpack(bad)
-                    text += "".join(f"\n  {v.field}: {v.description}" for v in bad.field_violations)
+    for bad in error_details(error, error_details_pb2.BadRequest):
+        text += "".join(f"\n  {v.field}: {v.description}" for v in bad.field_violations)
     if code == grpc.StatusCode.UNAUTHENTICATED:
         text += "\n  (log in again: tweetmesh login HANDLE)"
     if code == grpc.StatusCode.UNAVAILABLE:

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 
+from meshkit.rpc_details import error_details
 from tests.faults.history import History, Outcome
 from tests.helpers import Account, Stubs
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
@@ -34,14 +35,7 @@ PACE = 0.03  # between one author's tweets: a steady load while a fault lasts, b
 
 
 def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
-    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    detail.Unpack(info)
-                    return info
-    return None
+    return next(iter(error_details(error, error_details_pb2.ErrorInfo)), None)
 
 
 @dataclass

@@ -17,10 +17,11 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 
 from devstack.mesh import Mesh
 from meshkit.ratelimit import RateLimiter
+from meshkit.rpc_details import error_details
 from meshkit.settings import Rate, RateLimits
 from tests.helpers import PASSWORD, Account, Stubs, http_call, redis_client, rpc_error, unique_handle
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -72,14 +73,9 @@ def sign_up(stubs: Stubs, prefix: str) -> Account:
 
 
 def retry_delay(error: grpc.RpcError) -> float:
-    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                    info = error_details_pb2.RetryInfo()
-                    detail.Unpack(info)
-                    return info.retry_delay.ToTimedelta().total_seconds()
-    raise AssertionError("no RetryInfo in the error details")
+    infos = error_details(error, error_details_pb2.RetryInfo)
+    assert infos, "no RetryInfo in the error details"
+    return float(infos[0].retry_delay.ToTimedelta().total_seconds())
 
 
 def assert_rate_limited(error: grpc.RpcError) -> None:
