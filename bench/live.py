@@ -43,8 +43,13 @@ async def _watch(
     opened = asyncio.Event()
     pending = len(tokens)
 
-    async def one(number: int, token: str, stub: Any) -> None:  # an aio stub (typed as the sync one)
+    def opened_one() -> None:
         nonlocal pending
+        pending -= 1
+        if pending == 0:
+            opened.set()
+
+    async def one(number: int, token: str, stub: Any) -> None:  # an aio stub (typed as the sync one)
         first, since = True, ""
         while True:
             call = stub.StreamHomeTimeline(
@@ -55,9 +60,7 @@ async def _watch(
                 async for event in call:
                     if first:  # the server subscribes before it sends anything: from here nothing is missed
                         first = False
-                        pending -= 1
-                        if pending == 0:
-                            opened.set()
+                        opened_one()
                     if event.WhichOneof("event") == "tweet":
                         arrivals.setdefault((number, int(event.tweet.tweet_id)), time.time())
                 ends["OK"] += 1
@@ -73,9 +76,7 @@ async def _watch(
                     failures.append(f"{error.code().name}: {error.details()}")
                     ends[error.code().name] += 1
                 if first:
-                    pending -= 1
-                    if pending == 0:
-                        opened.set()
+                    opened_one()
                 return
 
     async with grpc.aio.insecure_channel(address) as channel:

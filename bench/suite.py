@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -271,14 +270,21 @@ class Bench:
         )
         latencies = run.latencies_ms()
         stream_of = {user: number for number, user in enumerate(streamers)}
-        expected: set[tuple[int, int]] = set()
-        for post in run.posts:
-            author = authors[post.author]
-            watchers = [*self.data.followers_of(author).tolist(), author]
-            expected.update((stream_of[w], post.tweet_id) for w in watchers if w in stream_of)
+        watching = {  # the streams each author's tweets should reach: followers' and their own
+            a: [
+                stream_of[u]
+                for u in [*self.data.followers_of(authors[a]).tolist(), authors[a]]
+                if u in stream_of
+            ]
+            for a in set(schedule)
+        }
+        expected = {(number, post.tweet_id) for post in run.posts for number in watching[post.author]}
         seen = {(number, tweet): at for number, tweet, at in run.arrivals}
-        in_time = sum(1 for pair in expected if seen.get(pair, math.inf) <= run.drained_at)
-        missing = sorted(expected - seen.keys())
+        arrived = expected & seen.keys()
+        in_time = sum(1 for pair in arrived if seen[pair] <= run.drained_at)
+        missing = sorted(expected - arrived)
+        streams_missing = {number for number, _ in missing}
+        streams_reached = {number for number, _ in arrived}
         self.wait_fanout_idle()
         return {
             "streams": len(streamers),
@@ -286,11 +292,11 @@ class Bench:
             "rate": rate,
             "arrivals": in_time,
             "expected_arrivals": len(expected),
-            "late_arrivals": len(expected & seen.keys()) - in_time,
+            "late_arrivals": len(arrived) - in_time,
             "missing_arrivals": len(missing),
             # Streams that missed something: those that got none of theirs, and those that got some.
-            "streams_missing_all": len({n for n, _ in missing} - {n for n, _ in expected & seen.keys()}),
-            "streams_missing_some": len({n for n, _ in missing} & {n for n, _ in expected & seen.keys()}),
+            "streams_missing_all": len(streams_missing - streams_reached),
+            "streams_missing_some": len(streams_missing & streams_reached),
             "missing_sample": self._diagnose(missing[:20], streamers, run, authors),
             "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else 0.0,
             "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else 0.0,

@@ -390,10 +390,13 @@ class HomeTimeline(Generic[T]):
                 snapshot = await self._timelines.read(viewer)
             attached: set[int] = set()
 
+            async def listen_to(author: int) -> None:
+                attached.add(author)
+                await self._live.attach(celebrity_channel(author), queue)
+
             async def on_celebrity(change: CelebrityFollow) -> list[int]:
                 if change.following and change.author_id not in attached:
-                    attached.add(change.author_id)
-                    await self._live.attach(celebrity_channel(change.author_id), queue)
+                    await listen_to(change.author_id)
                     # Promoted (or followed) while this stream was open: fan-out stopped writing
                     # the author's tweets to us before we listened to their channel (we learn of
                     # it on our own channel, maybe late), so what it published meanwhile is asked
@@ -409,9 +412,7 @@ class HomeTimeline(Generic[T]):
 
             try:
                 for author in snapshot.celebrities if snapshot else []:
-                    # Merged already when the stream opened: nothing of theirs was missed.
-                    attached.add(author)
-                    await self._live.attach(celebrity_channel(author), queue)
+                    await listen_to(author)  # merged already when the stream opened: nothing missed
                 # The client has seen `since`: never send it again, even if fan-out publishes it late.
                 sent: set[int] = set() if since is None else {since}
                 resume = ResumePoint(since)

@@ -29,23 +29,23 @@ from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
 ROUNDS = 120  # without the fix, tweets_svc crashed within 100 rounds in each of 3 tries
 CALLS_PER_ROUND = 32
 
-# service -> (stub class, method, a request): calls that authenticate and are rate limited, so
-# they await Redis before they read the caller's address.
-CALLS: dict[str, tuple[Callable[[grpc.aio.Channel], Any], str, Callable[[int], Message]]] = {
+# service -> (stub class, method, the n-th request of an account): calls that authenticate, and
+# (the writes) are rate limited, so they await Redis before they read the caller's address.
+CALLS: dict[str, tuple[Callable[[grpc.aio.Channel], Any], str, Callable[[int, Account], Message]]] = {
     "tweets": (
         tweets_grpc.TweetServiceStub,
         "CreateTweet",
-        lambda n: tweets_pb.CreateTweetRequest(text=f"abandoned {n}"),
+        lambda n, account: tweets_pb.CreateTweetRequest(text=f"abandoned {n}"),
     ),
     "users": (
         users_grpc.UserServiceStub,
         "UpdateUser",
-        lambda n: users_pb.UpdateUserRequest(bio=f"abandoned {n}"),
+        lambda n, account: users_pb.UpdateUserRequest(user_id=account.user_id, bio=f"abandoned {n}"),
     ),
     "timeline": (
         timeline_grpc.TimelineServiceStub,
         "GetHomeTimeline",
-        lambda n: timeline_pb.GetHomeTimelineRequest(page_size=20),
+        lambda n, account: timeline_pb.GetHomeTimelineRequest(page_size=20),
     ),
 }
 
@@ -57,12 +57,10 @@ async def abandon_calls(address: str, service: str, account: Account) -> None:
     for round_ in range(ROUNDS):
         async with grpc.aio.insecure_channel(address) as channel:
             call = getattr(stub_class(channel), method)
-            pending = []
-            for n in range(CALLS_PER_ROUND):
-                message = request(round_ * CALLS_PER_ROUND + n)
-                if service == "users":
-                    message.user_id = account.user_id  # type: ignore[attr-defined]
-                pending.append(call(message, metadata=account.auth))
+            pending = [
+                call(request(round_ * CALLS_PER_ROUND + n, account), metadata=account.auth)
+                for n in range(CALLS_PER_ROUND)
+            ]
             await asyncio.sleep(rng.uniform(0.0005, 0.01))
         for started in pending:  # closed under them: each ends, cancelled or with a status
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
