@@ -178,12 +178,13 @@ class PostgresTweetStore:
                 (tweet_id,),
             )
             doomed = [tweet_id, *[int(r[0]) for r in await cur.fetchall()]]
-            events = [await self._delete_one(cur, t) for t in doomed]
+            # Read before any is deleted: a retweet whose original is gone no longer hydrates.
+            events = [await self._delete_one(cur, t) for t in await self._hydrate(cur, doomed)]
         await self._outbox.relay(events)
 
-    async def _delete_one(self, cur: psycopg.AsyncCursor[Any], tweet_id: int) -> Event:
+    async def _delete_one(self, cur: psycopg.AsyncCursor[Any], tweet: Tweet) -> Event:
         """Deletes one locked live tweet with its attachments and counts; returns its outbox event."""
-        (tweet,) = await self._hydrate(cur, [tweet_id])
+        tweet_id = tweet.tweet_id
         await cur.execute("SELECT user_id FROM mentions WHERE tweet_id = %s ORDER BY position", (tweet_id,))
         mentioned = tuple(int(r[0]) for r in await cur.fetchall() if int(r[0]) != tweet.author_id)
         for table in ("mentions", "hashtags", "likes"):

@@ -220,6 +220,26 @@ def test_retweets_show_the_original_count_and_are_idempotent(stubs: Stubs) -> No
     eventually(lambda: first.tweet_id not in stubs.home_ids(reader))
 
 
+def test_deleting_a_retweeted_tweet_deletes_it_and_its_retweets(stubs: Stubs) -> None:
+    author, fan = stubs.sign_up("rtdel"), stubs.sign_up("rtdfan")
+    fans_reader, authors_reader = stubs.sign_up("rtdrdr"), stubs.sign_up("rtdrdr")
+    stubs.follow(fans_reader, fan)
+    stubs.follow(authors_reader, author)
+    stubs.home(fans_reader), stubs.home(authors_reader)
+    original = stubs.post(author, "retweeted, then deleted")
+    retweet = stubs.tweets.Retweet(pb.RetweetRequest(tweet_id=original.tweet_id), metadata=fan.auth).tweet
+    eventually(lambda: retweet.tweet_id in stubs.home_ids(fans_reader))
+    eventually(lambda: original.tweet_id in stubs.home_ids(authors_reader))
+
+    stubs.tweets.DeleteTweet(pb.DeleteTweetRequest(tweet_id=original.tweet_id), metadata=author.auth)
+    for gone in (original.tweet_id, retweet.tweet_id):
+        assert rpc_error(lambda gone=gone: tweet(stubs, gone)).code() == grpc.StatusCode.NOT_FOUND
+    assert stubs.user(author).tweets_count == 0 and stubs.user(fan).tweets_count == 0
+    assert not stubs.tweets.ListUserTweets(pb.ListUserTweetsRequest(user_id=fan.user_id)).tweets
+    eventually(lambda: retweet.tweet_id not in stubs.home_ids(fans_reader))
+    eventually(lambda: original.tweet_id not in stubs.home_ids(authors_reader))
+
+
 def test_the_same_original_is_not_shown_twice_within_40_entries(stubs: Stubs) -> None:
     author, a, b, reader = (stubs.sign_up(p) for p in ("src", "rta", "rtb", "rdr"))
     for followee in (author, a, b):
