@@ -25,9 +25,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench import dataset, loadgen
 from bench.live import LiveRun, run_live
 from devstack.mesh import Mesh, MeshPorts
-from meshkit.celebrities import REGISTRY_KEY
-from meshkit.home_timelines import DELIVERED_COUNTER, HomeTimelines, home_key, unpack
 from meshkit.settings import Settings, load_settings
+from social.celebrities import REGISTRY_KEY
+from social.timelines import DELIVERED_COUNTER, home_key, home_timelines, unpack
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
@@ -90,7 +90,7 @@ class Bench:
                 tokens = await dataset.create_sessions(self.data, users, self.mesh.database_url, client)
                 self.tokens.update(zip(users, tokens, strict=True))
                 settings = mesh_settings(self.mesh)
-                timelines = HomeTimelines(
+                timelines = home_timelines(
                     client, settings.home_timeline_max, settings.home_timeline_ttl_seconds
                 )
                 warm = range(min(self.size.warm_users, self.size.users))

@@ -9,23 +9,28 @@ from google.protobuf.message import DecodeError
 
 from fanout_svc.celebrities import Celebrities
 from fanout_svc.service import Fanout, FollowChanged, TweetChanged
-from fanout_svc.storage import FanoutStatsReader
+from fanout_svc.stats import FanoutStatsReader
 from meshkit import metrics
-from meshkit.celebrities import CelebrityRegistry, celebrity_lists
 from meshkit.errors import InvalidArgument
-from meshkit.home_timelines import HomeTimelines
 from meshkit.ids import parse_id, require_id
-from meshkit.peers import TweetsPeer, UsersPeer
 from meshkit.runtime import Runtime
 from meshkit.streams import Entry, PoisonEvent, StreamConsumer
+from social import (
+    FOLLOWS_STREAM,
+    TWEETS_STREAM,
+    CelebrityRegistry,
+    GlobalFeed,
+    TweetsPeer,
+    UsersPeer,
+    celebrity_lists,
+    home_timelines,
+)
 from tweetmesh.fanout.v1 import fanout_service_pb2 as pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as pb_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
 Context = grpc.aio.ServicerContext[Any, Any]
-TWEETS_STREAM = "events:tweets"
-FOLLOWS_STREAM = "events:follows"
 GROUP = "fanout"
 METRICS_REFRESH_SECONDS = 5.0
 # Events handled at once: enough to keep Redis and users_svc busy, few enough that a burst of posts
@@ -104,13 +109,14 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     redis = await runtime.redis()
     users = UsersPeer(runtime.channel(settings.users_addr))
     tweets = TweetsPeer(runtime.channel(settings.tweets_addr))
-    home = HomeTimelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds)
+    home = home_timelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds)
     fanout = Fanout(
         users,
         tweets,
         home,
+        GlobalFeed(redis),
         Celebrities(CelebrityRegistry(redis), users, home, tweets, settings.celebrity_followers),
-        celebrity_lists(redis, settings),
+        celebrity_lists(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds),
     )
 
     async def on_tweet(entry: Entry) -> None:

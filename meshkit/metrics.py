@@ -19,7 +19,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from psycopg_pool import AsyncConnectionPool
 
-from meshkit.status import DEPENDENCY_ERRORS
+from meshkit.errors import DEPENDENCY_ERRORS
 
 log = logging.getLogger(__name__)
 

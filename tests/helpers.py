@@ -19,8 +19,8 @@ import redis
 from google.api import annotations_pb2
 from google.rpc import error_details_pb2
 
-from meshkit.home_timelines import home_key, unpack
 from meshkit.rpc_details import error_details
+from social.timelines import home_key, unpack
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb

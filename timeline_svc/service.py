@@ -14,19 +14,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
 
-from meshkit.celebrities import MERGED_AT_READ, State, seen_by_every_follower
 from meshkit.errors import Unavailable
-from meshkit.home_timelines import (
-    GLOBAL_CHANNEL,
-    CelebrityFollow,
-    Snapshot,
-    belongs_in_home,
-    celebrity_channel,
-    live_channel,
-)
 from meshkit.ids import id_at, ms_delta
 from meshkit.pagination import Page, PageTokens, page_size
-from meshkit.peers import TweetRef
+from social import (
+    MERGED_AT_READ,
+    CelebrityFollow,
+    LiveMessage,
+    Snapshot,
+    State,
+    TweetRef,
+    belongs_in_home,
+    celebrity_channel,
+    is_for_everyone,
+    live_channel,
+)
+from social.live import GLOBAL_CHANNEL
 from timeline_svc.merge import merge_after, merge_window
 
 log = logging.getLogger(__name__)
@@ -72,7 +75,10 @@ def visible_entries(ids: Sequence[int], original_of: Mapping[int, int | None]) -
     return shown
 
 
-class Timelines(Protocol):
+class TimelineReads(Protocol):
+    """What reading a timeline takes of the store (social.timelines.TimelineStore): reads, and the
+    rebuild of one that is missing."""
+
     max_entries: int
 
     async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None: ...
@@ -81,9 +87,6 @@ class Timelines(Protocol):
     async def finish_rebuild(
         self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int] = ()
     ) -> None: ...
-    async def merge(self, user_id: int, tweet_ids: Iterable[int]) -> int: ...
-    async def page(self, user_id: int, before: int | None, limit: int) -> list[int] | None: ...
-    async def after(self, user_id: int, after: int, limit: int) -> list[int] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +165,7 @@ class Heartbeat:
     pass
 
 
-LiveEvent = tuple[int, bool] | CelebrityFollow  # (tweet id, deleted), or a celebrity (un)merged
+LiveEvent = LiveMessage
 Event = TweetArrived[T] | TweetRemoved | Heartbeat
 
 
@@ -227,13 +230,13 @@ class HomeTimeline(Generic[T]):
         self,
         graph: FollowGraph,
         tweets: TweetSource[T],
-        timelines: Timelines,
+        timelines: TimelineReads,
         live: LiveFeed,
         page_tokens: PageTokens,
         *,
         original_of: Callable[[T], int | None],
         heartbeat_seconds: float,
-        celebrity_lists: Timelines | None = None,
+        celebrity_lists: TimelineReads | None = None,
         registry: Registry | None = None,
         replay_overlap_ms: int = 1000,
     ) -> None:
@@ -311,7 +314,7 @@ class HomeTimeline(Generic[T]):
             if snapshot is None:
                 await lists.begin_rebuild(author)
                 refs = await self._tweets.refs_by_authors([author], limit=min(lists.max_entries, _ID_BATCH))
-                await lists.finish_rebuild(author, [r.tweet_id for r in refs if seen_by_every_follower(r)])
+                await lists.finish_rebuild(author, [r.tweet_id for r in refs if is_for_everyone(r)])
                 snapshot = await lists.read(author, touch=False)
             if snapshot is None or snapshot.rebuilding:
                 return None
@@ -404,7 +407,7 @@ class HomeTimeline(Generic[T]):
                     missed = await self._tweets.refs_by_authors(
                         [change.author_id], after=opened, limit=self._timelines.max_entries
                     )
-                    return sorted(r.tweet_id for r in missed if seen_by_every_follower(r))
+                    return sorted(r.tweet_id for r in missed if is_for_everyone(r))
                 if not change.following and change.author_id in attached:
                     attached.discard(change.author_id)
                     await self._live.detach(celebrity_channel(change.author_id), queue)

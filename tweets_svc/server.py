@@ -11,9 +11,9 @@ from meshkit.auth import Authenticator
 from meshkit.ids import parse_id, require_id
 from meshkit.outbox import Outbox
 from meshkit.pagination import PageTokens
-from meshkit.peers import UsersPeer
 from meshkit.protos import timestamp, wire_id
 from meshkit.runtime import Runtime
+from social import UsersPeer
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -36,20 +36,6 @@ def tweet_event(change: TweetChange) -> bytes:
         mentioned_user_ids=[str(u) for u in change.mentioned_user_ids],
         public=tweet.public,
     ).SerializeToString()
-
-
-class UserDirectory:
-    """Whether users exist and who handles are, for the domain's checks."""
-
-    def __init__(self, users: UsersPeer) -> None:
-        self._users = users
-
-    async def exists(self, user_id: int) -> bool:
-        return bool(await self._users.users([user_id], with_tweet_counts=False))
-
-    async def resolve(self, handles: Sequence[str]) -> dict[str, int]:
-        found = await self._users.resolve_handles(handles)
-        return {u.handle.lower(): int(u.user_id) for u in found}
 
 
 class TweetServicer(pb_grpc.TweetServiceServicer):
@@ -274,7 +260,7 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = UsersPeer(runtime.channel(settings.users_addr))
     store = PostgresTweetStore(pool, outbox, tweet_event)
-    tweets = Tweets(store, UserDirectory(users), PageTokens(settings.page_token_secret))
+    tweets = Tweets(store, users, PageTokens(settings.page_token_secret))
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(redis, auth)
     pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth), server)

@@ -12,9 +12,9 @@ from meshkit.auth import Authenticator, bearer_token
 from meshkit.ids import require_id
 from meshkit.outbox import Outbox
 from meshkit.pagination import PageTokens
-from meshkit.peers import TweetsPeer
 from meshkit.protos import now_timestamp, timestamp
 from meshkit.runtime import Runtime
+from social import TweetsPeer
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
 from users_svc.service import User, Users

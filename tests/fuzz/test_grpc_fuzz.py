@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.mesh import Mesh
-from meshkit import peers  # noqa: F401  (loads the users and tweets services into the pool)
+from social import peers  # noqa: F401  (loads the users and tweets services into the pool)
 from tests.conftest import report_lines
 from tests.fuzz.routes import DESCRIPTOR_SET, Known
 from tweetmesh.fanout.v1 import fanout_service_pb2  # noqa: F401

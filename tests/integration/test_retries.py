@@ -13,11 +13,11 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pool
 
-from meshkit import peers  # also loads the services they call into the descriptor pool
 from meshkit.ratelimit import RateLimitInterceptor
 from meshkit.runtime import IDEMPOTENT_READS, Runtime
 from meshkit.settings import load_settings
 from meshkit.status import within
+from social import peers  # also loads the services they call into the descriptor pool
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
 

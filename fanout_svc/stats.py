@@ -1,4 +1,5 @@
-"""fanout_svc's Redis reads for its admin API (timeline writes go through meshkit.home_timelines)."""
+"""fanout_svc's statistics: its consumer groups' state and the deliveries counted, read from Redis
+for the admin API (GetFanoutStats) and the Prometheus gauges."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from meshkit.home_timelines import DELIVERED_COUNTER
 from meshkit.streams import dead_letter_stream
+from social.timelines import DELIVERED_COUNTER
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""timeline_svc's Redis use beyond home timelines: the per-process live feed over pub/sub."""
+"""The live hub: one Redis pub/sub connection per timeline_svc process, whose channels (social.live)
+are fanned out in memory to the open streams that listen to them."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
-from meshkit.home_timelines import parse_live_message
-from meshkit.status import DEPENDENCY_ERRORS
+from meshkit.errors import DEPENDENCY_ERRORS
+from social.live import parse_message
 from timeline_svc.service import FeedEnded, LiveEvent
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class LiveHub:
                 return
             if message is None or message.get("type") != "message":
                 continue
-            event = parse_live_message(message["data"])
+            event = parse_message(message["data"])
             for queue in list(self._queues.get(message["channel"].decode(), ())):
                 try:
                     queue.put_nowait(event)
