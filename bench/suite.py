@@ -25,7 +25,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench import dataset, loadgen
 from bench.live import LiveRun, run_live
 from devstack.mesh import Mesh, MeshPorts
-from meshkit.settings import Settings, load_settings
+from fanout_svc.settings import FanoutSettings
+from fanout_svc.settings import load_settings as load_fanout_settings
 from social.celebrities import REGISTRY_KEY
 from social.timelines import DELIVERED_COUNTER, home_key, home_timelines, unpack
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
@@ -502,9 +503,9 @@ def describe(bench: Bench, celebrities: list[int]) -> None:
     bench.details["load_average_at_end"] = os.getloadavg()
 
 
-def mesh_settings(mesh: Mesh) -> Settings:
+def mesh_settings(mesh: Mesh) -> FanoutSettings:
     """The settings fan-out runs with in `mesh`."""
-    return load_settings("fanout", mesh.service_env("fanout"), needs_database=False)
+    return load_fanout_settings(mesh.service_env("fanout"))
 
 
 def celebrity_threshold(mesh: Mesh) -> int:

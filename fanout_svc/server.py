@@ -9,7 +9,8 @@ from google.protobuf.message import DecodeError
 
 from fanout_svc.celebrities import Celebrities
 from fanout_svc.service import Fanout, FollowChanged, TweetChanged
-from fanout_svc.stats import FanoutStatsReader
+from fanout_svc.settings import FanoutSettings
+from fanout_svc.stats import TIMELINE_WRITES, FanoutStatsReader, export_stats
 from meshkit import metrics
 from meshkit.errors import InvalidArgument
 from meshkit.ids import parse_id, require_id
@@ -92,23 +93,11 @@ class FanoutServicer(pb_grpc.FanoutServiceServicer):
         )
 
 
-async def export_stats(stats: FanoutStatsReader) -> None:
-    """The consumer group's state (the same numbers as GetFanoutStats) as Prometheus gauges."""
-    snapshot = await stats.stats()
-    for s in snapshot.streams:
-        metrics.FANOUT_STREAM_LENGTH.labels(s.stream).set(s.length)
-        metrics.FANOUT_STREAM_LAG.labels(s.stream).set(s.lag)
-        metrics.FANOUT_STREAM_PENDING.labels(s.stream).set(s.pending)
-        metrics.FANOUT_CONSUMERS.labels(s.stream).set(s.consumers)
-    metrics.FANOUT_DELIVERED.set(snapshot.delivered)
-    metrics.FANOUT_DEAD_LETTERED.set(snapshot.dead_lettered)
-
-
-async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
+async def setup(runtime: Runtime[FanoutSettings], server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
     redis = await runtime.redis()
-    users = UsersPeer(runtime.channel(settings.users_addr))
-    tweets = TweetsPeer(runtime.channel(settings.tweets_addr))
+    users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
+    tweets = TweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE))
     home = home_timelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds)
     fanout = Fanout(
         users,
@@ -120,7 +109,7 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
     )
 
     async def on_tweet(entry: Entry) -> None:
-        metrics.FANOUT_TIMELINE_WRITES.inc(await fanout.tweet_changed(tweet_changed(entry)))
+        TIMELINE_WRITES.inc(await fanout.tweet_changed(tweet_changed(entry)))
 
     async def on_follow(entry: Entry) -> None:
         await fanout.follow_changed(follow_changed(entry))

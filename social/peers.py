@@ -30,6 +30,8 @@ AUTHORS_PER_CALL = 5000
 
 
 class UsersPeer:
+    SERVICE = users_pb.DESCRIPTOR.services_by_name["UserService"]
+
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = users_grpc.UserServiceStub(channel)
 
@@ -101,6 +103,8 @@ class UsersPeer:
 
 
 class TweetsPeer:
+    SERVICE = tweets_pb.DESCRIPTOR.services_by_name["TweetService"]
+
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = tweets_grpc.TweetServiceStub(channel)
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from meshkit.settings import Env
 from social.live import (
     CELEBRITY_CHANNEL_PREFIX,
     USER_CHANNEL_PREFIX,
@@ -404,3 +405,14 @@ def celebrity_lists(redis: aioredis.Redis, max_entries: int, ttl_seconds: int) -
         key_prefix=CELEBRITY_LIST_PREFIX,
         channel_prefix=CELEBRITY_CHANNEL_PREFIX,
     )
+
+
+# Readers of the timelines' size and lifetime (fanout_svc writes them, timeline_svc reads them).
+
+
+def read_home_timeline_max(env: Env) -> int:
+    return env.integer("HOME_TIMELINE_MAX", 800, minimum=1)
+
+
+def read_home_timeline_ttl_seconds(env: Env) -> int:
+    return env.integer("HOME_TIMELINE_TTL_SECONDS", 14 * 24 * 3600, minimum=60)

@@ -16,6 +16,7 @@ from social import CelebrityRegistry, TweetsPeer, UsersPeer, celebrity_lists, ho
 from timeline_svc.hydrate import Coalescer
 from timeline_svc.live_hub import LiveHub
 from timeline_svc.service import Event, GlobalTimeline, Heartbeat, HomeTimeline, TweetArrived, TweetRemoved
+from timeline_svc.settings import TimelineSettings
 from tweetmesh.timeline.v1 import timeline_service_pb2 as pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as pb_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -90,14 +91,14 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
             yield pb.StreamGlobalTimelineResponse(**_event(event))
 
 
-async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
+async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
     redis = await runtime.redis()
-    users = UsersPeer(runtime.channel(settings.users_addr))
+    users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     live = LiveHub(redis)
     runtime.on_stopping(live.stopping)
     runtime.on_close(live.close)
-    tweets = CoalescingTweetsPeer(runtime.channel(settings.tweets_addr))
+    tweets = CoalescingTweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE))
     home: HomeTimeline[tweets_pb.Tweet] = HomeTimeline(
         users,
         tweets,
@@ -119,6 +120,5 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
         replay_max=settings.home_timeline_max,
     )
     auth = Authenticator(redis, users.session)
-    runtime.limit_rates(redis, auth)
     pb_grpc.add_TimelineServiceServicer_to_server(TimelineServicer(home, global_timeline, auth), server)
     return [pb.DESCRIPTOR.services_by_name["TimelineService"].full_name]

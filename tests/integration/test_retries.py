@@ -13,11 +13,11 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pool
 
-from meshkit.ratelimit import RateLimitInterceptor
-from meshkit.runtime import IDEMPOTENT_READS, Runtime
-from meshkit.settings import load_settings
+from meshkit.runtime import Runtime, read_only_methods
 from meshkit.status import within
-from social import peers  # also loads the services they call into the descriptor pool
+from social import peers
+from social.peers import TweetsPeer, UsersPeer
+from timeline_svc.settings import load_settings
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
 
@@ -55,12 +55,10 @@ async def peer() -> AsyncIterator[tuple[ScriptedUsers, pb_grpc.UserServiceStub]]
     pb_grpc.add_UserServiceServicer_to_server(scripted, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    settings = load_settings(
-        "timeline", {"REDIS_URL": "redis://127.0.0.1:1/0", "RPC_DEADLINE_SECONDS": "1"}, needs_database=False
-    )
-    runtime = Runtime(settings, RateLimitInterceptor(settings))
+    settings = load_settings({"REDIS_URL": "redis://127.0.0.1:1/0", "RPC_DEADLINE_SECONDS": "1"})
+    runtime = Runtime(settings)
     try:
-        yield scripted, pb_grpc.UserServiceStub(runtime.channel(f"127.0.0.1:{port}"))
+        yield scripted, pb_grpc.UserServiceStub(runtime.channel(f"127.0.0.1:{port}", UsersPeer.SERVICE))
     finally:
         await runtime.close()
         await server.stop(0)
@@ -115,13 +113,14 @@ async def test_within_answers_at_its_limit_without_waiting_for_the_work_to_unwin
 
 
 def test_every_method_the_peers_call_is_a_known_read() -> None:
-    """A new call between services must be classified: add it to IDEMPOTENT_READS if it only reads
-    (and so may be retried), or leave it out on purpose and extend this test's list of writes."""
+    """A new call between services must be classified: mark it `option idempotency_level =
+    NO_SIDE_EFFECTS` in its proto if it only reads (and so may be retried), or leave it out on
+    purpose and extend this test's list of writes."""
     writes: set[str] = set()
     called = set(re.findall(r"self\._stub\.(\w+)", Path(peers.__file__).read_text()))
-    reads = {m for methods in IDEMPOTENT_READS.values() for m in methods}
+    reads = {m for peer in (UsersPeer, TweetsPeer) for m in read_only_methods(peer.SERVICE)}
     assert called <= reads | writes, f"unclassified: {called - reads - writes}"
     pool = descriptor_pool.Default()
-    for service, methods in IDEMPOTENT_READS.items():
-        names = {m.name for m in pool.FindServiceByName(service).methods}
-        assert set(methods) <= names, f"{service} has no {set(methods) - names}"
+    for peer in (UsersPeer, TweetsPeer):
+        names = {m.name for m in pool.FindServiceByName(peer.SERVICE.full_name).methods}
+        assert set(read_only_methods(peer.SERVICE)) <= names, f"{peer.SERVICE.full_name}"

@@ -22,7 +22,8 @@ from google.rpc import error_details_pb2
 from devstack.mesh import Mesh
 from meshkit.ratelimit import RateLimiter
 from meshkit.rpc_details import error_details
-from meshkit.settings import Rate, RateLimits
+from meshkit.settings import Rate
+from social.limits import WriteRates
 from tests.helpers import PASSWORD, Account, Stubs, http_call, redis_client, rpc_error, unique_handle
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -221,7 +222,7 @@ def test_through_envoy_a_forged_forwarded_for_does_not_buy_more_sign_ups(mesh: M
 async def test_concurrent_calls_cannot_overdraw_a_bucket(mesh: Mesh) -> None:
     client = aioredis.Redis.from_url(mesh.redis_url)
     try:
-        limiter = RateLimiter(client, RateLimits())
+        limiter = RateLimiter(client, WriteRates())
         bucket = [(f"ratelimit:race:{secrets.token_hex(4)}", Rate(10, 60))]
         waits = await asyncio.gather(*(limiter.charge(bucket) for _ in range(50)))
     finally:
@@ -233,7 +234,7 @@ async def test_concurrent_calls_cannot_overdraw_a_bucket(mesh: Mesh) -> None:
 async def test_a_refused_call_charges_none_of_its_buckets(mesh: Mesh) -> None:
     client = aioredis.Redis.from_url(mesh.redis_url)
     try:
-        limiter = RateLimiter(client, RateLimits())
+        limiter = RateLimiter(client, WriteRates())
         roomy = (f"ratelimit:roomy:{secrets.token_hex(4)}", Rate(2, 60))
         full = (f"ratelimit:full:{secrets.token_hex(4)}", Rate(1, 60))
         assert await limiter.charge([full]) == 0
