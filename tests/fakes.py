@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any
 
 from social import LiveMessage, Snapshot, State, TweetRef
+from timeline_svc.stream import Delivery
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 
 
@@ -226,16 +226,16 @@ class FakeLiveFeed:
         self.attached: list[str] = []
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[Any]]:
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[Delivery]]:
+        queue: asyncio.Queue[Delivery] = asyncio.Queue()
         for event in self.events:
             queue.put_nowait(event)
         yield queue
 
-    async def attach(self, channel: str, queue: asyncio.Queue[Any]) -> None:
+    async def attach(self, channel: str, queue: asyncio.Queue[Delivery]) -> None:
         self.attached.append(channel)
 
-    async def detach(self, channel: str, queue: asyncio.Queue[Any]) -> None:
+    async def detach(self, channel: str, queue: asyncio.Queue[Delivery]) -> None:
         pass
 
 

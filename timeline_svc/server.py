@@ -15,8 +15,9 @@ from meshkit.runtime import Runtime
 from social import CelebrityRegistry, TweetsPeer, UsersPeer, celebrity_lists, home_timelines
 from timeline_svc.hydrate import Coalescer
 from timeline_svc.live_hub import LiveHub
-from timeline_svc.service import Event, GlobalTimeline, Heartbeat, HomeTimeline, TweetArrived, TweetRemoved
+from timeline_svc.service import GlobalTimeline, HomeTimeline
 from timeline_svc.settings import TimelineSettings
+from timeline_svc.stream import Event, Heartbeat, TweetArrived, TweetRemoved
 from tweetmesh.timeline.v1 import timeline_service_pb2 as pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as pb_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb

@@ -9,7 +9,8 @@ from meshkit.ids import id_at
 from meshkit.pagination import PageTokens
 from social import CelebrityFollow
 from tests.fakes import FakeFollowGraph, FakeLiveFeed, FakeTimelineStore, FakeTweetIndex
-from timeline_svc.service import RETWEET_WINDOW, Heartbeat, HomeTimeline, TweetArrived, visible_entries
+from timeline_svc.service import RETWEET_WINDOW, HomeTimeline, visible_entries
+from timeline_svc.stream import Heartbeat, TweetArrived
 
 
 def home(
