@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import dataset, loadgen
-from bench.live import LiveRun, run_live
+from bench.live import LiveRun, bearer, run_live
 from devstack.mesh import Mesh, MeshPorts
 from fanout_svc.settings import FanoutSettings
 from fanout_svc.settings import load_settings as load_fanout_settings
@@ -51,10 +51,6 @@ BENCH_ENV = {
 GET_HOME = "tweetmesh.timeline.v1.TimelineService/GetHomeTimeline"
 CREATE_TWEET = "tweetmesh.tweets.v1.TweetService/CreateTweet"
 HEALTH_CHECK = "grpc.health.v1.Health/Check"
-
-
-def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
+from meshkit.auth import Session, token_digest
 from social import LiveMessage, Snapshot, State, TweetRef
 from timeline_svc.stream import Delivery
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -256,3 +257,23 @@ class FakeTweetStub:
         return tweets_pb.ListTweetIdsByAuthorsResponse(
             tweets=[tweets_pb.TweetRef(tweet_id=str(t), author_id=str(t // 10)) for t in refs]
         )
+
+
+class FakeSessionCache:
+    """users_svc's session cache: `entries` maps each cached token to its session."""
+
+    def __init__(self, entries: dict[str, Session] | None = None) -> None:
+        self.entries = entries if entries is not None else {}
+
+    async def remember(self, token: str, session: Session) -> None:
+        self.entries[token] = session
+
+    async def refill(self, token: str, session: Session) -> None:
+        self.entries[token] = session
+
+    async def forget(self, token: str) -> None:
+        self.entries.pop(token, None)
+
+    async def forget_digests(self, digests: Sequence[bytes]) -> None:
+        for token in [t for t in self.entries if token_digest(t) in digests]:
+            del self.entries[token]

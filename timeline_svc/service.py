@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
@@ -255,7 +255,7 @@ class HomeTimeline(Generic[T]):
         found = await self._tweets.tweets(ids)
         return [(t, found[t]) for t in ids if t in found]
 
-    async def stream(self, viewer: int, since: int | None) -> AsyncIterator[Event[T]]:
+    async def stream(self, viewer: int, since: int | None) -> AsyncGenerator[Event[T]]:
         """Replays what arrived after `since` (oldest first), then live tweets, deletions and
         heartbeats. The stream listens before the replay is read, so nothing falls between the two;
         so it does to the celebrities the timeline merges (and a celebrity followed or promoted
@@ -337,7 +337,7 @@ class GlobalTimeline(Generic[T]):
                 break
         return [(self._id_of(t), t) for t in reversed(newest_first[: self._replay_max])]
 
-    async def stream(self, since: int | None) -> AsyncIterator[Event[T]]:
+    async def stream(self, since: int | None) -> AsyncGenerator[Event[T]]:
         async with LiveStream.open(
             self._live, GLOBAL_CHANNEL, since, self._tweets.tweets, self._heartbeat
         ) as stream:

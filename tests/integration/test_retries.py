@@ -7,7 +7,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -21,6 +21,8 @@ from timeline_svc.settings import load_settings
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
 
+R = TypeVar("R")
+
 
 class ScriptedUsers(pb_grpc.UserServiceServicer):
     """Fails the first `failures` calls of each method with UNAVAILABLE; counts calls and deadlines."""
@@ -30,7 +32,7 @@ class ScriptedUsers(pb_grpc.UserServiceServicer):
         self.calls: dict[str, int] = {}
         self.deadlines: list[float | None] = []
 
-    async def _answer(self, method: str, context: Any, reply: Any) -> Any:
+    async def _answer(self, method: str, context: Any, reply: R) -> R:
         self.calls[method] = self.calls.get(method, 0) + 1
         self.deadlines.append(context.time_remaining())
         if self.calls[method] <= self.failures:
@@ -49,8 +51,8 @@ class ScriptedUsers(pb_grpc.UserServiceServicer):
 
 
 @pytest.fixture
-async def peer() -> AsyncIterator[tuple[ScriptedUsers, pb_grpc.UserServiceStub]]:
-    scripted = ScriptedUsers(failures=2)
+async def peer() -> AsyncIterator[tuple[ScriptedUsers, pb_grpc.UserServiceAsyncStub]]:
+    scripted = ScriptedUsers(failures=2)  # type: ignore[abstract]  # scripts only what the tests call
     server = grpc.aio.server()
     pb_grpc.add_UserServiceServicer_to_server(scripted, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -65,7 +67,7 @@ async def peer() -> AsyncIterator[tuple[ScriptedUsers, pb_grpc.UserServiceStub]]
 
 
 async def test_an_idempotent_read_is_retried_until_the_peer_answers(
-    peer: tuple[ScriptedUsers, pb_grpc.UserServiceStub],
+    peer: tuple[ScriptedUsers, pb_grpc.UserServiceAsyncStub],
 ) -> None:
     scripted, stub = peer
     await stub.BatchGetUsers(pb.BatchGetUsersRequest(user_ids=["1"]))
@@ -73,7 +75,7 @@ async def test_an_idempotent_read_is_retried_until_the_peer_answers(
 
 
 async def test_a_write_is_never_retried_by_the_channel(
-    peer: tuple[ScriptedUsers, pb_grpc.UserServiceStub],
+    peer: tuple[ScriptedUsers, pb_grpc.UserServiceAsyncStub],
 ) -> None:
     scripted, stub = peer
     with pytest.raises(grpc.aio.AioRpcError) as error:
@@ -83,7 +85,7 @@ async def test_a_write_is_never_retried_by_the_channel(
 
 
 async def test_every_call_carries_the_default_deadline_and_a_hung_peer_ends_there(
-    peer: tuple[ScriptedUsers, pb_grpc.UserServiceStub],
+    peer: tuple[ScriptedUsers, pb_grpc.UserServiceAsyncStub],
 ) -> None:
     scripted, stub = peer
     await stub.BatchGetUsers(pb.BatchGetUsersRequest(user_ids=["1"]))

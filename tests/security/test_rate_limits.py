@@ -9,6 +9,7 @@ default, so a test picks its client address with x-forwarded-for, as Envoy would
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import secrets
 from collections.abc import Iterator
@@ -24,7 +25,16 @@ from meshkit.ratelimit import RateLimiter
 from meshkit.rpc_details import error_details
 from meshkit.settings import Rate
 from social.limits import WriteRates
-from tests.helpers import PASSWORD, Account, Stubs, http_call, redis_client, rpc_error, unique_handle
+from tests.helpers import (
+    PASSWORD,
+    Account,
+    Metadata,
+    Stubs,
+    http_call,
+    redis_client,
+    rpc_error,
+    unique_handle,
+)
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
@@ -57,8 +67,8 @@ def tight(mesh: Mesh) -> Iterator[None]:
         _forget_limits(mesh)
 
 
-def fresh_address() -> list[tuple[str, str]]:
-    return [("x-forwarded-for", next(_addresses))]
+def fresh_address() -> Metadata:
+    return (("x-forwarded-for", next(_addresses)),)
 
 
 def sign_up(stubs: Stubs, prefix: str) -> Account:
@@ -84,7 +94,7 @@ def assert_rate_limited(error: grpc.RpcError) -> None:
     assert 0 < retry_delay(error) <= 60
 
 
-def post(stubs: Stubs, author: Account, text: str, address: list[tuple[str, str]]) -> Any:
+def post(stubs: Stubs, author: Account, text: str, address: Metadata) -> Any:
     return stubs.tweets.CreateTweet(
         tweets_pb.CreateTweetRequest(text=text), metadata=author.auth + address, timeout=10
     )
@@ -141,7 +151,7 @@ def test_follows_draw_from_the_same_write_budget(stubs: Stubs, tight: None) -> N
     assert stubs.snapshot(actor, others[5]) == before
 
 
-def login(stubs: Stubs, handle: str, password: str, address: list[tuple[str, str]]) -> Any:
+def login(stubs: Stubs, handle: str, password: str, address: Metadata) -> Any:
     return stubs.users.Login(users_pb.LoginRequest(handle=handle, password=password), metadata=address)
 
 
@@ -151,7 +161,7 @@ def test_password_guessing_on_one_handle_is_slowed_whatever_the_address(stubs: S
         users_pb.CreateUserRequest(handle=handle, password=PASSWORD), metadata=fresh_address()
     )
     for guess in ("password1", "letmein!!", "123456789"):
-        error = rpc_error(lambda guess=guess: login(stubs, handle, guess, fresh_address()))
+        error = rpc_error(functools.partial(login, stubs, handle, guess, fresh_address()))
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     # Each guess came from another address; the handle's budget is spent all the same, and the
     # refusal comes before the password is even checked: the right one is refused too, for now.
@@ -164,7 +174,7 @@ def test_password_guessing_on_one_handle_is_slowed_whatever_the_address(stubs: S
 def test_sign_in_attempts_are_limited_per_address(stubs: Stubs, tight: None) -> None:
     address = fresh_address()
     for n in range(6):
-        error = rpc_error(lambda n=n: login(stubs, f"nobody_{n}", "wrong password", address))
+        error = rpc_error(functools.partial(login, stubs, f"nobody_{n}", "wrong password", address))
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert_rate_limited(rpc_error(lambda: login(stubs, "nobody_7", "wrong password", address)))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from timeline_svc import stream
 from timeline_svc.stream import FeedEnded, ResumePoint, stream_ended
 
 
@@ -20,7 +19,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(stream.time, "monotonic", fake)
+    monkeypatch.setattr("timeline_svc.stream.time.monotonic", fake)
     return fake
 
 
