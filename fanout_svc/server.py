@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -39,16 +41,21 @@ METRICS_REFRESH_SECONDS = 5.0
 FANOUT_CONCURRENCY = 32
 
 
-def _decode(message: Any, entry: Entry) -> Any:
+@contextlib.contextmanager
+def _poison_unless_valid(entry: Entry) -> Iterator[bytes]:
+    """The entry's payload; an entry without one, or whose event fails to decode or holds an
+    invalid id, can never be handled: PoisonEvent (it is dead-lettered at once)."""
     try:
-        return message.FromString(entry.fields[b"data"])
+        yield entry.fields[b"data"]
     except (KeyError, DecodeError) as error:
         raise PoisonEvent(f"undecodable entry: {error}") from error
+    except InvalidArgument as error:
+        raise PoisonEvent(str(error)) from error
 
 
 def tweet_changed(entry: Entry) -> TweetChanged:
-    event = _decode(tweets_pb.TweetEvent, entry)
-    try:
+    with _poison_unless_valid(entry) as data:
+        event = tweets_pb.TweetEvent.FromString(data)
         return TweetChanged(
             require_id(event.tweet_id, "tweet_id"),
             require_id(event.author_id, "author_id"),
@@ -57,20 +64,16 @@ def tweet_changed(entry: Entry) -> TweetChanged:
             mentioned_user_ids=tuple(require_id(u, "mentioned_user_ids") for u in event.mentioned_user_ids),
             public=event.public,
         )
-    except InvalidArgument as error:
-        raise PoisonEvent(str(error)) from error
 
 
 def follow_changed(entry: Entry) -> FollowChanged:
-    event = _decode(users_pb.FollowEvent, entry)
-    try:
+    with _poison_unless_valid(entry) as data:
+        event = users_pb.FollowEvent.FromString(data)
         return FollowChanged(
             require_id(event.follower_id, "follower_id"),
             require_id(event.followee_id, "followee_id"),
             event.following,
         )
-    except InvalidArgument as error:
-        raise PoisonEvent(str(error)) from error
 
 
 class FanoutServicer(pb_grpc.FanoutServiceServicer):
