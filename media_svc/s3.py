@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from media_svc.errors import BlobNotFound, BlobStoreUnavailable
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
+# S3's bucket names: 3-63 lowercase letters, digits, dots and hyphens.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # What S3 and S3-compatible stores answer for a key or bucket that is not there.
 _MISSING = {"NoSuchKey", "NotFound", "404", "NoSuchBucket"}
 
@@ -60,7 +63,7 @@ class S3Location:
         prefix = parts.path.strip("/")
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         return cls(
-            bucket=parts.hostname,
+            bucket=parts.netloc,
             prefix=f"{prefix}/" if prefix else "",
             endpoint=endpoint,
             region=query.get("region", [region])[0],

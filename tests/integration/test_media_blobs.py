@@ -304,6 +304,8 @@ def test_media_s3_url_is_read(url: str, location: S3Location, monkeypatch: pytes
         "http://media",
         "s3://",
         "s3://key:secret@media",
+        "s3://media:9000",
+        "s3://Media",
         "s3://media?endpoint=ftp://host",
         "s3://media?bucket=other",
         "s3://media?region=a&region=b",
