@@ -47,12 +47,14 @@ class S3Location:
     @classmethod
     def parse(cls, url: str) -> S3Location:
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "s3" or not parts.hostname:
+        if parts.scheme != "s3" or not parts.netloc:
             raise ValueError("MEDIA_S3_URL must look like s3://bucket[/prefix][?endpoint=http://host:port]")
-        if parts.username or parts.password:
+        if "@" in parts.netloc:
             raise ValueError(
                 "MEDIA_S3_URL must not hold credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
             )
+        if not _BUCKET.fullmatch(parts.netloc):
+            raise ValueError(f"MEDIA_S3_URL names no valid bucket: {parts.netloc[:100]!r}")
         query = urllib.parse.parse_qs(parts.query, strict_parsing=bool(parts.query))
         unknown = set(query) - {"endpoint", "region"}
         if unknown or any(len(values) > 1 for values in query.values()):
