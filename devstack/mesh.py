@@ -148,6 +148,7 @@ class Mesh:
         self._postgres: Server | None = None
         self._redis: Server | None = None
         self._smtp: Server | None = None
+        self._mail_folder = self._data_dir / "mail"
         self._envoy: Server | None = None
         self._services: dict[str, ManagedProcess] = {}
         self._service_envs: dict[str, dict[str, str]] = {}
@@ -189,7 +190,7 @@ class Mesh:
     @property
     def mail_dir(self) -> Path | None:
         """Where the local SMTP server keeps each mail (devstack.smtp.read_mails); None with SMTP_URL."""
-        return None if self._external_smtp_url else self._data_dir / "mail"
+        return None if self._external_smtp_url else self._mail_folder
 
     def pid(self, name: str) -> int:
         """The pid of a running process: a service name, "postgres", "redis", "smtp" or "envoy"."""
@@ -234,7 +235,7 @@ class Mesh:
             if not self._external_redis_url:
                 self._redis = start_redis(self._data_dir, self._ports.redis, log_path=self._log("redis"))
             if not self._external_smtp_url:
-                self._smtp = start_smtp(self._data_dir, self._ports.smtp, log_path=self._log("smtp"))
+                self._smtp = start_smtp(self._mail_folder, self._ports.smtp, log_path=self._log("smtp"))
             self._migrate()
             # Started together, waited for one by one: startup is mostly Python imports.
             for name in SERVICES:
@@ -308,7 +309,7 @@ class Mesh:
                 self._data_dir, self._ports.postgres, durable=self._durable, log_path=self._log("postgres")
             )
         elif name == "smtp":
-            self._smtp = start_smtp(self._data_dir, self._ports.smtp, log_path=self._log("smtp"))
+            self._smtp = start_smtp(self._mail_folder, self._ports.smtp, log_path=self._log("smtp"))
         else:
             self._redis = start_redis(self._data_dir, self._ports.redis, log_path=self._log("redis"))
 

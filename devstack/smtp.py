@@ -91,10 +91,9 @@ def _greets(port: int) -> bool:
         return False
 
 
-def start_smtp(data_dir: Path, port: int, *, log_path: Path | None = None, timeout: float = 30.0) -> Server:
-    """Starts the mail drop on 127.0.0.1:`port` keeping mails in `data_dir`/mail; returns it with
-    its SMTP_URL."""
-    folder = data_dir.resolve() / "mail"
+def start_smtp(folder: Path, port: int, *, log_path: Path | None = None, timeout: float = 30.0) -> Server:
+    """Starts the mail drop on 127.0.0.1:`port` keeping mails in `folder`; returns it with its
+    SMTP_URL."""
     argv = [sys.executable, "-m", "devstack.smtp", "--port", str(port), "--folder", os.fspath(folder)]
     process = ManagedProcess("smtp", argv, log_path=log_path)
     try:

@@ -45,7 +45,7 @@ def mail_for(typed_address: str) -> tuple[OutgoingMail, str]:
 
 @pytest.fixture
 def drop(tmp_path: Path) -> Iterator[Server]:
-    server = start_smtp(tmp_path, free_port(), log_path=tmp_path / "smtp.log")
+    server = start_smtp(tmp_path / "mail", free_port(), log_path=tmp_path / "smtp.log")
     try:
         yield server
     finally:
@@ -85,7 +85,7 @@ async def test_an_outage_is_transient_and_the_relay_sends_once_the_server_is_bac
     assert await relay.relay_once() == RelayReport(claimed=1, retried=1)
     assert "cannot be reached" in str(queue.rows[mail_id].last_error)
 
-    server = start_smtp(tmp_path, port)
+    server = start_smtp(tmp_path / "mail", port)
     try:
         clock.now = queue.rows[mail_id].due
         assert await relay.relay_once() == RelayReport(claimed=1, sent=1)
