@@ -99,8 +99,12 @@ class S3BlobStore:
             "s3", region_name=self.location.region, endpoint_url=self.location.endpoint, config=config
         )
         self._client = await self._stack.enter_async_context(client)
-        async with self._failures(f"bucket {self.location.bucket!r}"):
-            await self._client.head_bucket(Bucket=self.location.bucket)
+        try:
+            async with self._failures(f"bucket {self.location.bucket!r}"):
+                await self._client.head_bucket(Bucket=self.location.bucket)
+        except BaseException:
+            await self.close()  # the caller gets no store to close
+            raise
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         check_content_type(content_type)
