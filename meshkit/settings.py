@@ -41,6 +41,11 @@ class Env:
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if env is None else env
 
+    @property
+    def variables(self) -> Mapping[str, str]:
+        """The variables themselves, for a group of settings that reads its own (mail's, say)."""
+        return self._env
+
     def text(self, name: str, default: str) -> str:
         return self._env.get(name, default)
 

@@ -64,6 +64,7 @@ def test_mesh(env: Mapping[str, str], prefix: str) -> Iterator[Mesh]:
         env_overrides=env,
         database_url=None,
         redis_url=None,
+        smtp_url=None,
     )
     instance.start()
     try:
