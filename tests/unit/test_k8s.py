@@ -14,6 +14,7 @@ import yaml
 
 from devstack.envoy import DESCRIPTOR, TEMPLATE, render_envoy_config
 from devstack.mesh import PUBLIC_SERVICES, SERVICES
+from meshkit.healthcheck import LIVENESS
 from meshkit.settings import DEFAULT_METRICS_PORTS, DEFAULT_PORTS, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,6 +124,10 @@ def test_each_service_runs_its_module_on_its_ports_with_grpc_probes(service: str
     assert (env["GRPC_PORT"], env["METRICS_PORT"]) == (str(grpc_port), str(metrics_port))
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == grpc_port, probe
+    # Liveness is the process alone; readiness (the overall status) follows the dependencies.
+    assert container["startupProbe"]["grpc"]["service"] == LIVENESS
+    assert container["livenessProbe"]["grpc"]["service"] == LIVENESS
+    assert container["readinessProbe"]["grpc"].get("service", "") == ""
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(metrics_port)
     assert {"resources", "securityContext"} <= set(container)
     assert set(container["resources"]) == {"requests", "limits"}
