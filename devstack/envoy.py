@@ -1,4 +1,11 @@
-"""Envoy for development, tests and containers: renders envoy/envoy.yaml with our addresses, runs it.
+"""Envoy for development, tests and containers: renders envoy/envoy.yaml with our addresses and the
+public API's allow list, runs it.
+
+The allow list: Envoy routes only the public RPCs, those with a google.api.http rule in the
+descriptor set it transcodes with, each by its exact gRPC path; anything else gets the template's
+last route (404 / UNIMPLEMENTED). The template holds one route per kind of RPC (`read`, `write`,
+`stream`); rendering replaces each with a copy per public RPC of that kind (its path and cluster:
+`tweetmesh.<cluster>.v1`), so a new RPC with an HTTP route is routed and a new internal one is not.
 
 In a container: `python -m devstack.envoy --listen 0.0.0.0:8080 --admin 0.0.0.0:9901
 --upstream users=users:50051 --upstream tweets=tweets:50052 --upstream timeline=timeline:50054`
@@ -8,15 +15,19 @@ renders the config and replaces itself with Envoy (see docker-compose.yml).
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
 
 from devstack import binaries
 from devstack.errors import DevstackError
@@ -28,6 +39,40 @@ _ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = _ROOT / "envoy" / "envoy.yaml"
 DESCRIPTOR = _ROOT / "gen" / "tweetmesh.pb"
 _ENDPOINT = ("load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address")
+API_PACKAGE = "tweetmesh."
+# The template's prototype routes, by name: one for each kind of public RPC.
+ROUTE_KINDS = ("read", "write", "stream")
+
+
+@dataclass(frozen=True, slots=True)
+class PublicRpc:
+    """An RPC of the public API: Envoy routes it, to `cluster`."""
+
+    path: str  # "/tweetmesh.users.v1.UserService/GetUser"
+    service: str  # "tweetmesh.users.v1.UserService"
+    cluster: str  # "users": the second part of the package
+    kind: str  # "read" (an HTTP GET), "write" (any other verb) or "stream" (a streaming RPC)
+
+
+def public_rpcs(descriptor_set: bytes) -> list[PublicRpc]:
+    """Every RPC of the tweetmesh packages that has a google.api.http rule, in descriptor order."""
+    found = []
+    for file in descriptor_pb2.FileDescriptorSet.FromString(descriptor_set).file:
+        if not file.package.startswith(API_PACKAGE):
+            continue
+        cluster = file.package.split(".")[1]
+        for service in file.service:
+            full_name = f"{file.package}.{service.name}"
+            for method in service.method:
+                if not method.options.HasExtension(annotations_pb2.http):
+                    continue
+                verb = method.options.Extensions[annotations_pb2.http].WhichOneof("pattern")
+                if method.server_streaming or method.client_streaming:
+                    kind = "stream"
+                else:
+                    kind = "read" if verb == "get" else "write"
+                found.append(PublicRpc(f"/{full_name}/{method.name}", full_name, cluster, kind))
+    return found
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -52,19 +97,62 @@ def _set_address(socket_address: Any, port: int, host: str = LOOPBACK) -> None:
     socket_address["port_value"] = port
 
 
-def _set_descriptors(node: Any, descriptor: str) -> int:
-    """Sets every `proto_descriptor` under `node`; returns how many it found."""
+def _set_transcoders(node: Any, descriptor: str, services: list[str]) -> int:
+    """Points every transcoder under `node` (a map with a `proto_descriptor`) at `descriptor` and the
+    public `services`; returns how many it found."""
     found = 0
     if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "proto_descriptor":
-                node[key] = descriptor
-                found += 1
-            else:
-                found += _set_descriptors(value, descriptor)
+        if "proto_descriptor" in node:
+            node["proto_descriptor"] = descriptor
+            node["services"] = list(services)
+            return 1
+        found += sum(_set_transcoders(value, descriptor, services) for value in node.values())
     elif isinstance(node, list):
-        found += sum(_set_descriptors(item, descriptor) for item in node)
+        found += sum(_set_transcoders(item, descriptor, services) for item in node)
     return found
+
+
+def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str], template: Path) -> None:
+    """Replaces each prototype route (named after a kind) with one exact-path route per public RPC
+    of that kind, in every virtual host of `listener` that has prototypes."""
+    unrouted = {rpc.cluster for rpc in rpcs} - clusters
+    if unrouted:
+        raise DevstackError(
+            f"public RPCs of tweetmesh.<{', '.join(sorted(unrouted))}> have no cluster in {template}"
+        )
+    hosts = [
+        host
+        for chain in _at(listener, ("filter_chains",), template)
+        for manager in chain.get("filters", [])
+        for host in manager.get("typed_config", {}).get("route_config", {}).get("virtual_hosts", [])
+    ]
+    rendered = 0
+    for host in hosts:
+        prototypes = {r["name"]: r for r in host.get("routes", []) if r.get("name") in ROUTE_KINDS}
+        if not prototypes:
+            continue
+        if missing := {rpc.kind for rpc in rpcs} - set(prototypes):
+            raise DevstackError(
+                f"{template}: virtual host {host.get('name')!r} has no route named {sorted(missing)}"
+            )
+        routes = []
+        for route in host["routes"]:
+            kind = route.get("name")
+            if kind not in ROUTE_KINDS:
+                routes.append(route)
+                continue
+            if set(route.get("match", {})) != {"path"} or "cluster" not in route.get("route", {}):
+                raise DevstackError(f"{template}: route {kind!r} must match a path and route to a cluster")
+            for rpc in (rpc for rpc in rpcs if rpc.kind == kind):
+                copied = copy.deepcopy(route)
+                copied["name"] = rpc.path.removeprefix("/")
+                copied["match"] = {"path": rpc.path}
+                copied["route"]["cluster"] = rpc.cluster
+                routes.append(copied)
+        host["routes"] = routes
+        rendered += 1
+    if rendered == 0:
+        raise DevstackError(f"{template}: no virtual host has the routes {', '.join(ROUTE_KINDS)}")
 
 
 def render_envoy_config(
@@ -77,7 +165,8 @@ def render_envoy_config(
     listen_host: str = LOOPBACK,
     admin_host: str = LOOPBACK,
 ) -> str:
-    """The template with our admin and listener ports, cluster endpoints and descriptor path, as YAML.
+    """The template with our admin and listener ports, cluster endpoints, descriptor path and the
+    routes of the descriptor set's public RPCs (see the module's docstring), as YAML.
 
     `upstreams` maps each cluster name to (host, port) and must name exactly the template's clusters,
     so a cluster added to the template cannot silently keep pointing at a default port.
@@ -90,7 +179,9 @@ def render_envoy_config(
     if len(ingress) != 1:
         raise DevstackError(f"{template} must have exactly one listener named {LISTENER!r}")
     _set_address(_at(ingress[0], ("address", "socket_address"), template), listen_port, listen_host)
-    if _set_descriptors(ingress[0], os.fspath(descriptor.resolve())) == 0:
+    rpcs = public_rpcs(descriptor.read_bytes())
+    services = list(dict.fromkeys(rpc.service for rpc in rpcs))
+    if _set_transcoders(ingress[0], os.fspath(descriptor.resolve()), services) == 0:
         raise DevstackError(f"{template}: listener {LISTENER!r} has no proto_descriptor")
 
     clusters = {c["name"]: c for c in _at(config, ("static_resources", "clusters"), template)}
@@ -98,6 +189,7 @@ def render_envoy_config(
         raise DevstackError(
             f"{template} has clusters {sorted(clusters)}; upstreams given: {sorted(upstreams)}"
         )
+    _route_public_rpcs(ingress[0], rpcs, set(clusters), template)
     for name, (host, port) in upstreams.items():
         _set_address(_at(clusters[name], _ENDPOINT, template), port, host)
     return yaml.dump(config, Dumper=_PlainDumper, sort_keys=False)

@@ -1,0 +1,105 @@
+"""The rendered Envoy config routes exactly the public API, as read from the descriptor set: every
+RPC with a google.api.http rule by its exact path to its service's cluster, and nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
+from devstack.envoy import DESCRIPTOR, TEMPLATE, render_envoy_config
+from devstack.errors import DevstackError
+from devstack.mesh import PUBLIC_SERVICES
+from tests.helpers import rpc_routes
+
+UPSTREAMS = {name: ("127.0.0.1", 50000 + n) for n, name in enumerate(PUBLIC_SERVICES)}
+
+
+def rendered(descriptor: Path = DESCRIPTOR) -> dict[str, Any]:
+    config = render_envoy_config(
+        TEMPLATE, listen_port=8080, admin_port=9901, upstreams=UPSTREAMS, descriptor=descriptor
+    )
+    return dict(yaml.safe_load(config))
+
+
+def _manager(config: dict[str, Any]) -> dict[str, Any]:
+    (listener,) = [x for x in config["static_resources"]["listeners"] if x["name"] == "ingress"]
+    return dict(listener["filter_chains"][0]["filters"][0]["typed_config"])
+
+
+def routes(config: dict[str, Any]) -> list[dict[str, Any]]:
+    (host,) = _manager(config)["route_config"]["virtual_hosts"]
+    return list(host["routes"])
+
+
+def forwarded(config: dict[str, Any]) -> dict[str, str]:
+    """Each forwarding route's exact path and cluster; fails on any route that forwards by a
+    prefix or pattern (an allow list has none)."""
+    found = {}
+    for route in routes(config):
+        if "route" in route:
+            assert set(route["match"]) == {"path"}, route["match"]
+            found[route["match"]["path"]] = route["route"]["cluster"]
+    return found
+
+
+def test_every_public_rpc_is_routed_to_its_service_and_nothing_else_is() -> None:
+    config = rendered()
+    public = {path for path, verb in rpc_routes().items() if verb}
+    assert forwarded(config) == {path: path.split(".")[1] for path in public}
+    last = routes(config)[-1]
+    assert last["match"] == {"prefix": "/"} and last["direct_response"]["status"] == 404
+
+
+def test_streams_have_no_route_timeout_and_unary_calls_do() -> None:
+    for route in routes(rendered()):
+        if "route" in route:
+            streaming = route["match"]["path"].rsplit("/", 1)[1].startswith("Stream")
+            assert (route["route"]["timeout"] == "0s") == streaming, route
+
+
+def test_the_transcoder_serves_the_services_of_the_public_rpcs() -> None:
+    (transcoder,) = [
+        f["typed_config"]
+        for f in _manager(rendered())["http_filters"]
+        if "proto_descriptor" in f["typed_config"]
+    ]
+    assert transcoder["proto_descriptor"] == str(DESCRIPTOR.resolve())
+    assert set(transcoder["services"]) == {path.split("/")[1] for path, verb in rpc_routes().items() if verb}
+
+
+def _with_methods(tmp_path: Path, package: str, methods: dict[str, str | None]) -> Path:
+    """The descriptor set plus a service in `package` with `methods` (name -> HTTP GET path or None)."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR.read_bytes())
+    extra = files.file.add(name=f"{package.replace('.', '/')}/extra.proto", package=package, syntax="proto3")
+    extra.dependency.append("google/api/annotations.proto")
+    extra.message_type.add(name="Empty")
+    service = extra.service.add(name="ExtraService")
+    for name, get in methods.items():
+        method = service.method.add(
+            name=name, input_type=f".{package}.Empty", output_type=f".{package}.Empty"
+        )
+        if get is not None:
+            method.options.Extensions[annotations_pb2.http].get = get
+    path = tmp_path / "extended.pb"
+    path.write_bytes(files.SerializeToString())
+    return path
+
+
+def test_a_new_rpc_with_an_http_route_is_allowed_and_a_new_internal_one_is_not(tmp_path: Path) -> None:
+    descriptor = _with_methods(
+        tmp_path, "tweetmesh.users.v1", {"ListBlockedUsers": "/v1/blocks", "PurgeSessions": None}
+    )
+    paths = forwarded(rendered(descriptor))
+    assert paths["/tweetmesh.users.v1.ExtraService/ListBlockedUsers"] == "users"
+    assert "/tweetmesh.users.v1.ExtraService/PurgeSessions" not in paths
+
+
+def test_a_public_rpc_without_a_cluster_to_send_it_to_stops_the_render(tmp_path: Path) -> None:
+    descriptor = _with_methods(tmp_path, "tweetmesh.media.v1", {"GetMedia": "/v1/media"})
+    with pytest.raises(DevstackError, match="media"):
+        rendered(descriptor)
