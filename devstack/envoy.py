@@ -3,13 +3,15 @@ public API's allow list, runs it.
 
 The allow list: Envoy routes only the public RPCs, those with a google.api.http rule in the
 descriptor set it transcodes with, each by its exact gRPC path; anything else gets the template's
-last route (404 / UNIMPLEMENTED). The template holds one route per kind of RPC (`read`, `write`,
-`stream`); rendering replaces each with a copy per public RPC of that kind (its path and cluster:
-`tweetmesh.<cluster>.v1`), so a new RPC with an HTTP route is routed and a new internal one is not.
+last route (404 / UNIMPLEMENTED). The template holds one route per kind of RPC (its metadata
+`tweetmesh.kind`: `read`, `write`, `stream`); rendering replaces each with a copy per public RPC of
+that kind (its path and cluster: `tweetmesh.<cluster>.v1`), so a new RPC with an HTTP route is
+routed and a new internal one is not.
 
 In a container: `python -m devstack.envoy --listen 0.0.0.0:8080 --admin 0.0.0.0:9901
 --upstream users=users:50051 --upstream tweets=tweets:50052 --upstream timeline=timeline:50054`
-renders the config and replaces itself with Envoy (see docker-compose.yml).
+renders the config and replaces itself with Envoy (see docker-compose.yml); XFF_TRUSTED_HOPS in its
+environment is the number of proxies in front of it (--xff-trusted-hops).
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ TEMPLATE = _ROOT / "envoy" / "envoy.yaml"
 DESCRIPTOR = _ROOT / "gen" / "tweetmesh.pb"
 _ENDPOINT = ("load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address")
 API_PACKAGE = "tweetmesh."
-# The template's prototype routes, by name: one for each kind of public RPC.
+_LOCAL_RATE_LIMIT = ".local_ratelimit.v3.LocalRateLimit"
+# The kinds of public RPC: a route of the template with one of these in its metadata `tweetmesh.kind`
+# stands for every public RPC of that kind.
 ROUTE_KINDS = ("read", "write", "stream")
 
 
@@ -112,23 +116,34 @@ def _set_transcoders(node: Any, descriptor: str, services: list[str]) -> int:
     return found
 
 
+def _kind(route: Any) -> Any:
+    return route.get("metadata", {}).get("filter_metadata", {}).get("tweetmesh", {}).get("kind")
+
+
+def _managers(listener: Any, template: Path) -> list[Any]:
+    """The HTTP connection managers of `listener` (their typed_config)."""
+    return [
+        manager["typed_config"]
+        for chain in _at(listener, ("filter_chains",), template)
+        for manager in chain.get("filters", [])
+        if "route_config" in manager.get("typed_config", {})
+    ]
+
+
 def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str], template: Path) -> None:
-    """Replaces each prototype route (named after a kind) with one exact-path route per public RPC
-    of that kind, in every virtual host of `listener` that has prototypes."""
+    """Replaces each route of a kind with one exact-path route per public RPC of that kind, in every
+    virtual host of `listener` that has them."""
     unrouted = {rpc.cluster for rpc in rpcs} - clusters
     if unrouted:
         raise DevstackError(
             f"public RPCs of tweetmesh.<{', '.join(sorted(unrouted))}> have no cluster in {template}"
         )
     hosts = [
-        host
-        for chain in _at(listener, ("filter_chains",), template)
-        for manager in chain.get("filters", [])
-        for host in manager.get("typed_config", {}).get("route_config", {}).get("virtual_hosts", [])
+        host for manager in _managers(listener, template) for host in manager["route_config"]["virtual_hosts"]
     ]
     rendered = 0
     for host in hosts:
-        prototypes = {r["name"]: r for r in host.get("routes", []) if r.get("name") in ROUTE_KINDS}
+        prototypes = {_kind(r): r for r in host.get("routes", []) if _kind(r) in ROUTE_KINDS}
         if not prototypes:
             continue
         if missing := {rpc.kind for rpc in rpcs} - set(prototypes):
@@ -137,7 +152,7 @@ def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str],
             )
         routes = []
         for route in host["routes"]:
-            kind = route.get("name")
+            kind = _kind(route)
             if kind not in ROUTE_KINDS:
                 routes.append(route)
                 continue
@@ -152,7 +167,7 @@ def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str],
         host["routes"] = routes
         rendered += 1
     if rendered == 0:
-        raise DevstackError(f"{template}: no virtual host has the routes {', '.join(ROUTE_KINDS)}")
+        raise DevstackError(f"{template}: no virtual host has routes of the kinds {', '.join(ROUTE_KINDS)}")
 
 
 def render_envoy_config(
@@ -164,12 +179,18 @@ def render_envoy_config(
     descriptor: Path,
     listen_host: str = LOOPBACK,
     admin_host: str = LOOPBACK,
+    xff_trusted_hops: int = 0,
+    enforce_rate_limits: bool = True,
 ) -> str:
     """The template with our admin and listener ports, cluster endpoints, descriptor path and the
     routes of the descriptor set's public RPCs (see the module's docstring), as YAML.
 
     `upstreams` maps each cluster name to (host, port) and must name exactly the template's clusters,
     so a cluster added to the template cannot silently keep pointing at a default port.
+    `xff_trusted_hops`: how many proxies in front of Envoy append the client's address to
+    x-forwarded-for (0: clients connect to Envoy directly). `enforce_rate_limits=False` leaves the
+    token buckets counting but refusing nothing (a test suite or benchmark driving the mesh from
+    one address far past any client's limits).
     """
     config = yaml.safe_load(template.read_text())
     _set_address(_at(config, ("admin", "address", "socket_address"), template), admin_port, admin_host)
@@ -190,6 +211,14 @@ def render_envoy_config(
             f"{template} has clusters {sorted(clusters)}; upstreams given: {sorted(upstreams)}"
         )
     _route_public_rpcs(ingress[0], rpcs, set(clusters), template)
+    for manager in _managers(ingress[0], template):
+        manager["xff_num_trusted_hops"] = xff_trusted_hops
+        if not enforce_rate_limits:
+            for http_filter in manager.get("http_filters", []):
+                if http_filter.get("typed_config", {}).get("@type", "").endswith(_LOCAL_RATE_LIMIT):
+                    http_filter["typed_config"]["filter_enforced"] = {
+                        "default_value": {"numerator": 0, "denominator": "HUNDRED"}
+                    }
     for name, (host, port) in upstreams.items():
         _set_address(_at(clusters[name], _ENDPOINT, template), port, host)
     return yaml.dump(config, Dumper=_PlainDumper, sort_keys=False)
@@ -258,6 +287,13 @@ def main() -> None:
         "--admin", type=_address, default=(LOOPBACK, 9901), help="HOST:PORT for the admin API"
     )
     parser.add_argument("--upstream", type=_upstream, action="append", default=[], help="CLUSTER=HOST:PORT")
+    parser.add_argument(
+        "--xff-trusted-hops",
+        type=int,
+        default=int(os.environ.get("XFF_TRUSTED_HOPS") or 0),
+        help="proxies in front of Envoy that append the client's address to x-forwarded-for"
+        " (default: $XFF_TRUSTED_HOPS, else 0)",
+    )
     parser.add_argument("--template", type=Path, default=TEMPLATE)
     parser.add_argument("--descriptor", type=Path, default=DESCRIPTOR)
     args = parser.parse_args()
@@ -269,6 +305,7 @@ def main() -> None:
         admin_host=args.admin[0],
         upstreams=dict(args.upstream),
         descriptor=args.descriptor,
+        xff_trusted_hops=args.xff_trusted_hops,
     )
     config_path = Path(tempfile.mkdtemp(prefix="tweetmesh-envoy-")) / "envoy.yaml"
     config_path.write_text(config)

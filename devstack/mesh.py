@@ -116,6 +116,8 @@ class Mesh:
     `database_url` / `redis_url` default to $DATABASE_URL / $REDIS_URL; when those are empty (or
     None is passed) a private server is started in `data_dir`. With `log_to_files`, each process
     writes to `data_dir`/logs/<name>.log; otherwise output goes to this process's terminal.
+    `enforce_edge_limits=False` turns off the refusals of Envoy's token buckets (see
+    devstack.envoy.render_envoy_config), for test suites and benchmarks.
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class Mesh:
         database_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
         redis_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
         ready_timeout: float = 30.0,
+        enforce_edge_limits: bool = True,
     ) -> None:
         self._data_dir = data_dir.resolve()
         self._ports = ports or MeshPorts()
@@ -138,6 +141,7 @@ class Mesh:
         self._external_database_url = _from_environment(database_url, "DATABASE_URL")
         self._external_redis_url = _from_environment(redis_url, "REDIS_URL")
         self._ready_timeout = ready_timeout
+        self._enforce_edge_limits = enforce_edge_limits
         self._postgres: Server | None = None
         self._redis: Server | None = None
         self._envoy: Server | None = None
@@ -367,6 +371,7 @@ class Mesh:
             admin_port=self._ports.envoy_admin,
             upstreams={name: (HOST, self._ports.of(name)) for name in PUBLIC_SERVICES},
             descriptor=DESCRIPTOR,
+            enforce_rate_limits=self._enforce_edge_limits,
         )
         self._envoy = start_envoy(
             config,

@@ -51,3 +51,8 @@ def test_the_image_copies_every_package_it_installs() -> None:
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     top_level = {p.split(".")[0] for p in packages if not p.startswith("tweetmesh")}
     assert top_level | {"gen", "envoy", "protos"} <= copied
+
+
+def test_compose_envoy_believes_no_forwarded_hop_since_clients_reach_it_directly() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["envoy"]["environment"]["XFF_TRUSTED_HOPS"] == "0"

@@ -11,7 +11,7 @@ import yaml
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from devstack.envoy import DESCRIPTOR, TEMPLATE, render_envoy_config
+from devstack.envoy import DESCRIPTOR, ROUTE_KINDS, TEMPLATE, public_rpcs, render_envoy_config
 from devstack.errors import DevstackError
 from devstack.mesh import PUBLIC_SERVICES
 from tests.helpers import rpc_routes
@@ -103,3 +103,73 @@ def test_a_public_rpc_without_a_cluster_to_send_it_to_stops_the_render(tmp_path:
     descriptor = _with_methods(tmp_path, "tweetmesh.media.v1", {"GetMedia": "/v1/media"})
     with pytest.raises(DevstackError, match="media"):
         rendered(descriptor)
+
+
+def test_every_cluster_has_explicit_circuit_breakers_with_room_for_the_streams() -> None:
+    thresholds = {}
+    for cluster in rendered()["static_resources"]["clusters"]:
+        (threshold,) = cluster["circuit_breakers"]["thresholds"]
+        assert {"max_connections", "max_pending_requests", "max_requests", "max_retries"} <= set(threshold)
+        thresholds[cluster["name"]] = threshold["max_requests"]
+    assert set(thresholds) == set(PUBLIC_SERVICES)
+    # Thousands of open streams per timeline pod; Envoy's default of 1,024 would be the limit.
+    assert thresholds["timeline"] >= 10_000 > thresholds["users"] == thresholds["tweets"] > 1024
+
+
+def test_calls_are_counted_per_client_address_and_kind_after_the_transcoder() -> None:
+    config = rendered()
+    filters = [f["name"] for f in _manager(config)["http_filters"]]
+    transcoder = filters.index("envoy.filters.http.grpc_json_transcoder")
+    assert (
+        transcoder
+        < filters.index("envoy.filters.http.local_ratelimit")
+        < filters.index("envoy.filters.http.router")
+    )
+    limiter = next(
+        f["typed_config"] for f in _manager(config)["http_filters"] if f["name"].endswith("local_ratelimit")
+    )
+    (actions,) = [limit["actions"] for limit in limiter["rate_limits"]]
+    assert actions[0]["masked_remote_address"] == {"v4_prefix_mask_len": 32, "v6_prefix_mask_len": 64}
+    assert actions[1]["metadata"]["default_value"] == "any"
+    kinds = {d["entries"][1]["value"] for d in limiter["descriptors"]}
+    assert kinds == {*ROUTE_KINDS, "any"}
+    assert all(
+        d["entries"][0] == {"key": "masked_remote_address"} for d in limiter["descriptors"]
+    )  # any address
+    kinds_by_path = {rpc.path: rpc.kind for rpc in public_rpcs(DESCRIPTOR.read_bytes())}
+    assert {"read", "write", "stream"} == set(kinds_by_path.values())
+    for route in routes(config):
+        if "route" in route:
+            kind = route["metadata"]["filter_metadata"]["tweetmesh"]["kind"]
+            assert kind == kinds_by_path[route["match"]["path"]], route["match"]
+
+
+def test_the_trusted_hop_count_is_what_the_deployment_says() -> None:
+    assert _manager(rendered())["xff_num_trusted_hops"] == 0
+    config = yaml.safe_load(
+        render_envoy_config(
+            TEMPLATE,
+            listen_port=1,
+            admin_port=2,
+            upstreams=UPSTREAMS,
+            descriptor=DESCRIPTOR,
+            xff_trusted_hops=1,
+        )
+    )
+    assert _manager(config)["xff_num_trusted_hops"] == 1
+
+
+def test_a_test_mesh_can_keep_the_buckets_counting_without_refusing() -> None:
+    def enforced(config: dict[str, Any]) -> int:
+        (limiter,) = [f for f in _manager(config)["http_filters"] if f["name"].endswith("local_ratelimit")]
+        return int(limiter["typed_config"]["filter_enforced"]["default_value"]["numerator"])
+
+    relaxed = render_envoy_config(
+        TEMPLATE,
+        listen_port=1,
+        admin_port=2,
+        upstreams=UPSTREAMS,
+        descriptor=DESCRIPTOR,
+        enforce_rate_limits=False,
+    )
+    assert (enforced(rendered()), enforced(yaml.safe_load(relaxed))) == (100, 0)

@@ -25,13 +25,23 @@ VERSIONS = ("1.30", kubernetes_validate.latest_version())
 Manifest = dict[str, Any]
 
 
+def _named(items: Any) -> bool:
+    return isinstance(items, list) and all(isinstance(i, dict) and "name" in i for i in items)
+
+
 def _merge(into: Any, patch: Any) -> Any:
-    """A strategic-merge patch as far as our overlays use it: maps merge, anything else replaces."""
+    """A strategic-merge patch as far as our overlays use it: maps merge, lists of named items
+    (containers, env) merge by name, anything else replaces."""
     if isinstance(into, dict) and isinstance(patch, dict):
         merged = dict(into)
         for key, value in patch.items():
             merged[key] = _merge(into.get(key), value) if key in into else value
         return merged
+    if _named(into) and _named(patch):
+        by_name = {item["name"]: item for item in into}
+        for item in patch:
+            by_name[item["name"]] = _merge(by_name[item["name"]], item) if item["name"] in by_name else item
+        return list(by_name.values())
     return patch
 
 
@@ -210,3 +220,9 @@ def test_only_the_mesh_reaches_the_services_grpc_ports_whose_proxy_headers_they_
     allowed = set(grpc_rule["from"][0]["podSelector"]["matchExpressions"][0]["values"])
     envoy = find(manifests, "Deployment", "envoy")["spec"]["template"]["metadata"]["labels"]
     assert {envoy["app.kubernetes.io/component"], "service"} == allowed
+
+
+def test_envoy_believes_one_proxy_in_front_in_the_base_and_none_in_the_port_forwarded_example() -> None:
+    for folder, hops in ((BASE, "1"), (EXAMPLE, "0")):
+        container = find(build(folder), "Deployment", "envoy")["spec"]["template"]["spec"]["containers"][0]
+        assert env_of(container)["XFF_TRUSTED_HOPS"] == hops, folder
