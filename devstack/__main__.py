@@ -6,6 +6,7 @@ Environment:
   REDIS_URL            use this Redis instead of starting one
   ENVOY_PORT           Envoy HTTP/JSON and gRPC (default 8080)
   ENVOY_ADMIN_PORT     Envoy admin (default 9901)
+  ENVOY_METRICS_PORT   Envoy's /stats/prometheus and /ready (default 9902)
   USERS_PORT, TWEETS_PORT, FANOUT_PORT, TIMELINE_PORT
                        the services' gRPC ports (defaults 50051, 50052, 50053, 50054)
   USERS_METRICS_PORT, TWEETS_METRICS_PORT, FANOUT_METRICS_PORT, TIMELINE_METRICS_PORT
@@ -61,6 +62,7 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
     return [
         ("Envoy HTTP/JSON and gRPC", f"http://127.0.0.1:{ports.envoy}"),
         ("Envoy admin", f"http://127.0.0.1:{ports.envoy_admin}"),
+        ("Envoy metrics", f"http://127.0.0.1:{ports.envoy_metrics}/stats/prometheus"),
         *[(f"{name}_svc gRPC", f"127.0.0.1:{ports.of(name)}") for name in SERVICES],
         *[(f"{n}_svc metrics", f"http://127.0.0.1:{ports.of(n + '_metrics')}/metrics") for n in SERVICES],
         ("PostgreSQL", mesh.database_url),

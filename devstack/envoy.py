@@ -8,7 +8,7 @@ last route (404 / UNIMPLEMENTED). The template holds one route per kind of RPC (
 that kind (its path and cluster: `tweetmesh.<cluster>.v1`), so a new RPC with an HTTP route is
 routed and a new internal one is not.
 
-In a container: `python -m devstack.envoy --listen 0.0.0.0:8080 --admin 0.0.0.0:9901
+In a container: `python -m devstack.envoy --listen 0.0.0.0:8080 --metrics 0.0.0.0:9902
 --upstream users=users:50051 --upstream tweets=tweets:50052 --upstream timeline=timeline:50054`
 renders the config and replaces itself with Envoy (see docker-compose.yml); XFF_TRUSTED_HOPS in its
 environment is the number of proxies in front of it (--xff-trusted-hops).
@@ -36,6 +36,9 @@ from devstack.errors import DevstackError
 from devstack.process import ManagedProcess, Server
 
 LISTENER = "ingress"
+METRICS_LISTENER = "metrics"
+ADMIN_CLUSTER = "envoy_admin"
+_ANY = ("0.0.0.0", "::")
 LOOPBACK = "127.0.0.1"
 _ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = _ROOT / "envoy" / "envoy.yaml"
@@ -170,57 +173,74 @@ def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str],
         raise DevstackError(f"{template}: no virtual host has routes of the kinds {', '.join(ROUTE_KINDS)}")
 
 
+def _listener(config: Any, name: str, template: Path) -> Any:
+    found = [x for x in _at(config, ("static_resources", "listeners"), template) if x.get("name") == name]
+    if len(found) != 1:
+        raise DevstackError(f"{template} must have exactly one listener named {name!r}")
+    return found[0]
+
+
+def _stop_enforcing_rate_limits(manager: Any) -> None:
+    for http_filter in manager.get("http_filters", []):
+        if http_filter.get("typed_config", {}).get("@type", "").endswith(_LOCAL_RATE_LIMIT):
+            http_filter["typed_config"]["filter_enforced"] = {
+                "default_value": {"numerator": 0, "denominator": "HUNDRED"}
+            }
+
+
 def render_envoy_config(
     template: Path,
     *,
     listen_port: int,
     admin_port: int,
+    metrics_port: int,
     upstreams: Mapping[str, tuple[str, int]],
     descriptor: Path,
     listen_host: str = LOOPBACK,
     admin_host: str = LOOPBACK,
+    metrics_host: str = LOOPBACK,
     xff_trusted_hops: int = 0,
     enforce_rate_limits: bool = True,
 ) -> str:
-    """The template with our admin and listener ports, cluster endpoints, descriptor path and the
-    routes of the descriptor set's public RPCs (see the module's docstring), as YAML.
+    """The template with our listener, admin and metrics addresses, cluster endpoints, descriptor
+    path and the routes of the descriptor set's public RPCs (see the module's docstring), as YAML.
 
-    `upstreams` maps each cluster name to (host, port) and must name exactly the template's clusters,
-    so a cluster added to the template cannot silently keep pointing at a default port.
-    `xff_trusted_hops`: how many proxies in front of Envoy append the client's address to
-    x-forwarded-for (0: clients connect to Envoy directly). `enforce_rate_limits=False` leaves the
-    token buckets counting but refusing nothing (a test suite or benchmark driving the mesh from
-    one address far past any client's limits).
+    `upstreams` maps each service cluster's name to (host, port) and must name exactly the
+    template's service clusters, so a cluster added to the template cannot silently keep pointing
+    at a default port. `xff_trusted_hops`: how many proxies in front of Envoy append the client's
+    address to x-forwarded-for (0: clients connect to Envoy directly). `enforce_rate_limits=False`
+    leaves the token buckets counting but refusing nothing (a test suite or benchmark driving the
+    mesh from one address far past any client's limits).
     """
     config = yaml.safe_load(template.read_text())
     _set_address(_at(config, ("admin", "address", "socket_address"), template), admin_port, admin_host)
-
-    listeners = _at(config, ("static_resources", "listeners"), template)
-    ingress = [listener for listener in listeners if listener.get("name") == LISTENER]
-    if len(ingress) != 1:
-        raise DevstackError(f"{template} must have exactly one listener named {LISTENER!r}")
-    _set_address(_at(ingress[0], ("address", "socket_address"), template), listen_port, listen_host)
+    metrics = _listener(config, METRICS_LISTENER, template)
+    _set_address(_at(metrics, ("address", "socket_address"), template), metrics_port, metrics_host)
+    ingress = _listener(config, LISTENER, template)
+    _set_address(_at(ingress, ("address", "socket_address"), template), listen_port, listen_host)
     rpcs = public_rpcs(descriptor.read_bytes())
     services = list(dict.fromkeys(rpc.service for rpc in rpcs))
-    if _set_transcoders(ingress[0], os.fspath(descriptor.resolve()), services) == 0:
+    if _set_transcoders(ingress, os.fspath(descriptor.resolve()), services) == 0:
         raise DevstackError(f"{template}: listener {LISTENER!r} has no proto_descriptor")
 
     clusters = {c["name"]: c for c in _at(config, ("static_resources", "clusters"), template)}
+    admin = clusters.pop(ADMIN_CLUSTER, None)
+    if admin is None:
+        raise DevstackError(
+            f"{template} has no cluster {ADMIN_CLUSTER!r} (the admin API, for {METRICS_LISTENER!r})"
+        )
+    _set_address(_at(admin, _ENDPOINT, template), admin_port, LOOPBACK if admin_host in _ANY else admin_host)
     if set(clusters) != set(upstreams):
         raise DevstackError(
-            f"{template} has clusters {sorted(clusters)}; upstreams given: {sorted(upstreams)}"
+            f"{template} has service clusters {sorted(clusters)}; upstreams given: {sorted(upstreams)}"
         )
-    _route_public_rpcs(ingress[0], rpcs, set(clusters), template)
-    for manager in _managers(ingress[0], template):
-        manager["xff_num_trusted_hops"] = xff_trusted_hops
-        if not enforce_rate_limits:
-            for http_filter in manager.get("http_filters", []):
-                if http_filter.get("typed_config", {}).get("@type", "").endswith(_LOCAL_RATE_LIMIT):
-                    http_filter["typed_config"]["filter_enforced"] = {
-                        "default_value": {"numerator": 0, "denominator": "HUNDRED"}
-                    }
     for name, (host, port) in upstreams.items():
         _set_address(_at(clusters[name], _ENDPOINT, template), port, host)
+    _route_public_rpcs(ingress, rpcs, set(clusters), template)
+    for manager in _managers(ingress, template):
+        manager["xff_num_trusted_hops"] = xff_trusted_hops
+        if not enforce_rate_limits:
+            _stop_enforcing_rate_limits(manager)
     return yaml.dump(config, Dumper=_PlainDumper, sort_keys=False)
 
 
@@ -284,7 +304,13 @@ def main() -> None:
         "--listen", type=_address, default=(LOOPBACK, 8080), help="HOST:PORT for HTTP and gRPC"
     )
     parser.add_argument(
-        "--admin", type=_address, default=(LOOPBACK, 9901), help="HOST:PORT for the admin API"
+        "--admin", type=_address, default=(LOOPBACK, 9901), help="HOST:PORT for the admin API (keep it local)"
+    )
+    parser.add_argument(
+        "--metrics",
+        type=_address,
+        default=(LOOPBACK, 9902),
+        help="HOST:PORT for GET /stats/prometheus and GET /ready",
     )
     parser.add_argument("--upstream", type=_upstream, action="append", default=[], help="CLUSTER=HOST:PORT")
     parser.add_argument(
@@ -303,6 +329,8 @@ def main() -> None:
         listen_host=args.listen[0],
         admin_port=args.admin[1],
         admin_host=args.admin[0],
+        metrics_port=args.metrics[1],
+        metrics_host=args.metrics[0],
         upstreams=dict(args.upstream),
         descriptor=args.descriptor,
         xff_trusted_hops=args.xff_trusted_hops,

@@ -41,6 +41,7 @@ class MeshPorts:
 
     envoy: int = 8080
     envoy_admin: int = 9901
+    envoy_metrics: int = 9902  # Envoy's /stats/prometheus and /ready (its admin API stays local)
     users: int = 50051
     tweets: int = 50052
     fanout: int = 50053
@@ -369,6 +370,7 @@ class Mesh:
             TEMPLATE,
             listen_port=self._ports.envoy,
             admin_port=self._ports.envoy_admin,
+            metrics_port=self._ports.envoy_metrics,
             upstreams={name: (HOST, self._ports.of(name)) for name in PUBLIC_SERVICES},
             descriptor=DESCRIPTOR,
             enforce_rate_limits=self._enforce_edge_limits,

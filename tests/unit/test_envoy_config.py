@@ -11,7 +11,7 @@ import yaml
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from devstack.envoy import DESCRIPTOR, ROUTE_KINDS, TEMPLATE, public_rpcs, render_envoy_config
+from devstack.envoy import ADMIN_CLUSTER, DESCRIPTOR, ROUTE_KINDS, TEMPLATE, public_rpcs, render_envoy_config
 from devstack.errors import DevstackError
 from devstack.mesh import PUBLIC_SERVICES
 from tests.helpers import rpc_routes
@@ -21,7 +21,12 @@ UPSTREAMS = {name: ("127.0.0.1", 50000 + n) for n, name in enumerate(PUBLIC_SERV
 
 def rendered(descriptor: Path = DESCRIPTOR) -> dict[str, Any]:
     config = render_envoy_config(
-        TEMPLATE, listen_port=8080, admin_port=9901, upstreams=UPSTREAMS, descriptor=descriptor
+        TEMPLATE,
+        listen_port=8080,
+        admin_port=9901,
+        metrics_port=9902,
+        upstreams=UPSTREAMS,
+        descriptor=descriptor,
     )
     return dict(yaml.safe_load(config))
 
@@ -108,6 +113,8 @@ def test_a_public_rpc_without_a_cluster_to_send_it_to_stops_the_render(tmp_path:
 def test_every_cluster_has_explicit_circuit_breakers_with_room_for_the_streams() -> None:
     thresholds = {}
     for cluster in rendered()["static_resources"]["clusters"]:
+        if cluster["name"] == ADMIN_CLUSTER:
+            continue
         (threshold,) = cluster["circuit_breakers"]["thresholds"]
         assert {"max_connections", "max_pending_requests", "max_requests", "max_retries"} <= set(threshold)
         thresholds[cluster["name"]] = threshold["max_requests"]
@@ -151,6 +158,7 @@ def test_the_trusted_hop_count_is_what_the_deployment_says() -> None:
             TEMPLATE,
             listen_port=1,
             admin_port=2,
+            metrics_port=9902,
             upstreams=UPSTREAMS,
             descriptor=DESCRIPTOR,
             xff_trusted_hops=1,
@@ -168,6 +176,7 @@ def test_a_test_mesh_can_keep_the_buckets_counting_without_refusing() -> None:
         TEMPLATE,
         listen_port=1,
         admin_port=2,
+        metrics_port=9902,
         upstreams=UPSTREAMS,
         descriptor=DESCRIPTOR,
         enforce_rate_limits=False,
