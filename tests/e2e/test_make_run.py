@@ -1,4 +1,5 @@
-"""`make run` (python -m devstack) as a developer uses it: up, ready, and gone on Ctrl-C.
+"""`make run` (python -m devstack) as a developer uses it: up, ready, and gone on Ctrl-C; and as
+root from a checkout in a private folder.
 
 Why this test exists: `make run` is the README's front door and the only place where the runner's
 own signal handling is exercised. It proves that the runner starts the whole mesh (embedded
@@ -14,6 +15,7 @@ import os
 import queue
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -27,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from devstack.mesh import MeshPorts
+from tests.helpers import http_call
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "tweetmesh is ready"
@@ -161,3 +164,68 @@ def test_make_run_starts_everything_and_ctrl_c_stops_all_of_it(data_dir: Path) -
         if runner.poll() is None:
             runner.kill()  # its children get SIGTERM from the kernel (PR_SET_PDEATHSIG)
             runner.wait()
+
+
+def _private_checkout(folder: Path) -> Path:
+    """This checkout's files (tracked and new, as git lists them) in `folder`/tweetmesh, `folder`
+    being mode 700 as root's home is; the .venv is this checkout's, through a symbolic link (its
+    paths are then under `folder` too, as a clone's own would be)."""
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    checkout = folder / "tweetmesh"
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, checkout / name)  # keeps mtimes: make sees .venv as up to date
+    (checkout / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)
+    folder.chmod(0o700)
+    return checkout
+
+
+@pytest.mark.timeout(400)
+def test_make_run_as_root_from_a_checkout_in_a_private_folder() -> None:
+    """As root, the embedded PostgreSQL runs as `nobody`, who cannot enter a mode-700 folder such
+    as /root: its files go where it can reach them, and `make run` just works."""
+    folder = Path(tempfile.mkdtemp(prefix="tweetmesh-private-"))
+    checkout = _private_checkout(folder)
+    ports = MeshPorts.free()
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "TWEETMESH_DATA_DIR"}
+    }
+    env |= {f"{f.name.upper()}_PORT": str(ports.of(f.name)) for f in fields(MeshPorts)}
+    runner = subprocess.Popen(
+        ["make", "--no-print-directory", "run"],
+        cwd=checkout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, which Ctrl-C reaches as a terminal's would
+    )
+    assert runner.stdout is not None
+    output = Output(runner.stdout)
+    link = checkout / ".data" / "postgres"
+    try:
+        output.wait_for(READY_LINE, START_TIMEOUT)
+        # PostgreSQL answers through the whole mesh: an unknown handle is 404, not 503.
+        assert http_call(ports.envoy, "GET", "/v1/handles/nobody_here").status == 404
+        if os.geteuid() == 0:
+            assert link.is_symlink(), output.text()
+            moved = Path(os.readlink(link))
+            assert f"its files are in {moved}" in output.text()
+            assert stat.S_IMODE(moved.parent.stat().st_mode) == 0o711
+            assert moved.stat().st_uid != 0 and stat.S_IMODE(moved.stat().st_mode) == 0o700
+        os.killpg(runner.pid, signal.SIGINT)
+        runner.wait(STOP_TIMEOUT)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+        if link.is_symlink():
+            shutil.rmtree(Path(os.readlink(link)).parent, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
