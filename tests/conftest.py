@@ -64,6 +64,7 @@ def test_mesh(env: Mapping[str, str], prefix: str) -> Iterator[Mesh]:
         env_overrides=env,
         database_url=None,
         redis_url=None,
+        smtp_url=None,
         # Like the services' limits in TEST_ENV: the suite calls from one address far more than
         # any client would. The edge's limits are tested on Envoys of their own (tests/edge.py).
         enforce_edge_limits=False,

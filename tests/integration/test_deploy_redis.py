@@ -155,6 +155,7 @@ def test_the_mesh_runs_on_it_logged_in_with_the_secrets_url(acl_redis: int) -> N
         env_overrides=TEST_ENV,
         database_url=None,
         redis_url=_local(secret["REDIS_URL"], acl_redis),
+        smtp_url=None,
         enforce_edge_limits=False,
     )
     try:
