@@ -19,9 +19,10 @@ import redis
 import yaml
 
 from devstack import binaries
-from devstack.mesh import Mesh, MeshPorts
+from devstack.mesh import MeshPorts
 from devstack.process import ManagedProcess
 from tests.conftest import TEST_ENV, mesh_stubs
+from tests.conftest import test_mesh as private_mesh  # (its own name would be collected as a test)
 from tests.helpers import LiveStream, Stubs, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,27 +146,12 @@ def test_the_deployments_probes_log_in_and_fail_without_the_password(acl_redis: 
 
 def test_the_mesh_runs_on_it_logged_in_with_the_secrets_url(acl_redis: int) -> None:
     _, secret = _example()
-    data_dir = Path(tempfile.mkdtemp(prefix="tweetmesh-acl-mesh-"))
-    data_dir.chmod(0o755)  # PostgreSQL runs as an unprivileged user when this runs as root
-    mesh = Mesh(
-        data_dir,
-        ports=MeshPorts.free(),
-        durable=False,
-        log_to_files=True,
-        env_overrides=TEST_ENV,
-        database_url=None,
-        redis_url=_local(secret["REDIS_URL"], acl_redis),
-        smtp_url=None,
-        enforce_edge_limits=False,
-    )
-    try:
-        mesh.start()
+    with private_mesh(
+        TEST_ENV, "tweetmesh-acl-mesh-", redis_url=_local(secret["REDIS_URL"], acl_redis)
+    ) as mesh:
         with mesh_stubs(mesh) as stubs:
             story(stubs)
         assert mesh.casualties() == []
-    finally:
-        mesh.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def story(stubs: Stubs) -> None:

@@ -19,7 +19,7 @@ from tests.helpers import rpc_routes
 UPSTREAMS = {name: ("127.0.0.1", 50000 + n) for n, name in enumerate(PUBLIC_SERVICES)}
 
 
-def rendered(descriptor: Path = DESCRIPTOR) -> dict[str, Any]:
+def rendered(descriptor: Path = DESCRIPTOR, **options: Any) -> dict[str, Any]:
     config = render_envoy_config(
         TEMPLATE,
         listen_port=8080,
@@ -27,6 +27,7 @@ def rendered(descriptor: Path = DESCRIPTOR) -> dict[str, Any]:
         metrics_port=9902,
         upstreams=UPSTREAMS,
         descriptor=descriptor,
+        **options,
     )
     return dict(yaml.safe_load(config))
 
@@ -153,18 +154,7 @@ def test_calls_are_counted_per_client_address_and_kind_after_the_transcoder() ->
 
 def test_the_trusted_hop_count_is_what_the_deployment_says() -> None:
     assert _manager(rendered())["xff_num_trusted_hops"] == 0
-    config = yaml.safe_load(
-        render_envoy_config(
-            TEMPLATE,
-            listen_port=1,
-            admin_port=2,
-            metrics_port=9902,
-            upstreams=UPSTREAMS,
-            descriptor=DESCRIPTOR,
-            xff_trusted_hops=1,
-        )
-    )
-    assert _manager(config)["xff_num_trusted_hops"] == 1
+    assert _manager(rendered(xff_trusted_hops=1))["xff_num_trusted_hops"] == 1
 
 
 def test_a_test_mesh_can_keep_the_buckets_counting_without_refusing() -> None:
@@ -172,13 +162,4 @@ def test_a_test_mesh_can_keep_the_buckets_counting_without_refusing() -> None:
         (limiter,) = [f for f in _manager(config)["http_filters"] if f["name"].endswith("local_ratelimit")]
         return int(limiter["typed_config"]["filter_enforced"]["default_value"]["numerator"])
 
-    relaxed = render_envoy_config(
-        TEMPLATE,
-        listen_port=1,
-        admin_port=2,
-        metrics_port=9902,
-        upstreams=UPSTREAMS,
-        descriptor=DESCRIPTOR,
-        enforce_rate_limits=False,
-    )
-    assert (enforced(rendered()), enforced(yaml.safe_load(relaxed))) == (100, 0)
+    assert (enforced(rendered()), enforced(rendered(enforce_rate_limits=False))) == (100, 0)
