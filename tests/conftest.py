@@ -51,8 +51,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 
 @contextlib.contextmanager
-def test_mesh(env: Mapping[str, str], prefix: str) -> Iterator[Mesh]:
-    """A whole mesh on free ports with private PostgreSQL and Redis, logs in its data dir."""
+def test_mesh(env: Mapping[str, str], prefix: str, redis_url: str | None = None) -> Iterator[Mesh]:
+    """A whole mesh on free ports with private PostgreSQL and Redis (or the Redis at `redis_url`),
+    logs in its data dir."""
     # Readable by the unprivileged user PostgreSQL runs as when the suite runs as root.
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     data_dir.chmod(0o755)
@@ -63,8 +64,11 @@ def test_mesh(env: Mapping[str, str], prefix: str) -> Iterator[Mesh]:
         log_to_files=True,
         env_overrides=env,
         database_url=None,
-        redis_url=None,
+        redis_url=redis_url,
         smtp_url=None,
+        # Like the services' limits in TEST_ENV: the suite calls from one address far more than
+        # any client would. The edge's limits are tested on Envoys of their own (tests/edge.py).
+        enforce_edge_limits=False,
     )
     instance.start()
     try:
