@@ -9,7 +9,16 @@ from social.celebrities import MERGED_AT_READ, CelebrityRegistry, State
 from social.events import FOLLOWS_STREAM, TWEETS_STREAM
 from social.live import CelebrityFollow, GlobalFeed, LiveMessage, celebrity_channel, live_channel
 from social.peers import TweetsPeer, UsersPeer
-from social.rules import TweetRef, belongs_in_home, is_for_everyone, is_public
+from social.relations import Relations, RelationsCache
+from social.rules import (
+    Relation,
+    TweetRef,
+    belongs_in_home,
+    interaction_refused,
+    is_for_everyone,
+    is_hidden,
+    is_public,
+)
 from social.timelines import Snapshot, TimelineStore, celebrity_lists, home_timelines
 
 __all__ = [
@@ -20,6 +29,9 @@ __all__ = [
     "CelebrityRegistry",
     "GlobalFeed",
     "LiveMessage",
+    "Relation",
+    "Relations",
+    "RelationsCache",
     "Snapshot",
     "State",
     "TimelineStore",
@@ -30,7 +42,9 @@ __all__ = [
     "celebrity_channel",
     "celebrity_lists",
     "home_timelines",
+    "interaction_refused",
     "is_for_everyone",
+    "is_hidden",
     "is_public",
     "live_channel",
 ]

@@ -14,7 +14,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 
 from meshkit.auth import Session
 from meshkit.protos import wire_id
-from social.rules import TweetRef
+from social.rules import Relation, TweetRef
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -27,6 +27,14 @@ AUTHOR_MASK = FieldMask(
 ID_PAGE = 10_000
 # tweets_svc's ListTweetIdsByAuthors takes at most this many authors a call.
 AUTHORS_PER_CALL = 5000
+
+
+def relation_of(message: users_pb.Relation) -> Relation:
+    relation = Relation.NONE
+    for flag, bit in ((message.blocks, Relation.BLOCKS), (message.blocked_by, Relation.BLOCKED_BY)):
+        if flag:
+            relation |= bit
+    return relation | Relation.MUTES if message.mutes else relation
 
 
 class UsersPeer:
@@ -87,6 +95,14 @@ class UsersPeer:
             token = reply.next_page_token
             if not token:
                 return
+
+    async def relations(self, viewer: int, others: Sequence[int]) -> dict[int, Relation]:
+        """The viewer's blocks and mutes with `others`, as users_svc reads them from PostgreSQL
+        (social.relations.Relations asks this when its cache cannot answer)."""
+        reply = await self._stub.ListRelations(
+            users_pb.ListRelationsRequest(user_id=str(viewer), other_ids=[str(o) for o in others])
+        )
+        return {int(r.user_id): relation_of(r) for r in reply.relations}
 
     async def following(self, user_id: int) -> list[int]:
         """Everyone user_id follows."""

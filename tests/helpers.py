@@ -199,12 +199,19 @@ class LiveStream:
     events arrive on a queue."""
 
     def __init__(
-        self, stub: timeline_grpc.TimelineServiceStub, viewer: Account | None, since: str = ""
+        self,
+        stub: timeline_grpc.TimelineServiceStub,
+        viewer: Account | None,
+        since: str = "",
+        viewer_token: str | None = None,
     ) -> None:
+        """The home stream of `viewer`, or without one the global stream (signed in with
+        `viewer_token` if given)."""
         self._call: StreamCall
         if viewer is None:
             self._call = stub.StreamGlobalTimeline(
-                timeline_pb.StreamGlobalTimelineRequest(since_tweet_id=since)
+                timeline_pb.StreamGlobalTimelineRequest(since_tweet_id=since),
+                metadata=bearer(viewer_token) if viewer_token else None,
             )
         else:
             self._call = stub.StreamHomeTimeline(

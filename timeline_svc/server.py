@@ -12,10 +12,18 @@ from meshkit.ids import parse_id
 from meshkit.pagination import PageTokens
 from meshkit.protos import now_timestamp
 from meshkit.runtime import Runtime
-from social import CelebrityRegistry, TweetsPeer, UsersPeer, celebrity_lists, home_timelines
+from social import (
+    CelebrityRegistry,
+    Relations,
+    RelationsCache,
+    TweetsPeer,
+    UsersPeer,
+    celebrity_lists,
+    home_timelines,
+)
 from timeline_svc.hydrate import Coalescer
 from timeline_svc.live_hub import LiveHub
-from timeline_svc.service import GlobalTimeline, HomeTimeline
+from timeline_svc.service import GlobalTimeline, HomeTimeline, Visibility
 from timeline_svc.settings import TimelineSettings
 from timeline_svc.stream import Event, Heartbeat, TweetArrived, TweetRemoved
 from tweetmesh.timeline.v1 import timeline_service_pb2 as pb
@@ -38,6 +46,13 @@ class CoalescingTweetsPeer(TweetsPeer):
 
 def _original_of(tweet: tweets_pb.Tweet) -> int | None:
     return int(tweet.retweet_of_tweet_id) if tweet.retweet_of_tweet_id else None
+
+
+def _authors_of(tweet: tweets_pb.Tweet) -> tuple[int, ...]:
+    """Whose a tweet is, as blocks and mutes see it: its author, and a retweet's original's too."""
+    if tweet.retweet_of_tweet_id:
+        return int(tweet.author_id), int(tweet.retweeted_tweet.author_id)
+    return (int(tweet.author_id),)
 
 
 def _event(event: Event[tweets_pb.Tweet]) -> dict[str, Any]:
@@ -88,7 +103,8 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
         self, request: pb.StreamGlobalTimelineRequest, context: Context
     ) -> AsyncIterator[pb.StreamGlobalTimelineResponse]:
         since = parse_id(request.since_tweet_id, "since_tweet_id", required=False)
-        async for event in self._global.stream(since):
+        viewer = await self._auth.viewer(context.invocation_metadata())
+        async for event in self._global.stream(since, viewer):
             yield pb.StreamGlobalTimelineResponse(**_event(event))
 
 
@@ -100,6 +116,9 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
     runtime.on_stopping(live.stopping)
     runtime.on_close(live.close)
     tweets = CoalescingTweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE))
+    visibility: Visibility[tweets_pb.Tweet] = Visibility(
+        Relations(RelationsCache(redis), users.relations), _authors_of
+    )
     home: HomeTimeline[tweets_pb.Tweet] = HomeTimeline(
         users,
         tweets,
@@ -112,6 +131,7 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
             redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds
         ),
         registry=CelebrityRegistry(redis),
+        visibility=visibility,
     )
     global_timeline: GlobalTimeline[tweets_pb.Tweet] = GlobalTimeline(
         tweets,
@@ -119,6 +139,7 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
         id_of=lambda tweet: int(tweet.tweet_id),
         heartbeat_seconds=settings.stream_heartbeat_seconds,
         replay_max=settings.home_timeline_max,
+        visibility=visibility,
     )
     auth = Authenticator(redis, users.session)
     pb_grpc.add_TimelineServiceServicer_to_server(TimelineServicer(home, global_timeline, auth), server)

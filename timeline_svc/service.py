@@ -17,16 +17,18 @@ from meshkit.pagination import Page, PageTokens, page_size
 from social import (
     MERGED_AT_READ,
     CelebrityFollow,
+    Relation,
     Snapshot,
     State,
     TweetRef,
     belongs_in_home,
     is_for_everyone,
+    is_hidden,
     live_channel,
 )
 from social.live import GLOBAL_CHANNEL
 from timeline_svc.merge import merge_after, merge_window
-from timeline_svc.stream import Event, LiveFeed, LiveStream
+from timeline_svc.stream import Event, LiveFeed, LiveStream, Visible
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,6 +85,44 @@ class TimelineReads(Protocol):
     ) -> None: ...
 
 
+class RelationSource(Protocol):
+    """A viewer's blocks and mutes (social.relations.Relations)."""
+
+    async def among(self, viewer: int | None, others: Iterable[int]) -> dict[int, Relation]: ...
+
+
+class Visibility(Generic[T]):
+    """What a viewer may be shown of hydrated tweets (social.rules.is_hidden): nothing by an account
+    either blocks; with `muting` (the home timeline and its stream), nothing by one it mutes."""
+
+    def __init__(self, relations: RelationSource, authors_of: Callable[[T], Sequence[int]]) -> None:
+        self._relations = relations
+        self._authors_of = authors_of
+
+    async def visible(self, viewer: int | None, tweets: Mapping[int, T], *, muting: bool) -> dict[int, T]:
+        """The tweets of `tweets` the viewer may see (all of them for an anonymous viewer)."""
+        if viewer is None or not tweets:
+            return dict(tweets)
+        relations = await self._relations.among(
+            viewer, [a for t in tweets.values() for a in self._authors_of(t)]
+        )
+        return {
+            tweet_id: tweet
+            for tweet_id, tweet in tweets.items()
+            if not is_hidden(relations, self._authors_of(tweet), muting=muting)
+        }
+
+    def predicate(self, viewer: int | None, *, muting: bool) -> Visible[T] | None:
+        """One tweet at a time, for a live stream; None when everything is visible (anonymous)."""
+        if viewer is None:
+            return None
+
+        async def visible(tweet: T) -> bool:
+            return bool(await self.visible(viewer, {0: tweet}, muting=muting))
+
+        return visible
+
+
 class Registry(Protocol):
     async def states(self, author_ids: Sequence[int]) -> dict[int, State]: ...
 
@@ -115,8 +155,10 @@ class HomeTimeline(Generic[T]):
         celebrity_lists: TimelineReads | None = None,
         registry: Registry | None = None,
         replay_overlap_ms: int = 1000,
+        visibility: Visibility[T] | None = None,
     ) -> None:
         self._original_of = original_of
+        self._visibility = visibility
         self._graph = graph
         self._tweets = tweets
         self._timelines = timelines
@@ -229,6 +271,9 @@ class HomeTimeline(Generic[T]):
         if any(self._original_of(tweet) is not None for tweet in found.values()):
             # Only a retweet can be hidden; only then are the entries after the page needed.
             found.update(await self._tweets.tweets([t for t in ids if t not in found]))
+        # Tweets by accounts the viewer blocks, mutes or is blocked by count as gone, fanned out
+        # before the block or the mute as they may have been.
+        found = await self._shown_to(viewer, found, muting=True)
         shown = visible_entries(ids, {t: self._original_of(found[t]) for t in ids if t in found})
         visible = [t for i, t in enumerate(judged) if shown[i]]
         items = visible[:limit]
@@ -240,7 +285,12 @@ class HomeTimeline(Generic[T]):
             token = ""
         return HomePage(Page([found[t] for t in items], token), rebuilding)
 
-    async def _replay(self, snapshot: Snapshot, since: int) -> list[tuple[int, T]]:
+    async def _shown_to(self, viewer: int | None, tweets: Mapping[int, T], *, muting: bool) -> dict[int, T]:
+        if self._visibility is None:
+            return dict(tweets)
+        return await self._visibility.visible(viewer, tweets, muting=muting)
+
+    async def _replay(self, viewer: int, snapshot: Snapshot, since: int) -> list[tuple[int, T]]:
         """What arrived after `since`, oldest first, from the timeline and the celebrities it merges;
         from `replay_overlap_ms` before it: a tweet whose id is slightly older than one the client
         saw may have been delivered after it (ids are taken at insert, commit order can differ), so
@@ -252,7 +302,7 @@ class HomeTimeline(Generic[T]):
             for t in merge_after([snapshot.tweet_ids, *windows], start, self._timelines.max_entries)
             if t != since
         ]
-        found = await self._tweets.tweets(ids)
+        found = await self._shown_to(viewer, await self._tweets.tweets(ids), muting=True)
         return [(t, found[t]) for t in ids if t in found]
 
     async def stream(self, viewer: int, since: int | None) -> AsyncGenerator[Event[T]]:
@@ -262,8 +312,9 @@ class HomeTimeline(Generic[T]):
         later is announced on the user's channel, which it already listens to)."""
         # Tweets from (a little before) now on are this stream's to send live.
         opened = id_at(datetime.now(UTC)) - self._overlap
+        visible = self._visibility.predicate(viewer, muting=True) if self._visibility else None
         async with LiveStream.open(
-            self._live, live_channel(viewer), since, self._tweets.tweets, self._heartbeat
+            self._live, live_channel(viewer), since, self._tweets.tweets, self._heartbeat, visible
         ) as stream:
             snapshot = await self._timelines.read(viewer)
             if snapshot is None or snapshot.rebuilding:
@@ -272,7 +323,7 @@ class HomeTimeline(Generic[T]):
             for author in snapshot.celebrities if snapshot else []:
                 await stream.attach(author)  # merged already when the stream opened: nothing missed
             if since is not None and snapshot is not None:
-                for event in stream.replay(await self._replay(snapshot, since)):
+                for event in stream.replay(await self._replay(viewer, snapshot, since)):
                     yield event
             async for event in stream.follow(functools.partial(self._celebrity_changed, stream, opened)):
                 yield event
@@ -315,7 +366,9 @@ class GlobalTimeline(Generic[T]):
         heartbeat_seconds: float,
         replay_max: int,
         replay_overlap_ms: int = 1000,
+        visibility: Visibility[T] | None = None,
     ) -> None:
+        self._visibility = visibility
         self._overlap = ms_delta(replay_overlap_ms)
         self._tweets = tweets
         self._live = live
@@ -337,12 +390,19 @@ class GlobalTimeline(Generic[T]):
                 break
         return [(self._id_of(t), t) for t in reversed(newest_first[: self._replay_max])]
 
-    async def stream(self, since: int | None) -> AsyncGenerator[Event[T]]:
+    async def stream(self, since: int | None, viewer: int | None = None) -> AsyncGenerator[Event[T]]:
+        """Public tweets as they come; to a signed-in viewer, none by an account either blocks."""
+        visibility = self._visibility if viewer is not None else None
+        visible = visibility.predicate(viewer, muting=False) if visibility else None
         async with LiveStream.open(
-            self._live, GLOBAL_CHANNEL, since, self._tweets.tweets, self._heartbeat
+            self._live, GLOBAL_CHANNEL, since, self._tweets.tweets, self._heartbeat, visible
         ) as stream:
             if since is not None:
-                for event in stream.replay(await self._replay(since)):
+                replay = await self._replay(since)
+                if visibility is not None:
+                    shown = await visibility.visible(viewer, dict(replay), muting=False)
+                    replay = [(t, tweet) for t, tweet in replay if t in shown]
+                for event in stream.replay(replay):
                     yield event
             async for event in stream.follow():
                 yield event

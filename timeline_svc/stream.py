@@ -104,6 +104,8 @@ class LiveFeed(Protocol):
 
 
 Fetch = Callable[[Sequence[int]], Awaitable[Mapping[int, T]]]
+# Whether the stream's viewer may be shown a hydrated tweet (blocks and mutes).
+Visible = Callable[[T], Awaitable[bool]]
 # Told of a change of the celebrities merged; returns the tweets the change made the stream miss.
 CelebrityChanged = Callable[[CelebrityFollow], Awaitable[Sequence[int]]]
 
@@ -121,10 +123,12 @@ class LiveStream(Generic[T]):
         since: int | None,
         fetch: Fetch[T],
         heartbeat_seconds: float,
+        visible: Visible[T] | None = None,
     ) -> None:
         self._live = live
         self._queue = queue
         self._fetch = fetch
+        self._visible = visible
         self._heartbeat = heartbeat_seconds
         self._sent: set[int] = set() if since is None else {since}
         self._resume = ResumePoint(since)
@@ -133,11 +137,18 @@ class LiveStream(Generic[T]):
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, live: LiveFeed, channel: str, since: int | None, fetch: Fetch[T], heartbeat_seconds: float
+        cls,
+        live: LiveFeed,
+        channel: str,
+        since: int | None,
+        fetch: Fetch[T],
+        heartbeat_seconds: float,
+        visible: Visible[T] | None = None,
     ) -> AsyncIterator[LiveStream[T]]:
-        """A stream listening to `channel` from now on; on leaving, it listens to nothing."""
+        """A stream listening to `channel` from now on; on leaving, it listens to nothing. Tweets
+        arriving live that `visible` refuses are not sent (the replay is the caller's to filter)."""
         async with live.subscribe(channel) as queue:
-            stream = cls(live, queue, since, fetch, heartbeat_seconds)
+            stream = cls(live, queue, since, fetch, heartbeat_seconds, visible)
             try:
                 yield stream
             finally:
@@ -201,5 +212,7 @@ class LiveStream(Generic[T]):
         found = await self._fetch([tweet_id])
         if tweet_id not in found:
             return None
+        if self._visible is not None and not await self._visible(found[tweet_id]):
+            return None  # hidden from this viewer: never sent, nothing to resume from
         self._resume.sent(tweet_id)
         return TweetArrived(found[tweet_id])

@@ -239,6 +239,51 @@ def cmd_unfollow(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     out.write(f"no longer following @{user.handle}\n")
 
 
+_RELATIONS = {
+    # command: (RPC, its request, what is printed after the handle)
+    "block": ("BlockUser", users_pb.BlockUserRequest, "blocked: neither of you sees or follows the other"),
+    "unblock": ("UnblockUser", users_pb.UnblockUserRequest, "unblocked"),
+    "mute": (
+        "MuteUser",
+        users_pb.MuteUserRequest,
+        "muted: their tweets leave your timeline (they are not told)",
+    ),
+    "unmute": ("UnmuteUser", users_pb.UnmuteUserRequest, "unmuted"),
+}
+
+
+def cmd_relate(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """block, unblock, mute or unmute someone by handle."""
+    method, request, said = _RELATIONS[args.command]
+    user = client.user_by_handle(args.handle)
+    getattr(client.users, method)(
+        request(user_id=user.user_id), metadata=client.auth(), timeout=TIMEOUT_SECONDS
+    )
+    out.write(f"@{user.handle} {said}\n")
+
+
+def cmd_relations(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """The accounts you block (`blocks`) or mute (`mutes`), most recent first."""
+    if args.command == "blocks":
+        page: Any = client.users.ListBlocks(
+            users_pb.ListBlocksRequest(page_size=args.limit, page_token=args.page_token or ""),
+            metadata=client.auth(),
+            timeout=TIMEOUT_SECONDS,
+        )
+    else:
+        page = client.users.ListMutes(
+            users_pb.ListMutesRequest(page_size=args.limit, page_token=args.page_token or ""),
+            metadata=client.auth(),
+            timeout=TIMEOUT_SECONDS,
+        )
+    if not page.users:
+        out.write(f"(you {args.command[:-1]} nobody)\n")
+    for user in page.users:
+        out.write(f"{render_user(user)}\n")
+    if page.next_page_token:
+        out.write(f"more: --page-token {page.next_page_token}\n")
+
+
 def cmd_post(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     text = sys.stdin.read().rstrip("\n") if args.text == ["-"] else " ".join(args.text)
     request = tweets_pb.CreateTweetRequest(
@@ -391,6 +436,17 @@ def parser() -> argparse.ArgumentParser:
     command("whoami", cmd_whoami, "the logged-in account")
     command("follow", cmd_follow, "follow someone").add_argument("handle")
     command("unfollow", cmd_unfollow, "stop following someone").add_argument("handle")
+    for name, text in (
+        ("block", "block someone: the follows between you end, neither sees the other"),
+        ("unblock", "stop blocking someone"),
+        ("mute", "mute someone: their tweets leave your timeline and notifications, silently"),
+        ("unmute", "stop muting someone"),
+    ):
+        command(name, cmd_relate, text).add_argument("handle")
+    for name, text in (("blocks", "the accounts you block"), ("mutes", "the accounts you mute")):
+        sub = command(name, cmd_relations, text)
+        sub.add_argument("--limit", type=int, default=20, help="accounts per page (at most 100)")
+        sub.add_argument("--page-token", help="the next page, as printed after a page")
     post = command("post", cmd_post, "post a tweet (`-` reads the text from stdin)")
     post.add_argument("text", nargs="+")
     post.add_argument("--reply-to", metavar="TWEET_ID")

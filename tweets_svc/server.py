@@ -14,7 +14,7 @@ from meshkit.pagination import PageTokens
 from meshkit.protos import timestamp, wire_id
 from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
-from social import UsersPeer
+from social import Relations, RelationsCache, UsersPeer
 from social.limits import WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
@@ -99,6 +99,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
     async def _caller(self, context: Context) -> int:
         return await self._auth.user_id(context.invocation_metadata())
 
+    async def _viewer(self, context: Context) -> int | None:
+        """The caller of a read, if signed in: what it may see depends on its blocks."""
+        return await self._auth.viewer(context.invocation_metadata())
+
     async def CreateTweet(self, request: pb.CreateTweetRequest, context: Context) -> pb.CreateTweetResponse:
         author_id = await self._auth.user_id(context.invocation_metadata())
         reply_to = parse_id(request.reply_to_tweet_id, "reply_to_tweet_id", required=False)
@@ -107,7 +111,7 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         return pb.CreateTweetResponse(tweet=wire)
 
     async def GetTweet(self, request: pb.GetTweetRequest, context: Context) -> pb.GetTweetResponse:
-        tweet = await self._tweets.get(require_id(request.tweet_id, "tweet_id"))
+        tweet = await self._tweets.get(require_id(request.tweet_id, "tweet_id"), await self._viewer(context))
         (wire,) = await self.hydrate([tweet])
         return pb.GetTweetResponse(tweet=wire)
 
@@ -115,7 +119,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         self, request: pb.ListUserTweetsRequest, context: Context
     ) -> pb.ListUserTweetsResponse:
         page = await self._tweets.list_by_user(
-            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+            require_id(request.user_id, "user_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         return pb.ListUserTweetsResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
@@ -127,7 +134,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
 
     async def ListReplies(self, request: pb.ListRepliesRequest, context: Context) -> pb.ListRepliesResponse:
         page = await self._tweets.replies(
-            require_id(request.tweet_id, "tweet_id"), request.page_size, request.page_token
+            require_id(request.tweet_id, "tweet_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         return pb.ListRepliesResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
@@ -163,7 +173,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         self, request: pb.ListLikingUsersRequest, context: Context
     ) -> pb.ListLikingUsersResponse:
         page = await self._tweets.liking_users(
-            require_id(request.tweet_id, "tweet_id"), request.page_size, request.page_token
+            require_id(request.tweet_id, "tweet_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         found = await self.users(page.items)
         return pb.ListLikingUsersResponse(
@@ -174,7 +187,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         self, request: pb.ListLikedTweetsRequest, context: Context
     ) -> pb.ListLikedTweetsResponse:
         page = await self._tweets.liked(
-            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+            require_id(request.user_id, "user_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         return pb.ListLikedTweetsResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
@@ -184,7 +200,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         self, request: pb.ListMentionsRequest, context: Context
     ) -> pb.ListMentionsResponse:
         page = await self._tweets.mentions(
-            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+            require_id(request.user_id, "user_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         return pb.ListMentionsResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
@@ -193,7 +212,9 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
     async def ListHashtagTweets(
         self, request: pb.ListHashtagTweetsRequest, context: Context
     ) -> pb.ListHashtagTweetsResponse:
-        page = await self._tweets.hashtag(request.tag, request.page_size, request.page_token)
+        page = await self._tweets.hashtag(
+            request.tag, request.page_size, request.page_token, await self._viewer(context)
+        )
         return pb.ListHashtagTweetsResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
         )
@@ -201,7 +222,9 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
     async def SearchTweets(
         self, request: pb.SearchTweetsRequest, context: Context
     ) -> pb.SearchTweetsResponse:
-        page = await self._tweets.search(request.query, request.page_size, request.page_token)
+        page = await self._tweets.search(
+            request.query, request.page_size, request.page_token, await self._viewer(context)
+        )
         return pb.SearchTweetsResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
         )
@@ -209,7 +232,9 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
     async def GetGlobalTimeline(
         self, request: pb.GetGlobalTimelineRequest, context: Context
     ) -> pb.GetGlobalTimelineResponse:
-        page = await self._tweets.global_timeline(request.page_size, request.page_token)
+        page = await self._tweets.global_timeline(
+            request.page_size, request.page_token, await self._viewer(context)
+        )
         return pb.GetGlobalTimelineResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
         )
@@ -271,7 +296,8 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     store = PostgresTweetStore(pool, outbox, tweet_event)
-    tweets = Tweets(store, users, PageTokens(settings.page_token_secret))
+    relations = Relations(RelationsCache(redis), users.relations)
+    tweets = Tweets(store, users, PageTokens(settings.page_token_secret), relations)
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth), server)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import contextlib
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from meshkit.errors import InvalidArgument, NotFound, PermissionDenied, not_found
 from meshkit.pagination import Page, PageTokens, page_size
-from social import TweetRef, is_public
+from social import Relation, TweetRef, interaction_refused, is_hidden, is_public
 
 TEXT_MAX = 280
 REQUEST_ID_MAX = 64
@@ -145,6 +145,12 @@ class TweetState:
     retweet_of_tweet_id: int | None
 
 
+class RelationSource(Protocol):
+    """A viewer's blocks and mutes (social.relations.Relations)."""
+
+    async def among(self, viewer: int | None, others: Iterable[int]) -> dict[int, Relation]: ...
+
+
 class UserDirectory(Protocol):
     """What tweets need to know of users (social.peers.UsersPeer)."""
 
@@ -216,21 +222,49 @@ def _check_limit(limit: int) -> None:
         raise InvalidArgument.field("limit", f"must be 1 to {BATCH_MAX}")
 
 
+def authors_of(tweet: Tweet) -> tuple[int, ...]:
+    """Whose a tweet is, as blocks and mutes see it: its author, and a retweet's original's too."""
+    return (tweet.author_id,) if tweet.retweeted is None else (tweet.author_id, tweet.retweeted.author_id)
+
+
 class Tweets:
-    def __init__(self, store: TweetStore, users: UserDirectory, page_tokens: PageTokens) -> None:
+    def __init__(
+        self, store: TweetStore, users: UserDirectory, page_tokens: PageTokens, relations: RelationSource
+    ) -> None:
         self._store = store
         self._users = users
         self._pages = page_tokens
+        self._relations = relations
+
+    async def _may_interact(self, actor_id: int, author_id: int, action: str) -> None:
+        """Refuses an action on an author's tweet when either blocks the other."""
+        relations = await self._relations.among(actor_id, [author_id])
+        if (refused := interaction_refused(relations.get(author_id, Relation.NONE), action)) is not None:
+            raise refused
+
+    async def _visible(self, viewer: int | None, tweets: Sequence[Tweet]) -> list[Tweet]:
+        """The tweets a viewer may see (all, anonymously): none of an account that either blocks."""
+        if viewer is None:
+            return list(tweets)
+        relations = await self._relations.among(viewer, [a for t in tweets for a in authors_of(t)])
+        return [t for t in tweets if not is_hidden(relations, authors_of(t), muting=False)]
+
+    async def _require_visible_account(self, viewer: int | None, user_id: int) -> None:
+        """Refuses a list of an account's tweets to a viewer when either blocks the other."""
+        if viewer is not None:
+            relations = await self._relations.among(viewer, [user_id])
+            refused = interaction_refused(relations.get(user_id, Relation.NONE), "see the tweets of")
+            if refused is not None:
+                raise refused
 
     async def create(
         self, author_id: int, text: str, reply_to_tweet_id: int | None, request_id: str
     ) -> Tweet:
         text = normalize_text(text)
         if reply_to_tweet_id is not None:
-            state = await self._store.state(reply_to_tweet_id)
-            if state is None or state.deleted:
-                raise not_found("tweet", str(reply_to_tweet_id), "reply_to_tweet_id")
-            reply_to_tweet_id = state.retweet_of_tweet_id or reply_to_tweet_id  # answer the original
+            # A reply answers the original of a retweet, if its author lets this one.
+            reply_to_tweet_id, parent = await self._acted_on(reply_to_tweet_id, "reply_to_tweet_id")
+            await self._may_interact(author_id, parent.author_id, "reply to")
         handles = mentioned_handles(text)
         found = await self._users.resolve_handles(handles) if handles else {}
         mentions = tuple(Mention(found[h], h) for h in handles if h in found)
@@ -247,10 +281,18 @@ class Tweets:
         except ReplyTargetMissing:
             raise not_found("tweet", str(reply_to_tweet_id), "reply_to_tweet_id") from None
 
-    async def get(self, tweet_id: int) -> Tweet:
+    async def get(self, tweet_id: int, viewer: int | None = None) -> Tweet:
+        """The tweet; to a viewer who blocks its author (or a retweet's original's) or is blocked
+        by them, refused as interaction_refused says."""
         found = (await self._store.by_ids([tweet_id])).get(tweet_id)
         if found is None:
             raise not_found("tweet", str(tweet_id), "tweet_id")
+        if viewer is not None:
+            relations = await self._relations.among(viewer, authors_of(found))
+            for author in authors_of(found):
+                refused = interaction_refused(relations.get(author, Relation.NONE), "see the tweets of")
+                if refused is not None:
+                    raise refused
         return found
 
     async def _live(self, tweet_id: int) -> TweetState:
@@ -265,17 +307,26 @@ class Tweets:
             raise PermissionDenied("only its author can delete a tweet", reason="NOT_AUTHOR")
         await self._store.delete(tweet_id, actor_id)
 
-    async def _original(self, tweet_id: int) -> int:
-        """The tweet a retweet, like or reply acts on: a retweet stands for its original."""
-        state = await self._live(tweet_id)
-        return state.retweet_of_tweet_id or tweet_id
+    async def _acted_on(self, tweet_id: int, field: str = "tweet_id") -> tuple[int, TweetState]:
+        """The live tweet a retweet, like or reply acts on (a retweet stands for its original) and
+        its state, or NOT_FOUND naming `field`."""
+        state = await self._store.state(tweet_id)
+        if state is not None and not state.deleted and state.retweet_of_tweet_id is not None:
+            original = state.retweet_of_tweet_id
+            state = await self._store.state(original)
+            tweet_id = original
+        if state is None or state.deleted:
+            raise not_found("tweet", str(tweet_id), field)
+        return tweet_id, state
 
     async def retweet(self, actor_id: int, tweet_id: int) -> Tweet:
-        retweet_id = await self._store.retweet(await self._original(tweet_id), actor_id)
+        original, state = await self._acted_on(tweet_id)
+        await self._may_interact(actor_id, state.author_id, "retweet")
+        retweet_id = await self._store.retweet(original, actor_id)
         return await self.get(retweet_id)
 
     async def unretweet(self, actor_id: int, tweet_id: int) -> Tweet:
-        original = await self._original(tweet_id)
+        original, _ = await self._acted_on(tweet_id)
         retweet_id = await self._store.retweet_of(original, actor_id)
         if retweet_id is not None:
             # A concurrent retry of this call may delete it first: then there is nothing to undo.
@@ -284,65 +335,76 @@ class Tweets:
         return await self.get(original)
 
     async def like(self, user_id: int, tweet_id: int) -> Tweet:
-        return await self._toggle_like(self._store.like, user_id, tweet_id)
+        original, state = await self._acted_on(tweet_id)
+        await self._may_interact(user_id, state.author_id, "like")
+        return await self._toggle_like(self._store.like, user_id, original, tweet_id)
 
     async def unlike(self, user_id: int, tweet_id: int) -> Tweet:
-        return await self._toggle_like(self._store.unlike, user_id, tweet_id)
+        original, _ = await self._acted_on(tweet_id)
+        return await self._toggle_like(self._store.unlike, user_id, original, tweet_id)
 
     async def _toggle_like(
-        self, change: Callable[[int, int], Awaitable[bool]], user_id: int, tweet_id: int
+        self, change: Callable[[int, int], Awaitable[bool]], user_id: int, original: int, tweet_id: int
     ) -> Tweet:
-        original = await self._original(tweet_id)
         if not await change(original, user_id):
             raise not_found("tweet", str(tweet_id), "tweet_id")
         return await self.get(original)
 
-    async def _hydrated_page(
-        self, ids: list[int], limit: int, scope: str, cursor_of: Callable[[int], object]
-    ) -> Page[Tweet]:
-        page = self._pages.page(ids, limit, scope, cursor_of)
-        found = await self._store.by_ids(page.items)
-        # A tweet deleted between the two reads is left out; the cursor still moves past it.
-        return Page([found[t] for t in page.items if t in found], page.next_page_token)
+    async def _shown_page(self, ids: Sequence[int], next_page_token: str, viewer: int | None) -> Page[Tweet]:
+        """The tweets of a page of ids, hydrated, but for those gone since (deleted between the two
+        reads) or hidden from the viewer; the cursor has moved past them anyway."""
+        found = await self._store.by_ids(ids)
+        return Page(await self._visible(viewer, [found[t] for t in ids if t in found]), next_page_token)
 
     async def _id_page(
-        self, scope: str, size: int, token: str, fetch: Callable[[int | None, int], Awaitable[list[int]]]
+        self,
+        scope: str,
+        size: int,
+        token: str,
+        fetch: Callable[[int | None, int], Awaitable[list[int]]],
+        viewer: int | None,
     ) -> Page[Tweet]:
         """A page of a list keyed by tweet id: fetch(cursor, limit + 1) gives the ids in order."""
         limit = page_size(size)
         cursor = self._pages.decode(token, scope)
         ids = await fetch(int(cursor) if cursor else None, limit + 1)
-        return await self._hydrated_page(ids, limit, scope, int)
+        page = self._pages.page(ids, limit, scope, int)
+        return await self._shown_page(page.items, page.next_page_token, viewer)
 
     async def _require_user(self, user_id: int) -> None:
         if not await self._users.user_exists(user_id):
             raise not_found("user", str(user_id), "user_id")
 
-    async def replies(self, tweet_id: int, size: int, token: str) -> Page[Tweet]:
+    async def replies(self, tweet_id: int, size: int, token: str, viewer: int | None = None) -> Page[Tweet]:
         if await self._store.state(tweet_id) is None:
             raise not_found("tweet", str(tweet_id), "tweet_id")
         return await self._id_page(
-            f"replies:{tweet_id}", size, token, lambda after, n: self._store.replies(tweet_id, after, n)
+            f"replies:{tweet_id}",
+            size,
+            token,
+            lambda after, n: self._store.replies(tweet_id, after, n),
+            viewer,
         )
 
-    async def mentions(self, user_id: int, size: int, token: str) -> Page[Tweet]:
+    async def mentions(self, user_id: int, size: int, token: str, viewer: int | None = None) -> Page[Tweet]:
         await self._require_user(user_id)
         return await self._id_page(
             f"mentions:{user_id}",
             size,
             token,
             lambda before, n: self._store.mentioning(user_id, before, None, n),
+            viewer,
         )
 
-    async def hashtag(self, tag: str, size: int, token: str) -> Page[Tweet]:
+    async def hashtag(self, tag: str, size: int, token: str, viewer: int | None = None) -> Page[Tweet]:
         tag = normalize_tag(tag)
         return await self._id_page(
-            f"hashtag:{tag}", size, token, lambda before, n: self._store.tagged(tag, before, n)
+            f"hashtag:{tag}", size, token, lambda before, n: self._store.tagged(tag, before, n), viewer
         )
 
-    async def global_timeline(self, size: int, token: str) -> Page[Tweet]:
+    async def global_timeline(self, size: int, token: str, viewer: int | None = None) -> Page[Tweet]:
         return await self._id_page(
-            "global", size, token, lambda before, n: self._store.public(before, None, n)
+            "global", size, token, lambda before, n: self._store.public(before, None, n), viewer
         )
 
     async def _like_page(
@@ -360,21 +422,27 @@ class Tweets:
         page = self._pages.page(rows, limit, scope, lambda row: row[0])
         return Page([other for _, other in page.items], page.next_page_token)
 
-    async def liked(self, user_id: int, size: int, token: str) -> Page[Tweet]:
+    async def liked(self, user_id: int, size: int, token: str, viewer: int | None = None) -> Page[Tweet]:
         await self._require_user(user_id)
         page = await self._like_page(
             f"liked:{user_id}", size, token, lambda before, n: self._store.liked_tweets(user_id, before, n)
         )
-        found = await self._store.by_ids(page.items)
-        return Page([found[t] for t in page.items if t in found], page.next_page_token)
+        return await self._shown_page(page.items, page.next_page_token, viewer)
 
-    async def liking_users(self, tweet_id: int, size: int, token: str) -> Page[int]:
+    async def liking_users(
+        self, tweet_id: int, size: int, token: str, viewer: int | None = None
+    ) -> Page[int]:
+        """Who liked the tweet, but for the accounts a signed-in viewer blocks or is blocked by."""
         await self._live(tweet_id)
-        return await self._like_page(
+        page = await self._like_page(
             f"likes:{tweet_id}", size, token, lambda before, n: self._store.liking_users(tweet_id, before, n)
         )
+        relations = await self._relations.among(viewer, page.items)
+        return Page(
+            [u for u in page.items if not is_hidden(relations, [u], muting=False)], page.next_page_token
+        )
 
-    async def search(self, query: str, size: int, token: str) -> Page[Tweet]:
+    async def search(self, query: str, size: int, token: str, viewer: int | None = None) -> Page[Tweet]:
         query = validate_query(query)
         limit = page_size(size)
         scope = f"search:{query}"
@@ -387,8 +455,7 @@ class Tweets:
             after = (float(rank), int(tweet_id))
         rows = await self._store.search(query, after, limit + 1)
         page = self._pages.page(rows, limit, scope, lambda row: f"{row[0]!r}:{row[1]}")
-        found = await self._store.by_ids([t for _, t in page.items])
-        return Page([found[t] for _, t in page.items if t in found], page.next_page_token)
+        return await self._shown_page([t for _, t in page.items], page.next_page_token, viewer)
 
     async def batch_get(self, tweet_ids: Sequence[int]) -> list[Tweet]:
         if len(tweet_ids) > BATCH_MAX:
@@ -396,10 +463,19 @@ class Tweets:
         found = await self._store.by_ids(tweet_ids)
         return [found[t] for t in dict.fromkeys(tweet_ids) if t in found]
 
-    async def list_by_user(self, user_id: int, size: int, token: str) -> Page[Tweet]:
+    async def list_by_user(
+        self, user_id: int, size: int, token: str, viewer: int | None = None
+    ) -> Page[Tweet]:
+        """The account's tweets, newest first; refused to a viewer when either blocks the other, and
+        without its retweets of the tweets the viewer may not see."""
         await self._require_user(user_id)
+        await self._require_visible_account(viewer, user_id)
         return await self._id_page(
-            f"user-tweets:{user_id}", size, token, lambda before, n: self._store.by_author(user_id, before, n)
+            f"user-tweets:{user_id}",
+            size,
+            token,
+            lambda before, n: self._store.by_author(user_id, before, n),
+            viewer,
         )
 
     async def ids_by_authors(

@@ -18,7 +18,7 @@ from meshkit.pagination import PageTokens
 from meshkit.protos import now_timestamp, timestamp
 from meshkit.ratelimit import Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
-from social import TweetsPeer
+from social import Relation, RelationsCache, TweetsPeer
 from social.limits import WRITE
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
@@ -73,6 +73,10 @@ RATE_LIMITS: Policies = {
     method_name(SERVICE, "FollowUser"): WRITE,
     method_name(SERVICE, "UnfollowUser"): WRITE,
     method_name(SERVICE, "UpdateUser"): WRITE,
+    method_name(SERVICE, "BlockUser"): WRITE,
+    method_name(SERVICE, "UnblockUser"): WRITE,
+    method_name(SERVICE, "MuteUser"): WRITE,
+    method_name(SERVICE, "UnmuteUser"): WRITE,
 }
 
 
@@ -92,6 +96,15 @@ def user_message(user: User, *, owner: bool = False) -> pb.User:
         message.email = user.email
         message.email_verified = user.email_verified
     return message
+
+
+def relation_message(other_id: int, relation: Relation) -> pb.Relation:
+    return pb.Relation(
+        user_id=str(other_id),
+        blocks=bool(relation & Relation.BLOCKS),
+        blocked_by=bool(relation & Relation.BLOCKED_BY),
+        mutes=bool(relation & Relation.MUTES),
+    )
 
 
 def follow_event(follower_id: int, followee_id: int, following: bool) -> bytes:
@@ -193,7 +206,8 @@ class UserServicer(pb_grpc.UserServiceServicer):
         return pb.UpdateUserResponse(user=user_message(user, owner=True))
 
     async def SearchUsers(self, request: pb.SearchUsersRequest, context: Context) -> pb.SearchUsersResponse:
-        page = await self._users.search(request.query, request.page_size, request.page_token)
+        viewer = await self._viewer(context)
+        page = await self._users.search(request.query, request.page_size, request.page_token, viewer)
         return pb.SearchUsersResponse(
             users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
         )
@@ -229,7 +243,10 @@ class UserServicer(pb_grpc.UserServiceServicer):
         self, request: pb.ListFollowersRequest, context: Context
     ) -> pb.ListFollowersResponse:
         page = await self._users.list_followers(
-            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+            require_id(request.user_id, "user_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         return pb.ListFollowersResponse(
             users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
@@ -239,11 +256,56 @@ class UserServicer(pb_grpc.UserServiceServicer):
         self, request: pb.ListFollowingRequest, context: Context
     ) -> pb.ListFollowingResponse:
         page = await self._users.list_following(
-            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+            require_id(request.user_id, "user_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         return pb.ListFollowingResponse(
             users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
         )
+
+    async def BlockUser(self, request: pb.BlockUserRequest, context: Context) -> pb.BlockUserResponse:
+        actor = await self._auth.user_id(context.invocation_metadata())
+        user = await self._users.block(actor, require_id(request.user_id, "user_id"))
+        return pb.BlockUserResponse(user=user_message(user))
+
+    async def UnblockUser(self, request: pb.UnblockUserRequest, context: Context) -> pb.UnblockUserResponse:
+        actor = await self._auth.user_id(context.invocation_metadata())
+        user = await self._users.unblock(actor, require_id(request.user_id, "user_id"))
+        return pb.UnblockUserResponse(user=user_message(user))
+
+    async def MuteUser(self, request: pb.MuteUserRequest, context: Context) -> pb.MuteUserResponse:
+        actor = await self._auth.user_id(context.invocation_metadata())
+        user = await self._users.mute(actor, require_id(request.user_id, "user_id"))
+        return pb.MuteUserResponse(user=user_message(user))
+
+    async def UnmuteUser(self, request: pb.UnmuteUserRequest, context: Context) -> pb.UnmuteUserResponse:
+        actor = await self._auth.user_id(context.invocation_metadata())
+        user = await self._users.unmute(actor, require_id(request.user_id, "user_id"))
+        return pb.UnmuteUserResponse(user=user_message(user))
+
+    async def ListBlocks(self, request: pb.ListBlocksRequest, context: Context) -> pb.ListBlocksResponse:
+        actor = await self._auth.user_id(context.invocation_metadata())
+        page = await self._users.list_blocks(actor, request.page_size, request.page_token)
+        return pb.ListBlocksResponse(
+            users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
+        )
+
+    async def ListMutes(self, request: pb.ListMutesRequest, context: Context) -> pb.ListMutesResponse:
+        actor = await self._auth.user_id(context.invocation_metadata())
+        page = await self._users.list_mutes(actor, request.page_size, request.page_token)
+        return pb.ListMutesResponse(
+            users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
+        )
+
+    async def ListRelations(
+        self, request: pb.ListRelationsRequest, context: Context
+    ) -> pb.ListRelationsResponse:
+        relations = await self._users.relations_among(
+            require_id(request.user_id, "user_id"), [require_id(o, "other_ids") for o in request.other_ids]
+        )
+        return pb.ListRelationsResponse(relations=[relation_message(o, r) for o, r in relations.items()])
 
     async def BatchGetUsers(
         self, request: pb.BatchGetUsersRequest, context: Context
@@ -308,6 +370,7 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
         store=store,
         sessions=sessions,
         mailer=mailer,
+        relations_cache=RelationsCache(redis),
         tweet_counts=TweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE)),
         hasher=PasswordHasher(
             memory_cost=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost, parallelism=1

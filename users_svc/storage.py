@@ -18,12 +18,21 @@ from mail import TokenPurpose, TokenRecord
 from mail.postgres import PostgresMailQueue, enqueue
 from meshkit.auth import Session, cache_session, digest_cache_key, forget_session
 from meshkit.errors import DEPENDENCY_ERRORS, not_found
-from meshkit.outbox import Outbox
+from meshkit.outbox import Event, Outbox
 from meshkit.ratelimit import RateLimiter
 from meshkit.settings import Rate
-from social import FOLLOWS_STREAM
+from social import FOLLOWS_STREAM, Relation
 from users_svc.mailing import CheckToken
-from users_svc.service import ComposeMail, Credentials, EmailTaken, HandleTaken, NewAddress, TokenMail, User
+from users_svc.service import (
+    Blocked,
+    ComposeMail,
+    Credentials,
+    EmailTaken,
+    HandleTaken,
+    NewAddress,
+    TokenMail,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
@@ -315,13 +324,35 @@ class PostgresUserStore:
         return [bytes(row[0]) for row in await cur.fetchall()]
 
     async def follow(self, follower_id: int, followee_id: int) -> None:
-        await self._change_follow(follower_id, followee_id, following=True)
+        """Blocked (with the relation) when either blocks the other."""
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # The two users' rows are locked first (in id order), so a block between them either
+            # commits before this reads the blocks or waits for this follow and ends it.
+            await self._lock_users(cur, follower_id, followee_id)
+            relation = await self._blocks_between(cur, follower_id, followee_id)
+            if relation:
+                raise Blocked(relation)
+            event = await self._change_edge(cur, follower_id, followee_id, following=True)
+        await self._outbox.relay([event] if event else [])
 
     async def unfollow(self, follower_id: int, followee_id: int) -> None:
-        await self._change_follow(follower_id, followee_id, following=False)
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await self._lock_users(cur, follower_id, followee_id)
+            event = await self._change_edge(cur, follower_id, followee_id, following=False)
+        await self._outbox.relay([event] if event else [])
 
-    async def _change_follow(self, follower_id: int, followee_id: int, *, following: bool) -> None:
-        """Adds or removes the edge; counts and the event change only if the edge did, in one transaction."""
+    @staticmethod
+    async def _lock_users(cur: psycopg.AsyncCursor[Any], *user_ids: int) -> None:
+        # Always in id order, so concurrent changes between the same users cannot deadlock.
+        await cur.execute(
+            "SELECT id FROM users WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (list(user_ids),)
+        )
+
+    async def _change_edge(
+        self, cur: psycopg.AsyncCursor[Any], follower_id: int, followee_id: int, *, following: bool
+    ) -> Event | None:
+        """Adds or removes the edge (the users locked); the counts and the event change only if the
+        edge did. Returns the event, to relay after the commit."""
         delta = 1 if following else -1
         change = (
             "INSERT INTO follows (follower_id, followee_id) VALUES (%s, %s)"
@@ -329,20 +360,114 @@ class PostgresUserStore:
             if following
             else "DELETE FROM follows WHERE follower_id = %s AND followee_id = %s RETURNING 1"
         )
+        await cur.execute(change, (follower_id, followee_id))
+        if await cur.fetchone() is None:
+            return None
+        for user_id in sorted((follower_id, followee_id)):
+            column = "following_count" if user_id == follower_id else "followers_count"
+            await cur.execute(f"UPDATE users SET {column} = {column} + %s WHERE id = %s", (delta, user_id))
+        return await self._outbox.add(
+            cur, FOLLOWS_STREAM, self._follow_event(follower_id, followee_id, following)
+        )
+
+    # -- blocks and mutes --------------------------------------------------------------------------
+
+    @staticmethod
+    async def _blocks_between(cur: psycopg.AsyncCursor[Any], user_id: int, other_id: int) -> Relation:
+        await cur.execute(
+            "SELECT blocker_id FROM blocks WHERE (blocker_id, blocked_id) IN ((%s, %s), (%s, %s))",
+            (user_id, other_id, other_id, user_id),
+        )
+        relation = Relation.NONE
+        for (blocker,) in await cur.fetchall():
+            relation |= Relation.BLOCKS if int(blocker) == user_id else Relation.BLOCKED_BY
+        return relation
+
+    async def block(self, blocker_id: int, blocked_id: int) -> None:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.execute(change, (follower_id, followee_id))
-            if await cur.fetchone() is None:
-                return
-            # Always lock in id order so concurrent follows between the same users cannot deadlock.
-            for user_id in sorted((follower_id, followee_id)):
-                column = "following_count" if user_id == follower_id else "followers_count"
-                await cur.execute(
-                    f"UPDATE users SET {column} = {column} + %s WHERE id = %s", (delta, user_id)
-                )
-            event = await self._outbox.add(
-                cur, FOLLOWS_STREAM, self._follow_event(follower_id, followee_id, following)
+            await self._lock_users(cur, blocker_id, blocked_id)
+            events = []
+            if await self._change_relation(cur, "blocks", blocker_id, blocked_id, on=True, both=True):
+                for follower, followee in ((blocker_id, blocked_id), (blocked_id, blocker_id)):
+                    if event := await self._change_edge(cur, follower, followee, following=False):
+                        events.append(event)
+        await self._outbox.relay(events)
+
+    async def unblock(self, blocker_id: int, blocked_id: int) -> None:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await self._lock_users(cur, blocker_id, blocked_id)
+            await self._change_relation(cur, "blocks", blocker_id, blocked_id, on=False, both=True)
+
+    async def mute(self, muter_id: int, muted_id: int) -> None:
+        await self._mute(muter_id, muted_id, on=True)
+
+    async def unmute(self, muter_id: int, muted_id: int) -> None:
+        await self._mute(muter_id, muted_id, on=False)
+
+    async def _mute(self, muter_id: int, muted_id: int, *, on: bool) -> None:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await self._lock_users(cur, muter_id)
+            await self._change_relation(cur, "mutes", muter_id, muted_id, on=on, both=False)
+
+    @staticmethod
+    async def _change_relation(
+        cur: psycopg.AsyncCursor[Any], table: str, user_id: int, other_id: int, *, on: bool, both: bool
+    ) -> bool:
+        """Adds (`on`) or removes the row of `table` (blocks or mutes); when it changed, bumps the
+        relations version of the user, and of the other too if the relation is theirs as well
+        (`both`: a block). Whether it changed."""
+        actor, subject = ("blocker_id", "blocked_id") if table == "blocks" else ("muter_id", "muted_id")
+        change = (
+            f"INSERT INTO {table} ({actor}, {subject}) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+            if on
+            else f"DELETE FROM {table} WHERE {actor} = %s AND {subject} = %s RETURNING 1"
+        )
+        await cur.execute(change, (user_id, other_id))
+        if await cur.fetchone() is None:
+            return False
+        await cur.execute(
+            "UPDATE users SET relations_version = relations_version + 1 WHERE id = ANY(%s)",
+            ([user_id, other_id] if both else [user_id],),
+        )
+        return True
+
+    async def blocked(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        return await self._id_pairs(
+            "SELECT id, blocked_id FROM blocks WHERE blocker_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
+            user_id,
+            before,
+            limit,
+        )
+
+    async def muted(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        return await self._id_pairs(
+            "SELECT id, muted_id FROM mutes WHERE muter_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
+            user_id,
+            before,
+            limit,
+        )
+
+    async def relations_of(self, user_id: int) -> tuple[int, dict[int, Relation]]:
+        """The user's relations version, then every relation it has (read in that order: a change
+        committed in between makes the version look old, never the relations)."""
+        version = await self.relations_version(user_id)
+        found: dict[int, Relation] = {}
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT blocked_id, 1 FROM blocks WHERE blocker_id = %s"
+                " UNION ALL SELECT blocker_id, 2 FROM blocks WHERE blocked_id = %s"
+                " UNION ALL SELECT muted_id, 4 FROM mutes WHERE muter_id = %s",
+                (user_id, user_id, user_id),
             )
-        await self._outbox.relay([event])
+            for other, bit in await cur.fetchall():
+                found[int(other)] = found.get(int(other), Relation.NONE) | Relation(int(bit))
+        return version, found
+
+    async def relations_version(self, user_id: int) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT relations_version FROM users WHERE id = %s", (user_id,))
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def followers(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
         return await self._edges("followee_id", "follower_id", user_id, before, limit)
@@ -354,10 +479,20 @@ class PostgresUserStore:
         self, by: str, other: str, user_id: int, before: int | None, limit: int
     ) -> list[tuple[int, int]]:
         """(follow id, other user id) pairs, newest follow first, below the `before` follow id."""
+        return await self._id_pairs(
+            f"SELECT id, {other} FROM follows WHERE {by} = %s AND id < %s ORDER BY id DESC LIMIT %s",
+            user_id,
+            before,
+            limit,
+        )
+
+    async def _id_pairs(
+        self, sql: str, user_id: int, before: int | None, limit: int
+    ) -> list[tuple[int, int]]:
+        """(row id, other user id) pairs of a list of `user_id`'s, below the `before` row id."""
         async with self._pool.connection() as conn:
             cur: psycopg.AsyncCursor[TupleRow] = await conn.execute(
-                f"SELECT id, {other} FROM follows WHERE {by} = %s AND id < %s ORDER BY id DESC LIMIT %s",
-                (user_id, before if before is not None else 2**63 - 1, limit),
+                sql, (user_id, before if before is not None else 2**63 - 1, limit)
             )
             return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
 

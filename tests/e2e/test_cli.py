@@ -183,3 +183,26 @@ def test_email_verify_sign_in_by_email_and_reset_the_password(mesh: Mesh, tmp_pa
     assert "new verification mail" in carol.ok("resend-verification")
     carol.ok("verify-email", mailed_token(mesh, other, 2))
     assert "removed" in carol.ok("change-email", "--remove", "--password-stdin", stdin=new_password)
+
+
+def test_block_and_mute_from_the_terminal(mesh: Mesh, tmp_path: Path) -> None:
+    dan, eve, fay = (person(tmp_path, mesh, name) for name in ("dan", "eve", "fay"))
+    for someone in (dan, eve, fay):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    eve.ok("follow", dan.handle)
+    eve.ok("follow", fay.handle)
+    assert "(you block nobody)" in dan.ok("blocks")
+    assert "blocked" in dan.ok("block", eve.handle)
+    assert f"@{eve.handle}" in dan.ok("blocks")
+    refused = eve.run("follow", dan.handle)
+    assert (
+        refused.returncode == 1 and "permission denied" in refused.stderr and "blocks you" in refused.stderr
+    )
+    assert "muted" in eve.ok("mute", fay.handle)
+    assert f"@{fay.handle}" in eve.ok("mutes")
+    fay.ok("post", "fay is muted by eve")
+    assert "fay is muted by eve" not in eve.ok("timeline")
+    assert "unmuted" in eve.ok("unmute", fay.handle)
+    eventually(lambda: "fay is muted by eve" in eve.ok("timeline"), timeout=15)
+    assert "unblocked" in dan.ok("unblock", eve.handle)
+    assert "following" in eve.ok("follow", dan.handle)

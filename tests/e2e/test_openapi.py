@@ -71,6 +71,12 @@ class Checker:
         self.checked.add((method.lower(), template))
         return response
 
+    def ok(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        """The JSON body of a call that must succeed."""
+        response = self.call(method, path, body, token)
+        assert response.status == 200, (method, path, response.body)
+        return response.json()
+
 
 def test_the_spec_is_valid_openapi_3(spec: dict[str, Any]) -> None:
     validate(spec)
@@ -112,11 +118,7 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
     """Calls every non-streaming route once, successfully; returns (handle, token, other's id, token)."""
     handle, other = f"spec_{secrets.token_hex(3)}", f"spec2_{secrets.token_hex(3)}"
     email = f"{handle}@example.com"
-
-    def ok(method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-        response = api.call(method, path, body, token)
-        assert response.status == 200, (method, path, response.body)
-        return response.json()
+    ok = api.ok
 
     user = ok("POST", "/v1/users", {"handle": handle, "password": PASSWORD, "email": email})["user"]
     token = ok("POST", "/v1/sessions", {"handle": handle, "password": PASSWORD})["token"]
@@ -152,15 +154,24 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
     ok("GET", "/v1/timelines/home?page_size=5", token=token)
     ok("GET", "/v1/timelines/global?page_size=5")
     ok("POST", f"/v1/users/{fid}:unfollow", {}, token)
+    for verb in ("block", "unblock", "mute", "unmute"):
+        ok("POST", f"/v1/users/{fid}:{verb}", {}, token)
+    ok("GET", "/v1/blocks?page_size=5", token=token)
+    ok("GET", "/v1/mutes", token=token)
     ok("DELETE", f"/v1/tweets/{tid}", token=other_token)
+    return handle, walk_credential_routes(api, mesh, uid, email, token), fid, other_token
+
+
+def walk_credential_routes(api: Checker, mesh: Mesh, uid: str, email: str, token: str) -> str:
+    """Changes the password, resets it with the token mailed earlier, changes the email; the new token."""
     changed = {"old_password": PASSWORD, "new_password": f"{PASSWORD} again"}
-    token = ok("POST", f"/v1/users/{uid}:changePassword", changed, token)["token"]
+    token = api.ok("POST", f"/v1/users/{uid}:changePassword", changed, token)["token"]
     reset = {"token": mailed_token(mesh, email, 3), "new_password": f"{PASSWORD} reset"}
-    ok("POST", "/v1/users:resetPassword", reset)
-    token = ok("POST", "/v1/sessions", {"email": email, "password": reset["new_password"]})["token"]
+    api.ok("POST", "/v1/users:resetPassword", reset)
+    token = api.ok("POST", "/v1/sessions", {"email": email, "password": reset["new_password"]})["token"]
     new_email = {"email": f"new.{email}", "password": reset["new_password"]}
-    ok("POST", f"/v1/users/{uid}:changeEmail", new_email, token)
-    return handle, token, fid, other_token
+    api.ok("POST", f"/v1/users/{uid}:changeEmail", new_email, token)
+    return str(token)
 
 
 def test_envoy_answers_as_the_spec_says(mesh: Mesh, spec: dict[str, Any]) -> None:

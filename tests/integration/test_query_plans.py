@@ -90,8 +90,14 @@ async def _fill(conn: psycopg.AsyncConnection[Any]) -> None:
         "INSERT INTO follows (follower_id, followee_id)"
         " SELECT a.id, b.id FROM users a JOIN users b ON b.id = a.id + 1 WHERE a.handle LIKE 'plan%%'"
     )
-    await conn.execute("ANALYZE users")
-    await conn.execute("ANALYZE follows")
+    for table in ("blocks", "mutes"):
+        actor, subject = ("blocker_id", "blocked_id") if table == "blocks" else ("muter_id", "muted_id")
+        await conn.execute(
+            f"INSERT INTO {table} ({actor}, {subject})"
+            " SELECT a.id, b.id FROM users a JOIN users b ON b.id = a.id + 2 WHERE a.handle LIKE 'plan%%'"
+        )
+    for table in ("users", "follows", "blocks", "mutes"):
+        await conn.execute(f"ANALYZE {table}")
 
 
 async def test_list_and_search_queries_use_indexes_on_100k_tweets(mesh: Mesh) -> None:
@@ -122,8 +128,11 @@ async def test_list_and_search_queries_use_indexes_on_100k_tweets(mesh: Mesh) ->
         await users.followers(42, None, 21)
         await users.following(42, None, 21)
         await users.followers_among(42, list(range(1, 1000)))
+        await users.blocked(42, None, 21)
+        await users.muted(42, None, 21)
+        await users.relations_of(42)  # its version, then its blocks both ways and its mutes
 
-    assert len(explaining.plans) == 17
+    assert len(explaining.plans) == 21
     for sql, plan in explaining.plans:
         assert "Seq Scan" not in plan, f"{sql}\n{plan}"
         assert "Index" in plan, f"{sql}\n{plan}"

@@ -28,7 +28,8 @@ if _version_not_supported:
 class TimelineServiceStub:
     """TimelineService serves the caller's home timeline (tweets of the people they follow, their
     own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
-    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    replied to; a retweet is hidden when the same original is among the 40 older entries; nothing
+    by an account the viewer blocks, mutes or is blocked by, whenever it was fanned out) and the
     live streams of the home and global timelines.
     """
 
@@ -58,7 +59,8 @@ class TimelineServiceStub:
 class TimelineServiceServicer:
     """TimelineService serves the caller's home timeline (tweets of the people they follow, their
     own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
-    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    replied to; a retweet is hidden when the same original is among the 40 older entries; nothing
+    by an account the viewer blocks, mutes or is blocked by, whenever it was fanned out) and the
     live streams of the home and global timelines.
     """
 
@@ -80,7 +82,7 @@ class TimelineServiceServicer:
     def StreamGlobalTimeline(self, request, context):
         """Live events of the global timeline (TweetService.GetGlobalTimeline): new public tweets and
         deletions. With since_tweet_id, first replays the public tweets after it, oldest first.
-        Needs no token.
+        Needs no token; with one, leaves out the tweets of accounts the caller blocks or is blocked by.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,7 +117,8 @@ def add_TimelineServiceServicer_to_server(servicer, server):
 class TimelineService:
     """TimelineService serves the caller's home timeline (tweets of the people they follow, their
     own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
-    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    replied to; a retweet is hidden when the same original is among the 40 older entries; nothing
+    by an account the viewer blocks, mutes or is blocked by, whenever it was fanned out) and the
     live streams of the home and global timelines.
     """
 

@@ -124,6 +124,36 @@ class UserServiceStub:
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingResponse.FromString,
                 _registered_method=True)
+        self.BlockUser = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/BlockUser',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BlockUserRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BlockUserResponse.FromString,
+                _registered_method=True)
+        self.UnblockUser = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/UnblockUser',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnblockUserRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnblockUserResponse.FromString,
+                _registered_method=True)
+        self.MuteUser = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/MuteUser',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.MuteUserRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.MuteUserResponse.FromString,
+                _registered_method=True)
+        self.UnmuteUser = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/UnmuteUser',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnmuteUserRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnmuteUserResponse.FromString,
+                _registered_method=True)
+        self.ListBlocks = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/ListBlocks',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListBlocksRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListBlocksResponse.FromString,
+                _registered_method=True)
+        self.ListMutes = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/ListMutes',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesResponse.FromString,
+                _registered_method=True)
         self.BatchGetUsers = channel.unary_unary(
                 '/tweetmesh.users.v1.UserService/BatchGetUsers',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BatchGetUsersRequest.SerializeToString,
@@ -153,6 +183,11 @@ class UserServiceStub:
                 '/tweetmesh.users.v1.UserService/FilterFollowers',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersResponse.FromString,
+                _registered_method=True)
+        self.ListRelations = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/ListRelations',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsResponse.FromString,
                 _registered_method=True)
 
 
@@ -288,6 +323,50 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BlockUser(self, request, context):
+        """The caller blocks user_id: the follows between them both ways end, neither can follow, reply
+        to, like or retweet the other, and neither sees the other's tweets (home timeline, streams,
+        replies, mentions, likes, search, lists...) nor is notified by the other. Blocking twice
+        changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnblockUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MuteUser(self, request, context):
+        """The caller mutes user_id: their tweets, retweets and notifications leave the caller's home
+        timeline, live stream and notifications, silently (they are not told; follows stay).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnmuteUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBlocks(self, request, context):
+        """The accounts the caller blocks, most recent block first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMutes(self, request, context):
+        """The accounts the caller mutes, most recent mute first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BatchGetUsers(self, request, context):
         """Internal: many users at once; unknown ids are left out of the answer.
         """
@@ -325,6 +404,14 @@ class UserServiceServicer:
 
     def FilterFollowers(self, request, context):
         """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRelations(self, request, context):
+        """Internal: user_id's blocks and mutes with other_ids (for the services that hide what a viewer
+        must not see); refills the Redis cache of user_id's relations (social/relations.py).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -418,6 +505,36 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingResponse.SerializeToString,
             ),
+            'BlockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.BlockUser,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BlockUserRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BlockUserResponse.SerializeToString,
+            ),
+            'UnblockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnblockUser,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnblockUserRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnblockUserResponse.SerializeToString,
+            ),
+            'MuteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.MuteUser,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.MuteUserRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.MuteUserResponse.SerializeToString,
+            ),
+            'UnmuteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnmuteUser,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnmuteUserRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnmuteUserResponse.SerializeToString,
+            ),
+            'ListBlocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBlocks,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListBlocksRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListBlocksResponse.SerializeToString,
+            ),
+            'ListMutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMutes,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesResponse.SerializeToString,
+            ),
             'BatchGetUsers': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchGetUsers,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BatchGetUsersRequest.FromString,
@@ -447,6 +564,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.FilterFollowers,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersResponse.SerializeToString,
+            ),
+            'ListRelations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRelations,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -924,6 +1046,168 @@ class UserService:
             _registered_method=True)
 
     @staticmethod
+    def BlockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/BlockUser',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BlockUserRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BlockUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnblockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/UnblockUser',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnblockUserRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnblockUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MuteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/MuteUser',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.MuteUserRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.MuteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnmuteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/UnmuteUser',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnmuteUserRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnmuteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/ListBlocks',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListBlocksRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/ListMutes',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def BatchGetUsers(request,
             target,
             options=(),
@@ -1075,6 +1359,33 @@ class UserService:
             '/tweetmesh.users.v1.UserService/FilterFollowers',
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersRequest.SerializeToString,
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRelations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/ListRelations',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

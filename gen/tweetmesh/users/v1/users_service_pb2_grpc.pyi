@@ -84,6 +84,22 @@ class UserServiceStub:
     """Who follows user_id, most recent follow first."""
     ListFollowing: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowingRequest, _users_service_pb2.ListFollowingResponse]
     """Whom user_id follows, most recent follow first."""
+    BlockUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.BlockUserRequest, _users_service_pb2.BlockUserResponse]
+    """The caller blocks user_id: the follows between them both ways end, neither can follow, reply
+    to, like or retweet the other, and neither sees the other's tweets (home timeline, streams,
+    replies, mentions, likes, search, lists...) nor is notified by the other. Blocking twice
+    changes nothing.
+    """
+    UnblockUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.UnblockUserRequest, _users_service_pb2.UnblockUserResponse]
+    MuteUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.MuteUserRequest, _users_service_pb2.MuteUserResponse]
+    """The caller mutes user_id: their tweets, retweets and notifications leave the caller's home
+    timeline, live stream and notifications, silently (they are not told; follows stay).
+    """
+    UnmuteUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.UnmuteUserRequest, _users_service_pb2.UnmuteUserResponse]
+    ListBlocks: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListBlocksRequest, _users_service_pb2.ListBlocksResponse]
+    """The accounts the caller blocks, most recent block first."""
+    ListMutes: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListMutesRequest, _users_service_pb2.ListMutesResponse]
+    """The accounts the caller mutes, most recent mute first."""
     BatchGetUsers: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.BatchGetUsersRequest, _users_service_pb2.BatchGetUsersResponse]
     """Internal: many users at once; unknown ids are left out of the answer."""
     AuthenticateToken: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokenRequest, _users_service_pb2.AuthenticateTokenResponse]
@@ -96,6 +112,10 @@ class UserServiceStub:
     """Internal: the users behind handles (ignoring case); unknown handles are left out."""
     FilterFollowers: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.FilterFollowersRequest, _users_service_pb2.FilterFollowersResponse]
     """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out)."""
+    ListRelations: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListRelationsRequest, _users_service_pb2.ListRelationsResponse]
+    """Internal: user_id's blocks and mutes with other_ids (for the services that hide what a viewer
+    must not see); refills the Redis cache of user_id's relations (social/relations.py).
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -153,6 +173,22 @@ class UserServiceAsyncStub(UserServiceStub):
     """Who follows user_id, most recent follow first."""
     ListFollowing: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowingRequest, _users_service_pb2.ListFollowingResponse]  # type: ignore[assignment]
     """Whom user_id follows, most recent follow first."""
+    BlockUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.BlockUserRequest, _users_service_pb2.BlockUserResponse]  # type: ignore[assignment]
+    """The caller blocks user_id: the follows between them both ways end, neither can follow, reply
+    to, like or retweet the other, and neither sees the other's tweets (home timeline, streams,
+    replies, mentions, likes, search, lists...) nor is notified by the other. Blocking twice
+    changes nothing.
+    """
+    UnblockUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.UnblockUserRequest, _users_service_pb2.UnblockUserResponse]  # type: ignore[assignment]
+    MuteUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.MuteUserRequest, _users_service_pb2.MuteUserResponse]  # type: ignore[assignment]
+    """The caller mutes user_id: their tweets, retweets and notifications leave the caller's home
+    timeline, live stream and notifications, silently (they are not told; follows stay).
+    """
+    UnmuteUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.UnmuteUserRequest, _users_service_pb2.UnmuteUserResponse]  # type: ignore[assignment]
+    ListBlocks: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListBlocksRequest, _users_service_pb2.ListBlocksResponse]  # type: ignore[assignment]
+    """The accounts the caller blocks, most recent block first."""
+    ListMutes: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListMutesRequest, _users_service_pb2.ListMutesResponse]  # type: ignore[assignment]
+    """The accounts the caller mutes, most recent mute first."""
     BatchGetUsers: _aio.UnaryUnaryMultiCallable[_users_service_pb2.BatchGetUsersRequest, _users_service_pb2.BatchGetUsersResponse]  # type: ignore[assignment]
     """Internal: many users at once; unknown ids are left out of the answer."""
     AuthenticateToken: _aio.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokenRequest, _users_service_pb2.AuthenticateTokenResponse]  # type: ignore[assignment]
@@ -165,6 +201,10 @@ class UserServiceAsyncStub(UserServiceStub):
     """Internal: the users behind handles (ignoring case); unknown handles are left out."""
     FilterFollowers: _aio.UnaryUnaryMultiCallable[_users_service_pb2.FilterFollowersRequest, _users_service_pb2.FilterFollowersResponse]  # type: ignore[assignment]
     """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out)."""
+    ListRelations: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListRelationsRequest, _users_service_pb2.ListRelationsResponse]  # type: ignore[assignment]
+    """Internal: user_id's blocks and mutes with other_ids (for the services that hide what a viewer
+    must not see); refills the Redis cache of user_id's relations (social/relations.py).
+    """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     """UserService owns accounts, sessions and who follows whom.
@@ -323,6 +363,58 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         """Whom user_id follows, most recent follow first."""
 
     @_abc_1.abstractmethod
+    def BlockUser(
+        self,
+        request: _users_service_pb2.BlockUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.BlockUserResponse, _abc.Awaitable[_users_service_pb2.BlockUserResponse]]:
+        """The caller blocks user_id: the follows between them both ways end, neither can follow, reply
+        to, like or retweet the other, and neither sees the other's tweets (home timeline, streams,
+        replies, mentions, likes, search, lists...) nor is notified by the other. Blocking twice
+        changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def UnblockUser(
+        self,
+        request: _users_service_pb2.UnblockUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.UnblockUserResponse, _abc.Awaitable[_users_service_pb2.UnblockUserResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def MuteUser(
+        self,
+        request: _users_service_pb2.MuteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.MuteUserResponse, _abc.Awaitable[_users_service_pb2.MuteUserResponse]]:
+        """The caller mutes user_id: their tweets, retweets and notifications leave the caller's home
+        timeline, live stream and notifications, silently (they are not told; follows stay).
+        """
+
+    @_abc_1.abstractmethod
+    def UnmuteUser(
+        self,
+        request: _users_service_pb2.UnmuteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.UnmuteUserResponse, _abc.Awaitable[_users_service_pb2.UnmuteUserResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListBlocks(
+        self,
+        request: _users_service_pb2.ListBlocksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.ListBlocksResponse, _abc.Awaitable[_users_service_pb2.ListBlocksResponse]]:
+        """The accounts the caller blocks, most recent block first."""
+
+    @_abc_1.abstractmethod
+    def ListMutes(
+        self,
+        request: _users_service_pb2.ListMutesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.ListMutesResponse, _abc.Awaitable[_users_service_pb2.ListMutesResponse]]:
+        """The accounts the caller mutes, most recent mute first."""
+
+    @_abc_1.abstractmethod
     def BatchGetUsers(
         self,
         request: _users_service_pb2.BatchGetUsersRequest,
@@ -369,5 +461,15 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_users_service_pb2.FilterFollowersResponse, _abc.Awaitable[_users_service_pb2.FilterFollowersResponse]]:
         """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out)."""
+
+    @_abc_1.abstractmethod
+    def ListRelations(
+        self,
+        request: _users_service_pb2.ListRelationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.ListRelationsResponse, _abc.Awaitable[_users_service_pb2.ListRelationsResponse]]:
+        """Internal: user_id's blocks and mutes with other_ids (for the services that hide what a viewer
+        must not see); refills the Redis cache of user_id's relations (social/relations.py).
+        """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
