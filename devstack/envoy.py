@@ -2,7 +2,9 @@
 
 In a container: `python -m devstack.envoy --listen 0.0.0.0:8080 --admin 0.0.0.0:9901
 --upstream users=users:50051 --upstream tweets=tweets:50052 --upstream timeline=timeline:50054`
-renders the config and replaces itself with Envoy (see docker-compose.yml).
+renders the config and replaces itself with Envoy (see docker-compose.yml). With a certificate
+(`--tls-cert` and `--tls-key`, or `--tls-dir` holding tls.crt and tls.key) it also serves HTTPS and
+gRPC over TLS on `--tls-listen`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +24,25 @@ import yaml
 from devstack import binaries
 from devstack.errors import DevstackError
 from devstack.process import ManagedProcess, Server
+from devstack.tls import TlsFiles
 
 LISTENER = "ingress"
+TLS_LISTENER = "ingress_tls"
 LOOPBACK = "127.0.0.1"
 _ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = _ROOT / "envoy" / "envoy.yaml"
 DESCRIPTOR = _ROOT / "gen" / "tweetmesh.pb"
 _ENDPOINT = ("load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address")
+_TLS_CONTEXT = ("filter_chains", 0, "transport_socket", "typed_config", "common_tls_context")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """Where Envoy serves TLS, and with which certificate."""
+
+    files: TlsFiles
+    port: int
+    host: str = LOOPBACK
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -76,22 +91,31 @@ def render_envoy_config(
     descriptor: Path,
     listen_host: str = LOOPBACK,
     admin_host: str = LOOPBACK,
+    tls: TlsListener | None = None,
 ) -> str:
     """The template with our admin and listener ports, cluster endpoints and descriptor path, as YAML.
 
     `upstreams` maps each cluster name to (host, port) and must name exactly the template's clusters,
-    so a cluster added to the template cannot silently keep pointing at a default port.
+    so a cluster added to the template cannot silently keep pointing at a default port. The TLS
+    listener is kept, with `tls`'s address and certificate, only when `tls` is given.
     """
     config = yaml.safe_load(template.read_text())
     _set_address(_at(config, ("admin", "address", "socket_address"), template), admin_port, admin_host)
 
     listeners = _at(config, ("static_resources", "listeners"), template)
-    ingress = [listener for listener in listeners if listener.get("name") == LISTENER]
-    if len(ingress) != 1:
-        raise DevstackError(f"{template} must have exactly one listener named {LISTENER!r}")
-    _set_address(_at(ingress[0], ("address", "socket_address"), template), listen_port, listen_host)
-    if _set_descriptors(ingress[0], os.fspath(descriptor.resolve())) == 0:
-        raise DevstackError(f"{template}: listener {LISTENER!r} has no proto_descriptor")
+    ingress = _listener(listeners, LISTENER, template)
+    _set_address(_at(ingress, ("address", "socket_address"), template), listen_port, listen_host)
+    secure = _listener(listeners, TLS_LISTENER, template)
+    if tls is None:
+        listeners.remove(secure)
+    else:
+        _set_address(_at(secure, ("address", "socket_address"), template), tls.port, tls.host)
+        (certificate,) = _at(secure, (*_TLS_CONTEXT, "tls_certificates"), template)
+        certificate["certificate_chain"] = {"filename": os.fspath(tls.files.cert.resolve())}
+        certificate["private_key"] = {"filename": os.fspath(tls.files.key.resolve())}
+    for listener in listeners:
+        if _set_descriptors(listener, os.fspath(descriptor.resolve())) == 0:
+            raise DevstackError(f"{template}: listener {listener.get('name')!r} has no proto_descriptor")
 
     clusters = {c["name"]: c for c in _at(config, ("static_resources", "clusters"), template)}
     if set(clusters) != set(upstreams):
@@ -101,6 +125,13 @@ def render_envoy_config(
     for name, (host, port) in upstreams.items():
         _set_address(_at(clusters[name], _ENDPOINT, template), port, host)
     return yaml.dump(config, Dumper=_PlainDumper, sort_keys=False)
+
+
+def _listener(listeners: list[Any], name: str, template: Path) -> Any:
+    found = [listener for listener in listeners if listener.get("name") == name]
+    if len(found) != 1:
+        raise DevstackError(f"{template} must have exactly one listener named {name!r}")
+    return found[0]
 
 
 def _is_live(admin_port: int) -> bool:
@@ -155,6 +186,20 @@ def _upstream(text: str) -> tuple[str, tuple[str, int]]:
     return name, _address(address)
 
 
+def _tls_listener(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TlsListener | None:
+    host, port = args.tls_listen
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key) or args.tls_dir:
+            parser.error("give --tls-cert with --tls-key, or --tls-dir alone")
+        return TlsListener(TlsFiles(args.tls_cert, args.tls_key).check(), port, host)
+    if args.tls_dir:
+        files = TlsFiles(args.tls_dir / "tls.crt", args.tls_dir / "tls.key")
+        if files.cert.exists() and files.key.exists():
+            return TlsListener(files.check(), port, host)
+        print(f"devstack.envoy: no tls.crt and tls.key in {args.tls_dir}: plain HTTP only", flush=True)
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m devstack.envoy", description="Render envoy.yaml and run Envoy."
@@ -168,6 +213,17 @@ def main() -> None:
     parser.add_argument("--upstream", type=_upstream, action="append", default=[], help="CLUSTER=HOST:PORT")
     parser.add_argument("--template", type=Path, default=TEMPLATE)
     parser.add_argument("--descriptor", type=Path, default=DESCRIPTOR)
+    parser.add_argument(
+        "--tls-listen", type=_address, default=(LOOPBACK, 8443), help="HOST:PORT for HTTPS and gRPC over TLS"
+    )
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS (with --tls-key)")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--tls-dir",
+        type=Path,
+        help="serve TLS if this folder holds tls.crt and tls.key (a Kubernetes TLS Secret mounted "
+        "optional); without them, plain HTTP only",
+    )
     args = parser.parse_args()
     config = render_envoy_config(
         args.template,
@@ -177,6 +233,7 @@ def main() -> None:
         admin_host=args.admin[0],
         upstreams=dict(args.upstream),
         descriptor=args.descriptor,
+        tls=_tls_listener(parser, args),
     )
     config_path = Path(tempfile.mkdtemp(prefix="tweetmesh-envoy-")) / "envoy.yaml"
     config_path.write_text(config)

@@ -20,11 +20,12 @@ from types import TracebackType
 
 import grpc
 
-from devstack.envoy import DESCRIPTOR, TEMPLATE, render_envoy_config, start_envoy
+from devstack.envoy import DESCRIPTOR, TEMPLATE, TlsListener, render_envoy_config, start_envoy
 from devstack.errors import DevstackError, StartupError
 from devstack.postgres import start_postgres
 from devstack.process import ManagedProcess, Server
 from devstack.redis import start_redis
+from devstack.tls import TlsFiles
 from meshkit.healthcheck import health_status
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,7 @@ class MeshPorts:
 
     envoy: int = 8080
     envoy_admin: int = 9901
+    envoy_tls: int = 8443  # HTTPS and gRPC over TLS, when the mesh has a certificate
     users: int = 50051
     tweets: int = 50052
     fanout: int = 50053
@@ -115,7 +117,8 @@ class Mesh:
 
     `database_url` / `redis_url` default to $DATABASE_URL / $REDIS_URL; when those are empty (or
     None is passed) a private server is started in `data_dir`. With `log_to_files`, each process
-    writes to `data_dir`/logs/<name>.log; otherwise output goes to this process's terminal.
+    writes to `data_dir`/logs/<name>.log; otherwise output goes to this process's terminal. With
+    `tls`, Envoy also serves HTTPS and gRPC over TLS on `ports.envoy_tls` with that certificate.
     """
 
     def __init__(
@@ -129,6 +132,7 @@ class Mesh:
         database_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
         redis_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
         ready_timeout: float = 30.0,
+        tls: TlsFiles | None = None,
     ) -> None:
         self._data_dir = data_dir.resolve()
         self._ports = ports or MeshPorts()
@@ -138,6 +142,7 @@ class Mesh:
         self._external_database_url = _from_environment(database_url, "DATABASE_URL")
         self._external_redis_url = _from_environment(redis_url, "REDIS_URL")
         self._ready_timeout = ready_timeout
+        self._tls = tls
         self._postgres: Server | None = None
         self._redis: Server | None = None
         self._envoy: Server | None = None
@@ -153,6 +158,11 @@ class Mesh:
     @property
     def data_dir(self) -> Path:
         return self._data_dir
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        """The certificate Envoy's TLS listener serves, if it has one."""
+        return self._tls
 
     @property
     def database_url(self) -> str:
@@ -367,6 +377,7 @@ class Mesh:
             admin_port=self._ports.envoy_admin,
             upstreams={name: (HOST, self._ports.of(name)) for name in PUBLIC_SERVICES},
             descriptor=DESCRIPTOR,
+            tls=None if self._tls is None else TlsListener(self._tls, self._ports.envoy_tls),
         )
         self._envoy = start_envoy(
             config,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from devstack.mesh import SERVICES, Mesh, MeshPorts
+from devstack.tls import self_signed
 from tests.helpers import Stubs
 
 # Small enough that tests cross the Redis window and page from PostgreSQL; short enough to wait for.
@@ -52,7 +53,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 @contextlib.contextmanager
 def test_mesh(env: Mapping[str, str], prefix: str) -> Iterator[Mesh]:
-    """A whole mesh on free ports with private PostgreSQL and Redis, logs in its data dir."""
+    """A whole mesh on free ports with private PostgreSQL and Redis, logs in its data dir, and
+    Envoy's TLS listener with a self-signed certificate (<data dir>/tls/tls.crt)."""
     # Readable by the unprivileged user PostgreSQL runs as when the suite runs as root.
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     data_dir.chmod(0o755)
@@ -64,6 +66,7 @@ def test_mesh(env: Mapping[str, str], prefix: str) -> Iterator[Mesh]:
         env_overrides=env,
         database_url=None,
         redis_url=None,
+        tls=self_signed(data_dir / "tls"),
     )
     instance.start()
     try:
