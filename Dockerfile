@@ -20,6 +20,7 @@ COPY timeline_svc ./timeline_svc
 COPY devstack ./devstack
 COPY tweetmesh_cli ./tweetmesh_cli
 COPY envoy ./envoy
+COPY web ./web
 RUN pip install --no-cache-dir --no-deps . \
     && useradd --system --uid 10001 tweetmesh
 USER tweetmesh

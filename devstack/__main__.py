@@ -9,6 +9,8 @@ Environment:
   ENVOY_TLS_PORT       Envoy HTTPS and gRPC over TLS, when there is a certificate (default 8443)
   TLS_CERT_FILE, TLS_KEY_FILE
                        serve TLS with this PEM certificate chain and private key
+  CORS_ALLOWED_ORIGINS comma-separated origins (scheme://host[:port]) whose pages may call the API
+                       (default none: the web client at / is same-origin)
   TLS_SELF_SIGNED=1    serve TLS with a self-signed certificate for localhost/127.0.0.1, made once
                        and kept in <data dir>/tls (clients trust <data dir>/tls/tls.crt)
   USERS_PORT, TWEETS_PORT, FANOUT_PORT, TIMELINE_PORT
@@ -55,6 +57,11 @@ def ports_from_env(env: Mapping[str, str]) -> MeshPorts:
     return MeshPorts(**chosen)
 
 
+def cors_origins_from_env(env: Mapping[str, str]) -> list[str]:
+    """The origins of CORS_ALLOWED_ORIGINS (comma-separated; spaces ignored)."""
+    return [origin.strip() for origin in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if origin.strip()]
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     # Once: a second Ctrl-C while stopping must not cut the orderly stop short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -71,6 +78,7 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
             ("TLS certificate", str(mesh.tls.cert)),
         ]
     return [
+        ("web client", f"http://127.0.0.1:{ports.envoy}/"),
         ("Envoy HTTP/JSON and gRPC", f"http://127.0.0.1:{ports.envoy}"),
         *secure,
         ("Envoy admin", f"http://127.0.0.1:{ports.envoy_admin}"),
@@ -86,7 +94,13 @@ def main() -> int:
     try:
         data_dir = Path(os.environ.get("TWEETMESH_DATA_DIR") or ROOT / ".data")
         mesh = Mesh(
-            data_dir, ports=ports_from_env(os.environ), durable=True, tls=tls_from_env(os.environ, data_dir)
+            data_dir,
+            ports=ports_from_env(os.environ),
+            durable=True,
+            tls=tls_from_env(os.environ, data_dir),
+            cors_origins=[
+                o for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").replace(" ", "").split(",") if o
+            ],
         )
     except DevstackError as error:
         print(f"devstack: {error}", file=sys.stderr)

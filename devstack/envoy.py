@@ -10,11 +10,13 @@ gRPC over TLS on `--tls-listen`.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,24 @@ LOOPBACK = "127.0.0.1"
 _ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = _ROOT / "envoy" / "envoy.yaml"
 DESCRIPTOR = _ROOT / "gen" / "tweetmesh.pb"
+WEB = _ROOT / "web"
+WEB_ROUTE = "web"
+# The web client's files by extension; a file of any other kind is refused rather than served
+# with a guessed type.
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".webmanifest": "application/manifest+json",
+}
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 _ENDPOINT = ("load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address")
 _TLS_CONTEXT = ("filter_chains", 0, "transport_socket", "typed_config", "common_tls_context")
+_ROUTE_CONFIG = ("filter_chains", 0, "filters", 0, "typed_config", "route_config")
+_CORS = "envoy.filters.http.cors"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +110,15 @@ def render_envoy_config(
     listen_host: str = LOOPBACK,
     admin_host: str = LOOPBACK,
     tls: TlsListener | None = None,
+    web: Path = WEB,
+    cors_origins: Sequence[str] = (),
 ) -> str:
     """The template with our admin and listener ports, cluster endpoints and descriptor path, as YAML.
 
     `upstreams` maps each cluster name to (host, port) and must name exactly the template's clusters,
     so a cluster added to the template cannot silently keep pointing at a default port. The TLS
-    listener is kept, with `tls`'s address and certificate, only when `tls` is given.
+    listener is kept, with `tls`'s address and certificate, only when `tls` is given. The web
+    client's route is repeated for every file of `web`; browsers on `cors_origins` may call the API.
     """
     config = yaml.safe_load(template.read_text())
     _set_address(_at(config, ("admin", "address", "socket_address"), template), admin_port, admin_host)
@@ -105,6 +126,10 @@ def render_envoy_config(
     listeners = _at(config, ("static_resources", "listeners"), template)
     ingress = _listener(listeners, LISTENER, template)
     _set_address(_at(ingress, ("address", "socket_address"), template), listen_port, listen_host)
+    route_config = _at(ingress, _ROUTE_CONFIG, template)
+    (virtual_host,) = _at(route_config, ("virtual_hosts",), template)
+    _set_web_routes(_at(virtual_host, ("routes",), template), web, route_config, template)
+    _set_cors_origins(virtual_host, cors_origins, template)
     secure = _listener(listeners, TLS_LISTENER, template)
     if tls is None:
         listeners.remove(secure)
@@ -125,6 +150,43 @@ def render_envoy_config(
     for name, (host, port) in upstreams.items():
         _set_address(_at(clusters[name], _ENDPOINT, template), port, host)
     return yaml.dump(config, Dumper=_PlainDumper, sort_keys=False)
+
+
+def _set_web_routes(routes: list[Any], web: Path, route_config: Any, template: Path) -> None:
+    """Replaces the template's `web` route with one per file of `web` (and "/" for index.html)."""
+    found = [i for i, route in enumerate(routes) if route.get("name") == WEB_ROUTE]
+    if len(found) != 1:
+        raise DevstackError(f"{template} must have exactly one route named {WEB_ROUTE!r}")
+    model = routes[found[0]]
+    limit = int(route_config.get("max_direct_response_body_size_bytes", 4096))
+    files = sorted(f for f in web.rglob("*") if f.is_file())
+    if (web / "index.html") not in files:
+        raise DevstackError(f"the web client has no {web / 'index.html'}")
+    served = [("/", web / "index.html")] + [("/" + f.relative_to(web).as_posix(), f) for f in files]
+    made = []
+    for path, file in served:
+        content_type = CONTENT_TYPES.get(file.suffix)
+        if content_type is None:
+            raise DevstackError(f"{file}: no content type for {file.suffix!r} files (see CONTENT_TYPES)")
+        if file.stat().st_size > limit:
+            raise DevstackError(f"{file} is larger than the {limit} bytes Envoy may serve from a route")
+        route = copy.deepcopy(model)
+        route["name"] = f"{WEB_ROUTE}:{path}"
+        _at(route, ("match",), template)["path"] = path
+        _at(route, ("direct_response", "body"), template)["filename"] = os.fspath(file.resolve())
+        for added in _at(route, ("response_headers_to_add",), template):
+            if added["header"]["key"] == "content-type":
+                added["header"]["value"] = content_type
+        made.append(route)
+    routes[found[0] : found[0] + 1] = made
+
+
+def _set_cors_origins(virtual_host: Any, origins: Sequence[str], template: Path) -> None:
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise DevstackError(f"a CORS origin is scheme://host[:port] (no path, no '*'), got {origin!r}")
+    policy = _at(virtual_host, ("typed_per_filter_config", _CORS), template)
+    policy["allow_origin_string_match"] = [{"exact": origin} for origin in origins]
 
 
 def _listener(listeners: list[Any], name: str, template: Path) -> Any:
@@ -216,6 +278,12 @@ def main() -> None:
     parser.add_argument(
         "--tls-listen", type=_address, default=(LOOPBACK, 8443), help="HOST:PORT for HTTPS and gRPC over TLS"
     )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        help="an origin (scheme://host[:port]) whose pages may call the API; repeatable",
+    )
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS (with --tls-key)")
     parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     parser.add_argument(
@@ -234,6 +302,7 @@ def main() -> None:
         upstreams=dict(args.upstream),
         descriptor=args.descriptor,
         tls=_tls_listener(parser, args),
+        cors_origins=args.cors_origin,
     )
     config_path = Path(tempfile.mkdtemp(prefix="tweetmesh-envoy-")) / "envoy.yaml"
     config_path.write_text(config)

@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -118,7 +118,8 @@ class Mesh:
     `database_url` / `redis_url` default to $DATABASE_URL / $REDIS_URL; when those are empty (or
     None is passed) a private server is started in `data_dir`. With `log_to_files`, each process
     writes to `data_dir`/logs/<name>.log; otherwise output goes to this process's terminal. With
-    `tls`, Envoy also serves HTTPS and gRPC over TLS on `ports.envoy_tls` with that certificate.
+    `tls`, Envoy also serves HTTPS and gRPC over TLS on `ports.envoy_tls` with that certificate;
+    browsers on `cors_origins` may call the API from their pages.
     """
 
     def __init__(
@@ -133,6 +134,7 @@ class Mesh:
         redis_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
         ready_timeout: float = 30.0,
         tls: TlsFiles | None = None,
+        cors_origins: Sequence[str] = (),
     ) -> None:
         self._data_dir = data_dir.resolve()
         self._ports = ports or MeshPorts()
@@ -143,6 +145,7 @@ class Mesh:
         self._external_redis_url = _from_environment(redis_url, "REDIS_URL")
         self._ready_timeout = ready_timeout
         self._tls = tls
+        self._cors_origins = tuple(cors_origins)
         self._postgres: Server | None = None
         self._redis: Server | None = None
         self._envoy: Server | None = None
@@ -378,6 +381,7 @@ class Mesh:
             upstreams={name: (HOST, self._ports.of(name)) for name in PUBLIC_SERVICES},
             descriptor=DESCRIPTOR,
             tls=None if self._tls is None else TlsListener(self._tls, self._ports.envoy_tls),
+            cors_origins=self._cors_origins,
         )
         self._envoy = start_envoy(
             config,

@@ -35,6 +35,9 @@ TEST_ENV = {
 }
 
 
+# The one other origin whose pages may call the test mesh's API (tests/e2e/test_cors.py).
+CORS_ORIGIN = "http://app.example.test:8000"
+
 _REPORT = pytest.StashKey[list[str]]()
 
 
@@ -54,7 +57,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 @contextlib.contextmanager
 def test_mesh(env: Mapping[str, str], prefix: str) -> Iterator[Mesh]:
     """A whole mesh on free ports with private PostgreSQL and Redis, logs in its data dir, and
-    Envoy's TLS listener with a self-signed certificate (<data dir>/tls/tls.crt)."""
+    Envoy's TLS listener with a self-signed certificate (<data dir>/tls/tls.crt), and CORS_ORIGIN
+    allowed to call the API from its pages."""
     # Readable by the unprivileged user PostgreSQL runs as when the suite runs as root.
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     data_dir.chmod(0o755)
@@ -67,6 +71,7 @@ def test_mesh(env: Mapping[str, str], prefix: str) -> Iterator[Mesh]:
         database_url=None,
         redis_url=None,
         tls=self_signed(data_dir / "tls"),
+        cors_origins=[CORS_ORIGIN],
     )
     instance.start()
     try:
