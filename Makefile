@@ -11,7 +11,7 @@ BUF_IMAGE := $(VENV)/buf/tweetmesh.binpb
 # The released contract: `buf breaking` compares protos/ against it; `make api-release` replaces it.
 RELEASED := protos/released.binpb
 
-.PHONY: run test fuzz bench bench-tools test-tools-if-root debian-tools-if-root gen check-gen lint buf api-release unit clean venv
+.PHONY: run test fuzz client bench bench-tools test-tools-if-root debian-tools-if-root gen check-gen lint buf api-release unit clean venv
 
 venv: $(STAMP)
 
@@ -31,6 +31,10 @@ run: $(STAMP)
 ## envoy/envoy.yaml and deploy/prometheus/alerts.yaml.
 gen: $(STAMP)
 	$(PY) tools/gen.py
+
+## client: the tweetmesh-client wheel (clients/python + the public stubs from gen/) into dist/.
+client: $(STAMP)
+	$(PY) tools/build_client.py --out dist
 
 ## check-gen: fail when anything `make gen` writes differs from what protos/ and envoy/ generate.
 check-gen: $(STAMP)
