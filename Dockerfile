@@ -19,6 +19,7 @@ COPY fanout_svc ./fanout_svc
 COPY timeline_svc ./timeline_svc
 COPY devstack ./devstack
 COPY tweetmesh_cli ./tweetmesh_cli
+COPY mail ./mail
 COPY envoy ./envoy
 COPY web ./web
 RUN pip install --no-cache-dir --no-deps . \

@@ -393,6 +393,7 @@ def start_mesh(data_dir: Path, env: dict[str, str]) -> Mesh:
         env_overrides=BENCH_ENV | env,
         database_url=None,
         redis_url=None,
+        smtp_url=None,
         ready_timeout=60,
     )
     mesh.start()

@@ -4,6 +4,8 @@ Environment:
   TWEETMESH_DATA_DIR   where the embedded PostgreSQL and Redis keep their files (default: <repo>/.data)
   DATABASE_URL         use this PostgreSQL instead of starting one
   REDIS_URL            use this Redis instead of starting one
+  SMTP_URL             send mail there instead of starting the local SMTP server, which keeps each
+                       mail as a file in <data dir>/mail (its path is printed)
   ENVOY_PORT           Envoy HTTP/JSON and gRPC (default 8080)
   ENVOY_ADMIN_PORT     Envoy admin (default 9901)
   ENVOY_TLS_PORT       Envoy HTTPS and gRPC over TLS, when there is a certificate (default 8443)
@@ -19,6 +21,7 @@ Environment:
                        the services' Prometheus /metrics (defaults 9101, 9102, 9103, 9104)
   POSTGRES_PORT        the embedded PostgreSQL (default 55432)
   REDIS_PORT           the embedded Redis (default 56379)
+  SMTP_PORT            the local SMTP server (default 2525)
 Everything listens on 127.0.0.1. The services' JSON logs go to stdout. Once all is up it prints
 every endpoint and then the line `tweetmesh is ready`; SIGINT or SIGTERM stops it all, in order.
 """
@@ -86,6 +89,8 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
         *[(f"{n}_svc metrics", f"http://127.0.0.1:{ports.of(n + '_metrics')}/metrics") for n in SERVICES],
         ("PostgreSQL", mesh.database_url),
         ("Redis", mesh.redis_url),
+        ("SMTP", mesh.smtp_url),
+        *([("mails kept in", str(mesh.mail_dir))] if mesh.mail_dir is not None else []),
         ("data dir", str(mesh.data_dir)),
     ]
 

@@ -1,4 +1,5 @@
-"""The whole mesh on this machine: PostgreSQL, Redis, migrations, the four services and Envoy.
+"""The whole mesh on this machine: PostgreSQL, Redis, a local SMTP server, migrations, the four
+services and Envoy.
 
 Used by `make run` (devstack/__main__.py) and by the test suite's fixtures.
 """
@@ -25,6 +26,7 @@ from devstack.errors import DevstackError, StartupError
 from devstack.postgres import start_postgres
 from devstack.process import ManagedProcess, Server
 from devstack.redis import start_redis
+from devstack.smtp import start_smtp
 from devstack.tls import TlsFiles
 from meshkit.healthcheck import health_status
 
@@ -54,6 +56,8 @@ class MeshPorts:
     timeline_metrics: int = 9104
     postgres: int = 55432
     redis: int = 56379
+    # The local SMTP server that keeps mails as files (devstack.smtp).
+    smtp: int = 2525
 
     @classmethod
     def free(cls) -> MeshPorts:
@@ -115,11 +119,12 @@ def _stop_timeout(env: Mapping[str, str]) -> float:
 class Mesh:
     """Brings the mesh up and down in order; every process it starts, it stops.
 
-    `database_url` / `redis_url` default to $DATABASE_URL / $REDIS_URL; when those are empty (or
-    None is passed) a private server is started in `data_dir`. With `log_to_files`, each process
-    writes to `data_dir`/logs/<name>.log; otherwise output goes to this process's terminal. With
-    `tls`, Envoy also serves HTTPS and gRPC over TLS on `ports.envoy_tls` with that certificate;
-    browsers on `cors_origins` may call the API from their pages.
+    `database_url` / `redis_url` / `smtp_url` default to $DATABASE_URL / $REDIS_URL / $SMTP_URL;
+    when those are empty (or None is passed) a private server is started in `data_dir`. With
+    `log_to_files`, each process writes to `data_dir`/logs/<name>.log; otherwise output goes to
+    this process's terminal. With `tls`, Envoy also serves HTTPS and gRPC over TLS on
+    `ports.envoy_tls` with that certificate; browsers on `cors_origins` may call the API from
+    their pages.
     """
 
     def __init__(
@@ -132,6 +137,7 @@ class Mesh:
         env_overrides: Mapping[str, str] | None = None,
         database_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
         redis_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
+        smtp_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
         ready_timeout: float = 30.0,
         tls: TlsFiles | None = None,
         cors_origins: Sequence[str] = (),
@@ -143,11 +149,14 @@ class Mesh:
         self._env_overrides = dict(env_overrides or {})
         self._external_database_url = _from_environment(database_url, "DATABASE_URL")
         self._external_redis_url = _from_environment(redis_url, "REDIS_URL")
+        self._external_smtp_url = _from_environment(smtp_url, "SMTP_URL")
         self._ready_timeout = ready_timeout
         self._tls = tls
         self._cors_origins = tuple(cors_origins)
         self._postgres: Server | None = None
         self._redis: Server | None = None
+        self._smtp: Server | None = None
+        self._mail_folder = self._data_dir / "mail"
         self._envoy: Server | None = None
         self._services: dict[str, ManagedProcess] = {}
         self._service_envs: dict[str, dict[str, str]] = {}
@@ -183,9 +192,22 @@ class Mesh:
             raise DevstackError("Redis is not running: call start() first")
         return self._redis.url
 
+    @property
+    def smtp_url(self) -> str:
+        if self._external_smtp_url:
+            return self._external_smtp_url
+        if self._smtp is None:
+            raise DevstackError("the SMTP server is not running: call start() first")
+        return self._smtp.url
+
+    @property
+    def mail_dir(self) -> Path | None:
+        """Where the local SMTP server keeps each mail (devstack.smtp.read_mails); None with SMTP_URL."""
+        return None if self._external_smtp_url else self._mail_folder
+
     def pid(self, name: str) -> int:
-        """The pid of a running process: a service name, "postgres", "redis" or "envoy"."""
-        servers = {"postgres": self._postgres, "redis": self._redis, "envoy": self._envoy}
+        """The pid of a running process: a service name, "postgres", "redis", "smtp" or "envoy"."""
+        servers = {"postgres": self._postgres, "redis": self._redis, "smtp": self._smtp, "envoy": self._envoy}
         server = servers.get(name)
         process = server.process if server is not None else self._services.get(name)
         if process is None or not process.alive():
@@ -194,7 +216,7 @@ class Mesh:
 
     def casualties(self) -> list[str]:
         """Each started process that has exited since, with its exit code and the end of its log."""
-        servers = [s.process for s in (self._postgres, self._redis, self._envoy) if s is not None]
+        servers = [s.process for s in (self._postgres, self._redis, self._smtp, self._envoy) if s is not None]
         return [str(p.failure("has exited")) for p in [*servers, *self._services.values()] if not p.alive()]
 
     def service_env(self, name: str, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -212,7 +234,7 @@ class Mesh:
 
     def start(self) -> None:
         """Starts everything and returns once all of it is ready; on failure stops what it started."""
-        if self._services or self._postgres or self._redis or self._envoy:
+        if self._services or self._postgres or self._redis or self._smtp or self._envoy:
             raise DevstackError("this mesh is already started")
         self._data_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -225,6 +247,8 @@ class Mesh:
                 )
             if not self._external_redis_url:
                 self._redis = start_redis(self._data_dir, self._ports.redis, log_path=self._log("redis"))
+            if not self._external_smtp_url:
+                self._smtp = start_smtp(self._mail_folder, self._ports.smtp, log_path=self._log("smtp"))
             self._migrate()
             # Started together, waited for one by one: startup is mostly Python imports.
             for name in SERVICES:
@@ -243,6 +267,9 @@ class Mesh:
             self._envoy = None
         for name in reversed(SERVICES):
             self.stop_service(name)
+        if self._smtp is not None:
+            self._smtp.process.stop()
+            self._smtp = None
         if self._redis is not None:
             self._redis.process.stop()
             self._redis = None
@@ -273,20 +300,20 @@ class Mesh:
         process = self._services.pop(name, None)
         return process.kill() if process is not None else None
 
-    # ----- faults, for the fault tests: the embedded PostgreSQL and Redis
+    # ----- faults, for the fault tests: the embedded PostgreSQL, Redis and SMTP server
 
     def _embedded(self, name: str) -> Server:
-        server = {"postgres": self._postgres, "redis": self._redis}.get(name)
+        server = {"postgres": self._postgres, "redis": self._redis, "smtp": self._smtp}.get(name)
         if server is None:
             raise DevstackError(f"{name} is not an embedded server of this mesh (or it is not running)")
         return server
 
     def stop_dependency(self, name: str) -> None:
-        """Stops the embedded "postgres" or "redis" (fast shutdown; Redis keeps nothing: a wipe)."""
+        """Stops the embedded "postgres", "redis" or "smtp" (fast shutdown; Redis keeps nothing: a wipe)."""
         self._embedded(name).process.stop(timeout=30.0)
 
     def start_dependency(self, name: str) -> None:
-        """Starts a stopped "postgres" or "redis" again on the same port and data dir."""
+        """Starts a stopped "postgres", "redis" or "smtp" again on the same port and data dir."""
         server = self._embedded(name)
         if server.process.alive():
             raise DevstackError(f"{name} is still running")
@@ -294,6 +321,8 @@ class Mesh:
             self._postgres = start_postgres(
                 self._data_dir, self._ports.postgres, durable=self._durable, log_path=self._log("postgres")
             )
+        elif name == "smtp":
+            self._smtp = start_smtp(self._mail_folder, self._ports.smtp, log_path=self._log("smtp"))
         else:
             self._redis = start_redis(self._data_dir, self._ports.redis, log_path=self._log("redis"))
 
@@ -331,6 +360,7 @@ class Mesh:
         return dict(os.environ) | {
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
+            "SMTP_URL": self.smtp_url,
             "LISTEN_HOST": HOST,
             **addresses,
         }

@@ -70,6 +70,7 @@ def test_mesh(env: Mapping[str, str], prefix: str) -> Iterator[Mesh]:
         env_overrides=env,
         database_url=None,
         redis_url=None,
+        smtp_url=None,
         tls=self_signed(data_dir / "tls"),
         cors_origins=[CORS_ORIGIN],
     )

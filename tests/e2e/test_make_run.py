@@ -2,10 +2,11 @@
 
 Why this test exists: `make run` is the README's front door and the only place where the runner's
 own signal handling is exercised. It proves that the runner starts the whole mesh (embedded
-PostgreSQL and Redis, migrations, the four services, Envoy) on the ports it is given, prints
-`tweetmesh is ready` only once Envoy answers (over TLS too, with the self-signed certificate
-TLS_SELF_SIGNED=1 asks for), and that SIGINT (Ctrl-C) makes it stop everything it started and exit
-0, leaving no process behind (none of its descendants survives, and nothing still holds its stdout).
+PostgreSQL and Redis, the local SMTP server, migrations, the four services, Envoy) on the ports it
+is given, prints `tweetmesh is ready` only once Envoy answers (over TLS too, with the self-signed
+certificate TLS_SELF_SIGNED=1 asks for), and where mails are kept (a mail sent to its SMTP port is
+read back there), and that SIGINT (Ctrl-C) makes it stop everything it started and exit 0, leaving
+no process behind (none of its descendants survives, and nothing still holds its stdout).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import queue
 import shutil
 import signal
+import smtplib
 import ssl
 import subprocess
 import sys
@@ -29,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from devstack.mesh import MeshPorts
+from devstack.smtp import read_mails
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "tweetmesh is ready"
@@ -127,7 +130,7 @@ def data_dir() -> Iterator[Path]:
 
 def test_make_run_starts_everything_and_ctrl_c_stops_all_of_it(data_dir: Path) -> None:
     ports = MeshPorts.free()
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SMTP_URL"}}
     env["TWEETMESH_DATA_DIR"] = str(data_dir)
     env["TLS_SELF_SIGNED"] = "1"
     env |= {f"{f.name.upper()}_PORT": str(ports.of(f.name)) for f in fields(MeshPorts)}
@@ -155,9 +158,16 @@ def test_make_run_starts_everything_and_ctrl_c_stops_all_of_it(data_dir: Path) -
         with pytest.raises(urllib.error.HTTPError) as not_found:
             urllib.request.urlopen(secure, timeout=5, context=trusting)
         assert not_found.value.code == 404
+        # The local SMTP server: its address and the folder where it keeps mails are printed.
+        assert f"smtp://127.0.0.1:{ports.smtp}" in output.text()
+        assert str(data_dir / "mail") in output.text()
+        with smtplib.SMTP("127.0.0.1", ports.smtp, timeout=10) as smtp:
+            smtp.sendmail("no-reply@example.com", ["ann@example.com"], b"Subject: hello\r\n\r\nhi\r\n")
+        [mail] = read_mails(data_dir / "mail", "ann@example.com")
+        assert mail["Subject"] == "hello"
         started = descendants(runner.pid)
-        # PostgreSQL, Redis, four services, Envoy, and PostgreSQL's own workers.
-        assert len(started) >= 7, started
+        # PostgreSQL, Redis, the SMTP server, four services, Envoy, and PostgreSQL's own workers.
+        assert len(started) >= 8, started
 
         runner.send_signal(signal.SIGINT)
         assert runner.wait(STOP_TIMEOUT) == 0, output.text()
