@@ -11,7 +11,7 @@ BUF_IMAGE := $(VENV)/buf/tweetmesh.binpb
 # The released contract: `buf breaking` compares protos/ against it; `make api-release` replaces it.
 RELEASED := protos/released.binpb
 
-.PHONY: run test fuzz client bench bench-tools test-tools-if-root debian-tools-if-root gen check-gen lint buf api-release unit clean venv
+.PHONY: run test fuzz client stubs bench bench-tools test-tools-if-root debian-tools-if-root gen check-gen lint buf api-release unit clean venv
 
 venv: $(STAMP)
 
@@ -55,6 +55,22 @@ $(BUF_STAMP):
 	npm install --prefix $(VENV)/npm --no-audit --no-fund --silent --save-exact @bufbuild/buf@$(BUF_VERSION)
 	touch $@
 
+# protoc-gen-es (TypeScript stubs), its runtime and tsc (to check what it writes), next to buf.
+ES_PACKAGES := @bufbuild/protoc-gen-es@2.17.0 @bufbuild/protobuf@2.17.0 typescript@5.9.3
+ES_STAMP := $(VENV)/npm/.installed-es-2.17.0-ts-5.9.3
+
+$(ES_STAMP): $(BUF_STAMP)
+	npm install --prefix $(VENV)/npm --no-audit --no-fund --silent --save-exact $(ES_PACKAGES)
+	touch $@
+
+## stubs: Go and TypeScript stubs of the public API into dist/stubs/ (buf.gen.yaml; Go's plugins
+##        are Debian's protoc-gen-go and protoc-gen-go-grpc).
+stubs: $(STAMP) $(BUF_STAMP) $(ES_STAMP)
+	@$(PY) tools/gen.py --image $(BUF_IMAGE)
+	rm -rf dist/stubs
+	PATH="$(CURDIR)/$(VENV)/npm/node_modules/.bin:$$PATH" $(BUF) generate '$(BUF_IMAGE)#format=binpb' \
+	  --template buf.gen.yaml --path tweetmesh/users --path tweetmesh/tweets --path tweetmesh/timeline
+
 ## buf: buf lint (STANDARD) on protos/, and buf breaking against the released contract.
 buf: $(STAMP) $(BUF_STAMP)
 	@$(PY) tools/gen.py --image $(BUF_IMAGE)
@@ -66,7 +82,7 @@ api-release: $(STAMP)
 	$(PY) tools/gen.py --image $(RELEASED) --no-source-info
 
 ## test: everything CI runs, against real PostgreSQL, Redis, Envoy, grpcurl, Prometheus and Chromium.
-test: check-gen lint test-tools-if-root
+test: check-gen lint test-tools-if-root $(ES_STAMP)
 	$(PY) -m pytest -p no:cacheprovider -ra tests
 
 ## fuzz: the long fuzz run: 10,000 generated HTTP requests through Envoy, 10,000 gRPC requests to
@@ -78,8 +94,11 @@ BENCH_SIZE ?= small
 # PROGRAM:DEBIAN_PACKAGE pairs.
 BENCH_TOOLS := h2load:nghttp2-client wrk:wrk redis-benchmark:redis-tools
 # The tests also use the benchmark's tools (its smoke test), Prometheus and promtool, and Chromium
-# with its WebDriver (the web client's browser test).
-TEST_TOOLS := $(BENCH_TOOLS) prometheus:prometheus promtool:prometheus chromium:chromium chromedriver:chromium-driver
+# with its WebDriver (the web client's browser test), Go's stub plugins, Go and the libraries the Go
+# stubs compile against (PACKAGE+PACKAGE: several packages for one program).
+TEST_TOOLS := $(BENCH_TOOLS) prometheus:prometheus promtool:prometheus chromium:chromium chromedriver:chromium-driver \
+  protoc-gen-go:protoc-gen-go protoc-gen-go-grpc:protoc-gen-go-grpc \
+  go:golang-go+golang-google-protobuf-dev+golang-google-grpc-dev+golang-google-genproto-dev
 
 ## bench: the benchmark at BENCH_SIZE=tiny|small|medium|large; writes bench/results/.
 bench: $(STAMP) bench-tools
@@ -99,7 +118,7 @@ test-tools-if-root:
 # No recommended packages (Prometheus would bring its node exporter), no service started.
 debian-tools-if-root:
 	@missing=""; for t in $(TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
-	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	missing=$$(echo $$missing | tr ' +' '\n\n' | sort -u | tr '\n' ' '); \
 	if [ -n "$${missing% }" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing $$missing(Debian packages the tests use)"; \
 	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
