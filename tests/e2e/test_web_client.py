@@ -50,6 +50,8 @@ class Page:
         self.name = name
 
     def open(self, route: str) -> None:
+        """Loads the page afresh at `route` (a new document: not a hash change of the last one)."""
+        self.driver.get("about:blank")
         self.driver.get(f"{self.base}/#{route}")
         self.heading()
 
@@ -293,7 +295,7 @@ def test_errors_are_shown_in_the_servers_words(
     assert page.notice() == taken.json()["message"]
 
     page.open("/u/nobody_at_all_x")
-    assert page.heading() == "Could not load this page"
+    page.heading("Could not load this page")
     missing = api("GET", "/v1/handles/nobody_at_all_x").json()["message"]
     assert page.driver.find_element(By.CSS_SELECTOR, "#view .error").text == missing
 

@@ -161,7 +161,14 @@ function tweetList(source, { label, empty = "Nothing here yet." } = {}) {
     list.querySelector(".empty")?.remove();
     shown.add(tweet.tweet_id);
     const card = tweetCard(tweet, { onDeleted: (id) => shown.delete(id) });
-    if (where === "start") list.prepend(card); else list.append(card);
+    if (where === "start") {
+      // Newest first: a live tweet goes on top, one found again after a reconnect in its place.
+      const older = [...list.querySelectorAll("article.tweet")].find(
+        (other) => BigInt(other.dataset.tweetId) < BigInt(tweet.tweet_id));
+      list.insertBefore(card, older || null);
+    } else {
+      list.append(card);
+    }
     return true;
   }
   function remove(tweetId) {
