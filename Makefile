@@ -86,9 +86,9 @@ test: check-gen lint test-tools-if-root $(ES_STAMP)
 	$(PY) -m pytest -p no:cacheprovider -ra tests
 
 ## fuzz: the long fuzz run: 10,000 generated HTTP requests through Envoy, 10,000 gRPC requests to
-##       every service (internal RPCs too), and the property tests with more examples.
+##       every service (internal RPCs too), and the property tests with more examples (media: 3,000 damaged files).
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=10000 $(PY) -m pytest -p no:cacheprovider -ra tests/fuzz tests/unit/test_properties.py
+	FUZZ_EXAMPLES=10000 $(PY) -m pytest -p no:cacheprovider -ra tests/fuzz tests/unit/test_properties.py tests/unit/test_media_properties.py
 
 BENCH_SIZE ?= small
 # PROGRAM:DEBIAN_PACKAGE pairs.
