@@ -128,5 +128,8 @@ debian-tools-if-root:
 unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -q tests/unit
 
+# As root, the embedded PostgreSQL may keep its files outside .data (see devstack/postgres.py), linked
+# from .data/postgres: they go too.
 clean:
+	@if [ -L .data/postgres ]; then rm -rf "$$(dirname "$$(readlink .data/postgres)")"; fi
 	rm -rf $(VENV) .data

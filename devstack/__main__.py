@@ -8,13 +8,14 @@ Environment:
                        mail as a file in <data dir>/mail (its path is printed)
   ENVOY_PORT           Envoy HTTP/JSON and gRPC (default 8080)
   ENVOY_ADMIN_PORT     Envoy admin (default 9901)
+  ENVOY_METRICS_PORT   Envoy's /stats/prometheus and /ready (default 9902)
   ENVOY_TLS_PORT       Envoy HTTPS and gRPC over TLS, when there is a certificate (default 8443)
   TLS_CERT_FILE, TLS_KEY_FILE
                        serve TLS with this PEM certificate chain and private key
-  CORS_ALLOWED_ORIGINS comma-separated origins (scheme://host[:port]) whose pages may call the API
-                       (default none: the web client at / is same-origin)
   TLS_SELF_SIGNED=1    serve TLS with a self-signed certificate for localhost/127.0.0.1, made once
                        and kept in <data dir>/tls (clients trust <data dir>/tls/tls.crt)
+  CORS_ALLOWED_ORIGINS comma-separated origins (scheme://host[:port]) whose pages may call the API
+                       (default none: the web client at / is same-origin)
   USERS_PORT, TWEETS_PORT, FANOUT_PORT, TIMELINE_PORT
                        the services' gRPC ports (defaults 50051, 50052, 50053, 50054)
   USERS_METRICS_PORT, TWEETS_METRICS_PORT, FANOUT_METRICS_PORT, TIMELINE_METRICS_PORT
@@ -23,7 +24,9 @@ Environment:
   REDIS_PORT           the embedded Redis (default 56379)
   SMTP_PORT            the local SMTP server (default 2525)
 Everything listens on 127.0.0.1. The services' JSON logs go to stdout. Once all is up it prints
-every endpoint and then the line `tweetmesh is ready`; SIGINT or SIGTERM stops it all, in order.
+every endpoint and then the line `tweetmesh is ready`; from then on a service that exits is started
+again after 1 s, 2 s, 4 s... (up to 30 s), and given up on after 5 crashes within 5 minutes, each
+said on stderr with the reason. SIGINT or SIGTERM stops it all, in order.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -41,6 +45,7 @@ from devstack.mesh import ROOT, SERVICES, Mesh, MeshPorts
 from devstack.tls import tls_from_env
 
 READY_LINE = "tweetmesh is ready"
+SUPERVISE_SECONDS = 0.5
 
 
 class _StopRequested(Exception):
@@ -85,6 +90,7 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
         ("Envoy HTTP/JSON and gRPC", f"http://127.0.0.1:{ports.envoy}"),
         *secure,
         ("Envoy admin", f"http://127.0.0.1:{ports.envoy_admin}"),
+        ("Envoy metrics", f"http://127.0.0.1:{ports.envoy_metrics}/stats/prometheus"),
         *[(f"{name}_svc gRPC", f"127.0.0.1:{ports.of(name)}") for name in SERVICES],
         *[(f"{n}_svc metrics", f"http://127.0.0.1:{ports.of(n + '_metrics')}/metrics") for n in SERVICES],
         ("PostgreSQL", mesh.database_url),
@@ -119,8 +125,10 @@ def main() -> int:
         for label, where in _endpoints(mesh):
             print(f"  {label:<{width}}  {where}")
         print(READY_LINE, flush=True)
-        while True:
-            signal.pause()
+        while True:  # a service that crashes from now on is restarted (Mesh.supervise)
+            for event in mesh.supervise():
+                print(f"devstack: {event}", file=sys.stderr, flush=True)
+            time.sleep(SUPERVISE_SECONDS)
     except _StopRequested as stop:
         print(f"devstack: {stop}, stopping", file=sys.stderr, flush=True)
         return 0

@@ -1,10 +1,20 @@
-"""Envoy for development, tests and containers: renders envoy/envoy.yaml with our addresses, runs it.
+"""Envoy for development, tests and containers: renders envoy/envoy.yaml with our addresses and the
+public API's allow list, runs it.
 
-In a container: `python -m devstack.envoy --listen 0.0.0.0:8080 --admin 0.0.0.0:9901
+The allow list: Envoy routes only the public RPCs, those with a google.api.http rule in the
+descriptor set it transcodes with, each by its exact gRPC path; anything else gets the template's
+last route (404 / UNIMPLEMENTED). The template holds one route per kind of RPC (its metadata
+`tweetmesh.kind`: `read`, `write`, `stream`); rendering replaces each with a copy per public RPC of
+that kind (its path and cluster: `tweetmesh.<cluster>.v1`), so a new RPC with an HTTP route is
+routed and a new internal one is not.
+
+In a container: `python -m devstack.envoy --listen 0.0.0.0:8080 --metrics 0.0.0.0:9902
 --upstream users=users:50051 --upstream tweets=tweets:50052 --upstream timeline=timeline:50054`
-renders the config and replaces itself with Envoy (see docker-compose.yml). With a certificate
+renders the config and replaces itself with Envoy (see docker-compose.yml); XFF_TRUSTED_HOPS in its
+environment is the number of proxies in front of it (--xff-trusted-hops). With a certificate
 (`--tls-cert` and `--tls-key`, or `--tls-dir` holding tls.crt and tls.key) it also serves HTTPS and
-gRPC over TLS on `--tls-listen`.
+gRPC over TLS on `--tls-listen`; `--cors-origin` (repeatable) lets pages of that origin call the API.
+The web client's files (web/) are served at / as direct responses, one route per file.
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
 
 from devstack import binaries
 from devstack.errors import DevstackError
@@ -30,12 +42,16 @@ from devstack.tls import TlsFiles
 
 LISTENER = "ingress"
 TLS_LISTENER = "ingress_tls"
+METRICS_LISTENER = "metrics"
+ADMIN_CLUSTER = "envoy_admin"
+_ANY = ("0.0.0.0", "::")
 LOOPBACK = "127.0.0.1"
 _ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = _ROOT / "envoy" / "envoy.yaml"
 DESCRIPTOR = _ROOT / "gen" / "tweetmesh.pb"
 WEB = _ROOT / "web"
 WEB_ROUTE = "web"
+PREFLIGHT_ROUTE = "cors-preflight"
 # The web client's files by extension; a file of any other kind is refused rather than served
 # with a guessed type.
 CONTENT_TYPES = {
@@ -48,10 +64,14 @@ CONTENT_TYPES = {
     ".webmanifest": "application/manifest+json",
 }
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
-_ENDPOINT = ("load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address")
-_TLS_CONTEXT = ("filter_chains", 0, "transport_socket", "typed_config", "common_tls_context")
-_ROUTE_CONFIG = ("filter_chains", 0, "filters", 0, "typed_config", "route_config")
 _CORS = "envoy.filters.http.cors"
+_TLS_CONTEXT = ("filter_chains", 0, "transport_socket", "typed_config", "common_tls_context")
+_ENDPOINT = ("load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address")
+API_PACKAGE = "tweetmesh."
+_LOCAL_RATE_LIMIT = ".local_ratelimit.v3.LocalRateLimit"
+# The kinds of public RPC: a route of the template with one of these in its metadata `tweetmesh.kind`
+# stands for every public RPC of that kind.
+ROUTE_KINDS = ("read", "write", "stream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +81,37 @@ class TlsListener:
     files: TlsFiles
     port: int
     host: str = LOOPBACK
+
+
+@dataclass(frozen=True, slots=True)
+class PublicRpc:
+    """An RPC of the public API: Envoy routes it, to `cluster`."""
+
+    path: str  # "/tweetmesh.users.v1.UserService/GetUser"
+    service: str  # "tweetmesh.users.v1.UserService"
+    cluster: str  # "users": the second part of the package
+    kind: str  # "read" (an HTTP GET), "write" (any other verb) or "stream" (a streaming RPC)
+
+
+def public_rpcs(descriptor_set: bytes) -> list[PublicRpc]:
+    """Every RPC of the tweetmesh packages that has a google.api.http rule, in descriptor order."""
+    found = []
+    for file in descriptor_pb2.FileDescriptorSet.FromString(descriptor_set).file:
+        if not file.package.startswith(API_PACKAGE):
+            continue
+        cluster = file.package.split(".")[1]
+        for service in file.service:
+            full_name = f"{file.package}.{service.name}"
+            for method in service.method:
+                if not method.options.HasExtension(annotations_pb2.http):
+                    continue
+                verb = method.options.Extensions[annotations_pb2.http].WhichOneof("pattern")
+                if method.server_streaming or method.client_streaming:
+                    kind = "stream"
+                else:
+                    kind = "read" if verb == "get" else "write"
+                found.append(PublicRpc(f"/{full_name}/{method.name}", full_name, cluster, kind))
+    return found
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -85,19 +136,156 @@ def _set_address(socket_address: Any, port: int, host: str = LOOPBACK) -> None:
     socket_address["port_value"] = port
 
 
-def _set_descriptors(node: Any, descriptor: str) -> int:
-    """Sets every `proto_descriptor` under `node`; returns how many it found."""
+def _set_transcoders(node: Any, descriptor: str, services: list[str]) -> int:
+    """Points every transcoder under `node` (a map with a `proto_descriptor`) at `descriptor` and the
+    public `services`; returns how many it found."""
     found = 0
     if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "proto_descriptor":
-                node[key] = descriptor
-                found += 1
-            else:
-                found += _set_descriptors(value, descriptor)
+        if "proto_descriptor" in node:
+            node["proto_descriptor"] = descriptor
+            node["services"] = list(services)
+            return 1
+        found += sum(_set_transcoders(value, descriptor, services) for value in node.values())
     elif isinstance(node, list):
-        found += sum(_set_descriptors(item, descriptor) for item in node)
+        found += sum(_set_transcoders(item, descriptor, services) for item in node)
     return found
+
+
+def _kind(route: Any) -> Any:
+    return route.get("metadata", {}).get("filter_metadata", {}).get("tweetmesh", {}).get("kind")
+
+
+def _managers(listener: Any, template: Path) -> list[Any]:
+    """The HTTP connection managers of `listener` (their typed_config)."""
+    return [
+        manager["typed_config"]
+        for chain in _at(listener, ("filter_chains",), template)
+        for manager in chain.get("filters", [])
+        if "route_config" in manager.get("typed_config", {})
+    ]
+
+
+def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str], template: Path) -> None:
+    """Replaces each route of a kind with one exact-path route per public RPC of that kind, in every
+    virtual host of `listener` that has them."""
+    unrouted = {rpc.cluster for rpc in rpcs} - clusters
+    if unrouted:
+        raise DevstackError(
+            f"public RPCs of tweetmesh.<{', '.join(sorted(unrouted))}> have no cluster in {template}"
+        )
+    hosts = [
+        host for manager in _managers(listener, template) for host in manager["route_config"]["virtual_hosts"]
+    ]
+    rendered = 0
+    for host in hosts:
+        prototypes = {_kind(r): r for r in host.get("routes", []) if _kind(r) in ROUTE_KINDS}
+        if not prototypes:
+            continue
+        if missing := {rpc.kind for rpc in rpcs} - set(prototypes):
+            raise DevstackError(
+                f"{template}: virtual host {host.get('name')!r} has no route named {sorted(missing)}"
+            )
+        routes = []
+        for route in host["routes"]:
+            kind = _kind(route)
+            if kind not in ROUTE_KINDS:
+                routes.append(route)
+                continue
+            if set(route.get("match", {})) != {"path"} or "cluster" not in route.get("route", {}):
+                raise DevstackError(f"{template}: route {kind!r} must match a path and route to a cluster")
+            for rpc in (rpc for rpc in rpcs if rpc.kind == kind):
+                copied = copy.deepcopy(route)
+                copied["name"] = rpc.path.removeprefix("/")
+                copied["match"] = {"path": rpc.path}
+                copied["route"]["cluster"] = rpc.cluster
+                routes.append(copied)
+        host["routes"] = routes
+        rendered += 1
+    if rendered == 0:
+        raise DevstackError(f"{template}: no virtual host has routes of the kinds {', '.join(ROUTE_KINDS)}")
+
+
+def _listener(config: Any, name: str, template: Path) -> Any:
+    found = [x for x in _at(config, ("static_resources", "listeners"), template) if x.get("name") == name]
+    if len(found) != 1:
+        raise DevstackError(f"{template} must have exactly one listener named {name!r}")
+    return found[0]
+
+
+def _named_route(routes: list[Any], name: str, template: Path) -> int:
+    found = [i for i, route in enumerate(routes) if route.get("name") == name]
+    if len(found) != 1:
+        raise DevstackError(f"{template} must have exactly one route named {name!r}")
+    return found[0]
+
+
+def _serve_web_client(host: Any, web: Path, limit: int, template: Path) -> None:
+    """Replaces the route `web` with one per file of `web`, and "/" for index.html."""
+    routes = host["routes"]
+    at = _named_route(routes, WEB_ROUTE, template)
+    files = sorted(f for f in web.rglob("*") if f.is_file())
+    if (web / "index.html") not in files:
+        raise DevstackError(f"the web client has no {web / 'index.html'}")
+    made = []
+    for path, file in [("/", web / "index.html")] + [("/" + f.relative_to(web).as_posix(), f) for f in files]:
+        content_type = CONTENT_TYPES.get(file.suffix)
+        if content_type is None:
+            raise DevstackError(f"{file}: no content type for {file.suffix!r} files (see CONTENT_TYPES)")
+        if file.stat().st_size > limit:
+            raise DevstackError(f"{file} is larger than the {limit} bytes Envoy may serve from a route")
+        route = copy.deepcopy(routes[at])
+        route["name"] = f"{WEB_ROUTE}:{path}"
+        route["match"]["path"] = path
+        route["direct_response"]["body"]["filename"] = os.fspath(file.resolve())
+        for added in route["response_headers_to_add"]:
+            if added["header"]["key"] == "content-type":
+                added["header"]["value"] = content_type
+        made.append(route)
+    routes[at : at + 1] = made
+
+
+def _allow_origins(host: Any, origins: Sequence[str], template: Path) -> None:
+    """The CORS policy's origins, and the preflight route repeated for each (dropped for none)."""
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise DevstackError(f"a CORS origin is scheme://host[:port] (no path, no '*'), got {origin!r}")
+    policy = _at(host, ("typed_per_filter_config", _CORS), template)
+    policy["allow_origin_string_match"] = [{"exact": origin} for origin in origins]
+    routes = host["routes"]
+    at = _named_route(routes, PREFLIGHT_ROUTE, template)
+    made = []
+    for origin in origins:
+        route = copy.deepcopy(routes[at])
+        route["name"] = f"{PREFLIGHT_ROUTE}:{origin}"
+        asked_from = route["match"]["headers"][1]  # after the :method match
+        asked_from["string_match"]["exact"] = origin
+        for added in route["response_headers_to_add"]:
+            if added["header"]["key"] == "access-control-allow-origin":
+                added["header"]["value"] = origin
+        made.append(route)
+    routes[at : at + 1] = made
+
+
+def _set_tls(listeners: list[Any], tls: TlsListener | None, template: Path) -> None:
+    """Keeps the TLS listener with `tls`'s address and certificate, or drops it without one."""
+    secure = next((x for x in listeners if x.get("name") == TLS_LISTENER), None)
+    if secure is None:
+        raise DevstackError(f"{template} must have exactly one listener named {TLS_LISTENER!r}")
+    if tls is None:
+        listeners.remove(secure)
+        return
+    _set_address(_at(secure, ("address", "socket_address"), template), tls.port, tls.host)
+    (certificate,) = _at(secure, (*_TLS_CONTEXT, "tls_certificates"), template)
+    certificate["certificate_chain"] = {"filename": os.fspath(tls.files.cert.resolve())}
+    certificate["private_key"] = {"filename": os.fspath(tls.files.key.resolve())}
+
+
+def _stop_enforcing_rate_limits(manager: Any) -> None:
+    for http_filter in manager.get("http_filters", []):
+        if http_filter.get("typed_config", {}).get("@type", "").endswith(_LOCAL_RATE_LIMIT):
+            http_filter["typed_config"]["filter_enforced"] = {
+                "default_value": {"numerator": 0, "denominator": "HUNDRED"}
+            }
 
 
 def render_envoy_config(
@@ -105,95 +293,67 @@ def render_envoy_config(
     *,
     listen_port: int,
     admin_port: int,
+    metrics_port: int,
     upstreams: Mapping[str, tuple[str, int]],
     descriptor: Path,
     listen_host: str = LOOPBACK,
     admin_host: str = LOOPBACK,
+    metrics_host: str = LOOPBACK,
+    xff_trusted_hops: int = 0,
+    enforce_rate_limits: bool = True,
     tls: TlsListener | None = None,
     web: Path = WEB,
     cors_origins: Sequence[str] = (),
 ) -> str:
-    """The template with our admin and listener ports, cluster endpoints and descriptor path, as YAML.
+    """The template with our listener, admin and metrics addresses, cluster endpoints, descriptor
+    path and the routes of the descriptor set's public RPCs (see the module's docstring), as YAML.
 
-    `upstreams` maps each cluster name to (host, port) and must name exactly the template's clusters,
-    so a cluster added to the template cannot silently keep pointing at a default port. The TLS
-    listener is kept, with `tls`'s address and certificate, only when `tls` is given. The web
-    client's route is repeated for every file of `web`; browsers on `cors_origins` may call the API.
+    `upstreams` maps each service cluster's name to (host, port) and must name exactly the
+    template's service clusters, so a cluster added to the template cannot silently keep pointing
+    at a default port. `xff_trusted_hops`: how many proxies in front of Envoy append the client's
+    address to x-forwarded-for (0: clients connect to Envoy directly). `enforce_rate_limits=False`
+    leaves the token buckets counting but refusing nothing (a test suite or benchmark driving the
+    mesh from one address far past any client's limits). The TLS listener (the same filters and
+    routes as the plain one) is kept, with `tls`'s address and certificate, only when `tls` is
+    given. The web client's route is repeated for every file of `web`; browsers on `cors_origins`
+    may call the API.
     """
     config = yaml.safe_load(template.read_text())
     _set_address(_at(config, ("admin", "address", "socket_address"), template), admin_port, admin_host)
-
-    listeners = _at(config, ("static_resources", "listeners"), template)
-    ingress = _listener(listeners, LISTENER, template)
+    metrics = _listener(config, METRICS_LISTENER, template)
+    _set_address(_at(metrics, ("address", "socket_address"), template), metrics_port, metrics_host)
+    ingress = _listener(config, LISTENER, template)
     _set_address(_at(ingress, ("address", "socket_address"), template), listen_port, listen_host)
-    route_config = _at(ingress, _ROUTE_CONFIG, template)
-    (virtual_host,) = _at(route_config, ("virtual_hosts",), template)
-    _set_web_routes(_at(virtual_host, ("routes",), template), web, route_config, template)
-    _set_cors_origins(virtual_host, cors_origins, template)
-    secure = _listener(listeners, TLS_LISTENER, template)
-    if tls is None:
-        listeners.remove(secure)
-    else:
-        _set_address(_at(secure, ("address", "socket_address"), template), tls.port, tls.host)
-        (certificate,) = _at(secure, (*_TLS_CONTEXT, "tls_certificates"), template)
-        certificate["certificate_chain"] = {"filename": os.fspath(tls.files.cert.resolve())}
-        certificate["private_key"] = {"filename": os.fspath(tls.files.key.resolve())}
-    for listener in listeners:
-        if _set_descriptors(listener, os.fspath(descriptor.resolve())) == 0:
-            raise DevstackError(f"{template}: listener {listener.get('name')!r} has no proto_descriptor")
+    rpcs = public_rpcs(descriptor.read_bytes())
+    services = list(dict.fromkeys(rpc.service for rpc in rpcs))
+    if _set_transcoders(ingress, os.fspath(descriptor.resolve()), services) == 0:
+        raise DevstackError(f"{template}: listener {LISTENER!r} has no proto_descriptor")
 
     clusters = {c["name"]: c for c in _at(config, ("static_resources", "clusters"), template)}
+    admin = clusters.pop(ADMIN_CLUSTER, None)
+    if admin is None:
+        raise DevstackError(
+            f"{template} has no cluster {ADMIN_CLUSTER!r} (the admin API, for {METRICS_LISTENER!r})"
+        )
+    _set_address(_at(admin, _ENDPOINT, template), admin_port, LOOPBACK if admin_host in _ANY else admin_host)
     if set(clusters) != set(upstreams):
         raise DevstackError(
-            f"{template} has clusters {sorted(clusters)}; upstreams given: {sorted(upstreams)}"
+            f"{template} has service clusters {sorted(clusters)}; upstreams given: {sorted(upstreams)}"
         )
     for name, (host, port) in upstreams.items():
         _set_address(_at(clusters[name], _ENDPOINT, template), port, host)
+    _route_public_rpcs(ingress, rpcs, set(clusters), template)
+    for manager in _managers(ingress, template):
+        manager["xff_num_trusted_hops"] = xff_trusted_hops
+        if not enforce_rate_limits:
+            _stop_enforcing_rate_limits(manager)
+        limit = int(manager["route_config"].get("max_direct_response_body_size_bytes", 4096))
+        for host in manager["route_config"]["virtual_hosts"]:
+            _serve_web_client(host, web, limit, template)
+            _allow_origins(host, cors_origins, template)
+    # The TLS listener shares the plain one's filters (a YAML alias): rendered above with them.
+    _set_tls(_at(config, ("static_resources", "listeners"), template), tls, template)
     return yaml.dump(config, Dumper=_PlainDumper, sort_keys=False)
-
-
-def _set_web_routes(routes: list[Any], web: Path, route_config: Any, template: Path) -> None:
-    """Replaces the template's `web` route with one per file of `web` (and "/" for index.html)."""
-    found = [i for i, route in enumerate(routes) if route.get("name") == WEB_ROUTE]
-    if len(found) != 1:
-        raise DevstackError(f"{template} must have exactly one route named {WEB_ROUTE!r}")
-    model = routes[found[0]]
-    limit = int(route_config.get("max_direct_response_body_size_bytes", 4096))
-    files = sorted(f for f in web.rglob("*") if f.is_file())
-    if (web / "index.html") not in files:
-        raise DevstackError(f"the web client has no {web / 'index.html'}")
-    served = [("/", web / "index.html")] + [("/" + f.relative_to(web).as_posix(), f) for f in files]
-    made = []
-    for path, file in served:
-        content_type = CONTENT_TYPES.get(file.suffix)
-        if content_type is None:
-            raise DevstackError(f"{file}: no content type for {file.suffix!r} files (see CONTENT_TYPES)")
-        if file.stat().st_size > limit:
-            raise DevstackError(f"{file} is larger than the {limit} bytes Envoy may serve from a route")
-        route = copy.deepcopy(model)
-        route["name"] = f"{WEB_ROUTE}:{path}"
-        _at(route, ("match",), template)["path"] = path
-        _at(route, ("direct_response", "body"), template)["filename"] = os.fspath(file.resolve())
-        for added in _at(route, ("response_headers_to_add",), template):
-            if added["header"]["key"] == "content-type":
-                added["header"]["value"] = content_type
-        made.append(route)
-    routes[found[0] : found[0] + 1] = made
-
-
-def _set_cors_origins(virtual_host: Any, origins: Sequence[str], template: Path) -> None:
-    for origin in origins:
-        if not _ORIGIN.match(origin):
-            raise DevstackError(f"a CORS origin is scheme://host[:port] (no path, no '*'), got {origin!r}")
-    policy = _at(virtual_host, ("typed_per_filter_config", _CORS), template)
-    policy["allow_origin_string_match"] = [{"exact": origin} for origin in origins]
-
-
-def _listener(listeners: list[Any], name: str, template: Path) -> Any:
-    found = [listener for listener in listeners if listener.get("name") == name]
-    if len(found) != 1:
-        raise DevstackError(f"{template} must have exactly one listener named {name!r}")
-    return found[0]
 
 
 def _is_live(admin_port: int) -> bool:
@@ -270,19 +430,32 @@ def main() -> None:
         "--listen", type=_address, default=(LOOPBACK, 8080), help="HOST:PORT for HTTP and gRPC"
     )
     parser.add_argument(
-        "--admin", type=_address, default=(LOOPBACK, 9901), help="HOST:PORT for the admin API"
+        "--admin", type=_address, default=(LOOPBACK, 9901), help="HOST:PORT for the admin API (keep it local)"
+    )
+    parser.add_argument(
+        "--metrics",
+        type=_address,
+        default=(LOOPBACK, 9902),
+        help="HOST:PORT for GET /stats/prometheus and GET /ready",
     )
     parser.add_argument("--upstream", type=_upstream, action="append", default=[], help="CLUSTER=HOST:PORT")
+    parser.add_argument(
+        "--xff-trusted-hops",
+        type=int,
+        default=int(os.environ.get("XFF_TRUSTED_HOPS") or 0),
+        help="proxies in front of Envoy that append the client's address to x-forwarded-for"
+        " (default: $XFF_TRUSTED_HOPS, else 0)",
+    )
     parser.add_argument("--template", type=Path, default=TEMPLATE)
     parser.add_argument("--descriptor", type=Path, default=DESCRIPTOR)
-    parser.add_argument(
-        "--tls-listen", type=_address, default=(LOOPBACK, 8443), help="HOST:PORT for HTTPS and gRPC over TLS"
-    )
     parser.add_argument(
         "--cors-origin",
         action="append",
         default=[],
         help="an origin (scheme://host[:port]) whose pages may call the API; repeatable",
+    )
+    parser.add_argument(
+        "--tls-listen", type=_address, default=(LOOPBACK, 8443), help="HOST:PORT for HTTPS and gRPC over TLS"
     )
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS (with --tls-key)")
     parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
@@ -299,8 +472,11 @@ def main() -> None:
         listen_host=args.listen[0],
         admin_port=args.admin[1],
         admin_host=args.admin[0],
+        metrics_port=args.metrics[1],
+        metrics_host=args.metrics[0],
         upstreams=dict(args.upstream),
         descriptor=args.descriptor,
+        xff_trusted_hops=args.xff_trusted_hops,
         tls=_tls_listener(parser, args),
         cors_origins=args.cors_origin,
     )

@@ -13,9 +13,10 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
 
@@ -24,7 +25,7 @@ import grpc
 from devstack.envoy import DESCRIPTOR, TEMPLATE, TlsListener, render_envoy_config, start_envoy
 from devstack.errors import DevstackError, StartupError
 from devstack.postgres import start_postgres
-from devstack.process import ManagedProcess, Server
+from devstack.process import ManagedProcess, RestartPolicy, Server
 from devstack.redis import start_redis
 from devstack.smtp import start_smtp
 from devstack.tls import TlsFiles
@@ -44,6 +45,7 @@ class MeshPorts:
 
     envoy: int = 8080
     envoy_admin: int = 9901
+    envoy_metrics: int = 9902  # Envoy's /stats/prometheus and /ready (its admin API stays local)
     envoy_tls: int = 8443  # HTTPS and gRPC over TLS, when the mesh has a certificate
     users: int = 50051
     tweets: int = 50052
@@ -95,6 +97,15 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+@dataclass
+class _Restarts:
+    """What supervise() knows of one service."""
+
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    due: float | None = None  # when to start it again (monotonic time)
+    waiting: bool = False  # started again, not SERVING yet
+
+
 class _FromEnvironment(enum.Enum):
     FROM_ENVIRONMENT = "os.environ"
 
@@ -122,9 +133,11 @@ class Mesh:
     `database_url` / `redis_url` / `smtp_url` default to $DATABASE_URL / $REDIS_URL / $SMTP_URL;
     when those are empty (or None is passed) a private server is started in `data_dir`. With
     `log_to_files`, each process writes to `data_dir`/logs/<name>.log; otherwise output goes to
-    this process's terminal. With `tls`, Envoy also serves HTTPS and gRPC over TLS on
-    `ports.envoy_tls` with that certificate; browsers on `cors_origins` may call the API from
-    their pages.
+    this process's terminal.
+    `enforce_edge_limits=False` turns off the refusals of Envoy's token buckets (see
+    devstack.envoy.render_envoy_config), for test suites and benchmarks. With `tls`, Envoy also
+    serves HTTPS and gRPC over TLS on `ports.envoy_tls` with that certificate; browsers on
+    `cors_origins` may call the API from their pages.
     """
 
     def __init__(
@@ -139,6 +152,7 @@ class Mesh:
         redis_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
         smtp_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
         ready_timeout: float = 30.0,
+        enforce_edge_limits: bool = True,
         tls: TlsFiles | None = None,
         cors_origins: Sequence[str] = (),
     ) -> None:
@@ -151,6 +165,7 @@ class Mesh:
         self._external_redis_url = _from_environment(redis_url, "REDIS_URL")
         self._external_smtp_url = _from_environment(smtp_url, "SMTP_URL")
         self._ready_timeout = ready_timeout
+        self._enforce_edge_limits = enforce_edge_limits
         self._tls = tls
         self._cors_origins = tuple(cors_origins)
         self._postgres: Server | None = None
@@ -160,6 +175,8 @@ class Mesh:
         self._envoy: Server | None = None
         self._services: dict[str, ManagedProcess] = {}
         self._service_envs: dict[str, dict[str, str]] = {}
+        self._restarts = {name: _Restarts() for name in SERVICES}
+        self._reported: set[int] = set()  # pids of servers whose exit supervise() has told
 
     # ----- what callers read
 
@@ -277,6 +294,50 @@ class Mesh:
             self._postgres.process.stop(timeout=30.0)
             self._postgres = None
 
+    def supervise(self, now: float | None = None) -> list[str]:
+        """Looks after a started mesh, as a container runtime would; returns what happened since the
+        last look, for the console. A service that exits is started again (same environment) after
+        its RestartPolicy's delay, and given up on after repeated crashes; PostgreSQL, Redis, the
+        SMTP server or Envoy exiting is told once (the mesh answers UNAVAILABLE for what needs
+        them). Services stopped or killed through this class are not restarted. Call it every half
+        second or so, from the thread that started the mesh (children die with their parent thread).
+        """
+        now = time.monotonic() if now is None else now
+        events = []
+        for name, restarts in self._restarts.items():
+            process = self._services.get(name)
+            if process is not None and not process.alive():
+                del self._services[name]
+                restarts.waiting = False
+                delay = restarts.policy.crashed(now)
+                crashed = f"{name}_svc {process.state()}"
+                if delay is None:
+                    events.append(
+                        f"{crashed}: {restarts.policy.recent_crashes} crashes within"
+                        f" {restarts.policy.window:g} s, so it is not restarted again. Its last output:\n"
+                        f"{process.log_tail()}"
+                    )
+                else:
+                    restarts.due = now + delay
+                    events.append(f"{crashed}; restarting it in {delay:g} s")
+            elif process is None and restarts.due is not None and now >= restarts.due:
+                restarts.due = None
+                restarts.waiting = True
+                self._services[name] = self._service_process(name, self._service_envs[name])
+                events.append(f"{name}_svc started again (pid {self._services[name].pid})")
+            elif process is not None and restarts.waiting and self._serving(name):
+                restarts.waiting = False
+                events.append(f"{name}_svc is SERVING again")
+        for server in (self._postgres, self._redis, self._smtp, self._envoy):
+            if server is not None and not server.process.alive() and server.process.pid not in self._reported:
+                self._reported.add(server.process.pid)
+                gone = server.process
+                events.append(
+                    f"{gone.name} {gone.state()}; it is not restarted (what needs it answers"
+                    f" UNAVAILABLE): stop and start the mesh. Its last output:\n{gone.log_tail()}"
+                )
+        return events
+
     def start_service(self, name: str, extra_env: Mapping[str, str] | None = None) -> None:
         """(Re)starts one service with `extra_env` on top of its usual environment; waits for SERVING."""
         self.stop_service(name)
@@ -390,9 +451,16 @@ class Mesh:
     def _spawn(self, name: str, extra_env: Mapping[str, str] | None) -> None:
         env = self.service_env(name, extra_env)
         self._service_envs[name] = env
-        self._services[name] = ManagedProcess(
-            name, [sys.executable, "-m", f"{name}_svc"], log_path=self._log(name), env=env, cwd=ROOT
-        )
+        self._restarts[name] = _Restarts()
+        self._services[name] = self._service_process(name, env)
+
+    def _service_process(self, name: str, env: Mapping[str, str]) -> ManagedProcess:
+        argv = [sys.executable, "-m", f"{name}_svc"]
+        return ManagedProcess(name, argv, log_path=self._log(name), env=env, cwd=ROOT)
+
+    def _serving(self, name: str) -> bool:
+        with grpc.insecure_channel(f"{HOST}:{self._ports.of(name)}") as channel:
+            return health_status(channel, timeout=0.5) == "SERVING"
 
     def _wait_serving(self, name: str) -> None:
         process = self._services[name]
@@ -408,8 +476,10 @@ class Mesh:
             TEMPLATE,
             listen_port=self._ports.envoy,
             admin_port=self._ports.envoy_admin,
+            metrics_port=self._ports.envoy_metrics,
             upstreams={name: (HOST, self._ports.of(name)) for name in PUBLIC_SERVICES},
             descriptor=DESCRIPTOR,
+            enforce_rate_limits=self._enforce_edge_limits,
             tls=None if self._tls is None else TlsListener(self._tls, self._ports.envoy_tls),
             cors_origins=self._cors_origins,
         )

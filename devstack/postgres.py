@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import grp
+import hashlib
 import os
 import pwd
 import re
@@ -10,6 +12,8 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -63,7 +67,7 @@ def _blocked_at(path: Path, uid: int, gid: int) -> tuple[Path, os.stat_result] |
 
 
 def _require_traversable(path: Path, uid: int, gid: int, what: str) -> None:
-    """Fails clearly when `uid` cannot reach `path` (e.g. a data dir under root's 0700 home)."""
+    """Fails clearly when `uid` cannot reach `path`."""
     blocked = _blocked_at(path, uid, gid)
     if blocked is not None:
         directory, info = blocked
@@ -73,6 +77,47 @@ def _require_traversable(path: Path, uid: int, gid: int, what: str) -> None:
             " Set TWEETMESH_DATA_DIR to a directory it can reach (e.g. /tmp/tweetmesh-data),"
             f" let it in (chmod o+x {directory}), or run as an ordinary user."
         )
+
+
+def _reachable_home(data_dir: Path, uid: int, gid: int) -> Path:
+    """Where PostgreSQL's files go when it runs as `uid`: `data_dir` if that user can reach it,
+    else a folder of ours under /var/tmp named after `data_dir`, which it can.
+
+    A checkout in root's home (/root is mode 700) is out of the unprivileged user's reach, and
+    making it reachable would mean opening root's home to every user. /var/tmp is world-traversable
+    and, unlike /tmp, kept across reboots, as a development database should be. The folder is
+    root's, mode 711 (others may pass through it, not list it), and holds only PostgreSQL's data
+    dir (the unprivileged user's, mode 700) and a copy of the binaries if need be.
+    """
+    if _blocked_at(data_dir, uid, gid) is None:
+        return data_dir
+    digest = hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:12]
+    base = Path("/var/tmp") if Path("/var/tmp").is_dir() else Path(tempfile.gettempdir())
+    home = base / f"tweetmesh-{os.geteuid()}-{digest}"
+    with contextlib.suppress(FileExistsError):
+        home.mkdir(mode=0o711)
+    info = home.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        # Someone else made it first (the name is predictable): never use another user's folder.
+        raise DevstackError(
+            f"{home} exists but is not a directory owned by this user; remove it, or set TWEETMESH_DATA_DIR"
+            f" to a directory user {UNPRIVILEGED_USER!r} can reach"
+        )
+    home.chmod(0o711)
+    _require_traversable(home, uid, gid, what="the PostgreSQL data dir")
+    return home
+
+
+def _point_to(link: Path, target: Path) -> None:
+    """Makes `link` a symbolic link to `target`, unless something else is already there."""
+    if link.is_symlink():
+        if Path(os.readlink(link)) == target:
+            return
+        link.unlink()
+    elif link.exists():
+        return  # a real folder (an older data dir): leave it alone
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target, target_is_directory=True)
 
 
 def _reachable_copy(bins: binaries.PostgresBinaries, target: Path) -> binaries.PostgresBinaries:
@@ -159,7 +204,9 @@ def _create_database(admin_url: str) -> None:
 def start_postgres(
     data_dir: Path, port: int, *, durable: bool = True, log_path: Path | None = None, timeout: float = 60.0
 ) -> Server:
-    """Starts PostgreSQL with its files in `data_dir`/postgres; returns it with the tweetmesh URL.
+    """Starts PostgreSQL with its files in `data_dir`/postgres (as root, if its unprivileged user
+    cannot reach that, in a folder it can, linked from there: see _reachable_home); returns it with
+    the tweetmesh URL.
 
     Loopback only, trust authentication, no unix sockets. `durable=False` (tests) turns off fsync
     and full-page writes: fast, and fine for data that a crash of the machine may lose.
@@ -168,10 +215,19 @@ def start_postgres(
     pgdata = data_dir.resolve() / "postgres"
     ids = _unprivileged_ids()
     if ids is not None:
-        _require_traversable(pgdata.parent, *ids, what="the PostgreSQL data dir")
+        home = _reachable_home(data_dir.resolve(), *ids)
+        if home != data_dir.resolve():
+            pgdata = home / "postgres"
+            _point_to(data_dir.resolve() / "postgres", pgdata)
+            print(
+                f"devstack: PostgreSQL runs as {UNPRIVILEGED_USER!r} (this runs as root), who cannot reach"
+                f" {data_dir}: its files are in {pgdata}",
+                file=sys.stderr,
+                flush=True,
+            )
         if _blocked_at(bins.postgres.parent, *ids) is not None:
-            # PyPI's binaries inside a private checkout (a 0700 temp dir): use a copy it can reach.
-            bins = _reachable_copy(bins, data_dir.resolve() / "pginstall")
+            # PyPI's binaries inside a private checkout: use a copy it can reach.
+            bins = _reachable_copy(bins, home / "pginstall")
         _require_traversable(bins.postgres.parent, *ids, what="the PostgreSQL binaries")
     if not (pgdata / "PG_VERSION").exists():
         _initdb(bins, pgdata, durable, log_path, ids)

@@ -1,4 +1,5 @@
-"""Child processes that die with the runner, log to a file or the terminal, and stop in a fixed way."""
+"""Child processes that die with the runner, log to a file or the terminal, and stop in a fixed way;
+and the policy by which a crashed one is started again."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -38,8 +41,15 @@ def _die_with_parent(parent_pid: int, sig: signal.Signals) -> Callable[[], None]
     return preexec
 
 
+TAIL_LINES = 40
+
+
 class ManagedProcess:
-    """One started child. Its own session, so the terminal's Ctrl-C reaches only the runner."""
+    """One started child. Its own session, so the terminal's Ctrl-C reaches only the runner.
+
+    Its output goes to `log_path`, or, without one, to this process's stdout line by line (through
+    a pipe and a thread, which keeps the last lines for log_tail).
+    """
 
     def __init__(
         self,
@@ -56,7 +66,8 @@ class ManagedProcess:
         self.name = name
         self.log_path = log_path
         self.stop_signal = stop_signal
-        log: IO[bytes] | None = None
+        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
+        log: IO[bytes] | int = subprocess.PIPE
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log = log_path.open("ab")
@@ -67,7 +78,7 @@ class ManagedProcess:
                 [os.fspath(a) for a in argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
-                stderr=subprocess.STDOUT if log is not None else None,
+                stderr=subprocess.STDOUT,
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 user=user,
@@ -79,8 +90,23 @@ class ManagedProcess:
                 preexec_fn=_die_with_parent(os.getpid(), stop_signal),  # noqa: PLW1509
             )
         finally:
-            if log is not None:
+            if not isinstance(log, int):
                 log.close()  # the child holds its own copy
+        self._relay_thread: threading.Thread | None = None
+        if self.popen.stdout is not None:
+            self._relay_thread = threading.Thread(
+                target=self._relay, args=(self.popen.stdout,), name=f"{name}-output", daemon=True
+            )
+            self._relay_thread.start()
+
+    def _relay(self, output: IO[bytes]) -> None:
+        """Copies the child's output to our stdout, whole lines at a time, keeping the last ones."""
+        with output:
+            for line in output:
+                self._tail.append(line.decode(errors="replace").rstrip("\n"))
+                with contextlib.suppress(OSError, ValueError):  # our stdout closed: keep the tail
+                    sys.stdout.buffer.write(line)
+                    sys.stdout.flush()
 
     @property
     def pid(self) -> int:
@@ -89,9 +115,11 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def log_tail(self, lines: int = 40) -> str:
+    def log_tail(self, lines: int = TAIL_LINES) -> str:
         if self.log_path is None:
-            return "(its output went to the terminal, above)"
+            if self._relay_thread is not None and not self.alive():
+                self._relay_thread.join(timeout=2.0)  # the last lines it wrote before it exited
+            return "\n".join(list(self._tail)[-lines:])
         try:
             with self.log_path.open("rb") as log:
                 log.seek(0, os.SEEK_END)
@@ -101,12 +129,20 @@ class ManagedProcess:
             return f"(could not read {self.log_path}: {error})"
         return "\n".join(text.splitlines()[-lines:]) + f"\n(full log: {self.log_path})"
 
+    def state(self) -> str:
+        """How it is: running, exited with a code, or killed by a signal."""
+        code = self.popen.poll()
+        if code is None:
+            return "is still running"
+        if code < 0:
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"exited with code {code}"
+
     def failure(self, what: str) -> StartupError:
         """An error naming this process, what went wrong, and the end of its log."""
-        code = self.popen.poll()
-        state = f"exited with code {code}" if code is not None else "is still running"
-        tail = self.log_tail()
-        return StartupError(f"{self.name} {what} ({state}, pid {self.pid}). Its last output:\n{tail}")
+        return StartupError(
+            f"{self.name} {what} ({self.state()}, pid {self.pid}). Its last output:\n{self.log_tail()}"
+        )
 
     def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         """Polls `ready` until it holds; fails fast if the process exits, or at the deadline."""
@@ -145,3 +181,29 @@ class Server:
 
     process: ManagedProcess
     url: str
+
+
+@dataclass
+class RestartPolicy:
+    """When to start a crashed process again, as a container runtime's restart policy would: after
+    `first_delay` seconds, doubling up to `max_delay`; and not at all once it has crashed
+    `give_up_after` times within `window` seconds (it crashes for a reason a restart will not fix)."""
+
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    give_up_after: int = 5
+    window: float = 300.0
+    _crashes: deque[float] = field(default_factory=deque)
+
+    def crashed(self, now: float) -> float | None:
+        """Records a crash at `now`; returns the delay before the next start, or None to give up."""
+        self._crashes.append(now)
+        while self._crashes and self._crashes[0] <= now - self.window:
+            self._crashes.popleft()
+        if len(self._crashes) >= self.give_up_after:
+            return None
+        return float(min(self.first_delay * 2 ** (len(self._crashes) - 1), self.max_delay))
+
+    @property
+    def recent_crashes(self) -> int:
+        return len(self._crashes)

@@ -2,7 +2,9 @@
 PostgreSQL pool, Redis client, channels to peers and background tasks, and a graceful stop.
 
 Health follows the dependencies: a probe of the runtime's own pool and client reports NOT_SERVING
-while one of them is unreachable and SERVING again, by itself, once it answers."""
+while one of them is unreachable and SERVING again, by itself, once it answers. The health service
+name `liveness` (meshkit.healthcheck.LIVENESS) is SERVING from start to stop whatever the
+dependencies do: liveness probes ask it, readiness probes the overall status."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
 from meshkit.auth import Authenticator
+from meshkit.healthcheck import LIVENESS
 from meshkit.interceptors import CallFactsInterceptor
 from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from meshkit.metrics import MetricsServer, forget_pool, forget_redis, watch_pool, watch_redis
@@ -338,7 +341,7 @@ async def serve(settings: Settings, setup: Setup) -> None:
         address = f"{settings.listen_host}:{settings.grpc_port}"
         server.add_insecure_port(address)
         await server.start()
-        for name in ["", *names]:
+        for name in ["", LIVENESS, *names]:
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         runtime.background(runtime.watch_dependencies(health, names), "dependency-probe")
         log.info("serving", extra={"address": address, "services": names})

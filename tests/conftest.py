@@ -55,10 +55,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 
 @contextlib.contextmanager
-def test_mesh(env: Mapping[str, str], prefix: str) -> Iterator[Mesh]:
-    """A whole mesh on free ports with private PostgreSQL and Redis, logs in its data dir, and
-    Envoy's TLS listener with a self-signed certificate (<data dir>/tls/tls.crt), and CORS_ORIGIN
-    allowed to call the API from its pages."""
+def test_mesh(env: Mapping[str, str], prefix: str, redis_url: str | None = None) -> Iterator[Mesh]:
+    """A whole mesh on free ports with private PostgreSQL and Redis (or the Redis at `redis_url`),
+    logs in its data dir, Envoy's TLS listener with a self-signed certificate (<data
+    dir>/tls/tls.crt), and CORS_ORIGIN allowed to call the API from its pages."""
     # Readable by the unprivileged user PostgreSQL runs as when the suite runs as root.
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     data_dir.chmod(0o755)
@@ -69,8 +69,11 @@ def test_mesh(env: Mapping[str, str], prefix: str) -> Iterator[Mesh]:
         log_to_files=True,
         env_overrides=env,
         database_url=None,
-        redis_url=None,
+        redis_url=redis_url,
         smtp_url=None,
+        # Like the services' limits in TEST_ENV: the suite calls from one address far more than
+        # any client would. The edge's limits are tested on Envoys of their own (tests/edge.py).
+        enforce_edge_limits=False,
         tls=self_signed(data_dir / "tls"),
         cors_origins=[CORS_ORIGIN],
     )

@@ -281,9 +281,13 @@ def http_call(
     token: str | None = None,
     raw: bytes | None = None,
     headers: dict[str, str] | None = None,
+    source: str | None = None,
 ) -> HttpResponse:
-    """One plain HTTP/1.1 request to Envoy."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    """One plain HTTP/1.1 request to Envoy, from the address `source` (another 127.x address acts
+    as another host) or the default one."""
+    conn = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=15, source_address=(source, 0) if source else None
+    )
     headers = {"content-type": "application/json", **(headers or {})}
     if token:
         headers["authorization"] = f"Bearer {token}"

@@ -1,4 +1,6 @@
-"""`make run` (python -m devstack) as a developer uses it: up, ready, and gone on Ctrl-C.
+"""`make run` (python -m devstack) as a developer uses it: up, ready, and gone on Ctrl-C; services
+that crash restarted (and given up on when they keep crashing); and as root from a checkout in a
+private folder.
 
 Why this test exists: `make run` is the README's front door and the only place where the runner's
 own signal handling is exercised. It proves that the runner starts the whole mesh (embedded
@@ -11,12 +13,15 @@ no process behind (none of its descendants survives, and nothing still holds its
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
 import signal
 import smtplib
+import socket
 import ssl
+import stat
 import subprocess
 import sys
 import tempfile
@@ -24,14 +29,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import fields
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
 
 from devstack.mesh import MeshPorts
 from devstack.smtp import read_mails
+from tests.helpers import http_call
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "tweetmesh is ready"
@@ -92,16 +98,25 @@ class Output:
         self.closed.set()
 
     def wait_for(self, wanted: str, timeout: float) -> None:
+        """Waits for the line `wanted`."""
+        self._wait(lambda line: line == wanted, repr(wanted), timeout)
+
+    def wait_for_text(self, wanted: str, timeout: float) -> None:
+        """Waits for a line containing `wanted`, or finds it among those read already."""
+        if not any(wanted in line for line in self.lines):
+            self._wait(lambda line: wanted in line, f"a line with {wanted!r}", timeout)
+
+    def _wait(self, matches: Callable[[str], bool], wanted: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             try:
                 line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"no {wanted!r} within {timeout:g}s; output:\n{self.text()}") from None
+                raise AssertionError(f"no {wanted} within {timeout:g}s; output:\n{self.text()}") from None
             if line is None:
-                raise AssertionError(f"the runner exited before {wanted!r}; output:\n{self.text()}")
+                raise AssertionError(f"the runner exited before {wanted}; output:\n{self.text()}")
             self.lines.append(line)
-            if line == wanted:
+            if matches(line):
                 return
 
     def text(self) -> str:
@@ -128,8 +143,8 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_make_run_starts_everything_and_ctrl_c_stops_all_of_it(data_dir: Path) -> None:
-    ports = MeshPorts.free()
+def launch(data_dir: Path, ports: MeshPorts) -> tuple[subprocess.Popen[str], Output]:
+    """`python -m devstack` on `ports`, its data in `data_dir`, with embedded servers."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SMTP_URL"}}
     env["TWEETMESH_DATA_DIR"] = str(data_dir)
     env["TLS_SELF_SIGNED"] = "1"
@@ -144,7 +159,12 @@ def test_make_run_starts_everything_and_ctrl_c_stops_all_of_it(data_dir: Path) -
         text=True,
     )
     assert runner.stdout is not None
-    output = Output(runner.stdout)
+    return runner, Output(runner.stdout)
+
+
+def test_make_run_starts_everything_and_ctrl_c_stops_all_of_it(data_dir: Path) -> None:
+    ports = MeshPorts.free()
+    runner, output = launch(data_dir, ports)
     try:
         output.wait_for(READY_LINE, START_TIMEOUT)
         assert f"http://127.0.0.1:{ports.envoy}" in output.text()
@@ -182,3 +202,147 @@ def test_make_run_starts_everything_and_ctrl_c_stops_all_of_it(data_dir: Path) -
         if runner.poll() is None:
             runner.kill()  # its children get SIGTERM from the kernel (PR_SET_PDEATHSIG)
             runner.wait()
+
+
+def _private_checkout(folder: Path) -> Path:
+    """This checkout's files (tracked and new, as git lists them) in `folder`/tweetmesh, `folder`
+    being mode 700 as root's home is; the .venv is this checkout's, through a symbolic link (its
+    paths are then under `folder` too, as a clone's own would be)."""
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    checkout = folder / "tweetmesh"
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, checkout / name)  # keeps mtimes: make sees .venv as up to date
+    (checkout / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)
+    folder.chmod(0o700)
+    return checkout
+
+
+@pytest.mark.timeout(400)
+def test_make_run_as_root_from_a_checkout_in_a_private_folder() -> None:
+    """As root, the embedded PostgreSQL runs as `nobody`, who cannot enter a mode-700 folder such
+    as /root: its files go where it can reach them, and `make run` just works."""
+    folder = Path(tempfile.mkdtemp(prefix="tweetmesh-private-"))
+    checkout = _private_checkout(folder)
+    ports = MeshPorts.free()
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "TWEETMESH_DATA_DIR"}
+    }
+    env |= {f"{f.name.upper()}_PORT": str(ports.of(f.name)) for f in fields(MeshPorts)}
+    runner = subprocess.Popen(
+        ["make", "--no-print-directory", "run"],
+        cwd=checkout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, which Ctrl-C reaches as a terminal's would
+    )
+    assert runner.stdout is not None
+    output = Output(runner.stdout)
+    link = checkout / ".data" / "postgres"
+    try:
+        output.wait_for(READY_LINE, START_TIMEOUT)
+        # PostgreSQL answers through the whole mesh: an unknown handle is 404, not 503.
+        assert http_call(ports.envoy, "GET", "/v1/handles/nobody_here").status == 404
+        if os.geteuid() == 0:
+            assert link.is_symlink(), output.text()
+            moved = Path(os.readlink(link))
+            assert f"its files are in {moved}" in output.text()
+            assert stat.S_IMODE(moved.parent.stat().st_mode) == 0o711
+            assert moved.stat().st_uid != 0 and stat.S_IMODE(moved.stat().st_mode) == 0o700
+        os.killpg(runner.pid, signal.SIGINT)
+        runner.wait(STOP_TIMEOUT)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+        if link.is_symlink():
+            shutil.rmtree(Path(os.readlink(link)).parent, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ----- a service that dies once the mesh is up
+
+
+@dataclass
+class Devstack:
+    runner: subprocess.Popen[str]
+    output: Output
+    ports: MeshPorts
+
+
+@pytest.fixture
+def devstack(data_dir: Path) -> Iterator[Devstack]:
+    """A ready `python -m devstack`, stopped with Ctrl-C after the test (it must exit 0)."""
+    ports = MeshPorts.free()
+    runner, output = launch(data_dir, ports)
+    try:
+        output.wait_for(READY_LINE, START_TIMEOUT)
+        yield Devstack(runner, output, ports)
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(STOP_TIMEOUT) == 0, output.text()
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+
+
+def service_pid(runner: subprocess.Popen[str], name: str) -> int:
+    for pid in descendants(runner.pid):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:3] == [b"-m", f"{name}_svc".encode()]:
+                return pid
+    raise AssertionError(f"no {name}_svc among the runner's processes")
+
+
+def kill_and_wait(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _proc_stat(pid) is not None and _proc_stat(pid)[1] != "Z":  # type: ignore[index]
+        assert time.monotonic() < deadline, f"{pid} still runs after SIGKILL"
+        time.sleep(0.02)
+
+
+@pytest.mark.timeout(300)
+def test_a_service_killed_after_the_mesh_is_ready_is_restarted_and_the_mesh_answers_again(
+    devstack: Devstack,
+) -> None:
+    killed = service_pid(devstack.runner, "users")
+    kill_and_wait(killed)
+    devstack.output.wait_for("devstack: users_svc was killed by SIGKILL; restarting it in 1 s", 30)
+    devstack.output.wait_for("devstack: users_svc is SERVING again", 60)
+    assert service_pid(devstack.runner, "users") != killed
+    # Through Envoy, users_svc (and PostgreSQL behind it) answers: an unknown handle is 404.
+    assert http_call(devstack.ports.envoy, "GET", "/v1/handles/nobody_here").status == 404
+
+
+@pytest.mark.timeout(300)
+def test_a_service_that_crashes_at_once_every_time_is_given_up_on_with_its_reason(devstack: Devstack) -> None:
+    output = devstack.output
+    # Once killed, tweets_svc cannot start again while its port is taken: it exits at once.
+    taken = socket.socket()
+    try:
+        kill_and_wait(service_pid(devstack.runner, "tweets"))
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, not SO_REUSEPORT
+        taken.bind(("127.0.0.1", devstack.ports.tweets))
+        taken.listen()
+        output.wait_for("devstack: tweets_svc was killed by SIGKILL; restarting it in 1 s", 30)
+        for delay in (2, 4, 8):
+            output.wait_for(f"devstack: tweets_svc exited with code 1; restarting it in {delay} s", 60)
+        output.wait_for_text(
+            "tweets_svc exited with code 1: 5 crashes within 300 s, so it is not restarted", 60
+        )
+        output.wait_for_text("Failed to bind", 10)  # the reason, in its last output
+        assert sum("devstack: tweets_svc started again" in line for line in output.lines) == 4
+        assert devstack.runner.poll() is None  # the rest of the mesh runs on
+    finally:
+        taken.close()
+    assert http_call(devstack.ports.envoy, "GET", "/v1/handles/nobody_here").status == 404

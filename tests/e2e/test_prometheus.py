@@ -56,7 +56,7 @@ def _pod(mesh: Mesh, service: str) -> dict[str, Any]:
     """A static target carrying the labels Kubernetes pod discovery gives a pod of deploy/k8s
     (its address without the metrics port, the prometheus.io annotations, app.kubernetes.io/name)."""
     if service == "envoy":
-        port, path = mesh.ports.envoy_admin, "/stats/prometheus"
+        port, path = mesh.ports.envoy_metrics, "/stats/prometheus"
     else:
         port, path = mesh.ports.of(f"{service}_metrics"), "/metrics"
     return {

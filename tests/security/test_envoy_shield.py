@@ -6,55 +6,28 @@ from __future__ import annotations
 import http.client
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import grpc
 import pytest
-import yaml
 
-from devstack.envoy import DESCRIPTOR, TEMPLATE, render_envoy_config, start_envoy
-from devstack.mesh import PUBLIC_SERVICES, Mesh, MeshPorts
+from devstack.mesh import Mesh
+from tests.edge import Config, edge_envoy, set_bucket
 from tests.helpers import Stubs, eventually, http_call, rpc_error
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
 
-def _filter(config: dict[str, Any], name: str) -> dict[str, Any]:
-    (listener,) = config["static_resources"]["listeners"]
-    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    (found,) = [f["typed_config"] for f in manager["http_filters"] if f["name"] == name]
-    assert isinstance(found, dict)
-    return found
-
-
 @contextmanager
 def envoy_with(mesh: Mesh, *, tokens: int, max_connections: int) -> Iterator[int]:
-    """A second Envoy from the same template, its bucket holding `tokens` (refilled once a minute)
-    and at most `max_connections` open at once; yields its port."""
-    ports = MeshPorts.free()
-    config = yaml.safe_load(
-        render_envoy_config(
-            TEMPLATE,
-            listen_port=ports.envoy,
-            admin_port=ports.envoy_admin,
-            upstreams={name: ("127.0.0.1", mesh.ports.of(name)) for name in PUBLIC_SERVICES},
-            descriptor=DESCRIPTOR,
-        )
-    )
-    limiter = _filter(config, "envoy.filters.http.local_ratelimit")
-    limiter["token_bucket"] = {"max_tokens": tokens, "tokens_per_fill": 1, "fill_interval": "60s"}
-    (monitor,) = config["overload_manager"]["resource_monitors"]
-    monitor["typed_config"]["max_active_downstream_connections"] = max_connections
-    server = start_envoy(
-        yaml.safe_dump(config),
-        mesh.data_dir / f"envoy-{ports.envoy}" / "envoy.yaml",
-        listen_port=ports.envoy,
-        admin_port=ports.envoy_admin,
-        log_path=mesh.data_dir / "logs" / f"envoy-{ports.envoy}.log",
-    )
-    try:
-        yield ports.envoy
-    finally:
-        server.process.stop()
+    """A second Envoy from the same template, its proxy-wide bucket holding `tokens` and at most
+    `max_connections` open at once; yields its port."""
+
+    def edit(config: Config) -> None:
+        set_bucket(config, None, tokens)
+        (monitor,) = config["overload_manager"]["resource_monitors"]
+        monitor["typed_config"]["max_active_downstream_connections"] = max_connections
+
+    with edge_envoy(mesh, edit=edit) as edge:
+        yield edge.port
 
 
 def test_the_proxy_bucket_cuts_a_flood_with_429_and_retry_after(stubs: Stubs, mesh: Mesh) -> None:

@@ -23,6 +23,7 @@ from devstack.mesh import Mesh
 from meshkit.ratelimit import RateLimiter
 from meshkit.rpc_details import error_details
 from meshkit.settings import Rate, RateLimits
+from tests.edge import edge_envoy
 from tests.helpers import PASSWORD, Account, Stubs, http_call, redis_client, rpc_error, unique_handle
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -216,6 +217,31 @@ def test_through_envoy_a_forged_forwarded_for_does_not_buy_more_sign_ups(mesh: M
         )
         statuses.append(response.status)
     assert statuses == [200, 200, 429]
+
+
+def test_behind_a_load_balancer_each_client_is_counted_by_its_own_address(mesh: Mesh, tight: None) -> None:
+    """An Envoy configured for one proxy in front (xff_trusted_hops 1), reached by every client
+    through that proxy (one TCP peer, 127.0.0.2, appending each client's address): the services
+    count sign-ups by the client's address Envoy determined, not by the proxy's, and what a
+    client put in x-forwarded-for itself buys it nothing."""
+    _forget_limits(mesh)
+
+    def sign_up_via(port: int, forwarded_for: str) -> int:
+        return http_call(
+            port,
+            "POST",
+            "/v1/users",
+            {"handle": unique_handle("balanced"), "password": PASSWORD},
+            headers={"x-forwarded-for": forwarded_for},
+            source="127.0.0.2",
+        ).status
+
+    with edge_envoy(mesh, xff_trusted_hops=1) as edge:
+        first = [sign_up_via(edge.port, "198.51.100.201") for _ in range(3)]
+        second = [sign_up_via(edge.port, "198.51.100.202") for _ in range(2)]
+        # A client claiming other addresses before the one the balancer appended.
+        forged = [sign_up_via(edge.port, f"203.0.113.{n}, 198.51.100.202") for n in range(2)]
+    assert (first, second, forged) == ([200, 200, 429], [200, 200], [429, 429])
 
 
 async def test_concurrent_calls_cannot_overdraw_a_bucket(mesh: Mesh) -> None:

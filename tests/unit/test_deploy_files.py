@@ -51,3 +51,18 @@ def test_the_image_copies_every_package_it_installs() -> None:
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     top_level = {p.split(".")[0] for p in packages if not p.startswith("tweetmesh")}
     assert top_level | {"gen", "envoy", "protos"} <= copied
+
+
+def test_compose_envoy_believes_no_forwarded_hop_since_clients_reach_it_directly() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["envoy"]["environment"]["XFF_TRUSTED_HOPS"] == "0"
+
+
+def test_compose_keeps_envoys_admin_api_on_its_localhost_and_publishes_only_the_api_and_metrics() -> None:
+    envoy = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["envoy"]
+    (admin,) = [a for a in envoy["command"] if a.startswith("--admin=")]
+    assert admin.startswith("--admin=127.0.0.1:")
+    (metrics,) = [a for a in envoy["command"] if a.startswith("--metrics=")]
+    published = {p.rsplit(":", 1)[1] for p in envoy["ports"]}
+    assert published == {"8080", metrics.rsplit(":", 1)[1]}
+    assert all(p.startswith("127.0.0.1:") for p in envoy["ports"])

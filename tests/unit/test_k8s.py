@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from devstack.envoy import DESCRIPTOR, TEMPLATE, render_envoy_config
+from devstack.envoy import ADMIN_CLUSTER, DESCRIPTOR, TEMPLATE, render_envoy_config
 from devstack.mesh import PUBLIC_SERVICES, SERVICES
+from meshkit.healthcheck import LIVENESS
 from meshkit.settings import DEFAULT_METRICS_PORTS, DEFAULT_PORTS, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,13 +26,23 @@ VERSIONS = ("1.30", kubernetes_validate.latest_version())
 Manifest = dict[str, Any]
 
 
+def _named(items: Any) -> bool:
+    return isinstance(items, list) and all(isinstance(i, dict) and "name" in i for i in items)
+
+
 def _merge(into: Any, patch: Any) -> Any:
-    """A strategic-merge patch as far as our overlays use it: maps merge, anything else replaces."""
+    """A strategic-merge patch as far as our overlays use it: maps merge, lists of named items
+    (containers, env) merge by name, anything else replaces."""
     if isinstance(into, dict) and isinstance(patch, dict):
         merged = dict(into)
         for key, value in patch.items():
             merged[key] = _merge(into.get(key), value) if key in into else value
         return merged
+    if _named(into) and _named(patch):
+        by_name = {item["name"]: item for item in into}
+        for item in patch:
+            by_name[item["name"]] = _merge(by_name[item["name"]], item) if item["name"] in by_name else item
+        return list(by_name.values())
     return patch
 
 
@@ -123,6 +135,10 @@ def test_each_service_runs_its_module_on_its_ports_with_grpc_probes(service: str
     assert (env["GRPC_PORT"], env["METRICS_PORT"]) == (str(grpc_port), str(metrics_port))
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == grpc_port, probe
+    # Liveness is the process alone; readiness (the overall status) follows the dependencies.
+    assert container["startupProbe"]["grpc"]["service"] == LIVENESS
+    assert container["livenessProbe"]["grpc"]["service"] == LIVENESS
+    assert container["readinessProbe"]["grpc"].get("service", "") == ""
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(metrics_port)
     assert {"resources", "securityContext"} <= set(container)
     assert set(container["resources"]) == {"requests", "limits"}
@@ -173,10 +189,15 @@ def test_envoy_runs_the_repository_config_against_the_headless_services() -> Non
     assert upstreams == {s: (f"{s}-headless", DEFAULT_PORTS[s]) for s in PUBLIC_SERVICES}
     rendered = yaml.safe_load(
         render_envoy_config(
-            TEMPLATE, listen_port=8080, admin_port=9901, upstreams=upstreams, descriptor=DESCRIPTOR
+            TEMPLATE,
+            listen_port=8080,
+            admin_port=9901,
+            metrics_port=9902,
+            upstreams=upstreams,
+            descriptor=DESCRIPTOR,
         )
     )
-    assert {c["name"] for c in rendered["static_resources"]["clusters"]} == set(PUBLIC_SERVICES)
+    assert {c["name"] for c in rendered["static_resources"]["clusters"]} == {*PUBLIC_SERVICES, ADMIN_CLUSTER}
 
 
 def test_the_example_brings_its_own_datastores_and_secret() -> None:
@@ -188,20 +209,155 @@ def test_the_example_brings_its_own_datastores_and_secret() -> None:
     assert external == "postgres.tweetmesh.svc.cluster.local"
     secret = find(manifests, "Secret", "tweetmesh-secrets")["stringData"]
     assert "@tweetmesh-postgres:5432/" in secret["DATABASE_URL"]
-    assert secret["REDIS_URL"].startswith("redis://tweetmesh-redis:6379")
+    # Redis takes no anonymous connection (tests/integration/test_deploy_redis.py runs it).
+    assert secret["REDIS_URL"].startswith(
+        f"redis://tweetmesh:{secret['REDIS_PASSWORD']}@tweetmesh-redis:6379"
+    )
 
 
-def test_only_the_mesh_reaches_the_services_grpc_ports_whose_proxy_headers_they_trust() -> None:
+# ----- who may connect to whom: the NetworkPolicies, evaluated
+
+
+@dataclass(frozen=True)
+class Pod:
+    labels: dict[str, str]
+    ports: dict[str, int]  # container port name -> number
+
+
+INTRUDER = Pod({"app.kubernetes.io/name": "intruder"}, {})
+
+
+def pods(manifests: list[Manifest]) -> dict[str, Pod]:
+    """Each workload's pod (by its name label), and an unknown pod of the namespace ("intruder")."""
+    found = {"intruder": INTRUDER}
+    for manifest in manifests:
+        if manifest["kind"] in ("Deployment", "StatefulSet"):
+            template = manifest["spec"]["template"]
+            ports = {p["name"]: p["containerPort"] for c in _containers(manifest) for p in c.get("ports", [])}
+            labels = template["metadata"]["labels"]
+            found[labels["app.kubernetes.io/name"]] = Pod(labels, ports)
+    return found
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression  # the only operator our policies use
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def _rule_allows(rule: dict[str, Any], peers: str, peer: Pod, port: int, destination: Pod) -> bool:
+    """Whether an ingress (peers="from") or egress (peers="to") rule lets `peer` through on `port`
+    of `destination` (named ports are the destination's)."""
+    if peers in rule and not any(_selects(p["podSelector"], peer.labels) for p in rule[peers]):
+        return False
+    if "ports" not in rule:
+        return True
+    return any(destination.ports.get(p["port"], p["port"]) == port for p in rule["ports"])
+
+
+def allowed(manifests: list[Manifest], source: Pod, destination: Pod, port: int) -> bool:
+    """Whether the NetworkPolicies let `source` open a TCP connection to `port` of `destination`:
+    the destination's ingress policies and the source's egress policies must both allow it."""
+    policies = [m["spec"] for m in manifests if m["kind"] == "NetworkPolicy"]
+
+    def passes(direction: str, selected: Pod, peers: str, peer: Pod) -> bool:
+        applying = [
+            p
+            for p in policies
+            if direction in p["policyTypes"] and _selects(p["podSelector"], selected.labels)
+        ]
+        rules = [rule for p in applying for rule in p.get(direction.lower(), [])]
+        return not applying or any(_rule_allows(rule, peers, peer, port, destination) for rule in rules)
+
+    return passes("Ingress", destination, "from", source) and passes("Egress", source, "to", destination)
+
+
+def test_only_envoy_and_the_services_reach_the_services_and_only_the_services_the_datastores() -> None:
+    manifests = build(EXAMPLE)
+    pod = pods(manifests)
+
+    def can(source: str, destination: str, port: str | int) -> bool:
+        target = pod[destination]
+        return allowed(
+            manifests,
+            pod[source],
+            target,
+            target.ports.get(str(port), port) if isinstance(port, str) else port,
+        )
+
+    # The way in: Envoy's public port and metrics, from anyone; never its admin API.
+    assert can("intruder", "envoy", "http") and can("intruder", "envoy", "metrics")
+    assert not can("intruder", "envoy", 9901)
+    # Envoy reaches the public services, not the fan-out admin API, not the datastores.
+    for name in PUBLIC_SERVICES:
+        assert can("envoy", name, "grpc"), name
+    assert not can("envoy", "fanout", "grpc")
+    assert not can("envoy", "redis", "redis") and not can("envoy", "postgres", "postgres")
+    # The services reach each other; nobody else reaches them (their metrics aside).
+    for source in SERVICES:
+        for destination in SERVICES:
+            assert can(source, destination, "grpc"), (source, destination)
+    for name in SERVICES:
+        assert (
+            not can("intruder", name, "grpc")
+            and not can("redis", name, "grpc")
+            and not can("postgres", name, "grpc")
+        )
+        assert can("intruder", name, "metrics")
+    # Redis: every service, nobody else. PostgreSQL: the services that own a schema, nobody else.
+    for name in SERVICES:
+        assert can(name, "redis", "redis"), name
+        assert can(name, "postgres", "postgres") == (name in ("users", "tweets")), name
+    assert not can("intruder", "redis", "redis") and not can("intruder", "postgres", "postgres")
+
+
+def test_envoy_cannot_reach_datastores_outside_the_cluster_either() -> None:
+    """The base's PostgreSQL and Redis are outside (no policy of ours guards them): Envoy's own
+    egress policy keeps it from them, while the services reach them."""
     manifests = build(BASE)
-    config = find(manifests, "ConfigMap", "tweetmesh-config")["data"]
-    assert load_settings(
+    pod = pods(manifests)
+    outside = Pod({}, {})
+    for port in (5432, 6379):
+        assert not allowed(manifests, pod["envoy"], outside, port)
+        assert allowed(manifests, pod["users"], outside, port)
+
+
+def test_the_services_believe_forwarded_addresses_from_the_pod_network_only() -> None:
+    config = find(build(BASE), "ConfigMap", "tweetmesh-config")["data"]
+    networks = load_settings(
         "users", {**config, "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://r"}
     ).trusted_proxies
-    policy = find(manifests, "NetworkPolicy", "tweetmesh-services")["spec"]
-    for service in SERVICES:
-        labels = find(manifests, "Deployment", service)["spec"]["template"]["metadata"]["labels"]
-        assert policy["podSelector"]["matchLabels"].items() <= labels.items()
-    grpc_rule = next(rule for rule in policy["ingress"] if rule["ports"] == [{"port": "grpc"}])
-    allowed = set(grpc_rule["from"][0]["podSelector"]["matchExpressions"][0]["values"])
-    envoy = find(manifests, "Deployment", "envoy")["spec"]["template"]["metadata"]["labels"]
-    assert {envoy["app.kubernetes.io/component"], "service"} == allowed
+    assert networks
+    for network in networks:
+        # One cluster's pod network at most: never a whole private range (load balancers and
+        # nodes live there too, and would be believed).
+        assert network.is_private and network.prefixlen >= 16, network
+
+
+def test_envoy_believes_one_proxy_in_front_in_the_base_and_none_in_the_port_forwarded_example() -> None:
+    for folder, hops in ((BASE, "1"), (EXAMPLE, "0")):
+        container = find(build(folder), "Deployment", "envoy")["spec"]["template"]["spec"]["containers"][0]
+        assert env_of(container)["XFF_TRUSTED_HOPS"] == hops, folder
+
+
+def _argument(command: list[str], name: str) -> str:
+    (value,) = [a.removeprefix(f"{name}=") for a in command if a.startswith(f"{name}=")]
+    return value
+
+
+def test_envoys_admin_api_listens_on_localhost_and_monitoring_uses_the_metrics_listener() -> None:
+    pod = find(build(BASE), "Deployment", "envoy")["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert _argument(container["command"], "--admin").startswith("127.0.0.1:")
+    metrics_port = int(_argument(container["command"], "--metrics").rpartition(":")[2])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == metrics_port
+    assert 9901 not in ports.values()
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(metrics_port)
+    assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/stats/prometheus"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/ready", "port": "metrics"}
