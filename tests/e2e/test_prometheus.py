@@ -10,6 +10,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def _pod(mesh: Mesh, service: str) -> dict[str, Any]:
 def scrape_config(mesh: Mesh) -> dict[str, Any]:
     """deploy/prometheus/prometheus.yml with the pods of this mesh in place of Kubernetes discovery
     (Debian builds Prometheus without it), scraping and evaluating every second."""
-    config = yaml.safe_load((RULES_DIR / "prometheus.yml").read_text())
+    config: dict[str, Any] = yaml.safe_load((RULES_DIR / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"}
     config["rule_files"] = [str(ALERTS)]
     (job,) = config["scrape_configs"]
@@ -163,7 +164,7 @@ def test_every_target_is_up_and_the_key_series_are_there(prometheus: Prometheus,
         "process_resident_memory_bytes": "timeline",
     }
     for series, service in key_series.items():
-        found = eventually(lambda s=series: prometheus.query(s), timeout=15)
+        found = eventually(partial(prometheus.query, series), timeout=15)
         assert service in {sample["metric"]["service"] for sample in found}, series
         assert {sample["metric"]["namespace"] for sample in found} == {"tweetmesh"}, series
 

@@ -27,8 +27,10 @@ def _npm_tool(name: str) -> Path:
     return found
 
 
-def _run(argv: list[str | os.PathLike[str]], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, **kwargs)  # type: ignore[call-overload]
+def _run(
+    argv: list[str | os.PathLike[str]], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, cwd=cwd, env=env)
     assert done.returncode == 0, f"{argv[0]} failed:\n{done.stdout}{done.stderr}"
     return done
 

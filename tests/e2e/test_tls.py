@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import google.api
 import pytest
@@ -93,7 +94,7 @@ def test_grpcurl_over_tls_with_the_certificate(mesh: Mesh) -> None:
 
 
 def test_the_tls_listener_is_rendered_only_with_a_certificate(tmp_path: Path) -> None:
-    def listeners(tls: TlsListener | None) -> dict[str, object]:
+    def listeners(tls: TlsListener | None) -> dict[str, Any]:
         config = yaml.safe_load(
             render_envoy_config(
                 TEMPLATE,

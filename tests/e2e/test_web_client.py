@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -98,9 +98,13 @@ class Page:
 
     def tweet(self, text: str, timeout: float = WAIT) -> WebElement:
         xpath = f"//article[contains(@class,'tweet')][.//p[@class='text' and normalize-space()={text!r}]]"
-        return self.wait(
-            lambda d: (d.find_elements(By.XPATH, xpath) or [None])[0], f"the tweet {text!r}", timeout
-        )
+
+        def first(driver: WebDriver) -> WebElement | None:
+            found = driver.find_elements(By.XPATH, xpath)
+            return found[0] if found else None
+
+        card: WebElement = self.wait(first, f"the tweet {text!r}", timeout)
+        return card
 
     def tweets(self) -> list[str]:
         return [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, "article.tweet p.text")]
@@ -142,7 +146,7 @@ def chromium(size: tuple[int, int], profile: Path) -> WebDriver:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = webdriver.ChromeService(executable_path=debian_tool("chromedriver", "chromium-driver"))
-    driver = webdriver.Chrome(options=options, service=service)
+    driver: WebDriver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(30)
     return driver
 
@@ -165,7 +169,8 @@ def browsers(mesh: Mesh) -> Iterator[Browsers]:
             yield open_browser
         finally:
             for driver in drivers:
-                problems = [e for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+                logs = cast(Any, driver).get_log("browser")  # Chrome's, not in WebDriver's interface
+                problems = [e for e in logs if "Content Security Policy" in e["message"]]
                 driver.quit()
                 assert problems == [], problems
     print(f"\nweb client screenshots: {ARTIFACTS}")
