@@ -13,6 +13,7 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY protos ./protos
 COPY gen ./gen
 COPY meshkit ./meshkit
+COPY social ./social
 COPY users_svc ./users_svc
 COPY tweets_svc ./tweets_svc
 COPY fanout_svc ./fanout_svc

@@ -16,8 +16,8 @@ import psycopg
 import redis.asyncio as aioredis
 
 from meshkit.auth import cache_key
-from meshkit.home_timelines import HomeTimelines
 from meshkit.ids import EPOCH_MS, SEQUENCE_BITS
+from social import TimelineStore
 
 MEAN_FOLLOWING = 74  # the Pew figure DESIGN.md cites: the mean account follows 74 others
 MAX_FOLLOWING = 5000  # Twitter's historic follow limit
@@ -217,8 +217,8 @@ def _epoch(seconds: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(seconds))
 
 
-async def warm_home_timelines(data: Dataset, timelines: HomeTimelines, users: Iterable[int]) -> int:
-    """Builds the home timelines of `users` in Redis through meshkit.home_timelines, from the
+async def warm_home_timelines(data: Dataset, timelines: TimelineStore, users: Iterable[int]) -> int:
+    """Builds the home timelines of `users` in Redis through social.timelines, from the
     generated data (what a rebuild from PostgreSQL would find); returns how many entries it wrote."""
     n = len(data.user_ids)
     order = np.argsort(data.tweet_authors, kind="stable")

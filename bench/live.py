@@ -24,6 +24,11 @@ from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
 Arrival = tuple[int, int, float]  # (stream number, tweet id, arrival time)
 
 
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    """The metadata that authenticates a call with `token`."""
+    return (("authorization", f"Bearer {token}"),)
+
+
 def _resume_point(error: grpc.aio.AioRpcError) -> tuple[str, str] | None:
     """(reason, since_tweet_id) of a stream the server ended with a resume point, else None."""
     for info in error_details(error, error_details_pb2.ErrorInfo):
@@ -54,7 +59,7 @@ async def _watch(
         while True:
             call = stub.StreamHomeTimeline(
                 timeline_pb.StreamHomeTimelineRequest(since_tweet_id=since),
-                metadata=[("authorization", f"Bearer {token}")],
+                metadata=bearer(token),
             )
             try:
                 async for event in call:
@@ -134,7 +139,7 @@ async def _post(
                 sent = time.time()
                 reply = await stub.CreateTweet(
                     tweets_pb.CreateTweetRequest(text=f"live bench post {n}"),
-                    metadata=[("authorization", f"Bearer {authors[author]}")],
+                    metadata=bearer(authors[author]),
                     timeout=30,
                 )
                 posts.append(Post(author, int(reply.tweet.tweet_id), sent, (time.time() - sent) * 1000))

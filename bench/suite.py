@@ -23,11 +23,12 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import dataset, loadgen
-from bench.live import LiveRun, run_live
+from bench.live import LiveRun, bearer, run_live
 from devstack.mesh import Mesh, MeshPorts
-from meshkit.celebrities import REGISTRY_KEY
-from meshkit.home_timelines import DELIVERED_COUNTER, HomeTimelines, home_key, unpack
-from meshkit.settings import Settings, load_settings
+from fanout_svc.settings import FanoutSettings
+from fanout_svc.settings import load_settings as load_fanout_settings
+from social.celebrities import REGISTRY_KEY
+from social.timelines import DELIVERED_COUNTER, home_key, home_timelines, unpack
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
@@ -50,10 +51,6 @@ BENCH_ENV = {
 GET_HOME = "tweetmesh.timeline.v1.TimelineService/GetHomeTimeline"
 CREATE_TWEET = "tweetmesh.tweets.v1.TweetService/CreateTweet"
 HEALTH_CHECK = "grpc.health.v1.Health/Check"
-
-
-def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
 
 
 @dataclass
@@ -90,7 +87,7 @@ class Bench:
                 tokens = await dataset.create_sessions(self.data, users, self.mesh.database_url, client)
                 self.tokens.update(zip(users, tokens, strict=True))
                 settings = mesh_settings(self.mesh)
-                timelines = HomeTimelines(
+                timelines = home_timelines(
                     client, settings.home_timeline_max, settings.home_timeline_ttl_seconds
                 )
                 warm = range(min(self.size.warm_users, self.size.users))
@@ -505,9 +502,9 @@ def describe(bench: Bench, celebrities: list[int]) -> None:
     bench.details["load_average_at_end"] = os.getloadavg()
 
 
-def mesh_settings(mesh: Mesh) -> Settings:
+def mesh_settings(mesh: Mesh) -> FanoutSettings:
     """The settings fan-out runs with in `mesh`."""
-    return load_settings("fanout", mesh.service_env("fanout"), needs_database=False)
+    return load_fanout_settings(mesh.service_env("fanout"))
 
 
 def celebrity_threshold(mesh: Mesh) -> int:

@@ -29,6 +29,7 @@ from devstack.process import ManagedProcess, RestartPolicy, Server
 from devstack.redis import start_redis
 from devstack.smtp import start_smtp
 from meshkit.healthcheck import health_status
+from social.services import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("users", "tweets", "fanout", "timeline")  # start order; stop is the reverse
@@ -45,15 +46,15 @@ class MeshPorts:
     envoy: int = 8080
     envoy_admin: int = 9901
     envoy_metrics: int = 9902  # Envoy's /stats/prometheus and /ready (its admin API stays local)
-    users: int = 50051
-    tweets: int = 50052
-    fanout: int = 50053
-    timeline: int = 50054
+    users: int = DEFAULT_PORTS["users"].grpc
+    tweets: int = DEFAULT_PORTS["tweets"].grpc
+    fanout: int = DEFAULT_PORTS["fanout"].grpc
+    timeline: int = DEFAULT_PORTS["timeline"].grpc
     # Each service's Prometheus /metrics (METRICS_PORT).
-    users_metrics: int = 9101
-    tweets_metrics: int = 9102
-    fanout_metrics: int = 9103
-    timeline_metrics: int = 9104
+    users_metrics: int = DEFAULT_PORTS["users"].metrics
+    tweets_metrics: int = DEFAULT_PORTS["tweets"].metrics
+    fanout_metrics: int = DEFAULT_PORTS["fanout"].metrics
+    timeline_metrics: int = DEFAULT_PORTS["timeline"].metrics
     postgres: int = 55432
     redis: int = 56379
     # The local SMTP server that keeps mails as files (devstack.smtp).

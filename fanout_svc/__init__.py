@@ -1,1 +1,1 @@
-"""fanout_svc."""
+"""fanout_svc: writes tweets into followers' home timelines from the event streams; its admin API."""

@@ -1,6 +1,7 @@
 """python -m fanout_svc: writes new tweets into followers' home timelines."""
 
 from fanout_svc.server import setup
+from fanout_svc.settings import SERVICE, load_settings
 from meshkit.runtime import main
 
-main("fanout", setup, needs_database=False)
+main(SERVICE, load_settings, setup)

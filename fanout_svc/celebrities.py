@@ -3,8 +3,8 @@ write; how an author crosses the threshold in either direction with every timeli
 
 Readers (timeline_svc) merge in, at read time, the tweets of each celebrity whose marker a home
 timeline holds, from the celebrity's own list `celeb:<author>`; open streams subscribe once per
-process to `celebrity:<author>`. A celebrity's tweets that only some followers may see (replies to
-someone else: Mastodon's rule) and the users it mentions are still written directly.
+process to `celebrity:<author>`. A celebrity's tweets that are not for everyone
+(social.rules.is_for_everyone) and the users it mentions are still written directly.
 
 The invariant: at any moment, for every tweet T of author A and follower F with a timeline, T is in
 F's timeline, or F's timeline holds A's marker and T is in A's list (or both). So:
@@ -26,8 +26,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Protocol
 
-from meshkit.celebrities import MERGED_AT_READ, State, seen_by_every_follower
-from meshkit.peers import TweetRef
+from social import MERGED_AT_READ, State, TweetRef, is_for_everyone
 
 
 class Registry(Protocol):
@@ -85,21 +84,22 @@ class Celebrities:
         self._counts[author_id] = (time.monotonic(), count)
         return count
 
-    async def skips_fanout(self, author_id: int) -> bool:
-        """Whether a new tweet of the author is left out of followers' timelines (merged at read
-        time instead). Finishes a promotion or demotion left half done, and demotes a celebrity
-        that has fallen below the threshold (its tweet is then fanned out as usual)."""
+    async def settle(self, author_id: int) -> State | None:
+        """Brings the author's state up to date before a new tweet of theirs fans out, and returns
+        it: finishes a promotion or demotion left half done, and demotes a celebrity that has
+        fallen below the threshold. Only a CELEBRITY's tweet is left out of followers' timelines
+        (merged at read time instead); after a demotion it is fanned out as usual."""
         state = await self._registry.state(author_id)
         if state is State.CELEBRITY:
             if await self._followers_count(author_id) >= self.threshold:
-                return True
+                return State.CELEBRITY
             await self.demote(author_id)
         elif state is State.DEMOTING:
             await self.demote(author_id)
         elif state is State.PROMOTING:
             await self.promote(author_id)
-            return True
-        return False
+            return State.CELEBRITY
+        return None
 
     async def after_fanout(self, author_id: int, followers_seen: int) -> None:
         """Called after a tweet was fanned out to the author's `followers_seen` followers: at the
@@ -125,7 +125,7 @@ class Celebrities:
             recent = await self._tweets.refs_by_authors(
                 [author_id], limit=min(self._timelines.max_entries, 1000)
             )
-            shared = [r.tweet_id for r in recent if seen_by_every_follower(r)]
+            shared = [r.tweet_id for r in recent if is_for_everyone(r)]
             async for page in self._followers.follower_pages(author_id):
                 await self._timelines.merge_into(page, shared)
                 await self._timelines.mark_celebrity(author_id, page, following=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -9,23 +11,29 @@ from google.protobuf.message import DecodeError
 
 from fanout_svc.celebrities import Celebrities
 from fanout_svc.service import Fanout, FollowChanged, TweetChanged
-from fanout_svc.storage import FanoutStatsReader
+from fanout_svc.settings import FanoutSettings
+from fanout_svc.stats import TIMELINE_WRITES, FanoutStatsReader, export_stats
 from meshkit import metrics
-from meshkit.celebrities import CelebrityRegistry, celebrity_lists
 from meshkit.errors import InvalidArgument
-from meshkit.home_timelines import HomeTimelines
 from meshkit.ids import parse_id, require_id
-from meshkit.peers import TweetsPeer, UsersPeer
 from meshkit.runtime import Runtime
 from meshkit.streams import Entry, PoisonEvent, StreamConsumer
+from social import (
+    FOLLOWS_STREAM,
+    TWEETS_STREAM,
+    CelebrityRegistry,
+    GlobalFeed,
+    TweetsPeer,
+    UsersPeer,
+    celebrity_lists,
+    home_timelines,
+)
 from tweetmesh.fanout.v1 import fanout_service_pb2 as pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as pb_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
 Context = grpc.aio.ServicerContext[Any, Any]
-TWEETS_STREAM = "events:tweets"
-FOLLOWS_STREAM = "events:follows"
 GROUP = "fanout"
 METRICS_REFRESH_SECONDS = 5.0
 # Events handled at once: enough to keep Redis and users_svc busy, few enough that a burst of posts
@@ -33,16 +41,21 @@ METRICS_REFRESH_SECONDS = 5.0
 FANOUT_CONCURRENCY = 32
 
 
-def _decode(message: Any, entry: Entry) -> Any:
+@contextlib.contextmanager
+def _poison_unless_valid(entry: Entry) -> Iterator[bytes]:
+    """The entry's payload; an entry without one, or whose event fails to decode or holds an
+    invalid id, can never be handled: PoisonEvent (it is dead-lettered at once)."""
     try:
-        return message.FromString(entry.fields[b"data"])
+        yield entry.fields[b"data"]
     except (KeyError, DecodeError) as error:
         raise PoisonEvent(f"undecodable entry: {error}") from error
+    except InvalidArgument as error:
+        raise PoisonEvent(str(error)) from error
 
 
 def tweet_changed(entry: Entry) -> TweetChanged:
-    event = _decode(tweets_pb.TweetEvent, entry)
-    try:
+    with _poison_unless_valid(entry) as data:
+        event = tweets_pb.TweetEvent.FromString(data)
         return TweetChanged(
             require_id(event.tweet_id, "tweet_id"),
             require_id(event.author_id, "author_id"),
@@ -51,20 +64,16 @@ def tweet_changed(entry: Entry) -> TweetChanged:
             mentioned_user_ids=tuple(require_id(u, "mentioned_user_ids") for u in event.mentioned_user_ids),
             public=event.public,
         )
-    except InvalidArgument as error:
-        raise PoisonEvent(str(error)) from error
 
 
 def follow_changed(entry: Entry) -> FollowChanged:
-    event = _decode(users_pb.FollowEvent, entry)
-    try:
+    with _poison_unless_valid(entry) as data:
+        event = users_pb.FollowEvent.FromString(data)
         return FollowChanged(
             require_id(event.follower_id, "follower_id"),
             require_id(event.followee_id, "followee_id"),
             event.following,
         )
-    except InvalidArgument as error:
-        raise PoisonEvent(str(error)) from error
 
 
 class FanoutServicer(pb_grpc.FanoutServiceServicer):
@@ -87,34 +96,23 @@ class FanoutServicer(pb_grpc.FanoutServiceServicer):
         )
 
 
-async def export_stats(stats: FanoutStatsReader) -> None:
-    """The consumer group's state (the same numbers as GetFanoutStats) as Prometheus gauges."""
-    snapshot = await stats.stats()
-    for s in snapshot.streams:
-        metrics.FANOUT_STREAM_LENGTH.labels(s.stream).set(s.length)
-        metrics.FANOUT_STREAM_LAG.labels(s.stream).set(s.lag)
-        metrics.FANOUT_STREAM_PENDING.labels(s.stream).set(s.pending)
-        metrics.FANOUT_CONSUMERS.labels(s.stream).set(s.consumers)
-    metrics.FANOUT_DELIVERED.set(snapshot.delivered)
-    metrics.FANOUT_DEAD_LETTERED.set(snapshot.dead_lettered)
-
-
-async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
+async def setup(runtime: Runtime[FanoutSettings], server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
     redis = await runtime.redis()
-    users = UsersPeer(runtime.channel(settings.users_addr))
-    tweets = TweetsPeer(runtime.channel(settings.tweets_addr))
-    home = HomeTimelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds)
+    users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
+    tweets = TweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE))
+    home = home_timelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds)
     fanout = Fanout(
         users,
         tweets,
         home,
+        GlobalFeed(redis),
         Celebrities(CelebrityRegistry(redis), users, home, tweets, settings.celebrity_followers),
-        celebrity_lists(redis, settings),
+        celebrity_lists(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds),
     )
 
     async def on_tweet(entry: Entry) -> None:
-        metrics.FANOUT_TIMELINE_WRITES.inc(await fanout.tweet_changed(tweet_changed(entry)))
+        TIMELINE_WRITES.inc(await fanout.tweet_changed(tweet_changed(entry)))
 
     async def on_follow(entry: Entry) -> None:
         await fanout.follow_changed(follow_changed(entry))

@@ -2,9 +2,10 @@
 unfollow does to a timeline.
 
 A tweet goes to its author, to the users it mentions (the replied-to author counts as mentioned)
-and to the author's followers; a reply to someone else reaches only the followers who also follow
-the replied-to author (Mastodon's rule). timeline_svc applies the same rule when it rebuilds a
-timeline from PostgreSQL (timeline_svc.service.belongs_in_home)."""
+and to the author's followers; a tweet that is not for everyone (social.rules.is_for_everyone: a
+reply to someone else) reaches only the followers who also follow the replied-to author. A follow
+merges what belongs in the follower's home (social.rules.belongs_in_home), the rule timeline_svc
+applies when it rebuilds a timeline from PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fanout_svc.celebrities import Celebrities
-from meshkit.home_timelines import belongs_in_home
-from meshkit.peers import TweetRef
+from social import State, TweetRef, belongs_in_home, is_for_everyone
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +25,6 @@ class TweetChanged:
     reply_to_author_id: int | None = None
     mentioned_user_ids: tuple[int, ...] = ()
     public: bool = False
-
-    @property
-    def replies_to_other(self) -> bool:
-        return self.reply_to_author_id is not None and self.reply_to_author_id != self.author_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +49,13 @@ class TweetIndex(Protocol):
     ) -> list[TweetRef]: ...
 
 
-class Timelines(Protocol):
+class HomeTimelineWrites(Protocol):
+    """What fan-out does to home timelines (social.timelines.TimelineStore)."""
+
     max_entries: int
 
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int: ...
     async def retract(self, tweet_id: int, user_ids: Sequence[int]) -> None: ...
-    async def announce_global(self, tweet_id: int, *, deleted: bool) -> None: ...
     async def exists(self, user_id: int) -> bool: ...
     async def merge(self, user_id: int, tweet_ids: Iterable[int]) -> int: ...
     async def remove(self, user_id: int, tweet_ids: Iterable[int]) -> None: ...
@@ -70,10 +67,16 @@ _ID_BATCH = 1000
 
 
 class CelebrityLists(Protocol):
-    """Celebrities' own recent tweets (meshkit.home_timelines with the prefix "celeb")."""
+    """Celebrities' own recent tweets (social.timelines.celebrity_lists)."""
 
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int: ...
     async def retract(self, tweet_id: int, user_ids: Sequence[int]) -> None: ...
+
+
+class GlobalAnnouncer(Protocol):
+    """The global timeline's live streams (social.live.GlobalFeed)."""
+
+    async def announce(self, tweet_id: int, *, deleted: bool) -> None: ...
 
 
 class Fanout:
@@ -81,13 +84,15 @@ class Fanout:
         self,
         graph: FollowGraph,
         tweets: TweetIndex,
-        timelines: Timelines,
+        timelines: HomeTimelineWrites,
+        global_feed: GlobalAnnouncer,
         celebrities: Celebrities | None = None,
         celebrity_lists: CelebrityLists | None = None,
     ) -> None:
         self._graph = graph
         self._tweets = tweets
         self._timelines = timelines
+        self._global = global_feed
         self._celebrities = celebrities
         self._lists = celebrity_lists
 
@@ -98,11 +103,15 @@ class Fanout:
         if event.deleted:
             await self._retract(event)
             return 0
-        celebrity = self._celebrities is not None and await self._celebrities.skips_fanout(event.author_id)
+        celebrity = (
+            self._celebrities is not None
+            and await self._celebrities.settle(event.author_id) is State.CELEBRITY
+        )
         delivered = await self._timelines.deliver(
             event.tweet_id, list(dict.fromkeys([event.author_id, *event.mentioned_user_ids]))
         )
-        if self._lists is not None and not event.replies_to_other:
+        for_everyone = is_for_everyone(event)
+        if self._lists is not None and for_everyone:
             # The author's own list, if readers built one, and the streams of celebrity followers.
             await self._lists.deliver(event.tweet_id, [event.author_id])
         if celebrity:
@@ -112,19 +121,19 @@ class Fanout:
             async for page in self._graph.follower_pages(event.author_id):
                 followers_seen += len(page)
                 followers = page
-                if event.replies_to_other and event.reply_to_author_id is not None and page:
+                if not for_everyone and event.reply_to_author_id is not None and page:
                     followers = await self._graph.followers_among(event.reply_to_author_id, page)
                 delivered += await self._timelines.deliver(event.tweet_id, followers)
             if self._celebrities is not None:
                 await self._celebrities.after_fanout(event.author_id, followers_seen)
         if event.public:
-            await self._timelines.announce_global(event.tweet_id, deleted=False)
+            await self._global.announce(event.tweet_id, deleted=False)
         return delivered
 
     async def _reply_of_celebrity(self, event: TweetChanged) -> int:
         """A celebrity's reply to someone else reaches only the followers of both: found from the
         replied-to author's followers (usually far fewer than the celebrity's)."""
-        if not event.replies_to_other or event.reply_to_author_id is None:
+        if is_for_everyone(event) or event.reply_to_author_id is None:
             return 0
         delivered = 0
         async for page in self._graph.follower_pages(event.reply_to_author_id):
@@ -143,7 +152,7 @@ class Fanout:
         if self._lists is not None:
             await self._lists.retract(event.tweet_id, [event.author_id])
         if event.public:
-            await self._timelines.announce_global(event.tweet_id, deleted=True)
+            await self._global.announce(event.tweet_id, deleted=True)
 
     async def follow_changed(self, event: FollowChanged) -> None:
         """A follow merges the followee's recent tweets into the follower's timeline; an unfollow

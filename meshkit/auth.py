@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
-from meshkit.errors import Unauthenticated
-from meshkit.status import DEPENDENCY_ERRORS
+from meshkit.errors import DEPENDENCY_ERRORS, Unauthenticated
 
 TOKEN_PREFIX = "tm_"
 _TOKEN_PATTERN = re.compile(r"^tm_[A-Za-z0-9_-]{43}$")

@@ -1,13 +1,29 @@
-"""Domain errors: what went wrong, in terms a caller can act on, mapped to gRPC status codes."""
+"""Domain errors: what went wrong, in terms a caller can act on, mapped to gRPC status codes; and
+the failures of dependencies, which a caller may retry later."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import grpc
+import psycopg
+import psycopg_pool
+import redis.exceptions
 
 # The reason codes in ErrorInfo come from this domain (AIP-193).
 ERROR_DOMAIN = "tweetmesh.dev"
+
+# Failures that mean "a dependency is down or slow": the caller may retry later (UNAVAILABLE).
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg_pool.PoolTimeout,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    ConnectionError,
+    # A dependency that answered too slowly (asyncio.timeout, the handler time limit).
+    TimeoutError,
+)
 
 
 @dataclass(frozen=True, slots=True)

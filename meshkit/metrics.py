@@ -1,4 +1,5 @@
-"""Prometheus metrics of every service: what is measured (defined once, here) and the HTTP endpoint.
+"""Prometheus metrics of every service: the registry, what the kit measures (RPCs, pools, Redis
+clients, stream consumers) and the HTTP endpoint. A service defines its own metrics on REGISTRY.
 
 Names follow the conventions of go-grpc-prometheus for RPCs (`grpc_server_*`, labels grpc_service,
 grpc_method, grpc_type, grpc_code), so existing gRPC dashboards and alerts apply; the mesh's own
@@ -19,7 +20,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from psycopg_pool import AsyncConnectionPool
 
-from meshkit.status import DEPENDENCY_ERRORS
+from meshkit.errors import DEPENDENCY_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -54,39 +55,6 @@ STREAM_ENTRIES = Counter(
     "Redis Stream entries this consumer finished: acked, failed (left pending for a retry) or dead-lettered.",
     ["stream", "outcome"],
     registry=REGISTRY,
-)
-FANOUT_TIMELINE_WRITES = Counter(
-    "tweetmesh_fanout_timeline_writes",
-    "Home timelines this fan-out worker added a tweet to.",
-    registry=REGISTRY,
-)
-# Read from Redis by fanout_svc every few seconds: the state of the whole consumer group, so any one
-# worker's numbers are the mesh's (take max(), not sum(), across workers).
-FANOUT_STREAM_LENGTH = Gauge(
-    "tweetmesh_fanout_stream_length", "Entries in the event stream.", ["stream"], registry=REGISTRY
-)
-FANOUT_STREAM_LAG = Gauge(
-    "tweetmesh_fanout_stream_lag",
-    "Entries not yet delivered to the fan-out consumer group (Redis XINFO GROUPS lag).",
-    ["stream"],
-    registry=REGISTRY,
-)
-FANOUT_STREAM_PENDING = Gauge(
-    "tweetmesh_fanout_stream_pending",
-    "Entries delivered to a fan-out worker and not yet acknowledged.",
-    ["stream"],
-    registry=REGISTRY,
-)
-FANOUT_CONSUMERS = Gauge(
-    "tweetmesh_fanout_consumers", "Workers known to the consumer group.", ["stream"], registry=REGISTRY
-)
-FANOUT_DELIVERED = Gauge(
-    "tweetmesh_fanout_delivered",
-    "Home-timeline writes by all fan-out workers since Redis was last wiped (a mesh-wide counter).",
-    registry=REGISTRY,
-)
-FANOUT_DEAD_LETTERED = Gauge(
-    "tweetmesh_fanout_dead_lettered", "Entries in the dead-letter streams.", registry=REGISTRY
 )
 
 

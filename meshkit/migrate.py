@@ -1,10 +1,10 @@
 """Applies every service's schema migrations to DATABASE_URL: `python -m meshkit.migrate`.
 
-Each service owns a PostgreSQL schema named after it (users, tweets) and a folder of numbered SQL
-files (`<svc>/migrations/NNNN_name.sql`). The kit's own files (meshkit/migrations, e.g. the outbox)
-are applied to every schema first. Applied versions are recorded per schema in `schema_migrations`;
-a run applies the missing ones in order, each in its own transaction, under an advisory lock so
-concurrent runs are safe.
+Each service with a folder of numbered SQL files (`<name>_svc/migrations/NNNN_name.sql`) owns a
+PostgreSQL schema named after it (users_svc: `users`). The kit's own files (meshkit/migrations,
+e.g. the outbox) are applied to every schema first. Applied versions are recorded per schema in
+`schema_migrations`; a run applies the missing ones in order, each in its own transaction, under an
+advisory lock so concurrent runs are safe.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import psycopg
 from meshkit.ids import SQL_FUNCTION
 
 ROOT = Path(__file__).resolve().parent.parent
+KIT_MIGRATIONS = ROOT / "meshkit" / "migrations"
 # schema -> the folders whose migrations build it, in order.
 SCHEMAS: dict[str, list[Path]] = {
-    "users": [ROOT / "meshkit" / "migrations", ROOT / "users_svc" / "migrations"],
-    "tweets": [ROOT / "meshkit" / "migrations", ROOT / "tweets_svc" / "migrations"],
+    folder.parent.name.removesuffix("_svc"): [KIT_MIGRATIONS, folder]
+    for folder in sorted(ROOT.glob("*_svc/migrations"))
 }
 _LOCK_KEY = 0x7477_6565_746D  # "tweetm"
 

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from meshkit.status import DEPENDENCY_ERRORS
+from meshkit.errors import DEPENDENCY_ERRORS
 
 log = logging.getLogger(__name__)
 

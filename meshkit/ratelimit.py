@@ -1,12 +1,14 @@
-"""Rate limits on every write and on sign-in: one policy table, applied by a server interceptor,
-counted atomically in Redis with GCRA (the generic cell rate algorithm, a token bucket kept as one
+"""Rate limits: each service's table of policies, applied by a server interceptor, counted
+atomically in Redis with GCRA (the generic cell rate algorithm, a token bucket kept as one
 timestamp per key).
 
 A policy names the buckets a method draws from, each per user (from the token), per client address
 (the peer, or the last x-forwarded-for hop when the peer is a trusted proxy such as Envoy) or per
-handle (sign-in, so guessing one account's password is slow from any number of addresses). A call
-is allowed only if every bucket has room, and only then are they all charged. Refused calls get
-RESOURCE_EXHAUSTED with a RetryInfo saying when to come back (HTTP 429 with Retry-After via Envoy).
+handle (the request's `handle` field: sign-in, so guessing one account's password is slow from any
+number of addresses), at a rate the service's settings name. A call is allowed only if every
+bucket has room, and only then are they all charged. Refused calls get RESOURCE_EXHAUSTED with a
+RetryInfo saying when to come back (HTTP 429 with Retry-After via Envoy). Buckets are keyed by
+name, so services whose policies name the same bucket share it.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from typing import Any
 
 import grpc
 import redis.asyncio as aioredis
+from google.protobuf.descriptor import ServiceDescriptor
 
 from meshkit.auth import Authenticator, Metadata
 from meshkit.errors import Internal, ResourceExhausted
 from meshkit.interceptors import Handler, HandlerInterceptor
-from meshkit.settings import Rate, RateLimits, Settings
+from meshkit.settings import Networks, Rate
 
 log = logging.getLogger(__name__)
 
@@ -38,45 +41,23 @@ class Scope(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """One bucket a call draws from: `rate` (a RateLimits field) counted per `scope`."""
+    """One bucket a call draws from: `rate` (the name of a Rate in the service's rate settings)
+    counted per `scope`."""
 
     bucket: str
     scope: Scope
     rate: str
 
 
-WRITE = (Limit("write", Scope.USER, "write_per_user"), Limit("write", Scope.ADDRESS, "write_per_address"))
-LOGIN = (
-    Limit("login", Scope.ADDRESS, "login_per_address"),
-    Limit("login", Scope.HANDLE, "login_per_account"),
-)
-SIGNUP = (Limit("signup", Scope.ADDRESS, "signup_per_address"),)
-# Ending a session stays possible for someone who spent their write budget (a flood from a stolen
-# token is exactly when its owner wants it gone); the address still bounds it.
-LOGOUT = (Limit("write", Scope.ADDRESS, "write_per_address"),)
-# Proving a password again with a stolen token is a sign-in: the same per-account rate.
-PASSWORD_CHANGE = (
-    Limit("login", Scope.ADDRESS, "login_per_address"),
-    Limit("login", Scope.USER, "login_per_account"),
-)
+Policy = tuple[Limit, ...]
+# A service's policies: full method name ("/pkg.Service/Method") -> the buckets it draws from.
+Policies = Mapping[str, Policy]
 
-# Every public RPC that changes something (POST, PUT, PATCH, DELETE through Envoy) must be here;
-# tests/unit/test_rate_limit_policies.py reads the descriptors and fails when one is missing.
-POLICIES: dict[str, tuple[Limit, ...]] = {
-    "/tweetmesh.users.v1.UserService/CreateUser": SIGNUP,
-    "/tweetmesh.users.v1.UserService/Login": LOGIN,
-    "/tweetmesh.users.v1.UserService/ChangePassword": PASSWORD_CHANGE,
-    "/tweetmesh.users.v1.UserService/Logout": LOGOUT,
-    "/tweetmesh.users.v1.UserService/FollowUser": WRITE,
-    "/tweetmesh.users.v1.UserService/UnfollowUser": WRITE,
-    "/tweetmesh.users.v1.UserService/UpdateUser": WRITE,
-    "/tweetmesh.tweets.v1.TweetService/CreateTweet": WRITE,
-    "/tweetmesh.tweets.v1.TweetService/DeleteTweet": WRITE,
-    "/tweetmesh.tweets.v1.TweetService/LikeTweet": WRITE,
-    "/tweetmesh.tweets.v1.TweetService/UnlikeTweet": WRITE,
-    "/tweetmesh.tweets.v1.TweetService/Retweet": WRITE,
-    "/tweetmesh.tweets.v1.TweetService/Unretweet": WRITE,
-}
+
+def method_name(service: ServiceDescriptor, method: str) -> str:
+    """The full name of `method` of a service descriptor, as policies and interceptors see it."""
+    return f"/{service.full_name}/{service.methods_by_name[method].name}"
+
 
 # KEYS: one per bucket. ARGV: per bucket, the emission interval and the burst window, in ms.
 # The theoretical arrival time (TAT) of each key moves one interval per allowed call; a call is
@@ -111,8 +92,8 @@ def _interval_and_window(rate: Rate) -> tuple[int, int]:
 class RateLimiter:
     """Charges buckets in Redis; `charge` answers how many milliseconds to wait (0: allowed)."""
 
-    def __init__(self, redis: aioredis.Redis, limits: RateLimits) -> None:
-        self._limits = limits
+    def __init__(self, redis: aioredis.Redis, rates: object) -> None:
+        self._rates = rates
         self._script = redis.register_script(_GCRA)
 
     async def charge(self, buckets: Sequence[tuple[str, Rate]]) -> int:
@@ -121,14 +102,14 @@ class RateLimiter:
         return int(await self._script(keys=keys, args=args))
 
     def rate(self, limit: Limit) -> Rate:
-        rate: Rate = getattr(self._limits, limit.rate)
+        rate: Rate = getattr(self._rates, limit.rate)
         return rate
 
 
 def client_address(
     peer: str,
     metadata: Metadata,
-    trusted_proxies: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+    trusted_proxies: Networks,
 ) -> str:
     """Who is calling: the peer's IP, or, when the peer is a trusted proxy, the address it appended
     last to x-forwarded-for (earlier hops are whatever the client claimed, so they are ignored)."""
@@ -151,19 +132,24 @@ def client_address(
 
 
 class RateLimitInterceptor(HandlerInterceptor):
-    """Applies POLICIES before the handler runs. It needs the service's Redis and authenticator,
-    which exist only after the server is built, so the service binds them in its setup; a limited
-    method called before that fails closed (INTERNAL), never unlimited."""
+    """Applies a service's `policies` before the handler runs. It needs the service's Redis,
+    authenticator and settings, which exist only after the server is built, so the service binds
+    them in its setup; a limited method called before that fails closed (INTERNAL), never
+    unlimited."""
 
-    def __init__(self, settings: Settings, policies: Mapping[str, tuple[Limit, ...]] = POLICIES) -> None:
-        self._settings = settings
+    def __init__(self, policies: Policies) -> None:
         self._policies = policies
         self._limiter: RateLimiter | None = None
         self._auth: Authenticator | None = None
+        self._trusted_proxies: Networks = ()
 
-    def bind(self, redis: aioredis.Redis, auth: Authenticator) -> None:
-        self._limiter = RateLimiter(redis, self._settings.rate_limits)
+    def bind(
+        self, redis: aioredis.Redis, auth: Authenticator, rates: object, trusted_proxies: Networks
+    ) -> None:
+        """`rates` holds a Rate under each name the policies' limits give."""
+        self._limiter = RateLimiter(redis, rates)
         self._auth = auth
+        self._trusted_proxies = trusted_proxies
 
     async def check(
         self,
@@ -200,7 +186,7 @@ class RateLimitInterceptor(HandlerInterceptor):
         if scope is Scope.HANDLE:
             # Handles are unique ignoring case; anything longer than a handle is not one.
             return str(getattr(request, "handle", ""))[:32].lower()
-        return client_address(context.peer(), metadata, self._settings.trusted_proxies)
+        return client_address(context.peer(), metadata, self._trusted_proxies)
 
     def wrap_unary(self, behavior: Handler, method: str) -> Handler:
         policy = self._policies.get(method)
@@ -221,4 +207,13 @@ class RateLimitInterceptor(HandlerInterceptor):
         return behavior
 
 
-__all__ = ["POLICIES", "Limit", "RateLimitInterceptor", "RateLimiter", "Scope", "client_address"]
+__all__ = [
+    "Limit",
+    "Policies",
+    "Policy",
+    "RateLimitInterceptor",
+    "RateLimiter",
+    "Scope",
+    "client_address",
+    "method_name",
+]

@@ -19,11 +19,13 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 import psycopg
 import redis.asyncio as aioredis
+from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -34,12 +36,13 @@ from meshkit.healthcheck import LIVENESS
 from meshkit.interceptors import CallFactsInterceptor
 from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from meshkit.metrics import MetricsServer, forget_pool, forget_redis, watch_pool, watch_redis
-from meshkit.ratelimit import RateLimitInterceptor
-from meshkit.settings import Settings, SettingsError, load_settings
+from meshkit.ratelimit import Policies, RateLimitInterceptor
+from meshkit.settings import Networks, Settings, SettingsError
 from meshkit.status import ErrorInterceptor, within
 from meshkit.telemetry import TelemetryInterceptor
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=Settings)
 
 
 class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
@@ -70,38 +73,21 @@ class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamCl
         return await continuation(self._with_defaults(details), request)
 
 
-# The read-only internal methods: safe to send again, so the channel retries them (with gRPC's
-# exponential backoff and jitter) when the peer is UNAVAILABLE. Writes are never retried here:
-# their callers decide (CreateTweet carries a request_id for that).
-IDEMPOTENT_READS: dict[str, tuple[str, ...]] = {
-    "tweetmesh.users.v1.UserService": (
-        "GetUser",
-        "GetUserByHandle",
-        "BatchGetUsers",
-        "AuthenticateToken",
-        "ListFollowerIds",
-        "ListFollowingIds",
-        "ResolveHandles",
-        "FilterFollowers",
-    ),
-    "tweetmesh.tweets.v1.TweetService": (
-        "GetTweet",
-        "BatchGetTweets",
-        "ListTweetIdsByAuthors",
-        "BatchGetTweetCounts",
-        "ListMentionIds",
-        "GetGlobalTimeline",
-    ),
-}
-
-
-def retry_service_config() -> str:
-    """The channel's service config: up to 4 attempts of an idempotent read on UNAVAILABLE."""
-    names = [
-        {"service": service, "method": method}
-        for service, methods in IDEMPOTENT_READS.items()
-        for method in methods
+def read_only_methods(service: ServiceDescriptor) -> list[str]:
+    """The methods the protos declare free of side effects (`option idempotency_level =
+    NO_SIDE_EFFECTS`): safe to send again."""
+    return [
+        m.name
+        for m in service.methods
+        if m.GetOptions().idempotency_level == descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS
     ]
+
+
+def retry_service_config(service: ServiceDescriptor) -> str:
+    """A channel's service config: up to 4 attempts of a read-only method of `service` on
+    UNAVAILABLE (with gRPC's exponential backoff and jitter). Anything else is never retried
+    here: its callers decide (CreateTweet carries a request_id for that)."""
+    names = [{"service": service.full_name, "method": m} for m in read_only_methods(service)]
     policy = {
         "maxAttempts": 4,
         "initialBackoff": "0.1s",
@@ -145,20 +131,20 @@ async def _probe_postgres(pool: AsyncConnectionPool) -> None:
         await conn.execute("SELECT 1")
 
 
-class Runtime:
+class Runtime(Generic[S]):
     """What a service's setup function builds on; everything opened here is closed on stop."""
 
-    def __init__(self, settings: Settings, rate_limits: RateLimitInterceptor) -> None:
+    def __init__(self, settings: S, rate_limits: RateLimitInterceptor | None = None) -> None:
         self.settings = settings
-        self._rate_limits = rate_limits
+        self._rate_limits = rate_limits or RateLimitInterceptor({})
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._probes: dict[str, Probe] = {}
         self._stopping: list[Callable[[], Awaitable[None]]] = []
 
-    async def postgres(self, schema: str, max_size: int = 10) -> AsyncConnectionPool:
-        """A pool on DATABASE_URL whose connections see `schema` first.
+    async def postgres(self, url: str, schema: str, max_size: int = 10) -> AsyncConnectionPool:
+        """A pool on the database at `url` whose connections see `schema` first.
 
         Nothing waits on PostgreSQL longer than the RPC deadline: not for a free connection, not
         for a new one, not for a statement. Connections are checked as they leave the pool (unless
@@ -169,7 +155,7 @@ class Runtime:
         deadline = self.settings.rpc_deadline_seconds
         options = f"-c search_path={schema},public -c statement_timeout={int(deadline * 1000)}"
         pool = AsyncConnectionPool(
-            self.settings.database_url,
+            url,
             min_size=1,
             max_size=max_size,
             open=False,
@@ -210,8 +196,9 @@ class Runtime:
         self._probes["redis"] = client.ping
         return client
 
-    def channel(self, address: str) -> grpc.aio.Channel:
-        """One shared channel per peer address; calls on it get the default deadline.
+    def channel(self, address: str, service: ServiceDescriptor) -> grpc.aio.Channel:
+        """One shared channel per peer address, to `service` there; calls on it get the default
+        deadline, and its read-only methods are retried on UNAVAILABLE (retry_service_config).
 
         `address` is host:port or any gRPC target; `dns:///<name>:<port>` (Kubernetes headless
         services) resolves every address of the name and balances calls over them (round_robin)."""
@@ -227,16 +214,19 @@ class Runtime:
                     ("grpc.keepalive_timeout_ms", 10_000),
                     ("grpc.lb_policy_name", "round_robin"),
                     ("grpc.enable_retries", 1),
-                    ("grpc.service_config", retry_service_config()),
+                    ("grpc.service_config", retry_service_config(service)),
                 ],
             )
             self._channels[address] = channel
             self._stack.push_async_callback(channel.close)
         return self._channels[address]
 
-    def limit_rates(self, redis: aioredis.Redis, auth: Authenticator) -> None:
-        """Turns on the rate limits (meshkit.ratelimit.POLICIES) for this service's methods."""
-        self._rate_limits.bind(redis, auth)
+    def limit_rates(
+        self, redis: aioredis.Redis, auth: Authenticator, rates: object, trusted_proxies: Networks
+    ) -> None:
+        """Turns on the service's rate-limit policies (given to serve), at the Rate that `rates`
+        holds under each name they give."""
+        self._rate_limits.bind(redis, auth, rates, trusted_proxies)
 
     def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Runs `callback` when the service stops (before pools and channels close)."""
@@ -303,15 +293,16 @@ class Runtime:
         await self._stack.aclose()
 
 
-Setup = Callable[[Runtime, grpc.aio.Server], Awaitable[list[str]]]
+Setup = Callable[[Runtime[S], grpc.aio.Server], Awaitable[list[str]]]
 
 
-async def serve(settings: Settings, setup: Setup) -> None:
+async def serve(settings: S, setup: Setup[S], rate_limits: Policies) -> None:
     """Builds the service with `setup` (which registers servicers and returns their full names),
     serves until SIGTERM or SIGINT, then stops gracefully: NOT_SERVING first, in-flight calls get
-    `grace_seconds`, background work is cancelled, connections closed."""
-    rate_limits = RateLimitInterceptor(settings)
-    runtime = Runtime(settings, rate_limits)
+    `grace_seconds`, background work is cancelled, connections closed. `rate_limits` are the
+    service's policies, turned on by its setup (Runtime.limit_rates)."""
+    limiter = RateLimitInterceptor(rate_limits)
+    runtime = Runtime(settings, limiter)
     server = grpc.aio.server(
         # The first is outermost. Every handler reads the call's metadata and peer as they were
         # when it started; telemetry sees the status ErrorInterceptor made of any failure; and a
@@ -320,7 +311,7 @@ async def serve(settings: Settings, setup: Setup) -> None:
             CallFactsInterceptor(),
             TelemetryInterceptor(),
             ErrorInterceptor(settings.handler_timeout_seconds),
-            rate_limits,
+            limiter,
         ],
         options=[
             ("grpc.keepalive_permit_without_calls", 1),
@@ -362,11 +353,14 @@ async def serve(settings: Settings, setup: Setup) -> None:
     log.info("stopped")
 
 
-def main(service: str, setup: Setup, *, needs_database: bool = True) -> None:
-    """The body of `python -m <service>_svc`."""
+def main(
+    service: str, load_settings: Callable[[], S], setup: Setup[S], rate_limits: Policies | None = None
+) -> None:
+    """The body of `python -m <service>_svc`: its settings (or a message naming what is wrong),
+    then the service, with its rate-limit policies."""
     try:
-        settings = load_settings(service, needs_database=needs_database)
+        settings = load_settings()
     except SettingsError as error:
         sys.exit(f"{service}_svc: bad configuration: {error}")
-    configure_logging(service, settings.log_level)
-    asyncio.run(serve(settings, setup))
+    configure_logging(settings.service, settings.log_level)
+    asyncio.run(serve(settings, setup, rate_limits or {}))

@@ -1,18 +1,26 @@
-"""Settings for every service, read once from environment variables and validated."""
+"""Settings, read once from environment variables and validated, with messages that name the
+variable.
+
+`Settings` is what the kit itself reads, the same for every service. A service extends it with a
+frozen dataclass of the fields it uses, no more (`<svc>/settings.py`), each naming its reader; a
+variable that several services read has one reader, here or in the social package.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
-import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self, TypeVar, cast
 
-# Authors with at least this many followers are not fanned out on write (see README, "Hybrid
-# fan-out", for the measurement behind it).
-DEFAULT_CELEBRITY_FOLLOWERS = 5_000
-DEFAULT_PORTS = {"users": 50051, "tweets": 50052, "fanout": 50053, "timeline": 50054}
-DEFAULT_METRICS_PORTS = {"users": 9101, "tweets": 9102, "fanout": 9103, "timeline": 9104}
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
 
 class SettingsError(ValueError):
@@ -27,178 +35,162 @@ class Rate:
     seconds: float
 
 
+class Env:
+    """Typed, validated reads of environment variables (os.environ unless told otherwise)."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = os.environ if env is None else env
+
+    @property
+    def variables(self) -> Mapping[str, str]:
+        """The variables themselves, for a group of settings that reads its own (mail's, say)."""
+        return self._env
+
+    def text(self, name: str, default: str) -> str:
+        return self._env.get(name, default)
+
+    def _parsed(self, name: str, default: T, parse: Callable[[str], T], kind: str) -> T:
+        raw = self._env.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return parse(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
+
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        value = self._parsed(name, default, int, "an integer")
+        if value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+        value = self._parsed(name, default, float, "a number")
+        if value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def url(self, name: str, schemes: tuple[str, ...]) -> str:
+        value = self._env.get(name, "")
+        if not value:
+            raise SettingsError(f"{name} is not set; expected a URL such as {schemes[0]}://127.0.0.1/...")
+        if not value.startswith(tuple(f"{s}://" for s in schemes)):
+            raise SettingsError(f"{name} must start with one of {', '.join(s + '://' for s in schemes)}")
+        return value
+
+    def address(self, name: str, default_port: int) -> str:
+        """host:port or any gRPC target (dns:///host:port), 127.0.0.1:`default_port` if unset."""
+        value = self._env.get(name) or f"127.0.0.1:{default_port}"
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit():
+            raise SettingsError(f"{name} must be host:port (or dns:///host:port), got {value!r}")
+        return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self._env.get(name, default).upper()
+        if value not in allowed:
+            raise SettingsError(f"{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {value!r}")
+        return value
+
+    def rate(self, name: str, default: Rate) -> Rate:
+        raw = self._env.get(name)
+        if raw is None or raw == "":
+            return default
+        count, _, seconds = raw.partition("/")
+        try:
+            rate = Rate(int(count), float(seconds))
+        except ValueError:
+            raise SettingsError(f"{name} must be COUNT/SECONDS such as 300/300, got {raw!r}") from None
+        if rate.count < 1 or rate.seconds <= 0:
+            raise SettingsError(f"{name} needs a count of at least 1 and a positive period, got {raw!r}")
+        return rate
+
+    def rates(self, defaults: D) -> D:
+        """A dataclass of Rate fields, each from RATE_LIMIT_<FIELD NAME> or as in `defaults`."""
+        return dataclasses.replace(
+            defaults,
+            **{
+                f.name: self.rate(f"RATE_LIMIT_{f.name.upper()}", getattr(defaults, f.name))
+                for f in dataclasses.fields(defaults)
+            },
+        )
+
+    def networks(self, name: str, default: str) -> Networks:
+        raw = self._env.get(name, default)
+        try:
+            return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
+        except ValueError:
+            raise SettingsError(
+                f"{name} must be comma-separated addresses or CIDR blocks, got {raw!r}"
+            ) from None
+
+
 @dataclass(frozen=True, slots=True)
-class RateLimits:
-    """Mastodon's spirit: 300 writes per 5 minutes per account; sign-in and sign-up much tighter.
-    A client address gets more than one account's worth, as several people may share one (NAT)."""
+class Ports:
+    """Where a service listens unless GRPC_PORT / METRICS_PORT say otherwise."""
 
-    write_per_user: Rate = Rate(300, 300)
-    write_per_address: Rate = Rate(1500, 300)
-    login_per_address: Rate = Rate(25, 300)
-    login_per_account: Rate = Rate(25, 3600)
-    signup_per_address: Rate = Rate(10, 1800)
+    grpc: int
+    metrics: int
 
 
-RATE_LIMIT_VARIABLES = {
-    "write_per_user": "RATE_LIMIT_WRITE_PER_USER",
-    "write_per_address": "RATE_LIMIT_WRITE_PER_ADDRESS",
-    "login_per_address": "RATE_LIMIT_LOGIN_PER_ADDRESS",
-    "login_per_account": "RATE_LIMIT_LOGIN_PER_ACCOUNT",
-    "signup_per_address": "RATE_LIMIT_SIGNUP_PER_ADDRESS",
-}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-@dataclass(frozen=True, slots=True)
+def setting(read: Callable[[Env], T]) -> T:
+    """A field of a Settings dataclass, read from the environment by `read`."""
+    return cast(T, dataclasses.field(metadata={"read": read}))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    """Everything a service reads from its environment. Each field is documented in the README."""
+    """What the kit reads for every service (runtime, logs, health, metrics). A service's settings
+    extend it with their own fields, each a `setting` that names its reader; `load` reads them
+    all. Each variable is documented in the README."""
 
     service: str
-    database_url: str
-    redis_url: str
-    listen_host: str
     grpc_port: int
     metrics_port: int
-    users_addr: str
-    tweets_addr: str
-    fanout_addr: str
-    timeline_addr: str
-    log_level: str
-    grace_seconds: float
-    rpc_deadline_seconds: float
-    token_ttl_seconds: int
-    argon2_memory_kib: int
-    argon2_time_cost: int
-    page_token_secret: str
-    home_timeline_max: int
-    home_timeline_ttl_seconds: int
-    stream_heartbeat_seconds: float
-    fanout_consumer: str
-    fanout_claim_idle_ms: int
-    fanout_max_deliveries: int
-    outbox_sweep_seconds: float
-    health_probe_seconds: float
-    handler_timeout_seconds: float
-    celebrity_followers: int
-    rate_limits: RateLimits = RateLimits()
-    # Peers whose x-forwarded-for is believed (Envoy); anyone else is known by its own address.
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], required: bool) -> str:
-    value = env.get(name, "")
-    if not value:
-        if required:
-            raise SettingsError(f"{name} is not set; expected a URL such as {schemes[0]}://127.0.0.1/...")
-        return ""
-    if not value.startswith(tuple(f"{s}://" for s in schemes)):
-        raise SettingsError(f"{name} must start with one of {', '.join(s + '://' for s in schemes)}")
-    return value
-
-
-def _addr(env: Mapping[str, str], name: str, default_port: int) -> str:
-    value = env.get(name) or f"127.0.0.1:{default_port}"
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise SettingsError(f"{name} must be host:port (or dns:///host:port), got {value!r}")
-    return value
-
-
-def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    count, _, seconds = raw.partition("/")
-    try:
-        rate = Rate(int(count), float(seconds))
-    except ValueError:
-        raise SettingsError(f"{name} must be COUNT/SECONDS such as 300/300, got {raw!r}") from None
-    if rate.count < 1 or rate.seconds <= 0:
-        raise SettingsError(f"{name} needs a count of at least 1 and a positive period, got {raw!r}")
-    return rate
-
-
-def _rate_limits(env: Mapping[str, str]) -> RateLimits:
-    defaults = RateLimits()
-    return RateLimits(
-        **{field: _rate(env, name, getattr(defaults, field)) for field, name in RATE_LIMIT_VARIABLES.items()}
+    redis_url: str = setting(lambda env: env.url("REDIS_URL", ("redis", "rediss", "unix")))
+    listen_host: str = setting(lambda env: env.text("LISTEN_HOST", "127.0.0.1"))
+    log_level: str = setting(
+        lambda env: env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+    )
+    grace_seconds: float = setting(lambda env: env.number("GRACE_SECONDS", 10.0))
+    rpc_deadline_seconds: float = setting(lambda env: env.number("RPC_DEADLINE_SECONDS", 5.0, minimum=0.01))
+    health_probe_seconds: float = setting(lambda env: env.number("HEALTH_PROBE_SECONDS", 1.0, minimum=0.05))
+    handler_timeout_seconds: float = setting(
+        lambda env: env.number("HANDLER_TIMEOUT_SECONDS", 8.0, minimum=0.1)
     )
 
+    @classmethod
+    def load(cls, service: str, ports: Ports, env: Mapping[str, str] | None = None) -> Self:
+        """The settings of `service` from `env` (os.environ): each field from its reader."""
+        read = Env(env)
+        fields = {f.name: f.metadata["read"](read) for f in dataclasses.fields(cls) if "read" in f.metadata}
+        return cls(
+            service=service,
+            grpc_port=read.integer("GRPC_PORT", ports.grpc),
+            metrics_port=read.integer("METRICS_PORT", ports.metrics),
+            **fields,
+        )
 
-def _networks(
-    env: Mapping[str, str], name: str, default: str
-) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    raw = env.get(name, default)
-    try:
-        return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
-    except ValueError:
-        raise SettingsError(f"{name} must be comma-separated addresses or CIDR blocks, got {raw!r}") from None
+
+# Readers of the kit's variables that only some services read.
 
 
-def load_settings(
-    service: str, env: Mapping[str, str] | None = None, *, needs_database: bool = True
-) -> Settings:
-    """Reads the settings of `service` (users, tweets, fanout or timeline) from `env` (os.environ)."""
-    if service not in DEFAULT_PORTS:
-        raise SettingsError(f"unknown service {service!r}")
-    env = os.environ if env is None else env
-    log_level = env.get("LOG_LEVEL", "INFO").upper()
-    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise SettingsError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
-    return Settings(
-        service=service,
-        database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres"), needs_database),
-        redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix"), True),
-        listen_host=env.get("LISTEN_HOST", "127.0.0.1"),
-        grpc_port=_int(env, "GRPC_PORT", DEFAULT_PORTS[service]),
-        metrics_port=_int(env, "METRICS_PORT", DEFAULT_METRICS_PORTS[service]),
-        users_addr=_addr(env, "USERS_ADDR", DEFAULT_PORTS["users"]),
-        tweets_addr=_addr(env, "TWEETS_ADDR", DEFAULT_PORTS["tweets"]),
-        fanout_addr=_addr(env, "FANOUT_ADDR", DEFAULT_PORTS["fanout"]),
-        timeline_addr=_addr(env, "TIMELINE_ADDR", DEFAULT_PORTS["timeline"]),
-        log_level=log_level,
-        grace_seconds=_float(env, "GRACE_SECONDS", 10.0),
-        rpc_deadline_seconds=_float(env, "RPC_DEADLINE_SECONDS", 5.0, minimum=0.01),
-        token_ttl_seconds=_int(env, "TOKEN_TTL_SECONDS", 30 * 24 * 3600, minimum=1),
-        argon2_memory_kib=_int(env, "ARGON2_MEMORY_KIB", 19456, minimum=8),
-        argon2_time_cost=_int(env, "ARGON2_TIME_COST", 2, minimum=1),
-        page_token_secret=env.get("PAGE_TOKEN_SECRET", "tweetmesh-dev-page-token-secret"),
-        home_timeline_max=_int(env, "HOME_TIMELINE_MAX", 800, minimum=1),
-        home_timeline_ttl_seconds=_int(env, "HOME_TIMELINE_TTL_SECONDS", 14 * 24 * 3600, minimum=60),
-        stream_heartbeat_seconds=_float(env, "STREAM_HEARTBEAT_SECONDS", 15.0, minimum=0.05),
-        fanout_consumer=env.get("FANOUT_CONSUMER") or f"{socket.gethostname()}-{os.getpid()}",
-        fanout_claim_idle_ms=_int(env, "FANOUT_CLAIM_IDLE_MS", 30_000, minimum=1),
-        fanout_max_deliveries=_int(env, "FANOUT_MAX_DELIVERIES", 10, minimum=1),
-        outbox_sweep_seconds=_float(env, "OUTBOX_SWEEP_SECONDS", 1.0, minimum=0.01),
-        health_probe_seconds=_float(env, "HEALTH_PROBE_SECONDS", 1.0, minimum=0.05),
-        handler_timeout_seconds=_float(env, "HANDLER_TIMEOUT_SECONDS", 8.0, minimum=0.1),
-        celebrity_followers=_int(env, "CELEBRITY_FOLLOWERS", DEFAULT_CELEBRITY_FOLLOWERS, minimum=1),
-        rate_limits=_rate_limits(env),
-        # By default Envoy runs next to the services (make run, the tests); elsewhere name it.
-        trusted_proxies=_networks(env, "TRUSTED_PROXIES", "127.0.0.1/32,::1/128"),
-    )
+def read_database_url(env: Env) -> str:
+    return env.url("DATABASE_URL", ("postgresql", "postgres"))
+
+
+def read_page_token_secret(env: Env) -> str:
+    return env.text("PAGE_TOKEN_SECRET", "tweetmesh-dev-page-token-secret")
+
+
+def read_outbox_sweep_seconds(env: Env) -> float:
+    return env.number("OUTBOX_SWEEP_SECONDS", 1.0, minimum=0.01)
+
+
+def read_trusted_proxies(env: Env) -> Networks:
+    """Peers whose x-forwarded-for is believed (Envoy); anyone else is known by its own address.
+    By default Envoy runs next to the services (make run, the tests); elsewhere name it."""
+    return env.networks("TRUSTED_PROXIES", "127.0.0.1/32,::1/128")

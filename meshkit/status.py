@@ -9,30 +9,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-import psycopg
-import psycopg_pool
-import redis.exceptions
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from meshkit.errors import ERROR_DOMAIN, DomainError, Internal, InvalidArgument, Unavailable
+from meshkit.errors import (
+    DEPENDENCY_ERRORS,
+    ERROR_DOMAIN,
+    DomainError,
+    Internal,
+    InvalidArgument,
+    Unavailable,
+)
 from meshkit.interceptors import Handler, HandlerInterceptor
 from meshkit.rpc_details import DETAILS_TRAILER
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Failures that mean "a dependency is down or slow": the caller may retry later (UNAVAILABLE).
-DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
-    psycopg.OperationalError,
-    psycopg_pool.PoolTimeout,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-    ConnectionError,
-    # A dependency that answered too slowly (asyncio.timeout, the handler time limit).
-    TimeoutError,
-)
 _RETRYABLE_PEER_CODES = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -208,4 +201,4 @@ class ErrorInterceptor(HandlerInterceptor):
         return _tolerant(deserializer)
 
 
-__all__ = ["DEPENDENCY_ERRORS", "ErrorInterceptor", "abort_with", "as_domain_error", "status_of", "within"]
+__all__ = ["ErrorInterceptor", "abort_with", "as_domain_error", "status_of", "within"]

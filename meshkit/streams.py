@@ -13,8 +13,8 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from meshkit.errors import DEPENDENCY_ERRORS
 from meshkit.metrics import STREAM_ENTRIES
-from meshkit.status import DEPENDENCY_ERRORS
 
 log = logging.getLogger(__name__)
 

@@ -87,9 +87,8 @@ def mesh() -> Iterator[Mesh]:
 
 @contextlib.contextmanager
 def mesh_stubs(mesh: Mesh, channel_options: list[tuple[str, Any]] | None = None) -> Iterator[Stubs]:
-    client = Stubs(
-        *(f"127.0.0.1:{mesh.ports.of(name)}" for name in SERVICES), channel_options=channel_options or []
-    )
+    users, tweets, fanout, timeline = (f"127.0.0.1:{mesh.ports.of(name)}" for name in SERVICES)
+    client = Stubs(users, tweets, fanout, timeline, channel_options=channel_options or [])
     try:
         yield client
     finally:

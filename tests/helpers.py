@@ -12,15 +12,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import grpc
 import redis
 from google.api import annotations_pb2
 from google.rpc import error_details_pb2
 
-from meshkit.home_timelines import home_key, unpack
 from meshkit.rpc_details import error_details
+from social.timelines import home_key, unpack
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
@@ -33,6 +33,13 @@ from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
 T = TypeVar("T")
 PASSWORD = "correct horse battery"
 WRITE_VERBS = ("post", "put", "patch", "delete")
+# What a call made with a generated stub takes as `metadata`.
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+def bearer(token: str) -> Metadata:
+    """The metadata that authenticates a call with `token`."""
+    return (("authorization", f"Bearer {token}"),)
 
 
 def rpc_routes() -> dict[str, str]:
@@ -47,7 +54,9 @@ def rpc_routes() -> dict[str, str]:
     return found
 
 
-def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
+def eventually(
+    check: Callable[[], T | Literal[False] | None], timeout: float = 10.0, interval: float = 0.05
+) -> T:
     """Polls `check` until it returns a truthy value (or stops raising AssertionError)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -77,8 +86,8 @@ class Account:
         return self.user.user_id
 
     @property
-    def auth(self) -> list[tuple[str, str]]:
-        return [("authorization", f"Bearer {self.token}")]
+    def auth(self) -> Metadata:
+        return bearer(self.token)
 
 
 @dataclass
@@ -102,6 +111,11 @@ class Stubs:
         self.tweets = tweets_grpc.TweetServiceStub(channel(self.tweets_addr))
         self.fanout = fanout_grpc.FanoutServiceStub(channel(self.fanout_addr))
         self.timeline = timeline_grpc.TimelineServiceStub(channel(self.timeline_addr))
+
+    @classmethod
+    def through(cls, address: str) -> Stubs:
+        """Stubs of every service at one address (Envoy's)."""
+        return cls(address, address, address, address)
 
     def close(self) -> None:
         for ch in self._channels:
@@ -174,6 +188,12 @@ class Stubs:
         return self.fanout.GetFanoutStats(fanout_pb.GetFanoutStatsRequest(), timeout=10)
 
 
+class StreamCall(Iterator[Any], Protocol):
+    """A server-streaming call made with a generated stub: its responses, and a way to end it."""
+
+    def cancel(self) -> bool: ...
+
+
 class LiveStream:
     """An open StreamHomeTimeline (or, without a viewer, StreamGlobalTimeline) read on a thread;
     events arrive on a queue."""
@@ -181,6 +201,7 @@ class LiveStream:
     def __init__(
         self, stub: timeline_grpc.TimelineServiceStub, viewer: Account | None, since: str = ""
     ) -> None:
+        self._call: StreamCall
         if viewer is None:
             self._call = stub.StreamGlobalTimeline(
                 timeline_pb.StreamGlobalTimelineRequest(since_tweet_id=since)
@@ -220,7 +241,8 @@ class LiveStream:
         item = self.events.get(timeout=timeout)
         if isinstance(item, BaseException):
             raise item
-        return item
+        event: timeline_pb.StreamHomeTimelineResponse = item
+        return event
 
     def tweets_until_quiet(self, quiet: float = 1.0) -> Iterator[tweets_pb.Tweet]:
         while True:

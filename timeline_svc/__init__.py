@@ -1,1 +1,1 @@
-"""timeline_svc."""
+"""timeline_svc: home timeline pages and the home and global live streams."""

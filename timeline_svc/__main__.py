@@ -2,5 +2,6 @@
 
 from meshkit.runtime import main
 from timeline_svc.server import setup
+from timeline_svc.settings import SERVICE, load_settings
 
-main("timeline", setup, needs_database=False)
+main(SERVICE, load_settings, setup)

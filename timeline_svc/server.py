@@ -8,16 +8,16 @@ from typing import Any
 import grpc
 
 from meshkit.auth import Authenticator
-from meshkit.celebrities import CelebrityRegistry, celebrity_lists
-from meshkit.home_timelines import HomeTimelines
 from meshkit.ids import parse_id
 from meshkit.pagination import PageTokens
-from meshkit.peers import TweetsPeer, UsersPeer
 from meshkit.protos import now_timestamp
 from meshkit.runtime import Runtime
+from social import CelebrityRegistry, TweetsPeer, UsersPeer, celebrity_lists, home_timelines
 from timeline_svc.hydrate import Coalescer
-from timeline_svc.service import Event, GlobalTimeline, Heartbeat, HomeTimeline, TweetArrived, TweetRemoved
-from timeline_svc.storage import LiveHub
+from timeline_svc.live_hub import LiveHub
+from timeline_svc.service import GlobalTimeline, HomeTimeline
+from timeline_svc.settings import TimelineSettings
+from timeline_svc.stream import Event, Heartbeat, TweetArrived, TweetRemoved
 from tweetmesh.timeline.v1 import timeline_service_pb2 as pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as pb_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -92,23 +92,25 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
             yield pb.StreamGlobalTimelineResponse(**_event(event))
 
 
-async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
+async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
     redis = await runtime.redis()
-    users = UsersPeer(runtime.channel(settings.users_addr))
+    users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     live = LiveHub(redis)
     runtime.on_stopping(live.stopping)
     runtime.on_close(live.close)
-    tweets = CoalescingTweetsPeer(runtime.channel(settings.tweets_addr))
+    tweets = CoalescingTweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE))
     home: HomeTimeline[tweets_pb.Tweet] = HomeTimeline(
         users,
         tweets,
-        HomeTimelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds),
+        home_timelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds),
         live,
         PageTokens(settings.page_token_secret),
         original_of=_original_of,
         heartbeat_seconds=settings.stream_heartbeat_seconds,
-        celebrity_lists=celebrity_lists(redis, settings),
+        celebrity_lists=celebrity_lists(
+            redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds
+        ),
         registry=CelebrityRegistry(redis),
     )
     global_timeline: GlobalTimeline[tweets_pb.Tweet] = GlobalTimeline(
@@ -119,6 +121,5 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
         replay_max=settings.home_timeline_max,
     )
     auth = Authenticator(redis, users.session)
-    runtime.limit_rates(redis, auth)
     pb_grpc.add_TimelineServiceServicer_to_server(TimelineServicer(home, global_timeline, auth), server)
     return [pb.DESCRIPTOR.services_by_name["TimelineService"].full_name]

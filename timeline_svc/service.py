@@ -1,33 +1,32 @@
 """The rules of the home and global timelines: read through Redis, rebuild from the owners, fall
 back to them past the Redis window, hide repeated retweets, and stream live events after a
-gap-free replay."""
+gap-free replay (timeline_svc.stream)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
 
-from meshkit.celebrities import MERGED_AT_READ, State, seen_by_every_follower
-from meshkit.errors import Unavailable
-from meshkit.home_timelines import (
-    GLOBAL_CHANNEL,
-    CelebrityFollow,
-    Snapshot,
-    belongs_in_home,
-    celebrity_channel,
-    live_channel,
-)
 from meshkit.ids import id_at, ms_delta
 from meshkit.pagination import Page, PageTokens, page_size
-from meshkit.peers import TweetRef
+from social import (
+    MERGED_AT_READ,
+    CelebrityFollow,
+    Snapshot,
+    State,
+    TweetRef,
+    belongs_in_home,
+    is_for_everyone,
+    live_channel,
+)
+from social.live import GLOBAL_CHANNEL
 from timeline_svc.merge import merge_after, merge_window
+from timeline_svc.stream import Event, LiveFeed, LiveStream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,8 +34,6 @@ T_co = TypeVar("T_co", covariant=True)
 
 # ListTweetIdsByAuthors and ListMentionIds answer at most this many ids per call.
 _ID_BATCH = 1000
-# How many sent ids a live stream remembers to drop duplicates.
-_SENT_MAX = 10_000
 # A retweet is hidden when the same original is among this many older entries (Mastodon's rule).
 RETWEET_WINDOW = 40
 
@@ -72,7 +69,10 @@ def visible_entries(ids: Sequence[int], original_of: Mapping[int, int | None]) -
     return shown
 
 
-class Timelines(Protocol):
+class TimelineReads(Protocol):
+    """What reading a timeline takes of the store (social.timelines.TimelineStore): reads, and the
+    rebuild of one that is missing."""
+
     max_entries: int
 
     async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None: ...
@@ -81,132 +81,10 @@ class Timelines(Protocol):
     async def finish_rebuild(
         self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int] = ()
     ) -> None: ...
-    async def merge(self, user_id: int, tweet_ids: Iterable[int]) -> int: ...
-    async def page(self, user_id: int, before: int | None, limit: int) -> list[int] | None: ...
-    async def after(self, user_id: int, after: int, limit: int) -> list[int] | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class FeedEnded:
-    """The live feed of a stream stopped (connection lost, Redis wiped, stream too slow, server
-    stopping). When events may have been lost since some moment (`intact_until`, monotonic), the
-    stream resumes from the newest tweet it sent before then, not from the newest it sent."""
-
-    reason: str
-    message: str
-    retry_after_seconds: float = 0.5
-    intact_until: float | None = None
-
-
-class ResumePoint:
-    """The newest tweet a stream sent, and as of when."""
-
-    _MEMORY_SECONDS = 60.0
-
-    def __init__(self, since: int | None) -> None:
-        self._settled = since
-        self._recent: deque[tuple[float, int]] = deque()
-
-    def sent(self, tweet_id: int) -> None:
-        now = time.monotonic()
-        self._recent.append((now, tweet_id))
-        while self._recent[0][0] < now - self._MEMORY_SECONDS:
-            _, old = self._recent.popleft()
-            self._settled = max(self._settled or 0, old)
-
-    def as_of(self, moment: float | None) -> int | None:
-        """The newest tweet sent at or before `moment` (None: at any time), or None if none was."""
-        ids = [t for at, t in self._recent if moment is None or at <= moment]
-        if self._settled is not None:
-            ids.append(self._settled)
-        return max(ids, default=None)
-
-
-def stream_ended(ended: FeedEnded, resume_from: int | None) -> Unavailable:
-    """UNAVAILABLE telling the client how to resume without a gap: reconnect with since_tweet_id
-    set to the newest tweet it got before the feed could have lost anything (in ErrorInfo metadata
-    `since_tweet_id`, empty if none)."""
-    return Unavailable(
-        f"{ended.message}; reconnect with since_tweet_id",
-        reason=ended.reason,
-        metadata={"since_tweet_id": "" if resume_from is None else str(resume_from)},
-        retry_after_seconds=ended.retry_after_seconds,
-    )
-
-
-class LiveFeed(Protocol):
-    def subscribe(self, channel: str) -> AbstractAsyncContextManager[asyncio.Queue[LiveEvent | FeedEnded]]:
-        """(tweet id, deleted) published on the channel from now on; None means the feed broke."""
-        ...
-
-    async def attach(self, channel: str, queue: asyncio.Queue[LiveEvent | FeedEnded]) -> None: ...
-    async def detach(self, channel: str, queue: asyncio.Queue[LiveEvent | FeedEnded]) -> None: ...
 
 
 class Registry(Protocol):
     async def states(self, author_ids: Sequence[int]) -> dict[int, State]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class TweetArrived(Generic[T]):
-    tweet: T
-
-
-@dataclass(frozen=True, slots=True)
-class TweetRemoved:
-    tweet_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    pass
-
-
-LiveEvent = tuple[int, bool] | CelebrityFollow  # (tweet id, deleted), or a celebrity (un)merged
-Event = TweetArrived[T] | TweetRemoved | Heartbeat
-
-
-async def follow_live(
-    queue: asyncio.Queue[LiveEvent | FeedEnded],
-    already_sent: set[int],
-    resume: ResumePoint,
-    fetch: Callable[[Sequence[int]], Awaitable[Mapping[int, T]]],
-    heartbeat_seconds: float,
-    on_celebrity: Callable[[CelebrityFollow], Awaitable[Sequence[int]]] | None = None,
-) -> AsyncIterator[Event[T]]:
-    """Live events from a subscription queue, hydrated, with a heartbeat when it is quiet. A
-    tweet arriving twice (on a celebrity's channel and the user's own while the celebrity is
-    promoted or demoted, or from `on_celebrity`, which returns the tweets a change of celebrities
-    made the stream miss) is sent once."""
-    next_beat = time.monotonic() + heartbeat_seconds
-    while True:
-        try:
-            async with asyncio.timeout(max(next_beat - time.monotonic(), 0)):
-                arrived = await queue.get()
-        except TimeoutError:
-            next_beat = time.monotonic() + heartbeat_seconds
-            yield Heartbeat()
-            continue
-        if isinstance(arrived, FeedEnded):
-            raise stream_ended(arrived, resume.as_of(arrived.intact_until))
-        if isinstance(arrived, CelebrityFollow):
-            fresh = await on_celebrity(arrived) if on_celebrity is not None else ()
-        else:
-            tweet_id, deleted = arrived
-            if deleted:
-                yield TweetRemoved(tweet_id)
-                continue
-            fresh = [tweet_id]
-        for tweet_id in fresh:
-            if tweet_id in already_sent:
-                continue
-            if len(already_sent) > _SENT_MAX:
-                already_sent.clear()  # bounded memory; only a rare late duplicate could slip through
-            already_sent.add(tweet_id)
-            found = await fetch([tweet_id])
-            if tweet_id in found:
-                resume.sent(tweet_id)
-                yield TweetArrived(found[tweet_id])
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,19 +99,20 @@ class HomeTimeline(Generic[T]):
 
     Hybrid fan-out: the Redis timeline holds what was fanned out on write and a marker for each
     celebrity followed, whose tweets come from `celebrity_lists` at read time (timeline_svc.merge)
-    and, live, from one subscription per celebrity per process (LiveFeed.attach)."""
+    and, live, from the celebrity's channel, which an open stream listens to (LiveStream.attach;
+    the live hub subscribes once per celebrity per process)."""
 
     def __init__(
         self,
         graph: FollowGraph,
         tweets: TweetSource[T],
-        timelines: Timelines,
+        timelines: TimelineReads,
         live: LiveFeed,
         page_tokens: PageTokens,
         *,
         original_of: Callable[[T], int | None],
         heartbeat_seconds: float,
-        celebrity_lists: Timelines | None = None,
+        celebrity_lists: TimelineReads | None = None,
         registry: Registry | None = None,
         replay_overlap_ms: int = 1000,
     ) -> None:
@@ -311,7 +190,7 @@ class HomeTimeline(Generic[T]):
             if snapshot is None:
                 await lists.begin_rebuild(author)
                 refs = await self._tweets.refs_by_authors([author], limit=min(lists.max_entries, _ID_BATCH))
-                await lists.finish_rebuild(author, [r.tweet_id for r in refs if seen_by_every_follower(r)])
+                await lists.finish_rebuild(author, [r.tweet_id for r in refs if is_for_everyone(r)])
                 snapshot = await lists.read(author, touch=False)
             if snapshot is None or snapshot.rebuilding:
                 return None
@@ -361,76 +240,62 @@ class HomeTimeline(Generic[T]):
             token = ""
         return HomePage(Page([found[t] for t in items], token), rebuilding)
 
-    async def _replay(self, viewer: int, snapshot: Snapshot, since: int) -> list[int]:
+    async def _replay(self, snapshot: Snapshot, since: int) -> list[tuple[int, T]]:
+        """What arrived after `since`, oldest first, from the timeline and the celebrities it merges;
+        from `replay_overlap_ms` before it: a tweet whose id is slightly older than one the client
+        saw may have been delivered after it (ids are taken at insert, commit order can differ), so
+        a reconnecting client may see a tweet again and dedupes by tweet_id."""
         windows = await self._celebrity_windows(snapshot.celebrities) or []
         start = max(since - self._overlap, 0)
-        return [
+        ids = [
             t
             for t in merge_after([snapshot.tweet_ids, *windows], start, self._timelines.max_entries)
             if t != since
         ]
+        found = await self._tweets.tweets(ids)
+        return [(t, found[t]) for t in ids if t in found]
 
-    async def stream(self, viewer: int, since: int | None) -> AsyncIterator[Event[T]]:
+    async def stream(self, viewer: int, since: int | None) -> AsyncGenerator[Event[T]]:
         """Replays what arrived after `since` (oldest first), then live tweets, deletions and
-        heartbeats.
-
-        The live subscription starts before the replay is read, so nothing falls between the two;
-        so do the subscriptions to the celebrities the timeline merges (and a celebrity followed or
-        promoted later is announced on the user's channel, which is already subscribed).
-        The replay starts `replay_overlap_ms` before `since`: a tweet whose id is slightly older
-        than one the client saw may have been delivered after it (ids are taken at insert, commit
-        order can differ), so a reconnecting client may see a tweet again and dedupes by tweet_id.
-        """
+        heartbeats. The stream listens before the replay is read, so nothing falls between the two;
+        so it does to the celebrities the timeline merges (and a celebrity followed or promoted
+        later is announced on the user's channel, which it already listens to)."""
         # Tweets from (a little before) now on are this stream's to send live.
         opened = id_at(datetime.now(UTC)) - self._overlap
-        async with self._live.subscribe(live_channel(viewer)) as queue:
+        async with LiveStream.open(
+            self._live, live_channel(viewer), since, self._tweets.tweets, self._heartbeat
+        ) as stream:
             snapshot = await self._timelines.read(viewer)
             if snapshot is None or snapshot.rebuilding:
                 await self.rebuild(viewer)  # a stream is a return too: the timeline comes back now
                 snapshot = await self._timelines.read(viewer)
-            attached: set[int] = set()
-
-            async def listen_to(author: int) -> None:
-                attached.add(author)
-                await self._live.attach(celebrity_channel(author), queue)
-
-            async def on_celebrity(change: CelebrityFollow) -> list[int]:
-                if change.following and change.author_id not in attached:
-                    await listen_to(change.author_id)
-                    # Promoted (or followed) while this stream was open: fan-out stopped writing
-                    # the author's tweets to us before we listened to their channel (we learn of
-                    # it on our own channel, maybe late), so what it published meanwhile is asked
-                    # of the owners. Sent once: follow_live drops what was sent already.
-                    missed = await self._tweets.refs_by_authors(
-                        [change.author_id], after=opened, limit=self._timelines.max_entries
-                    )
-                    return sorted(r.tweet_id for r in missed if seen_by_every_follower(r))
-                if not change.following and change.author_id in attached:
-                    attached.discard(change.author_id)
-                    await self._live.detach(celebrity_channel(change.author_id), queue)
-                return []
-
-            try:
-                for author in snapshot.celebrities if snapshot else []:
-                    await listen_to(author)  # merged already when the stream opened: nothing missed
-                # The client has seen `since`: never send it again, even if fan-out publishes it late.
-                sent: set[int] = set() if since is None else {since}
-                resume = ResumePoint(since)
-                if since is not None and snapshot is not None:
-                    replay = await self._replay(viewer, snapshot, since)
-                    found = await self._tweets.tweets(replay)
-                    for tweet_id in replay:
-                        if tweet_id in found:
-                            sent.add(tweet_id)
-                            resume.sent(tweet_id)
-                            yield TweetArrived(found[tweet_id])
-                async for event in follow_live(
-                    queue, sent, resume, self._tweets.tweets, self._heartbeat, on_celebrity
-                ):
+            for author in snapshot.celebrities if snapshot else []:
+                await stream.attach(author)  # merged already when the stream opened: nothing missed
+            if since is not None and snapshot is not None:
+                for event in stream.replay(await self._replay(snapshot, since)):
                     yield event
-            finally:
-                for author in attached:
-                    await self._live.detach(celebrity_channel(author), queue)
+            async for event in stream.follow(functools.partial(self._celebrity_changed, stream, opened)):
+                yield event
+
+    async def _celebrity_changed(
+        self, stream: LiveStream[T], opened: int, change: CelebrityFollow
+    ) -> list[int]:
+        """Listens to a celebrity the timeline now merges, or stops; returns what the celebrity
+        posted since the stream `opened` when it starts. Promoted (or followed) while the stream
+        was open: fan-out stopped writing the author's tweets to the user's channel before the
+        stream listened to theirs (it learns of it on its own channel, maybe late), so what they
+        published meanwhile is asked of the owners (LiveStream.follow drops what was sent)."""
+        if not change.following:
+            if stream.listens_to(change.author_id):
+                await stream.detach(change.author_id)
+            return []
+        if stream.listens_to(change.author_id):
+            return []
+        await stream.attach(change.author_id)
+        missed = await self._tweets.refs_by_authors(
+            [change.author_id], after=opened, limit=self._timelines.max_entries
+        )
+        return sorted(r.tweet_id for r in missed if is_for_everyone(r))
 
 
 class GlobalSource(Protocol[T]):
@@ -458,9 +323,9 @@ class GlobalTimeline(Generic[T]):
         self._heartbeat = heartbeat_seconds
         self._replay_max = replay_max
 
-    async def _replay(self, since: int) -> list[T]:
+    async def _replay(self, since: int) -> list[tuple[int, T]]:
         """Public tweets after `since`, oldest first, at most replay_max of them; from
-        `replay_overlap_ms` before it, for the reason HomeTimeline.stream gives."""
+        `replay_overlap_ms` before it, for the reason HomeTimeline._replay gives."""
         newest_first: list[T] = []
         token = ""
         start = since - self._overlap
@@ -470,16 +335,14 @@ class GlobalTimeline(Generic[T]):
             newest_first.extend(fresh)
             if len(fresh) < len(tweets) or not token:
                 break
-        return list(reversed(newest_first[: self._replay_max]))
+        return [(self._id_of(t), t) for t in reversed(newest_first[: self._replay_max])]
 
-    async def stream(self, since: int | None) -> AsyncIterator[Event[T]]:
-        async with self._live.subscribe(GLOBAL_CHANNEL) as queue:
-            # The client has seen `since`: never send it again, even if fan-out publishes it late.
-            sent: set[int] = set() if since is None else {since}
-            resume = ResumePoint(since)
-            for tweet in await self._replay(since) if since is not None else []:
-                sent.add(self._id_of(tweet))
-                resume.sent(self._id_of(tweet))
-                yield TweetArrived(tweet)
-            async for event in follow_live(queue, sent, resume, self._tweets.tweets, self._heartbeat):
+    async def stream(self, since: int | None) -> AsyncGenerator[Event[T]]:
+        async with LiveStream.open(
+            self._live, GLOBAL_CHANNEL, since, self._tweets.tweets, self._heartbeat
+        ) as stream:
+            if since is not None:
+                for event in stream.replay(await self._replay(since)):
+                    yield event
+            async for event in stream.follow():
                 yield event

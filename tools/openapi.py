@@ -206,10 +206,10 @@ class _Spec:
                     }
                 )
             properties[field.name] = schema
-        schema: dict[str, Any] = {"type": "object", "properties": properties}
+        whole: dict[str, Any] = {"type": "object", "properties": properties}
         if description := self._comment(name):
-            schema = {"description": description, **schema}
-        return schema
+            whole = {"description": description, **whole}
+        return whole
 
     def body_schema(self, name: str, body: str, path_params: list[str]) -> dict[str, Any]:
         if body == "*":

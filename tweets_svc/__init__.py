@@ -1,1 +1,1 @@
-"""tweets_svc."""
+"""tweets_svc: tweets and all attached to them (PostgreSQL schema `tweets`), and their events."""

@@ -11,16 +11,27 @@ from meshkit.auth import Authenticator
 from meshkit.ids import parse_id, require_id
 from meshkit.outbox import Outbox
 from meshkit.pagination import PageTokens
-from meshkit.peers import UsersPeer
 from meshkit.protos import timestamp, wire_id
+from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
+from social import UsersPeer
+from social.limits import WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 from tweets_svc.service import Tweet, TweetChange, Tweets
+from tweets_svc.settings import TweetsSettings
 from tweets_svc.storage import PostgresTweetStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
+SERVICE = pb.DESCRIPTOR.services_by_name["TweetService"]
+# Every RPC that changes something (POST, PUT, PATCH, DELETE through Envoy) must be here, at the
+# rates of TweetsSettings.rate_limits; tests/unit/test_rate_limit_policies.py reads the descriptors
+# and fails when one is missing.
+RATE_LIMITS: Policies = {
+    method_name(SERVICE, method): WRITE
+    for method in ("CreateTweet", "DeleteTweet", "LikeTweet", "UnlikeTweet", "Retweet", "Unretweet")
+}
 
 
 def tweet_event(change: TweetChange) -> bytes:
@@ -36,20 +47,6 @@ def tweet_event(change: TweetChange) -> bytes:
         mentioned_user_ids=[str(u) for u in change.mentioned_user_ids],
         public=tweet.public,
     ).SerializeToString()
-
-
-class UserDirectory:
-    """Whether users exist and who handles are, for the domain's checks."""
-
-    def __init__(self, users: UsersPeer) -> None:
-        self._users = users
-
-    async def exists(self, user_id: int) -> bool:
-        return bool(await self._users.users([user_id], with_tweet_counts=False))
-
-    async def resolve(self, handles: Sequence[str]) -> dict[str, int]:
-        found = await self._users.resolve_handles(handles)
-        return {u.handle.lower(): int(u.user_id) for u in found}
 
 
 class TweetServicer(pb_grpc.TweetServiceServicer):
@@ -266,16 +263,16 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
 
 
-async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
+async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
-    pool = await runtime.postgres("tweets")
+    pool = await runtime.postgres(settings.database_url, "tweets")
     redis = await runtime.redis()
     outbox = Outbox(pool, redis)
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
-    users = UsersPeer(runtime.channel(settings.users_addr))
+    users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     store = PostgresTweetStore(pool, outbox, tweet_event)
-    tweets = Tweets(store, UserDirectory(users), PageTokens(settings.page_token_secret))
+    tweets = Tweets(store, users, PageTokens(settings.page_token_secret))
     auth = Authenticator(redis, users.session)
-    runtime.limit_rates(redis, auth)
+    runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth), server)
-    return [pb.DESCRIPTOR.services_by_name["TweetService"].full_name]
+    return [SERVICE.full_name]

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from meshkit.errors import InvalidArgument, NotFound, PermissionDenied, not_found
 from meshkit.pagination import Page, PageTokens, page_size
+from social import TweetRef, is_public
 
 TEXT_MAX = 280
 REQUEST_ID_MAX = 64
@@ -55,8 +56,8 @@ class Tweet:
 
     @property
     def public(self) -> bool:
-        """Whether it belongs on the global timeline: no retweets, no replies to others."""
-        return self.retweet_of_tweet_id is None and self.reply_to_author_id in (None, self.author_id)
+        """Whether it is on the global timeline (social.rules.is_public)."""
+        return is_public(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +82,6 @@ class TweetChange:
 
 class ReplyTargetMissing(Exception):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class TweetRef:
-    tweet_id: int
-    author_id: int
-    reply_to_author_id: int | None
 
 
 class TweetStore(Protocol):
@@ -152,8 +146,10 @@ class TweetState:
 
 
 class UserDirectory(Protocol):
-    async def exists(self, user_id: int) -> bool: ...
-    async def resolve(self, handles: Sequence[str]) -> dict[str, int]:
+    """What tweets need to know of users (social.peers.UsersPeer)."""
+
+    async def user_exists(self, user_id: int) -> bool: ...
+    async def resolve_handles(self, handles: Sequence[str]) -> dict[str, int]:
         """Lowercased handle -> user id, for the handles that exist."""
         ...
 
@@ -236,7 +232,7 @@ class Tweets:
                 raise not_found("tweet", str(reply_to_tweet_id), "reply_to_tweet_id")
             reply_to_tweet_id = state.retweet_of_tweet_id or reply_to_tweet_id  # answer the original
         handles = mentioned_handles(text)
-        found = await self._users.resolve(handles) if handles else {}
+        found = await self._users.resolve_handles(handles) if handles else {}
         mentions = tuple(Mention(found[h], h) for h in handles if h in found)
         new = NewTweet(
             author_id,
@@ -319,7 +315,7 @@ class Tweets:
         return await self._hydrated_page(ids, limit, scope, int)
 
     async def _require_user(self, user_id: int) -> None:
-        if not await self._users.exists(user_id):
+        if not await self._users.user_exists(user_id):
             raise not_found("user", str(user_id), "user_id")
 
     async def replies(self, tweet_id: int, size: int, token: str) -> Page[Tweet]:

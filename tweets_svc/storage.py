@@ -11,16 +11,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from meshkit.errors import NotFound, PermissionDenied, not_found
 from meshkit.outbox import Event, Outbox
-from tweets_svc.service import Mention, NewTweet, ReplyTargetMissing, Tweet, TweetChange, TweetRef, TweetState
+from social import TWEETS_STREAM, TweetRef
+from social.rules import IS_PUBLIC_SQL
+from tweets_svc.service import Mention, NewTweet, ReplyTargetMissing, Tweet, TweetChange, TweetState
 
-TWEETS_STREAM = "events:tweets"
 _NO_UPPER_BOUND = 2**63 - 1
 _LIVE = "delete_time IS NULL"
 # The global timeline's rows; the same predicate as the partial index tweets_public.
-PUBLIC = (
-    "delete_time IS NULL AND retweet_of_id IS NULL"
-    " AND (reply_to_author_id IS NULL OR reply_to_author_id = author_id)"
-)
+_LIVE_PUBLIC = f"{_LIVE} AND {IS_PUBLIC_SQL}"
 # One row per live tweet with everything a Tweet shows, mentions and hashtags included, and its
 # author's tweet count (read with it: hydration then needs no second query for the counts).
 _HYDRATE = """
@@ -359,7 +357,7 @@ class PostgresTweetStore:
 
     async def public(self, before: int | None, after: int | None, limit: int) -> list[int]:
         return await self._ids(
-            f"SELECT id FROM tweets WHERE {PUBLIC} AND id < %s AND id > %s ORDER BY id DESC LIMIT %s",
+            f"SELECT id FROM tweets WHERE {_LIVE_PUBLIC} AND id < %s AND id > %s ORDER BY id DESC LIMIT %s",
             (_below(before), _above(after), limit),
         )
 

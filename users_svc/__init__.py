@@ -1,1 +1,1 @@
-"""users_svc."""
+"""users_svc: accounts, credentials, sessions and the follow graph (PostgreSQL schema `users`)."""

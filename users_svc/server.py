@@ -12,15 +12,45 @@ from meshkit.auth import Authenticator, bearer_token
 from meshkit.ids import require_id
 from meshkit.outbox import Outbox
 from meshkit.pagination import PageTokens
-from meshkit.peers import TweetsPeer
 from meshkit.protos import now_timestamp, timestamp
+from meshkit.ratelimit import Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
+from social import TweetsPeer
+from social.limits import WRITE
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
 from users_svc.service import User, Users
+from users_svc.settings import UsersSettings
 from users_svc.storage import PostgresUserStore, RedisSessionCache
 
 Context = grpc.aio.ServicerContext[Any, Any]
+SERVICE = pb.DESCRIPTOR.services_by_name["UserService"]
+
+LOGIN = (
+    Limit("login", Scope.ADDRESS, "login_per_address"),
+    Limit("login", Scope.HANDLE, "login_per_account"),
+)
+# Proving a password again with a stolen token is a sign-in: the same per-account rate.
+PASSWORD_CHANGE = (
+    Limit("login", Scope.ADDRESS, "login_per_address"),
+    Limit("login", Scope.USER, "login_per_account"),
+)
+SIGNUP = (Limit("signup", Scope.ADDRESS, "signup_per_address"),)
+# Ending a session stays possible for someone who spent their write budget (a flood from a stolen
+# token is exactly when its owner wants it gone); the address still bounds it.
+LOGOUT = (Limit("write", Scope.ADDRESS, "write_per_address"),)
+# Every RPC that changes something (POST, PUT, PATCH, DELETE through Envoy) must be here, at the
+# rates of UsersSettings.rate_limits; tests/unit/test_rate_limit_policies.py reads the descriptors
+# and fails when one is missing.
+RATE_LIMITS: Policies = {
+    method_name(SERVICE, "CreateUser"): SIGNUP,
+    method_name(SERVICE, "Login"): LOGIN,
+    method_name(SERVICE, "ChangePassword"): PASSWORD_CHANGE,
+    method_name(SERVICE, "Logout"): LOGOUT,
+    method_name(SERVICE, "FollowUser"): WRITE,
+    method_name(SERVICE, "UnfollowUser"): WRITE,
+    method_name(SERVICE, "UpdateUser"): WRITE,
+}
 
 
 def user_message(user: User) -> pb.User:
@@ -184,16 +214,16 @@ class UserServicer(pb_grpc.UserServiceServicer):
         )
 
 
-async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
+async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
-    pool = await runtime.postgres("users")
+    pool = await runtime.postgres(settings.database_url, "users")
     redis = await runtime.redis()
     outbox = Outbox(pool, redis)
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = Users(
         store=PostgresUserStore(pool, outbox, follow_event),
         sessions=RedisSessionCache(redis),
-        tweet_counts=TweetsPeer(runtime.channel(settings.tweets_addr)),
+        tweet_counts=TweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE)),
         hasher=PasswordHasher(
             memory_cost=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost, parallelism=1
         ),
@@ -201,9 +231,9 @@ async def setup(runtime: Runtime, server: grpc.aio.Server) -> list[str]:
         token_ttl=timedelta(seconds=settings.token_ttl_seconds),
     )
     auth = Authenticator(redis, users.authenticate)
-    runtime.limit_rates(redis, auth)
+    runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     pb_grpc.add_UserServiceServicer_to_server(UserServicer(users, auth), server)
-    return [pb.DESCRIPTOR.services_by_name["UserService"].full_name]
+    return [SERVICE.full_name]
 
 
 __all__ = ["setup"]

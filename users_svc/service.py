@@ -117,14 +117,19 @@ def validate_password(password: str, field: str) -> None:
         raise InvalidArgument.field(field, f"must be at most {PASSWORD_MAX} characters")
 
 
+def _printable(value: str, field: str, maximum: int) -> str:
+    """`value` if it is 1 to `maximum` printable characters, else INVALID_ARGUMENT on `field`."""
+    if not value:
+        raise InvalidArgument.field(field, "must not be empty")
+    if len(value) > maximum:
+        raise InvalidArgument.field(field, f"must be at most {maximum} characters")
+    if any(not ch.isprintable() for ch in value):
+        raise InvalidArgument.field(field, "must not contain control characters")
+    return value
+
+
 def validate_display_name(display_name: str) -> str:
-    if not display_name:
-        raise InvalidArgument.field("display_name", "must not be empty")
-    if len(display_name) > DISPLAY_NAME_MAX:
-        raise InvalidArgument.field("display_name", f"must be at most {DISPLAY_NAME_MAX} characters")
-    if any(not ch.isprintable() for ch in display_name):
-        raise InvalidArgument.field("display_name", "must not contain control characters")
-    return display_name
+    return _printable(display_name, "display_name", DISPLAY_NAME_MAX)
 
 
 def validate_bio(bio: str) -> str:
@@ -138,13 +143,7 @@ def validate_bio(bio: str) -> str:
 
 def search_prefix(query: str) -> str:
     prefix = unicodedata.normalize("NFC", query).strip().removeprefix("@").lower()
-    if not prefix:
-        raise InvalidArgument.field("query", "must not be empty")
-    if len(prefix) > SEARCH_QUERY_MAX:
-        raise InvalidArgument.field("query", f"must be at most {SEARCH_QUERY_MAX} characters")
-    if any(not ch.isprintable() for ch in prefix):
-        raise InvalidArgument.field("query", "must not contain control characters")
-    return prefix
+    return _printable(prefix, "query", SEARCH_QUERY_MAX)
 
 
 class Users:

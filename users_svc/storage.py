@@ -13,11 +13,11 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from meshkit.auth import Session, cache_session, digest_cache_key, forget_session
+from meshkit.errors import DEPENDENCY_ERRORS
 from meshkit.outbox import Outbox
-from meshkit.status import DEPENDENCY_ERRORS
+from social import FOLLOWS_STREAM
 from users_svc.service import Credentials, HandleTaken, User
 
-FOLLOWS_STREAM = "events:follows"
 _USER_COLUMNS = "id, handle, display_name, create_time, followers_count, following_count, bio"
 
 

@@ -3,6 +3,7 @@ resumes with since_tweet_id, and reading everything back for the history checker
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -15,7 +16,7 @@ from google.rpc import error_details_pb2
 
 from meshkit.rpc_details import error_details
 from tests.faults.history import History, Outcome
-from tests.helpers import Account, Stubs
+from tests.helpers import Account, StreamCall, Stubs
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 
@@ -68,9 +69,9 @@ def retrying(call: Callable[[], object], what: str, violations: Violations) -> o
         try:
             return call()
         except grpc.RpcError as error:
-            code = error.code()  # type: ignore[attr-defined]
+            code = error.code()
             if code not in INDEFINITE or time.monotonic() > deadline:
-                violations.add(f"{what}: {code.name} {error.details()}")  # type: ignore[attr-defined]
+                violations.add(f"{what}: {code.name} {error.details()}")
                 raise
             violations.retried()
         time.sleep(_backoff(attempt))
@@ -88,13 +89,13 @@ def post(stubs: Stubs, author: Account, write_id: str, history: History, violati
             history.complete(write_id, Outcome.OK)
             return
         except grpc.RpcError as error:
-            code = error.code()  # type: ignore[attr-defined]
+            code = error.code()
             if code in DEFINITE_REFUSALS:
                 history.complete(write_id, Outcome.FAILED)
-                violations.add(f"CreateTweet {write_id}: refused with {code.name}: {error.details()}")  # type: ignore[attr-defined]
+                violations.add(f"CreateTweet {write_id}: refused with {code.name}: {error.details()}")
                 return
             if code not in INDEFINITE:
-                violations.add(f"CreateTweet {write_id}: {code.name}: {error.details()}")  # type: ignore[attr-defined]
+                violations.add(f"CreateTweet {write_id}: {code.name}: {error.details()}")
                 return  # outcome stays unknown
             if time.monotonic() > deadline:
                 return
@@ -179,7 +180,7 @@ def read_back(stubs: Stubs, people: Population, violations: Violations) -> dict[
         found: list[str] = []
         token = ""
         while True:
-            reply: Any = retrying(lambda token=token: call(token), what, violations)
+            reply: Any = retrying(functools.partial(call, token), what, violations)
             found.extend(t.text for t in reply.tweets)
             token = reply.next_page_token
             if not token:
@@ -221,7 +222,7 @@ class ResumingStream:
         self.texts: list[str] = []
         self.endings: list[tuple[str, str, str]] = []  # (code, ErrorInfo reason, since_tweet_id hint)
         self._newest = ""
-        self._call: grpc.Future | None = None
+        self._call: StreamCall | None = None
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -233,7 +234,7 @@ class ResumingStream:
         call = self._stubs.timeline.StreamHomeTimeline(
             timeline_pb.StreamHomeTimelineRequest(since_tweet_id=self._newest), metadata=self._viewer.auth
         )
-        self._call = call  # type: ignore[assignment]
+        self._call = call
         yield from call
 
     def _run(self) -> None:
@@ -247,7 +248,7 @@ class ResumingStream:
                         self.texts.append(event.tweet.text)
                         self._newest = max(self._newest, event.tweet.tweet_id)
             except grpc.RpcError as error:
-                code = error.code()  # type: ignore[attr-defined]
+                code = error.code()
                 if self._stop.is_set() and code == grpc.StatusCode.CANCELLED:
                     return
                 info = error_info(error)
@@ -256,7 +257,7 @@ class ResumingStream:
                 if hint not in {"", "?"}:
                     self._newest = hint  # where the server says to resume (it may be older)
                 if code != grpc.StatusCode.UNAVAILABLE:
-                    self._violations.add(f"StreamHomeTimeline ended with {code.name}: {error.details()}")  # type: ignore[attr-defined]
+                    self._violations.add(f"StreamHomeTimeline ended with {code.name}: {error.details()}")
                     return
             time.sleep(_backoff(attempt))
             attempt += 1

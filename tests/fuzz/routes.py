@@ -119,7 +119,9 @@ def _scalar(field: Field, known: Known) -> st.SearchStrategy[Any]:
         good = st.sampled_from(["2026-01-01T00:00:00Z", "not a time", "9999-99-99T99:99:99Z"])
     else:
         good = st.none()
-    wrong = st.none() | st.booleans() | _ints | st.floats(allow_nan=False) | st.just({}) | st.just([1, "a"])
+    wrong: st.SearchStrategy[Any] = (
+        st.none() | st.booleans() | _ints | st.floats(allow_nan=False) | st.just({}) | st.just([1, "a"])
+    )
     value = st.one_of(good, good, good, wrong)
     return st.lists(value, max_size=4) if field.repeated else value
 

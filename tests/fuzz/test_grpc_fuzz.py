@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.mesh import Mesh
-from meshkit import peers  # noqa: F401  (loads the users and tweets services into the pool)
+from social import peers  # noqa: F401  (loads the users and tweets services into the pool)
 from tests.conftest import report_lines
 from tests.fuzz.routes import DESCRIPTOR_SET, Known
+from tests.helpers import Metadata, bearer
 from tweetmesh.fanout.v1 import fanout_service_pb2  # noqa: F401
 from tweetmesh.timeline.v1 import timeline_service_pb2  # noqa: F401
 
@@ -110,7 +111,7 @@ def _message(draw: st.DrawFn, descriptor: Any, known: Known, depth: int = 0) -> 
 
 
 @st.composite
-def calls(draw: st.DrawFn, known: Known) -> tuple[Method, bytes, list[tuple[str, str]]]:
+def calls(draw: st.DrawFn, known: Known) -> tuple[Method, bytes, Metadata]:
     method = draw(st.sampled_from(ALL_METHODS))
     if draw(st.integers(0, 9)) == 0:
         payload = draw(st.binary(max_size=60))  # not a message at all, most likely
@@ -122,7 +123,7 @@ def calls(draw: st.DrawFn, known: Known) -> tuple[Method, bytes, list[tuple[str,
         | st.sampled_from(known.tokens)
         | st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=50)
     )
-    metadata = [] if token is None else [("authorization", f"Bearer {token}")]
+    metadata = () if token is None else bearer(token)
     return method, payload, metadata
 
 
@@ -154,16 +155,16 @@ def test_generated_grpc_requests_never_get_unknown_internal_or_a_hang(
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(calls(known))
-    def answered_properly(call: tuple[Method, bytes, list[tuple[str, str]]]) -> None:
+    def answered_properly(call: tuple[Method, bytes, Metadata]) -> None:
         method, payload, metadata = call
-        invoke = channels[method.service].unary_unary(method.path)
+        invoke: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channels[method.service].unary_unary(method.path)
         try:
             invoke(payload, metadata=metadata, timeout=CALL_TIMEOUT)
             codes["OK"] += 1
         except grpc.RpcError as error:
-            code = error.code()  # type: ignore[attr-defined]
+            code = error.code()
             codes[code.name] += 1
-            assert code not in BUGS, f"{method.path}: {code.name} {error.details()} for {payload[:200]!r}"  # type: ignore[attr-defined]
+            assert code not in BUGS, f"{method.path}: {code.name} {error.details()} for {payload[:200]!r}"
 
     try:
         answered_properly()

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from meshkit.auth import new_token
-from tests.helpers import PASSWORD, Account, Stubs, field_violations, rpc_error
+from tests.helpers import PASSWORD, Account, Metadata, Stubs, bearer, field_violations, rpc_error
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -25,9 +25,9 @@ def people(stubs: Stubs) -> dict[str, Account]:
     return {"actor": actor, "other": other}
 
 
-def revoked_token(stubs: Stubs, account: Account) -> list[tuple[str, str]]:
+def revoked_token(stubs: Stubs, account: Account) -> Metadata:
     login = stubs.users.Login(users_pb.LoginRequest(handle=account.user.handle, password=PASSWORD))
-    auth = [("authorization", f"Bearer {login.token}")]
+    auth = bearer(login.token)
     stubs.users.Logout(users_pb.LogoutRequest(), metadata=auth)
     return auth
 
@@ -112,7 +112,7 @@ CASES: list[tuple[str, grpc.StatusCode, str, Callable[[Stubs, dict[str, Account]
         grpc.StatusCode.UNAUTHENTICATED,
         "authorization",
         lambda s, p: s.tweets.CreateTweet(
-            tweets_pb.CreateTweetRequest(text="forged"), metadata=[("authorization", f"Bearer {new_token()}")]
+            tweets_pb.CreateTweetRequest(text="forged"), metadata=bearer(new_token())
         ),
     ),
     (
@@ -162,7 +162,7 @@ def test_bad_input_is_refused_and_changes_nothing(
     before = stubs.snapshot(*people.values())
     error = rpc_error(lambda: call(stubs, people))
     assert error.code() == code, error.details()
-    assert field in error.details(), f"message {error.details()!r} does not name {field!r}"
+    assert field in (error.details() or ""), f"message {error.details()!r} does not name {field!r}"
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         assert field in field_violations(error)
     assert stubs.snapshot(*people.values()) == before
@@ -183,9 +183,10 @@ def test_a_request_that_does_not_parse_is_invalid_argument_not_unknown(
     malformed = b"\x0a\x03\xed\xa0\x80"
     with grpc.insecure_channel(f"127.0.0.1:{mesh.ports.of(service)}") as channel:
         if service == "timeline":
-            stream = channel.unary_stream(method)(malformed, timeout=10)
-            error = rpc_error(lambda: list(stream))
+            stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(method)
+            error = rpc_error(lambda: list(stream(malformed, timeout=10)))
         else:
-            error = rpc_error(lambda: channel.unary_unary(method)(malformed, timeout=10))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-    assert error.details().startswith("request: not a valid message")  # type: ignore[attr-defined]
+            unary: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
+            error = rpc_error(lambda: unary(malformed, timeout=10))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (error.details() or "").startswith("request: not a valid message")

@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -35,7 +36,7 @@ def _compose_value(text: str) -> str:
     return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text).replace("$$", "$")
 
 
-def _example() -> tuple[dict[str, object], dict[str, str]]:
+def _example() -> tuple[dict[str, Any], dict[str, str]]:
     """The example's Redis container and its Secret's values."""
     (statefulset,) = [
         d for d in yaml.safe_load_all((EXAMPLE / "redis.yaml").read_text()) if d["kind"] == "StatefulSet"
@@ -44,7 +45,7 @@ def _example() -> tuple[dict[str, object], dict[str, str]]:
     return statefulset["spec"]["template"]["spec"]["containers"][0], secret
 
 
-def _compose_redis() -> dict[str, object]:
+def _compose_redis() -> dict[str, Any]:
     return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["redis"])
 
 
@@ -119,7 +120,7 @@ def test_no_anonymous_connection_and_no_dangerous_command(acl_redis: int) -> Non
     assert services.set("acl-check", "1")
     for command in (("FLUSHALL",), ("CONFIG", "GET", "*"), ("KEYS", "*"), ("DEBUG", "SLEEP", "0")):
         with pytest.raises(redis.exceptions.NoPermissionError):
-            services.execute_command(*command)
+            services.execute_command(*command)  # type: ignore[no-untyped-call]
     assert services.get("acl-check") == b"1"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 from collections.abc import Iterator
@@ -87,11 +88,11 @@ def test_events_held_by_a_killed_fanout_worker_are_delivered_by_another_once(
     finally:
         mesh.start_service("fanout")  # a healthy worker under a new consumer name
 
-    def in_redis(reader_id: str) -> list[str]:
-        return held_in_redis(r, reader_id) or []
+    def holds_every_post(reader_id: str) -> bool:
+        return set(posted) <= set(held_in_redis(r, reader_id) or [])
 
     for reader in readers:
-        eventually(lambda reader=reader: set(posted) <= set(in_redis(reader.user_id)), timeout=20)
+        eventually(functools.partial(holds_every_post, reader.user_id), timeout=20)
         ids = stubs.home_ids(reader)
         assert len(ids) == len(set(ids)), "a timeline holds a tweet twice"
         assert ids[: len(posted)] == list(reversed(posted))

@@ -9,8 +9,8 @@ from typing import Any
 import psycopg
 
 from devstack.mesh import Mesh
-from meshkit.celebrities import REGISTRY_KEY
-from meshkit.home_timelines import celebrity_channel
+from social import celebrity_channel
+from social.celebrities import REGISTRY_KEY
 from tests.helpers import Account, LiveStream, Stubs, eventually, held_in_redis, redis_client
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 

@@ -123,7 +123,7 @@ def test_one_request_id_follows_a_call_through_the_services_and_secrets_stay_out
     request_id = f"trace-{secrets.token_hex(6)}"
     stubs.timeline.GetHomeTimeline(
         timeline_pb.GetHomeTimelineRequest(page_size=5),
-        metadata=[*viewer.auth, ("x-request-id", request_id)],
+        metadata=(*viewer.auth, ("x-request-id", request_id)),
         timeout=10,
     )
 

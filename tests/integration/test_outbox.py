@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshkit.home_timelines import home_key, unpack
+from social.timelines import home_key, unpack
 from tests.helpers import Account, Stubs, eventually, redis_client
 
 

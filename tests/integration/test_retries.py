@@ -7,19 +7,21 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pool
 
-from meshkit import peers  # also loads the services they call into the descriptor pool
-from meshkit.ratelimit import RateLimitInterceptor
-from meshkit.runtime import IDEMPOTENT_READS, Runtime
-from meshkit.settings import load_settings
+from meshkit.runtime import Runtime, read_only_methods
 from meshkit.status import within
+from social import peers
+from social.peers import TweetsPeer, UsersPeer
+from timeline_svc.settings import load_settings
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
+
+R = TypeVar("R")
 
 
 class ScriptedUsers(pb_grpc.UserServiceServicer):
@@ -30,7 +32,7 @@ class ScriptedUsers(pb_grpc.UserServiceServicer):
         self.calls: dict[str, int] = {}
         self.deadlines: list[float | None] = []
 
-    async def _answer(self, method: str, context: Any, reply: Any) -> Any:
+    async def _answer(self, method: str, context: Any, reply: R) -> R:
         self.calls[method] = self.calls.get(method, 0) + 1
         self.deadlines.append(context.time_remaining())
         if self.calls[method] <= self.failures:
@@ -49,25 +51,23 @@ class ScriptedUsers(pb_grpc.UserServiceServicer):
 
 
 @pytest.fixture
-async def peer() -> AsyncIterator[tuple[ScriptedUsers, pb_grpc.UserServiceStub]]:
-    scripted = ScriptedUsers(failures=2)
+async def peer() -> AsyncIterator[tuple[ScriptedUsers, pb_grpc.UserServiceAsyncStub]]:
+    scripted = ScriptedUsers(failures=2)  # type: ignore[abstract]  # scripts only what the tests call
     server = grpc.aio.server()
     pb_grpc.add_UserServiceServicer_to_server(scripted, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    settings = load_settings(
-        "timeline", {"REDIS_URL": "redis://127.0.0.1:1/0", "RPC_DEADLINE_SECONDS": "1"}, needs_database=False
-    )
-    runtime = Runtime(settings, RateLimitInterceptor(settings))
+    settings = load_settings({"REDIS_URL": "redis://127.0.0.1:1/0", "RPC_DEADLINE_SECONDS": "1"})
+    runtime = Runtime(settings)
     try:
-        yield scripted, pb_grpc.UserServiceStub(runtime.channel(f"127.0.0.1:{port}"))
+        yield scripted, pb_grpc.UserServiceStub(runtime.channel(f"127.0.0.1:{port}", UsersPeer.SERVICE))
     finally:
         await runtime.close()
         await server.stop(0)
 
 
 async def test_an_idempotent_read_is_retried_until_the_peer_answers(
-    peer: tuple[ScriptedUsers, pb_grpc.UserServiceStub],
+    peer: tuple[ScriptedUsers, pb_grpc.UserServiceAsyncStub],
 ) -> None:
     scripted, stub = peer
     await stub.BatchGetUsers(pb.BatchGetUsersRequest(user_ids=["1"]))
@@ -75,7 +75,7 @@ async def test_an_idempotent_read_is_retried_until_the_peer_answers(
 
 
 async def test_a_write_is_never_retried_by_the_channel(
-    peer: tuple[ScriptedUsers, pb_grpc.UserServiceStub],
+    peer: tuple[ScriptedUsers, pb_grpc.UserServiceAsyncStub],
 ) -> None:
     scripted, stub = peer
     with pytest.raises(grpc.aio.AioRpcError) as error:
@@ -85,7 +85,7 @@ async def test_a_write_is_never_retried_by_the_channel(
 
 
 async def test_every_call_carries_the_default_deadline_and_a_hung_peer_ends_there(
-    peer: tuple[ScriptedUsers, pb_grpc.UserServiceStub],
+    peer: tuple[ScriptedUsers, pb_grpc.UserServiceAsyncStub],
 ) -> None:
     scripted, stub = peer
     await stub.BatchGetUsers(pb.BatchGetUsersRequest(user_ids=["1"]))
@@ -115,13 +115,14 @@ async def test_within_answers_at_its_limit_without_waiting_for_the_work_to_unwin
 
 
 def test_every_method_the_peers_call_is_a_known_read() -> None:
-    """A new call between services must be classified: add it to IDEMPOTENT_READS if it only reads
-    (and so may be retried), or leave it out on purpose and extend this test's list of writes."""
+    """A new call between services must be classified: mark it `option idempotency_level =
+    NO_SIDE_EFFECTS` in its proto if it only reads (and so may be retried), or leave it out on
+    purpose and extend this test's list of writes."""
     writes: set[str] = set()
     called = set(re.findall(r"self\._stub\.(\w+)", Path(peers.__file__).read_text()))
-    reads = {m for methods in IDEMPOTENT_READS.values() for m in methods}
+    reads = {m for peer in (UsersPeer, TweetsPeer) for m in read_only_methods(peer.SERVICE)}
     assert called <= reads | writes, f"unclassified: {called - reads - writes}"
     pool = descriptor_pool.Default()
-    for service, methods in IDEMPOTENT_READS.items():
-        names = {m.name for m in pool.FindServiceByName(service).methods}
-        assert set(methods) <= names, f"{service} has no {set(methods) - names}"
+    for peer in (UsersPeer, TweetsPeer):
+        names = {m.name for m in pool.FindServiceByName(peer.SERVICE.full_name).methods}
+        assert set(read_only_methods(peer.SERVICE)) <= names, f"{peer.SERVICE.full_name}"

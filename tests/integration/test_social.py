@@ -3,6 +3,7 @@ search, profiles and the global timeline, with their effects on home timelines a
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -233,7 +234,7 @@ def test_deleting_a_retweeted_tweet_deletes_it_and_its_retweets(stubs: Stubs) ->
 
     stubs.tweets.DeleteTweet(pb.DeleteTweetRequest(tweet_id=original.tweet_id), metadata=author.auth)
     for gone in (original.tweet_id, retweet.tweet_id):
-        assert rpc_error(lambda gone=gone: tweet(stubs, gone)).code() == grpc.StatusCode.NOT_FOUND
+        assert rpc_error(functools.partial(tweet, stubs, gone)).code() == grpc.StatusCode.NOT_FOUND
     assert stubs.user(author).tweets_count == 0 and stubs.user(fan).tweets_count == 0
     assert not stubs.tweets.ListUserTweets(pb.ListUserTweetsRequest(user_id=fan.user_id)).tweets
     eventually(lambda: retweet.tweet_id not in stubs.home_ids(fans_reader))

@@ -6,7 +6,7 @@ from typing import Any
 
 import grpc
 
-from tests.helpers import PASSWORD, Stubs, eventually, held_in_redis, redis_client, rpc_error
+from tests.helpers import PASSWORD, Stubs, bearer, eventually, held_in_redis, redis_client, rpc_error
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
@@ -76,7 +76,7 @@ def test_login_is_case_insensitive_on_handle_and_logout_revokes_at_once(stubs: S
     login = stubs.users.Login(users_pb.LoginRequest(handle=account.user.handle.upper(), password=PASSWORD))
     assert login.user.user_id == account.user_id
     assert login.expire_time.seconds > 0
-    auth = [("authorization", f"Bearer {login.token}")]
+    auth = bearer(login.token)
     stubs.tweets.CreateTweet(tweets_pb.CreateTweetRequest(text="before logout"), metadata=auth)
     stubs.users.Logout(users_pb.LogoutRequest(), metadata=auth)
     error = rpc_error(

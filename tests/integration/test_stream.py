@@ -61,7 +61,7 @@ def test_reconnect_with_since_tweet_id_replays_what_was_missed_then_goes_live(st
 
 def test_stream_needs_a_valid_token(stubs: Stubs) -> None:
     call = stubs.timeline.StreamHomeTimeline(
-        timeline_pb.StreamHomeTimelineRequest(), metadata=[("authorization", "Bearer nope")]
+        timeline_pb.StreamHomeTimelineRequest(), metadata=(("authorization", "Bearer nope"),)
     )
     error = rpc_error(lambda: next(iter(call)))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -3,6 +3,7 @@ stored has changed. Run straight at the services and through Envoy (native gRPC 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import pytest
 
 from devstack.mesh import Mesh
 from meshkit.auth import new_token
-from tests.helpers import PASSWORD, WRITE_VERBS, Account, Stubs, http_call, rpc_error, rpc_routes
+from tests.helpers import PASSWORD, WRITE_VERBS, Account, Stubs, bearer, http_call, rpc_error, rpc_routes
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -62,7 +63,7 @@ def people(stubs: Stubs, mesh: Mesh) -> People:
     stubs.post(actor, "actor's tweet")
     others_tweet = stubs.post(other, "target's tweet").tweet_id
     login = stubs.users.Login(users_pb.LoginRequest(handle=actor.user.handle, password=PASSWORD))
-    stubs.users.Logout(users_pb.LogoutRequest(), metadata=[("authorization", f"Bearer {login.token}")])
+    stubs.users.Logout(users_pb.LogoutRequest(), metadata=bearer(login.token))
     return People(actor, other, _expired_token(mesh, actor), login.token, others_tweet)
 
 
@@ -73,13 +74,9 @@ def transport(request: pytest.FixtureRequest, mesh: Mesh, stubs: Stubs) -> Itera
         yield "direct", stubs
         return
     envoy = f"127.0.0.1:{mesh.ports.envoy}"
-    through = Stubs(envoy, envoy, envoy, envoy)
+    through = Stubs.through(envoy)
     yield "envoy", through
     through.close()
-
-
-def bearer(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")]
 
 
 def post_as(token_of: Callable[[People], str]) -> Callable[[Stubs, People], Any]:
@@ -131,7 +128,7 @@ CASES: list[tuple[str, grpc.StatusCode, Callable[[Stubs, People], Any]]] = [
         "post with basic auth",
         C.UNAUTHENTICATED,
         lambda s, p: s.tweets.CreateTweet(
-            tweets_pb.CreateTweetRequest(text="x"), metadata=[("authorization", "Basic YWRtaW46YWRtaW4=")]
+            tweets_pb.CreateTweetRequest(text="x"), metadata=(("authorization", "Basic YWRtaW46YWRtaW4="),)
         ),
     ),
     (
@@ -367,7 +364,7 @@ def test_every_write_needs_a_live_token(
     """Read from the descriptors, so a write added later is covered at once; an empty request is
     valid for every method, so only the token can be what is refused."""
     metadata = (
-        []
+        ()
         if token == "none"
         else bearer(
             {"forged": new_token(), "expired": people.expired, "logged_out": people.logged_out}[token]
@@ -377,8 +374,8 @@ def test_every_write_needs_a_live_token(
     before = stubs.snapshot(*people.accounts())
     for port in (mesh.ports.of(service), mesh.ports.envoy):
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            invoke = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
-            error = rpc_error(lambda invoke=invoke: invoke(b"", metadata=metadata, timeout=10))
+            invoke: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
+            error = rpc_error(functools.partial(invoke, b"", metadata=metadata, timeout=10))
         assert error.code() == C.UNAUTHENTICATED, (port, error.details())
     assert stubs.snapshot(*people.accounts()) == before
 
@@ -392,7 +389,7 @@ def test_the_internal_rpcs_are_found() -> None:
 def test_internal_rpcs_are_not_reachable_through_envoy(mesh: Mesh, method: str) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{mesh.ports.envoy}") as channel:
         # An empty message is a valid request of any type: the refusal must come from Envoy.
-        invoke = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+        invoke: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
         error = rpc_error(lambda: invoke(b"", timeout=10))
     assert error.code() == C.UNIMPLEMENTED, error.details()
     assert http_call(mesh.ports.envoy, "POST", method, {}).status == 404

@@ -71,7 +71,7 @@ def test_an_address_flooding_reads_is_cut_and_another_address_still_reads(
         assert other == [200] * 15
         # Native gRPC calls of the same RPC share the buckets (from 127.0.0.1: a third host). The
         # proxy's 40 tokens: 20 to the flooder, 15 to the other address, 5 left.
-        through = Stubs(*[f"127.0.0.1:{edge.port}"] * 4)
+        through = Stubs.through(f"127.0.0.1:{edge.port}")
         try:
             get_user = users_pb.GetUserRequest(user_id=account.user_id)
             for _ in range(5):

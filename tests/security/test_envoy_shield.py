@@ -39,7 +39,7 @@ def test_the_proxy_bucket_cuts_a_flood_with_429_and_retry_after(stubs: Stubs, me
         refused = statuses[-1]
         assert refused.headers["retry-after"] == "1"
         assert refused.json()["code"] == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
-        through = Stubs(*[f"127.0.0.1:{port}"] * 4)
+        through = Stubs.through(f"127.0.0.1:{port}")
         try:
             error = rpc_error(
                 lambda: through.users.GetUser(users_pb.GetUserRequest(user_id=account.user_id), timeout=10)

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from devstack.mesh import Mesh
-from tests.helpers import PASSWORD, Stubs, http_call, rpc_error, unique_handle
+from tests.helpers import PASSWORD, Stubs, bearer, http_call, rpc_error, unique_handle
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
@@ -48,7 +48,7 @@ def test_passwords_and_tokens_never_reach_the_logs(stubs: Stubs, mesh: Mesh, ver
         rpc_error(lambda: stubs.users.Login(users_pb.LoginRequest(handle=handle, password=wrong))).code()
         == grpc.StatusCode.UNAUTHENTICATED
     )
-    auth = [("authorization", f"Bearer {login.token}")]
+    auth = bearer(login.token)
     stubs.tweets.CreateTweet(tweets_pb.CreateTweetRequest(text="hello"), metadata=auth)
     changed = stubs.users.ChangePassword(
         users_pb.ChangePasswordRequest(user_id=login.user.user_id, old_password=first, new_password=second),
@@ -58,7 +58,7 @@ def test_passwords_and_tokens_never_reach_the_logs(stubs: Stubs, mesh: Mesh, ver
     assert over_http.status == 200
     http_token = over_http.json()["token"]
     http_call(mesh.ports.envoy, "DELETE", "/v1/sessions/current", token=http_token)
-    stubs.users.Logout(users_pb.LogoutRequest(), metadata=[("authorization", f"Bearer {changed.token}")])
+    stubs.users.Logout(users_pb.LogoutRequest(), metadata=bearer(changed.token))
     # A token followed by bytes that are not UTF-8 (refused by Envoy; gRPC logs such a header).
     garbled = stubs.sign_up("garbled").token
     refused = http_call(
@@ -100,7 +100,7 @@ def messages_of_failures(stubs: Stubs, mesh: Mesh) -> list[str]:
         http_call(envoy, "POST", "/v1/tweets", {"text": "x" * 70_000}, token=account.token).json()["message"],
     ]
     # A dependency down: users_svc needs tweets_svc for tweet counts; Envoy needs tweets_svc.
-    through_envoy = Stubs(*[f"127.0.0.1:{envoy}"] * 4)
+    through_envoy = Stubs.through(f"127.0.0.1:{envoy}")
     mesh.stop_service("tweets")
     try:
         # What users_svc answers when its peer is gone (it waits out the internal deadline).

@@ -9,6 +9,7 @@ default, so a test picks its client address with x-forwarded-for, as Envoy would
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import secrets
 from collections.abc import Iterator
@@ -22,9 +23,19 @@ from google.rpc import error_details_pb2
 from devstack.mesh import Mesh
 from meshkit.ratelimit import RateLimiter
 from meshkit.rpc_details import error_details
-from meshkit.settings import Rate, RateLimits
+from meshkit.settings import Rate
+from social.limits import WriteRates
 from tests.edge import edge_envoy
-from tests.helpers import PASSWORD, Account, Stubs, http_call, redis_client, rpc_error, unique_handle
+from tests.helpers import (
+    PASSWORD,
+    Account,
+    Metadata,
+    Stubs,
+    http_call,
+    redis_client,
+    rpc_error,
+    unique_handle,
+)
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
@@ -57,8 +68,8 @@ def tight(mesh: Mesh) -> Iterator[None]:
         _forget_limits(mesh)
 
 
-def fresh_address() -> list[tuple[str, str]]:
-    return [("x-forwarded-for", next(_addresses))]
+def fresh_address() -> Metadata:
+    return (("x-forwarded-for", next(_addresses)),)
 
 
 def sign_up(stubs: Stubs, prefix: str) -> Account:
@@ -84,7 +95,7 @@ def assert_rate_limited(error: grpc.RpcError) -> None:
     assert 0 < retry_delay(error) <= 60
 
 
-def post(stubs: Stubs, author: Account, text: str, address: list[tuple[str, str]]) -> Any:
+def post(stubs: Stubs, author: Account, text: str, address: Metadata) -> Any:
     return stubs.tweets.CreateTweet(
         tweets_pb.CreateTweetRequest(text=text), metadata=author.auth + address, timeout=10
     )
@@ -141,7 +152,7 @@ def test_follows_draw_from_the_same_write_budget(stubs: Stubs, tight: None) -> N
     assert stubs.snapshot(actor, others[5]) == before
 
 
-def login(stubs: Stubs, handle: str, password: str, address: list[tuple[str, str]]) -> Any:
+def login(stubs: Stubs, handle: str, password: str, address: Metadata) -> Any:
     return stubs.users.Login(users_pb.LoginRequest(handle=handle, password=password), metadata=address)
 
 
@@ -151,7 +162,7 @@ def test_password_guessing_on_one_handle_is_slowed_whatever_the_address(stubs: S
         users_pb.CreateUserRequest(handle=handle, password=PASSWORD), metadata=fresh_address()
     )
     for guess in ("password1", "letmein!!", "123456789"):
-        error = rpc_error(lambda guess=guess: login(stubs, handle, guess, fresh_address()))
+        error = rpc_error(functools.partial(login, stubs, handle, guess, fresh_address()))
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     # Each guess came from another address; the handle's budget is spent all the same, and the
     # refusal comes before the password is even checked: the right one is refused too, for now.
@@ -164,7 +175,7 @@ def test_password_guessing_on_one_handle_is_slowed_whatever_the_address(stubs: S
 def test_sign_in_attempts_are_limited_per_address(stubs: Stubs, tight: None) -> None:
     address = fresh_address()
     for n in range(6):
-        error = rpc_error(lambda n=n: login(stubs, f"nobody_{n}", "wrong password", address))
+        error = rpc_error(functools.partial(login, stubs, f"nobody_{n}", "wrong password", address))
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert_rate_limited(rpc_error(lambda: login(stubs, "nobody_7", "wrong password", address)))
 
@@ -247,7 +258,7 @@ def test_behind_a_load_balancer_each_client_is_counted_by_its_own_address(mesh: 
 async def test_concurrent_calls_cannot_overdraw_a_bucket(mesh: Mesh) -> None:
     client = aioredis.Redis.from_url(mesh.redis_url)
     try:
-        limiter = RateLimiter(client, RateLimits())
+        limiter = RateLimiter(client, WriteRates())
         bucket = [(f"ratelimit:race:{secrets.token_hex(4)}", Rate(10, 60))]
         waits = await asyncio.gather(*(limiter.charge(bucket) for _ in range(50)))
     finally:
@@ -259,7 +270,7 @@ async def test_concurrent_calls_cannot_overdraw_a_bucket(mesh: Mesh) -> None:
 async def test_a_refused_call_charges_none_of_its_buckets(mesh: Mesh) -> None:
     client = aioredis.Redis.from_url(mesh.redis_url)
     try:
-        limiter = RateLimiter(client, RateLimits())
+        limiter = RateLimiter(client, WriteRates())
         roomy = (f"ratelimit:roomy:{secrets.token_hex(4)}", Rate(2, 60))
         full = (f"ratelimit:full:{secrets.token_hex(4)}", Rate(1, 60))
         assert await limiter.charge([full]) == 0

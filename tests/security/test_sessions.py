@@ -19,6 +19,7 @@ from tests.helpers import (
     Account,
     LiveStream,
     Stubs,
+    bearer,
     eventually,
     http_call,
     redis_client,
@@ -37,10 +38,6 @@ def insert_session(mesh: Mesh, account: Account, lifetime: timedelta) -> str:
             (hashlib.sha256(token.encode()).digest(), int(account.user_id), lifetime),
         )
     return token
-
-
-def bearer(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")]
 
 
 def can_post(stubs: Stubs, token: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from meshkit.home_timelines import BUILT, REBUILDING, decode, pack
+from social.timelines import BUILT, REBUILDING, decode, pack
 
 
 def test_decoded_ids_are_unique_newest_first_with_markers_apart() -> None:

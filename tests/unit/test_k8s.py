@@ -16,7 +16,9 @@ import yaml
 from devstack.envoy import ADMIN_CLUSTER, DESCRIPTOR, TEMPLATE, render_envoy_config
 from devstack.mesh import PUBLIC_SERVICES, SERVICES
 from meshkit.healthcheck import LIVENESS
-from meshkit.settings import DEFAULT_METRICS_PORTS, DEFAULT_PORTS, load_settings
+from social.services import DEFAULT_PORTS
+from timeline_svc.settings import load_settings as timeline_settings
+from users_svc.settings import load_settings as users_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy" / "k8s"
@@ -131,7 +133,7 @@ def test_each_service_runs_its_module_on_its_ports_with_grpc_probes(service: str
     assert importlib.util.find_spec(f"{service}_svc") is not None
     assert container["image"] == "tweetmesh:0.1.0"
     env = env_of(container)
-    grpc_port, metrics_port = DEFAULT_PORTS[service], DEFAULT_METRICS_PORTS[service]
+    grpc_port, metrics_port = DEFAULT_PORTS[service].grpc, DEFAULT_PORTS[service].metrics
     assert (env["GRPC_PORT"], env["METRICS_PORT"]) == (str(grpc_port), str(metrics_port))
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == grpc_port, probe
@@ -167,9 +169,9 @@ def test_peers_are_reached_through_headless_services_balanced_per_call() -> None
     manifests = build(BASE)
     config = find(manifests, "ConfigMap", "tweetmesh-config")["data"]
     for service in SERVICES:
-        assert config[f"{service.upper()}_ADDR"] == f"dns:///{service}-headless:{DEFAULT_PORTS[service]}"
+        assert config[f"{service.upper()}_ADDR"] == f"dns:///{service}-headless:{DEFAULT_PORTS[service].grpc}"
     example_secret = find(build(EXAMPLE), "Secret", "tweetmesh-secrets")["stringData"]
-    settings = load_settings("timeline", {**config, **example_secret})
+    settings = timeline_settings({**config, **example_secret})
     assert settings.users_addr.startswith("dns:///") and settings.listen_host == "0.0.0.0"
 
 
@@ -186,7 +188,7 @@ def test_envoy_runs_the_repository_config_against_the_headless_services() -> Non
             cluster, address = argument.removeprefix("--upstream=").split("=")
             host, port = address.split(":")
             upstreams[cluster] = (host, int(port))
-    assert upstreams == {s: (f"{s}-headless", DEFAULT_PORTS[s]) for s in PUBLIC_SERVICES}
+    assert upstreams == {s: (f"{s}-headless", DEFAULT_PORTS[s].grpc) for s in PUBLIC_SERVICES}
     rendered = yaml.safe_load(
         render_envoy_config(
             TEMPLATE,
@@ -286,7 +288,7 @@ def test_only_envoy_and_the_services_reach_the_services_and_only_the_services_th
             manifests,
             pod[source],
             target,
-            target.ports.get(str(port), port) if isinstance(port, str) else port,
+            target.ports[port] if isinstance(port, str) else port,
         )
 
     # The way in: Envoy's public port and metrics, from anyone; never its admin API.
@@ -328,8 +330,8 @@ def test_envoy_cannot_reach_datastores_outside_the_cluster_either() -> None:
 
 def test_the_services_believe_forwarded_addresses_from_the_pod_network_only() -> None:
     config = find(build(BASE), "ConfigMap", "tweetmesh-config")["data"]
-    networks = load_settings(
-        "users", {**config, "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://r"}
+    networks = users_settings(
+        {**config, "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://r"}
     ).trusted_proxies
     assert networks
     for network in networks:

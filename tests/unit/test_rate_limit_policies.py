@@ -1,4 +1,5 @@
-"""The rate-limit policy table covers every public write, and callers are known by the right address."""
+"""The services' rate-limit policies cover every public write, and callers are known by the right
+address."""
 
 from __future__ import annotations
 
@@ -6,10 +7,22 @@ import ipaddress
 
 import pytest
 
-from meshkit.ratelimit import POLICIES, Scope, client_address
-from meshkit.settings import Rate, RateLimits, SettingsError, load_settings
+from meshkit.ratelimit import Scope, client_address
+from meshkit.settings import Rate, SettingsError
 from tests.helpers import WRITE_VERBS, rpc_routes
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
+from tweets_svc import server as tweets_server
+from tweets_svc.settings import load_settings as tweets_settings
+from users_svc import server as users_server
+from users_svc.settings import load_settings
+
+BASE = {"DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r:6379/0"}
+# Each service's policies, at the rates of its own settings.
+SERVICES = [
+    (users_server.RATE_LIMITS, load_settings(BASE).rate_limits),
+    (tweets_server.RATE_LIMITS, tweets_settings(BASE).rate_limits),
+]
+POLICIES = {method: policy for policies, _ in SERVICES for method, policy in policies.items()}
 
 
 def test_every_public_write_has_a_rate_limit() -> None:
@@ -17,14 +30,15 @@ def test_every_public_write_has_a_rate_limit() -> None:
     assert writes, "no public write found: the descriptor walk is broken"
     missing = writes - set(POLICIES)
     assert not missing, (
-        f"public writes without a rate-limit policy in meshkit/ratelimit.py: {sorted(missing)}"
+        f"public writes without a rate-limit policy in their service's server.py: {sorted(missing)}"
     )
 
 
 def test_every_limit_names_a_configured_rate() -> None:
-    for policy in POLICIES.values():
-        for limit in policy:
-            assert isinstance(getattr(RateLimits(), limit.rate, None), Rate), limit
+    for policies, rates in SERVICES:
+        for policy in policies.values():
+            for limit in policy:
+                assert isinstance(getattr(rates, limit.rate, None), Rate), limit
 
 
 def test_every_policy_names_a_real_unary_method() -> None:
@@ -71,16 +85,11 @@ def test_client_address(peer: str, forwarded: str | None, expected: str) -> None
     assert client_address(peer, metadata, TRUSTED) == expected
 
 
-BASE = {"DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r:6379/0"}
-
-
 def test_rate_limit_settings() -> None:
-    defaults = load_settings("users", BASE)
+    defaults = load_settings(BASE)
     assert defaults.rate_limits.write_per_user == Rate(300, 300)
     assert defaults.rate_limits.login_per_account.count < defaults.rate_limits.write_per_user.count
-    tuned = load_settings(
-        "users", {**BASE, "RATE_LIMIT_LOGIN_PER_ACCOUNT": "5/60", "TRUSTED_PROXIES": "10.0.0.0/8"}
-    )
+    tuned = load_settings({**BASE, "RATE_LIMIT_LOGIN_PER_ACCOUNT": "5/60", "TRUSTED_PROXIES": "10.0.0.0/8"})
     assert tuned.rate_limits.login_per_account == Rate(5, 60)
     assert tuned.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),)
 
@@ -96,4 +105,4 @@ def test_rate_limit_settings() -> None:
 )
 def test_bad_rate_limit_settings_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
-        load_settings("users", {**BASE, name: value})
+        load_settings({**BASE, name: value})

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from timeline_svc import service
-from timeline_svc.service import FeedEnded, ResumePoint, stream_ended
+from timeline_svc.stream import FeedEnded, ResumePoint, stream_ended
 
 
 class Clock:
@@ -20,7 +19,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(service.time, "monotonic", fake)
+    monkeypatch.setattr("timeline_svc.stream.time.monotonic", fake)
     return fake
 
 

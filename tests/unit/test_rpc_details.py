@@ -23,7 +23,8 @@ class Failed(grpc.RpcError):
     def details(self) -> str:
         return self._error.message
 
-    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+    # grpc's stubs type the trailers as objects; at run time they are (key, value) pairs.
+    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:  # type: ignore[override]
         return ((DETAILS_TRAILER, status_of(self._error).SerializeToString()),)
 
 
@@ -48,7 +49,8 @@ def test_each_kind_of_detail_is_read_back() -> None:
 
 def test_an_error_without_details_has_none() -> None:
     class Bare(grpc.RpcError):
-        def trailing_metadata(self) -> None:
+        # What grpc answers for a call that ended without trailers, whatever its stubs say.
+        def trailing_metadata(self) -> None:  # type: ignore[override]
             return None
 
     assert error_details(Bare(), error_details_pb2.ErrorInfo) == []

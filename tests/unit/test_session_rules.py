@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from argon2 import PasswordHasher
 
 from meshkit.auth import Session, new_token
 from meshkit.pagination import PageTokens
+from tests.fakes import FakeSessionCache
 from users_svc.service import Users
 
 
@@ -29,28 +29,11 @@ class RevokedDuringLookup:
         return Session(7, datetime.now(UTC) + timedelta(hours=1))
 
 
-class DictCache:
-    def __init__(self, entries: dict[str, Session]) -> None:
-        self.entries = entries
-
-    async def remember(self, token: str, session: Session) -> None:
-        self.entries[token] = session
-
-    async def refill(self, token: str, session: Session) -> None:
-        self.entries[token] = session
-
-    async def forget(self, token: str) -> None:
-        self.entries.pop(token, None)
-
-    async def forget_digests(self, digests: Any) -> None:
-        raise AssertionError("not used here")
-
-
 async def test_a_revocation_during_a_cache_refill_leaves_no_live_entry() -> None:
     entries: dict[str, Session] = {}
     users = Users(
         store=RevokedDuringLookup(entries),  # type: ignore[arg-type]
-        sessions=DictCache(entries),
+        sessions=FakeSessionCache(entries),
         tweet_counts=None,  # type: ignore[arg-type]
         hasher=PasswordHasher(memory_cost=8, time_cost=1, parallelism=1),
         page_tokens=PageTokens("test"),

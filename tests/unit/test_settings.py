@@ -1,18 +1,31 @@
-"""Settings come from the environment, validated, with messages that name the variable."""
+"""Settings come from the environment, validated, with messages that name the variable; each
+service reads the kit's settings and its own, no more."""
+
+from collections.abc import Callable, Mapping
 
 import pytest
 
-from meshkit.settings import SettingsError, load_settings
+from fanout_svc.settings import load_settings as fanout_settings
+from meshkit.settings import Settings, SettingsError
+from timeline_svc.settings import load_settings as timeline_settings
+from tweets_svc.settings import load_settings as tweets_settings
+from users_svc.settings import load_settings as users_settings
 
 BASE = {"DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r:6379/0"}
+LOADERS: dict[str, Callable[[Mapping[str, str]], Settings]] = {
+    "users": users_settings,
+    "tweets": tweets_settings,
+    "fanout": fanout_settings,
+    "timeline": timeline_settings,
+}
 
 
 def test_defaults_and_overrides() -> None:
-    settings = load_settings("tweets", {**BASE, "HOME_TIMELINE_MAX": "50"})
+    settings = tweets_settings(BASE)
     assert settings.grpc_port == 50052
     assert settings.users_addr == "127.0.0.1:50051"
-    assert settings.home_timeline_max == 50
-    assert load_settings("users", {**BASE, "GRPC_PORT": "6000"}).grpc_port == 6000
+    assert timeline_settings({**BASE, "HOME_TIMELINE_MAX": "50"}).home_timeline_max == 50
+    assert users_settings({**BASE, "GRPC_PORT": "6000"}).grpc_port == 6000
 
 
 @pytest.mark.parametrize(
@@ -22,33 +35,59 @@ def test_defaults_and_overrides() -> None:
         ({"DATABASE_URL": "postgresql://db/x"}, "REDIS_URL"),
         ({**BASE, "DATABASE_URL": "mysql://db"}, "DATABASE_URL"),
         ({**BASE, "GRPC_PORT": "eighty"}, "GRPC_PORT"),
-        ({**BASE, "HOME_TIMELINE_MAX": "0"}, "HOME_TIMELINE_MAX"),
-        ({**BASE, "USERS_ADDR": "no-port"}, "USERS_ADDR"),
+        ({**BASE, "TWEETS_ADDR": "no-port"}, "TWEETS_ADDR"),
         ({**BASE, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({**BASE, "RPC_DEADLINE_SECONDS": "soon"}, "RPC_DEADLINE_SECONDS"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
-        load_settings("users", env)
+        users_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("load", "env", "named"),
+    [
+        (timeline_settings, {**BASE, "HOME_TIMELINE_MAX": "0"}, "HOME_TIMELINE_MAX"),
+        (timeline_settings, {**BASE, "USERS_ADDR": "no-port"}, "USERS_ADDR"),
+        (fanout_settings, {**BASE, "CELEBRITY_FOLLOWERS": "0"}, "CELEBRITY_FOLLOWERS"),
+        (tweets_settings, {**BASE, "OUTBOX_SWEEP_SECONDS": "often"}, "OUTBOX_SWEEP_SECONDS"),
+    ],
+)
+def test_bad_settings_of_one_service_name_the_variable(
+    load: Callable[[Mapping[str, str]], Settings], env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(SettingsError, match=named):
+        load(env)
 
 
 def test_services_without_a_database_do_not_need_one() -> None:
-    assert load_settings("fanout", {"REDIS_URL": "redis://r"}, needs_database=False).database_url == ""
+    for load in (fanout_settings, timeline_settings):
+        assert not hasattr(load({"REDIS_URL": "redis://r"}), "database_url")
+
+
+def test_a_service_reads_only_the_settings_it_uses() -> None:
+    def fields(service: str) -> set[str]:
+        return set(type(LOADERS[service](BASE)).__dataclass_fields__)
+
+    assert "argon2_memory_kib" in fields("users") and "celebrity_followers" in fields("fanout")
+    assert not {"argon2_memory_kib", "token_ttl_seconds", "celebrity_followers"} & fields("timeline")
+    assert not {"home_timeline_max", "fanout_consumer", "argon2_time_cost"} & fields("tweets")
+    assert not {"page_token_secret", "trusted_proxies", "rate_limits"} & fields("fanout")
 
 
 def test_metrics_ports_default_per_service_and_zero_disables() -> None:
-    assert [load_settings(s, BASE).metrics_port for s in ("users", "tweets", "fanout", "timeline")] == [
+    assert [LOADERS[s](BASE).metrics_port for s in ("users", "tweets", "fanout", "timeline")] == [
         9101,
         9102,
         9103,
         9104,
     ]
-    assert load_settings("users", {**BASE, "METRICS_PORT": "0"}).metrics_port == 0
+    assert users_settings({**BASE, "METRICS_PORT": "0"}).metrics_port == 0
     with pytest.raises(SettingsError, match="METRICS_PORT"):
-        load_settings("users", {**BASE, "METRICS_PORT": "-1"})
+        users_settings({**BASE, "METRICS_PORT": "-1"})
 
 
 def test_peers_may_be_dns_targets_balanced_per_call() -> None:
-    settings = load_settings("timeline", {**BASE, "USERS_ADDR": "dns:///users-headless:50051"})
+    settings = timeline_settings({**BASE, "USERS_ADDR": "dns:///users-headless:50051"})
     assert settings.users_addr == "dns:///users-headless:50051"

@@ -23,7 +23,7 @@ CREATE INDEX tweets_retweets ON tweets (retweet_of_id) WHERE retweet_of_id IS NO
 -- Full-text search over live tweets.
 CREATE INDEX tweets_search ON tweets USING gin (search) WHERE delete_time IS NULL;
 -- The global timeline: live originals and self-replies, newest first. The predicate is
--- repeated verbatim by the query (storage.PUBLIC) so that the planner can use this index.
+-- repeated by the query (social.rules.IS_PUBLIC_SQL) so that the planner can use this index.
 CREATE INDEX tweets_public ON tweets (id DESC)
     WHERE delete_time IS NULL AND retweet_of_id IS NULL
       AND (reply_to_author_id IS NULL OR reply_to_author_id = author_id);

@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(tweetmesh/fanout/v1/fanout_service.proto\x12\x13tweetmesh.fanout.v1\"\x17\n\x15GetFanoutStatsRequest\"^\n\x0bStreamStats\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0f\n\x07pending\x18\x03 \x01(\x03\x12\x0b\n\x03lag\x18\x04 \x01(\x03\x12\x11\n\tconsumers\x18\x05 \x01(\x03\"u\n\x16GetFanoutStatsResponse\x12\x31\n\x07streams\x18\x01 \x03(\x0b\x32 .tweetmesh.fanout.v1.StreamStats\x12\x11\n\tdelivered\x18\x02 \x01(\x03\x12\x15\n\rdead_lettered\x18\x03 \x01(\x03\x32z\n\rFanoutService\x12i\n\x0eGetFanoutStats\x12*.tweetmesh.fanout.v1.GetFanoutStatsRequest\x1a+.tweetmesh.fanout.v1.GetFanoutStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(tweetmesh/fanout/v1/fanout_service.proto\x12\x13tweetmesh.fanout.v1\"\x17\n\x15GetFanoutStatsRequest\"^\n\x0bStreamStats\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0f\n\x07pending\x18\x03 \x01(\x03\x12\x0b\n\x03lag\x18\x04 \x01(\x03\x12\x11\n\tconsumers\x18\x05 \x01(\x03\"u\n\x16GetFanoutStatsResponse\x12\x31\n\x07streams\x18\x01 \x03(\x0b\x32 .tweetmesh.fanout.v1.StreamStats\x12\x11\n\tdelivered\x18\x02 \x01(\x03\x12\x15\n\rdead_lettered\x18\x03 \x01(\x03\x32\x7f\n\rFanoutService\x12n\n\x0eGetFanoutStats\x12*.tweetmesh.fanout.v1.GetFanoutStatsRequest\x1a+.tweetmesh.fanout.v1.GetFanoutStatsResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tweetmesh.fanout.v1.fanout_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_FANOUTSERVICE'].methods_by_name['GetFanoutStats']._loaded_options = None
+  _globals['_FANOUTSERVICE'].methods_by_name['GetFanoutStats']._serialized_options = b'\220\002\001'
   _globals['_GETFANOUTSTATSREQUEST']._serialized_start=65
   _globals['_GETFANOUTSTATSREQUEST']._serialized_end=88
   _globals['_STREAMSTATS']._serialized_start=90
@@ -38,5 +40,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETFANOUTSTATSRESPONSE']._serialized_start=186
   _globals['_GETFANOUTSTATSRESPONSE']._serialized_end=303
   _globals['_FANOUTSERVICE']._serialized_start=305
-  _globals['_FANOUTSERVICE']._serialized_end=427
+  _globals['_FANOUTSERVICE']._serialized_end=432
 # @@protoc_insertion_point(module_scope)

@@ -15,10 +15,6 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from meshkit.home_timelines import HomeTimelines
-from meshkit.peers import TweetRef
-from meshkit.settings import Settings
-
 REGISTRY_KEY = "celebrities"
 
 
@@ -30,12 +26,6 @@ class State(enum.Enum):
 
 # The states in which readers merge an author's tweets in (and timelines carry its marker).
 MERGED_AT_READ = frozenset({State.PROMOTING, State.CELEBRITY})
-
-
-def seen_by_every_follower(ref: TweetRef) -> bool:
-    """Whether every follower of the author has the tweet in their home (it is not a reply to
-    someone else): only those go into a celebrity's list; the rest are written directly."""
-    return ref.reply_to_author_id is None or ref.reply_to_author_id == ref.author_id
 
 
 class CelebrityRegistry:
@@ -61,14 +51,3 @@ class CelebrityRegistry:
 
     async def remove(self, author_id: int) -> None:
         await self._redis.hdel(REGISTRY_KEY, str(author_id))
-
-
-def celebrity_lists(redis: aioredis.Redis, settings: Settings) -> HomeTimelines:
-    """Each celebrity's own recent tweets, `celeb:<author>`, announced on `celebrity:<author>`."""
-    return HomeTimelines(
-        redis,
-        settings.home_timeline_max,
-        settings.home_timeline_ttl_seconds,
-        prefix="celeb",
-        channel_prefix="celebrity:",
-    )

@@ -7,7 +7,6 @@ grpc.aio.AioRpcError; the server edge turns UNAVAILABLE / DEADLINE_EXCEEDED into
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC
 
 import grpc
@@ -15,6 +14,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 
 from meshkit.auth import Session
 from meshkit.protos import wire_id
+from social.rules import TweetRef
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -29,14 +29,9 @@ ID_PAGE = 10_000
 AUTHORS_PER_CALL = 5000
 
 
-@dataclass(frozen=True, slots=True)
-class TweetRef:
-    tweet_id: int
-    author_id: int
-    reply_to_author_id: int | None
-
-
 class UsersPeer:
+    SERVICE = users_pb.DESCRIPTOR.services_by_name["UserService"]
+
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = users_grpc.UserServiceStub(channel)
 
@@ -61,10 +56,13 @@ class UsersPeer:
             raise
         return Session(int(reply.user_id), reply.expire_time.ToDatetime(tzinfo=UTC))
 
-    async def resolve_handles(self, handles: Sequence[str]) -> list[users_pb.User]:
-        """The users behind the handles that exist (without tweet counts)."""
+    async def user_exists(self, user_id: int) -> bool:
+        return bool(await self.users([user_id], with_tweet_counts=False))
+
+    async def resolve_handles(self, handles: Sequence[str]) -> dict[str, int]:
+        """Lowercased handle -> user id, for the handles that exist."""
         reply = await self._stub.ResolveHandles(users_pb.ResolveHandlesRequest(handles=list(handles)))
-        return list(reply.users)
+        return {u.handle.lower(): int(u.user_id) for u in reply.users}
 
     async def followers_count(self, user_id: int) -> int:
         """How many follow user_id (0 for an unknown user)."""
@@ -105,6 +103,8 @@ class UsersPeer:
 
 
 class TweetsPeer:
+    SERVICE = tweets_pb.DESCRIPTOR.services_by_name["TweetService"]
+
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = tweets_grpc.TweetServiceStub(channel)
 

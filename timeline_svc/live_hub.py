@@ -1,4 +1,5 @@
-"""timeline_svc's Redis use beyond home timelines: the per-process live feed over pub/sub."""
+"""The live hub: one Redis pub/sub connection per timeline_svc process, whose channels (social.live)
+are fanned out in memory to the open streams that listen to them."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
-from meshkit.home_timelines import parse_live_message
-from meshkit.status import DEPENDENCY_ERRORS
-from timeline_svc.service import FeedEnded, LiveEvent
+from meshkit.errors import DEPENDENCY_ERRORS
+from social.live import parse_message
+from timeline_svc.stream import Delivery, FeedEnded
 
 log = logging.getLogger(__name__)
 _QUEUE_MAX = 1000
@@ -36,7 +37,7 @@ class LiveHub:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        self._queues: dict[str, set[asyncio.Queue[LiveEvent | FeedEnded]]] = {}
+        self._queues: dict[str, set[asyncio.Queue[Delivery]]] = {}
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         self._stopped: FeedEnded | None = None
@@ -44,8 +45,8 @@ class LiveHub:
         self._intact_at: float | None = None  # when the canary was last seen; None: not planted
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[LiveEvent | FeedEnded]]:
-        queue: asyncio.Queue[LiveEvent | FeedEnded] = asyncio.Queue(maxsize=_QUEUE_MAX)
+    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[Delivery]]:
+        queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=_QUEUE_MAX)
         if self._stopped is not None:
             queue.put_nowait(self._stopped)
             yield queue
@@ -56,7 +57,7 @@ class LiveHub:
         finally:
             await self.detach(channel, queue)
 
-    async def attach(self, channel: str, queue: asyncio.Queue[LiveEvent | FeedEnded]) -> None:
+    async def attach(self, channel: str, queue: asyncio.Queue[Delivery]) -> None:
         """Delivers `channel` into `queue` too (a celebrity's channel into a follower's stream);
         the process subscribes to a channel once, however many streams want it."""
         if self._stopped is not None:
@@ -71,7 +72,7 @@ class LiveHub:
                 self._intact_at = None
                 self._reader = asyncio.create_task(self._read(), name="live-hub-reader")
 
-    async def detach(self, channel: str, queue: asyncio.Queue[LiveEvent | FeedEnded]) -> None:
+    async def detach(self, channel: str, queue: asyncio.Queue[Delivery]) -> None:
         async with self._lock:
             queues = self._queues.get(channel)
             if queues is not None:
@@ -112,7 +113,7 @@ class LiveHub:
                 return
             if message is None or message.get("type") != "message":
                 continue
-            event = parse_live_message(message["data"])
+            event = parse_message(message["data"])
             for queue in list(self._queues.get(message["channel"].decode(), ())):
                 try:
                     queue.put_nowait(event)

@@ -1,6 +1,7 @@
-"""Home timelines in Redis: the one representation fanout_svc writes and timeline_svc reads.
+"""Timelines in Redis: the one representation fanout_svc writes and timeline_svc reads, for home
+timelines (`home:<user_id>`) and for celebrities' own recent tweets (`celeb:<author_id>`).
 
-`home:<user_id>` is a string: an 8-byte header, then tweet ids as 8-byte big-endian integers in the
+A timeline is a string: an 8-byte header, then tweet ids as 8-byte big-endian integers in the
 order they arrived. Delivering a tweet is an APPEND (O(1), no search), so fan-out runs at Redis's
 command rate; a sorted set in its compact encoding, by contrast, scans its whole listpack on every
 insert and was ten times slower at 800 entries. An entry costs 8 bytes plus the string's growth
@@ -14,15 +15,17 @@ exists even when no id does, which marks the timeline as built: fan-out writes o
 that exist; an absent one (inactive user, wiped Redis) is rebuilt from PostgreSQL on the next read.
 A rebuild creates the header with the REBUILDING flag before it queries PostgreSQL, so no tweet
 fanned out during the rebuild is lost, and readers meanwhile know the timeline is not complete.
-Deliveries are also PUBLISHed on `live:<user_id>`, but only to channels someone listens on, as
-the tweet id; a deletion as the tweet id prefixed with "-". The global timeline's stream is the
-channel `live:global`, in the same format.
+Deliveries, deletions and changes of the celebrities merged are published on the timeline's live
+channel (social.live: channel names and message format), but only to channels someone listens on.
 
-Hybrid fan-out keeps two more things in the same format. A follower's timeline holds, as negative
-ids, a marker for each celebrity they follow: those authors are not fanned out on write, and their
-tweets are merged in at read time from `celeb:<author_id>`, a timeline of the author's own recent
-tweets (the same operations with the prefix "celeb" and the live channel `celebrity:<author_id>`).
-Markers sort after every id as bytes, so trimming keeps them; they live and expire with the timeline.
+Hybrid fan-out keeps, as negative ids in a follower's home timeline, a marker for each celebrity
+they follow: those authors are not fanned out on write, and their tweets are merged in at read
+time from the author's own list. Markers sort after every id as bytes, so trimming keeps them;
+they live and expire with the timeline.
+
+The scripts know no key or channel names: each gets its keys, the channel prefix and the length of
+the key prefix to strip (channel = channel prefix + what follows the key prefix), and the counter
+of deliveries, if any, from TimelineStore.
 """
 
 from __future__ import annotations
@@ -36,8 +39,17 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from meshkit.peers import TweetRef
+from meshkit.settings import Env
+from social.live import (
+    CELEBRITY_CHANNEL_PREFIX,
+    USER_CHANNEL_PREFIX,
+    celebrity_message,
+    tweet_message,
+)
 
+HOME_PREFIX = "home"
+CELEBRITY_LIST_PREFIX = "celeb"
+# How many home timelines fan-out wrote a tweet into, ever (GetFanoutStats).
 DELIVERED_COUNTER = "fanout:delivered"
 BUILT = b"\0" * 8
 REBUILDING = b"R" + b"\0" * 7
@@ -63,8 +75,9 @@ local function trim(key, keep)
 end
 """
 
-# KEYS: timeline keys. ARGV: the 8-byte id, max bytes, ids kept by a trim, the decimal id, the
-# channel prefix, the key prefix length. Returns how many timelines got the tweet.
+# KEYS: timeline keys. ARGV: the 8-byte id, max bytes, ids kept by a trim, the live message, the
+# channel prefix, the key prefix length, the counter of deliveries ("" for none). Returns how many
+# timelines got the tweet.
 _DELIVER = (
     _TRIM
     + """
@@ -80,7 +93,7 @@ for i, key in ipairs(KEYS) do
   end
   if listeners[2 * i] > 0 then redis.call('PUBLISH', channels[i], ARGV[4]) end
 end
-if delivered > 0 and ARGV[5] == 'live:' then redis.call('INCRBY', 'fanout:delivered', delivered) end
+if delivered > 0 and ARGV[7] ~= '' then redis.call('INCRBY', ARGV[7], delivered) end
 return delivered
 """
 )
@@ -153,11 +166,12 @@ return took
 """
 )
 
-# KEYS: timelines. ARGV: the packed marker, "+" to add it or "-" to take it out, the author id.
-# Existing timelines change; their open streams are told ("c+<author>" / "c-<author>").
+# KEYS: timelines. ARGV: the packed marker, "+" to add it or "-" to take it out, the live message,
+# the channel prefix, the key prefix length. Existing timelines change; their open streams are told.
 _MARK = """
+local skip = tonumber(ARGV[5])
 local channels = {}
-for i, key in ipairs(KEYS) do channels[i] = 'live:' .. string.sub(key, 6) end
+for i, key in ipairs(KEYS) do channels[i] = ARGV[4] .. string.sub(key, skip + 1) end
 local listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
 local changed = 0
 for i, key in ipairs(KEYS) do
@@ -174,59 +188,18 @@ for i, key in ipairs(KEYS) do
       changed = changed + 1
     end
   end
-  if listeners[2 * i] > 0 then redis.call('PUBLISH', channels[i], 'c' .. ARGV[2] .. ARGV[3]) end
+  if listeners[2 * i] > 0 then redis.call('PUBLISH', channels[i], ARGV[3]) end
 end
 return changed
 """
 
 
-def belongs_in_home(ref: TweetRef, viewer: int, following: set[int]) -> bool:
-    """Whether a tweet of someone the viewer follows (or of the viewer) is in their home timeline:
-    a reply to someone else only if the viewer follows them too or is them (Mastodon's rule, applied
-    by fan-out on write and by timeline_svc when it reads from PostgreSQL). Tweets mentioning the
-    viewer come in separately."""
-    replied = ref.reply_to_author_id
-    return (
-        ref.author_id == viewer
-        or replied is None
-        or replied in (ref.author_id, viewer)
-        or replied in following
-    )
+def timeline_key(prefix: str, ident: int) -> str:
+    return f"{prefix}:{ident}"
 
 
 def home_key(user_id: int) -> str:
-    return f"home:{user_id}"
-
-
-GLOBAL_CHANNEL = "live:global"
-
-
-def live_channel(user_id: int) -> str:
-    return f"live:{user_id}"
-
-
-def live_message(tweet_id: int, *, deleted: bool) -> str:
-    return f"-{tweet_id}" if deleted else str(tweet_id)
-
-
-@dataclass(frozen=True, slots=True)
-class CelebrityFollow:
-    """Told to a user's streams: their timeline now merges (or no longer merges) a celebrity."""
-
-    author_id: int
-    following: bool
-
-
-def parse_live_message(data: bytes) -> tuple[int, bool] | CelebrityFollow:
-    """(tweet id, deleted) from a live channel message, or a change of the celebrities merged."""
-    text = data.decode()
-    if text.startswith("c"):
-        return CelebrityFollow(int(text[2:]), text[1] == "+")
-    return int(text.removeprefix("-")), text.startswith("-")
-
-
-def celebrity_channel(author_id: int) -> str:
-    return f"celebrity:{author_id}"
+    return timeline_key(HOME_PREFIX, user_id)
 
 
 def pack(tweet_ids: Iterable[int]) -> bytes:
@@ -270,9 +243,10 @@ def unpack(data: bytes) -> list[int]:
     return decode(data).tweet_ids
 
 
-class HomeTimelines:
-    """Timelines under `prefix` ("home" for home timelines, "celeb" for celebrities' own recent
-    tweets), whose deliveries are announced on `<channel_prefix><id>`."""
+class TimelineStore:
+    """The timelines under `key_prefix` (`<key_prefix>:<id>`), whose changes are published on
+    `<channel_prefix><id>`; deliveries are added up in `delivered_counter` when one is named.
+    home_timelines() and celebrity_lists() build the two kinds the mesh keeps."""
 
     def __init__(
         self,
@@ -280,16 +254,20 @@ class HomeTimelines:
         max_entries: int,
         ttl_seconds: int,
         *,
-        prefix: str = "home",
-        channel_prefix: str = "live:",
+        key_prefix: str,
+        channel_prefix: str,
+        delivered_counter: str = "",
     ) -> None:
         self._redis = redis
         self.max_entries = max_entries
         self._keep = max(max_entries // 2, 1)
         self._max_bytes = 8 + 8 * max_entries
         self._ttl = ttl_seconds
-        self._prefix = prefix
+        self._prefix = key_prefix
         self._channel_prefix = channel_prefix
+        # What the scripts strip from a key to name its channel: the prefix and its colon.
+        self._skip = len(timeline_key(key_prefix, 0)) - 1
+        self._counter = delivered_counter
         self._deliver = redis.register_script(_DELIVER)
         self._merge = redis.register_script(_MERGE)
         self._remove = redis.register_script(_REMOVE)
@@ -297,37 +275,34 @@ class HomeTimelines:
         self._retract = redis.register_script(_RETRACT)
         self._merge_into = redis.register_script(_MERGE_INTO)
 
-    def key(self, user_id: int) -> str:
-        return f"{self._prefix}:{user_id}"
+    def key(self, ident: int) -> str:
+        return timeline_key(self._prefix, ident)
 
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int:
         """Appends `tweet_id` to the existing timelines of `user_ids` and tells their live streams."""
         delivered = 0
-        packed = pack([tweet_id])
-        skip = len(self._prefix) + 1
+        message = tweet_message(tweet_id, deleted=False)
+        args = (
+            pack([tweet_id]),
+            self._max_bytes,
+            self._keep,
+            message,
+            self._channel_prefix,
+            self._skip,
+            self._counter,
+        )
         for start in range(0, len(user_ids), chunk):
             keys = [self.key(u) for u in user_ids[start : start + chunk]]
-            delivered += int(
-                await self._deliver(
-                    keys=keys,
-                    args=[packed, self._max_bytes, self._keep, str(tweet_id), self._channel_prefix, skip],
-                )
-            )
+            delivered += int(await self._deliver(keys=keys, args=args))
         return delivered
 
     async def retract(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> None:
         """Takes a deleted tweet out of the timelines of `user_ids` and tells their live streams."""
         packed = pack([tweet_id])
-        message = live_message(tweet_id, deleted=True)
+        message = tweet_message(tweet_id, deleted=True)
         for start in range(0, len(user_ids), chunk):
             keys = [self.key(u) for u in user_ids[start : start + chunk]]
-            await self._retract(
-                keys=keys, args=[packed, message, self._channel_prefix, len(self._prefix) + 1]
-            )
-
-    async def announce_global(self, tweet_id: int, *, deleted: bool) -> None:
-        """Tells the global timeline's live streams of a new or deleted public tweet."""
-        await self._redis.publish(GLOBAL_CHANNEL, live_message(tweet_id, deleted=deleted))
+            await self._retract(keys=keys, args=[packed, message, self._channel_prefix, self._skip])
 
     async def mark_celebrity(
         self, author_id: int, user_ids: Sequence[int], following: bool, chunk: int = 1000
@@ -336,11 +311,11 @@ class HomeTimelines:
         `user_ids` and tells their open streams; returns how many timelines changed."""
         changed = 0
         marker = pack([-author_id])
+        message = celebrity_message(author_id, following=following)
         for start in range(0, len(user_ids), chunk):
             keys = [self.key(u) for u in user_ids[start : start + chunk]]
-            changed += int(
-                await self._mark(keys=keys, args=[marker, "+" if following else "-", str(author_id)])
-            )
+            args = (marker, "+" if following else "-", message, self._channel_prefix, self._skip)
+            changed += int(await self._mark(keys=keys, args=args))
         return changed
 
     async def merge_into(self, user_ids: Sequence[int], tweet_ids: Iterable[int], chunk: int = 1000) -> int:
@@ -407,16 +382,37 @@ class HomeTimelines:
         snapshot = await self.read(user_id, touch=False)
         return None if snapshot is None else snapshot.oldest
 
-    async def page(self, user_id: int, before: int | None, limit: int) -> list[int] | None:
-        """Up to `limit` ids below `before`, newest first; None when the timeline is absent."""
-        snapshot = await self.read(user_id)
-        if snapshot is None:
-            return None
-        return [t for t in snapshot.tweet_ids if before is None or t < before][:limit]
 
-    async def after(self, user_id: int, after: int, limit: int) -> list[int] | None:
-        """Up to `limit` ids above `after`, oldest first; None when the timeline is absent."""
-        snapshot = await self.read(user_id)
-        if snapshot is None:
-            return None
-        return sorted(t for t in snapshot.tweet_ids if t > after)[:limit]
+def home_timelines(redis: aioredis.Redis, max_entries: int, ttl_seconds: int) -> TimelineStore:
+    """Each user's home timeline, `home:<user_id>`, announced on `live:<user_id>`."""
+    return TimelineStore(
+        redis,
+        max_entries,
+        ttl_seconds,
+        key_prefix=HOME_PREFIX,
+        channel_prefix=USER_CHANNEL_PREFIX,
+        delivered_counter=DELIVERED_COUNTER,
+    )
+
+
+def celebrity_lists(redis: aioredis.Redis, max_entries: int, ttl_seconds: int) -> TimelineStore:
+    """Each celebrity's own recent tweets, `celeb:<author_id>`, announced on `celebrity:<author_id>`.
+    Only tweets for everyone go in (social.rules.is_for_everyone): the rest are written directly."""
+    return TimelineStore(
+        redis,
+        max_entries,
+        ttl_seconds,
+        key_prefix=CELEBRITY_LIST_PREFIX,
+        channel_prefix=CELEBRITY_CHANNEL_PREFIX,
+    )
+
+
+# Readers of the timelines' size and lifetime (fanout_svc writes them, timeline_svc reads them).
+
+
+def read_home_timeline_max(env: Env) -> int:
+    return env.integer("HOME_TIMELINE_MAX", 800, minimum=1)
+
+
+def read_home_timeline_ttl_seconds(env: Env) -> int:
+    return env.integer("HOME_TIMELINE_TTL_SECONDS", 14 * 24 * 3600, minimum=60)

@@ -1,0 +1,71 @@
+"""Live channels: the Redis pub/sub channels on which fan-out announces what changed and
+timeline_svc's streams listen, and the format of their messages.
+
+- `live:<user_id>`: a user's home timeline (published only while someone listens);
+- `celebrity:<author_id>`: a celebrity's own tweets, merged into their followers' streams;
+- `live:global`: the global timeline.
+
+A message is a tweet id in decimal ("123"), or a deletion: the id prefixed with "-" ("-123"). On
+a user's channel it may also be a change of the celebrities their timeline merges: "c+<author_id>"
+(merged from now on) or "c-<author_id>" (no longer). The timeline store's Lua scripts build the
+same channel names (prefix and id) and messages from what social.timelines passes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+USER_CHANNEL_PREFIX = "live:"
+CELEBRITY_CHANNEL_PREFIX = "celebrity:"
+GLOBAL_CHANNEL = f"{USER_CHANNEL_PREFIX}global"
+
+
+def channel(prefix: str, ident: int) -> str:
+    return f"{prefix}{ident}"
+
+
+def live_channel(user_id: int) -> str:
+    return channel(USER_CHANNEL_PREFIX, user_id)
+
+
+def celebrity_channel(author_id: int) -> str:
+    return channel(CELEBRITY_CHANNEL_PREFIX, author_id)
+
+
+def tweet_message(tweet_id: int, *, deleted: bool) -> str:
+    return f"-{tweet_id}" if deleted else str(tweet_id)
+
+
+def celebrity_message(author_id: int, *, following: bool) -> str:
+    return f"c{'+' if following else '-'}{author_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class CelebrityFollow:
+    """Told to a user's streams: their timeline now merges (or no longer merges) a celebrity."""
+
+    author_id: int
+    following: bool
+
+
+# What a message says: (tweet id, deleted), or a change of the celebrities merged.
+LiveMessage = tuple[int, bool] | CelebrityFollow
+
+
+def parse_message(data: bytes) -> LiveMessage:
+    text = data.decode()
+    if text.startswith("c"):
+        return CelebrityFollow(int(text[2:]), text[1] == "+")
+    return int(text.removeprefix("-")), text.startswith("-")
+
+
+class GlobalFeed:
+    """Announces new and deleted public tweets to the global timeline's live streams."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def announce(self, tweet_id: int, *, deleted: bool) -> None:
+        await self._redis.publish(GLOBAL_CHANNEL, tweet_message(tweet_id, deleted=deleted))

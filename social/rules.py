@@ -1,0 +1,66 @@
+"""Who may see a tweet: the rules every service applies the same way, one function each.
+
+Where SQL must apply a rule too, the fragment stands beside its function under the same name
+(tests/integration/test_rules_sql.py runs both on the same rows and holds them together).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Addressed(Protocol):
+    """A tweet as far as the rules care: who wrote it and whom it replies to (None: nobody)."""
+
+    @property
+    def author_id(self) -> int: ...
+    @property
+    def reply_to_author_id(self) -> int | None: ...
+
+
+class Posted(Addressed, Protocol):
+    @property
+    def retweet_of_tweet_id(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TweetRef:
+    """A tweet by reference: its id and what the rules need to place it."""
+
+    tweet_id: int
+    author_id: int
+    reply_to_author_id: int | None
+
+
+def is_for_everyone(tweet: Addressed) -> bool:
+    """Whether every follower of the author may see the tweet. A reply to someone else is not for
+    everyone (Mastodon's rule): only for those who also follow the replied-to author, and for that
+    author. A reply to oneself (a thread) is."""
+    return tweet.reply_to_author_id is None or tweet.reply_to_author_id == tweet.author_id
+
+
+# is_for_everyone on the columns of the tweets table.
+IS_FOR_EVERYONE_SQL = "(reply_to_author_id IS NULL OR reply_to_author_id = author_id)"
+
+
+def is_public(tweet: Posted) -> bool:
+    """Whether the tweet is on the global timeline: a tweet for everyone that is not a retweet."""
+    return tweet.retweet_of_tweet_id is None and is_for_everyone(tweet)
+
+
+# is_public on the columns of the tweets table (the partial index tweets_public repeats it).
+IS_PUBLIC_SQL = f"retweet_of_id IS NULL AND {IS_FOR_EVERYONE_SQL}"
+
+
+def belongs_in_home(tweet: Addressed, viewer: int, following: Container[int]) -> bool:
+    """Whether a tweet of someone the viewer follows (or of the viewer) is in the viewer's home
+    timeline: when it is for everyone, when the viewer wrote it, and when it replies to the viewer
+    or to someone else the viewer follows. Tweets mentioning the viewer come in separately."""
+    return (
+        tweet.author_id == viewer
+        or is_for_everyone(tweet)
+        or tweet.reply_to_author_id == viewer
+        or tweet.reply_to_author_id in following
+    )

@@ -1,0 +1,279 @@
+"""In-memory fakes of the protocols the services' rules depend on, for the unit tests of pure logic
+(tests that cross a process use the real PostgreSQL, Redis and services). One fake per protocol,
+shared by every unit test; each keeps what it was told in plain attributes a test can read."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+
+from meshkit.auth import Session, token_digest
+from social import LiveMessage, Snapshot, State, TweetRef
+from timeline_svc.stream import Delivery
+from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
+
+
+class FakeFollowGraph:
+    """users_svc's follow graph: `followers[user]` lists who follows `user`, paged `page` at a time."""
+
+    def __init__(self, followers: dict[int, list[int]] | None = None, *, page: int = 2) -> None:
+        self.followers = followers if followers is not None else {}
+        self._page = page
+
+    @classmethod
+    def of_following(cls, following: dict[int, list[int]]) -> FakeFollowGraph:
+        """The graph in which each user follows the users listed for them."""
+        followers: dict[int, list[int]] = {}
+        for follower, followees in following.items():
+            for followee in followees:
+                followers.setdefault(followee, []).append(follower)
+        return cls(followers)
+
+    async def follower_pages(self, user_id: int) -> AsyncIterator[list[int]]:
+        # Like users_svc, at least one page, empty for a user nobody follows.
+        ids = self.followers.get(user_id, [])
+        for start in range(0, max(len(ids), 1), self._page):
+            yield ids[start : start + self._page]
+
+    async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]:
+        return [c for c in candidates if c in self.followers.get(user_id, [])]
+
+    async def following(self, user_id: int) -> list[int]:
+        return [u for u, followers in self.followers.items() if user_id in followers]
+
+    async def followers_count(self, user_id: int) -> int:
+        return len(self.followers.get(user_id, []))
+
+
+class FakeTweetIndex:
+    """tweets_svc as its peers see it: tweets by author (ids), `replies_to` a reply's replied-to
+    author, `retweets` a retweet's original, `mentions` the tweets mentioning a user, `deleted`
+    the ids that are gone. Hydrated tweets are the strings "tweet-<id>"; `hydrated` records how
+    many ids each hydration asked for."""
+
+    def __init__(
+        self,
+        by_author: dict[int, list[int]],
+        *,
+        replies_to: dict[int, int] | None = None,
+        retweets: dict[int, int] | None = None,
+        mentions: dict[int, list[int]] | None = None,
+        deleted: Iterable[int] = (),
+    ) -> None:
+        self.by_author = by_author
+        self.replies_to = replies_to or {}
+        self.retweets = retweets or {}
+        self.mentions = mentions or {}
+        self.deleted = set(deleted)
+        self.hydrated: list[int] = []
+
+    async def refs_by_authors(
+        self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
+    ) -> list[TweetRef]:
+        refs = sorted(
+            (TweetRef(t, a, self.replies_to.get(t)) for a in author_ids for t in self.by_author.get(a, [])),
+            key=lambda r: -r.tweet_id,
+        )
+        return [r for r in refs if _between(r.tweet_id, before, after)][:limit]
+
+    async def ids_by_authors(
+        self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
+    ) -> list[int]:
+        refs = await self.refs_by_authors(author_ids, before=before, after=after, limit=limit)
+        return [r.tweet_id for r in refs]
+
+    async def mention_ids(
+        self, user_id: int, *, before: int | None = None, after: int | None = None, limit: int
+    ) -> list[int]:
+        ids = sorted(self.mentions.get(user_id, []), reverse=True)
+        return [t for t in ids if _between(t, before, after)][:limit]
+
+    async def tweets(self, tweet_ids: Sequence[int]) -> Mapping[int, str]:
+        self.hydrated.append(len(tweet_ids))
+        return {t: f"tweet-{t}" for t in tweet_ids if t not in self.deleted}
+
+    def original_of(self, tweet: str) -> int | None:
+        return self.retweets.get(int(tweet.removeprefix("tweet-")))
+
+
+def _between(tweet_id: int, before: int | None, after: int | None) -> bool:
+    return (before is None or tweet_id < before) and (after is None or tweet_id > after)
+
+
+class FakeTimelineStore:
+    """social.timelines.TimelineStore: `lines[user]` the tweet ids of each timeline that exists,
+    `markers[user]` the celebrities it merges, `rebuilding` those flagged; at most `max_entries`
+    ids are kept (the oldest go). `retracted` lists the timelines told of a deletion, `rebuilds`
+    counts the rebuilds begun."""
+
+    def __init__(self, existing: Iterable[int] = (), *, max_entries: int = 800) -> None:
+        self.max_entries = max_entries
+        self.lines: dict[int, set[int]] = {u: set() for u in existing}
+        self.markers: dict[int, set[int]] = {u: set() for u in self.lines}
+        self.rebuilding: set[int] = set()
+        self.rebuilds = 0
+        self.retracted: list[int] = []
+
+    async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int:
+        present = [u for u in user_ids if u in self.lines]
+        for user_id in present:
+            await self.merge(user_id, [tweet_id])
+        return len(present)
+
+    async def retract(self, tweet_id: int, user_ids: Sequence[int]) -> None:
+        for user_id in user_ids:
+            self.lines.get(user_id, set()).discard(tweet_id)
+        self.retracted.extend(user_ids)
+
+    async def exists(self, user_id: int) -> bool:
+        return user_id in self.lines
+
+    async def merge(self, user_id: int, tweet_ids: Iterable[int]) -> int:
+        line = self.lines.get(user_id)
+        if line is None:
+            return 0
+        ids = list(tweet_ids)
+        line.update(ids)
+        for oldest in sorted(line)[: max(len(line) - self.max_entries, 0)]:
+            line.discard(oldest)
+        return len(ids)
+
+    async def merge_into(self, user_ids: Sequence[int], tweet_ids: Iterable[int]) -> int:
+        ids = list(tweet_ids)
+        present = [u for u in user_ids if u in self.lines]
+        for user_id in present:
+            await self.merge(user_id, ids)
+        return len(present)
+
+    async def remove(self, user_id: int, tweet_ids: Iterable[int]) -> None:
+        self.lines.get(user_id, set()).difference_update(tweet_ids)
+
+    async def oldest(self, user_id: int) -> int | None:
+        line = self.lines.get(user_id)
+        return min(line) if line else None
+
+    async def mark_celebrity(self, author_id: int, user_ids: Sequence[int], following: bool) -> int:
+        changed = 0
+        for user_id in user_ids:
+            if (markers := self.markers.get(user_id)) is not None and (author_id in markers) != following:
+                (markers.add if following else markers.discard)(author_id)
+                changed += 1
+        return changed
+
+    async def begin_rebuild(self, user_id: int) -> None:
+        self.rebuilds += 1
+        self.lines[user_id] = set()
+        self.markers[user_id] = set()
+        self.rebuilding.add(user_id)
+
+    async def finish_rebuild(
+        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int] = ()
+    ) -> None:
+        await self.merge(user_id, tweet_ids)
+        self.markers.setdefault(user_id, set()).update(celebrities)
+        self.rebuilding.discard(user_id)
+
+    async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None:
+        line = self.lines.get(user_id)
+        if line is None:
+            return None
+        return Snapshot(
+            sorted(line, reverse=True), sorted(self.markers.get(user_id, ())), user_id in self.rebuilding
+        )
+
+    async def read_many(self, user_ids: Sequence[int]) -> list[Snapshot | None]:
+        return [await self.read(u, touch=False) for u in user_ids]
+
+
+class FakeGlobalFeed:
+    """social.live.GlobalFeed: `announced` lists (tweet id, deleted) in order."""
+
+    def __init__(self) -> None:
+        self.announced: list[tuple[int, bool]] = []
+
+    async def announce(self, tweet_id: int, *, deleted: bool) -> None:
+        self.announced.append((tweet_id, deleted))
+
+
+class FakeRegistry:
+    """social.celebrities.CelebrityRegistry: `entries` the states now, `history` every change."""
+
+    def __init__(self) -> None:
+        self.entries: dict[int, State] = {}
+        self.history: list[tuple[int, State | None]] = []
+
+    async def state(self, author_id: int) -> State | None:
+        return self.entries.get(author_id)
+
+    async def states(self, author_ids: Sequence[int]) -> dict[int, State]:
+        return {a: self.entries[a] for a in author_ids if a in self.entries}
+
+    async def set(self, author_id: int, state: State) -> None:
+        self.entries[author_id] = state
+        self.history.append((author_id, state))
+
+    async def remove(self, author_id: int) -> None:
+        self.entries.pop(author_id, None)
+        self.history.append((author_id, None))
+
+
+class FakeLiveFeed:
+    """timeline_svc's live hub: a subscription's queue holds `events` (in order) and then whatever a
+    test puts in it; `attached` lists the channels streams listened to beside their own."""
+
+    def __init__(self, events: Iterable[LiveMessage] = ()) -> None:
+        self.events = list(events)
+        self.attached: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[Delivery]]:
+        queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        for event in self.events:
+            queue.put_nowait(event)
+        yield queue
+
+    async def attach(self, channel: str, queue: asyncio.Queue[Delivery]) -> None:
+        self.attached.append(channel)
+
+    async def detach(self, channel: str, queue: asyncio.Queue[Delivery]) -> None:
+        pass
+
+
+class FakeTweetStub:
+    """tweets_svc's generated stub for ListTweetIdsByAuthors: each author i has one tweet, id
+    10 * i, replying to nobody; `calls` lists how many authors each call asked for."""
+
+    def __init__(self, max_authors: int) -> None:
+        self._max_authors = max_authors
+        self.calls: list[int] = []
+
+    async def ListTweetIdsByAuthors(
+        self, request: tweets_pb.ListTweetIdsByAuthorsRequest
+    ) -> tweets_pb.ListTweetIdsByAuthorsResponse:
+        assert len(request.author_ids) <= self._max_authors
+        self.calls.append(len(request.author_ids))
+        refs = sorted((int(a) * 10 for a in request.author_ids), reverse=True)[: request.limit]
+        return tweets_pb.ListTweetIdsByAuthorsResponse(
+            tweets=[tweets_pb.TweetRef(tweet_id=str(t), author_id=str(t // 10)) for t in refs]
+        )
+
+
+class FakeSessionCache:
+    """users_svc's session cache: `entries` maps each cached token to its session."""
+
+    def __init__(self, entries: dict[str, Session] | None = None) -> None:
+        self.entries = entries if entries is not None else {}
+
+    async def remember(self, token: str, session: Session) -> None:
+        self.entries[token] = session
+
+    async def refill(self, token: str, session: Session) -> None:
+        self.entries[token] = session
+
+    async def forget(self, token: str) -> None:
+        self.entries.pop(token, None)
+
+    async def forget_digests(self, digests: Sequence[bytes]) -> None:
+        for token in [t for t in self.entries if token_digest(t) in digests]:
+            del self.entries[token]

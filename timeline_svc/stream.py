@@ -1,0 +1,205 @@
+"""A live stream, as the home and global timelines serve it: the tweets it replays and then follows
+live, each sent once, heartbeats when it is quiet, the celebrity channels it listens to besides its
+own, and where the client resumes when the live feed breaks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from meshkit.errors import Unavailable
+from social import CelebrityFollow, LiveMessage, celebrity_channel
+
+T = TypeVar("T")
+
+# How many sent ids a live stream remembers to drop duplicates.
+_SENT_MAX = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class TweetArrived(Generic[T]):
+    tweet: T
+
+
+@dataclass(frozen=True, slots=True)
+class TweetRemoved:
+    tweet_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    pass
+
+
+Event = TweetArrived[T] | TweetRemoved | Heartbeat
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEnded:
+    """The live feed of a stream stopped (connection lost, Redis wiped, stream too slow, server
+    stopping). When events may have been lost since some moment (`intact_until`, monotonic), the
+    stream resumes from the newest tweet it sent before then, not from the newest it sent."""
+
+    reason: str
+    message: str
+    retry_after_seconds: float = 0.5
+    intact_until: float | None = None
+
+
+# What a stream's queue receives: a live channel's message, or the end of the feed.
+Delivery = LiveMessage | FeedEnded
+
+
+class ResumePoint:
+    """The newest tweet a stream sent, and as of when."""
+
+    _MEMORY_SECONDS = 60.0
+
+    def __init__(self, since: int | None) -> None:
+        self._settled = since
+        self._recent: deque[tuple[float, int]] = deque()
+
+    def sent(self, tweet_id: int) -> None:
+        now = time.monotonic()
+        self._recent.append((now, tweet_id))
+        while self._recent[0][0] < now - self._MEMORY_SECONDS:
+            _, old = self._recent.popleft()
+            self._settled = max(self._settled or 0, old)
+
+    def as_of(self, moment: float | None) -> int | None:
+        """The newest tweet sent at or before `moment` (None: at any time), or None if none was."""
+        ids = [t for at, t in self._recent if moment is None or at <= moment]
+        if self._settled is not None:
+            ids.append(self._settled)
+        return max(ids, default=None)
+
+
+def stream_ended(ended: FeedEnded, resume_from: int | None) -> Unavailable:
+    """UNAVAILABLE telling the client how to resume without a gap: reconnect with since_tweet_id
+    set to the newest tweet it got before the feed could have lost anything (in ErrorInfo metadata
+    `since_tweet_id`, empty if none)."""
+    return Unavailable(
+        f"{ended.message}; reconnect with since_tweet_id",
+        reason=ended.reason,
+        metadata={"since_tweet_id": "" if resume_from is None else str(resume_from)},
+        retry_after_seconds=ended.retry_after_seconds,
+    )
+
+
+class LiveFeed(Protocol):
+    """The process's live channels (timeline_svc.live_hub.LiveHub)."""
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[asyncio.Queue[Delivery]]:
+        """A queue of what is published on `channel` from now on; a FeedEnded when the feed broke."""
+        ...
+
+    async def attach(self, channel: str, queue: asyncio.Queue[Delivery]) -> None: ...
+    async def detach(self, channel: str, queue: asyncio.Queue[Delivery]) -> None: ...
+
+
+Fetch = Callable[[Sequence[int]], Awaitable[Mapping[int, T]]]
+# Told of a change of the celebrities merged; returns the tweets the change made the stream miss.
+CelebrityChanged = Callable[[CelebrityFollow], Awaitable[Sequence[int]]]
+
+
+class LiveStream(Generic[T]):
+    """One open stream: `open` subscribes it to its own channel; `attach` and `detach` add and
+    drop celebrities' channels; `replay` sends what the client missed; `follow` sends live events
+    until the feed ends. A tweet is sent once, whichever way it comes; `since`, which the client
+    has seen, never."""
+
+    def __init__(
+        self,
+        live: LiveFeed,
+        queue: asyncio.Queue[Delivery],
+        since: int | None,
+        fetch: Fetch[T],
+        heartbeat_seconds: float,
+    ) -> None:
+        self._live = live
+        self._queue = queue
+        self._fetch = fetch
+        self._heartbeat = heartbeat_seconds
+        self._sent: set[int] = set() if since is None else {since}
+        self._resume = ResumePoint(since)
+        self._celebrities: set[int] = set()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, live: LiveFeed, channel: str, since: int | None, fetch: Fetch[T], heartbeat_seconds: float
+    ) -> AsyncIterator[LiveStream[T]]:
+        """A stream listening to `channel` from now on; on leaving, it listens to nothing."""
+        async with live.subscribe(channel) as queue:
+            stream = cls(live, queue, since, fetch, heartbeat_seconds)
+            try:
+                yield stream
+            finally:
+                for author in list(stream._celebrities):
+                    await stream.detach(author)
+
+    def listens_to(self, author_id: int) -> bool:
+        return author_id in self._celebrities
+
+    async def attach(self, author_id: int) -> None:
+        """Listens to a celebrity's channel too (their tweets, merged into this stream)."""
+        self._celebrities.add(author_id)
+        await self._live.attach(celebrity_channel(author_id), self._queue)
+
+    async def detach(self, author_id: int) -> None:
+        self._celebrities.discard(author_id)
+        await self._live.detach(celebrity_channel(author_id), self._queue)
+
+    def replay(self, tweets: Sequence[tuple[int, T]]) -> list[Event[T]]:
+        """The events that send `tweets` (id and tweet, oldest first), counted as sent."""
+        for tweet_id, _ in tweets:
+            self._sent.add(tweet_id)
+            self._resume.sent(tweet_id)
+        return [TweetArrived(tweet) for _, tweet in tweets]
+
+    async def follow(self, on_celebrity: CelebrityChanged | None = None) -> AsyncIterator[Event[T]]:
+        """Live events, hydrated, with a heartbeat when it is quiet, until the feed ends (then
+        UNAVAILABLE saying where to resume). A tweet arriving twice (on a celebrity's channel and
+        the user's own while the celebrity is promoted or demoted, or from `on_celebrity`) is sent
+        once."""
+        next_beat = time.monotonic() + self._heartbeat
+        while True:
+            try:
+                async with asyncio.timeout(max(next_beat - time.monotonic(), 0)):
+                    arrived = await self._queue.get()
+            except TimeoutError:
+                next_beat = time.monotonic() + self._heartbeat
+                yield Heartbeat()
+                continue
+            if isinstance(arrived, FeedEnded):
+                raise stream_ended(arrived, self._resume.as_of(arrived.intact_until))
+            if isinstance(arrived, CelebrityFollow):
+                fresh = await on_celebrity(arrived) if on_celebrity is not None else ()
+            else:
+                tweet_id, deleted = arrived
+                if deleted:
+                    yield TweetRemoved(tweet_id)
+                    continue
+                fresh = [tweet_id]
+            for tweet_id in fresh:
+                if (event := await self._arrived(tweet_id)) is not None:
+                    yield event
+
+    async def _arrived(self, tweet_id: int) -> TweetArrived[T] | None:
+        """The event of a live tweet not sent yet, hydrated; None if it was sent or is gone."""
+        if tweet_id in self._sent:
+            return None
+        if len(self._sent) > _SENT_MAX:
+            self._sent.clear()  # bounded memory; only a rare late duplicate could slip through
+        self._sent.add(tweet_id)
+        found = await self._fetch([tweet_id])
+        if tweet_id not in found:
+            return None
+        self._resume.sent(tweet_id)
+        return TweetArrived(found[tweet_id])

@@ -1,0 +1,35 @@
+"""tweets_svc's settings: the kit's, and what tweets_svc alone reads (README, "Configuration")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from meshkit.settings import (
+    Networks,
+    Settings,
+    read_database_url,
+    read_outbox_sweep_seconds,
+    read_page_token_secret,
+    read_trusted_proxies,
+    setting,
+)
+from social.limits import WriteRates
+from social.services import DEFAULT_PORTS, read_users_addr
+
+SERVICE = "tweets"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TweetsSettings(Settings):
+    database_url: str = setting(read_database_url)
+    users_addr: str = setting(read_users_addr)
+    page_token_secret: str = setting(read_page_token_secret)
+    outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)
+    rate_limits: WriteRates = setting(lambda env: env.rates(WriteRates()))
+    trusted_proxies: Networks = setting(read_trusted_proxies)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> TweetsSettings:
+    """tweets_svc's settings from `env` (os.environ)."""
+    return TweetsSettings.load(SERVICE, DEFAULT_PORTS[SERVICE], env)
