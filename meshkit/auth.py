@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from meshkit.errors import DEPENDENCY_ERRORS, Unauthenticated
 
 TOKEN_PREFIX = "tm_"
-_TOKEN_PATTERN = re.compile(r"^tm_[A-Za-z0-9_-]{43}$")
+_TOKEN_PATTERN = re.compile(r"tm_[A-Za-z0-9_-]{43}")
 
 
 # What grpc.aio's invocation_metadata() returns: (key, value) pairs, or None.
@@ -60,7 +60,7 @@ def bearer_token(metadata: Metadata) -> str:
         raise Unauthenticated("authorization: a bearer token is required", reason="TOKEN_MISSING")
     value = values[0] if isinstance(values[0], str) else values[0].decode("latin-1")
     scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not _TOKEN_PATTERN.match(token.strip()):
+    if scheme.lower() != "bearer" or not _TOKEN_PATTERN.fullmatch(token.strip()):
         raise Unauthenticated("authorization: expected 'Bearer <token>'", reason="TOKEN_MALFORMED")
     return token.strip()
 

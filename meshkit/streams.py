@@ -162,7 +162,7 @@ class StreamConsumer:
             elif isinstance(result, BaseException):
                 log.warning(
                     "handler failed; entry stays pending for a retry",
-                    extra={"stream": self._stream, "entry": entry.entry_id.decode(), "error": repr(result)},
+                    extra={"stream": self._stream, "entry": entry.entry_id.decode(), "error": result},
                 )
             else:
                 done.append(entry.entry_id)

@@ -105,7 +105,7 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
         tweets,
         home_timelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds),
         live,
-        PageTokens(settings.page_token_secret),
+        PageTokens(*settings.page_token_secrets),
         original_of=_original_of,
         heartbeat_seconds=settings.stream_heartbeat_seconds,
         celebrity_lists=celebrity_lists(

@@ -173,9 +173,7 @@ class HomeTimeline(Generic[T]):
         self._rebuilds.pop(viewer, None)
         if not task.cancelled() and task.exception() is not None:
             # The timeline stays flagged and expires soon (REBUILD_TTL_SECONDS): the next read retries.
-            log.warning(
-                "home timeline rebuild failed", extra={"viewer": viewer, "error": repr(task.exception())}
-            )
+            log.warning("home timeline rebuild failed", extra={"viewer": viewer, "error": task.exception()})
 
     async def _celebrity_windows(self, celebrities: Sequence[int]) -> list[list[int]] | None:
         """Each celebrity's list, rebuilt first where it is missing; None while one is being

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from meshkit.settings import Settings, read_page_token_secret, setting
+from meshkit.settings import Settings, read_page_token_secrets, setting
 from social.services import DEFAULT_PORTS, read_tweets_addr, read_users_addr
 from social.timelines import read_home_timeline_max, read_home_timeline_ttl_seconds
 
@@ -16,7 +16,7 @@ SERVICE = "timeline"
 class TimelineSettings(Settings):
     users_addr: str = setting(read_users_addr)
     tweets_addr: str = setting(read_tweets_addr)
-    page_token_secret: str = setting(read_page_token_secret)
+    page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)
     home_timeline_max: int = setting(read_home_timeline_max)
     home_timeline_ttl_seconds: int = setting(read_home_timeline_ttl_seconds)
     stream_heartbeat_seconds: float = setting(

@@ -271,7 +271,7 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     store = PostgresTweetStore(pool, outbox, tweet_event)
-    tweets = Tweets(store, users, PageTokens(settings.page_token_secret))
+    tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets))
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth), server)

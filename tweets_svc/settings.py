@@ -10,7 +10,7 @@ from meshkit.settings import (
     Settings,
     read_database_url,
     read_outbox_sweep_seconds,
-    read_page_token_secret,
+    read_page_token_secrets,
     read_trusted_proxies,
     setting,
 )
@@ -24,7 +24,7 @@ SERVICE = "tweets"
 class TweetsSettings(Settings):
     database_url: str = setting(read_database_url)
     users_addr: str = setting(read_users_addr)
-    page_token_secret: str = setting(read_page_token_secret)
+    page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)
     outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)
     rate_limits: WriteRates = setting(lambda env: env.rates(WriteRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)

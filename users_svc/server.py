@@ -19,6 +19,7 @@ from social import TweetsPeer
 from social.limits import WRITE
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
+from users_svc.passwords import PasswordHashing, hashing_limit, memory_limit_bytes
 from users_svc.service import User, Users
 from users_svc.settings import UsersSettings
 from users_svc.storage import PostgresUserStore, RedisSessionCache
@@ -224,10 +225,15 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
         store=PostgresUserStore(pool, outbox, follow_event),
         sessions=RedisSessionCache(redis),
         tweet_counts=TweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE)),
-        hasher=PasswordHasher(
-            memory_cost=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost, parallelism=1
+        hashing=PasswordHashing(
+            PasswordHasher(
+                memory_cost=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost, parallelism=1
+            ),
+            limit=settings.argon2_max_concurrent
+            or hashing_limit(memory_limit_bytes(), settings.argon2_memory_kib),
+            max_wait_seconds=settings.rpc_deadline_seconds,
         ),
-        page_tokens=PageTokens(settings.page_token_secret),
+        page_tokens=PageTokens(*settings.page_token_secrets),
         token_ttl=timedelta(seconds=settings.token_ttl_seconds),
     )
     auth = Authenticator(redis, users.authenticate)

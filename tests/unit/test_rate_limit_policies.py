@@ -16,7 +16,11 @@ from tweets_svc.settings import load_settings as tweets_settings
 from users_svc import server as users_server
 from users_svc.settings import load_settings
 
-BASE = {"DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r:6379/0"}
+BASE = {
+    "DATABASE_URL": "postgresql://db/x",
+    "REDIS_URL": "redis://r:6379/0",
+    "PAGE_TOKEN_SECRET": "a-test-secret-of-some-length",
+}
 # Each service's policies, at the rates of its own settings.
 SERVICES = [
     (users_server.RATE_LIMITS, load_settings(BASE).rate_limits),

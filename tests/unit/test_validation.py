@@ -21,6 +21,10 @@ from users_svc.service import validate_new_user
         ("a" * 16, "x", "password1", "handle"),
         ("bad-handle", "x", "password1", "handle"),
         ("héllo", "x", "password1", "handle"),
+        # A full match: `$` alone would accept a trailing newline ("alice\n" posing as alice).
+        ("alice\n", "x", "password1", "handle"),
+        ("\nalice", "x", "password1", "handle"),
+        ("ok", "\u3164", "password1", "display_name"),  # a Hangul filler: a blank name
         ("ok", "x" * 51, "password1", "display_name"),
         ("ok", "bell\x07", "password1", "display_name"),
         ("ok", "x", "short", "password"),
@@ -52,6 +56,37 @@ def test_bad_text_is_refused(text: str) -> None:
     with pytest.raises(InvalidArgument) as error:
         normalize_text(text)
     assert error.value.violations[0].field == "text"
+
+
+INVISIBLE = [
+    "\u200b",  # zero-width space (Cf)
+    "\u200d",  # zero-width joiner (Cf)
+    "\ufeff",  # byte-order mark (Cf)
+    "\u2800",  # Braille pattern blank (So, shows nothing)
+    "\u3164",  # Hangul filler (Lo, default-ignorable)
+    "\u115f\u1160",  # Hangul choseong and jungseong fillers
+    "\uffa0",  # halfwidth Hangul filler
+    "\u0301\u20dd",  # combining marks with nothing to sit on (Mn, Me)
+    "\ufe0f\U000e0020",  # a variation selector and a tag character
+    "\u3000\u200b\u2028",  # an ideographic space and a line separator around a zero-width space
+    "\u00ad\u034f\u180e\u2060\u2062",  # soft hyphen, grapheme joiner, invisible operators
+]
+
+
+@pytest.mark.parametrize("text", INVISIBLE)
+def test_a_tweet_of_only_invisible_characters_is_refused(text: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        normalize_text(text * 3)
+    assert error.value.violations[0].field == "text"
+    assert error.value.reason == "TEXT_INVISIBLE"
+    assert normalize_text(f"{text}x{text}")  # with something visible, they are fine (emoji joiners...)
+
+
+@pytest.mark.parametrize("text", ["\u3164\n", " \u200b"])
+def test_a_display_name_of_only_invisible_characters_is_refused(text: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        validate_new_user("ok", text, "password1")
+    assert error.value.violations[0].field == "display_name"
 
 
 def test_request_id_limits() -> None:
