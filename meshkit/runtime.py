@@ -24,14 +24,17 @@ from typing import Any, Generic, TypeVar
 import grpc
 import psycopg
 import redis.asyncio as aioredis
+import redis.exceptions
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
+from redis._parsers import _AsyncRESP3Parser
 
 from meshkit.auth import Authenticator
+from meshkit.errors import RedisOutage, is_outage_reply
 from meshkit.healthcheck import LIVENESS
 from meshkit.interceptors import CallFactsInterceptor
 from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
@@ -71,6 +74,16 @@ class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamCl
 
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._with_defaults(details), request)
+
+
+class OutageAwareParser(_AsyncRESP3Parser):
+    """redis-py's reply parser (the one its asyncio client uses without hiredis), raising the error
+    replies that mean an outage as RedisOutage (meshkit.errors.OUTAGE_REPLY_CODES)."""
+
+    @classmethod
+    def parse_error(cls, response: str) -> redis.exceptions.ResponseError:
+        error: redis.exceptions.ResponseError = super().parse_error(response)  # type: ignore[no-untyped-call]
+        return RedisOutage(response) if is_outage_reply(response) else error
 
 
 def read_only_methods(service: ServiceDescriptor) -> list[str]:
@@ -179,7 +192,9 @@ class Runtime(Generic[S]):
 
     async def redis(self) -> aioredis.Redis:
         # A blocking pool: a burst (a thousand streams opening at once) waits for a free
-        # connection, within the deadline, instead of failing with MaxConnectionsError.
+        # connection, within the deadline, instead of failing with MaxConnectionsError. Error
+        # replies that mean an outage (out of memory, a read-only replica...) are raised as
+        # RedisOutage, a dependency failure like a lost connection.
         pool = aioredis.BlockingConnectionPool.from_url(
             self.settings.redis_url,
             socket_timeout=self.settings.rpc_deadline_seconds,
@@ -187,6 +202,7 @@ class Runtime(Generic[S]):
             health_check_interval=30,
             max_connections=100,
             timeout=self.settings.rpc_deadline_seconds,
+            parser_class=OutageAwareParser,
         )
         client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         await client.ping()
@@ -227,6 +243,10 @@ class Runtime(Generic[S]):
         """Turns on the service's rate-limit policies (given to serve), at the Rate that `rates`
         holds under each name they give."""
         self._rate_limits.bind(redis, auth, rates, trusted_proxies)
+
+    def probe(self, name: str, check: Probe) -> None:
+        """Adds a check that health follows like a dependency's: NOT_SERVING while it raises."""
+        self._probes[name] = check
 
     def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Runs `callback` when the service stops (before pools and channels close)."""
