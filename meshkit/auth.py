@@ -1,9 +1,12 @@
 """Bearer tokens: how they are made and stored, and how any service finds the user behind one.
 
 users_svc owns sessions (PostgreSQL, hashed). It also keeps a documented Redis cache,
-`session:<sha256 of token>` -> `<user_id>:<expiry epoch seconds>`, with the session's TTL, written at
-login and deleted at logout. Other services read that cache and, on a miss, ask users_svc
-(AuthenticateToken), which refills it. Revocation is therefore immediate everywhere.
+`session:<sha256 of token>` -> `<user_id>:<expiry epoch seconds>`, written at login and when a
+lookup refills it, and deleted at logout and password change. Other services read that cache and,
+on a miss, ask users_svc (AuthenticateToken), which refills it. An entry lives at most
+`max_seconds` (SESSION_CACHE_SECONDS, 5 s): a revocation is immediate everywhere when Redis takes
+the DEL, and holds within that bound when the DEL is lost (Redis paused or failing over, users_svc
+dying between the row delete and the DEL), since the next lookup asks PostgreSQL.
 """
 
 from __future__ import annotations
@@ -65,11 +68,12 @@ def bearer_token(metadata: Metadata) -> str:
     return token.strip()
 
 
-async def cache_session(redis: aioredis.Redis, token: str, session: Session) -> None:
-    ttl = int(session.expire_time.timestamp() - time.time())
-    if ttl > 0:
+async def cache_session(redis: aioredis.Redis, token: str, session: Session, max_seconds: float) -> None:
+    """Caches a live session for at most `max_seconds` (never past its expiry)."""
+    ttl_ms = int(min(session.expire_time.timestamp() - time.time(), max_seconds) * 1000)
+    if ttl_ms > 0:
         value = f"{session.user_id}:{int(session.expire_time.timestamp())}"
-        await redis.set(cache_key(token), value, ex=ttl)
+        await redis.set(cache_key(token), value, px=ttl_ms)
 
 
 async def forget_session(redis: aioredis.Redis, token: str) -> None:

@@ -223,7 +223,7 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = Users(
         store=PostgresUserStore(pool, outbox, follow_event),
-        sessions=RedisSessionCache(redis),
+        sessions=RedisSessionCache(redis, settings.session_cache_seconds),
         tweet_counts=TweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE)),
         hashing=PasswordHashing(
             PasswordHasher(

@@ -38,6 +38,8 @@ class UsersSettings(Settings):
     page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)
     outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)
     token_ttl_seconds: int = setting(lambda env: env.integer("TOKEN_TTL_SECONDS", 30 * 24 * 3600, minimum=1))
+    # The longest a revoked token may still be accepted when the cache's DEL is lost (meshkit.auth).
+    session_cache_seconds: float = setting(lambda env: env.number("SESSION_CACHE_SECONDS", 5.0, minimum=0.1))
     argon2_memory_kib: int = setting(lambda env: env.integer("ARGON2_MEMORY_KIB", 19456, minimum=8))
     argon2_time_cost: int = setting(lambda env: env.integer("ARGON2_TIME_COST", 2, minimum=1))
     # 0: as many as a quarter of the process's memory holds (users_svc.passwords).
