@@ -14,7 +14,7 @@ from meshkit.settings import (
     read_trusted_proxies,
     setting,
 )
-from social.limits import WriteRates
+from social.limits import ClientRates
 from social.services import DEFAULT_PORTS, read_users_addr
 
 SERVICE = "tweets"
@@ -26,7 +26,7 @@ class TweetsSettings(Settings):
     users_addr: str = setting(read_users_addr)
     page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)
     outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)
-    rate_limits: WriteRates = setting(lambda env: env.rates(WriteRates()))
+    rate_limits: ClientRates = setting(lambda env: env.rates(ClientRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
 
 

@@ -16,7 +16,7 @@ from meshkit.protos import now_timestamp, timestamp
 from meshkit.ratelimit import Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
 from social import TweetsPeer
-from social.limits import WRITE
+from social.limits import READ, WRITE
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
 from users_svc.passwords import PasswordHashing, hashing_limit, memory_limit_bytes
@@ -40,10 +40,14 @@ SIGNUP = (Limit("signup", Scope.ADDRESS, "signup_per_address"),)
 # Ending a session stays possible for someone who spent their write budget (a flood from a stolen
 # token is exactly when its owner wants it gone); the address still bounds it.
 LOGOUT = (Limit("write", Scope.ADDRESS, "write_per_address"),)
-# Every RPC that changes something (POST, PUT, PATCH, DELETE through Envoy) must be here, at the
-# rates of UsersSettings.rate_limits; tests/unit/test_rate_limit_policies.py reads the descriptors
-# and fails when one is missing.
+# Every public RPC (one with an HTTP route through Envoy) must be here, at the rates of
+# UsersSettings.rate_limits; tests/unit/test_rate_limit_policies.py reads the descriptors and fails
+# when one is missing.
 RATE_LIMITS: Policies = {
+    **{
+        method_name(SERVICE, method): READ
+        for method in ("GetUser", "GetUserByHandle", "ListFollowers", "ListFollowing", "SearchUsers")
+    },
     method_name(SERVICE, "CreateUser"): SIGNUP,
     method_name(SERVICE, "Login"): LOGIN,
     method_name(SERVICE, "ChangePassword"): PASSWORD_CHANGE,

@@ -15,14 +15,14 @@ from meshkit.settings import (
     read_trusted_proxies,
     setting,
 )
-from social.limits import WriteRates
+from social.limits import ClientRates
 from social.services import DEFAULT_PORTS, read_tweets_addr
 
 SERVICE = "users"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class UserRates(WriteRates):
+class UserRates(ClientRates):
     """Sign-in and sign-up much tighter than writes; an account is guessed at slowly from any
     number of addresses."""
 
