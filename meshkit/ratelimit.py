@@ -3,10 +3,11 @@
 A policy names what a method draws from:
 - `Limit`s: buckets counted atomically in Redis with GCRA (the generic cell rate algorithm, a token
   bucket kept as one timestamp per key), so every replica shares them, each per user (from the
-  token), per client address or per handle (the request's `handle` field: sign-in, so guessing one
-  account's password is slow from any number of addresses), at a rate the service's settings name.
-  A call is allowed only if every bucket has room, and only then are they all charged. Buckets
-  are keyed by name, so services whose policies name the same bucket share it.
+  token), per client address or per value of a request field it names (ignoring case; a call that
+  leaves the field empty is not counted in that bucket): per `handle` for sign-in, say, so that
+  guessing one account's password is slow from any number of addresses. Each at a rate the
+  service's settings name. A call is allowed only if every bucket has room, and only then are they
+  all charged. Buckets are keyed by name, so services whose policies name the same bucket share it.
 - `Cap`s, for server streams: at most so many open at once per user, per client address or in
   the process, counted in this process (a stream is held by one process for its whole life).
 Refused calls get RESOURCE_EXHAUSTED with a RetryInfo saying when to come back (HTTP 429 with
@@ -49,18 +50,23 @@ log = logging.getLogger(__name__)
 class Scope(enum.Enum):
     USER = "user"
     ADDRESS = "address"
-    HANDLE = "handle"
+    FIELD = "field"
     PROCESS = "process"  # caps only: every call of the process together
 
 
 @dataclass(frozen=True, slots=True)
 class Limit:
     """One bucket a call draws from: `rate` (the name of a Rate in the service's rate settings)
-    counted per `scope`."""
+    counted per `scope` (per value of the request's `field` for Scope.FIELD)."""
 
     bucket: str
     scope: Scope
     rate: str
+    field: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.scope is Scope.FIELD) != bool(self.field):
+            raise ValueError("a limit names a request field exactly when its scope is Scope.FIELD")
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,8 +271,10 @@ class RateLimitInterceptor(HandlerInterceptor):
             raise Internal("internal error", reason="INTERNAL")
         buckets = []
         for limit in limits:
-            subject = await self._subject(limit.scope, request, context)
-            key = f"ratelimit:{limit.bucket}:{limit.scope.value}:{subject}"
+            subject = await self._subject(limit.scope, request, context, limit.field)
+            if subject is None:
+                continue
+            key = f"ratelimit:{limit.bucket}:{limit.field or limit.scope.value}:{subject}"
             buckets.append((key, self._limiter.rate(limit)))
         wait_ms = await self._limiter.charge(buckets)
         if wait_ms > 0:
@@ -289,18 +297,25 @@ class RateLimitInterceptor(HandlerInterceptor):
         keys = []
         for cap in caps:
             subject = "" if cap.scope is Scope.PROCESS else await self._subject(cap.scope, request, context)
-            keys.append((f"{cap.bucket}:{cap.scope.value}:{subject}", int(getattr(self._caps, cap.limit))))
+            if subject is not None:
+                keys.append(
+                    (f"{cap.bucket}:{cap.scope.value}:{subject}", int(getattr(self._caps, cap.limit)))
+                )
         with self._open.hold(keys):
             yield
 
-    async def _subject(self, scope: Scope, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    async def _subject(
+        self, scope: Scope, request: Any, context: grpc.aio.ServicerContext[Any, Any], field: str = ""
+    ) -> str | None:
+        """Whom the call is counted as in a bucket of `scope`; None: not counted in it."""
         if scope is Scope.USER:
             assert self._auth is not None
             # The call needs a valid token anyway: an invalid one is refused here, uncharged.
             return str(await self._auth.user_id(context.invocation_metadata()))
-        if scope is Scope.HANDLE:
-            # Handles are unique ignoring case; anything longer than a handle is not one.
-            return str(getattr(request, "handle", ""))[:32].lower()
+        if scope is Scope.FIELD:
+            # Bounded so that a huge value cannot make a huge key; 256 covers any email address.
+            value = str(getattr(request, field, "")).strip()[:256].lower()
+            return value or None
         return address_key(self._address(context))
 
     def wrap_unary(self, behavior: Handler, method: str) -> Handler:
