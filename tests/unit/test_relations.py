@@ -14,6 +14,7 @@ from argon2 import PasswordHasher
 from meshkit.pagination import PageTokens
 from social import Relation, Relations, interaction_refused, is_hidden
 from tests.fakes import FakeRelationsCache
+from users_svc.passwords import PasswordHashing
 from users_svc.service import Users
 
 ANN, BOB, CAT = 1, 2, 3
@@ -116,7 +117,9 @@ async def test_a_refill_raced_by_a_change_leaves_no_stale_entry(versions: list[i
         store=ChangingStore(versions),  # type: ignore[arg-type]
         sessions=None,  # type: ignore[arg-type]
         tweet_counts=None,  # type: ignore[arg-type]
-        hasher=PasswordHasher(memory_cost=8, time_cost=1, parallelism=1),
+        hashing=PasswordHashing(
+            PasswordHasher(memory_cost=8, time_cost=1, parallelism=1), limit=1, max_wait_seconds=1
+        ),
         page_tokens=PageTokens("test"),
         token_ttl=timedelta(hours=1),
         mailer=None,  # type: ignore[arg-type]
