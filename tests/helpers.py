@@ -258,6 +258,12 @@ class LiveStream:
             if item.WhichOneof("event") == kind:
                 return getattr(item, kind)
 
+    def wait_open(self, timeout: float = 5) -> LiveStream:
+        """Until the stream is open (its first heartbeat: nothing posted before this counts as
+        live); for a stream opened without `since`, whose first event is that heartbeat."""
+        self._next("heartbeat", timeout)
+        return self
+
     def next_event(self, timeout: float) -> timeline_pb.StreamHomeTimelineResponse:
         item = self.events.get(timeout=timeout)
         if isinstance(item, BaseException):

@@ -225,6 +225,8 @@ def test_the_live_streams_of_both_sides_drop_the_other(stubs: Stubs, scene: Scen
     alice_home, bob_home = LiveStream(stubs.timeline, alice), LiveStream(stubs.timeline, bob)
     alice_global = LiveStream(stubs.timeline, None)
     try:
+        for stream in (alice_home, bob_home, alice_global):
+            stream.wait_open()
         relate(stubs, "block", alice, bob)
         stubs.follow(carol, alice)
         # Bob mentions alice (a mention reaches her timeline whoever writes it), then carol posts.
@@ -254,6 +256,7 @@ def test_the_global_stream_of_a_signed_in_viewer_drops_who_blocks_it(stubs: Stub
     relate(stubs, "block", alice, bob)
     watching = LiveStream(stubs.timeline, None, viewer_token=bob.token)
     try:
+        watching.wait_open()
         hidden = stubs.post(alice, f"alice in public {word()}")
         shown = stubs.post(scene.carol, f"carol in public {word()}")
         arrived = [t.tweet_id for t in watching.tweets_until_quiet(3)]
@@ -270,6 +273,7 @@ def test_a_mute_hides_the_muted_from_the_home_timeline_and_stream_only(stubs: St
     eventually(lambda: before.tweet_id in stubs.home_ids(dana))
     stream = LiveStream(stubs.timeline, dana)
     try:
+        stream.wait_open()
         relate(stubs, "mute", dana, erin)
         during = stubs.post(erin, "erin while muted")
         retweet = stubs.tweets.Retweet(tweets_pb.RetweetRequest(tweet_id=during.tweet_id), metadata=fred.auth)
