@@ -199,11 +199,26 @@ class RateLimitInterceptor(HandlerInterceptor):
 
         return limited
 
+    def wrap_client_stream(self, behavior: Handler, method: str) -> Handler:
+        """An upload in chunks is charged once, as it opens (its requests are not read yet, so
+        its policy may count per user and per address, not per handle)."""
+        policy = self._policies.get(method)
+        if policy is None:
+            return behavior
+        if any(limit.scope is Scope.HANDLE for limit in policy):
+            raise TypeError(f"{method}: a client stream's policy cannot count per handle")
+
+        async def limited(requests: Any, context: Any) -> Any:
+            await self.check(method, policy, None, context)
+            return await behavior(requests, context)
+
+        return limited
+
     def wrap_stream(self, behavior: Handler, method: str) -> Handler:
-        # Streams are not limited here (their cost is the open stream, bounded by Envoy): a policy
+        # Server streams are not limited here (their cost is the open stream, bounded by Envoy): a policy
         # naming one is a mistake, refused loudly rather than silently not applied.
         if method in self._policies:
-            raise TypeError(f"{method}: rate-limit policies apply to unary methods only")
+            raise TypeError(f"{method}: rate-limit policies apply to unary and client-streaming methods only")
         return behavior
 
 

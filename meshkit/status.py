@@ -169,6 +169,26 @@ def _wrap_unary(behavior: Handler, method: str, limit: float) -> Handler:
     return handle
 
 
+async def _decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client's stream of requests, refused (INVALID_ARGUMENT) at the first undecodable one."""
+    async for request in requests:
+        if request is _UNDECODABLE:
+            raise _BAD_REQUEST
+        yield request
+
+
+def _wrap_client_stream(behavior: Handler, method: str, limit: float) -> Handler:
+    async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await within(_time_limit(context, limit), behavior(_decoded(requests), context))
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await abort_with(context, as_domain_error(exc, method))
+
+    return handle
+
+
 def _wrap_stream(behavior: Handler, method: str) -> Handler:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
@@ -186,7 +206,8 @@ def _wrap_stream(behavior: Handler, method: str) -> Handler:
 
 class ErrorInterceptor(HandlerInterceptor):
     """Maps every exception leaving a handler to a status; nothing escapes as a bare UNKNOWN.
-    Unary handlers also get a time limit (`unary_limit_seconds`, or the caller's deadline if sooner)."""
+    Handlers that answer once (unary, client-streaming) also get a time limit
+    (`unary_limit_seconds`, or the caller's deadline if sooner)."""
 
     def __init__(self, unary_limit_seconds: float) -> None:
         self._limit = unary_limit_seconds
@@ -196,6 +217,9 @@ class ErrorInterceptor(HandlerInterceptor):
 
     def wrap_stream(self, behavior: Handler, method: str) -> Handler:
         return _wrap_stream(behavior, method)
+
+    def wrap_client_stream(self, behavior: Handler, method: str) -> Handler:
+        return _wrap_client_stream(behavior, method, self._limit)
 
     def wrap_deserializer(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
         return _tolerant(deserializer)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import mimetypes
 import os
 import sys
 import time
@@ -20,6 +21,8 @@ import grpc
 from google.rpc import error_details_pb2
 
 from meshkit.rpc_details import error_details
+from tweetmesh.media.v1 import media_service_pb2 as media_pb
+from tweetmesh.media.v1 import media_service_pb2_grpc as media_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -30,6 +33,9 @@ from tweetmesh_cli.config import Config, Session, config_path
 
 DEFAULT_TARGET = "127.0.0.1:8080"
 TIMEOUT_SECONDS = 15.0
+# Uploads go in chunks of this size (a gRPC message is at most 4 MiB by default).
+UPLOAD_CHUNK_BYTES = 1024 * 1024
+UPLOAD_TIMEOUT_SECONDS = 120.0
 # A broken live stream is reopened after this long, from the last tweet seen.
 RECONNECT_SECONDS = 1.0
 SEEN_REMEMBERED = 1000
@@ -49,6 +55,7 @@ class Client:
         self.users = users_grpc.UserServiceStub(self._channel)
         self.tweets = tweets_grpc.TweetServiceStub(self._channel)
         self.timeline = timeline_grpc.TimelineServiceStub(self._channel)
+        self.media = media_grpc.MediaServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -192,6 +199,32 @@ def cmd_post(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     out.write(f"posted:\n{render_tweet(tweet)}\n")
 
 
+def _upload_parts(data: bytes, content_type: str) -> Iterator[media_pb.UploadMediaStreamRequest]:
+    yield media_pb.UploadMediaStreamRequest(start=media_pb.UploadStart(content_type=content_type))
+    for start in range(0, len(data), UPLOAD_CHUNK_BYTES):
+        yield media_pb.UploadMediaStreamRequest(chunk=data[start : start + UPLOAD_CHUNK_BYTES])
+
+
+def cmd_upload(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Uploads a file in chunks; the server reads its type from its content and checks the claim."""
+    content_type = args.content_type or mimetypes.guess_type(args.path)[0] or ""
+    try:
+        with open(args.path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise CliError(f"cannot read {args.path}: {error.strerror}") from None
+    media = client.media.UploadMediaStream(
+        _upload_parts(data, content_type), metadata=client.auth(), timeout=UPLOAD_TIMEOUT_SECONDS
+    ).media
+    size = f"{media.width}x{media.height}"
+    if media.duration.ToMilliseconds():
+        size += f", {media.duration.ToMilliseconds() / 1000:g} s"
+    out.write(
+        f"uploaded {media.content_type} ({size}, {media.size_bytes:,} bytes): media id {media.media_id}\n"
+    )
+    out.write(f"  {media.url}\n")
+
+
 def _print_page(out: TextIO, tweets: Sequence[tweets_pb.Tweet], next_page_token: str, empty: str) -> None:
     if not tweets:
         out.write(f"{empty}\n")
@@ -333,6 +366,11 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("--users", action="store_true", help="people whose handle or name starts with it")
     search.add_argument("--limit", type=int, default=20, help="results per page (at most 100)")
     search.add_argument("--page-token", help="the next page, as printed after a page")
+    upload = command(
+        "upload", cmd_upload, "upload an image (JPEG, PNG, GIF, WebP) or a video (MP4); prints its media id"
+    )
+    upload.add_argument("path")
+    upload.add_argument("--content-type", help="default: guessed from the file's name")
     watch = command("watch", cmd_watch, "your home timeline live, as tweets arrive")
     watch.add_argument("--since", metavar="TWEET_ID", help="first replay what came after this tweet")
     watch.add_argument("--heartbeats", action="store_true", help="show the stream's heartbeats too")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import secrets
 import stat
 import subprocess
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.mesh import Mesh
-from tests.helpers import PASSWORD, eventually
+from media_svc import inspect_media
+from tests.helpers import PASSWORD, eventually, http_call
+from tests.media_samples import encode, picture
 
 TWEETMESH = Path(sys.executable).parent / "tweetmesh"  # installed by `pip install -e .` (make)
 
@@ -147,3 +150,23 @@ def test_errors_are_clear_and_exit_nonzero(mesh: Mesh, tmp_path: Path) -> None:
     done = erin.run("--target", "127.0.0.1:1", "follow", "anyone")
     assert done.returncode == 1
     assert "unavailable" in done.stderr
+
+
+def test_upload_sends_a_file_in_chunks_and_refuses_what_is_not_media(mesh: Mesh, tmp_path: Path) -> None:
+    frank = person(tmp_path, mesh, "frank")
+    frank.ok("signup", frank.handle, "--password-stdin", stdin=PASSWORD)
+    photo = tmp_path / "holiday.png"
+    photo.write_bytes(encode(picture((1600, 900)), "PNG"))
+    uploaded = frank.ok("upload", str(photo))
+    assert "uploaded image/png (1600x900" in uploaded
+    (media_id,) = re.findall(r"media id (\d+)", uploaded)
+    served = http_call(mesh.ports.envoy, "GET", f"/v1/media/{media_id}")
+    assert served.status == 200 and served.body == inspect_media(photo.read_bytes(), "image/png").sanitized
+
+    notes = tmp_path / "notes.png"  # a name that lies
+    notes.write_text("not a picture")
+    done = frank.run("upload", str(notes))
+    assert done.returncode == 1
+    assert "invalid argument" in done.stderr and "MEDIA" not in done.stdout
+    done = frank.run("upload", str(tmp_path / "missing.png"))
+    assert (done.returncode, "cannot read" in done.stderr) == (1, True)

@@ -1,0 +1,53 @@
+"""media_svc's settings: the kit's, and what media_svc alone reads (README, "Configuration")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from meshkit.settings import (
+    Networks,
+    Rate,
+    Settings,
+    read_database_url,
+    read_trusted_proxies,
+    setting,
+)
+from social.services import DEFAULT_PORTS, read_tweets_addr, read_users_addr
+
+SERVICE = "media"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaRates:
+    """Uploads are the costliest writes (a decode, a re-encode, megabytes stored): far fewer than
+    other writes. An address gets several accounts' worth (NAT)."""
+
+    upload_per_user: Rate = Rate(60, 3600)
+    upload_per_address: Rate = Rate(300, 3600)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaSettings(Settings):
+    # An upload is received whole, then decoded and re-encoded: a 40-megapixel image takes seconds
+    # of CPU, more under load, so media's calls get longer than the kit's 8 s.
+    handler_timeout_seconds: float = setting(
+        lambda env: env.number("HANDLER_TIMEOUT_SECONDS", 60.0, minimum=0.1)
+    )
+    database_url: str = setting(read_database_url)
+    users_addr: str = setting(read_users_addr)
+    tweets_addr: str = setting(read_tweets_addr)
+    # Empty: the local directory media_dir. Else s3://BUCKET[/PREFIX][?endpoint=URL][&region=R].
+    media_s3_url: str = setting(lambda env: env.text("MEDIA_S3_URL", ""))
+    media_dir: str = setting(lambda env: env.text("MEDIA_DIR", "") or ".data/media")
+    # How many uploads are decoded at once (each holds its image in memory); the rest wait.
+    media_inspect_concurrency: int = setting(
+        lambda env: env.integer("MEDIA_INSPECT_CONCURRENCY", 2, minimum=1)
+    )
+    rate_limits: MediaRates = setting(lambda env: env.rates(MediaRates()))
+    trusted_proxies: Networks = setting(read_trusted_proxies)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> MediaSettings:
+    """media_svc's settings from `env` (os.environ)."""
+    return MediaSettings.load(SERVICE, DEFAULT_PORTS[SERVICE], env)
