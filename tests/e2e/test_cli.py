@@ -186,6 +186,8 @@ def test_email_verify_sign_in_by_email_and_reset_the_password(mesh: Mesh, tmp_pa
     assert "new verification mail" in carol.ok("resend-verification")
     carol.ok("verify-email", mailed_token(mesh, other, 2))
     assert "removed" in carol.ok("change-email", "--remove", "--password-stdin", stdin=new_password)
+
+
 def test_upload_sends_a_file_in_chunks_and_refuses_what_is_not_media(mesh: Mesh, tmp_path: Path) -> None:
     frank = person(tmp_path, mesh, "frank")
     frank.ok("signup", frank.handle, "--password-stdin", stdin=PASSWORD)

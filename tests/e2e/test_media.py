@@ -272,12 +272,12 @@ def test_an_upload_needs_a_token_and_a_stream_needs_its_start(
     assert response.status == 401
     chunks_only = iter([media_pb.UploadMediaStreamRequest(chunk=_PHOTO)])
     error = rpc_error(lambda: envoy.media.UploadMediaStream(chunks_only, metadata=uploader.auth, timeout=10))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "start" in error.details()
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "start" in str(error.details())
     twice = iter(
         [*_parts(_PHOTO, "image/jpeg"), media_pb.UploadMediaStreamRequest(start=media_pb.UploadStart())]
     )
     error = rpc_error(lambda: envoy.media.UploadMediaStream(twice, metadata=uploader.auth, timeout=10))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "start" in error.details()
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "start" in str(error.details())
     assert store.snapshot() == before
 
 
