@@ -142,6 +142,12 @@ class Stubs:
             tweets_pb.CreateTweetRequest(text=text, **kwargs), metadata=author.auth, timeout=10
         ).tweet
 
+    def upload(self, owner: Account, data: bytes, content_type: str) -> media_pb.Media:
+        """Media uploaded as `owner` (whole, as one message)."""
+        request = media_pb.UploadMediaRequest()
+        request.body.content_type, request.body.data = content_type, data
+        return self.media.UploadMedia(request, metadata=owner.auth, timeout=60).media
+
     def home(
         self, viewer: Account, page_size: int = 100, page_token: str = ""
     ) -> timeline_pb.GetHomeTimelineResponse:
