@@ -109,6 +109,10 @@ def test_an_uploads_http_path_carries_its_body_limit_and_forwards_nothing() -> N
     assert set(twins) == {"/v1/media", "/v1/media:stream"}
     for route in twins.values():
         assert route["direct_response"]["status"] == 404 and "route" not in route
+        # A CORS preflight of an upload goes to the preflight routes, not to this one.
+        assert route["match"]["headers"] == [
+            {"name": ":method", "string_match": {"exact": "OPTIONS"}, "invert_match": True}
+        ]
 
 
 def test_the_transcoder_serves_the_services_of_the_public_rpcs() -> None:
