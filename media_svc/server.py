@@ -1,5 +1,5 @@
 """media_svc's gRPC edge: uploads (whole, or in chunks) to domain calls, media served in chunks
-with its cache headers."""
+with its cache headers, claims by tweets_svc; its consumer of the tweets' events and its sweeper."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from typing import Any
 import grpc
 from google.api import httpbody_pb2
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
 
 from media_svc.blobs import Blob, open_blob_store
+from media_svc.lifecycle import MediaLifecycle, TweetMediaChanged
 from media_svc.media import MAX_UPLOAD_BYTES
 from media_svc.service import MediaLibrary, MediaRecord, too_large
 from media_svc.settings import MediaSettings
@@ -22,9 +24,11 @@ from meshkit.ids import require_id
 from meshkit.protos import timestamp
 from meshkit.ratelimit import Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
-from social import UsersPeer
+from meshkit.streams import Entry, PoisonEvent, StreamConsumer
+from social import TWEETS_STREAM, TweetsPeer, UsersPeer
 from tweetmesh.media.v1 import media_service_pb2 as pb
 from tweetmesh.media.v1 import media_service_pb2_grpc as pb_grpc
+from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE = pb.DESCRIPTOR.services_by_name["MediaService"]
@@ -44,6 +48,8 @@ MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES + 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
 # Media never changes under its id: clients and CDNs may keep it for a year without asking again.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
+# media_svc's consumer group on the tweets' events (attachments and deletions).
+GROUP = "media"
 
 
 def media_url(media_id: int) -> str:
@@ -96,6 +102,20 @@ async def _chunks(
     return content_type, bytes(data)
 
 
+def tweet_media_changed(entry: Entry) -> TweetMediaChanged:
+    """A tweet event as the lifecycle sees it; one that cannot be read is poison."""
+    try:
+        event = tweets_pb.TweetEvent.FromString(entry.fields[b"data"])
+        return TweetMediaChanged(
+            tweet_id=require_id(event.tweet_id, "tweet_id"),
+            author_id=require_id(event.author_id, "author_id"),
+            media_ids=tuple(require_id(m, "media_ids") for m in event.media_ids),
+            deleted=event.kind == tweets_pb.TweetEvent.KIND_DELETED,
+        )
+    except (KeyError, DecodeError, InvalidArgument) as error:
+        raise PoisonEvent(f"undecodable tweet event: {error}") from error
+
+
 class MediaServicer(pb_grpc.MediaServiceServicer):
     def __init__(self, library: MediaLibrary, auth: Authenticator) -> None:
         self._library = library
@@ -129,6 +149,12 @@ class MediaServicer(pb_grpc.MediaServiceServicer):
         async for body in _served(context, blob, record.thumbnail_sha256):
             yield pb.GetMediaThumbnailResponse(body=body)
 
+    async def ClaimMedia(self, request: pb.ClaimMediaRequest, context: Context) -> pb.ClaimMediaResponse:
+        records = await self._library.claim(
+            require_id(request.owner_id, "owner_id"), [require_id(m, "media_ids") for m in request.media_ids]
+        )
+        return pb.ClaimMediaResponse(media=[wire_media(r) for r in records])
+
 
 async def _served(context: Context, blob: Blob, sha256: str) -> AsyncIterator[httpbody_pb2.HttpBody]:
     """A blob as HttpBody messages, its headers first (Envoy turns them into HTTP headers; the
@@ -158,8 +184,26 @@ async def setup(runtime: Runtime[MediaSettings], server: grpc.aio.Server) -> lis
     )
     runtime.on_close(blobs.close)
     runtime.depends_on("media store", lambda: blobs.exists("health-probe"))
-    library = MediaLibrary(PostgresMediaStore(pool), blobs, settings.media_inspect_concurrency)
+    store = PostgresMediaStore(pool)
+    library = MediaLibrary(store, blobs, settings.media_inspect_concurrency, settings.media_claim_seconds)
     runtime.on_close(library.close)
+    tweets = TweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE))
+    lifecycle = MediaLifecycle(library, store, tweets, unattached_seconds=settings.media_unattached_seconds)
+    runtime.background(lifecycle.sweep_forever(settings.media_sweep_seconds), "media sweeper")
+
+    async def on_tweet(entry: Entry) -> None:
+        await lifecycle.tweet_changed(tweet_media_changed(entry))
+
+    consumer = StreamConsumer(
+        redis,
+        TWEETS_STREAM,
+        GROUP,
+        settings.media_consumer,
+        on_tweet,
+        claim_idle_ms=30_000,
+        max_deliveries=10,
+    )
+    runtime.background(consumer.run(), f"consume {TWEETS_STREAM}")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from meshkit.settings import (
+    Env,
     Networks,
     Rate,
     Settings,
@@ -27,6 +30,11 @@ class MediaRates:
     upload_per_address: Rate = Rate(300, 3600)
 
 
+def _consumer(env: Env) -> str:
+    """This process's name in the consumer group of the tweets' events: unique unless set."""
+    return env.text("MEDIA_CONSUMER", "") or f"{socket.gethostname()}-{os.getpid()}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MediaSettings(Settings):
     # An upload is received whole, then decoded and re-encoded: a 40-megapixel image takes seconds
@@ -44,6 +52,14 @@ class MediaSettings(Settings):
     media_inspect_concurrency: int = setting(
         lambda env: env.integer("MEDIA_INSPECT_CONCURRENCY", 2, minimum=1)
     )
+    # Media attached to no tweet this long after its upload is deleted (and its blobs).
+    media_unattached_seconds: float = setting(
+        lambda env: env.number("MEDIA_UNATTACHED_SECONDS", 24 * 3600.0, minimum=1.0)
+    )
+    media_sweep_seconds: float = setting(lambda env: env.number("MEDIA_SWEEP_SECONDS", 60.0, minimum=0.05))
+    # How long a tweet being posted holds its media from the sweeper (far longer than any post takes).
+    media_claim_seconds: float = setting(lambda env: env.number("MEDIA_CLAIM_SECONDS", 3600.0, minimum=1.0))
+    media_consumer: str = setting(_consumer)
     rate_limits: MediaRates = setting(lambda env: env.rates(MediaRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
 

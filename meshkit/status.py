@@ -15,13 +15,18 @@ from google.rpc import error_details_pb2, status_pb2
 from meshkit.errors import (
     DEPENDENCY_ERRORS,
     ERROR_DOMAIN,
+    AlreadyExists,
     DomainError,
+    FailedPrecondition,
+    FieldViolation,
     Internal,
     InvalidArgument,
+    NotFound,
+    PermissionDenied,
     Unavailable,
 )
 from meshkit.interceptors import Handler, HandlerInterceptor
-from meshkit.rpc_details import DETAILS_TRAILER
+from meshkit.rpc_details import DETAILS_TRAILER, error_details
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,6 +88,37 @@ def as_domain_error(exc: BaseException, method: str) -> DomainError:
         return Unavailable("a service of the mesh is unavailable; retry later", reason="PEER_UNAVAILABLE")
     log.exception("unhandled error", extra={"method": method}, exc_info=exc)
     return Internal("internal error", reason="INTERNAL")
+
+
+# A peer's refusals that are the caller's to hear (its request was wrong), by code.
+_RELAYED: dict[grpc.StatusCode, type[DomainError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+}
+
+
+def relayed(error: grpc.aio.AioRpcError) -> DomainError | None:
+    """A peer's refusal of what this caller's request asked for (a media that is not the caller's,
+    say), as the same error of this service, with its message, reason and field violations; None
+    for any other failure (UNAVAILABLE and the like stay the caller's to map)."""
+    kind = _RELAYED.get(error.code())
+    if kind is None:
+        return None
+    infos = error_details(error, error_details_pb2.ErrorInfo)
+    violations = tuple(
+        FieldViolation(v.field, v.description)
+        for bad in error_details(error, error_details_pb2.BadRequest)
+        for v in bad.field_violations
+    )
+    return kind(
+        message=error.details() or error.code().name.lower(),
+        reason=infos[0].reason if infos else "ERROR",
+        metadata=dict(infos[0].metadata) if infos else {},
+        violations=violations,
+    )
 
 
 _unwinding: set[asyncio.Future[Any]] = set()
@@ -225,4 +261,4 @@ class ErrorInterceptor(HandlerInterceptor):
         return _tolerant(deserializer)
 
 
-__all__ = ["ErrorInterceptor", "abort_with", "as_domain_error", "status_of", "within"]
+__all__ = ["ErrorInterceptor", "abort_with", "as_domain_error", "relayed", "status_of", "within"]

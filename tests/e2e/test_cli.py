@@ -198,6 +198,14 @@ def test_upload_sends_a_file_in_chunks_and_refuses_what_is_not_media(mesh: Mesh,
     (media_id,) = re.findall(r"media id (\d+)", uploaded)
     served = http_call(mesh.ports.envoy, "GET", f"/v1/media/{media_id}")
     assert served.status == 200 and served.body == inspect_media(photo.read_bytes(), "image/png").sanitized
+    # A post shows an upload by its id, or uploads a file itself.
+    posted = frank.ok(
+        "post", "the beach", "--media", media_id, "--alt", "sand and sea", "--media", str(photo)
+    )
+    assert f'[image/png 1600x900] /v1/media/{media_id} "sand and sea"' in posted
+    assert posted.count("[image/png 1600x900]") == 2
+    done = frank.run("post", "again", "--media", media_id)
+    assert done.returncode == 1 and "attached to another tweet" in done.stderr
 
     notes = tmp_path / "notes.png"  # a name that lies
     notes.write_text("not a picture")

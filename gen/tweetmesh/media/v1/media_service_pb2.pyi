@@ -4,9 +4,10 @@ from google.api import annotations_pb2 as _annotations_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -92,3 +93,17 @@ class GetMediaThumbnailResponse(_message.Message):
     BODY_FIELD_NUMBER: _ClassVar[int]
     body: _httpbody_pb2.HttpBody
     def __init__(self, body: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ...) -> None: ...
+
+class ClaimMediaRequest(_message.Message):
+    __slots__ = ("owner_id", "media_ids")
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_IDS_FIELD_NUMBER: _ClassVar[int]
+    owner_id: str
+    media_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, owner_id: _Optional[str] = ..., media_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ClaimMediaResponse(_message.Message):
+    __slots__ = ("media",)
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    media: _containers.RepeatedCompositeFieldContainer[Media]
+    def __init__(self, media: _Optional[_Iterable[_Union[Media, _Mapping]]] = ...) -> None: ...

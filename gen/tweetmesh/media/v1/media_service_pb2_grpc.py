@@ -30,7 +30,12 @@ class MediaServiceStub:
     frame; MP4 video up to 50 MB), checks them by their content (never their name), strips their
     metadata (EXIF, GPS, XMP...), makes a thumbnail of each image, and serves them.
 
-    Uploaded media belongs to its uploader.
+    Uploaded media belongs to its uploader, who attaches it to one tweet (TweetService.CreateTweet,
+    media_ids); media not attached within a day (MEDIA_UNATTACHED_SECONDS) is deleted, and
+    deleting the tweet deletes its media.
+
+    RPCs without a google.api.http annotation (ClaimMedia) are for the other services of the mesh
+    only; Envoy refuses them.
     """
 
     def __init__(self, channel):
@@ -59,6 +64,11 @@ class MediaServiceStub:
                 request_serializer=tweetmesh_dot_media_dot_v1_dot_media__service__pb2.GetMediaThumbnailRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_media_dot_v1_dot_media__service__pb2.GetMediaThumbnailResponse.FromString,
                 _registered_method=True)
+        self.ClaimMedia = channel.unary_unary(
+                '/tweetmesh.media.v1.MediaService/ClaimMedia',
+                request_serializer=tweetmesh_dot_media_dot_v1_dot_media__service__pb2.ClaimMediaRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_media_dot_v1_dot_media__service__pb2.ClaimMediaResponse.FromString,
+                _registered_method=True)
 
 
 class MediaServiceServicer:
@@ -66,7 +76,12 @@ class MediaServiceServicer:
     frame; MP4 video up to 50 MB), checks them by their content (never their name), strips their
     metadata (EXIF, GPS, XMP...), makes a thumbnail of each image, and serves them.
 
-    Uploaded media belongs to its uploader.
+    Uploaded media belongs to its uploader, who attaches it to one tweet (TweetService.CreateTweet,
+    media_ids); media not attached within a day (MEDIA_UNATTACHED_SECONDS) is deleted, and
+    deleting the tweet deletes its media.
+
+    RPCs without a google.api.http annotation (ClaimMedia) are for the other services of the mesh
+    only; Envoy refuses them.
     """
 
     def UploadMedia(self, request, context):
@@ -104,6 +119,16 @@ class MediaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimMedia(self, request, context):
+        """Internal: reserves media for a tweet its owner is posting and answers it, in the order asked.
+        Refused: media that does not exist (NOT_FOUND), belongs to someone else (PERMISSION_DENIED) or
+        is attached to a tweet already (FAILED_PRECONDITION). A claim keeps the media from being
+        collected for an hour (MEDIA_CLAIM_SECONDS); the tweet's creation event then attaches it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MediaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +152,11 @@ def add_MediaServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_media_dot_v1_dot_media__service__pb2.GetMediaThumbnailRequest.FromString,
                     response_serializer=tweetmesh_dot_media_dot_v1_dot_media__service__pb2.GetMediaThumbnailResponse.SerializeToString,
             ),
+            'ClaimMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimMedia,
+                    request_deserializer=tweetmesh_dot_media_dot_v1_dot_media__service__pb2.ClaimMediaRequest.FromString,
+                    response_serializer=tweetmesh_dot_media_dot_v1_dot_media__service__pb2.ClaimMediaResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tweetmesh.media.v1.MediaService', rpc_method_handlers)
@@ -140,7 +170,12 @@ class MediaService:
     frame; MP4 video up to 50 MB), checks them by their content (never their name), strips their
     metadata (EXIF, GPS, XMP...), makes a thumbnail of each image, and serves them.
 
-    Uploaded media belongs to its uploader.
+    Uploaded media belongs to its uploader, who attaches it to one tweet (TweetService.CreateTweet,
+    media_ids); media not attached within a day (MEDIA_UNATTACHED_SECONDS) is deleted, and
+    deleting the tweet deletes its media.
+
+    RPCs without a google.api.http annotation (ClaimMedia) are for the other services of the mesh
+    only; Envoy refuses them.
     """
 
     @staticmethod
@@ -241,6 +276,33 @@ class MediaService:
             '/tweetmesh.media.v1.MediaService/GetMediaThumbnail',
             tweetmesh_dot_media_dot_v1_dot_media__service__pb2.GetMediaThumbnailRequest.SerializeToString,
             tweetmesh_dot_media_dot_v1_dot_media__service__pb2.GetMediaThumbnailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.media.v1.MediaService/ClaimMedia',
+            tweetmesh_dot_media_dot_v1_dot_media__service__pb2.ClaimMediaRequest.SerializeToString,
+            tweetmesh_dot_media_dot_v1_dot_media__service__pb2.ClaimMediaResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,7 +33,12 @@ class MediaServiceStub:
     frame; MP4 video up to 50 MB), checks them by their content (never their name), strips their
     metadata (EXIF, GPS, XMP...), makes a thumbnail of each image, and serves them.
 
-    Uploaded media belongs to its uploader.
+    Uploaded media belongs to its uploader, who attaches it to one tweet (TweetService.CreateTweet,
+    media_ids); media not attached within a day (MEDIA_UNATTACHED_SECONDS) is deleted, and
+    deleting the tweet deletes its media.
+
+    RPCs without a google.api.http annotation (ClaimMedia) are for the other services of the mesh
+    only; Envoy refuses them.
     """
 
     @_typing.overload
@@ -59,6 +64,12 @@ class MediaServiceStub:
     """An image's thumbnail (JPEG, at most 400 px on its long side), served like GetMedia. Video has
     none (NOT_FOUND).
     """
+    ClaimMedia: _grpc.UnaryUnaryMultiCallable[_media_service_pb2.ClaimMediaRequest, _media_service_pb2.ClaimMediaResponse]
+    """Internal: reserves media for a tweet its owner is posting and answers it, in the order asked.
+    Refused: media that does not exist (NOT_FOUND), belongs to someone else (PERMISSION_DENIED) or
+    is attached to a tweet already (FAILED_PRECONDITION). A claim keeps the media from being
+    collected for an hour (MEDIA_CLAIM_SECONDS); the tweet's creation event then attaches it.
+    """
 
 @_typing.type_check_only
 class MediaServiceAsyncStub(MediaServiceStub):
@@ -66,7 +77,12 @@ class MediaServiceAsyncStub(MediaServiceStub):
     frame; MP4 video up to 50 MB), checks them by their content (never their name), strips their
     metadata (EXIF, GPS, XMP...), makes a thumbnail of each image, and serves them.
 
-    Uploaded media belongs to its uploader.
+    Uploaded media belongs to its uploader, who attaches it to one tweet (TweetService.CreateTweet,
+    media_ids); media not attached within a day (MEDIA_UNATTACHED_SECONDS) is deleted, and
+    deleting the tweet deletes its media.
+
+    RPCs without a google.api.http annotation (ClaimMedia) are for the other services of the mesh
+    only; Envoy refuses them.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -89,13 +105,24 @@ class MediaServiceAsyncStub(MediaServiceStub):
     """An image's thumbnail (JPEG, at most 400 px on its long side), served like GetMedia. Video has
     none (NOT_FOUND).
     """
+    ClaimMedia: _aio.UnaryUnaryMultiCallable[_media_service_pb2.ClaimMediaRequest, _media_service_pb2.ClaimMediaResponse]  # type: ignore[assignment]
+    """Internal: reserves media for a tweet its owner is posting and answers it, in the order asked.
+    Refused: media that does not exist (NOT_FOUND), belongs to someone else (PERMISSION_DENIED) or
+    is attached to a tweet already (FAILED_PRECONDITION). A claim keeps the media from being
+    collected for an hour (MEDIA_CLAIM_SECONDS); the tweet's creation event then attaches it.
+    """
 
 class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
     """MediaService takes uploads (JPEG, PNG, GIF and WebP images up to 5 MB and 40 megapixels a
     frame; MP4 video up to 50 MB), checks them by their content (never their name), strips their
     metadata (EXIF, GPS, XMP...), makes a thumbnail of each image, and serves them.
 
-    Uploaded media belongs to its uploader.
+    Uploaded media belongs to its uploader, who attaches it to one tweet (TweetService.CreateTweet,
+    media_ids); media not attached within a day (MEDIA_UNATTACHED_SECONDS) is deleted, and
+    deleting the tweet deletes its media.
+
+    RPCs without a google.api.http annotation (ClaimMedia) are for the other services of the mesh
+    only; Envoy refuses them.
     """
 
     @_abc_1.abstractmethod
@@ -139,6 +166,18 @@ class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_media_service_pb2.GetMediaThumbnailResponse], _abc.AsyncIterator[_media_service_pb2.GetMediaThumbnailResponse]]:
         """An image's thumbnail (JPEG, at most 400 px on its long side), served like GetMedia. Video has
         none (NOT_FOUND).
+        """
+
+    @_abc_1.abstractmethod
+    def ClaimMedia(
+        self,
+        request: _media_service_pb2.ClaimMediaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_media_service_pb2.ClaimMediaResponse, _abc.Awaitable[_media_service_pb2.ClaimMediaResponse]]:
+        """Internal: reserves media for a tweet its owner is posting and answers it, in the order asked.
+        Refused: media that does not exist (NOT_FOUND), belongs to someone else (PERMISSION_DENIED) or
+        is attached to a tweet already (FAILED_PRECONDITION). A claim keeps the media from being
+        collected for an hour (MEDIA_CLAIM_SECONDS); the tweet's creation event then attaches it.
         """
 
 def add_MediaServiceServicer_to_server(servicer: MediaServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
