@@ -98,8 +98,21 @@ def render_tweet(tweet: tweets_pb.Tweet) -> str:
     reply = f" · reply to {tweet.reply_to_tweet_id}" if tweet.reply_to_tweet_id else ""
     lines = [f"  {line}" for line in tweet.text.splitlines()]
     lines += [f"  {render_media(media)}" for media in tweet.media]
+    if tweet.quote_tweet_id:
+        lines += [f"  │ {line}" for line in render_quoted(tweet).splitlines()]
     body = "\n".join(lines or ["  "])
     return f"{name} · {_when(tweet)}{reply} · id {tweet.tweet_id}\n{body}"
+
+
+def render_quoted(tweet: tweets_pb.Tweet) -> str:
+    """The tweet a quote shows, or what became of it."""
+    if tweet.quote_status == tweets_pb.QUOTE_STATUS_AVAILABLE:
+        return render_tweet(tweet.quoted_tweet)
+    if tweet.quote_status == tweets_pb.QUOTE_STATUS_DELETED:
+        return f"(quoted tweet {tweet.quote_tweet_id} was deleted)"
+    if tweet.quote_status == tweets_pb.QUOTE_STATUS_UNAVAILABLE:
+        return f"(quoted tweet {tweet.quote_tweet_id} is unavailable)"
+    return f"(quoting tweet {tweet.quote_tweet_id})"
 
 
 def render_media(media: tweets_pb.TweetMedia) -> str:
@@ -267,6 +280,7 @@ def cmd_post(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     request = tweets_pb.CreateTweetRequest(
         text=text,
         reply_to_tweet_id=args.reply_to or "",
+        quote_tweet_id=args.quote or "",
         # One id per invocation: gRPC retries of this call cannot post twice.
         request_id=uuid.uuid4().hex,
         media_ids=media_ids,
@@ -329,6 +343,14 @@ def cmd_tweets(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     )
     page = client.tweets.ListUserTweets(request, timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, f"(@{user.handle} has not posted yet)")
+
+
+def cmd_quotes(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.ListQuotesRequest(
+        tweet_id=args.tweet_id, page_size=args.limit, page_token=args.page_token or ""
+    )
+    page = client.tweets.ListQuotes(request, timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.tweets, page.next_page_token, "(nobody has quoted it)")
 
 
 def cmd_search(client: Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -446,6 +468,7 @@ def _writing_commands(command: AddCommand) -> None:
     post = command("post", cmd_post, "post a tweet (`-` reads the text from stdin)")
     post.add_argument("text", nargs="*")
     post.add_argument("--reply-to", metavar="TWEET_ID")
+    post.add_argument("--quote", metavar="TWEET_ID", help="quote this tweet (shown with yours)")
     post.add_argument(
         "--media",
         action="append",
@@ -468,6 +491,9 @@ def _reading_commands(command: AddCommand) -> None:
     tweets = command("tweets", cmd_tweets, "someone's tweets, newest first")
     tweets.add_argument("handle")
     _paged(tweets)
+    quotes = command("quotes", cmd_quotes, "the tweets quoting a tweet, newest first")
+    quotes.add_argument("tweet_id")
+    _paged(quotes)
     search = command(
         "search",
         cmd_search,

@@ -48,6 +48,7 @@ def tweet_event(change: TweetChange) -> bytes:
         mentioned_user_ids=[str(u) for u in change.mentioned_user_ids],
         public=tweet.public,
         media_ids=[str(m) for m in change.media_ids],
+        quote_tweet_id=wire_id(tweet.quote_of_tweet_id),
     ).SerializeToString()
 
 
@@ -86,13 +87,26 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         return found
 
     async def hydrate(self, tweets: Sequence[Tweet]) -> list[pb.Tweet]:
-        """Wire tweets with their authors, retweets with their original and its author."""
+        """Wire tweets with their authors, retweets with their original and its author, quotes with
+        the tweet they quote and its author."""
         originals = [t.retweeted for t in tweets if t.retweeted is not None]
-        shown = (*tweets, *originals)
+        quoted = [t.quoted for t in (*tweets, *originals) if t.quoted is not None]
+        shown = (*tweets, *originals, *quoted)
         counts = {t.author_id: t.author_tweets_count for t in shown if t.author_tweets_count is not None}
         authors = await self.users(list({t.author_id for t in shown}), counts)
 
+        def quote(tweet: Tweet) -> tuple[pb.Tweet | None, pb.QuoteStatus]:
+            """The quoted tweet to show, and what can be shown of it."""
+            if tweet.quoted is not None:
+                if tweet.quoted.author_id not in authors:  # the account is gone
+                    return None, pb.QUOTE_STATUS_UNAVAILABLE
+                return wire(tweet.quoted), pb.QUOTE_STATUS_AVAILABLE
+            if tweet.quoted_deleted:
+                return None, pb.QUOTE_STATUS_DELETED
+            return None, pb.QUOTE_STATUS_UNSPECIFIED
+
         def wire(tweet: Tweet) -> pb.Tweet:
+            quoted_tweet, quote_status = quote(tweet)
             return pb.Tweet(
                 tweet_id=str(tweet.tweet_id),
                 author_id=str(tweet.author_id),
@@ -110,6 +124,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
                 mentions=[pb.Mention(user_id=str(m.user_id), handle=m.handle) for m in tweet.mentions],
                 hashtags=tweet.hashtags,
                 media=[wire_media(m) for m in tweet.media],
+                quote_tweet_id=wire_id(tweet.quote_of_tweet_id),
+                quoted_tweet=quoted_tweet,
+                quote_status=quote_status,
+                quote_count=tweet.quote_count,
             )
 
         return [wire(t) for t in tweets]
@@ -127,6 +145,7 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
             request.request_id,
             [require_id(m, "media_ids") for m in request.media_ids],
             {require_id(m, "alt_texts"): text for m, text in request.alt_texts.items()},
+            parse_id(request.quote_tweet_id, "quote_tweet_id", required=False),
         )
         (wire,) = await self.hydrate([tweet])
         return pb.CreateTweetResponse(tweet=wire)
@@ -149,6 +168,14 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
     async def DeleteTweet(self, request: pb.DeleteTweetRequest, context: Context) -> pb.DeleteTweetResponse:
         await self._tweets.delete(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
         return pb.DeleteTweetResponse()
+
+    async def ListQuotes(self, request: pb.ListQuotesRequest, context: Context) -> pb.ListQuotesResponse:
+        page = await self._tweets.quotes(
+            require_id(request.tweet_id, "tweet_id"), request.page_size, request.page_token
+        )
+        return pb.ListQuotesResponse(
+            tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
+        )
 
     async def ListReplies(self, request: pb.ListRepliesRequest, context: Context) -> pb.ListRepliesResponse:
         page = await self._tweets.replies(

@@ -1,5 +1,5 @@
-"""The rules of tweets_svc: valid tweets, mentions, hashtags and media, idempotent creation,
-deletes by the author only, retweets, likes, and every tweet list, on plain dataclasses."""
+"""The rules of tweets_svc: valid tweets, mentions, hashtags and media, quotes, idempotent
+creation, deletes by the author only, retweets, likes, and every tweet list, on plain dataclasses."""
 
 from __future__ import annotations
 
@@ -68,6 +68,12 @@ class Tweet:
     media: tuple[TweetMedia, ...] = ()
     # For a retweet, the original it shows.
     retweeted: Tweet | None = None
+    # For a quote: the quoted tweet's id, and the tweet when it is live and was read with this one
+    # (one level: a quoted tweet's own quote is not read).
+    quote_of_tweet_id: int | None = None
+    quoted: Tweet | None = None
+    quoted_deleted: bool = False
+    quote_count: int = 0
     # The author's tweet count, when it was read with the tweet (None: ask for it).
     author_tweets_count: int | None = None
 
@@ -86,6 +92,7 @@ class NewTweet:
     mentions: tuple[Mention, ...] = ()
     hashtags: tuple[str, ...] = ()
     media: tuple[TweetMedia, ...] = ()
+    quote_of_tweet_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +112,10 @@ class ReplyTargetMissing(Exception):
     pass
 
 
+class QuoteTargetMissing(Exception):
+    pass
+
+
 class MediaTaken(Exception):
     """A media is attached to another tweet (two posts raced for it)."""
 
@@ -118,8 +129,8 @@ class TweetStore(Protocol):
 
     async def create(self, new: NewTweet) -> Tweet:
         """An existing (author, request_id) returns the tweet stored the first time.
-        ReplyTargetMissing if the replied-to tweet is absent or deleted; MediaTaken if a media is
-        attached to another tweet."""
+        ReplyTargetMissing / QuoteTargetMissing if the replied-to / quoted tweet is absent or
+        deleted; MediaTaken if a media is attached to another tweet."""
         ...
 
     async def by_request_id(self, author_id: int, request_id: str) -> Tweet | None:
@@ -151,6 +162,7 @@ class TweetStore(Protocol):
 
     async def by_author(self, author_id: int, before: int | None, limit: int) -> list[int]: ...
     async def replies(self, tweet_id: int, after: int | None, limit: int) -> list[int]: ...
+    async def quotes(self, tweet_id: int, before: int | None, limit: int) -> list[int]: ...
     async def liking_users(self, tweet_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
     async def liked_tweets(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
     async def mentioning(
@@ -307,6 +319,7 @@ class Tweets:
         request_id: str,
         media_ids: Sequence[int] = (),
         alt_texts: Mapping[int, str] | None = None,
+        quote_tweet_id: int | None = None,
     ) -> Tweet:
         text = normalize_text(text, may_be_empty=bool(media_ids))
         alts = validate_media(media_ids, alt_texts or {})
@@ -316,10 +329,9 @@ class Tweets:
         if media_ids and key is not None and (existing := await self._store.by_request_id(author_id, key)):
             return existing
         if reply_to_tweet_id is not None:
-            state = await self._store.state(reply_to_tweet_id)
-            if state is None or state.deleted:
-                raise not_found("tweet", str(reply_to_tweet_id), "reply_to_tweet_id")
-            reply_to_tweet_id = state.retweet_of_tweet_id or reply_to_tweet_id  # answer the original
+            reply_to_tweet_id = await self._original(reply_to_tweet_id, "reply_to_tweet_id")  # answer it
+        if quote_tweet_id is not None:
+            quote_tweet_id = await self._original(quote_tweet_id, "quote_tweet_id")  # quote it
         handles = mentioned_handles(text)
         found = await self._users.resolve_handles(handles) if handles else {}
         mentions = tuple(Mention(found[h], h) for h in handles if h in found)
@@ -337,11 +349,15 @@ class Tweets:
             )
             for m in claimed
         )
-        new = NewTweet(author_id, text, reply_to_tweet_id, key, mentions, tuple(hashtags_of(text)), media)
+        new = NewTweet(
+            author_id, text, reply_to_tweet_id, key, mentions, tuple(hashtags_of(text)), media, quote_tweet_id
+        )
         try:
             return await self._store.create(new)
         except ReplyTargetMissing:
             raise not_found("tweet", str(reply_to_tweet_id), "reply_to_tweet_id") from None
+        except QuoteTargetMissing:
+            raise not_found("tweet", str(quote_tweet_id), "quote_tweet_id") from None
         except MediaTaken as taken:
             raise FailedPrecondition(
                 f"media_ids: media {taken.media_id} is attached to another tweet",
@@ -360,10 +376,11 @@ class Tweets:
             raise not_found("tweet", str(tweet_id), "tweet_id")
         return found
 
-    async def _live(self, tweet_id: int) -> TweetState:
+    async def _live(self, tweet_id: int, field: str = "tweet_id") -> TweetState:
+        """NOT_FOUND naming `field` if the tweet is absent or deleted."""
         state = await self._store.state(tweet_id)
         if state is None or state.deleted:
-            raise not_found("tweet", str(tweet_id), "tweet_id")
+            raise not_found("tweet", str(tweet_id), field)
         return state
 
     async def delete(self, actor_id: int, tweet_id: int) -> None:
@@ -372,9 +389,9 @@ class Tweets:
             raise PermissionDenied("only its author can delete a tweet", reason="NOT_AUTHOR")
         await self._store.delete(tweet_id, actor_id)
 
-    async def _original(self, tweet_id: int) -> int:
-        """The tweet a retweet, like or reply acts on: a retweet stands for its original."""
-        state = await self._live(tweet_id)
+    async def _original(self, tweet_id: int, field: str = "tweet_id") -> int:
+        """The tweet a retweet, like, reply or quote acts on: a retweet stands for its original."""
+        state = await self._live(tweet_id, field)
         return state.retweet_of_tweet_id or tweet_id
 
     async def retweet(self, actor_id: int, tweet_id: int) -> Tweet:
@@ -430,6 +447,13 @@ class Tweets:
             raise not_found("tweet", str(tweet_id), "tweet_id")
         return await self._id_page(
             f"replies:{tweet_id}", size, token, lambda after, n: self._store.replies(tweet_id, after, n)
+        )
+
+    async def quotes(self, tweet_id: int, size: int, token: str) -> Page[Tweet]:
+        if await self._store.state(tweet_id) is None:
+            raise not_found("tweet", str(tweet_id), "tweet_id")
+        return await self._id_page(
+            f"quotes:{tweet_id}", size, token, lambda before, n: self._store.quotes(tweet_id, before, n)
         )
 
     async def mentions(self, user_id: int, size: int, token: str) -> Page[Tweet]:

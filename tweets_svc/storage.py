@@ -17,6 +17,7 @@ from tweets_svc.service import (
     MediaTaken,
     Mention,
     NewTweet,
+    QuoteTargetMissing,
     ReplyTargetMissing,
     Tweet,
     TweetChange,
@@ -46,7 +47,8 @@ SELECT t.id, t.author_id, t.text, t.create_time, t.reply_to_id, t.reply_count, t
        ARRAY(SELECT m.handle FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT h.tag FROM hashtags h WHERE h.tweet_id = t.id ORDER BY h.position),
        COALESCE((SELECT s.tweets_count FROM author_stats s WHERE s.author_id = t.author_id), 0),
-       {_MEDIA}
+       {_MEDIA},
+       t.quote_of_id, t.quote_count
 FROM tweets t LEFT JOIN tweets p ON p.id = t.reply_to_id
 WHERE t.id = ANY(%s) AND t.delete_time IS NULL
 """
@@ -71,6 +73,8 @@ def _tweet(row: Sequence[Any]) -> Tweet:
         hashtags=tuple(row[13]),
         author_tweets_count=int(row[14]),
         media=tuple(TweetMedia(**m) for m in row[15]),
+        quote_of_tweet_id=_opt(row[16]),
+        quote_count=int(row[17]),
     )
 
 
@@ -139,19 +143,25 @@ class PostgresTweetStore:
                 existing := await self._by_request_id(cur, new.author_id, new.request_id)
             ):
                 return existing
-            reply_to_author = None
-            if new.reply_to_tweet_id is not None:
+            # The replied-to and quoted tweets count one more, each locked in id order (as every
+            # writer of two tweets' counters locks them), and their authors are told.
+            authors: dict[str, int] = {}
+            targets = [("reply_count", new.reply_to_tweet_id), ("quote_count", new.quote_of_tweet_id)]
+            for counter, target in sorted((t for t in targets if t[1] is not None), key=lambda t: t[1] or 0):
                 await cur.execute(
-                    "UPDATE tweets SET reply_count = reply_count + 1"
+                    f"UPDATE tweets SET {counter} = {counter} + 1"
                     f" WHERE id = %s AND {_LIVE} AND retweet_of_id IS NULL RETURNING author_id",
-                    (new.reply_to_tweet_id,),
+                    (target,),
                 )
-                if (parent := await cur.fetchone()) is None:
-                    raise ReplyTargetMissing(new.reply_to_tweet_id)
-                reply_to_author = int(parent[0])
+                if (row := await cur.fetchone()) is None:
+                    raise (
+                        ReplyTargetMissing(target) if counter == "reply_count" else QuoteTargetMissing(target)
+                    )
+                authors[counter] = int(row[0])
+            reply_to_author = authors.get("reply_count")
             await cur.execute(
-                "INSERT INTO tweets (author_id, text, reply_to_id, reply_to_author_id, request_id, media_ids)"
-                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                "INSERT INTO tweets (author_id, text, reply_to_id, reply_to_author_id, request_id, media_ids,"
+                " quote_of_id) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (
                     new.author_id,
                     new.text,
@@ -159,10 +169,11 @@ class PostgresTweetStore:
                     reply_to_author,
                     new.request_id,
                     [m.media_id for m in new.media],
+                    new.quote_of_tweet_id,
                 ),
             )
             tweet_id = int((await cur.fetchone() or [0])[0])
-            mentioned = await self._attach(cur, tweet_id, new, reply_to_author)
+            mentioned = await self._attach(cur, tweet_id, new, [authors[c] for c in sorted(authors)])
             await self._attach_media(cur, tweet_id, new.media)
             await self._count(cur, [new.author_id], +1)
             (tweet,) = await self._hydrate(cur, [tweet_id])
@@ -198,15 +209,16 @@ class PostgresTweetStore:
                 raise MediaTaken(item.media_id) from None  # the transaction rolls back
 
     async def _attach(
-        self, cur: psycopg.AsyncCursor[Any], tweet_id: int, new: NewTweet, reply_to_author: int | None
+        self, cur: psycopg.AsyncCursor[Any], tweet_id: int, new: NewTweet, implicit: Sequence[int]
     ) -> tuple[int, ...]:
-        """Stores mentions (the replied-to author as an implicit one) and hashtags; returns who is
-        mentioned."""
+        """Stores mentions (the replied-to and quoted authors as implicit ones) and hashtags;
+        returns who is mentioned."""
         rows = [(tweet_id, m.user_id, m.handle, i, False) for i, m in enumerate(new.mentions)]
         mentioned = [m.user_id for m in new.mentions]
-        if reply_to_author is not None and reply_to_author not in mentioned:
-            rows.append((tweet_id, reply_to_author, "", len(rows), True))
-            mentioned.append(reply_to_author)
+        for author in implicit:
+            if author not in mentioned:
+                rows.append((tweet_id, author, "", len(rows), True))
+                mentioned.append(author)
         if rows:
             await cur.executemany(
                 "INSERT INTO mentions (tweet_id, user_id, handle, position, implicit)"
@@ -271,6 +283,10 @@ class PostgresTweetStore:
             await cur.execute(
                 "UPDATE tweets SET retweet_count = retweet_count - 1 WHERE id = %s",
                 (tweet.retweet_of_tweet_id,),
+            )
+        if tweet.quote_of_tweet_id is not None:
+            await cur.execute(
+                "UPDATE tweets SET quote_count = quote_count - 1 WHERE id = %s", (tweet.quote_of_tweet_id,)
             )
         await self._count(cur, [tweet.author_id], -1)
         return await self._outbox.add(
@@ -375,26 +391,46 @@ class PostgresTweetStore:
             return {t.tweet_id: t for t in await self._hydrate(cur, tweet_ids)}
 
     async def _hydrate(self, cur: psycopg.AsyncCursor[Any], tweet_ids: Sequence[int]) -> list[Tweet]:
-        """Live tweets by id, retweets with their live original (a retweet of a gone one is gone)."""
-        await cur.execute(_HYDRATE, (list(tweet_ids),))
-        tweets = [_tweet(r) for r in await cur.fetchall()]
-        originals = {t.retweet_of_tweet_id for t in tweets if t.retweet_of_tweet_id is not None}
-        if not originals:
-            return tweets
-        await cur.execute(_HYDRATE, (list(originals),))
-        found = {int(r[0]): _tweet(r) for r in await cur.fetchall()}
+        """Live tweets by id; retweets with their live original (a retweet of a gone one is gone);
+        quotes (retweeted ones too) with the tweet they quote when it is live. At most three
+        queries: the tweets, the originals and quoted tweets they name, the tweets those quote."""
+        tweets = await self._rows(cur, tweet_ids)
+        named = {t.retweet_of_tweet_id or t.quote_of_tweet_id for t in tweets}
+        found = {t.tweet_id: t for t in await self._rows(cur, [i for i in named if i is not None])}
+        originals = [found[t.retweet_of_tweet_id] for t in tweets if t.retweet_of_tweet_id in found]
+        quoted = {o.quote_of_tweet_id for o in originals} - set(found)
+        found |= {t.tweet_id: t for t in await self._rows(cur, [i for i in quoted if i is not None])}
+
+        def with_quoted(tweet: Tweet) -> Tweet:
+            if tweet.quote_of_tweet_id is None:
+                return tweet
+            quoted = found.get(tweet.quote_of_tweet_id)
+            return replace(tweet, quoted=quoted, quoted_deleted=quoted is None)
+
         out = []
         for tweet in tweets:
             if tweet.retweet_of_tweet_id is None:
-                out.append(tweet)
+                out.append(with_quoted(tweet))
             elif (original := found.get(tweet.retweet_of_tweet_id)) is not None:
-                out.append(replace(tweet, retweeted=original))
+                out.append(replace(tweet, retweeted=with_quoted(original)))
         return out
+
+    async def _rows(self, cur: psycopg.AsyncCursor[Any], tweet_ids: Sequence[int]) -> list[Tweet]:
+        if not tweet_ids:
+            return []
+        await cur.execute(_HYDRATE, (list(tweet_ids),))
+        return [_tweet(r) for r in await cur.fetchall()]
 
     async def by_author(self, author_id: int, before: int | None, limit: int) -> list[int]:
         return await self._ids(
             f"SELECT id FROM tweets WHERE author_id = %s AND id < %s AND {_LIVE} ORDER BY id DESC LIMIT %s",
             (author_id, _below(before), limit),
+        )
+
+    async def quotes(self, tweet_id: int, before: int | None, limit: int) -> list[int]:
+        return await self._ids(
+            f"SELECT id FROM tweets WHERE quote_of_id = %s AND id < %s AND {_LIVE} ORDER BY id DESC LIMIT %s",
+            (tweet_id, _below(before), limit),
         )
 
     async def replies(self, tweet_id: int, after: int | None, limit: int) -> list[int]:

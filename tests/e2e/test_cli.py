@@ -214,3 +214,16 @@ def test_upload_sends_a_file_in_chunks_and_refuses_what_is_not_media(mesh: Mesh,
     assert "invalid argument" in done.stderr and "MEDIA" not in done.stdout
     done = frank.run("upload", str(tmp_path / "missing.png"))
     assert (done.returncode, "cannot read" in done.stderr) == (1, True)
+
+
+def test_quote_a_tweet_and_list_its_quotes(mesh: Mesh, tmp_path: Path) -> None:
+    gina, hal = person(tmp_path, mesh, "gina"), person(tmp_path, mesh, "hal")
+    for someone in (gina, hal):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    (original,) = re.findall(r"id (\d+)", gina.ok("post", "worth", "quoting"))
+    quoted = hal.ok("post", "so true", "--quote", original)
+    assert "so true" in quoted and "│ gina" in quoted.lower() and "│   worth quoting" in quoted
+    assert "so true" in gina.ok("quotes", original)
+    gina.ok("post", "--quote", original, "me too")  # the options anywhere
+    done = hal.run("post", "nothing there", "--quote", "1999999999999999999")
+    assert done.returncode == 1 and "quote_tweet_id" in done.stderr

@@ -62,6 +62,11 @@ class TweetServiceStub:
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetResponse.FromString,
                 _registered_method=True)
+        self.ListQuotes = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/ListQuotes',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesResponse.FromString,
+                _registered_method=True)
         self.ListReplies = channel.unary_unary(
                 '/tweetmesh.tweets.v1.TweetService/ListReplies',
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListRepliesRequest.SerializeToString,
@@ -185,6 +190,13 @@ class TweetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListQuotes(self, request, context):
+        """The tweets quoting tweet_id, newest first. Works for a deleted tweet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListReplies(self, request, context):
         """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet.
         """
@@ -236,7 +248,8 @@ class TweetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListMentions(self, request, context):
-        """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first.
+        """Tweets that mention user_id with @handle, reply to one of their tweets or quote one, newest
+        first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -323,6 +336,11 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     servicer.DeleteTweet,
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetRequest.FromString,
                     response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetResponse.SerializeToString,
+            ),
+            'ListQuotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQuotes,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesResponse.SerializeToString,
             ),
             'ListReplies': grpc.unary_unary_rpc_method_handler(
                     servicer.ListReplies,
@@ -521,6 +539,33 @@ class TweetService:
             '/tweetmesh.tweets.v1.TweetService/DeleteTweet',
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetRequest.SerializeToString,
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQuotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/ListQuotes',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,8 @@ class TweetServiceStub:
     home, hashtag, mention and global timelines, search, and open streams get a deletion event.
     Its replies stay, marked reply_to_deleted. Retweets of it are deleted with it.
     """
+    ListQuotes: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListQuotesRequest, _tweets_service_pb2.ListQuotesResponse]
+    """The tweets quoting tweet_id, newest first. Works for a deleted tweet."""
     ListReplies: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListRepliesRequest, _tweets_service_pb2.ListRepliesResponse]
     """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet."""
     Retweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.RetweetRequest, _tweets_service_pb2.RetweetResponse]
@@ -70,7 +72,9 @@ class TweetServiceStub:
     ListLikedTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikedTweetsRequest, _tweets_service_pb2.ListLikedTweetsResponse]
     """The tweets user_id liked, most recent like first."""
     ListMentions: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionsRequest, _tweets_service_pb2.ListMentionsResponse]
-    """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first."""
+    """Tweets that mention user_id with @handle, reply to one of their tweets or quote one, newest
+    first.
+    """
     ListHashtagTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListHashtagTweetsRequest, _tweets_service_pb2.ListHashtagTweetsResponse]
     """Tweets carrying #tag (case-insensitive; the leading # is optional), newest first."""
     SearchTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.SearchTweetsRequest, _tweets_service_pb2.SearchTweetsResponse]
@@ -119,6 +123,8 @@ class TweetServiceAsyncStub(TweetServiceStub):
     home, hashtag, mention and global timelines, search, and open streams get a deletion event.
     Its replies stay, marked reply_to_deleted. Retweets of it are deleted with it.
     """
+    ListQuotes: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListQuotesRequest, _tweets_service_pb2.ListQuotesResponse]  # type: ignore[assignment]
+    """The tweets quoting tweet_id, newest first. Works for a deleted tweet."""
     ListReplies: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListRepliesRequest, _tweets_service_pb2.ListRepliesResponse]  # type: ignore[assignment]
     """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet."""
     Retweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.RetweetRequest, _tweets_service_pb2.RetweetResponse]  # type: ignore[assignment]
@@ -136,7 +142,9 @@ class TweetServiceAsyncStub(TweetServiceStub):
     ListLikedTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikedTweetsRequest, _tweets_service_pb2.ListLikedTweetsResponse]  # type: ignore[assignment]
     """The tweets user_id liked, most recent like first."""
     ListMentions: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionsRequest, _tweets_service_pb2.ListMentionsResponse]  # type: ignore[assignment]
-    """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first."""
+    """Tweets that mention user_id with @handle, reply to one of their tweets or quote one, newest
+    first.
+    """
     ListHashtagTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListHashtagTweetsRequest, _tweets_service_pb2.ListHashtagTweetsResponse]  # type: ignore[assignment]
     """Tweets carrying #tag (case-insensitive; the leading # is optional), newest first."""
     SearchTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.SearchTweetsRequest, _tweets_service_pb2.SearchTweetsResponse]  # type: ignore[assignment]
@@ -208,6 +216,14 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def ListQuotes(
+        self,
+        request: _tweets_service_pb2.ListQuotesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.ListQuotesResponse, _abc.Awaitable[_tweets_service_pb2.ListQuotesResponse]]:
+        """The tweets quoting tweet_id, newest first. Works for a deleted tweet."""
+
+    @_abc_1.abstractmethod
     def ListReplies(
         self,
         request: _tweets_service_pb2.ListRepliesRequest,
@@ -271,7 +287,9 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tweets_service_pb2.ListMentionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tweets_service_pb2.ListMentionsResponse, _abc.Awaitable[_tweets_service_pb2.ListMentionsResponse]]:
-        """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first."""
+        """Tweets that mention user_id with @handle, reply to one of their tweets or quote one, newest
+        first.
+        """
 
     @_abc_1.abstractmethod
     def ListHashtagTweets(
