@@ -353,6 +353,24 @@ def cmd_quotes(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     _print_page(out, page.tweets, page.next_page_token, "(nobody has quoted it)")
 
 
+def cmd_conversation(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.GetConversationRequest(
+        tweet_id=args.tweet_id, max_depth=args.depth, page_size=args.limit, page_token=args.page_token or ""
+    )
+    found = client.tweets.GetConversation(request, timeout=TIMEOUT_SECONDS)
+    # Each entry indented by its depth below the first tweet shown.
+    top = found.ancestors[0].depth if found.ancestors else 0
+    for entry in (*found.ancestors, found.tweet, *found.replies):
+        shown = f"(deleted tweet {entry.tweet_id})" if entry.deleted else render_tweet(entry.tweet)
+        lines = shown.splitlines()
+        if entry.tweet_id == found.tweet.tweet_id:
+            lines[0] += " ◀"
+        indent = "    " * (entry.depth - top)
+        out.write("".join(f"{indent}{line}\n" for line in lines) + "\n")
+    if found.next_page_token:
+        out.write(f"more: --page-token {found.next_page_token}\n")
+
+
 def cmd_search(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     query = " ".join(args.query)
     if args.users:
@@ -494,6 +512,14 @@ def _reading_commands(command: AddCommand) -> None:
     quotes = command("quotes", cmd_quotes, "the tweets quoting a tweet, newest first")
     quotes.add_argument("tweet_id")
     _paged(quotes)
+    thread = command(
+        "conversation",
+        cmd_conversation,
+        "a tweet with those it replies to and the replies below it, as a tree",
+    )
+    thread.add_argument("tweet_id")
+    thread.add_argument("--depth", type=int, default=0, help="levels of replies (default 8, at most 32)")
+    _paged(thread, "replies")
     search = command(
         "search",
         cmd_search,

@@ -20,7 +20,7 @@ from social.limits import WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
-from tweets_svc.service import Tweet, TweetChange, TweetMedia, Tweets
+from tweets_svc.service import ThreadNode, Tweet, TweetChange, TweetMedia, Tweets
 from tweets_svc.settings import TweetsSettings
 from tweets_svc.storage import PostgresTweetStore
 
@@ -175,6 +175,33 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
         return pb.ListQuotesResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
+        )
+
+    async def GetConversation(
+        self, request: pb.GetConversationRequest, context: Context
+    ) -> pb.GetConversationResponse:
+        found = await self._tweets.conversation(
+            require_id(request.tweet_id, "tweet_id"), request.max_depth, request.page_size, request.page_token
+        )
+        placed = [*found.ancestors, found.tweet, *found.replies.items]
+        wired = iter(await self.hydrate([t for _, t in placed if t is not None]))
+
+        def entry(node: ThreadNode, tweet: Tweet | None) -> pb.ConversationEntry:
+            return pb.ConversationEntry(
+                tweet_id=str(node.tweet_id),
+                parent_tweet_id=wire_id(node.parent_id),
+                depth=node.depth,
+                deleted=tweet is None,
+                tweet=next(wired) if tweet is not None else None,
+            )
+
+        entries = [entry(*p) for p in placed]
+        ancestors = len(found.ancestors)
+        return pb.GetConversationResponse(
+            ancestors=entries[:ancestors],
+            tweet=entries[ancestors],
+            replies=entries[ancestors + 1 :],
+            next_page_token=found.replies.next_page_token,
         )
 
     async def ListReplies(self, request: pb.ListRepliesRequest, context: Context) -> pb.ListRepliesResponse:

@@ -23,6 +23,11 @@ SEARCH_QUERY_MAX = 200
 TAG_MAX = 100
 MEDIA_MAX = 4
 ALT_TEXT_MAX = 1000
+# A conversation shows at most this many tweets above the one asked for (the first shown names its
+# parent, whose conversation goes on up), and replies this many levels below (by default 8).
+ANCESTORS_MAX = 100
+REPLY_DEPTH_DEFAULT = 8
+REPLY_DEPTH_MAX = 32
 _ALLOWED_CONTROLS = {"\n", "\t", "\r"}
 # @handle and #tag as Twitter reads them: not glued to a preceding word character.
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{1,15})(?![A-Za-z0-9_@])")
@@ -163,6 +168,19 @@ class TweetStore(Protocol):
     async def by_author(self, author_id: int, before: int | None, limit: int) -> list[int]: ...
     async def replies(self, tweet_id: int, after: int | None, limit: int) -> list[int]: ...
     async def quotes(self, tweet_id: int, before: int | None, limit: int) -> list[int]: ...
+    async def thread_up(self, tweet_id: int, limit: int) -> list[ThreadNode]:
+        """The tweet (depth 0) and up to limit - 1 tweets it replies to, nearest first, deleted ones
+        too; [] if it was never stored."""
+        ...
+
+    async def thread_down(
+        self, tweet_id: int, author_id: int, max_depth: int, after: tuple[int, ...], limit: int
+    ) -> list[ThreadNode]:
+        """The replies below tweet_id up to max_depth levels, in reading order (each followed by
+        its own replies; among siblings author_id's first, then oldest first), those whose path
+        comes after `after`. A deleted reply is kept only where it has replies."""
+        ...
+
     async def liking_users(self, tweet_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
     async def liked_tweets(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
     async def mentioning(
@@ -193,6 +211,29 @@ class TweetState:
     author_id: int
     deleted: bool
     retweet_of_tweet_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadNode:
+    """A tweet's place in a conversation: its parent, its depth below the tweet asked for (negative
+    above it), whether it was deleted, and (below) its position in reading order."""
+
+    tweet_id: int
+    author_id: int
+    parent_id: int | None
+    depth: int
+    deleted: bool
+    path: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """The tweets above one, the tweet, and a page of the replies below it in reading order; each
+    with the tweet itself, or None where it was deleted (a placeholder that keeps the tree whole)."""
+
+    ancestors: list[tuple[ThreadNode, Tweet | None]]
+    tweet: tuple[ThreadNode, Tweet | None]
+    replies: Page[tuple[ThreadNode, Tweet | None]]
 
 
 class MediaDirectory(Protocol):
@@ -454,6 +495,34 @@ class Tweets:
             raise not_found("tweet", str(tweet_id), "tweet_id")
         return await self._id_page(
             f"quotes:{tweet_id}", size, token, lambda before, n: self._store.quotes(tweet_id, before, n)
+        )
+
+    async def conversation(self, tweet_id: int, max_depth: int, size: int, token: str) -> Conversation:
+        """The conversation around a tweet (deleted or not; a retweet's is its original's): see
+        TweetStore.thread_up and thread_down."""
+        if max_depth < 0:
+            raise InvalidArgument.field("max_depth", f"must not be negative, got {max_depth}")
+        depth = min(max_depth or REPLY_DEPTH_DEFAULT, REPLY_DEPTH_MAX)
+        state = await self._store.state(tweet_id)
+        if state is None:
+            raise not_found("tweet", str(tweet_id), "tweet_id")
+        tweet_id = state.retweet_of_tweet_id or tweet_id
+        up = await self._store.thread_up(tweet_id, ANCESTORS_MAX + 1)
+        limit = page_size(size)
+        scope = f"conversation:{tweet_id}:{depth}"
+        cursor = self._pages.decode(token, scope)
+        after = tuple(int(p) for p in cursor.split(".")) if cursor else ()
+        down = await self._store.thread_down(tweet_id, up[0].author_id, depth, after, limit + 1)
+        page = self._pages.page(down, limit, scope, lambda node: ".".join(map(str, node.path)))
+        found = await self._store.by_ids([n.tweet_id for n in (*up, *page.items) if not n.deleted])
+
+        def placed(node: ThreadNode) -> tuple[ThreadNode, Tweet | None]:
+            return node, found.get(node.tweet_id)  # None: deleted (maybe just now)
+
+        return Conversation(
+            [placed(n) for n in reversed(up[1:])],
+            placed(up[0]),
+            Page([placed(n) for n in page.items], page.next_page_token),
         )
 
     async def mentions(self, user_id: int, size: int, token: str) -> Page[Tweet]:

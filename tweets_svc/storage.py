@@ -19,6 +19,7 @@ from tweets_svc.service import (
     NewTweet,
     QuoteTargetMissing,
     ReplyTargetMissing,
+    ThreadNode,
     Tweet,
     TweetChange,
     TweetMedia,
@@ -54,6 +55,39 @@ WHERE t.id = ANY(%s) AND t.delete_time IS NULL
 """
 # The unique index that makes a retried CreateTweet find its first tweet.
 _REQUEST_ID_INDEX = "tweets_by_request_id"
+
+
+# A tweet and those it replies to, nearest first, deleted ones too (a deleted tweet keeps its place).
+_THREAD_UP = """
+WITH RECURSIVE up (id, author_id, reply_to_id, depth, deleted) AS (
+    SELECT id, author_id, reply_to_id, 0, delete_time IS NOT NULL FROM tweets WHERE id = %s
+    UNION ALL
+    SELECT t.id, t.author_id, t.reply_to_id, up.depth + 1, t.delete_time IS NOT NULL
+    FROM tweets t JOIN up ON t.id = up.reply_to_id
+    WHERE up.depth + 1 < %s
+)
+SELECT id, author_id, reply_to_id, depth, deleted FROM up ORDER BY depth
+"""
+
+# The replies below a tweet in reading order. Each reply's path is its parent's and then (0 for the
+# given author, else 1; its id): sorting the paths puts every reply right after its parent and
+# before its parent's next sibling, the author's replies first among siblings, then oldest first.
+# A deleted reply stays only where it has replies, as a placeholder holding the tree together.
+_THREAD_DOWN = """
+WITH RECURSIVE down (id, author_id, reply_to_id, depth, deleted, path) AS (
+    SELECT id, author_id, reply_to_id, 1, delete_time IS NOT NULL,
+           ARRAY[CASE WHEN author_id = %s THEN 0 ELSE 1 END, id]::bigint[]
+    FROM tweets WHERE reply_to_id = %s
+    UNION ALL
+    SELECT t.id, t.author_id, t.reply_to_id, down.depth + 1, t.delete_time IS NOT NULL,
+           down.path || ARRAY[CASE WHEN t.author_id = %s THEN 0 ELSE 1 END, t.id]::bigint[]
+    FROM tweets t JOIN down ON t.reply_to_id = down.id
+    WHERE down.depth < %s
+)
+SELECT id, author_id, reply_to_id, depth, deleted, path FROM down
+WHERE path > %s::bigint[] AND (NOT deleted OR EXISTS (SELECT 1 FROM tweets c WHERE c.reply_to_id = down.id))
+ORDER BY path LIMIT %s
+"""
 
 
 def _tweet(row: Sequence[Any]) -> Tweet:
@@ -432,6 +466,25 @@ class PostgresTweetStore:
             f"SELECT id FROM tweets WHERE quote_of_id = %s AND id < %s AND {_LIVE} ORDER BY id DESC LIMIT %s",
             (tweet_id, _below(before), limit),
         )
+
+    async def thread_up(self, tweet_id: int, limit: int) -> list[ThreadNode]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_THREAD_UP, (tweet_id, limit))
+            rows = await cur.fetchall()
+        return [ThreadNode(int(r[0]), int(r[1]), _opt(r[2]), -int(r[3]), bool(r[4])) for r in rows]
+
+    async def thread_down(
+        self, tweet_id: int, author_id: int, max_depth: int, after: tuple[int, ...], limit: int
+    ) -> list[ThreadNode]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                _THREAD_DOWN, (author_id, tweet_id, author_id, max_depth, list(after), limit)
+            )
+            rows = await cur.fetchall()
+        return [
+            ThreadNode(int(r[0]), int(r[1]), int(r[2]), int(r[3]), bool(r[4]), tuple(int(p) for p in r[5]))
+            for r in rows
+        ]
 
     async def replies(self, tweet_id: int, after: int | None, limit: int) -> list[int]:
         return await self._ids(

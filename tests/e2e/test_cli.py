@@ -227,3 +227,18 @@ def test_quote_a_tweet_and_list_its_quotes(mesh: Mesh, tmp_path: Path) -> None:
     gina.ok("post", "--quote", original, "me too")  # the options anywhere
     done = hal.run("post", "nothing there", "--quote", "1999999999999999999")
     assert done.returncode == 1 and "quote_tweet_id" in done.stderr
+
+
+def test_a_conversation_as_an_indented_tree(mesh: Mesh, tmp_path: Path) -> None:
+    ida, jon = person(tmp_path, mesh, "ida"), person(tmp_path, mesh, "jon")
+    for someone in (ida, jon):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    (root,) = re.findall(r"id (\d+)", ida.ok("post", "a question"))
+    (answer,) = re.findall(r"id (\d+)", jon.ok("post", "an answer", "--reply-to", root))
+    jon.ok("post", "a follow-up", "--reply-to", answer)
+    lines = [line for line in ida.ok("conversation", answer).splitlines() if line.strip()]
+    texts = [line for line in lines if line.strip() in ("a question", "an answer", "a follow-up")]
+    assert texts == ["  a question", "      an answer", "          a follow-up"]
+    assert any(line.endswith("◀") and answer in line for line in lines)
+    done = ida.run("conversation", root, "--depth", "-1")
+    assert done.returncode == 1 and "max_depth" in done.stderr

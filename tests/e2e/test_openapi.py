@@ -188,7 +188,7 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
 
 
 def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
-    """Quotes, and the lists of them."""
+    """Quotes, the lists of them, conversations."""
 
     def ok(method: str, path: str, body: Any = None) -> Any:
         response = api.call(method, path, body, token)
@@ -197,6 +197,7 @@ def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
 
     ok("POST", "/v1/tweets", {"text": "quoted in the spec", "quote_tweet_id": tweet_id})
     ok("GET", f"/v1/tweets/{tweet_id}/quotes")
+    ok("GET", f"/v1/tweets/{tweet_id}/conversation")
 
 
 def walk_media_routes(api: Checker, token: str) -> None:

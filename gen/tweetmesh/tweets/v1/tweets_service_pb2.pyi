@@ -183,6 +183,44 @@ class ListQuotesResponse(_message.Message):
     next_page_token: str
     def __init__(self, tweets: _Optional[_Iterable[_Union[Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class GetConversationRequest(_message.Message):
+    __slots__ = ("tweet_id", "max_depth", "page_size", "page_token")
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    max_depth: int
+    page_size: int
+    page_token: str
+    def __init__(self, tweet_id: _Optional[str] = ..., max_depth: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ConversationEntry(_message.Message):
+    __slots__ = ("tweet_id", "parent_tweet_id", "depth", "deleted", "tweet")
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    TWEET_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    parent_tweet_id: str
+    depth: int
+    deleted: bool
+    tweet: Tweet
+    def __init__(self, tweet_id: _Optional[str] = ..., parent_tweet_id: _Optional[str] = ..., depth: _Optional[int] = ..., deleted: _Optional[bool] = ..., tweet: _Optional[_Union[Tweet, _Mapping]] = ...) -> None: ...
+
+class GetConversationResponse(_message.Message):
+    __slots__ = ("ancestors", "tweet", "replies", "next_page_token")
+    ANCESTORS_FIELD_NUMBER: _ClassVar[int]
+    TWEET_FIELD_NUMBER: _ClassVar[int]
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ancestors: _containers.RepeatedCompositeFieldContainer[ConversationEntry]
+    tweet: ConversationEntry
+    replies: _containers.RepeatedCompositeFieldContainer[ConversationEntry]
+    next_page_token: str
+    def __init__(self, ancestors: _Optional[_Iterable[_Union[ConversationEntry, _Mapping]]] = ..., tweet: _Optional[_Union[ConversationEntry, _Mapping]] = ..., replies: _Optional[_Iterable[_Union[ConversationEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class ListRepliesRequest(_message.Message):
     __slots__ = ("tweet_id", "page_size", "page_token")
     TWEET_ID_FIELD_NUMBER: _ClassVar[int]

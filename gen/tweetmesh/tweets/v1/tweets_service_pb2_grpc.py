@@ -67,6 +67,11 @@ class TweetServiceStub:
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesResponse.FromString,
                 _registered_method=True)
+        self.GetConversation = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/GetConversation',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationResponse.FromString,
+                _registered_method=True)
         self.ListReplies = channel.unary_unary(
                 '/tweetmesh.tweets.v1.TweetService/ListReplies',
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListRepliesRequest.SerializeToString,
@@ -192,6 +197,14 @@ class TweetServiceServicer:
 
     def ListQuotes(self, request, context):
         """The tweets quoting tweet_id, newest first. Works for a deleted tweet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConversation(self, request, context):
+        """A tweet's conversation: the tweets it replies to up to the thread's root, the tweet, then a
+        page of the replies below it as a tree in reading order. Works for a deleted tweet.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -341,6 +354,11 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     servicer.ListQuotes,
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesRequest.FromString,
                     response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesResponse.SerializeToString,
+            ),
+            'GetConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConversation,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationResponse.SerializeToString,
             ),
             'ListReplies': grpc.unary_unary_rpc_method_handler(
                     servicer.ListReplies,
@@ -566,6 +584,33 @@ class TweetService:
             '/tweetmesh.tweets.v1.TweetService/ListQuotes',
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesRequest.SerializeToString,
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/GetConversation',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,

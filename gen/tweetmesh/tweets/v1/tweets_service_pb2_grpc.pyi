@@ -55,6 +55,10 @@ class TweetServiceStub:
     """
     ListQuotes: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListQuotesRequest, _tweets_service_pb2.ListQuotesResponse]
     """The tweets quoting tweet_id, newest first. Works for a deleted tweet."""
+    GetConversation: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.GetConversationRequest, _tweets_service_pb2.GetConversationResponse]
+    """A tweet's conversation: the tweets it replies to up to the thread's root, the tweet, then a
+    page of the replies below it as a tree in reading order. Works for a deleted tweet.
+    """
     ListReplies: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListRepliesRequest, _tweets_service_pb2.ListRepliesResponse]
     """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet."""
     Retweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.RetweetRequest, _tweets_service_pb2.RetweetResponse]
@@ -125,6 +129,10 @@ class TweetServiceAsyncStub(TweetServiceStub):
     """
     ListQuotes: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListQuotesRequest, _tweets_service_pb2.ListQuotesResponse]  # type: ignore[assignment]
     """The tweets quoting tweet_id, newest first. Works for a deleted tweet."""
+    GetConversation: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.GetConversationRequest, _tweets_service_pb2.GetConversationResponse]  # type: ignore[assignment]
+    """A tweet's conversation: the tweets it replies to up to the thread's root, the tweet, then a
+    page of the replies below it as a tree in reading order. Works for a deleted tweet.
+    """
     ListReplies: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListRepliesRequest, _tweets_service_pb2.ListRepliesResponse]  # type: ignore[assignment]
     """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet."""
     Retweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.RetweetRequest, _tweets_service_pb2.RetweetResponse]  # type: ignore[assignment]
@@ -222,6 +230,16 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tweets_service_pb2.ListQuotesResponse, _abc.Awaitable[_tweets_service_pb2.ListQuotesResponse]]:
         """The tweets quoting tweet_id, newest first. Works for a deleted tweet."""
+
+    @_abc_1.abstractmethod
+    def GetConversation(
+        self,
+        request: _tweets_service_pb2.GetConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.GetConversationResponse, _abc.Awaitable[_tweets_service_pb2.GetConversationResponse]]:
+        """A tweet's conversation: the tweets it replies to up to the thread's root, the tweet, then a
+        page of the replies below it as a tree in reading order. Works for a deleted tweet.
+        """
 
     @_abc_1.abstractmethod
     def ListReplies(
