@@ -371,6 +371,24 @@ def cmd_conversation(client: Client, args: argparse.Namespace, out: TextIO) -> N
         out.write(f"more: --page-token {found.next_page_token}\n")
 
 
+def cmd_bookmark(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.BookmarkTweetRequest(tweet_id=args.tweet_id)
+    client.tweets.BookmarkTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    out.write(f"bookmarked {args.tweet_id}\n")
+
+
+def cmd_unbookmark(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.UnbookmarkTweetRequest(tweet_id=args.tweet_id)
+    client.tweets.UnbookmarkTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    out.write(f"removed {args.tweet_id} from your bookmarks\n")
+
+
+def cmd_bookmarks(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.ListBookmarksRequest(page_size=args.limit, page_token=args.page_token or "")
+    page = client.tweets.ListBookmarks(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.tweets, page.next_page_token, "(no bookmarks)")
+
+
 def cmd_search(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     query = " ".join(args.query)
     if args.users:
@@ -501,11 +519,16 @@ def _writing_commands(command: AddCommand) -> None:
         "upload", cmd_upload, "upload an image (JPEG, PNG, GIF, WebP) or a video (MP4); prints its media id"
     )
     upload.add_argument("path")
+    command("bookmark", cmd_bookmark, "keep a tweet in your bookmarks (seen by you only)").add_argument(
+        "tweet_id"
+    )
+    command("unbookmark", cmd_unbookmark, "remove a tweet from your bookmarks").add_argument("tweet_id")
     upload.add_argument("--content-type", help="default: guessed from the file's name")
 
 
 def _reading_commands(command: AddCommand) -> None:
     _paged(command("timeline", cmd_timeline, "your home timeline, newest first"))
+    _paged(command("bookmarks", cmd_bookmarks, "your bookmarks, most recently bookmarked first"))
     tweets = command("tweets", cmd_tweets, "someone's tweets, newest first")
     tweets.add_argument("handle")
     _paged(tweets)

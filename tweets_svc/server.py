@@ -31,7 +31,16 @@ SERVICE = pb.DESCRIPTOR.services_by_name["TweetService"]
 # and fails when one is missing.
 RATE_LIMITS: Policies = {
     method_name(SERVICE, method): WRITE
-    for method in ("CreateTweet", "DeleteTweet", "LikeTweet", "UnlikeTweet", "Retweet", "Unretweet")
+    for method in (
+        "CreateTweet",
+        "DeleteTweet",
+        "LikeTweet",
+        "UnlikeTweet",
+        "Retweet",
+        "Unretweet",
+        "BookmarkTweet",
+        "UnbookmarkTweet",
+    )
 }
 
 
@@ -237,6 +246,28 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
         (wire,) = await self.hydrate([tweet])
         return pb.UnlikeTweetResponse(tweet=wire)
+
+    async def BookmarkTweet(
+        self, request: pb.BookmarkTweetRequest, context: Context
+    ) -> pb.BookmarkTweetResponse:
+        await self._tweets.bookmark(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        return pb.BookmarkTweetResponse()
+
+    async def UnbookmarkTweet(
+        self, request: pb.UnbookmarkTweetRequest, context: Context
+    ) -> pb.UnbookmarkTweetResponse:
+        await self._tweets.unbookmark(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        return pb.UnbookmarkTweetResponse()
+
+    async def ListBookmarks(
+        self, request: pb.ListBookmarksRequest, context: Context
+    ) -> pb.ListBookmarksResponse:
+        page = await self._tweets.bookmarks(
+            await self._caller(context), request.page_size, request.page_token
+        )
+        return pb.ListBookmarksResponse(
+            tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
+        )
 
     async def ListLikingUsers(
         self, request: pb.ListLikingUsersRequest, context: Context

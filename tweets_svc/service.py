@@ -160,6 +160,15 @@ class TweetStore(Protocol):
         ...
 
     async def unlike(self, tweet_id: int, user_id: int) -> bool: ...
+    async def bookmark(self, tweet_id: int, user_id: int) -> bool:
+        """Whether the tweet is live (and now bookmarked)."""
+        ...
+
+    async def unbookmark(self, tweet_id: int, user_id: int) -> None: ...
+    async def bookmarked(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        """(bookmark id, tweet id) below `before`, most recent first."""
+        ...
+
     async def state(self, tweet_id: int) -> TweetState | None: ...
     async def by_ids(self, tweet_ids: Sequence[int]) -> dict[int, Tweet]:
         """Live tweets only; a retweet whose original is gone is gone too."""
@@ -462,6 +471,24 @@ class Tweets:
             raise not_found("tweet", str(tweet_id), "tweet_id")
         return await self.get(original)
 
+    async def bookmark(self, user_id: int, tweet_id: int) -> None:
+        if not await self._store.bookmark(await self._original(tweet_id), user_id):
+            raise not_found("tweet", str(tweet_id), "tweet_id")  # deleted meanwhile
+
+    async def unbookmark(self, user_id: int, tweet_id: int) -> None:
+        """Works for a deleted tweet too (its bookmarks went with it: nothing to do)."""
+        state = await self._store.state(tweet_id)
+        if state is None:
+            raise not_found("tweet", str(tweet_id), "tweet_id")
+        await self._store.unbookmark(state.retweet_of_tweet_id or tweet_id, user_id)
+
+    async def bookmarks(self, user_id: int, size: int, token: str) -> Page[Tweet]:
+        page = await self._pair_page(
+            f"bookmarks:{user_id}", size, token, lambda before, n: self._store.bookmarked(user_id, before, n)
+        )
+        found = await self._store.by_ids(page.items)
+        return Page([found[t] for t in page.items if t in found], page.next_page_token)
+
     async def _hydrated_page(
         self, ids: list[int], limit: int, scope: str, cursor_of: Callable[[int], object]
     ) -> Page[Tweet]:
@@ -545,15 +572,15 @@ class Tweets:
             "global", size, token, lambda before, n: self._store.public(before, None, n)
         )
 
-    async def _like_page(
+    async def _pair_page(
         self,
         scope: str,
         size: int,
         token: str,
         fetch: Callable[[int | None, int], Awaitable[list[tuple[int, int]]]],
     ) -> Page[int]:
-        """A page of a likes list, kept in like order: fetch(cursor, limit + 1) gives (like id,
-        other id) rows below the cursor; the page holds the other ids."""
+        """A page of a list kept in the order of its own rows (likes, bookmarks): fetch(cursor,
+        limit + 1) gives (row id, other id) rows below the cursor; the page holds the other ids."""
         limit = page_size(size)
         cursor = self._pages.decode(token, scope)
         rows = await fetch(int(cursor) if cursor else None, limit + 1)
@@ -562,7 +589,7 @@ class Tweets:
 
     async def liked(self, user_id: int, size: int, token: str) -> Page[Tweet]:
         await self._require_user(user_id)
-        page = await self._like_page(
+        page = await self._pair_page(
             f"liked:{user_id}", size, token, lambda before, n: self._store.liked_tweets(user_id, before, n)
         )
         found = await self._store.by_ids(page.items)
@@ -570,7 +597,7 @@ class Tweets:
 
     async def liking_users(self, tweet_id: int, size: int, token: str) -> Page[int]:
         await self._live(tweet_id)
-        return await self._like_page(
+        return await self._pair_page(
             f"likes:{tweet_id}", size, token, lambda before, n: self._store.liking_users(tweet_id, before, n)
         )
 

@@ -299,7 +299,7 @@ class PostgresTweetStore:
         tweet_id = tweet.tweet_id
         await cur.execute("SELECT user_id FROM mentions WHERE tweet_id = %s ORDER BY position", (tweet_id,))
         mentioned = tuple(int(r[0]) for r in await cur.fetchall() if int(r[0]) != tweet.author_id)
-        for table in ("mentions", "hashtags", "likes"):
+        for table in ("mentions", "hashtags", "likes", "bookmarks"):
             await cur.execute(f"DELETE FROM {table} WHERE tweet_id = %s", (tweet_id,))
         # Every media it ever held goes with it (media_svc deletes them on the event).
         await cur.execute("DELETE FROM tweet_media WHERE tweet_id = %s RETURNING media_id", (tweet_id,))
@@ -402,6 +402,31 @@ class PostgresTweetStore:
                 (tweet_id,),
             )
             return await cur.fetchone() is not None
+
+    async def bookmark(self, tweet_id: int, user_id: int) -> bool:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # The share lock orders this after a concurrent delete (which locks the row to update
+            # it, and deletes the tweet's bookmarks): a deleted tweet is never bookmarked.
+            await cur.execute(f"SELECT 1 FROM tweets WHERE id = %s AND {_LIVE} FOR SHARE", (tweet_id,))
+            if await cur.fetchone() is None:
+                return False
+            await cur.execute(
+                "INSERT INTO bookmarks (user_id, tweet_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (user_id, tweet_id),
+            )
+            return True
+
+    async def unbookmark(self, tweet_id: int, user_id: int) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM bookmarks WHERE user_id = %s AND tweet_id = %s", (user_id, tweet_id)
+            )
+
+    async def bookmarked(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        return await self._pairs(
+            "SELECT id, tweet_id FROM bookmarks WHERE user_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
+            (user_id, _below(before), limit),
+        )
 
     async def _is_live(self, cur: psycopg.AsyncCursor[Any], tweet_id: int) -> bool:
         await cur.execute(f"SELECT 1 FROM tweets WHERE id = %s AND {_LIVE}", (tweet_id,))

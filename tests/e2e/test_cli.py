@@ -242,3 +242,16 @@ def test_a_conversation_as_an_indented_tree(mesh: Mesh, tmp_path: Path) -> None:
     assert any(line.endswith("◀") and answer in line for line in lines)
     done = ida.run("conversation", root, "--depth", "-1")
     assert done.returncode == 1 and "max_depth" in done.stderr
+
+
+def test_bookmarks_kept_listed_and_removed(mesh: Mesh, tmp_path: Path) -> None:
+    kim = person(tmp_path, mesh, "kim")
+    kim.ok("signup", kim.handle, "--password-stdin", stdin=PASSWORD)
+    assert "(no bookmarks)" in kim.ok("bookmarks")
+    (tweet_id,) = re.findall(r"id (\d+)", kim.ok("post", "read", "later"))
+    assert tweet_id in kim.ok("bookmark", tweet_id)
+    assert "read later" in kim.ok("bookmarks")
+    kim.ok("unbookmark", tweet_id)
+    assert "(no bookmarks)" in kim.ok("bookmarks")
+    done = kim.run("bookmark", "1999999999999999999")
+    assert done.returncode == 1 and "tweet_id" in done.stderr

@@ -188,7 +188,7 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
 
 
 def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
-    """Quotes, the lists of them, conversations."""
+    """Quotes, the lists of them, conversations, bookmarks."""
 
     def ok(method: str, path: str, body: Any = None) -> Any:
         response = api.call(method, path, body, token)
@@ -198,6 +198,9 @@ def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
     ok("POST", "/v1/tweets", {"text": "quoted in the spec", "quote_tweet_id": tweet_id})
     ok("GET", f"/v1/tweets/{tweet_id}/quotes")
     ok("GET", f"/v1/tweets/{tweet_id}/conversation")
+    ok("POST", f"/v1/tweets/{tweet_id}:bookmark", {})
+    ok("GET", "/v1/bookmarks")
+    ok("POST", f"/v1/tweets/{tweet_id}:unbookmark", {})
 
 
 def walk_media_routes(api: Checker, token: str) -> None:

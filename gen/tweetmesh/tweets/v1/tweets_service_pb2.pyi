@@ -287,6 +287,42 @@ class UnlikeTweetResponse(_message.Message):
     tweet: Tweet
     def __init__(self, tweet: _Optional[_Union[Tweet, _Mapping]] = ...) -> None: ...
 
+class BookmarkTweetRequest(_message.Message):
+    __slots__ = ("tweet_id",)
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    def __init__(self, tweet_id: _Optional[str] = ...) -> None: ...
+
+class BookmarkTweetResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UnbookmarkTweetRequest(_message.Message):
+    __slots__ = ("tweet_id",)
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    def __init__(self, tweet_id: _Optional[str] = ...) -> None: ...
+
+class UnbookmarkTweetResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListBookmarksRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListBookmarksResponse(_message.Message):
+    __slots__ = ("tweets", "next_page_token")
+    TWEETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tweets: _containers.RepeatedCompositeFieldContainer[Tweet]
+    next_page_token: str
+    def __init__(self, tweets: _Optional[_Iterable[_Union[Tweet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class ListLikingUsersRequest(_message.Message):
     __slots__ = ("tweet_id", "page_size", "page_token")
     TWEET_ID_FIELD_NUMBER: _ClassVar[int]

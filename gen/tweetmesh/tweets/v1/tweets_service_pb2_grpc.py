@@ -102,6 +102,21 @@ class TweetServiceStub:
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersResponse.FromString,
                 _registered_method=True)
+        self.BookmarkTweet = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/BookmarkTweet',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetResponse.FromString,
+                _registered_method=True)
+        self.UnbookmarkTweet = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/UnbookmarkTweet',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetResponse.FromString,
+                _registered_method=True)
+        self.ListBookmarks = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/ListBookmarks',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksResponse.FromString,
+                _registered_method=True)
         self.ListLikedTweets = channel.unary_unary(
                 '/tweetmesh.tweets.v1.TweetService/ListLikedTweets',
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikedTweetsRequest.SerializeToString,
@@ -253,6 +268,28 @@ class TweetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BookmarkTweet(self, request, context):
+        """The caller bookmarks tweet_id (a retweet stands for its original). Bookmarking twice changes
+        nothing. Bookmarks are seen by their owner only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnbookmarkTweet(self, request, context):
+        """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBookmarks(self, request, context):
+        """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListLikedTweets(self, request, context):
         """The tweets user_id liked, most recent like first.
         """
@@ -389,6 +426,21 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     servicer.ListLikingUsers,
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersRequest.FromString,
                     response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersResponse.SerializeToString,
+            ),
+            'BookmarkTweet': grpc.unary_unary_rpc_method_handler(
+                    servicer.BookmarkTweet,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetResponse.SerializeToString,
+            ),
+            'UnbookmarkTweet': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnbookmarkTweet,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetResponse.SerializeToString,
+            ),
+            'ListBookmarks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBookmarks,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksResponse.SerializeToString,
             ),
             'ListLikedTweets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListLikedTweets,
@@ -773,6 +825,87 @@ class TweetService:
             '/tweetmesh.tweets.v1.TweetService/ListLikingUsers',
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersRequest.SerializeToString,
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BookmarkTweet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/BookmarkTweet',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnbookmarkTweet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/UnbookmarkTweet',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBookmarks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/ListBookmarks',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksResponse.FromString,
             options,
             channel_credentials,
             insecure,

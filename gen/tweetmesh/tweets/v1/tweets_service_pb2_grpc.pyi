@@ -73,6 +73,14 @@ class TweetServiceStub:
     """The caller stops liking tweet_id. Unliking a tweet not liked changes nothing."""
     ListLikingUsers: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikingUsersRequest, _tweets_service_pb2.ListLikingUsersResponse]
     """Who liked tweet_id, most recent like first."""
+    BookmarkTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.BookmarkTweetRequest, _tweets_service_pb2.BookmarkTweetResponse]
+    """The caller bookmarks tweet_id (a retweet stands for its original). Bookmarking twice changes
+    nothing. Bookmarks are seen by their owner only.
+    """
+    UnbookmarkTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.UnbookmarkTweetRequest, _tweets_service_pb2.UnbookmarkTweetResponse]
+    """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing."""
+    ListBookmarks: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListBookmarksRequest, _tweets_service_pb2.ListBookmarksResponse]
+    """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them)."""
     ListLikedTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikedTweetsRequest, _tweets_service_pb2.ListLikedTweetsResponse]
     """The tweets user_id liked, most recent like first."""
     ListMentions: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionsRequest, _tweets_service_pb2.ListMentionsResponse]
@@ -147,6 +155,14 @@ class TweetServiceAsyncStub(TweetServiceStub):
     """The caller stops liking tweet_id. Unliking a tweet not liked changes nothing."""
     ListLikingUsers: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikingUsersRequest, _tweets_service_pb2.ListLikingUsersResponse]  # type: ignore[assignment]
     """Who liked tweet_id, most recent like first."""
+    BookmarkTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.BookmarkTweetRequest, _tweets_service_pb2.BookmarkTweetResponse]  # type: ignore[assignment]
+    """The caller bookmarks tweet_id (a retweet stands for its original). Bookmarking twice changes
+    nothing. Bookmarks are seen by their owner only.
+    """
+    UnbookmarkTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.UnbookmarkTweetRequest, _tweets_service_pb2.UnbookmarkTweetResponse]  # type: ignore[assignment]
+    """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing."""
+    ListBookmarks: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListBookmarksRequest, _tweets_service_pb2.ListBookmarksResponse]  # type: ignore[assignment]
+    """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them)."""
     ListLikedTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikedTweetsRequest, _tweets_service_pb2.ListLikedTweetsResponse]  # type: ignore[assignment]
     """The tweets user_id liked, most recent like first."""
     ListMentions: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionsRequest, _tweets_service_pb2.ListMentionsResponse]  # type: ignore[assignment]
@@ -290,6 +306,32 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tweets_service_pb2.ListLikingUsersResponse, _abc.Awaitable[_tweets_service_pb2.ListLikingUsersResponse]]:
         """Who liked tweet_id, most recent like first."""
+
+    @_abc_1.abstractmethod
+    def BookmarkTweet(
+        self,
+        request: _tweets_service_pb2.BookmarkTweetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.BookmarkTweetResponse, _abc.Awaitable[_tweets_service_pb2.BookmarkTweetResponse]]:
+        """The caller bookmarks tweet_id (a retweet stands for its original). Bookmarking twice changes
+        nothing. Bookmarks are seen by their owner only.
+        """
+
+    @_abc_1.abstractmethod
+    def UnbookmarkTweet(
+        self,
+        request: _tweets_service_pb2.UnbookmarkTweetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.UnbookmarkTweetResponse, _abc.Awaitable[_tweets_service_pb2.UnbookmarkTweetResponse]]:
+        """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing."""
+
+    @_abc_1.abstractmethod
+    def ListBookmarks(
+        self,
+        request: _tweets_service_pb2.ListBookmarksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.ListBookmarksResponse, _abc.Awaitable[_tweets_service_pb2.ListBookmarksResponse]]:
+        """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them)."""
 
     @_abc_1.abstractmethod
     def ListLikedTweets(
