@@ -22,10 +22,11 @@ from meshkit.auth import Authenticator
 from meshkit.errors import InvalidArgument
 from meshkit.ids import require_id
 from meshkit.protos import timestamp
-from meshkit.ratelimit import Limit, Policies, Scope, method_name
+from meshkit.ratelimit import Cap, Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
 from meshkit.streams import Entry, PoisonEvent, StreamConsumer
 from social import TWEETS_STREAM, TweetsPeer, UsersPeer
+from social.limits import READ
 from tweetmesh.media.v1 import media_service_pb2 as pb
 from tweetmesh.media.v1 import media_service_pb2_grpc as pb_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -36,9 +37,17 @@ UPLOAD = (
     Limit("media_upload", Scope.USER, "upload_per_user"),
     Limit("media_upload", Scope.ADDRESS, "upload_per_address"),
 )
-# Every RPC that changes something must be here (tests/unit/test_rate_limit_policies.py).
+# A download is a read of the shared budget, and a stream held open while it lasts.
+DOWNLOAD = (
+    *READ,
+    Cap("stream", Scope.ADDRESS, "streams_per_address"),
+    Cap("stream", Scope.PROCESS, "streams_per_process"),
+)
+# Every public RPC must be here, at the rates of MediaSettings.rate_limits and the caps of its
+# download_caps (tests/unit/test_rate_limit_policies.py).
 RATE_LIMITS: Policies = {
-    method_name(SERVICE, method): UPLOAD for method in ("UploadMedia", "UploadMediaStream")
+    **{method_name(SERVICE, method): UPLOAD for method in ("UploadMedia", "UploadMediaStream")},
+    **{method_name(SERVICE, method): DOWNLOAD for method in ("GetMedia", "GetMediaThumbnail")},
 }
 # The largest request: a whole upload as one message, with room for its envelope. Envoy's body
 # limit for the upload routes is the same (envoy/envoy.yaml), so an upload a little too large gets
@@ -206,6 +215,6 @@ async def setup(runtime: Runtime[MediaSettings], server: grpc.aio.Server) -> lis
     runtime.background(consumer.run(), f"consume {TWEETS_STREAM}")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     auth = Authenticator(redis, users.session)
-    runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
+    runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies, settings.download_caps)
     pb_grpc.add_MediaServiceServicer_to_server(MediaServicer(library, auth), server)
     return [SERVICE.full_name]

@@ -16,18 +16,42 @@ from meshkit.settings import (
     read_trusted_proxies,
     setting,
 )
+from social.limits import ClientRates
 from social.services import DEFAULT_PORTS, read_tweets_addr, read_users_addr
 
 SERVICE = "media"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MediaRates:
-    """Uploads are the costliest writes (a decode, a re-encode, megabytes stored): far fewer than
-    other writes. An address gets several accounts' worth (NAT)."""
+class MediaRates(ClientRates):
+    """Downloads draw from the shared read budget. Uploads are the costliest writes (a decode, a
+    re-encode, megabytes stored): far fewer than other writes. An address gets several accounts'
+    worth (NAT)."""
 
     upload_per_user: Rate = Rate(60, 3600)
     upload_per_address: Rate = Rate(300, 3600)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DownloadCaps:
+    """Downloads (streams of 1 MiB messages) open at once in one media_svc process
+    (MEDIA_DOWNLOADS_MAX_PER_ADDRESS, MEDIA_DOWNLOADS_MAX_PER_PROCESS): a page of a timeline asks
+    for a few dozen thumbnails at once, an address may be many people (NAT)."""
+
+    streams_per_address: int = 200
+    streams_per_process: int = 2000
+
+
+def read_download_caps(env: Env) -> DownloadCaps:
+    defaults = DownloadCaps()
+    return DownloadCaps(
+        streams_per_address=env.integer(
+            "MEDIA_DOWNLOADS_MAX_PER_ADDRESS", defaults.streams_per_address, minimum=1
+        ),
+        streams_per_process=env.integer(
+            "MEDIA_DOWNLOADS_MAX_PER_PROCESS", defaults.streams_per_process, minimum=1
+        ),
+    )
 
 
 def _consumer(env: Env) -> str:
@@ -61,6 +85,7 @@ class MediaSettings(Settings):
     media_claim_seconds: float = setting(lambda env: env.number("MEDIA_CLAIM_SECONDS", 3600.0, minimum=1.0))
     media_consumer: str = setting(_consumer)
     rate_limits: MediaRates = setting(lambda env: env.rates(MediaRates()))
+    download_caps: DownloadCaps = setting(read_download_caps)
     trusted_proxies: Networks = setting(read_trusted_proxies)
 
 
