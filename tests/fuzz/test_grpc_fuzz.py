@@ -99,7 +99,12 @@ def _message(draw: st.DrawFn, descriptor: Any, known: Known, depth: int = 0) -> 
         if not draw(st.booleans()):
             continue
         value = _value(field, known, depth)
-        if field.is_repeated:
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            # A map: a few entries, keys and values drawn as the entry's fields.
+            key, item = (_value(f, known, depth) for f in field.message_type.fields)
+            entries = draw(st.dictionaries(key, item, max_size=5))
+            getattr(message, field.name).update(entries)
+        elif field.is_repeated:
             # Mostly a few; now and then far more than any batch limit allows.
             size = draw(st.integers(0, 5) | st.just(2500))
             items = [draw(value) for _ in range(min(size, 5))]
