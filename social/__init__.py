@@ -9,7 +9,7 @@ service owns stays in that service. Built on meshkit (the generic service kit), 
 from social.celebrities import MERGED_AT_READ, CelebrityRegistry, State
 from social.events import FOLLOWS_STREAM, TWEETS_STREAM
 from social.live import CelebrityFollow, GlobalFeed, LiveMessage, celebrity_channel, live_channel
-from social.peers import TweetsPeer, UsersPeer
+from social.peers import MediaFacts, MediaPeer, TweetsPeer, UsersPeer
 from social.relations import Relations, RelationsCache
 from social.rules import (
     Relation,
@@ -31,6 +31,8 @@ __all__ = [
     "CelebrityRegistry",
     "GlobalFeed",
     "LiveMessage",
+    "MediaFacts",
+    "MediaPeer",
     "Relation",
     "Relations",
     "RelationsCache",

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 
 from meshkit.auth import Authenticator
 from meshkit.ids import parse_id, require_id
@@ -14,12 +15,12 @@ from meshkit.pagination import PageTokens
 from meshkit.protos import timestamp, wire_id
 from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
-from social import Relations, RelationsCache, UsersPeer
-from social.limits import READ, WRITE
+from social import MediaPeer, Relations, RelationsCache, UsersPeer
+from social.limits import READ, READ_SIGNED_IN, WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
-from tweets_svc.service import Tweet, TweetChange, Tweets
+from tweets_svc.service import ThreadNode, Tweet, TweetChange, TweetMedia, Tweets
 from tweets_svc.settings import TweetsSettings
 from tweets_svc.storage import PostgresTweetStore
 
@@ -31,7 +32,16 @@ SERVICE = pb.DESCRIPTOR.services_by_name["TweetService"]
 RATE_LIMITS: Policies = {
     **{
         method_name(SERVICE, method): WRITE
-        for method in ("CreateTweet", "DeleteTweet", "LikeTweet", "UnlikeTweet", "Retweet", "Unretweet")
+        for method in (
+            "CreateTweet",
+            "DeleteTweet",
+            "LikeTweet",
+            "UnlikeTweet",
+            "Retweet",
+            "Unretweet",
+            "BookmarkTweet",
+            "UnbookmarkTweet",
+        )
     },
     **{
         method_name(SERVICE, method): READ
@@ -39,6 +49,8 @@ RATE_LIMITS: Policies = {
             "GetTweet",
             "ListUserTweets",
             "ListReplies",
+            "ListQuotes",
+            "GetConversation",
             "ListLikingUsers",
             "ListLikedTweets",
             "ListMentions",
@@ -47,6 +59,8 @@ RATE_LIMITS: Policies = {
             "GetGlobalTimeline",
         )
     },
+    # A read that needs a token is counted per user too.
+    method_name(SERVICE, "ListBookmarks"): READ_SIGNED_IN,
 }
 
 
@@ -62,7 +76,24 @@ def tweet_event(change: TweetChange) -> bytes:
         retweet_of_tweet_id=wire_id(tweet.retweet_of_tweet_id),
         mentioned_user_ids=[str(u) for u in change.mentioned_user_ids],
         public=tweet.public,
+        media_ids=[str(m) for m in change.media_ids],
+        quote_tweet_id=wire_id(tweet.quote_of_tweet_id),
     ).SerializeToString()
+
+
+def wire_media(media: TweetMedia) -> pb.TweetMedia:
+    duration = Duration()
+    duration.FromMilliseconds(media.duration_ms)
+    return pb.TweetMedia(
+        media_id=str(media.media_id),
+        content_type=media.content_type,
+        width=media.width,
+        height=media.height,
+        duration=duration,
+        url=media.url,
+        thumbnail_url=media.thumbnail_url,
+        alt_text=media.alt_text,
+    )
 
 
 class TweetServicer(pb_grpc.TweetServiceServicer):
@@ -85,13 +116,26 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         return found
 
     async def hydrate(self, tweets: Sequence[Tweet]) -> list[pb.Tweet]:
-        """Wire tweets with their authors, retweets with their original and its author."""
+        """Wire tweets with their authors, retweets with their original and its author, quotes with
+        the tweet they quote and its author."""
         originals = [t.retweeted for t in tweets if t.retweeted is not None]
-        shown = (*tweets, *originals)
+        quoted = [t.quoted for t in (*tweets, *originals) if t.quoted is not None]
+        shown = (*tweets, *originals, *quoted)
         counts = {t.author_id: t.author_tweets_count for t in shown if t.author_tweets_count is not None}
         authors = await self.users(list({t.author_id for t in shown}), counts)
 
+        def quote(tweet: Tweet) -> tuple[pb.Tweet | None, pb.QuoteStatus]:
+            """The quoted tweet to show, and what can be shown of it."""
+            if tweet.quoted is not None:
+                if tweet.quoted.author_id not in authors:  # the account is gone
+                    return None, pb.QUOTE_STATUS_UNAVAILABLE
+                return wire(tweet.quoted), pb.QUOTE_STATUS_AVAILABLE
+            if tweet.quoted_deleted:
+                return None, pb.QUOTE_STATUS_DELETED
+            return None, pb.QUOTE_STATUS_UNSPECIFIED
+
         def wire(tweet: Tweet) -> pb.Tweet:
+            quoted_tweet, quote_status = quote(tweet)
             return pb.Tweet(
                 tweet_id=str(tweet.tweet_id),
                 author_id=str(tweet.author_id),
@@ -108,6 +152,11 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
                 retweet_count=tweet.retweet_count,
                 mentions=[pb.Mention(user_id=str(m.user_id), handle=m.handle) for m in tweet.mentions],
                 hashtags=tweet.hashtags,
+                media=[wire_media(m) for m in tweet.media],
+                quote_tweet_id=wire_id(tweet.quote_of_tweet_id),
+                quoted_tweet=quoted_tweet,
+                quote_status=quote_status,
+                quote_count=tweet.quote_count,
             )
 
         return [wire(t) for t in tweets]
@@ -122,7 +171,15 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
     async def CreateTweet(self, request: pb.CreateTweetRequest, context: Context) -> pb.CreateTweetResponse:
         author_id = await self._auth.user_id(context.invocation_metadata())
         reply_to = parse_id(request.reply_to_tweet_id, "reply_to_tweet_id", required=False)
-        tweet = await self._tweets.create(author_id, request.text, reply_to, request.request_id)
+        tweet = await self._tweets.create(
+            author_id,
+            request.text,
+            reply_to,
+            request.request_id,
+            [require_id(m, "media_ids") for m in request.media_ids],
+            {require_id(m, "alt_texts"): text for m, text in request.alt_texts.items()},
+            parse_id(request.quote_tweet_id, "quote_tweet_id", required=False),
+        )
         (wire,) = await self.hydrate([tweet])
         return pb.CreateTweetResponse(tweet=wire)
 
@@ -147,6 +204,48 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
     async def DeleteTweet(self, request: pb.DeleteTweetRequest, context: Context) -> pb.DeleteTweetResponse:
         await self._tweets.delete(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
         return pb.DeleteTweetResponse()
+
+    async def ListQuotes(self, request: pb.ListQuotesRequest, context: Context) -> pb.ListQuotesResponse:
+        page = await self._tweets.quotes(
+            require_id(request.tweet_id, "tweet_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
+        )
+        return pb.ListQuotesResponse(
+            tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
+        )
+
+    async def GetConversation(
+        self, request: pb.GetConversationRequest, context: Context
+    ) -> pb.GetConversationResponse:
+        found = await self._tweets.conversation(
+            require_id(request.tweet_id, "tweet_id"),
+            request.max_depth,
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
+        )
+        placed = [*found.ancestors, found.tweet, *found.replies.items]
+        wired = iter(await self.hydrate([t for _, t in placed if t is not None]))
+
+        def entry(node: ThreadNode, tweet: Tweet | None) -> pb.ConversationEntry:
+            return pb.ConversationEntry(
+                tweet_id=str(node.tweet_id),
+                parent_tweet_id=wire_id(node.parent_id),
+                depth=node.depth,
+                deleted=tweet is None,
+                tweet=next(wired) if tweet is not None else None,
+            )
+
+        entries = [entry(*p) for p in placed]
+        ancestors = len(found.ancestors)
+        return pb.GetConversationResponse(
+            ancestors=entries[:ancestors],
+            tweet=entries[ancestors],
+            replies=entries[ancestors + 1 :],
+            next_page_token=found.replies.next_page_token,
+        )
 
     async def ListReplies(self, request: pb.ListRepliesRequest, context: Context) -> pb.ListRepliesResponse:
         page = await self._tweets.replies(
@@ -184,6 +283,28 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
         (wire,) = await self.hydrate([tweet])
         return pb.UnlikeTweetResponse(tweet=wire)
+
+    async def BookmarkTweet(
+        self, request: pb.BookmarkTweetRequest, context: Context
+    ) -> pb.BookmarkTweetResponse:
+        await self._tweets.bookmark(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        return pb.BookmarkTweetResponse()
+
+    async def UnbookmarkTweet(
+        self, request: pb.UnbookmarkTweetRequest, context: Context
+    ) -> pb.UnbookmarkTweetResponse:
+        await self._tweets.unbookmark(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        return pb.UnbookmarkTweetResponse()
+
+    async def ListBookmarks(
+        self, request: pb.ListBookmarksRequest, context: Context
+    ) -> pb.ListBookmarksResponse:
+        page = await self._tweets.bookmarks(
+            await self._caller(context), request.page_size, request.page_token
+        )
+        return pb.ListBookmarksResponse(
+            tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
+        )
 
     async def ListLikingUsers(
         self, request: pb.ListLikingUsersRequest, context: Context
@@ -292,6 +413,14 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
         return pb.ListMentionIdsResponse(tweet_ids=[str(t) for t in ids])
 
+    async def BatchGetMediaTweets(
+        self, request: pb.BatchGetMediaTweetsRequest, context: Context
+    ) -> pb.BatchGetMediaTweetsResponse:
+        found = await self._tweets.media_tweets([require_id(m, "media_ids") for m in request.media_ids])
+        return pb.BatchGetMediaTweetsResponse(
+            media=[pb.MediaTweet(media_id=str(m), tweet_id=str(t)) for m, t in found.items()]
+        )
+
     async def BatchGetTweetCounts(
         self, request: pb.BatchGetTweetCountsRequest, context: Context
     ) -> pb.BatchGetTweetCountsResponse:
@@ -311,9 +440,10 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
     outbox = Outbox(pool, redis)
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
+    media = MediaPeer(runtime.channel(settings.media_addr, MediaPeer.SERVICE))
     store = PostgresTweetStore(pool, outbox, tweet_event)
     relations = Relations(RelationsCache(redis), users.relations)
-    tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets), relations)
+    tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets), media, relations)
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth), server)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import secrets
 import stat
 import subprocess
@@ -16,7 +17,9 @@ from pathlib import Path
 
 from devstack.mesh import Mesh
 from devstack.smtp import read_mails
-from tests.helpers import PASSWORD, eventually
+from media_svc import inspect_media
+from tests.helpers import PASSWORD, eventually, http_call
+from tests.media_samples import encode, picture
 
 TWEETMESH = Path(sys.executable).parent / "tweetmesh"  # installed by `pip install -e .` (make)
 
@@ -206,3 +209,72 @@ def test_block_and_mute_from_the_terminal(mesh: Mesh, tmp_path: Path) -> None:
     eventually(lambda: "fay is muted by eve" in eve.ok("timeline"), timeout=15)
     assert "unblocked" in dan.ok("unblock", eve.handle)
     assert "following" in eve.ok("follow", dan.handle)
+
+
+def test_upload_sends_a_file_in_chunks_and_refuses_what_is_not_media(mesh: Mesh, tmp_path: Path) -> None:
+    frank = person(tmp_path, mesh, "frank")
+    frank.ok("signup", frank.handle, "--password-stdin", stdin=PASSWORD)
+    photo = tmp_path / "holiday.png"
+    photo.write_bytes(encode(picture((1600, 900)), "PNG"))
+    uploaded = frank.ok("upload", str(photo))
+    assert "uploaded image/png (1600x900" in uploaded
+    (media_id,) = re.findall(r"media id (\d+)", uploaded)
+    served = http_call(mesh.ports.envoy, "GET", f"/v1/media/{media_id}")
+    assert served.status == 200 and served.body == inspect_media(photo.read_bytes(), "image/png").sanitized
+    # A post shows an upload by its id, or uploads a file itself.
+    posted = frank.ok(
+        "post", "the beach", "--media", media_id, "--alt", "sand and sea", "--media", str(photo)
+    )
+    assert f'[image/png 1600x900] /v1/media/{media_id} "sand and sea"' in posted
+    assert posted.count("[image/png 1600x900]") == 2
+    done = frank.run("post", "again", "--media", media_id)
+    assert done.returncode == 1 and "attached to another tweet" in done.stderr
+
+    notes = tmp_path / "notes.png"  # a name that lies
+    notes.write_text("not a picture")
+    done = frank.run("upload", str(notes))
+    assert done.returncode == 1
+    assert "invalid argument" in done.stderr and "MEDIA" not in done.stdout
+    done = frank.run("upload", str(tmp_path / "missing.png"))
+    assert (done.returncode, "cannot read" in done.stderr) == (1, True)
+
+
+def test_quote_a_tweet_and_list_its_quotes(mesh: Mesh, tmp_path: Path) -> None:
+    gina, hal = person(tmp_path, mesh, "gina"), person(tmp_path, mesh, "hal")
+    for someone in (gina, hal):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    (original,) = re.findall(r"id (\d+)", gina.ok("post", "worth", "quoting"))
+    quoted = hal.ok("post", "so true", "--quote", original)
+    assert "so true" in quoted and "│ gina" in quoted.lower() and "│   worth quoting" in quoted
+    assert "so true" in gina.ok("quotes", original)
+    gina.ok("post", "--quote", original, "me too")  # the options anywhere
+    done = hal.run("post", "nothing there", "--quote", "1999999999999999999")
+    assert done.returncode == 1 and "quote_tweet_id" in done.stderr
+
+
+def test_a_conversation_as_an_indented_tree(mesh: Mesh, tmp_path: Path) -> None:
+    ida, jon = person(tmp_path, mesh, "ida"), person(tmp_path, mesh, "jon")
+    for someone in (ida, jon):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    (root,) = re.findall(r"id (\d+)", ida.ok("post", "a question"))
+    (answer,) = re.findall(r"id (\d+)", jon.ok("post", "an answer", "--reply-to", root))
+    jon.ok("post", "a follow-up", "--reply-to", answer)
+    lines = [line for line in ida.ok("conversation", answer).splitlines() if line.strip()]
+    texts = [line for line in lines if line.strip() in ("a question", "an answer", "a follow-up")]
+    assert texts == ["  a question", "      an answer", "          a follow-up"]
+    assert any(line.endswith("◀") and answer in line for line in lines)
+    done = ida.run("conversation", root, "--depth", "-1")
+    assert done.returncode == 1 and "max_depth" in done.stderr
+
+
+def test_bookmarks_kept_listed_and_removed(mesh: Mesh, tmp_path: Path) -> None:
+    kim = person(tmp_path, mesh, "kim")
+    kim.ok("signup", kim.handle, "--password-stdin", stdin=PASSWORD)
+    assert "(no bookmarks)" in kim.ok("bookmarks")
+    (tweet_id,) = re.findall(r"id (\d+)", kim.ok("post", "read", "later"))
+    assert tweet_id in kim.ok("bookmark", tweet_id)
+    assert "read later" in kim.ok("bookmarks")
+    kim.ok("unbookmark", tweet_id)
+    assert "(no bookmarks)" in kim.ok("bookmarks")
+    done = kim.run("bookmark", "1999999999999999999")
+    assert done.returncode == 1 and "tweet_id" in done.stderr

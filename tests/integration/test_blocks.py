@@ -1,7 +1,8 @@
 """Block and mute on every surface, through the real mesh: the home timeline (tweets fanned out
 before the block too) and its live stream, replies, mentions, likes, follows, search as a signed-in
-viewer, hashtags, the global timeline and its stream; what a block forbids (follow, reply, like,
-retweet); what a mute hides and what it does not; the lists of blocks and mutes."""
+viewer, hashtags, quotes, conversations, bookmarks, the global timeline and its stream; what a block
+forbids (follow, reply, quote, like, retweet); what a mute hides and what it does not; the lists of
+blocks and mutes."""
 
 from __future__ import annotations
 
@@ -378,3 +379,41 @@ def test_blocks_and_mutes_through_envoy(stubs: Stubs, mesh: Mesh) -> None:
     assert unknown.status == 404
     assert http_call(port, "POST", f"/v1/users/{hal.user_id}:unblock", {}, token=gus.token).status == 200
     assert http_call(port, "POST", f"/v1/users/{hal.user_id}:unmute", {}, token=gus.token).status == 200
+
+
+def test_quotes_conversations_and_bookmarks_leave_the_other_side_out(stubs: Stubs, scene: Scene) -> None:
+    alice, bob, carol = scene.alice, scene.bob, scene.carol
+    quote = stubs.tweets.CreateTweet(
+        tweets_pb.CreateTweetRequest(text="bob quotes carol", quote_tweet_id=scene.carol_tweet.tweet_id),
+        metadata=bob.auth,
+        timeout=10,
+    ).tweet
+    for tweet in (scene.bob_tweet, scene.carol_tweet):
+        stubs.tweets.BookmarkTweet(
+            tweets_pb.BookmarkTweetRequest(tweet_id=tweet.tweet_id), metadata=alice.auth, timeout=10
+        )
+    relate(stubs, "block", alice, bob)
+
+    def quotes(viewer: Account) -> set[str]:
+        request = tweets_pb.ListQuotesRequest(tweet_id=scene.carol_tweet.tweet_id)
+        return ids(stubs.tweets.ListQuotes(request, metadata=viewer.auth, timeout=10).tweets)
+
+    assert quotes(alice) == set() and quotes(carol) == {quote.tweet_id}
+    # In the conversation under carol's tweet, bob's reply is a placeholder for alice only.
+    request = tweets_pb.GetConversationRequest(tweet_id=scene.carol_tweet.tweet_id)
+    for viewer, hidden in ((alice, True), (carol, False)):
+        replies = stubs.tweets.GetConversation(request, metadata=viewer.auth, timeout=10).replies
+        (entry,) = [r for r in replies if r.tweet_id == scene.bob_reply.tweet_id]
+        assert entry.deleted is hidden and entry.HasField("tweet") is not hidden
+    bookmarks = stubs.tweets.ListBookmarks(tweets_pb.ListBookmarksRequest(), metadata=alice.auth, timeout=10)
+    assert ids(bookmarks.tweets) == {scene.carol_tweet.tweet_id}
+    # Neither may quote the other.
+    refused(
+        lambda: stubs.tweets.CreateTweet(
+            tweets_pb.CreateTweetRequest(text="no", quote_tweet_id=scene.alice_tweet.tweet_id),
+            metadata=bob.auth,
+            timeout=10,
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "BLOCKED",
+    )

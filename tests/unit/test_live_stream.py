@@ -44,8 +44,7 @@ async def test_a_busy_stream_still_gets_a_heartbeat_on_time() -> None:
     started = time.monotonic()
     kinds = []
     n = 0
-    # Until the heartbeat, or for 5 s (a count of tweets would run out before 0.2 s on a fast machine).
-    while time.monotonic() - started < 5:
+    while time.monotonic() - started < 10:  # a bound on time, not on tweets: a fast machine sends many
         n += 1
         queue.put_nowait((n, False))  # a tweet always waiting: never quiet
         event = await anext(events)
