@@ -69,7 +69,7 @@ stubs: $(STAMP) $(BUF_STAMP) $(ES_STAMP)
 	@$(PY) tools/gen.py --image $(BUF_IMAGE)
 	rm -rf dist/stubs
 	PATH="$(CURDIR)/$(VENV)/npm/node_modules/.bin:$$PATH" $(BUF) generate '$(BUF_IMAGE)#format=binpb' \
-	  --template buf.gen.yaml --path tweetmesh/users --path tweetmesh/tweets --path tweetmesh/timeline
+	  --template buf.gen.yaml --path tweetmesh/users --path tweetmesh/tweets --path tweetmesh/timeline --path tweetmesh/notifications
 
 ## buf: buf lint (STANDARD) on protos/, and buf breaking against the released contract.
 buf: $(STAMP) $(BUF_STAMP)

@@ -1,4 +1,4 @@
-"""The whole mesh on this machine: PostgreSQL, Redis, a local SMTP server, migrations, the five
+"""The whole mesh on this machine: PostgreSQL, Redis, a local SMTP server, migrations, the six
 services and Envoy.
 
 Used by `make run` (devstack/__main__.py) and by the test suite's fixtures.
@@ -34,8 +34,15 @@ from meshkit.healthcheck import health_status
 from social.services import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("users", "tweets", "fanout", "timeline", "media")  # start order; stop is the reverse
-PUBLIC_SERVICES = ("users", "tweets", "timeline", "media")  # the Envoy clusters
+SERVICES = (
+    "users",
+    "tweets",
+    "fanout",
+    "notifications",
+    "timeline",
+    "media",
+)  # start order; stop is the reverse
+PUBLIC_SERVICES = ("users", "tweets", "notifications", "timeline", "media")  # the Envoy clusters
 HOST = "127.0.0.1"
 # Retry a not-yet-listening service quickly instead of gRPC's default backoff (1 s, growing).
 _FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 250)]
@@ -54,12 +61,14 @@ class MeshPorts:
     fanout: int = DEFAULT_PORTS["fanout"].grpc
     timeline: int = DEFAULT_PORTS["timeline"].grpc
     media: int = DEFAULT_PORTS["media"].grpc
+    notifications: int = DEFAULT_PORTS["notifications"].grpc
     # Each service's Prometheus /metrics (METRICS_PORT).
     users_metrics: int = DEFAULT_PORTS["users"].metrics
     tweets_metrics: int = DEFAULT_PORTS["tweets"].metrics
     fanout_metrics: int = DEFAULT_PORTS["fanout"].metrics
     timeline_metrics: int = DEFAULT_PORTS["timeline"].metrics
     media_metrics: int = DEFAULT_PORTS["media"].metrics
+    notifications_metrics: int = DEFAULT_PORTS["notifications"].metrics
     postgres: int = 55432
     redis: int = 56379
     # The local SMTP server that keeps mails as files (devstack.smtp).

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from fanout_svc.celebrities import Celebrities
 from fanout_svc.service import Fanout, FollowChanged, TweetChanged
 from fanout_svc.settings import FanoutSettings
 from fanout_svc.stats import TIMELINE_WRITES, FanoutStatsReader, export_stats
 from meshkit import metrics
-from meshkit.errors import InvalidArgument
 from meshkit.ids import parse_id, require_id
 from meshkit.runtime import Runtime
-from meshkit.streams import Entry, PoisonEvent, StreamConsumer
+from meshkit.streams import Entry, StreamConsumer, poison_unless_valid
 from social import (
     FOLLOWS_STREAM,
     TWEETS_STREAM,
@@ -42,20 +38,8 @@ METRICS_REFRESH_SECONDS = 5.0
 FANOUT_CONCURRENCY = 32
 
 
-@contextlib.contextmanager
-def _poison_unless_valid(entry: Entry) -> Iterator[bytes]:
-    """The entry's payload; an entry without one, or whose event fails to decode or holds an
-    invalid id, can never be handled: PoisonEvent (it is dead-lettered at once)."""
-    try:
-        yield entry.fields[b"data"]
-    except (KeyError, DecodeError) as error:
-        raise PoisonEvent(f"undecodable entry: {error}") from error
-    except InvalidArgument as error:
-        raise PoisonEvent(str(error)) from error
-
-
 def tweet_changed(entry: Entry) -> TweetChanged:
-    with _poison_unless_valid(entry) as data:
+    with poison_unless_valid(entry) as data:
         event = tweets_pb.TweetEvent.FromString(data)
         return TweetChanged(
             require_id(event.tweet_id, "tweet_id"),
@@ -68,7 +52,7 @@ def tweet_changed(entry: Entry) -> TweetChanged:
 
 
 def follow_changed(entry: Entry) -> FollowChanged:
-    with _poison_unless_valid(entry) as data:
+    with poison_unless_valid(entry) as data:
         event = users_pb.FollowEvent.FromString(data)
         return FollowChanged(
             require_id(event.follower_id, "follower_id"),

@@ -4,16 +4,18 @@ moves entries that keep failing to a dead-letter stream."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from google.protobuf.message import DecodeError
 
-from meshkit.errors import DEPENDENCY_ERRORS
+from meshkit.errors import DEPENDENCY_ERRORS, InvalidArgument
 from meshkit.metrics import STREAM_ENTRIES
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,19 @@ class PoisonEvent(Exception):
 class Entry:
     entry_id: bytes
     fields: dict[bytes, bytes]
+
+
+@contextlib.contextmanager
+def poison_unless_valid(entry: Entry) -> Iterator[bytes]:
+    """The entry's payload (field `data`), for decoding in the block; an entry without one, or
+    whose message fails to decode or holds an invalid value (InvalidArgument), can never be
+    handled: PoisonEvent (it is dead-lettered at once)."""
+    try:
+        yield entry.fields[b"data"]
+    except (KeyError, DecodeError) as error:
+        raise PoisonEvent(f"undecodable entry: {error}") from error
+    except InvalidArgument as error:
+        raise PoisonEvent(str(error)) from error
 
 
 Handler = Callable[[Entry], Awaitable[None]]

@@ -7,9 +7,16 @@ service owns stays in that service. Built on meshkit (the generic service kit), 
 """
 
 from social.celebrities import MERGED_AT_READ, CelebrityRegistry, State
-from social.events import FOLLOWS_STREAM, TWEETS_STREAM
-from social.live import CelebrityFollow, GlobalFeed, LiveMessage, celebrity_channel, live_channel
-from social.peers import MediaFacts, MediaPeer, TweetsPeer, UsersPeer
+from social.events import FOLLOWS_STREAM, LIKES_STREAM, TWEETS_STREAM
+from social.live import (
+    CelebrityFollow,
+    GlobalFeed,
+    LiveMessage,
+    celebrity_channel,
+    live_channel,
+    notification_channel,
+)
+from social.peers import MediaFacts, MediaPeer, NotificationsPeer, TweetsPeer, UsersPeer
 from social.relations import Relations, RelationsCache
 from social.rules import (
     Relation,
@@ -25,6 +32,7 @@ from social.timelines import Snapshot, TimelineStore, celebrity_lists, home_time
 
 __all__ = [
     "FOLLOWS_STREAM",
+    "LIKES_STREAM",
     "MERGED_AT_READ",
     "TWEETS_STREAM",
     "CelebrityFollow",
@@ -33,6 +41,7 @@ __all__ = [
     "LiveMessage",
     "MediaFacts",
     "MediaPeer",
+    "NotificationsPeer",
     "Relation",
     "Relations",
     "RelationsCache",
@@ -52,4 +61,5 @@ __all__ = [
     "is_hidden",
     "is_public",
     "live_channel",
+    "notification_channel",
 ]

@@ -3,9 +3,11 @@ timeline_svc's streams listen, and the format of their messages.
 
 - `live:<user_id>`: a user's home timeline (published only while someone listens);
 - `celebrity:<author_id>`: a celebrity's own tweets, merged into their followers' streams;
-- `live:global`: the global timeline.
+- `live:global`: the global timeline;
+- `notifications:<user_id>`: a user's notifications (written by notifications_svc).
 
-A message is a tweet id in decimal ("123"), or a deletion: the id prefixed with "-" ("-123"). On
+A message is a tweet id in decimal ("123"), or a deletion: the id prefixed with "-" ("-123") (on a
+notifications channel: a notification id, that appeared or went). On
 a user's channel it may also be a change of the celebrities their timeline merges: "c+<author_id>"
 (merged from now on) or "c-<author_id>" (no longer). The timeline store's Lua scripts build the
 same channel names (prefix and id) and messages from what social.timelines passes them.
@@ -22,6 +24,7 @@ from meshkit.ids import MAX_ID
 
 USER_CHANNEL_PREFIX = "live:"
 CELEBRITY_CHANNEL_PREFIX = "celebrity:"
+NOTIFICATION_CHANNEL_PREFIX = "notifications:"
 GLOBAL_CHANNEL = f"{USER_CHANNEL_PREFIX}global"
 
 
@@ -37,8 +40,17 @@ def celebrity_channel(author_id: int) -> str:
     return channel(CELEBRITY_CHANNEL_PREFIX, author_id)
 
 
+def notification_channel(user_id: int) -> str:
+    return channel(NOTIFICATION_CHANNEL_PREFIX, user_id)
+
+
+def item_message(ident: int, *, removed: bool) -> str:
+    """The message that a tweet (or a notification) appeared, or went."""
+    return f"-{ident}" if removed else str(ident)
+
+
 def tweet_message(tweet_id: int, *, deleted: bool) -> str:
-    return f"-{tweet_id}" if deleted else str(tweet_id)
+    return item_message(tweet_id, removed=deleted)
 
 
 def celebrity_message(author_id: int, *, following: bool) -> str:

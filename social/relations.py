@@ -47,6 +47,13 @@ class RelationsCache:
             return None
         return {o: Relation(int(v)) for o, v in zip(others, values[1:], strict=True) if v is not None}
 
+    async def read_all(self, viewer: int) -> dict[int, Relation] | None:
+        """Every relation of the viewer; None when its entry is not cached."""
+        held: dict[Any, Any] = await self._redis.hgetall(relations_key(viewer))
+        if _PRESENT.encode() not in held:
+            return None
+        return {int(o): Relation(int(v)) for o, v in held.items() if o != _PRESENT.encode()}
+
     async def write(self, viewer: int, version: int, relations: Mapping[int, Relation]) -> None:
         """Replaces the viewer's entry with `relations` (all of them) as of `version`."""
         key = relations_key(viewer)
@@ -66,11 +73,12 @@ class RelationsCache:
 
 class RelationsReader(Protocol):
     async def read(self, viewer: int, others: Sequence[int]) -> dict[int, Relation] | None: ...
+    async def read_all(self, viewer: int) -> dict[int, Relation] | None: ...
 
 
 # The owner's answer (users_svc's ListRelations, or its own store): the viewer's relations with
-# `others`, read from PostgreSQL; it refills the cache as it goes.
-LoadRelations = Callable[[int, Sequence[int]], Awaitable[dict[int, Relation]]]
+# `others` (None: with everyone it has one with), read from PostgreSQL; it refills the cache.
+LoadRelations = Callable[[int, Sequence[int] | None], Awaitable[dict[int, Relation]]]
 
 
 class Relations:
@@ -93,6 +101,14 @@ class Relations:
         if found is None:
             return await self._load(viewer, wanted)
         return found
+
+    async def all(self, viewer: int) -> dict[int, Relation]:
+        """Every relation the viewer has (its notifications leave out whom it blocks or mutes)."""
+        try:
+            found = await self._cache.read_all(viewer)
+        except DEPENDENCY_ERRORS:
+            found = None
+        return found if found is not None else await self._load(viewer, None)
 
     async def with_account(self, viewer: int, other: int) -> Relation:
         return (await self.among(viewer, [other])).get(other, Relation.NONE)

@@ -299,6 +299,12 @@ class FakeRelationsCache:
         held = self.entries.get(viewer)
         return None if held is None else {o: held[o] for o in others if o in held}
 
+    async def read_all(self, viewer: int) -> dict[int, Relation] | None:
+        if self.down:
+            raise ConnectionError("redis is down")
+        held = self.entries.get(viewer)
+        return None if held is None else dict(held)
+
     async def write(self, viewer: int, version: int, relations: Mapping[int, Relation]) -> None:
         self.entries[viewer] = dict(relations)
 

@@ -15,6 +15,7 @@ from meshkit.ratelimit import Cap, Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
 from social import (
     CelebrityRegistry,
+    NotificationsPeer,
     Relations,
     RelationsCache,
     TweetsPeer,
@@ -25,9 +26,10 @@ from social import (
 from social.limits import READ_SIGNED_IN
 from timeline_svc.hydrate import Coalescer
 from timeline_svc.live_hub import LiveHub
-from timeline_svc.service import GlobalTimeline, HomeTimeline, Visibility
+from timeline_svc.service import GlobalTimeline, HomeTimeline, NotificationFeed, Visibility
 from timeline_svc.settings import TimelineSettings
 from timeline_svc.stream import Event, Gap, Heartbeat, TweetArrived, TweetRemoved
+from tweetmesh.notifications.v1 import notifications_service_pb2 as notifications_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2 as pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as pb_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -43,11 +45,14 @@ _STREAM_ANYONE = (
 # stream_caps (tests/unit/test_rate_limit_policies.py).
 RATE_LIMITS: Policies = {
     method_name(SERVICE, "GetHomeTimeline"): READ_SIGNED_IN,
-    method_name(SERVICE, "StreamHomeTimeline"): (
-        Limit("stream", Scope.USER, "stream_open_per_user"),
-        Cap("stream", Scope.USER, "streams_per_account"),
-        *_STREAM_ANYONE,
-    ),
+    **{
+        method_name(SERVICE, method): (
+            Limit("stream", Scope.USER, "stream_open_per_user"),
+            Cap("stream", Scope.USER, "streams_per_account"),
+            *_STREAM_ANYONE,
+        )
+        for method in ("StreamHomeTimeline", "StreamNotifications")
+    },
     method_name(SERVICE, "StreamGlobalTimeline"): _STREAM_ANYONE,
 }
 
@@ -97,10 +102,12 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
         self,
         home: HomeTimeline[tweets_pb.Tweet],
         global_timeline: GlobalTimeline[tweets_pb.Tweet],
+        notifications: NotificationFeed[notifications_pb.Notification],
         auth: Authenticator,
     ) -> None:
         self._home = home
         self._global = global_timeline
+        self._notifications = notifications
         self._auth = auth
 
     async def GetHomeTimeline(
@@ -126,6 +133,23 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
                 await self._auth.session(metadata)
             yield pb.StreamHomeTimelineResponse(**_event(event))
 
+    async def StreamNotifications(
+        self, request: pb.StreamNotificationsRequest, context: Context
+    ) -> AsyncIterator[pb.StreamNotificationsResponse]:
+        metadata = context.invocation_metadata()
+        viewer = await self._auth.user_id(metadata)
+        since = parse_id(request.since_notification_id, "since_notification_id", required=False)
+        async for event in self._notifications.stream(viewer, since):
+            if isinstance(event, Heartbeat):
+                await self._auth.session(metadata)  # as StreamHomeTimeline does
+                yield pb.StreamNotificationsResponse(heartbeat=pb.Heartbeat(time=now_timestamp()))
+            elif isinstance(event, TweetArrived):
+                yield pb.StreamNotificationsResponse(notification=event.tweet)
+            elif isinstance(event, TweetRemoved):
+                removal = pb.NotificationRemoval(notification_id=str(event.tweet_id))
+                yield pb.StreamNotificationsResponse(removal=removal)
+            # No Gap: the notification replay sends everything after `since`.
+
     async def StreamGlobalTimeline(
         self, request: pb.StreamGlobalTimelineRequest, context: Context
     ) -> AsyncIterator[pb.StreamGlobalTimelineResponse]:
@@ -144,9 +168,8 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
     runtime.on_stopping(live.stopping)
     runtime.on_close(live.close)
     tweets = CoalescingTweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE))
-    visibility: Visibility[tweets_pb.Tweet] = Visibility(
-        Relations(RelationsCache(redis), users.relations), _authors_of
-    )
+    relations = Relations(RelationsCache(redis), users.relations)
+    visibility: Visibility[tweets_pb.Tweet] = Visibility(relations, _authors_of)
     home: HomeTimeline[tweets_pb.Tweet] = HomeTimeline(
         users,
         tweets,
@@ -169,9 +192,19 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
         replay_max=settings.home_timeline_max,
         visibility=visibility,
     )
+    notifications: NotificationFeed[notifications_pb.Notification] = NotificationFeed(
+        NotificationsPeer(runtime.channel(settings.notifications_addr, NotificationsPeer.SERVICE)),
+        live,
+        id_of=lambda notification: int(notification.notification_id),
+        heartbeat_seconds=settings.stream_heartbeat_seconds,
+        replay_max=settings.home_timeline_max,
+        visibility=Visibility(relations, lambda notification: (int(notification.actor.user_id),)),
+    )
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(
         redis, auth, settings.rate_limits, settings.trusted_proxies, caps=settings.stream_caps
     )
-    pb_grpc.add_TimelineServiceServicer_to_server(TimelineServicer(home, global_timeline, auth), server)
+    pb_grpc.add_TimelineServiceServicer_to_server(
+        TimelineServicer(home, global_timeline, notifications, auth), server
+    )
     return [SERVICE.full_name]

@@ -14,7 +14,16 @@ from typing import Generic, Protocol, TypeVar
 
 from meshkit.ids import id_at, ms_delta
 from meshkit.pagination import Page, PageTokens, page_size
-from social import CelebrityFollow, Relation, Snapshot, TweetRef, is_for_everyone, is_hidden, live_channel
+from social import (
+    CelebrityFollow,
+    Relation,
+    Snapshot,
+    TweetRef,
+    is_for_everyone,
+    is_hidden,
+    live_channel,
+    notification_channel,
+)
 from social.homes import ID_BATCH, FollowGraph, HomeSource, Registry
 from social.live import GLOBAL_CHANNEL
 from timeline_svc.merge import merge_window
@@ -329,6 +338,71 @@ class HomeTimeline(Generic[T]):
             [change.author_id], after=opened, limit=self._timelines.max_entries
         )
         return sorted(r.tweet_id for r in missed if is_for_everyone(r))
+
+
+class NotificationSource(Protocol[T_co]):
+    """notifications_svc: a recipient's notifications by id, and after one (social.peers)."""
+
+    async def notifications(self, recipient_id: int, ids: Sequence[int]) -> Mapping[int, T_co]: ...
+    async def after(self, recipient_id: int, after: int, limit: int) -> Sequence[T_co]: ...
+
+
+class NotificationFeed(Generic[T]):
+    """A viewer's notifications live, as the home timeline's stream is (LiveStream): those after
+    `since` replayed (a few seconds before it too, for the reason HomeTimeline._replay gives), then
+    each as it appears on the viewer's notification channel, or goes. Nothing by an account the
+    viewer blocks, mutes or is blocked by."""
+
+    def __init__(
+        self,
+        source: NotificationSource[T],
+        live: LiveFeed,
+        *,
+        id_of: Callable[[T], int],
+        heartbeat_seconds: float,
+        replay_max: int,
+        replay_overlap_ms: int = 1000,
+        visibility: Visibility[T] | None = None,
+    ) -> None:
+        self._source = source
+        self._live = live
+        self._id_of = id_of
+        self._heartbeat = heartbeat_seconds
+        self._replay_max = replay_max
+        self._overlap = ms_delta(replay_overlap_ms)
+        self._visibility = visibility
+
+    async def _replay(self, viewer: int, since: int) -> AsyncGenerator[list[tuple[int, T]]]:
+        """Everything after `since`, oldest first, in pages of `replay_max` (all of it: a
+        notification left out here would never come live)."""
+        after = max(since - self._overlap, 0)
+        while True:
+            found = await self._source.after(viewer, after, self._replay_max)
+            items = {self._id_of(n): n for n in found if self._id_of(n) != since}
+            if self._visibility is not None:
+                items = await self._visibility.visible(viewer, items, muting=True)
+            yield sorted(items.items(), key=lambda item: item[0])
+            if len(found) < self._replay_max:
+                return
+            after = self._id_of(found[-1])
+
+    async def stream(self, viewer: int, since: int | None) -> AsyncGenerator[Event[T]]:
+        visible = self._visibility.predicate(viewer, muting=True) if self._visibility else None
+        async with LiveStream.open(
+            self._live,
+            notification_channel(viewer),
+            since,
+            functools.partial(self._source.notifications, viewer),
+            self._heartbeat,
+            visible,
+            resume_field="since_notification_id",
+        ) as stream:
+            if since is not None:
+                async for page in self._replay(viewer, since):
+                    for event in stream.replay(page):
+                        yield event
+            async for event in stream.follow():
+                yield event
 
 
 class GlobalSource(Protocol[T]):

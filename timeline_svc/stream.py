@@ -91,14 +91,14 @@ class ResumePoint:
         return max(ids, default=None)
 
 
-def stream_ended(ended: FeedEnded, resume_from: int | None) -> Unavailable:
-    """UNAVAILABLE telling the client how to resume without a gap: reconnect with since_tweet_id
-    set to the newest tweet it got before the feed could have lost anything (in ErrorInfo metadata
-    `since_tweet_id`, empty if none)."""
+def stream_ended(ended: FeedEnded, resume_from: int | None, field: str = "since_tweet_id") -> Unavailable:
+    """UNAVAILABLE telling the client how to resume without a gap: reconnect with `field`
+    (since_tweet_id; since_notification_id for notifications) set to the newest item it got before
+    the feed could have lost anything (in ErrorInfo metadata under that name, empty if none)."""
     return Unavailable(
-        f"{ended.message}; reconnect with since_tweet_id",
+        f"{ended.message}; reconnect with {field}",
         reason=ended.reason,
-        metadata={"since_tweet_id": "" if resume_from is None else str(resume_from)},
+        metadata={field: "" if resume_from is None else str(resume_from)},
         retry_after_seconds=ended.retry_after_seconds,
     )
 
@@ -135,11 +135,13 @@ class LiveStream(Generic[T]):
         fetch: Fetch[T],
         heartbeat_seconds: float,
         visible: Visible[T] | None = None,
+        resume_field: str = "since_tweet_id",
     ) -> None:
         self._live = live
         self._queue = queue
         self._fetch = fetch
         self._visible = visible
+        self._resume_field = resume_field
         self._heartbeat = heartbeat_seconds
         self._sent: set[int] = set() if since is None else {since}
         self._resume = ResumePoint(since)
@@ -155,11 +157,13 @@ class LiveStream(Generic[T]):
         fetch: Fetch[T],
         heartbeat_seconds: float,
         visible: Visible[T] | None = None,
+        resume_field: str = "since_tweet_id",
     ) -> AsyncIterator[LiveStream[T]]:
-        """A stream listening to `channel` from now on; on leaving, it listens to nothing. Tweets
-        arriving live that `visible` refuses are not sent (the replay is the caller's to filter)."""
+        """A stream listening to `channel` from now on; on leaving, it listens to nothing. Items
+        arriving live that `visible` refuses are not sent (the replay is the caller's to filter);
+        its end says where to resume under `resume_field`."""
         async with live.subscribe(channel) as queue:
-            stream = cls(live, queue, since, fetch, heartbeat_seconds, visible)
+            stream = cls(live, queue, since, fetch, heartbeat_seconds, visible, resume_field)
             try:
                 yield stream
             finally:
@@ -207,7 +211,7 @@ class LiveStream(Generic[T]):
             except TimeoutError:
                 continue
             if isinstance(arrived, FeedEnded):
-                raise stream_ended(arrived, self._resume.as_of(arrived.intact_until))
+                raise stream_ended(arrived, self._resume.as_of(arrived.intact_until), self._resume_field)
             if isinstance(arrived, CelebrityFollow):
                 fresh = await on_celebrity(arrived) if on_celebrity is not None else ()
             else:

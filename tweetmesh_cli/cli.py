@@ -23,6 +23,8 @@ from google.rpc import error_details_pb2
 from meshkit.rpc_details import error_details
 from tweetmesh.media.v1 import media_service_pb2 as media_pb
 from tweetmesh.media.v1 import media_service_pb2_grpc as media_grpc
+from tweetmesh.notifications.v1 import notifications_service_pb2 as notifications_pb
+from tweetmesh.notifications.v1 import notifications_service_pb2_grpc as notifications_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -56,6 +58,7 @@ class Client:
         self.tweets = tweets_grpc.TweetServiceStub(self._channel)
         self.timeline = timeline_grpc.TimelineServiceStub(self._channel)
         self.media = media_grpc.MediaServiceStub(self._channel)
+        self.notifications = notifications_grpc.NotificationServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -129,6 +132,29 @@ def render_user(user: users_pb.User) -> str:
         f"{user.display_name} @{user.handle} (id {user.user_id}) · {user.followers_count} followers · "
         f"{user.following_count} following · {user.tweets_count} tweets{email}"
     )
+
+
+_DID = {
+    notifications_pb.NOTIFICATION_KIND_FOLLOW: "followed you",
+    notifications_pb.NOTIFICATION_KIND_MENTION: "mentioned you",
+    notifications_pb.NOTIFICATION_KIND_REPLY: "replied to you",
+    notifications_pb.NOTIFICATION_KIND_LIKE: "liked your tweet",
+    notifications_pb.NOTIFICATION_KIND_RETWEET: "retweeted your tweet",
+}
+
+
+def render_group(group: notifications_pb.NotificationGroup) -> str:
+    """One group as a line ("@ann and 41 others liked your tweet"), its tweet below it."""
+    names = [f"@{a.handle}" for a in group.sample_accounts] or ["someone"]
+    others = group.notifications_count - 1
+    who = names[0] if others <= 0 else f"{names[0]} and {others} other{'s' if others > 1 else ''}"
+    mark = "* " if group.unread else "  "
+    when = group.latest_time.ToDatetime(tzinfo=UTC)
+    line = f"{mark}{who} {_DID.get(group.kind, 'notified you')}  ({when:%Y-%m-%d %H:%M} UTC)"
+    if group.HasField("tweet"):
+        text = group.tweet.text or f"(retweet of {group.tweet.retweet_of_tweet_id})"
+        line += f"\n    {text}"
+    return line
 
 
 def describe_error(error: grpc.RpcError) -> str:
@@ -494,6 +520,46 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         time.sleep(RECONNECT_SECONDS)
 
 
+def cmd_notifications(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Your notifications in groups, newest first (unread ones marked *), with the unread count."""
+    unread = client.notifications.GetUnreadCount(
+        notifications_pb.GetUnreadCountRequest(), metadata=client.auth(), timeout=TIMEOUT_SECONDS
+    )
+    page = client.notifications.ListNotifications(
+        notifications_pb.ListNotificationsRequest(page_size=args.limit, page_token=args.page_token or ""),
+        metadata=client.auth(),
+        timeout=TIMEOUT_SECONDS,
+    )
+    out.write(f"{unread.count}{'+' if unread.more else ''} unread\n")
+    if not page.groups:
+        out.write("(no notifications)\n")
+    for group in page.groups:
+        out.write(f"{render_group(group)}\n")
+    if page.next_page_token:
+        out.write(f"more: --page-token {page.next_page_token}\n")
+
+
+def cmd_mark_read(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Marks your notifications read up to an id (default: the newest)."""
+    up_to = args.up_to
+    if not up_to:
+        newest = client.notifications.ListNotifications(
+            notifications_pb.ListNotificationsRequest(page_size=1),
+            metadata=client.auth(),
+            timeout=TIMEOUT_SECONDS,
+        )
+        if not newest.groups:
+            out.write("(no notifications)\n")
+            return
+        up_to = newest.groups[0].latest_notification_id
+    marked = client.notifications.MarkNotificationsRead(
+        notifications_pb.MarkNotificationsReadRequest(up_to_id=up_to),
+        metadata=client.auth(),
+        timeout=TIMEOUT_SECONDS,
+    )
+    out.write(f"read up to {marked.read_up_to_id}\n")
+
+
 # ----- the parser
 
 
@@ -609,6 +675,9 @@ def _reading_commands(command: AddCommand) -> None:
     search.add_argument("query", nargs="+")
     search.add_argument("--users", action="store_true", help="people whose handle or name starts with it")
     _paged(search, "results")
+    _paged(command("notifications", cmd_notifications, "your notifications, grouped, newest first"), "groups")
+    mark_read = command("mark-read", cmd_mark_read, "mark your notifications read")
+    mark_read.add_argument("--up-to", metavar="NOTIFICATION_ID", help="this one and older (default: all)")
     watch = command("watch", cmd_watch, "your home timeline live, as tweets arrive")
     watch.add_argument("--since", metavar="TWEET_ID", help="first replay what came after this tweet")
     watch.add_argument("--heartbeats", action="store_true", help="show the stream's heartbeats too")

@@ -12,7 +12,7 @@ from meshkit.auth import Authenticator
 from meshkit.ids import parse_id, require_id
 from meshkit.outbox import Outbox
 from meshkit.pagination import PageTokens
-from meshkit.protos import timestamp, wire_id
+from meshkit.protos import now_timestamp, timestamp, wire_id
 from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
 from social import MediaPeer, Relations, RelationsCache, UsersPeer
@@ -20,7 +20,7 @@ from social.limits import READ, READ_SIGNED_IN, WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
-from tweets_svc.service import ThreadNode, Tweet, TweetChange, TweetMedia, Tweets
+from tweets_svc.service import LikeChange, ThreadNode, Tweet, TweetChange, TweetMedia, Tweets
 from tweets_svc.settings import TweetsSettings
 from tweets_svc.storage import PostgresTweetStore
 
@@ -78,6 +78,18 @@ def tweet_event(change: TweetChange) -> bytes:
         public=tweet.public,
         media_ids=[str(m) for m in change.media_ids],
         quote_tweet_id=wire_id(tweet.quote_of_tweet_id),
+        retweet_of_author_id="" if tweet.retweeted is None else str(tweet.retweeted.author_id),
+    ).SerializeToString()
+
+
+def like_event(change: LikeChange) -> bytes:
+    return pb.LikeEvent(
+        tweet_id=str(change.tweet_id),
+        user_id=str(change.user_id),
+        author_id=str(change.author_id),
+        like_id=str(change.like_id),
+        liked=change.liked,
+        event_time=now_timestamp(),
     ).SerializeToString()
 
 
@@ -441,7 +453,7 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     media = MediaPeer(runtime.channel(settings.media_addr, MediaPeer.SERVICE))
-    store = PostgresTweetStore(pool, outbox, tweet_event)
+    store = PostgresTweetStore(pool, outbox, tweet_event, like_event)
     relations = Relations(RelationsCache(redis), users.relations)
     tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets), media, relations)
     auth = Authenticator(redis, users.session)

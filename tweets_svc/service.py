@@ -109,6 +109,17 @@ class NewTweet:
 
 
 @dataclass(frozen=True, slots=True)
+class LikeChange:
+    """A like made or undone (it becomes a LikeEvent); `like_id` orders the changes of one pair."""
+
+    tweet_id: int
+    user_id: int
+    author_id: int
+    like_id: int
+    liked: bool
+
+
+@dataclass(frozen=True, slots=True)
 class TweetChange:
     """What fan-out and media_svc need to know of a created or deleted tweet (it becomes a
     TweetEvent)."""

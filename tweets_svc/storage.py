@@ -11,9 +11,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from meshkit.errors import NotFound, PermissionDenied, not_found
 from meshkit.outbox import Event, Outbox
-from social import TWEETS_STREAM, TweetRef
+from social import LIKES_STREAM, TWEETS_STREAM, TweetRef
 from social.rules import IS_PUBLIC_SQL
 from tweets_svc.service import (
+    LikeChange,
     MediaTaken,
     Mention,
     NewTweet,
@@ -126,12 +127,17 @@ def _above(after: int | None) -> int:
 
 class PostgresTweetStore:
     def __init__(
-        self, pool: AsyncConnectionPool, outbox: Outbox, tweet_event: Callable[[TweetChange], bytes]
+        self,
+        pool: AsyncConnectionPool,
+        outbox: Outbox,
+        tweet_event: Callable[[TweetChange], bytes],
+        like_event: Callable[[LikeChange], bytes],
     ) -> None:
         self._pool = pool
         self._outbox = outbox
-        # Builds the serialized TweetEvent; passed in so that only server.py imports *_pb2.
+        # Build the serialized TweetEvent and LikeEvent; passed in so that only server.py imports *_pb2.
         self._tweet_event = tweet_event
+        self._like_event = like_event
 
     async def _ids(self, sql: str, params: Sequence[Any]) -> list[int]:
         async with self._pool.connection() as conn:
@@ -369,39 +375,42 @@ class PostgresTweetStore:
 
     async def like(self, tweet_id: int, user_id: int) -> bool:
         try:
-            return await self._like(tweet_id, user_id)
+            return await self._change_like(tweet_id, user_id, liked=True)
         except _Rollback:
             return False
 
-    async def _like(self, tweet_id: int, user_id: int) -> bool:
+    async def unlike(self, tweet_id: int, user_id: int) -> bool:
+        return await self._change_like(tweet_id, user_id, liked=False)
+
+    async def _change_like(self, tweet_id: int, user_id: int, *, liked: bool) -> bool:
+        """Adds or removes the like; the count and the LikeEvent change only if the like did, in one
+        transaction. Whether the tweet is live."""
+        change = (
+            "INSERT INTO likes (tweet_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id"
+            if liked
+            else "DELETE FROM likes WHERE tweet_id = %s AND user_id = %s RETURNING id"
+        )
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.execute(
-                "INSERT INTO likes (tweet_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1",
-                (tweet_id, user_id),
-            )
-            if await cur.fetchone() is None:
-                return await self._is_live(cur, tweet_id)  # liked before: nothing changes
+            await cur.execute(change, (tweet_id, user_id))
+            if (like := await cur.fetchone()) is None:
+                return await self._is_live(cur, tweet_id)  # nothing changes
             # The row lock taken here orders this like after a concurrent delete, which it sees.
             await cur.execute(
-                f"UPDATE tweets SET like_count = like_count + 1 WHERE id = %s AND {_LIVE} RETURNING 1",
-                (tweet_id,),
+                "UPDATE tweets SET like_count = like_count + %s"
+                f" WHERE id = %s AND {_LIVE} RETURNING author_id",
+                (1 if liked else -1, tweet_id),
             )
-            if await cur.fetchone() is None:
-                raise _Rollback
-            return True
-
-    async def unlike(self, tweet_id: int, user_id: int) -> bool:
-        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.execute(
-                "DELETE FROM likes WHERE tweet_id = %s AND user_id = %s RETURNING 1", (tweet_id, user_id)
+            if (tweet := await cur.fetchone()) is None:
+                if liked:
+                    raise _Rollback
+                return False  # deleted: its likes went with it
+            event = await self._outbox.add(
+                cur,
+                LIKES_STREAM,
+                self._like_event(LikeChange(tweet_id, user_id, int(tweet[0]), int(like[0]), liked)),
             )
-            if await cur.fetchone() is None:
-                return await self._is_live(cur, tweet_id)
-            await cur.execute(
-                f"UPDATE tweets SET like_count = like_count - 1 WHERE id = %s AND {_LIVE} RETURNING 1",
-                (tweet_id,),
-            )
-            return await cur.fetchone() is not None
+        await self._outbox.relay([event])
+        return True
 
     async def bookmark(self, tweet_id: int, user_id: int) -> bool:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:

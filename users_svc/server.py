@@ -114,12 +114,13 @@ def relation_message(other_id: int, relation: Relation) -> pb.Relation:
     )
 
 
-def follow_event(follower_id: int, followee_id: int, following: bool) -> bytes:
+def follow_event(follower_id: int, followee_id: int, following: bool, follow_id: int) -> bytes:
     return pb.FollowEvent(
         follower_id=str(follower_id),
         followee_id=str(followee_id),
         following=following,
         event_time=now_timestamp(),
+        follow_id=str(follow_id),
     ).SerializeToString()
 
 
@@ -309,9 +310,8 @@ class UserServicer(pb_grpc.UserServiceServicer):
     async def ListRelations(
         self, request: pb.ListRelationsRequest, context: Context
     ) -> pb.ListRelationsResponse:
-        relations = await self._users.relations_among(
-            require_id(request.user_id, "user_id"), [require_id(o, "other_ids") for o in request.other_ids]
-        )
+        others = None if request.all else [require_id(o, "other_ids") for o in request.other_ids]
+        relations = await self._users.relations_among(require_id(request.user_id, "user_id"), others)
         return pb.ListRelationsResponse(relations=[relation_message(o, r) for o, r in relations.items()])
 
     async def BatchGetUsers(

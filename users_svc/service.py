@@ -172,6 +172,7 @@ class RelationsWriter(Protocol):
     """users_svc's side of the relations cache (social.relations.RelationsCache)."""
 
     async def read(self, viewer: int, others: Sequence[int]) -> dict[int, Relation] | None: ...
+    async def read_all(self, viewer: int) -> dict[int, Relation] | None: ...
     async def write(self, viewer: int, version: int, relations: Mapping[int, Relation]) -> None: ...
     async def forget(self, user_ids: Iterable[int]) -> None: ...
 
@@ -563,17 +564,17 @@ class Users:
         users = await self._with_tweet_counts([found[o] for _, o in page.items if o in found])
         return Page(users, page.next_page_token)
 
-    async def relations_among(self, viewer: int, others: Sequence[int]) -> dict[int, Relation]:
-        """The viewer's relations with `others`, from PostgreSQL; the viewer's cache entry is
-        written again on the way (and dropped if a change committed meanwhile)."""
-        if len(others) > CANDIDATES_MAX:
+    async def relations_among(self, viewer: int, others: Sequence[int] | None) -> dict[int, Relation]:
+        """The viewer's relations with `others` (None: all of them), from PostgreSQL; the viewer's
+        cache entry is written again on the way (and dropped if a change committed meanwhile)."""
+        if others is not None and len(others) > CANDIDATES_MAX:
             raise InvalidArgument.field("other_ids", f"at most {CANDIDATES_MAX} at once")
         version, relations = await self._store.relations_of(viewer)
         with contextlib.suppress(*DEPENDENCY_ERRORS):  # a cache: the answer stands without it
             await self._relations_cache.write(viewer, version, relations)
             if await self._store.relations_version(viewer) != version:
                 await self._relations_cache.forget([viewer])
-        return {o: relations[o] for o in others if o in relations}
+        return relations if others is None else {o: relations[o] for o in others if o in relations}
 
     async def follower_ids(self, user_id: int, size: int, token: str) -> Page[int]:
         return await self._edge_page(

@@ -87,7 +87,7 @@ def _like_prefix(prefix: str) -> str:
 
 class PostgresUserStore:
     def __init__(
-        self, pool: AsyncConnectionPool, outbox: Outbox, follow_event: Callable[[int, int, bool], bytes]
+        self, pool: AsyncConnectionPool, outbox: Outbox, follow_event: Callable[[int, int, bool, int], bytes]
     ) -> None:
         self._pool = pool
         self._outbox = outbox
@@ -359,18 +359,18 @@ class PostgresUserStore:
         delta = 1 if following else -1
         change = (
             "INSERT INTO follows (follower_id, followee_id) VALUES (%s, %s)"
-            " ON CONFLICT DO NOTHING RETURNING 1"
+            " ON CONFLICT DO NOTHING RETURNING id"
             if following
-            else "DELETE FROM follows WHERE follower_id = %s AND followee_id = %s RETURNING 1"
+            else "DELETE FROM follows WHERE follower_id = %s AND followee_id = %s RETURNING id"
         )
         await cur.execute(change, (follower_id, followee_id))
-        if await cur.fetchone() is None:
+        if (edge := await cur.fetchone()) is None:
             return None
         for user_id in sorted((follower_id, followee_id)):
             column = "following_count" if user_id == follower_id else "followers_count"
             await cur.execute(f"UPDATE users SET {column} = {column} + %s WHERE id = %s", (delta, user_id))
         return await self._outbox.add(
-            cur, FOLLOWS_STREAM, self._follow_event(follower_id, followee_id, following)
+            cur, FOLLOWS_STREAM, self._follow_event(follower_id, followee_id, following, int(edge[0]))
         )
 
     # -- blocks and mutes --------------------------------------------------------------------------

@@ -278,3 +278,20 @@ def test_bookmarks_kept_listed_and_removed(mesh: Mesh, tmp_path: Path) -> None:
     assert "(no bookmarks)" in kim.ok("bookmarks")
     done = kim.run("bookmark", "1999999999999999999")
     assert done.returncode == 1 and "tweet_id" in done.stderr
+
+
+def test_notifications_from_the_terminal(mesh: Mesh, tmp_path: Path) -> None:
+    gil, hen, ida = (person(tmp_path, mesh, name) for name in ("gil", "hen", "ida"))
+    for someone in (gil, hen, ida):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    assert "(no notifications)" in gil.ok("notifications")
+    for fan in (hen, ida):
+        fan.ok("follow", gil.handle)
+    eventually(lambda: "2 unread" in gil.ok("notifications"), timeout=20)
+    # One group, unread (*), named after one of its accounts.
+    names = (f"@{hen.handle} and 1 other followed you", f"@{ida.handle} and 1 other followed you")
+    listed = gil.ok("notifications").splitlines()
+    assert len(listed) == 2 and listed[1].startswith(tuple(f"* {n}" for n in names)), listed
+    assert "read up to" in gil.ok("mark-read")
+    listed = gil.ok("notifications").splitlines()
+    assert listed[0] == "0 unread" and listed[1].startswith(tuple(f"  {n}" for n in names)), listed

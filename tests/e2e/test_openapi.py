@@ -23,6 +23,7 @@ from devstack.smtp import read_mails
 from tests.helpers import PASSWORD, http_call
 from tests.media_samples import encode, picture
 from tweetmesh.media.v1 import media_service_pb2
+from tweetmesh.notifications.v1 import notifications_service_pb2
 from tweetmesh.timeline.v1 import timeline_service_pb2
 from tweetmesh.tweets.v1 import tweets_service_pb2
 from tweetmesh.users.v1 import users_service_pb2
@@ -108,7 +109,13 @@ def test_the_spec_is_valid_openapi_3(spec: dict[str, Any]) -> None:
 def test_every_public_rpc_has_its_route_and_no_internal_one_does(spec: dict[str, Any]) -> None:
     expected = set()
     internal = set()
-    for module in (users_service_pb2, tweets_service_pb2, timeline_service_pb2, media_service_pb2):
+    for module in (
+        users_service_pb2,
+        tweets_service_pb2,
+        timeline_service_pb2,
+        media_service_pb2,
+        notifications_service_pb2,
+    ):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 options = method.GetOptions()
@@ -181,6 +188,10 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
         ok("POST", f"/v1/users/{fid}:{verb}", {}, token)
     ok("GET", "/v1/blocks?page_size=5", token=token)
     ok("GET", "/v1/mutes", token=token)
+    ok("GET", "/v1/notifications:unreadCount", token=token)
+    listed = ok("GET", "/v1/notifications?page_size=5", token=token).get("groups", [])
+    newest = listed[0]["latest_notification_id"] if listed else "1"
+    ok("POST", "/v1/notifications:markRead", {"up_to_id": newest}, token)
     ok("DELETE", f"/v1/tweets/{tid}", token=other_token)
     return handle, walk_credential_routes(api, mesh, uid, email, token), fid, other_token
 
@@ -244,7 +255,11 @@ def test_envoy_answers_as_the_spec_says(mesh: Mesh, spec: dict[str, Any]) -> Non
         for verb, op in ops.items()
         if verb == "get" and ":stream" in path
     }
-    assert streams == {("get", "/v1/timelines/home:stream"), ("get", "/v1/timelines/global:stream")}
+    assert streams == {
+        ("get", "/v1/timelines/home:stream"),
+        ("get", "/v1/timelines/global:stream"),
+        ("get", "/v1/notifications:stream"),
+    }
     for _, path in streams:
         # The stream's content type is the one the spec gives.
         content = spec["paths"][path]["get"]["responses"]["200"]["content"]

@@ -213,7 +213,7 @@ def test_d_every_service_sigtermed_under_load(
 def test_e_a_dependency_frozen_for_a_while(
     fault_mesh: Mesh, fault_stubs: Stubs, health: Health, report: Callable[[str], None], dependency: str
 ) -> None:
-    needs = [s for s in SERVICES if dependency == "redis" or s in {"users", "tweets"}]
+    needs = [s for s in SERVICES if dependency == "redis" or s in {"users", "tweets", "notifications"}]
 
     def fault(run: Run) -> None:
         fault_mesh.pause_dependency(dependency)

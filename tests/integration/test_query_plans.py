@@ -108,7 +108,12 @@ async def test_list_and_search_queries_use_indexes_on_100k_tweets(mesh: Mesh) ->
         pool: Any = ExplainingPool(explaining)
 
         await conn.execute("SET LOCAL search_path TO tweets")
-        tweets = PostgresTweetStore(pool, Outbox(pool, None), lambda change: b"")  # type: ignore[arg-type]
+        tweets = PostgresTweetStore(
+            pool,
+            Outbox(pool, None),  # type: ignore[arg-type]
+            lambda change: b"",
+            lambda change: b"",
+        )
         await tweets.by_author(42, None, 21)
         await tweets.replies(10, None, 21)
         await tweets.liking_users(10, None, 21)

@@ -60,11 +60,11 @@ class Owner:
         self._truth = truth
         self.asked = 0
 
-    async def load(self, viewer: int, others: Sequence[int]) -> dict[int, Relation]:
+    async def load(self, viewer: int, others: Sequence[int] | None) -> dict[int, Relation]:
         self.asked += 1
         held = self._truth.get(viewer, {})
         await self._cache.write(viewer, 1, held)
-        return {o: held[o] for o in others if o in held}
+        return dict(held) if others is None else {o: held[o] for o in others if o in held}
 
 
 async def test_the_cache_answers_and_a_miss_is_asked_of_the_owner_once() -> None:
@@ -75,6 +75,16 @@ async def test_the_cache_answers_and_a_miss_is_asked_of_the_owner_once() -> None
     assert await relations.among(ANN, [CAT]) == {}
     assert owner.asked == 1  # the second read was the cache's, "nothing" included
     assert await relations.with_account(ANN, BOB) is Relation.BLOCKS
+
+
+async def test_every_relation_of_a_viewer_comes_from_the_cache_once_filled() -> None:
+    cache = FakeRelationsCache()
+    owner = Owner(cache, {ANN: {BOB: Relation.BLOCKS, CAT: Relation.MUTES}})
+    relations = Relations(cache, owner.load)
+    assert await relations.all(ANN) == {BOB: Relation.BLOCKS, CAT: Relation.MUTES}
+    assert await relations.all(ANN) == {BOB: Relation.BLOCKS, CAT: Relation.MUTES}
+    assert await relations.all(BOB) == {}
+    assert owner.asked == 2
 
 
 async def test_nobody_relates_to_an_anonymous_viewer_or_to_itself() -> None:

@@ -49,6 +49,13 @@ class TimelineServiceStub:
     deletions. With since_tweet_id, first replays the public tweets after it, oldest first.
     Needs no token; with one, leaves out the tweets of accounts the caller blocks or is blocked by.
     """
+    StreamNotifications: _grpc.UnaryStreamMultiCallable[_timeline_service_pb2.StreamNotificationsRequest, _timeline_service_pb2.StreamNotificationsResponse]
+    """The caller's notifications live (NotificationService owns them): each as it appears, and the
+    removal of one taken away (an unlike, a deleted tweet...). With since_notification_id, first
+    replays those after it, oldest first. Nothing from an account the caller blocks, mutes or is
+    blocked by. Ends like StreamHomeTimeline (UNAVAILABLE with ErrorInfo metadata
+    since_notification_id to resume from). Over HTTP: newline-delimited JSON.
+    """
 
 @_typing.type_check_only
 class TimelineServiceAsyncStub(TimelineServiceStub):
@@ -70,6 +77,13 @@ class TimelineServiceAsyncStub(TimelineServiceStub):
     """Live events of the global timeline (TweetService.GetGlobalTimeline): new public tweets and
     deletions. With since_tweet_id, first replays the public tweets after it, oldest first.
     Needs no token; with one, leaves out the tweets of accounts the caller blocks or is blocked by.
+    """
+    StreamNotifications: _aio.UnaryStreamMultiCallable[_timeline_service_pb2.StreamNotificationsRequest, _timeline_service_pb2.StreamNotificationsResponse]  # type: ignore[assignment]
+    """The caller's notifications live (NotificationService owns them): each as it appears, and the
+    removal of one taken away (an unlike, a deleted tweet...). With since_notification_id, first
+    replays those after it, oldest first. Nothing from an account the caller blocks, mutes or is
+    blocked by. Ends like StreamHomeTimeline (UNAVAILABLE with ErrorInfo metadata
+    since_notification_id to resume from). Over HTTP: newline-delimited JSON.
     """
 
 class TimelineServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -107,6 +121,19 @@ class TimelineServiceServicer(metaclass=_abc_1.ABCMeta):
         """Live events of the global timeline (TweetService.GetGlobalTimeline): new public tweets and
         deletions. With since_tweet_id, first replays the public tweets after it, oldest first.
         Needs no token; with one, leaves out the tweets of accounts the caller blocks or is blocked by.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamNotifications(
+        self,
+        request: _timeline_service_pb2.StreamNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_timeline_service_pb2.StreamNotificationsResponse], _abc.AsyncIterator[_timeline_service_pb2.StreamNotificationsResponse]]:
+        """The caller's notifications live (NotificationService owns them): each as it appears, and the
+        removal of one taken away (an unlike, a deleted tweet...). With since_notification_id, first
+        replays those after it, oldest first. Nothing from an account the caller blocks, mutes or is
+        blocked by. Ends like StreamHomeTimeline (UNAVAILABLE with ErrorInfo metadata
+        since_notification_id to resume from). Over HTTP: newline-delimited JSON.
         """
 
 def add_TimelineServiceServicer_to_server(servicer: TimelineServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -366,16 +366,18 @@ class FilterFollowersResponse(_message.Message):
     def __init__(self, follower_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FollowEvent(_message.Message):
-    __slots__ = ("follower_id", "followee_id", "following", "event_time")
+    __slots__ = ("follower_id", "followee_id", "following", "event_time", "follow_id")
     FOLLOWER_ID_FIELD_NUMBER: _ClassVar[int]
     FOLLOWEE_ID_FIELD_NUMBER: _ClassVar[int]
     FOLLOWING_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_ID_FIELD_NUMBER: _ClassVar[int]
     follower_id: str
     followee_id: str
     following: bool
     event_time: _timestamp_pb2.Timestamp
-    def __init__(self, follower_id: _Optional[str] = ..., followee_id: _Optional[str] = ..., following: _Optional[bool] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    follow_id: str
+    def __init__(self, follower_id: _Optional[str] = ..., followee_id: _Optional[str] = ..., following: _Optional[bool] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., follow_id: _Optional[str] = ...) -> None: ...
 
 class BlockUserRequest(_message.Message):
     __slots__ = ("user_id",)
@@ -458,12 +460,14 @@ class ListMutesResponse(_message.Message):
     def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListRelationsRequest(_message.Message):
-    __slots__ = ("user_id", "other_ids")
+    __slots__ = ("user_id", "other_ids", "all")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     OTHER_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     other_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_id: _Optional[str] = ..., other_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    all: bool
+    def __init__(self, user_id: _Optional[str] = ..., other_ids: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ...) -> None: ...
 
 class Relation(_message.Message):
     __slots__ = ("user_id", "blocks", "blocked_by", "mutes")
