@@ -22,6 +22,7 @@ FIGURES = (
     "celebrity_post_p99_ms",
     "normal_post_p99_ms",
     "redis_bytes_per_timeline_entry",
+    "suggestions_p99_ms",
 )
 
 

@@ -25,6 +25,8 @@ TEST_ENV = {
     # A mail that failed (the SMTP server stopped by a test) is tried again within a second or two.
     "MAIL_RETRY_SECONDS": "1",
     "NOTIFICATIONS_CLAIM_IDLE_MS": "1500",
+    # Suggestions fill up with the popular accounts as they are now, not a minute ago.
+    "SUGGESTIONS_POPULAR_SECONDS": "0",
     "LOG_LEVEL": "INFO",
     # Authors with 5 followers are celebrities here: the hybrid path runs through every test.
     "CELEBRITY_FOLLOWERS": "5",

@@ -340,6 +340,21 @@ def cmd_relations(client: Client, args: argparse.Namespace, out: TextIO) -> None
         out.write(f"more: --page-token {page.next_page_token}\n")
 
 
+def cmd_suggestions(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Who to follow: accounts followed by those you follow (how many), then popular ones."""
+    found = client.users.ListSuggestions(
+        users_pb.ListSuggestionsRequest(user_id=client.session().user_id, page_size=args.limit),
+        metadata=client.auth(),
+        timeout=TIMEOUT_SECONDS,
+    )
+    if not found.suggestions:
+        out.write("(no suggestions)\n")
+    for suggestion in found.suggestions:
+        count = suggestion.followed_by_count
+        why = f"followed by {count} you follow" if count else "popular"
+        out.write(f"{render_user(suggestion.user)} · {why}\n")
+
+
 def cmd_post(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     text = sys.stdin.read().rstrip("\n") if args.text == ["-"] else " ".join(args.text)
     if len(args.alt) > len(args.media):
@@ -675,6 +690,9 @@ def _reading_commands(command: AddCommand) -> None:
     search.add_argument("query", nargs="+")
     search.add_argument("--users", action="store_true", help="people whose handle or name starts with it")
     _paged(search, "results")
+    command("suggestions", cmd_suggestions, "who to follow").add_argument(
+        "--limit", type=int, default=20, help="accounts (at most 100)"
+    )
     _paged(command("notifications", cmd_notifications, "your notifications, grouped, newest first"), "groups")
     mark_read = command("mark-read", cmd_mark_read, "mark your notifications read")
     mark_read.add_argument("--up-to", metavar="NOTIFICATION_ID", help="this one and older (default: all)")

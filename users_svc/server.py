@@ -67,7 +67,10 @@ RATE_LIMITS: Policies = {
         for method in ("GetUser", "GetUserByHandle", "ListFollowers", "ListFollowing", "SearchUsers")
     },
     # The caller's own lists: signed in, so per account too.
-    **{method_name(SERVICE, method): READ_SIGNED_IN for method in ("ListBlocks", "ListMutes")},
+    **{
+        method_name(SERVICE, method): READ_SIGNED_IN
+        for method in ("ListBlocks", "ListMutes", "ListSuggestions")
+    },
     method_name(SERVICE, "CreateUser"): SIGNUP,
     method_name(SERVICE, "Login"): LOGIN,
     method_name(SERVICE, "ChangePassword"): PASSWORD_CHANGE,
@@ -307,6 +310,20 @@ class UserServicer(pb_grpc.UserServiceServicer):
             users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
         )
 
+    async def ListSuggestions(
+        self, request: pb.ListSuggestionsRequest, context: Context
+    ) -> pb.ListSuggestionsResponse:
+        actor = await self._auth.user_id(context.invocation_metadata())
+        found = await self._users.suggestions(
+            actor, require_id(request.user_id, "user_id"), request.page_size
+        )
+        return pb.ListSuggestionsResponse(
+            suggestions=[
+                pb.Suggestion(user=user_message(user), followed_by_count=followed_by)
+                for user, followed_by in found
+            ]
+        )
+
     async def ListRelations(
         self, request: pb.ListRelationsRequest, context: Context
     ) -> pb.ListRelationsResponse:
@@ -389,6 +406,7 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
         ),
         page_tokens=PageTokens(*settings.page_token_secrets),
         token_ttl=timedelta(seconds=settings.token_ttl_seconds),
+        popular_seconds=settings.suggestions_popular_seconds,
     )
     account_email = AccountEmail(
         users, store, mailer, sessions, RedisMailBudget(redis, settings.rate_limits.mail_per_account)

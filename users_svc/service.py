@@ -26,6 +26,14 @@ from meshkit.errors import (
 from meshkit.pagination import Page, PageTokens, page_size
 from social import Relation, Relations, has_visible_character, interaction_refused, is_hidden
 from users_svc.passwords import PasswordHashing
+from users_svc.suggestions import (
+    FAN_IN,
+    FOLLOWING_SAMPLE,
+    POPULAR_SECONDS,
+    Candidate,
+    PopularAccounts,
+    fill_with_popular,
+)
 
 HANDLE_PATTERN = re.compile(r"[A-Za-z0-9_]{1,15}")
 DISPLAY_NAME_MAX = 50
@@ -156,6 +164,11 @@ class UserStore(Protocol):
     async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]: ...
     async def followers(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
     async def following(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
+    async def friends_of_friends(
+        self, user_id: int, sample: int, fan_in: int, excluded: Sequence[int], limit: int
+    ) -> list[Candidate]: ...
+    async def most_followed(self, limit: int) -> list[int]: ...
+    async def followed_among(self, user_id: int, candidates: Sequence[int]) -> set[int]: ...
 
 
 class SessionCache(Protocol):
@@ -279,10 +292,12 @@ class Users:
         token_ttl: timedelta,
         mailer: Mailer,
         relations_cache: RelationsWriter,
+        popular_seconds: float = POPULAR_SECONDS,
     ) -> None:
         self._mailer = mailer
         self._relations_cache = relations_cache
         self._relations = Relations(relations_cache, self.relations_among)
+        self._popular = PopularAccounts(self._most_followed, seconds=popular_seconds)
         self._store = store
         self._sessions = sessions
         self._tweet_counts = tweet_counts
@@ -479,6 +494,31 @@ class Users:
         await self._require_user(user_id)
         await self._store.unfollow(actor_id, user_id)
         return await self.get_user(user_id)
+
+    async def suggestions(self, actor_id: int, user_id: int, size: int) -> list[tuple[User, int]]:
+        """Who the actor might follow, best first, with how many of the accounts it follows follow
+        each (users_svc.suggestions says how, and what it never suggests)."""
+        if actor_id != user_id:
+            await self._require_user(user_id)
+        require_owner(actor_id, user_id, "see its own suggestions")
+        limit = page_size(size)
+        # Any relation (a block either way, a mute) keeps an account out.
+        related = await self._relations.all(actor_id)
+        ranked = await self._store.friends_of_friends(
+            actor_id, FOLLOWING_SAMPLE, FAN_IN, sorted(related), limit
+        )
+        chosen: list[Candidate] = ranked
+        if len(ranked) < limit:
+            popular = [p for p in await self._popular.get() if p != actor_id and p not in related]
+            followed = await self._store.followed_among(actor_id, popular)
+            chosen = fill_with_popular(ranked, popular, followed, limit)
+        found = await self._store.users_by_id([c.user_id for c in chosen])
+        users = await self._with_tweet_counts([found[c.user_id] for c in chosen if c.user_id in found])
+        followed_by = {c.user_id: c.followed_by for c in chosen}
+        return [(user, followed_by[user.user_id]) for user in users]
+
+    async def _most_followed(self, size: int) -> list[int]:
+        return await self._store.most_followed(size)
 
     async def _require_user(self, user_id: int) -> None:
         if user_id not in await self._store.users_by_id([user_id]):

@@ -20,6 +20,7 @@ from meshkit.settings import (
 )
 from social.limits import ClientRates
 from social.services import DEFAULT_PORTS, read_tweets_addr
+from users_svc.suggestions import POPULAR_SECONDS
 
 SERVICE = "users"
 
@@ -66,6 +67,10 @@ class UsersSettings(Settings):
     mail: MailSettings = setting(read_mail_settings)
     # The first retry of a mail that failed to send; later ones double, up to an hour.
     mail_retry_seconds: float = setting(lambda env: env.number("MAIL_RETRY_SECONDS", 30.0, minimum=0.1))
+    # How old the popular accounts that fill up suggestions may be (users_svc.suggestions).
+    suggestions_popular_seconds: float = setting(
+        lambda env: env.number("SUGGESTIONS_POPULAR_SECONDS", POPULAR_SECONDS, minimum=0)
+    )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> UsersSettings:

@@ -34,6 +34,7 @@ from users_svc.service import (
     TokenMail,
     User,
 )
+from users_svc.suggestions import Candidate
 
 log = logging.getLogger(__name__)
 # Anything Redis may answer to a cache write, and its being down or slow.
@@ -294,6 +295,51 @@ class PostgresUserStore:
                 (user_id, list(candidates)),
             )
             return [int(r[0]) for r in await cur.fetchall()]
+
+    async def friends_of_friends(
+        self, user_id: int, sample: int, fan_in: int, excluded: Sequence[int], limit: int
+    ) -> list[Candidate]:
+        """Accounts followed by the user's `sample` most recent followees (`fan_in` most recent
+        follows of each), most of them first (then more followers, then newest account); never the
+        user, whom it follows, nor `excluded`."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "WITH mine AS (SELECT followee_id FROM follows WHERE follower_id = %(user)s"
+                "  ORDER BY id DESC LIMIT %(sample)s),"
+                " theirs AS (SELECT f.followee_id AS candidate, count(*) AS followed_by FROM mine m"
+                "  CROSS JOIN LATERAL (SELECT followee_id FROM follows WHERE follower_id = m.followee_id"
+                "   ORDER BY id DESC LIMIT %(fan_in)s) f"
+                "  WHERE f.followee_id <> %(user)s AND NOT f.followee_id = ANY(%(excluded)s)"
+                "  GROUP BY f.followee_id)"
+                " SELECT t.candidate, t.followed_by FROM theirs t JOIN users u ON u.id = t.candidate"
+                " WHERE NOT EXISTS (SELECT 1 FROM follows x"
+                "  WHERE x.follower_id = %(user)s AND x.followee_id = t.candidate)"
+                " ORDER BY t.followed_by DESC, u.followers_count DESC, u.id DESC LIMIT %(limit)s",
+                {
+                    "user": user_id,
+                    "sample": sample,
+                    "fan_in": fan_in,
+                    "excluded": list(excluded),
+                    "limit": limit,
+                },
+            )
+            return [Candidate(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+
+    async def most_followed(self, limit: int) -> list[int]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id FROM users ORDER BY followers_count DESC, id DESC LIMIT %s", (limit,)
+            )
+            return [int(r[0]) for r in await cur.fetchall()]
+
+    async def followed_among(self, user_id: int, candidates: Sequence[int]) -> set[int]:
+        """The candidates the user follows."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT followee_id FROM follows WHERE follower_id = %s AND followee_id = ANY(%s)",
+                (user_id, list(candidates)),
+            )
+            return {int(r[0]) for r in await cur.fetchall()}
 
     async def create_session(self, digest: bytes, user_id: int, expire_time: datetime) -> None:
         async with self._pool.connection() as conn:

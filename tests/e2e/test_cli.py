@@ -295,3 +295,13 @@ def test_notifications_from_the_terminal(mesh: Mesh, tmp_path: Path) -> None:
     assert "read up to" in gil.ok("mark-read")
     listed = gil.ok("notifications").splitlines()
     assert listed[0] == "0 unread" and listed[1].startswith(tuple(f"  {n}" for n in names)), listed
+
+
+def test_suggestions_from_the_terminal(mesh: Mesh, tmp_path: Path) -> None:
+    jo, kay, lou = (person(tmp_path, mesh, name) for name in ("jo", "kay", "lou"))
+    for someone in (jo, kay, lou):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    jo.ok("follow", kay.handle)
+    kay.ok("follow", lou.handle)
+    first = jo.ok("suggestions", "--limit", "5").splitlines()[0]
+    assert f"@{lou.handle}" in first and "followed by 1 you follow" in first

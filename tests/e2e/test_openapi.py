@@ -188,6 +188,7 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
         ok("POST", f"/v1/users/{fid}:{verb}", {}, token)
     ok("GET", "/v1/blocks?page_size=5", token=token)
     ok("GET", "/v1/mutes", token=token)
+    ok("GET", f"/v1/users/{uid}/suggestions?page_size=5", token=token)
     ok("GET", "/v1/notifications:unreadCount", token=token)
     listed = ok("GET", "/v1/notifications?page_size=5", token=token).get("groups", [])
     newest = listed[0]["latest_notification_id"] if listed else "1"

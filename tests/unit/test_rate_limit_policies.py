@@ -98,6 +98,7 @@ SIGNED_IN_READS = {
     "ListBlocks",
     "ListMutes",
     "ListBookmarks",
+    "ListSuggestions",
     "ListNotifications",
     "GetUnreadCount",
     "StreamNotifications",

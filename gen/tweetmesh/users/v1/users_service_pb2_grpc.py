@@ -154,6 +154,11 @@ class UserServiceStub:
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesResponse.FromString,
                 _registered_method=True)
+        self.ListSuggestions = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/ListSuggestions',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListSuggestionsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListSuggestionsResponse.FromString,
+                _registered_method=True)
         self.BatchGetUsers = channel.unary_unary(
                 '/tweetmesh.users.v1.UserService/BatchGetUsers',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BatchGetUsersRequest.SerializeToString,
@@ -367,6 +372,17 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSuggestions(self, request, context):
+        """Who to follow (owner only): accounts followed by many of the accounts the caller follows
+        (friends of friends, most in common first), then popular accounts (most followers first);
+        never the caller, anyone it follows, blocks, is blocked by or mutes. The cost is bounded
+        whatever the caller follows: the follows of its 200 most recent followees are counted, 100 of
+        each (their most recent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BatchGetUsers(self, request, context):
         """Internal: many users at once; unknown ids are left out of the answer.
         """
@@ -534,6 +550,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.ListMutes,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesResponse.SerializeToString,
+            ),
+            'ListSuggestions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSuggestions,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListSuggestionsRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListSuggestionsResponse.SerializeToString,
             ),
             'BatchGetUsers': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchGetUsers,
@@ -1197,6 +1218,33 @@ class UserService:
             '/tweetmesh.users.v1.UserService/ListMutes',
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesRequest.SerializeToString,
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSuggestions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/ListSuggestions',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListSuggestionsRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListSuggestionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -100,6 +100,13 @@ class UserServiceStub:
     """The accounts the caller blocks, most recent block first."""
     ListMutes: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListMutesRequest, _users_service_pb2.ListMutesResponse]
     """The accounts the caller mutes, most recent mute first."""
+    ListSuggestions: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListSuggestionsRequest, _users_service_pb2.ListSuggestionsResponse]
+    """Who to follow (owner only): accounts followed by many of the accounts the caller follows
+    (friends of friends, most in common first), then popular accounts (most followers first);
+    never the caller, anyone it follows, blocks, is blocked by or mutes. The cost is bounded
+    whatever the caller follows: the follows of its 200 most recent followees are counted, 100 of
+    each (their most recent).
+    """
     BatchGetUsers: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.BatchGetUsersRequest, _users_service_pb2.BatchGetUsersResponse]
     """Internal: many users at once; unknown ids are left out of the answer."""
     AuthenticateToken: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokenRequest, _users_service_pb2.AuthenticateTokenResponse]
@@ -189,6 +196,13 @@ class UserServiceAsyncStub(UserServiceStub):
     """The accounts the caller blocks, most recent block first."""
     ListMutes: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListMutesRequest, _users_service_pb2.ListMutesResponse]  # type: ignore[assignment]
     """The accounts the caller mutes, most recent mute first."""
+    ListSuggestions: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListSuggestionsRequest, _users_service_pb2.ListSuggestionsResponse]  # type: ignore[assignment]
+    """Who to follow (owner only): accounts followed by many of the accounts the caller follows
+    (friends of friends, most in common first), then popular accounts (most followers first);
+    never the caller, anyone it follows, blocks, is blocked by or mutes. The cost is bounded
+    whatever the caller follows: the follows of its 200 most recent followees are counted, 100 of
+    each (their most recent).
+    """
     BatchGetUsers: _aio.UnaryUnaryMultiCallable[_users_service_pb2.BatchGetUsersRequest, _users_service_pb2.BatchGetUsersResponse]  # type: ignore[assignment]
     """Internal: many users at once; unknown ids are left out of the answer."""
     AuthenticateToken: _aio.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokenRequest, _users_service_pb2.AuthenticateTokenResponse]  # type: ignore[assignment]
@@ -413,6 +427,19 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_users_service_pb2.ListMutesResponse, _abc.Awaitable[_users_service_pb2.ListMutesResponse]]:
         """The accounts the caller mutes, most recent mute first."""
+
+    @_abc_1.abstractmethod
+    def ListSuggestions(
+        self,
+        request: _users_service_pb2.ListSuggestionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.ListSuggestionsResponse, _abc.Awaitable[_users_service_pb2.ListSuggestionsResponse]]:
+        """Who to follow (owner only): accounts followed by many of the accounts the caller follows
+        (friends of friends, most in common first), then popular accounts (most followers first);
+        never the caller, anyone it follows, blocks, is blocked by or mutes. The cost is bounded
+        whatever the caller follows: the follows of its 200 most recent followees are counted, 100 of
+        each (their most recent).
+        """
 
     @_abc_1.abstractmethod
     def BatchGetUsers(
