@@ -30,8 +30,14 @@ from tweetmesh_cli.config import Config, Session, config_path
 
 DEFAULT_TARGET = "127.0.0.1:8080"
 TIMEOUT_SECONDS = 15.0
-# A broken live stream is reopened after this long, from the last tweet seen.
+# A broken live stream is reopened after this long (doubling up to RECONNECT_MAX_SECONDS while
+# it keeps failing, or after the server's RetryInfo delay), from the last tweet seen.
 RECONNECT_SECONDS = 1.0
+RECONNECT_MAX_SECONDS = 30.0
+# A watch reconnects after these: the mesh restarting or refusing for now (UNAVAILABLE, a limit's
+# RESOURCE_EXHAUSTED), or a CANCELLED this side did not cause (the server gave up on a call it
+# had not accepted in time: a failed open, not the end of the stream).
+RECONNECT_ON = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
 SEEN_REMEMBERED = 1000
 
 
@@ -301,14 +307,37 @@ def _stream(client: Client, since: str) -> Iterator[timeline_pb.StreamHomeTimeli
     return client.timeline.StreamHomeTimeline(request, metadata=client.auth())
 
 
+def _reconnect_after(error: grpc.RpcError, since: str) -> tuple[float | None, str]:
+    """(the server's RetryInfo delay, if any; where to resume: the server's resume point, if it
+    gave one, else `since`) after a broken stream."""
+    delay = next(
+        (
+            d.retry_delay.ToTimedelta().total_seconds()
+            for d in error_details(error, error_details_pb2.RetryInfo)
+        ),
+        None,
+    )
+    resume = next(
+        (
+            i.metadata["since_tweet_id"]
+            for i in error_details(error, error_details_pb2.ErrorInfo)
+            if i.metadata.get("since_tweet_id")
+        ),
+        since,
+    )
+    return delay, resume
+
+
 def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    """Prints tweets as they arrive; after a break (a service restarting, the network) reconnects,
-    replaying from the last tweet seen, until Ctrl-C."""
+    """Prints tweets as they arrive; after a break (a service restarting, the network, a failed
+    open) reconnects, replaying from the last tweet seen, until Ctrl-C."""
     since = args.since or ""
     seen: dict[str, None] = {}  # insertion-ordered: the oldest goes first
     out.write(f"watching @{client.session().handle}'s home timeline (Ctrl-C to stop)\n")
     out.flush()
+    wait = RECONNECT_SECONDS
     while True:
+        told: float | None = None
         try:
             for event in _stream(client, since):
                 kind = event.WhichOneof("event")
@@ -319,7 +348,14 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
                     if len(seen) > SEEN_REMEMBERED:
                         del seen[next(iter(seen))]
                     since = event.tweet.tweet_id
+                    wait = RECONNECT_SECONDS
                     out.write(f"{render_tweet(event.tweet)}\n\n")
+                elif kind == "gap":
+                    out.write(
+                        f"(more tweets came while you were away than a reconnect replays: read the ones"
+                        f" before {event.gap.before_tweet_id} with"
+                        f" `tweetmesh timeline --page-token {event.gap.page_token}`)\n\n"
+                    )
                 elif kind == "deletion":
                     out.write(f"(tweet {event.deletion.tweet_id} was deleted)\n\n")
                 elif kind == "heartbeat" and args.heartbeats:
@@ -328,11 +364,13 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
             # A live stream has no end: the server closed it because it is stopping.
             out.write("(stream closed by the server; reconnecting)\n")
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE:
+            if error.code() not in RECONNECT_ON:
                 raise
-            out.write(f"(stream interrupted: {error.details()}; reconnecting)\n")
+            told, since = _reconnect_after(error, since)
+            out.write(f"(stream interrupted: {error.code().name.lower()}: {error.details()}; reconnecting)\n")
         out.flush()
-        time.sleep(RECONNECT_SECONDS)
+        time.sleep(told if told is not None else wait)
+        wait = min(wait * 2, RECONNECT_MAX_SECONDS)
 
 
 # ----- the parser
