@@ -7,6 +7,7 @@ TWEETMESH_TARGET, and keeps the login token per target in a 0600 config file (tw
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import sys
@@ -20,6 +21,8 @@ import grpc
 from google.rpc import error_details_pb2
 
 from meshkit.rpc_details import error_details
+from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
+from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -29,6 +32,8 @@ from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
 from tweetmesh_cli.config import Config, Session, config_path
 
 DEFAULT_TARGET = "127.0.0.1:8080"
+# fan-out's internal gRPC port (the admin API), never behind Envoy.
+DEFAULT_FANOUT_TARGET = "127.0.0.1:50053"
 TIMEOUT_SECONDS = 15.0
 # A broken live stream is reopened after this long (doubling up to RECONNECT_MAX_SECONDS while
 # it keeps failing, or after the server's RetryInfo delay), from the last tweet seen.
@@ -373,10 +378,70 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         wait = min(wait * 2, RECONNECT_MAX_SECONDS)
 
 
+@contextlib.contextmanager
+def _fanout(args: argparse.Namespace) -> Iterator[fanout_grpc.FanoutServiceStub]:
+    with grpc.insecure_channel(args.fanout_target) as channel:
+        yield fanout_grpc.FanoutServiceStub(channel)
+
+
+def cmd_dead_letters_list(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """The fan-out events given up on, oldest first: stream, id, why, and the event."""
+    request = fanout_pb.ListDeadLettersRequest(
+        stream=args.stream or "", page_size=args.limit, page_token=args.page_token or ""
+    )
+    with _fanout(args) as fanout:
+        page = fanout.ListDeadLetters(request, timeout=TIMEOUT_SECONDS)
+    if not page.dead_letters:
+        out.write("(no dead letters)\n")
+    for letter in page.dead_letters:
+        event = letter.event or f"(undecodable: {letter.data[:60]!r})"
+        out.write(
+            f"{letter.stream} {letter.dead_letter_id} (entry {letter.entry_id}, {letter.reason}): {event}\n"
+        )
+    if page.next_page_token:
+        out.write(f"more: --page-token {page.next_page_token}\n")
+
+
+def cmd_dead_letters_replay(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Puts dead letters back on their event stream, for fan-out to handle again."""
+    if args.all == bool(args.ids):
+        raise CliError("give the dead-letter ids to replay, or --all")
+    request = fanout_pb.ReplayDeadLettersRequest(stream=args.stream, dead_letter_ids=args.ids, all=args.all)
+    with _fanout(args) as fanout:
+        reply = fanout.ReplayDeadLetters(request, timeout=TIMEOUT_SECONDS)
+    out.write(f"replayed {reply.replayed} dead letter(s) onto {args.stream}\n")
+
+
 # ----- the parser
 
 
 Command = Callable[[Client, argparse.Namespace, TextIO], None]
+
+
+def _admin_commands(commands: Any) -> None:
+    """`tweetmesh admin ...`: what an operator runs against the services' internal ports."""
+    admin = commands.add_parser("admin", help="operate the mesh (its internal ports)").add_subparsers(
+        dest="admin", required=True, metavar="WHAT"
+    )
+    dead = admin.add_parser(
+        "dead-letters", help="fan-out events given up on: list them, replay them once the cause is fixed"
+    )
+    dead.add_argument(
+        "--fanout-target",
+        default=os.environ.get("TWEETMESH_FANOUT_TARGET") or DEFAULT_FANOUT_TARGET,
+        help=f"fanout_svc's gRPC address; env TWEETMESH_FANOUT_TARGET; default {DEFAULT_FANOUT_TARGET}",
+    )
+    actions = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="the dead letters, oldest first")
+    listing.set_defaults(run=cmd_dead_letters_list)
+    listing.add_argument("--stream", help="events:tweets or events:follows (default: both)")
+    listing.add_argument("--limit", type=int, default=20, help="per page (at most 100)")
+    listing.add_argument("--page-token", help="the next page, as printed after a page")
+    replay = actions.add_parser("replay", help="put dead letters back on their event stream")
+    replay.set_defaults(run=cmd_dead_letters_replay)
+    replay.add_argument("--stream", required=True, help="events:tweets or events:follows")
+    replay.add_argument("ids", nargs="*", metavar="DEAD_LETTER_ID", help="as `list` prints them")
+    replay.add_argument("--all", action="store_true", help="every dead letter of the stream")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -453,6 +518,7 @@ def parser() -> argparse.ArgumentParser:
     watch = command("watch", cmd_watch, "your home timeline live, as tweets arrive")
     watch.add_argument("--since", metavar="TWEET_ID", help="first replay what came after this tweet")
     watch.add_argument("--heartbeats", action="store_true", help="show the stream's heartbeats too")
+    _admin_commands(commands)
     return root
 
 
