@@ -20,7 +20,7 @@ from devstack.mesh import Mesh, MeshPorts
 from devstack.redis import start_redis
 from meshkit.streams import StreamConsumer, dead_letter_stream
 from social import FOLLOWS_STREAM, TWEETS_STREAM
-from tests.helpers import Stubs, eventually, held_in_redis, redis_client, rpc_error
+from tests.helpers import Stubs, eventually, fanned_out, held_in_redis, redis_client, rpc_error
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh_cli import cli
@@ -47,6 +47,8 @@ def test_a_dead_lettered_tweet_is_listed_replayed_and_delivered(mesh: Mesh, stub
     stubs.follow(reader, author)
     stubs.home(reader)  # the home timeline exists in Redis: fan-out writes into it
     r = redis_client(mesh.redis_url)
+    # The follow applied first (its rebuild of the reader's timeline would bring the tweet too).
+    eventually(lambda: fanned_out(r, FOLLOWS_STREAM), timeout=20)
     # Fan-out gives up on the tweet's event, as after FANOUT_MAX_DELIVERIES failed attempts: it
     # leaves the event stream unread and waits in the dead-letter stream.
     mesh.stop_service("fanout")
