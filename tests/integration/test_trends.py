@@ -25,10 +25,10 @@ def test_a_burst_of_one_tag_rises_above_a_steady_one_used_more(stubs: Stubs, mes
     started = time.monotonic()
     while time.monotonic() - started < 16:  # the baseline's windows and this one
         beat = time.monotonic()
-        for _ in range(3):
+        for _ in range(4):
             stubs.post(author, f"as every second #{steady}")
         time.sleep(max(0.0, 1 - (time.monotonic() - beat)))
-    for i in range(8):
+    for i in range(6):
         stubs.post(author, f"news {i} #{burst}")
 
     def ranked() -> dict[str, pb.Trend] | None:
