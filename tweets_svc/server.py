@@ -8,15 +8,17 @@ from typing import Any
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
 
 from meshkit.auth import Authenticator
+from meshkit.errors import InvalidArgument
 from meshkit.ids import parse_id, require_id
 from meshkit.outbox import Outbox
-from meshkit.pagination import PageTokens, page_size
+from meshkit.pagination import PageTokens
 from meshkit.protos import timestamp, wire_id
 from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
-from meshkit.streams import Entry, StreamConsumer
+from meshkit.streams import Entry, PoisonEvent, StreamConsumer
 from social import TWEETS_STREAM, MediaPeer, UsersPeer
 from social.limits import READ, READ_SIGNED_IN, WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
@@ -277,8 +279,9 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
 
     async def GetTrends(self, request: pb.GetTrendsRequest, context: Context) -> pb.GetTrendsResponse:
         window = request.window or "1h"
-        limit = min(page_size(request.limit, default=10), TRENDS_MAX)
-        found = await self._trends.ranking(window, time.time(), limit)
+        if request.limit < 0:
+            raise InvalidArgument.field("limit", f"must not be negative, got {request.limit}")
+        found = await self._trends.ranking(window, time.time(), min(request.limit or 10, TRENDS_MAX))
         return pb.GetTrendsResponse(
             trends=[pb.Trend(tag=t.tag, count=t.count, expected=t.expected, score=t.score) for t in found],
             window=window,
@@ -438,11 +441,13 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
     )
 
     async def count_hashtags(entry: Entry) -> None:
-        event = pb.TweetEvent.FromString(entry.fields[b"data"])
+        try:
+            event = pb.TweetEvent.FromString(entry.fields[b"data"])
+        except (KeyError, DecodeError) as error:
+            raise PoisonEvent(f"undecodable tweet event: {error}") from error
+        posted = event.create_time.ToMicroseconds() / 1e6
         deleted = event.kind == pb.TweetEvent.KIND_DELETED
-        await trends.record(
-            list(event.hashtags), event.create_time.ToMicroseconds() / 1e6, delta=-1 if deleted else 1
-        )
+        await trends.record(list(event.hashtags), posted, time.time(), delta=-1 if deleted else 1)
 
     consumer = StreamConsumer(
         redis,

@@ -105,9 +105,12 @@ class TrendCounter:
     def minute_of(self, at_seconds: float) -> int:
         return int(at_seconds // self._minute)
 
-    async def record(self, tags: Sequence[str], at_seconds: float, *, delta: int = 1) -> None:
-        """Counts one tweet's tags (delta -1: takes a deleted tweet's back) in its minute."""
-        if tags:
+    async def record(
+        self, tags: Sequence[str], at_seconds: float, now_seconds: float, *, delta: int = 1
+    ) -> None:
+        """Counts one tweet's tags (delta -1: takes a deleted tweet's back) in its minute; a tweet
+        older than any baseline looks back (an old event read again) is not counted."""
+        if tags and at_seconds * 1000 > now_seconds * 1000 - self._keep_ms:
             key = self._bucket(self.minute_of(at_seconds))
             await self._count(keys=[key], args=[delta, self._keep_ms, self._tags_per_bucket, *tags])
 

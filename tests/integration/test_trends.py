@@ -49,6 +49,8 @@ def test_a_burst_of_one_tag_rises_above_a_steady_one_used_more(stubs: Stubs, mes
     error = rpc_error(lambda: trends(stubs, "2d"))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "window" in str(error.details())
     assert http_call(mesh.ports.envoy, "GET", "/v1/trends?window=forever").status == 400
+    error = rpc_error(lambda: stubs.tweets.GetTrends(pb.GetTrendsRequest(limit=-1), timeout=10))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit" in str(error.details())
 
 
 def test_a_deleted_tweet_takes_its_tags_back(stubs: Stubs) -> None:
