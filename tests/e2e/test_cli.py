@@ -305,3 +305,20 @@ def test_suggestions_from_the_terminal(mesh: Mesh, tmp_path: Path) -> None:
     kay.ok("follow", lou.handle)
     first = jo.ok("suggestions", "--limit", "5").splitlines()[0]
     assert f"@{lou.handle}" in first and "followed by 1 you follow" in first
+
+
+def test_trends_listed_and_a_bad_window_refused(mesh: Mesh, tmp_path: Path) -> None:
+    lee = person(tmp_path, mesh, "lee")
+    lee.ok("signup", lee.handle, "--password-stdin", stdin=PASSWORD)
+    tag = f"cli{secrets.token_hex(3)}"
+    for i in range(4):
+        lee.ok("post", f"#{tag}", str(i))
+
+    def listed() -> str:
+        shown = lee.ok("trends", "--window", "6h", "--limit", "50")  # 36 s in the test mesh
+        assert f"#{tag}" in shown, shown
+        return shown
+
+    assert f"#{tag}  4 tweets (usually 0.0)" in eventually(listed, timeout=10)
+    done = lee.run("trends", "--window", "1y")
+    assert done.returncode == 1 and "window" in done.stderr

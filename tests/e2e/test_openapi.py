@@ -211,7 +211,7 @@ def walk_credential_routes(api: Checker, mesh: Mesh, uid: str, email: str, token
 
 
 def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
-    """Quotes, the lists of them, conversations, bookmarks."""
+    """Quotes, the lists of them, conversations, bookmarks, trends."""
 
     def ok(method: str, path: str, body: Any = None) -> Any:
         response = api.call(method, path, body, token)
@@ -224,6 +224,7 @@ def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
     ok("POST", f"/v1/tweets/{tweet_id}:bookmark", {})
     ok("GET", "/v1/bookmarks")
     ok("POST", f"/v1/tweets/{tweet_id}:unbookmark", {})
+    ok("GET", "/v1/trends?window=15m")
 
 
 def walk_media_routes(api: Checker, token: str) -> None:
