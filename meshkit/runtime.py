@@ -40,6 +40,7 @@ from meshkit.ratelimit import Policies, RateLimitInterceptor
 from meshkit.settings import Networks, Settings, SettingsError
 from meshkit.status import ErrorInterceptor, within
 from meshkit.telemetry import TelemetryInterceptor
+from meshkit.validation import ValidationInterceptor
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=Settings)
@@ -305,12 +306,14 @@ async def serve(settings: S, setup: Setup[S], rate_limits: Policies) -> None:
     runtime = Runtime(settings, limiter)
     server = grpc.aio.server(
         # The first is outermost. Every handler reads the call's metadata and peer as they were
-        # when it started; telemetry sees the status ErrorInterceptor made of any failure; and a
-        # refusal by the rate limits becomes a status like any error.
+        # when it started; telemetry sees the status ErrorInterceptor made of any failure; a request
+        # that breaks its proto's rules is refused before the rate limits read it; and a refusal
+        # by either becomes a status like any error.
         interceptors=[
             CallFactsInterceptor(),
             TelemetryInterceptor(),
             ErrorInterceptor(settings.handler_timeout_seconds),
+            ValidationInterceptor(),
             limiter,
         ],
         options=[

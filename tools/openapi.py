@@ -4,8 +4,11 @@ The descriptor set (gen/tweetmesh.pb) is what Envoy transcodes with, so the spec
 the routes Envoy serves: every RPC with a google.api.http rule, its path and query parameters,
 request body and response, as Envoy's transcoder renders them (proto field names, 64-bit integers
 as strings, enums as names, Timestamps as RFC 3339, every primitive field printed). Errors are the
-google.rpc.Status JSON Envoy sends. `make gen` writes docs/openapi.yaml; `make check-gen` fails when
-it has drifted. Usage: python tools/openapi.py DESCRIPTOR_SET OUT.yaml
+google.rpc.Status JSON Envoy sends. The request rules the protos declare (protovalidate's buf.validate
+options, which the services enforce) become the schema's constraints: required, minLength, maxLength,
+pattern, format, minimum, maximum, enum, minItems, maxItems, uniqueItems; request bodies admit no
+other properties (the transcoder refuses unknown fields). `make gen` writes docs/openapi.yaml;
+`make check-gen` fails when it has drifted. Usage: python tools/openapi.py DESCRIPTOR_SET OUT.yaml
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import yaml
 from google.api import annotations_pb2, http_pb2
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 FieldProto = descriptor_pb2.FieldDescriptorProto
 ROOT_PACKAGE = "tweetmesh."
@@ -95,6 +98,105 @@ _ERROR_STATUSES = {
 }
 
 
+VALIDATE_FILE = "buf/validate/validate.proto"
+# buf.validate rule fields -> JSON Schema keywords, per kind of field.
+_STRING_RULES = {"min_len": "minLength", "max_len": "maxLength", "pattern": "pattern"}
+_STRING_FORMATS = {"email": "email", "uuid": "uuid", "uri": "uri", "hostname": "hostname", "ipv4": "ipv4"}
+_NUMBER_KINDS = ("int32", "uint32", "sint32", "fixed32", "sfixed32", "float", "double")
+_REPEATED_RULES = {"min_items": "minItems", "max_items": "maxItems", "unique": "uniqueItems"}
+
+
+class _Rules:
+    """Reads the buf.validate rules of fields, when the descriptor set has validate.proto."""
+
+    def __init__(self, files: list[descriptor_pb2.FileDescriptorProto]) -> None:
+        self._extension: Any = None
+        if not any(f.name == VALIDATE_FILE for f in files):
+            return
+        pool = descriptor_pool.DescriptorPool()
+        for file in files:  # protoc writes each file after the ones it imports
+            pool.Add(file)
+        self._options = message_factory.GetMessageClass(
+            pool.FindMessageTypeByName("google.protobuf.FieldOptions")
+        )
+        self._extension = pool.FindExtensionByName("buf.validate.field")
+
+    def of(self, field: FieldProto) -> Any:
+        """The field's buf.validate.FieldRules, or None."""
+        if self._extension is None or not field.HasField("options"):
+            return None
+        options = self._options.FromString(field.options.SerializeToString())
+        return options.Extensions[self._extension] if options.HasExtension(self._extension) else None
+
+    @staticmethod
+    def required(rules: Any) -> bool:
+        return rules is not None and rules.required
+
+    @staticmethod
+    def constrain(schema: dict[str, Any], rules: Any) -> dict[str, Any]:
+        """`schema` with the constraints of `rules` (a FieldRules, or the rules of a list's items)."""
+        kind = None if rules is None else rules.WhichOneof("type")
+        if kind is None:
+            return schema
+        typed = getattr(rules, kind)
+        if kind == "repeated":
+            constrained = {**schema, **_keywords(typed, _REPEATED_RULES)}
+            if typed.HasField("items"):
+                constrained["items"] = _Rules.constrain(schema["items"], typed.items)
+            return constrained
+        if kind == "string":
+            constrained = {**schema, **_string_keywords(typed)}
+        elif kind in _NUMBER_KINDS:
+            constrained = {**schema, **_number_keywords(typed)}
+        else:
+            return schema
+        ignore = rules.DESCRIPTOR.fields_by_name["ignore"].enum_type.values_by_number[rules.ignore].name
+        if ignore == "IGNORE_IF_ZERO_VALUE":
+            # The zero value is not checked: "" passes the length rules and any pattern.
+            constrained.pop("minLength", None)
+            if "pattern" in constrained:
+                constrained["pattern"] = f"^$|{constrained['pattern']}"
+        return constrained
+
+
+def _keywords(rules: Any, names: dict[str, str]) -> dict[str, Any]:
+    return {keyword: getattr(rules, name) for name, keyword in names.items() if rules.HasField(name)}
+
+
+def _ascii_pattern(pattern: str) -> str:
+    """`pattern` with each character outside printable ASCII written as a \\uXXXX escape (the same
+    regular expression for ECMA and Python, and readable in the YAML)."""
+    return "".join(ch if " " <= ch <= "~" or ord(ch) > 0xFFFF else f"\\u{ord(ch):04X}" for ch in pattern)
+
+
+def _string_keywords(rules: Any) -> dict[str, Any]:
+    found = _keywords(rules, _STRING_RULES)
+    if "pattern" in found:
+        found["pattern"] = _ascii_pattern(found["pattern"])
+    if rules.HasField("len"):
+        found["minLength"] = found["maxLength"] = rules.len
+    if (well_known := rules.WhichOneof("well_known")) in _STRING_FORMATS:
+        found["format"] = _STRING_FORMATS[well_known]
+    if allowed := list(getattr(rules, "in")):
+        found["enum"] = allowed
+    return found
+
+
+def _number_keywords(rules: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, keyword, exclusive in (
+        ("gte", "minimum", False),
+        ("gt", "minimum", True),
+        ("lte", "maximum", False),
+        ("lt", "maximum", True),
+    ):
+        if rules.HasField(name):
+            found[keyword] = getattr(rules, name)
+            if exclusive:
+                found[f"exclusive{keyword.capitalize()}"] = True
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class _Route:
     verb: str
@@ -133,6 +235,7 @@ class _Spec:
         self._comments: dict[tuple[str, tuple[int, ...]], str] = {}
         self._where: dict[str, tuple[str, tuple[int, ...]]] = {}
         self._files = files
+        self._rules = _Rules(files)
         self.schemas: dict[str, Any] = {}
         for file in files:
             for location in file.source_code_info.location:
@@ -173,9 +276,8 @@ class _Spec:
             single = {"type": "string", "enum": [v.name for v in enum.value]}
         else:
             single = dict(_SCALARS[field.type])
-        if field.label == FieldProto.LABEL_REPEATED:
-            return {"type": "array", "items": single}
-        return single
+        whole = {"type": "array", "items": single} if field.label == FieldProto.LABEL_REPEATED else single
+        return self._rules.constrain(whole, self._rules.of(field))
 
     def ref(self, name: str) -> dict[str, Any]:
         if name not in self.schemas:
@@ -207,13 +309,23 @@ class _Spec:
                 )
             properties[field.name] = schema
         whole: dict[str, Any] = {"type": "object", "properties": properties}
+        required = [f.name for f in message.field if f.name in properties and self._required(f)]
+        if required:
+            whole["required"] = required
         if description := self._comment(name):
             whole = {"description": description, **whole}
         return whole
 
+    def _required(self, field: FieldProto) -> bool:
+        return _Rules.required(self._rules.of(field))
+
     def body_schema(self, name: str, body: str, path_params: list[str]) -> dict[str, Any]:
         if body == "*":
-            return self._message_schema(name, leave_out=frozenset(path_params))
+            # The transcoder refuses a field the request does not have.
+            return {
+                **self._message_schema(name, leave_out=frozenset(path_params)),
+                "additionalProperties": False,
+            }
         field = next(f for f in self._messages[name].field if f.name == body)
         return self._field_schema(field)
 
@@ -224,6 +336,8 @@ class _Spec:
             if field.name in bound or field.type == FieldProto.TYPE_MESSAGE:
                 continue
             param: dict[str, Any] = {"name": field.name, "in": "query", "schema": self._field_schema(field)}
+            if self._required(field):
+                param["required"] = True
             if description := self._comment(name, 2, index):
                 param["description"] = description
             if field.label == FieldProto.LABEL_REPEATED:

@@ -15,17 +15,13 @@ from meshkit.errors import InvalidArgument, NotFound, PermissionDenied, not_foun
 from meshkit.pagination import Page, PageTokens, page_size
 from social import TweetRef, is_public
 
+# The contract (protos/tweetmesh/tweets/v1) holds requests to their rules; these are the ones the
+# service applies itself, to what it stores.
 TEXT_MAX = 280
-REQUEST_ID_MAX = 64
-BATCH_MAX = 1000
-AUTHORS_MAX = 5000
-SEARCH_QUERY_MAX = 200
 TAG_MAX = 100
-_ALLOWED_CONTROLS = {"\n", "\t", "\r"}
 # @handle and #tag as Twitter reads them: not glued to a preceding word character.
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{1,15})(?![A-Za-z0-9_@])")
 _HASHTAG = re.compile(r"(?<![\w#&])#(\w+)")
-_TAG = re.compile(r"^\w+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,54 +162,21 @@ def hashtags_of(text: str) -> list[str]:
 
 
 def normalize_tag(tag: str) -> str:
-    tag = unicodedata.normalize("NFC", tag.removeprefix("#"))
-    if not tag or len(tag) > TAG_MAX or not _TAG.match(tag) or tag.isdigit():
-        raise InvalidArgument.field(
-            "tag", f"must be 1 to {TAG_MAX} letters, digits or underscores, not only digits"
-        )
-    return tag.lower()
-
-
-def validate_query(query: str) -> str:
-    query = unicodedata.normalize("NFC", query).strip()
-    if not query:
-        raise InvalidArgument.field("query", "must not be empty")
-    if len(query) > SEARCH_QUERY_MAX:
-        raise InvalidArgument.field(
-            "query", f"must be at most {SEARCH_QUERY_MAX} characters, got {len(query)}"
-        )
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in query):
-        raise InvalidArgument.field("query", "must not contain control characters")
-    return query
+    """The tag as tweets carry it: without the #, NFC, lowercased. The contract (the protos) says
+    which tags may be asked for; one that no tweet can carry simply has no tweets."""
+    return unicodedata.normalize("NFC", tag.removeprefix("#")).lower()
 
 
 def normalize_text(text: str) -> str:
-    """NFC-normalized text, or INVALID_ARGUMENT on `text` saying what is wrong."""
+    """NFC-normalized text. The contract (the protos) refuses blank text, control characters and
+    more than TEXT_MAX code points as sent; the stored form is NFC, which is longer than the text
+    sent in rare cases (composition exclusions such as U+0958), and is held to TEXT_MAX too."""
     normalized = unicodedata.normalize("NFC", text)
-    if not normalized.strip():
-        raise InvalidArgument.field("text", "must not be empty")
     if len(normalized) > TEXT_MAX:
         raise InvalidArgument.field(
             "text", f"must be at most {TEXT_MAX} characters, got {len(normalized)}", reason="TEXT_TOO_LONG"
         )
-    if any(unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROLS for ch in normalized):
-        raise InvalidArgument.field("text", "must not contain control characters")
-    if any(unicodedata.category(ch) == "Cs" for ch in normalized):
-        raise InvalidArgument.field("text", "must be valid Unicode")
     return normalized
-
-
-def validate_request_id(request_id: str) -> str | None:
-    if request_id == "":
-        return None
-    if len(request_id) > REQUEST_ID_MAX or not request_id.isprintable():
-        raise InvalidArgument.field("request_id", f"must be at most {REQUEST_ID_MAX} printable characters")
-    return request_id
-
-
-def _check_limit(limit: int) -> None:
-    if not 0 < limit <= BATCH_MAX:
-        raise InvalidArgument.field("limit", f"must be 1 to {BATCH_MAX}")
 
 
 class Tweets:
@@ -238,7 +201,7 @@ class Tweets:
             author_id,
             text,
             reply_to_tweet_id,
-            validate_request_id(request_id),
+            request_id or None,
             mentions,
             tuple(hashtags_of(text)),
         )
@@ -375,12 +338,14 @@ class Tweets:
         )
 
     async def search(self, query: str, size: int, token: str) -> Page[Tweet]:
-        query = validate_query(query)
+        """Best match first. A query with no searchable words (only punctuation or words too
+        common to index, like "the") matches nothing."""
+        query = unicodedata.normalize("NFC", query).strip()
         limit = page_size(size)
         scope = f"search:{query}"
         cursor = self._pages.decode(token, scope)
         if not await self._store.searchable(query):
-            raise InvalidArgument.field("query", "has no searchable words", reason="QUERY_NOT_SEARCHABLE")
+            return Page([], "")
         after = None
         if cursor:
             rank, _, tweet_id = cursor.partition(":")
@@ -391,8 +356,6 @@ class Tweets:
         return Page([found[t] for _, t in page.items if t in found], page.next_page_token)
 
     async def batch_get(self, tweet_ids: Sequence[int]) -> list[Tweet]:
-        if len(tweet_ids) > BATCH_MAX:
-            raise InvalidArgument.field("tweet_ids", f"at most {BATCH_MAX} ids at once")
         found = await self._store.by_ids(tweet_ids)
         return [found[t] for t in dict.fromkeys(tweet_ids) if t in found]
 
@@ -405,16 +368,10 @@ class Tweets:
     async def ids_by_authors(
         self, author_ids: Sequence[int], before: int | None, after: int | None, limit: int
     ) -> list[TweetRef]:
-        if len(author_ids) > AUTHORS_MAX:
-            raise InvalidArgument.field("author_ids", f"at most {AUTHORS_MAX} authors at once")
-        _check_limit(limit)
         return await self._store.ids_by_authors(author_ids, before, after, limit)
 
     async def mention_ids(self, user_id: int, before: int | None, after: int | None, limit: int) -> list[int]:
-        _check_limit(limit)
         return await self._store.mentioning(user_id, before, after, limit)
 
     async def tweet_counts(self, author_ids: Sequence[int]) -> dict[int, int]:
-        if len(author_ids) > BATCH_MAX:
-            raise InvalidArgument.field("user_ids", f"at most {BATCH_MAX} ids at once")
         return await self._store.tweet_counts(author_ids)

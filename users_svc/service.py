@@ -18,14 +18,11 @@ from meshkit.auth import Session, new_token, token_digest
 from meshkit.errors import AlreadyExists, InvalidArgument, PermissionDenied, Unauthenticated, not_found
 from meshkit.pagination import Page, PageTokens, page_size
 
+# The contract (protos/tweetmesh/users/v1) holds requests to their rules; these are the ones the
+# service applies itself: handles that can exist (sign-in and mentions look up no other), and
+# the stored bio.
 HANDLE_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,15}$")
-DISPLAY_NAME_MAX = 50
 BIO_MAX = 160
-SEARCH_QUERY_MAX = 50
-HANDLES_MAX = 100
-CANDIDATES_MAX = 10_000
-PASSWORD_MIN = 8
-PASSWORD_MAX = 1024
 ID_PAGE_DEFAULT = 1000
 ID_PAGE_MAX = 10_000
 
@@ -103,47 +100,21 @@ class TweetCounts(Protocol):
     async def tweet_counts(self, user_ids: Sequence[int]) -> dict[int, int]: ...
 
 
-def validate_new_user(handle: str, display_name: str, password: str) -> None:
-    if not HANDLE_PATTERN.match(handle):
-        raise InvalidArgument.field("handle", "must be 1 to 15 letters, digits or underscores")
-    validate_display_name(display_name)
-    validate_password(password, "password")
-
-
-def validate_password(password: str, field: str) -> None:
-    if len(password) < PASSWORD_MIN:
-        raise InvalidArgument.field(field, f"must be at least {PASSWORD_MIN} characters")
-    if len(password) > PASSWORD_MAX:
-        raise InvalidArgument.field(field, f"must be at most {PASSWORD_MAX} characters")
-
-
-def _printable(value: str, field: str, maximum: int) -> str:
-    """`value` if it is 1 to `maximum` printable characters, else INVALID_ARGUMENT on `field`."""
-    if not value:
-        raise InvalidArgument.field(field, "must not be empty")
-    if len(value) > maximum:
-        raise InvalidArgument.field(field, f"must be at most {maximum} characters")
-    if any(not ch.isprintable() for ch in value):
-        raise InvalidArgument.field(field, "must not contain control characters")
-    return value
-
-
-def validate_display_name(display_name: str) -> str:
-    return _printable(display_name, "display_name", DISPLAY_NAME_MAX)
-
-
 def validate_bio(bio: str) -> str:
+    """The bio as stored: NFC, trimmed. The contract (the protos) holds what is sent to BIO_MAX code
+    points without control characters but newlines; NFC lengthens a text in rare cases, and the
+    stored form is held to BIO_MAX too."""
     bio = unicodedata.normalize("NFC", bio).strip()
     if len(bio) > BIO_MAX:
         raise InvalidArgument.field("bio", f"must be at most {BIO_MAX} characters, got {len(bio)}")
-    if any(unicodedata.category(ch) in ("Cc", "Cs") and ch != "\n" for ch in bio):
-        raise InvalidArgument.field("bio", "must not contain control characters")
     return bio
 
 
 def search_prefix(query: str) -> str:
-    prefix = unicodedata.normalize("NFC", query).strip().removeprefix("@").lower()
-    return _printable(prefix, "query", SEARCH_QUERY_MAX)
+    """What a user search looks for: NFC, trimmed, lowercased, without a leading @ (a query of only
+    "@" looks for "@")."""
+    prefix = unicodedata.normalize("NFC", query).strip()
+    return (prefix.removeprefix("@") or prefix).lower()
 
 
 class Users:
@@ -168,7 +139,6 @@ class Users:
 
     async def create_user(self, handle: str, display_name: str, password: str) -> User:
         display_name = display_name.strip() or handle
-        validate_new_user(handle, display_name, password)
         password_hash = await asyncio.to_thread(self._hasher.hash, password)
         try:
             return await self._store.insert_user(handle, display_name, password_hash)
@@ -180,10 +150,6 @@ class Users:
             ) from None
 
     async def login(self, handle: str, password: str) -> LoginResult:
-        if not handle:
-            raise InvalidArgument.field("handle", "is required")
-        if not password:
-            raise InvalidArgument.field("password", "is required")
         found = await self._store.credentials(handle) if HANDLE_PATTERN.match(handle) else None
         verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, password)
         if found is None or not verified:
@@ -209,9 +175,6 @@ class Users:
                 reason="NOT_OWNER",
                 metadata={"field": "user_id"},
             )
-        if not old_password:
-            raise InvalidArgument.field("old_password", "is required")
-        validate_password(new_password, "new_password")
         user = await self.get_user(user_id)
         found = await self._store.credentials(user.handle)
         verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, old_password)
@@ -256,15 +219,13 @@ class Users:
         return user
 
     async def get_user_by_handle(self, handle: str) -> User:
-        found = await self._store.user_by_handle(handle) if HANDLE_PATTERN.match(handle) else None
+        found = await self._store.user_by_handle(handle)
         if found is None:
             raise not_found("user", handle, "handle")
         (user,) = await self._with_tweet_counts([found])
         return user
 
     async def batch_get(self, user_ids: Sequence[int], with_tweet_counts: bool) -> list[User]:
-        if len(user_ids) > 1000:
-            raise InvalidArgument.field("user_ids", "at most 1000 ids at once")
         found = await self._store.users_by_id(user_ids)
         users = [found[u] for u in dict.fromkeys(user_ids) if u in found]
         return await self._with_tweet_counts(users) if with_tweet_counts else users
@@ -282,7 +243,7 @@ class Users:
             await self._require_user(user_id)
             raise PermissionDenied("you can only change your own profile", reason="NOT_OWNER")
         if display_name is not None:
-            display_name = validate_display_name(display_name.strip())
+            display_name = display_name.strip()
         if bio is not None:
             bio = validate_bio(bio)
         await self._store.update_profile(user_id, display_name, bio)
@@ -304,14 +265,10 @@ class Users:
         return Page(users, page.next_page_token)
 
     async def resolve_handles(self, handles: Sequence[str]) -> list[User]:
-        if len(handles) > HANDLES_MAX:
-            raise InvalidArgument.field("handles", f"at most {HANDLES_MAX} at once")
         valid = [h for h in handles if HANDLE_PATTERN.match(h)]
         return await self._store.users_by_handles(valid) if valid else []
 
     async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]:
-        if len(candidates) > CANDIDATES_MAX:
-            raise InvalidArgument.field("candidate_ids", f"at most {CANDIDATES_MAX} at once")
         return await self._store.followers_among(user_id, candidates) if candidates else []
 
     async def follow(self, actor_id: int, user_id: int) -> User:
