@@ -20,7 +20,8 @@ _validator = protovalidate.Validator()
 def _path(violation: protovalidate.Violation) -> str:
     """The violated field as the request names it: `text`, `tweet_ids[3]`, `user.handle`."""
     parts = []
-    for element in violation.proto.field.elements:
+    field = violation.proto.field
+    for element in field.elements if field is not None else ():
         subscript = element.subscript
         parts.append(element.field_name + ("" if subscript is None else f"[{subscript.value!r}]"))
     return ".".join(parts)

@@ -111,6 +111,7 @@ class _Rules:
 
     def __init__(self, files: list[descriptor_pb2.FileDescriptorProto]) -> None:
         self._extension: Any = None
+        self._message_extension: Any = None
         if not any(f.name == VALIDATE_FILE for f in files):
             return
         pool = descriptor_pool.DescriptorPool()
@@ -120,6 +121,10 @@ class _Rules:
             pool.FindMessageTypeByName("google.protobuf.FieldOptions")
         )
         self._extension = pool.FindExtensionByName("buf.validate.field")
+        self._message_options = message_factory.GetMessageClass(
+            pool.FindMessageTypeByName("google.protobuf.MessageOptions")
+        )
+        self._message_extension = pool.FindExtensionByName("buf.validate.message")
 
     def of(self, field: FieldProto) -> Any:
         """The field's buf.validate.FieldRules, or None."""
@@ -127,6 +132,16 @@ class _Rules:
             return None
         options = self._options.FromString(field.options.SerializeToString())
         return options.Extensions[self._extension] if options.HasExtension(self._extension) else None
+
+    def one_of_required(self, message: descriptor_pb2.DescriptorProto) -> list[list[str]]:
+        """The message's rules that exactly one of some fields is set (buf.validate.message oneof)."""
+        if self._extension is None or not message.HasField("options"):
+            return []
+        options = self._message_options.FromString(message.options.SerializeToString())
+        if not options.HasExtension(self._message_extension):
+            return []
+        rules = options.Extensions[self._message_extension]
+        return [list(rule.fields) for rule in rules.oneof if rule.required]
 
     @staticmethod
     def required(rules: Any) -> bool:
@@ -312,6 +327,11 @@ class _Spec:
         required = [f.name for f in message.field if f.name in properties and self._required(f)]
         if required:
             whole["required"] = required
+        for fields in self._rules.one_of_required(message):
+            # Exactly one of them is set: a proto3 string is set when it is not empty.
+            if any(f.type != FieldProto.TYPE_STRING for f in message.field if f.name in fields):
+                raise SystemExit(f"{name}: a oneof rule over fields other than strings is not described yet")
+            whole["oneOf"] = [{"required": [f], "properties": {f: {"minLength": 1}}} for f in fields]
         if description := self._comment(name):
             whole = {"description": description, **whole}
         return whole

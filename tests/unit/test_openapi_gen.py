@@ -77,10 +77,17 @@ message RuledRequest {
   string name = 2 [(buf.validate.field) = {required: true, string: {min_len: 2, max_len: 5}}];
   string code = 3 [(buf.validate.field).string.len = 4];
   string email = 4 [(buf.validate.field).string.email = true];
-  string optional_id = 5 [(buf.validate.field) = {string: {pattern: "^[0-9]+$", min_len: 3}, ignore: IGNORE_IF_ZERO_VALUE}];
-  string hidden = 6 [(buf.validate.field).string.pattern = "^[^\u200B]*$"];
+  string optional_id = 5 [(buf.validate.field) = {
+    string: {pattern: "^[0-9]+$", min_len: 3}
+    ignore: IGNORE_IF_ZERO_VALUE
+  }];
+  string hidden = 6 [(buf.validate.field).string.pattern = "^[^\u200b]*$"];
   int32 size = 7 [(buf.validate.field).int32 = {gte: 0, lt: 100}];
-  repeated string ids = 8 [(buf.validate.field).repeated = {max_items: 3, unique: true, items: {string: {max_len: 2}}}];
+  repeated string ids = 8 [(buf.validate.field).repeated = {
+    max_items: 3
+    unique: true
+    items: {string: {max_len: 2}}
+  }];
   string kind = 9 [(buf.validate.field).string = {in: ["a", "b"]}];
 }
 

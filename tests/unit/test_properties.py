@@ -15,9 +15,9 @@ from meshkit.errors import InvalidArgument, Unauthenticated
 from meshkit.ids import MAX_ID, parse_id
 from meshkit.pagination import MAX_PAGE_SIZE, PageTokens, page_size
 from meshkit.validation import violations
-from tweets_svc.service import TEXT_MAX, normalize_text
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
+from tweets_svc.service import TEXT_MAX, normalize_text
 from users_svc.service import HANDLE_PATTERN
 
 # CreateTweetRequest.request_id's max_len in the contract.

@@ -11,9 +11,9 @@ from meshkit.errors import InvalidArgument, NotFound, Unauthenticated
 from meshkit.ids import id_at, parse_id, time_of
 from meshkit.status import as_domain_error, status_of
 from meshkit.validation import check, violations
-from tweets_svc.service import TEXT_MAX, normalize_text
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
+from tweets_svc.service import TEXT_MAX, normalize_text
 
 
 @pytest.mark.parametrize(
