@@ -65,9 +65,10 @@ test: check-gen lint bench-tools-if-root
 	$(PY) -m pytest -p no:cacheprovider -ra tests
 
 ## fuzz: the long fuzz run: 10,000 generated HTTP requests through Envoy, 10,000 gRPC requests to
-##       every service (internal RPCs too), and the property tests with more examples (media: 3,000 damaged files).
+##       every service (internal RPCs too), schemathesis with 200 cases per operation and phase, and the
+##       property tests with more examples (media: 3,000 damaged files).
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=10000 $(PY) -m pytest -p no:cacheprovider -ra tests/fuzz tests/unit/test_properties.py tests/unit/test_media_properties.py
+	FUZZ_EXAMPLES=10000 SCHEMATHESIS_EXAMPLES=200 $(PY) -m pytest -p no:cacheprovider -ra tests/fuzz tests/unit/test_properties.py tests/unit/test_media_properties.py
 
 BENCH_SIZE ?= small
 BENCH_TOOLS := h2load:nghttp2-client wrk:wrk redis-benchmark:redis-tools

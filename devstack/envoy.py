@@ -6,7 +6,8 @@ descriptor set it transcodes with, each by its exact gRPC path; anything else ge
 last route (404 / UNIMPLEMENTED). The template holds one route per kind of RPC (its metadata
 `tweetmesh.kind`: `read`, `write`, `stream`); rendering replaces each with a copy per public RPC of
 that kind (its path and cluster: `tweetmesh.<cluster>.v1`), so a new RPC with an HTTP route is
-routed and a new internal one is not.
+routed and a new internal one is not. The template's route `method-not-allowed` is repeated for each
+path of the HTTP/JSON API: a method the path does not take is 405 with the ones it takes (Allow).
 
 In a container: `python -m devstack.envoy --listen 0.0.0.0:8080 --metrics 0.0.0.0:9902
 --upstream users=users:50051 --upstream tweets=tweets:50052 --upstream timeline=timeline:50054`
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from google.api import annotations_pb2
+from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
 from devstack import binaries
@@ -49,6 +52,7 @@ _LOCAL_RATE_LIMIT = ".local_ratelimit.v3.LocalRateLimit"
 # The kinds of public RPC: a route of the template with one of these in its metadata `tweetmesh.kind`
 # stands for every public RPC of that kind.
 ROUTE_KINDS = ("read", "write", "stream")
+METHOD_NOT_ALLOWED = "method-not-allowed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,80 @@ def public_rpcs(descriptor_set: bytes) -> list[PublicRpc]:
                     kind = "read" if verb == "get" else "write"
                 found.append(PublicRpc(f"/{full_name}/{method.name}", full_name, cluster, kind))
     return found
+
+
+def http_paths(descriptor_set: bytes) -> dict[str, list[str]]:
+    """Each path template of the HTTP/JSON API ("/v1/tweets/{tweet_id}") and the methods it takes
+    ("GET", "DELETE"), from the google.api.http rules (additional bindings too)."""
+    paths: dict[str, list[str]] = {}
+
+    def add(rule: http_pb2.HttpRule) -> None:
+        verb = rule.WhichOneof("pattern")
+        if verb == "custom":
+            paths.setdefault(rule.custom.path, []).append(rule.custom.kind.upper())
+        elif verb is not None:
+            paths.setdefault(getattr(rule, verb), []).append(verb.upper())
+        for binding in rule.additional_bindings:
+            add(binding)
+
+    for file in descriptor_pb2.FileDescriptorSet.FromString(descriptor_set).file:
+        if file.package.startswith(API_PACKAGE):
+            for service in file.service:
+                for method in service.method:
+                    if method.options.HasExtension(annotations_pb2.http):
+                        add(method.options.Extensions[annotations_pb2.http])
+    return {path: list(dict.fromkeys(verbs)) for path, verbs in paths.items()}
+
+
+def path_regex(template: str) -> str:
+    """The RE2 expression matching the paths of a google.api.http template: a variable is one path
+    segment ({id}, {id=*}) or the rest of the path ({name=**})."""
+    parts, end = [], 0
+    for variable in re.finditer(r"\{[^}=]+(?:=([^}]*))?\}", template):
+        parts.append(re.escape(template[end : variable.start()]))
+        parts.append(".+" if "**" in (variable.group(1) or "") else "[^/]+")
+        end = variable.end()
+    parts.append(re.escape(template[end:]))
+    return "^" + "".join(parts) + "$"
+
+
+def _is_query_mapper(mapper: Any) -> bool:
+    return "tweetmesh.local_reply.query" in json.dumps(mapper.get("filter", {}))
+
+
+def _refuse_other_methods(listener: Any, paths: dict[str, list[str]], template: Path) -> None:
+    """Replaces the route `method-not-allowed`, and the local reply mapper of a QUERY without a
+    content type, with one per path template of the API, the ones with more fixed characters first
+    (/v1/tweets/{id}:like before /v1/tweets/{id}, which matches it too)."""
+    ordered = sorted(paths, key=lambda t: -len(re.sub(r"\{[^}]*\}", "", t)))
+    for manager in _managers(listener, template):
+        mappers = manager.get("local_reply_config", {}).get("mappers", [])
+        found = [i for i, m in enumerate(mappers) if _is_query_mapper(m)]
+        if found:
+            copies = []
+            for path in ordered:
+                copied = copy.deepcopy(mappers[found[0]])
+                filters = copied["filter"]["and_filter"]["filters"]
+                filters[-1]["header_filter"]["header"]["string_match"]["safe_regex"]["regex"] = (
+                    path_regex(path).removesuffix("$") + "(\\?.*)?$"
+                )
+                copied["headers_to_add"][0]["header"]["value"] = ", ".join(paths[path])
+                copies.append(copied)
+            manager["local_reply_config"]["mappers"] = mappers[: found[0]] + copies + mappers[found[0] + 1 :]
+        for host in manager["route_config"]["virtual_hosts"]:
+            routes = host.get("routes", [])
+            found = [i for i, r in enumerate(routes) if r.get("name") == METHOD_NOT_ALLOWED]
+            if not found:
+                continue
+            prototype = routes[found[0]]
+            copies = []
+            for path in ordered:
+                copied = copy.deepcopy(prototype)
+                copied["name"] = f"{METHOD_NOT_ALLOWED} {path}"
+                copied["match"] = {"safe_regex": {"regex": path_regex(path)}}
+                copied["response_headers_to_add"][0]["header"]["value"] = ", ".join(paths[path])
+                copies.append(copied)
+            host["routes"] = routes[: found[0]] + copies + routes[found[0] + 1 :]
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -159,12 +237,12 @@ def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str],
             if kind not in ROUTE_KINDS:
                 routes.append(route)
                 continue
-            if set(route.get("match", {})) != {"path"} or "cluster" not in route.get("route", {}):
+            if "path" not in route.get("match", {}) or "cluster" not in route.get("route", {}):
                 raise DevstackError(f"{template}: route {kind!r} must match a path and route to a cluster")
             for rpc in (rpc for rpc in rpcs if rpc.kind == kind):
                 copied = copy.deepcopy(route)
                 copied["name"] = rpc.path.removeprefix("/")
-                copied["match"] = {"path": rpc.path}
+                copied["match"]["path"] = rpc.path
                 copied["route"]["cluster"] = rpc.cluster
                 routes.append(copied)
         host["routes"] = routes
@@ -237,6 +315,7 @@ def render_envoy_config(
     for name, (host, port) in upstreams.items():
         _set_address(_at(clusters[name], _ENDPOINT, template), port, host)
     _route_public_rpcs(ingress, rpcs, set(clusters), template)
+    _refuse_other_methods(ingress, http_paths(descriptor.read_bytes()), template)
     for manager in _managers(ingress, template):
         manager["xff_num_trusted_hops"] = xff_trusted_hops
         if not enforce_rate_limits:

@@ -6,9 +6,13 @@ request body and response, as Envoy's transcoder renders them (proto field names
 as strings, enums as names, Timestamps as RFC 3339, every primitive field printed). Errors are the
 google.rpc.Status JSON Envoy sends. The request rules the protos declare (protovalidate's buf.validate
 options, which the services enforce) become the schema's constraints: required, minLength, maxLength,
-pattern, format, minimum, maximum, enum, minItems, maxItems, uniqueItems; request bodies admit no
-other properties (the transcoder refuses unknown fields). `make gen` writes docs/openapi.yaml;
-`make check-gen` fails when it has drifted. Usage: python tools/openapi.py DESCRIPTOR_SET OUT.yaml
+pattern, format, minimum, maximum, exclusiveMinimum, exclusiveMaximum, enum, minItems, maxItems,
+uniqueItems, and exactly-one-of rules (oneOf). A required string is at least one character long (proto3
+has no other way to leave it out). OpenAPI 3.1: a request body's property names are not empty (the
+transcoder ignores properties a request does not have, but refuses a nameless one), and a property
+that may be left out may be null (proto3's JSON mapping reads null as not sent). `make gen` writes
+docs/openapi.yaml; `make check-gen` fails when it has drifted.
+Usage: python tools/openapi.py DESCRIPTOR_SET OUT.yaml
 """
 
 from __future__ import annotations
@@ -198,18 +202,8 @@ def _string_keywords(rules: Any) -> dict[str, Any]:
 
 
 def _number_keywords(rules: Any) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for name, keyword, exclusive in (
-        ("gte", "minimum", False),
-        ("gt", "minimum", True),
-        ("lte", "maximum", False),
-        ("lt", "maximum", True),
-    ):
-        if rules.HasField(name):
-            found[keyword] = getattr(rules, name)
-            if exclusive:
-                found[f"exclusive{keyword.capitalize()}"] = True
-    return found
+    names = {"gte": "minimum", "gt": "exclusiveMinimum", "lte": "maximum", "lt": "exclusiveMaximum"}
+    return _keywords(rules, names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +286,14 @@ class _Spec:
         else:
             single = dict(_SCALARS[field.type])
         whole = {"type": "array", "items": single} if field.label == FieldProto.LABEL_REPEATED else single
-        return self._rules.constrain(whole, self._rules.of(field))
+        rules = self._rules.of(field)
+        whole = self._rules.constrain(whole, rules)
+        if _Rules.required(rules):
+            # Required is not the zero value: an empty string or list counts as left out.
+            length = "minItems" if whole.get("type") == "array" else "minLength"
+            if whole.get("type") in ("array", "string") and not whole.get(length):
+                whole = {**whole, length: 1}
+        return whole
 
     def ref(self, name: str) -> dict[str, Any]:
         if name not in self.schemas:
@@ -331,7 +332,9 @@ class _Spec:
             # Exactly one of them is set: a proto3 string is set when it is not empty.
             if any(f.type != FieldProto.TYPE_STRING for f in message.field if f.name in fields):
                 raise SystemExit(f"{name}: a oneof rule over fields other than strings is not described yet")
-            whole["oneOf"] = [{"required": [f], "properties": {f: {"minLength": 1}}} for f in fields]
+            whole["oneOf"] = [
+                {"required": [f], "properties": {f: {"type": "string", "minLength": 1}}} for f in fields
+            ]
         if description := self._comment(name):
             whole = {"description": description, **whole}
         return whole
@@ -341,10 +344,10 @@ class _Spec:
 
     def body_schema(self, name: str, body: str, path_params: list[str]) -> dict[str, Any]:
         if body == "*":
-            # The transcoder refuses a field the request does not have.
+            # The transcoder ignores a property the request does not have, but refuses a nameless one.
             return {
-                **self._message_schema(name, leave_out=frozenset(path_params)),
-                "additionalProperties": False,
+                **_nullable(self._message_schema(name, leave_out=frozenset(path_params))),
+                "propertyNames": {"minLength": 1},
             }
         field = next(f for f in self._messages[name].field if f.name == body)
         return self._field_schema(field)
@@ -446,6 +449,19 @@ class _Spec:
         return path, operation
 
 
+def _nullable(message: dict[str, Any]) -> dict[str, Any]:
+    """A request message's schema in which a field that may be left out may also be null: proto3's
+    JSON mapping reads null as the field's default value, as if it were not sent."""
+    required = set(message.get("required", ()))
+    properties = {
+        name: {**schema, "type": [schema["type"], "null"]}
+        if name not in required and isinstance(schema.get("type"), str)
+        else schema
+        for name, schema in message["properties"].items()
+    }
+    return {**message, "properties": properties}
+
+
 def _error_response(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -460,7 +476,7 @@ def build(descriptor_set: bytes) -> dict[str, Any]:
     spec.ref("google.protobuf.Any")
     schemas = dict(sorted(spec.schemas.items())) | {"google.rpc.Status": _ERROR_SCHEMA}
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": TITLE,
             "version": "v1",

@@ -75,6 +75,7 @@ message GetThingRequest {
 message RuledRequest {
   string ruled_id = 1 [(buf.validate.field).string.pattern = "^[0-9]+$"];
   string name = 2 [(buf.validate.field) = {required: true, string: {min_len: 2, max_len: 5}}];
+  string needed = 10 [(buf.validate.field).required = true];
   string code = 3 [(buf.validate.field).string.len = 4];
   string email = 4 [(buf.validate.field).string.email = true];
   string optional_id = 5 [(buf.validate.field) = {
@@ -170,28 +171,31 @@ def test_validation_rules_become_schema_constraints(tmp_path: Path) -> None:
     (path_param,) = operation["parameters"]
     assert path_param["schema"] == {"type": "string", "pattern": "^[0-9]+$"}
     body = operation["requestBody"]["content"]["application/json"]["schema"]
-    assert body["required"] == ["name"]
-    assert body["additionalProperties"] is False  # the transcoder refuses unknown fields
+    assert body["required"] == ["name", "needed"]
+    # A required string is not empty: proto3 cannot tell an empty one from one left out.
+    assert body["properties"]["needed"] == {"type": "string", "minLength": 1}
+    assert body["propertyNames"] == {"minLength": 1}  # the transcoder refuses a nameless property
     properties = body["properties"]
     assert "ruled_id" not in properties
     assert properties["name"] == {"type": "string", "minLength": 2, "maxLength": 5}
-    assert properties["code"] == {"type": "string", "minLength": 4, "maxLength": 4}
-    assert properties["email"] == {"type": "string", "format": "email"}
+    assert path_param["required"] is True
+    # What may be left out may be null too (proto3 JSON reads null as not sent).
+    assert properties["code"] == {"type": ["string", "null"], "minLength": 4, "maxLength": 4}
+    assert properties["email"] == {"type": ["string", "null"], "format": "email"}
     # An empty value is not checked.
-    assert properties["optional_id"] == {"type": "string", "pattern": "^$|^[0-9]+$"}
+    assert properties["optional_id"] == {"type": ["string", "null"], "pattern": "^$|^[0-9]+$"}
     # Characters outside printable ASCII are escaped, the same expression in ECMA and Python.
-    assert properties["hidden"] == {"type": "string", "pattern": "^[^\\u200B]*$"}
+    assert properties["hidden"] == {"type": ["string", "null"], "pattern": "^[^\\u200B]*$"}
     assert properties["size"] == {
-        "type": "integer",
+        "type": ["integer", "null"],
         "format": "int32",
         "minimum": 0,
-        "maximum": 100,
-        "exclusiveMaximum": True,
+        "exclusiveMaximum": 100,
     }
     assert properties["ids"] == {
-        "type": "array",
+        "type": ["array", "null"],
         "items": {"type": "string", "maxLength": 2},
         "maxItems": 3,
         "uniqueItems": True,
     }
-    assert properties["kind"] == {"type": "string", "enum": ["a", "b"]}
+    assert properties["kind"] == {"type": ["string", "null"], "enum": ["a", "b"]}
