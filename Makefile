@@ -63,13 +63,14 @@ $(ES_STAMP): $(BUF_STAMP)
 	npm install --prefix $(VENV)/npm --no-audit --no-fund --silent --save-exact $(ES_PACKAGES)
 	touch $@
 
-## stubs: Go and TypeScript stubs of the public API into dist/stubs/ (buf.gen.yaml; Go's plugins
-##        are Debian's protoc-gen-go and protoc-gen-go-grpc).
+## stubs: Go and TypeScript stubs of the public API (and of the buf.validate rules its protos
+##        import) into dist/stubs/ (buf.gen.yaml; Go's plugins are Debian's protoc-gen-go and protoc-gen-go-grpc).
 stubs: $(STAMP) $(BUF_STAMP) $(ES_STAMP)
 	@$(PY) tools/gen.py --image $(BUF_IMAGE)
 	rm -rf dist/stubs
 	PATH="$(CURDIR)/$(VENV)/npm/node_modules/.bin:$$PATH" $(BUF) generate '$(BUF_IMAGE)#format=binpb' \
-	  --template buf.gen.yaml --path tweetmesh/users --path tweetmesh/tweets --path tweetmesh/timeline
+	  --template buf.gen.yaml --path tweetmesh/users --path tweetmesh/tweets --path tweetmesh/timeline \
+	  --path buf/validate
 
 ## buf: buf lint (STANDARD) on protos/, and buf breaking against the released contract.
 buf: $(STAMP) $(BUF_STAMP)

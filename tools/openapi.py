@@ -175,6 +175,10 @@ class _Rules:
             constrained.pop("minLength", None)
             if "pattern" in constrained:
                 constrained["pattern"] = f"^$|{constrained['pattern']}"
+            if "format" in constrained:
+                constrained["anyOf"] = [{"maxLength": 0}, {"format": constrained.pop("format")}]
+            if "enum" in constrained:
+                constrained["enum"] = ["", *constrained["enum"]]
         return constrained
 
 
