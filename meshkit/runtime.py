@@ -306,15 +306,17 @@ async def serve(settings: S, setup: Setup[S], rate_limits: Policies) -> None:
     runtime = Runtime(settings, limiter)
     server = grpc.aio.server(
         # The first is outermost. Every handler reads the call's metadata and peer as they were
-        # when it started; telemetry sees the status ErrorInterceptor made of any failure; a request
-        # that breaks its proto's rules is refused before the rate limits read it; and a refusal
-        # by either becomes a status like any error.
+        # when it started; telemetry sees the status ErrorInterceptor made of any failure; the rate
+        # limits count every call, valid or not, and check the token of a call counted per user
+        # first (a write without a live token is UNAUTHENTICATED whatever its fields); then a
+        # request that breaks its proto's rules is refused; a refusal by either becomes a status
+        # like any error.
         interceptors=[
             CallFactsInterceptor(),
             TelemetryInterceptor(),
             ErrorInterceptor(settings.handler_timeout_seconds),
-            ValidationInterceptor(),
             limiter,
+            ValidationInterceptor(),
         ],
         options=[
             ("grpc.keepalive_permit_without_calls", 1),
