@@ -13,7 +13,7 @@ from typing import Protocol
 
 from meshkit.errors import InvalidArgument, NotFound, PermissionDenied, not_found
 from meshkit.pagination import Page, PageTokens, page_size
-from social import TweetRef, is_public
+from social import TweetRef, has_visible_character, is_public
 
 # The contract (protos/tweetmesh/tweets/v1) holds requests to their rules; these are the ones the
 # service applies itself, to what it stores.
@@ -169,9 +169,14 @@ def normalize_tag(tag: str) -> str:
 
 def normalize_text(text: str) -> str:
     """NFC-normalized text. The contract (the protos) refuses blank text, control characters and
-    more than TEXT_MAX code points as sent; the stored form is NFC, which is longer than the text
-    sent in rare cases (composition exclusions such as U+0958), and is held to TEXT_MAX too."""
+    more than TEXT_MAX code points as sent; text of only invisible characters (joiners, marks:
+    social.text says which count) is refused here; the stored form is NFC, which is longer than the
+    text sent in rare cases (composition exclusions such as U+0958), and is held to TEXT_MAX too."""
     normalized = unicodedata.normalize("NFC", text)
+    if not has_visible_character(normalized):
+        raise InvalidArgument.field(
+            "text", "must contain a visible character (not only blanks, joiners or marks)", "TEXT_INVISIBLE"
+        )
     if len(normalized) > TEXT_MAX:
         raise InvalidArgument.field(
             "text", f"must be at most {TEXT_MAX} characters, got {len(normalized)}", reason="TEXT_TOO_LONG"

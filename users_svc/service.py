@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import unicodedata
@@ -11,18 +10,19 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from mail import EmailAddress, InvalidEmailAddress, OutgoingMail, TokenRecord, parse_email_address
 from meshkit.auth import Session, new_token, token_digest
 from meshkit.errors import AlreadyExists, InvalidArgument, PermissionDenied, Unauthenticated, not_found
 from meshkit.pagination import Page, PageTokens, page_size
+from social import has_visible_character
+from users_svc.passwords import PasswordHashing
 
 # The contract (protos/tweetmesh/users/v1) holds requests to their rules; these are the ones the
 # service applies itself: handles that can exist (sign-in and mentions look up no other), and
 # the stored bio.
-HANDLE_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,15}$")
+HANDLE_PATTERN = re.compile(r"[A-Za-z0-9_]{1,15}")
 BIO_MAX = 160
 ID_PAGE_DEFAULT = 1000
 ID_PAGE_MAX = 10_000
@@ -147,6 +147,11 @@ class TweetCounts(Protocol):
     async def tweet_counts(self, user_ids: Sequence[int]) -> dict[int, int]: ...
 
 
+def is_handle(text: str) -> bool:
+    """1 to 15 letters, digits or underscores, and nothing else (a full match: no trailing newline)."""
+    return HANDLE_PATTERN.fullmatch(text) is not None
+
+
 def email_address(text: str, field: str = "email") -> EmailAddress:
     """The valid address in `text`, or INVALID_ARGUMENT on `field` saying why not."""
     try:
@@ -169,6 +174,15 @@ def require_owner(actor_id: int, user_id: int, action: str) -> None:
         raise PermissionDenied(
             f"user_id: a token may only {action}", reason="NOT_OWNER", metadata={"field": "user_id"}
         )
+
+
+def validate_display_name(display_name: str) -> str:
+    """The display name as stored (trimmed). The contract holds its length and characters; one of
+    only invisible characters (joiners, marks: social.text says which count) is refused here."""
+    name = display_name.strip()
+    if not has_visible_character(name):
+        raise InvalidArgument.field("display_name", "must contain a visible character", "TEXT_INVISIBLE")
+    return name
 
 
 def validate_bio(bio: str) -> str:
@@ -195,7 +209,7 @@ class Users:
         store: UserStore,
         sessions: SessionCache,
         tweet_counts: TweetCounts,
-        hasher: PasswordHasher,
+        hashing: PasswordHashing,
         page_tokens: PageTokens,
         token_ttl: timedelta,
         mailer: Mailer,
@@ -204,15 +218,15 @@ class Users:
         self._store = store
         self._sessions = sessions
         self._tweet_counts = tweet_counts
-        self._hasher = hasher
+        self._hashing = hashing
         self._pages = page_tokens
         self._token_ttl = token_ttl
         # Verified against when the handle is unknown, so a miss costs as much as a wrong password.
-        self._dummy_hash = hasher.hash("not a real password")
+        self._dummy_hash = hashing.hasher.hash("not a real password")
 
     async def create_user(self, handle: str, display_name: str, password: str, email: str = "") -> User:
         """A new account; with an email, unverified, and a verification mail on its way."""
-        display_name = display_name.strip() or handle
+        display_name = validate_display_name(display_name) if display_name.strip() else handle
         address = None
         if email.strip():
             valid = email_address(email)
@@ -238,8 +252,8 @@ class Users:
         if email:
             found = await self._store.credentials_by_email(email_address(email).key)
         else:
-            found = await self._store.credentials(handle) if HANDLE_PATTERN.match(handle) else None
-        verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, password)
+            found = await self._store.credentials(handle) if is_handle(handle) else None
+        verified = await self._verify(found.password_hash if found else None, password)
         if found is None or not verified:
             said = "email" if email else "handle"
             raise Unauthenticated(f"{said} or password is wrong", reason="BAD_CREDENTIALS")
@@ -269,21 +283,24 @@ class Users:
         """The account's credentials if `password` is its password, else INVALID_ARGUMENT on `field`."""
         user = await self.get_user(user_id)
         found = await self._store.credentials(user.handle)
-        verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, password)
+        verified = await self._verify(found.password_hash if found else None, password)
         if found is None or not verified:
             raise InvalidArgument.field(field, "does not match the current password", "BAD_PASSWORD")
         return found
 
     async def hash_password(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        return await self._hashing.hash(password)
 
-    def _verify(self, password_hash: str | None, password: str) -> bool:
-        try:
-            return (
-                self._hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
-            )
-        except (VerificationError, InvalidHashError):
-            return False
+    async def _verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether `password` matches; an unknown handle (no hash) costs as much and is false."""
+
+        def verify(candidate: str) -> bool:
+            try:
+                return self._hashing.hasher.verify(password_hash or self._dummy_hash, candidate)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await self._hashing.run(verify, password) and password_hash is not None
 
     async def logout(self, token: str) -> None:
         await self._store.delete_session(token_digest(token))
@@ -311,7 +328,7 @@ class Users:
         return user
 
     async def get_user_by_handle(self, handle: str) -> User:
-        found = await self._store.user_by_handle(handle)
+        found = await self._store.user_by_handle(handle) if is_handle(handle) else None
         if found is None:
             raise not_found("user", handle, "handle")
         (user,) = await self._with_tweet_counts([found])
@@ -335,7 +352,7 @@ class Users:
             await self._require_user(user_id)
         require_owner(actor_id, user_id, "change its own profile")
         if display_name is not None:
-            display_name = display_name.strip()
+            display_name = validate_display_name(display_name)
         if bio is not None:
             bio = validate_bio(bio)
         await self._store.update_profile(user_id, display_name, bio)
@@ -357,7 +374,7 @@ class Users:
         return Page(users, page.next_page_token)
 
     async def resolve_handles(self, handles: Sequence[str]) -> list[User]:
-        valid = [h for h in handles if HANDLE_PATTERN.match(h)]
+        valid = [h for h in handles if is_handle(h)]
         return await self._store.users_by_handles(valid) if valid else []
 
     async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]:

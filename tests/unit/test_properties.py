@@ -15,6 +15,7 @@ from meshkit.errors import InvalidArgument, Unauthenticated
 from meshkit.ids import MAX_ID, parse_id
 from meshkit.pagination import MAX_PAGE_SIZE, PageTokens, page_size
 from meshkit.validation import violations
+from social.text import is_invisible
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 from tweets_svc.service import TEXT_MAX, normalize_text
@@ -32,7 +33,9 @@ TOKENS = PageTokens("property-test-secret")
 
 # Text that hypothesis draws from every Unicode category, with the awkward ones well represented.
 any_text = st.text(st.characters(codec=None), max_size=400) | st.text(
-    st.sampled_from(["a", "\x00", "\n", "\u0301", "\ud800", " ", "😀", "\u202e", "\x7f"]),
+    st.sampled_from(
+        ["a", "\x00", "\n", "\u0301", "\ud800", " ", "😀", "\u202e", "\x7f", "\u200b", "\u2800", "\u3164"]
+    ),
     max_size=300,
 )
 
@@ -56,13 +59,15 @@ def test_tweet_text_the_contract_accepts_is_as_documented_and_stored(text: str) 
         return
     assert 1 <= len(text) <= TEXT_MAX and text.strip()
     assert all(unicodedata.category(c) != "Cc" or c in "\n\t\r" for c in text)
-    # What the contract lets through, the service stores (as NFC), unless NFC makes it longer
-    # than TEXT_MAX (composition exclusions), which it refuses naming the field.
+    # What the contract lets through, the service stores (as NFC), unless NFC makes it longer than
+    # TEXT_MAX (composition exclusions) or it has no visible character, which it refuses naming
+    # the field.
     normalized = unicodedata.normalize("NFC", text)
     try:
         assert normalize_text(text) == normalized
     except InvalidArgument as error:
-        assert error.violations[0].field == "text" and len(normalized) > TEXT_MAX
+        assert error.violations[0].field == "text"
+        assert len(normalized) > TEXT_MAX or all(is_invisible(c) for c in normalized)
 
 
 @BOUNDED
@@ -83,7 +88,7 @@ def test_new_users_the_contract_accepts_are_as_documented(
     if found := violations(request):
         assert {v.field for v in found} <= {"handle", "display_name", "password"}
         return
-    assert HANDLE_PATTERN.match(handle)
+    assert HANDLE_PATTERN.fullmatch(handle)
     assert 8 <= len(password) <= 1024
     assert len(display_name) <= 50 and not any(unicodedata.category(c) == "Cc" for c in display_name)
 
