@@ -33,6 +33,13 @@ TITLE = "tweetmesh public API"
 SERVER = "http://127.0.0.1:8080"
 # The transcoder sends a server stream as one JSON object per line with this content type.
 STREAM_CONTENT_TYPE = "application/json"
+# A google.api.HttpBody body is raw bytes of its own content type, not JSON.
+HTTP_BODY = "google.api.HttpBody"
+
+
+def _raw() -> dict[str, Any]:
+    return {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+
 
 _SCALARS: dict[int, dict[str, Any]] = {
     FieldProto.TYPE_DOUBLE: {"type": "number", "format": "double"},
@@ -108,6 +115,10 @@ _STRING_RULES = {"min_len": "minLength", "max_len": "maxLength", "pattern": "pat
 _STRING_FORMATS = {"email": "email", "uuid": "uuid", "uri": "uri", "hostname": "hostname", "ipv4": "ipv4"}
 _NUMBER_KINDS = ("int32", "uint32", "sint32", "fixed32", "sfixed32", "float", "double")
 _REPEATED_RULES = {"min_items": "minItems", "max_items": "maxItems", "unique": "uniqueItems"}
+_MAP_RULES = {"min_pairs": "minProperties", "max_pairs": "maxProperties"}
+# A message rule (buf.validate.message cel) that at least one of some fields is set, written as
+# `size(this.a) > 0 || size(this.b) > 0`.
+_ANY_OF_TERM = re.compile(r"size\(this\.(\w+)\) > 0")
 
 
 class _Rules:
@@ -147,9 +158,41 @@ class _Rules:
         rules = options.Extensions[self._message_extension]
         return [list(rule.fields) for rule in rules.oneof if rule.required]
 
+    def any_of_required(self, message: descriptor_pb2.DescriptorProto) -> list[list[str]]:
+        """The message's rules that at least one of some fields is set (buf.validate.message cel
+        `size(this.a) > 0 || size(this.b) > 0`); any other CEL rule cannot be described."""
+        if self._extension is None or not message.HasField("options"):
+            return []
+        options = self._message_options.FromString(message.options.SerializeToString())
+        if not options.HasExtension(self._message_extension):
+            return []
+        found = []
+        for rule in options.Extensions[self._message_extension].cel:
+            terms = rule.expression.split(" || ")
+            if not all(_ANY_OF_TERM.fullmatch(term) for term in terms):
+                raise SystemExit(f"{message.name}: the CEL rule {rule.id!r} cannot be described in OpenAPI")
+            found.append([term.removeprefix("size(this.").removesuffix(") > 0") for term in terms])
+        return found
+
     @staticmethod
     def required(rules: Any) -> bool:
         return rules is not None and rules.required
+
+    @staticmethod
+    def _collection(schema: dict[str, Any], kind: str, typed: Any) -> dict[str, Any]:
+        """A list's or a map's schema with its own rules and those of its items, keys and values."""
+        if kind == "repeated":
+            constrained = {**schema, **_keywords(typed, _REPEATED_RULES)}
+            if typed.HasField("items"):
+                constrained["items"] = _Rules.constrain(schema["items"], typed.items)
+            return constrained
+        constrained = {**schema, **_keywords(typed, _MAP_RULES)}
+        if typed.HasField("keys"):
+            constrained["propertyNames"] = _Rules.constrain({"type": "string"}, typed.keys)
+        if typed.HasField("values"):
+            values = schema["additionalProperties"]
+            constrained["additionalProperties"] = _Rules.constrain(values, typed.values)
+        return constrained
 
     @staticmethod
     def constrain(schema: dict[str, Any], rules: Any) -> dict[str, Any]:
@@ -158,11 +201,8 @@ class _Rules:
         if kind is None:
             return schema
         typed = getattr(rules, kind)
-        if kind == "repeated":
-            constrained = {**schema, **_keywords(typed, _REPEATED_RULES)}
-            if typed.HasField("items"):
-                constrained["items"] = _Rules.constrain(schema["items"], typed.items)
-            return constrained
+        if kind in ("map", "repeated"):
+            return _Rules._collection(schema, kind, typed)
         if kind == "string":
             constrained = {**schema, **_string_keywords(typed)}
         elif kind in _NUMBER_KINDS:
@@ -282,7 +322,11 @@ class _Spec:
         if field.type == FieldProto.TYPE_MESSAGE:
             entry = self._messages[field.type_name.lstrip(".")]
             if entry.options.map_entry:
-                return {"type": "object", "additionalProperties": self._field_schema(entry.field[1])}
+                mapped: dict[str, Any] = {
+                    "type": "object",
+                    "additionalProperties": self._field_schema(entry.field[1]),
+                }
+                return self._rules.constrain(mapped, self._rules.of(field))
             single = self.ref(field.type_name.lstrip("."))
         elif field.type == FieldProto.TYPE_ENUM:
             enum = self._enums[field.type_name.lstrip(".")]
@@ -339,6 +383,13 @@ class _Spec:
             whole["oneOf"] = [
                 {"required": [f], "properties": {f: {"type": "string", "minLength": 1}}} for f in fields
             ]
+        for fields in self._rules.any_of_required(message):
+            # At least one of them is set: a string or list is set when it is not empty.
+            repeated = {f.name for f in message.field if f.label == FieldProto.LABEL_REPEATED}
+            whole["anyOf"] = [
+                {"required": [f], "properties": {f: {"minItems" if f in repeated else "minLength": 1}}}
+                for f in fields
+            ]
         if description := self._comment(name):
             whole = {"description": description, **whole}
         return whole
@@ -371,6 +422,17 @@ class _Spec:
                 param["explode"] = True
             params.append(param)
         return params
+
+    def field_type(self, message: str, field_name: str) -> str:
+        """The message type of a top-level field ("" for a scalar, or no such field: "*")."""
+        return next(
+            (f.type_name.lstrip(".") for f in self._messages[message].field if f.name == field_name), ""
+        )
+
+    def _result(self, response: str, route: _Route) -> dict[str, Any]:
+        if route.response_body:
+            return self.field_schema(response, route.response_body)
+        return self.ref(response)
 
     def field_schema(self, message: str, field_name: str) -> dict[str, Any]:
         top = field_name.split(".", maxsplit=1)[0]
@@ -430,21 +492,27 @@ class _Spec:
         if parameters:
             operation["parameters"] = parameters
         if route.body:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": self.body_schema(request, route.body, names)}},
-            }
-        if route.response_body:
-            result = self.field_schema(response, route.response_body)
-        else:
-            result = self.ref(response)
-        if method.server_streaming:
+            if self.field_type(request, route.body) == HTTP_BODY:
+                content: dict[str, Any] = _raw()
+            elif method.client_streaming:
+                # A client stream through the transcoder: a JSON array of the messages, in order.
+                schema = self.body_schema(request, route.body, names)
+                content = {"application/json": {"schema": {"type": "array", "items": schema}}}
+            else:
+                content = {"application/json": {"schema": self.body_schema(request, route.body, names)}}
+            operation["requestBody"] = {"required": True, "content": content}
+        if route.response_body and self.field_type(response, route.response_body) == HTTP_BODY:
+            ok = {"description": "The bytes, with their own Content-Type.", "content": _raw()}
+        elif method.server_streaming:
             ok = {
                 "description": "A stream of newline-delimited JSON objects, one per event.",
-                "content": {STREAM_CONTENT_TYPE: {"schema": result}},
+                "content": {STREAM_CONTENT_TYPE: {"schema": self._result(response, route)}},
             }
         else:
-            ok = {"description": "OK", "content": {"application/json": {"schema": result}}}
+            ok = {
+                "description": "OK",
+                "content": {"application/json": {"schema": self._result(response, route)}},
+            }
         operation["responses"] = {
             "200": ok,
             **{code: {"$ref": f"#/components/responses/Error{code}"} for code in _ERROR_STATUSES},

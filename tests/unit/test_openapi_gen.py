@@ -1,7 +1,7 @@
 """tools/openapi.py maps each proto shape to what Envoy's transcoder sends and accepts: 64-bit ints as
 strings, enums as names, maps, repeated fields, well-known types, path and query parameters, a body
-field, additional bindings, and internal RPCs left out; and each buf.validate rule to its schema
-constraint."""
+field, additional bindings, raw bytes (google.api.HttpBody) in and out, a client stream as a JSON
+array, and internal RPCs left out; and each buf.validate rule to its schema constraint."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ syntax = "proto3";
 package tweetmesh.sample.v1;
 import "buf/validate/validate.proto";
 import "google/api/annotations.proto";
+import "google/api/httpbody.proto";
 import "google/protobuf/timestamp.proto";
 
 // Things, for the test.
@@ -41,6 +42,23 @@ service ThingService {
   rpc CreateRuled(RuledRequest) returns (Thing) {
     option (google.api.http) = {post: "/v1/ruled/{ruled_id}" body: "*"};
   }
+  rpc PutPicture(PutPictureRequest) returns (Thing) {
+    option (google.api.http) = {post: "/v1/pictures" body: "picture"};
+  }
+  rpc GetPicture(GetThingRequest) returns (stream GetPictureResponse) {
+    option (google.api.http) = {get: "/v1/pictures/{thing_id}" response_body: "picture"};
+  }
+  rpc PutThings(stream Thing) returns (Thing) {
+    option (google.api.http) = {post: "/v1/things:batch" body: "*"};
+  }
+}
+
+message PutPictureRequest {
+  google.api.HttpBody picture = 1;
+}
+
+message GetPictureResponse {
+  google.api.HttpBody picture = 1;
 }
 
 enum Color {
@@ -140,6 +158,9 @@ def test_routes_parameters_bodies_and_internal_rpcs(tmp_path: Path) -> None:
         "/v1/owners/{owner}/things/{thing_id}",
         "/v1/things/{thing.thing_id}",
         "/v1/ruled/{ruled_id}",
+        "/v1/pictures",
+        "/v1/pictures/{thing_id}",
+        "/v1/things:batch",
     }
     get = paths["/v1/things/{thing_id}"]["get"]
     assert get["operationId"] == "ThingService_GetThing"
@@ -199,3 +220,15 @@ def test_validation_rules_become_schema_constraints(tmp_path: Path) -> None:
         "uniqueItems": True,
     }
     assert properties["kind"] == {"type": ["string", "null"], "enum": ["a", "b"]}
+
+
+def test_raw_bytes_in_and_out_and_a_client_stream_as_an_array(tmp_path: Path) -> None:
+    spec = sample_spec(tmp_path)
+    validate(spec)
+    raw = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+    paths = spec["paths"]
+    assert paths["/v1/pictures"]["post"]["requestBody"]["content"] == raw
+    assert paths["/v1/pictures/{thing_id}"]["get"]["responses"]["200"]["content"] == raw
+    batch = paths["/v1/things:batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert batch["type"] == "array"
+    assert "google.api.HttpBody" not in spec["components"]["schemas"]

@@ -1,11 +1,13 @@
-"""Validation rules for accounts and tweets, ids, and error statuses."""
+"""Validation rules for accounts, tweets and their media, ids, and error statuses."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 
+from media_svc.service import ClaimStatus, claim_status
 from meshkit.auth import bearer_token, new_token
 from meshkit.errors import InvalidArgument, NotFound, RedisOutage, Unauthenticated, is_outage_reply
 from meshkit.ids import id_at, parse_id, time_of
@@ -14,7 +16,7 @@ from meshkit.status import as_domain_error, status_of
 from meshkit.validation import check, violations
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
-from tweets_svc.service import TEXT_MAX, normalize_text
+from tweets_svc.service import TEXT_MAX, normalize_text, validate_media
 from users_svc.service import validate_display_name
 
 
@@ -80,10 +82,12 @@ def test_text_is_counted_in_code_points_and_stored_after_nfc() -> None:
         normalize_text(expanding)
 
 
-@pytest.mark.parametrize("text", ["", "   ", "\n\t", "\u3000\u00a0", "nul\x00byte", "esc\x1b[31m"])
+@pytest.mark.parametrize("text", ["   ", "\n\t", "\u3000\u00a0", "nul\x00byte", "esc\x1b[31m"])
 def test_the_contract_refuses_blank_text_and_control_characters(text: str) -> None:
     (violation,) = violations(tweets_pb.CreateTweetRequest(text=text))
     assert violation.field == "text"
+    (with_media,) = violations(tweets_pb.CreateTweetRequest(text=text, media_ids=["1"]))
+    assert with_media.field == "text"  # what is sent is held to the rules, media or not
 
 
 INVISIBLE = [
@@ -184,6 +188,54 @@ def test_a_peer_that_cannot_answer_now_is_unavailable_not_internal(code: grpc.St
 def test_a_peer_bug_stays_internal() -> None:
     error = grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(), "bug")
     assert as_domain_error(error, "/x/Y").code == grpc.StatusCode.INTERNAL
+
+
+@pytest.mark.parametrize(
+    ("media_ids", "alt_texts", "field"),
+    [
+        ([1], {2: "not posted"}, "alt_texts"),
+        ([1], {1: "x" * 1001}, "alt_texts"),
+        ([1], {1: "bell\x07"}, "alt_texts"),
+    ],
+)
+def test_media_of_a_tweet_is_checked(media_ids: list[int], alt_texts: dict[int, str], field: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        validate_media(media_ids, alt_texts)
+    assert error.value.violations[0].field == field
+
+
+def test_the_contract_holds_a_tweets_media_to_four_each_once_and_needs_text_or_media() -> None:
+    def fields(**request: Any) -> list[str]:
+        return [v.field for v in violations(tweets_pb.CreateTweetRequest(**request))]
+
+    assert fields(media_ids=["1", "2", "3", "4", "5"]) == ["media_ids"]
+    assert fields(media_ids=["1", "1"]) == ["media_ids"]
+    assert fields(media_ids=["1"], alt_texts={"x": "its key is no id"}) == ["alt_texts['x']"]
+    assert fields(media_ids=["1"], alt_texts={"1": "x" * 1001}) == ["alt_texts['1']"]
+    assert fields() == [""]  # neither text nor media: the message's own rule
+    assert fields(media_ids=["1"]) == fields(text="hi") == []
+
+
+def test_media_alt_texts_are_normalized_and_default_to_empty() -> None:
+    assert validate_media([1, 2], {1: " Cafe\u0301\nline two "}) == {1: "Café\nline two", 2: ""}
+    assert normalize_text("  ", may_be_empty=True) == ""  # only a tweet with media has no text
+
+
+@pytest.mark.parametrize(
+    ("owner", "state", "tweet_id", "status"),
+    [
+        (7, "ready", None, ClaimStatus.CLAIMABLE),
+        (8, "ready", None, ClaimStatus.NOT_OWNED),
+        (7, "ready", 99, ClaimStatus.ATTACHED),
+        (7, "uploading", None, ClaimStatus.MISSING),
+        (7, "collecting", None, ClaimStatus.MISSING),
+        (8, "collecting", 99, ClaimStatus.MISSING),  # gone is gone, whoever asks
+    ],
+)
+def test_only_the_owners_ready_unattached_media_is_claimable(
+    owner: int, state: str, tweet_id: int | None, status: ClaimStatus
+) -> None:
+    assert claim_status(owner, 7, state, tweet_id) is status
 
 
 @pytest.mark.parametrize(
