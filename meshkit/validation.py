@@ -17,10 +17,15 @@ from meshkit.interceptors import Handler, HandlerInterceptor
 _validator = protovalidate.Validator()
 
 
-def _path(violation: protovalidate.Violation) -> str:
-    """The violated field as the request names it: `text`, `tweet_ids[3]`, `user.handle`."""
-    parts = []
+def _path(violation: protovalidate.Violation, request: Message) -> str:
+    """The violated field as the request names it: `text`, `tweet_ids[3]`, `user.handle`. A rule of
+    the whole message (buf.validate.message cel) names the field it is about by its id, when its id
+    is a field of the request ("text": text may be empty only with media); else the path is empty."""
     field = violation.proto.field
+    rule_id = violation.proto.rule_id
+    if (field is None or not field.elements) and rule_id in request.DESCRIPTOR.fields_by_name:
+        return rule_id
+    parts = []
     for element in field.elements if field is not None else ():
         subscript = element.subscript
         parts.append(element.field_name + ("" if subscript is None else f"[{subscript.value!r}]"))
@@ -36,7 +41,8 @@ def _printable(text: str) -> str:
 def violations(request: Message) -> tuple[FieldViolation, ...]:
     """Every rule of its proto that `request` breaks, none if it is valid."""
     return tuple(
-        FieldViolation(_path(v), _printable(v.proto.message)) for v in _validator.collect_violations(request)
+        FieldViolation(_path(v, request), _printable(v.proto.message))
+        for v in _validator.collect_violations(request)
     )
 
 
@@ -66,6 +72,17 @@ class ValidationInterceptor(HandlerInterceptor):
             check(request)
             async for response in behavior(request, context):
                 yield response
+
+        return handle
+
+    def wrap_client_stream(self, behavior: Handler, method: str) -> Handler:
+        async def handle(requests: Any, context: Any) -> Any:
+            async def checked() -> AsyncIterator[Any]:
+                async for request in requests:
+                    check(request)
+                    yield request
+
+            return await behavior(checked(), context)
 
         return handle
 

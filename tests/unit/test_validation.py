@@ -212,7 +212,7 @@ def test_the_contract_holds_a_tweets_media_to_four_each_once_and_needs_text_or_m
     assert fields(media_ids=["1", "1"]) == ["media_ids"]
     assert fields(media_ids=["1"], alt_texts={"x": "its key is no id"}) == ["alt_texts['x']"]
     assert fields(media_ids=["1"], alt_texts={"1": "x" * 1001}) == ["alt_texts['1']"]
-    assert fields() == [""]  # neither text nor media: the message's own rule
+    assert fields() == ["text"]  # neither text nor media: the message's own rule, named for text
     assert fields(media_ids=["1"]) == fields(text="hi") == []
 
 
