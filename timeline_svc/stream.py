@@ -24,7 +24,10 @@ _SENT_MAX = 10_000
 
 @dataclass(frozen=True, slots=True)
 class TweetArrived(Generic[T]):
+    """A tweet to send: `live` when it came from the live feed, not replayed from the timeline."""
+
     tweet: T
+    live: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,4 +205,4 @@ class LiveStream(Generic[T]):
         if tweet_id not in found:
             return None
         self._resume.sent(tweet_id)
-        return TweetArrived(found[tweet_id])
+        return TweetArrived(found[tweet_id], live=True)
