@@ -14,18 +14,37 @@ from meshkit.ids import parse_id
 from meshkit.metrics import REGISTRY
 from meshkit.pagination import PageTokens
 from meshkit.protos import now_timestamp
+from meshkit.ratelimit import Cap, Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
 from social import CelebrityRegistry, TweetsPeer, UsersPeer, celebrity_lists, home_timelines
+from social.limits import READ_SIGNED_IN
 from timeline_svc.hydrate import Coalescer
 from timeline_svc.live_hub import LiveHub
 from timeline_svc.service import GlobalTimeline, HomeTimeline
 from timeline_svc.settings import TimelineSettings
-from timeline_svc.stream import Event, Heartbeat, TweetArrived, TweetRemoved
+from timeline_svc.stream import Event, Gap, Heartbeat, TweetArrived, TweetRemoved
 from tweetmesh.timeline.v1 import timeline_service_pb2 as pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as pb_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 
 Context = grpc.aio.ServicerContext[Any, Any]
+SERVICE = pb.DESCRIPTOR.services_by_name["TimelineService"]
+_STREAM_ANYONE = (
+    Limit("stream", Scope.ADDRESS, "stream_open_per_address"),
+    Cap("stream", Scope.ADDRESS, "streams_per_address"),
+    Cap("stream", Scope.PROCESS, "streams_per_process"),
+)
+# Every public RPC must be here, at the rates of TimelineSettings.rate_limits and the caps of its
+# stream_caps (tests/unit/test_rate_limit_policies.py).
+RATE_LIMITS: Policies = {
+    method_name(SERVICE, "GetHomeTimeline"): READ_SIGNED_IN,
+    method_name(SERVICE, "StreamHomeTimeline"): (
+        Limit("stream", Scope.USER, "stream_open_per_user"),
+        Cap("stream", Scope.USER, "streams_per_account"),
+        *_STREAM_ANYONE,
+    ),
+    method_name(SERVICE, "StreamGlobalTimeline"): _STREAM_ANYONE,
+}
 
 DELIVERY_LATENCY = Histogram(
     "tweetmesh_delivery_latency_seconds",
@@ -64,6 +83,14 @@ def _event(event: Event[tweets_pb.Tweet], stream: str) -> dict[str, Any]:
         return {"tweet": event.tweet}
     if isinstance(event, TweetRemoved):
         return {"deletion": pb.TweetDeletion(tweet_id=str(event.tweet_id))}
+    if isinstance(event, Gap):
+        return {
+            "gap": pb.TimelineGap(
+                since_tweet_id=str(event.since),
+                before_tweet_id=str(event.before),
+                page_token=event.page_token,
+            )
+        }
     assert isinstance(event, Heartbeat)
     return {"heartbeat": pb.Heartbeat(time=now_timestamp())}
 
@@ -114,7 +141,8 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
     settings = runtime.settings
     redis = await runtime.redis()
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
-    live = LiveHub(redis)
+    live = LiveHub(redis, confirm_timeout_seconds=settings.rpc_deadline_seconds)
+    runtime.probe("live feed", live.check)
     runtime.on_stopping(live.stopping)
     runtime.on_close(live.close)
     tweets = CoalescingTweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE))
@@ -123,7 +151,7 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
         tweets,
         home_timelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds),
         live,
-        PageTokens(settings.page_token_secret),
+        PageTokens(*settings.page_token_secrets),
         original_of=_original_of,
         heartbeat_seconds=settings.stream_heartbeat_seconds,
         celebrity_lists=celebrity_lists(
@@ -139,5 +167,8 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
         replay_max=settings.home_timeline_max,
     )
     auth = Authenticator(redis, users.session)
+    runtime.limit_rates(
+        redis, auth, settings.rate_limits, settings.trusted_proxies, caps=settings.stream_caps
+    )
     pb_grpc.add_TimelineServiceServicer_to_server(TimelineServicer(home, global_timeline, auth), server)
-    return [pb.DESCRIPTOR.services_by_name["TimelineService"].full_name]
+    return [SERVICE.full_name]

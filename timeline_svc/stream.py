@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -40,7 +40,18 @@ class Heartbeat:
     pass
 
 
-Event = TweetArrived[T] | TweetRemoved | Heartbeat
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """The replay does not reach back to the client's `since`: the tweets after it and before
+    `before` (the oldest replayed, or the newest there is) are not sent; `page_token` reads them
+    from the timeline's list (newest first, down to `since`)."""
+
+    since: int
+    before: int
+    page_token: str
+
+
+Event = TweetArrived[T] | TweetRemoved | Heartbeat | Gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,23 +173,30 @@ class LiveStream(Generic[T]):
     def replay(self, tweets: Sequence[tuple[int, T]]) -> list[Event[T]]:
         """The events that send `tweets` (id and tweet, oldest first), counted as sent."""
         for tweet_id, _ in tweets:
-            self._sent.add(tweet_id)
-            self._resume.sent(tweet_id)
+            self._mark_sent(tweet_id)
         return [TweetArrived(tweet) for _, tweet in tweets]
 
-    async def follow(self, on_celebrity: CelebrityChanged | None = None) -> AsyncIterator[Event[T]]:
-        """Live events, hydrated, with a heartbeat when it is quiet, until the feed ends (then
-        UNAVAILABLE saying where to resume). A tweet arriving twice (on a celebrity's channel and
-        the user's own while the celebrity is promoted or demoted, or from `on_celebrity`) is sent
-        once."""
+    def _mark_sent(self, tweet_id: int) -> None:
+        if len(self._sent) > _SENT_MAX:
+            self._sent.clear()  # bounded memory; only a rare late duplicate could slip through
+        self._sent.add(tweet_id)
+        self._resume.sent(tweet_id)
+
+    async def follow(self, on_celebrity: CelebrityChanged | None = None) -> AsyncGenerator[Event[T]]:
+        """Live events, hydrated, and a heartbeat every `heartbeat_seconds` (on a clock: a busy
+        stream gets them too, and the caller re-checks the stream's token at each), until the feed
+        ends (then UNAVAILABLE saying where to resume). A tweet arriving twice (on a celebrity's
+        channel and the user's own while the celebrity is promoted or demoted, or from
+        `on_celebrity`) is sent once."""
         next_beat = time.monotonic() + self._heartbeat
         while True:
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self._heartbeat
+                yield Heartbeat()
             try:
                 async with asyncio.timeout(max(next_beat - time.monotonic(), 0)):
                     arrived = await self._queue.get()
             except TimeoutError:
-                next_beat = time.monotonic() + self._heartbeat
-                yield Heartbeat()
                 continue
             if isinstance(arrived, FeedEnded):
                 raise stream_ended(arrived, self._resume.as_of(arrived.intact_until))
@@ -195,14 +213,13 @@ class LiveStream(Generic[T]):
                     yield event
 
     async def _arrived(self, tweet_id: int) -> TweetArrived[T] | None:
-        """The event of a live tweet not sent yet, hydrated; None if it was sent or is gone."""
+        """The event of a live tweet not sent yet, hydrated; None if it was sent or is gone. It
+        counts as sent once hydrated: one the owner did not return (not visible yet, or gone) is
+        sent if it arrives again (a redelivery, the other channel of a promotion)."""
         if tweet_id in self._sent:
             return None
-        if len(self._sent) > _SENT_MAX:
-            self._sent.clear()  # bounded memory; only a rare late duplicate could slip through
-        self._sent.add(tweet_id)
         found = await self._fetch([tweet_id])
-        if tweet_id not in found:
+        if tweet_id not in found or tweet_id in self._sent:
             return None
-        self._resume.sent(tweet_id)
+        self._mark_sent(tweet_id)
         return TweetArrived(found[tweet_id], live=True)
