@@ -1,5 +1,6 @@
-"""The shape every server interceptor of the kit shares: wrap each unary and server-streaming
-handler of a call in one function of the interceptor's own (errors, telemetry, call facts)."""
+"""The shape every server interceptor of the kit shares: wrap each unary, server-streaming and
+client-streaming handler of a call in one function of the interceptor's own (errors, telemetry,
+call facts, rate limits)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,17 @@ Handler = Callable[..., Any]
 
 
 class HandlerInterceptor(grpc.aio.ServerInterceptor):
-    """Subclasses say how to wrap a unary and a server-streaming behaviour, given the method name."""
+    """Subclasses say how to wrap a unary, a server-streaming and a client-streaming behaviour (one
+    that reads a stream of requests and answers once: an upload in chunks), given the method name.
+    Bidirectional streams are left as they are: the mesh serves none."""
 
     def wrap_unary(self, behavior: Handler, method: str) -> Handler:
         raise NotImplementedError
 
     def wrap_stream(self, behavior: Handler, method: str) -> Handler:
+        raise NotImplementedError
+
+    def wrap_client_stream(self, behavior: Handler, method: str) -> Handler:
         raise NotImplementedError
 
     def wrap_deserializer(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -42,6 +48,12 @@ class HandlerInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self.wrap_stream(handler.unary_stream, method),
+                request_deserializer=self.wrap_deserializer(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self.wrap_client_stream(handler.stream_unary, method),
                 request_deserializer=self.wrap_deserializer(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
@@ -86,5 +98,11 @@ class CallFactsInterceptor(HandlerInterceptor):
         async def handle(request: Any, context: Any) -> AsyncIterator[Any]:
             async for response in behavior(request, CallFacts(context)):
                 yield response
+
+        return handle
+
+    def wrap_client_stream(self, behavior: Handler, method: str) -> Handler:
+        async def handle(requests: Any, context: Any) -> Any:
+            return await behavior(requests, CallFacts(context))
 
         return handle
