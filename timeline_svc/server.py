@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
+from prometheus_client import Histogram
 
 from meshkit.auth import Authenticator
 from meshkit.ids import parse_id
+from meshkit.metrics import REGISTRY
 from meshkit.pagination import PageTokens
 from meshkit.protos import now_timestamp
 from meshkit.ratelimit import Cap, Limit, Policies, Scope, method_name
@@ -43,6 +46,17 @@ RATE_LIMITS: Policies = {
     method_name(SERVICE, "StreamGlobalTimeline"): _STREAM_ANYONE,
 }
 
+DELIVERY_LATENCY = Histogram(
+    "tweetmesh_delivery_latency_seconds",
+    "Seconds from a tweet's create_time to a live stream sending it, by stream (home, global);"
+    " tweets replayed when a stream opens or resumes are not counted.",
+    ["stream"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+for _stream in ("home", "global"):
+    DELIVERY_LATENCY.labels(_stream)  # served (empty) before the first delivery
+
 
 class CoalescingTweetsPeer(TweetsPeer):
     """tweets_svc, with concurrent hydrations (all the streams a new tweet wakes) merged."""
@@ -59,9 +73,13 @@ def _original_of(tweet: tweets_pb.Tweet) -> int | None:
     return int(tweet.retweet_of_tweet_id) if tweet.retweet_of_tweet_id else None
 
 
-def _event(event: Event[tweets_pb.Tweet]) -> dict[str, Any]:
-    """The oneof field of a stream response (the same for the home and global streams)."""
+def _event(event: Event[tweets_pb.Tweet], stream: str) -> dict[str, Any]:
+    """The oneof field of a stream response (the same for the home and global streams); a live
+    tweet's time from its post to now, when it is sent, goes to DELIVERY_LATENCY."""
     if isinstance(event, TweetArrived):
+        if event.live:
+            posted = event.tweet.create_time.ToNanoseconds() / 1e9
+            DELIVERY_LATENCY.labels(stream).observe(max(time.time() - posted, 0.0))
         return {"tweet": event.tweet}
     if isinstance(event, TweetRemoved):
         return {"deletion": pb.TweetDeletion(tweet_id=str(event.tweet_id))}
@@ -109,14 +127,14 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
                 # UNAUTHENTICATED within a heartbeat of its logout, password change or expiry. Polling
                 # the source of truth cannot miss a revocation the way a pub/sub message can.
                 await self._auth.session(metadata)
-            yield pb.StreamHomeTimelineResponse(**_event(event))
+            yield pb.StreamHomeTimelineResponse(**_event(event, "home"))
 
     async def StreamGlobalTimeline(
         self, request: pb.StreamGlobalTimelineRequest, context: Context
     ) -> AsyncIterator[pb.StreamGlobalTimelineResponse]:
         since = parse_id(request.since_tweet_id, "since_tweet_id", required=False)
         async for event in self._global.stream(since):
-            yield pb.StreamGlobalTimelineResponse(**_event(event))
+            yield pb.StreamGlobalTimelineResponse(**_event(event, "global"))
 
 
 async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> list[str]:

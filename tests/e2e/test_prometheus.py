@@ -19,7 +19,7 @@ import yaml
 
 from devstack.mesh import HOST, SERVICES, Mesh
 from devstack.process import ManagedProcess
-from tests.helpers import Stubs, debian_tool, eventually
+from tests.helpers import LiveStream, Stubs, debian_tool, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "deploy" / "prometheus"
@@ -149,7 +149,14 @@ def _answers(port: int) -> bool:
 def test_every_target_is_up_and_the_key_series_are_there(prometheus: Prometheus, stubs: Stubs) -> None:
     eventually(lambda: prometheus.targets() == dict.fromkeys([*SERVICES, "envoy"], "up"), timeout=60)
     author = stubs.sign_up("prom")
-    stubs.post(author, "scraped")
+    stream = LiveStream(stubs.timeline, None)
+    try:
+        stream.next_event(timeout=10)  # a heartbeat: the global stream is open
+        posted = stubs.post(author, "scraped")
+        while stream.next_tweet(timeout=10).tweet_id != posted.tweet_id:
+            pass  # another test's tweet
+    finally:
+        stream.close()
     stubs.home(author)
     key_series = {
         'grpc_server_handled_total{service="tweets", grpc_method="CreateTweet", grpc_code="OK"}': "tweets",
@@ -162,6 +169,7 @@ def test_every_target_is_up_and_the_key_series_are_there(prometheus: Prometheus,
         'envoy_cluster_membership_healthy{envoy_cluster_name="timeline"}': "envoy",
         'envoy_http_downstream_rq_xx{envoy_http_conn_manager_prefix="ingress"}': "envoy",
         "process_resident_memory_bytes": "timeline",
+        'tweetmesh_delivery_latency_seconds_count{stream="global"} > 0': "timeline",
     }
     for series, service in key_series.items():
         found = eventually(partial(prometheus.query, series), timeout=15)
