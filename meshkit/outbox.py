@@ -2,9 +2,14 @@
 
 A service calls `add` inside the transaction that makes the change, so the event exists if and
 only if the change committed. After the commit it calls `relay` with what `add` returned, which
-XADDs the events at once and deletes their rows. Whatever that misses (Redis down, a crash between
-commit and relay) the sweeper finds and relays later. Consumers may therefore see an event twice
-and must be idempotent; they never miss one.
+XADDs the events at once and deletes their rows once the events are safe. Whatever that misses
+(Redis down, a crash between commit and relay, events not yet safe) the sweeper finds and relays
+later. Consumers may therefore see an event twice and must be idempotent; they never miss one.
+
+Safe means: Redis acknowledged the XADD, and, with `replicas` > 0, that many replicas have it too
+(WAIT), so a failover to one of them keeps it. With one Redis an event is as durable as that
+Redis's own persistence; a Redis that lost it lost the home timelines too, which are rebuilt from
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ import redis.asyncio as aioredis
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from meshkit.errors import DEPENDENCY_ERRORS
+from meshkit.errors import DEPENDENCY_ERRORS, RedisOutage
 
 log = logging.getLogger(__name__)
-
-# Streams keep about this many entries; consumers run far closer to the head than that.
-STREAM_MAXLEN = 100_000
+# How long a relay waits for the replicas to have its events before leaving them to the sweeper.
+REPLICA_WAIT_MS = 1000
+SWEEP_BACKOFF_MAX_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +38,10 @@ class Event:
 
 
 class Outbox:
-    def __init__(self, pool: AsyncConnectionPool, redis: aioredis.Redis) -> None:
+    def __init__(self, pool: AsyncConnectionPool, redis: aioredis.Redis, replicas: int = 0) -> None:
         self._pool = pool
         self._redis = redis
+        self._replicas = replicas
 
     @staticmethod
     async def add(cursor: AsyncCursor[tuple[object, ...]], stream: str, payload: bytes) -> Event:
@@ -50,13 +56,18 @@ class Outbox:
     async def _xadd(self, events: list[Event]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for event in events:
-                pipe.xadd(
-                    event.stream,
-                    {"data": event.payload, "outbox_id": event.outbox_id},
-                    maxlen=STREAM_MAXLEN,
-                    approximate=True,
-                )
-            await pipe.execute()
+                # Untrimmed here: the stream's consumers trim what they have all read
+                # (meshkit.streams), so a backlog is never cut short.
+                pipe.xadd(event.stream, {"data": event.payload, "outbox_id": event.outbox_id})
+            if self._replicas:  # on the same connection: WAIT counts the replicas that have its writes
+                pipe.wait(self._replicas, REPLICA_WAIT_MS)
+            replies = await pipe.execute()
+        if self._replicas:
+            acked = int(replies[-1])
+            if acked < self._replicas:
+                # Not safe yet: the rows stay, and the sweeper relays the events again (a repeat
+                # the consumers ignore) until enough replicas have them.
+                raise RedisOutage(f"NOREPLICAS {acked} of {self._replicas} replicas acknowledged the events")
 
     async def relay(self, events: list[Event]) -> None:
         """Publishes freshly committed events now; on failure the sweeper will."""
@@ -89,10 +100,15 @@ class Outbox:
         return len(events)
 
     async def sweep_forever(self, interval_seconds: float) -> None:
+        """Sweeps every `interval_seconds`; after a failure (a dependency down, replicas missing)
+        the wait doubles up to SWEEP_BACKOFF_MAX_SECONDS."""
+        wait = interval_seconds
         while True:
             try:
                 while await self.sweep_once(older_than_seconds=interval_seconds) > 0:
                     pass
+                wait = interval_seconds
             except DEPENDENCY_ERRORS as error:
                 log.warning("outbox sweep failed; will retry", extra={"error": type(error).__name__})
-            await asyncio.sleep(interval_seconds)
+                wait = min(wait * 2, max(SWEEP_BACKOFF_MAX_SECONDS, interval_seconds))
+            await asyncio.sleep(wait)

@@ -405,7 +405,7 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
     settings = runtime.settings
     pool = await runtime.postgres(settings.database_url, "tweets")
     redis = await runtime.redis()
-    outbox = Outbox(pool, redis)
+    outbox = Outbox(pool, redis, settings.outbox_replicas)
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     media = MediaPeer(runtime.channel(settings.media_addr, MediaPeer.SERVICE))
