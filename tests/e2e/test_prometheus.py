@@ -4,7 +4,6 @@ the alert rules of deploy/prometheus checked and unit-tested with promtool."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import tempfile
 import urllib.parse
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.mesh import HOST, SERVICES, Mesh
+from devstack.mesh import HOST, SERVICES, Mesh, free_port
 from devstack.process import ManagedProcess
 from tests.helpers import LiveStream, Stubs, debian_tool, eventually
 
@@ -85,12 +84,6 @@ def scrape_config(mesh: Mesh) -> dict[str, Any]:
     return config
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 class Prometheus:
     def __init__(self, port: int) -> None:
         self.port = port
@@ -119,7 +112,7 @@ def prometheus(mesh: Mesh) -> Iterator[Prometheus]:
     with tempfile.TemporaryDirectory(prefix="tweetmesh-prometheus-") as folder:
         config = Path(folder) / "prometheus.yml"
         config.write_text(yaml.safe_dump(scrape_config(mesh), sort_keys=False))
-        port = _free_port()
+        port = free_port()
         process = ManagedProcess(
             "prometheus",
             [
