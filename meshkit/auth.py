@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
@@ -79,6 +80,30 @@ async def forget_session(redis: aioredis.Redis, token: str) -> None:
 SessionLookup = Callable[[str], Awaitable[Session | None]]
 
 
+class CallContext(Protocol):
+    """What authenticating a call reads of it: its metadata (a servicer context, or the kit's
+    meshkit.interceptors.CallFacts, whose `memo` keeps what was found for the rest of the call)."""
+
+    def invocation_metadata(self) -> Metadata: ...
+
+
+def session_of(value: bytes) -> Session:
+    """A session as the cache stores it (`<user_id>:<expiry epoch seconds>`)."""
+    user_id, _, expiry = value.decode().partition(":")
+    return Session(int(user_id), datetime.fromtimestamp(int(expiry), tz=UTC))
+
+
+def unexpired(session: Session | None) -> Session:
+    """The session, or UNAUTHENTICATED when there is none or it has expired."""
+    if session is None:
+        raise Unauthenticated(
+            "authorization: the token is unknown, expired or revoked", reason="TOKEN_INVALID"
+        )
+    if session.expire_time <= datetime.now(UTC):
+        raise Unauthenticated("authorization: the token has expired", reason="TOKEN_EXPIRED")
+    return session
+
+
 class Authenticator:
     """Finds the user behind a bearer token: the Redis session cache first, then `lookup` (the
     owner's answer), which is expected to refill the cache."""
@@ -94,18 +119,26 @@ class Authenticator:
         except DEPENDENCY_ERRORS:
             cached = None  # the cache is down; the owner (users_svc, PostgreSQL) still knows
         if cached is not None:
-            user_id, _, expiry = cached.decode().partition(":")
-            session = Session(int(user_id), datetime.fromtimestamp(int(expiry), tz=UTC))
-        else:
-            found = await self._lookup(token)
-            if found is None:
-                raise Unauthenticated(
-                    "authorization: the token is unknown, expired or revoked", reason="TOKEN_INVALID"
-                )
-            session = found
-        if session.expire_time <= datetime.now(UTC):
-            raise Unauthenticated("authorization: the token has expired", reason="TOKEN_EXPIRED")
+            return unexpired(session_of(cached))
+        return await self.from_owner(token)
+
+    async def from_owner(self, token: str) -> Session:
+        """The session as its owner knows it (the cache missed it, or could not be read)."""
+        return unexpired(await self._lookup(token))
+
+    async def caller(self, context: CallContext) -> Session:
+        """The session of the call being served, checked once per call: the rate limits and the
+        handler share the answer (kept in the call's memo when the context has one)."""
+        memo: dict[object, Any] | None = getattr(context, "memo", None)
+        if memo is not None and (known := memo.get(self)) is not None:
+            return known  # type: ignore[no-any-return]
+        session = await self.session(context.invocation_metadata())
+        if memo is not None:
+            memo[self] = session
         return session
+
+    async def caller_id(self, context: CallContext) -> int:
+        return (await self.caller(context)).user_id
 
     async def user_id(self, metadata: Metadata) -> int:
         return (await self.session(metadata)).user_id

@@ -138,6 +138,7 @@ class RateLimitInterceptor(HandlerInterceptor):
     unlimited."""
 
     def __init__(self, policies: Policies) -> None:
+        super().__init__()
         self._policies = policies
         self._limiter: RateLimiter | None = None
         self._auth: Authenticator | None = None
@@ -161,10 +162,9 @@ class RateLimitInterceptor(HandlerInterceptor):
         if self._limiter is None or self._auth is None:
             log.error("rate limits are not bound; refusing a limited call", extra={"method": method})
             raise Internal("internal error", reason="INTERNAL")
-        metadata = context.invocation_metadata()
         buckets = []
         for limit in policy:
-            subject = await self._subject(limit.scope, request, context, metadata)
+            subject = await self._subject(limit.scope, request, context)
             key = f"ratelimit:{limit.bucket}:{limit.scope.value}:{subject}"
             buckets.append((key, self._limiter.rate(limit)))
         wait_ms = await self._limiter.charge(buckets)
@@ -176,17 +176,16 @@ class RateLimitInterceptor(HandlerInterceptor):
                 retry_after_seconds=wait_ms / 1000,
             )
 
-    async def _subject(
-        self, scope: Scope, request: Any, context: grpc.aio.ServicerContext[Any, Any], metadata: Metadata
-    ) -> str:
+    async def _subject(self, scope: Scope, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> str:
         if scope is Scope.USER:
             assert self._auth is not None
-            # The call needs a valid token anyway: an invalid one is refused here, uncharged.
-            return str(await self._auth.user_id(metadata))
+            # The call needs a valid token anyway: an invalid one is refused here, uncharged. The
+            # session found is the handler's too (Authenticator.caller: one check per call).
+            return str(await self._auth.caller_id(context))
         if scope is Scope.HANDLE:
             # Handles are unique ignoring case; anything longer than a handle is not one.
             return str(getattr(request, "handle", ""))[:32].lower()
-        return client_address(context.peer(), metadata, self._trusted_proxies)
+        return client_address(context.peer(), context.invocation_metadata(), self._trusted_proxies)
 
     def wrap_unary(self, behavior: Handler, method: str) -> Handler:
         policy = self._policies.get(method)

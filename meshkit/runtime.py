@@ -33,7 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from meshkit.auth import Authenticator
 from meshkit.healthcheck import LIVENESS
-from meshkit.interceptors import CallFactsInterceptor
+from meshkit.interceptors import CallFactsInterceptor, PreparedResponses
 from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from meshkit.metrics import MetricsServer, forget_pool, forget_redis, watch_pool, watch_redis
 from meshkit.ratelimit import Policies, RateLimitInterceptor
@@ -306,8 +306,11 @@ async def serve(settings: S, setup: Setup[S], rate_limits: Policies) -> None:
     server = grpc.aio.server(
         # The first is outermost. Every handler reads the call's metadata and peer as they were
         # when it started; telemetry sees the status ErrorInterceptor made of any failure; and a
-        # refusal by the rate limits becomes a status like any error.
+        # refusal by the rate limits becomes a status like any error. Each builds its wrapper of a
+        # method once (meshkit.interceptors.HandlerInterceptor), so a call runs the outermost's
+        # lookup and the wrappers, nothing more; PreparedResponses wraps only the serializer.
         interceptors=[
+            PreparedResponses(),
             CallFactsInterceptor(),
             TelemetryInterceptor(),
             ErrorInterceptor(settings.handler_timeout_seconds),

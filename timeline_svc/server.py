@@ -64,7 +64,7 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
     async def GetHomeTimeline(
         self, request: pb.GetHomeTimelineRequest, context: Context
     ) -> pb.GetHomeTimelineResponse:
-        viewer = await self._auth.user_id(context.invocation_metadata())
+        viewer = await self._auth.caller_id(context)
         home = await self._home.page(viewer, request.page_size, request.page_token)
         return pb.GetHomeTimelineResponse(
             tweets=home.page.items, next_page_token=home.page.next_page_token, rebuilding=home.rebuilding

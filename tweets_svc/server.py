@@ -96,11 +96,8 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
 
         return [wire(t) for t in tweets]
 
-    async def _caller(self, context: Context) -> int:
-        return await self._auth.user_id(context.invocation_metadata())
-
     async def CreateTweet(self, request: pb.CreateTweetRequest, context: Context) -> pb.CreateTweetResponse:
-        author_id = await self._auth.user_id(context.invocation_metadata())
+        author_id = await self._auth.caller_id(context)
         reply_to = parse_id(request.reply_to_tweet_id, "reply_to_tweet_id", required=False)
         tweet = await self._tweets.create(author_id, request.text, reply_to, request.request_id)
         (wire,) = await self.hydrate([tweet])
@@ -122,7 +119,9 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
 
     async def DeleteTweet(self, request: pb.DeleteTweetRequest, context: Context) -> pb.DeleteTweetResponse:
-        await self._tweets.delete(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        await self._tweets.delete(
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
+        )
         return pb.DeleteTweetResponse()
 
     async def ListReplies(self, request: pb.ListRepliesRequest, context: Context) -> pb.ListRepliesResponse:
@@ -135,26 +134,28 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
 
     async def Retweet(self, request: pb.RetweetRequest, context: Context) -> pb.RetweetResponse:
         tweet = await self._tweets.retweet(
-            await self._caller(context), require_id(request.tweet_id, "tweet_id")
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
         )
         (wire,) = await self.hydrate([tweet])
         return pb.RetweetResponse(tweet=wire)
 
     async def Unretweet(self, request: pb.UnretweetRequest, context: Context) -> pb.UnretweetResponse:
         tweet = await self._tweets.unretweet(
-            await self._caller(context), require_id(request.tweet_id, "tweet_id")
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
         )
         (wire,) = await self.hydrate([tweet])
         return pb.UnretweetResponse(tweet=wire)
 
     async def LikeTweet(self, request: pb.LikeTweetRequest, context: Context) -> pb.LikeTweetResponse:
-        tweet = await self._tweets.like(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        tweet = await self._tweets.like(
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
+        )
         (wire,) = await self.hydrate([tweet])
         return pb.LikeTweetResponse(tweet=wire)
 
     async def UnlikeTweet(self, request: pb.UnlikeTweetRequest, context: Context) -> pb.UnlikeTweetResponse:
         tweet = await self._tweets.unlike(
-            await self._caller(context), require_id(request.tweet_id, "tweet_id")
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
         )
         (wire,) = await self.hydrate([tweet])
         return pb.UnlikeTweetResponse(tweet=wire)

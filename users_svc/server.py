@@ -91,14 +91,14 @@ class UserServicer(pb_grpc.UserServiceServicer):
         )
 
     async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:
-        await self._auth.session(context.invocation_metadata())
+        await self._auth.caller(context)
         await self._users.logout(bearer_token(context.invocation_metadata()))
         return pb.LogoutResponse()
 
     async def ChangePassword(
         self, request: pb.ChangePasswordRequest, context: Context
     ) -> pb.ChangePasswordResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         result = await self._users.change_password(
             actor, require_id(request.user_id, "user_id"), request.old_password, request.new_password
         )
@@ -115,7 +115,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
         return pb.GetUserByHandleResponse(user=user_message(user))
 
     async def UpdateUser(self, request: pb.UpdateUserRequest, context: Context) -> pb.UpdateUserResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         user = await self._users.update_profile(
             actor,
             require_id(request.user_id, "user_id"),
@@ -146,14 +146,14 @@ class UserServicer(pb_grpc.UserServiceServicer):
         return pb.FilterFollowersResponse(follower_ids=[str(f) for f in followers])
 
     async def FollowUser(self, request: pb.FollowUserRequest, context: Context) -> pb.FollowUserResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         user = await self._users.follow(actor, require_id(request.user_id, "user_id"))
         return pb.FollowUserResponse(user=user_message(user))
 
     async def UnfollowUser(
         self, request: pb.UnfollowUserRequest, context: Context
     ) -> pb.UnfollowUserResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         user = await self._users.unfollow(actor, require_id(request.user_id, "user_id"))
         return pb.UnfollowUserResponse(user=user_message(user))
 
