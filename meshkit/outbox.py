@@ -5,13 +5,19 @@ only if the change committed. After the commit it calls `relay` with what `add` 
 XADDs the events at once and deletes their rows. Whatever that misses (Redis down, a crash between
 commit and relay) the sweeper finds and relays later. Consumers may therefore see an event twice
 and must be idempotent; they never miss one.
+
+A service may have Redis writes ride along in the relay's pipeline: `on_relay` for what each event
+implies wherever it is relayed (by the request or by the sweeper), `relay(..., also=)` for what only
+the request knows (an owner's cache entries: social.caches).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from psycopg import AsyncCursor
@@ -32,10 +38,19 @@ class Event:
     payload: bytes
 
 
+# Adds Redis commands to the relay's pipeline (the pipeline, then the event it relays).
+OnRelay = Callable[[Any, Event], Awaitable[None]]
+# Adds the caller's own Redis commands to the relay's pipeline.
+Also = Callable[[Any], Awaitable[None]]
+
+
 class Outbox:
-    def __init__(self, pool: AsyncConnectionPool, redis: aioredis.Redis) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool, redis: aioredis.Redis, on_relay: OnRelay | None = None
+    ) -> None:
         self._pool = pool
         self._redis = redis
+        self._on_relay = on_relay
 
     @staticmethod
     async def add(cursor: AsyncCursor[tuple[object, ...]], stream: str, payload: bytes) -> Event:
@@ -47,7 +62,7 @@ class Outbox:
         assert row is not None
         return Event(int(row[0]), stream, payload)  # type: ignore[call-overload]
 
-    async def _xadd(self, events: list[Event]) -> None:
+    async def _xadd(self, events: list[Event], also: Also | None = None) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for event in events:
                 pipe.xadd(
@@ -56,14 +71,19 @@ class Outbox:
                     maxlen=STREAM_MAXLEN,
                     approximate=True,
                 )
+                if self._on_relay is not None:
+                    await self._on_relay(pipe, event)
+            if also is not None:
+                await also(pipe)
             await pipe.execute()
 
-    async def relay(self, events: list[Event]) -> None:
-        """Publishes freshly committed events now; on failure the sweeper will."""
+    async def relay(self, events: list[Event], also: Also | None = None) -> None:
+        """Publishes freshly committed events now; on failure the sweeper will. `also` adds the
+        caller's own writes to the same pipeline (lost with it if Redis fails: caches only)."""
         if not events:
             return
         try:
-            await self._xadd(events)
+            await self._xadd(events, also)
             async with self._pool.connection() as conn:
                 await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([e.outbox_id for e in events],))
         except Exception as error:

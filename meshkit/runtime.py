@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 import psycopg
 import redis.asyncio as aioredis
+import uvloop
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -366,4 +367,7 @@ def main(
     except SettingsError as error:
         sys.exit(f"{service}_svc: bad configuration: {error}")
     configure_logging(settings.service, settings.log_level)
-    asyncio.run(serve(settings, setup, rate_limits or {}))
+    # uvloop: the event loop on libuv, measurably less CPU per call than asyncio's own (README,
+    # "Profiling the read and post paths").
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(settings, setup, rate_limits or {}))

@@ -1,4 +1,5 @@
-"""Coalesced hydration: concurrent requests for tweets become one batch call to their owner.
+"""Hydration: tweets as they show, from the owners' caches first (CacheFirst), and coalesced:
+concurrent requests for tweets become one batch read (Coalescer).
 
 When a tweet is published, every open stream of every follower in this process wakes at the same
 moment and asks for that same tweet; one call per stream overloaded tweets_svc (a thousand streams,
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+
+from social.caches import CachedTweet, TweetCacheReader
 
 T = TypeVar("T")
 Fetch = Callable[[Sequence[int]], Awaitable[Mapping[int, T]]]
@@ -67,3 +70,26 @@ class Coalescer(Generic[T]):
             for future in futures:
                 if not future.done():
                     future.set_result(found.get(tweet_id))
+
+
+class OwnerTweets(Protocol):
+    async def tweets(self, tweet_ids: Sequence[int]) -> Mapping[int, Any]:
+        """Hydrated tweets (tweetmesh.tweets.v1.Tweet) by id; unknown or deleted ids are absent."""
+        ...
+
+
+class CacheFirst:
+    """Tweets as they show, from the owners' caches (social.caches), the owner asked only for
+    those the caches miss (its answer fills them for the next read)."""
+
+    def __init__(self, cache: TweetCacheReader, owner: OwnerTweets) -> None:
+        self._cache = cache
+        self._owner = owner
+
+    async def tweets(self, tweet_ids: Sequence[int]) -> dict[int, CachedTweet]:
+        read = await self._cache.read(tweet_ids)
+        if read.missing:
+            for tweet_id, tweet in (await self._owner.tweets(read.missing)).items():
+                original = int(tweet.retweet_of_tweet_id) if tweet.retweet_of_tweet_id else None
+                read.found[tweet_id] = CachedTweet(tweet_id, original, tweet.SerializeToString())
+        return read.found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -16,12 +17,13 @@ from meshkit.protos import now_timestamp, timestamp
 from meshkit.ratelimit import Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
 from social import TweetsPeer
+from social.caches import OwnerCache
 from social.limits import WRITE
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
 from users_svc.service import User, Users
 from users_svc.settings import UsersSettings
-from users_svc.storage import PostgresUserStore, RedisSessionCache
+from users_svc.storage import PostgresUserStore, RedisSessionCache, UserCache
 
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE = pb.DESCRIPTOR.services_by_name["UserService"]
@@ -64,6 +66,11 @@ def user_message(user: User) -> pb.User:
         tweets_count=user.tweets_count,
         bio=user.bio,
     )
+
+
+def cached_user(user: User) -> bytes:
+    """A user as the cache keeps it: without tweets_count, which tweets_svc owns and caches."""
+    return user_message(replace(user, tweets_count=0)).SerializeToString()
 
 
 def follow_event(follower_id: int, followee_id: int, following: bool) -> bytes:
@@ -220,8 +227,9 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
     redis = await runtime.redis()
     outbox = Outbox(pool, redis)
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
+    cache = UserCache(OwnerCache(redis, settings.cache_ttl_seconds), cached_user)
     users = Users(
-        store=PostgresUserStore(pool, outbox, follow_event),
+        store=PostgresUserStore(pool, outbox, follow_event, cache),
         sessions=RedisSessionCache(redis),
         tweet_counts=TweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE)),
         hasher=PasswordHasher(
