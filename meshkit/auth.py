@@ -8,11 +8,12 @@ login and deleted at logout. Other services read that cache and, on a miss, ask 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -121,6 +122,28 @@ class Authenticator:
         if cached is not None:
             return unexpired(session_of(cached))
         return await self.from_owner(token)
+
+    async def sessions(self, tokens: Sequence[str]) -> dict[str, Session | Exception]:
+        """The sessions behind many tokens: one read of the cache for all, the owner asked for
+        those it lacks; a token's failure (UNAUTHENTICATED, the owner unreachable) is its answer."""
+        try:
+            cached: list[bytes | None] = await self._redis.mget([cache_key(t) for t in tokens])  # type: ignore[assignment]
+        except DEPENDENCY_ERRORS:
+            cached = [None] * len(tokens)
+        answers: dict[str, Session | Exception] = {}
+        for token, value in zip(tokens, cached, strict=True):
+            if value is not None:
+                try:
+                    answers[token] = unexpired(session_of(value))
+                except Unauthenticated as error:
+                    answers[token] = error
+        missing = [t for t in tokens if t not in answers]
+        found = await asyncio.gather(*(self.from_owner(t) for t in missing), return_exceptions=True)
+        for token, outcome in zip(missing, found, strict=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome
+            answers[token] = outcome
+        return answers
 
     async def from_owner(self, token: str) -> Session:
         """The session as its owner knows it (the cache missed it, or could not be read)."""

@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from meshkit.auth import Session, token_digest
-from social import LiveMessage, Snapshot, State, TweetRef
+from social import Snapshot, State, TweetRef
 from timeline_svc.stream import Delivery
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 
@@ -219,10 +219,11 @@ class FakeRegistry:
 
 
 class FakeLiveFeed:
-    """timeline_svc's live hub: a subscription's queue holds `events` (in order) and then whatever a
-    test puts in it; `attached` lists the channels streams listened to beside their own."""
+    """timeline_svc's live hub: a subscription's queue holds `events` (in order: messages, and the
+    heartbeats the hub would send) and then whatever a test puts in it; `attached` lists the
+    channels streams listened to beside their own."""
 
-    def __init__(self, events: Iterable[LiveMessage] = ()) -> None:
+    def __init__(self, events: Iterable[Delivery] = ()) -> None:
         self.events = list(events)
         self.attached: list[str] = []
 

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 import redis.asyncio as aioredis
 
-from meshkit.auth import Authenticator, bearer_token, unexpired
+from meshkit.auth import Authenticator, Session, bearer_token, unexpired
 from meshkit.ids import parse_id
 from meshkit.interceptors import Prepared
 from meshkit.pagination import PageTokens
@@ -39,7 +39,7 @@ class CoalescingTweetsPeer(TweetsPeer):
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         super().__init__(channel)
-        self._coalesced: Coalescer[tweets_pb.Tweet] = Coalescer(super().tweets)
+        self._coalesced: Coalescer[int, tweets_pb.Tweet] = Coalescer(super().tweets)
 
     async def tweets(self, tweet_ids: Sequence[int]) -> dict[int, tweets_pb.Tweet]:
         return await self._coalesced(tweet_ids)
@@ -55,7 +55,7 @@ class Tweets:
         self.mention_ids = owner.mention_ids
         self._cached = CacheFirst(TweetCacheReader(redis), owner)
         # Every stream a tweet wakes asks for it at once: one read of the caches for all of them.
-        self.woken: Coalescer[CachedTweet] = Coalescer(self._cached.tweets)
+        self.woken: Coalescer[int, CachedTweet] = Coalescer(self._cached.tweets)
 
     async def tweets(self, tweet_ids: Sequence[int]) -> dict[int, CachedTweet]:
         return await self._cached.tweets(tweet_ids)
@@ -92,6 +92,7 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
         self._global = global_timeline
         self._auth = auth
         self._opening = opening
+        self._recheck: Coalescer[str, Session | Exception] = Coalescer(auth.sessions)
 
     # Answers prepared bytes (meshkit.interceptors.Prepared), which the generated stubs do not type.
     async def GetHomeTimeline(self, request: pb.GetHomeTimelineRequest, context: Context) -> Prepared:  # type: ignore[override]
@@ -115,15 +116,18 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
     async def StreamHomeTimeline(  # type: ignore[override]
         self, request: pb.StreamHomeTimelineRequest, context: Context
     ) -> AsyncIterator[pb.StreamHomeTimelineResponse | Prepared]:
-        metadata = context.invocation_metadata()
-        viewer = await self._auth.user_id(metadata)
+        token = bearer_token(context.invocation_metadata())
+        viewer = await self._auth.caller_id(context)
         since = parse_id(request.since_tweet_id, "since_tweet_id", required=False)
         async for event in self._home.stream(viewer, since):
             if isinstance(event, Heartbeat):
-                # The token is checked again at every heartbeat (one Redis read): a stream ends with
-                # UNAUTHENTICATED within a heartbeat of its logout, password change or expiry. Polling
-                # the source of truth cannot miss a revocation the way a pub/sub message can.
-                await self._auth.session(metadata)
+                # The token is checked again at every heartbeat: a stream ends with UNAUTHENTICATED
+                # within a heartbeat of its logout, password change or expiry. Polling the source of
+                # truth cannot miss a revocation the way a pub/sub message can. Every stream of the
+                # process beats at once (LiveHub): their checks are one Redis read.
+                outcome = (await self._recheck([token]))[token]
+                if isinstance(outcome, Exception):
+                    raise outcome
             response = _event(event)
             yield response if isinstance(response, Prepared) else pb.StreamHomeTimelineResponse(**response)
 
@@ -140,7 +144,7 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
     settings = runtime.settings
     redis = await runtime.redis()
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
-    live = LiveHub(redis)
+    live = LiveHub(redis, settings.stream_heartbeat_seconds)
     runtime.on_stopping(live.stopping)
     runtime.on_close(live.close)
     tweets = Tweets(CoalescingTweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE)), redis)
@@ -151,7 +155,6 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
         live,
         PageTokens(settings.page_token_secret),
         original_of=lambda tweet: tweet.retweet_of,
-        heartbeat_seconds=settings.stream_heartbeat_seconds,
         celebrity_lists=celebrity_lists(
             redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds
         ),
@@ -162,7 +165,6 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
         tweets,
         live,
         id_of=lambda tweet: tweet.tweet_id,
-        heartbeat_seconds=settings.stream_heartbeat_seconds,
         replay_max=settings.home_timeline_max,
         live_tweets=tweets.woken,
     )

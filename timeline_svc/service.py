@@ -121,7 +121,6 @@ class HomeTimeline(Generic[T]):
         page_tokens: PageTokens,
         *,
         original_of: Callable[[T], int | None],
-        heartbeat_seconds: float,
         celebrity_lists: TimelineReads | None = None,
         registry: Registry | None = None,
         replay_overlap_ms: int = 1000,
@@ -137,7 +136,6 @@ class HomeTimeline(Generic[T]):
         self._registry = registry
         self._live = live
         self._pages = page_tokens
-        self._heartbeat = heartbeat_seconds
         self._overlap = ms_delta(replay_overlap_ms)
         self._rebuilds: dict[int, asyncio.Task[None]] = {}
 
@@ -287,9 +285,7 @@ class HomeTimeline(Generic[T]):
         later is announced on the user's channel, which it already listens to)."""
         # Tweets from (a little before) now on are this stream's to send live.
         opened = id_at(datetime.now(UTC)) - self._overlap
-        async with LiveStream.open(
-            self._live, live_channel(viewer), since, self._live_tweets, self._heartbeat
-        ) as stream:
+        async with LiveStream.open(self._live, live_channel(viewer), since, self._live_tweets) as stream:
             snapshot = await self._timelines.read(viewer)
             if snapshot is None or snapshot.rebuilding:
                 await self.rebuild(viewer)  # a stream is a return too: the timeline comes back now
@@ -337,7 +333,6 @@ class GlobalTimeline(Generic[T]):
         live: LiveFeed,
         *,
         id_of: Callable[[T], int],
-        heartbeat_seconds: float,
         replay_max: int,
         replay_overlap_ms: int = 1000,
         live_tweets: Callable[[Sequence[int]], Awaitable[Mapping[int, T]]] | None = None,
@@ -347,7 +342,6 @@ class GlobalTimeline(Generic[T]):
         self._live_tweets = live_tweets or tweets.tweets
         self._live = live
         self._id_of = id_of
-        self._heartbeat = heartbeat_seconds
         self._replay_max = replay_max
 
     async def _replay(self, since: int) -> list[tuple[int, T]]:
@@ -365,9 +359,7 @@ class GlobalTimeline(Generic[T]):
         return [(self._id_of(t), t) for t in reversed(newest_first[: self._replay_max])]
 
     async def stream(self, since: int | None) -> AsyncGenerator[Event[T]]:
-        async with LiveStream.open(
-            self._live, GLOBAL_CHANNEL, since, self._live_tweets, self._heartbeat
-        ) as stream:
+        async with LiveStream.open(self._live, GLOBAL_CHANNEL, since, self._live_tweets) as stream:
             if since is not None:
                 for event in stream.replay(await self._replay(since)):
                     yield event

@@ -321,7 +321,17 @@ def test_a_service_that_crashes_at_once_every_time_is_given_up_on_with_its_reaso
     try:
         kill_and_wait(service_pid(devstack.runner, "tweets"))
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, not SO_REUSEPORT
-        taken.bind(("127.0.0.1", devstack.ports.tweets))
+        # A killed process is a zombie before its last threads have exited and closed its sockets:
+        # the port is free a few milliseconds later (well within devstack's 1 s before a restart).
+        deadline = time.monotonic() + 0.9
+        while True:
+            try:
+                taken.bind(("127.0.0.1", devstack.ports.tweets))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
         taken.listen()
         output.wait_for("devstack: tweets_svc was killed by SIGKILL; restarting it in 1 s", 30)
         for delay in (2, 4, 8):
