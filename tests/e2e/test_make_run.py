@@ -5,10 +5,10 @@ private folder.
 Why this test exists: `make run` is the README's front door and the only place where the runner's
 own signal handling is exercised. It proves that the runner starts the whole mesh (embedded
 PostgreSQL and Redis, the local SMTP server, migrations, the four services, Envoy) on the ports it
-is given, prints `tweetmesh is ready` only once Envoy answers, and where mails are kept (a mail
-sent to its SMTP port is read back there), and that SIGINT (Ctrl-C) makes it stop everything
-it started and exit 0, leaving no process behind (none of its descendants survives, and nothing
-still holds its stdout).
+is given, prints `tweetmesh is ready` only once Envoy answers (over TLS too, with the self-signed
+certificate TLS_SELF_SIGNED=1 asks for), and where mails are kept (a mail sent to its SMTP port is
+read back there), and that SIGINT (Ctrl-C) makes it stop everything it started and exit 0, leaving
+no process behind (none of its descendants survives, and nothing still holds its stdout).
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ import shutil
 import signal
 import smtplib
 import socket
+import ssl
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
@@ -145,6 +147,7 @@ def launch(data_dir: Path, ports: MeshPorts) -> tuple[subprocess.Popen[str], Out
     """`python -m devstack` on `ports`, its data in `data_dir`, with embedded servers."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SMTP_URL"}}
     env["TWEETMESH_DATA_DIR"] = str(data_dir)
+    env["TLS_SELF_SIGNED"] = "1"
     env |= {f"{f.name.upper()}_PORT": str(ports.of(f.name)) for f in fields(MeshPorts)}
     runner = subprocess.Popen(
         [sys.executable, "-m", "devstack"],
@@ -167,6 +170,14 @@ def test_make_run_starts_everything_and_ctrl_c_stops_all_of_it(data_dir: Path) -
         assert f"http://127.0.0.1:{ports.envoy}" in output.text()
         with urllib.request.urlopen(f"http://127.0.0.1:{ports.envoy_admin}/ready", timeout=5) as ready:
             assert ready.read().strip() == b"LIVE"
+        certificate = data_dir / "tls" / "tls.crt"
+        assert f"https://localhost:{ports.envoy_tls}" in output.text()
+        assert str(certificate) in output.text()
+        trusting = ssl.create_default_context(cafile=certificate)
+        secure = f"https://localhost:{ports.envoy_tls}/v1/handles/nobody_here"
+        with pytest.raises(urllib.error.HTTPError) as not_found:
+            urllib.request.urlopen(secure, timeout=5, context=trusting)
+        assert not_found.value.code == 404
         # The local SMTP server: its address and the folder where it keeps mails are printed.
         assert f"smtp://127.0.0.1:{ports.smtp}" in output.text()
         assert str(data_dir / "mail") in output.text()
