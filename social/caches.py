@@ -70,11 +70,12 @@ end
 return #KEYS
 """
 
-# KEYS: tweet entries. ARGV: the tweet, user and count key prefixes. Returns the tweets' entries,
-# the originals their retweets show (ids, entries), and the authors of all of them (ids, then
-# user and count entries, two per author). The script derives keys from what it reads (an
-# original's from a retweet, an author's from a tweet): here and only here, so that a cluster
-# (keys on many shards) splits this one read into one per shard and step.
+# ARGV: the tweet, user and count key prefixes, then the tweet ids, decimal, comma-separated (one
+# argument rather than a key each: packing arguments is most of a client's cost). Returns the
+# tweets' entries, the originals their retweets show (ids, entries), and the authors of all of them
+# (ids, then user and count entries, two per author). The script derives every key it reads (the
+# tweets' from their ids, an original's from a retweet, an author's from a tweet): here and only
+# here, so that a cluster (keys on many shards) splits this one read into one per shard and step.
 _READ = """
 local seen, authors, originals = {}, {}, {}
 local function author_of(entry)
@@ -83,7 +84,9 @@ local function author_of(entry)
   if not seen[author] then seen[author] = true; authors[#authors + 1] = author end
   return original
 end
-local tweets = redis.call('MGET', unpack(KEYS))
+local keys = {}
+for id in string.gmatch(ARGV[4], '%d+') do keys[#keys + 1] = ARGV[1] .. id end
+local tweets = redis.call('MGET', unpack(keys))
 for _, entry in ipairs(tweets) do
   local original = author_of(entry)
   if original and original ~= '0' and not seen['t' .. original] then
@@ -208,6 +211,8 @@ class CachedTweets:
 class TweetCacheReader:
     """Reads tweets with their authors and originals from the owners' caches in one round trip."""
 
+    _PREFIXES = (TWEET_PREFIX.encode(), USER_PREFIX.encode(), TWEETS_COUNT_PREFIX.encode())
+
     def __init__(self, redis: aioredis.Redis) -> None:
         self._read = redis.register_script(_READ)
 
@@ -216,7 +221,7 @@ class TweetCacheReader:
         if not ids:
             return CachedTweets({}, set(), [])
         entries, originals, shown, authors, people = await self._read(
-            keys=[tweet_key(t) for t in ids], args=[TWEET_PREFIX, USER_PREFIX, TWEETS_COUNT_PREFIX]
+            args=[*self._PREFIXES, ",".join(map(str, ids)).encode()]
         )
         users = {author: (people[2 * i], people[2 * i + 1]) for i, author in enumerate(authors)}
         original_entries = dict(zip(originals, shown, strict=True))
