@@ -64,17 +64,18 @@ class Outbox:
 
     async def _xadd(self, events: list[Event], also: Also | None = None) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
+            # The writes that ride along go first: whoever reads an event finds them done.
+            if also is not None:
+                await also(pipe)
             for event in events:
+                if self._on_relay is not None:
+                    await self._on_relay(pipe, event)
                 pipe.xadd(
                     event.stream,
                     {"data": event.payload, "outbox_id": event.outbox_id},
                     maxlen=STREAM_MAXLEN,
                     approximate=True,
                 )
-                if self._on_relay is not None:
-                    await self._on_relay(pipe, event)
-            if also is not None:
-                await also(pipe)
             await pipe.execute()
 
     async def relay(self, events: list[Event], also: Also | None = None) -> None:
