@@ -183,7 +183,7 @@ def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str],
             continue
         if missing := {rpc.kind for rpc in rpcs} - set(prototypes):
             raise DevstackError(
-                f"{template}: virtual host {host.get('name')!r} has no route named {sorted(missing)}"
+                f"{template}: virtual host {host.get('name')!r} has no route of the kinds {sorted(missing)}"
             )
         routes = []
         for route in host["routes"]:
@@ -442,7 +442,7 @@ def main() -> None:
     parser.add_argument(
         "--xff-trusted-hops",
         type=int,
-        default=int(os.environ.get("XFF_TRUSTED_HOPS") or 0),
+        default=os.environ.get("XFF_TRUSTED_HOPS") or "0",  # a string default goes through `type` too
         help="proxies in front of Envoy that append the client's address to x-forwarded-for"
         " (default: $XFF_TRUSTED_HOPS, else 0)",
     )
