@@ -90,7 +90,7 @@ class Outbox:
         except Exception as error:
             # Committed already: whatever went wrong here, the caller's write stands and the
             # sweeper relays the events later. Only the log says it happened.
-            log.warning("outbox relay deferred to the sweeper", extra={"error": repr(error)})
+            log.warning("outbox relay deferred to the sweeper", extra={"error": error})
 
     async def sweep_once(self, older_than_seconds: float, batch: int = 500) -> int:
         """Relays events left behind; returns how many."""
