@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from devstack.mesh import Mesh
-from tests.helpers import Account, LiveStream, Stubs, redis_client, rpc_error
+from tests.helpers import Account, LiveStream, Stubs, eventually, fanned_out, redis_client, rpc_error
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -50,13 +50,16 @@ def _events(stubs: Stubs, viewer: Account | None, since: str, count: int) -> lis
         stream.close()
 
 
-def test_a_home_stream_resumed_past_its_replay_says_what_it_left_out(stubs: Stubs) -> None:
+def test_a_home_stream_resumed_past_its_replay_says_what_it_left_out(stubs: Stubs, mesh: Mesh) -> None:
     viewer, author = stubs.sign_up("gapv"), stubs.sign_up("gapa")
     stubs.follow(viewer, author)
     stubs.home(viewer)  # the timeline exists: fan-out writes it from now on
     seen = stubs.post(author, "seen before the break")
     time.sleep(1.1)  # beyond the replay's one-second overlap
     missed = [stubs.post(author, f"missed {n}").tweet_id for n in range(HOME_TIMELINE_MAX + 5)]
+    # The client was away until every one was fanned out (what fan-out writes after the replay is
+    # read comes live instead, and then the replay left nothing out).
+    eventually(lambda: fanned_out(redis_client(mesh.redis_url), "events:tweets"), timeout=20)
     first, *replayed = _events(stubs, viewer, seen.tweet_id, 1 + HOME_TIMELINE_MAX)
     assert first.WhichOneof("event") == "gap", first
     gap = first.gap
