@@ -46,7 +46,7 @@ async def test_a_busy_stream_still_gets_a_heartbeat_on_time() -> None:
     started = time.monotonic()
     kinds = []
     n = 0
-    while time.monotonic() < started + 5:  # however fast the event loop is
+    while time.monotonic() - started < 10:  # a bound on time, not on tweets: a fast machine sends many
         n += 1
         queue.put_nowait((n, False))  # a tweet always waiting: never quiet
         event = await anext(events)
@@ -78,7 +78,6 @@ async def test_every_stream_beats_at_the_same_moments() -> None:
     all_open = max(opened_at) / interval
     common = [{b for b in beats[n] if b > all_open + 0.5} for n in range(3)]
     assert len(common[0]) >= 2 and common[0] == common[1] == common[2]
-
 
 
 def home_of(tweets: FakeTweetIndex, timelines: FakeTimelineStore) -> HomeTimeline[str]:
