@@ -2,9 +2,14 @@
 
 A service calls `add` inside the transaction that makes the change, so the event exists if and
 only if the change committed. After the commit it calls `relay` with what `add` returned, which
-XADDs the events at once and deletes their rows. Whatever that misses (Redis down, a crash between
-commit and relay) the sweeper finds and relays later. Consumers may therefore see an event twice
-and must be idempotent; they never miss one.
+XADDs the events at once and deletes their rows once the events are safe. Whatever that misses
+(Redis down, a crash between commit and relay, events not yet safe) the sweeper finds and relays
+later. Consumers may therefore see an event twice and must be idempotent; they never miss one.
+
+Safe means: Redis acknowledged the XADD, and, with `replicas` > 0, that many replicas have it too
+(WAIT), so a failover to one of them keeps it. With one Redis an event is as durable as that
+Redis's own persistence; a Redis that lost it lost the home timelines too, which are rebuilt from
+PostgreSQL.
 
 A service may have Redis writes ride along in the relay's pipeline: `on_relay` for what each event
 implies wherever it is relayed (by the request or by the sweeper), `relay(..., also=)` for what only
@@ -23,12 +28,12 @@ import redis.asyncio as aioredis
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from meshkit.errors import DEPENDENCY_ERRORS
+from meshkit.errors import DEPENDENCY_ERRORS, RedisOutage
 
 log = logging.getLogger(__name__)
-
-# Streams keep about this many entries; consumers run far closer to the head than that.
-STREAM_MAXLEN = 100_000
+# How long a relay waits for the replicas to have its events before leaving them to the sweeper.
+REPLICA_WAIT_MS = 1000
+SWEEP_BACKOFF_MAX_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +51,15 @@ Also = Callable[[Any], Awaitable[None]]
 
 class Outbox:
     def __init__(
-        self, pool: AsyncConnectionPool, redis: aioredis.Redis, on_relay: OnRelay | None = None
+        self,
+        pool: AsyncConnectionPool,
+        redis: aioredis.Redis,
+        replicas: int = 0,
+        on_relay: OnRelay | None = None,
     ) -> None:
         self._pool = pool
         self._redis = redis
+        self._replicas = replicas
         self._on_relay = on_relay
 
     @staticmethod
@@ -70,13 +80,18 @@ class Outbox:
             for event in events:
                 if self._on_relay is not None:
                     await self._on_relay(pipe, event)
-                pipe.xadd(
-                    event.stream,
-                    {"data": event.payload, "outbox_id": event.outbox_id},
-                    maxlen=STREAM_MAXLEN,
-                    approximate=True,
-                )
-            await pipe.execute()
+                # Untrimmed here: the stream's consumers trim what they have all read
+                # (meshkit.streams), so a backlog is never cut short.
+                pipe.xadd(event.stream, {"data": event.payload, "outbox_id": event.outbox_id})
+            if self._replicas:  # on the same connection: WAIT counts the replicas that have its writes
+                pipe.wait(self._replicas, REPLICA_WAIT_MS)
+            replies = await pipe.execute()
+        if self._replicas:
+            acked = int(replies[-1])
+            if acked < self._replicas:
+                # Not safe yet: the rows stay, and the sweeper relays the events again (a repeat
+                # the consumers ignore) until enough replicas have them.
+                raise RedisOutage(f"NOREPLICAS {acked} of {self._replicas} replicas acknowledged the events")
 
     async def relay(self, events: list[Event], also: Also | None = None) -> None:
         """Publishes freshly committed events now; on failure the sweeper will. `also` adds the
@@ -110,10 +125,15 @@ class Outbox:
         return len(events)
 
     async def sweep_forever(self, interval_seconds: float) -> None:
+        """Sweeps every `interval_seconds`; after a failure (a dependency down, replicas missing)
+        the wait doubles up to SWEEP_BACKOFF_MAX_SECONDS."""
+        wait = interval_seconds
         while True:
             try:
                 while await self.sweep_once(older_than_seconds=interval_seconds) > 0:
                     pass
+                wait = interval_seconds
             except DEPENDENCY_ERRORS as error:
                 log.warning("outbox sweep failed; will retry", extra={"error": type(error).__name__})
-            await asyncio.sleep(interval_seconds)
+                wait = min(wait * 2, max(SWEEP_BACKOFF_MAX_SECONDS, interval_seconds))
+            await asyncio.sleep(wait)
