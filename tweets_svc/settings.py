@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from meshkit.settings import (
+    Env,
     Networks,
     Settings,
     read_database_url,
@@ -22,6 +25,11 @@ from social.services import DEFAULT_PORTS, read_media_addr, read_users_addr
 SERVICE = "tweets"
 
 
+def _consumer(env: Env) -> str:
+    """This process's name in the trends consumer group: unique unless set."""
+    return env.text("TRENDS_CONSUMER", "") or f"{socket.gethostname()}-{os.getpid()}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TweetsSettings(Settings):
     database_url: str = setting(read_database_url)
@@ -33,6 +41,13 @@ class TweetsSettings(Settings):
     rate_limits: ClientRates = setting(lambda env: env.rates(ClientRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
     cache_ttl_seconds: int = setting(read_cache_ttl_seconds)
+    # How long a minute of trends lasts (tests shorten it), and how many windows before the one
+    # ranked make a hashtag's baseline.
+    trends_minute_seconds: float = setting(
+        lambda env: env.number("TRENDS_MINUTE_SECONDS", 60.0, minimum=0.01)
+    )
+    trends_baseline_windows: int = setting(lambda env: env.integer("TRENDS_BASELINE_WINDOWS", 6, minimum=1))
+    trends_consumer: str = setting(_consumer)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> TweetsSettings:
