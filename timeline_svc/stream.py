@@ -1,11 +1,12 @@
 """A live stream, as the home and global timelines serve it: the tweets it replays and then follows
-live, each sent once, heartbeats when it is quiet, the celebrity channels it listens to besides its
+live, each sent once, heartbeats on a shared clock, the celebrity channels it listens to besides its
 own, and where the client resumes when the live feed breaks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -106,6 +107,11 @@ def stream_ended(ended: FeedEnded, resume_from: int | None) -> Unavailable:
     )
 
 
+def _next_tick(now: float, interval: float) -> float:
+    """The first multiple of `interval` after `now`: the same moment for every stream."""
+    return (math.floor(now / interval) + 1) * interval
+
+
 class LiveFeed(Protocol):
     """The process's live channels (timeline_svc.live_hub.LiveHub)."""
 
@@ -183,18 +189,26 @@ class LiveStream(Generic[T]):
         self._resume.sent(tweet_id)
 
     async def follow(self, on_celebrity: CelebrityChanged | None = None) -> AsyncGenerator[Event[T]]:
-        """Live events, hydrated, and a heartbeat every `heartbeat_seconds` (on a clock: a busy
-        stream gets them too, and the caller re-checks the stream's token at each), until the feed
-        ends (then UNAVAILABLE saying where to resume). A tweet arriving twice (on a celebrity's
-        channel and the user's own while the celebrity is promoted or demoted, or from
-        `on_celebrity`) is sent once."""
-        next_beat = time.monotonic() + self._heartbeat
+        """A heartbeat at once (the stream is listening: nothing is missed from here), then live
+        events, hydrated, and a heartbeat every `heartbeat_seconds` (on a clock: a busy stream gets
+        them too, and the caller re-checks the stream's token at each), until the feed ends (then
+        UNAVAILABLE saying where to resume). A tweet arriving twice (on a celebrity's channel and
+        the user's own while the celebrity is promoted or demoted, or from `on_celebrity`) is sent
+        once.
+
+        Every stream of the process beats at the same moments (multiples of `heartbeat_seconds`
+        on the monotonic clock, which the event loop's timers use too): what each does at a
+        heartbeat (its token re-checked) is then asked for all of them in the same turn of the
+        loop, and done in one go (timeline_svc.hydrate.Coalescer: one Redis read per beat). The
+        clock is read afresh (a busy stream never waits, and an event loop may cache its time)."""
+        yield Heartbeat()
+        next_beat = _next_tick(time.monotonic(), self._heartbeat)
         while True:
             if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + self._heartbeat
+                next_beat = _next_tick(time.monotonic(), self._heartbeat)
                 yield Heartbeat()
             try:
-                async with asyncio.timeout(max(next_beat - time.monotonic(), 0)):
+                async with asyncio.timeout_at(next_beat):
                     arrived = await self._queue.get()
             except TimeoutError:
                 continue
