@@ -10,13 +10,19 @@ Safe means: Redis acknowledged the XADD, and, with `replicas` > 0, that many rep
 (WAIT), so a failover to one of them keeps it. With one Redis an event is as durable as that
 Redis's own persistence; a Redis that lost it lost the home timelines too, which are rebuilt from
 PostgreSQL.
+
+A service may have Redis writes ride along in the relay's pipeline: `on_relay` for what each event
+implies wherever it is relayed (by the request or by the sweeper), `relay(..., also=)` for what only
+the request knows (an owner's cache entries: social.caches).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from psycopg import AsyncCursor
@@ -37,11 +43,24 @@ class Event:
     payload: bytes
 
 
+# Adds Redis commands to the relay's pipeline (the pipeline, then the event it relays).
+OnRelay = Callable[[Any, Event], Awaitable[None]]
+# Adds the caller's own Redis commands to the relay's pipeline.
+Also = Callable[[Any], Awaitable[None]]
+
+
 class Outbox:
-    def __init__(self, pool: AsyncConnectionPool, redis: aioredis.Redis, replicas: int = 0) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        redis: aioredis.Redis,
+        replicas: int = 0,
+        on_relay: OnRelay | None = None,
+    ) -> None:
         self._pool = pool
         self._redis = redis
         self._replicas = replicas
+        self._on_relay = on_relay
 
     @staticmethod
     async def add(cursor: AsyncCursor[tuple[object, ...]], stream: str, payload: bytes) -> Event:
@@ -53,9 +72,14 @@ class Outbox:
         assert row is not None
         return Event(int(row[0]), stream, payload)  # type: ignore[call-overload]
 
-    async def _xadd(self, events: list[Event]) -> None:
+    async def _xadd(self, events: list[Event], also: Also | None = None) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
+            # The writes that ride along go first: whoever reads an event finds them done.
+            if also is not None:
+                await also(pipe)
             for event in events:
+                if self._on_relay is not None:
+                    await self._on_relay(pipe, event)
                 # Untrimmed here: the stream's consumers trim what they have all read
                 # (meshkit.streams), so a backlog is never cut short.
                 pipe.xadd(event.stream, {"data": event.payload, "outbox_id": event.outbox_id})
@@ -69,12 +93,13 @@ class Outbox:
                 # the consumers ignore) until enough replicas have them.
                 raise RedisOutage(f"NOREPLICAS {acked} of {self._replicas} replicas acknowledged the events")
 
-    async def relay(self, events: list[Event]) -> None:
-        """Publishes freshly committed events now; on failure the sweeper will."""
+    async def relay(self, events: list[Event], also: Also | None = None) -> None:
+        """Publishes freshly committed events now; on failure the sweeper will. `also` adds the
+        caller's own writes to the same pipeline (lost with it if Redis fails: caches only)."""
         if not events:
             return
         try:
-            await self._xadd(events)
+            await self._xadd(events, also)
             async with self._pool.connection() as conn:
                 await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([e.outbox_id for e in events],))
         except Exception as error:

@@ -230,6 +230,7 @@ class RateLimitInterceptor(HandlerInterceptor):
     (INTERNAL), never unlimited."""
 
     def __init__(self, policies: Policies) -> None:
+        super().__init__()
         self._policies = policies
         self._limiter: RateLimiter | None = None
         self._auth: Authenticator | None = None
@@ -310,8 +311,9 @@ class RateLimitInterceptor(HandlerInterceptor):
         """Whom the call is counted as in a bucket of `scope`; None: not counted in it."""
         if scope is Scope.USER:
             assert self._auth is not None
-            # The call needs a valid token anyway: an invalid one is refused here, uncharged.
-            return str(await self._auth.user_id(context.invocation_metadata()))
+            # The call needs a valid token anyway: an invalid one is refused here, uncharged. The
+            # session found is the handler's too (Authenticator.caller: one check per call).
+            return str(await self._auth.caller_id(context))
         if scope is Scope.FIELD:
             # Bounded so that a huge value cannot make a huge key; 256 covers any email address.
             value = str(getattr(request, field, "")).strip()[:256].lower()

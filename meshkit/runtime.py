@@ -25,6 +25,7 @@ import grpc
 import psycopg
 import redis.asyncio as aioredis
 import redis.exceptions
+import uvloop
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -36,13 +37,14 @@ from redis.asyncio.connection import DefaultParser
 from meshkit.auth import Authenticator
 from meshkit.errors import RedisOutage, is_outage_reply
 from meshkit.healthcheck import LIVENESS
-from meshkit.interceptors import CallFactsInterceptor
+from meshkit.interceptors import CallFactsInterceptor, PreparedResponses
 from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from meshkit.metrics import MetricsServer, forget_pool, forget_redis, watch_pool, watch_redis
 from meshkit.ratelimit import CLIENT_ADDRESS, CLIENT_ADDRESS_HEADER, Policies, RateLimitInterceptor
 from meshkit.settings import Networks, Settings, SettingsError
 from meshkit.status import ErrorInterceptor, within
 from meshkit.telemetry import TelemetryInterceptor
+from meshkit.validation import ValidationInterceptor
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=Settings)
@@ -348,13 +350,20 @@ async def serve(
     runtime = Runtime(settings, limiter)
     server = grpc.aio.server(
         # The first is outermost. Every handler reads the call's metadata and peer as they were
-        # when it started; telemetry sees the status ErrorInterceptor made of any failure; and a
-        # refusal by the rate limits becomes a status like any error.
+        # when it started; telemetry sees the status ErrorInterceptor made of any failure; the rate
+        # limits count every call, valid or not, and check the token of a call counted per user
+        # first (a write without a live token is UNAUTHENTICATED whatever its fields); then a
+        # request that breaks its proto's rules is refused; a refusal by either becomes a status
+        # like any error. Each builds its wrapper of a method once
+        # (meshkit.interceptors.HandlerInterceptor), so a call runs the outermost's lookup and the
+        # wrappers, nothing more; PreparedResponses wraps only the serializer.
         interceptors=[
+            PreparedResponses(),
             CallFactsInterceptor(),
             TelemetryInterceptor(),
             ErrorInterceptor(settings.handler_timeout_seconds),
             limiter,
+            ValidationInterceptor(),
         ],
         options=[
             ("grpc.keepalive_permit_without_calls", 1),
@@ -410,4 +419,7 @@ def main(
     except SettingsError as error:
         sys.exit(f"{service}_svc: bad configuration: {error}")
     configure_logging(settings.service, settings.log_level)
-    asyncio.run(serve(settings, setup, rate_limits or {}, max_request_bytes))
+    # uvloop: the event loop on libuv, measurably less CPU per call than asyncio's own (README,
+    # "Profiling the read and post paths").
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(settings, setup, rate_limits or {}, max_request_bytes))

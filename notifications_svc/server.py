@@ -114,13 +114,10 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         self._tweets = tweets
         self._auth = auth
 
-    async def _caller(self, context: Context) -> int:
-        return await self._auth.user_id(context.invocation_metadata())
-
     async def ListNotifications(
         self, request: pb.ListNotificationsRequest, context: Context
     ) -> pb.ListNotificationsResponse:
-        viewer = await self._caller(context)
+        viewer = await self._auth.caller_id(context)
         page = await self._notifications.page(viewer, request.page_size, request.page_token)
         return pb.ListNotificationsResponse(
             groups=await self._groups(page.items), next_page_token=page.next_page_token
@@ -129,13 +126,13 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
     async def GetUnreadCount(
         self, request: pb.GetUnreadCountRequest, context: Context
     ) -> pb.GetUnreadCountResponse:
-        count, more = await self._notifications.unread_count(await self._caller(context))
+        count, more = await self._notifications.unread_count(await self._auth.caller_id(context))
         return pb.GetUnreadCountResponse(count=count, more=more)
 
     async def MarkNotificationsRead(
         self, request: pb.MarkNotificationsReadRequest, context: Context
     ) -> pb.MarkNotificationsReadResponse:
-        viewer = await self._caller(context)
+        viewer = await self._auth.caller_id(context)
         marker = await self._notifications.mark_read(viewer, require_id(request.up_to_id, "up_to_id"))
         return pb.MarkNotificationsReadResponse(read_up_to_id=wire_id(marker or None))
 

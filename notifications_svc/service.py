@@ -18,19 +18,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from meshkit.errors import InvalidArgument
 from meshkit.ids import time_of
 from meshkit.pagination import Page, PageTokens, page_size
 from social import Relation, is_hidden
 
-# What a notification is about, and how its group is keyed (Mastodon groups likes and reblogs per
-# status, follows per time window; mentions and replies stand alone).
 UNREAD_COUNT_MAX = 1000
-BATCH_MAX = 1000
-REPLAY_MAX = 1000
 SAMPLE_ACCOUNTS = 3
 
 
+# What a notification is about, and how its group is keyed (Mastodon groups likes and reblogs per
+# status, follows per time window; mentions and replies stand alone).
 class Kind(enum.StrEnum):
     FOLLOW = "follow"
     MENTION = "mention"
@@ -288,12 +285,8 @@ class Notifications:
         return await self._store.mark_read(viewer, up_to_id)
 
     async def by_ids(self, recipient_id: int, ids: Sequence[int]) -> list[Notification]:
-        if len(ids) > BATCH_MAX:
-            raise InvalidArgument.field("notification_ids", f"at most {BATCH_MAX} at once")
         return await self._store.by_ids(recipient_id, ids) if ids else []
 
     async def after(self, recipient_id: int, after: int, limit: int) -> list[Notification]:
         """The notifications after `after`, oldest first (a stream's replay)."""
-        if not 0 < limit <= REPLAY_MAX:
-            raise InvalidArgument.field("limit", f"must be 1 to {REPLAY_MAX}")
         return await self._store.after(recipient_id, after, limit)

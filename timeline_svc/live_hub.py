@@ -17,7 +17,7 @@ from prometheus_client import Counter as MetricCounter
 
 from meshkit.errors import DEPENDENCY_ERRORS, Unavailable
 from meshkit.metrics import REGISTRY
-from social.live import parse_message
+from social.live import LiveMessage, parse_message
 from timeline_svc.stream import Delivery, FeedEnded
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,8 @@ _CANARY_TTL_SECONDS = 3600
 # How long health reports the live feed down after its reader failed (readiness: new streams go to
 # the other replicas meanwhile; the next stream opened here starts a new reader).
 READER_FAILURE_REPORT_SECONDS = 30.0
+# Messages decoded lately: a tweet published on many users' channels is decoded once.
+_DECODED_MAX = 4096
 
 DROPPED = MetricCounter(
     "tweetmesh_live_messages_dropped",
@@ -51,7 +53,9 @@ class LiveHub:
     returns once Redis has confirmed the subscription, so that a stream reads its snapshot only
     when it is already listening (a tweet published in between would otherwise be in neither).
 
-    A message that does not parse is logged, counted and skipped. Should the reader fail anyway,
+    A message is decoded once however many channels carry it (a tweet fanned out to many users'
+    channels is the same bytes on each). A message that does not parse is logged, counted and
+    skipped. Should the reader fail anyway,
     every open stream ends (FEED_LOST, with its resume point), the failure is counted, and health
     reports the live feed down for READER_FAILURE_REPORT_SECONDS (see `check`).
 
@@ -66,6 +70,7 @@ class LiveHub:
         self._redis = redis
         self._confirm_timeout = confirm_timeout_seconds
         self._pubsub = self._new_pubsub()
+        self._decoded: dict[bytes, LiveMessage] = {}
         self._queues: dict[str, set[asyncio.Queue[Delivery]]] = {}
         # Per channel with streams: resolved once Redis confirmed this process listens to it.
         self._confirmed: dict[str, asyncio.Future[None]] = {}
@@ -228,7 +233,7 @@ class LiveHub:
         if kind != "message":
             return
         try:
-            event = parse_message(message["data"])
+            event = self._decode(message["data"])
         except ValueError:
             DROPPED.inc()
             log.warning("skipped a malformed live message", extra={"channel": channel})
@@ -239,6 +244,15 @@ class LiveHub:
             except asyncio.QueueFull:  # a stream too slow to keep up: end it, it will replay
                 queue.get_nowait()
                 queue.put_nowait(FeedEnded("TOO_SLOW", "the stream fell too far behind"))
+
+    def _decode(self, data: bytes) -> LiveMessage:
+        """The message, decoded once however many channels carry it."""
+        event = self._decoded.get(data)
+        if event is None:
+            if len(self._decoded) >= _DECODED_MAX:
+                self._decoded.clear()
+            event = self._decoded[data] = parse_message(data)
+        return event
 
     def _reader_done(self, reader: asyncio.Task[None]) -> None:
         if reader.cancelled() or reader.exception() is None:

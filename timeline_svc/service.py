@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
@@ -18,13 +18,12 @@ from social import (
     CelebrityFollow,
     Relation,
     Snapshot,
-    TweetRef,
     is_for_everyone,
     is_hidden,
     live_channel,
     notification_channel,
 )
-from social.homes import ID_BATCH, FollowGraph, HomeSource, Registry
+from social.homes import ID_BATCH, FollowGraph, HomeSource, Registry, TweetRefs
 from social.live import GLOBAL_CHANNEL
 from timeline_svc.merge import merge_window
 from timeline_svc.stream import Event, Gap, LiveFeed, LiveStream, Visible
@@ -40,13 +39,9 @@ _GLOBAL_PAGE = 100
 RETWEET_WINDOW = 40
 
 
-class TweetSource(Protocol[T_co]):
-    async def refs_by_authors(
-        self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
-    ) -> list[TweetRef]: ...
-    async def mention_ids(
-        self, user_id: int, *, before: int | None = None, after: int | None = None, limit: int
-    ) -> list[int]: ...
+class TweetSource(TweetRefs, Protocol[T_co]):
+    """The owners' tweet references (as a home rebuild reads them), and the tweets themselves."""
+
     async def tweets(self, tweet_ids: Sequence[int]) -> Mapping[int, T_co]: ...
 
 
@@ -119,6 +114,16 @@ class Visibility(Generic[T]):
         return visible
 
 
+class Opened(Protocol):
+    """A home timeline and the lists of the celebrities it merges, read already (None: absent;
+    a celebrity missing from `celebrity_lists`: not read)."""
+
+    @property
+    def home(self) -> Snapshot | None: ...
+    @property
+    def celebrity_lists(self) -> Mapping[int, Snapshot | None]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class HomePage(Generic[T]):
     page: Page[T]
@@ -147,9 +152,12 @@ class HomeTimeline(Generic[T]):
         celebrity_lists: TimelineReads | None = None,
         registry: Registry | None = None,
         replay_overlap_ms: int = 1000,
+        live_tweets: Callable[[Sequence[int]], Awaitable[Mapping[int, T]]] | None = None,
         visibility: Visibility[T] | None = None,
     ) -> None:
         self._original_of = original_of
+        # How live streams hydrate what they are sent (by default like pages).
+        self._live_tweets = live_tweets or tweets.tweets
         self._visibility = visibility
         self._owners = HomeSource(graph, tweets, timelines, registry)
         self._tweets = tweets
@@ -184,13 +192,19 @@ class HomeTimeline(Generic[T]):
             # The timeline stays flagged and expires soon (REBUILD_TTL_SECONDS): the next read retries.
             log.warning("home timeline rebuild failed", extra={"viewer": viewer, "error": task.exception()})
 
-    async def _celebrity_windows(self, celebrities: Sequence[int]) -> list[list[int]] | None:
-        """Each celebrity's list, rebuilt first where it is missing; None while one is being
-        rebuilt by someone else (the caller then reads from the owners)."""
+    async def _celebrity_windows(
+        self, celebrities: Sequence[int], read: Mapping[int, Snapshot | None] | None = None
+    ) -> list[list[int]] | None:
+        """Each celebrity's list (from `read` when it was read already), rebuilt first where it
+        is missing; None while one is being rebuilt by someone else (the caller then reads from
+        the owners)."""
         if not celebrities or self._lists is None:
             return []
         lists = self._lists
-        snapshots = await lists.read_many(celebrities)
+        if read is not None and all(c in read for c in celebrities):
+            snapshots = [read[c] for c in celebrities]
+        else:
+            snapshots = await lists.read_many(celebrities)
         windows: list[list[int]] = []
         for author, held in zip(celebrities, snapshots, strict=True):
             snapshot = held
@@ -205,16 +219,20 @@ class HomeTimeline(Generic[T]):
             windows.append(snapshot.tweet_ids)
         return windows
 
-    async def _ids(self, viewer: int, before: int | None, limit: int) -> tuple[list[int], bool]:
+    async def _ids(
+        self, viewer: int, before: int | None, limit: int, opened: Opened | None
+    ) -> tuple[list[int], bool]:
         """`limit` ids below `before`, newest first, and whether the timeline is being rebuilt:
         from Redis merged with the celebrities followed, past its window from the owners; while
-        the timeline is absent or being rebuilt, all from the owners."""
-        snapshot = await self._timelines.read(viewer)
+        the timeline is absent or being rebuilt, all from the owners. `opened`: the timeline and
+        celebrity lists, read already (with the caller's session)."""
+        snapshot = opened.home if opened is not None else await self._timelines.read(viewer)
         if snapshot is None:
             await self._rebuild_in_background(viewer)
         if snapshot is None or snapshot.rebuilding:
             return await self.from_owners(viewer, before, limit), True
-        windows = await self._celebrity_windows(snapshot.celebrities)
+        lists = opened.celebrity_lists if opened is not None else None
+        windows = await self._celebrity_windows(snapshot.celebrities, lists)
         if windows is None:
             return await self.from_owners(viewer, before, limit), False
         ids, more = merge_window(snapshot.tweet_ids, windows, before, limit)
@@ -222,15 +240,17 @@ class HomeTimeline(Generic[T]):
             ids.extend(await self.from_owners(viewer, ids[-1] if ids else before, limit - len(ids)))
         return ids, False
 
-    async def page(self, viewer: int, size: int, token: str) -> HomePage[T]:
+    async def page(self, viewer: int, size: int, token: str, opened: Opened | None = None) -> HomePage[T]:
         """A page of the home timeline. RETWEET_WINDOW more ids than the page are read so that each
         entry's repeated-retweet check sees its whole window (they are hydrated only when the page
-        holds a retweet); hidden and deleted entries are skipped and the cursor moves past them."""
+        holds a retweet); hidden and deleted entries are skipped and the cursor moves past them.
+        `opened`: the timeline and celebrity lists as the caller read them with the session
+        (timeline_svc.fastpath), else they are read here."""
         limit = page_size(size)
         scope = f"home:{viewer}"
         cursor = self._pages.decode(token, scope)
         wanted = limit + 1 + RETWEET_WINDOW
-        ids, rebuilding = await self._ids(viewer, int(cursor) if cursor else None, wanted)
+        ids, rebuilding = await self._ids(viewer, int(cursor) if cursor else None, wanted, opened)
         complete = len(ids) < wanted  # the timeline ends here: every window is whole
         judged = ids if complete else ids[: len(ids) - RETWEET_WINDOW]
         found = dict(await self._tweets.tweets(judged))
@@ -300,7 +320,7 @@ class HomeTimeline(Generic[T]):
         opened = id_at(datetime.now(UTC)) - self._overlap
         visible = self._visibility.predicate(viewer, muting=True) if self._visibility else None
         async with LiveStream.open(
-            self._live, live_channel(viewer), since, self._tweets.tweets, self._heartbeat, visible
+            self._live, live_channel(viewer), since, self._live_tweets, self._heartbeat, visible
         ) as stream:
             snapshot = await self._timelines.read(viewer)
             if snapshot is None or snapshot.rebuilding:
@@ -422,11 +442,13 @@ class GlobalTimeline(Generic[T]):
         heartbeat_seconds: float,
         replay_max: int,
         replay_overlap_ms: int = 1000,
+        live_tweets: Callable[[Sequence[int]], Awaitable[Mapping[int, T]]] | None = None,
         visibility: Visibility[T] | None = None,
     ) -> None:
         self._visibility = visibility
         self._overlap = ms_delta(replay_overlap_ms)
         self._tweets = tweets
+        self._live_tweets = live_tweets or tweets.tweets
         self._live = live
         self._id_of = id_of
         self._heartbeat = heartbeat_seconds
@@ -461,7 +483,7 @@ class GlobalTimeline(Generic[T]):
         visibility = self._visibility if viewer is not None else None
         visible = visibility.predicate(viewer, muting=False) if visibility else None
         async with LiveStream.open(
-            self._live, GLOBAL_CHANNEL, since, self._tweets.tweets, self._heartbeat, visible
+            self._live, GLOBAL_CHANNEL, since, self._live_tweets, self._heartbeat, visible
         ) as stream:
             if since is not None:
                 replayed, gap = await self._replay(since)

@@ -1,11 +1,12 @@
 """A live stream, as the home and global timelines serve it: the tweets it replays and then follows
-live, each sent once, heartbeats when it is quiet, the celebrity channels it listens to besides its
+live, each sent once, heartbeats on a shared clock, the celebrity channels it listens to besides its
 own, and where the client resumes when the live feed breaks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -24,7 +25,10 @@ _SENT_MAX = 10_000
 
 @dataclass(frozen=True, slots=True)
 class TweetArrived(Generic[T]):
+    """A tweet to send: `live` when it came from the live feed, not replayed from the timeline."""
+
     tweet: T
+    live: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,11 @@ def stream_ended(ended: FeedEnded, resume_from: int | None, field: str = "since_
         metadata={field: "" if resume_from is None else str(resume_from)},
         retry_after_seconds=ended.retry_after_seconds,
     )
+
+
+def _next_tick(now: float, interval: float) -> float:
+    """The first multiple of `interval` after `now`: the same moment for every stream."""
+    return (math.floor(now / interval) + 1) * interval
 
 
 class LiveFeed(Protocol):
@@ -195,18 +204,26 @@ class LiveStream(Generic[T]):
         self._resume.sent(tweet_id)
 
     async def follow(self, on_celebrity: CelebrityChanged | None = None) -> AsyncGenerator[Event[T]]:
-        """Live events, hydrated, and a heartbeat every `heartbeat_seconds` (on a clock: a busy
-        stream gets them too, and the caller re-checks the stream's token at each), until the feed
-        ends (then UNAVAILABLE saying where to resume). A tweet arriving twice (on a celebrity's
-        channel and the user's own while the celebrity is promoted or demoted, or from
-        `on_celebrity`) is sent once."""
-        next_beat = time.monotonic() + self._heartbeat
+        """A heartbeat at once (the stream is listening: nothing is missed from here), then live
+        events, hydrated, and a heartbeat every `heartbeat_seconds` (on a clock: a busy stream gets
+        them too, and the caller re-checks the stream's token at each), until the feed ends (then
+        UNAVAILABLE saying where to resume). A tweet arriving twice (on a celebrity's channel and
+        the user's own while the celebrity is promoted or demoted, or from `on_celebrity`) is sent
+        once.
+
+        Every stream of the process beats at the same moments (multiples of `heartbeat_seconds`
+        on the monotonic clock, which the event loop's timers use too): what each does at a
+        heartbeat (its token re-checked) is then asked for all of them in the same turn of the
+        loop, and done in one go (timeline_svc.hydrate.Coalescer: one Redis read per beat). The
+        clock is read afresh (a busy stream never waits, and an event loop may cache its time)."""
+        yield Heartbeat()
+        next_beat = _next_tick(time.monotonic(), self._heartbeat)
         while True:
             if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + self._heartbeat
+                next_beat = _next_tick(time.monotonic(), self._heartbeat)
                 yield Heartbeat()
             try:
-                async with asyncio.timeout(max(next_beat - time.monotonic(), 0)):
+                async with asyncio.timeout_at(next_beat):
                     arrived = await self._queue.get()
             except TimeoutError:
                 continue
@@ -236,4 +253,4 @@ class LiveStream(Generic[T]):
         if self._visible is not None and not await self._visible(found[tweet_id]):
             return None  # hidden from this viewer: never sent, nothing to resume from
         self._mark_sent(tweet_id)
-        return TweetArrived(found[tweet_id])
+        return TweetArrived(found[tweet_id], live=True)

@@ -13,20 +13,21 @@ from google.protobuf.message import DecodeError
 from meshkit.auth import Authenticator
 from meshkit.errors import InvalidArgument
 from meshkit.ids import parse_id, require_id
-from meshkit.outbox import Outbox
+from meshkit.outbox import Event, OnRelay, Outbox
 from meshkit.pagination import PageTokens
 from meshkit.protos import now_timestamp, timestamp, wire_id
 from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
 from meshkit.streams import Entry, PoisonEvent, StreamConsumer
 from social import TWEETS_STREAM, MediaPeer, Relations, RelationsCache, UsersPeer
+from social.caches import OwnerCache
 from social.limits import READ, READ_SIGNED_IN, WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 from tweets_svc.service import LikeChange, ThreadNode, Tweet, TweetChange, TweetMedia, Tweets
 from tweets_svc.settings import TweetsSettings
-from tweets_svc.storage import PostgresTweetStore
+from tweets_svc.storage import PostgresTweetStore, TweetCache
 from tweets_svc.trends import TRENDS_MAX, TrendCounter
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -102,6 +103,41 @@ def like_event(change: LikeChange) -> bytes:
     ).SerializeToString()
 
 
+def own_fields(tweet: Tweet) -> pb.Tweet:
+    """A tweet's own fields, counts included: all but its author and original (what the cache keeps)."""
+    return pb.Tweet(
+        tweet_id=str(tweet.tweet_id),
+        author_id=str(tweet.author_id),
+        text=tweet.text,
+        create_time=timestamp(tweet.create_time),
+        reply_to_tweet_id=wire_id(tweet.reply_to_tweet_id),
+        reply_count=tweet.reply_count,
+        reply_to_author_id=wire_id(tweet.reply_to_author_id),
+        reply_to_deleted=tweet.reply_to_deleted,
+        retweet_of_tweet_id=wire_id(tweet.retweet_of_tweet_id),
+        like_count=tweet.like_count,
+        retweet_count=tweet.retweet_count,
+        mentions=[pb.Mention(user_id=str(m.user_id), handle=m.handle) for m in tweet.mentions],
+        hashtags=tweet.hashtags,
+        media=[wire_media(m) for m in tweet.media],
+        quote_tweet_id=wire_id(tweet.quote_of_tweet_id),
+        quote_count=tweet.quote_count,
+    )
+
+
+def deletion_entries(cache: TweetCache) -> OnRelay:
+    """What relaying a tweet event does to the cache, by the request or the sweeper: a deleted
+    tweet's entry says so for good (a lost relay cannot leave it showing)."""
+
+    async def on_relay(pipe: Any, event: Event) -> None:
+        if event.stream == TWEETS_STREAM:
+            change = pb.TweetEvent.FromString(event.payload)
+            if change.kind == pb.TweetEvent.KIND_DELETED:
+                await cache.put_in(pipe, cache.deletion(int(change.tweet_id)))
+
+    return on_relay
+
+
 def wire_media(media: TweetMedia) -> pb.TweetMedia:
     duration = Duration()
     duration.FromMilliseconds(media.duration_ms)
@@ -158,40 +194,24 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
 
         def wire(tweet: Tweet) -> pb.Tweet:
             quoted_tweet, quote_status = quote(tweet)
-            return pb.Tweet(
-                tweet_id=str(tweet.tweet_id),
-                author_id=str(tweet.author_id),
-                author=authors.get(tweet.author_id),
-                text=tweet.text,
-                create_time=timestamp(tweet.create_time),
-                reply_to_tweet_id=wire_id(tweet.reply_to_tweet_id),
-                reply_count=tweet.reply_count,
-                reply_to_author_id=wire_id(tweet.reply_to_author_id),
-                reply_to_deleted=tweet.reply_to_deleted,
-                retweet_of_tweet_id=wire_id(tweet.retweet_of_tweet_id),
-                retweeted_tweet=None if tweet.retweeted is None else wire(tweet.retweeted),
-                like_count=tweet.like_count,
-                retweet_count=tweet.retweet_count,
-                mentions=[pb.Mention(user_id=str(m.user_id), handle=m.handle) for m in tweet.mentions],
-                hashtags=tweet.hashtags,
-                media=[wire_media(m) for m in tweet.media],
-                quote_tweet_id=wire_id(tweet.quote_of_tweet_id),
-                quoted_tweet=quoted_tweet,
-                quote_status=quote_status,
-                quote_count=tweet.quote_count,
-            )
+            message = own_fields(tweet)
+            if (author := authors.get(tweet.author_id)) is not None:
+                message.author.CopyFrom(author)
+            if tweet.retweeted is not None:
+                message.retweeted_tweet.CopyFrom(wire(tweet.retweeted))
+            if quoted_tweet is not None:
+                message.quoted_tweet.CopyFrom(quoted_tweet)
+            message.quote_status = quote_status
+            return message
 
         return [wire(t) for t in tweets]
-
-    async def _caller(self, context: Context) -> int:
-        return await self._auth.user_id(context.invocation_metadata())
 
     async def _viewer(self, context: Context) -> int | None:
         """The caller of a read, if signed in: what it may see depends on its blocks."""
         return await self._auth.viewer(context.invocation_metadata())
 
     async def CreateTweet(self, request: pb.CreateTweetRequest, context: Context) -> pb.CreateTweetResponse:
-        author_id = await self._auth.user_id(context.invocation_metadata())
+        author_id = await self._auth.caller_id(context)
         reply_to = parse_id(request.reply_to_tweet_id, "reply_to_tweet_id", required=False)
         tweet = await self._tweets.create(
             author_id,
@@ -224,7 +244,9 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
 
     async def DeleteTweet(self, request: pb.DeleteTweetRequest, context: Context) -> pb.DeleteTweetResponse:
-        await self._tweets.delete(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        await self._tweets.delete(
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
+        )
         return pb.DeleteTweetResponse()
 
     async def ListQuotes(self, request: pb.ListQuotesRequest, context: Context) -> pb.ListQuotesResponse:
@@ -282,26 +304,28 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
 
     async def Retweet(self, request: pb.RetweetRequest, context: Context) -> pb.RetweetResponse:
         tweet = await self._tweets.retweet(
-            await self._caller(context), require_id(request.tweet_id, "tweet_id")
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
         )
         (wire,) = await self.hydrate([tweet])
         return pb.RetweetResponse(tweet=wire)
 
     async def Unretweet(self, request: pb.UnretweetRequest, context: Context) -> pb.UnretweetResponse:
         tweet = await self._tweets.unretweet(
-            await self._caller(context), require_id(request.tweet_id, "tweet_id")
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
         )
         (wire,) = await self.hydrate([tweet])
         return pb.UnretweetResponse(tweet=wire)
 
     async def LikeTweet(self, request: pb.LikeTweetRequest, context: Context) -> pb.LikeTweetResponse:
-        tweet = await self._tweets.like(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        tweet = await self._tweets.like(
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
+        )
         (wire,) = await self.hydrate([tweet])
         return pb.LikeTweetResponse(tweet=wire)
 
     async def UnlikeTweet(self, request: pb.UnlikeTweetRequest, context: Context) -> pb.UnlikeTweetResponse:
         tweet = await self._tweets.unlike(
-            await self._caller(context), require_id(request.tweet_id, "tweet_id")
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
         )
         (wire,) = await self.hydrate([tweet])
         return pb.UnlikeTweetResponse(tweet=wire)
@@ -319,20 +343,24 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
     async def BookmarkTweet(
         self, request: pb.BookmarkTweetRequest, context: Context
     ) -> pb.BookmarkTweetResponse:
-        await self._tweets.bookmark(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        await self._tweets.bookmark(
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
+        )
         return pb.BookmarkTweetResponse()
 
     async def UnbookmarkTweet(
         self, request: pb.UnbookmarkTweetRequest, context: Context
     ) -> pb.UnbookmarkTweetResponse:
-        await self._tweets.unbookmark(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        await self._tweets.unbookmark(
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
+        )
         return pb.UnbookmarkTweetResponse()
 
     async def ListBookmarks(
         self, request: pb.ListBookmarksRequest, context: Context
     ) -> pb.ListBookmarksResponse:
         page = await self._tweets.bookmarks(
-            await self._caller(context), request.page_size, request.page_token
+            await self._auth.caller_id(context), request.page_size, request.page_token
         )
         return pb.ListBookmarksResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
@@ -469,11 +497,14 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
     settings = runtime.settings
     pool = await runtime.postgres(settings.database_url, "tweets")
     redis = await runtime.redis()
-    outbox = Outbox(pool, redis, settings.outbox_replicas)
+    cache = TweetCache(
+        OwnerCache(redis, settings.cache_ttl_seconds), lambda tweet: own_fields(tweet).SerializeToString()
+    )
+    outbox = Outbox(pool, redis, settings.outbox_replicas, on_relay=deletion_entries(cache))
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     media = MediaPeer(runtime.channel(settings.media_addr, MediaPeer.SERVICE))
-    store = PostgresTweetStore(pool, outbox, tweet_event, like_event)
+    store = PostgresTweetStore(pool, outbox, tweet_event, like_event, cache)
     relations = Relations(RelationsCache(redis), users.relations)
     tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets), media, relations)
     auth = Authenticator(redis, users.session)

@@ -18,6 +18,7 @@ from meshkit.settings import (
     read_trusted_proxies,
     setting,
 )
+from social.caches import read_cache_ttl_seconds
 from social.limits import ClientRates
 from social.services import DEFAULT_PORTS, read_media_addr, read_users_addr
 
@@ -39,6 +40,7 @@ class TweetsSettings(Settings):
     outbox_replicas: int = setting(read_outbox_replicas)
     rate_limits: ClientRates = setting(lambda env: env.rates(ClientRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
+    cache_ttl_seconds: int = setting(read_cache_ttl_seconds)
     # How long a minute of trends lasts (tests shorten it), and how many windows before the one
     # ranked make a hashtag's baseline.
     trends_minute_seconds: float = setting(

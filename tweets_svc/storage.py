@@ -1,8 +1,10 @@
-"""tweets_svc's SQL (schema `tweets`); nothing else touches these tables."""
+"""tweets_svc's SQL (schema `tweets`) and its Redis cache of tweets and counts (social.caches);
+nothing else writes them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -12,6 +14,16 @@ from psycopg_pool import AsyncConnectionPool
 from meshkit.errors import NotFound, PermissionDenied, not_found
 from meshkit.outbox import Event, Outbox
 from social import LIKES_STREAM, TWEETS_STREAM, TweetRef
+from social.caches import (
+    OwnerCache,
+    deleted,
+    live,
+    stale,
+    tweet_key,
+    tweet_payload,
+    tweets_count_key,
+    tweets_count_payload,
+)
 from social.rules import IS_PUBLIC_SQL
 from tweets_svc.service import (
     LikeChange,
@@ -41,17 +53,16 @@ COALESCE((SELECT json_agg(json_build_object(
           JOIN tweet_media m ON m.media_id = u.media_id), '[]')
 """
 # One row per live tweet with everything a Tweet shows, mentions, hashtags and media included,
-# and its author's tweet count (read with it: hydration then needs no second query for the counts).
+# and its author's tweet count (read with it: hydration then needs no second query for the
+# counts), with the versions of both (social.caches; a missing count row is version 0).
 _HYDRATE = f"""
 SELECT t.id, t.author_id, t.text, t.create_time, t.reply_to_id, t.reply_count, t.reply_to_author_id,
        p.delete_time IS NOT NULL, t.retweet_of_id, t.like_count, t.retweet_count,
        ARRAY(SELECT m.user_id FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT m.handle FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT h.tag FROM hashtags h WHERE h.tweet_id = t.id ORDER BY h.position),
-       COALESCE((SELECT s.tweets_count FROM author_stats s WHERE s.author_id = t.author_id), 0),
-       {_MEDIA},
-       t.quote_of_id, t.quote_count
-FROM tweets t LEFT JOIN tweets p ON p.id = t.reply_to_id
+       COALESCE(s.tweets_count, 0), {_MEDIA}, t.quote_of_id, t.quote_count, t.version, COALESCE(s.version, 0)
+FROM tweets t LEFT JOIN tweets p ON p.id = t.reply_to_id LEFT JOIN author_stats s ON s.author_id = t.author_id
 WHERE t.id = ANY(%s) AND t.delete_time IS NULL
 """
 # The unique index that makes a retried CreateTweet find its first tweet.
@@ -110,6 +121,8 @@ def _tweet(row: Sequence[Any]) -> Tweet:
         media=tuple(TweetMedia(**m) for m in row[15]),
         quote_of_tweet_id=_opt(row[16]),
         quote_count=int(row[17]),
+        version=int(row[18]),
+        author_tweets_count_version=int(row[19]),
     )
 
 
@@ -125,6 +138,54 @@ def _above(after: int | None) -> int:
     return -1 if after is None else after
 
 
+class TweetCache:
+    """tweets_svc's cache (social.caches): `tweet:<id>` and `tweets_count:<author>` entries. Every
+    read from PostgreSQL fills it; every commit that changes a row writes the row's new form or
+    marks it stale at its new version."""
+
+    def __init__(self, cache: OwnerCache, own_fields: Callable[[Tweet], bytes]) -> None:
+        self._cache = cache
+        # Serializes a tweet's own fields (server.py: only it imports *_pb2).
+        self._own_fields = own_fields
+
+    def shown(self, tweets: Iterable[Tweet]) -> dict[str, bytes]:
+        """Live entries of tweets as read (a retweet's original too) and of their authors' counts.
+        A quote tweet is not cached: it shows the tweet it quotes (with its author, or that it is
+        gone), which only tweets_svc assembles; readers always ask it for one."""
+        entries = {}
+        for tweet in tweets:
+            for read in (tweet, tweet.retweeted):
+                if read is None or read.quote_of_tweet_id is not None:
+                    continue
+                payload = tweet_payload(read.author_id, read.retweet_of_tweet_id, self._own_fields(read))
+                entries[tweet_key(read.tweet_id)] = live(read.version, payload)
+                if read.author_tweets_count is not None:
+                    entries[tweets_count_key(read.author_id)] = live(
+                        read.author_tweets_count_version, tweets_count_payload(read.author_tweets_count)
+                    )
+        return entries
+
+    @staticmethod
+    def changed(versions: Mapping[int, int]) -> dict[str, bytes]:
+        """Stale entries of tweets changed by a commit (tweet id -> its new version)."""
+        return {tweet_key(t): stale(v) for t, v in versions.items()}
+
+    @staticmethod
+    def counted(counts: Iterable[tuple[int, int, int]]) -> dict[str, bytes]:
+        """Live entries of authors' counts as a commit left them (author, count, version)."""
+        return {tweets_count_key(a): live(v, tweets_count_payload(c)) for a, c, v in counts}
+
+    @staticmethod
+    def deletion(tweet_id: int) -> dict[str, bytes]:
+        return {tweet_key(tweet_id): deleted()}
+
+    async def put_in(self, pipe: Any, entries: Mapping[str, bytes]) -> None:
+        await self._cache.put_in(pipe, entries)
+
+    async def put(self, entries: Mapping[str, bytes]) -> None:
+        await self._cache.put(entries)
+
+
 class PostgresTweetStore:
     def __init__(
         self,
@@ -132,12 +193,14 @@ class PostgresTweetStore:
         outbox: Outbox,
         tweet_event: Callable[[TweetChange], bytes],
         like_event: Callable[[LikeChange], bytes],
+        cache: TweetCache,
     ) -> None:
         self._pool = pool
         self._outbox = outbox
         # Build the serialized TweetEvent and LikeEvent; passed in so that only server.py imports *_pb2.
         self._tweet_event = tweet_event
         self._like_event = like_event
+        self._cache = cache
 
     async def _ids(self, sql: str, params: Sequence[Any]) -> list[int]:
         async with self._pool.connection() as conn:
@@ -184,13 +247,15 @@ class PostgresTweetStore:
             ):
                 return existing
             # The replied-to and quoted tweets count one more, each locked in id order (as every
-            # writer of two tweets' counters locks them), and their authors are told.
+            # writer of two tweets' counters locks them), and their authors are told; their cached
+            # forms are stale from this commit on.
             authors: dict[str, int] = {}
+            changed: dict[int, int] = {}
             targets = [("reply_count", new.reply_to_tweet_id), ("quote_count", new.quote_of_tweet_id)]
             for counter, target in sorted((t for t in targets if t[1] is not None), key=lambda t: t[1] or 0):
                 await cur.execute(
                     f"UPDATE tweets SET {counter} = {counter} + 1"
-                    f" WHERE id = %s AND {_LIVE} AND retweet_of_id IS NULL RETURNING author_id",
+                    f" WHERE id = %s AND {_LIVE} AND retweet_of_id IS NULL RETURNING author_id, id, version",
                     (target,),
                 )
                 if (row := await cur.fetchone()) is None:
@@ -198,6 +263,7 @@ class PostgresTweetStore:
                         ReplyTargetMissing(target) if counter == "reply_count" else QuoteTargetMissing(target)
                     )
                 authors[counter] = int(row[0])
+                changed[int(row[1])] = int(row[2])
             reply_to_author = authors.get("reply_count")
             await cur.execute(
                 "INSERT INTO tweets (author_id, text, reply_to_id, reply_to_author_id, request_id, media_ids,"
@@ -221,7 +287,9 @@ class PostgresTweetStore:
             event = await self._outbox.add(
                 cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, False, mentioned, media_ids))
             )
-        await self._outbox.relay([event])
+        # The new tweet (and its author's count, read after the update) enter the cache with its event.
+        entries = self._cache.shown([tweet]) | self._cache.changed(changed)
+        await self._outbox.relay([event], also=functools.partial(self._cache.put_in, entries=entries))
         return tweet
 
     async def _attach_media(
@@ -272,14 +340,23 @@ class PostgresTweetStore:
             )
         return tuple(u for u in mentioned if u != new.author_id)
 
-    async def _count(self, cur: psycopg.AsyncCursor[Any], author_ids: Sequence[int], delta: int) -> None:
+    async def _count(
+        self, cur: psycopg.AsyncCursor[Any], author_ids: Sequence[int], delta: int
+    ) -> list[tuple[int, int, int]]:
+        """Changes the authors' counts; returns (author, count, version) of each as changed."""
+        counted = []
         # In id order, so that concurrent writers lock the counters in the same order.
         for author_id in sorted(author_ids):
             await cur.execute(
                 "INSERT INTO author_stats (author_id, tweets_count) VALUES (%s, %s)"
-                " ON CONFLICT (author_id) DO UPDATE SET tweets_count = author_stats.tweets_count + %s",
+                " ON CONFLICT (author_id) DO UPDATE SET tweets_count = author_stats.tweets_count + %s"
+                " RETURNING tweets_count, version",
                 (author_id, max(delta, 0), delta),
             )
+            row = await cur.fetchone()
+            assert row is not None
+            counted.append((author_id, int(row[0]), int(row[1])))
+        return counted
 
     async def delete(self, tweet_id: int, actor_id: int) -> None:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
@@ -297,11 +374,26 @@ class PostgresTweetStore:
             )
             doomed = [tweet_id, *[int(r[0]) for r in await cur.fetchall()]]
             # Read before any is deleted: a retweet whose original is gone no longer hydrates.
-            events = [await self._delete_one(cur, t) for t in await self._hydrate(cur, doomed)]
-        await self._outbox.relay(events)
+            changed: dict[int, int] = {}
+            counted: list[tuple[int, int, int]] = []
+            events = [
+                await self._delete_one(cur, t, changed, counted) for t in await self._hydrate(cur, doomed)
+            ]
+        # The deleted tweets' own entries go with their events (server.cache_on_relay); here the
+        # tweets whose counts or reply_to_deleted changed, and the authors' counts.
+        entries = self._cache.changed(changed) | self._cache.counted(counted)
+        await self._outbox.relay(events, also=functools.partial(self._cache.put_in, entries=entries))
 
-    async def _delete_one(self, cur: psycopg.AsyncCursor[Any], tweet: Tweet) -> Event:
-        """Deletes one locked live tweet with its attachments and counts; returns its outbox event."""
+    async def _delete_one(
+        self,
+        cur: psycopg.AsyncCursor[Any],
+        tweet: Tweet,
+        changed: dict[int, int],
+        counted: list[tuple[int, int, int]],
+    ) -> Event:
+        """Deletes one locked live tweet with its attachments and counts; returns its outbox event.
+        Adds the other tweets it changes to `changed` (id -> version) and its author's count to
+        `counted`."""
         tweet_id = tweet.tweet_id
         await cur.execute("SELECT user_id FROM mentions WHERE tweet_id = %s ORDER BY position", (tweet_id,))
         mentioned = tuple(int(r[0]) for r in await cur.fetchall() if int(r[0]) != tweet.author_id)
@@ -315,20 +407,18 @@ class PostgresTweetStore:
             " WHERE id = %s",
             (tweet_id,),
         )
-        if tweet.reply_to_tweet_id is not None:
-            await cur.execute(
-                "UPDATE tweets SET reply_count = reply_count - 1 WHERE id = %s", (tweet.reply_to_tweet_id,)
-            )
-        if tweet.retweet_of_tweet_id is not None:
-            await cur.execute(
-                "UPDATE tweets SET retweet_count = retweet_count - 1 WHERE id = %s",
-                (tweet.retweet_of_tweet_id,),
-            )
-        if tweet.quote_of_tweet_id is not None:
-            await cur.execute(
-                "UPDATE tweets SET quote_count = quote_count - 1 WHERE id = %s", (tweet.quote_of_tweet_id,)
-            )
-        await self._count(cur, [tweet.author_id], -1)
+        changes = [
+            # Its replies now show reply_to_deleted: their cached form is stale too.
+            ("UPDATE tweets SET version = version WHERE reply_to_id = %s AND {live}", tweet_id),
+            ("UPDATE tweets SET reply_count = reply_count - 1 WHERE id = %s", tweet.reply_to_tweet_id),
+            ("UPDATE tweets SET retweet_count = retweet_count - 1 WHERE id = %s", tweet.retweet_of_tweet_id),
+            ("UPDATE tweets SET quote_count = quote_count - 1 WHERE id = %s", tweet.quote_of_tweet_id),
+        ]
+        for sql, target in changes:
+            if target is not None:
+                await cur.execute(sql.format(live=_LIVE) + " RETURNING id, version", (target,))
+                changed.update((int(r[0]), int(r[1])) for r in await cur.fetchall())
+        counted.extend(await self._count(cur, [tweet.author_id], -1))
         return await self._outbox.add(
             cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, True, mentioned, media_ids))
         )
@@ -370,7 +460,9 @@ class PostgresTweetStore:
             await self._count(cur, [actor_id], +1)
             (tweet,) = await self._hydrate(cur, [retweet_id])
             event = await self._outbox.add(cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, False)))
-        await self._outbox.relay([event])
+        # The retweet, its original (with its new count) and both authors' counts, as just read.
+        entries = self._cache.shown([tweet])
+        await self._outbox.relay([event], also=functools.partial(self._cache.put_in, entries=entries))
         return retweet_id
 
     async def like(self, tweet_id: int, user_id: int) -> bool:
@@ -384,7 +476,7 @@ class PostgresTweetStore:
 
     async def _change_like(self, tweet_id: int, user_id: int, *, liked: bool) -> bool:
         """Adds or removes the like; the count and the LikeEvent change only if the like did, in one
-        transaction. Whether the tweet is live."""
+        transaction, and the cached tweet goes stale at its new version. Whether the tweet is live."""
         change = (
             "INSERT INTO likes (tweet_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id"
             if liked
@@ -397,7 +489,7 @@ class PostgresTweetStore:
             # The row lock taken here orders this like after a concurrent delete, which it sees.
             await cur.execute(
                 "UPDATE tweets SET like_count = like_count + %s"
-                f" WHERE id = %s AND {_LIVE} RETURNING author_id",
+                f" WHERE id = %s AND {_LIVE} RETURNING author_id, version",
                 (1 if liked else -1, tweet_id),
             )
             if (tweet := await cur.fetchone()) is None:
@@ -409,7 +501,8 @@ class PostgresTweetStore:
                 LIKES_STREAM,
                 self._like_event(LikeChange(tweet_id, user_id, int(tweet[0]), int(like[0]), liked)),
             )
-        await self._outbox.relay([event])
+        entries = self._cache.changed({tweet_id: int(tweet[1])})
+        await self._outbox.relay([event], also=functools.partial(self._cache.put_in, entries=entries))
         return True
 
     async def bookmark(self, tweet_id: int, user_id: int) -> bool:
@@ -456,7 +549,9 @@ class PostgresTweetStore:
         if not tweet_ids:
             return {}
         async with self._pool.connection() as conn, conn.cursor() as cur:
-            return {t.tweet_id: t for t in await self._hydrate(cur, tweet_ids)}
+            found = await self._hydrate(cur, tweet_ids)
+        await self._cache.put(self._cache.shown(found))  # a reader's miss is rebuilt here
+        return {t.tweet_id: t for t in found}
 
     async def _hydrate(self, cur: psycopg.AsyncCursor[Any], tweet_ids: Sequence[int]) -> list[Tweet]:
         """Live tweets by id; retweets with their live original (a retweet of a gone one is gone);

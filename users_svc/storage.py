@@ -1,10 +1,11 @@
-"""users_svc's SQL (schema `users`) and its Redis session cache; nothing else touches them."""
+"""users_svc's SQL (schema `users`), its Redis session cache and its cache of users
+(social.caches); nothing else writes them."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from meshkit.ratelimit import RateLimiter
 from meshkit.settings import Rate
 from meshkit.status import within
 from social import FOLLOWS_STREAM, Relation
+from social.caches import OwnerCache, live, stale, user_key
 from users_svc.mailing import CheckToken
 from users_svc.service import (
     Blocked,
@@ -86,14 +88,36 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+class UserCache:
+    """users_svc's cache (social.caches): `user:<id>` entries. Every read of users by id fills it;
+    every commit that changes a user marks the entry stale at the row's new version."""
+
+    def __init__(self, cache: OwnerCache, payload: Callable[[User], bytes]) -> None:
+        self._cache = cache
+        # Serializes a user without tweets_count (server.py: only it imports *_pb2).
+        self._payload = payload
+
+    async def shown(self, users: Iterable[tuple[User, int]]) -> None:
+        """Users as read, each with its row's version."""
+        await self._cache.put({user_key(u.user_id): live(v, self._payload(u)) for u, v in users})
+
+    async def changed(self, versions: Mapping[int, int]) -> None:
+        await self._cache.put({user_key(u): stale(v) for u, v in versions.items()})
+
+
 class PostgresUserStore:
     def __init__(
-        self, pool: AsyncConnectionPool, outbox: Outbox, follow_event: Callable[[int, int, bool, int], bytes]
+        self,
+        pool: AsyncConnectionPool,
+        outbox: Outbox,
+        follow_event: Callable[[int, int, bool, int], bytes],
+        cache: UserCache,
     ) -> None:
         self._pool = pool
         self._outbox = outbox
         # Builds the serialized FollowEvent; passed in so that only server.py imports *_pb2.
         self._follow_event = follow_event
+        self._cache = cache
 
     async def insert_user(
         self, handle: str, display_name: str, password_hash: str, address: NewAddress | None = None
@@ -231,9 +255,11 @@ class PostgresUserStore:
             return {}
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE id = ANY(%s)", (list(user_ids),)
+                f"SELECT {_USER_COLUMNS}, version FROM users WHERE id = ANY(%s)", (list(user_ids),)
             )
-            return {int(r[0]): _user(r) for r in await cur.fetchall()}
+            rows = [(_user(r), int(r[_USER_WIDTH])) for r in await cur.fetchall()]
+        await self._cache.shown(rows)  # a reader's miss is rebuilt here
+        return {user.user_id: user for user, _ in rows}
 
     async def user_by_handle(self, handle: str) -> User | None:
         async with self._pool.connection() as conn:
@@ -253,11 +279,14 @@ class PostgresUserStore:
 
     async def update_profile(self, user_id: int, display_name: str | None, bio: str | None) -> None:
         async with self._pool.connection() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 "UPDATE users SET display_name = coalesce(%s, display_name), bio = coalesce(%s, bio)"
-                " WHERE id = %s",
+                " WHERE id = %s RETURNING version",
                 (display_name, bio, user_id),
             )
+            row = await cur.fetchone()
+        if row is not None:
+            await self._cache.changed({user_id: int(row[0])})
 
     async def search(
         self, prefix: str, after: tuple[bool, str, int] | None, limit: int
@@ -374,6 +403,7 @@ class PostgresUserStore:
 
     async def follow(self, follower_id: int, followee_id: int) -> None:
         """Blocked (with the relation) when either blocks the other."""
+        versions: dict[int, int] = {}
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             # The two users' rows are locked first (in id order), so a block between them either
             # commits before this reads the blocks or waits for this follow and ends it.
@@ -381,14 +411,20 @@ class PostgresUserStore:
             relation = await self._blocks_between(cur, follower_id, followee_id)
             if relation:
                 raise Blocked(relation)
-            event = await self._change_edge(cur, follower_id, followee_id, following=True)
-        await self._outbox.relay([event] if event else [])
+            event = await self._change_edge(cur, follower_id, followee_id, following=True, versions=versions)
+        await self._edges_changed([event] if event else [], versions)
 
     async def unfollow(self, follower_id: int, followee_id: int) -> None:
+        versions: dict[int, int] = {}
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await self._lock_users(cur, follower_id, followee_id)
-            event = await self._change_edge(cur, follower_id, followee_id, following=False)
-        await self._outbox.relay([event] if event else [])
+            event = await self._change_edge(cur, follower_id, followee_id, following=False, versions=versions)
+        await self._edges_changed([event] if event else [], versions)
+
+    async def _edges_changed(self, events: list[Event], versions: dict[int, int]) -> None:
+        """After a commit that changed follows: their events relayed, the users' cache entries stale."""
+        await self._outbox.relay(events)
+        await self._cache.changed(versions)
 
     @staticmethod
     async def _lock_users(cur: psycopg.AsyncCursor[Any], *user_ids: int) -> None:
@@ -398,10 +434,17 @@ class PostgresUserStore:
         )
 
     async def _change_edge(
-        self, cur: psycopg.AsyncCursor[Any], follower_id: int, followee_id: int, *, following: bool
+        self,
+        cur: psycopg.AsyncCursor[Any],
+        follower_id: int,
+        followee_id: int,
+        *,
+        following: bool,
+        versions: dict[int, int],
     ) -> Event | None:
         """Adds or removes the edge (the users locked); the counts and the event change only if the
-        edge did. Returns the event, to relay after the commit."""
+        edge did. Returns the event, to relay after the commit; the users' new row versions go into
+        `versions`, for their cache entries to go stale after it."""
         delta = 1 if following else -1
         change = (
             "INSERT INTO follows (follower_id, followee_id) VALUES (%s, %s)"
@@ -414,7 +457,10 @@ class PostgresUserStore:
             return None
         for user_id in sorted((follower_id, followee_id)):
             column = "following_count" if user_id == follower_id else "followers_count"
-            await cur.execute(f"UPDATE users SET {column} = {column} + %s WHERE id = %s", (delta, user_id))
+            await cur.execute(
+                f"UPDATE users SET {column} = {column} + %s WHERE id = %s RETURNING version", (delta, user_id)
+            )
+            versions[user_id] = int((await cur.fetchone() or [0])[0])
         return await self._outbox.add(
             cur, FOLLOWS_STREAM, self._follow_event(follower_id, followee_id, following, int(edge[0]))
         )
@@ -436,11 +482,15 @@ class PostgresUserStore:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await self._lock_users(cur, blocker_id, blocked_id)
             events = []
+            versions: dict[int, int] = {}
             if await self._change_relation(cur, "blocks", blocker_id, blocked_id, on=True, both=True):
                 for follower, followee in ((blocker_id, blocked_id), (blocked_id, blocker_id)):
-                    if event := await self._change_edge(cur, follower, followee, following=False):
-                        events.append(event)
-        await self._outbox.relay(events)
+                    edge = await self._change_edge(
+                        cur, follower, followee, following=False, versions=versions
+                    )
+                    if edge:
+                        events.append(edge)
+        await self._edges_changed(events, versions)
 
     async def unblock(self, blocker_id: int, blocked_id: int) -> None:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:

@@ -120,6 +120,7 @@ async def test_list_and_search_queries_use_indexes_on_100k_tweets(mesh: Mesh) ->
             Outbox(pool, None),  # type: ignore[arg-type]
             lambda change: b"",
             lambda change: b"",
+            None,  # type: ignore[arg-type]
         )
         await tweets.by_author(42, None, 21)
         await tweets.replies(10, None, 21)
@@ -139,7 +140,7 @@ async def test_list_and_search_queries_use_indexes_on_100k_tweets(mesh: Mesh) ->
         await tweets.tweet_counts([1, 2, 3])
 
         await conn.execute("SET LOCAL search_path TO users")
-        users = PostgresUserStore(pool, Outbox(pool, None), lambda *args: b"")  # type: ignore[arg-type]
+        users = PostgresUserStore(pool, Outbox(pool, None), lambda *args: b"", None)  # type: ignore[arg-type]
         await users.search("plan12", None, 21)
         await users.search("plan user 12", (True, "plan user 12", 0), 21)
         await users.followers(42, None, 21)

@@ -33,7 +33,11 @@ async def test_a_tweet_hydration_left_out_is_sent_when_it_arrives_again() -> Non
         queue.put_nowait(message)
     stream = LiveStream(FakeLiveFeed(), queue, None, Flaky({5}), heartbeat_seconds=60)
     events = stream.follow()
-    assert [await anext(events), await anext(events)] == [TweetArrived("tweet-6"), TweetArrived("tweet-5")]
+    assert await anext(events) == Heartbeat()  # listening
+    assert [await anext(events), await anext(events)] == [
+        TweetArrived("tweet-6", live=True),
+        TweetArrived("tweet-5", live=True),
+    ]
     await events.aclose()
 
 
@@ -41,6 +45,7 @@ async def test_a_busy_stream_still_gets_a_heartbeat_on_time() -> None:
     queue: asyncio.Queue[Delivery] = asyncio.Queue()
     stream = LiveStream(FakeLiveFeed(), queue, None, Flaky(set()), heartbeat_seconds=0.2)
     events = stream.follow()
+    assert await anext(events) == Heartbeat()  # listening
     started = time.monotonic()
     kinds = []
     n = 0
@@ -54,6 +59,28 @@ async def test_a_busy_stream_still_gets_a_heartbeat_on_time() -> None:
     await events.aclose()
     assert kinds[-1] is Heartbeat and kinds.count(TweetArrived) > 1
     print(f"first heartbeat of a busy stream after {time.monotonic() - started:.2f} s (interval 0.2 s)")
+
+
+async def test_every_stream_beats_at_the_same_moments() -> None:
+    # Streams opened at different moments beat together (their token checks are then one read).
+    interval, opened_at, ends = 0.25, [0.0, 0.0, 0.0], time.monotonic() + 1.2
+    beats: list[set[int]] = [set(), set(), set()]
+
+    async def watch(n: int) -> None:
+        await asyncio.sleep(0.07 * n)
+        queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        events = LiveStream(FakeLiveFeed(), queue, None, Flaky(set()), heartbeat_seconds=interval).follow()
+        assert await anext(events) == Heartbeat()  # listening, at once
+        opened_at[n] = time.monotonic()
+        while time.monotonic() < ends:
+            assert await anext(events) == Heartbeat()
+            beats[n].add(round(time.monotonic() / interval))  # which beat of the shared clock
+        await events.aclose()
+
+    await asyncio.gather(*(watch(n) for n in range(3)))
+    all_open = max(opened_at) / interval
+    common = [{b for b in beats[n] if b > all_open + 0.5} for n in range(3)]
+    assert len(common[0]) >= 2 and common[0] == common[1] == common[2]
 
 
 def home_of(tweets: FakeTweetIndex, timelines: FakeTimelineStore) -> HomeTimeline[str]:

@@ -22,19 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2
 from tweetmesh.users.v1 import users_service_pb2 as tweetmesh_dot_users_dot_v1_dot_users__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n6tweetmesh/notifications/v1/notifications_service.proto\x12\x1atweetmesh.notifications.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(tweetmesh/tweets/v1/tweets_service.proto\x1a&tweetmesh/users/v1/users_service.proto\"\xfb\x01\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12:\n\x04kind\x18\x02 \x01(\x0e\x32,.tweetmesh.notifications.v1.NotificationKind\x12\'\n\x05\x61\x63tor\x18\x03 \x01(\x0b\x32\x18.tweetmesh.users.v1.User\x12)\n\x05tweet\x18\x04 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.Tweet\x12\x11\n\tgroup_key\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x02\n\x11NotificationGroup\x12\x11\n\tgroup_key\x18\x01 \x01(\t\x12:\n\x04kind\x18\x02 \x01(\x0e\x32,.tweetmesh.notifications.v1.NotificationKind\x12\x1b\n\x13notifications_count\x18\x03 \x01(\x03\x12\x31\n\x0fsample_accounts\x18\x04 \x03(\x0b\x32\x18.tweetmesh.users.v1.User\x12)\n\x05tweet\x18\x05 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.Tweet\x12\x1e\n\x16latest_notification_id\x18\x06 \x01(\t\x12/\n\x0blatest_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06unread\x18\x08 \x01(\x08\"A\n\x18ListNotificationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"s\n\x19ListNotificationsResponse\x12=\n\x06groups\x18\x01 \x03(\x0b\x32-.tweetmesh.notifications.v1.NotificationGroup\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x17\n\x15GetUnreadCountRequest\"5\n\x16GetUnreadCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x0c\n\x04more\x18\x02 \x01(\x08\"0\n\x1cMarkNotificationsReadRequest\x12\x10\n\x08up_to_id\x18\x01 \x01(\t\"6\n\x1dMarkNotificationsReadResponse\x12\x15\n\rread_up_to_id\x18\x01 \x01(\t\"N\n\x1c\x42\x61tchGetNotificationsRequest\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x18\n\x10notification_ids\x18\x02 \x03(\t\"`\n\x1d\x42\x61tchGetNotificationsResponse\x12?\n\rnotifications\x18\x01 \x03(\x0b\x32(.tweetmesh.notifications.v1.Notification\"V\n\x1dListNotificationsAfterRequest\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"a\n\x1eListNotificationsAfterResponse\x12?\n\rnotifications\x18\x01 \x03(\x0b\x32(.tweetmesh.notifications.v1.Notification*\xca\x01\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18NOTIFICATION_KIND_FOLLOW\x10\x01\x12\x1d\n\x19NOTIFICATION_KIND_MENTION\x10\x02\x12\x1b\n\x17NOTIFICATION_KIND_REPLY\x10\x03\x12\x1a\n\x16NOTIFICATION_KIND_LIKE\x10\x04\x12\x1d\n\x19NOTIFICATION_KIND_RETWEET\x10\x05\x32\xbb\x06\n\x13NotificationService\x12\x9e\x01\n\x11ListNotifications\x12\x34.tweetmesh.notifications.v1.ListNotificationsRequest\x1a\x35.tweetmesh.notifications.v1.ListNotificationsResponse\"\x1c\x90\x02\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/notifications\x12\xa1\x01\n\x0eGetUnreadCount\x12\x31.tweetmesh.notifications.v1.GetUnreadCountRequest\x1a\x32.tweetmesh.notifications.v1.GetUnreadCountResponse\"(\x90\x02\x01\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/notifications:unreadCount\x12\xb3\x01\n\x15MarkNotificationsRead\x12\x38.tweetmesh.notifications.v1.MarkNotificationsReadRequest\x1a\x39.tweetmesh.notifications.v1.MarkNotificationsReadResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/notifications:markRead:\x01*\x12\x91\x01\n\x15\x42\x61tchGetNotifications\x12\x38.tweetmesh.notifications.v1.BatchGetNotificationsRequest\x1a\x39.tweetmesh.notifications.v1.BatchGetNotificationsResponse\"\x03\x90\x02\x01\x12\x94\x01\n\x16ListNotificationsAfter\x12\x39.tweetmesh.notifications.v1.ListNotificationsAfterRequest\x1a:.tweetmesh.notifications.v1.ListNotificationsAfterResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n6tweetmesh/notifications/v1/notifications_service.proto\x12\x1atweetmesh.notifications.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(tweetmesh/tweets/v1/tweets_service.proto\x1a&tweetmesh/users/v1/users_service.proto\"\xfb\x01\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12:\n\x04kind\x18\x02 \x01(\x0e\x32,.tweetmesh.notifications.v1.NotificationKind\x12\'\n\x05\x61\x63tor\x18\x03 \x01(\x0b\x32\x18.tweetmesh.users.v1.User\x12)\n\x05tweet\x18\x04 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.Tweet\x12\x11\n\tgroup_key\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x02\n\x11NotificationGroup\x12\x11\n\tgroup_key\x18\x01 \x01(\t\x12:\n\x04kind\x18\x02 \x01(\x0e\x32,.tweetmesh.notifications.v1.NotificationKind\x12\x1b\n\x13notifications_count\x18\x03 \x01(\x03\x12\x31\n\x0fsample_accounts\x18\x04 \x03(\x0b\x32\x18.tweetmesh.users.v1.User\x12)\n\x05tweet\x18\x05 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.Tweet\x12\x1e\n\x16latest_notification_id\x18\x06 \x01(\t\x12/\n\x0blatest_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06unread\x18\x08 \x01(\x08\"f\n\x18ListNotificationsRequest\x12\x1a\n\tpage_size\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12.\n\npage_token\x18\x02 \x01(\tB\x1a\xbaH\x17r\x15\x18\x80\x08\x32\x10^[A-Za-z0-9_-]*$\"s\n\x19ListNotificationsResponse\x12=\n\x06groups\x18\x01 \x03(\x0b\x32-.tweetmesh.notifications.v1.NotificationGroup\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x17\n\x15GetUnreadCountRequest\"5\n\x16GetUnreadCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x0c\n\x04more\x18\x02 \x01(\x08\"Z\n\x1cMarkNotificationsReadRequest\x12:\n\x08up_to_id\x18\x01 \x01(\tB(\xbaH%r 2\x1e^([0-9]{1,18}|[1-8][0-9]{18})$\xc8\x01\x01\"6\n\x1dMarkNotificationsReadResponse\x12\x15\n\rread_up_to_id\x18\x01 \x01(\t\"\xa7\x01\n\x1c\x42\x61tchGetNotificationsRequest\x12>\n\x0crecipient_id\x18\x01 \x01(\tB(\xbaH%r 2\x1e^([0-9]{1,18}|[1-8][0-9]{18})$\xc8\x01\x01\x12G\n\x10notification_ids\x18\x02 \x03(\tB-\xbaH*\x92\x01\'\x10\xe8\x07\"\"r 2\x1e^([0-9]{1,18}|[1-8][0-9]{18})$\"`\n\x1d\x42\x61tchGetNotificationsResponse\x12?\n\rnotifications\x18\x01 \x03(\x0b\x32(.tweetmesh.notifications.v1.Notification\"\xb6\x01\n\x1dListNotificationsAfterRequest\x12>\n\x0crecipient_id\x18\x01 \x01(\tB(\xbaH%r 2\x1e^([0-9]{1,18}|[1-8][0-9]{18})$\xc8\x01\x01\x12:\n\x08\x61\x66ter_id\x18\x02 \x01(\tB(\xbaH%r 2\x1e^([0-9]{1,18}|[1-8][0-9]{18})$\xd8\x01\x01\x12\x19\n\x05limit\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01\"a\n\x1eListNotificationsAfterResponse\x12?\n\rnotifications\x18\x01 \x03(\x0b\x32(.tweetmesh.notifications.v1.Notification*\xca\x01\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18NOTIFICATION_KIND_FOLLOW\x10\x01\x12\x1d\n\x19NOTIFICATION_KIND_MENTION\x10\x02\x12\x1b\n\x17NOTIFICATION_KIND_REPLY\x10\x03\x12\x1a\n\x16NOTIFICATION_KIND_LIKE\x10\x04\x12\x1d\n\x19NOTIFICATION_KIND_RETWEET\x10\x05\x32\xbb\x06\n\x13NotificationService\x12\x9e\x01\n\x11ListNotifications\x12\x34.tweetmesh.notifications.v1.ListNotificationsRequest\x1a\x35.tweetmesh.notifications.v1.ListNotificationsResponse\"\x1c\x90\x02\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/notifications\x12\xa1\x01\n\x0eGetUnreadCount\x12\x31.tweetmesh.notifications.v1.GetUnreadCountRequest\x1a\x32.tweetmesh.notifications.v1.GetUnreadCountResponse\"(\x90\x02\x01\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/notifications:unreadCount\x12\xb3\x01\n\x15MarkNotificationsRead\x12\x38.tweetmesh.notifications.v1.MarkNotificationsReadRequest\x1a\x39.tweetmesh.notifications.v1.MarkNotificationsReadResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/notifications:markRead:\x01*\x12\x91\x01\n\x15\x42\x61tchGetNotifications\x12\x38.tweetmesh.notifications.v1.BatchGetNotificationsRequest\x1a\x39.tweetmesh.notifications.v1.BatchGetNotificationsResponse\"\x03\x90\x02\x01\x12\x94\x01\n\x16ListNotificationsAfter\x12\x39.tweetmesh.notifications.v1.ListNotificationsAfterRequest\x1a:.tweetmesh.notifications.v1.ListNotificationsAfterResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tweetmesh.notifications.v1.notifications_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\004\032\002(\000'
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\027r\025\030\200\0102\020^[A-Za-z0-9_-]*$'
+  _globals['_MARKNOTIFICATIONSREADREQUEST'].fields_by_name['up_to_id']._loaded_options = None
+  _globals['_MARKNOTIFICATIONSREADREQUEST'].fields_by_name['up_to_id']._serialized_options = b'\272H%r 2\036^([0-9]{1,18}|[1-8][0-9]{18})$\310\001\001'
+  _globals['_BATCHGETNOTIFICATIONSREQUEST'].fields_by_name['recipient_id']._loaded_options = None
+  _globals['_BATCHGETNOTIFICATIONSREQUEST'].fields_by_name['recipient_id']._serialized_options = b'\272H%r 2\036^([0-9]{1,18}|[1-8][0-9]{18})$\310\001\001'
+  _globals['_BATCHGETNOTIFICATIONSREQUEST'].fields_by_name['notification_ids']._loaded_options = None
+  _globals['_BATCHGETNOTIFICATIONSREQUEST'].fields_by_name['notification_ids']._serialized_options = b'\272H*\222\001\'\020\350\007\"\"r 2\036^([0-9]{1,18}|[1-8][0-9]{18})$'
+  _globals['_LISTNOTIFICATIONSAFTERREQUEST'].fields_by_name['recipient_id']._loaded_options = None
+  _globals['_LISTNOTIFICATIONSAFTERREQUEST'].fields_by_name['recipient_id']._serialized_options = b'\272H%r 2\036^([0-9]{1,18}|[1-8][0-9]{18})$\310\001\001'
+  _globals['_LISTNOTIFICATIONSAFTERREQUEST'].fields_by_name['after_id']._loaded_options = None
+  _globals['_LISTNOTIFICATIONSAFTERREQUEST'].fields_by_name['after_id']._serialized_options = b'\272H%r 2\036^([0-9]{1,18}|[1-8][0-9]{18})$\330\001\001'
+  _globals['_LISTNOTIFICATIONSAFTERREQUEST'].fields_by_name['limit']._loaded_options = None
+  _globals['_LISTNOTIFICATIONSAFTERREQUEST'].fields_by_name['limit']._serialized_options = b'\272H\007\032\005\030\350\007(\001'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._serialized_options = b'\220\002\001\202\323\344\223\002\023\022\021/v1/notifications'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['GetUnreadCount']._loaded_options = None
@@ -45,32 +62,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['BatchGetNotifications']._serialized_options = b'\220\002\001'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotificationsAfter']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotificationsAfter']._serialized_options = b'\220\002\001'
-  _globals['_NOTIFICATIONKIND']._serialized_start=1542
-  _globals['_NOTIFICATIONKIND']._serialized_end=1744
-  _globals['_NOTIFICATION']._serialized_start=232
-  _globals['_NOTIFICATION']._serialized_end=483
-  _globals['_NOTIFICATIONGROUP']._serialized_start=486
-  _globals['_NOTIFICATIONGROUP']._serialized_end=804
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=806
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=871
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=873
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=988
-  _globals['_GETUNREADCOUNTREQUEST']._serialized_start=990
-  _globals['_GETUNREADCOUNTREQUEST']._serialized_end=1013
-  _globals['_GETUNREADCOUNTRESPONSE']._serialized_start=1015
-  _globals['_GETUNREADCOUNTRESPONSE']._serialized_end=1068
-  _globals['_MARKNOTIFICATIONSREADREQUEST']._serialized_start=1070
-  _globals['_MARKNOTIFICATIONSREADREQUEST']._serialized_end=1118
-  _globals['_MARKNOTIFICATIONSREADRESPONSE']._serialized_start=1120
-  _globals['_MARKNOTIFICATIONSREADRESPONSE']._serialized_end=1174
-  _globals['_BATCHGETNOTIFICATIONSREQUEST']._serialized_start=1176
-  _globals['_BATCHGETNOTIFICATIONSREQUEST']._serialized_end=1254
-  _globals['_BATCHGETNOTIFICATIONSRESPONSE']._serialized_start=1256
-  _globals['_BATCHGETNOTIFICATIONSRESPONSE']._serialized_end=1352
-  _globals['_LISTNOTIFICATIONSAFTERREQUEST']._serialized_start=1354
-  _globals['_LISTNOTIFICATIONSAFTERREQUEST']._serialized_end=1440
-  _globals['_LISTNOTIFICATIONSAFTERRESPONSE']._serialized_start=1442
-  _globals['_LISTNOTIFICATIONSAFTERRESPONSE']._serialized_end=1539
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=1747
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=2574
+  _globals['_NOTIFICATIONKIND']._serialized_start=1837
+  _globals['_NOTIFICATIONKIND']._serialized_end=2039
+  _globals['_NOTIFICATION']._serialized_start=261
+  _globals['_NOTIFICATION']._serialized_end=512
+  _globals['_NOTIFICATIONGROUP']._serialized_start=515
+  _globals['_NOTIFICATIONGROUP']._serialized_end=833
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=835
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=937
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=939
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=1054
+  _globals['_GETUNREADCOUNTREQUEST']._serialized_start=1056
+  _globals['_GETUNREADCOUNTREQUEST']._serialized_end=1079
+  _globals['_GETUNREADCOUNTRESPONSE']._serialized_start=1081
+  _globals['_GETUNREADCOUNTRESPONSE']._serialized_end=1134
+  _globals['_MARKNOTIFICATIONSREADREQUEST']._serialized_start=1136
+  _globals['_MARKNOTIFICATIONSREADREQUEST']._serialized_end=1226
+  _globals['_MARKNOTIFICATIONSREADRESPONSE']._serialized_start=1228
+  _globals['_MARKNOTIFICATIONSREADRESPONSE']._serialized_end=1282
+  _globals['_BATCHGETNOTIFICATIONSREQUEST']._serialized_start=1285
+  _globals['_BATCHGETNOTIFICATIONSREQUEST']._serialized_end=1452
+  _globals['_BATCHGETNOTIFICATIONSRESPONSE']._serialized_start=1454
+  _globals['_BATCHGETNOTIFICATIONSRESPONSE']._serialized_end=1550
+  _globals['_LISTNOTIFICATIONSAFTERREQUEST']._serialized_start=1553
+  _globals['_LISTNOTIFICATIONSAFTERREQUEST']._serialized_end=1735
+  _globals['_LISTNOTIFICATIONSAFTERRESPONSE']._serialized_start=1737
+  _globals['_LISTNOTIFICATIONSAFTERRESPONSE']._serialized_end=1834
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=2042
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=2869
 # @@protoc_insertion_point(module_scope)
