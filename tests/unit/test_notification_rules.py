@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
+from google.protobuf.message import Message
 
 from meshkit.errors import InvalidArgument
 from meshkit.ids import id_at
 from meshkit.pagination import PageTokens
 from meshkit.streams import Entry, PoisonEvent
+from meshkit.validation import violations
 from notifications_svc.server import follow_changed, like_changed, tweet_changed
 from notifications_svc.service import (
     UNREAD_COUNT_MAX,
@@ -32,6 +34,7 @@ from notifications_svc.service import (
     notices_of_tweet,
 )
 from social import Relation
+from tweetmesh.notifications.v1 import notifications_service_pb2 as notifications_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
@@ -192,12 +195,26 @@ async def test_an_event_is_told_to_the_live_streams_after_it_is_stored() -> None
     assert channels.published == [Published(ANN, 99, removed=False)]
 
 
-async def test_internal_reads_refuse_oversized_asks() -> None:
-    service = notifications(FakeStore([]))
-    with pytest.raises(InvalidArgument):
-        await service.by_ids(ANN, list(range(1, 1002)))
-    with pytest.raises(InvalidArgument):
-        await service.after(ANN, 0, 0)
+def test_the_contract_refuses_oversized_or_malformed_asks() -> None:
+    def broken(request: Message) -> list[str]:
+        return [v.field for v in violations(request)]
+
+    ids = [str(i) for i in range(1, 1002)]
+    assert broken(notifications_pb.BatchGetNotificationsRequest(recipient_id="1", notification_ids=ids)) == [
+        "notification_ids"
+    ]
+    assert (
+        broken(notifications_pb.BatchGetNotificationsRequest(recipient_id="1", notification_ids=ids[:1000]))
+        == []
+    )
+    assert broken(notifications_pb.ListNotificationsAfterRequest(recipient_id="1", limit=0)) == ["limit"]
+    assert broken(notifications_pb.ListNotificationsAfterRequest(recipient_id="1", limit=1001)) == ["limit"]
+    assert broken(
+        notifications_pb.ListNotificationsAfterRequest(recipient_id="1", after_id="x", limit=5)
+    ) == ["after_id"]
+    assert broken(notifications_pb.ListNotificationsAfterRequest(limit=5)) == ["recipient_id"]
+    assert broken(notifications_pb.MarkNotificationsReadRequest(up_to_id="")) == ["up_to_id"]
+    assert broken(notifications_pb.ListNotificationsRequest(page_size=-1)) == ["page_size"]
 
 
 def entry(data: bytes | None) -> Entry:
