@@ -30,6 +30,7 @@ from notifications_svc.service import (
 from notifications_svc.settings import NotificationsSettings
 from notifications_svc.storage import PostgresNotificationStore, RedisChannels, tidy_forever
 from social import (
+    ACCOUNTS_STREAM,
     FOLLOWS_STREAM,
     LIKES_STREAM,
     TWEETS_STREAM,
@@ -38,6 +39,7 @@ from social import (
     TweetsPeer,
     UsersPeer,
 )
+from social.erasure import account_eraser
 from social.limits import READ_SIGNED_IN, WRITE
 from tweetmesh.notifications.v1 import notifications_service_pb2 as pb
 from tweetmesh.notifications.v1 import notifications_service_pb2_grpc as pb_grpc
@@ -47,6 +49,8 @@ from tweetmesh.users.v1 import users_service_pb2 as users_pb
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE = pb.DESCRIPTOR.services_by_name["NotificationService"]
 GROUP = "notifications"
+# Its consumer group on events:accounts (social.erasure): a deleted account's own notifications.
+ERASE_GROUP = "notifications-erase"
 # Events handled at once per stream (each holds a PostgreSQL connection for its transaction).
 CONCURRENCY = 8
 # Every public RPC, at the rates of NotificationsSettings.rate_limits: only the caller's own data.
@@ -239,6 +243,8 @@ async def setup(runtime: Runtime[NotificationsSettings], server: grpc.aio.Server
             batch=CONCURRENCY,
         )
         runtime.background(consumer.run(), f"notify from {stream}")
+    eraser = account_eraser(redis, ERASE_GROUP, settings.notifications_consumer, notifications.erase_account)
+    runtime.background(eraser.run(), f"erase accounts from {ACCOUNTS_STREAM}")
     runtime.background(tidy_forever(store), "notifications-tidy")
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)

@@ -200,6 +200,9 @@ class NotificationStore(Protocol):
     async def count_after(self, recipient_id: int, after: int, hidden: Sequence[int], limit: int) -> int: ...
     async def by_ids(self, recipient_id: int, ids: Sequence[int]) -> list[Notification]: ...
     async def after(self, recipient_id: int, after: int, limit: int) -> list[Notification]: ...
+    async def erase_recipient(self, recipient_id: int) -> None:
+        """Every notification of a deleted account, its groups and read marker."""
+        ...
 
 
 class Channels(Protocol):
@@ -242,6 +245,12 @@ class Notifications:
         changes = await self._store.apply(notices, gone_tweet_id)
         if changes:
             await self._channels.publish(changes)
+
+    async def erase_account(self, user_id: int) -> None:
+        """A deleted account's part in notifications_svc (social.erasure): its own notifications.
+        Those it made for others go with the events of its erasure elsewhere (its follows, likes
+        and tweets undone)."""
+        await self._store.erase_recipient(user_id)
 
     async def _hidden(self, viewer: int) -> list[int]:
         return hidden_accounts(await self._relations.all(viewer))

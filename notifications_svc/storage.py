@@ -259,6 +259,11 @@ class PostgresNotificationStore:
             )
             return [_notification(r) for r in await cur.fetchall()]
 
+    async def erase_recipient(self, recipient_id: int) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            for table in ("notifications", "notification_groups", "read_markers"):
+                await conn.execute(f"DELETE FROM {table} WHERE recipient_id = %s", (recipient_id,))
+
     async def tidy(self) -> None:
         """Forgets deleted tweets and undone notifications old enough that no event about them can
         still be on its way."""

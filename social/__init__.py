@@ -7,7 +7,7 @@ service owns stays in that service. Built on meshkit (the generic service kit), 
 """
 
 from social.celebrities import MERGED_AT_READ, CelebrityRegistry, State
-from social.events import FOLLOWS_STREAM, LIKES_STREAM, TWEETS_STREAM
+from social.events import ACCOUNTS_STREAM, FOLLOWS_STREAM, LIKES_STREAM, TWEETS_STREAM
 from social.live import (
     CelebrityFollow,
     GlobalFeed,
@@ -31,6 +31,7 @@ from social.text import has_visible_character
 from social.timelines import Snapshot, TimelineStore, celebrity_lists, home_timelines
 
 __all__ = [
+    "ACCOUNTS_STREAM",
     "FOLLOWS_STREAM",
     "LIKES_STREAM",
     "MERGED_AT_READ",

@@ -284,6 +284,19 @@ def cmd_logout(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     out.write("logged out\n")
 
 
+def cmd_delete_account(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    if not args.yes:
+        raise CliError("this deletes your account for good: run it again with --yes")
+    session = client.session()
+    request = users_pb.DeleteUserRequest(user_id=session.user_id, password=_password(args, confirm=False))
+    client.users.DeleteUser(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    client.config.forget(client.target)
+    out.write(
+        "account deleted: its tweets, likes, follows and notifications are being removed everywhere;"
+        " its handle is free for others after the grace period (30 days by default)\n"
+    )
+
+
 def cmd_whoami(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     session = client.session()
     reply = client.users.GetUser(
@@ -735,6 +748,11 @@ def _account_commands(command: AddCommand) -> None:
     _password_stdin(reset)
     command("logout", cmd_logout, "revoke the saved token and forget it")
     command("whoami", cmd_whoami, "the logged-in account")
+    delete = command(
+        "delete-account", cmd_delete_account, "delete your account and everything of it, for good"
+    )
+    delete.add_argument("--yes", action="store_true", help="yes, delete it")
+    _password_stdin(delete)
     command("follow", cmd_follow, "follow someone").add_argument("handle")
     command("unfollow", cmd_unfollow, "stop following someone").add_argument("handle")
     _relation_commands(command)

@@ -19,8 +19,9 @@ from meshkit.protos import now_timestamp, timestamp, wire_id
 from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
 from meshkit.streams import Entry, PoisonEvent, StreamConsumer
-from social import TWEETS_STREAM, MediaPeer, Relations, RelationsCache, UsersPeer
+from social import ACCOUNTS_STREAM, TWEETS_STREAM, MediaPeer, Relations, RelationsCache, UsersPeer
 from social.caches import OwnerCache
+from social.erasure import account_eraser
 from social.limits import READ, READ_SIGNED_IN, WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
@@ -33,6 +34,9 @@ from tweets_svc.trends import TRENDS_MAX, TrendCounter
 Context = grpc.aio.ServicerContext[Any, Any]
 # tweets_svc's consumer group on its own tweets' events: it counts their hashtags for trends.
 TRENDS_GROUP = "trends"
+# tweets_svc's consumer group on events:accounts (social.erasure): a deleted account's tweets,
+# likes and bookmarks.
+ERASE_GROUP = "tweets-erase"
 SERVICE = pb.DESCRIPTOR.services_by_name["TweetService"]
 # Every public RPC (one with an HTTP route through Envoy) must be here, at the rates of
 # TweetsSettings.rate_limits; tests/unit/test_rate_limit_policies.py reads the descriptors and fails
@@ -535,5 +539,7 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
         max_deliveries=10,
     )
     runtime.background(consumer.run(), f"consume {TWEETS_STREAM}")
+    eraser = account_eraser(redis, ERASE_GROUP, settings.trends_consumer, tweets.erase_account)
+    runtime.background(eraser.run(), f"erase accounts from {ACCOUNTS_STREAM}")
     pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth, trends), server)
     return [SERVICE.full_name]

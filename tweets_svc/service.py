@@ -27,6 +27,8 @@ from social import (
 # service applies itself, to what it stores.
 TEXT_MAX = 280
 TAG_MAX = 100
+# What one read of a deleted account's tweets, likes or bookmarks takes (social.erasure).
+ERASE_BATCH = 100
 ALT_TEXT_MAX = 1000
 # A conversation shows at most this many tweets above the one asked for (the first shown names its
 # parent, whose conversation goes on up), and replies this many levels below (by default 8).
@@ -471,6 +473,22 @@ class Tweets:
         if state.author_id != actor_id:
             raise PermissionDenied("only its author can delete a tweet", reason="NOT_AUTHOR")
         await self._store.delete(tweet_id, actor_id)
+
+    async def erase_account(self, user_id: int) -> None:
+        """A deleted account's part in tweets_svc (social.erasure; at least once, idempotent): its
+        tweets and retweets deleted as by their author (each with its event: timelines, streams,
+        search, counts and notifications follow), its likes undone as by itself (the counts and
+        notifications follow), its bookmarks gone."""
+        while authored := await self._store.by_author(user_id, None, ERASE_BATCH):
+            for tweet_id in authored:
+                with contextlib.suppress(NotFound):  # deleted meanwhile (with its original)
+                    await self._store.delete(tweet_id, user_id)
+        while liked := await self._store.liked_tweets(user_id, None, ERASE_BATCH):
+            for _, tweet_id in liked:
+                await self._store.unlike(tweet_id, user_id)
+        while bookmarked := await self._store.bookmarked(user_id, None, ERASE_BATCH):
+            for _, tweet_id in bookmarked:
+                await self._store.unbookmark(tweet_id, user_id)
 
     async def _acted_on(self, tweet_id: int, field: str = "tweet_id") -> tuple[int, TweetState]:
         """The live tweet a retweet, like, reply, quote or bookmark acts on (a retweet stands for

@@ -26,7 +26,7 @@ SERVICE = "tweets"
 
 
 def _consumer(env: Env) -> str:
-    """This process's name in the trends consumer group: unique unless set."""
+    """This process's name in its consumer groups (trends, erasure): unique unless set."""
     return env.text("TRENDS_CONSUMER", "") or f"{socket.gethostname()}-{os.getpid()}"
 
 

@@ -19,8 +19,9 @@ from meshkit.pagination import PageTokens
 from meshkit.protos import now_timestamp, timestamp
 from meshkit.ratelimit import Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
-from social import Relation, RelationsCache, TweetsPeer
+from social import ACCOUNTS_STREAM, Relation, RelationsCache, TweetsPeer
 from social.caches import OwnerCache
+from social.erasure import account_eraser
 from social.limits import READ, READ_SIGNED_IN, WRITE
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
@@ -31,6 +32,9 @@ from users_svc.settings import UsersSettings
 from users_svc.storage import PostgresUserStore, RedisMailBudget, RedisSessionCache, UserCache, tidy_mail
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# users_svc's consumer group on events:accounts (social.erasure): a deleted account's follows,
+# blocks and mutes.
+ERASE_GROUP = "users-erase"
 SERVICE = pb.DESCRIPTOR.services_by_name["UserService"]
 MAIL_METRICS_SECONDS = 15.0
 
@@ -76,6 +80,7 @@ RATE_LIMITS: Policies = {
     method_name(SERVICE, "CreateUser"): SIGNUP,
     method_name(SERVICE, "Login"): LOGIN,
     method_name(SERVICE, "ChangePassword"): PASSWORD_CHANGE,
+    method_name(SERVICE, "DeleteUser"): PASSWORD_CHANGE,
     method_name(SERVICE, "Logout"): LOGOUT,
     method_name(SERVICE, "VerifyEmail"): VERIFY,
     method_name(SERVICE, "SendVerificationEmail"): WRITE,
@@ -122,6 +127,12 @@ def relation_message(other_id: int, relation: Relation) -> pb.Relation:
 def cached_user(user: User) -> bytes:
     """A user as the cache keeps it: without tweets_count, which tweets_svc owns and caches."""
     return user_message(replace(user, tweets_count=0)).SerializeToString()
+
+
+def account_deleted_event(user_id: int) -> bytes:
+    return pb.AccountEvent(
+        user_id=str(user_id), kind=pb.AccountEvent.KIND_DELETED, event_time=now_timestamp()
+    ).SerializeToString()
 
 
 def follow_event(follower_id: int, followee_id: int, following: bool, follow_id: int) -> bytes:
@@ -197,6 +208,11 @@ class UserServicer(pb_grpc.UserServiceServicer):
             actor, require_id(request.user_id, "user_id"), request.old_password, request.new_password
         )
         return pb.ChangePasswordResponse(token=result.token, expire_time=timestamp(result.expire_time))
+
+    async def DeleteUser(self, request: pb.DeleteUserRequest, context: Context) -> pb.DeleteUserResponse:
+        actor = await self._auth.caller_id(context)
+        await self._users.delete_account(actor, require_id(request.user_id, "user_id"), request.password)
+        return pb.DeleteUserResponse()
 
     async def _viewer(self, context: Context) -> int | None:
         return await self._auth.viewer(context.invocation_metadata())
@@ -396,7 +412,14 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
         )
     mailer = TokenMailer(settings.mail, relay.wake)
     cache = UserCache(OwnerCache(redis, settings.cache_ttl_seconds), cached_user)
-    store = PostgresUserStore(pool, outbox, follow_event, cache)
+    store = PostgresUserStore(
+        pool,
+        outbox,
+        follow_event,
+        cache,
+        account_deleted_event,
+        timedelta(days=settings.deleted_handle_grace_days),
+    )
     sessions = RedisSessionCache(redis, settings.session_cache_seconds)
     users = Users(
         store=store,
@@ -419,6 +442,8 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
     account_email = AccountEmail(
         users, store, mailer, sessions, RedisMailBudget(redis, settings.rate_limits.mail_per_account)
     )
+    eraser = account_eraser(redis, ERASE_GROUP, settings.erase_consumer, users.erase)
+    runtime.background(eraser.run(), f"erase accounts from {ACCOUNTS_STREAM}")
     auth = Authenticator(redis, users.authenticate)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     pb_grpc.add_UserServiceServicer_to_server(UserServicer(users, account_email, auth), server)

@@ -149,6 +149,15 @@ class UserStore(Protocol):
         ...
 
     async def relations_version(self, user_id: int) -> int: ...
+    async def delete_account(self, user_id: int) -> list[bytes]:
+        """Marks the account deleted, revokes its sessions (their digests) and records its event."""
+        ...
+
+    async def is_deleted(self, user_id: int) -> bool: ...
+    async def erase_graph(self, user_id: int) -> set[int]:
+        """Ends a deleted account's follows, blocks and mutes; the accounts whose relations changed."""
+        ...
+
     async def update_profile(self, user_id: int, display_name: str | None, bio: str | None) -> None: ...
     async def search(
         self, prefix: str, after: tuple[bool, str, int] | None, limit: int
@@ -361,6 +370,23 @@ class Users:
                 return False
 
         return await self._hashing.run(verify, password) and password_hash is not None
+
+    async def delete_account(self, actor_id: int, user_id: int, password: str) -> None:
+        """Deletes the caller's own account once its password is proved (DeleteUser): hidden at
+        once, sessions revoked (their cache entries too), the rest erased through its event."""
+        require_owner(actor_id, user_id, "delete its own account")
+        await self.check_password(user_id, password, "password")
+        revoked = await self._store.delete_account(user_id)
+        await self._sessions.forget_digests(revoked)
+        await self._relations_cache.forget([user_id])
+
+    async def erase(self, user_id: int) -> None:
+        """A deleted account's part in users_svc (on its AccountEvent, at least once): its follows
+        both ways, blocks and mutes, and the cached relations of those it had any with."""
+        if not await self._store.is_deleted(user_id):
+            return  # never erase a live account, whatever an event says
+        changed = await self._store.erase_graph(user_id)
+        await self._relations_cache.forget([user_id, *changed])
 
     async def logout(self, token: str) -> None:
         await self._store.delete_session(token_digest(token))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -71,6 +73,14 @@ class UsersSettings(Settings):
     mail: MailSettings = setting(read_mail_settings)
     # The first retry of a mail that failed to send; later ones double, up to an hour.
     mail_retry_seconds: float = setting(lambda env: env.number("MAIL_RETRY_SECONDS", 30.0, minimum=0.1))
+    # How long a deleted account's handle stays reserved before anyone may take it.
+    deleted_handle_grace_days: float = setting(
+        lambda env: env.number("DELETED_HANDLE_GRACE_DAYS", 30.0, minimum=0)
+    )
+    # This process's name in the consumer group that erases deleted accounts (social.erasure).
+    erase_consumer: str = setting(
+        lambda env: env.text("USERS_CONSUMER", "") or f"{socket.gethostname()}-{os.getpid()}"
+    )
     # How old the popular accounts that fill up suggestions may be (users_svc.suggestions).
     suggestions_popular_seconds: float = setting(
         lambda env: env.number("SUGGESTIONS_POPULAR_SECONDS", POPULAR_SECONDS, minimum=0)

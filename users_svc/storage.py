@@ -23,7 +23,7 @@ from meshkit.outbox import Event, Outbox
 from meshkit.ratelimit import RateLimiter
 from meshkit.settings import Rate
 from meshkit.status import within
-from social import FOLLOWS_STREAM, Relation
+from social import ACCOUNTS_STREAM, FOLLOWS_STREAM, Relation
 from social.caches import OwnerCache, live, stale, user_key
 from users_svc.mailing import CheckToken
 from users_svc.service import (
@@ -47,12 +47,16 @@ MAIL_KEPT = timedelta(days=7)
 # Tokens are kept this long past their expiry (a late click still says "expired", not "unknown").
 TOKENS_KEPT = timedelta(days=1)
 TIDY_SECONDS = 3600.0
+# Follows ended per transaction when a deleted account's graph is erased.
+ERASE_BATCH = 500
 
 _USER_COLUMNS = (
     "id, handle, display_name, create_time, followers_count, following_count, bio, email,"
     " email_verify_time IS NOT NULL"
 )
 _USER_WIDTH = 9
+# A live (not deleted) account: every read of accounts has it (DeleteUser hides one at once).
+_LIVE = "delete_time IS NULL"
 _TOKEN_COLUMNS = "token_hash, purpose, user_id, address_key, create_time, expire_time, use_time"
 
 
@@ -112,12 +116,18 @@ class PostgresUserStore:
         outbox: Outbox,
         follow_event: Callable[[int, int, bool, int], bytes],
         cache: UserCache,
+        account_event: Callable[[int], bytes] = lambda user_id: b"",
+        handle_grace: timedelta = timedelta(days=30),
     ) -> None:
         self._pool = pool
         self._outbox = outbox
-        # Builds the serialized FollowEvent; passed in so that only server.py imports *_pb2.
+        # Build the serialized FollowEvent and AccountEvent (a deletion); passed in so that only
+        # server.py imports *_pb2.
         self._follow_event = follow_event
+        self._account_event = account_event
         self._cache = cache
+        # How long a deleted account's handle stays reserved.
+        self._handle_grace = handle_grace
 
     async def insert_user(
         self, handle: str, display_name: str, password_hash: str, address: NewAddress | None = None
@@ -125,6 +135,12 @@ class PostgresUserStore:
         email = address.email if address is not None else None
         try:
             async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                # A deleted account's handle is released once its grace period is over.
+                await cur.execute(
+                    "UPDATE users SET handle = NULL WHERE lower(handle) = lower(%s)"
+                    " AND delete_time < now() - %s",
+                    (handle, self._handle_grace),
+                )
                 await cur.execute(
                     "INSERT INTO users (handle, display_name, password_hash, email, email_key)"
                     f" VALUES (%s, %s, %s, %s, %s) RETURNING {_USER_COLUMNS}",
@@ -172,7 +188,7 @@ class PostgresUserStore:
     async def _credentials(self, where: str, value: str) -> Credentials | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE {where}", (value,)
+                f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE {where} AND {_LIVE}", (value,)
             )
             row = await cur.fetchone()
         return Credentials(_user(row), row[_USER_WIDTH]) if row else None
@@ -255,7 +271,8 @@ class PostgresUserStore:
             return {}
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_USER_COLUMNS}, version FROM users WHERE id = ANY(%s)", (list(user_ids),)
+                f"SELECT {_USER_COLUMNS}, version FROM users WHERE id = ANY(%s) AND {_LIVE}",
+                (list(user_ids),),
             )
             rows = [(_user(r), int(r[_USER_WIDTH])) for r in await cur.fetchall()]
         await self._cache.shown(rows)  # a reader's miss is rebuilt here
@@ -264,7 +281,7 @@ class PostgresUserStore:
     async def user_by_handle(self, handle: str) -> User | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(handle) = lower(%s)", (handle,)
+                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(handle) = lower(%s) AND {_LIVE}", (handle,)
             )
             row = await cur.fetchone()
         return _user(row) if row else None
@@ -272,7 +289,7 @@ class PostgresUserStore:
     async def users_by_handles(self, handles: Sequence[str]) -> list[User]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(handle) = ANY(%s)",
+                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(handle) = ANY(%s) AND {_LIVE}",
                 ([h.lower() for h in handles],),
             )
             return [_user(r) for r in await cur.fetchall()]
@@ -300,7 +317,8 @@ class PostgresUserStore:
             if not by_name:
                 cur = await conn.execute(
                     'SELECT lower(handle), id FROM users WHERE lower(handle) COLLATE "C" LIKE %s'
-                    ' AND lower(handle) COLLATE "C" > %s ORDER BY lower(handle) COLLATE "C" LIMIT %s',
+                    f' AND lower(handle) COLLATE "C" > %s AND {_LIVE}'
+                    ' ORDER BY lower(handle) COLLATE "C" LIMIT %s',
                     (pattern, key, limit),
                 )
                 rows = [(False, r[0], int(r[1])) for r in await cur.fetchall()]
@@ -310,6 +328,7 @@ class PostgresUserStore:
                     "SELECT lower(display_name), id FROM users"
                     ' WHERE lower(display_name) COLLATE "C" LIKE %s'
                     ' AND lower(handle) COLLATE "C" NOT LIKE %s'
+                    f" AND {_LIVE}"
                     ' AND (lower(display_name) COLLATE "C", id) > (%s, %s)'
                     ' ORDER BY lower(display_name) COLLATE "C", id LIMIT %s',
                     (pattern, pattern, key, user_id, limit - len(rows)),
@@ -341,7 +360,7 @@ class PostgresUserStore:
                 "  WHERE f.followee_id <> %(user)s AND NOT f.followee_id = ANY(%(excluded)s)"
                 "  GROUP BY f.followee_id)"
                 " SELECT t.candidate, t.followed_by FROM theirs t JOIN users u ON u.id = t.candidate"
-                " WHERE NOT EXISTS (SELECT 1 FROM follows x"
+                " WHERE u.delete_time IS NULL AND NOT EXISTS (SELECT 1 FROM follows x"
                 "  WHERE x.follower_id = %(user)s AND x.followee_id = t.candidate)"
                 " ORDER BY t.followed_by DESC, u.followers_count DESC, u.id DESC LIMIT %(limit)s",
                 {
@@ -357,7 +376,8 @@ class PostgresUserStore:
     async def most_followed(self, limit: int) -> list[int]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT id FROM users ORDER BY followers_count DESC, id DESC LIMIT %s", (limit,)
+                f"SELECT id FROM users WHERE {_LIVE} ORDER BY followers_count DESC, id DESC LIMIT %s",
+                (limit,),
             )
             return [int(r[0]) for r in await cur.fetchall()]
 
@@ -428,10 +448,15 @@ class PostgresUserStore:
 
     @staticmethod
     async def _lock_users(cur: psycopg.AsyncCursor[Any], *user_ids: int) -> None:
-        # Always in id order, so concurrent changes between the same users cannot deadlock.
+        """Locks the users' rows, always in id order, so concurrent changes between the same users
+        cannot deadlock; NOT_FOUND if one is deleted. A deletion updates its row first: a change
+        racing it either commits before it (and is erased after it) or sees it here."""
         await cur.execute(
-            "SELECT id FROM users WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (list(user_ids),)
+            f"SELECT id FROM users WHERE id = ANY(%s) AND {_LIVE} ORDER BY id FOR NO KEY UPDATE",
+            (list(user_ids),),
         )
+        if missing := set(user_ids) - {int(r[0]) for r in await cur.fetchall()}:
+            raise not_found("user", str(min(missing)), "user_id")
 
     async def _change_edge(
         self,
@@ -464,6 +489,90 @@ class PostgresUserStore:
         return await self._outbox.add(
             cur, FOLLOWS_STREAM, self._follow_event(follower_id, followee_id, following, int(edge[0]))
         )
+
+    # -- account deletion ---------------------------------------------------------------------------
+
+    async def delete_account(self, user_id: int) -> list[bytes]:
+        """Marks the account deleted (hidden from every read from the commit on), erases its email
+        address, password, profile and mailed tokens, deletes its sessions and records its
+        AccountEvent, in one transaction; the digests of the sessions deleted. The rest of the
+        account goes through the event (erase_graph here, and the other owners' erasers)."""
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(
+                "UPDATE users SET delete_time = now(), email = NULL, email_key = NULL,"
+                " email_verify_time = NULL, password_hash = '', display_name = '', bio = ''"
+                f" WHERE id = %s AND {_LIVE} RETURNING version",
+                (user_id,),
+            )
+            if (row := await cur.fetchone()) is None:
+                raise not_found("user", str(user_id), "user_id")
+            await cur.execute("DELETE FROM account_tokens WHERE user_id = %s", (user_id,))
+            await cur.execute("DELETE FROM sessions WHERE user_id = %s RETURNING token_hash", (user_id,))
+            revoked = [bytes(r[0]) for r in await cur.fetchall()]
+            event = await self._outbox.add(cur, ACCOUNTS_STREAM, self._account_event(user_id))
+        await self._outbox.relay([event])
+        await self._cache.changed({user_id: int(row[0])})
+        return revoked
+
+    async def is_deleted(self, user_id: int) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT delete_time IS NOT NULL FROM users WHERE id = %s", (user_id,))
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def erase_graph(self, user_id: int, batch: int = ERASE_BATCH) -> set[int]:
+        """Ends every follow of a deleted account, both ways, `batch` at a time (each in its own
+        transaction, with the others' counts and the FollowEvents of the unfollows, as an unfollow
+        does), then its blocks and mutes; the accounts whose relations changed. Idempotent: run
+        again, it finds what is left."""
+        while True:
+            versions: dict[int, int] = {}
+            async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.execute(
+                    "SELECT follower_id, followee_id FROM follows WHERE follower_id = %s"
+                    " UNION ALL (SELECT follower_id, followee_id FROM follows WHERE followee_id = %s)"
+                    " LIMIT %s",
+                    (user_id, user_id, batch),
+                )
+                edges = [(int(f), int(e)) for f, e in await cur.fetchall()]
+                if not edges:
+                    break
+                # The same lock order as every change of follows (the account's own row included).
+                await cur.execute(
+                    "SELECT id FROM users WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
+                    (sorted({u for edge in edges for u in edge}),),
+                )
+                events = [
+                    event
+                    for follower, followee in edges
+                    if (
+                        event := await self._change_edge(
+                            cur, follower, followee, following=False, versions=versions
+                        )
+                    )
+                ]
+            await self._edges_changed(events, versions)
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            others: set[int] = set()
+            for table, actor, subject in (
+                ("blocks", "blocker_id", "blocked_id"),
+                ("mutes", "muter_id", "muted_id"),
+            ):
+                await cur.execute(
+                    f"DELETE FROM {table} WHERE {actor} = %(user)s OR {subject} = %(user)s"
+                    f" RETURNING CASE WHEN {actor} = %(user)s THEN {subject} ELSE {actor} END",
+                    {"user": user_id},
+                )
+                others |= {int(r[0]) for r in await cur.fetchall()}
+            if others:
+                await cur.execute(
+                    "SELECT id FROM users WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (sorted(others),)
+                )
+                await cur.execute(
+                    "UPDATE users SET relations_version = relations_version + 1 WHERE id = ANY(%s)",
+                    (sorted(others),),
+                )
+        return others
 
     # -- blocks and mutes --------------------------------------------------------------------------
 
@@ -505,7 +614,7 @@ class PostgresUserStore:
 
     async def _mute(self, muter_id: int, muted_id: int, *, on: bool) -> None:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await self._lock_users(cur, muter_id)
+            await self._lock_users(cur, muter_id, muted_id)
             await self._change_relation(cur, "mutes", muter_id, muted_id, on=on, both=False)
 
     @staticmethod

@@ -211,6 +211,24 @@ def test_block_and_mute_from_the_terminal(mesh: Mesh, tmp_path: Path) -> None:
     assert "following" in eve.ok("follow", dan.handle)
 
 
+def test_delete_the_account_from_the_terminal(mesh: Mesh, tmp_path: Path) -> None:
+    gus, hana = person(tmp_path, mesh, "gus"), person(tmp_path, mesh, "hana")
+    for someone in (gus, hana):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    hana.ok("follow", gus.handle)
+    gus.ok("post", "gus was here")
+    eventually(lambda: "gus was here" in hana.ok("timeline"), timeout=15)
+    asked = gus.run("delete-account", "--password-stdin", stdin=PASSWORD)
+    assert asked.returncode == 1 and "--yes" in asked.stderr
+    wrong = gus.run("delete-account", "--yes", "--password-stdin", stdin="not the password")
+    assert wrong.returncode == 1 and "does not match the current password" in wrong.stderr
+    assert "account deleted" in gus.ok("delete-account", "--yes", "--password-stdin", stdin=PASSWORD)
+    eventually(lambda: "gus was here" not in hana.ok("timeline"), timeout=30)
+    gone = hana.run("follow", gus.handle)
+    assert gone.returncode == 1 and "not found" in gone.stderr
+    assert gus.run("whoami").returncode == 1  # the saved token went with the account
+
+
 def test_upload_sends_a_file_in_chunks_and_refuses_what_is_not_media(mesh: Mesh, tmp_path: Path) -> None:
     frank = person(tmp_path, mesh, "frank")
     frank.ok("signup", frank.handle, "--password-stdin", stdin=PASSWORD)

@@ -74,7 +74,7 @@ def test_a_method_a_path_does_not_take_is_refused_with_the_ones_it_does() -> Non
         for r in routes(config)
         if r["name"].startswith("method-not-allowed")
     }
-    assert refusals["^/v1/users/[^/]+$"] == "GET, PATCH"
+    assert refusals["^/v1/users/[^/]+$"] == "DELETE, GET, PATCH"
     assert refusals["^/v1/tweets/[^/]+:like$"] == "POST"
     assert refusals["^/v1/tweets$"] == "POST"
     order = list(refusals)

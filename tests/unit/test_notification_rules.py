@@ -131,6 +131,9 @@ class FakeStore:
     async def after(self, recipient_id: int, after: int, limit: int) -> list[Notification]:
         return []
 
+    async def erase_recipient(self, recipient_id: int) -> None:
+        self.stored = []
+
 
 class FakeChannels:
     def __init__(self) -> None:

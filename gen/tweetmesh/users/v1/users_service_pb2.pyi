@@ -5,6 +5,7 @@ from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -157,6 +158,18 @@ class ChangePasswordResponse(_message.Message):
     token: str
     expire_time: _timestamp_pb2.Timestamp
     def __init__(self, token: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DeleteUserRequest(_message.Message):
+    __slots__ = ("user_id", "password")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    password: str
+    def __init__(self, user_id: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class DeleteUserResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class GetUserRequest(_message.Message):
     __slots__ = ("user_id",)
@@ -379,6 +392,22 @@ class FollowEvent(_message.Message):
     event_time: _timestamp_pb2.Timestamp
     follow_id: str
     def __init__(self, follower_id: _Optional[str] = ..., followee_id: _Optional[str] = ..., following: _Optional[bool] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., follow_id: _Optional[str] = ...) -> None: ...
+
+class AccountEvent(_message.Message):
+    __slots__ = ("user_id", "kind", "event_time")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[AccountEvent.Kind]
+        KIND_DELETED: _ClassVar[AccountEvent.Kind]
+    KIND_UNSPECIFIED: AccountEvent.Kind
+    KIND_DELETED: AccountEvent.Kind
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    kind: AccountEvent.Kind
+    event_time: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., kind: _Optional[_Union[AccountEvent.Kind, str]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class BlockUserRequest(_message.Message):
     __slots__ = ("user_id",)

@@ -84,6 +84,11 @@ class UserServiceStub:
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordResponse.FromString,
                 _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/DeleteUser',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
         self.GetUser = channel.unary_unary(
                 '/tweetmesh.users.v1.UserService/GetUser',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.GetUserRequest.SerializeToString,
@@ -268,6 +273,20 @@ class UserServiceServicer:
     def ChangePassword(self, request, context):
         """Replaces the caller's password (user_id must be the caller) after checking the old one, and
         revokes every session of the account, the calling one included. Answers with a fresh token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Deletes the caller's account (user_id must be the caller) after checking its password. At
+        once: the account is gone from every read, its sessions are revoked, its email address and
+        password are erased. Then, through the AccountEvent it publishes (at least once; each owner's
+        part is idempotent, so a crash midway resumes): its follows both ways (the counts of the
+        others with them), blocks and mutes (users_svc), its tweets and retweets, likes and bookmarks
+        (tweets_svc; timelines, streams, search, counts and notifications follow from their events)
+        and its own notifications (notifications_svc). Its handle stays reserved for
+        DELETED_HANDLE_GRACE_DAYS (30 by default), then anyone may take it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -480,6 +499,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.ChangePassword,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.DeleteUserRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.DeleteUserResponse.SerializeToString,
             ),
             'GetUser': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUser,
@@ -840,6 +864,33 @@ class UserService:
             '/tweetmesh.users.v1.UserService/ChangePassword',
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordRequest.SerializeToString,
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/DeleteUser',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.DeleteUserRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.DeleteUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

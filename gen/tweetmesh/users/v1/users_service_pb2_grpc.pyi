@@ -68,6 +68,16 @@ class UserServiceStub:
     """Replaces the caller's password (user_id must be the caller) after checking the old one, and
     revokes every session of the account, the calling one included. Answers with a fresh token.
     """
+    DeleteUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.DeleteUserRequest, _users_service_pb2.DeleteUserResponse]
+    """Deletes the caller's account (user_id must be the caller) after checking its password. At
+    once: the account is gone from every read, its sessions are revoked, its email address and
+    password are erased. Then, through the AccountEvent it publishes (at least once; each owner's
+    part is idempotent, so a crash midway resumes): its follows both ways (the counts of the
+    others with them), blocks and mutes (users_svc), its tweets and retweets, likes and bookmarks
+    (tweets_svc; timelines, streams, search, counts and notifications follow from their events)
+    and its own notifications (notifications_svc). Its handle stays reserved for
+    DELETED_HANDLE_GRACE_DAYS (30 by default), then anyone may take it.
+    """
     GetUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.GetUserRequest, _users_service_pb2.GetUserResponse]
     GetUserByHandle: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.GetUserByHandleRequest, _users_service_pb2.GetUserByHandleResponse]
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.UpdateUserRequest, _users_service_pb2.UpdateUserResponse]
@@ -163,6 +173,16 @@ class UserServiceAsyncStub(UserServiceStub):
     ChangePassword: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ChangePasswordRequest, _users_service_pb2.ChangePasswordResponse]  # type: ignore[assignment]
     """Replaces the caller's password (user_id must be the caller) after checking the old one, and
     revokes every session of the account, the calling one included. Answers with a fresh token.
+    """
+    DeleteUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.DeleteUserRequest, _users_service_pb2.DeleteUserResponse]  # type: ignore[assignment]
+    """Deletes the caller's account (user_id must be the caller) after checking its password. At
+    once: the account is gone from every read, its sessions are revoked, its email address and
+    password are erased. Then, through the AccountEvent it publishes (at least once; each owner's
+    part is idempotent, so a crash midway resumes): its follows both ways (the counts of the
+    others with them), blocks and mutes (users_svc), its tweets and retweets, likes and bookmarks
+    (tweets_svc; timelines, streams, search, counts and notifications follow from their events)
+    and its own notifications (notifications_svc). Its handle stays reserved for
+    DELETED_HANDLE_GRACE_DAYS (30 by default), then anyone may take it.
     """
     GetUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.GetUserRequest, _users_service_pb2.GetUserResponse]  # type: ignore[assignment]
     GetUserByHandle: _aio.UnaryUnaryMultiCallable[_users_service_pb2.GetUserByHandleRequest, _users_service_pb2.GetUserByHandleResponse]  # type: ignore[assignment]
@@ -310,6 +330,22 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_users_service_pb2.ChangePasswordResponse, _abc.Awaitable[_users_service_pb2.ChangePasswordResponse]]:
         """Replaces the caller's password (user_id must be the caller) after checking the old one, and
         revokes every session of the account, the calling one included. Answers with a fresh token.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteUser(
+        self,
+        request: _users_service_pb2.DeleteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.DeleteUserResponse, _abc.Awaitable[_users_service_pb2.DeleteUserResponse]]:
+        """Deletes the caller's account (user_id must be the caller) after checking its password. At
+        once: the account is gone from every read, its sessions are revoked, its email address and
+        password are erased. Then, through the AccountEvent it publishes (at least once; each owner's
+        part is idempotent, so a crash midway resumes): its follows both ways (the counts of the
+        others with them), blocks and mutes (users_svc), its tweets and retweets, likes and bookmarks
+        (tweets_svc; timelines, streams, search, counts and notifications follow from their events)
+        and its own notifications (notifications_svc). Its handle stays reserved for
+        DELETED_HANDLE_GRACE_DAYS (30 by default), then anyone may take it.
         """
 
     @_abc_1.abstractmethod
