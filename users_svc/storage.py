@@ -116,7 +116,7 @@ class PostgresUserStore:
         outbox: Outbox,
         follow_event: Callable[[int, int, bool, int], bytes],
         cache: UserCache,
-        account_event: Callable[[int], bytes] = lambda user_id: b"",
+        account_event: Callable[[int], bytes],
         handle_grace: timedelta = timedelta(days=30),
     ) -> None:
         self._pool = pool
