@@ -2,15 +2,20 @@
 
 A service calls `add` inside the transaction that makes the change, so the event exists if and
 only if the change committed. After the commit it calls `relay` with what `add` returned, which
-XADDs the events at once and deletes their rows. Whatever that misses (Redis down, a crash between
-commit and relay) the sweeper finds and relays later. Consumers may therefore see an event twice
-and must be idempotent; they never miss one.
+XADDs the events at once; their rows are deleted in the background (`sweep_forever` deletes every
+row relayed in the last FORGET_EVERY_SECONDS with one statement, off the request path). Whatever
+the relay misses (Redis down, a crash between commit and relay) the sweeper finds and relays later,
+and so is a row whose delete a crash lost. Consumers may therefore see an event twice and must be
+idempotent; they never miss one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -23,9 +28,11 @@ log = logging.getLogger(__name__)
 
 # Streams keep about this many entries; consumers run far closer to the head than that.
 STREAM_MAXLEN = 100_000
+# How often the rows of relayed events are deleted (in one statement for all of them).
+FORGET_EVERY_SECONDS = 0.05
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Event:
     outbox_id: int
     stream: str
@@ -36,6 +43,8 @@ class Outbox:
     def __init__(self, pool: AsyncConnectionPool, redis: aioredis.Redis) -> None:
         self._pool = pool
         self._redis = redis
+        # Outbox ids of events relayed whose rows are not deleted yet.
+        self._relayed: list[int] = []
 
     @staticmethod
     async def add(cursor: AsyncCursor[tuple[object, ...]], stream: str, payload: bytes) -> Event:
@@ -46,6 +55,24 @@ class Outbox:
         row = await cursor.fetchone()
         assert row is not None
         return Event(int(row[0]), stream, payload)  # type: ignore[call-overload]
+
+    @staticmethod
+    async def add_all(
+        cursor: AsyncCursor[tuple[object, ...]], stream: str, payloads: Sequence[bytes]
+    ) -> None:
+        """Records many events in the caller's transaction with one statement; `added(cursor)`
+        returns them once it has run (in a pipeline, once the pipeline has synced)."""
+        await cursor.execute(
+            "INSERT INTO outbox (stream, payload) SELECT %s, p FROM unnest(%s::bytea[]) AS p"
+            " RETURNING id, stream, payload",
+            (stream, list(payloads)),
+        )
+
+    @staticmethod
+    async def added(cursor: AsyncCursor[tuple[object, ...]]) -> list[Event]:
+        """The events `add_all` recorded with `cursor`, in id order."""
+        rows = await cursor.fetchall()
+        return sorted(Event(int(i), str(s), bytes(p)) for i, s, p in rows)  # type: ignore[call-overload]
 
     async def _xadd(self, events: list[Event]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -59,26 +86,43 @@ class Outbox:
             await pipe.execute()
 
     async def relay(self, events: list[Event]) -> None:
-        """Publishes freshly committed events now; on failure the sweeper will."""
+        """Publishes freshly committed events now; on failure the sweeper will. Their rows are
+        deleted later, in the background (`forget_relayed`)."""
         if not events:
             return
         try:
             await self._xadd(events)
-            async with self._pool.connection() as conn:
-                await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([e.outbox_id for e in events],))
         except Exception as error:
             # Committed already: whatever went wrong here, the caller's write stands and the
             # sweeper relays the events later. Only the log says it happened.
             log.warning("outbox relay deferred to the sweeper", extra={"error": repr(error)})
+            return
+        self._relayed.extend(e.outbox_id for e in events)
+
+    async def forget_relayed(self) -> None:
+        """Deletes the rows of the events relayed since the last call, in one statement. The delete
+        need not be durable (a row a crash brings back is relayed again by the sweeper, which
+        consumers shrug off), so it does not wait for a disk flush."""
+        if not self._relayed:
+            return
+        ids, self._relayed = self._relayed, []
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (ids,))
+        except BaseException:
+            self._relayed[:0] = ids  # deleted next time
+            raise
 
     async def sweep_once(self, older_than_seconds: float, batch: int = 500) -> int:
         """Relays events left behind; returns how many."""
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # Not the rows of events this process relayed and is about to delete.
             await cur.execute(
                 "SELECT id, stream, payload FROM outbox"
-                " WHERE create_time < now() - make_interval(secs => %s)"
+                " WHERE create_time < now() - make_interval(secs => %s) AND id <> ALL(%s)"
                 " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (older_than_seconds, batch),
+                (older_than_seconds, list(self._relayed), batch),
             )
             events = [Event(int(i), str(s), bytes(p)) for i, s, p in await cur.fetchall()]
             if events:
@@ -89,10 +133,21 @@ class Outbox:
         return len(events)
 
     async def sweep_forever(self, interval_seconds: float) -> None:
-        while True:
-            try:
-                while await self.sweep_once(older_than_seconds=interval_seconds) > 0:
-                    pass
-            except DEPENDENCY_ERRORS as error:
-                log.warning("outbox sweep failed; will retry", extra={"error": type(error).__name__})
-            await asyncio.sleep(interval_seconds)
+        """Deletes the rows of relayed events every FORGET_EVERY_SECONDS and relays what was left
+        behind every `interval_seconds`, until cancelled (then the last relayed rows are deleted)."""
+        next_sweep = time.monotonic()
+        try:
+            while True:
+                try:
+                    await self.forget_relayed()
+                    if time.monotonic() >= next_sweep:
+                        while await self.sweep_once(older_than_seconds=interval_seconds) > 0:
+                            pass
+                        next_sweep = time.monotonic() + interval_seconds
+                except DEPENDENCY_ERRORS as error:
+                    log.warning("outbox sweep failed; will retry", extra={"error": type(error).__name__})
+                await asyncio.sleep(min(FORGET_EVERY_SECONDS, interval_seconds))
+        finally:
+            # Stopping: what is left would only be relayed again by the next sweeper.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.forget_relayed(), timeout=1.0)

@@ -270,7 +270,13 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
     outbox = Outbox(pool, redis)
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
-    store = PostgresTweetStore(pool, outbox, tweet_event)
+    store = PostgresTweetStore(
+        pool,
+        outbox,
+        tweet_event,
+        batch_max=settings.post_batch_max,
+        batches_in_flight=settings.post_batches_in_flight,
+    )
     tweets = Tweets(store, users, PageTokens(settings.page_token_secret))
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)

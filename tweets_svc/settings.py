@@ -28,6 +28,10 @@ class TweetsSettings(Settings):
     outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)
     rate_limits: WriteRates = setting(lambda env: env.rates(WriteRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
+    # Concurrent CreateTweet calls are committed together: at most this many posts a batch, and
+    # this many batches at once (each holds a PostgreSQL connection while it runs).
+    post_batch_max: int = setting(lambda env: env.integer("POST_BATCH_MAX", 64, minimum=1))
+    post_batches_in_flight: int = setting(lambda env: env.integer("POST_BATCHES_IN_FLIGHT", 2, minimum=1))
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> TweetsSettings:
