@@ -4,7 +4,10 @@ the tests; and the reader of those files.
 Every message accepted is written once per recipient as `<folder>/<time>-<n>.eml`: the message as
 received, preceded by the two headers a mail server adds on delivery, `Return-Path:` (the envelope
 sender) and `Delivered-To:` (the recipient). A file appears whole (written aside, then renamed).
-Nothing is relayed anywhere. `python -m devstack.smtp --port N --folder DIR` runs it.
+Nothing is relayed anywhere. `python -m devstack.smtp --port N --folder DIR [--host ADDRESS]` runs
+it (on 127.0.0.1 unless --host says otherwise: 0.0.0.0 in a container);
+`python -m devstack.smtp --show ADDRESS [--folder DIR]` prints the newest mail delivered to ADDRESS
+as plain text (the folder defaults to `make run`'s, .data/mail).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from devstack.process import ManagedProcess, Server
 
 HOST = "127.0.0.1"
+_ROOT = Path(__file__).resolve().parent.parent
 
 
 class MailDrop:
@@ -104,11 +108,11 @@ def start_smtp(folder: Path, port: int, *, log_path: Path | None = None, timeout
     return Server(process, f"smtp://{HOST}:{port}")
 
 
-async def serve(folder: Path, port: int) -> None:
+async def serve(folder: Path, port: int, host: str = HOST) -> None:
     """Runs the mail drop until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     drop = MailDrop(folder)
-    server = await loop.create_server(lambda: SMTP(drop, hostname="tweetmesh.local"), HOST, port)
+    server = await loop.create_server(lambda: SMTP(drop, hostname="tweetmesh.local"), host, port)
     stopped = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopped.set)
@@ -116,12 +120,31 @@ async def serve(folder: Path, port: int) -> None:
         await stopped.wait()
 
 
+def show_newest(folder: Path, address: str) -> str:
+    """The newest mail delivered to `address` in `folder`: its headers and plain-text body."""
+    found = read_mails(folder, address, at_least=0, timeout=0)
+    if not found:
+        raise SystemExit(f"no mail for {address} in {folder}")
+    mail = found[-1]
+    body = mail.get_body(("plain",))
+    text = body.get_content() if body is not None else ""
+    return "".join(f"{name}: {mail[name]}\n" for name in ("Date", "From", "To", "Subject")) + f"\n{text}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m devstack.smtp", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--folder", type=Path, required=True)
+    parser.add_argument("--port", type=int, help="run the server on this port")
+    parser.add_argument("--folder", type=Path, help="where mails are kept (default: make run's, .data/mail)")
+    parser.add_argument("--host", default=HOST, help=f"the address to listen on (default {HOST})")
+    parser.add_argument("--show", metavar="ADDRESS", help="print the newest mail to ADDRESS and exit")
     options = parser.parse_args()
-    asyncio.run(serve(options.folder, options.port))
+    folder = options.folder or Path(os.environ.get("TWEETMESH_DATA_DIR") or _ROOT / ".data") / "mail"
+    if options.show:
+        sys.stdout.write(show_newest(folder, options.show))
+    elif options.port is None:
+        parser.error("--port is required to run the server (or --show ADDRESS to read a mail)")
+    else:
+        asyncio.run(serve(folder, options.port, options.host))
 
 
 if __name__ == "__main__":

@@ -23,9 +23,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from prometheus_client import Counter
+
 from mail.smtp import MailDeliveryError, TransientMailError
+from meshkit.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
+
+MAILS_SETTLED = Counter(
+    "tweetmesh_mail_attempts",
+    "Attempts to send a mail by their outcome: sent, retried (a transient failure) or failed (given up).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +153,8 @@ class MailRelay:
         mails claimed are due again when their lease ends)."""
         mails = await self._queue.claim_due(self._batch, self._lease)
         outcomes = await asyncio.gather(*(self._settle(mail) for mail in mails))
+        for outcome in outcomes:
+            MAILS_SETTLED.labels(outcome).inc()
         return RelayReport(
             claimed=len(mails),
             sent=outcomes.count("sent"),

@@ -1,4 +1,5 @@
-"""The mail outbox in PostgreSQL: the table (a draft of users_svc's migration) and MailQueue on it.
+"""The mail outbox in PostgreSQL: MailQueue on the `mail_outbox` table (its DDL is users_svc's
+migration 0003_mail_outbox.sql, the schema of the service that sends mail).
 
 `enqueue` runs in the caller's transaction, next to the change the mail announces; the relay's
 `claim_due` takes due rows with FOR UPDATE SKIP LOCKED, so relays on several replicas never take
@@ -12,33 +13,22 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from prometheus_client import Gauge
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
 from mail.messages import OutgoingMail
 from mail.outbox import QueuedMail
+from meshkit.metrics import REGISTRY
 
-# users_svc's migration will hold this text; until it is wired, the tests create it in a scratch
-# schema. `message` is NULL once the row is settled (sent or given up).
-OUTBOX_TABLE = """
-CREATE TABLE mail_outbox (
-    id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    sender            text        NOT NULL,
-    recipient         text        NOT NULL,
-    message           bytea,
-    create_time       timestamptz NOT NULL DEFAULT now(),
-    discard_time      timestamptz,
-    next_attempt_time timestamptz NOT NULL DEFAULT now(),
-    attempts          integer     NOT NULL DEFAULT 0,
-    last_error        text,
-    sent_time         timestamptz,
-    failed_time       timestamptz,
-    CHECK ((message IS NULL) = (sent_time IS NOT NULL OR failed_time IS NOT NULL))
-);
--- The relay's scan: only unsettled rows, by when they are due.
-CREATE INDEX mail_outbox_due ON mail_outbox (next_attempt_time)
-    WHERE sent_time IS NULL AND failed_time IS NULL;
-"""
+MAIL_BACKLOG = Gauge(
+    "tweetmesh_mail_backlog", "Mails due to be sent and not sent yet (mesh-wide).", registry=REGISTRY
+)
+MAIL_OLDEST_DUE = Gauge(
+    "tweetmesh_mail_oldest_due_seconds",
+    "How long the oldest mail due has waited to be sent (0: none waits; mesh-wide).",
+    registry=REGISTRY,
+)
 
 
 async def enqueue(cursor: AsyncCursor[Any], mail: OutgoingMail, discard_time: datetime | None = None) -> int:
@@ -111,3 +101,31 @@ class PostgresMailQueue:
                 " WHERE id = %s AND sent_time IS NULL AND failed_time IS NULL",
                 (error, mail_id),
             )
+
+    async def forget_settled(self, older_than: timedelta) -> int:
+        """Deletes rows sent or given up more than `older_than` ago; returns how many."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM mail_outbox WHERE (sent_time IS NOT NULL OR failed_time IS NOT NULL)"
+                " AND coalesce(sent_time, failed_time) < now() - make_interval(secs => %s)",
+                (older_than.total_seconds(),),
+            )
+            return cursor.rowcount
+
+    async def backlog(self) -> tuple[int, float]:
+        """How many mails wait to be sent, and how long the oldest due one has waited (seconds)."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT count(*), coalesce(extract(epoch FROM now() - min(next_attempt_time)), 0)"
+                " FROM mail_outbox WHERE sent_time IS NULL AND failed_time IS NULL"
+                " AND next_attempt_time <= now()"
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0]), max(float(row[1]), 0.0)
+
+    async def export_backlog(self) -> None:
+        """Sets the backlog gauges (meshkit.metrics.refresh_every calls it)."""
+        count, waited = await self.backlog()
+        MAIL_BACKLOG.set(count)
+        MAIL_OLDEST_DUE.set(waited)

@@ -109,3 +109,11 @@ class Authenticator:
 
     async def user_id(self, metadata: Metadata) -> int:
         return (await self.session(metadata)).user_id
+
+    async def viewer(self, metadata: Metadata) -> int | None:
+        """The user of a call that may be made signed in or not: None without an authorization
+        header; with one, its user (a bad, expired or revoked token is UNAUTHENTICATED, never
+        silently anonymous)."""
+        if not any(key == "authorization" for key, _ in metadata or ()):
+            return None
+        return await self.user_id(metadata)

@@ -4,8 +4,9 @@ timestamp per key).
 
 A policy names the buckets a method draws from, each per user (from the token), per client address
 (the peer, or the last x-forwarded-for hop when the peer is a trusted proxy such as Envoy) or per
-handle (the request's `handle` field: sign-in, so guessing one account's password is slow from any
-number of addresses), at a rate the service's settings name. A call is allowed only if every
+value of a request field it names (ignoring case; a call that leaves the field empty is not counted
+in that bucket): per `handle` for sign-in, say, so that guessing one account's password is slow
+from any number of addresses. Each at a rate the service's settings name. A call is allowed only if every
 bucket has room, and only then are they all charged. Refused calls get RESOURCE_EXHAUSTED with a
 RetryInfo saying when to come back (HTTP 429 with Retry-After via Envoy). Buckets are keyed by
 name, so services whose policies name the same bucket share it.
@@ -36,17 +37,22 @@ log = logging.getLogger(__name__)
 class Scope(enum.Enum):
     USER = "user"
     ADDRESS = "address"
-    HANDLE = "handle"
+    FIELD = "field"
 
 
 @dataclass(frozen=True, slots=True)
 class Limit:
     """One bucket a call draws from: `rate` (the name of a Rate in the service's rate settings)
-    counted per `scope`."""
+    counted per `scope` (Scope.FIELD: per value of the request's `field`)."""
 
     bucket: str
     scope: Scope
     rate: str
+    field: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.scope is Scope.FIELD) != bool(self.field):
+            raise ValueError("a limit names a request field exactly when its scope is Scope.FIELD")
 
 
 Policy = tuple[Limit, ...]
@@ -164,8 +170,10 @@ class RateLimitInterceptor(HandlerInterceptor):
         metadata = context.invocation_metadata()
         buckets = []
         for limit in policy:
-            subject = await self._subject(limit.scope, request, context, metadata)
-            key = f"ratelimit:{limit.bucket}:{limit.scope.value}:{subject}"
+            subject = await self._subject(limit, request, context, metadata)
+            if subject is None:
+                continue
+            key = f"ratelimit:{limit.bucket}:{limit.field or limit.scope.value}:{subject}"
             buckets.append((key, self._limiter.rate(limit)))
         wait_ms = await self._limiter.charge(buckets)
         if wait_ms > 0:
@@ -177,15 +185,18 @@ class RateLimitInterceptor(HandlerInterceptor):
             )
 
     async def _subject(
-        self, scope: Scope, request: Any, context: grpc.aio.ServicerContext[Any, Any], metadata: Metadata
-    ) -> str:
+        self, limit: Limit, request: Any, context: grpc.aio.ServicerContext[Any, Any], metadata: Metadata
+    ) -> str | None:
+        """Whom the call is counted as in `limit`'s bucket; None: not counted in it."""
+        scope = limit.scope
         if scope is Scope.USER:
             assert self._auth is not None
             # The call needs a valid token anyway: an invalid one is refused here, uncharged.
             return str(await self._auth.user_id(metadata))
-        if scope is Scope.HANDLE:
-            # Handles are unique ignoring case; anything longer than a handle is not one.
-            return str(getattr(request, "handle", ""))[:32].lower()
+        if scope is Scope.FIELD:
+            # Bounded so that a huge value cannot make a huge key; 256 covers any email address.
+            value = str(getattr(request, limit.field, "")).strip()[:256].lower()
+            return value or None
         return client_address(context.peer(), metadata, self._trusted_proxies)
 
     def wrap_unary(self, behavior: Handler, method: str) -> Handler:

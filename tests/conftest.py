@@ -21,6 +21,8 @@ TEST_ENV = {
     "STREAM_HEARTBEAT_SECONDS": "0.5",
     "FANOUT_CLAIM_IDLE_MS": "1500",
     "OUTBOX_SWEEP_SECONDS": "0.5",
+    # A mail that failed (the SMTP server stopped by a test) is tried again within a second or two.
+    "MAIL_RETRY_SECONDS": "1",
     "LOG_LEVEL": "INFO",
     # Authors with 5 followers are celebrities here: the hybrid path runs through every test.
     "CELEBRITY_FOLLOWERS": "5",
@@ -31,6 +33,9 @@ TEST_ENV = {
     "RATE_LIMIT_LOGIN_PER_ADDRESS": "100000/60",
     "RATE_LIMIT_LOGIN_PER_ACCOUNT": "100000/60",
     "RATE_LIMIT_SIGNUP_PER_ADDRESS": "100000/60",
+    "RATE_LIMIT_RESET_PER_ADDRESS": "100000/60",
+    "RATE_LIMIT_RESET_PER_EMAIL": "100000/60",
+    "RATE_LIMIT_MAIL_PER_ACCOUNT": "100000/60",
 }
 
 

@@ -94,9 +94,10 @@ def render_tweet(tweet: tweets_pb.Tweet) -> str:
 
 
 def render_user(user: users_pb.User) -> str:
+    email = f" · {user.email} ({'verified' if user.email_verified else 'not verified'})" if user.email else ""
     return (
         f"{user.display_name} @{user.handle} (id {user.user_id}) · {user.followers_count} followers · "
-        f"{user.following_count} following · {user.tweets_count} tweets"
+        f"{user.following_count} following · {user.tweets_count} tweets{email}"
     )
 
 
@@ -125,10 +126,14 @@ def _password(args: argparse.Namespace, confirm: bool) -> str:
     return password
 
 
-def _login(client: Client, handle: str, password: str, out: TextIO) -> None:
-    reply = client.users.Login(
-        users_pb.LoginRequest(handle=handle, password=password), timeout=TIMEOUT_SECONDS
+def _login(client: Client, who: str, password: str, out: TextIO) -> None:
+    """Signs in with a handle, or with a verified email address (anything with an @ in it)."""
+    request = (
+        users_pb.LoginRequest(email=who, password=password)
+        if "@" in who.lstrip("@")
+        else users_pb.LoginRequest(handle=who.lstrip("@"), password=password)
     )
+    reply = client.users.Login(request, timeout=TIMEOUT_SECONDS)
     client.config.save(client.target, Session(reply.token, reply.user.user_id, reply.user.handle))
     out.write(f"logged in as @{reply.user.handle} (token saved in {client.config.path})\n")
 
@@ -137,15 +142,67 @@ def cmd_signup(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     handle = args.handle.lstrip("@")
     password = _password(args, confirm=True)
     reply = client.users.CreateUser(
-        users_pb.CreateUserRequest(handle=handle, display_name=args.display_name or "", password=password),
+        users_pb.CreateUserRequest(
+            handle=handle, display_name=args.display_name or "", password=password, email=args.email or ""
+        ),
         timeout=TIMEOUT_SECONDS,
     )
     out.write(f"signed up: {render_user(reply.user)}\n")
+    if args.email:
+        out.write(f"a verification mail is on its way to {reply.user.email}: tweetmesh verify-email TOKEN\n")
     _login(client, handle, password, out)
 
 
 def cmd_login(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    _login(client, args.handle.lstrip("@"), _password(args, confirm=False), out)
+    _login(client, args.handle, _password(args, confirm=False), out)
+
+
+def cmd_verify_email(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    # Signed in, the token must be this account's; otherwise anyone holding the link may use it.
+    session = client.config.session(client.target)
+    metadata = client.auth() if session is not None else None
+    client.users.VerifyEmail(
+        users_pb.VerifyEmailRequest(token=args.token), metadata=metadata, timeout=TIMEOUT_SECONDS
+    )
+    out.write("email address verified: you can sign in with it\n")
+
+
+def cmd_change_email(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    session = client.session()
+    email = "" if args.remove else args.email or ""
+    if not email and not args.remove:
+        raise CliError("give the new address, or --remove")
+    request = users_pb.ChangeEmailRequest(
+        user_id=session.user_id, email=email, password=_password(args, confirm=False)
+    )
+    user = client.users.ChangeEmail(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS).user
+    if user.email:
+        out.write(f"email address set to {user.email}; a verification mail is on its way\n")
+    else:
+        out.write("email address removed\n")
+
+
+def cmd_resend_verification(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = users_pb.SendVerificationEmailRequest(user_id=client.session().user_id)
+    client.users.SendVerificationEmail(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    out.write("a new verification mail is on its way\n")
+
+
+def cmd_forgot_password(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    client.users.RequestPasswordReset(
+        users_pb.RequestPasswordResetRequest(email=args.email), timeout=TIMEOUT_SECONDS
+    )
+    out.write(
+        f"if {args.email} is the verified address of an account, a reset mail is on its way:"
+        " tweetmesh reset-password TOKEN\n"
+    )
+
+
+def cmd_reset_password(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = users_pb.ResetPasswordRequest(token=args.token, new_password=_password(args, confirm=True))
+    client.users.ResetPassword(request, timeout=TIMEOUT_SECONDS)
+    # Every session of the account is gone, this one included if it was that account's.
+    out.write("password changed and every session signed out: tweetmesh login HANDLE\n")
 
 
 def cmd_logout(client: Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -162,7 +219,9 @@ def cmd_logout(client: Client, args: argparse.Namespace, out: TextIO) -> None:
 
 def cmd_whoami(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     session = client.session()
-    reply = client.users.GetUser(users_pb.GetUserRequest(user_id=session.user_id), timeout=TIMEOUT_SECONDS)
+    reply = client.users.GetUser(
+        users_pb.GetUserRequest(user_id=session.user_id), metadata=client.auth(), timeout=TIMEOUT_SECONDS
+    )
     out.write(f"{render_user(reply.user)} on {client.target}\n")
 
 
@@ -299,15 +358,35 @@ def parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
+    def password_stdin(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
     for name, run, text in (
         ("signup", cmd_signup, "create an account and log in"),
         ("login", cmd_login, "log in and keep the token in the config file"),
     ):
         sub = command(name, run, text)
-        sub.add_argument("handle", help="1-15 of A-Z a-z 0-9 _")
-        sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
         if name == "signup":
+            sub.add_argument("handle", help="1-15 of A-Z a-z 0-9 _")
             sub.add_argument("--display-name", help="defaults to the handle")
+            sub.add_argument("--email", help="an email address (a verification mail is sent to it)")
+        else:
+            sub.add_argument("handle", metavar="HANDLE_OR_EMAIL", help="a handle or a verified email address")
+        password_stdin(sub)
+    command("verify-email", cmd_verify_email, "verify your email address with the mailed token").add_argument(
+        "token"
+    )
+    change_email = command(
+        "change-email", cmd_change_email, "set or change your email address (or --remove it)"
+    )
+    change_email.add_argument("email", nargs="?")
+    change_email.add_argument("--remove", action="store_true", help="remove the address from the account")
+    password_stdin(change_email)
+    command("resend-verification", cmd_resend_verification, "mail a new verification token to your address")
+    command("forgot-password", cmd_forgot_password, "mail a password-reset token").add_argument("email")
+    reset = command("reset-password", cmd_reset_password, "choose a new password with the mailed token")
+    reset.add_argument("token")
+    password_stdin(reset)
     command("logout", cmd_logout, "revoke the saved token and forget it")
     command("whoami", cmd_whoami, "the logged-in account")
     command("follow", cmd_follow, "follow someone").add_argument("handle")

@@ -8,6 +8,9 @@ from typing import Any
 import grpc
 from argon2 import PasswordHasher
 
+from mail import MailRelay, RetryPolicy, SmtpSender
+from mail.postgres import PostgresMailQueue
+from meshkit import metrics
 from meshkit.auth import Authenticator, bearer_token
 from meshkit.ids import require_id
 from meshkit.outbox import Outbox
@@ -19,16 +22,29 @@ from social import TweetsPeer
 from social.limits import WRITE
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
+from users_svc.mailing import AccountEmail, TokenMailer
 from users_svc.service import User, Users
 from users_svc.settings import UsersSettings
-from users_svc.storage import PostgresUserStore, RedisSessionCache
+from users_svc.storage import PostgresUserStore, RedisMailBudget, RedisSessionCache, tidy_mail
 
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE = pb.DESCRIPTOR.services_by_name["UserService"]
+MAIL_METRICS_SECONDS = 15.0
 
+# Per account: by the handle or the email address it signs in with (two buckets for one account
+# that has both).
 LOGIN = (
     Limit("login", Scope.ADDRESS, "login_per_address"),
-    Limit("login", Scope.HANDLE, "login_per_account"),
+    Limit("login", Scope.FIELD, "login_per_account", field="handle"),
+    Limit("login", Scope.FIELD, "login_per_account", field="email"),
+)
+# A reset token is a sign-in, whatever it is tried with.
+RESET = (Limit("login", Scope.ADDRESS, "login_per_address"),)
+# Asking for a reset mail: per address asked about and per client address; a 429 says nothing of
+# whether an account has the address. The mails an account gets are bounded in the service.
+RESET_REQUEST = (
+    Limit("reset", Scope.ADDRESS, "reset_per_address"),
+    Limit("reset", Scope.FIELD, "reset_per_email", field="email"),
 )
 # Proving a password again with a stolen token is a sign-in: the same per-account rate.
 PASSWORD_CHANGE = (
@@ -36,6 +52,8 @@ PASSWORD_CHANGE = (
     Limit("login", Scope.USER, "login_per_account"),
 )
 SIGNUP = (Limit("signup", Scope.ADDRESS, "signup_per_address"),)
+# Anyone holding a verification link may use it, signed in or not: per client address.
+VERIFY = (Limit("write", Scope.ADDRESS, "write_per_address"),)
 # Ending a session stays possible for someone who spent their write budget (a flood from a stolen
 # token is exactly when its owner wants it gone); the address still bounds it.
 LOGOUT = (Limit("write", Scope.ADDRESS, "write_per_address"),)
@@ -47,14 +65,20 @@ RATE_LIMITS: Policies = {
     method_name(SERVICE, "Login"): LOGIN,
     method_name(SERVICE, "ChangePassword"): PASSWORD_CHANGE,
     method_name(SERVICE, "Logout"): LOGOUT,
+    method_name(SERVICE, "VerifyEmail"): VERIFY,
+    method_name(SERVICE, "SendVerificationEmail"): WRITE,
+    method_name(SERVICE, "ChangeEmail"): PASSWORD_CHANGE,
+    method_name(SERVICE, "RequestPasswordReset"): RESET_REQUEST,
+    method_name(SERVICE, "ResetPassword"): RESET,
     method_name(SERVICE, "FollowUser"): WRITE,
     method_name(SERVICE, "UnfollowUser"): WRITE,
     method_name(SERVICE, "UpdateUser"): WRITE,
 }
 
 
-def user_message(user: User) -> pb.User:
-    return pb.User(
+def user_message(user: User, *, owner: bool = False) -> pb.User:
+    """The wire user; its email address only for the account itself (`owner`), never to others."""
+    message = pb.User(
         user_id=str(user.user_id),
         handle=user.handle,
         display_name=user.display_name,
@@ -64,6 +88,10 @@ def user_message(user: User) -> pb.User:
         tweets_count=user.tweets_count,
         bio=user.bio,
     )
+    if owner and user.email is not None:
+        message.email = user.email
+        message.email_verified = user.email_verified
+    return message
 
 
 def follow_event(follower_id: int, followee_id: int, following: bool) -> bytes:
@@ -76,18 +104,53 @@ def follow_event(follower_id: int, followee_id: int, following: bool) -> bytes:
 
 
 class UserServicer(pb_grpc.UserServiceServicer):
-    def __init__(self, users: Users, auth: Authenticator) -> None:
+    def __init__(self, users: Users, account_email: AccountEmail, auth: Authenticator) -> None:
         self._users = users
+        self._email = account_email
         self._auth = auth
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: Context) -> pb.CreateUserResponse:
-        user = await self._users.create_user(request.handle, request.display_name, request.password)
-        return pb.CreateUserResponse(user=user_message(user))
+        user = await self._users.create_user(
+            request.handle, request.display_name, request.password, request.email
+        )
+        return pb.CreateUserResponse(user=user_message(user, owner=True))
+
+    async def VerifyEmail(self, request: pb.VerifyEmailRequest, context: Context) -> pb.VerifyEmailResponse:
+        await self._email.verify(await self._auth.viewer(context.invocation_metadata()), request.token)
+        return pb.VerifyEmailResponse()
+
+    async def SendVerificationEmail(
+        self, request: pb.SendVerificationEmailRequest, context: Context
+    ) -> pb.SendVerificationEmailResponse:
+        actor = await self._auth.user_id(context.invocation_metadata())
+        await self._email.resend_verification(actor, require_id(request.user_id, "user_id"))
+        return pb.SendVerificationEmailResponse()
+
+    async def ChangeEmail(self, request: pb.ChangeEmailRequest, context: Context) -> pb.ChangeEmailResponse:
+        actor = await self._auth.user_id(context.invocation_metadata())
+        user = await self._email.change(
+            actor, require_id(request.user_id, "user_id"), request.email, request.password
+        )
+        return pb.ChangeEmailResponse(user=user_message(user, owner=True))
+
+    async def RequestPasswordReset(
+        self, request: pb.RequestPasswordResetRequest, context: Context
+    ) -> pb.RequestPasswordResetResponse:
+        await self._email.request_reset(request.email)
+        return pb.RequestPasswordResetResponse()
+
+    async def ResetPassword(
+        self, request: pb.ResetPasswordRequest, context: Context
+    ) -> pb.ResetPasswordResponse:
+        await self._email.reset(request.token, request.new_password)
+        return pb.ResetPasswordResponse()
 
     async def Login(self, request: pb.LoginRequest, context: Context) -> pb.LoginResponse:
-        result = await self._users.login(request.handle, request.password)
+        result = await self._users.login(request.handle, request.password, request.email)
         return pb.LoginResponse(
-            token=result.token, user=user_message(result.user), expire_time=timestamp(result.expire_time)
+            token=result.token,
+            user=user_message(result.user, owner=True),
+            expire_time=timestamp(result.expire_time),
         )
 
     async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:
@@ -104,15 +167,20 @@ class UserServicer(pb_grpc.UserServiceServicer):
         )
         return pb.ChangePasswordResponse(token=result.token, expire_time=timestamp(result.expire_time))
 
+    async def _viewer(self, context: Context) -> int | None:
+        return await self._auth.viewer(context.invocation_metadata())
+
     async def GetUser(self, request: pb.GetUserRequest, context: Context) -> pb.GetUserResponse:
+        viewer = await self._viewer(context)
         user = await self._users.get_user(require_id(request.user_id, "user_id"))
-        return pb.GetUserResponse(user=user_message(user))
+        return pb.GetUserResponse(user=user_message(user, owner=user.user_id == viewer))
 
     async def GetUserByHandle(
         self, request: pb.GetUserByHandleRequest, context: Context
     ) -> pb.GetUserByHandleResponse:
+        viewer = await self._viewer(context)
         user = await self._users.get_user_by_handle(request.handle)
-        return pb.GetUserByHandleResponse(user=user_message(user))
+        return pb.GetUserByHandleResponse(user=user_message(user, owner=user.user_id == viewer))
 
     async def UpdateUser(self, request: pb.UpdateUserRequest, context: Context) -> pb.UpdateUserResponse:
         actor = await self._auth.user_id(context.invocation_metadata())
@@ -122,7 +190,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
             request.display_name if request.HasField("display_name") else None,
             request.bio if request.HasField("bio") else None,
         )
-        return pb.UpdateUserResponse(user=user_message(user))
+        return pb.UpdateUserResponse(user=user_message(user, owner=True))
 
     async def SearchUsers(self, request: pb.SearchUsersRequest, context: Context) -> pb.SearchUsersResponse:
         page = await self._users.search(request.query, request.page_size, request.page_token)
@@ -220,9 +288,26 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
     redis = await runtime.redis()
     outbox = Outbox(pool, redis)
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
+    mail_queue = PostgresMailQueue(pool)
+    relay = MailRelay(
+        mail_queue,
+        SmtpSender(settings.mail.smtp),
+        policy=RetryPolicy(first_delay=timedelta(seconds=settings.mail_retry_seconds)),
+    )
+    runtime.background(relay.run(), "mail-relay")
+    runtime.background(tidy_mail(mail_queue, pool), "mail-tidy")
+    if settings.metrics_port:
+        runtime.background(
+            metrics.refresh_every(MAIL_METRICS_SECONDS, mail_queue.export_backlog, "mail backlog"),
+            "mail metrics",
+        )
+    mailer = TokenMailer(settings.mail, relay.wake)
+    store = PostgresUserStore(pool, outbox, follow_event)
+    sessions = RedisSessionCache(redis)
     users = Users(
-        store=PostgresUserStore(pool, outbox, follow_event),
-        sessions=RedisSessionCache(redis),
+        store=store,
+        sessions=sessions,
+        mailer=mailer,
         tweet_counts=TweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE)),
         hasher=PasswordHasher(
             memory_cost=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost, parallelism=1
@@ -230,9 +315,12 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
         page_tokens=PageTokens(settings.page_token_secret),
         token_ttl=timedelta(seconds=settings.token_ttl_seconds),
     )
+    account_email = AccountEmail(
+        users, store, mailer, sessions, RedisMailBudget(redis, settings.rate_limits.mail_per_account)
+    )
     auth = Authenticator(redis, users.authenticate)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
-    pb_grpc.add_UserServiceServicer_to_server(UserServicer(users, auth), server)
+    pb_grpc.add_UserServiceServicer_to_server(UserServicer(users, account_email, auth), server)
     return [SERVICE.full_name]
 
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -14,6 +14,7 @@ from typing import Protocol
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from mail import EmailAddress, InvalidEmailAddress, OutgoingMail, TokenRecord, parse_email_address
 from meshkit.auth import Session, new_token, token_digest
 from meshkit.errors import AlreadyExists, InvalidArgument, PermissionDenied, Unauthenticated, not_found
 from meshkit.pagination import Page, PageTokens, page_size
@@ -40,6 +41,9 @@ class User:
     following_count: int
     tweets_count: int = 0
     bio: str = ""
+    # Shown to the account itself only (server.user_message).
+    email: str | None = None
+    email_verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +59,47 @@ class LoginResult:
     expire_time: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class TokenMail:
+    """A token to store and the mail that carries it: queued together, in one transaction."""
+
+    record: TokenRecord
+    mail: OutgoingMail
+
+
+# Composes the token and mail for an account once its row is read (or made) in the transaction.
+ComposeMail = Callable[[User], TokenMail]
+
+
+@dataclass(frozen=True, slots=True)
+class NewAddress:
+    """An address given to an account, unverified, and the verification mail it is sent."""
+
+    email: EmailAddress
+    compose: ComposeMail
+
+
 class HandleTaken(Exception):
     pass
 
 
+class EmailTaken(Exception):
+    pass
+
+
 class UserStore(Protocol):
-    async def insert_user(self, handle: str, display_name: str, password_hash: str) -> User: ...
+    async def insert_user(
+        self, handle: str, display_name: str, password_hash: str, address: NewAddress | None = None
+    ) -> User:
+        """HandleTaken, or EmailTaken for the new address; its verification mail is queued in the
+        same transaction."""
+        ...
+
     async def credentials(self, handle: str) -> Credentials | None: ...
+    async def credentials_by_email(self, email_key: str) -> Credentials | None:
+        """The account whose *verified* address has this key."""
+        ...
+
     async def users_by_id(self, user_ids: Sequence[int]) -> dict[int, User]: ...
     async def user_by_handle(self, handle: str) -> User | None: ...
     async def create_session(self, digest: bytes, user_id: int, expire_time: datetime) -> None: ...
@@ -97,6 +135,15 @@ class SessionCache(Protocol):
     async def forget_digests(self, digests: Sequence[bytes]) -> None: ...
 
 
+class Mailer(Protocol):
+    """Composes the mails accounts are sent and has them sent once queued (users_svc.mailing)."""
+
+    def verification(self, email: EmailAddress) -> ComposeMail: ...
+    def queued(self) -> None:
+        """A mail was committed to the outbox: send it now rather than at the next poll."""
+        ...
+
+
 class TweetCounts(Protocol):
     """tweets_svc owns how many tweets each user posted."""
 
@@ -108,6 +155,30 @@ def validate_new_user(handle: str, display_name: str, password: str) -> None:
         raise InvalidArgument.field("handle", "must be 1 to 15 letters, digits or underscores")
     validate_display_name(display_name)
     validate_password(password, "password")
+
+
+def email_address(text: str, field: str = "email") -> EmailAddress:
+    """The valid address in `text`, or INVALID_ARGUMENT on `field` saying why not."""
+    try:
+        return parse_email_address(text)
+    except InvalidEmailAddress as error:
+        raise InvalidArgument.field(field, error.reason, reason="INVALID_EMAIL") from None
+
+
+def email_taken() -> AlreadyExists:
+    return AlreadyExists(
+        message="email: this address belongs to another account",
+        reason="EMAIL_TAKEN",
+        metadata={"field": "email"},
+    )
+
+
+def require_owner(actor_id: int, user_id: int, action: str) -> None:
+    """PERMISSION_DENIED unless the caller acts on its own account; `action` says what it may do."""
+    if actor_id != user_id:
+        raise PermissionDenied(
+            f"user_id: a token may only {action}", reason="NOT_OWNER", metadata={"field": "user_id"}
+        )
 
 
 def validate_password(password: str, field: str) -> None:
@@ -156,7 +227,9 @@ class Users:
         hasher: PasswordHasher,
         page_tokens: PageTokens,
         token_ttl: timedelta,
+        mailer: Mailer,
     ) -> None:
+        self._mailer = mailer
         self._store = store
         self._sessions = sessions
         self._tweet_counts = tweet_counts
@@ -166,28 +239,45 @@ class Users:
         # Verified against when the handle is unknown, so a miss costs as much as a wrong password.
         self._dummy_hash = hasher.hash("not a real password")
 
-    async def create_user(self, handle: str, display_name: str, password: str) -> User:
+    async def create_user(self, handle: str, display_name: str, password: str, email: str = "") -> User:
+        """A new account; with an email, unverified, and a verification mail on its way."""
         display_name = display_name.strip() or handle
         validate_new_user(handle, display_name, password)
-        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        address = None
+        if email.strip():
+            valid = email_address(email)
+            address = NewAddress(valid, self._mailer.verification(valid))
+        password_hash = await self.hash_password(password)
         try:
-            return await self._store.insert_user(handle, display_name, password_hash)
+            user = await self._store.insert_user(handle, display_name, password_hash, address)
         except HandleTaken:
             raise AlreadyExists(
                 message=f"handle: {handle!r} is already taken",
                 reason="HANDLE_TAKEN",
                 metadata={"field": "handle", "handle": handle},
             ) from None
+        except EmailTaken:
+            raise email_taken() from None
+        if address is not None:
+            self._mailer.queued()
+        return user
 
-    async def login(self, handle: str, password: str) -> LoginResult:
-        if not handle:
-            raise InvalidArgument.field("handle", "is required")
+    async def login(self, handle: str, password: str, email: str = "") -> LoginResult:
+        """A session for the account of a handle, or of a verified email address, and its password."""
+        if handle and email:
+            raise InvalidArgument.field("email", "give a handle or an email address, not both")
+        if not handle and not email:
+            raise InvalidArgument.field("handle", "is required (or an email address instead)")
         if not password:
             raise InvalidArgument.field("password", "is required")
-        found = await self._store.credentials(handle) if HANDLE_PATTERN.match(handle) else None
+        if email:
+            found = await self._store.credentials_by_email(email_address(email).key)
+        else:
+            found = await self._store.credentials(handle) if HANDLE_PATTERN.match(handle) else None
         verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, password)
         if found is None or not verified:
-            raise Unauthenticated("handle or password is wrong", reason="BAD_CREDENTIALS")
+            said = "email" if email else "handle"
+            raise Unauthenticated(f"{said} or password is wrong", reason="BAD_CREDENTIALS")
         return await self._new_session(found.user)
 
     async def _new_session(self, user: User) -> LoginResult:
@@ -203,24 +293,27 @@ class Users:
     ) -> LoginResult:
         """Replaces the password and revokes every session (a stolen token dies with the old
         password), then opens a fresh session for the caller."""
-        if actor_id != user_id:
-            raise PermissionDenied(
-                "user_id: a token may change only its own user's password",
-                reason="NOT_OWNER",
-                metadata={"field": "user_id"},
-            )
-        if not old_password:
-            raise InvalidArgument.field("old_password", "is required")
+        require_owner(actor_id, user_id, "change its own user's password")
         validate_password(new_password, "new_password")
-        user = await self.get_user(user_id)
-        found = await self._store.credentials(user.handle)
-        verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, old_password)
-        if found is None or not verified:
-            raise InvalidArgument.field("old_password", "does not match the current password", "BAD_PASSWORD")
-        password_hash = await asyncio.to_thread(self._hasher.hash, new_password)
+        found = await self.check_password(user_id, old_password, "old_password")
+        password_hash = await self.hash_password(new_password)
         revoked = await self._store.replace_password(user_id, password_hash)
         await self._sessions.forget_digests(revoked)
         return await self._new_session(found.user)
+
+    async def check_password(self, user_id: int, password: str, field: str) -> Credentials:
+        """The account's credentials if `password` is its password, else INVALID_ARGUMENT on `field`."""
+        if not password:
+            raise InvalidArgument.field(field, "is required")
+        user = await self.get_user(user_id)
+        found = await self._store.credentials(user.handle)
+        verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, password)
+        if found is None or not verified:
+            raise InvalidArgument.field(field, "does not match the current password", "BAD_PASSWORD")
+        return found
+
+    async def hash_password(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
 
     def _verify(self, password_hash: str | None, password: str) -> bool:
         try:
@@ -280,7 +373,7 @@ class Users:
     ) -> User:
         if actor_id != user_id:
             await self._require_user(user_id)
-            raise PermissionDenied("you can only change your own profile", reason="NOT_OWNER")
+        require_owner(actor_id, user_id, "change its own profile")
         if display_name is not None:
             display_name = validate_display_name(display_name.strip())
         if bio is not None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mail import MailSettings, MailSettingsError
 from meshkit.settings import (
+    Env,
     Networks,
     Rate,
     Settings,
+    SettingsError,
     read_database_url,
     read_outbox_sweep_seconds,
     read_page_token_secret,
@@ -29,6 +32,20 @@ class UserRates(WriteRates):
     login_per_address: Rate = Rate(25, 300)
     login_per_account: Rate = Rate(25, 3600)
     signup_per_address: Rate = Rate(10, 1800)
+    # Password-reset requests: per client address and per address asked about (refused with 429,
+    # which says nothing of whether an account has it)...
+    reset_per_address: Rate = Rate(10, 3600)
+    reset_per_email: Rate = Rate(5, 3600)
+    # ...and the mails an account is sent (resets and verifications): beyond it, no mail goes out
+    # and the answer stays the same.
+    mail_per_account: Rate = Rate(5, 3600)
+
+
+def read_mail_settings(env: Env) -> MailSettings:
+    try:
+        return MailSettings.from_env(env.variables)
+    except MailSettingsError as error:
+        raise SettingsError(str(error)) from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +59,9 @@ class UsersSettings(Settings):
     argon2_time_cost: int = setting(lambda env: env.integer("ARGON2_TIME_COST", 2, minimum=1))
     rate_limits: UserRates = setting(lambda env: env.rates(UserRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
+    mail: MailSettings = setting(read_mail_settings)
+    # The first retry of a mail that failed to send; later ones double, up to an hour.
+    mail_retry_seconds: float = setting(lambda env: env.number("MAIL_RETRY_SECONDS", 30.0, minimum=0.1))
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> UsersSettings:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -12,17 +14,58 @@ import redis.asyncio as aioredis
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
+from mail import TokenPurpose, TokenRecord
+from mail.postgres import PostgresMailQueue, enqueue
 from meshkit.auth import Session, cache_session, digest_cache_key, forget_session
-from meshkit.errors import DEPENDENCY_ERRORS
+from meshkit.errors import DEPENDENCY_ERRORS, not_found
 from meshkit.outbox import Outbox
+from meshkit.ratelimit import RateLimiter
+from meshkit.settings import Rate
 from social import FOLLOWS_STREAM
-from users_svc.service import Credentials, HandleTaken, User
+from users_svc.mailing import CheckToken
+from users_svc.service import ComposeMail, Credentials, EmailTaken, HandleTaken, NewAddress, TokenMail, User
 
-_USER_COLUMNS = "id, handle, display_name, create_time, followers_count, following_count, bio"
+log = logging.getLogger(__name__)
+
+# Sent and given-up mails are kept this long for operators (envelope, times, last error; no body).
+MAIL_KEPT = timedelta(days=7)
+# Tokens are kept this long past their expiry (a late click still says "expired", not "unknown").
+TOKENS_KEPT = timedelta(days=1)
+TIDY_SECONDS = 3600.0
+
+_USER_COLUMNS = (
+    "id, handle, display_name, create_time, followers_count, following_count, bio, email,"
+    " email_verify_time IS NOT NULL"
+)
+_USER_WIDTH = 9
+_TOKEN_COLUMNS = "token_hash, purpose, user_id, address_key, create_time, expire_time, use_time"
 
 
 def _user(row: Sequence[Any]) -> User:
-    return User(int(row[0]), row[1], row[2], row[3], int(row[4]), int(row[5]), bio=row[6])
+    return User(
+        int(row[0]),
+        row[1],
+        row[2],
+        row[3],
+        int(row[4]),
+        int(row[5]),
+        bio=row[6],
+        email=row[7],
+        email_verified=bool(row[8]),
+    )
+
+
+def _token(row: Sequence[Any] | None) -> TokenRecord | None:
+    if row is None:
+        return None
+    return TokenRecord(bytes(row[0]), TokenPurpose(row[1]), int(row[2]), row[3], row[4], row[5], row[6])
+
+
+def _taken(error: psycopg.errors.UniqueViolation, handle: str) -> Exception:
+    """HandleTaken or EmailTaken, by the unique index the insert or update ran into."""
+    if error.diag.constraint_name == "users_email_key":
+        return EmailTaken()
+    return HandleTaken(handle)
 
 
 def _like_prefix(prefix: str) -> str:
@@ -39,27 +82,136 @@ class PostgresUserStore:
         # Builds the serialized FollowEvent; passed in so that only server.py imports *_pb2.
         self._follow_event = follow_event
 
-    async def insert_user(self, handle: str, display_name: str, password_hash: str) -> User:
+    async def insert_user(
+        self, handle: str, display_name: str, password_hash: str, address: NewAddress | None = None
+    ) -> User:
+        email = address.email if address is not None else None
         try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(
-                    f"INSERT INTO users (handle, display_name, password_hash) VALUES (%s, %s, %s)"
-                    f" RETURNING {_USER_COLUMNS}",
-                    (handle, display_name, password_hash),
+            async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.execute(
+                    "INSERT INTO users (handle, display_name, password_hash, email, email_key)"
+                    f" VALUES (%s, %s, %s, %s, %s) RETURNING {_USER_COLUMNS}",
+                    (
+                        handle,
+                        display_name,
+                        password_hash,
+                        email.address if email else None,
+                        email.key if email else None,
+                    ),
                 )
                 row = await cur.fetchone()
-        except psycopg.errors.UniqueViolation:
-            raise HandleTaken(handle) from None
-        assert row is not None
-        return _user(row)
+                assert row is not None
+                user = _user(row)
+                if address is not None:
+                    await self._queue_token_mail(cur, address.compose(user))
+        except psycopg.errors.UniqueViolation as error:
+            raise _taken(error, handle) from None
+        return user
+
+    async def _queue_token_mail(self, cur: psycopg.AsyncCursor[Any], token_mail: TokenMail) -> None:
+        """Stores the token and queues its mail, in the caller's transaction; the mail is given up
+        once the token has expired."""
+        record = token_mail.record
+        await cur.execute(
+            f"INSERT INTO account_tokens ({_TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                record.token_hash,
+                record.purpose.value,
+                record.account_id,
+                record.address_key,
+                record.create_time,
+                record.expire_time,
+                record.use_time,
+            ),
+        )
+        await enqueue(cur, token_mail.mail, discard_time=record.expire_time)
 
     async def credentials(self, handle: str) -> Credentials | None:
+        return await self._credentials("lower(handle) = lower(%s)", handle)
+
+    async def credentials_by_email(self, email_key: str) -> Credentials | None:
+        return await self._credentials("email_key = %s AND email_verify_time IS NOT NULL", email_key)
+
+    async def _credentials(self, where: str, value: str) -> Credentials | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE lower(handle) = lower(%s)", (handle,)
+                f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE {where}", (value,)
             )
             row = await cur.fetchone()
-        return Credentials(_user(row), row[7]) if row else None
+        return Credentials(_user(row), row[_USER_WIDTH]) if row else None
+
+    # -- email addresses and mailed tokens (users_svc.mailing) ----------------------------------
+
+    async def change_email(self, user_id: int, address: NewAddress | None) -> None:
+        email = address.email if address is not None else None
+        try:
+            async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.execute(
+                    "UPDATE users SET email = %s, email_key = %s, email_verify_time = NULL"
+                    f" WHERE id = %s RETURNING {_USER_COLUMNS}",
+                    (email.address if email else None, email.key if email else None, user_id),
+                )
+                row = await cur.fetchone()
+                if row is not None and address is not None:
+                    await self._queue_token_mail(cur, address.compose(_user(row)))
+        except psycopg.errors.UniqueViolation as error:
+            raise _taken(error, "") from None
+
+    async def mail_token(self, user_id: int, compose: ComposeMail) -> None:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s FOR UPDATE", (user_id,))
+            row = await cur.fetchone()
+            if row is None:
+                raise not_found("user", str(user_id), "user_id")
+            await self._queue_token_mail(cur, compose(_user(row)))
+
+    async def account_with_verified_email(self, email_key: str) -> int | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id FROM users WHERE email_key = %s AND email_verify_time IS NOT NULL", (email_key,)
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else None
+
+    async def _use_token(
+        self, cur: psycopg.AsyncCursor[Any], digest: bytes, check: CheckToken
+    ) -> TokenRecord:
+        """Locks the token and its account, checks it against the account's address now, and
+        marks it used (all in the caller's transaction)."""
+        await cur.execute(
+            f"SELECT {_TOKEN_COLUMNS} FROM account_tokens WHERE token_hash = %s FOR UPDATE", (digest,)
+        )
+        record = _token(await cur.fetchone())
+        address_key = None
+        if record is not None:
+            await cur.execute("SELECT email_key FROM users WHERE id = %s FOR UPDATE", (record.account_id,))
+            found = await cur.fetchone()
+            address_key = found[0] if found else None
+        used = check(record, address_key)
+        await cur.execute(
+            "UPDATE account_tokens SET use_time = %s WHERE token_hash = %s", (used.use_time, digest)
+        )
+        return used
+
+    async def verify_email(self, digest: bytes, check: CheckToken) -> int:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            used = await self._use_token(cur, digest, check)
+            await cur.execute(
+                "UPDATE users SET email_verify_time = coalesce(email_verify_time, now())"
+                " WHERE id = %s AND email_key = %s",
+                (used.account_id, used.address_key),
+            )
+            return used.account_id
+
+    async def reset_password(self, digest: bytes, check: CheckToken, password_hash: str) -> list[bytes]:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            used = await self._use_token(cur, digest, check)
+            await cur.execute(
+                "UPDATE account_tokens SET use_time = %s"
+                " WHERE user_id = %s AND purpose = %s AND use_time IS NULL",
+                (used.use_time, used.account_id, TokenPurpose.RESET_PASSWORD.value),
+            )
+            return await self._replace_password(cur, used.account_id, password_hash)
 
     async def users_by_id(self, user_ids: Sequence[int]) -> dict[int, User]:
         if not user_ids:
@@ -151,12 +303,16 @@ class PostgresUserStore:
             await conn.execute("DELETE FROM sessions WHERE token_hash = %s", (digest,))
 
     async def replace_password(self, user_id: int, password_hash: str) -> list[bytes]:
-        async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))
-            cur = await conn.execute(
-                "DELETE FROM sessions WHERE user_id = %s RETURNING token_hash", (user_id,)
-            )
-            return [bytes(row[0]) for row in await cur.fetchall()]
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            return await self._replace_password(cur, user_id, password_hash)
+
+    async def _replace_password(
+        self, cur: psycopg.AsyncCursor[Any], user_id: int, password_hash: str
+    ) -> list[bytes]:
+        """The new hash, and every session of the user deleted; their digests."""
+        await cur.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))
+        await cur.execute("DELETE FROM sessions WHERE user_id = %s RETURNING token_hash", (user_id,))
+        return [bytes(row[0]) for row in await cur.fetchall()]
 
     async def follow(self, follower_id: int, followee_id: int) -> None:
         await self._change_follow(follower_id, followee_id, following=True)
@@ -226,3 +382,31 @@ class RedisSessionCache:
     async def forget_digests(self, digests: Sequence[bytes]) -> None:
         if digests:
             await self._redis.delete(*(digest_cache_key(d) for d in digests))
+
+
+class RedisMailBudget:
+    """How many mails an account may be sent (users_svc.mailing.MailBudget): a GCRA bucket per
+    account in Redis, `ratelimit:mail:user:<id>`, the same mechanism as the rate limits."""
+
+    def __init__(self, redis: aioredis.Redis, rate: Rate) -> None:
+        self._limiter = RateLimiter(redis, None)
+        self._rate = rate
+
+    async def allow(self, user_id: int) -> bool:
+        return await self._limiter.charge([(f"ratelimit:mail:user:{user_id}", self._rate)]) == 0
+
+
+async def tidy_mail(queue: PostgresMailQueue, pool: AsyncConnectionPool) -> None:
+    """For ever, every TIDY_SECONDS: settled mails older than MAIL_KEPT and tokens expired more
+    than TOKENS_KEPT ago are deleted."""
+    while True:
+        try:
+            await queue.forget_settled(MAIL_KEPT)
+            async with pool.connection() as conn:
+                await conn.execute(
+                    "DELETE FROM account_tokens WHERE expire_time < now() - make_interval(secs => %s)",
+                    (TOKENS_KEPT.total_seconds(),),
+                )
+        except DEPENDENCY_ERRORS as error:
+            log.warning("tidying mail failed; will retry", extra={"error": type(error).__name__})
+        await asyncio.sleep(TIDY_SECONDS)

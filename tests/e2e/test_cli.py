@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.mesh import Mesh
+from devstack.smtp import read_mails
 from tests.helpers import PASSWORD, eventually
 
 TWEETMESH = Path(sys.executable).parent / "tweetmesh"  # installed by `pip install -e .` (make)
@@ -147,3 +148,38 @@ def test_errors_are_clear_and_exit_nonzero(mesh: Mesh, tmp_path: Path) -> None:
     done = erin.run("--target", "127.0.0.1:1", "follow", "anyone")
     assert done.returncode == 1
     assert "unavailable" in done.stderr
+
+
+def mailed_token(mesh: Mesh, address: str, count: int) -> str:
+    """The token in the link of the `count`th mail to `address`."""
+    assert mesh.mail_dir is not None
+    body = read_mails(mesh.mail_dir, address, at_least=count, timeout=30)[count - 1].get_body(("plain",))
+    assert body is not None
+    return str(body.get_content()).split("?token=")[1].split()[0]
+
+
+def test_email_verify_sign_in_by_email_and_reset_the_password(mesh: Mesh, tmp_path: Path) -> None:
+    carol = person(tmp_path, mesh, "carol")
+    email = f"{carol.handle}@example.com"
+    signed_up = carol.ok("signup", carol.handle, "--email", email, "--password-stdin", stdin=PASSWORD)
+    assert f"{email} (not verified)" in signed_up and "verification mail" in signed_up
+    refused = carol.run("verify-email", "not-a-token")
+    assert refused.returncode == 1 and "token: the token is malformed" in refused.stderr
+    assert "verified" in carol.ok("verify-email", mailed_token(mesh, email, 1))
+    assert f"{email} (verified)" in carol.ok("whoami")
+    assert "logged in" in carol.ok("login", email, "--password-stdin", stdin=PASSWORD)
+
+    assert "reset mail is on its way" in carol.ok("forgot-password", email)
+    assert "reset mail is on its way" in carol.ok("forgot-password", f"nobody.{email}")  # the same answer
+    new_password = "a brand new secret"
+    done = carol.ok("reset-password", mailed_token(mesh, email, 2), "--password-stdin", stdin=new_password)
+    assert "every session signed out" in done
+    assert "unauthenticated" in carol.run("whoami").stderr  # the saved session was revoked
+    carol.ok("login", carol.handle, "--password-stdin", stdin=new_password)
+
+    other = f"other.{email}"
+    assert "verification mail" in carol.ok("change-email", other, "--password-stdin", stdin=new_password)
+    assert f"{other} (not verified)" in carol.ok("whoami")
+    assert "new verification mail" in carol.ok("resend-verification")
+    carol.ok("verify-email", mailed_token(mesh, other, 2))
+    assert "removed" in carol.ok("change-email", "--remove", "--password-stdin", stdin=new_password)

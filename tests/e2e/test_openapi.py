@@ -18,6 +18,7 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
 from devstack.mesh import Mesh
+from devstack.smtp import read_mails
 from tests.helpers import PASSWORD, http_call
 from tweetmesh.timeline.v1 import timeline_service_pb2
 from tweetmesh.tweets.v1 import tweets_service_pb2
@@ -99,17 +100,29 @@ def test_every_public_rpc_has_its_route_and_no_internal_one_does(spec: dict[str,
     assert internal.isdisjoint({op for _, _, op in documented})
 
 
-def walk_every_route(api: Checker) -> tuple[str, str, str, str]:
+def mailed_token(mesh: Mesh, address: str, count: int) -> str:
+    """The token in the link of the `count`th mail to `address`."""
+    assert mesh.mail_dir is not None
+    body = read_mails(mesh.mail_dir, address, at_least=count, timeout=30)[count - 1].get_body(("plain",))
+    assert body is not None
+    return str(body.get_content()).split("?token=")[1].split()[0]
+
+
+def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
     """Calls every non-streaming route once, successfully; returns (handle, token, other's id, token)."""
     handle, other = f"spec_{secrets.token_hex(3)}", f"spec2_{secrets.token_hex(3)}"
+    email = f"{handle}@example.com"
 
     def ok(method: str, path: str, body: Any = None, token: str | None = None) -> Any:
         response = api.call(method, path, body, token)
         assert response.status == 200, (method, path, response.body)
         return response.json()
 
-    user = ok("POST", "/v1/users", {"handle": handle, "password": PASSWORD})["user"]
+    user = ok("POST", "/v1/users", {"handle": handle, "password": PASSWORD, "email": email})["user"]
     token = ok("POST", "/v1/sessions", {"handle": handle, "password": PASSWORD})["token"]
+    ok("POST", f"/v1/users/{user['user_id']}:sendVerificationEmail", {}, token)
+    ok("POST", "/v1/users:verifyEmail", {"token": mailed_token(mesh, email, 2)})
+    ok("POST", "/v1/users:requestPasswordReset", {"email": email})
     followee = ok("POST", "/v1/users", {"handle": other, "password": PASSWORD})["user"]
     other_token = ok("POST", "/v1/sessions", {"handle": other, "password": PASSWORD})["token"]
     uid, fid = user["user_id"], followee["user_id"]
@@ -142,12 +155,17 @@ def walk_every_route(api: Checker) -> tuple[str, str, str, str]:
     ok("DELETE", f"/v1/tweets/{tid}", token=other_token)
     changed = {"old_password": PASSWORD, "new_password": f"{PASSWORD} again"}
     token = ok("POST", f"/v1/users/{uid}:changePassword", changed, token)["token"]
+    reset = {"token": mailed_token(mesh, email, 3), "new_password": f"{PASSWORD} reset"}
+    ok("POST", "/v1/users:resetPassword", reset)
+    token = ok("POST", "/v1/sessions", {"email": email, "password": reset["new_password"]})["token"]
+    new_email = {"email": f"new.{email}", "password": reset["new_password"]}
+    ok("POST", f"/v1/users/{uid}:changeEmail", new_email, token)
     return handle, token, fid, other_token
 
 
 def test_envoy_answers_as_the_spec_says(mesh: Mesh, spec: dict[str, Any]) -> None:
     api = Checker(spec, mesh.ports.envoy)
-    handle, token, fid, other_token = walk_every_route(api)
+    handle, token, fid, other_token = walk_every_route(api, mesh)
 
     # Errors: the google.rpc.Status body, from a service and from Envoy itself.
     assert api.call("POST", "/v1/tweets", {"text": ""}, token).status == 400

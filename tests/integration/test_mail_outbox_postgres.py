@@ -14,25 +14,27 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from devstack.mesh import Mesh
+from devstack.mesh import ROOT, Mesh
 from devstack.smtp import read_mails
 from mail.addresses import parse_email_address
 from mail.messages import verification_mail
 from mail.outbox import MailRelay, RelayReport, RetryPolicy
-from mail.postgres import OUTBOX_TABLE, PostgresMailQueue, enqueue
+from mail.postgres import PostgresMailQueue, enqueue
 from mail.settings import MailSettings
 from mail.smtp import PermanentMailError, SmtpSender, parse_smtp_url
 from mail.tokens import TokenPurpose, issue_token
 
+OUTBOX_MIGRATION = ROOT / "users_svc" / "migrations" / "0003_mail_outbox.sql"
+
 
 @pytest.fixture
 async def pool(mesh: Mesh) -> AsyncIterator[AsyncConnectionPool]:
-    """A pool on a scratch schema holding the draft mail_outbox table."""
+    """A pool on a scratch schema holding the mail_outbox table, as users_svc's migration makes it."""
     schema = f"mail_test_{secrets.token_hex(4)}"
     with psycopg.connect(mesh.database_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
         conn.execute(f"SET search_path = {schema}")
-        conn.execute(OUTBOX_TABLE)
+        conn.execute(OUTBOX_MIGRATION.read_bytes())
     pool = AsyncConnectionPool(
         mesh.database_url, kwargs={"options": f"-c search_path={schema}", "autocommit": True}, open=False
     )

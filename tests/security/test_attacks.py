@@ -352,7 +352,11 @@ def test_an_oversized_message_is_refused(
 
 
 INTERNAL_RPCS = [method for method, verb in rpc_routes().items() if not verb]
-ANONYMOUS_WRITES = {"/tweetmesh.users.v1.UserService/CreateUser", "/tweetmesh.users.v1.UserService/Login"}
+# Writes made without a session: signing up or in, and what a mailed link or a forgotten password allows.
+ANONYMOUS_WRITES = {
+    f"/tweetmesh.users.v1.UserService/{method}"
+    for method in ("CreateUser", "Login", "VerifyEmail", "RequestPasswordReset", "ResetPassword")
+}
 TOKEN_WRITES = [m for m, verb in rpc_routes().items() if verb in WRITE_VERBS and m not in ANONYMOUS_WRITES]
 
 

@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from devstack.mesh import Mesh
+from devstack.smtp import read_mails
 from tests.helpers import PASSWORD, Stubs, bearer, http_call, rpc_error, unique_handle
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -70,11 +71,37 @@ def test_passwords_and_tokens_never_reach_the_logs(stubs: Stubs, mesh: Mesh, ver
     )
     assert refused.status == 400, refused.body
 
+    # Mailed tokens and the password they set: a verification, then a reset.
+    email = f"{handle}@example.com"
+    stubs.users.ChangeEmail(
+        users_pb.ChangeEmailRequest(user_id=login.user.user_id, email=email, password=second),
+        metadata=bearer(stubs.users.Login(users_pb.LoginRequest(handle=handle, password=second)).token),
+    )
+    verify_token = mailed_token(mesh, email, 1)
+    stubs.users.VerifyEmail(users_pb.VerifyEmailRequest(token=verify_token))
+    stubs.users.RequestPasswordReset(users_pb.RequestPasswordResetRequest(email=email))
+    reset_token = mailed_token(mesh, email, 2)
+    third = f"secret-{secrets.token_hex(8)}"
+    stubs.users.ResetPassword(users_pb.ResetPasswordRequest(token=reset_token, new_password=third))
+
     text = logs(mesh)
     assert '"level": "DEBUG"' in text, "users_svc's debug log was not captured: this test would prove nothing"
-    for secret in (first, second, wrong, login.token, changed.token, http_token, garbled):
+    for token in (verify_token, reset_token):
+        assert token not in text
+    for secret in (first, second, third, wrong, login.token, changed.token, http_token, garbled):
         assert secret not in text
         assert secret[3:] not in text  # not even without the token prefix
+
+
+def mailed_token(mesh: Mesh, address: str, count: int) -> str:
+    """The token in the link of the `count`th mail to `address`."""
+    assert mesh.mail_dir is not None
+    mail = read_mails(mesh.mail_dir, address, at_least=count, timeout=30)[count - 1]
+    body = mail.get_body(("plain",))
+    assert body is not None
+    found = re.search(r"\?token=([A-Za-z0-9_-]{43})", str(body.get_content()))
+    assert found is not None
+    return found.group(1)
 
 
 def messages_of_failures(stubs: Stubs, mesh: Mesh) -> list[str]:

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import itertools
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 from google.rpc import error_details_pb2
 
 from devstack.mesh import Mesh
+from devstack.smtp import read_mails
 from meshkit.ratelimit import RateLimiter
 from meshkit.rpc_details import error_details
 from meshkit.settings import Rate
@@ -45,6 +47,9 @@ LIMITS = {
     "RATE_LIMIT_LOGIN_PER_ADDRESS": "6/60",
     "RATE_LIMIT_LOGIN_PER_ACCOUNT": "3/60",
     "RATE_LIMIT_SIGNUP_PER_ADDRESS": "2/60",
+    "RATE_LIMIT_RESET_PER_ADDRESS": "4/60",
+    "RATE_LIMIT_RESET_PER_EMAIL": "3/60",
+    "RATE_LIMIT_MAIL_PER_ACCOUNT": "2/60",
 }
 _addresses = (f"198.51.100.{n}" for n in itertools.count(1))
 
@@ -197,6 +202,71 @@ def test_sign_ups_are_limited_per_address_and_the_refused_one_is_not_created(
     assert_rate_limited(error)
     missing = rpc_error(lambda: stubs.users.GetUserByHandle(users_pb.GetUserByHandleRequest(handle=handle)))
     assert missing.code() == grpc.StatusCode.NOT_FOUND
+
+
+def ask_reset(stubs: Stubs, email: str, address: Metadata) -> Any:
+    return stubs.users.RequestPasswordReset(
+        users_pb.RequestPasswordResetRequest(email=email), metadata=address
+    )
+
+
+def verified_address(stubs: Stubs, mesh: Mesh) -> str:
+    """The address of a new account, verified with the token mailed to it."""
+    assert mesh.mail_dir is not None
+    email = f"{unique_handle('reset')}@example.com"
+    stubs.users.CreateUser(
+        users_pb.CreateUserRequest(handle=unique_handle("reset"), password=PASSWORD, email=email),
+        metadata=fresh_address(),
+    )
+    (mail,) = read_mails(mesh.mail_dir, email, timeout=30)
+    token = str(mail.get_body(("plain",)).get_content()).split("token=")[1].split()[0]  # type: ignore[union-attr]
+    stubs.users.VerifyEmail(users_pb.VerifyEmailRequest(token=token), metadata=fresh_address())
+    return email
+
+
+def test_reset_mails_are_bounded_per_account_and_asking_per_address_asked_about(
+    stubs: Stubs, mesh: Mesh, tight: None
+) -> None:
+    """Three asks for one address from three client addresses are answered alike, but the account
+    gets two mails (its mail budget; nothing tells the asker); the fourth ask for that address is
+    refused whoever asks (429 says nothing of the account: unknown addresses are counted alike),
+    while asks for other addresses go on."""
+    assert mesh.mail_dir is not None
+    email = verified_address(stubs, mesh)
+    for spelling in (email, email.upper(), f" {email} "):
+        ask_reset(stubs, spelling, fresh_address())
+    assert_rate_limited(rpc_error(lambda: ask_reset(stubs, email, fresh_address())))
+    time.sleep(1)  # a third mail would have been sent by now
+    resets = [
+        m for m in read_mails(mesh.mail_dir, email, at_least=3, timeout=30) if "Reset" in str(m["Subject"])
+    ]
+    assert len(resets) == 2
+    unknown = f"{unique_handle('nobody')}@example.com"
+    for _ in range(3):
+        ask_reset(stubs, unknown, fresh_address())
+    assert_rate_limited(rpc_error(lambda: ask_reset(stubs, unknown, fresh_address())))
+    ask_reset(stubs, f"{unique_handle('other')}@example.com", fresh_address())
+
+
+def test_reset_asks_are_limited_per_client_address(stubs: Stubs, tight: None) -> None:
+    address = fresh_address()
+    for _ in range(4):
+        ask_reset(stubs, f"{unique_handle('many')}@example.com", address)
+    assert_rate_limited(rpc_error(lambda: ask_reset(stubs, f"{unique_handle('many')}@example.com", address)))
+
+
+def test_sign_in_by_email_is_limited_per_address_signed_in_with(
+    stubs: Stubs, mesh: Mesh, tight: None
+) -> None:
+    email = verified_address(stubs, mesh)
+
+    def login_email(password: str, spelling: str = email) -> Any:
+        request = users_pb.LoginRequest(email=spelling, password=password)
+        return stubs.users.Login(request, metadata=fresh_address())
+
+    for guess in ("password1", "letmein!!", "123456789"):
+        assert rpc_error(functools.partial(login_email, guess)).code() == grpc.StatusCode.UNAUTHENTICATED
+    assert_rate_limited(rpc_error(lambda: login_email(PASSWORD, email.upper())))
 
 
 def test_through_envoy_a_flood_gets_429_with_retry_after(stubs: Stubs, mesh: Mesh, tight: None) -> None:

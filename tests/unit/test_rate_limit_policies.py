@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from meshkit.ratelimit import Scope, client_address
+from meshkit.ratelimit import Limit, Scope, client_address
 from meshkit.settings import Rate, SettingsError
 from tests.helpers import WRITE_VERBS, rpc_routes
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -53,16 +53,39 @@ def test_every_write_but_sign_up_sign_in_and_logout_is_counted_per_user() -> Non
         "/tweetmesh.users.v1.UserService/CreateUser",
         "/tweetmesh.users.v1.UserService/Login",
         "/tweetmesh.users.v1.UserService/Logout",  # always possible, bounded per address
+        # Made without a session (a link from a mail, a forgotten password): per address.
+        "/tweetmesh.users.v1.UserService/VerifyEmail",
+        "/tweetmesh.users.v1.UserService/RequestPasswordReset",
+        "/tweetmesh.users.v1.UserService/ResetPassword",
     }
     for method, policy in POLICIES.items():
         assert (Scope.USER in {limit.scope for limit in policy}) == (method not in not_per_user), method
 
 
+def buckets(method: str) -> set[tuple[str, str]]:
+    """(bucket, whom it counts) of a users_svc method's policy."""
+    return {
+        (limit.bucket, limit.field or limit.scope.value)
+        for limit in POLICIES[f"/tweetmesh.users.v1.UserService/{method}"]
+    }
+
+
 def test_login_and_signup_are_limited_by_address_and_login_by_account() -> None:
-    login = {(limit.bucket, limit.scope.value) for limit in POLICIES["/tweetmesh.users.v1.UserService/Login"]}
-    assert login == {("login", "address"), ("login", "handle")}
-    signup = POLICIES["/tweetmesh.users.v1.UserService/CreateUser"]
-    assert [limit.scope.value for limit in signup] == ["address"]
+    assert buckets("Login") == {("login", "address"), ("login", "handle"), ("login", "email")}
+    assert buckets("CreateUser") == {("signup", "address")}
+
+
+def test_password_resets_are_limited_per_address_and_per_address_asked_about() -> None:
+    assert buckets("RequestPasswordReset") == {("reset", "address"), ("reset", "email")}
+    # Trying a reset token is a sign-in.
+    assert buckets("ResetPassword") == {("login", "address")}
+
+
+def test_a_field_limit_names_its_field() -> None:
+    with pytest.raises(ValueError, match="field"):
+        Limit("login", Scope.FIELD, "login_per_account")
+    with pytest.raises(ValueError, match="field"):
+        Limit("login", Scope.ADDRESS, "login_per_address", field="handle")
 
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128"))

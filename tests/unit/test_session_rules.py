@@ -38,6 +38,7 @@ async def test_a_revocation_during_a_cache_refill_leaves_no_live_entry() -> None
         hasher=PasswordHasher(memory_cost=8, time_cost=1, parallelism=1),
         page_tokens=PageTokens("test"),
         token_ttl=timedelta(hours=1),
+        mailer=None,  # type: ignore[arg-type]
     )
     token = new_token()
     assert await users.authenticate(token) is None

@@ -44,6 +44,31 @@ class UserServiceStub:
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.CreateUserRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.CreateUserResponse.FromString,
                 _registered_method=True)
+        self.VerifyEmail = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/VerifyEmail',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.VerifyEmailRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.VerifyEmailResponse.FromString,
+                _registered_method=True)
+        self.SendVerificationEmail = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/SendVerificationEmail',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SendVerificationEmailRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SendVerificationEmailResponse.FromString,
+                _registered_method=True)
+        self.ChangeEmail = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/ChangeEmail',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangeEmailRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangeEmailResponse.FromString,
+                _registered_method=True)
+        self.RequestPasswordReset = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/RequestPasswordReset',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.RequestPasswordResetRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.RequestPasswordResetResponse.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/ResetPassword',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ResetPasswordResponse.FromString,
+                _registered_method=True)
         self.Login = channel.unary_unary(
                 '/tweetmesh.users.v1.UserService/Login',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.LoginRequest.SerializeToString,
@@ -140,14 +165,54 @@ class UserServiceServicer:
     """
 
     def CreateUser(self, request, context):
-        """Creates an account. Handles are unique ignoring case.
+        """Creates an account. Handles are unique ignoring case; so are email addresses. With an email,
+        a verification mail is sent to it (VerifyEmail).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyEmail(self, request, context):
+        """Marks an account's email address verified with the token mailed to it. Needs no bearer
+        token; with one, the token mailed must be for that account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendVerificationEmail(self, request, context):
+        """Mails a new verification token to the caller's email address (user_id must be the caller).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeEmail(self, request, context):
+        """Sets, replaces or (with an empty email) removes the caller's email address after checking
+        the password. A new address is unverified until VerifyEmail; a verification mail is sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestPasswordReset(self, request, context):
+        """Mails a password-reset token to the account whose verified address this is. The answer is
+        the same whether or not there is such an account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """Sets a new password with a token from RequestPasswordReset and revokes every session of the
+        account.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Login(self, request, context):
-        """Exchanges a handle and password for a bearer token.
+        """Exchanges a handle (or a verified email address) and password for a bearer token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -273,6 +338,31 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.CreateUserRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.CreateUserResponse.SerializeToString,
             ),
+            'VerifyEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyEmail,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.VerifyEmailRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.VerifyEmailResponse.SerializeToString,
+            ),
+            'SendVerificationEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendVerificationEmail,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SendVerificationEmailRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SendVerificationEmailResponse.SerializeToString,
+            ),
+            'ChangeEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeEmail,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangeEmailRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangeEmailResponse.SerializeToString,
+            ),
+            'RequestPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestPasswordReset,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.RequestPasswordResetRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.RequestPasswordResetResponse.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ResetPasswordResponse.SerializeToString,
+            ),
             'Login': grpc.unary_unary_rpc_method_handler(
                     servicer.Login,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.LoginRequest.FromString,
@@ -391,6 +481,141 @@ class UserService:
             '/tweetmesh.users.v1.UserService/CreateUser',
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.CreateUserRequest.SerializeToString,
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.CreateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/VerifyEmail',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.VerifyEmailRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.VerifyEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendVerificationEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/SendVerificationEmail',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SendVerificationEmailRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SendVerificationEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/ChangeEmail',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangeEmailRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangeEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/RequestPasswordReset',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.RequestPasswordResetRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.RequestPasswordResetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/ResetPassword',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ResetPasswordRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ResetPasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,

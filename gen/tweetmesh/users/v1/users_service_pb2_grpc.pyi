@@ -39,9 +39,29 @@ class UserServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> UserServiceAsyncStub: ...
     CreateUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.CreateUserRequest, _users_service_pb2.CreateUserResponse]
-    """Creates an account. Handles are unique ignoring case."""
+    """Creates an account. Handles are unique ignoring case; so are email addresses. With an email,
+    a verification mail is sent to it (VerifyEmail).
+    """
+    VerifyEmail: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.VerifyEmailRequest, _users_service_pb2.VerifyEmailResponse]
+    """Marks an account's email address verified with the token mailed to it. Needs no bearer
+    token; with one, the token mailed must be for that account.
+    """
+    SendVerificationEmail: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.SendVerificationEmailRequest, _users_service_pb2.SendVerificationEmailResponse]
+    """Mails a new verification token to the caller's email address (user_id must be the caller)."""
+    ChangeEmail: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ChangeEmailRequest, _users_service_pb2.ChangeEmailResponse]
+    """Sets, replaces or (with an empty email) removes the caller's email address after checking
+    the password. A new address is unverified until VerifyEmail; a verification mail is sent.
+    """
+    RequestPasswordReset: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.RequestPasswordResetRequest, _users_service_pb2.RequestPasswordResetResponse]
+    """Mails a password-reset token to the account whose verified address this is. The answer is
+    the same whether or not there is such an account.
+    """
+    ResetPassword: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ResetPasswordRequest, _users_service_pb2.ResetPasswordResponse]
+    """Sets a new password with a token from RequestPasswordReset and revokes every session of the
+    account.
+    """
     Login: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.LoginRequest, _users_service_pb2.LoginResponse]
-    """Exchanges a handle and password for a bearer token."""
+    """Exchanges a handle (or a verified email address) and password for a bearer token."""
     Logout: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.LogoutRequest, _users_service_pb2.LogoutResponse]
     """Revokes the token the call was made with, at once."""
     ChangePassword: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ChangePasswordRequest, _users_service_pb2.ChangePasswordResponse]
@@ -88,9 +108,29 @@ class UserServiceAsyncStub(UserServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.CreateUserRequest, _users_service_pb2.CreateUserResponse]  # type: ignore[assignment]
-    """Creates an account. Handles are unique ignoring case."""
+    """Creates an account. Handles are unique ignoring case; so are email addresses. With an email,
+    a verification mail is sent to it (VerifyEmail).
+    """
+    VerifyEmail: _aio.UnaryUnaryMultiCallable[_users_service_pb2.VerifyEmailRequest, _users_service_pb2.VerifyEmailResponse]  # type: ignore[assignment]
+    """Marks an account's email address verified with the token mailed to it. Needs no bearer
+    token; with one, the token mailed must be for that account.
+    """
+    SendVerificationEmail: _aio.UnaryUnaryMultiCallable[_users_service_pb2.SendVerificationEmailRequest, _users_service_pb2.SendVerificationEmailResponse]  # type: ignore[assignment]
+    """Mails a new verification token to the caller's email address (user_id must be the caller)."""
+    ChangeEmail: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ChangeEmailRequest, _users_service_pb2.ChangeEmailResponse]  # type: ignore[assignment]
+    """Sets, replaces or (with an empty email) removes the caller's email address after checking
+    the password. A new address is unverified until VerifyEmail; a verification mail is sent.
+    """
+    RequestPasswordReset: _aio.UnaryUnaryMultiCallable[_users_service_pb2.RequestPasswordResetRequest, _users_service_pb2.RequestPasswordResetResponse]  # type: ignore[assignment]
+    """Mails a password-reset token to the account whose verified address this is. The answer is
+    the same whether or not there is such an account.
+    """
+    ResetPassword: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ResetPasswordRequest, _users_service_pb2.ResetPasswordResponse]  # type: ignore[assignment]
+    """Sets a new password with a token from RequestPasswordReset and revokes every session of the
+    account.
+    """
     Login: _aio.UnaryUnaryMultiCallable[_users_service_pb2.LoginRequest, _users_service_pb2.LoginResponse]  # type: ignore[assignment]
-    """Exchanges a handle and password for a bearer token."""
+    """Exchanges a handle (or a verified email address) and password for a bearer token."""
     Logout: _aio.UnaryUnaryMultiCallable[_users_service_pb2.LogoutRequest, _users_service_pb2.LogoutResponse]  # type: ignore[assignment]
     """Revokes the token the call was made with, at once."""
     ChangePassword: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ChangePasswordRequest, _users_service_pb2.ChangePasswordResponse]  # type: ignore[assignment]
@@ -140,7 +180,57 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _users_service_pb2.CreateUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_service_pb2.CreateUserResponse, _abc.Awaitable[_users_service_pb2.CreateUserResponse]]:
-        """Creates an account. Handles are unique ignoring case."""
+        """Creates an account. Handles are unique ignoring case; so are email addresses. With an email,
+        a verification mail is sent to it (VerifyEmail).
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyEmail(
+        self,
+        request: _users_service_pb2.VerifyEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.VerifyEmailResponse, _abc.Awaitable[_users_service_pb2.VerifyEmailResponse]]:
+        """Marks an account's email address verified with the token mailed to it. Needs no bearer
+        token; with one, the token mailed must be for that account.
+        """
+
+    @_abc_1.abstractmethod
+    def SendVerificationEmail(
+        self,
+        request: _users_service_pb2.SendVerificationEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.SendVerificationEmailResponse, _abc.Awaitable[_users_service_pb2.SendVerificationEmailResponse]]:
+        """Mails a new verification token to the caller's email address (user_id must be the caller)."""
+
+    @_abc_1.abstractmethod
+    def ChangeEmail(
+        self,
+        request: _users_service_pb2.ChangeEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.ChangeEmailResponse, _abc.Awaitable[_users_service_pb2.ChangeEmailResponse]]:
+        """Sets, replaces or (with an empty email) removes the caller's email address after checking
+        the password. A new address is unverified until VerifyEmail; a verification mail is sent.
+        """
+
+    @_abc_1.abstractmethod
+    def RequestPasswordReset(
+        self,
+        request: _users_service_pb2.RequestPasswordResetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.RequestPasswordResetResponse, _abc.Awaitable[_users_service_pb2.RequestPasswordResetResponse]]:
+        """Mails a password-reset token to the account whose verified address this is. The answer is
+        the same whether or not there is such an account.
+        """
+
+    @_abc_1.abstractmethod
+    def ResetPassword(
+        self,
+        request: _users_service_pb2.ResetPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.ResetPasswordResponse, _abc.Awaitable[_users_service_pb2.ResetPasswordResponse]]:
+        """Sets a new password with a token from RequestPasswordReset and revokes every session of the
+        account.
+        """
 
     @_abc_1.abstractmethod
     def Login(
@@ -148,7 +238,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _users_service_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_service_pb2.LoginResponse, _abc.Awaitable[_users_service_pb2.LoginResponse]]:
-        """Exchanges a handle and password for a bearer token."""
+        """Exchanges a handle (or a verified email address) and password for a bearer token."""
 
     @_abc_1.abstractmethod
     def Logout(
