@@ -23,6 +23,7 @@ COPY devstack ./devstack
 COPY tweetmesh_cli ./tweetmesh_cli
 COPY mail ./mail
 COPY envoy ./envoy
+COPY web ./web
 RUN pip install --no-cache-dir --no-deps . \
     && useradd --system --uid 10001 tweetmesh
 USER tweetmesh

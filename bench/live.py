@@ -109,8 +109,8 @@ def _worker(address: str, tokens: list[tuple[int, str]], ready: Any, stop: Any, 
 class Post:
     author: int  # the author's token index
     tweet_id: int
-    sent: float  # when the CreateTweet call started
-    create_ms: float  # how long CreateTweet took
+    sent: float  # when the post was scheduled (a post the driver could not send in time counts from then)
+    create_ms: float  # from then until CreateTweet answered
 
 
 @dataclass
@@ -119,6 +119,7 @@ class LiveRun:
     arrivals: list[Arrival]  # each tweet once per stream
     stream_ends: dict[str, int]  # how streams ended before the run did (a reason, resumed; or a code)
     drained_at: float  # `drain_seconds` after the last post: arrivals after it are late
+    achieved_per_s: float  # posts answered per second, from the first scheduled to the last answer
 
     def latencies_ms(self, authors: set[int] | None = None) -> np.ndarray:
         sent = {p.tweet_id: p.sent for p in self.posts if authors is None or p.author in authors}
@@ -127,22 +128,25 @@ class LiveRun:
 
 async def _post(
     address: str, authors: Sequence[str], schedule: Sequence[int], rate: float, concurrency: int = 64
-) -> list[Post]:
-    """Posts one tweet per entry of `schedule` (an index into `authors`) at `rate` per second."""
+) -> tuple[list[Post], float]:
+    """Posts one tweet per entry of `schedule` (an index into `authors`) at `rate` per second, each
+    stamped with the moment it was scheduled (so a driver or mesh falling behind shows in the
+    latencies, not in a lower rate); returns the posts and the rate achieved."""
     posts: list[Post] = []
     limit = asyncio.Semaphore(concurrency)
+    started = time.time()
     async with grpc.aio.insecure_channel(address) as channel:
         stub = tweets_grpc.TweetServiceStub(channel)
 
         async def one(author: int, n: int) -> None:
+            scheduled = started + n / rate
             async with limit:
-                sent = time.time()
                 reply = await stub.CreateTweet(
                     tweets_pb.CreateTweetRequest(text=f"live bench post {n}"),
                     metadata=bearer(authors[author]),
                     timeout=30,
                 )
-                posts.append(Post(author, int(reply.tweet.tweet_id), sent, (time.time() - sent) * 1000))
+            posts.append(Post(author, int(reply.tweet.tweet_id), scheduled, (time.time() - scheduled) * 1000))
 
         start = time.monotonic()
         tasks = []
@@ -150,7 +154,8 @@ async def _post(
             await asyncio.sleep(max(start + n / rate - time.monotonic(), 0))
             tasks.append(asyncio.create_task(one(author, n)))
         await asyncio.gather(*tasks)
-    return posts
+    finished = max((p.sent + p.create_ms / 1000 for p in posts), default=started)
+    return posts, len(posts) / max(finished - started, 1e-9)
 
 
 def run_live(
@@ -180,7 +185,7 @@ def run_live(
     try:
         for _ in workers:
             ready.get(timeout=180)
-        posts = asyncio.run(_post(tweets_addr, author_tokens, schedule, rate))
+        posts, achieved = asyncio.run(_post(tweets_addr, author_tokens, schedule, rate))
         drained_at = time.time() + drain_seconds
         time.sleep(drain_seconds + late_seconds)
         stop.set()
@@ -195,4 +200,4 @@ def run_live(
             worker.join(timeout=5)
             if worker.is_alive():
                 worker.kill()
-    return LiveRun(posts, arrivals, dict(ends), drained_at)
+    return LiveRun(posts, arrivals, dict(ends), drained_at, achieved)

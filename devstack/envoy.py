@@ -11,7 +11,10 @@ routed and a new internal one is not.
 In a container: `python -m devstack.envoy --listen 0.0.0.0:8080 --metrics 0.0.0.0:9902
 --upstream users=users:50051 --upstream tweets=tweets:50052 --upstream timeline=timeline:50054`
 renders the config and replaces itself with Envoy (see docker-compose.yml); XFF_TRUSTED_HOPS in its
-environment is the number of proxies in front of it (--xff-trusted-hops).
+environment is the number of proxies in front of it (--xff-trusted-hops). With a certificate
+(`--tls-cert` and `--tls-key`, or `--tls-dir` holding tls.crt and tls.key) it also serves HTTPS and
+gRPC over TLS on `--tls-listen`; `--cors-origin` (repeatable) lets pages of that origin call the API.
+The web client's files (web/) are served at / as direct responses, one route per file.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +38,10 @@ from google.protobuf import descriptor_pb2
 from devstack import binaries
 from devstack.errors import DevstackError
 from devstack.process import ManagedProcess, Server
+from devstack.tls import TlsFiles
 
 LISTENER = "ingress"
+TLS_LISTENER = "ingress_tls"
 METRICS_LISTENER = "metrics"
 ADMIN_CLUSTER = "envoy_admin"
 _ANY = ("0.0.0.0", "::")
@@ -43,12 +49,38 @@ LOOPBACK = "127.0.0.1"
 _ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = _ROOT / "envoy" / "envoy.yaml"
 DESCRIPTOR = _ROOT / "gen" / "tweetmesh.pb"
+WEB = _ROOT / "web"
+WEB_ROUTE = "web"
+PREFLIGHT_ROUTE = "cors-preflight"
+# The web client's files by extension; a file of any other kind is refused rather than served
+# with a guessed type.
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".webmanifest": "application/manifest+json",
+}
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+_CORS = "envoy.filters.http.cors"
+_TLS_CONTEXT = ("filter_chains", 0, "transport_socket", "typed_config", "common_tls_context")
 _ENDPOINT = ("load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address")
 API_PACKAGE = "tweetmesh."
 _LOCAL_RATE_LIMIT = ".local_ratelimit.v3.LocalRateLimit"
 # The kinds of public RPC: a route of the template with one of these in its metadata `tweetmesh.kind`
 # stands for every public RPC of that kind.
 ROUTE_KINDS = ("read", "write", "stream")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """Where Envoy serves TLS, and with which certificate."""
+
+    files: TlsFiles
+    port: int
+    host: str = LOOPBACK
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +183,7 @@ def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str],
             continue
         if missing := {rpc.kind for rpc in rpcs} - set(prototypes):
             raise DevstackError(
-                f"{template}: virtual host {host.get('name')!r} has no route named {sorted(missing)}"
+                f"{template}: virtual host {host.get('name')!r} has no route of the kinds {sorted(missing)}"
             )
         routes = []
         for route in host["routes"]:
@@ -180,6 +212,74 @@ def _listener(config: Any, name: str, template: Path) -> Any:
     return found[0]
 
 
+def _named_route(routes: list[Any], name: str, template: Path) -> int:
+    found = [i for i, route in enumerate(routes) if route.get("name") == name]
+    if len(found) != 1:
+        raise DevstackError(f"{template} must have exactly one route named {name!r}")
+    return found[0]
+
+
+def _serve_web_client(host: Any, web: Path, limit: int, template: Path) -> None:
+    """Replaces the route `web` with one per file of `web`, and "/" for index.html."""
+    routes = host["routes"]
+    at = _named_route(routes, WEB_ROUTE, template)
+    files = sorted(f for f in web.rglob("*") if f.is_file())
+    if (web / "index.html") not in files:
+        raise DevstackError(f"the web client has no {web / 'index.html'}")
+    made = []
+    for path, file in [("/", web / "index.html")] + [("/" + f.relative_to(web).as_posix(), f) for f in files]:
+        content_type = CONTENT_TYPES.get(file.suffix)
+        if content_type is None:
+            raise DevstackError(f"{file}: no content type for {file.suffix!r} files (see CONTENT_TYPES)")
+        if file.stat().st_size > limit:
+            raise DevstackError(f"{file} is larger than the {limit} bytes Envoy may serve from a route")
+        route = copy.deepcopy(routes[at])
+        route["name"] = f"{WEB_ROUTE}:{path}"
+        route["match"]["path"] = path
+        route["direct_response"]["body"]["filename"] = os.fspath(file.resolve())
+        for added in route["response_headers_to_add"]:
+            if added["header"]["key"] == "content-type":
+                added["header"]["value"] = content_type
+        made.append(route)
+    routes[at : at + 1] = made
+
+
+def _allow_origins(host: Any, origins: Sequence[str], template: Path) -> None:
+    """The CORS policy's origins, and the preflight route repeated for each (dropped for none)."""
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise DevstackError(f"a CORS origin is scheme://host[:port] (no path, no '*'), got {origin!r}")
+    policy = _at(host, ("typed_per_filter_config", _CORS), template)
+    policy["allow_origin_string_match"] = [{"exact": origin} for origin in origins]
+    routes = host["routes"]
+    at = _named_route(routes, PREFLIGHT_ROUTE, template)
+    made = []
+    for origin in origins:
+        route = copy.deepcopy(routes[at])
+        route["name"] = f"{PREFLIGHT_ROUTE}:{origin}"
+        asked_from = route["match"]["headers"][1]  # after the :method match
+        asked_from["string_match"]["exact"] = origin
+        for added in route["response_headers_to_add"]:
+            if added["header"]["key"] == "access-control-allow-origin":
+                added["header"]["value"] = origin
+        made.append(route)
+    routes[at : at + 1] = made
+
+
+def _set_tls(listeners: list[Any], tls: TlsListener | None, template: Path) -> None:
+    """Keeps the TLS listener with `tls`'s address and certificate, or drops it without one."""
+    secure = next((x for x in listeners if x.get("name") == TLS_LISTENER), None)
+    if secure is None:
+        raise DevstackError(f"{template} must have exactly one listener named {TLS_LISTENER!r}")
+    if tls is None:
+        listeners.remove(secure)
+        return
+    _set_address(_at(secure, ("address", "socket_address"), template), tls.port, tls.host)
+    (certificate,) = _at(secure, (*_TLS_CONTEXT, "tls_certificates"), template)
+    certificate["certificate_chain"] = {"filename": os.fspath(tls.files.cert.resolve())}
+    certificate["private_key"] = {"filename": os.fspath(tls.files.key.resolve())}
+
+
 def _stop_enforcing_rate_limits(manager: Any) -> None:
     for http_filter in manager.get("http_filters", []):
         if http_filter.get("typed_config", {}).get("@type", "").endswith(_LOCAL_RATE_LIMIT):
@@ -201,6 +301,9 @@ def render_envoy_config(
     metrics_host: str = LOOPBACK,
     xff_trusted_hops: int = 0,
     enforce_rate_limits: bool = True,
+    tls: TlsListener | None = None,
+    web: Path = WEB,
+    cors_origins: Sequence[str] = (),
 ) -> str:
     """The template with our listener, admin and metrics addresses, cluster endpoints, descriptor
     path and the routes of the descriptor set's public RPCs (see the module's docstring), as YAML.
@@ -210,7 +313,10 @@ def render_envoy_config(
     at a default port. `xff_trusted_hops`: how many proxies in front of Envoy append the client's
     address to x-forwarded-for (0: clients connect to Envoy directly). `enforce_rate_limits=False`
     leaves the token buckets counting but refusing nothing (a test suite or benchmark driving the
-    mesh from one address far past any client's limits).
+    mesh from one address far past any client's limits). The TLS listener (the same filters and
+    routes as the plain one) is kept, with `tls`'s address and certificate, only when `tls` is
+    given. The web client's route is repeated for every file of `web`; browsers on `cors_origins`
+    may call the API.
     """
     config = yaml.safe_load(template.read_text())
     _set_address(_at(config, ("admin", "address", "socket_address"), template), admin_port, admin_host)
@@ -241,6 +347,12 @@ def render_envoy_config(
         manager["xff_num_trusted_hops"] = xff_trusted_hops
         if not enforce_rate_limits:
             _stop_enforcing_rate_limits(manager)
+        limit = int(manager["route_config"].get("max_direct_response_body_size_bytes", 4096))
+        for host in manager["route_config"]["virtual_hosts"]:
+            _serve_web_client(host, web, limit, template)
+            _allow_origins(host, cors_origins, template)
+    # The TLS listener shares the plain one's filters (a YAML alias): rendered above with them.
+    _set_tls(_at(config, ("static_resources", "listeners"), template), tls, template)
     return yaml.dump(config, Dumper=_PlainDumper, sort_keys=False)
 
 
@@ -296,6 +408,20 @@ def _upstream(text: str) -> tuple[str, tuple[str, int]]:
     return name, _address(address)
 
 
+def _tls_listener(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TlsListener | None:
+    host, port = args.tls_listen
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key) or args.tls_dir:
+            parser.error("give --tls-cert with --tls-key, or --tls-dir alone")
+        return TlsListener(TlsFiles(args.tls_cert, args.tls_key).check(), port, host)
+    if args.tls_dir:
+        files = TlsFiles(args.tls_dir / "tls.crt", args.tls_dir / "tls.key")
+        if files.cert.exists() and files.key.exists():
+            return TlsListener(files.check(), port, host)
+        print(f"devstack.envoy: no tls.crt and tls.key in {args.tls_dir}: plain HTTP only", flush=True)
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m devstack.envoy", description="Render envoy.yaml and run Envoy."
@@ -316,12 +442,29 @@ def main() -> None:
     parser.add_argument(
         "--xff-trusted-hops",
         type=int,
-        default=int(os.environ.get("XFF_TRUSTED_HOPS") or 0),
+        default=os.environ.get("XFF_TRUSTED_HOPS") or "0",  # a string default goes through `type` too
         help="proxies in front of Envoy that append the client's address to x-forwarded-for"
         " (default: $XFF_TRUSTED_HOPS, else 0)",
     )
     parser.add_argument("--template", type=Path, default=TEMPLATE)
     parser.add_argument("--descriptor", type=Path, default=DESCRIPTOR)
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        help="an origin (scheme://host[:port]) whose pages may call the API; repeatable",
+    )
+    parser.add_argument(
+        "--tls-listen", type=_address, default=(LOOPBACK, 8443), help="HOST:PORT for HTTPS and gRPC over TLS"
+    )
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS (with --tls-key)")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--tls-dir",
+        type=Path,
+        help="serve TLS if this folder holds tls.crt and tls.key (a Kubernetes TLS Secret mounted "
+        "optional); without them, plain HTTP only",
+    )
     args = parser.parse_args()
     config = render_envoy_config(
         args.template,
@@ -334,6 +477,8 @@ def main() -> None:
         upstreams=dict(args.upstream),
         descriptor=args.descriptor,
         xff_trusted_hops=args.xff_trusted_hops,
+        tls=_tls_listener(parser, args),
+        cors_origins=args.cors_origin,
     )
     config_path = Path(tempfile.mkdtemp(prefix="tweetmesh-envoy-")) / "envoy.yaml"
     config_path.write_text(config)

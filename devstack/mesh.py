@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,12 +22,13 @@ from types import TracebackType
 
 import grpc
 
-from devstack.envoy import DESCRIPTOR, TEMPLATE, render_envoy_config, start_envoy
+from devstack.envoy import DESCRIPTOR, TEMPLATE, TlsListener, render_envoy_config, start_envoy
 from devstack.errors import DevstackError, StartupError
 from devstack.postgres import start_postgres
 from devstack.process import ManagedProcess, RestartPolicy, Server
 from devstack.redis import start_redis
 from devstack.smtp import start_smtp
+from devstack.tls import TlsFiles
 from meshkit.healthcheck import health_status
 from social.services import DEFAULT_PORTS
 
@@ -46,6 +47,7 @@ class MeshPorts:
     envoy: int = 8080
     envoy_admin: int = 9901
     envoy_metrics: int = 9902  # Envoy's /stats/prometheus and /ready (its admin API stays local)
+    envoy_tls: int = 8443  # HTTPS and gRPC over TLS, when the mesh has a certificate
     users: int = DEFAULT_PORTS["users"].grpc
     tweets: int = DEFAULT_PORTS["tweets"].grpc
     fanout: int = DEFAULT_PORTS["fanout"].grpc
@@ -134,7 +136,9 @@ class Mesh:
     `log_to_files`, each process writes to `data_dir`/logs/<name>.log; otherwise output goes to
     this process's terminal.
     `enforce_edge_limits=False` turns off the refusals of Envoy's token buckets (see
-    devstack.envoy.render_envoy_config), for test suites and benchmarks.
+    devstack.envoy.render_envoy_config), for test suites and benchmarks. With `tls`, Envoy also
+    serves HTTPS and gRPC over TLS on `ports.envoy_tls` with that certificate; browsers on
+    `cors_origins` may call the API from their pages.
     """
 
     def __init__(
@@ -150,6 +154,8 @@ class Mesh:
         smtp_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
         ready_timeout: float = 30.0,
         enforce_edge_limits: bool = True,
+        tls: TlsFiles | None = None,
+        cors_origins: Sequence[str] = (),
     ) -> None:
         self._data_dir = data_dir.resolve()
         self._ports = ports or MeshPorts()
@@ -161,6 +167,8 @@ class Mesh:
         self._external_smtp_url = _from_environment(smtp_url, "SMTP_URL")
         self._ready_timeout = ready_timeout
         self._enforce_edge_limits = enforce_edge_limits
+        self._tls = tls
+        self._cors_origins = tuple(cors_origins)
         self._postgres: Server | None = None
         self._redis: Server | None = None
         self._smtp: Server | None = None
@@ -180,6 +188,11 @@ class Mesh:
     @property
     def data_dir(self) -> Path:
         return self._data_dir
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        """The certificate Envoy's TLS listener serves, if it has one."""
+        return self._tls
 
     @property
     def database_url(self) -> str:
@@ -468,6 +481,8 @@ class Mesh:
             upstreams={name: (HOST, self._ports.of(name)) for name in PUBLIC_SERVICES},
             descriptor=DESCRIPTOR,
             enforce_rate_limits=self._enforce_edge_limits,
+            tls=None if self._tls is None else TlsListener(self._tls, self._ports.envoy_tls),
+            cors_origins=self._cors_origins,
         )
         self._envoy = start_envoy(
             config,

@@ -1,5 +1,6 @@
 """The shape every server interceptor of the kit shares: wrap each unary and server-streaming
-handler of a call in one function of the interceptor's own (errors, telemetry, call facts)."""
+handler of a method in one function of the interceptor's own (errors, telemetry, call facts), once
+per method; the call facts a handler reads; and answers a handler prepared as bytes."""
 
 from __future__ import annotations
 
@@ -11,8 +12,29 @@ import grpc
 Handler = Callable[..., Any]
 
 
+class Prepared:
+    """A response already serialized: a handler may answer with one instead of a message (a page
+    assembled from cached bytes, one stream event sent to many streams). Every server of the kit
+    sends its bytes as they are (PreparedResponses)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def SerializeToString(self) -> bytes:  # the protobuf message method it stands in for
+        return self.data
+
+
 class HandlerInterceptor(grpc.aio.ServerInterceptor):
-    """Subclasses say how to wrap a unary and a server-streaming behaviour, given the method name."""
+    """Subclasses say how to wrap a unary and a server-streaming behaviour, given the method name.
+
+    The wrapped handler of a method is built on its first call and kept: later calls of the method
+    reuse it (a method's handler never changes), so the interceptors outside this one are the only
+    ones asked again, and the outermost answers every call from its own table."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     def wrap_unary(self, behavior: Handler, method: str) -> Handler:
         raise NotImplementedError
@@ -24,28 +46,37 @@ class HandlerInterceptor(grpc.aio.ServerInterceptor):
         """How requests are parsed (as the handler says, unless a subclass knows better)."""
         return deserializer
 
+    def wrap_serializer(self, serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+        """How responses are serialized (as the handler says, unless a subclass knows better)."""
+        return serializer
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method = handler_call_details.method
+        if (known := self._wrapped.get(method)) is not None:
+            return known
         handler = await continuation(handler_call_details)
         if handler is None:
-            return handler
-        method = handler_call_details.method
+            return handler  # an unknown method: nothing to keep
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
+            built = grpc.unary_unary_rpc_method_handler(
                 self.wrap_unary(handler.unary_unary, method),
                 request_deserializer=self.wrap_deserializer(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
+                response_serializer=self.wrap_serializer(handler.response_serializer),
             )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
+        elif handler.unary_stream is not None:
+            built = grpc.unary_stream_rpc_method_handler(
                 self.wrap_stream(handler.unary_stream, method),
                 request_deserializer=self.wrap_deserializer(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
+                response_serializer=self.wrap_serializer(handler.response_serializer),
             )
-        return handler
+        else:
+            built = handler
+        self._wrapped[method] = built
+        return built
 
 
 class CallFacts:
@@ -62,6 +93,9 @@ class CallFacts:
         self._context = context
         self._metadata = tuple(context.invocation_metadata() or ())
         self._peer: str = context.peer()
+        # What the kit found out about this call once and shares with every step of it (the
+        # session behind its token: meshkit.auth.Authenticator.caller).
+        self.memo: dict[object, Any] = {}
 
     def invocation_metadata(self) -> tuple[Any, ...]:
         return self._metadata
@@ -88,3 +122,24 @@ class CallFactsInterceptor(HandlerInterceptor):
                 yield response
 
         return handle
+
+
+class PreparedResponses(HandlerInterceptor):
+    """Lets handlers answer with Prepared bytes: sent as they are, never serialized again. It wraps
+    no behaviour, so a call pays nothing for it."""
+
+    def wrap_unary(self, behavior: Handler, method: str) -> Handler:
+        return behavior
+
+    def wrap_stream(self, behavior: Handler, method: str) -> Handler:
+        return behavior
+
+    def wrap_serializer(self, serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+        if serializer is None:
+            return None
+        serialize = serializer
+
+        def prepared_or_serialized(response: Any) -> bytes:
+            return response.data if type(response) is Prepared else serialize(response)
+
+        return prepared_or_serialized

@@ -7,6 +7,10 @@ row relayed in the last FORGET_EVERY_SECONDS with one statement, off the request
 the relay misses (Redis down, a crash between commit and relay) the sweeper finds and relays later,
 and so is a row whose delete a crash lost. Consumers may therefore see an event twice and must be
 idempotent; they never miss one.
+
+A service may have Redis writes ride along in the relay's pipeline: `on_relay` for what each event
+implies wherever it is relayed (by the request or by the sweeper), `relay(..., also=)` for what only
+the request knows (an owner's cache entries: social.caches).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from psycopg import AsyncCursor
@@ -39,10 +44,19 @@ class Event:
     payload: bytes
 
 
+# Adds Redis commands to the relay's pipeline (the pipeline, then the event it relays).
+OnRelay = Callable[[Any, Event], Awaitable[None]]
+# Adds the caller's own Redis commands to the relay's pipeline.
+Also = Callable[[Any], Awaitable[None]]
+
+
 class Outbox:
-    def __init__(self, pool: AsyncConnectionPool, redis: aioredis.Redis) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool, redis: aioredis.Redis, on_relay: OnRelay | None = None
+    ) -> None:
         self._pool = pool
         self._redis = redis
+        self._on_relay = on_relay
         # Outbox ids of events relayed whose rows are not deleted yet.
         self._relayed: list[int] = []
 
@@ -74,9 +88,14 @@ class Outbox:
         rows = await cursor.fetchall()
         return sorted(Event(int(i), str(s), bytes(p)) for i, s, p in rows)  # type: ignore[call-overload]
 
-    async def _xadd(self, events: list[Event]) -> None:
+    async def _xadd(self, events: list[Event], also: Also | None = None) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
+            # The writes that ride along go first: whoever reads an event finds them done.
+            if also is not None:
+                await also(pipe)
             for event in events:
+                if self._on_relay is not None:
+                    await self._on_relay(pipe, event)
                 pipe.xadd(
                     event.stream,
                     {"data": event.payload, "outbox_id": event.outbox_id},
@@ -85,13 +104,14 @@ class Outbox:
                 )
             await pipe.execute()
 
-    async def relay(self, events: list[Event]) -> None:
-        """Publishes freshly committed events now; on failure the sweeper will. Their rows are
-        deleted later, in the background (`forget_relayed`)."""
+    async def relay(self, events: list[Event], also: Also | None = None) -> None:
+        """Publishes freshly committed events now; on failure the sweeper will. `also` adds the
+        caller's own writes to the same pipeline (lost with it if Redis fails: caches only). Their
+        rows are deleted later, in the background (`forget_relayed`)."""
         if not events:
             return
         try:
-            await self._xadd(events)
+            await self._xadd(events, also)
         except Exception as error:
             # Committed already: whatever went wrong here, the caller's write stands and the
             # sweeper relays the events later. Only the log says it happened.

@@ -144,6 +144,7 @@ class RateLimitInterceptor(HandlerInterceptor):
     unlimited."""
 
     def __init__(self, policies: Policies) -> None:
+        super().__init__()
         self._policies = policies
         self._limiter: RateLimiter | None = None
         self._auth: Authenticator | None = None
@@ -167,10 +168,9 @@ class RateLimitInterceptor(HandlerInterceptor):
         if self._limiter is None or self._auth is None:
             log.error("rate limits are not bound; refusing a limited call", extra={"method": method})
             raise Internal("internal error", reason="INTERNAL")
-        metadata = context.invocation_metadata()
         buckets = []
         for limit in policy:
-            subject = await self._subject(limit, request, context, metadata)
+            subject = await self._subject(limit, request, context)
             if subject is None:
                 continue
             key = f"ratelimit:{limit.bucket}:{limit.field or limit.scope.value}:{subject}"
@@ -185,19 +185,20 @@ class RateLimitInterceptor(HandlerInterceptor):
             )
 
     async def _subject(
-        self, limit: Limit, request: Any, context: grpc.aio.ServicerContext[Any, Any], metadata: Metadata
+        self, limit: Limit, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> str | None:
         """Whom the call is counted as in `limit`'s bucket; None: not counted in it."""
         scope = limit.scope
         if scope is Scope.USER:
             assert self._auth is not None
-            # The call needs a valid token anyway: an invalid one is refused here, uncharged.
-            return str(await self._auth.user_id(metadata))
+            # The call needs a valid token anyway: an invalid one is refused here, uncharged. The
+            # session found is the handler's too (Authenticator.caller: one check per call).
+            return str(await self._auth.caller_id(context))
         if scope is Scope.FIELD:
             # Bounded so that a huge value cannot make a huge key; 256 covers any email address.
             value = str(getattr(request, limit.field, "")).strip()[:256].lower()
             return value or None
-        return client_address(context.peer(), metadata, self._trusted_proxies)
+        return client_address(context.peer(), context.invocation_metadata(), self._trusted_proxies)
 
     def wrap_unary(self, behavior: Handler, method: str) -> Handler:
         policy = self._policies.get(method)

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 import psycopg
 import redis.asyncio as aioredis
+import uvloop
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -33,7 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from meshkit.auth import Authenticator
 from meshkit.healthcheck import LIVENESS
-from meshkit.interceptors import CallFactsInterceptor
+from meshkit.interceptors import CallFactsInterceptor, PreparedResponses
 from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from meshkit.metrics import MetricsServer, forget_pool, forget_redis, watch_pool, watch_redis
 from meshkit.ratelimit import Policies, RateLimitInterceptor
@@ -306,8 +307,11 @@ async def serve(settings: S, setup: Setup[S], rate_limits: Policies) -> None:
     server = grpc.aio.server(
         # The first is outermost. Every handler reads the call's metadata and peer as they were
         # when it started; telemetry sees the status ErrorInterceptor made of any failure; and a
-        # refusal by the rate limits becomes a status like any error.
+        # refusal by the rate limits becomes a status like any error. Each builds its wrapper of a
+        # method once (meshkit.interceptors.HandlerInterceptor), so a call runs the outermost's
+        # lookup and the wrappers, nothing more; PreparedResponses wraps only the serializer.
         interceptors=[
+            PreparedResponses(),
             CallFactsInterceptor(),
             TelemetryInterceptor(),
             ErrorInterceptor(settings.handler_timeout_seconds),
@@ -363,4 +367,7 @@ def main(
     except SettingsError as error:
         sys.exit(f"{service}_svc: bad configuration: {error}")
     configure_logging(settings.service, settings.log_level)
-    asyncio.run(serve(settings, setup, rate_limits or {}))
+    # uvloop: the event loop on libuv, measurably less CPU per call than asyncio's own (README,
+    # "Profiling the read and post paths").
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(settings, setup, rate_limits or {}))

@@ -189,6 +189,7 @@ class ErrorInterceptor(HandlerInterceptor):
     Unary handlers also get a time limit (`unary_limit_seconds`, or the caller's deadline if sooner)."""
 
     def __init__(self, unary_limit_seconds: float) -> None:
+        super().__init__()
         self._limit = unary_limit_seconds
 
     def wrap_unary(self, behavior: Handler, method: str) -> Handler:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from devstack.mesh import SERVICES, Mesh, MeshPorts
+from devstack.tls import self_signed
 from tests.helpers import Stubs
 
 # Small enough that tests cross the Redis window and page from PostgreSQL; short enough to wait for.
@@ -39,6 +40,9 @@ TEST_ENV = {
 }
 
 
+# The one other origin whose pages may call the test mesh's API (tests/e2e/test_cors.py).
+CORS_ORIGIN = "http://app.example.test:8000"
+
 _REPORT = pytest.StashKey[list[str]]()
 
 
@@ -58,7 +62,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 @contextlib.contextmanager
 def test_mesh(env: Mapping[str, str], prefix: str, redis_url: str | None = None) -> Iterator[Mesh]:
     """A whole mesh on free ports with private PostgreSQL and Redis (or the Redis at `redis_url`),
-    logs in its data dir."""
+    logs in its data dir, Envoy's TLS listener with a self-signed certificate (<data
+    dir>/tls/tls.crt), and CORS_ORIGIN allowed to call the API from its pages."""
     # Readable by the unprivileged user PostgreSQL runs as when the suite runs as root.
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     data_dir.chmod(0o755)
@@ -74,6 +79,8 @@ def test_mesh(env: Mapping[str, str], prefix: str, redis_url: str | None = None)
         # Like the services' limits in TEST_ENV: the suite calls from one address far more than
         # any client would. The edge's limits are tested on Envoys of their own (tests/edge.py).
         enforce_edge_limits=False,
+        tls=self_signed(data_dir / "tls"),
+        cors_origins=[CORS_ORIGIN],
     )
     instance.start()
     try:

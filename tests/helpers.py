@@ -7,6 +7,7 @@ import http.client
 import json
 import queue
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 import grpc
+import pytest
 import redis
 from google.api import annotations_pb2
 from google.rpc import error_details_pb2
@@ -70,6 +72,18 @@ def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value: {result!r})")
         time.sleep(interval)
+
+
+def debian_tool(name: str, package: str) -> str:
+    """The path of a program from a Debian package that `make test` installs when it runs as root
+    (see the Makefile's TEST_TOOLS); the calling test is skipped, saying why, when it is missing."""
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(
+            f"{name} is not installed: `make test` installs Debian's {package} when run as root; "
+            f"otherwise apt-get install {package}"
+        )
+    return found
 
 
 def unique_handle(prefix: str) -> str:

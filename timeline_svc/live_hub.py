@@ -1,5 +1,6 @@
 """The live hub: one Redis pub/sub connection per timeline_svc process, whose channels (social.live)
-are fanned out in memory to the open streams that listen to them."""
+are fanned out in memory to the open streams that listen to them, and one heartbeat for all of
+them."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 
 from meshkit.errors import DEPENDENCY_ERRORS
-from social.live import parse_message
-from timeline_svc.stream import Delivery, FeedEnded
+from social.live import LiveMessage, parse_message
+from timeline_svc.stream import Delivery, FeedEnded, Heartbeat
 
 log = logging.getLogger(__name__)
 _QUEUE_MAX = 1000
 _CANARY_CHECK_SECONDS = 1.0
 _CANARY_TTL_SECONDS = 3600
+# Messages decoded lately: a tweet published on many users' channels is decoded once.
+_DECODED_MAX = 4096
 
 
 class LiveHub:
@@ -32,10 +35,16 @@ class LiveHub:
     their tweets are in PostgreSQL and in rebuilt timelines, but never published. A canary key,
     checked every second while streams are open, tells: once it is gone, open streams end and
     resume from what they got before the last check that found it.
+
+    Every `heartbeat_seconds` each open stream gets a Heartbeat in its queue, all at the same
+    moment: what a stream does at a heartbeat (its session re-checked) is then asked for all of
+    them at once (timeline_svc.server.SessionChecks: one Redis read per beat).
     """
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, heartbeat_seconds: float) -> None:
         self._redis = redis
+        self._heartbeat = heartbeat_seconds
+        self._decoded: dict[bytes, LiveMessage] = {}
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
         self._queues: dict[str, set[asyncio.Queue[Delivery]]] = {}
         self._lock = asyncio.Lock()
@@ -96,6 +105,7 @@ class LiveHub:
 
     async def _read(self) -> None:
         next_check = 0.0
+        next_beat = time.monotonic() + self._heartbeat
         while self._queues:
             try:
                 if time.monotonic() >= next_check:
@@ -104,7 +114,11 @@ class LiveHub:
                         log.warning("Redis lost its data; ending open streams so they replay")
                         await self._feed_lost("Redis lost its data")
                         return
-                message = await self._pubsub.get_message(timeout=_CANARY_CHECK_SECONDS)
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self._heartbeat
+                    self._beat()
+                wait = min(next_check, next_beat) - time.monotonic()
+                message = await self._pubsub.get_message(timeout=max(wait, 0.0))
             except DEPENDENCY_ERRORS as error:
                 log.warning(
                     "live feed connection lost; ending open streams", extra={"error": type(error).__name__}
@@ -113,13 +127,31 @@ class LiveHub:
                 return
             if message is None or message.get("type") != "message":
                 continue
-            event = parse_message(message["data"])
             for queue in list(self._queues.get(message["channel"].decode(), ())):
-                try:
-                    queue.put_nowait(event)
-                except asyncio.QueueFull:  # a stream too slow to keep up: end it, it will replay
-                    queue.get_nowait()
-                    queue.put_nowait(FeedEnded("TOO_SLOW", "the stream fell too far behind"))
+                self._deliver(queue, self._decode(message["data"]))
+
+    def _decode(self, data: bytes) -> LiveMessage:
+        """The message, decoded once however many channels carry it."""
+        event = self._decoded.get(data)
+        if event is None:
+            if len(self._decoded) >= _DECODED_MAX:
+                self._decoded.clear()
+            event = self._decoded[data] = parse_message(data)
+        return event
+
+    @staticmethod
+    def _deliver(queue: asyncio.Queue[Delivery], event: Delivery) -> None:
+        try:
+            queue.put_nowait(event)
+        except asyncio.QueueFull:  # a stream too slow to keep up: end it, it will replay
+            queue.get_nowait()
+            queue.put_nowait(FeedEnded("TOO_SLOW", "the stream fell too far behind"))
+
+    def _beat(self) -> None:
+        """One heartbeat to every open stream (a stream listening to several channels gets one)."""
+        beat = Heartbeat()
+        for queue in {q for queues in self._queues.values() for q in queues}:
+            self._deliver(queue, beat)
 
     def _end_each(self, ended: FeedEnded) -> None:
         for queues in self._queues.values():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
@@ -87,6 +87,16 @@ class Registry(Protocol):
     async def states(self, author_ids: Sequence[int]) -> dict[int, State]: ...
 
 
+class Opened(Protocol):
+    """A home timeline and the lists of the celebrities it merges, read already (None: absent;
+    a celebrity missing from `celebrity_lists`: not read)."""
+
+    @property
+    def home(self) -> Snapshot | None: ...
+    @property
+    def celebrity_lists(self) -> Mapping[int, Snapshot | None]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class HomePage(Generic[T]):
     page: Page[T]
@@ -111,12 +121,14 @@ class HomeTimeline(Generic[T]):
         page_tokens: PageTokens,
         *,
         original_of: Callable[[T], int | None],
-        heartbeat_seconds: float,
         celebrity_lists: TimelineReads | None = None,
         registry: Registry | None = None,
         replay_overlap_ms: int = 1000,
+        live_tweets: Callable[[Sequence[int]], Awaitable[Mapping[int, T]]] | None = None,
     ) -> None:
         self._original_of = original_of
+        # How live streams hydrate what they are sent (by default like pages).
+        self._live_tweets = live_tweets or tweets.tweets
         self._graph = graph
         self._tweets = tweets
         self._timelines = timelines
@@ -124,7 +136,6 @@ class HomeTimeline(Generic[T]):
         self._registry = registry
         self._live = live
         self._pages = page_tokens
-        self._heartbeat = heartbeat_seconds
         self._overlap = ms_delta(replay_overlap_ms)
         self._rebuilds: dict[int, asyncio.Task[None]] = {}
 
@@ -177,13 +188,19 @@ class HomeTimeline(Generic[T]):
                 "home timeline rebuild failed", extra={"viewer": viewer, "error": repr(task.exception())}
             )
 
-    async def _celebrity_windows(self, celebrities: Sequence[int]) -> list[list[int]] | None:
-        """Each celebrity's list, rebuilt first where it is missing; None while one is being
-        rebuilt by someone else (the caller then reads from the owners)."""
+    async def _celebrity_windows(
+        self, celebrities: Sequence[int], read: Mapping[int, Snapshot | None] | None = None
+    ) -> list[list[int]] | None:
+        """Each celebrity's list (from `read` when it was read already), rebuilt first where it
+        is missing; None while one is being rebuilt by someone else (the caller then reads from
+        the owners)."""
         if not celebrities or self._lists is None:
             return []
         lists = self._lists
-        snapshots = await lists.read_many(celebrities)
+        if read is not None and all(c in read for c in celebrities):
+            snapshots = [read[c] for c in celebrities]
+        else:
+            snapshots = await lists.read_many(celebrities)
         windows: list[list[int]] = []
         for author, held in zip(celebrities, snapshots, strict=True):
             snapshot = held
@@ -197,16 +214,20 @@ class HomeTimeline(Generic[T]):
             windows.append(snapshot.tweet_ids)
         return windows
 
-    async def _ids(self, viewer: int, before: int | None, limit: int) -> tuple[list[int], bool]:
+    async def _ids(
+        self, viewer: int, before: int | None, limit: int, opened: Opened | None
+    ) -> tuple[list[int], bool]:
         """`limit` ids below `before`, newest first, and whether the timeline is being rebuilt:
         from Redis merged with the celebrities followed, past its window from the owners; while
-        the timeline is absent or being rebuilt, all from the owners."""
-        snapshot = await self._timelines.read(viewer)
+        the timeline is absent or being rebuilt, all from the owners. `opened`: the timeline and
+        celebrity lists, read already (with the caller's session)."""
+        snapshot = opened.home if opened is not None else await self._timelines.read(viewer)
         if snapshot is None:
             await self._rebuild_in_background(viewer)
         if snapshot is None or snapshot.rebuilding:
             return await self.from_owners(viewer, before, limit), True
-        windows = await self._celebrity_windows(snapshot.celebrities)
+        lists = opened.celebrity_lists if opened is not None else None
+        windows = await self._celebrity_windows(snapshot.celebrities, lists)
         if windows is None:
             return await self.from_owners(viewer, before, limit), False
         ids, more = merge_window(snapshot.tweet_ids, windows, before, limit)
@@ -214,15 +235,17 @@ class HomeTimeline(Generic[T]):
             ids.extend(await self.from_owners(viewer, ids[-1] if ids else before, limit - len(ids)))
         return ids, False
 
-    async def page(self, viewer: int, size: int, token: str) -> HomePage[T]:
+    async def page(self, viewer: int, size: int, token: str, opened: Opened | None = None) -> HomePage[T]:
         """A page of the home timeline. RETWEET_WINDOW more ids than the page are read so that each
         entry's repeated-retweet check sees its whole window (they are hydrated only when the page
-        holds a retweet); hidden and deleted entries are skipped and the cursor moves past them."""
+        holds a retweet); hidden and deleted entries are skipped and the cursor moves past them.
+        `opened`: the timeline and celebrity lists as the caller read them with the session
+        (timeline_svc.fastpath), else they are read here."""
         limit = page_size(size)
         scope = f"home:{viewer}"
         cursor = self._pages.decode(token, scope)
         wanted = limit + 1 + RETWEET_WINDOW
-        ids, rebuilding = await self._ids(viewer, int(cursor) if cursor else None, wanted)
+        ids, rebuilding = await self._ids(viewer, int(cursor) if cursor else None, wanted, opened)
         complete = len(ids) < wanted  # the timeline ends here: every window is whole
         judged = ids if complete else ids[: len(ids) - RETWEET_WINDOW]
         found = dict(await self._tweets.tweets(judged))
@@ -262,9 +285,7 @@ class HomeTimeline(Generic[T]):
         later is announced on the user's channel, which it already listens to)."""
         # Tweets from (a little before) now on are this stream's to send live.
         opened = id_at(datetime.now(UTC)) - self._overlap
-        async with LiveStream.open(
-            self._live, live_channel(viewer), since, self._tweets.tweets, self._heartbeat
-        ) as stream:
+        async with LiveStream.open(self._live, live_channel(viewer), since, self._live_tweets) as stream:
             snapshot = await self._timelines.read(viewer)
             if snapshot is None or snapshot.rebuilding:
                 await self.rebuild(viewer)  # a stream is a return too: the timeline comes back now
@@ -312,15 +333,15 @@ class GlobalTimeline(Generic[T]):
         live: LiveFeed,
         *,
         id_of: Callable[[T], int],
-        heartbeat_seconds: float,
         replay_max: int,
         replay_overlap_ms: int = 1000,
+        live_tweets: Callable[[Sequence[int]], Awaitable[Mapping[int, T]]] | None = None,
     ) -> None:
         self._overlap = ms_delta(replay_overlap_ms)
         self._tweets = tweets
+        self._live_tweets = live_tweets or tweets.tweets
         self._live = live
         self._id_of = id_of
-        self._heartbeat = heartbeat_seconds
         self._replay_max = replay_max
 
     async def _replay(self, since: int) -> list[tuple[int, T]]:
@@ -338,9 +359,7 @@ class GlobalTimeline(Generic[T]):
         return [(self._id_of(t), t) for t in reversed(newest_first[: self._replay_max])]
 
     async def stream(self, since: int | None) -> AsyncGenerator[Event[T]]:
-        async with LiveStream.open(
-            self._live, GLOBAL_CHANNEL, since, self._tweets.tweets, self._heartbeat
-        ) as stream:
+        async with LiveStream.open(self._live, GLOBAL_CHANNEL, since, self._live_tweets) as stream:
             if since is not None:
                 for event in stream.replay(await self._replay(since)):
                     yield event

@@ -52,8 +52,9 @@ class FeedEnded:
     intact_until: float | None = None
 
 
-# What a stream's queue receives: a live channel's message, or the end of the feed.
-Delivery = LiveMessage | FeedEnded
+# What a stream's queue receives: a live channel's message, the process's heartbeat, or the end
+# of the feed.
+Delivery = LiveMessage | Heartbeat | FeedEnded
 
 
 class ResumePoint:
@@ -112,20 +113,15 @@ class LiveStream(Generic[T]):
     """One open stream: `open` subscribes it to its own channel; `attach` and `detach` add and
     drop celebrities' channels; `replay` sends what the client missed; `follow` sends live events
     until the feed ends. A tweet is sent once, whichever way it comes; `since`, which the client
-    has seen, never."""
+    has seen, never. Heartbeats come from the live feed, to every stream of the process at once
+    (timeline_svc.live_hub), so that what each does at a heartbeat can be done for all in one go."""
 
     def __init__(
-        self,
-        live: LiveFeed,
-        queue: asyncio.Queue[Delivery],
-        since: int | None,
-        fetch: Fetch[T],
-        heartbeat_seconds: float,
+        self, live: LiveFeed, queue: asyncio.Queue[Delivery], since: int | None, fetch: Fetch[T]
     ) -> None:
         self._live = live
         self._queue = queue
         self._fetch = fetch
-        self._heartbeat = heartbeat_seconds
         self._sent: set[int] = set() if since is None else {since}
         self._resume = ResumePoint(since)
         self._celebrities: set[int] = set()
@@ -133,11 +129,11 @@ class LiveStream(Generic[T]):
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, live: LiveFeed, channel: str, since: int | None, fetch: Fetch[T], heartbeat_seconds: float
+        cls, live: LiveFeed, channel: str, since: int | None, fetch: Fetch[T]
     ) -> AsyncIterator[LiveStream[T]]:
         """A stream listening to `channel` from now on; on leaving, it listens to nothing."""
         async with live.subscribe(channel) as queue:
-            stream = cls(live, queue, since, fetch, heartbeat_seconds)
+            stream = cls(live, queue, since, fetch)
             try:
                 yield stream
             finally:
@@ -164,18 +160,15 @@ class LiveStream(Generic[T]):
         return [TweetArrived(tweet) for _, tweet in tweets]
 
     async def follow(self, on_celebrity: CelebrityChanged | None = None) -> AsyncIterator[Event[T]]:
-        """Live events, hydrated, with a heartbeat when it is quiet, until the feed ends (then
-        UNAVAILABLE saying where to resume). A tweet arriving twice (on a celebrity's channel and
-        the user's own while the celebrity is promoted or demoted, or from `on_celebrity`) is sent
-        once."""
-        next_beat = time.monotonic() + self._heartbeat
+        """A heartbeat at once (the stream is listening: nothing is missed from here), then live
+        events, hydrated, and the feed's heartbeats, until the feed ends (then UNAVAILABLE saying
+        where to resume). A tweet arriving twice (on a celebrity's channel and the user's own while
+        the celebrity is promoted or demoted, or from `on_celebrity`) is sent once."""
+        yield Heartbeat()
         while True:
-            try:
-                async with asyncio.timeout(max(next_beat - time.monotonic(), 0)):
-                    arrived = await self._queue.get()
-            except TimeoutError:
-                next_beat = time.monotonic() + self._heartbeat
-                yield Heartbeat()
+            arrived = await self._queue.get()
+            if isinstance(arrived, Heartbeat):
+                yield arrived
                 continue
             if isinstance(arrived, FeedEnded):
                 raise stream_ended(arrived, self._resume.as_of(arrived.intact_until))

@@ -6,22 +6,24 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
+import redis.asyncio as aioredis
 
 from meshkit.auth import Authenticator
 from meshkit.ids import parse_id, require_id
-from meshkit.outbox import Outbox
+from meshkit.outbox import Event, OnRelay, Outbox
 from meshkit.pagination import PageTokens
 from meshkit.protos import timestamp, wire_id
 from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
-from social import UsersPeer
+from social import TWEETS_STREAM, UsersPeer
+from social.caches import OwnerCache
 from social.limits import WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 from tweets_svc.service import Tweet, TweetChange, Tweets
 from tweets_svc.settings import TweetsSettings
-from tweets_svc.storage import PostgresTweetStore
+from tweets_svc.storage import PostgresTweetStore, TweetCache
 
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE = pb.DESCRIPTOR.services_by_name["TweetService"]
@@ -47,6 +49,38 @@ def tweet_event(change: TweetChange) -> bytes:
         mentioned_user_ids=[str(u) for u in change.mentioned_user_ids],
         public=tweet.public,
     ).SerializeToString()
+
+
+def own_fields(tweet: Tweet) -> pb.Tweet:
+    """A tweet's own fields, counts included: all but its author and original (what the cache keeps)."""
+    return pb.Tweet(
+        tweet_id=str(tweet.tweet_id),
+        author_id=str(tweet.author_id),
+        text=tweet.text,
+        create_time=timestamp(tweet.create_time),
+        reply_to_tweet_id=wire_id(tweet.reply_to_tweet_id),
+        reply_count=tweet.reply_count,
+        reply_to_author_id=wire_id(tweet.reply_to_author_id),
+        reply_to_deleted=tweet.reply_to_deleted,
+        retweet_of_tweet_id=wire_id(tweet.retweet_of_tweet_id),
+        like_count=tweet.like_count,
+        retweet_count=tweet.retweet_count,
+        mentions=[pb.Mention(user_id=str(m.user_id), handle=m.handle) for m in tweet.mentions],
+        hashtags=tweet.hashtags,
+    )
+
+
+def deletion_entries(cache: TweetCache) -> OnRelay:
+    """What relaying a tweet event does to the cache, by the request or the sweeper: a deleted
+    tweet's entry says so for good (a lost relay cannot leave it showing)."""
+
+    async def on_relay(pipe: Any, event: Event) -> None:
+        if event.stream == TWEETS_STREAM:
+            change = pb.TweetEvent.FromString(event.payload)
+            if change.kind == pb.TweetEvent.KIND_DELETED:
+                await cache.put_in(pipe, cache.deletion(int(change.tweet_id)))
+
+    return on_relay
 
 
 class TweetServicer(pb_grpc.TweetServiceServicer):
@@ -76,31 +110,17 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         authors = await self.users(list({t.author_id for t in shown}), counts)
 
         def wire(tweet: Tweet) -> pb.Tweet:
-            return pb.Tweet(
-                tweet_id=str(tweet.tweet_id),
-                author_id=str(tweet.author_id),
-                author=authors.get(tweet.author_id),
-                text=tweet.text,
-                create_time=timestamp(tweet.create_time),
-                reply_to_tweet_id=wire_id(tweet.reply_to_tweet_id),
-                reply_count=tweet.reply_count,
-                reply_to_author_id=wire_id(tweet.reply_to_author_id),
-                reply_to_deleted=tweet.reply_to_deleted,
-                retweet_of_tweet_id=wire_id(tweet.retweet_of_tweet_id),
-                retweeted_tweet=None if tweet.retweeted is None else wire(tweet.retweeted),
-                like_count=tweet.like_count,
-                retweet_count=tweet.retweet_count,
-                mentions=[pb.Mention(user_id=str(m.user_id), handle=m.handle) for m in tweet.mentions],
-                hashtags=tweet.hashtags,
-            )
+            message = own_fields(tweet)
+            if (author := authors.get(tweet.author_id)) is not None:
+                message.author.CopyFrom(author)
+            if tweet.retweeted is not None:
+                message.retweeted_tweet.CopyFrom(wire(tweet.retweeted))
+            return message
 
         return [wire(t) for t in tweets]
 
-    async def _caller(self, context: Context) -> int:
-        return await self._auth.user_id(context.invocation_metadata())
-
     async def CreateTweet(self, request: pb.CreateTweetRequest, context: Context) -> pb.CreateTweetResponse:
-        author_id = await self._auth.user_id(context.invocation_metadata())
+        author_id = await self._auth.caller_id(context)
         reply_to = parse_id(request.reply_to_tweet_id, "reply_to_tweet_id", required=False)
         tweet = await self._tweets.create(author_id, request.text, reply_to, request.request_id)
         (wire,) = await self.hydrate([tweet])
@@ -122,7 +142,9 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
 
     async def DeleteTweet(self, request: pb.DeleteTweetRequest, context: Context) -> pb.DeleteTweetResponse:
-        await self._tweets.delete(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        await self._tweets.delete(
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
+        )
         return pb.DeleteTweetResponse()
 
     async def ListReplies(self, request: pb.ListRepliesRequest, context: Context) -> pb.ListRepliesResponse:
@@ -135,26 +157,28 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
 
     async def Retweet(self, request: pb.RetweetRequest, context: Context) -> pb.RetweetResponse:
         tweet = await self._tweets.retweet(
-            await self._caller(context), require_id(request.tweet_id, "tweet_id")
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
         )
         (wire,) = await self.hydrate([tweet])
         return pb.RetweetResponse(tweet=wire)
 
     async def Unretweet(self, request: pb.UnretweetRequest, context: Context) -> pb.UnretweetResponse:
         tweet = await self._tweets.unretweet(
-            await self._caller(context), require_id(request.tweet_id, "tweet_id")
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
         )
         (wire,) = await self.hydrate([tweet])
         return pb.UnretweetResponse(tweet=wire)
 
     async def LikeTweet(self, request: pb.LikeTweetRequest, context: Context) -> pb.LikeTweetResponse:
-        tweet = await self._tweets.like(await self._caller(context), require_id(request.tweet_id, "tweet_id"))
+        tweet = await self._tweets.like(
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
+        )
         (wire,) = await self.hydrate([tweet])
         return pb.LikeTweetResponse(tweet=wire)
 
     async def UnlikeTweet(self, request: pb.UnlikeTweetRequest, context: Context) -> pb.UnlikeTweetResponse:
         tweet = await self._tweets.unlike(
-            await self._caller(context), require_id(request.tweet_id, "tweet_id")
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
         )
         (wire,) = await self.hydrate([tweet])
         return pb.UnlikeTweetResponse(tweet=wire)
@@ -263,17 +287,24 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
 
 
+def tweet_cache(redis: aioredis.Redis, ttl_seconds: int) -> TweetCache:
+    """tweets_svc's cache of tweets and counts (social.caches) on `redis`."""
+    return TweetCache(OwnerCache(redis, ttl_seconds), lambda tweet: own_fields(tweet).SerializeToString())
+
+
 async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
     pool = await runtime.postgres(settings.database_url, "tweets")
     redis = await runtime.redis()
-    outbox = Outbox(pool, redis)
+    cache = tweet_cache(redis, settings.cache_ttl_seconds)
+    outbox = Outbox(pool, redis, on_relay=deletion_entries(cache))
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     store = PostgresTweetStore(
         pool,
         outbox,
         tweet_event,
+        cache,
         batch_max=settings.post_batch_max,
         batches_in_flight=settings.post_batches_in_flight,
     )

@@ -53,6 +53,9 @@ class Tweet:
     retweeted: Tweet | None = None
     # The author's tweet count, when it was read with the tweet (None: ask for it).
     author_tweets_count: int | None = None
+    # The versions of the tweet's row and of its author's count as read (social.caches).
+    version: int = 0
+    author_tweets_count_version: int = 0
 
     @property
     def public(self) -> bool:

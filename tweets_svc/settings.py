@@ -14,6 +14,7 @@ from meshkit.settings import (
     read_trusted_proxies,
     setting,
 )
+from social.caches import read_cache_ttl_seconds
 from social.limits import WriteRates
 from social.services import DEFAULT_PORTS, read_users_addr
 
@@ -28,6 +29,7 @@ class TweetsSettings(Settings):
     outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)
     rate_limits: WriteRates = setting(lambda env: env.rates(WriteRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
+    cache_ttl_seconds: int = setting(read_cache_ttl_seconds)
     # Concurrent CreateTweet calls are committed together: at most this many posts a batch, and
     # this many batches at once (each holds a PostgreSQL connection while it runs).
     post_batch_max: int = setting(lambda env: env.integer("POST_BATCH_MAX", 64, minimum=1))

@@ -1,9 +1,11 @@
-"""tweets_svc's SQL (schema `tweets`); nothing else touches these tables."""
+"""tweets_svc's SQL (schema `tweets`) and its Redis cache of tweets and counts (social.caches);
+nothing else writes them."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -15,6 +17,16 @@ from meshkit.batching import GroupCommit
 from meshkit.errors import DEPENDENCY_ERRORS, NotFound, PermissionDenied, not_found
 from meshkit.outbox import Event, Outbox
 from social import TWEETS_STREAM, TweetRef
+from social.caches import (
+    OwnerCache,
+    deleted,
+    live,
+    stale,
+    tweet_key,
+    tweet_payload,
+    tweets_count_key,
+    tweets_count_payload,
+)
 from social.rules import IS_PUBLIC_SQL
 from tweets_svc.service import Mention, NewTweet, ReplyTargetMissing, Tweet, TweetChange, TweetState
 
@@ -23,15 +35,16 @@ _LIVE = "delete_time IS NULL"
 # The global timeline's rows; the same predicate as the partial index tweets_public.
 _LIVE_PUBLIC = f"{_LIVE} AND {IS_PUBLIC_SQL}"
 # One row per live tweet with everything a Tweet shows, mentions and hashtags included, and its
-# author's tweet count (read with it: hydration then needs no second query for the counts).
+# author's tweet count (read with it: hydration then needs no second query for the counts), with
+# the versions of both (social.caches; a missing count row is version 0).
 _HYDRATE = """
 SELECT t.id, t.author_id, t.text, t.create_time, t.reply_to_id, t.reply_count, t.reply_to_author_id,
        p.delete_time IS NOT NULL, t.retweet_of_id, t.like_count, t.retweet_count,
        ARRAY(SELECT m.user_id FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT m.handle FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT h.tag FROM hashtags h WHERE h.tweet_id = t.id ORDER BY h.position),
-       COALESCE((SELECT s.tweets_count FROM author_stats s WHERE s.author_id = t.author_id), 0)
-FROM tweets t LEFT JOIN tweets p ON p.id = t.reply_to_id
+       COALESCE(s.tweets_count, 0), t.version, COALESCE(s.version, 0)
+FROM tweets t LEFT JOIN tweets p ON p.id = t.reply_to_id LEFT JOIN author_stats s ON s.author_id = t.author_id
 WHERE t.id = ANY(%s) AND t.delete_time IS NULL
 """
 
@@ -52,6 +65,8 @@ def _tweet(row: Sequence[Any]) -> Tweet:
         mentions=tuple(Mention(int(u), h) for u, h in zip(row[11], row[12], strict=True)),
         hashtags=tuple(row[13]),
         author_tweets_count=int(row[14]),
+        version=int(row[15]),
+        author_tweets_count_version=int(row[16]),
     )
 
 
@@ -95,6 +110,16 @@ class _Batch:
     events: list[bytes] = field(default_factory=list)
 
 
+@dataclass
+class _Written:
+    """The cursors of a group commit's writes, whose results are read once it has committed."""
+
+    replied: psycopg.AsyncCursor[Any] | None  # (id, version) of the replied-to tweets
+    inserted: psycopg.AsyncCursor[Any]  # (id, version) of the new tweets
+    counted: psycopg.AsyncCursor[Any]  # (author, count, version) of the authors' counts
+    outbox: psycopg.AsyncCursor[Any]  # the outbox events (Outbox.added)
+
+
 def _opt(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -107,12 +132,59 @@ def _above(after: int | None) -> int:
     return -1 if after is None else after
 
 
+class TweetCache:
+    """tweets_svc's cache (social.caches): `tweet:<id>` and `tweets_count:<author>` entries. Every
+    read from PostgreSQL fills it; every commit that changes a row writes the row's new form or
+    marks it stale at its new version."""
+
+    def __init__(self, cache: OwnerCache, own_fields: Callable[[Tweet], bytes]) -> None:
+        self._cache = cache
+        # Serializes a tweet's own fields (server.py: only it imports *_pb2).
+        self._own_fields = own_fields
+
+    def shown(self, tweets: Iterable[Tweet]) -> dict[str, bytes]:
+        """Live entries of tweets as read (a retweet's original too) and of their authors' counts."""
+        entries = {}
+        for tweet in tweets:
+            for read in (tweet, tweet.retweeted):
+                if read is None:
+                    continue
+                payload = tweet_payload(read.author_id, read.retweet_of_tweet_id, self._own_fields(read))
+                entries[tweet_key(read.tweet_id)] = live(read.version, payload)
+                if read.author_tweets_count is not None:
+                    entries[tweets_count_key(read.author_id)] = live(
+                        read.author_tweets_count_version, tweets_count_payload(read.author_tweets_count)
+                    )
+        return entries
+
+    @staticmethod
+    def changed(versions: Mapping[int, int]) -> dict[str, bytes]:
+        """Stale entries of tweets changed by a commit (tweet id -> its new version)."""
+        return {tweet_key(t): stale(v) for t, v in versions.items()}
+
+    @staticmethod
+    def counted(counts: Iterable[tuple[int, int, int]]) -> dict[str, bytes]:
+        """Live entries of authors' counts as a commit left them (author, count, version)."""
+        return {tweets_count_key(a): live(v, tweets_count_payload(c)) for a, c, v in counts}
+
+    @staticmethod
+    def deletion(tweet_id: int) -> dict[str, bytes]:
+        return {tweet_key(tweet_id): deleted()}
+
+    async def put_in(self, pipe: Any, entries: Mapping[str, bytes]) -> None:
+        await self._cache.put_in(pipe, entries)
+
+    async def put(self, entries: Mapping[str, bytes]) -> None:
+        await self._cache.put(entries)
+
+
 class PostgresTweetStore:
     def __init__(
         self,
         pool: AsyncConnectionPool,
         outbox: Outbox,
         tweet_event: Callable[[TweetChange], bytes],
+        cache: TweetCache,
         *,
         batch_max: int = 64,
         batches_in_flight: int = 2,
@@ -121,6 +193,7 @@ class PostgresTweetStore:
         self._outbox = outbox
         # Builds the serialized TweetEvent; passed in so that only server.py imports *_pb2.
         self._tweet_event = tweet_event
+        self._cache = cache
         # Concurrent posts are committed together (meshkit.batching).
         self._posts: GroupCommit[NewTweet, Tweet] = GroupCommit(
             "posts", self._create_batch, max_batch=batch_max, max_in_flight=batches_in_flight
@@ -156,24 +229,29 @@ class PostgresTweetStore:
         distinct = sorted(set(same_as))
         outcomes: list[Tweet | Exception]
         try:
-            outcomes, events = await self._insert_batch([news[i] for i in distinct])
+            outcomes, events, entries = await self._insert_batch([news[i] for i in distinct])
         except Exception as error:
             if not _retry_alone(error):
                 raise
             outcomes = list(await asyncio.gather(*(self._create_alone(news[i]) for i in distinct)))
         else:
-            await self._outbox.relay(events)
+            # The new tweets, their authors' counts and the replied-to tweets' stale entries enter
+            # the cache with the events.
+            await self._outbox.relay(events, also=functools.partial(self._cache.put_in, entries=entries))
         outcome_of = dict(zip(distinct, outcomes, strict=True))
         return [outcome_of[i] for i in same_as]
 
-    async def _insert_batch(self, news: Sequence[NewTweet]) -> tuple[list[Tweet | Exception], list[Event]]:
+    async def _insert_batch(
+        self, news: Sequence[NewTweet]
+    ) -> tuple[list[Tweet | Exception], list[Event], dict[str, bytes]]:
         """The batch's transaction in three round trips, the statements of each pipelined: what
         exists already (request_ids, replied-to tweets, locked in id order) with the new ids;
-        then every write and the commit; then (only for request_ids seen before) their tweets."""
+        then every write and the commit; then (only for request_ids seen before) their tweets.
+        Returns each post's outcome, the events to relay and the cache entries the batch changed."""
         keys = [(n.author_id, n.request_id) for n in news if n.request_id is not None]
         parents = sorted({n.reply_to_tweet_id for n in news if n.reply_to_tweet_id is not None})
         async with self._pool.connection() as conn, conn.pipeline():
-            # The writes' results (counts, outbox events) are read after the commit, which sends
+            # The writes' results (versions, counts, outbox events) are read after the commit, which sends
             # them and the COMMIT in one round trip.
             async with conn.transaction():
                 now_cursor = await conn.execute("SELECT now()")
@@ -209,20 +287,37 @@ class PostgresTweetStore:
                     else:
                         reply_to_author = live_parents.get(new.reply_to_tweet_id or 0)
                         outcomes.append(self._add_to_batch(batch, tweet_id, new, reply_to_author))
-                counts_cursor, outbox_cursor = await self._write_batch(conn, batch)
+                written = await self._write_batch(conn, batch)
                 before = [o for o in outcomes if isinstance(o, int)]
                 found = {t.tweet_id: t for t in await self._hydrate(conn.cursor(), before)} if before else {}
-            counts = {int(a): int(c) for a, c in await counts_cursor.fetchall()} if counts_cursor else {}
-            events = await Outbox.added(outbox_cursor) if outbox_cursor else []
+            changed: dict[int, int] = {}
+            versions: dict[int, int] = {}
+            counts: dict[int, tuple[int, int]] = {}
+            events: list[Event] = []
+            if written is not None:
+                if written.replied is not None:
+                    changed = {int(t): int(v) for t, v in await written.replied.fetchall()}
+                versions = {int(t): int(v) for t, v in await written.inserted.fetchall()}
+                counts = {int(a): (int(c), int(v)) for a, c, v in await written.counted.fetchall()}
+                events = await Outbox.added(written.outbox)
         answers: list[Tweet | Exception] = []
+        created: list[Tweet] = []
         for outcome in outcomes:
             if isinstance(outcome, int):
                 answers.append(found[outcome] if outcome in found else _request_deleted())
             elif isinstance(outcome, Tweet):
-                answers.append(replace(outcome, author_tweets_count=counts[outcome.author_id]))
+                count, count_version = counts[outcome.author_id]
+                tweet = replace(
+                    outcome,
+                    version=versions[outcome.tweet_id],
+                    author_tweets_count=count,
+                    author_tweets_count_version=count_version,
+                )
+                created.append(tweet)
+                answers.append(tweet)
             else:
                 answers.append(outcome)
-        return answers, events
+        return answers, events, self._cache.shown(created) | self._cache.changed(changed)
 
     def _add_to_batch(
         self, batch: _Batch, tweet_id: int, new: NewTweet, reply_to_author: int | None
@@ -251,25 +346,25 @@ class PostgresTweetStore:
         batch.events.append(self._tweet_event(TweetChange(tweet, False, mentioned)))
         return tweet
 
-    async def _write_batch(
-        self, conn: psycopg.AsyncConnection[Any], batch: _Batch
-    ) -> tuple[psycopg.AsyncCursor[Any] | None, psycopg.AsyncCursor[Any] | None]:
+    async def _write_batch(self, conn: psycopg.AsyncConnection[Any], batch: _Batch) -> _Written | None:
         """Queues the batch's writes (in the pipeline: nothing waits for them before the commit);
-        returns the cursors that will hold the authors' counts and the outbox events."""
+        returns the cursors that will hold their results (None: nothing to write)."""
         if not batch.tweets:
-            return None, None
+            return None
+        replied = None
         if batch.replies:
-            replied = sorted(batch.replies.items())
-            await conn.execute(
+            replies = sorted(batch.replies.items())
+            replied = await conn.execute(
                 "UPDATE tweets t SET reply_count = t.reply_count + r.n"
-                " FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, n) WHERE t.id = r.id",
-                ([p for p, _ in replied], [n for _, n in replied]),
+                " FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, n) WHERE t.id = r.id"
+                " RETURNING t.id, t.version",
+                ([p for p, _ in replies], [n for _, n in replies]),
             )
         columns = list(zip(*batch.tweets, strict=True))
-        await conn.execute(
+        inserted = await conn.execute(
             "INSERT INTO tweets (id, author_id, text, reply_to_id, reply_to_author_id, request_id)"
             " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[],"
-            " %s::text[])",
+            " %s::text[]) RETURNING id, version",
             [list(c) for c in columns],
         )
         if batch.mentions:
@@ -292,12 +387,12 @@ class PostgresTweetStore:
             " SELECT * FROM unnest(%s::bigint[], %s::bigint[]) ORDER BY 1"
             " ON CONFLICT (author_id)"
             " DO UPDATE SET tweets_count = author_stats.tweets_count + excluded.tweets_count"
-            " RETURNING author_id, tweets_count",
+            " RETURNING author_id, tweets_count, version",
             ([a for a, _ in posts], [n for _, n in posts]),
         )
         outbox = conn.cursor()
         await Outbox.add_all(outbox, TWEETS_STREAM, batch.events)
-        return counts, outbox
+        return _Written(replied, inserted, counts, outbox)
 
     async def _create_alone(self, new: NewTweet) -> Tweet | Exception:
         """One post in a transaction of its own (a batch the database refused is retried so):
@@ -324,15 +419,17 @@ class PostgresTweetStore:
                         return existing[0]
                     raise _request_deleted()
             reply_to_author = None
+            changed: dict[int, int] = {}
             if new.reply_to_tweet_id is not None:
                 await cur.execute(
                     "UPDATE tweets SET reply_count = reply_count + 1"
-                    f" WHERE id = %s AND {_LIVE} AND retweet_of_id IS NULL RETURNING author_id",
+                    f" WHERE id = %s AND {_LIVE} AND retweet_of_id IS NULL RETURNING author_id, version",
                     (new.reply_to_tweet_id,),
                 )
                 if (parent := await cur.fetchone()) is None:
                     raise ReplyTargetMissing(new.reply_to_tweet_id)
                 reply_to_author = int(parent[0])
+                changed[new.reply_to_tweet_id] = int(parent[1])
             await cur.execute(
                 "INSERT INTO tweets (author_id, text, reply_to_id, reply_to_author_id, request_id)"
                 " VALUES (%s, %s, %s, %s, %s) RETURNING id",
@@ -345,7 +442,9 @@ class PostgresTweetStore:
             event = await self._outbox.add(
                 cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, False, mentioned))
             )
-        await self._outbox.relay([event])
+        # The new tweet (and its author's count, read after the update) enter the cache with its event.
+        entries = self._cache.shown([tweet]) | self._cache.changed(changed)
+        await self._outbox.relay([event], also=functools.partial(self._cache.put_in, entries=entries))
         return tweet
 
     async def _attach(
@@ -367,14 +466,23 @@ class PostgresTweetStore:
             )
         return mentioned
 
-    async def _count(self, cur: psycopg.AsyncCursor[Any], author_ids: Sequence[int], delta: int) -> None:
+    async def _count(
+        self, cur: psycopg.AsyncCursor[Any], author_ids: Sequence[int], delta: int
+    ) -> list[tuple[int, int, int]]:
+        """Changes the authors' counts; returns (author, count, version) of each as changed."""
+        counted = []
         # In id order, so that concurrent writers lock the counters in the same order.
         for author_id in sorted(author_ids):
             await cur.execute(
                 "INSERT INTO author_stats (author_id, tweets_count) VALUES (%s, %s)"
-                " ON CONFLICT (author_id) DO UPDATE SET tweets_count = author_stats.tweets_count + %s",
+                " ON CONFLICT (author_id) DO UPDATE SET tweets_count = author_stats.tweets_count + %s"
+                " RETURNING tweets_count, version",
                 (author_id, max(delta, 0), delta),
             )
+            row = await cur.fetchone()
+            assert row is not None
+            counted.append((author_id, int(row[0]), int(row[1])))
+        return counted
 
     async def delete(self, tweet_id: int, actor_id: int) -> None:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
@@ -392,11 +500,26 @@ class PostgresTweetStore:
             )
             doomed = [tweet_id, *[int(r[0]) for r in await cur.fetchall()]]
             # Read before any is deleted: a retweet whose original is gone no longer hydrates.
-            events = [await self._delete_one(cur, t) for t in await self._hydrate(cur, doomed)]
-        await self._outbox.relay(events)
+            changed: dict[int, int] = {}
+            counted: list[tuple[int, int, int]] = []
+            events = [
+                await self._delete_one(cur, t, changed, counted) for t in await self._hydrate(cur, doomed)
+            ]
+        # The deleted tweets' own entries go with their events (server.cache_on_relay); here the
+        # tweets whose counts or reply_to_deleted changed, and the authors' counts.
+        entries = self._cache.changed(changed) | self._cache.counted(counted)
+        await self._outbox.relay(events, also=functools.partial(self._cache.put_in, entries=entries))
 
-    async def _delete_one(self, cur: psycopg.AsyncCursor[Any], tweet: Tweet) -> Event:
-        """Deletes one locked live tweet with its attachments and counts; returns its outbox event."""
+    async def _delete_one(
+        self,
+        cur: psycopg.AsyncCursor[Any],
+        tweet: Tweet,
+        changed: dict[int, int],
+        counted: list[tuple[int, int, int]],
+    ) -> Event:
+        """Deletes one locked live tweet with its attachments and counts; returns its outbox event.
+        Adds the other tweets it changes to `changed` (id -> version) and its author's count to
+        `counted`."""
         tweet_id = tweet.tweet_id
         await cur.execute("SELECT user_id FROM mentions WHERE tweet_id = %s ORDER BY position", (tweet_id,))
         mentioned = tuple(int(r[0]) for r in await cur.fetchall() if int(r[0]) != tweet.author_id)
@@ -405,16 +528,17 @@ class PostgresTweetStore:
         await cur.execute(
             "UPDATE tweets SET delete_time = now(), text = '', like_count = 0 WHERE id = %s", (tweet_id,)
         )
-        if tweet.reply_to_tweet_id is not None:
-            await cur.execute(
-                "UPDATE tweets SET reply_count = reply_count - 1 WHERE id = %s", (tweet.reply_to_tweet_id,)
-            )
-        if tweet.retweet_of_tweet_id is not None:
-            await cur.execute(
-                "UPDATE tweets SET retweet_count = retweet_count - 1 WHERE id = %s",
-                (tweet.retweet_of_tweet_id,),
-            )
-        await self._count(cur, [tweet.author_id], -1)
+        changes = [
+            # Its replies now show reply_to_deleted: their cached form is stale too.
+            ("UPDATE tweets SET version = version WHERE reply_to_id = %s AND {live}", tweet_id),
+            ("UPDATE tweets SET reply_count = reply_count - 1 WHERE id = %s", tweet.reply_to_tweet_id),
+            ("UPDATE tweets SET retweet_count = retweet_count - 1 WHERE id = %s", tweet.retweet_of_tweet_id),
+        ]
+        for sql, target in changes:
+            if target is not None:
+                await cur.execute(sql.format(live=_LIVE) + " RETURNING id, version", (target,))
+                changed.update((int(r[0]), int(r[1])) for r in await cur.fetchall())
+        counted.extend(await self._count(cur, [tweet.author_id], -1))
         return await self._outbox.add(
             cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, True, mentioned))
         )
@@ -456,16 +580,19 @@ class PostgresTweetStore:
             await self._count(cur, [actor_id], +1)
             (tweet,) = await self._hydrate(cur, [retweet_id])
             event = await self._outbox.add(cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, False)))
-        await self._outbox.relay([event])
+        # The retweet, its original (with its new count) and both authors' counts, as just read.
+        entries = self._cache.shown([tweet])
+        await self._outbox.relay([event], also=functools.partial(self._cache.put_in, entries=entries))
         return retweet_id
 
     async def like(self, tweet_id: int, user_id: int) -> bool:
         try:
-            return await self._like(tweet_id, user_id)
+            return await self._liked(tweet_id, await self._like(tweet_id, user_id))
         except _Rollback:
             return False
 
-    async def _like(self, tweet_id: int, user_id: int) -> bool:
+    async def _like(self, tweet_id: int, user_id: int) -> int | bool:
+        """The tweet's new version if the like changed it, else whether it is live."""
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(
                 "INSERT INTO likes (tweet_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1",
@@ -475,14 +602,18 @@ class PostgresTweetStore:
                 return await self._is_live(cur, tweet_id)  # liked before: nothing changes
             # The row lock taken here orders this like after a concurrent delete, which it sees.
             await cur.execute(
-                f"UPDATE tweets SET like_count = like_count + 1 WHERE id = %s AND {_LIVE} RETURNING 1",
+                f"UPDATE tweets SET like_count = like_count + 1 WHERE id = %s AND {_LIVE} RETURNING version",
                 (tweet_id,),
             )
-            if await cur.fetchone() is None:
+            if (row := await cur.fetchone()) is None:
                 raise _Rollback
-            return True
+            return int(row[0])
 
     async def unlike(self, tweet_id: int, user_id: int) -> bool:
+        return await self._liked(tweet_id, await self._unlike(tweet_id, user_id))
+
+    async def _unlike(self, tweet_id: int, user_id: int) -> int | bool:
+        """The tweet's new version if the unlike changed it, else whether it is live."""
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(
                 "DELETE FROM likes WHERE tweet_id = %s AND user_id = %s RETURNING 1", (tweet_id, user_id)
@@ -490,10 +621,18 @@ class PostgresTweetStore:
             if await cur.fetchone() is None:
                 return await self._is_live(cur, tweet_id)
             await cur.execute(
-                f"UPDATE tweets SET like_count = like_count - 1 WHERE id = %s AND {_LIVE} RETURNING 1",
+                f"UPDATE tweets SET like_count = like_count - 1 WHERE id = %s AND {_LIVE} RETURNING version",
                 (tweet_id,),
             )
-            return await cur.fetchone() is not None
+            row = await cur.fetchone()
+            return False if row is None else int(row[0])
+
+    async def _liked(self, tweet_id: int, outcome: int | bool) -> bool:
+        """After a like or unlike: a changed count makes the cached tweet stale (a bool: unchanged)."""
+        if isinstance(outcome, bool):
+            return outcome
+        await self._cache.put(self._cache.changed({tweet_id: outcome}))
+        return True
 
     async def _is_live(self, cur: psycopg.AsyncCursor[Any], tweet_id: int) -> bool:
         await cur.execute(f"SELECT 1 FROM tweets WHERE id = %s AND {_LIVE}", (tweet_id,))
@@ -514,7 +653,9 @@ class PostgresTweetStore:
         if not tweet_ids:
             return {}
         async with self._pool.connection() as conn, conn.cursor() as cur:
-            return {t.tweet_id: t for t in await self._hydrate(cur, tweet_ids)}
+            found = await self._hydrate(cur, tweet_ids)
+        await self._cache.put(self._cache.shown(found))  # a reader's miss is rebuilt here
+        return {t.tweet_id: t for t in found}
 
     async def _hydrate(self, cur: psycopg.AsyncCursor[Any], tweet_ids: Sequence[int]) -> list[Tweet]:
         """Live tweets by id, retweets with their live original (a retweet of a gone one is gone)."""

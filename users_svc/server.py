@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -19,13 +20,14 @@ from meshkit.protos import now_timestamp, timestamp
 from meshkit.ratelimit import Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
 from social import TweetsPeer
+from social.caches import OwnerCache
 from social.limits import WRITE
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
 from users_svc.mailing import AccountEmail, TokenMailer
 from users_svc.service import User, Users
 from users_svc.settings import UsersSettings
-from users_svc.storage import PostgresUserStore, RedisMailBudget, RedisSessionCache, tidy_mail
+from users_svc.storage import PostgresUserStore, RedisMailBudget, RedisSessionCache, UserCache, tidy_mail
 
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE = pb.DESCRIPTOR.services_by_name["UserService"]
@@ -94,6 +96,11 @@ def user_message(user: User, *, owner: bool = False) -> pb.User:
     return message
 
 
+def cached_user(user: User) -> bytes:
+    """A user as the cache keeps it: without tweets_count, which tweets_svc owns and caches."""
+    return user_message(replace(user, tweets_count=0)).SerializeToString()
+
+
 def follow_event(follower_id: int, followee_id: int, following: bool) -> bytes:
     return pb.FollowEvent(
         follower_id=str(follower_id),
@@ -122,12 +129,12 @@ class UserServicer(pb_grpc.UserServiceServicer):
     async def SendVerificationEmail(
         self, request: pb.SendVerificationEmailRequest, context: Context
     ) -> pb.SendVerificationEmailResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         await self._email.resend_verification(actor, require_id(request.user_id, "user_id"))
         return pb.SendVerificationEmailResponse()
 
     async def ChangeEmail(self, request: pb.ChangeEmailRequest, context: Context) -> pb.ChangeEmailResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         user = await self._email.change(
             actor, require_id(request.user_id, "user_id"), request.email, request.password
         )
@@ -154,14 +161,14 @@ class UserServicer(pb_grpc.UserServiceServicer):
         )
 
     async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:
-        await self._auth.session(context.invocation_metadata())
+        await self._auth.caller(context)
         await self._users.logout(bearer_token(context.invocation_metadata()))
         return pb.LogoutResponse()
 
     async def ChangePassword(
         self, request: pb.ChangePasswordRequest, context: Context
     ) -> pb.ChangePasswordResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         result = await self._users.change_password(
             actor, require_id(request.user_id, "user_id"), request.old_password, request.new_password
         )
@@ -183,7 +190,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
         return pb.GetUserByHandleResponse(user=user_message(user, owner=user.user_id == viewer))
 
     async def UpdateUser(self, request: pb.UpdateUserRequest, context: Context) -> pb.UpdateUserResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         user = await self._users.update_profile(
             actor,
             require_id(request.user_id, "user_id"),
@@ -214,14 +221,14 @@ class UserServicer(pb_grpc.UserServiceServicer):
         return pb.FilterFollowersResponse(follower_ids=[str(f) for f in followers])
 
     async def FollowUser(self, request: pb.FollowUserRequest, context: Context) -> pb.FollowUserResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         user = await self._users.follow(actor, require_id(request.user_id, "user_id"))
         return pb.FollowUserResponse(user=user_message(user))
 
     async def UnfollowUser(
         self, request: pb.UnfollowUserRequest, context: Context
     ) -> pb.UnfollowUserResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         user = await self._users.unfollow(actor, require_id(request.user_id, "user_id"))
         return pb.UnfollowUserResponse(user=user_message(user))
 
@@ -302,7 +309,8 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
             "mail metrics",
         )
     mailer = TokenMailer(settings.mail, relay.wake)
-    store = PostgresUserStore(pool, outbox, follow_event)
+    cache = UserCache(OwnerCache(redis, settings.cache_ttl_seconds), cached_user)
+    store = PostgresUserStore(pool, outbox, follow_event, cache)
     sessions = RedisSessionCache(redis)
     users = Users(
         store=store,

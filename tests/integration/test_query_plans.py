@@ -102,7 +102,7 @@ async def test_list_and_search_queries_use_indexes_on_100k_tweets(mesh: Mesh) ->
         pool: Any = ExplainingPool(explaining)
 
         await conn.execute("SET LOCAL search_path TO tweets")
-        tweets = PostgresTweetStore(pool, Outbox(pool, None), lambda change: b"")  # type: ignore[arg-type]
+        tweets = PostgresTweetStore(pool, Outbox(pool, None), lambda change: b"", None)  # type: ignore[arg-type]
         await tweets.by_author(42, None, 21)
         await tweets.replies(10, None, 21)
         await tweets.liking_users(10, None, 21)
@@ -116,7 +116,7 @@ async def test_list_and_search_queries_use_indexes_on_100k_tweets(mesh: Mesh) ->
         await tweets.tweet_counts([1, 2, 3])
 
         await conn.execute("SET LOCAL search_path TO users")
-        users = PostgresUserStore(pool, Outbox(pool, None), lambda *args: b"")  # type: ignore[arg-type]
+        users = PostgresUserStore(pool, Outbox(pool, None), lambda *args: b"", None)  # type: ignore[arg-type]
         await users.search("plan12", None, 21)
         await users.search("plan user 12", (True, "plan user 12", 0), 21)
         await users.followers(42, None, 21)
