@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 import argon2
 import numpy as np
 import psycopg
-import redis.asyncio as aioredis
 
-from meshkit.auth import cache_key
 from meshkit.ids import EPOCH_MS, SEQUENCE_BITS
 from social import CelebrityRegistry, State, TimelineStore
 
@@ -192,11 +190,11 @@ def load_postgres(data: Dataset, database_url: str) -> None:
         conn.execute("ANALYZE users.users, users.follows, tweets.tweets, tweets.author_stats")
 
 
-async def create_sessions(
-    data: Dataset, users: list[int], database_url: str, redis: aioredis.Redis
-) -> list[str]:
-    """A bearer token for each user number, stored as users_svc stores them (hashed in PostgreSQL)
-    and in the documented Redis session cache (meshkit.auth)."""
+async def create_sessions(data: Dataset, users: list[int], database_url: str) -> list[str]:
+    """A bearer token for each user number, stored as users_svc stores them (hashed in PostgreSQL).
+    The Redis session cache (meshkit.auth) fills itself at first use, as it does in production,
+    where an entry lives SESSION_CACHE_SECONDS: a cache written here for days would measure reads
+    that never ask users_svc about a token, which is not what the services do."""
     expire = int(time.time()) + 7 * 86_400
     tokens = ["tm_" + secrets.token_urlsafe(32) for _ in users]
     ids = [int(data.user_ids[u]) for u in users]
@@ -208,10 +206,6 @@ async def create_sessions(
     ):
         for token, user_id in zip(tokens, ids, strict=True):
             await copy.write_row((hashlib.sha256(token.encode()).digest(), user_id, _epoch(expire)))
-    async with redis.pipeline(transaction=False) as pipe:
-        for token, user_id in zip(tokens, ids, strict=True):
-            pipe.set(cache_key(token), f"{user_id}:{expire}", ex=7 * 86_400)
-        await pipe.execute()
     return tokens
 
 
@@ -243,8 +237,8 @@ async def warm_home_timelines(
     for author in sorted(celebrities):
         author_id = int(data.user_ids[author])
         await registry.set(author_id, State.CELEBRITY)
-        await lists.begin_rebuild(author_id)
-        await lists.finish_rebuild(author_id, by_author[author][-lists.max_entries :].tolist())
+        begun = await lists.begin_rebuild(author_id)
+        await lists.finish_rebuild(author_id, by_author[author][-lists.max_entries :].tolist(), (), begun)
     written = 0
     for user in users:
         followed = data.followee[follow_order[follow_starts[user] : follow_starts[user + 1]]].tolist()
@@ -254,7 +248,7 @@ async def warm_home_timelines(
         # Built as a rebuild builds it: begun, then finished (which clears the REBUILDING flag; a
         # timeline left flagged is read from PostgreSQL on every read, which is not what warm reads
         # should measure).
-        await timelines.begin_rebuild(int(data.user_ids[user]))
-        await timelines.finish_rebuild(int(data.user_ids[user]), newest.tolist(), merged)
+        begun = await timelines.begin_rebuild(int(data.user_ids[user]))
+        await timelines.finish_rebuild(int(data.user_ids[user]), newest.tolist(), merged, begun)
         written += len(newest)
     return written

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -424,8 +425,21 @@ class Mesh:
             "REDIS_URL": self.redis_url,
             "SMTP_URL": self.smtp_url,
             "LISTEN_HOST": HOST,
+            "PAGE_TOKEN_SECRET": os.environ.get("PAGE_TOKEN_SECRET") or self._page_token_secret(),
             **addresses,
         }
+
+    def _page_token_secret(self) -> str:
+        """The services refuse to start without PAGE_TOKEN_SECRET; unless it is set, the mesh makes a
+        random one, kept in its data dir (readable by its owner only) so that page tokens survive a
+        restart of `make run`."""
+        path = self._data_dir / "page-token-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+        return path.read_text().strip()
 
     def _migrate(self) -> None:
         argv = [sys.executable, "-m", "meshkit.migrate"]

@@ -28,6 +28,7 @@ from social import (
     celebrity_lists,
     home_timelines,
 )
+from social.homes import HomeSource
 from tweetmesh.fanout.v1 import fanout_service_pb2 as pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as pb_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -102,12 +103,13 @@ async def setup(runtime: Runtime[FanoutSettings], server: grpc.aio.Server) -> li
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     tweets = TweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE))
     home = home_timelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds)
+    registry = CelebrityRegistry(redis)
     fanout = Fanout(
         users,
-        tweets,
         home,
         GlobalFeed(redis),
-        Celebrities(CelebrityRegistry(redis), users, home, tweets, settings.celebrity_followers),
+        HomeSource(users, tweets, home, registry),
+        Celebrities(registry, users, home, tweets, settings.celebrity_followers),
         celebrity_lists(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds),
     )
 

@@ -4,17 +4,19 @@ unfollow does to a timeline.
 A tweet goes to its author, to the users it mentions (the replied-to author counts as mentioned)
 and to the author's followers; a tweet that is not for everyone (social.rules.is_for_everyone: a
 reply to someone else) reaches only the followers who also follow the replied-to author. A follow
-merges what belongs in the follower's home (social.rules.belongs_in_home), the rule timeline_svc
-applies when it rebuilds a timeline from PostgreSQL."""
+or an unfollow rebuilds the follower's window from the owners (social.homes.HomeSource), as
+timeline_svc does for a user back after a while: it changes more than the followee's own tweets,
+and several workers may apply a follow and the unfollow after it in either order."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from fanout_svc.celebrities import Celebrities
-from social import State, TweetRef, belongs_in_home, is_for_everyone
+from social import State, is_for_everyone
+from social.homes import HomeSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,30 +42,12 @@ class FollowGraph(Protocol):
     async def following(self, user_id: int) -> list[int]: ...
 
 
-class TweetIndex(Protocol):
-    async def ids_by_authors(
-        self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
-    ) -> list[int]: ...
-    async def refs_by_authors(
-        self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
-    ) -> list[TweetRef]: ...
-
-
 class HomeTimelineWrites(Protocol):
     """What fan-out does to home timelines (social.timelines.TimelineStore)."""
-
-    max_entries: int
 
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int: ...
     async def retract(self, tweet_id: int, user_ids: Sequence[int]) -> None: ...
     async def exists(self, user_id: int) -> bool: ...
-    async def merge(self, user_id: int, tweet_ids: Iterable[int]) -> int: ...
-    async def remove(self, user_id: int, tweet_ids: Iterable[int]) -> None: ...
-    async def oldest(self, user_id: int) -> int | None: ...
-
-
-# ListTweetIdsByAuthors answers at most this many ids per call.
-_ID_BATCH = 1000
 
 
 class CelebrityLists(Protocol):
@@ -83,15 +67,15 @@ class Fanout:
     def __init__(
         self,
         graph: FollowGraph,
-        tweets: TweetIndex,
         timelines: HomeTimelineWrites,
         global_feed: GlobalAnnouncer,
+        homes: HomeSource,
         celebrities: Celebrities | None = None,
         celebrity_lists: CelebrityLists | None = None,
     ) -> None:
         self._graph = graph
-        self._tweets = tweets
         self._timelines = timelines
+        self._homes = homes
         self._global = global_feed
         self._celebrities = celebrities
         self._lists = celebrity_lists
@@ -155,31 +139,13 @@ class Fanout:
             await self._global.announce(event.tweet_id, deleted=True)
 
     async def follow_changed(self, event: FollowChanged) -> None:
-        """A follow merges the followee's recent tweets into the follower's timeline; an unfollow
-        takes out every one of them that the timeline holds."""
+        """The follower's window rebuilt from the owners, and their open streams told of a
+        celebrity they now merge or no longer do. What the event says is not trusted: the follow
+        graph is read as it is now, so a follow applied after the unfollow that came later (two
+        workers, a retry) changes nothing wrong."""
         if not await self._timelines.exists(event.follower_id):
             return  # rebuilt from the follow graph when next read
         if self._celebrities is not None:
-            await self._celebrities.follow_changed(event.follower_id, event.followee_id, event.following)
-        if event.following:
-            recent = await self._tweets.refs_by_authors(
-                [event.followee_id], limit=min(self._timelines.max_entries, _ID_BATCH)
-            )
-            following = set(await self._graph.following(event.follower_id))
-            await self._timelines.merge(
-                event.follower_id,
-                [r.tweet_id for r in recent if belongs_in_home(r, event.follower_id, following)],
-            )
-            return
-        oldest = await self._timelines.oldest(event.follower_id)
-        if oldest is None:
-            return
-        before: int | None = None
-        while True:
-            held = await self._tweets.ids_by_authors(
-                [event.followee_id], before=before, after=oldest - 1, limit=_ID_BATCH
-            )
-            await self._timelines.remove(event.follower_id, held)
-            if len(held) < _ID_BATCH:
-                return
-            before = held[-1]
+            following = event.followee_id in await self._graph.following(event.follower_id)
+            await self._celebrities.follow_changed(event.follower_id, event.followee_id, following)
+        await self._homes.rebuild(event.follower_id)

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from prometheus_client import Counter, Gauge
 
+from meshkit.errors import DEPENDENCY_ERRORS
 from meshkit.metrics import REGISTRY
 from meshkit.streams import dead_letter_stream
 from social.timelines import DELIVERED_COUNTER
@@ -74,8 +75,10 @@ class FanoutStatsReader:
         length = int(await self._redis.xlen(stream))
         try:
             groups = await self._redis.xinfo_groups(stream)
-        except redis.exceptions.ResponseError:  # no such stream yet
-            groups = []
+        except redis.exceptions.ResponseError as error:
+            if isinstance(error, DEPENDENCY_ERRORS):
+                raise
+            groups = []  # no such stream yet
         mine = next((g for g in groups if g["name"] in (self._group, self._group.encode())), None)
         if mine is None:
             return StreamStats(stream, length, 0, length, 0)

@@ -1,9 +1,12 @@
 """Bearer tokens: how they are made and stored, and how any service finds the user behind one.
 
 users_svc owns sessions (PostgreSQL, hashed). It also keeps a documented Redis cache,
-`session:<sha256 of token>` -> `<user_id>:<expiry epoch seconds>`, with the session's TTL, written at
-login and deleted at logout. Other services read that cache and, on a miss, ask users_svc
-(AuthenticateToken), which refills it. Revocation is therefore immediate everywhere.
+`session:<sha256 of token>` -> `<user_id>:<expiry epoch seconds>`, written at login and when a
+lookup refills it, and deleted at logout and password change. Other services read that cache and,
+on a miss, ask users_svc (AuthenticateToken), which refills it. An entry lives at most
+`max_seconds` (SESSION_CACHE_SECONDS, 5 s): a revocation is immediate everywhere when Redis takes
+the DEL, and holds within that bound when the DEL is lost (Redis paused or failing over, users_svc
+dying between the row delete and the DEL), since the next lookup asks PostgreSQL.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import redis.asyncio as aioredis
 from meshkit.errors import DEPENDENCY_ERRORS, Unauthenticated
 
 TOKEN_PREFIX = "tm_"
-_TOKEN_PATTERN = re.compile(r"^tm_[A-Za-z0-9_-]{43}$")
+_TOKEN_PATTERN = re.compile(r"tm_[A-Za-z0-9_-]{43}")
 
 
 # What grpc.aio's invocation_metadata() returns: (key, value) pairs, or None.
@@ -62,16 +65,17 @@ def bearer_token(metadata: Metadata) -> str:
         raise Unauthenticated("authorization: a bearer token is required", reason="TOKEN_MISSING")
     value = values[0] if isinstance(values[0], str) else values[0].decode("latin-1")
     scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not _TOKEN_PATTERN.match(token.strip()):
+    if scheme.lower() != "bearer" or not _TOKEN_PATTERN.fullmatch(token.strip()):
         raise Unauthenticated("authorization: expected 'Bearer <token>'", reason="TOKEN_MALFORMED")
     return token.strip()
 
 
-async def cache_session(redis: aioredis.Redis, token: str, session: Session) -> None:
-    ttl = int(session.expire_time.timestamp() - time.time())
-    if ttl > 0:
+async def cache_session(redis: aioredis.Redis, token: str, session: Session, max_seconds: float) -> None:
+    """Caches a live session for at most `max_seconds` (never past its expiry)."""
+    ttl_ms = int(min(session.expire_time.timestamp() - time.time(), max_seconds) * 1000)
+    if ttl_ms > 0:
         value = f"{session.user_id}:{int(session.expire_time.timestamp())}"
-        await redis.set(cache_key(token), value, ex=ttl)
+        await redis.set(cache_key(token), value, px=ttl_ms)
 
 
 async def forget_session(redis: aioredis.Redis, token: str) -> None:

@@ -115,7 +115,7 @@ class Outbox:
         except Exception as error:
             # Committed already: whatever went wrong here, the caller's write stands and the
             # sweeper relays the events later. Only the log says it happened.
-            log.warning("outbox relay deferred to the sweeper", extra={"error": repr(error)})
+            log.warning("outbox relay deferred to the sweeper", extra={"error": error})
             return
         self._relayed.extend(e.outbox_id for e in events)
 

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 import psycopg
 import redis.asyncio as aioredis
+import redis.exceptions
 import uvloop
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import ServiceDescriptor
@@ -31,13 +32,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio.connection import DefaultParser
 
 from meshkit.auth import Authenticator
+from meshkit.errors import RedisOutage, is_outage_reply
 from meshkit.healthcheck import LIVENESS
 from meshkit.interceptors import CallFactsInterceptor, PreparedResponses
 from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from meshkit.metrics import MetricsServer, forget_pool, forget_redis, watch_pool, watch_redis
-from meshkit.ratelimit import Policies, RateLimitInterceptor
+from meshkit.ratelimit import CLIENT_ADDRESS, CLIENT_ADDRESS_HEADER, Policies, RateLimitInterceptor
 from meshkit.settings import Networks, Settings, SettingsError
 from meshkit.status import ErrorInterceptor, within
 from meshkit.telemetry import TelemetryInterceptor
@@ -47,8 +50,10 @@ S = TypeVar("S", bound=Settings)
 
 
 class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
-    """Gives every outgoing call a deadline unless the caller chose one (no call waits forever), and
-    the request id of the call being served, so one request can be followed through the logs."""
+    """Gives every outgoing call a deadline unless the caller chose one (no call waits forever),
+    the request id of the call being served, so one request can be followed through the logs, and
+    the address of the client it serves, so that the peer counts what it does for that client
+    against that client's limits (meshkit.ratelimit)."""
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
@@ -57,6 +62,8 @@ class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamCl
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
         if (current := request_id.get()) is not None and not metadata.get_all(REQUEST_ID_HEADER):
             metadata.add(REQUEST_ID_HEADER, current)
+        if (client := CLIENT_ADDRESS.get()) is not None and not metadata.get_all(CLIENT_ADDRESS_HEADER):
+            metadata.add(CLIENT_ADDRESS_HEADER, client)
         # wait_for_ready: a peer that is restarting delays the call (up to the deadline) instead of
         # failing it at once while the channel reconnects.
         return grpc.aio.ClientCallDetails(
@@ -72,6 +79,20 @@ class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamCl
 
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._with_defaults(details), request)
+
+
+# The reply parser redis-py's asyncio client uses (hiredis's when it is installed).
+_RedisParser: type[Any] = DefaultParser
+
+
+class OutageAwareParser(_RedisParser):  # type: ignore[misc]
+    """redis-py's reply parser, raising the error replies that mean an outage as RedisOutage
+    (meshkit.errors.OUTAGE_REPLY_CODES); hiredis calls the same parse_error for each error reply."""
+
+    @classmethod
+    def parse_error(cls, response: str) -> redis.exceptions.ResponseError:
+        error: redis.exceptions.ResponseError = super().parse_error(response)
+        return RedisOutage(response) if is_outage_reply(response) else error
 
 
 def read_only_methods(service: ServiceDescriptor) -> list[str]:
@@ -180,7 +201,9 @@ class Runtime(Generic[S]):
 
     async def redis(self) -> aioredis.Redis:
         # A blocking pool: a burst (a thousand streams opening at once) waits for a free
-        # connection, within the deadline, instead of failing with MaxConnectionsError.
+        # connection, within the deadline, instead of failing with MaxConnectionsError. Error
+        # replies that mean an outage (out of memory, a read-only replica...) are raised as
+        # RedisOutage, a dependency failure like a lost connection.
         pool = aioredis.BlockingConnectionPool.from_url(
             self.settings.redis_url,
             socket_timeout=self.settings.rpc_deadline_seconds,
@@ -188,6 +211,7 @@ class Runtime(Generic[S]):
             health_check_interval=30,
             max_connections=100,
             timeout=self.settings.rpc_deadline_seconds,
+            parser_class=OutageAwareParser,
         )
         client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         await client.ping()
@@ -223,11 +247,20 @@ class Runtime(Generic[S]):
         return self._channels[address]
 
     def limit_rates(
-        self, redis: aioredis.Redis, auth: Authenticator, rates: object, trusted_proxies: Networks
+        self,
+        redis: aioredis.Redis,
+        auth: Authenticator,
+        rates: object,
+        trusted_proxies: Networks,
+        caps: object = None,
     ) -> None:
         """Turns on the service's rate-limit policies (given to serve), at the Rate that `rates`
-        holds under each name they give."""
-        self._rate_limits.bind(redis, auth, rates, trusted_proxies)
+        holds under each name they give, and the caps `caps` holds."""
+        self._rate_limits.bind(redis, auth, rates, trusted_proxies, caps)
+
+    def probe(self, name: str, check: Probe) -> None:
+        """Adds a check that health follows like a dependency's: NOT_SERVING while it raises."""
+        self._probes[name] = check
 
     def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Runs `callback` when the service stops (before pools and channels close)."""

@@ -17,6 +17,8 @@ from meshkit.errors import DEPENDENCY_ERRORS
 from meshkit.metrics import STREAM_ENTRIES
 
 log = logging.getLogger(__name__)
+_WAIT_SECONDS = 1.0
+_WAIT_MAX_SECONDS = 10.0
 
 
 class PoisonEvent(Exception):
@@ -86,33 +88,38 @@ class StreamConsumer:
                 raise
 
     async def run(self) -> None:
-        await self._wait_for_redis()
-        # Entries this consumer name read before a restart and never acknowledged come first.
-        await self._consume("0")
+        """Consumes until cancelled. Redis down, out of memory, read-only during a failover or
+        wiped: the consumer waits (1 s, doubling to 10 s) and goes on; it never gives up."""
+        pending_first = True  # entries this consumer name read before a restart, never acknowledged
+        group_missing = True
+        wait = _WAIT_SECONDS
         while True:
             try:
+                if group_missing:
+                    await self.ensure_group()
+                    group_missing = False
+                if pending_first:
+                    await self._consume("0")
+                    pending_first = False
                 if time.monotonic() >= self._next_claim:
                     await self.reclaim()
                     self._next_claim = time.monotonic() + self._claim_idle_ms / 2000
                 await self._consume(">")
+                wait = _WAIT_SECONDS
+            except DEPENDENCY_ERRORS as error:
+                log.warning(
+                    "redis unavailable; consumer waits",
+                    extra={"stream": self._stream, "error": error, "wait_seconds": wait},
+                )
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, _WAIT_MAX_SECONDS)
             except redis.exceptions.ResponseError as error:
                 if "NOGROUP" not in str(error):
                     raise
                 log.warning(
                     "consumer group missing (Redis wiped?); recreating", extra={"stream": self._stream}
                 )
-                await self.ensure_group()
-            except DEPENDENCY_ERRORS as error:
-                log.warning("redis unavailable; consumer waits", extra={"error": type(error).__name__})
-                await asyncio.sleep(1)
-
-    async def _wait_for_redis(self) -> None:
-        while True:
-            try:
-                await self.ensure_group()
-                return
-            except DEPENDENCY_ERRORS:
-                await asyncio.sleep(1)
+                group_missing = True
 
     async def _consume(self, start: str) -> None:
         reply: Any = await self._redis.xreadgroup(
@@ -162,7 +169,7 @@ class StreamConsumer:
             elif isinstance(result, BaseException):
                 log.warning(
                     "handler failed; entry stays pending for a retry",
-                    extra={"stream": self._stream, "entry": entry.entry_id.decode(), "error": repr(result)},
+                    extra={"stream": self._stream, "entry": entry.entry_id.decode(), "error": result},
                 )
             else:
                 done.append(entry.entry_id)

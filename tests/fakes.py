@@ -114,6 +114,7 @@ class FakeTimelineStore:
         self.rebuilding: set[int] = set()
         self.rebuilds = 0
         self.retracted: list[int] = []
+        self._begun: dict[int, bytes] = {}
 
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int:
         present = [u for u in user_ids if u in self.lines]
@@ -161,18 +162,24 @@ class FakeTimelineStore:
                 changed += 1
         return changed
 
-    async def begin_rebuild(self, user_id: int) -> None:
+    async def begin_rebuild(self, user_id: int) -> bytes:
         self.rebuilds += 1
         self.lines[user_id] = set()
         self.markers[user_id] = set()
         self.rebuilding.add(user_id)
+        self._begun[user_id] = f"rebuild {self.rebuilds}".encode()
+        return self._begun[user_id]
 
     async def finish_rebuild(
-        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int] = ()
-    ) -> None:
+        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int], begun: bytes
+    ) -> bool:
+        if self._begun.get(user_id) != begun or user_id not in self.lines:
+            return False  # a later rebuild began since
         await self.merge(user_id, tweet_ids)
         self.markers.setdefault(user_id, set()).update(celebrities)
         self.rebuilding.discard(user_id)
+        self._begun.pop(user_id)
+        return True
 
     async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None:
         line = self.lines.get(user_id)

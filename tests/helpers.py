@@ -384,3 +384,10 @@ def held_in_redis(r: redis.Redis, user_id: str) -> list[str] | None:
     """The tweet ids a home timeline holds in Redis, newest first; None when it does not exist."""
     data = r.get(home_key(int(user_id)))
     return None if data is None else [str(t) for t in unpack(data)]  # type: ignore[arg-type]
+
+
+def fanned_out(r: redis.Redis, stream: str) -> bool:
+    """Whether fan-out has handled every event of `stream` so far (read and acknowledged)."""
+    group = next(g for g in r.xinfo_groups(stream) if g["name"] == b"fanout")
+    last = r.xinfo_stream(stream)["last-generated-id"]
+    return bool(group["last-delivered-id"] == last and group["pending"] == 0)

@@ -13,15 +13,17 @@ from meshkit.ids import parse_id
 from meshkit.interceptors import Prepared
 from meshkit.pagination import PageTokens
 from meshkit.protos import now_timestamp
+from meshkit.ratelimit import Cap, Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
 from social import CelebrityRegistry, TweetsPeer, UsersPeer, celebrity_lists, home_timelines
 from social.caches import CachedTweet, TweetCacheReader, length_delimited
+from social.limits import READ_SIGNED_IN
 from timeline_svc.fastpath import HomeOpening
 from timeline_svc.hydrate import CacheFirst, Coalescer
 from timeline_svc.live_hub import LiveHub
 from timeline_svc.service import GlobalTimeline, HomeTimeline
 from timeline_svc.settings import TimelineSettings
-from timeline_svc.stream import Event, Heartbeat, TweetArrived, TweetRemoved
+from timeline_svc.stream import Event, Gap, Heartbeat, TweetArrived, TweetRemoved
 from tweetmesh.timeline.v1 import timeline_service_pb2 as pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as pb_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -32,6 +34,23 @@ Context = grpc.aio.ServicerContext[Any, Any]
 _PAGE_TWEET = bytes([pb.GetHomeTimelineResponse.DESCRIPTOR.fields_by_name["tweets"].number << 3 | 2])
 _EVENT_TWEET = bytes([pb.StreamHomeTimelineResponse.DESCRIPTOR.fields_by_name["tweet"].number << 3 | 2])
 assert _EVENT_TWEET[0] == pb.StreamGlobalTimelineResponse.DESCRIPTOR.fields_by_name["tweet"].number << 3 | 2
+SERVICE = pb.DESCRIPTOR.services_by_name["TimelineService"]
+_STREAM_ANYONE = (
+    Limit("stream", Scope.ADDRESS, "stream_open_per_address"),
+    Cap("stream", Scope.ADDRESS, "streams_per_address"),
+    Cap("stream", Scope.PROCESS, "streams_per_process"),
+)
+# Every public RPC must be here, at the rates of TimelineSettings.rate_limits and the caps of its
+# stream_caps (tests/unit/test_rate_limit_policies.py).
+RATE_LIMITS: Policies = {
+    method_name(SERVICE, "GetHomeTimeline"): READ_SIGNED_IN,
+    method_name(SERVICE, "StreamHomeTimeline"): (
+        Limit("stream", Scope.USER, "stream_open_per_user"),
+        Cap("stream", Scope.USER, "streams_per_account"),
+        *_STREAM_ANYONE,
+    ),
+    method_name(SERVICE, "StreamGlobalTimeline"): _STREAM_ANYONE,
+}
 
 
 class CoalescingTweetsPeer(TweetsPeer):
@@ -76,6 +95,14 @@ def _event(event: Event[CachedTweet]) -> Prepared | dict[str, Any]:
         return Prepared(length_delimited(_EVENT_TWEET, event.tweet.data))
     if isinstance(event, TweetRemoved):
         return {"deletion": pb.TweetDeletion(tweet_id=str(event.tweet_id))}
+    if isinstance(event, Gap):
+        return {
+            "gap": pb.TimelineGap(
+                since_tweet_id=str(event.since),
+                before_tweet_id=str(event.before),
+                page_token=event.page_token,
+            )
+        }
     assert isinstance(event, Heartbeat)
     return {"heartbeat": pb.Heartbeat(time=now_timestamp())}
 
@@ -124,7 +151,7 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
                 # The token is checked again at every heartbeat: a stream ends with UNAUTHENTICATED
                 # within a heartbeat of its logout, password change or expiry. Polling the source of
                 # truth cannot miss a revocation the way a pub/sub message can. Every stream of the
-                # process beats at once (LiveHub): their checks are one Redis read.
+                # process beats at the same moments (LiveStream.follow): their checks are one Redis read.
                 outcome = (await self._recheck([token]))[token]
                 if isinstance(outcome, Exception):
                     raise outcome
@@ -144,7 +171,8 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
     settings = runtime.settings
     redis = await runtime.redis()
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
-    live = LiveHub(redis, settings.stream_heartbeat_seconds)
+    live = LiveHub(redis, confirm_timeout_seconds=settings.rpc_deadline_seconds)
+    runtime.probe("live feed", live.check)
     runtime.on_stopping(live.stopping)
     runtime.on_close(live.close)
     tweets = Tweets(CoalescingTweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE)), redis)
@@ -153,8 +181,9 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
         tweets,
         home_timelines(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds),
         live,
-        PageTokens(settings.page_token_secret),
+        PageTokens(*settings.page_token_secrets),
         original_of=lambda tweet: tweet.retweet_of,
+        heartbeat_seconds=settings.stream_heartbeat_seconds,
         celebrity_lists=celebrity_lists(
             redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds
         ),
@@ -165,12 +194,16 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
         tweets,
         live,
         id_of=lambda tweet: tweet.tweet_id,
+        heartbeat_seconds=settings.stream_heartbeat_seconds,
         replay_max=settings.home_timeline_max,
         live_tweets=tweets.woken,
     )
     auth = Authenticator(redis, users.session)
     opening = HomeOpening(redis, settings.home_timeline_ttl_seconds)
+    runtime.limit_rates(
+        redis, auth, settings.rate_limits, settings.trusted_proxies, caps=settings.stream_caps
+    )
     pb_grpc.add_TimelineServiceServicer_to_server(
         TimelineServicer(home, global_timeline, auth, opening), server
     )
-    return [pb.DESCRIPTOR.services_by_name["TimelineService"].full_name]
+    return [SERVICE.full_name]

@@ -14,32 +14,21 @@ from typing import Generic, Protocol, TypeVar
 
 from meshkit.ids import id_at, ms_delta
 from meshkit.pagination import Page, PageTokens, page_size
-from social import (
-    MERGED_AT_READ,
-    CelebrityFollow,
-    Snapshot,
-    State,
-    TweetRef,
-    belongs_in_home,
-    is_for_everyone,
-    live_channel,
-)
+from social import CelebrityFollow, Snapshot, TweetRef, is_for_everyone, live_channel
+from social.homes import ID_BATCH, FollowGraph, HomeSource, Registry
 from social.live import GLOBAL_CHANNEL
-from timeline_svc.merge import merge_after, merge_window
-from timeline_svc.stream import Event, LiveFeed, LiveStream
+from timeline_svc.merge import merge_window
+from timeline_svc.stream import Event, Gap, LiveFeed, LiveStream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
-# ListTweetIdsByAuthors and ListMentionIds answer at most this many ids per call.
-_ID_BATCH = 1000
+# The global replay reads whole pages of at most this many tweets (a gap then continues at a page
+# token of GetGlobalTimeline, which pages up to 100).
+_GLOBAL_PAGE = 100
 # A retweet is hidden when the same original is among this many older entries (Mastodon's rule).
 RETWEET_WINDOW = 40
-
-
-class FollowGraph(Protocol):
-    async def following(self, user_id: int) -> list[int]: ...
 
 
 class TweetSource(Protocol[T_co]):
@@ -77,14 +66,10 @@ class TimelineReads(Protocol):
 
     async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None: ...
     async def read_many(self, user_ids: Sequence[int]) -> list[Snapshot | None]: ...
-    async def begin_rebuild(self, user_id: int) -> None: ...
+    async def begin_rebuild(self, user_id: int) -> bytes: ...
     async def finish_rebuild(
-        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int] = ()
-    ) -> None: ...
-
-
-class Registry(Protocol):
-    async def states(self, author_ids: Sequence[int]) -> dict[int, State]: ...
+        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int], begun: bytes
+    ) -> bool: ...
 
 
 class Opened(Protocol):
@@ -121,6 +106,7 @@ class HomeTimeline(Generic[T]):
         page_tokens: PageTokens,
         *,
         original_of: Callable[[T], int | None],
+        heartbeat_seconds: float,
         celebrity_lists: TimelineReads | None = None,
         registry: Registry | None = None,
         replay_overlap_ms: int = 1000,
@@ -129,64 +115,38 @@ class HomeTimeline(Generic[T]):
         self._original_of = original_of
         # How live streams hydrate what they are sent (by default like pages).
         self._live_tweets = live_tweets or tweets.tweets
-        self._graph = graph
+        self._owners = HomeSource(graph, tweets, timelines, registry)
         self._tweets = tweets
         self._timelines = timelines
         self._lists = celebrity_lists
-        self._registry = registry
         self._live = live
         self._pages = page_tokens
+        self._heartbeat = heartbeat_seconds
         self._overlap = ms_delta(replay_overlap_ms)
-        self._rebuilds: dict[int, asyncio.Task[None]] = {}
+        self._rebuilds: dict[int, asyncio.Task[bool]] = {}
 
     async def from_owners(self, viewer: int, before: int | None, limit: int) -> list[int]:
-        """The newest `limit` ids of the viewer's home below `before`, asked of tweets_svc: the
-        tweets of whom they follow and their own that belong (belongs_in_home), and mentions."""
-        following = await self._graph.following(viewer)
-        followed = set(following)
-        kept: list[int] = []
-        cursor = before
-        batch = min(max(limit, 100), _ID_BATCH)
-        while len(kept) < limit:
-            refs = await self._tweets.refs_by_authors([*following, viewer], before=cursor, limit=batch)
-            kept.extend(r.tweet_id for r in refs if belongs_in_home(r, viewer, followed))
-            if len(refs) < batch:
-                break
-            cursor = refs[-1].tweet_id
-        mentions = await self._tweets.mention_ids(viewer, before=before, limit=min(limit, _ID_BATCH))
-        return sorted({*kept[:limit], *mentions}, reverse=True)[:limit]
+        """The newest `limit` ids of the viewer's home below `before`, asked of the owners."""
+        return await self._owners.from_owners(viewer, before, limit)
 
     async def rebuild(self, viewer: int) -> None:
-        """Recreates the Redis timeline from the owners. The empty timeline exists before the
-        owners are asked, so fan-out writes landing meanwhile are kept."""
-        await self._timelines.begin_rebuild(viewer)
-        await self._finish_rebuild(viewer)
-
-    async def _finish_rebuild(self, viewer: int) -> None:
-        # The registry is read after the timeline exists: a promotion from then on marks it itself.
-        celebrities: list[int] = []
-        if self._registry is not None:
-            states = await self._registry.states(await self._graph.following(viewer))
-            celebrities = [a for a, state in states.items() if state in MERGED_AT_READ]
-        recent = await self.from_owners(viewer, None, min(self._timelines.max_entries, _ID_BATCH))
-        await self._timelines.finish_rebuild(viewer, recent, celebrities)
+        """Recreates the Redis timeline from the owners (social.homes.HomeSource.rebuild)."""
+        await self._owners.rebuild(viewer)
 
     async def _rebuild_in_background(self, viewer: int) -> None:
         """Starts a rebuild whose answer nobody waits for; the timeline is marked at once."""
         if viewer in self._rebuilds:
             return
-        await self._timelines.begin_rebuild(viewer)
-        task = asyncio.create_task(self._finish_rebuild(viewer), name=f"rebuild home {viewer}")
+        begun = await self._timelines.begin_rebuild(viewer)
+        task = asyncio.create_task(self._owners.finish(viewer, begun), name=f"rebuild home {viewer}")
         self._rebuilds[viewer] = task
         task.add_done_callback(lambda done: self._rebuilt(viewer, done))
 
-    def _rebuilt(self, viewer: int, task: asyncio.Task[None]) -> None:
+    def _rebuilt(self, viewer: int, task: asyncio.Task[bool]) -> None:
         self._rebuilds.pop(viewer, None)
         if not task.cancelled() and task.exception() is not None:
             # The timeline stays flagged and expires soon (REBUILD_TTL_SECONDS): the next read retries.
-            log.warning(
-                "home timeline rebuild failed", extra={"viewer": viewer, "error": repr(task.exception())}
-            )
+            log.warning("home timeline rebuild failed", extra={"viewer": viewer, "error": task.exception()})
 
     async def _celebrity_windows(
         self, celebrities: Sequence[int], read: Mapping[int, Snapshot | None] | None = None
@@ -205,9 +165,10 @@ class HomeTimeline(Generic[T]):
         for author, held in zip(celebrities, snapshots, strict=True):
             snapshot = held
             if snapshot is None:
-                await lists.begin_rebuild(author)
-                refs = await self._tweets.refs_by_authors([author], limit=min(lists.max_entries, _ID_BATCH))
-                await lists.finish_rebuild(author, [r.tweet_id for r in refs if is_for_everyone(r)])
+                begun = await lists.begin_rebuild(author)
+                refs = await self._tweets.refs_by_authors([author], limit=min(lists.max_entries, ID_BATCH))
+                shared = [r.tweet_id for r in refs if is_for_everyone(r)]
+                await lists.finish_rebuild(author, shared, (), begun)
                 snapshot = await lists.read(author, touch=False)
             if snapshot is None or snapshot.rebuilding:
                 return None
@@ -263,20 +224,40 @@ class HomeTimeline(Generic[T]):
             token = ""
         return HomePage(Page([found[t] for t in items], token), rebuilding)
 
-    async def _replay(self, snapshot: Snapshot, since: int) -> list[tuple[int, T]]:
-        """What arrived after `since`, oldest first, from the timeline and the celebrities it merges;
-        from `replay_overlap_ms` before it: a tweet whose id is slightly older than one the client
+    async def _replay(
+        self, viewer: int, snapshot: Snapshot, since: int
+    ) -> tuple[list[tuple[int, T]], Gap | None]:
+        """What arrived after `since`, oldest first: at most `max_entries` tweets, the newest, from
+        the timeline and the celebrities it merges, and from the owners below their window. When
+        more arrived, the Gap says which were left out and how to page them. From
+        `replay_overlap_ms` before `since`: a tweet whose id is slightly older than one the client
         saw may have been delivered after it (ids are taken at insert, commit order can differ), so
         a reconnecting client may see a tweet again and dedupes by tweet_id."""
-        windows = await self._celebrity_windows(snapshot.celebrities) or []
+        budget = self._timelines.max_entries
         start = max(since - self._overlap, 0)
-        ids = [
-            t
-            for t in merge_after([snapshot.tweet_ids, *windows], start, self._timelines.max_entries)
-            if t != since
-        ]
-        found = await self._tweets.tweets(ids)
-        return [(t, found[t]) for t in ids if t in found]
+        ids = await self._window(snapshot, budget + 1)
+        if len(ids) < budget + 1 and not (ids and ids[-1] <= start):
+            # The window ends above `start`: the owners know what lies below it.
+            ids += await self.from_owners(viewer, ids[-1] if ids else None, budget + 1 - len(ids))
+        after = [t for t in ids if t > start and t != since]
+        gap = None
+        if len(after) > budget:
+            after = after[:budget]
+            cursor = str(after[-1])
+            gap = Gap(since, after[-1], self._pages.encode(cursor, f"home:{viewer}"))
+        found = await self._tweets.tweets(after)
+        return [(t, found[t]) for t in reversed(after) if t in found], gap
+
+    async def _window(self, snapshot: Snapshot, limit: int) -> list[int]:
+        """The newest `limit` ids the Redis window holds (merged with the celebrities' lists), newest
+        first: every id above the last of them (nothing while it is being rebuilt)."""
+        if snapshot.rebuilding:
+            return []
+        windows = await self._celebrity_windows(snapshot.celebrities)
+        if windows is None:
+            return []
+        ids, _ = merge_window(snapshot.tweet_ids, windows, None, limit)
+        return ids
 
     async def stream(self, viewer: int, since: int | None) -> AsyncGenerator[Event[T]]:
         """Replays what arrived after `since` (oldest first), then live tweets, deletions and
@@ -285,15 +266,22 @@ class HomeTimeline(Generic[T]):
         later is announced on the user's channel, which it already listens to)."""
         # Tweets from (a little before) now on are this stream's to send live.
         opened = id_at(datetime.now(UTC)) - self._overlap
-        async with LiveStream.open(self._live, live_channel(viewer), since, self._live_tweets) as stream:
+        async with LiveStream.open(
+            self._live, live_channel(viewer), since, self._live_tweets, self._heartbeat
+        ) as stream:
             snapshot = await self._timelines.read(viewer)
             if snapshot is None or snapshot.rebuilding:
                 await self.rebuild(viewer)  # a stream is a return too: the timeline comes back now
                 snapshot = await self._timelines.read(viewer)
-            for author in snapshot.celebrities if snapshot else []:
-                await stream.attach(author)  # merged already when the stream opened: nothing missed
+            # Merged already when the stream opened: nothing missed.
+            await asyncio.gather(
+                *(stream.attach(author) for author in (snapshot.celebrities if snapshot else []))
+            )
             if since is not None and snapshot is not None:
-                for event in stream.replay(await self._replay(snapshot, since)):
+                replayed, gap = await self._replay(viewer, snapshot, since)
+                if gap is not None:
+                    yield gap
+                for event in stream.replay(replayed):
                     yield event
             async for event in stream.follow(functools.partial(self._celebrity_changed, stream, opened)):
                 yield event
@@ -333,6 +321,7 @@ class GlobalTimeline(Generic[T]):
         live: LiveFeed,
         *,
         id_of: Callable[[T], int],
+        heartbeat_seconds: float,
         replay_max: int,
         replay_overlap_ms: int = 1000,
         live_tweets: Callable[[Sequence[int]], Awaitable[Mapping[int, T]]] | None = None,
@@ -342,26 +331,42 @@ class GlobalTimeline(Generic[T]):
         self._live_tweets = live_tweets or tweets.tweets
         self._live = live
         self._id_of = id_of
+        self._heartbeat = heartbeat_seconds
         self._replay_max = replay_max
 
-    async def _replay(self, since: int) -> list[tuple[int, T]]:
-        """Public tweets after `since`, oldest first, at most replay_max of them; from
-        `replay_overlap_ms` before it, for the reason HomeTimeline._replay gives."""
+    async def _replay(self, since: int) -> tuple[list[tuple[int, T]], Gap | None]:
+        """Public tweets after `since`, oldest first: the newest pages of the global timeline, up to
+        replay_max tweets (in whole pages); when more came, the Gap gives the token of the page that
+        follows (from
+        `replay_overlap_ms` before `since`, for the reason HomeTimeline._replay gives)."""
         newest_first: list[T] = []
         token = ""
         start = since - self._overlap
-        while len(newest_first) < self._replay_max:
-            tweets, token = await self._tweets.global_page(token, 100)
+        page = min(_GLOBAL_PAGE, self._replay_max)
+        while True:
+            tweets, token = await self._tweets.global_page(token, page)
             fresh = [t for t in tweets if self._id_of(t) > start and self._id_of(t) != since]
             newest_first.extend(fresh)
             if len(fresh) < len(tweets) or not token:
+                return [(self._id_of(t), t) for t in reversed(newest_first)], None
+            if len(newest_first) >= self._replay_max:
                 break
-        return [(self._id_of(t), t) for t in reversed(newest_first[: self._replay_max])]
+        # Whole pages were replayed: `token` continues exactly below the oldest of them.
+        following, _ = await self._tweets.global_page(token, 1)
+        replayed = [(self._id_of(t), t) for t in reversed(newest_first)]
+        if following and self._id_of(following[0]) > start:
+            return replayed, Gap(since, replayed[0][0], token)
+        return replayed, None
 
     async def stream(self, since: int | None) -> AsyncGenerator[Event[T]]:
-        async with LiveStream.open(self._live, GLOBAL_CHANNEL, since, self._live_tweets) as stream:
+        async with LiveStream.open(
+            self._live, GLOBAL_CHANNEL, since, self._live_tweets, self._heartbeat
+        ) as stream:
             if since is not None:
-                for event in stream.replay(await self._replay(since)):
+                replayed, gap = await self._replay(since)
+                if gap is not None:
+                    yield gap
+                for event in stream.replay(replayed):
                     yield event
             async for event in stream.follow():
                 yield event

@@ -1,14 +1,15 @@
 """A live stream, as the home and global timelines serve it: the tweets it replays and then follows
-live, each sent once, heartbeats when it is quiet, the celebrity channels it listens to besides its
+live, each sent once, heartbeats on a shared clock, the celebrity channels it listens to besides its
 own, and where the client resumes when the live feed breaks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -37,7 +38,18 @@ class Heartbeat:
     pass
 
 
-Event = TweetArrived[T] | TweetRemoved | Heartbeat
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """The replay does not reach back to the client's `since`: the tweets after it and before
+    `before` (the oldest replayed, or the newest there is) are not sent; `page_token` reads them
+    from the timeline's list (newest first, down to `since`)."""
+
+    since: int
+    before: int
+    page_token: str
+
+
+Event = TweetArrived[T] | TweetRemoved | Heartbeat | Gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +64,8 @@ class FeedEnded:
     intact_until: float | None = None
 
 
-# What a stream's queue receives: a live channel's message, the process's heartbeat, or the end
-# of the feed.
-Delivery = LiveMessage | Heartbeat | FeedEnded
+# What a stream's queue receives: a live channel's message, or the end of the feed.
+Delivery = LiveMessage | FeedEnded
 
 
 class ResumePoint:
@@ -93,6 +104,11 @@ def stream_ended(ended: FeedEnded, resume_from: int | None) -> Unavailable:
     )
 
 
+def _next_tick(now: float, interval: float) -> float:
+    """The first multiple of `interval` after `now`: the same moment for every stream."""
+    return (math.floor(now / interval) + 1) * interval
+
+
 class LiveFeed(Protocol):
     """The process's live channels (timeline_svc.live_hub.LiveHub)."""
 
@@ -113,15 +129,20 @@ class LiveStream(Generic[T]):
     """One open stream: `open` subscribes it to its own channel; `attach` and `detach` add and
     drop celebrities' channels; `replay` sends what the client missed; `follow` sends live events
     until the feed ends. A tweet is sent once, whichever way it comes; `since`, which the client
-    has seen, never. Heartbeats come from the live feed, to every stream of the process at once
-    (timeline_svc.live_hub), so that what each does at a heartbeat can be done for all in one go."""
+    has seen, never."""
 
     def __init__(
-        self, live: LiveFeed, queue: asyncio.Queue[Delivery], since: int | None, fetch: Fetch[T]
+        self,
+        live: LiveFeed,
+        queue: asyncio.Queue[Delivery],
+        since: int | None,
+        fetch: Fetch[T],
+        heartbeat_seconds: float,
     ) -> None:
         self._live = live
         self._queue = queue
         self._fetch = fetch
+        self._heartbeat = heartbeat_seconds
         self._sent: set[int] = set() if since is None else {since}
         self._resume = ResumePoint(since)
         self._celebrities: set[int] = set()
@@ -129,11 +150,11 @@ class LiveStream(Generic[T]):
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, live: LiveFeed, channel: str, since: int | None, fetch: Fetch[T]
+        cls, live: LiveFeed, channel: str, since: int | None, fetch: Fetch[T], heartbeat_seconds: float
     ) -> AsyncIterator[LiveStream[T]]:
         """A stream listening to `channel` from now on; on leaving, it listens to nothing."""
         async with live.subscribe(channel) as queue:
-            stream = cls(live, queue, since, fetch)
+            stream = cls(live, queue, since, fetch, heartbeat_seconds)
             try:
                 yield stream
             finally:
@@ -155,20 +176,38 @@ class LiveStream(Generic[T]):
     def replay(self, tweets: Sequence[tuple[int, T]]) -> list[Event[T]]:
         """The events that send `tweets` (id and tweet, oldest first), counted as sent."""
         for tweet_id, _ in tweets:
-            self._sent.add(tweet_id)
-            self._resume.sent(tweet_id)
+            self._mark_sent(tweet_id)
         return [TweetArrived(tweet) for _, tweet in tweets]
 
-    async def follow(self, on_celebrity: CelebrityChanged | None = None) -> AsyncIterator[Event[T]]:
+    def _mark_sent(self, tweet_id: int) -> None:
+        if len(self._sent) > _SENT_MAX:
+            self._sent.clear()  # bounded memory; only a rare late duplicate could slip through
+        self._sent.add(tweet_id)
+        self._resume.sent(tweet_id)
+
+    async def follow(self, on_celebrity: CelebrityChanged | None = None) -> AsyncGenerator[Event[T]]:
         """A heartbeat at once (the stream is listening: nothing is missed from here), then live
-        events, hydrated, and the feed's heartbeats, until the feed ends (then UNAVAILABLE saying
-        where to resume). A tweet arriving twice (on a celebrity's channel and the user's own while
-        the celebrity is promoted or demoted, or from `on_celebrity`) is sent once."""
+        events, hydrated, and a heartbeat every `heartbeat_seconds` (on a clock: a busy stream gets
+        them too, and the caller re-checks the stream's token at each), until the feed ends (then
+        UNAVAILABLE saying where to resume). A tweet arriving twice (on a celebrity's channel and
+        the user's own while the celebrity is promoted or demoted, or from `on_celebrity`) is sent
+        once.
+
+        Every stream of the process beats at the same moments (multiples of `heartbeat_seconds`
+        on the monotonic clock, which the event loop's timers use too): what each does at a
+        heartbeat (its token re-checked) is then asked for all of them in the same turn of the
+        loop, and done in one go (timeline_svc.hydrate.Coalescer: one Redis read per beat). The
+        clock is read afresh (a busy stream never waits, and an event loop may cache its time)."""
         yield Heartbeat()
+        next_beat = _next_tick(time.monotonic(), self._heartbeat)
         while True:
-            arrived = await self._queue.get()
-            if isinstance(arrived, Heartbeat):
-                yield arrived
+            if time.monotonic() >= next_beat:
+                next_beat = _next_tick(time.monotonic(), self._heartbeat)
+                yield Heartbeat()
+            try:
+                async with asyncio.timeout_at(next_beat):
+                    arrived = await self._queue.get()
+            except TimeoutError:
                 continue
             if isinstance(arrived, FeedEnded):
                 raise stream_ended(arrived, self._resume.as_of(arrived.intact_until))
@@ -185,14 +224,13 @@ class LiveStream(Generic[T]):
                     yield event
 
     async def _arrived(self, tweet_id: int) -> TweetArrived[T] | None:
-        """The event of a live tweet not sent yet, hydrated; None if it was sent or is gone."""
+        """The event of a live tweet not sent yet, hydrated; None if it was sent or is gone. It
+        counts as sent once hydrated: one the owner did not return (not visible yet, or gone) is
+        sent if it arrives again (a redelivery, the other channel of a promotion)."""
         if tweet_id in self._sent:
             return None
-        if len(self._sent) > _SENT_MAX:
-            self._sent.clear()  # bounded memory; only a rare late duplicate could slip through
-        self._sent.add(tweet_id)
         found = await self._fetch([tweet_id])
-        if tweet_id not in found:
+        if tweet_id not in found or tweet_id in self._sent:
             return None
-        self._resume.sent(tweet_id)
+        self._mark_sent(tweet_id)
         return TweetArrived(found[tweet_id])

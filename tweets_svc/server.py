@@ -17,7 +17,7 @@ from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
 from social import TWEETS_STREAM, UsersPeer
 from social.caches import OwnerCache
-from social.limits import WRITE
+from social.limits import READ, WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -27,12 +27,28 @@ from tweets_svc.storage import PostgresTweetStore, TweetCache
 
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE = pb.DESCRIPTOR.services_by_name["TweetService"]
-# Every RPC that changes something (POST, PUT, PATCH, DELETE through Envoy) must be here, at the
-# rates of TweetsSettings.rate_limits; tests/unit/test_rate_limit_policies.py reads the descriptors
-# and fails when one is missing.
+# Every public RPC (one with an HTTP route through Envoy) must be here, at the rates of
+# TweetsSettings.rate_limits; tests/unit/test_rate_limit_policies.py reads the descriptors and fails
+# when one is missing.
 RATE_LIMITS: Policies = {
-    method_name(SERVICE, method): WRITE
-    for method in ("CreateTweet", "DeleteTweet", "LikeTweet", "UnlikeTweet", "Retweet", "Unretweet")
+    **{
+        method_name(SERVICE, method): WRITE
+        for method in ("CreateTweet", "DeleteTweet", "LikeTweet", "UnlikeTweet", "Retweet", "Unretweet")
+    },
+    **{
+        method_name(SERVICE, method): READ
+        for method in (
+            "GetTweet",
+            "ListUserTweets",
+            "ListReplies",
+            "ListLikingUsers",
+            "ListLikedTweets",
+            "ListMentions",
+            "ListHashtagTweets",
+            "SearchTweets",
+            "GetGlobalTimeline",
+        )
+    },
 }
 
 
@@ -308,7 +324,7 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
         batch_max=settings.post_batch_max,
         batches_in_flight=settings.post_batches_in_flight,
     )
-    tweets = Tweets(store, users, PageTokens(settings.page_token_secret))
+    tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets))
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth), server)

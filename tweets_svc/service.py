@@ -13,7 +13,7 @@ from typing import Protocol
 
 from meshkit.errors import InvalidArgument, NotFound, PermissionDenied, not_found
 from meshkit.pagination import Page, PageTokens, page_size
-from social import TweetRef, is_public
+from social import TweetRef, has_visible_character, is_public
 
 TEXT_MAX = 280
 REQUEST_ID_MAX = 64
@@ -25,7 +25,7 @@ _ALLOWED_CONTROLS = {"\n", "\t", "\r"}
 # @handle and #tag as Twitter reads them: not glued to a preceding word character.
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{1,15})(?![A-Za-z0-9_@])")
 _HASHTAG = re.compile(r"(?<![\w#&])#(\w+)")
-_TAG = re.compile(r"^\w+$")
+_TAG = re.compile(r"\w+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +170,7 @@ def hashtags_of(text: str) -> list[str]:
 
 def normalize_tag(tag: str) -> str:
     tag = unicodedata.normalize("NFC", tag.removeprefix("#"))
-    if not tag or len(tag) > TAG_MAX or not _TAG.match(tag) or tag.isdigit():
+    if not tag or len(tag) > TAG_MAX or not _TAG.fullmatch(tag) or tag.isdigit():
         raise InvalidArgument.field(
             "tag", f"must be 1 to {TAG_MAX} letters, digits or underscores, not only digits"
         )
@@ -195,6 +195,10 @@ def normalize_text(text: str) -> str:
     normalized = unicodedata.normalize("NFC", text)
     if not normalized.strip():
         raise InvalidArgument.field("text", "must not be empty")
+    if not has_visible_character(normalized):
+        raise InvalidArgument.field(
+            "text", "must contain a visible character (not only blanks, joiners or marks)", "TEXT_INVISIBLE"
+        )
     if len(normalized) > TEXT_MAX:
         raise InvalidArgument.field(
             "text", f"must be at most {TEXT_MAX} characters, got {len(normalized)}", reason="TEXT_TOO_LONG"

@@ -10,12 +10,12 @@ from meshkit.settings import (
     Settings,
     read_database_url,
     read_outbox_sweep_seconds,
-    read_page_token_secret,
+    read_page_token_secrets,
     read_trusted_proxies,
     setting,
 )
 from social.caches import read_cache_ttl_seconds
-from social.limits import WriteRates
+from social.limits import ClientRates
 from social.services import DEFAULT_PORTS, read_users_addr
 
 SERVICE = "tweets"
@@ -25,9 +25,9 @@ SERVICE = "tweets"
 class TweetsSettings(Settings):
     database_url: str = setting(read_database_url)
     users_addr: str = setting(read_users_addr)
-    page_token_secret: str = setting(read_page_token_secret)
+    page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)
     outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)
-    rate_limits: WriteRates = setting(lambda env: env.rates(WriteRates()))
+    rate_limits: ClientRates = setting(lambda env: env.rates(ClientRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
     cache_ttl_seconds: int = setting(read_cache_ttl_seconds)
     # Concurrent CreateTweet calls are committed together: at most this many posts a batch, and

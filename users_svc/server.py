@@ -21,10 +21,11 @@ from meshkit.ratelimit import Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
 from social import TweetsPeer
 from social.caches import OwnerCache
-from social.limits import WRITE
+from social.limits import READ, WRITE
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
 from users_svc.mailing import AccountEmail, TokenMailer
+from users_svc.passwords import PasswordHashing, hashing_limit, memory_limit_bytes
 from users_svc.service import User, Users
 from users_svc.settings import UsersSettings
 from users_svc.storage import PostgresUserStore, RedisMailBudget, RedisSessionCache, UserCache, tidy_mail
@@ -59,10 +60,14 @@ VERIFY = (Limit("write", Scope.ADDRESS, "write_per_address"),)
 # Ending a session stays possible for someone who spent their write budget (a flood from a stolen
 # token is exactly when its owner wants it gone); the address still bounds it.
 LOGOUT = (Limit("write", Scope.ADDRESS, "write_per_address"),)
-# Every RPC that changes something (POST, PUT, PATCH, DELETE through Envoy) must be here, at the
-# rates of UsersSettings.rate_limits; tests/unit/test_rate_limit_policies.py reads the descriptors
-# and fails when one is missing.
+# Every public RPC (one with an HTTP route through Envoy) must be here, at the rates of
+# UsersSettings.rate_limits; tests/unit/test_rate_limit_policies.py reads the descriptors and fails
+# when one is missing.
 RATE_LIMITS: Policies = {
+    **{
+        method_name(SERVICE, method): READ
+        for method in ("GetUser", "GetUserByHandle", "ListFollowers", "ListFollowing", "SearchUsers")
+    },
     method_name(SERVICE, "CreateUser"): SIGNUP,
     method_name(SERVICE, "Login"): LOGIN,
     method_name(SERVICE, "ChangePassword"): PASSWORD_CHANGE,
@@ -311,16 +316,21 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
     mailer = TokenMailer(settings.mail, relay.wake)
     cache = UserCache(OwnerCache(redis, settings.cache_ttl_seconds), cached_user)
     store = PostgresUserStore(pool, outbox, follow_event, cache)
-    sessions = RedisSessionCache(redis)
+    sessions = RedisSessionCache(redis, settings.session_cache_seconds)
     users = Users(
         store=store,
         sessions=sessions,
         mailer=mailer,
         tweet_counts=TweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE)),
-        hasher=PasswordHasher(
-            memory_cost=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost, parallelism=1
+        hashing=PasswordHashing(
+            PasswordHasher(
+                memory_cost=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost, parallelism=1
+            ),
+            limit=settings.argon2_max_concurrent
+            or hashing_limit(memory_limit_bytes(), settings.argon2_memory_kib),
+            max_wait_seconds=settings.rpc_deadline_seconds,
         ),
-        page_tokens=PageTokens(settings.page_token_secret),
+        page_tokens=PageTokens(*settings.page_token_secrets),
         token_ttl=timedelta(seconds=settings.token_ttl_seconds),
     )
     account_email = AccountEmail(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import unicodedata
@@ -11,15 +10,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from mail import EmailAddress, InvalidEmailAddress, OutgoingMail, TokenRecord, parse_email_address
 from meshkit.auth import Session, new_token, token_digest
 from meshkit.errors import AlreadyExists, InvalidArgument, PermissionDenied, Unauthenticated, not_found
 from meshkit.pagination import Page, PageTokens, page_size
+from social import has_visible_character
+from users_svc.passwords import PasswordHashing
 
-HANDLE_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,15}$")
+HANDLE_PATTERN = re.compile(r"[A-Za-z0-9_]{1,15}")
 DISPLAY_NAME_MAX = 50
 BIO_MAX = 160
 SEARCH_QUERY_MAX = 50
@@ -150,8 +150,13 @@ class TweetCounts(Protocol):
     async def tweet_counts(self, user_ids: Sequence[int]) -> dict[int, int]: ...
 
 
+def is_handle(text: str) -> bool:
+    """1 to 15 letters, digits or underscores, and nothing else (a full match: no trailing newline)."""
+    return HANDLE_PATTERN.fullmatch(text) is not None
+
+
 def validate_new_user(handle: str, display_name: str, password: str) -> None:
-    if not HANDLE_PATTERN.match(handle):
+    if not is_handle(handle):
         raise InvalidArgument.field("handle", "must be 1 to 15 letters, digits or underscores")
     validate_display_name(display_name)
     validate_password(password, "password")
@@ -200,7 +205,10 @@ def _printable(value: str, field: str, maximum: int) -> str:
 
 
 def validate_display_name(display_name: str) -> str:
-    return _printable(display_name, "display_name", DISPLAY_NAME_MAX)
+    name = _printable(display_name, "display_name", DISPLAY_NAME_MAX)
+    if not has_visible_character(name):
+        raise InvalidArgument.field("display_name", "must contain a visible character", "TEXT_INVISIBLE")
+    return name
 
 
 def validate_bio(bio: str) -> str:
@@ -224,7 +232,7 @@ class Users:
         store: UserStore,
         sessions: SessionCache,
         tweet_counts: TweetCounts,
-        hasher: PasswordHasher,
+        hashing: PasswordHashing,
         page_tokens: PageTokens,
         token_ttl: timedelta,
         mailer: Mailer,
@@ -233,11 +241,11 @@ class Users:
         self._store = store
         self._sessions = sessions
         self._tweet_counts = tweet_counts
-        self._hasher = hasher
+        self._hashing = hashing
         self._pages = page_tokens
         self._token_ttl = token_ttl
         # Verified against when the handle is unknown, so a miss costs as much as a wrong password.
-        self._dummy_hash = hasher.hash("not a real password")
+        self._dummy_hash = hashing.hasher.hash("not a real password")
 
     async def create_user(self, handle: str, display_name: str, password: str, email: str = "") -> User:
         """A new account; with an email, unverified, and a verification mail on its way."""
@@ -273,8 +281,8 @@ class Users:
         if email:
             found = await self._store.credentials_by_email(email_address(email).key)
         else:
-            found = await self._store.credentials(handle) if HANDLE_PATTERN.match(handle) else None
-        verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, password)
+            found = await self._store.credentials(handle) if is_handle(handle) else None
+        verified = await self._verify(found.password_hash if found else None, password)
         if found is None or not verified:
             said = "email" if email else "handle"
             raise Unauthenticated(f"{said} or password is wrong", reason="BAD_CREDENTIALS")
@@ -307,21 +315,24 @@ class Users:
             raise InvalidArgument.field(field, "is required")
         user = await self.get_user(user_id)
         found = await self._store.credentials(user.handle)
-        verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, password)
+        verified = await self._verify(found.password_hash if found else None, password)
         if found is None or not verified:
             raise InvalidArgument.field(field, "does not match the current password", "BAD_PASSWORD")
         return found
 
     async def hash_password(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        return await self._hashing.hash(password)
 
-    def _verify(self, password_hash: str | None, password: str) -> bool:
-        try:
-            return (
-                self._hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
-            )
-        except (VerificationError, InvalidHashError):
-            return False
+    async def _verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether `password` matches; an unknown handle (no hash) costs as much and is false."""
+
+        def verify(candidate: str) -> bool:
+            try:
+                return self._hashing.hasher.verify(password_hash or self._dummy_hash, candidate)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await self._hashing.run(verify, password) and password_hash is not None
 
     async def logout(self, token: str) -> None:
         await self._store.delete_session(token_digest(token))
@@ -349,7 +360,7 @@ class Users:
         return user
 
     async def get_user_by_handle(self, handle: str) -> User:
-        found = await self._store.user_by_handle(handle) if HANDLE_PATTERN.match(handle) else None
+        found = await self._store.user_by_handle(handle) if is_handle(handle) else None
         if found is None:
             raise not_found("user", handle, "handle")
         (user,) = await self._with_tweet_counts([found])
@@ -399,7 +410,7 @@ class Users:
     async def resolve_handles(self, handles: Sequence[str]) -> list[User]:
         if len(handles) > HANDLES_MAX:
             raise InvalidArgument.field("handles", f"at most {HANDLES_MAX} at once")
-        valid = [h for h in handles if HANDLE_PATTERN.match(h)]
+        valid = [h for h in handles if is_handle(h)]
         return await self._store.users_by_handles(valid) if valid else []
 
     async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]:

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 import redis.asyncio as aioredis
+import redis.exceptions
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
@@ -22,12 +22,15 @@ from meshkit.errors import DEPENDENCY_ERRORS, not_found
 from meshkit.outbox import Outbox
 from meshkit.ratelimit import RateLimiter
 from meshkit.settings import Rate
+from meshkit.status import within
 from social import FOLLOWS_STREAM
 from social.caches import OwnerCache, live, stale, user_key
 from users_svc.mailing import CheckToken
 from users_svc.service import ComposeMail, Credentials, EmailTaken, HandleTaken, NewAddress, TokenMail, User
 
 log = logging.getLogger(__name__)
+# Anything Redis may answer to a cache write, and its being down or slow.
+_CACHE_WRITE_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, *DEPENDENCY_ERRORS)
 
 # Sent and given-up mails are kept this long for operators (envelope, times, last error; no body).
 MAIL_KEPT = timedelta(days=7)
@@ -396,25 +399,37 @@ class PostgresUserStore:
 
 
 class RedisSessionCache:
-    """The documented session cache (see meshkit.auth) that other services read."""
+    """The documented session cache (see meshkit.auth) that other services read. PostgreSQL is
+    the truth: every write here may fail without failing the call, because an entry lives at most
+    `max_seconds` and a miss asks PostgreSQL. A write that does not answer within `max_seconds`
+    is given up (the entry it would delete is gone by then anyway)."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, max_seconds: float) -> None:
         self._redis = redis
+        self._max_seconds = max_seconds
 
     async def remember(self, token: str, session: Session) -> None:
-        await cache_session(self._redis, token, session)
+        await self._best_effort(cache_session(self._redis, token, session, self._max_seconds), "cache")
 
     async def refill(self, token: str, session: Session) -> None:
-        # A cache: PostgreSQL answered, and a later lookup refills it if Redis is down now.
-        with contextlib.suppress(*DEPENDENCY_ERRORS):
-            await cache_session(self._redis, token, session)
+        await self.remember(token, session)
 
     async def forget(self, token: str) -> None:
-        await forget_session(self._redis, token)
+        await self._best_effort(forget_session(self._redis, token), "revoke")
 
     async def forget_digests(self, digests: Sequence[bytes]) -> None:
         if digests:
-            await self._redis.delete(*(digest_cache_key(d) for d in digests))
+            keys = [digest_cache_key(d) for d in digests]
+            await self._best_effort(self._redis.delete(*keys), "revoke")
+
+    async def _best_effort(self, write: Awaitable[object], what: str) -> None:
+        try:
+            await within(self._max_seconds, write)
+        except _CACHE_WRITE_ERRORS as error:
+            log.warning(
+                "session cache write lost; the entry expires by itself",
+                extra={"what": what, "error": error, "within_seconds": self._max_seconds},
+            )
 
 
 class RedisMailBudget:

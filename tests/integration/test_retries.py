@@ -57,7 +57,9 @@ async def peer() -> AsyncIterator[tuple[ScriptedUsers, pb_grpc.UserServiceAsyncS
     pb_grpc.add_UserServiceServicer_to_server(scripted, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    settings = load_settings({"REDIS_URL": "redis://127.0.0.1:1/0", "RPC_DEADLINE_SECONDS": "1"})
+    settings = load_settings(
+        {"REDIS_URL": "redis://127.0.0.1:1/0", "RPC_DEADLINE_SECONDS": "1", "PAGE_TOKEN_SECRET": "s" * 32}
+    )
     runtime = Runtime(settings)
     try:
         yield scripted, pb_grpc.UserServiceStub(runtime.channel(f"127.0.0.1:{port}", UsersPeer.SERVICE))

@@ -23,6 +23,7 @@ def home(
         FakeLiveFeed(),
         PageTokens("s"),
         original_of=tweets.original_of,
+        heartbeat_seconds=1,
     )
 
 
@@ -114,7 +115,7 @@ async def test_a_stream_gets_what_a_celebrity_posted_before_it_listened_to_their
     now = id_at(datetime.now(UTC))
     missed, later, before_stream = now + 1, now + 2, id_at(datetime(2025, 1, 1, tzinfo=UTC))
     tweets = FakeTweetIndex({7: [before_stream, missed, later]})
-    live = FakeLiveFeed([CelebrityFollow(7, following=True), (later, False), (missed, False), Heartbeat()])
+    live = FakeLiveFeed([CelebrityFollow(7, following=True), (later, False), (missed, False)])
     timeline = HomeTimeline(
         FakeFollowGraph.of_following({1: [7]}),
         tweets,
@@ -122,6 +123,7 @@ async def test_a_stream_gets_what_a_celebrity_posted_before_it_listened_to_their
         live,
         PageTokens("s"),
         original_of=tweets.original_of,
+        heartbeat_seconds=0.2,
     )
     stream = timeline.stream(1, None)
     assert [await anext(stream) for _ in range(3)] == [

@@ -14,6 +14,7 @@ from meshkit.auth import bearer_token, new_token
 from meshkit.errors import InvalidArgument, Unauthenticated
 from meshkit.ids import MAX_ID, parse_id
 from meshkit.pagination import MAX_PAGE_SIZE, PageTokens, page_size
+from social.text import is_invisible
 from tweets_svc.service import REQUEST_ID_MAX, TEXT_MAX, normalize_text, validate_request_id
 from users_svc.service import HANDLE_PATTERN, validate_new_user
 
@@ -26,7 +27,9 @@ TOKENS = PageTokens("property-test-secret")
 
 # Text that hypothesis draws from every Unicode category, with the awkward ones well represented.
 any_text = st.text(st.characters(codec=None), max_size=400) | st.text(
-    st.sampled_from(["a", "\x00", "\n", "\u0301", "\ud800", " ", "😀", "\u202e", "\x7f"]),
+    st.sampled_from(
+        ["a", "\x00", "\n", "\u0301", "\ud800", " ", "😀", "\u202e", "\x7f", "\u200b", "\u2800", "\u3164"]
+    ),
     max_size=300,
 )
 
@@ -41,6 +44,7 @@ def test_tweet_text_is_accepted_only_as_documented(text: str) -> None:
         return
     assert normalized == unicodedata.normalize("NFC", text)
     assert 1 <= len(normalized) <= TEXT_MAX and normalized.strip()
+    assert any(not is_invisible(c) for c in normalized)
     assert not any(unicodedata.category(c) in {"Cs"} for c in normalized)
     assert all(unicodedata.category(c) != "Cc" or c in "\n\t\r" for c in normalized)
 
@@ -65,7 +69,7 @@ def test_new_users_are_refused_with_the_field_named(handle: str, display_name: s
     except InvalidArgument as error:
         assert error.violations[0].field in {"handle", "display_name", "password"}
         return
-    assert HANDLE_PATTERN.match(handle)
+    assert HANDLE_PATTERN.fullmatch(handle)
     assert 8 <= len(password) <= 1024
 
 

@@ -7,8 +7,9 @@ import pytest
 from google.rpc import error_details_pb2
 
 from meshkit.auth import bearer_token, new_token
-from meshkit.errors import InvalidArgument, NotFound, Unauthenticated
+from meshkit.errors import InvalidArgument, NotFound, RedisOutage, Unauthenticated, is_outage_reply
 from meshkit.ids import id_at, parse_id, time_of
+from meshkit.runtime import OutageAwareParser
 from meshkit.status import as_domain_error, status_of
 from tweets_svc.service import TEXT_MAX, normalize_text, validate_request_id
 from users_svc.service import validate_new_user
@@ -21,6 +22,10 @@ from users_svc.service import validate_new_user
         ("a" * 16, "x", "password1", "handle"),
         ("bad-handle", "x", "password1", "handle"),
         ("héllo", "x", "password1", "handle"),
+        # A full match: `$` alone would accept a trailing newline ("alice\n" posing as alice).
+        ("alice\n", "x", "password1", "handle"),
+        ("\nalice", "x", "password1", "handle"),
+        ("ok", "\u3164", "password1", "display_name"),  # a Hangul filler: a blank name
         ("ok", "x" * 51, "password1", "display_name"),
         ("ok", "bell\x07", "password1", "display_name"),
         ("ok", "x", "short", "password"),
@@ -52,6 +57,37 @@ def test_bad_text_is_refused(text: str) -> None:
     with pytest.raises(InvalidArgument) as error:
         normalize_text(text)
     assert error.value.violations[0].field == "text"
+
+
+INVISIBLE = [
+    "\u200b",  # zero-width space (Cf)
+    "\u200d",  # zero-width joiner (Cf)
+    "\ufeff",  # byte-order mark (Cf)
+    "\u2800",  # Braille pattern blank (So, shows nothing)
+    "\u3164",  # Hangul filler (Lo, default-ignorable)
+    "\u115f\u1160",  # Hangul choseong and jungseong fillers
+    "\uffa0",  # halfwidth Hangul filler
+    "\u0301\u20dd",  # combining marks with nothing to sit on (Mn, Me)
+    "\ufe0f\U000e0020",  # a variation selector and a tag character
+    "\u3000\u200b\u2028",  # an ideographic space and a line separator around a zero-width space
+    "\u00ad\u034f\u180e\u2060\u2062",  # soft hyphen, grapheme joiner, invisible operators
+]
+
+
+@pytest.mark.parametrize("text", INVISIBLE)
+def test_a_tweet_of_only_invisible_characters_is_refused(text: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        normalize_text(text * 3)
+    assert error.value.violations[0].field == "text"
+    assert error.value.reason == "TEXT_INVISIBLE"
+    assert normalize_text(f"{text}x{text}")  # with something visible, they are fine (emoji joiners...)
+
+
+@pytest.mark.parametrize("text", ["\u3164\n", " \u200b"])
+def test_a_display_name_of_only_invisible_characters_is_refused(text: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        validate_new_user("ok", text, "password1")
+    assert error.value.violations[0].field == "display_name"
 
 
 def test_request_id_limits() -> None:
@@ -115,3 +151,33 @@ def test_a_peer_that_cannot_answer_now_is_unavailable_not_internal(code: grpc.St
 def test_a_peer_bug_stays_internal() -> None:
     error = grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(), "bug")
     assert as_domain_error(error, "/x/Y").code == grpc.StatusCode.INTERNAL
+
+
+@pytest.mark.parametrize(
+    ("reply", "outage"),
+    [
+        ("OOM command not allowed when used memory > 'maxmemory'.", True),
+        ("READONLY You can't write against a read only replica.", True),
+        ("LOADING Redis is loading the dataset in memory", True),
+        ("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSCRIPT.", True),
+        ("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", True),
+        ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist", True),
+        ("UNBLOCKED force unblock from blocking operation, instance state changed", True),
+        # Redis 6 wraps the error of a command a script ran.
+        (
+            "ERR Error running script (call to f_0123): @user_script:17: @user_script: 17:"
+            " -OOM command not allowed when used memory > 'maxmemory'.",
+            True,
+        ),
+        ("BUSYGROUP Consumer Group name already exists", False),
+        ("NOGROUP No such key 'events:tweets' or consumer group 'fanout'", False),
+        ("WRONGTYPE Operation against a key holding the wrong kind of value", False),
+        ("ERR unknown command 'FOO', with args beginning with:", False),
+    ],
+)
+def test_redis_replies_that_mean_an_outage_are_told_apart(reply: str, outage: bool) -> None:
+    assert is_outage_reply(reply) is outage
+    parsed = OutageAwareParser.parse_error(reply)
+    assert isinstance(parsed, RedisOutage) is outage
+    if outage:
+        assert as_domain_error(parsed, "/x/Y").code == grpc.StatusCode.UNAVAILABLE

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,tweetmesh/timeline/v1/timeline_service.proto\x12\x15tweetmesh.timeline.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(tweetmesh/tweets/v1/tweets_service.proto\"?\n\x16GetHomeTimelineRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"r\n\x17GetHomeTimelineResponse\x12*\n\x06tweets\x18\x01 \x03(\x0b\x32\x1a.tweetmesh.tweets.v1.Tweet\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\nrebuilding\x18\x03 \x01(\x08\"3\n\x19StreamHomeTimelineRequest\x12\x16\n\x0esince_tweet_id\x18\x01 \x01(\t\"5\n\x1bStreamGlobalTimelineRequest\x12\x16\n\x0esince_tweet_id\x18\x01 \x01(\t\"\xc5\x01\n\x1cStreamGlobalTimelineResponse\x12+\n\x05tweet\x18\x01 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.TweetH\x00\x12\x38\n\x08\x64\x65letion\x18\x02 \x01(\x0b\x32$.tweetmesh.timeline.v1.TweetDeletionH\x00\x12\x35\n\theartbeat\x18\x03 \x01(\x0b\x32 .tweetmesh.timeline.v1.HeartbeatH\x00\x42\x07\n\x05\x65vent\"!\n\rTweetDeletion\x12\x10\n\x08tweet_id\x18\x01 \x01(\t\"5\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc3\x01\n\x1aStreamHomeTimelineResponse\x12+\n\x05tweet\x18\x01 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.TweetH\x00\x12\x38\n\x08\x64\x65letion\x18\x02 \x01(\x0b\x32$.tweetmesh.timeline.v1.TweetDeletionH\x00\x12\x35\n\theartbeat\x18\x03 \x01(\x0b\x32 .tweetmesh.timeline.v1.HeartbeatH\x00\x42\x07\n\x05\x65vent2\xf3\x03\n\x0fTimelineService\x12\x8f\x01\n\x0fGetHomeTimeline\x12-.tweetmesh.timeline.v1.GetHomeTimelineRequest\x1a..tweetmesh.timeline.v1.GetHomeTimelineResponse\"\x1d\x90\x02\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/timelines/home\x12\xa1\x01\n\x12StreamHomeTimeline\x12\x30.tweetmesh.timeline.v1.StreamHomeTimelineRequest\x1a\x31.tweetmesh.timeline.v1.StreamHomeTimelineResponse\"$\x90\x02\x01\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/timelines/home:stream0\x01\x12\xa9\x01\n\x14StreamGlobalTimeline\x12\x32.tweetmesh.timeline.v1.StreamGlobalTimelineRequest\x1a\x33.tweetmesh.timeline.v1.StreamGlobalTimelineResponse\"&\x90\x02\x01\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/timelines/global:stream0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,tweetmesh/timeline/v1/timeline_service.proto\x12\x15tweetmesh.timeline.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(tweetmesh/tweets/v1/tweets_service.proto\"?\n\x16GetHomeTimelineRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"r\n\x17GetHomeTimelineResponse\x12*\n\x06tweets\x18\x01 \x03(\x0b\x32\x1a.tweetmesh.tweets.v1.Tweet\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\nrebuilding\x18\x03 \x01(\x08\"3\n\x19StreamHomeTimelineRequest\x12\x16\n\x0esince_tweet_id\x18\x01 \x01(\t\"5\n\x1bStreamGlobalTimelineRequest\x12\x16\n\x0esince_tweet_id\x18\x01 \x01(\t\"\xf8\x01\n\x1cStreamGlobalTimelineResponse\x12+\n\x05tweet\x18\x01 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.TweetH\x00\x12\x38\n\x08\x64\x65letion\x18\x02 \x01(\x0b\x32$.tweetmesh.timeline.v1.TweetDeletionH\x00\x12\x35\n\theartbeat\x18\x03 \x01(\x0b\x32 .tweetmesh.timeline.v1.HeartbeatH\x00\x12\x31\n\x03gap\x18\x04 \x01(\x0b\x32\".tweetmesh.timeline.v1.TimelineGapH\x00\x42\x07\n\x05\x65vent\"R\n\x0bTimelineGap\x12\x16\n\x0esince_tweet_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62\x65\x66ore_tweet_id\x18\x02 \x01(\t\x12\x12\n\npage_token\x18\x03 \x01(\t\"!\n\rTweetDeletion\x12\x10\n\x08tweet_id\x18\x01 \x01(\t\"5\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf6\x01\n\x1aStreamHomeTimelineResponse\x12+\n\x05tweet\x18\x01 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.TweetH\x00\x12\x38\n\x08\x64\x65letion\x18\x02 \x01(\x0b\x32$.tweetmesh.timeline.v1.TweetDeletionH\x00\x12\x35\n\theartbeat\x18\x03 \x01(\x0b\x32 .tweetmesh.timeline.v1.HeartbeatH\x00\x12\x31\n\x03gap\x18\x04 \x01(\x0b\x32\".tweetmesh.timeline.v1.TimelineGapH\x00\x42\x07\n\x05\x65vent2\xf3\x03\n\x0fTimelineService\x12\x8f\x01\n\x0fGetHomeTimeline\x12-.tweetmesh.timeline.v1.GetHomeTimelineRequest\x1a..tweetmesh.timeline.v1.GetHomeTimelineResponse\"\x1d\x90\x02\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/timelines/home\x12\xa1\x01\n\x12StreamHomeTimeline\x12\x30.tweetmesh.timeline.v1.StreamHomeTimelineRequest\x1a\x31.tweetmesh.timeline.v1.StreamHomeTimelineResponse\"$\x90\x02\x01\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/timelines/home:stream0\x01\x12\xa9\x01\n\x14StreamGlobalTimeline\x12\x32.tweetmesh.timeline.v1.StreamGlobalTimelineRequest\x1a\x33.tweetmesh.timeline.v1.StreamGlobalTimelineResponse\"&\x90\x02\x01\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/timelines/global:stream0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,13 +49,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMGLOBALTIMELINEREQUEST']._serialized_start=410
   _globals['_STREAMGLOBALTIMELINEREQUEST']._serialized_end=463
   _globals['_STREAMGLOBALTIMELINERESPONSE']._serialized_start=466
-  _globals['_STREAMGLOBALTIMELINERESPONSE']._serialized_end=663
-  _globals['_TWEETDELETION']._serialized_start=665
-  _globals['_TWEETDELETION']._serialized_end=698
-  _globals['_HEARTBEAT']._serialized_start=700
-  _globals['_HEARTBEAT']._serialized_end=753
-  _globals['_STREAMHOMETIMELINERESPONSE']._serialized_start=756
-  _globals['_STREAMHOMETIMELINERESPONSE']._serialized_end=951
-  _globals['_TIMELINESERVICE']._serialized_start=954
-  _globals['_TIMELINESERVICE']._serialized_end=1453
+  _globals['_STREAMGLOBALTIMELINERESPONSE']._serialized_end=714
+  _globals['_TIMELINEGAP']._serialized_start=716
+  _globals['_TIMELINEGAP']._serialized_end=798
+  _globals['_TWEETDELETION']._serialized_start=800
+  _globals['_TWEETDELETION']._serialized_end=833
+  _globals['_HEARTBEAT']._serialized_start=835
+  _globals['_HEARTBEAT']._serialized_end=888
+  _globals['_STREAMHOMETIMELINERESPONSE']._serialized_start=891
+  _globals['_STREAMHOMETIMELINERESPONSE']._serialized_end=1137
+  _globals['_TIMELINESERVICE']._serialized_start=1140
+  _globals['_TIMELINESERVICE']._serialized_end=1639
 # @@protoc_insertion_point(module_scope)
