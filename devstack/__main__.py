@@ -16,10 +16,11 @@ Environment:
                        and kept in <data dir>/tls (clients trust <data dir>/tls/tls.crt)
   CORS_ALLOWED_ORIGINS comma-separated origins (scheme://host[:port]) whose pages may call the API
                        (default none: the web client at / is same-origin)
-  USERS_PORT, TWEETS_PORT, FANOUT_PORT, TIMELINE_PORT
-                       the services' gRPC ports (defaults 50051, 50052, 50053, 50054)
-  USERS_METRICS_PORT, TWEETS_METRICS_PORT, FANOUT_METRICS_PORT, TIMELINE_METRICS_PORT
-                       the services' Prometheus /metrics (defaults 9101, 9102, 9103, 9104)
+  USERS_PORT, TWEETS_PORT, FANOUT_PORT, TIMELINE_PORT, MEDIA_PORT
+                       the services' gRPC ports (defaults 50051, 50052, 50053, 50054, 50055)
+  USERS_METRICS_PORT, TWEETS_METRICS_PORT, FANOUT_METRICS_PORT, TIMELINE_METRICS_PORT, MEDIA_METRICS_PORT
+                       the services' Prometheus /metrics (defaults 9101, 9102, 9103, 9104, 9105)
+  MEDIA_S3_URL         keep uploaded media in S3-compatible object storage instead of <data dir>/media
   POSTGRES_PORT        the embedded PostgreSQL (default 55432)
   REDIS_PORT           the embedded Redis (default 56379)
   SMTP_PORT            the local SMTP server (default 2525)
@@ -96,6 +97,7 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
         ("PostgreSQL", mesh.database_url),
         ("Redis", mesh.redis_url),
         ("SMTP", mesh.smtp_url),
+        ("media kept in", mesh.media_store),
         *([("mails kept in", str(mesh.mail_dir))] if mesh.mail_dir is not None else []),
         ("data dir", str(mesh.data_dir)),
     ]

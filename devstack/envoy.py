@@ -4,9 +4,9 @@ public API's allow list, runs it.
 The allow list: Envoy routes only the public RPCs, those with a google.api.http rule in the
 descriptor set it transcodes with, each by its exact gRPC path; anything else gets the template's
 last route (404 / UNIMPLEMENTED). The template holds one route per kind of RPC (its metadata
-`tweetmesh.kind`: `read`, `write`, `stream`); rendering replaces each with a copy per public RPC of
-that kind (its path and cluster: `tweetmesh.<cluster>.v1`), so a new RPC with an HTTP route is
-routed and a new internal one is not.
+`tweetmesh.kind`: `read`, `write`, `stream`, `upload`, `upload_stream`, `download`); rendering
+replaces each with a copy per public RPC of that kind (its path and cluster:
+`tweetmesh.<cluster>.v1`), so a new RPC with an HTTP route is routed and a new internal one is not.
 
 In a container: `python -m devstack.envoy --listen 0.0.0.0:8080 --metrics 0.0.0.0:9902
 --upstream users=users:50051 --upstream tweets=tweets:50052 --upstream timeline=timeline:50054`
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from google.api import annotations_pb2
+from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
 from devstack import binaries
@@ -71,7 +71,8 @@ API_PACKAGE = "tweetmesh."
 _LOCAL_RATE_LIMIT = ".local_ratelimit.v3.LocalRateLimit"
 # The kinds of public RPC: a route of the template with one of these in its metadata `tweetmesh.kind`
 # stands for every public RPC of that kind.
-ROUTE_KINDS = ("read", "write", "stream")
+ROUTE_KINDS = ("read", "write", "stream", "upload", "upload_stream", "download")
+HTTP_BODY = ".google.api.HttpBody"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,28 +91,76 @@ class PublicRpc:
     path: str  # "/tweetmesh.users.v1.UserService/GetUser"
     service: str  # "tweetmesh.users.v1.UserService"
     cluster: str  # "users": the second part of the package
-    kind: str  # "read" (an HTTP GET), "write" (any other verb) or "stream" (a streaming RPC)
+    # Its google.api.http path templates ("/v1/users/{user_id}"), additional bindings included.
+    http_paths: tuple[str, ...]
+    # "upload" (raw bytes in: an HttpBody request body), "upload_stream" (a client stream: bytes in
+    # chunks), "download" (raw bytes out: a stream whose HTTP body is an HttpBody field), "stream"
+    # (a live server stream), "read" (any other HTTP GET) or "write" (any other verb).
+    kind: str
+
+
+def _field_type(message: descriptor_pb2.DescriptorProto, name: str) -> str:
+    return next((f.type_name for f in message.field if f.name == name), "")
+
+
+def _kind(
+    method: descriptor_pb2.MethodDescriptorProto, messages: Mapping[str, descriptor_pb2.DescriptorProto]
+) -> str:
+    rule = method.options.Extensions[annotations_pb2.http]
+    if method.client_streaming:
+        return "upload_stream"
+    if _field_type(messages[method.input_type], rule.body) == HTTP_BODY:
+        return "upload"
+    if method.server_streaming:
+        raw = _field_type(messages[method.output_type], rule.response_body) == HTTP_BODY
+        return "download" if raw else "stream"
+    return "read" if rule.WhichOneof("pattern") == "get" else "write"
 
 
 def public_rpcs(descriptor_set: bytes) -> list[PublicRpc]:
     """Every RPC of the tweetmesh packages that has a google.api.http rule, in descriptor order."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set).file
+    messages = {f".{file.package}.{message.name}": message for file in files for message in file.message_type}
     found = []
-    for file in descriptor_pb2.FileDescriptorSet.FromString(descriptor_set).file:
+    for file in files:
         if not file.package.startswith(API_PACKAGE):
             continue
         cluster = file.package.split(".")[1]
         for service in file.service:
             full_name = f"{file.package}.{service.name}"
             for method in service.method:
-                if not method.options.HasExtension(annotations_pb2.http):
-                    continue
-                verb = method.options.Extensions[annotations_pb2.http].WhichOneof("pattern")
-                if method.server_streaming or method.client_streaming:
-                    kind = "stream"
-                else:
-                    kind = "read" if verb == "get" else "write"
-                found.append(PublicRpc(f"/{full_name}/{method.name}", full_name, cluster, kind))
+                if method.options.HasExtension(annotations_pb2.http):
+                    rule = method.options.Extensions[annotations_pb2.http]
+                    found.append(
+                        PublicRpc(
+                            f"/{full_name}/{method.name}",
+                            full_name,
+                            cluster,
+                            _http_paths(rule),
+                            _kind(method, messages),
+                        )
+                    )
     return found
+
+
+def _http_paths(rule: http_pb2.HttpRule) -> tuple[str, ...]:
+    verb = rule.WhichOneof("pattern")
+    own = rule.custom.path if verb == "custom" else getattr(rule, verb or "get")
+    return (own, *(path for extra in rule.additional_bindings for path in _http_paths(extra)))
+
+
+def _http_path_match(template: str) -> dict[str, Any]:
+    """An Envoy route match for a google.api.http path template: exact, or a regex where the
+    template has {variables} (each one path segment); never a CORS preflight (OPTIONS), which has
+    its own routes."""
+    not_preflight = [{"name": ":method", "string_match": {"exact": "OPTIONS"}, "invert_match": True}]
+    if "{" not in template:
+        return {"path": template, "headers": not_preflight}
+    parts = re.split(r"\{[^}]*\}", template)
+    return {
+        "safe_regex": {"regex": "[^/]+".join(re.escape(part) for part in parts)},
+        "headers": not_preflight,
+    }
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -151,7 +200,7 @@ def _set_transcoders(node: Any, descriptor: str, services: list[str]) -> int:
     return found
 
 
-def _kind(route: Any) -> Any:
+def _route_kind(route: Any) -> Any:
     return route.get("metadata", {}).get("filter_metadata", {}).get("tweetmesh", {}).get("kind")
 
 
@@ -167,7 +216,13 @@ def _managers(listener: Any, template: Path) -> list[Any]:
 
 def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str], template: Path) -> None:
     """Replaces each route of a kind with one exact-path route per public RPC of that kind, in every
-    virtual host of `listener` that has them."""
+    virtual host of `listener` that has them.
+
+    The filters before the transcoder (the body limit) see an HTTP/JSON call's own path, not the
+    RPC's: so a kind whose route carries settings for filters (`typed_per_filter_config`) also
+    gets, per RPC, a route for each of its HTTP paths with the same settings. It never forwards
+    anything: the transcoder turns such a call into the RPC's path first, and a call it does not
+    transcode gets 404 there, as from the last route."""
     unrouted = {rpc.cluster for rpc in rpcs} - clusters
     if unrouted:
         raise DevstackError(
@@ -178,7 +233,7 @@ def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str],
     ]
     rendered = 0
     for host in hosts:
-        prototypes = {_kind(r): r for r in host.get("routes", []) if _kind(r) in ROUTE_KINDS}
+        prototypes = {_route_kind(r): r for r in host.get("routes", []) if _route_kind(r) in ROUTE_KINDS}
         if not prototypes:
             continue
         if missing := {rpc.kind for rpc in rpcs} - set(prototypes):
@@ -187,7 +242,7 @@ def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str],
             )
         routes = []
         for route in host["routes"]:
-            kind = _kind(route)
+            kind = _route_kind(route)
             if kind not in ROUTE_KINDS:
                 routes.append(route)
                 continue
@@ -199,10 +254,24 @@ def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str],
                 copied["match"] = {"path": rpc.path}
                 copied["route"]["cluster"] = rpc.cluster
                 routes.append(copied)
+                if "typed_per_filter_config" in route:
+                    routes.extend(_http_twins(route, rpc))
         host["routes"] = routes
         rendered += 1
     if rendered == 0:
         raise DevstackError(f"{template}: no virtual host has routes of the kinds {', '.join(ROUTE_KINDS)}")
+
+
+def _http_twins(route: Any, rpc: PublicRpc) -> list[Any]:
+    """Routes for `rpc`'s HTTP paths that carry `route`'s filter settings and answer 404."""
+    twins = []
+    for http_path in rpc.http_paths:
+        twin = {key: copy.deepcopy(value) for key, value in route.items() if key not in ("route", "match")}
+        twin["name"] = f"{rpc.path.removeprefix('/')} {http_path}"
+        twin["match"] = _http_path_match(http_path)
+        twin["direct_response"] = {"status": 404, "body": {"inline_string": "not found"}}
+        twins.append(twin)
+    return twins
 
 
 def _listener(config: Any, name: str, template: Path) -> Any:

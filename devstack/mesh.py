@@ -1,4 +1,4 @@
-"""The whole mesh on this machine: PostgreSQL, Redis, a local SMTP server, migrations, the four
+"""The whole mesh on this machine: PostgreSQL, Redis, a local SMTP server, migrations, the five
 services and Envoy.
 
 Used by `make run` (devstack/__main__.py) and by the test suite's fixtures.
@@ -34,8 +34,8 @@ from meshkit.healthcheck import health_status
 from social.services import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("users", "tweets", "fanout", "timeline")  # start order; stop is the reverse
-PUBLIC_SERVICES = ("users", "tweets", "timeline")  # the Envoy clusters
+SERVICES = ("users", "tweets", "fanout", "timeline", "media")  # start order; stop is the reverse
+PUBLIC_SERVICES = ("users", "tweets", "timeline", "media")  # the Envoy clusters
 HOST = "127.0.0.1"
 # Retry a not-yet-listening service quickly instead of gRPC's default backoff (1 s, growing).
 _FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 250)]
@@ -53,11 +53,13 @@ class MeshPorts:
     tweets: int = DEFAULT_PORTS["tweets"].grpc
     fanout: int = DEFAULT_PORTS["fanout"].grpc
     timeline: int = DEFAULT_PORTS["timeline"].grpc
+    media: int = DEFAULT_PORTS["media"].grpc
     # Each service's Prometheus /metrics (METRICS_PORT).
     users_metrics: int = DEFAULT_PORTS["users"].metrics
     tweets_metrics: int = DEFAULT_PORTS["tweets"].metrics
     fanout_metrics: int = DEFAULT_PORTS["fanout"].metrics
     timeline_metrics: int = DEFAULT_PORTS["timeline"].metrics
+    media_metrics: int = DEFAULT_PORTS["media"].metrics
     postgres: int = 55432
     redis: int = 56379
     # The local SMTP server that keeps mails as files (devstack.smtp).
@@ -174,6 +176,7 @@ class Mesh:
         self._redis: Server | None = None
         self._smtp: Server | None = None
         self._mail_folder = self._data_dir / "mail"
+        self._media_folder = self._data_dir / "media"
         self._envoy: Server | None = None
         self._services: dict[str, ManagedProcess] = {}
         self._service_envs: dict[str, dict[str, str]] = {}
@@ -218,6 +221,15 @@ class Mesh:
         if self._smtp is None:
             raise DevstackError("the SMTP server is not running: call start() first")
         return self._smtp.url
+
+    @property
+    def media_store(self) -> str:
+        """Where media_svc keeps uploads: the object storage MEDIA_S3_URL names, or its folder."""
+        return (
+            self._env_overrides.get("MEDIA_S3_URL")
+            or os.environ.get("MEDIA_S3_URL")
+            or str(self._media_folder)
+        )
 
     @property
     def mail_dir(self) -> Path | None:
@@ -424,6 +436,8 @@ class Mesh:
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
             "SMTP_URL": self.smtp_url,
+            # media_svc's local blob store (unless MEDIA_S3_URL names object storage).
+            "MEDIA_DIR": str(self._media_folder),
             "LISTEN_HOST": HOST,
             "PAGE_TOKEN_SECRET": os.environ.get("PAGE_TOKEN_SECRET") or self._page_token_secret(),
             **addresses,

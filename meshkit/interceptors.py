@@ -1,6 +1,7 @@
-"""The shape every server interceptor of the kit shares: wrap each unary and server-streaming
-handler of a method in one function of the interceptor's own (errors, telemetry, call facts), once
-per method; the call facts a handler reads; and answers a handler prepared as bytes."""
+"""The shape every server interceptor of the kit shares: wrap each unary, server-streaming and
+client-streaming handler of a method in one function of the interceptor's own (errors, telemetry,
+call facts, rate limits), once per method; the call facts a handler reads; and answers a handler
+prepared as bytes."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ class Prepared:
 
 
 class HandlerInterceptor(grpc.aio.ServerInterceptor):
-    """Subclasses say how to wrap a unary and a server-streaming behaviour, given the method name.
+    """Subclasses say how to wrap a unary, a server-streaming and a client-streaming behaviour (one
+    that reads a stream of requests and answers once: an upload in chunks), given the method name.
+    Bidirectional streams are left as they are: the mesh serves none.
 
     The wrapped handler of a method is built on its first call and kept: later calls of the method
     reuse it (a method's handler never changes), so the interceptors outside this one are the only
@@ -40,6 +43,9 @@ class HandlerInterceptor(grpc.aio.ServerInterceptor):
         raise NotImplementedError
 
     def wrap_stream(self, behavior: Handler, method: str) -> Handler:
+        raise NotImplementedError
+
+    def wrap_client_stream(self, behavior: Handler, method: str) -> Handler:
         raise NotImplementedError
 
     def wrap_deserializer(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -70,6 +76,12 @@ class HandlerInterceptor(grpc.aio.ServerInterceptor):
         elif handler.unary_stream is not None:
             built = grpc.unary_stream_rpc_method_handler(
                 self.wrap_stream(handler.unary_stream, method),
+                request_deserializer=self.wrap_deserializer(handler.request_deserializer),
+                response_serializer=self.wrap_serializer(handler.response_serializer),
+            )
+        elif handler.stream_unary is not None:
+            built = grpc.stream_unary_rpc_method_handler(
+                self.wrap_client_stream(handler.stream_unary, method),
                 request_deserializer=self.wrap_deserializer(handler.request_deserializer),
                 response_serializer=self.wrap_serializer(handler.response_serializer),
             )
@@ -123,6 +135,12 @@ class CallFactsInterceptor(HandlerInterceptor):
 
         return handle
 
+    def wrap_client_stream(self, behavior: Handler, method: str) -> Handler:
+        async def handle(requests: Any, context: Any) -> Any:
+            return await behavior(requests, CallFacts(context))
+
+        return handle
+
 
 class PreparedResponses(HandlerInterceptor):
     """Lets handlers answer with Prepared bytes: sent as they are, never serialized again. It wraps
@@ -132,6 +150,9 @@ class PreparedResponses(HandlerInterceptor):
         return behavior
 
     def wrap_stream(self, behavior: Handler, method: str) -> Handler:
+        return behavior
+
+    def wrap_client_stream(self, behavior: Handler, method: str) -> Handler:
         return behavior
 
     def wrap_serializer(self, serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:

@@ -330,6 +330,20 @@ class RateLimitInterceptor(HandlerInterceptor):
 
         return limited
 
+    def wrap_client_stream(self, behavior: Handler, method: str) -> Handler:
+        """An upload in chunks is charged once, as it opens (its requests are not read yet, so
+        its policy may count per user and per address, not per request field; nor hold caps)."""
+        policy = self._policies.get(method, ())
+        if any(limit.scope is Scope.FIELD or isinstance(limit, Cap) for limit in policy):
+            raise TypeError(f"{method}: a client stream's policy counts per user and address only")
+
+        async def limited(requests: Any, context: Any) -> Any:
+            CLIENT_ADDRESS.set(self._address(context))
+            await self.check(method, policy, None, context)
+            return await behavior(requests, context)
+
+        return limited
+
     def wrap_stream(self, behavior: Handler, method: str) -> Handler:
         policy = self._policies.get(method, ())
 

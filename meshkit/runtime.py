@@ -246,6 +246,11 @@ class Runtime(Generic[S]):
             self._stack.push_async_callback(channel.close)
         return self._channels[address]
 
+    def depends_on(self, name: str, probe: Probe) -> None:
+        """Health follows `probe` too (a dependency the service opened itself, such as a blob
+        store): NOT_SERVING while it fails or does not answer within the RPC deadline."""
+        self._probes[name] = probe
+
     def limit_rates(
         self,
         redis: aioredis.Redis,
@@ -328,13 +333,18 @@ class Runtime(Generic[S]):
 
 
 Setup = Callable[[Runtime[S], grpc.aio.Server], Awaitable[list[str]]]
+# gRPC's own default: the largest request message a service accepts.
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
-async def serve(settings: S, setup: Setup[S], rate_limits: Policies) -> None:
+async def serve(
+    settings: S, setup: Setup[S], rate_limits: Policies, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+) -> None:
     """Builds the service with `setup` (which registers servicers and returns their full names),
     serves until SIGTERM or SIGINT, then stops gracefully: NOT_SERVING first, in-flight calls get
     `grace_seconds`, background work is cancelled, connections closed. `rate_limits` are the
-    service's policies, turned on by its setup (Runtime.limit_rates)."""
+    service's policies, turned on by its setup (Runtime.limit_rates); `max_request_bytes` the
+    largest request message it takes (larger: RESOURCE_EXHAUSTED from gRPC itself)."""
     limiter = RateLimitInterceptor(rate_limits)
     runtime = Runtime(settings, limiter)
     server = grpc.aio.server(
@@ -353,7 +363,7 @@ async def serve(settings: S, setup: Setup[S], rate_limits: Policies) -> None:
         options=[
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+            ("grpc.max_receive_message_length", max_request_bytes),
         ],
     )
     health = HealthServicer()
@@ -391,10 +401,14 @@ async def serve(settings: S, setup: Setup[S], rate_limits: Policies) -> None:
 
 
 def main(
-    service: str, load_settings: Callable[[], S], setup: Setup[S], rate_limits: Policies | None = None
+    service: str,
+    load_settings: Callable[[], S],
+    setup: Setup[S],
+    rate_limits: Policies | None = None,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
 ) -> None:
     """The body of `python -m <service>_svc`: its settings (or a message naming what is wrong),
-    then the service, with its rate-limit policies."""
+    then the service, with its rate-limit policies and request size limit."""
     try:
         settings = load_settings()
     except SettingsError as error:
@@ -403,4 +417,4 @@ def main(
     # uvloop: the event loop on libuv, measurably less CPU per call than asyncio's own (README,
     # "Profiling the read and post paths").
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(settings, setup, rate_limits or {}))
+        runner.run(serve(settings, setup, rate_limits or {}, max_request_bytes))

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from devstack.mesh import SERVICES, Mesh, MeshPorts
+from devstack.mesh import Mesh, MeshPorts
 from devstack.tls import self_signed
 from tests.helpers import Stubs
 
@@ -34,6 +34,8 @@ TEST_ENV = {
     "RATE_LIMIT_LOGIN_PER_ADDRESS": "100000/60",
     "RATE_LIMIT_LOGIN_PER_ACCOUNT": "100000/60",
     "RATE_LIMIT_SIGNUP_PER_ADDRESS": "100000/60",
+    "RATE_LIMIT_UPLOAD_PER_USER": "100000/60",
+    "RATE_LIMIT_UPLOAD_PER_ADDRESS": "100000/60",
     "RATE_LIMIT_RESET_PER_ADDRESS": "100000/60",
     "RATE_LIMIT_RESET_PER_EMAIL": "100000/60",
     "RATE_LIMIT_MAIL_PER_ACCOUNT": "100000/60",
@@ -105,8 +107,17 @@ def mesh() -> Iterator[Mesh]:
 
 @contextlib.contextmanager
 def mesh_stubs(mesh: Mesh, channel_options: list[tuple[str, Any]] | None = None) -> Iterator[Stubs]:
-    users, tweets, fanout, timeline = (f"127.0.0.1:{mesh.ports.of(name)}" for name in SERVICES)
-    client = Stubs(users, tweets, fanout, timeline, channel_options=channel_options or [])
+    def address(name: str) -> str:
+        return f"127.0.0.1:{mesh.ports.of(name)}"
+
+    client = Stubs(
+        users_addr=address("users"),
+        tweets_addr=address("tweets"),
+        fanout_addr=address("fanout"),
+        timeline_addr=address("timeline"),
+        media_addr=address("media"),
+        channel_options=channel_options or [],
+    )
     try:
         yield client
     finally:

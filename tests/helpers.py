@@ -25,6 +25,8 @@ from meshkit.rpc_details import error_details
 from social.timelines import home_key, unpack
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
+from tweetmesh.media.v1 import media_service_pb2 as media_pb
+from tweetmesh.media.v1 import media_service_pb2_grpc as media_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -48,7 +50,8 @@ def rpc_routes() -> dict[str, str]:
     """Every RPC of the mesh by full path ("/pkg.Service/Method"), mapped to the HTTP verb of its
     Envoy route, or "" for the internal ones (no route)."""
     found = {}
-    for file in (users_pb.DESCRIPTOR, tweets_pb.DESCRIPTOR, timeline_pb.DESCRIPTOR, fanout_pb.DESCRIPTOR):
+    files = (users_pb, tweets_pb, timeline_pb, fanout_pb, media_pb)
+    for file in (module.DESCRIPTOR for module in files):
         for service in file.services_by_name.values():
             for method in service.methods:
                 rule = method.GetOptions().Extensions[annotations_pb2.http]
@@ -112,6 +115,7 @@ class Stubs:
     tweets_addr: str
     fanout_addr: str
     timeline_addr: str
+    media_addr: str
     channel_options: list[tuple[str, Any]] = field(default_factory=list)
     _channels: list[grpc.Channel] = field(default_factory=list)
 
@@ -125,11 +129,12 @@ class Stubs:
         self.tweets = tweets_grpc.TweetServiceStub(channel(self.tweets_addr))
         self.fanout = fanout_grpc.FanoutServiceStub(channel(self.fanout_addr))
         self.timeline = timeline_grpc.TimelineServiceStub(channel(self.timeline_addr))
+        self.media = media_grpc.MediaServiceStub(channel(self.media_addr))
 
     @classmethod
     def through(cls, address: str) -> Stubs:
         """Stubs of every service at one address (Envoy's)."""
-        return cls(address, address, address, address)
+        return cls(address, address, address, address, address)
 
     def close(self) -> None:
         for ch in self._channels:
@@ -150,6 +155,12 @@ class Stubs:
         return self.tweets.CreateTweet(
             tweets_pb.CreateTweetRequest(text=text, **kwargs), metadata=author.auth, timeout=10
         ).tweet
+
+    def upload(self, owner: Account, data: bytes, content_type: str) -> media_pb.Media:
+        """Media uploaded as `owner` (whole, as one message)."""
+        request = media_pb.UploadMediaRequest()
+        request.body.content_type, request.body.data = content_type, data
+        return self.media.UploadMedia(request, metadata=owner.auth, timeout=60).media
 
     def home(
         self, viewer: Account, page_size: int = 100, page_token: str = ""

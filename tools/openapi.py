@@ -26,6 +26,13 @@ TITLE = "tweetmesh public API"
 SERVER = "http://127.0.0.1:8080"
 # The transcoder sends a server stream as one JSON object per line with this content type.
 STREAM_CONTENT_TYPE = "application/json"
+# A google.api.HttpBody body is raw bytes of its own content type, not JSON.
+HTTP_BODY = "google.api.HttpBody"
+
+
+def _raw() -> dict[str, Any]:
+    return {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+
 
 _SCALARS: dict[int, dict[str, Any]] = {
     FieldProto.TYPE_DOUBLE: {"type": "number", "format": "double"},
@@ -231,6 +238,17 @@ class _Spec:
             params.append(param)
         return params
 
+    def field_type(self, message: str, field_name: str) -> str:
+        """The message type of a top-level field ("" for a scalar, or no such field: "*")."""
+        return next(
+            (f.type_name.lstrip(".") for f in self._messages[message].field if f.name == field_name), ""
+        )
+
+    def _result(self, response: str, route: _Route) -> dict[str, Any]:
+        if route.response_body:
+            return self.field_schema(response, route.response_body)
+        return self.ref(response)
+
     def field_schema(self, message: str, field_name: str) -> dict[str, Any]:
         top = field_name.split(".", maxsplit=1)[0]
         field = next(f for f in self._messages[message].field if f.name == top)
@@ -289,21 +307,27 @@ class _Spec:
         if parameters:
             operation["parameters"] = parameters
         if route.body:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": self.body_schema(request, route.body, names)}},
-            }
-        if route.response_body:
-            result = self.field_schema(response, route.response_body)
-        else:
-            result = self.ref(response)
-        if method.server_streaming:
+            if self.field_type(request, route.body) == HTTP_BODY:
+                content: dict[str, Any] = _raw()
+            elif method.client_streaming:
+                # A client stream through the transcoder: a JSON array of the messages, in order.
+                schema = self.body_schema(request, route.body, names)
+                content = {"application/json": {"schema": {"type": "array", "items": schema}}}
+            else:
+                content = {"application/json": {"schema": self.body_schema(request, route.body, names)}}
+            operation["requestBody"] = {"required": True, "content": content}
+        if route.response_body and self.field_type(response, route.response_body) == HTTP_BODY:
+            ok = {"description": "The bytes, with their own Content-Type.", "content": _raw()}
+        elif method.server_streaming:
             ok = {
                 "description": "A stream of newline-delimited JSON objects, one per event.",
-                "content": {STREAM_CONTENT_TYPE: {"schema": result}},
+                "content": {STREAM_CONTENT_TYPE: {"schema": self._result(response, route)}},
             }
         else:
-            ok = {"description": "OK", "content": {"application/json": {"schema": result}}}
+            ok = {
+                "description": "OK",
+                "content": {"application/json": {"schema": self._result(response, route)}},
+            }
         operation["responses"] = {
             "200": ok,
             **{code: {"$ref": f"#/components/responses/Error{code}"} for code in _ERROR_STATUSES},

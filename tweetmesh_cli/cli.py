@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import mimetypes
 import os
 import sys
 import time
@@ -20,6 +21,8 @@ import grpc
 from google.rpc import error_details_pb2
 
 from meshkit.rpc_details import error_details
+from tweetmesh.media.v1 import media_service_pb2 as media_pb
+from tweetmesh.media.v1 import media_service_pb2_grpc as media_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -30,6 +33,9 @@ from tweetmesh_cli.config import Config, Session, config_path
 
 DEFAULT_TARGET = "127.0.0.1:8080"
 TIMEOUT_SECONDS = 15.0
+# Uploads go in chunks of this size (a gRPC message is at most 4 MiB by default).
+UPLOAD_CHUNK_BYTES = 1024 * 1024
+UPLOAD_TIMEOUT_SECONDS = 120.0
 # A broken live stream is reopened after this long, from the last tweet seen.
 RECONNECT_SECONDS = 1.0
 SEEN_REMEMBERED = 1000
@@ -49,6 +55,7 @@ class Client:
         self.users = users_grpc.UserServiceStub(self._channel)
         self.tweets = tweets_grpc.TweetServiceStub(self._channel)
         self.timeline = timeline_grpc.TimelineServiceStub(self._channel)
+        self.media = media_grpc.MediaServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -89,8 +96,18 @@ def render_tweet(tweet: tweets_pb.Tweet) -> str:
     author = tweet.author
     name = f"{author.display_name} @{author.handle}" if author.handle else f"user {tweet.author_id}"
     reply = f" · reply to {tweet.reply_to_tweet_id}" if tweet.reply_to_tweet_id else ""
-    body = "\n".join(f"  {line}" for line in tweet.text.splitlines() or [""])
+    lines = [f"  {line}" for line in tweet.text.splitlines()]
+    lines += [f"  {render_media(media)}" for media in tweet.media]
+    body = "\n".join(lines or ["  "])
     return f"{name} · {_when(tweet)}{reply} · id {tweet.tweet_id}\n{body}"
+
+
+def render_media(media: tweets_pb.TweetMedia) -> str:
+    """[image/png 300x200] /v1/media/123 "alt text" """
+    seconds = media.duration.ToMilliseconds() / 1000
+    length = f", {seconds:g} s" if seconds else ""
+    alt = f' "{media.alt_text}"' if media.alt_text else ""
+    return f"[{media.content_type} {media.width}x{media.height}{length}] {media.url}{alt}"
 
 
 def render_user(user: users_pb.User) -> str:
@@ -241,14 +258,53 @@ def cmd_unfollow(client: Client, args: argparse.Namespace, out: TextIO) -> None:
 
 def cmd_post(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     text = sys.stdin.read().rstrip("\n") if args.text == ["-"] else " ".join(args.text)
+    if len(args.alt) > len(args.media):
+        raise CliError("give each --alt after the --media it describes")
+    # A file is uploaded first; anything else is taken as the id of an upload.
+    media_ids = [
+        _upload(client, item, None).media_id if os.path.isfile(item) else item for item in args.media
+    ]
     request = tweets_pb.CreateTweetRequest(
         text=text,
         reply_to_tweet_id=args.reply_to or "",
         # One id per invocation: gRPC retries of this call cannot post twice.
         request_id=uuid.uuid4().hex,
+        media_ids=media_ids,
+        alt_texts=dict(zip(media_ids, args.alt, strict=False)),
     )
     tweet = client.tweets.CreateTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS).tweet
     out.write(f"posted:\n{render_tweet(tweet)}\n")
+
+
+def _upload_parts(data: bytes, content_type: str) -> Iterator[media_pb.UploadMediaStreamRequest]:
+    yield media_pb.UploadMediaStreamRequest(start=media_pb.UploadStart(content_type=content_type))
+    for start in range(0, len(data), UPLOAD_CHUNK_BYTES):
+        yield media_pb.UploadMediaStreamRequest(chunk=data[start : start + UPLOAD_CHUNK_BYTES])
+
+
+def _upload(client: Client, path: str, content_type: str | None) -> media_pb.Media:
+    """Uploads a file in chunks; the server reads its type from its content and checks the claim
+    (by default, the type its name suggests)."""
+    claimed = content_type or mimetypes.guess_type(path)[0] or ""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror}") from None
+    return client.media.UploadMediaStream(
+        _upload_parts(data, claimed), metadata=client.auth(), timeout=UPLOAD_TIMEOUT_SECONDS
+    ).media
+
+
+def cmd_upload(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    media = _upload(client, args.path, args.content_type)
+    size = f"{media.width}x{media.height}"
+    if media.duration.ToMilliseconds():
+        size += f", {media.duration.ToMilliseconds() / 1000:g} s"
+    out.write(
+        f"uploaded {media.content_type} ({size}, {media.size_bytes:,} bytes): media id {media.media_id}\n"
+    )
+    out.write(f"  {media.url}\n")
 
 
 def _print_page(out: TextIO, tweets: Sequence[tweets_pb.Tweet], next_page_token: str, empty: str) -> None:
@@ -341,6 +397,90 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
 Command = Callable[[Client, argparse.Namespace, TextIO], None]
 
 
+AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
+
+
+def _password_stdin(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+
+def _paged(sub: argparse.ArgumentParser, what: str = "tweets") -> None:
+    sub.add_argument("--limit", type=int, default=20, help=f"{what} per page (at most 100)")
+    sub.add_argument("--page-token", help="the next page, as printed after a page")
+
+
+def _account_commands(command: AddCommand) -> None:
+    for name, run, text in (
+        ("signup", cmd_signup, "create an account and log in"),
+        ("login", cmd_login, "log in and keep the token in the config file"),
+    ):
+        sub = command(name, run, text)
+        if name == "signup":
+            sub.add_argument("handle", help="1-15 of A-Z a-z 0-9 _")
+            sub.add_argument("--display-name", help="defaults to the handle")
+            sub.add_argument("--email", help="an email address (a verification mail is sent to it)")
+        else:
+            sub.add_argument("handle", metavar="HANDLE_OR_EMAIL", help="a handle or a verified email address")
+        _password_stdin(sub)
+    command("verify-email", cmd_verify_email, "verify your email address with the mailed token").add_argument(
+        "token"
+    )
+    change_email = command(
+        "change-email", cmd_change_email, "set or change your email address (or --remove it)"
+    )
+    change_email.add_argument("email", nargs="?")
+    change_email.add_argument("--remove", action="store_true", help="remove the address from the account")
+    _password_stdin(change_email)
+    command("resend-verification", cmd_resend_verification, "mail a new verification token to your address")
+    command("forgot-password", cmd_forgot_password, "mail a password-reset token").add_argument("email")
+    reset = command("reset-password", cmd_reset_password, "choose a new password with the mailed token")
+    reset.add_argument("token")
+    _password_stdin(reset)
+    command("logout", cmd_logout, "revoke the saved token and forget it")
+    command("whoami", cmd_whoami, "the logged-in account")
+    command("follow", cmd_follow, "follow someone").add_argument("handle")
+    command("unfollow", cmd_unfollow, "stop following someone").add_argument("handle")
+
+
+def _writing_commands(command: AddCommand) -> None:
+    post = command("post", cmd_post, "post a tweet (`-` reads the text from stdin)")
+    post.add_argument("text", nargs="*")
+    post.add_argument("--reply-to", metavar="TWEET_ID")
+    post.add_argument(
+        "--media",
+        action="append",
+        default=[],
+        metavar="FILE_OR_MEDIA_ID",
+        help="an image or video to show (a file is uploaded first); up to 4",
+    )
+    post.add_argument(
+        "--alt", action="append", default=[], metavar="TEXT", help="alt text of the --media before it"
+    )
+    upload = command(
+        "upload", cmd_upload, "upload an image (JPEG, PNG, GIF, WebP) or a video (MP4); prints its media id"
+    )
+    upload.add_argument("path")
+    upload.add_argument("--content-type", help="default: guessed from the file's name")
+
+
+def _reading_commands(command: AddCommand) -> None:
+    _paged(command("timeline", cmd_timeline, "your home timeline, newest first"))
+    tweets = command("tweets", cmd_tweets, "someone's tweets, newest first")
+    tweets.add_argument("handle")
+    _paged(tweets)
+    search = command(
+        "search",
+        cmd_search,
+        'tweets matching words, "phrases", #tags, -excluded words, OR (best first); --users for people',
+    )
+    search.add_argument("query", nargs="+")
+    search.add_argument("--users", action="store_true", help="people whose handle or name starts with it")
+    _paged(search, "results")
+    watch = command("watch", cmd_watch, "your home timeline live, as tweets arrive")
+    watch.add_argument("--since", metavar="TWEET_ID", help="first replay what came after this tweet")
+    watch.add_argument("--heartbeats", action="store_true", help="show the stream's heartbeats too")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="tweetmesh",
@@ -358,63 +498,9 @@ def parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    def password_stdin(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-
-    for name, run, text in (
-        ("signup", cmd_signup, "create an account and log in"),
-        ("login", cmd_login, "log in and keep the token in the config file"),
-    ):
-        sub = command(name, run, text)
-        if name == "signup":
-            sub.add_argument("handle", help="1-15 of A-Z a-z 0-9 _")
-            sub.add_argument("--display-name", help="defaults to the handle")
-            sub.add_argument("--email", help="an email address (a verification mail is sent to it)")
-        else:
-            sub.add_argument("handle", metavar="HANDLE_OR_EMAIL", help="a handle or a verified email address")
-        password_stdin(sub)
-    command("verify-email", cmd_verify_email, "verify your email address with the mailed token").add_argument(
-        "token"
-    )
-    change_email = command(
-        "change-email", cmd_change_email, "set or change your email address (or --remove it)"
-    )
-    change_email.add_argument("email", nargs="?")
-    change_email.add_argument("--remove", action="store_true", help="remove the address from the account")
-    password_stdin(change_email)
-    command("resend-verification", cmd_resend_verification, "mail a new verification token to your address")
-    command("forgot-password", cmd_forgot_password, "mail a password-reset token").add_argument("email")
-    reset = command("reset-password", cmd_reset_password, "choose a new password with the mailed token")
-    reset.add_argument("token")
-    password_stdin(reset)
-    command("logout", cmd_logout, "revoke the saved token and forget it")
-    command("whoami", cmd_whoami, "the logged-in account")
-    command("follow", cmd_follow, "follow someone").add_argument("handle")
-    command("unfollow", cmd_unfollow, "stop following someone").add_argument("handle")
-    post = command("post", cmd_post, "post a tweet (`-` reads the text from stdin)")
-    post.add_argument("text", nargs="+")
-    post.add_argument("--reply-to", metavar="TWEET_ID")
-    for name, run, text in (
-        ("timeline", cmd_timeline, "your home timeline, newest first"),
-        ("tweets", cmd_tweets, "someone's tweets, newest first"),
-    ):
-        sub = command(name, run, text)
-        if name == "tweets":
-            sub.add_argument("handle")
-        sub.add_argument("--limit", type=int, default=20, help="tweets per page (at most 100)")
-        sub.add_argument("--page-token", help="the next page, as printed after a page")
-    search = command(
-        "search",
-        cmd_search,
-        'tweets matching words, "phrases", #tags, -excluded words, OR (best first); --users for people',
-    )
-    search.add_argument("query", nargs="+")
-    search.add_argument("--users", action="store_true", help="people whose handle or name starts with it")
-    search.add_argument("--limit", type=int, default=20, help="results per page (at most 100)")
-    search.add_argument("--page-token", help="the next page, as printed after a page")
-    watch = command("watch", cmd_watch, "your home timeline live, as tweets arrive")
-    watch.add_argument("--since", metavar="TWEET_ID", help="first replay what came after this tweet")
-    watch.add_argument("--heartbeats", action="store_true", help="show the stream's heartbeats too")
+    _account_commands(command)
+    _writing_commands(command)
+    _reading_commands(command)
     return root
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 import redis.asyncio as aioredis
+from google.protobuf.duration_pb2 import Duration
 
 from meshkit.auth import Authenticator
 from meshkit.ids import parse_id, require_id
@@ -15,13 +16,13 @@ from meshkit.pagination import PageTokens
 from meshkit.protos import timestamp, wire_id
 from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
-from social import TWEETS_STREAM, UsersPeer
+from social import TWEETS_STREAM, MediaPeer, UsersPeer
 from social.caches import OwnerCache
 from social.limits import READ, WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
-from tweets_svc.service import Tweet, TweetChange, Tweets
+from tweets_svc.service import Tweet, TweetChange, TweetMedia, Tweets
 from tweets_svc.settings import TweetsSettings
 from tweets_svc.storage import PostgresTweetStore, TweetCache
 
@@ -64,6 +65,7 @@ def tweet_event(change: TweetChange) -> bytes:
         retweet_of_tweet_id=wire_id(tweet.retweet_of_tweet_id),
         mentioned_user_ids=[str(u) for u in change.mentioned_user_ids],
         public=tweet.public,
+        media_ids=[str(m) for m in change.media_ids],
     ).SerializeToString()
 
 
@@ -83,6 +85,7 @@ def own_fields(tweet: Tweet) -> pb.Tweet:
         retweet_count=tweet.retweet_count,
         mentions=[pb.Mention(user_id=str(m.user_id), handle=m.handle) for m in tweet.mentions],
         hashtags=tweet.hashtags,
+        media=[wire_media(m) for m in tweet.media],
     )
 
 
@@ -97,6 +100,21 @@ def deletion_entries(cache: TweetCache) -> OnRelay:
                 await cache.put_in(pipe, cache.deletion(int(change.tweet_id)))
 
     return on_relay
+
+
+def wire_media(media: TweetMedia) -> pb.TweetMedia:
+    duration = Duration()
+    duration.FromMilliseconds(media.duration_ms)
+    return pb.TweetMedia(
+        media_id=str(media.media_id),
+        content_type=media.content_type,
+        width=media.width,
+        height=media.height,
+        duration=duration,
+        url=media.url,
+        thumbnail_url=media.thumbnail_url,
+        alt_text=media.alt_text,
+    )
 
 
 class TweetServicer(pb_grpc.TweetServiceServicer):
@@ -138,7 +156,14 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
     async def CreateTweet(self, request: pb.CreateTweetRequest, context: Context) -> pb.CreateTweetResponse:
         author_id = await self._auth.caller_id(context)
         reply_to = parse_id(request.reply_to_tweet_id, "reply_to_tweet_id", required=False)
-        tweet = await self._tweets.create(author_id, request.text, reply_to, request.request_id)
+        tweet = await self._tweets.create(
+            author_id,
+            request.text,
+            reply_to,
+            request.request_id,
+            [require_id(m, "media_ids") for m in request.media_ids],
+            {require_id(m, "alt_texts"): text for m, text in request.alt_texts.items()},
+        )
         (wire,) = await self.hydrate([tweet])
         return pb.CreateTweetResponse(tweet=wire)
 
@@ -291,6 +316,14 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
         return pb.ListMentionIdsResponse(tweet_ids=[str(t) for t in ids])
 
+    async def BatchGetMediaTweets(
+        self, request: pb.BatchGetMediaTweetsRequest, context: Context
+    ) -> pb.BatchGetMediaTweetsResponse:
+        found = await self._tweets.media_tweets([require_id(m, "media_ids") for m in request.media_ids])
+        return pb.BatchGetMediaTweetsResponse(
+            media=[pb.MediaTweet(media_id=str(m), tweet_id=str(t)) for m, t in found.items()]
+        )
+
     async def BatchGetTweetCounts(
         self, request: pb.BatchGetTweetCountsRequest, context: Context
     ) -> pb.BatchGetTweetCountsResponse:
@@ -316,6 +349,7 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
     outbox = Outbox(pool, redis, on_relay=deletion_entries(cache))
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
+    media = MediaPeer(runtime.channel(settings.media_addr, MediaPeer.SERVICE))
     store = PostgresTweetStore(
         pool,
         outbox,
@@ -324,7 +358,7 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
         batch_max=settings.post_batch_max,
         batches_in_flight=settings.post_batches_in_flight,
     )
-    tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets))
+    tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets), media)
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth), server)

@@ -1,19 +1,19 @@
-"""The rules of tweets_svc: valid tweets, mentions and hashtags, idempotent creation, deletes by
-the author only, retweets, likes, and every tweet list, on plain dataclasses."""
+"""The rules of tweets_svc: valid tweets, mentions, hashtags and media, idempotent creation,
+deletes by the author only, retweets, likes, and every tweet list, on plain dataclasses."""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from meshkit.errors import InvalidArgument, NotFound, PermissionDenied, not_found
+from meshkit.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, not_found
 from meshkit.pagination import Page, PageTokens, page_size
-from social import TweetRef, has_visible_character, is_public
+from social import MediaFacts, TweetRef, has_visible_character, is_public
 
 TEXT_MAX = 280
 REQUEST_ID_MAX = 64
@@ -21,6 +21,8 @@ BATCH_MAX = 1000
 AUTHORS_MAX = 5000
 SEARCH_QUERY_MAX = 200
 TAG_MAX = 100
+MEDIA_MAX = 4
+ALT_TEXT_MAX = 1000
 _ALLOWED_CONTROLS = {"\n", "\t", "\r"}
 # @handle and #tag as Twitter reads them: not glued to a preceding word character.
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{1,15})(?![A-Za-z0-9_@])")
@@ -32,6 +34,20 @@ _TAG = re.compile(r"\w+")
 class Mention:
     user_id: int
     handle: str
+
+
+@dataclass(frozen=True, slots=True)
+class TweetMedia:
+    """An image or video a tweet shows: media_svc's facts of it as attached, and its alt text."""
+
+    media_id: int
+    content_type: str
+    width: int
+    height: int
+    duration_ms: int
+    url: str
+    thumbnail_url: str
+    alt_text: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +65,7 @@ class Tweet:
     retweet_count: int = 0
     mentions: tuple[Mention, ...] = ()
     hashtags: tuple[str, ...] = ()
+    media: tuple[TweetMedia, ...] = ()
     # For a retweet, the original it shows.
     retweeted: Tweet | None = None
     # The author's tweet count, when it was read with the tweet (None: ask for it).
@@ -71,20 +88,32 @@ class NewTweet:
     request_id: str | None
     mentions: tuple[Mention, ...] = ()
     hashtags: tuple[str, ...] = ()
+    media: tuple[TweetMedia, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class TweetChange:
-    """What fan-out needs to know of a created or deleted tweet (it becomes a TweetEvent)."""
+    """What fan-out and media_svc need to know of a created or deleted tweet (it becomes a
+    TweetEvent)."""
 
     tweet: Tweet
     deleted: bool
     # Who gets it whatever they follow: the mentioned users and the replied-to author.
     mentioned_user_ids: tuple[int, ...] = ()
+    # Deleted: every media the tweet held (media_svc deletes them); created: tweet.media's.
+    media_ids: tuple[int, ...] = ()
 
 
 class ReplyTargetMissing(Exception):
     pass
+
+
+class MediaTaken(Exception):
+    """A media is attached to another tweet (two posts raced for it)."""
+
+    def __init__(self, media_id: int) -> None:
+        super().__init__(media_id)
+        self.media_id = media_id
 
 
 class TweetStore(Protocol):
@@ -92,7 +121,16 @@ class TweetStore(Protocol):
 
     async def create(self, new: NewTweet) -> Tweet:
         """An existing (author, request_id) returns the tweet stored the first time.
-        ReplyTargetMissing if the replied-to tweet is absent or deleted."""
+        ReplyTargetMissing if the replied-to tweet is absent or deleted; MediaTaken if a media is
+        attached to another tweet."""
+        ...
+
+    async def by_request_id(self, author_id: int, request_id: str) -> Tweet | None:
+        """The live tweet author_id created with request_id; NotFound (DELETED) if it was deleted."""
+        ...
+
+    async def media_tweets(self, media_ids: Sequence[int]) -> dict[int, int]:
+        """media id -> the tweet holding it."""
         ...
 
     async def delete(self, tweet_id: int, actor_id: int) -> None:
@@ -148,6 +186,15 @@ class TweetState:
     retweet_of_tweet_id: int | None
 
 
+class MediaDirectory(Protocol):
+    """Uploaded media (social.peers.MediaPeer)."""
+
+    async def claim(self, owner_id: int, media_ids: Sequence[int]) -> list[MediaFacts]:
+        """owner_id's media, reserved for the tweet being posted, in order; raises media_svc's
+        refusal (NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION)."""
+        ...
+
+
 class UserDirectory(Protocol):
     """What tweets need to know of users (social.peers.UsersPeer)."""
 
@@ -190,10 +237,13 @@ def validate_query(query: str) -> str:
     return query
 
 
-def normalize_text(text: str) -> str:
-    """NFC-normalized text, or INVALID_ARGUMENT on `text` saying what is wrong."""
+def normalize_text(text: str, *, may_be_empty: bool = False) -> str:
+    """NFC-normalized text, or INVALID_ARGUMENT on `text` saying what is wrong. Only a tweet with
+    media may have no text (`may_be_empty`)."""
     normalized = unicodedata.normalize("NFC", text)
     if not normalized.strip():
+        if may_be_empty:
+            return ""
         raise InvalidArgument.field("text", "must not be empty")
     if not has_visible_character(normalized):
         raise InvalidArgument.field(
@@ -210,6 +260,30 @@ def normalize_text(text: str) -> str:
     return normalized
 
 
+def validate_media(media_ids: Sequence[int], alt_texts: Mapping[int, str]) -> dict[int, str]:
+    """At most MEDIA_MAX media, each once; alt text only for those, NFC, at most ALT_TEXT_MAX
+    characters without control characters but line breaks. Returns the alt text of each media."""
+    if len(media_ids) > MEDIA_MAX:
+        raise InvalidArgument.field(
+            "media_ids", f"at most {MEDIA_MAX} media a tweet, got {len(media_ids)}", reason="TOO_MANY_MEDIA"
+        )
+    if len(set(media_ids)) != len(media_ids):
+        raise InvalidArgument.field("media_ids", "must not list a media twice")
+    if stray := sorted(set(alt_texts) - set(media_ids)):
+        raise InvalidArgument.field("alt_texts", f"media {stray[0]} is not in media_ids")
+    texts = {}
+    for media_id in media_ids:
+        alt = unicodedata.normalize("NFC", alt_texts.get(media_id, "")).strip()
+        if len(alt) > ALT_TEXT_MAX:
+            raise InvalidArgument.field(
+                "alt_texts", f"must be at most {ALT_TEXT_MAX} characters, got {len(alt)} for media {media_id}"
+            )
+        if any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in _ALLOWED_CONTROLS for ch in alt):
+            raise InvalidArgument.field("alt_texts", "must not contain control characters")
+        texts[media_id] = alt
+    return texts
+
+
 def validate_request_id(request_id: str) -> str | None:
     if request_id == "":
         return None
@@ -224,15 +298,30 @@ def _check_limit(limit: int) -> None:
 
 
 class Tweets:
-    def __init__(self, store: TweetStore, users: UserDirectory, page_tokens: PageTokens) -> None:
+    def __init__(
+        self, store: TweetStore, users: UserDirectory, page_tokens: PageTokens, media: MediaDirectory
+    ) -> None:
         self._store = store
         self._users = users
         self._pages = page_tokens
+        self._media = media
 
     async def create(
-        self, author_id: int, text: str, reply_to_tweet_id: int | None, request_id: str
+        self,
+        author_id: int,
+        text: str,
+        reply_to_tweet_id: int | None,
+        request_id: str,
+        media_ids: Sequence[int] = (),
+        alt_texts: Mapping[int, str] | None = None,
     ) -> Tweet:
-        text = normalize_text(text)
+        text = normalize_text(text, may_be_empty=bool(media_ids))
+        alts = validate_media(media_ids, alt_texts or {})
+        key = validate_request_id(request_id)
+        # A retry of a post that made it: its media is attached, so claiming it again would fail.
+        # (The store answers such a retry without media too, in the same transaction.)
+        if media_ids and key is not None and (existing := await self._store.by_request_id(author_id, key)):
+            return existing
         if reply_to_tweet_id is not None:
             state = await self._store.state(reply_to_tweet_id)
             if state is None or state.deleted:
@@ -241,18 +330,36 @@ class Tweets:
         handles = mentioned_handles(text)
         found = await self._users.resolve_handles(handles) if handles else {}
         mentions = tuple(Mention(found[h], h) for h in handles if h in found)
-        new = NewTweet(
-            author_id,
-            text,
-            reply_to_tweet_id,
-            validate_request_id(request_id),
-            mentions,
-            tuple(hashtags_of(text)),
+        claimed = await self._media.claim(author_id, media_ids) if media_ids else []
+        media = tuple(
+            TweetMedia(
+                m.media_id,
+                m.content_type,
+                m.width,
+                m.height,
+                m.duration_ms,
+                m.url,
+                m.thumbnail_url,
+                alts[m.media_id],
+            )
+            for m in claimed
         )
+        new = NewTweet(author_id, text, reply_to_tweet_id, key, mentions, tuple(hashtags_of(text)), media)
         try:
             return await self._store.create(new)
         except ReplyTargetMissing:
             raise not_found("tweet", str(reply_to_tweet_id), "reply_to_tweet_id") from None
+        except MediaTaken as taken:
+            raise FailedPrecondition(
+                f"media_ids: media {taken.media_id} is attached to another tweet",
+                reason="MEDIA_ALREADY_ATTACHED",
+                metadata={"field": "media_ids", "media_id": str(taken.media_id)},
+            ) from None
+
+    async def media_tweets(self, media_ids: Sequence[int]) -> dict[int, int]:
+        if len(media_ids) > BATCH_MAX:
+            raise InvalidArgument.field("media_ids", f"at most {BATCH_MAX} ids at once")
+        return await self._store.media_tweets(media_ids)
 
     async def get(self, tweet_id: int) -> Tweet:
         found = (await self._store.by_ids([tweet_id])).get(tweet_id)

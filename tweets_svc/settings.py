@@ -16,7 +16,7 @@ from meshkit.settings import (
 )
 from social.caches import read_cache_ttl_seconds
 from social.limits import ClientRates
-from social.services import DEFAULT_PORTS, read_users_addr
+from social.services import DEFAULT_PORTS, read_media_addr, read_users_addr
 
 SERVICE = "tweets"
 
@@ -25,6 +25,7 @@ SERVICE = "tweets"
 class TweetsSettings(Settings):
     database_url: str = setting(read_database_url)
     users_addr: str = setting(read_users_addr)
+    media_addr: str = setting(read_media_addr)
     page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)
     outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)
     rate_limits: ClientRates = setting(lambda env: env.rates(ClientRates()))

@@ -28,25 +28,45 @@ from social.caches import (
     tweets_count_payload,
 )
 from social.rules import IS_PUBLIC_SQL
-from tweets_svc.service import Mention, NewTweet, ReplyTargetMissing, Tweet, TweetChange, TweetState
+from tweets_svc.service import (
+    MediaTaken,
+    Mention,
+    NewTweet,
+    ReplyTargetMissing,
+    Tweet,
+    TweetChange,
+    TweetMedia,
+    TweetState,
+)
 
 _NO_UPPER_BOUND = 2**63 - 1
 _LIVE = "delete_time IS NULL"
 # The global timeline's rows; the same predicate as the partial index tweets_public.
 _LIVE_PUBLIC = f"{_LIVE} AND {IS_PUBLIC_SQL}"
-# One row per live tweet with everything a Tweet shows, mentions and hashtags included, and its
-# author's tweet count (read with it: hydration then needs no second query for the counts), with
-# the versions of both (social.caches; a missing count row is version 0).
-_HYDRATE = """
+# A tweet's media in its order, as JSON objects with TweetMedia's fields.
+_MEDIA = """
+COALESCE((SELECT json_agg(json_build_object(
+            'media_id', m.media_id, 'content_type', m.content_type, 'width', m.width,
+            'height', m.height, 'duration_ms', m.duration_ms, 'url', m.url,
+            'thumbnail_url', m.thumbnail_url, 'alt_text', m.alt_text) ORDER BY u.position)
+          FROM unnest(t.media_ids) WITH ORDINALITY AS u(media_id, position)
+          JOIN tweet_media m ON m.media_id = u.media_id), '[]')
+"""
+# One row per live tweet with everything a Tweet shows, mentions, hashtags and media included,
+# and its author's tweet count (read with it: hydration then needs no second query for the
+# counts), with the versions of both (social.caches; a missing count row is version 0).
+_HYDRATE = f"""
 SELECT t.id, t.author_id, t.text, t.create_time, t.reply_to_id, t.reply_count, t.reply_to_author_id,
        p.delete_time IS NOT NULL, t.retweet_of_id, t.like_count, t.retweet_count,
        ARRAY(SELECT m.user_id FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT m.handle FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT h.tag FROM hashtags h WHERE h.tweet_id = t.id ORDER BY h.position),
-       COALESCE(s.tweets_count, 0), t.version, COALESCE(s.version, 0)
+       COALESCE(s.tweets_count, 0), {_MEDIA}, t.version, COALESCE(s.version, 0)
 FROM tweets t LEFT JOIN tweets p ON p.id = t.reply_to_id LEFT JOIN author_stats s ON s.author_id = t.author_id
 WHERE t.id = ANY(%s) AND t.delete_time IS NULL
 """
+# The unique index that makes a retried CreateTweet find its first tweet.
+_REQUEST_ID_INDEX = "tweets_by_request_id"
 
 
 def _tweet(row: Sequence[Any]) -> Tweet:
@@ -65,8 +85,9 @@ def _tweet(row: Sequence[Any]) -> Tweet:
         mentions=tuple(Mention(int(u), h) for u, h in zip(row[11], row[12], strict=True)),
         hashtags=tuple(row[13]),
         author_tweets_count=int(row[14]),
-        version=int(row[15]),
-        author_tweets_count_version=int(row[16]),
+        media=tuple(TweetMedia(**m) for m in row[15]),
+        version=int(row[16]),
+        author_tweets_count_version=int(row[17]),
     )
 
 
@@ -212,7 +233,11 @@ class PostgresTweetStore:
     # -- writes ---------------------------------------------------------------------------------
 
     async def create(self, new: NewTweet) -> Tweet:
-        """Stores a post in a group commit with the posts made at the same time."""
+        """Stores a post in a group commit with the posts made at the same time; a post with media
+        in a transaction of its own (its `tweet_media` rows make PostgreSQL refuse a media that
+        another tweet holds: MediaTaken, for that post alone)."""
+        if new.media:
+            return await self._create_once(new)
         return await self._posts(new)
 
     async def _create_batch(self, news: Sequence[NewTweet]) -> list[Tweet | Exception]:
@@ -398,26 +423,43 @@ class PostgresTweetStore:
         """One post in a transaction of its own (a batch the database refused is retried so):
         its tweet, or the error it alone gets."""
         try:
-            try:
-                return await self._create(new)
-            except psycopg.errors.UniqueViolation:
-                # A concurrent call with the same request_id committed first: answer with its tweet.
-                return await self._create(new)
+            return await self._create_once(new)
         except Exception as error:
             return error
 
+    async def _create_once(self, new: NewTweet) -> Tweet:
+        """One post in a transaction of its own."""
+        try:
+            return await self._create(new)
+        except psycopg.errors.UniqueViolation as error:
+            if error.diag.constraint_name != _REQUEST_ID_INDEX:
+                raise
+            # A concurrent call with the same request_id committed first: answer with its tweet.
+            return await self._create(new)
+
+    async def by_request_id(self, author_id: int, request_id: str) -> Tweet | None:
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            return await self._by_request_id(cur, author_id, request_id)
+
+    async def _by_request_id(
+        self, cur: psycopg.AsyncCursor[Any], author_id: int, request_id: str
+    ) -> Tweet | None:
+        await cur.execute(
+            "SELECT id FROM tweets WHERE author_id = %s AND request_id = %s", (author_id, request_id)
+        )
+        if (row := await cur.fetchone()) is None:
+            return None
+        existing = await self._hydrate(cur, [int(row[0])])
+        if not existing:
+            raise _request_deleted()
+        return existing[0]
+
     async def _create(self, new: NewTweet) -> Tweet:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            if new.request_id is not None:
-                await cur.execute(
-                    "SELECT id FROM tweets WHERE author_id = %s AND request_id = %s",
-                    (new.author_id, new.request_id),
-                )
-                if (row := await cur.fetchone()) is not None:
-                    existing = await self._hydrate(cur, [int(row[0])])
-                    if existing:
-                        return existing[0]
-                    raise _request_deleted()
+            if new.request_id is not None and (
+                existing := await self._by_request_id(cur, new.author_id, new.request_id)
+            ):
+                return existing
             reply_to_author = None
             changed: dict[int, int] = {}
             if new.reply_to_tweet_id is not None:
@@ -431,21 +473,54 @@ class PostgresTweetStore:
                 reply_to_author = int(parent[0])
                 changed[new.reply_to_tweet_id] = int(parent[1])
             await cur.execute(
-                "INSERT INTO tweets (author_id, text, reply_to_id, reply_to_author_id, request_id)"
-                " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                (new.author_id, new.text, new.reply_to_tweet_id, reply_to_author, new.request_id),
+                "INSERT INTO tweets (author_id, text, reply_to_id, reply_to_author_id, request_id, media_ids)"
+                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                (
+                    new.author_id,
+                    new.text,
+                    new.reply_to_tweet_id,
+                    reply_to_author,
+                    new.request_id,
+                    [m.media_id for m in new.media],
+                ),
             )
             tweet_id = int((await cur.fetchone() or [0])[0])
             mentioned = await self._attach(cur, tweet_id, new, reply_to_author)
+            await self._attach_media(cur, tweet_id, new.media)
             await self._count(cur, [new.author_id], +1)
             (tweet,) = await self._hydrate(cur, [tweet_id])
+            media_ids = tuple(m.media_id for m in tweet.media)
             event = await self._outbox.add(
-                cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, False, mentioned))
+                cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, False, mentioned, media_ids))
             )
         # The new tweet (and its author's count, read after the update) enter the cache with its event.
         entries = self._cache.shown([tweet]) | self._cache.changed(changed)
         await self._outbox.relay([event], also=functools.partial(self._cache.put_in, entries=entries))
         return tweet
+
+    async def _attach_media(
+        self, cur: psycopg.AsyncCursor[Any], tweet_id: int, media: Sequence[TweetMedia]
+    ) -> None:
+        """Records that the tweet holds these media; MediaTaken if another tweet holds one."""
+        for item in media:
+            try:
+                await cur.execute(
+                    "INSERT INTO tweet_media (media_id, tweet_id, content_type, width, height, duration_ms,"
+                    " url, thumbnail_url, alt_text) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        item.media_id,
+                        tweet_id,
+                        item.content_type,
+                        item.width,
+                        item.height,
+                        item.duration_ms,
+                        item.url,
+                        item.thumbnail_url,
+                        item.alt_text,
+                    ),
+                )
+            except psycopg.errors.UniqueViolation:
+                raise MediaTaken(item.media_id) from None  # the transaction rolls back
 
     async def _attach(
         self, cur: psycopg.AsyncCursor[Any], tweet_id: int, new: NewTweet, reply_to_author: int | None
@@ -525,8 +600,13 @@ class PostgresTweetStore:
         mentioned = tuple(int(r[0]) for r in await cur.fetchall() if int(r[0]) != tweet.author_id)
         for table in ("mentions", "hashtags", "likes"):
             await cur.execute(f"DELETE FROM {table} WHERE tweet_id = %s", (tweet_id,))
+        # Every media it ever held goes with it (media_svc deletes them on the event).
+        await cur.execute("DELETE FROM tweet_media WHERE tweet_id = %s RETURNING media_id", (tweet_id,))
+        media_ids = tuple(sorted(int(r[0]) for r in await cur.fetchall()))
         await cur.execute(
-            "UPDATE tweets SET delete_time = now(), text = '', like_count = 0 WHERE id = %s", (tweet_id,)
+            "UPDATE tweets SET delete_time = now(), text = '', like_count = 0, media_ids = '{}'"
+            " WHERE id = %s",
+            (tweet_id,),
         )
         changes = [
             # Its replies now show reply_to_deleted: their cached form is stale too.
@@ -540,7 +620,7 @@ class PostgresTweetStore:
                 changed.update((int(r[0]), int(r[1])) for r in await cur.fetchall())
         counted.extend(await self._count(cur, [tweet.author_id], -1))
         return await self._outbox.add(
-            cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, True, mentioned))
+            cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, True, mentioned, media_ids))
         )
 
     async def retweet_of(self, original_id: int, actor_id: int) -> int | None:
@@ -758,6 +838,15 @@ class PostgresTweetStore:
                 (list(author_ids), _below(before), _above(after), limit, limit),
             )
             return [TweetRef(int(r[0]), int(r[1]), _opt(r[2])) for r in await cur.fetchall()]
+
+    async def media_tweets(self, media_ids: Sequence[int]) -> dict[int, int]:
+        if not media_ids:
+            return {}
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT media_id, tweet_id FROM tweet_media WHERE media_id = ANY(%s)", (list(media_ids),)
+            )
+            return {int(r[0]): int(r[1]) for r in await cur.fetchall()}
 
     async def tweet_counts(self, author_ids: Sequence[int]) -> dict[int, int]:
         if not author_ids:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import secrets
 import stat
 import subprocess
@@ -16,7 +17,9 @@ from pathlib import Path
 
 from devstack.mesh import Mesh
 from devstack.smtp import read_mails
-from tests.helpers import PASSWORD, eventually
+from media_svc import inspect_media
+from tests.helpers import PASSWORD, eventually, http_call
+from tests.media_samples import encode, picture
 
 TWEETMESH = Path(sys.executable).parent / "tweetmesh"  # installed by `pip install -e .` (make)
 
@@ -183,3 +186,31 @@ def test_email_verify_sign_in_by_email_and_reset_the_password(mesh: Mesh, tmp_pa
     assert "new verification mail" in carol.ok("resend-verification")
     carol.ok("verify-email", mailed_token(mesh, other, 2))
     assert "removed" in carol.ok("change-email", "--remove", "--password-stdin", stdin=new_password)
+
+
+def test_upload_sends_a_file_in_chunks_and_refuses_what_is_not_media(mesh: Mesh, tmp_path: Path) -> None:
+    frank = person(tmp_path, mesh, "frank")
+    frank.ok("signup", frank.handle, "--password-stdin", stdin=PASSWORD)
+    photo = tmp_path / "holiday.png"
+    photo.write_bytes(encode(picture((1600, 900)), "PNG"))
+    uploaded = frank.ok("upload", str(photo))
+    assert "uploaded image/png (1600x900" in uploaded
+    (media_id,) = re.findall(r"media id (\d+)", uploaded)
+    served = http_call(mesh.ports.envoy, "GET", f"/v1/media/{media_id}")
+    assert served.status == 200 and served.body == inspect_media(photo.read_bytes(), "image/png").sanitized
+    # A post shows an upload by its id, or uploads a file itself.
+    posted = frank.ok(
+        "post", "the beach", "--media", media_id, "--alt", "sand and sea", "--media", str(photo)
+    )
+    assert f'[image/png 1600x900] /v1/media/{media_id} "sand and sea"' in posted
+    assert posted.count("[image/png 1600x900]") == 2
+    done = frank.run("post", "again", "--media", media_id)
+    assert done.returncode == 1 and "attached to another tweet" in done.stderr
+
+    notes = tmp_path / "notes.png"  # a name that lies
+    notes.write_text("not a picture")
+    done = frank.run("upload", str(notes))
+    assert done.returncode == 1
+    assert "invalid argument" in done.stderr and "MEDIA" not in done.stdout
+    done = frank.run("upload", str(tmp_path / "missing.png"))
+    assert (done.returncode, "cannot read" in done.stderr) == (1, True)

@@ -15,7 +15,7 @@ import yaml
 
 from devstack import binaries
 from devstack.envoy import DESCRIPTOR, TEMPLATE, TLS_LISTENER, TlsListener, render_envoy_config
-from devstack.mesh import Mesh
+from devstack.mesh import PUBLIC_SERVICES, Mesh
 from devstack.tls import TlsFiles, self_signed
 from tests.helpers import PASSWORD, unique_handle
 
@@ -101,7 +101,7 @@ def test_the_tls_listener_is_rendered_only_with_a_certificate(tmp_path: Path) ->
                 listen_port=8080,
                 admin_port=9901,
                 metrics_port=9902,
-                upstreams={name: ("127.0.0.1", 1) for name in ("users", "tweets", "timeline")},
+                upstreams={name: ("127.0.0.1", 1) for name in PUBLIC_SERVICES},
                 descriptor=DESCRIPTOR,
                 tls=tls,
             )

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.mesh import SERVICES, Mesh
 from tests.helpers import LiveStream, Stubs, eventually, rpc_error
+from tests.media_samples import encode, picture
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
@@ -53,11 +54,13 @@ def test_every_service_serves_rpc_histograms_by_method_and_code(mesh: Mesh, stub
     stubs.post(author, "counted")
     stubs.home(author)
     stubs.fanout_stats()
+    stubs.upload(author, encode(picture(), "PNG"), "image/png")
     calls = {
         "users": ("tweetmesh.users.v1.UserService", "Login"),
         "tweets": ("tweetmesh.tweets.v1.TweetService", "CreateTweet"),
         "fanout": ("tweetmesh.fanout.v1.FanoutService", "GetFanoutStats"),
         "timeline": ("tweetmesh.timeline.v1.TimelineService", "GetHomeTimeline"),
+        "media": ("tweetmesh.media.v1.MediaService", "UploadMedia"),
     }
     for service in SERVICES:
         grpc_service, method = calls[service]
@@ -103,7 +106,7 @@ def test_open_streams_and_fanout_and_pool_gauges(mesh: Mesh, stubs: Stubs) -> No
     assert value(fanout, "tweetmesh_fanout_timeline_writes_total") >= 1
     assert value(fanout, "tweetmesh_stream_entries_total", stream="events:tweets", outcome="acked") >= 1
     assert ("tweetmesh_fanout_stream_lag", (("stream", "events:tweets"),)) in fanout
-    for service in ("users", "tweets"):
+    for service in ("users", "tweets", "media"):
         pool = scrape(mesh, service)
         assert value(pool, "tweetmesh_db_pool_max_connections") >= 1, service
         assert value(pool, "tweetmesh_db_pool_connections") >= 1, service

@@ -342,7 +342,7 @@ def test_an_oversized_message_is_refused(
 ) -> None:
     address = f"127.0.0.1:{mesh.ports.tweets if route == 'direct' else mesh.ports.envoy}"
     before = stubs.snapshot(*people.accounts())
-    via = Stubs(address, address, address, address)
+    via = Stubs.through(address)
     try:
         error = rpc_error(lambda: via.tweets.CreateTweet(OVERSIZED, metadata=people.actor.auth, timeout=10))
     finally:

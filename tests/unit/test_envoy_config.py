@@ -14,6 +14,8 @@ from google.protobuf import descriptor_pb2
 from devstack.envoy import ADMIN_CLUSTER, DESCRIPTOR, ROUTE_KINDS, TEMPLATE, public_rpcs, render_envoy_config
 from devstack.errors import DevstackError
 from devstack.mesh import PUBLIC_SERVICES
+from media_svc.media import MAX_UPLOAD_BYTES
+from media_svc.server import MAX_REQUEST_BYTES
 from tests.helpers import rpc_routes
 
 UPSTREAMS = {name: ("127.0.0.1", 50000 + n) for n, name in enumerate(PUBLIC_SERVICES)}
@@ -62,10 +64,55 @@ def test_every_public_rpc_is_routed_to_its_service_and_nothing_else_is() -> None
 
 
 def test_streams_have_no_route_timeout_and_unary_calls_do() -> None:
+    kinds = {rpc.path: rpc.kind for rpc in public_rpcs(DESCRIPTOR.read_bytes())}
     for route in routes(rendered()):
         if "route" in route:
-            streaming = route["match"]["path"].rsplit("/", 1)[1].startswith("Stream")
+            # Live streams and media downloads (a video on a slow link) last as long as they last.
+            streaming = kinds[route["match"]["path"]] in ("stream", "download")
             assert (route["route"]["timeout"] == "0s") == streaming, route
+
+
+def _body_limit(route: dict[str, Any]) -> Any:
+    return route.get("typed_per_filter_config", {}).get("envoy.filters.http.buffer")
+
+
+def test_only_uploads_may_send_large_bodies_and_no_larger_than_media_svc_takes() -> None:
+    config = rendered()
+    (transcoder,) = [
+        f["typed_config"] for f in _manager(config)["http_filters"] if f["name"].endswith("transcoder")
+    ]
+    (buffer,) = [f["typed_config"] for f in _manager(config)["http_filters"] if f["name"].endswith(".buffer")]
+    assert buffer["max_request_bytes"] == 64 * 1024
+    kinds = {rpc.path: rpc.kind for rpc in public_rpcs(DESCRIPTOR.read_bytes())}
+    limits = {}
+    for route in routes(config):
+        limit = _body_limit(route)
+        if "route" in route:
+            kind = kinds[route["match"]["path"]]
+            assert (limit is not None) == kind.startswith("upload"), route["name"]
+            if kind == "upload":
+                limits[route["match"]["path"]] = limit["buffer"]["max_request_bytes"]
+            elif kind == "upload_stream":
+                assert limit == {"@type": limit["@type"], "disabled": True}  # media_svc counts
+    (limit,) = set(limits.values())
+    # Whatever Envoy lets through reaches media_svc's own refusal (MEDIA_TOO_LARGE), not gRPC's.
+    assert MAX_UPLOAD_BYTES < limit < MAX_REQUEST_BYTES
+    assert transcoder["max_request_body_size"] == limit
+
+
+def test_an_uploads_http_path_carries_its_body_limit_and_forwards_nothing() -> None:
+    """The buffer filter runs before the transcoder, on the HTTP path (POST /v1/media): a route
+    for that path carries the raised limit; the call itself is routed by its RPC's path."""
+    twins = {
+        r["match"].get("path"): r for r in routes(rendered()) if "direct_response" in r and _body_limit(r)
+    }
+    assert set(twins) == {"/v1/media", "/v1/media:stream"}
+    for route in twins.values():
+        assert route["direct_response"]["status"] == 404 and "route" not in route
+        # A CORS preflight of an upload goes to the preflight routes, not to this one.
+        assert route["match"]["headers"] == [
+            {"name": ":method", "string_match": {"exact": "OPTIONS"}, "invert_match": True}
+        ]
 
 
 def test_the_transcoder_serves_the_services_of_the_public_rpcs() -> None:
@@ -106,8 +153,8 @@ def test_a_new_rpc_with_an_http_route_is_allowed_and_a_new_internal_one_is_not(t
 
 
 def test_a_public_rpc_without_a_cluster_to_send_it_to_stops_the_render(tmp_path: Path) -> None:
-    descriptor = _with_methods(tmp_path, "tweetmesh.media.v1", {"GetMedia": "/v1/media"})
-    with pytest.raises(DevstackError, match="media"):
+    descriptor = _with_methods(tmp_path, "tweetmesh.nowhere.v1", {"GetNothing": "/v1/nothing"})
+    with pytest.raises(DevstackError, match="nowhere"):
         rendered(descriptor)
 
 
@@ -145,7 +192,7 @@ def test_calls_are_counted_per_client_address_and_kind_after_the_transcoder() ->
         d["entries"][0] == {"key": "masked_remote_address"} for d in limiter["descriptors"]
     )  # any address
     kinds_by_path = {rpc.path: rpc.kind for rpc in public_rpcs(DESCRIPTOR.read_bytes())}
-    assert {"read", "write", "stream"} == set(kinds_by_path.values())
+    assert set(ROUTE_KINDS) == set(kinds_by_path.values())
     for route in routes(config):
         if "route" in route:
             kind = route["metadata"]["filter_metadata"]["tweetmesh"]["kind"]

@@ -46,7 +46,7 @@ async def test_a_busy_stream_still_gets_a_heartbeat_on_time() -> None:
     started = time.monotonic()
     kinds = []
     n = 0
-    while time.monotonic() < started + 5:  # however fast the event loop is
+    while time.monotonic() - started < 10:  # a bound on time, not on tweets: a fast machine sends many
         n += 1
         queue.put_nowait((n, False))  # a tweet always waiting: never quiet
         event = await anext(events)

@@ -1,6 +1,7 @@
 """tools/openapi.py maps each proto shape to what Envoy's transcoder sends and accepts: 64-bit ints as
 strings, enums as names, maps, repeated fields, well-known types, path and query parameters, a body
-field, additional bindings, and internal RPCs left out."""
+field, additional bindings, raw bytes (google.api.HttpBody) in and out, a client stream as a JSON
+array, and internal RPCs left out."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ SAMPLE = """
 syntax = "proto3";
 package tweetmesh.sample.v1;
 import "google/api/annotations.proto";
+import "google/api/httpbody.proto";
 import "google/protobuf/timestamp.proto";
 
 // Things, for the test.
@@ -36,6 +38,23 @@ service ThingService {
     option (google.api.http) = {patch: "/v1/things/{thing.thing_id}" body: "thing"};
   }
   rpc InternalOnly(GetThingRequest) returns (Thing);
+  rpc PutPicture(PutPictureRequest) returns (Thing) {
+    option (google.api.http) = {post: "/v1/pictures" body: "picture"};
+  }
+  rpc GetPicture(GetThingRequest) returns (stream GetPictureResponse) {
+    option (google.api.http) = {get: "/v1/pictures/{thing_id}" response_body: "picture"};
+  }
+  rpc PutThings(stream Thing) returns (Thing) {
+    option (google.api.http) = {post: "/v1/things:batch" body: "*"};
+  }
+}
+
+message PutPictureRequest {
+  google.api.HttpBody picture = 1;
+}
+
+message GetPictureResponse {
+  google.api.HttpBody picture = 1;
 }
 
 enum Color {
@@ -114,6 +133,9 @@ def test_routes_parameters_bodies_and_internal_rpcs(tmp_path: Path) -> None:
         "/v1/things/{thing_id}",
         "/v1/owners/{owner}/things/{thing_id}",
         "/v1/things/{thing.thing_id}",
+        "/v1/pictures",
+        "/v1/pictures/{thing_id}",
+        "/v1/things:batch",
     }
     get = paths["/v1/things/{thing_id}"]["get"]
     assert get["operationId"] == "ThingService_GetThing"
@@ -136,3 +158,15 @@ def test_routes_parameters_bodies_and_internal_rpcs(tmp_path: Path) -> None:
         for operation in operations.values():
             assert operation["responses"]["default"] == {"$ref": "#/components/responses/Error"}
             assert operation["operationId"] != "ThingService_InternalOnly"
+
+
+def test_raw_bytes_in_and_out_and_a_client_stream_as_an_array(tmp_path: Path) -> None:
+    spec = sample_spec(tmp_path)
+    validate(spec)
+    raw = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+    paths = spec["paths"]
+    assert paths["/v1/pictures"]["post"]["requestBody"]["content"] == raw
+    assert paths["/v1/pictures/{thing_id}"]["get"]["responses"]["200"]["content"] == raw
+    batch = paths["/v1/things:batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert batch["type"] == "array"
+    assert "google.api.HttpBody" not in spec["components"]["schemas"]

@@ -1,4 +1,4 @@
-"""Validation rules for accounts and tweets, ids, and error statuses."""
+"""Validation rules for accounts, tweets and their media, ids, and error statuses."""
 
 from datetime import UTC, datetime
 
@@ -6,12 +6,13 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
+from media_svc.service import ClaimStatus, claim_status
 from meshkit.auth import bearer_token, new_token
 from meshkit.errors import InvalidArgument, NotFound, RedisOutage, Unauthenticated, is_outage_reply
 from meshkit.ids import id_at, parse_id, time_of
 from meshkit.runtime import OutageAwareParser
 from meshkit.status import as_domain_error, status_of
-from tweets_svc.service import TEXT_MAX, normalize_text, validate_request_id
+from tweets_svc.service import TEXT_MAX, normalize_text, validate_media, validate_request_id
 from users_svc.service import validate_new_user
 
 
@@ -151,6 +152,44 @@ def test_a_peer_that_cannot_answer_now_is_unavailable_not_internal(code: grpc.St
 def test_a_peer_bug_stays_internal() -> None:
     error = grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(), "bug")
     assert as_domain_error(error, "/x/Y").code == grpc.StatusCode.INTERNAL
+
+
+@pytest.mark.parametrize(
+    ("media_ids", "alt_texts", "field"),
+    [
+        ([1, 2, 3, 4, 5], {}, "media_ids"),
+        ([1, 1], {}, "media_ids"),
+        ([1], {2: "not posted"}, "alt_texts"),
+        ([1], {1: "x" * 1001}, "alt_texts"),
+        ([1], {1: "bell\x07"}, "alt_texts"),
+    ],
+)
+def test_media_of_a_tweet_is_checked(media_ids: list[int], alt_texts: dict[int, str], field: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        validate_media(media_ids, alt_texts)
+    assert error.value.violations[0].field == field
+
+
+def test_media_alt_texts_are_normalized_and_default_to_empty() -> None:
+    assert validate_media([1, 2], {1: " Cafe\u0301\nline two "}) == {1: "Café\nline two", 2: ""}
+    assert normalize_text("  ", may_be_empty=True) == ""  # only a tweet with media has no text
+
+
+@pytest.mark.parametrize(
+    ("owner", "state", "tweet_id", "status"),
+    [
+        (7, "ready", None, ClaimStatus.CLAIMABLE),
+        (8, "ready", None, ClaimStatus.NOT_OWNED),
+        (7, "ready", 99, ClaimStatus.ATTACHED),
+        (7, "uploading", None, ClaimStatus.MISSING),
+        (7, "collecting", None, ClaimStatus.MISSING),
+        (8, "collecting", 99, ClaimStatus.MISSING),  # gone is gone, whoever asks
+    ],
+)
+def test_only_the_owners_ready_unattached_media_is_claimable(
+    owner: int, state: str, tweet_id: int | None, status: ClaimStatus
+) -> None:
+    assert claim_status(owner, 7, state, tweet_id) is status
 
 
 @pytest.mark.parametrize(

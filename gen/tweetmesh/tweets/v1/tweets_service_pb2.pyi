@@ -1,6 +1,7 @@
 import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tweetmesh.users.v1 import users_service_pb2 as _users_service_pb2
 from google.protobuf.internal import containers as _containers
@@ -13,7 +14,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Tweet(_message.Message):
-    __slots__ = ("tweet_id", "author_id", "author", "text", "create_time", "reply_to_tweet_id", "reply_count", "reply_to_author_id", "reply_to_deleted", "retweet_of_tweet_id", "retweeted_tweet", "like_count", "retweet_count", "mentions", "hashtags")
+    __slots__ = ("tweet_id", "author_id", "author", "text", "create_time", "reply_to_tweet_id", "reply_count", "reply_to_author_id", "reply_to_deleted", "retweet_of_tweet_id", "retweeted_tweet", "like_count", "retweet_count", "mentions", "hashtags", "media")
     TWEET_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +30,7 @@ class Tweet(_message.Message):
     RETWEET_COUNT_FIELD_NUMBER: _ClassVar[int]
     MENTIONS_FIELD_NUMBER: _ClassVar[int]
     HASHTAGS_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
     tweet_id: str
     author_id: str
     author: _users_service_pb2.User
@@ -44,7 +46,28 @@ class Tweet(_message.Message):
     retweet_count: int
     mentions: _containers.RepeatedCompositeFieldContainer[Mention]
     hashtags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., author: _Optional[_Union[_users_service_pb2.User, _Mapping]] = ..., text: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., reply_count: _Optional[int] = ..., reply_to_author_id: _Optional[str] = ..., reply_to_deleted: _Optional[bool] = ..., retweet_of_tweet_id: _Optional[str] = ..., retweeted_tweet: _Optional[_Union[Tweet, _Mapping]] = ..., like_count: _Optional[int] = ..., retweet_count: _Optional[int] = ..., mentions: _Optional[_Iterable[_Union[Mention, _Mapping]]] = ..., hashtags: _Optional[_Iterable[str]] = ...) -> None: ...
+    media: _containers.RepeatedCompositeFieldContainer[TweetMedia]
+    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., author: _Optional[_Union[_users_service_pb2.User, _Mapping]] = ..., text: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., reply_count: _Optional[int] = ..., reply_to_author_id: _Optional[str] = ..., reply_to_deleted: _Optional[bool] = ..., retweet_of_tweet_id: _Optional[str] = ..., retweeted_tweet: _Optional[_Union[Tweet, _Mapping]] = ..., like_count: _Optional[int] = ..., retweet_count: _Optional[int] = ..., mentions: _Optional[_Iterable[_Union[Mention, _Mapping]]] = ..., hashtags: _Optional[_Iterable[str]] = ..., media: _Optional[_Iterable[_Union[TweetMedia, _Mapping]]] = ...) -> None: ...
+
+class TweetMedia(_message.Message):
+    __slots__ = ("media_id", "content_type", "width", "height", "duration", "url", "thumbnail_url", "alt_text")
+    MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAIL_URL_FIELD_NUMBER: _ClassVar[int]
+    ALT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    media_id: str
+    content_type: str
+    width: int
+    height: int
+    duration: _duration_pb2.Duration
+    url: str
+    thumbnail_url: str
+    alt_text: str
+    def __init__(self, media_id: _Optional[str] = ..., content_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., url: _Optional[str] = ..., thumbnail_url: _Optional[str] = ..., alt_text: _Optional[str] = ...) -> None: ...
 
 class Mention(_message.Message):
     __slots__ = ("user_id", "handle")
@@ -55,14 +78,25 @@ class Mention(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., handle: _Optional[str] = ...) -> None: ...
 
 class CreateTweetRequest(_message.Message):
-    __slots__ = ("text", "reply_to_tweet_id", "request_id")
+    __slots__ = ("text", "reply_to_tweet_id", "request_id", "media_ids", "alt_texts")
+    class AltTextsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TEXT_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALT_TEXTS_FIELD_NUMBER: _ClassVar[int]
     text: str
     reply_to_tweet_id: str
     request_id: str
-    def __init__(self, text: _Optional[str] = ..., reply_to_tweet_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    media_ids: _containers.RepeatedScalarFieldContainer[str]
+    alt_texts: _containers.ScalarMap[str, str]
+    def __init__(self, text: _Optional[str] = ..., reply_to_tweet_id: _Optional[str] = ..., request_id: _Optional[str] = ..., media_ids: _Optional[_Iterable[str]] = ..., alt_texts: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CreateTweetResponse(_message.Message):
     __slots__ = ("tweet",)
@@ -360,8 +394,28 @@ class ListMentionIdsResponse(_message.Message):
     tweet_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, tweet_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class BatchGetMediaTweetsRequest(_message.Message):
+    __slots__ = ("media_ids",)
+    MEDIA_IDS_FIELD_NUMBER: _ClassVar[int]
+    media_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, media_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MediaTweet(_message.Message):
+    __slots__ = ("media_id", "tweet_id")
+    MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    media_id: str
+    tweet_id: str
+    def __init__(self, media_id: _Optional[str] = ..., tweet_id: _Optional[str] = ...) -> None: ...
+
+class BatchGetMediaTweetsResponse(_message.Message):
+    __slots__ = ("media",)
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    media: _containers.RepeatedCompositeFieldContainer[MediaTweet]
+    def __init__(self, media: _Optional[_Iterable[_Union[MediaTweet, _Mapping]]] = ...) -> None: ...
+
 class TweetEvent(_message.Message):
-    __slots__ = ("tweet_id", "author_id", "create_time", "reply_to_tweet_id", "kind", "reply_to_author_id", "retweet_of_tweet_id", "mentioned_user_ids", "public")
+    __slots__ = ("tweet_id", "author_id", "create_time", "reply_to_tweet_id", "kind", "reply_to_author_id", "retweet_of_tweet_id", "mentioned_user_ids", "public", "media_ids")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[TweetEvent.Kind]
@@ -379,6 +433,7 @@ class TweetEvent(_message.Message):
     RETWEET_OF_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
     MENTIONED_USER_IDS_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_IDS_FIELD_NUMBER: _ClassVar[int]
     tweet_id: str
     author_id: str
     create_time: _timestamp_pb2.Timestamp
@@ -388,4 +443,5 @@ class TweetEvent(_message.Message):
     retweet_of_tweet_id: str
     mentioned_user_ids: _containers.RepeatedScalarFieldContainer[str]
     public: bool
-    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., kind: _Optional[_Union[TweetEvent.Kind, str]] = ..., reply_to_author_id: _Optional[str] = ..., retweet_of_tweet_id: _Optional[str] = ..., mentioned_user_ids: _Optional[_Iterable[str]] = ..., public: _Optional[bool] = ...) -> None: ...
+    media_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., kind: _Optional[_Union[TweetEvent.Kind, str]] = ..., reply_to_author_id: _Optional[str] = ..., retweet_of_tweet_id: _Optional[str] = ..., mentioned_user_ids: _Optional[_Iterable[str]] = ..., public: _Optional[bool] = ..., media_ids: _Optional[_Iterable[str]] = ...) -> None: ...

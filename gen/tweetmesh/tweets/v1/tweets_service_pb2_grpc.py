@@ -29,8 +29,8 @@ class TweetServiceStub:
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
-    refuses them.
+    BatchGetTweetCounts, ListMentionIds, BatchGetMediaTweets) are for the other services of the
+    mesh only; Envoy refuses them.
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
@@ -137,21 +137,27 @@ class TweetServiceStub:
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsResponse.FromString,
                 _registered_method=True)
+        self.BatchGetMediaTweets = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/BatchGetMediaTweets',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetMediaTweetsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetMediaTweetsResponse.FromString,
+                _registered_method=True)
 
 
 class TweetServiceServicer:
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
-    refuses them.
+    BatchGetTweetCounts, ListMentionIds, BatchGetMediaTweets) are for the other services of the
+    mesh only; Envoy refuses them.
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
     """
 
     def CreateTweet(self, request, context):
-        """Posts a tweet as the caller. A retry with the same request_id returns the same tweet.
+        """Posts a tweet as the caller, with up to 4 of the caller's uploaded media (MediaService) not
+        attached to another tweet. A retry with the same request_id returns the same tweet.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -287,6 +293,14 @@ class TweetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchGetMediaTweets(self, request, context):
+        """Internal: which tweet each of media_ids is attached to, if any (media_svc asks before it
+        collects media it believes unattached).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TweetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -385,6 +399,11 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsRequest.FromString,
                     response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsResponse.SerializeToString,
             ),
+            'BatchGetMediaTweets': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetMediaTweets,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetMediaTweetsRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetMediaTweetsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tweetmesh.tweets.v1.TweetService', rpc_method_handlers)
@@ -397,8 +416,8 @@ class TweetService:
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
-    refuses them.
+    BatchGetTweetCounts, ListMentionIds, BatchGetMediaTweets) are for the other services of the
+    mesh only; Envoy refuses them.
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
@@ -907,6 +926,33 @@ class TweetService:
             '/tweetmesh.tweets.v1.TweetService/ListMentionIds',
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsRequest.SerializeToString,
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetMediaTweets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/BatchGetMediaTweets',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetMediaTweetsRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetMediaTweetsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,8 +30,8 @@ class TweetServiceStub:
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
-    refuses them.
+    BatchGetTweetCounts, ListMentionIds, BatchGetMediaTweets) are for the other services of the
+    mesh only; Envoy refuses them.
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
@@ -42,7 +42,9 @@ class TweetServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> TweetServiceAsyncStub: ...
     CreateTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.CreateTweetRequest, _tweets_service_pb2.CreateTweetResponse]
-    """Posts a tweet as the caller. A retry with the same request_id returns the same tweet."""
+    """Posts a tweet as the caller, with up to 4 of the caller's uploaded media (MediaService) not
+    attached to another tweet. A retry with the same request_id returns the same tweet.
+    """
     GetTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTweetRequest, _tweets_service_pb2.GetTweetResponse]
     ListUserTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListUserTweetsRequest, _tweets_service_pb2.ListUserTweetsResponse]
     """The user timeline: user_id's tweets, newest first."""
@@ -87,14 +89,18 @@ class TweetServiceStub:
     """Internal: how many tweets each user has posted."""
     ListMentionIds: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionIdsRequest, _tweets_service_pb2.ListMentionIdsResponse]
     """Internal: ids of the newest tweets mentioning (or replying to) user_id in an id window."""
+    BatchGetMediaTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.BatchGetMediaTweetsRequest, _tweets_service_pb2.BatchGetMediaTweetsResponse]
+    """Internal: which tweet each of media_ids is attached to, if any (media_svc asks before it
+    collects media it believes unattached).
+    """
 
 @_typing.type_check_only
 class TweetServiceAsyncStub(TweetServiceStub):
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
-    refuses them.
+    BatchGetTweetCounts, ListMentionIds, BatchGetMediaTweets) are for the other services of the
+    mesh only; Envoy refuses them.
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
@@ -102,7 +108,9 @@ class TweetServiceAsyncStub(TweetServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.CreateTweetRequest, _tweets_service_pb2.CreateTweetResponse]  # type: ignore[assignment]
-    """Posts a tweet as the caller. A retry with the same request_id returns the same tweet."""
+    """Posts a tweet as the caller, with up to 4 of the caller's uploaded media (MediaService) not
+    attached to another tweet. A retry with the same request_id returns the same tweet.
+    """
     GetTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTweetRequest, _tweets_service_pb2.GetTweetResponse]  # type: ignore[assignment]
     ListUserTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListUserTweetsRequest, _tweets_service_pb2.ListUserTweetsResponse]  # type: ignore[assignment]
     """The user timeline: user_id's tweets, newest first."""
@@ -147,13 +155,17 @@ class TweetServiceAsyncStub(TweetServiceStub):
     """Internal: how many tweets each user has posted."""
     ListMentionIds: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionIdsRequest, _tweets_service_pb2.ListMentionIdsResponse]  # type: ignore[assignment]
     """Internal: ids of the newest tweets mentioning (or replying to) user_id in an id window."""
+    BatchGetMediaTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.BatchGetMediaTweetsRequest, _tweets_service_pb2.BatchGetMediaTweetsResponse]  # type: ignore[assignment]
+    """Internal: which tweet each of media_ids is attached to, if any (media_svc asks before it
+    collects media it believes unattached).
+    """
 
 class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
-    refuses them.
+    BatchGetTweetCounts, ListMentionIds, BatchGetMediaTweets) are for the other services of the
+    mesh only; Envoy refuses them.
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
@@ -165,7 +177,9 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tweets_service_pb2.CreateTweetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tweets_service_pb2.CreateTweetResponse, _abc.Awaitable[_tweets_service_pb2.CreateTweetResponse]]:
-        """Posts a tweet as the caller. A retry with the same request_id returns the same tweet."""
+        """Posts a tweet as the caller, with up to 4 of the caller's uploaded media (MediaService) not
+        attached to another tweet. A retry with the same request_id returns the same tweet.
+        """
 
     @_abc_1.abstractmethod
     def GetTweet(
@@ -318,5 +332,15 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tweets_service_pb2.ListMentionIdsResponse, _abc.Awaitable[_tweets_service_pb2.ListMentionIdsResponse]]:
         """Internal: ids of the newest tweets mentioning (or replying to) user_id in an id window."""
+
+    @_abc_1.abstractmethod
+    def BatchGetMediaTweets(
+        self,
+        request: _tweets_service_pb2.BatchGetMediaTweetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.BatchGetMediaTweetsResponse, _abc.Awaitable[_tweets_service_pb2.BatchGetMediaTweetsResponse]]:
+        """Internal: which tweet each of media_ids is attached to, if any (media_svc asks before it
+        collects media it believes unattached).
+        """
 
 def add_TweetServiceServicer_to_server(servicer: TweetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
