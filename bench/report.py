@@ -16,6 +16,7 @@ FIGURES = (
     "envoy_http_reads_per_s",
     "mixed_requests_per_s",
     "fanout_deliveries_per_s",
+    "timeline_entries_per_s",
     "redis_ceiling_ops_per_s",
     "delivery_p50_ms",
     "delivery_p99_ms",
@@ -30,7 +31,7 @@ FIGURES = (
 )
 
 
-FANOUT, CEILING = "fanout_deliveries_per_s", "redis_ceiling_ops_per_s"
+FANOUT, CEILING = "timeline_entries_per_s", "redis_ceiling_ops_per_s"
 ENVOY, DIRECT = "envoy_http_reads_per_s", "direct_grpc_reads_per_s"
 
 
@@ -41,9 +42,8 @@ def targets(f: dict[str, float]) -> list[tuple[str, str, bool]]:
         return f[a] / f[b] if f[b] else 0.0
 
     return [
-        ("fan-out >= 300,000 deliveries/s", f"{f['fanout_deliveries_per_s']:,.0f}/s",
-         f["fanout_deliveries_per_s"] >= 300_000),
-        ("fan-out >= 0.3 x Redis ceiling", f"{ratio(FANOUT, CEILING):.3f}", ratio(FANOUT, CEILING) >= 0.3),
+        ("fan-out >= 300,000 timeline entries/s", f"{f[FANOUT]:,.0f}/s", f[FANOUT] >= 300_000),
+        ("fan-out >= 0.5 x Redis ceiling", f"{ratio(FANOUT, CEILING):.3f}", ratio(FANOUT, CEILING) >= 0.5),
         ("posts >= 1,000/s", f"{f['posts_per_s']:,.0f}/s", f["posts_per_s"] >= 1000),
         ("post p99 < 50 ms", f"{f['post_p99_ms']:.1f} ms", f["post_p99_ms"] < 50),
         ("<= 1.0 ms of mesh CPU per post", f"{f['cpu_ms_per_post']:.2f} ms", f["cpu_ms_per_post"] <= 1.0),

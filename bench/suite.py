@@ -290,8 +290,19 @@ end
             int(self.data.followers_count[authors[n % len(authors)]]) + 1
             for n in range(self.size.fanout_posts)
         )
+        # The counter counts timeline entries actually written (the script skips a follower whose
+        # home timeline is absent): the rest of `expected` (the author's and every follower's, as the
+        # generated graph has them) were skipped.
+        skipped = max(expected - delivered, 0)
         self.figures["fanout_deliveries_per_s"] = delivered / elapsed if elapsed > 0 else 0.0
-        self.details["fanout"] = {"delivered": delivered, "expected": expected, "seconds": elapsed}
+        self.figures["timeline_entries_per_s"] = self.figures["fanout_deliveries_per_s"]
+        self.details["fanout"] = {
+            "delivered": delivered,
+            "expected": expected,
+            "skipped_absent_timelines": skipped,
+            "skipped_per_s": skipped / elapsed if elapsed > 0 else 0.0,
+            "seconds": elapsed,
+        }
         self.wait_fanout_idle()
 
     def redis_ceiling(self) -> None:
