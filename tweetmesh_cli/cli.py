@@ -98,8 +98,21 @@ def render_tweet(tweet: tweets_pb.Tweet) -> str:
     reply = f" · reply to {tweet.reply_to_tweet_id}" if tweet.reply_to_tweet_id else ""
     lines = [f"  {line}" for line in tweet.text.splitlines()]
     lines += [f"  {render_media(media)}" for media in tweet.media]
+    if tweet.quote_tweet_id:
+        lines += [f"  │ {line}" for line in render_quoted(tweet).splitlines()]
     body = "\n".join(lines or ["  "])
     return f"{name} · {_when(tweet)}{reply} · id {tweet.tweet_id}\n{body}"
+
+
+def render_quoted(tweet: tweets_pb.Tweet) -> str:
+    """The tweet a quote shows, or what became of it."""
+    if tweet.quote_status == tweets_pb.QUOTE_STATUS_AVAILABLE:
+        return render_tweet(tweet.quoted_tweet)
+    if tweet.quote_status == tweets_pb.QUOTE_STATUS_DELETED:
+        return f"(quoted tweet {tweet.quote_tweet_id} was deleted)"
+    if tweet.quote_status == tweets_pb.QUOTE_STATUS_UNAVAILABLE:
+        return f"(quoted tweet {tweet.quote_tweet_id} is unavailable)"
+    return f"(quoting tweet {tweet.quote_tweet_id})"
 
 
 def render_media(media: tweets_pb.TweetMedia) -> str:
@@ -267,6 +280,7 @@ def cmd_post(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     request = tweets_pb.CreateTweetRequest(
         text=text,
         reply_to_tweet_id=args.reply_to or "",
+        quote_tweet_id=args.quote or "",
         # One id per invocation: gRPC retries of this call cannot post twice.
         request_id=uuid.uuid4().hex,
         media_ids=media_ids,
@@ -329,6 +343,50 @@ def cmd_tweets(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     )
     page = client.tweets.ListUserTweets(request, timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, f"(@{user.handle} has not posted yet)")
+
+
+def cmd_quotes(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.ListQuotesRequest(
+        tweet_id=args.tweet_id, page_size=args.limit, page_token=args.page_token or ""
+    )
+    page = client.tweets.ListQuotes(request, timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.tweets, page.next_page_token, "(nobody has quoted it)")
+
+
+def cmd_conversation(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.GetConversationRequest(
+        tweet_id=args.tweet_id, max_depth=args.depth, page_size=args.limit, page_token=args.page_token or ""
+    )
+    found = client.tweets.GetConversation(request, timeout=TIMEOUT_SECONDS)
+    # Each entry indented by its depth below the first tweet shown.
+    top = found.ancestors[0].depth if found.ancestors else 0
+    for entry in (*found.ancestors, found.tweet, *found.replies):
+        shown = f"(deleted tweet {entry.tweet_id})" if entry.deleted else render_tweet(entry.tweet)
+        lines = shown.splitlines()
+        if entry.tweet_id == found.tweet.tweet_id:
+            lines[0] += " ◀"
+        indent = "    " * (entry.depth - top)
+        out.write("".join(f"{indent}{line}\n" for line in lines) + "\n")
+    if found.next_page_token:
+        out.write(f"more: --page-token {found.next_page_token}\n")
+
+
+def cmd_bookmark(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.BookmarkTweetRequest(tweet_id=args.tweet_id)
+    client.tweets.BookmarkTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    out.write(f"bookmarked {args.tweet_id}\n")
+
+
+def cmd_unbookmark(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.UnbookmarkTweetRequest(tweet_id=args.tweet_id)
+    client.tweets.UnbookmarkTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    out.write(f"removed {args.tweet_id} from your bookmarks\n")
+
+
+def cmd_bookmarks(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.ListBookmarksRequest(page_size=args.limit, page_token=args.page_token or "")
+    page = client.tweets.ListBookmarks(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.tweets, page.next_page_token, "(no bookmarks)")
 
 
 def cmd_search(client: Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -446,6 +504,7 @@ def _writing_commands(command: AddCommand) -> None:
     post = command("post", cmd_post, "post a tweet (`-` reads the text from stdin)")
     post.add_argument("text", nargs="*")
     post.add_argument("--reply-to", metavar="TWEET_ID")
+    post.add_argument("--quote", metavar="TWEET_ID", help="quote this tweet (shown with yours)")
     post.add_argument(
         "--media",
         action="append",
@@ -460,14 +519,30 @@ def _writing_commands(command: AddCommand) -> None:
         "upload", cmd_upload, "upload an image (JPEG, PNG, GIF, WebP) or a video (MP4); prints its media id"
     )
     upload.add_argument("path")
+    command("bookmark", cmd_bookmark, "keep a tweet in your bookmarks (seen by you only)").add_argument(
+        "tweet_id"
+    )
+    command("unbookmark", cmd_unbookmark, "remove a tweet from your bookmarks").add_argument("tweet_id")
     upload.add_argument("--content-type", help="default: guessed from the file's name")
 
 
 def _reading_commands(command: AddCommand) -> None:
     _paged(command("timeline", cmd_timeline, "your home timeline, newest first"))
+    _paged(command("bookmarks", cmd_bookmarks, "your bookmarks, most recently bookmarked first"))
     tweets = command("tweets", cmd_tweets, "someone's tweets, newest first")
     tweets.add_argument("handle")
     _paged(tweets)
+    quotes = command("quotes", cmd_quotes, "the tweets quoting a tweet, newest first")
+    quotes.add_argument("tweet_id")
+    _paged(quotes)
+    thread = command(
+        "conversation",
+        cmd_conversation,
+        "a tweet with those it replies to and the replies below it, as a tree",
+    )
+    thread.add_argument("tweet_id")
+    thread.add_argument("--depth", type=int, default=0, help="levels of replies (default 8, at most 32)")
+    _paged(thread, "replies")
     search = command(
         "search",
         cmd_search,

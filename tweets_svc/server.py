@@ -18,11 +18,11 @@ from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
 from social import TWEETS_STREAM, MediaPeer, UsersPeer
 from social.caches import OwnerCache
-from social.limits import READ, WRITE
+from social.limits import READ, READ_SIGNED_IN, WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
-from tweets_svc.service import Tweet, TweetChange, TweetMedia, Tweets
+from tweets_svc.service import ThreadNode, Tweet, TweetChange, TweetMedia, Tweets
 from tweets_svc.settings import TweetsSettings
 from tweets_svc.storage import PostgresTweetStore, TweetCache
 
@@ -34,7 +34,16 @@ SERVICE = pb.DESCRIPTOR.services_by_name["TweetService"]
 RATE_LIMITS: Policies = {
     **{
         method_name(SERVICE, method): WRITE
-        for method in ("CreateTweet", "DeleteTweet", "LikeTweet", "UnlikeTweet", "Retweet", "Unretweet")
+        for method in (
+            "CreateTweet",
+            "DeleteTweet",
+            "LikeTweet",
+            "UnlikeTweet",
+            "Retweet",
+            "Unretweet",
+            "BookmarkTweet",
+            "UnbookmarkTweet",
+        )
     },
     **{
         method_name(SERVICE, method): READ
@@ -42,6 +51,8 @@ RATE_LIMITS: Policies = {
             "GetTweet",
             "ListUserTweets",
             "ListReplies",
+            "ListQuotes",
+            "GetConversation",
             "ListLikingUsers",
             "ListLikedTweets",
             "ListMentions",
@@ -50,6 +61,8 @@ RATE_LIMITS: Policies = {
             "GetGlobalTimeline",
         )
     },
+    # A read that needs a token is counted per user too.
+    method_name(SERVICE, "ListBookmarks"): READ_SIGNED_IN,
 }
 
 
@@ -66,6 +79,7 @@ def tweet_event(change: TweetChange) -> bytes:
         mentioned_user_ids=[str(u) for u in change.mentioned_user_ids],
         public=tweet.public,
         media_ids=[str(m) for m in change.media_ids],
+        quote_tweet_id=wire_id(tweet.quote_of_tweet_id),
     ).SerializeToString()
 
 
@@ -86,6 +100,8 @@ def own_fields(tweet: Tweet) -> pb.Tweet:
         mentions=[pb.Mention(user_id=str(m.user_id), handle=m.handle) for m in tweet.mentions],
         hashtags=tweet.hashtags,
         media=[wire_media(m) for m in tweet.media],
+        quote_tweet_id=wire_id(tweet.quote_of_tweet_id),
+        quote_count=tweet.quote_count,
     )
 
 
@@ -137,18 +153,34 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         return found
 
     async def hydrate(self, tweets: Sequence[Tweet]) -> list[pb.Tweet]:
-        """Wire tweets with their authors, retweets with their original and its author."""
+        """Wire tweets with their authors, retweets with their original and its author, quotes with
+        the tweet they quote and its author."""
         originals = [t.retweeted for t in tweets if t.retweeted is not None]
-        shown = (*tweets, *originals)
+        quoted = [t.quoted for t in (*tweets, *originals) if t.quoted is not None]
+        shown = (*tweets, *originals, *quoted)
         counts = {t.author_id: t.author_tweets_count for t in shown if t.author_tweets_count is not None}
         authors = await self.users(list({t.author_id for t in shown}), counts)
 
+        def quote(tweet: Tweet) -> tuple[pb.Tweet | None, pb.QuoteStatus]:
+            """The quoted tweet to show, and what can be shown of it."""
+            if tweet.quoted is not None:
+                if tweet.quoted.author_id not in authors:  # the account is gone
+                    return None, pb.QUOTE_STATUS_UNAVAILABLE
+                return wire(tweet.quoted), pb.QUOTE_STATUS_AVAILABLE
+            if tweet.quoted_deleted:
+                return None, pb.QUOTE_STATUS_DELETED
+            return None, pb.QUOTE_STATUS_UNSPECIFIED
+
         def wire(tweet: Tweet) -> pb.Tweet:
+            quoted_tweet, quote_status = quote(tweet)
             message = own_fields(tweet)
             if (author := authors.get(tweet.author_id)) is not None:
                 message.author.CopyFrom(author)
             if tweet.retweeted is not None:
                 message.retweeted_tweet.CopyFrom(wire(tweet.retweeted))
+            if quoted_tweet is not None:
+                message.quoted_tweet.CopyFrom(quoted_tweet)
+            message.quote_status = quote_status
             return message
 
         return [wire(t) for t in tweets]
@@ -163,6 +195,7 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
             request.request_id,
             [require_id(m, "media_ids") for m in request.media_ids],
             {require_id(m, "alt_texts"): text for m, text in request.alt_texts.items()},
+            parse_id(request.quote_tweet_id, "quote_tweet_id", required=False),
         )
         (wire,) = await self.hydrate([tweet])
         return pb.CreateTweetResponse(tweet=wire)
@@ -187,6 +220,41 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
             await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
         )
         return pb.DeleteTweetResponse()
+
+    async def ListQuotes(self, request: pb.ListQuotesRequest, context: Context) -> pb.ListQuotesResponse:
+        page = await self._tweets.quotes(
+            require_id(request.tweet_id, "tweet_id"), request.page_size, request.page_token
+        )
+        return pb.ListQuotesResponse(
+            tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
+        )
+
+    async def GetConversation(
+        self, request: pb.GetConversationRequest, context: Context
+    ) -> pb.GetConversationResponse:
+        found = await self._tweets.conversation(
+            require_id(request.tweet_id, "tweet_id"), request.max_depth, request.page_size, request.page_token
+        )
+        placed = [*found.ancestors, found.tweet, *found.replies.items]
+        wired = iter(await self.hydrate([t for _, t in placed if t is not None]))
+
+        def entry(node: ThreadNode, tweet: Tweet | None) -> pb.ConversationEntry:
+            return pb.ConversationEntry(
+                tweet_id=str(node.tweet_id),
+                parent_tweet_id=wire_id(node.parent_id),
+                depth=node.depth,
+                deleted=tweet is None,
+                tweet=next(wired) if tweet is not None else None,
+            )
+
+        entries = [entry(*p) for p in placed]
+        ancestors = len(found.ancestors)
+        return pb.GetConversationResponse(
+            ancestors=entries[:ancestors],
+            tweet=entries[ancestors],
+            replies=entries[ancestors + 1 :],
+            next_page_token=found.replies.next_page_token,
+        )
 
     async def ListReplies(self, request: pb.ListRepliesRequest, context: Context) -> pb.ListRepliesResponse:
         page = await self._tweets.replies(
@@ -223,6 +291,32 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
         (wire,) = await self.hydrate([tweet])
         return pb.UnlikeTweetResponse(tweet=wire)
+
+    async def BookmarkTweet(
+        self, request: pb.BookmarkTweetRequest, context: Context
+    ) -> pb.BookmarkTweetResponse:
+        await self._tweets.bookmark(
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
+        )
+        return pb.BookmarkTweetResponse()
+
+    async def UnbookmarkTweet(
+        self, request: pb.UnbookmarkTweetRequest, context: Context
+    ) -> pb.UnbookmarkTweetResponse:
+        await self._tweets.unbookmark(
+            await self._auth.caller_id(context), require_id(request.tweet_id, "tweet_id")
+        )
+        return pb.UnbookmarkTweetResponse()
+
+    async def ListBookmarks(
+        self, request: pb.ListBookmarksRequest, context: Context
+    ) -> pb.ListBookmarksResponse:
+        page = await self._tweets.bookmarks(
+            await self._auth.caller_id(context), request.page_size, request.page_token
+        )
+        return pb.ListBookmarksResponse(
+            tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
+        )
 
     async def ListLikingUsers(
         self, request: pb.ListLikingUsersRequest, context: Context

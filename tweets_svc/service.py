@@ -1,5 +1,5 @@
-"""The rules of tweets_svc: valid tweets, mentions, hashtags and media, idempotent creation,
-deletes by the author only, retweets, likes, and every tweet list, on plain dataclasses."""
+"""The rules of tweets_svc: valid tweets, mentions, hashtags and media, quotes, idempotent
+creation, deletes by the author only, retweets, likes, and every tweet list, on plain dataclasses."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ SEARCH_QUERY_MAX = 200
 TAG_MAX = 100
 MEDIA_MAX = 4
 ALT_TEXT_MAX = 1000
+# A conversation shows at most this many tweets above the one asked for (the first shown names its
+# parent, whose conversation goes on up), and replies this many levels below (by default 8).
+ANCESTORS_MAX = 100
+REPLY_DEPTH_DEFAULT = 8
+REPLY_DEPTH_MAX = 32
 _ALLOWED_CONTROLS = {"\n", "\t", "\r"}
 # @handle and #tag as Twitter reads them: not glued to a preceding word character.
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{1,15})(?![A-Za-z0-9_@])")
@@ -68,6 +73,12 @@ class Tweet:
     media: tuple[TweetMedia, ...] = ()
     # For a retweet, the original it shows.
     retweeted: Tweet | None = None
+    # For a quote: the quoted tweet's id, and the tweet when it is live and was read with this one
+    # (one level: a quoted tweet's own quote is not read).
+    quote_of_tweet_id: int | None = None
+    quoted: Tweet | None = None
+    quoted_deleted: bool = False
+    quote_count: int = 0
     # The author's tweet count, when it was read with the tweet (None: ask for it).
     author_tweets_count: int | None = None
     # The versions of the tweet's row and of its author's count as read (social.caches).
@@ -89,6 +100,7 @@ class NewTweet:
     mentions: tuple[Mention, ...] = ()
     hashtags: tuple[str, ...] = ()
     media: tuple[TweetMedia, ...] = ()
+    quote_of_tweet_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +120,10 @@ class ReplyTargetMissing(Exception):
     pass
 
 
+class QuoteTargetMissing(Exception):
+    pass
+
+
 class MediaTaken(Exception):
     """A media is attached to another tweet (two posts raced for it)."""
 
@@ -121,8 +137,8 @@ class TweetStore(Protocol):
 
     async def create(self, new: NewTweet) -> Tweet:
         """An existing (author, request_id) returns the tweet stored the first time.
-        ReplyTargetMissing if the replied-to tweet is absent or deleted; MediaTaken if a media is
-        attached to another tweet."""
+        ReplyTargetMissing / QuoteTargetMissing if the replied-to / quoted tweet is absent or
+        deleted; MediaTaken if a media is attached to another tweet."""
         ...
 
     async def by_request_id(self, author_id: int, request_id: str) -> Tweet | None:
@@ -147,6 +163,15 @@ class TweetStore(Protocol):
         ...
 
     async def unlike(self, tweet_id: int, user_id: int) -> bool: ...
+    async def bookmark(self, tweet_id: int, user_id: int) -> bool:
+        """Whether the tweet is live (and now bookmarked)."""
+        ...
+
+    async def unbookmark(self, tweet_id: int, user_id: int) -> None: ...
+    async def bookmarked(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        """(bookmark id, tweet id) below `before`, most recent first."""
+        ...
+
     async def state(self, tweet_id: int) -> TweetState | None: ...
     async def by_ids(self, tweet_ids: Sequence[int]) -> dict[int, Tweet]:
         """Live tweets only; a retweet whose original is gone is gone too."""
@@ -154,6 +179,20 @@ class TweetStore(Protocol):
 
     async def by_author(self, author_id: int, before: int | None, limit: int) -> list[int]: ...
     async def replies(self, tweet_id: int, after: int | None, limit: int) -> list[int]: ...
+    async def quotes(self, tweet_id: int, before: int | None, limit: int) -> list[int]: ...
+    async def thread_up(self, tweet_id: int, limit: int) -> list[ThreadNode]:
+        """The tweet (depth 0) and up to limit - 1 tweets it replies to, nearest first, deleted ones
+        too; [] if it was never stored."""
+        ...
+
+    async def thread_down(
+        self, tweet_id: int, author_id: int, max_depth: int, after: tuple[int, ...], limit: int
+    ) -> list[ThreadNode]:
+        """The replies below tweet_id up to max_depth levels, in reading order (each followed by
+        its own replies; among siblings author_id's first, then oldest first), those whose path
+        comes after `after`. A deleted reply is kept only where it has replies."""
+        ...
+
     async def liking_users(self, tweet_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
     async def liked_tweets(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
     async def mentioning(
@@ -184,6 +223,29 @@ class TweetState:
     author_id: int
     deleted: bool
     retweet_of_tweet_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadNode:
+    """A tweet's place in a conversation: its parent, its depth below the tweet asked for (negative
+    above it), whether it was deleted, and (below) its position in reading order."""
+
+    tweet_id: int
+    author_id: int
+    parent_id: int | None
+    depth: int
+    deleted: bool
+    path: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """The tweets above one, the tweet, and a page of the replies below it in reading order; each
+    with the tweet itself, or None where it was deleted (a placeholder that keeps the tree whole)."""
+
+    ancestors: list[tuple[ThreadNode, Tweet | None]]
+    tweet: tuple[ThreadNode, Tweet | None]
+    replies: Page[tuple[ThreadNode, Tweet | None]]
 
 
 class MediaDirectory(Protocol):
@@ -314,6 +376,7 @@ class Tweets:
         request_id: str,
         media_ids: Sequence[int] = (),
         alt_texts: Mapping[int, str] | None = None,
+        quote_tweet_id: int | None = None,
     ) -> Tweet:
         text = normalize_text(text, may_be_empty=bool(media_ids))
         alts = validate_media(media_ids, alt_texts or {})
@@ -323,10 +386,9 @@ class Tweets:
         if media_ids and key is not None and (existing := await self._store.by_request_id(author_id, key)):
             return existing
         if reply_to_tweet_id is not None:
-            state = await self._store.state(reply_to_tweet_id)
-            if state is None or state.deleted:
-                raise not_found("tweet", str(reply_to_tweet_id), "reply_to_tweet_id")
-            reply_to_tweet_id = state.retweet_of_tweet_id or reply_to_tweet_id  # answer the original
+            reply_to_tweet_id = await self._original(reply_to_tweet_id, "reply_to_tweet_id")  # answer it
+        if quote_tweet_id is not None:
+            quote_tweet_id = await self._original(quote_tweet_id, "quote_tweet_id")  # quote it
         handles = mentioned_handles(text)
         found = await self._users.resolve_handles(handles) if handles else {}
         mentions = tuple(Mention(found[h], h) for h in handles if h in found)
@@ -344,11 +406,15 @@ class Tweets:
             )
             for m in claimed
         )
-        new = NewTweet(author_id, text, reply_to_tweet_id, key, mentions, tuple(hashtags_of(text)), media)
+        new = NewTweet(
+            author_id, text, reply_to_tweet_id, key, mentions, tuple(hashtags_of(text)), media, quote_tweet_id
+        )
         try:
             return await self._store.create(new)
         except ReplyTargetMissing:
             raise not_found("tweet", str(reply_to_tweet_id), "reply_to_tweet_id") from None
+        except QuoteTargetMissing:
+            raise not_found("tweet", str(quote_tweet_id), "quote_tweet_id") from None
         except MediaTaken as taken:
             raise FailedPrecondition(
                 f"media_ids: media {taken.media_id} is attached to another tweet",
@@ -367,10 +433,11 @@ class Tweets:
             raise not_found("tweet", str(tweet_id), "tweet_id")
         return found
 
-    async def _live(self, tweet_id: int) -> TweetState:
+    async def _live(self, tweet_id: int, field: str = "tweet_id") -> TweetState:
+        """NOT_FOUND naming `field` if the tweet is absent or deleted."""
         state = await self._store.state(tweet_id)
         if state is None or state.deleted:
-            raise not_found("tweet", str(tweet_id), "tweet_id")
+            raise not_found("tweet", str(tweet_id), field)
         return state
 
     async def delete(self, actor_id: int, tweet_id: int) -> None:
@@ -379,9 +446,9 @@ class Tweets:
             raise PermissionDenied("only its author can delete a tweet", reason="NOT_AUTHOR")
         await self._store.delete(tweet_id, actor_id)
 
-    async def _original(self, tweet_id: int) -> int:
-        """The tweet a retweet, like or reply acts on: a retweet stands for its original."""
-        state = await self._live(tweet_id)
+    async def _original(self, tweet_id: int, field: str = "tweet_id") -> int:
+        """The tweet a retweet, like, reply or quote acts on: a retweet stands for its original."""
+        state = await self._live(tweet_id, field)
         return state.retweet_of_tweet_id or tweet_id
 
     async def retweet(self, actor_id: int, tweet_id: int) -> Tweet:
@@ -411,6 +478,24 @@ class Tweets:
             raise not_found("tweet", str(tweet_id), "tweet_id")
         return await self.get(original)
 
+    async def bookmark(self, user_id: int, tweet_id: int) -> None:
+        if not await self._store.bookmark(await self._original(tweet_id), user_id):
+            raise not_found("tweet", str(tweet_id), "tweet_id")  # deleted meanwhile
+
+    async def unbookmark(self, user_id: int, tweet_id: int) -> None:
+        """Works for a deleted tweet too (its bookmarks went with it: nothing to do)."""
+        state = await self._store.state(tweet_id)
+        if state is None:
+            raise not_found("tweet", str(tweet_id), "tweet_id")
+        await self._store.unbookmark(state.retweet_of_tweet_id or tweet_id, user_id)
+
+    async def bookmarks(self, user_id: int, size: int, token: str) -> Page[Tweet]:
+        page = await self._pair_page(
+            f"bookmarks:{user_id}", size, token, lambda before, n: self._store.bookmarked(user_id, before, n)
+        )
+        found = await self._store.by_ids(page.items)
+        return Page([found[t] for t in page.items if t in found], page.next_page_token)
+
     async def _hydrated_page(
         self, ids: list[int], limit: int, scope: str, cursor_of: Callable[[int], object]
     ) -> Page[Tweet]:
@@ -439,6 +524,41 @@ class Tweets:
             f"replies:{tweet_id}", size, token, lambda after, n: self._store.replies(tweet_id, after, n)
         )
 
+    async def quotes(self, tweet_id: int, size: int, token: str) -> Page[Tweet]:
+        if await self._store.state(tweet_id) is None:
+            raise not_found("tweet", str(tweet_id), "tweet_id")
+        return await self._id_page(
+            f"quotes:{tweet_id}", size, token, lambda before, n: self._store.quotes(tweet_id, before, n)
+        )
+
+    async def conversation(self, tweet_id: int, max_depth: int, size: int, token: str) -> Conversation:
+        """The conversation around a tweet (deleted or not; a retweet's is its original's): see
+        TweetStore.thread_up and thread_down."""
+        if max_depth < 0:
+            raise InvalidArgument.field("max_depth", f"must not be negative, got {max_depth}")
+        depth = min(max_depth or REPLY_DEPTH_DEFAULT, REPLY_DEPTH_MAX)
+        state = await self._store.state(tweet_id)
+        if state is None:
+            raise not_found("tweet", str(tweet_id), "tweet_id")
+        tweet_id = state.retweet_of_tweet_id or tweet_id
+        up = await self._store.thread_up(tweet_id, ANCESTORS_MAX + 1)
+        limit = page_size(size)
+        scope = f"conversation:{tweet_id}:{depth}"
+        cursor = self._pages.decode(token, scope)
+        after = tuple(int(p) for p in cursor.split(".")) if cursor else ()
+        down = await self._store.thread_down(tweet_id, up[0].author_id, depth, after, limit + 1)
+        page = self._pages.page(down, limit, scope, lambda node: ".".join(map(str, node.path)))
+        found = await self._store.by_ids([n.tweet_id for n in (*up, *page.items) if not n.deleted])
+
+        def placed(node: ThreadNode) -> tuple[ThreadNode, Tweet | None]:
+            return node, found.get(node.tweet_id)  # None: deleted (maybe just now)
+
+        return Conversation(
+            [placed(n) for n in reversed(up[1:])],
+            placed(up[0]),
+            Page([placed(n) for n in page.items], page.next_page_token),
+        )
+
     async def mentions(self, user_id: int, size: int, token: str) -> Page[Tweet]:
         await self._require_user(user_id)
         return await self._id_page(
@@ -459,15 +579,15 @@ class Tweets:
             "global", size, token, lambda before, n: self._store.public(before, None, n)
         )
 
-    async def _like_page(
+    async def _pair_page(
         self,
         scope: str,
         size: int,
         token: str,
         fetch: Callable[[int | None, int], Awaitable[list[tuple[int, int]]]],
     ) -> Page[int]:
-        """A page of a likes list, kept in like order: fetch(cursor, limit + 1) gives (like id,
-        other id) rows below the cursor; the page holds the other ids."""
+        """A page of a list kept in the order of its own rows (likes, bookmarks): fetch(cursor,
+        limit + 1) gives (row id, other id) rows below the cursor; the page holds the other ids."""
         limit = page_size(size)
         cursor = self._pages.decode(token, scope)
         rows = await fetch(int(cursor) if cursor else None, limit + 1)
@@ -476,7 +596,7 @@ class Tweets:
 
     async def liked(self, user_id: int, size: int, token: str) -> Page[Tweet]:
         await self._require_user(user_id)
-        page = await self._like_page(
+        page = await self._pair_page(
             f"liked:{user_id}", size, token, lambda before, n: self._store.liked_tweets(user_id, before, n)
         )
         found = await self._store.by_ids(page.items)
@@ -484,7 +604,7 @@ class Tweets:
 
     async def liking_users(self, tweet_id: int, size: int, token: str) -> Page[int]:
         await self._live(tweet_id)
-        return await self._like_page(
+        return await self._pair_page(
             f"likes:{tweet_id}", size, token, lambda before, n: self._store.liking_users(tweet_id, before, n)
         )
 

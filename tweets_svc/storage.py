@@ -32,7 +32,9 @@ from tweets_svc.service import (
     MediaTaken,
     Mention,
     NewTweet,
+    QuoteTargetMissing,
     ReplyTargetMissing,
+    ThreadNode,
     Tweet,
     TweetChange,
     TweetMedia,
@@ -61,12 +63,45 @@ SELECT t.id, t.author_id, t.text, t.create_time, t.reply_to_id, t.reply_count, t
        ARRAY(SELECT m.user_id FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT m.handle FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT h.tag FROM hashtags h WHERE h.tweet_id = t.id ORDER BY h.position),
-       COALESCE(s.tweets_count, 0), {_MEDIA}, t.version, COALESCE(s.version, 0)
+       COALESCE(s.tweets_count, 0), {_MEDIA}, t.quote_of_id, t.quote_count, t.version, COALESCE(s.version, 0)
 FROM tweets t LEFT JOIN tweets p ON p.id = t.reply_to_id LEFT JOIN author_stats s ON s.author_id = t.author_id
 WHERE t.id = ANY(%s) AND t.delete_time IS NULL
 """
 # The unique index that makes a retried CreateTweet find its first tweet.
 _REQUEST_ID_INDEX = "tweets_by_request_id"
+
+
+# A tweet and those it replies to, nearest first, deleted ones too (a deleted tweet keeps its place).
+_THREAD_UP = """
+WITH RECURSIVE up (id, author_id, reply_to_id, depth, deleted) AS (
+    SELECT id, author_id, reply_to_id, 0, delete_time IS NOT NULL FROM tweets WHERE id = %s
+    UNION ALL
+    SELECT t.id, t.author_id, t.reply_to_id, up.depth + 1, t.delete_time IS NOT NULL
+    FROM tweets t JOIN up ON t.id = up.reply_to_id
+    WHERE up.depth + 1 < %s
+)
+SELECT id, author_id, reply_to_id, depth, deleted FROM up ORDER BY depth
+"""
+
+# The replies below a tweet in reading order. Each reply's path is its parent's and then (0 for the
+# given author, else 1; its id): sorting the paths puts every reply right after its parent and
+# before its parent's next sibling, the author's replies first among siblings, then oldest first.
+# A deleted reply stays only where it has replies, as a placeholder holding the tree together.
+_THREAD_DOWN = """
+WITH RECURSIVE down (id, author_id, reply_to_id, depth, deleted, path) AS (
+    SELECT id, author_id, reply_to_id, 1, delete_time IS NOT NULL,
+           ARRAY[CASE WHEN author_id = %s THEN 0 ELSE 1 END, id]::bigint[]
+    FROM tweets WHERE reply_to_id = %s
+    UNION ALL
+    SELECT t.id, t.author_id, t.reply_to_id, down.depth + 1, t.delete_time IS NOT NULL,
+           down.path || ARRAY[CASE WHEN t.author_id = %s THEN 0 ELSE 1 END, t.id]::bigint[]
+    FROM tweets t JOIN down ON t.reply_to_id = down.id
+    WHERE down.depth < %s
+)
+SELECT id, author_id, reply_to_id, depth, deleted, path FROM down
+WHERE path > %s::bigint[] AND (NOT deleted OR EXISTS (SELECT 1 FROM tweets c WHERE c.reply_to_id = down.id))
+ORDER BY path LIMIT %s
+"""
 
 
 def _tweet(row: Sequence[Any]) -> Tweet:
@@ -86,21 +121,24 @@ def _tweet(row: Sequence[Any]) -> Tweet:
         hashtags=tuple(row[13]),
         author_tweets_count=int(row[14]),
         media=tuple(TweetMedia(**m) for m in row[15]),
-        version=int(row[16]),
-        author_tweets_count_version=int(row[17]),
+        quote_of_tweet_id=_opt(row[16]),
+        quote_count=int(row[17]),
+        version=int(row[18]),
+        author_tweets_count_version=int(row[19]),
     )
 
 
 def _mention_rows(
-    tweet_id: int, new: NewTweet, reply_to_author: int | None
+    tweet_id: int, new: NewTweet, implicit: Sequence[int]
 ) -> tuple[list[tuple[int, int, str, int, bool]], tuple[int, ...]]:
-    """A new tweet's rows of `mentions` (the replied-to author as an implicit one), and who it
-    mentions (its author left out)."""
+    """A new tweet's rows of `mentions` (the `implicit` ones, the replied-to and quoted authors,
+    after those it names), and who it mentions (its author left out)."""
     rows = [(tweet_id, m.user_id, m.handle, i, False) for i, m in enumerate(new.mentions)]
     mentioned = [m.user_id for m in new.mentions]
-    if reply_to_author is not None and reply_to_author not in mentioned:
-        rows.append((tweet_id, reply_to_author, "", len(rows), True))
-        mentioned.append(reply_to_author)
+    for author in implicit:
+        if author not in mentioned:
+            rows.append((tweet_id, author, "", len(rows), True))
+            mentioned.append(author)
     return rows, tuple(u for u in mentioned if u != new.author_id)
 
 
@@ -164,11 +202,13 @@ class TweetCache:
         self._own_fields = own_fields
 
     def shown(self, tweets: Iterable[Tweet]) -> dict[str, bytes]:
-        """Live entries of tweets as read (a retweet's original too) and of their authors' counts."""
+        """Live entries of tweets as read (a retweet's original too) and of their authors' counts.
+        A quote tweet is not cached: it shows the tweet it quotes (with its author, or that it is
+        gone), which only tweets_svc assembles; readers always ask it for one."""
         entries = {}
         for tweet in tweets:
             for read in (tweet, tweet.retweeted):
-                if read is None:
+                if read is None or read.quote_of_tweet_id is not None:
                     continue
                 payload = tweet_payload(read.author_id, read.retweet_of_tweet_id, self._own_fields(read))
                 entries[tweet_key(read.tweet_id)] = live(read.version, payload)
@@ -234,9 +274,10 @@ class PostgresTweetStore:
 
     async def create(self, new: NewTweet) -> Tweet:
         """Stores a post in a group commit with the posts made at the same time; a post with media
-        in a transaction of its own (its `tweet_media` rows make PostgreSQL refuse a media that
-        another tweet holds: MediaTaken, for that post alone)."""
-        if new.media:
+        or a quote in a transaction of its own (its `tweet_media` rows make PostgreSQL refuse a
+        media that another tweet holds: MediaTaken, for that post alone; a quote locks the tweet
+        it quotes with the replied-to one, in id order)."""
+        if new.media or new.quote_of_tweet_id is not None:
             return await self._create_once(new)
         return await self._posts(new)
 
@@ -362,7 +403,9 @@ class PostgresTweetStore:
         batch.tweets.append(
             (tweet_id, new.author_id, new.text, new.reply_to_tweet_id, reply_to_author, new.request_id)
         )
-        mention_rows, mentioned = _mention_rows(tweet_id, new, reply_to_author)
+        mention_rows, mentioned = _mention_rows(
+            tweet_id, new, [] if reply_to_author is None else [reply_to_author]
+        )
         batch.mentions.extend(mention_rows)
         batch.hashtags.extend((tweet_id, tag, i) for i, tag in enumerate(new.hashtags))
         if new.reply_to_tweet_id is not None:
@@ -460,21 +503,28 @@ class PostgresTweetStore:
                 existing := await self._by_request_id(cur, new.author_id, new.request_id)
             ):
                 return existing
-            reply_to_author = None
+            # The replied-to and quoted tweets count one more, each locked in id order (as every
+            # writer of two tweets' counters locks them), and their authors are told; their cached
+            # forms are stale from this commit on.
+            authors: dict[str, int] = {}
             changed: dict[int, int] = {}
-            if new.reply_to_tweet_id is not None:
+            targets = [("reply_count", new.reply_to_tweet_id), ("quote_count", new.quote_of_tweet_id)]
+            for counter, target in sorted((t for t in targets if t[1] is not None), key=lambda t: t[1] or 0):
                 await cur.execute(
-                    "UPDATE tweets SET reply_count = reply_count + 1"
-                    f" WHERE id = %s AND {_LIVE} AND retweet_of_id IS NULL RETURNING author_id, version",
-                    (new.reply_to_tweet_id,),
+                    f"UPDATE tweets SET {counter} = {counter} + 1"
+                    f" WHERE id = %s AND {_LIVE} AND retweet_of_id IS NULL RETURNING author_id, id, version",
+                    (target,),
                 )
-                if (parent := await cur.fetchone()) is None:
-                    raise ReplyTargetMissing(new.reply_to_tweet_id)
-                reply_to_author = int(parent[0])
-                changed[new.reply_to_tweet_id] = int(parent[1])
+                if (row := await cur.fetchone()) is None:
+                    raise (
+                        ReplyTargetMissing(target) if counter == "reply_count" else QuoteTargetMissing(target)
+                    )
+                authors[counter] = int(row[0])
+                changed[int(row[1])] = int(row[2])
+            reply_to_author = authors.get("reply_count")
             await cur.execute(
-                "INSERT INTO tweets (author_id, text, reply_to_id, reply_to_author_id, request_id, media_ids)"
-                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                "INSERT INTO tweets (author_id, text, reply_to_id, reply_to_author_id, request_id, media_ids,"
+                " quote_of_id) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (
                     new.author_id,
                     new.text,
@@ -482,10 +532,11 @@ class PostgresTweetStore:
                     reply_to_author,
                     new.request_id,
                     [m.media_id for m in new.media],
+                    new.quote_of_tweet_id,
                 ),
             )
             tweet_id = int((await cur.fetchone() or [0])[0])
-            mentioned = await self._attach(cur, tweet_id, new, reply_to_author)
+            mentioned = await self._attach(cur, tweet_id, new, [authors[c] for c in sorted(authors)])
             await self._attach_media(cur, tweet_id, new.media)
             await self._count(cur, [new.author_id], +1)
             (tweet,) = await self._hydrate(cur, [tweet_id])
@@ -523,11 +574,11 @@ class PostgresTweetStore:
                 raise MediaTaken(item.media_id) from None  # the transaction rolls back
 
     async def _attach(
-        self, cur: psycopg.AsyncCursor[Any], tweet_id: int, new: NewTweet, reply_to_author: int | None
+        self, cur: psycopg.AsyncCursor[Any], tweet_id: int, new: NewTweet, implicit: Sequence[int]
     ) -> tuple[int, ...]:
-        """Stores mentions (the replied-to author as an implicit one) and hashtags; returns who is
-        mentioned."""
-        rows, mentioned = _mention_rows(tweet_id, new, reply_to_author)
+        """Stores mentions (the replied-to and quoted authors as implicit ones) and hashtags;
+        returns who is mentioned."""
+        rows, mentioned = _mention_rows(tweet_id, new, implicit)
         if rows:
             await cur.executemany(
                 "INSERT INTO mentions (tweet_id, user_id, handle, position, implicit)"
@@ -598,7 +649,7 @@ class PostgresTweetStore:
         tweet_id = tweet.tweet_id
         await cur.execute("SELECT user_id FROM mentions WHERE tweet_id = %s ORDER BY position", (tweet_id,))
         mentioned = tuple(int(r[0]) for r in await cur.fetchall() if int(r[0]) != tweet.author_id)
-        for table in ("mentions", "hashtags", "likes"):
+        for table in ("mentions", "hashtags", "likes", "bookmarks"):
             await cur.execute(f"DELETE FROM {table} WHERE tweet_id = %s", (tweet_id,))
         # Every media it ever held goes with it (media_svc deletes them on the event).
         await cur.execute("DELETE FROM tweet_media WHERE tweet_id = %s RETURNING media_id", (tweet_id,))
@@ -613,6 +664,7 @@ class PostgresTweetStore:
             ("UPDATE tweets SET version = version WHERE reply_to_id = %s AND {live}", tweet_id),
             ("UPDATE tweets SET reply_count = reply_count - 1 WHERE id = %s", tweet.reply_to_tweet_id),
             ("UPDATE tweets SET retweet_count = retweet_count - 1 WHERE id = %s", tweet.retweet_of_tweet_id),
+            ("UPDATE tweets SET quote_count = quote_count - 1 WHERE id = %s", tweet.quote_of_tweet_id),
         ]
         for sql, target in changes:
             if target is not None:
@@ -714,6 +766,31 @@ class PostgresTweetStore:
         await self._cache.put(self._cache.changed({tweet_id: outcome}))
         return True
 
+    async def bookmark(self, tweet_id: int, user_id: int) -> bool:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # The share lock orders this after a concurrent delete (which locks the row to update
+            # it, and deletes the tweet's bookmarks): a deleted tweet is never bookmarked.
+            await cur.execute(f"SELECT 1 FROM tweets WHERE id = %s AND {_LIVE} FOR SHARE", (tweet_id,))
+            if await cur.fetchone() is None:
+                return False
+            await cur.execute(
+                "INSERT INTO bookmarks (user_id, tweet_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (user_id, tweet_id),
+            )
+            return True
+
+    async def unbookmark(self, tweet_id: int, user_id: int) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM bookmarks WHERE user_id = %s AND tweet_id = %s", (user_id, tweet_id)
+            )
+
+    async def bookmarked(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        return await self._pairs(
+            "SELECT id, tweet_id FROM bookmarks WHERE user_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
+            (user_id, _below(before), limit),
+        )
+
     async def _is_live(self, cur: psycopg.AsyncCursor[Any], tweet_id: int) -> bool:
         await cur.execute(f"SELECT 1 FROM tweets WHERE id = %s AND {_LIVE}", (tweet_id,))
         return await cur.fetchone() is not None
@@ -738,27 +815,66 @@ class PostgresTweetStore:
         return {t.tweet_id: t for t in found}
 
     async def _hydrate(self, cur: psycopg.AsyncCursor[Any], tweet_ids: Sequence[int]) -> list[Tweet]:
-        """Live tweets by id, retweets with their live original (a retweet of a gone one is gone)."""
-        await cur.execute(_HYDRATE, (list(tweet_ids),))
-        tweets = [_tweet(r) for r in await cur.fetchall()]
-        originals = {t.retweet_of_tweet_id for t in tweets if t.retweet_of_tweet_id is not None}
-        if not originals:
-            return tweets
-        await cur.execute(_HYDRATE, (list(originals),))
-        found = {int(r[0]): _tweet(r) for r in await cur.fetchall()}
+        """Live tweets by id; retweets with their live original (a retweet of a gone one is gone);
+        quotes (retweeted ones too) with the tweet they quote when it is live. At most three
+        queries: the tweets, the originals and quoted tweets they name, the tweets those quote."""
+        tweets = await self._rows(cur, tweet_ids)
+        named = {t.retweet_of_tweet_id or t.quote_of_tweet_id for t in tweets}
+        found = {t.tweet_id: t for t in await self._rows(cur, [i for i in named if i is not None])}
+        originals = [found[t.retweet_of_tweet_id] for t in tweets if t.retweet_of_tweet_id in found]
+        quoted = {o.quote_of_tweet_id for o in originals} - set(found)
+        found |= {t.tweet_id: t for t in await self._rows(cur, [i for i in quoted if i is not None])}
+
+        def with_quoted(tweet: Tweet) -> Tweet:
+            if tweet.quote_of_tweet_id is None:
+                return tweet
+            quoted = found.get(tweet.quote_of_tweet_id)
+            return replace(tweet, quoted=quoted, quoted_deleted=quoted is None)
+
         out = []
         for tweet in tweets:
             if tweet.retweet_of_tweet_id is None:
-                out.append(tweet)
+                out.append(with_quoted(tweet))
             elif (original := found.get(tweet.retweet_of_tweet_id)) is not None:
-                out.append(replace(tweet, retweeted=original))
+                out.append(replace(tweet, retweeted=with_quoted(original)))
         return out
+
+    async def _rows(self, cur: psycopg.AsyncCursor[Any], tweet_ids: Sequence[int]) -> list[Tweet]:
+        if not tweet_ids:
+            return []
+        await cur.execute(_HYDRATE, (list(tweet_ids),))
+        return [_tweet(r) for r in await cur.fetchall()]
 
     async def by_author(self, author_id: int, before: int | None, limit: int) -> list[int]:
         return await self._ids(
             f"SELECT id FROM tweets WHERE author_id = %s AND id < %s AND {_LIVE} ORDER BY id DESC LIMIT %s",
             (author_id, _below(before), limit),
         )
+
+    async def quotes(self, tweet_id: int, before: int | None, limit: int) -> list[int]:
+        return await self._ids(
+            f"SELECT id FROM tweets WHERE quote_of_id = %s AND id < %s AND {_LIVE} ORDER BY id DESC LIMIT %s",
+            (tweet_id, _below(before), limit),
+        )
+
+    async def thread_up(self, tweet_id: int, limit: int) -> list[ThreadNode]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_THREAD_UP, (tweet_id, limit))
+            rows = await cur.fetchall()
+        return [ThreadNode(int(r[0]), int(r[1]), _opt(r[2]), -int(r[3]), bool(r[4])) for r in rows]
+
+    async def thread_down(
+        self, tweet_id: int, author_id: int, max_depth: int, after: tuple[int, ...], limit: int
+    ) -> list[ThreadNode]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                _THREAD_DOWN, (author_id, tweet_id, author_id, max_depth, list(after), limit)
+            )
+            rows = await cur.fetchall()
+        return [
+            ThreadNode(int(r[0]), int(r[1]), int(r[2]), int(r[3]), bool(r[4]), tuple(int(p) for p in r[5]))
+            for r in rows
+        ]
 
     async def replies(self, tweet_id: int, after: int | None, limit: int) -> list[int]:
         return await self._ids(

@@ -214,3 +214,44 @@ def test_upload_sends_a_file_in_chunks_and_refuses_what_is_not_media(mesh: Mesh,
     assert "invalid argument" in done.stderr and "MEDIA" not in done.stdout
     done = frank.run("upload", str(tmp_path / "missing.png"))
     assert (done.returncode, "cannot read" in done.stderr) == (1, True)
+
+
+def test_quote_a_tweet_and_list_its_quotes(mesh: Mesh, tmp_path: Path) -> None:
+    gina, hal = person(tmp_path, mesh, "gina"), person(tmp_path, mesh, "hal")
+    for someone in (gina, hal):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    (original,) = re.findall(r"id (\d+)", gina.ok("post", "worth", "quoting"))
+    quoted = hal.ok("post", "so true", "--quote", original)
+    assert "so true" in quoted and "│ gina" in quoted.lower() and "│   worth quoting" in quoted
+    assert "so true" in gina.ok("quotes", original)
+    gina.ok("post", "--quote", original, "me too")  # the options anywhere
+    done = hal.run("post", "nothing there", "--quote", "1999999999999999999")
+    assert done.returncode == 1 and "quote_tweet_id" in done.stderr
+
+
+def test_a_conversation_as_an_indented_tree(mesh: Mesh, tmp_path: Path) -> None:
+    ida, jon = person(tmp_path, mesh, "ida"), person(tmp_path, mesh, "jon")
+    for someone in (ida, jon):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    (root,) = re.findall(r"id (\d+)", ida.ok("post", "a question"))
+    (answer,) = re.findall(r"id (\d+)", jon.ok("post", "an answer", "--reply-to", root))
+    jon.ok("post", "a follow-up", "--reply-to", answer)
+    lines = [line for line in ida.ok("conversation", answer).splitlines() if line.strip()]
+    texts = [line for line in lines if line.strip() in ("a question", "an answer", "a follow-up")]
+    assert texts == ["  a question", "      an answer", "          a follow-up"]
+    assert any(line.endswith("◀") and answer in line for line in lines)
+    done = ida.run("conversation", root, "--depth", "-1")
+    assert done.returncode == 1 and "max_depth" in done.stderr
+
+
+def test_bookmarks_kept_listed_and_removed(mesh: Mesh, tmp_path: Path) -> None:
+    kim = person(tmp_path, mesh, "kim")
+    kim.ok("signup", kim.handle, "--password-stdin", stdin=PASSWORD)
+    assert "(no bookmarks)" in kim.ok("bookmarks")
+    (tweet_id,) = re.findall(r"id (\d+)", kim.ok("post", "read", "later"))
+    assert tweet_id in kim.ok("bookmark", tweet_id)
+    assert "read later" in kim.ok("bookmarks")
+    kim.ok("unbookmark", tweet_id)
+    assert "(no bookmarks)" in kim.ok("bookmarks")
+    done = kim.run("bookmark", "1999999999999999999")
+    assert done.returncode == 1 and "tweet_id" in done.stderr

@@ -161,6 +161,7 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
     ok("POST", "/v1/tweets", {"text": "a reply", "reply_to_tweet_id": tid}, token)
     ok("GET", f"/v1/tweets/{tid}")
     ok("GET", f"/v1/tweets/{tid}/replies")
+    walk_richer_tweets(api, token, tid)
     ok("POST", f"/v1/tweets/{tid}:like", {}, token)
     ok("GET", f"/v1/tweets/{tid}/likes")
     ok("GET", f"/v1/users/{uid}/likes")
@@ -184,6 +185,22 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
     ok("POST", f"/v1/users/{uid}:changeEmail", new_email, token)
     walk_media_routes(api, token)
     return handle, token, fid, other_token
+
+
+def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
+    """Quotes, the lists of them, conversations, bookmarks."""
+
+    def ok(method: str, path: str, body: Any = None) -> Any:
+        response = api.call(method, path, body, token)
+        assert response.status == 200, (method, path, response.body)
+        return response.json()
+
+    ok("POST", "/v1/tweets", {"text": "quoted in the spec", "quote_tweet_id": tweet_id})
+    ok("GET", f"/v1/tweets/{tweet_id}/quotes")
+    ok("GET", f"/v1/tweets/{tweet_id}/conversation")
+    ok("POST", f"/v1/tweets/{tweet_id}:bookmark", {})
+    ok("GET", "/v1/bookmarks")
+    ok("POST", f"/v1/tweets/{tweet_id}:unbookmark", {})
 
 
 def walk_media_routes(api: Checker, token: str) -> None:

@@ -5,12 +5,13 @@ against a plain in-memory model after each step.
 `Model` is what the mesh should hold, written as simply as the README states the rules (who sees
 what, counts, orders); `MeshMachine` (hypothesis's RuleBasedStateMachine) draws the actions, does
 each on the mesh and on the model, and after every step compares every read of the public API with
-the model: GetUser (profile, counts), GetTweet (text, counts, reply and retweet fields, mentions,
-hashtags), user timelines, replies, who liked a tweet and what a user liked, mentions, hashtags,
-search, the global timeline, followers and following, and home timelines (eventual: polled with a
+the model: GetUser (profile, counts), GetTweet (text, counts, reply, retweet and quote fields,
+mentions, hashtags), user timelines, replies, quotes, conversations, who liked a tweet and what a
+user liked, bookmarks, mentions, hashtags, search, the global timeline, followers and following,
+and home timelines (eventual: polled with a
 deadline, as fan-out runs after the write).
 
-To add an action (block, mute, quotes, bookmarks, edits...): one `@rule` on MeshMachine that calls
+To add an action (block, mute, edits...): one `@rule` on MeshMachine that calls
 the mesh and then the Model method of the same name, which changes the model the way the action
 should (and says which error the mesh must answer, if any); if the action adds something to read,
 one more comparison in `MeshMachine.check_reads` (and the model's rule for it, e.g. a blocked
@@ -62,6 +63,8 @@ class Tweet:
     words: tuple[str, ...] = ()
     likes: list[str] = field(default_factory=list)  # user ids, in the order they liked
     deleted: bool = False
+    quote_of: str | None = None
+    quote_author: str | None = None
 
     @property
     def for_everyone(self) -> bool:
@@ -73,8 +76,9 @@ class Tweet:
 
     @property
     def mentioned(self) -> set[str]:
-        """Who the mention list shows it to: the @handles and the replied-to author."""
-        return {*self.mentions, *([self.reply_to_author] if self.reply_to_author else [])}
+        """Who the mention list shows it to: the @handles and the replied-to and quoted authors."""
+        implicit = [a for a in (self.reply_to_author, self.quote_author) if a is not None]
+        return {*self.mentions, *implicit}
 
 
 @dataclass
@@ -104,6 +108,7 @@ class Model:
         self.users: dict[str, User] = {}
         self.follows: list[tuple[str, str]] = []  # (follower, followee), oldest follow first
         self.tweets: dict[str, Tweet] = {}  # in creation order
+        self.bookmarks: dict[str, list[str]] = {}  # user -> tweet ids, oldest bookmark first
 
     # ----- actions
 
@@ -174,6 +179,22 @@ class Model:
         for doomed in [tweet, *(t for t in self.live() if t.retweet_of == tweet_id)]:
             doomed.deleted = True
             doomed.likes.clear()
+            for kept in self.bookmarks.values():
+                if doomed.tweet_id in kept:
+                    kept.remove(doomed.tweet_id)
+
+    def bookmark(self, actor: str, tweet_id: str) -> None:
+        original = self.original(tweet_id)
+        kept = self.bookmarks.setdefault(actor, [])
+        if original not in kept:
+            kept.append(original)
+
+    def unbookmark(self, actor: str, tweet_id: str) -> None:
+        """Works for a deleted tweet (a retweet still stands for its original)."""
+        tweet = self.tweets[tweet_id]
+        original = tweet.retweet_of or tweet_id
+        if original in self.bookmarks.get(actor, []):
+            self.bookmarks[actor].remove(original)
 
     def edit_profile(self, actor: str, display_name: str | None, bio: str | None) -> None:
         user = self.users[actor]
@@ -200,13 +221,38 @@ class Model:
     def tweets_count(self, user: str) -> int:
         return sum(1 for t in self.live() if t.author == user)
 
-    def counts(self, tweet: Tweet) -> tuple[int, int, int]:
-        """(likes, retweets, replies) as GetTweet shows them."""
+    def counts(self, tweet: Tweet) -> tuple[int, int, int, int]:
+        """(likes, retweets, replies, quotes) as GetTweet shows them."""
         return (
             len(tweet.likes),
             sum(1 for t in self.live() if t.retweet_of == tweet.tweet_id),
             sum(1 for t in self.live() if t.reply_to == tweet.tweet_id),
+            sum(1 for t in self.live() if t.quote_of == tweet.tweet_id),
         )
+
+    def conversation(self, tweet_id: str, max_depth: int) -> tuple[list[str], list[tuple[str, int, bool]]]:
+        """The ids above a tweet, root first, and (id, depth, deleted) of the replies below it in
+        reading order: each followed by its own replies, the asked-for author's first among
+        siblings, then oldest first; a deleted reply only where it has replies."""
+        focal = self.tweets[self.tweets[tweet_id].retweet_of or tweet_id]
+        above: list[str] = []
+        parent = focal.reply_to
+        while parent is not None:
+            above.insert(0, parent)
+            parent = self.tweets[parent].reply_to
+        below: list[tuple[tuple[int, ...], str, int, bool]] = []
+
+        def walk(node: str, path: tuple[int, ...], depth: int) -> None:
+            for child in (t for t in self.tweets.values() if t.reply_to == node):
+                child_path = (*path, 0 if child.author == focal.author else 1, int(child.tweet_id))
+                has_replies = any(t.reply_to == child.tweet_id for t in self.tweets.values())
+                if not child.deleted or has_replies:
+                    below.append((child_path, child.tweet_id, depth, child.deleted))
+                if depth < max_depth:
+                    walk(child.tweet_id, child_path, depth + 1)
+
+        walk(focal.tweet_id, (), 1)
+        return above, [(t, depth, deleted) for _, t, depth, deleted in sorted(below)]
 
     def home(self, viewer: str) -> list[str]:
         """The viewer's home timeline (social.rules.belongs_in_home and the mentions), newest
@@ -357,6 +403,50 @@ class MeshMachine(RuleBasedStateMachine):
             )
 
     @precondition(lambda self: self.model.tweets)
+    @rule(data=st.data())
+    def quote(self, data: st.DataObject) -> None:
+        author, target = self._user(data), self._tweet(data)
+        text, words, mentions, tags = self._text(data)
+        posted = self._expect(
+            lambda: self.model.original(target),
+            lambda: self.stubs.post(self.accounts[author], text, quote_tweet_id=target),
+        )
+        if posted is not None:
+            quoted = self.model.tweets[self.model.original(target)]
+            self.model.post(
+                Tweet(
+                    posted.tweet_id,
+                    author,
+                    text,
+                    mentions=mentions,
+                    hashtags=tags,
+                    words=words,
+                    quote_of=quoted.tweet_id,
+                    quote_author=quoted.author,
+                )
+            )
+
+    @precondition(lambda self: self.model.tweets)
+    @rule(data=st.data(), undo=st.booleans())
+    def bookmark_or_unbookmark(self, data: st.DataObject, undo: bool) -> None:
+        actor, target = self._user(data), self._tweet(data)
+        auth = self.accounts[actor].auth
+        if undo:
+            self._expect(
+                lambda: self.model.unbookmark(actor, target),
+                lambda: self.stubs.tweets.UnbookmarkTweet(
+                    tweets_pb.UnbookmarkTweetRequest(tweet_id=target), metadata=auth, timeout=TIMEOUT
+                ),
+            )
+        else:
+            self._expect(
+                lambda: self.model.bookmark(actor, target),
+                lambda: self.stubs.tweets.BookmarkTweet(
+                    tweets_pb.BookmarkTweetRequest(tweet_id=target), metadata=auth, timeout=TIMEOUT
+                ),
+            )
+
+    @precondition(lambda self: self.model.tweets)
     @rule(data=st.data(), undo=st.booleans())
     def retweet_or_unretweet(self, data: st.DataObject, undo: bool) -> None:
         actor, target = self._user(data), self._tweet(data)
@@ -487,6 +577,13 @@ class MeshMachine(RuleBasedStateMachine):
             lambda reply: [u.user_id for u in reply.users],
         )
         assert following == m.following(uid), f"following of {uid}"
+        auth = self.accounts[uid].auth
+        bookmarks = self._ids(
+            lambda token: stubs.tweets.ListBookmarks(
+                tweets_pb.ListBookmarksRequest(page_token=token, page_size=3), metadata=auth, timeout=TIMEOUT
+            )
+        )
+        assert bookmarks == list(reversed(m.bookmarks.get(uid, []))), f"bookmarks of {uid}"
 
     def _ids(self, call: Callable[[str], Any]) -> list[str]:
         return pages(call, lambda reply: [t.tweet_id for t in reply.tweets])
@@ -520,9 +617,16 @@ class MeshMachine(RuleBasedStateMachine):
                 list(tweet.mentions),
                 list(tweet.hashtags),
             ), f"tweet {tweet.tweet_id}"
-            assert (got.like_count, got.retweet_count, got.reply_count) == m.counts(tweet), (
+            assert (got.like_count, got.retweet_count, got.reply_count, got.quote_count) == m.counts(tweet), (
                 f"counts of {tweet.tweet_id}"
             )
+            if tweet.quote_of is not None:
+                quoted = m.tweets[tweet.quote_of]
+                assert (got.quote_tweet_id, got.quote_status, got.quoted_tweet.tweet_id) == (
+                    quoted.tweet_id,
+                    tweets_pb.QUOTE_STATUS_DELETED if quoted.deleted else tweets_pb.QUOTE_STATUS_AVAILABLE,
+                    "" if quoted.deleted else quoted.tweet_id,
+                ), f"quote {tweet.tweet_id}"
             likers = pages(
                 lambda token: stubs.tweets.ListLikingUsers(
                     tweets_pb.ListLikingUsersRequest(tweet_id=tweet.tweet_id, page_token=token, page_size=3),
@@ -540,6 +644,34 @@ class MeshMachine(RuleBasedStateMachine):
             )
             expected = reversed(m.newest_first(t for t in m.live() if t.reply_to == tweet.tweet_id))
             assert replies == list(expected), f"replies to {tweet.tweet_id}"
+            quotes = self._ids(
+                lambda token: stubs.tweets.ListQuotes(
+                    tweets_pb.ListQuotesRequest(tweet_id=tweet.tweet_id, page_token=token, page_size=3),
+                    timeout=TIMEOUT,
+                )
+            )
+            assert quotes == m.newest_first(t for t in m.live() if t.quote_of == tweet.tweet_id), (
+                f"quotes of {tweet.tweet_id}"
+            )
+            self._check_conversation(tweet)
+
+    def _check_conversation(self, tweet: Tweet) -> None:
+        above, below = self.model.conversation(tweet.tweet_id, 3)
+        got: list[tuple[str, int, bool]] = []
+        token = ""
+        while True:
+            reply = self.stubs.tweets.GetConversation(
+                tweets_pb.GetConversationRequest(
+                    tweet_id=tweet.tweet_id, max_depth=3, page_token=token, page_size=2
+                ),
+                timeout=TIMEOUT,
+            )
+            got.extend((e.tweet_id, e.depth, e.deleted) for e in reply.replies)
+            token = reply.next_page_token
+            if not token:
+                break
+        assert [e.tweet_id for e in reply.ancestors] == above, f"above {tweet.tweet_id}"
+        assert got == below, f"conversation of {tweet.tweet_id}"
 
     def _check_lists(self) -> None:
         m, stubs = self.model, self.stubs

@@ -115,6 +115,40 @@ def test_a_page_from_the_caches_equals_the_page_rebuilt_through_the_owners(
     assert pages(stubs, viewer, 3) == cached
 
 
+def test_a_quote_shows_what_it_quotes_and_the_quoted_tweet_its_fresh_quote_count(
+    cached_mesh: Mesh, cached_stubs: Stubs
+) -> None:
+    # A quote tweet is never cached (tweets_svc assembles the tweet it quotes); the quoted tweet is,
+    # and a quote makes its entry stale (quote_count), as a deleted quote does again.
+    stubs = cached_stubs
+    viewer, friend = stubs.sign_up("qviewer"), stubs.sign_up("qfriend")
+    stubs.home(viewer)
+    stubs.follow(viewer, friend)
+    quoted = stubs.post(friend, "worth quoting")
+    eventually(lambda: quoted.tweet_id in stubs.home_ids(viewer))
+    assert {t.tweet_id: t for p in pages(stubs, viewer, 5) for t in p.tweets}[
+        quoted.tweet_id
+    ].quote_count == 0
+    quote = stubs.post(friend, "quoting it", quote_tweet_id=quoted.tweet_id)
+    eventually(lambda: quote.tweet_id in stubs.home_ids(viewer))
+    warm = pages(stubs, viewer, 5)
+    shown = {t.tweet_id: t for page in warm for t in page.tweets}
+    assert shown[quoted.tweet_id].quote_count == 1
+    assert shown[quote.tweet_id].quoted_tweet.tweet_id == quoted.tweet_id
+    assert shown[quote.tweet_id].quoted_tweet.author.user_id == friend.user_id
+    assert shown[quote.tweet_id].quote_status == tweets_pb.QUOTE_STATUS_AVAILABLE
+    redis_client(cached_mesh.redis_url).flushall()
+    assert [t for page in pages(stubs, viewer, 5) for t in page.tweets] == [
+        t for page in warm for t in page.tweets
+    ]
+    stubs.tweets.DeleteTweet(
+        tweets_pb.DeleteTweetRequest(tweet_id=quote.tweet_id), metadata=friend.auth, timeout=10
+    )
+    eventually(lambda: quote.tweet_id not in stubs.home_ids(viewer))
+    after = {t.tweet_id: t for page in pages(stubs, viewer, 5) for t in page.tweets}
+    assert after[quoted.tweet_id].quote_count == 0
+
+
 def test_a_lost_invalidation_shows_no_longer_than_the_caches_lifetime(
     cached_mesh: Mesh, cached_stubs: Stubs
 ) -> None:

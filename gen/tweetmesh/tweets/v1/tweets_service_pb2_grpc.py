@@ -62,6 +62,16 @@ class TweetServiceStub:
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetResponse.FromString,
                 _registered_method=True)
+        self.ListQuotes = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/ListQuotes',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesResponse.FromString,
+                _registered_method=True)
+        self.GetConversation = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/GetConversation',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationResponse.FromString,
+                _registered_method=True)
         self.ListReplies = channel.unary_unary(
                 '/tweetmesh.tweets.v1.TweetService/ListReplies',
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListRepliesRequest.SerializeToString,
@@ -91,6 +101,21 @@ class TweetServiceStub:
                 '/tweetmesh.tweets.v1.TweetService/ListLikingUsers',
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersResponse.FromString,
+                _registered_method=True)
+        self.BookmarkTweet = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/BookmarkTweet',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetResponse.FromString,
+                _registered_method=True)
+        self.UnbookmarkTweet = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/UnbookmarkTweet',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetResponse.FromString,
+                _registered_method=True)
+        self.ListBookmarks = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/ListBookmarks',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksResponse.FromString,
                 _registered_method=True)
         self.ListLikedTweets = channel.unary_unary(
                 '/tweetmesh.tweets.v1.TweetService/ListLikedTweets',
@@ -185,6 +210,21 @@ class TweetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListQuotes(self, request, context):
+        """The tweets quoting tweet_id, newest first. Works for a deleted tweet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConversation(self, request, context):
+        """A tweet's conversation: the tweets it replies to up to the thread's root, the tweet, then a
+        page of the replies below it as a tree in reading order. Works for a deleted tweet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListReplies(self, request, context):
         """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet.
         """
@@ -228,6 +268,28 @@ class TweetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BookmarkTweet(self, request, context):
+        """The caller bookmarks tweet_id (a retweet stands for its original). Bookmarking twice changes
+        nothing. Bookmarks are seen by their owner only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnbookmarkTweet(self, request, context):
+        """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBookmarks(self, request, context):
+        """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListLikedTweets(self, request, context):
         """The tweets user_id liked, most recent like first.
         """
@@ -236,7 +298,8 @@ class TweetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListMentions(self, request, context):
-        """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first.
+        """Tweets that mention user_id with @handle, reply to one of their tweets or quote one, newest
+        first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -324,6 +387,16 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetRequest.FromString,
                     response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetResponse.SerializeToString,
             ),
+            'ListQuotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQuotes,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesResponse.SerializeToString,
+            ),
+            'GetConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConversation,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationResponse.SerializeToString,
+            ),
             'ListReplies': grpc.unary_unary_rpc_method_handler(
                     servicer.ListReplies,
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListRepliesRequest.FromString,
@@ -353,6 +426,21 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     servicer.ListLikingUsers,
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersRequest.FromString,
                     response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersResponse.SerializeToString,
+            ),
+            'BookmarkTweet': grpc.unary_unary_rpc_method_handler(
+                    servicer.BookmarkTweet,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetResponse.SerializeToString,
+            ),
+            'UnbookmarkTweet': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnbookmarkTweet,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetResponse.SerializeToString,
+            ),
+            'ListBookmarks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBookmarks,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksResponse.SerializeToString,
             ),
             'ListLikedTweets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListLikedTweets,
@@ -532,6 +620,60 @@ class TweetService:
             _registered_method=True)
 
     @staticmethod
+    def ListQuotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/ListQuotes',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/GetConversation',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListReplies(request,
             target,
             options=(),
@@ -683,6 +825,87 @@ class TweetService:
             '/tweetmesh.tweets.v1.TweetService/ListLikingUsers',
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersRequest.SerializeToString,
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BookmarkTweet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/BookmarkTweet',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnbookmarkTweet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/UnbookmarkTweet',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBookmarks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/ListBookmarks',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksResponse.FromString,
             options,
             channel_credentials,
             insecure,

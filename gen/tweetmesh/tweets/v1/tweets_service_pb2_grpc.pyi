@@ -53,6 +53,12 @@ class TweetServiceStub:
     home, hashtag, mention and global timelines, search, and open streams get a deletion event.
     Its replies stay, marked reply_to_deleted. Retweets of it are deleted with it.
     """
+    ListQuotes: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListQuotesRequest, _tweets_service_pb2.ListQuotesResponse]
+    """The tweets quoting tweet_id, newest first. Works for a deleted tweet."""
+    GetConversation: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.GetConversationRequest, _tweets_service_pb2.GetConversationResponse]
+    """A tweet's conversation: the tweets it replies to up to the thread's root, the tweet, then a
+    page of the replies below it as a tree in reading order. Works for a deleted tweet.
+    """
     ListReplies: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListRepliesRequest, _tweets_service_pb2.ListRepliesResponse]
     """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet."""
     Retweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.RetweetRequest, _tweets_service_pb2.RetweetResponse]
@@ -67,10 +73,20 @@ class TweetServiceStub:
     """The caller stops liking tweet_id. Unliking a tweet not liked changes nothing."""
     ListLikingUsers: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikingUsersRequest, _tweets_service_pb2.ListLikingUsersResponse]
     """Who liked tweet_id, most recent like first."""
+    BookmarkTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.BookmarkTweetRequest, _tweets_service_pb2.BookmarkTweetResponse]
+    """The caller bookmarks tweet_id (a retweet stands for its original). Bookmarking twice changes
+    nothing. Bookmarks are seen by their owner only.
+    """
+    UnbookmarkTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.UnbookmarkTweetRequest, _tweets_service_pb2.UnbookmarkTweetResponse]
+    """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing."""
+    ListBookmarks: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListBookmarksRequest, _tweets_service_pb2.ListBookmarksResponse]
+    """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them)."""
     ListLikedTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikedTweetsRequest, _tweets_service_pb2.ListLikedTweetsResponse]
     """The tweets user_id liked, most recent like first."""
     ListMentions: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionsRequest, _tweets_service_pb2.ListMentionsResponse]
-    """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first."""
+    """Tweets that mention user_id with @handle, reply to one of their tweets or quote one, newest
+    first.
+    """
     ListHashtagTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListHashtagTweetsRequest, _tweets_service_pb2.ListHashtagTweetsResponse]
     """Tweets carrying #tag (case-insensitive; the leading # is optional), newest first."""
     SearchTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.SearchTweetsRequest, _tweets_service_pb2.SearchTweetsResponse]
@@ -119,6 +135,12 @@ class TweetServiceAsyncStub(TweetServiceStub):
     home, hashtag, mention and global timelines, search, and open streams get a deletion event.
     Its replies stay, marked reply_to_deleted. Retweets of it are deleted with it.
     """
+    ListQuotes: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListQuotesRequest, _tweets_service_pb2.ListQuotesResponse]  # type: ignore[assignment]
+    """The tweets quoting tweet_id, newest first. Works for a deleted tweet."""
+    GetConversation: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.GetConversationRequest, _tweets_service_pb2.GetConversationResponse]  # type: ignore[assignment]
+    """A tweet's conversation: the tweets it replies to up to the thread's root, the tweet, then a
+    page of the replies below it as a tree in reading order. Works for a deleted tweet.
+    """
     ListReplies: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListRepliesRequest, _tweets_service_pb2.ListRepliesResponse]  # type: ignore[assignment]
     """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet."""
     Retweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.RetweetRequest, _tweets_service_pb2.RetweetResponse]  # type: ignore[assignment]
@@ -133,10 +155,20 @@ class TweetServiceAsyncStub(TweetServiceStub):
     """The caller stops liking tweet_id. Unliking a tweet not liked changes nothing."""
     ListLikingUsers: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikingUsersRequest, _tweets_service_pb2.ListLikingUsersResponse]  # type: ignore[assignment]
     """Who liked tweet_id, most recent like first."""
+    BookmarkTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.BookmarkTweetRequest, _tweets_service_pb2.BookmarkTweetResponse]  # type: ignore[assignment]
+    """The caller bookmarks tweet_id (a retweet stands for its original). Bookmarking twice changes
+    nothing. Bookmarks are seen by their owner only.
+    """
+    UnbookmarkTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.UnbookmarkTweetRequest, _tweets_service_pb2.UnbookmarkTweetResponse]  # type: ignore[assignment]
+    """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing."""
+    ListBookmarks: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListBookmarksRequest, _tweets_service_pb2.ListBookmarksResponse]  # type: ignore[assignment]
+    """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them)."""
     ListLikedTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikedTweetsRequest, _tweets_service_pb2.ListLikedTweetsResponse]  # type: ignore[assignment]
     """The tweets user_id liked, most recent like first."""
     ListMentions: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionsRequest, _tweets_service_pb2.ListMentionsResponse]  # type: ignore[assignment]
-    """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first."""
+    """Tweets that mention user_id with @handle, reply to one of their tweets or quote one, newest
+    first.
+    """
     ListHashtagTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListHashtagTweetsRequest, _tweets_service_pb2.ListHashtagTweetsResponse]  # type: ignore[assignment]
     """Tweets carrying #tag (case-insensitive; the leading # is optional), newest first."""
     SearchTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.SearchTweetsRequest, _tweets_service_pb2.SearchTweetsResponse]  # type: ignore[assignment]
@@ -208,6 +240,24 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def ListQuotes(
+        self,
+        request: _tweets_service_pb2.ListQuotesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.ListQuotesResponse, _abc.Awaitable[_tweets_service_pb2.ListQuotesResponse]]:
+        """The tweets quoting tweet_id, newest first. Works for a deleted tweet."""
+
+    @_abc_1.abstractmethod
+    def GetConversation(
+        self,
+        request: _tweets_service_pb2.GetConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.GetConversationResponse, _abc.Awaitable[_tweets_service_pb2.GetConversationResponse]]:
+        """A tweet's conversation: the tweets it replies to up to the thread's root, the tweet, then a
+        page of the replies below it as a tree in reading order. Works for a deleted tweet.
+        """
+
+    @_abc_1.abstractmethod
     def ListReplies(
         self,
         request: _tweets_service_pb2.ListRepliesRequest,
@@ -258,6 +308,32 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         """Who liked tweet_id, most recent like first."""
 
     @_abc_1.abstractmethod
+    def BookmarkTweet(
+        self,
+        request: _tweets_service_pb2.BookmarkTweetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.BookmarkTweetResponse, _abc.Awaitable[_tweets_service_pb2.BookmarkTweetResponse]]:
+        """The caller bookmarks tweet_id (a retweet stands for its original). Bookmarking twice changes
+        nothing. Bookmarks are seen by their owner only.
+        """
+
+    @_abc_1.abstractmethod
+    def UnbookmarkTweet(
+        self,
+        request: _tweets_service_pb2.UnbookmarkTweetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.UnbookmarkTweetResponse, _abc.Awaitable[_tweets_service_pb2.UnbookmarkTweetResponse]]:
+        """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing."""
+
+    @_abc_1.abstractmethod
+    def ListBookmarks(
+        self,
+        request: _tweets_service_pb2.ListBookmarksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.ListBookmarksResponse, _abc.Awaitable[_tweets_service_pb2.ListBookmarksResponse]]:
+        """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them)."""
+
+    @_abc_1.abstractmethod
     def ListLikedTweets(
         self,
         request: _tweets_service_pb2.ListLikedTweetsRequest,
@@ -271,7 +347,9 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tweets_service_pb2.ListMentionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tweets_service_pb2.ListMentionsResponse, _abc.Awaitable[_tweets_service_pb2.ListMentionsResponse]]:
-        """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first."""
+        """Tweets that mention user_id with @handle, reply to one of their tweets or quote one, newest
+        first.
+        """
 
     @_abc_1.abstractmethod
     def ListHashtagTweets(
