@@ -598,12 +598,8 @@ def run(
         ]
         only = {n.strip() for n in os.environ.get("BENCH_ONLY", "").split(",") if n.strip()}
         for name, step in steps:
-            if only and name not in only:
-                continue
-            log.info("workload: %s", name)
-            began = time.monotonic()
-            run_step(step, mesh)
-            bench.details.setdefault("seconds", {})[name] = round(time.monotonic() - began, 2)
+            if not only or name in only:
+                run_workload(bench, name, step)
         describe(bench, celebrities)
         from bench import report
 
@@ -617,6 +613,21 @@ def run(
             mesh.stop()
         if os.environ.get("KEEP_BENCH_DATA") is None:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def run_workload(bench: Bench, name: str, step: Callable[[], None]) -> None:
+    """Runs one workload; BENCH_REPEAT=N times in a row on the same data (the details of each run
+    under "repeats", the figures the last run's): is a result steady, or was it luck?"""
+    repeat = max(int(os.environ.get("BENCH_REPEAT", "1")), 1)
+    for number in range(1, repeat + 1):
+        log.info("workload: %s%s", name, f" (run {number} of {repeat})" if repeat > 1 else "")
+        before = dict(bench.details)
+        began = time.monotonic()
+        run_step(step, bench.mesh)
+        bench.details.setdefault("seconds", {})[name] = round(time.monotonic() - began, 2)
+        if repeat > 1:
+            changed = {k: v for k, v in bench.details.items() if k != "seconds" and before.get(k) is not v}
+            bench.details.setdefault("repeats", []).append({"workload": name, **changed})
 
 
 def describe(bench: Bench, celebrities: list[int]) -> None:

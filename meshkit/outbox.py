@@ -2,11 +2,16 @@
 
 A service calls `add` inside the transaction that makes the change, so the event exists if and
 only if the change committed. After the commit it calls `relay` with what `add` returned, which
-XADDs the events at once; their rows are deleted in the background (`sweep_forever` deletes every
-row relayed in the last FORGET_EVERY_SECONDS with one statement, off the request path). Whatever
-the relay misses (Redis down, a crash between commit and relay) the sweeper finds and relays later,
-and so is a row whose delete a crash lost. Consumers may therefore see an event twice and must be
-idempotent; they never miss one.
+XADDs the events at once; their rows are deleted in the background once the events are safe
+(`sweep_forever` deletes every row relayed in the last FORGET_EVERY_SECONDS with one statement, off
+the request path). Whatever the relay misses (Redis down, a crash between commit and relay, events
+not yet safe) the sweeper finds and relays later, and so is a row whose delete a crash lost.
+Consumers may therefore see an event twice and must be idempotent; they never miss one.
+
+Safe means: Redis acknowledged the XADD, and, with `replicas` > 0, that many replicas have it too
+(WAIT), so a failover to one of them keeps it. With one Redis an event is as durable as that
+Redis's own persistence; a Redis that lost it lost the home timelines too, which are rebuilt from
+PostgreSQL.
 
 A service may have Redis writes ride along in the relay's pipeline: `on_relay` for what each event
 implies wherever it is relayed (by the request or by the sweeper), `relay(..., also=)` for what only
@@ -27,14 +32,15 @@ import redis.asyncio as aioredis
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from meshkit.errors import DEPENDENCY_ERRORS
+from meshkit.errors import DEPENDENCY_ERRORS, RedisOutage
 
 log = logging.getLogger(__name__)
 
-# Streams keep about this many entries; consumers run far closer to the head than that.
-STREAM_MAXLEN = 100_000
 # How often the rows of relayed events are deleted (in one statement for all of them).
 FORGET_EVERY_SECONDS = 0.05
+# How long a relay waits for the replicas to have its events before leaving them to the sweeper.
+REPLICA_WAIT_MS = 1000
+SWEEP_BACKOFF_MAX_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -52,10 +58,15 @@ Also = Callable[[Any], Awaitable[None]]
 
 class Outbox:
     def __init__(
-        self, pool: AsyncConnectionPool, redis: aioredis.Redis, on_relay: OnRelay | None = None
+        self,
+        pool: AsyncConnectionPool,
+        redis: aioredis.Redis,
+        replicas: int = 0,
+        on_relay: OnRelay | None = None,
     ) -> None:
         self._pool = pool
         self._redis = redis
+        self._replicas = replicas
         self._on_relay = on_relay
         # Outbox ids of events relayed whose rows are not deleted yet.
         self._relayed: list[int] = []
@@ -96,13 +107,18 @@ class Outbox:
             for event in events:
                 if self._on_relay is not None:
                     await self._on_relay(pipe, event)
-                pipe.xadd(
-                    event.stream,
-                    {"data": event.payload, "outbox_id": event.outbox_id},
-                    maxlen=STREAM_MAXLEN,
-                    approximate=True,
-                )
-            await pipe.execute()
+                # Untrimmed here: the stream's consumers trim what they have all read
+                # (meshkit.streams), so a backlog is never cut short.
+                pipe.xadd(event.stream, {"data": event.payload, "outbox_id": event.outbox_id})
+            if self._replicas:  # on the same connection: WAIT counts the replicas that have its writes
+                pipe.wait(self._replicas, REPLICA_WAIT_MS)
+            replies = await pipe.execute()
+        if self._replicas:
+            acked = int(replies[-1])
+            if acked < self._replicas:
+                # Not safe yet: the rows stay, and the sweeper relays the events again (a repeat
+                # the consumers ignore) until enough replicas have them.
+                raise RedisOutage(f"NOREPLICAS {acked} of {self._replicas} replicas acknowledged the events")
 
     async def relay(self, events: list[Event], also: Also | None = None) -> None:
         """Publishes freshly committed events now; on failure the sweeper will. `also` adds the
@@ -154,7 +170,10 @@ class Outbox:
 
     async def sweep_forever(self, interval_seconds: float) -> None:
         """Deletes the rows of relayed events every FORGET_EVERY_SECONDS and relays what was left
-        behind every `interval_seconds`, until cancelled (then the last relayed rows are deleted)."""
+        behind every `interval_seconds`, until cancelled (then the last relayed rows are deleted).
+        After a failure (a dependency down, replicas missing) the wait for the next sweep doubles
+        up to SWEEP_BACKOFF_MAX_SECONDS."""
+        wait = interval_seconds
         next_sweep = time.monotonic()
         try:
             while True:
@@ -163,9 +182,12 @@ class Outbox:
                     if time.monotonic() >= next_sweep:
                         while await self.sweep_once(older_than_seconds=interval_seconds) > 0:
                             pass
-                        next_sweep = time.monotonic() + interval_seconds
+                        wait = interval_seconds
+                        next_sweep = time.monotonic() + wait
                 except DEPENDENCY_ERRORS as error:
                     log.warning("outbox sweep failed; will retry", extra={"error": type(error).__name__})
+                    wait = min(wait * 2, max(SWEEP_BACKOFF_MAX_SECONDS, interval_seconds))
+                    next_sweep = time.monotonic() + wait
                 await asyncio.sleep(min(FORGET_EVERY_SECONDS, interval_seconds))
         finally:
             # Stopping: what is left would only be relayed again by the next sweeper.

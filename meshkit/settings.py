@@ -208,6 +208,11 @@ def read_outbox_sweep_seconds(env: Env) -> float:
     return env.number("OUTBOX_SWEEP_SECONDS", 1.0, minimum=0.01)
 
 
+def read_outbox_replicas(env: Env) -> int:
+    """How many Redis replicas must hold a relayed event before its outbox row goes (meshkit.outbox)."""
+    return env.integer("OUTBOX_REPLICAS", 0, minimum=0)
+
+
 def read_trusted_proxies(env: Env) -> Networks:
     """Peers whose x-forwarded-for is believed (Envoy); anyone else is known by its own address.
     By default Envoy runs next to the services (make run, the tests); elsewhere name it."""

@@ -7,6 +7,7 @@ TWEETMESH_TARGET, and keeps the login token per target in a 0600 config file (tw
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import mimetypes
 import os
@@ -21,6 +22,8 @@ import grpc
 from google.rpc import error_details_pb2
 
 from meshkit.rpc_details import error_details
+from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
+from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
 from tweetmesh.media.v1 import media_service_pb2 as media_pb
 from tweetmesh.media.v1 import media_service_pb2_grpc as media_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
@@ -32,12 +35,20 @@ from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
 from tweetmesh_cli.config import Config, Session, config_path
 
 DEFAULT_TARGET = "127.0.0.1:8080"
+# fan-out's internal gRPC port (the admin API), never behind Envoy.
+DEFAULT_FANOUT_TARGET = "127.0.0.1:50053"
 TIMEOUT_SECONDS = 15.0
 # Uploads go in chunks of this size (a gRPC message is at most 4 MiB by default).
 UPLOAD_CHUNK_BYTES = 1024 * 1024
 UPLOAD_TIMEOUT_SECONDS = 120.0
-# A broken live stream is reopened after this long, from the last tweet seen.
+# A broken live stream is reopened after this long (doubling up to RECONNECT_MAX_SECONDS while
+# it keeps failing, or after the server's RetryInfo delay), from the last tweet seen.
 RECONNECT_SECONDS = 1.0
+RECONNECT_MAX_SECONDS = 30.0
+# A watch reconnects after these: the mesh restarting or refusing for now (UNAVAILABLE, a limit's
+# RESOURCE_EXHAUSTED), or a CANCELLED this side did not cause (the server gave up on a call it
+# had not accepted in time: a failed open, not the end of the stream).
+RECONNECT_ON = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
 SEEN_REMEMBERED = 1000
 
 
@@ -415,14 +426,37 @@ def _stream(client: Client, since: str) -> Iterator[timeline_pb.StreamHomeTimeli
     return client.timeline.StreamHomeTimeline(request, metadata=client.auth())
 
 
+def _reconnect_after(error: grpc.RpcError, since: str) -> tuple[float | None, str]:
+    """(the server's RetryInfo delay, if any; where to resume: the server's resume point, if it
+    gave one, else `since`) after a broken stream."""
+    delay = next(
+        (
+            d.retry_delay.ToTimedelta().total_seconds()
+            for d in error_details(error, error_details_pb2.RetryInfo)
+        ),
+        None,
+    )
+    resume = next(
+        (
+            i.metadata["since_tweet_id"]
+            for i in error_details(error, error_details_pb2.ErrorInfo)
+            if i.metadata.get("since_tweet_id")
+        ),
+        since,
+    )
+    return delay, resume
+
+
 def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    """Prints tweets as they arrive; after a break (a service restarting, the network) reconnects,
-    replaying from the last tweet seen, until Ctrl-C."""
+    """Prints tweets as they arrive; after a break (a service restarting, the network, a failed
+    open) reconnects, replaying from the last tweet seen, until Ctrl-C."""
     since = args.since or ""
     seen: dict[str, None] = {}  # insertion-ordered: the oldest goes first
     out.write(f"watching @{client.session().handle}'s home timeline (Ctrl-C to stop)\n")
     out.flush()
+    wait = RECONNECT_SECONDS
     while True:
+        told: float | None = None
         try:
             for event in _stream(client, since):
                 kind = event.WhichOneof("event")
@@ -433,7 +467,14 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
                     if len(seen) > SEEN_REMEMBERED:
                         del seen[next(iter(seen))]
                     since = event.tweet.tweet_id
+                    wait = RECONNECT_SECONDS
                     out.write(f"{render_tweet(event.tweet)}\n\n")
+                elif kind == "gap":
+                    out.write(
+                        f"(more tweets came while you were away than a reconnect replays: read the ones"
+                        f" before {event.gap.before_tweet_id} with"
+                        f" `tweetmesh timeline --page-token {event.gap.page_token}`)\n\n"
+                    )
                 elif kind == "deletion":
                     out.write(f"(tweet {event.deletion.tweet_id} was deleted)\n\n")
                 elif kind == "heartbeat" and args.heartbeats:
@@ -442,17 +483,79 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
             # A live stream has no end: the server closed it because it is stopping.
             out.write("(stream closed by the server; reconnecting)\n")
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE:
+            if error.code() not in RECONNECT_ON:
                 raise
-            out.write(f"(stream interrupted: {error.details()}; reconnecting)\n")
+            told, since = _reconnect_after(error, since)
+            out.write(f"(stream interrupted: {error.code().name.lower()}: {error.details()}; reconnecting)\n")
         out.flush()
-        time.sleep(RECONNECT_SECONDS)
+        time.sleep(told if told is not None else wait)
+        wait = min(wait * 2, RECONNECT_MAX_SECONDS)
+
+
+@contextlib.contextmanager
+def _fanout(args: argparse.Namespace) -> Iterator[fanout_grpc.FanoutServiceStub]:
+    with grpc.insecure_channel(args.fanout_target) as channel:
+        yield fanout_grpc.FanoutServiceStub(channel)
+
+
+def cmd_dead_letters_list(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """The fan-out events given up on, oldest first: stream, id, why, and the event."""
+    request = fanout_pb.ListDeadLettersRequest(
+        stream=args.stream or "", page_size=args.limit, page_token=args.page_token or ""
+    )
+    with _fanout(args) as fanout:
+        page = fanout.ListDeadLetters(request, timeout=TIMEOUT_SECONDS)
+    if not page.dead_letters:
+        out.write("(no dead letters)\n")
+    for letter in page.dead_letters:
+        event = letter.event or f"(undecodable: {letter.data[:60]!r})"
+        out.write(
+            f"{letter.stream} {letter.dead_letter_id} (entry {letter.entry_id}, {letter.reason}): {event}\n"
+        )
+    if page.next_page_token:
+        out.write(f"more: --page-token {page.next_page_token}\n")
+
+
+def cmd_dead_letters_replay(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Puts dead letters back on their event stream, for fan-out to handle again."""
+    if args.all == bool(args.ids):
+        raise CliError("give the dead-letter ids to replay, or --all")
+    request = fanout_pb.ReplayDeadLettersRequest(stream=args.stream, dead_letter_ids=args.ids, all=args.all)
+    with _fanout(args) as fanout:
+        reply = fanout.ReplayDeadLetters(request, timeout=TIMEOUT_SECONDS)
+    out.write(f"replayed {reply.replayed} dead letter(s) onto {args.stream}\n")
 
 
 # ----- the parser
 
 
 Command = Callable[[Client, argparse.Namespace, TextIO], None]
+
+
+def _admin_commands(commands: Any) -> None:
+    """`tweetmesh admin ...`: what an operator runs against the services' internal ports."""
+    admin = commands.add_parser("admin", help="operate the mesh (its internal ports)").add_subparsers(
+        dest="admin", required=True, metavar="WHAT"
+    )
+    dead = admin.add_parser(
+        "dead-letters", help="fan-out events given up on: list them, replay them once the cause is fixed"
+    )
+    dead.add_argument(
+        "--fanout-target",
+        default=os.environ.get("TWEETMESH_FANOUT_TARGET") or DEFAULT_FANOUT_TARGET,
+        help=f"fanout_svc's gRPC address; env TWEETMESH_FANOUT_TARGET; default {DEFAULT_FANOUT_TARGET}",
+    )
+    actions = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="the dead letters, oldest first")
+    listing.set_defaults(run=cmd_dead_letters_list)
+    listing.add_argument("--stream", help="events:tweets or events:follows (default: both)")
+    listing.add_argument("--limit", type=int, default=20, help="per page (at most 100)")
+    listing.add_argument("--page-token", help="the next page, as printed after a page")
+    replay = actions.add_parser("replay", help="put dead letters back on their event stream")
+    replay.set_defaults(run=cmd_dead_letters_replay)
+    replay.add_argument("--stream", required=True, help="events:tweets or events:follows")
+    replay.add_argument("ids", nargs="*", metavar="DEAD_LETTER_ID", help="as `list` prints them")
+    replay.add_argument("--all", action="store_true", help="every dead letter of the stream")
 
 
 AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
@@ -576,6 +679,7 @@ def parser() -> argparse.ArgumentParser:
     _account_commands(command)
     _writing_commands(command)
     _reading_commands(command)
+    _admin_commands(commands)
     return root
 
 

@@ -440,7 +440,7 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
     pool = await runtime.postgres(settings.database_url, "tweets")
     redis = await runtime.redis()
     cache = tweet_cache(redis, settings.cache_ttl_seconds)
-    outbox = Outbox(pool, redis, on_relay=deletion_entries(cache))
+    outbox = Outbox(pool, redis, settings.outbox_replicas, on_relay=deletion_entries(cache))
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     media = MediaPeer(runtime.channel(settings.media_addr, MediaPeer.SERVICE))

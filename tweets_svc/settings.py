@@ -9,6 +9,7 @@ from meshkit.settings import (
     Networks,
     Settings,
     read_database_url,
+    read_outbox_replicas,
     read_outbox_sweep_seconds,
     read_page_token_secrets,
     read_trusted_proxies,
@@ -28,6 +29,7 @@ class TweetsSettings(Settings):
     media_addr: str = setting(read_media_addr)
     page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)
     outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)
+    outbox_replicas: int = setting(read_outbox_replicas)
     rate_limits: ClientRates = setting(lambda env: env.rates(ClientRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
     cache_ttl_seconds: int = setting(read_cache_ttl_seconds)

@@ -298,7 +298,7 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
     settings = runtime.settings
     pool = await runtime.postgres(settings.database_url, "users")
     redis = await runtime.redis()
-    outbox = Outbox(pool, redis)
+    outbox = Outbox(pool, redis, settings.outbox_replicas)
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     mail_queue = PostgresMailQueue(pool)
     relay = MailRelay(

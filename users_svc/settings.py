@@ -13,6 +13,7 @@ from meshkit.settings import (
     Settings,
     SettingsError,
     read_database_url,
+    read_outbox_replicas,
     read_outbox_sweep_seconds,
     read_page_token_secrets,
     read_trusted_proxies,
@@ -55,6 +56,7 @@ class UsersSettings(Settings):
     tweets_addr: str = setting(read_tweets_addr)
     page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)
     outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)
+    outbox_replicas: int = setting(read_outbox_replicas)
     token_ttl_seconds: int = setting(lambda env: env.integer("TOKEN_TTL_SECONDS", 30 * 24 * 3600, minimum=1))
     # The longest a revoked token may still be accepted when the cache's DEL is lost (meshkit.auth).
     session_cache_seconds: float = setting(lambda env: env.number("SESSION_CACHE_SECONDS", 5.0, minimum=0.1))

@@ -18,7 +18,7 @@ from devstack.mesh import ROOT, Mesh, MeshPorts
 from devstack.process import ManagedProcess
 from meshkit.healthcheck import health_status
 from social import FOLLOWS_STREAM
-from tests.helpers import Stubs, eventually, redis_client
+from tests.helpers import Stubs, eventually, fanned_out, redis_client
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
 
@@ -70,15 +70,9 @@ def test_the_final_timeline_matches_the_final_follow_state(
         and event.follower_id == viewers[0].user_id
     )
 
-    def settled() -> bool:
-        """Every follow event read and acknowledged by the fan-out group."""
-        newest = r.xinfo_stream(FOLLOWS_STREAM)["last-generated-id"]
-        group = next(g for g in r.xinfo_groups(FOLLOWS_STREAM) if g["name"] == b"fanout")
-        return bool(group["last-delivered-id"] == newest and group["pending"] == 0)
-
-    eventually(settled, timeout=30)
+    eventually(lambda: fanned_out(r, FOLLOWS_STREAM), timeout=30)
     r.xadd(FOLLOWS_STREAM, late)  # type: ignore[arg-type]
-    eventually(settled, timeout=30)
+    eventually(lambda: fanned_out(r, FOLLOWS_STREAM), timeout=30)
     consumers = {c["name"] for c in r.xinfo_consumers(FOLLOWS_STREAM, "fanout")}
     assert b"second" in consumers and len(consumers) >= 2, consumers
 

@@ -28,6 +28,9 @@ Event = TypeVar("Event", timeline_pb.StreamHomeTimelineResponse, timeline_pb.Str
 # How long a stream waits before reconnecting when the server gave no RetryInfo: doubling, capped.
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
+# A stream reconnects after these: the server ended it (UNAVAILABLE) or an open failed
+# (RESOURCE_EXHAUSTED, or a CANCELLED this side did not ask for: an unaccepted call given up on).
+RECONNECT_ON = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED)
 # Tweet ids remembered per stream to drop the repeats a resume replays (it starts a second early).
 REMEMBERED_IDS = 1000
 
@@ -211,11 +214,13 @@ class Client:
     ) -> AsyncIterator[timeline_pb.StreamHomeTimelineResponse]:
         """The viewer's home timeline live, for as long as the iteration goes on.
 
-        When the server ends the stream with UNAVAILABLE (a restart, a lost feed, a slow reader) it
-        reconnects after the RetryInfo delay, from the resume point in the error's ErrorInfo
-        (`since_tweet_id`), else from the newest tweet it gave you; repeats that a resume replays
-        are dropped. `on_reconnect` is told each error it recovered from. Other errors (a revoked
-        token: Unauthenticated) end the iteration by raising.
+        When the server ends the stream with UNAVAILABLE (a restart, a lost feed, a slow reader), or
+        an open fails (RESOURCE_EXHAUSTED: too many streams or opens for now; CANCELLED that this
+        side did not ask for: the server gave up on a call it had not accepted in time), it
+        reconnects after the RetryInfo delay (else a backoff from 0.5 s doubling to 30 s), from the
+        resume point in the error's ErrorInfo (`since_tweet_id`), else from the newest tweet it gave
+        you; repeats that a resume replays are dropped. `on_reconnect` is told each error it
+        recovered from. Other errors (a revoked token: Unauthenticated) end the iteration by raising.
         """
         return self._resuming(
             lambda since: self.timeline.StreamHomeTimeline(
@@ -260,9 +265,7 @@ class Client:
                 return  # the server ended the stream cleanly: nothing more will come
             except grpc.aio.AioRpcError as failure:
                 error = error_from(failure)
-                # CANCELLED that this side did not ask for is a failed open (the server gave up on
-                # an unaccepted call): as retryable as UNAVAILABLE.
-                if failure.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                if failure.code() not in RECONNECT_ON:
                     raise error from None
             finally:
                 call.cancel()
