@@ -27,6 +27,9 @@ TEST_ENV = {
     "LOG_LEVEL": "INFO",
     # Authors with 5 followers are celebrities here: the hybrid path runs through every test.
     "CELEBRITY_FOLLOWERS": "5",
+    # Trends' hour passes in 6 s, and a hashtag's baseline is the 3 windows before.
+    "TRENDS_MINUTE_SECONDS": "0.1",
+    "TRENDS_BASELINE_WINDOWS": "3",
     # The suite signs up, logs in and writes far more from one address than anyone would; the
     # limits themselves are tested in tests/security with low limits on dedicated services.
     "RATE_LIMIT_WRITE_PER_USER": "100000/60",

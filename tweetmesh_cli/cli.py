@@ -400,6 +400,16 @@ def cmd_bookmarks(client: Client, args: argparse.Namespace, out: TextIO) -> None
     _print_page(out, page.tweets, page.next_page_token, "(no bookmarks)")
 
 
+def cmd_trends(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.GetTrendsRequest(window=args.window, limit=args.limit)
+    found = client.tweets.GetTrends(request, timeout=TIMEOUT_SECONDS)
+    if not found.trends:
+        out.write(f"(nothing trending over {found.window})\n")
+    for n, trend in enumerate(found.trends, 1):
+        usual = f"usually {trend.expected:.1f}"
+        out.write(f"{n:>2}. #{trend.tag}  {trend.count} tweets ({usual}), rise {trend.score:.1f}\n")
+
+
 def cmd_search(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     query = " ".join(args.query)
     if args.users:
@@ -654,6 +664,9 @@ def _reading_commands(command: AddCommand) -> None:
     search.add_argument("query", nargs="+")
     search.add_argument("--users", action="store_true", help="people whose handle or name starts with it")
     _paged(search, "results")
+    trends = command("trends", cmd_trends, "hashtags rising above their usual use, best first")
+    trends.add_argument("--window", default="1h", help="5m, 15m, 1h (default) or 6h")
+    trends.add_argument("--limit", type=int, default=10, help="how many (at most 50)")
     watch = command("watch", cmd_watch, "your home timeline live, as tweets arrive")
     watch.add_argument("--since", metavar="TWEET_ID", help="first replay what came after this tweet")
     watch.add_argument("--heartbeats", action="store_true", help="show the stream's heartbeats too")

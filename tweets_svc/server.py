@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
 import redis.asyncio as aioredis
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
 
 from meshkit.auth import Authenticator
+from meshkit.errors import InvalidArgument
 from meshkit.ids import parse_id, require_id
 from meshkit.outbox import Event, OnRelay, Outbox
 from meshkit.pagination import PageTokens
 from meshkit.protos import timestamp, wire_id
 from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
+from meshkit.streams import Entry, PoisonEvent, StreamConsumer
 from social import TWEETS_STREAM, MediaPeer, UsersPeer
 from social.caches import OwnerCache
 from social.limits import READ, READ_SIGNED_IN, WRITE
@@ -25,8 +29,11 @@ from tweetmesh.users.v1 import users_service_pb2 as users_pb
 from tweets_svc.service import ThreadNode, Tweet, TweetChange, TweetMedia, Tweets
 from tweets_svc.settings import TweetsSettings
 from tweets_svc.storage import PostgresTweetStore, TweetCache
+from tweets_svc.trends import TRENDS_MAX, TrendCounter
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# tweets_svc's consumer group on its own tweets' events: it counts their hashtags for trends.
+TRENDS_GROUP = "trends"
 SERVICE = pb.DESCRIPTOR.services_by_name["TweetService"]
 # Every public RPC (one with an HTTP route through Envoy) must be here, at the rates of
 # TweetsSettings.rate_limits; tests/unit/test_rate_limit_policies.py reads the descriptors and fails
@@ -59,6 +66,7 @@ RATE_LIMITS: Policies = {
             "ListHashtagTweets",
             "SearchTweets",
             "GetGlobalTimeline",
+            "GetTrends",
         )
     },
     # A read that needs a token is counted per user too.
@@ -80,6 +88,7 @@ def tweet_event(change: TweetChange) -> bytes:
         public=tweet.public,
         media_ids=[str(m) for m in change.media_ids],
         quote_tweet_id=wire_id(tweet.quote_of_tweet_id),
+        hashtags=tweet.hashtags,
     ).SerializeToString()
 
 
@@ -134,10 +143,11 @@ def wire_media(media: TweetMedia) -> pb.TweetMedia:
 
 
 class TweetServicer(pb_grpc.TweetServiceServicer):
-    def __init__(self, tweets: Tweets, users: UsersPeer, auth: Authenticator) -> None:
+    def __init__(self, tweets: Tweets, users: UsersPeer, auth: Authenticator, trends: TrendCounter) -> None:
         self._tweets = tweets
         self._users = users
         self._auth = auth
+        self._trends = trends
 
     async def users(
         self, user_ids: Sequence[int], known: Mapping[int, int] | None = None
@@ -291,6 +301,16 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
         (wire,) = await self.hydrate([tweet])
         return pb.UnlikeTweetResponse(tweet=wire)
+
+    async def GetTrends(self, request: pb.GetTrendsRequest, context: Context) -> pb.GetTrendsResponse:
+        window = request.window or "1h"
+        if request.limit < 0:
+            raise InvalidArgument.field("limit", f"must not be negative, got {request.limit}")
+        found = await self._trends.ranking(window, time.time(), min(request.limit or 10, TRENDS_MAX))
+        return pb.GetTrendsResponse(
+            trends=[pb.Trend(tag=t.tag, count=t.count, expected=t.expected, score=t.score) for t in found],
+            window=window,
+        )
 
     async def BookmarkTweet(
         self, request: pb.BookmarkTweetRequest, context: Context
@@ -455,5 +475,31 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
     tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets), media)
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
-    pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth), server)
+    trends = TrendCounter(
+        redis,
+        minute_seconds=settings.trends_minute_seconds,
+        baseline_windows=settings.trends_baseline_windows,
+        cache_seconds=min(5.0, settings.trends_minute_seconds),
+    )
+
+    async def count_hashtags(entry: Entry) -> None:
+        try:
+            event = pb.TweetEvent.FromString(entry.fields[b"data"])
+        except (KeyError, DecodeError) as error:
+            raise PoisonEvent(f"undecodable tweet event: {error}") from error
+        posted = event.create_time.ToMicroseconds() / 1e6
+        deleted = event.kind == pb.TweetEvent.KIND_DELETED
+        await trends.record(list(event.hashtags), posted, time.time(), delta=-1 if deleted else 1)
+
+    consumer = StreamConsumer(
+        redis,
+        TWEETS_STREAM,
+        TRENDS_GROUP,
+        settings.trends_consumer,
+        count_hashtags,
+        claim_idle_ms=30_000,
+        max_deliveries=10,
+    )
+    runtime.background(consumer.run(), f"consume {TWEETS_STREAM}")
+    pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth, trends), server)
     return [SERVICE.full_name]

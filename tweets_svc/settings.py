@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from meshkit.settings import (
+    Env,
     Networks,
     Settings,
     read_database_url,
@@ -20,6 +23,11 @@ from social.limits import ClientRates
 from social.services import DEFAULT_PORTS, read_media_addr, read_users_addr
 
 SERVICE = "tweets"
+
+
+def _consumer(env: Env) -> str:
+    """This process's name in the trends consumer group: unique unless set."""
+    return env.text("TRENDS_CONSUMER", "") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,6 +45,13 @@ class TweetsSettings(Settings):
     # this many batches at once (each holds a PostgreSQL connection while it runs).
     post_batch_max: int = setting(lambda env: env.integer("POST_BATCH_MAX", 64, minimum=1))
     post_batches_in_flight: int = setting(lambda env: env.integer("POST_BATCHES_IN_FLIGHT", 2, minimum=1))
+    # How long a minute of trends lasts (tests shorten it), and how many windows before the one
+    # ranked make a hashtag's baseline.
+    trends_minute_seconds: float = setting(
+        lambda env: env.number("TRENDS_MINUTE_SECONDS", 60.0, minimum=0.01)
+    )
+    trends_baseline_windows: int = setting(lambda env: env.integer("TRENDS_BASELINE_WINDOWS", 6, minimum=1))
+    trends_consumer: str = setting(_consumer)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> TweetsSettings:

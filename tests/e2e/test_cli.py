@@ -255,3 +255,20 @@ def test_bookmarks_kept_listed_and_removed(mesh: Mesh, tmp_path: Path) -> None:
     assert "(no bookmarks)" in kim.ok("bookmarks")
     done = kim.run("bookmark", "1999999999999999999")
     assert done.returncode == 1 and "tweet_id" in done.stderr
+
+
+def test_trends_listed_and_a_bad_window_refused(mesh: Mesh, tmp_path: Path) -> None:
+    lee = person(tmp_path, mesh, "lee")
+    lee.ok("signup", lee.handle, "--password-stdin", stdin=PASSWORD)
+    tag = f"cli{secrets.token_hex(3)}"
+    for i in range(4):
+        lee.ok("post", f"#{tag}", str(i))
+
+    def listed() -> str:
+        shown = lee.ok("trends", "--window", "6h", "--limit", "50")  # 36 s in the test mesh
+        assert f"#{tag}" in shown, shown
+        return shown
+
+    assert f"#{tag}  4 tweets (usually 0.0)" in eventually(listed, timeout=10)
+    done = lee.run("trends", "--window", "1y")
+    assert done.returncode == 1 and "window" in done.stderr

@@ -188,7 +188,7 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
 
 
 def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
-    """Quotes, the lists of them, conversations, bookmarks."""
+    """Quotes, the lists of them, conversations, bookmarks, trends."""
 
     def ok(method: str, path: str, body: Any = None) -> Any:
         response = api.call(method, path, body, token)
@@ -201,6 +201,7 @@ def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
     ok("POST", f"/v1/tweets/{tweet_id}:bookmark", {})
     ok("GET", "/v1/bookmarks")
     ok("POST", f"/v1/tweets/{tweet_id}:unbookmark", {})
+    ok("GET", "/v1/trends?window=15m")
 
 
 def walk_media_routes(api: Checker, token: str) -> None:

@@ -95,6 +95,8 @@ def test_delete_reaches_every_place_including_an_open_stream(stubs: Stubs, mesh:
     home_stream = LiveStream(stubs.timeline, follower)
     global_stream = LiveStream(stubs.timeline, None)
     try:
+        home_stream.next_event(timeout=10)  # open (its first heartbeat) before the post, as a
+        global_stream.next_event(timeout=10)  # stream hears only what comes after it opened
         doomed = stubs.post(author, f"{tag} #{tag} hi @{mentioned.user.handle}")
         assert home_stream.next_tweet(10).tweet_id == doomed.tweet_id
         assert eventually(lambda: global_stream.next_tweet(10)).tweet_id == doomed.tweet_id

@@ -287,6 +287,34 @@ class UnlikeTweetResponse(_message.Message):
     tweet: Tweet
     def __init__(self, tweet: _Optional[_Union[Tweet, _Mapping]] = ...) -> None: ...
 
+class GetTrendsRequest(_message.Message):
+    __slots__ = ("window", "limit")
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    window: str
+    limit: int
+    def __init__(self, window: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class Trend(_message.Message):
+    __slots__ = ("tag", "count", "expected", "score")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    count: int
+    expected: float
+    score: float
+    def __init__(self, tag: _Optional[str] = ..., count: _Optional[int] = ..., expected: _Optional[float] = ..., score: _Optional[float] = ...) -> None: ...
+
+class GetTrendsResponse(_message.Message):
+    __slots__ = ("trends", "window")
+    TRENDS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    trends: _containers.RepeatedCompositeFieldContainer[Trend]
+    window: str
+    def __init__(self, trends: _Optional[_Iterable[_Union[Trend, _Mapping]]] = ..., window: _Optional[str] = ...) -> None: ...
+
 class BookmarkTweetRequest(_message.Message):
     __slots__ = ("tweet_id",)
     TWEET_ID_FIELD_NUMBER: _ClassVar[int]
@@ -528,7 +556,7 @@ class BatchGetMediaTweetsResponse(_message.Message):
     def __init__(self, media: _Optional[_Iterable[_Union[MediaTweet, _Mapping]]] = ...) -> None: ...
 
 class TweetEvent(_message.Message):
-    __slots__ = ("tweet_id", "author_id", "create_time", "reply_to_tweet_id", "kind", "reply_to_author_id", "retweet_of_tweet_id", "mentioned_user_ids", "public", "media_ids", "quote_tweet_id")
+    __slots__ = ("tweet_id", "author_id", "create_time", "reply_to_tweet_id", "kind", "reply_to_author_id", "retweet_of_tweet_id", "mentioned_user_ids", "public", "media_ids", "quote_tweet_id", "hashtags")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[TweetEvent.Kind]
@@ -548,6 +576,7 @@ class TweetEvent(_message.Message):
     PUBLIC_FIELD_NUMBER: _ClassVar[int]
     MEDIA_IDS_FIELD_NUMBER: _ClassVar[int]
     QUOTE_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    HASHTAGS_FIELD_NUMBER: _ClassVar[int]
     tweet_id: str
     author_id: str
     create_time: _timestamp_pb2.Timestamp
@@ -559,4 +588,5 @@ class TweetEvent(_message.Message):
     public: bool
     media_ids: _containers.RepeatedScalarFieldContainer[str]
     quote_tweet_id: str
-    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., kind: _Optional[_Union[TweetEvent.Kind, str]] = ..., reply_to_author_id: _Optional[str] = ..., retweet_of_tweet_id: _Optional[str] = ..., mentioned_user_ids: _Optional[_Iterable[str]] = ..., public: _Optional[bool] = ..., media_ids: _Optional[_Iterable[str]] = ..., quote_tweet_id: _Optional[str] = ...) -> None: ...
+    hashtags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., kind: _Optional[_Union[TweetEvent.Kind, str]] = ..., reply_to_author_id: _Optional[str] = ..., retweet_of_tweet_id: _Optional[str] = ..., mentioned_user_ids: _Optional[_Iterable[str]] = ..., public: _Optional[bool] = ..., media_ids: _Optional[_Iterable[str]] = ..., quote_tweet_id: _Optional[str] = ..., hashtags: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -117,6 +117,11 @@ class TweetServiceStub:
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksResponse.FromString,
                 _registered_method=True)
+        self.GetTrends = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/GetTrends',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTrendsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTrendsResponse.FromString,
+                _registered_method=True)
         self.ListLikedTweets = channel.unary_unary(
                 '/tweetmesh.tweets.v1.TweetService/ListLikedTweets',
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikedTweetsRequest.SerializeToString,
@@ -290,6 +295,14 @@ class TweetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTrends(self, request, context):
+        """Hashtags ranked by how far their use in the window rose above their own baseline (the same
+        window's average over the windows before), not by raw counts; updated within seconds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListLikedTweets(self, request, context):
         """The tweets user_id liked, most recent like first.
         """
@@ -441,6 +454,11 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     servicer.ListBookmarks,
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksRequest.FromString,
                     response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksResponse.SerializeToString,
+            ),
+            'GetTrends': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrends,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTrendsRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTrendsResponse.SerializeToString,
             ),
             'ListLikedTweets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListLikedTweets,
@@ -906,6 +924,33 @@ class TweetService:
             '/tweetmesh.tweets.v1.TweetService/ListBookmarks',
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksRequest.SerializeToString,
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrends(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/GetTrends',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTrendsRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTrendsResponse.FromString,
             options,
             channel_credentials,
             insecure,

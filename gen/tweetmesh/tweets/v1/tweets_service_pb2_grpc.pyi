@@ -81,6 +81,10 @@ class TweetServiceStub:
     """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing."""
     ListBookmarks: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListBookmarksRequest, _tweets_service_pb2.ListBookmarksResponse]
     """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them)."""
+    GetTrends: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTrendsRequest, _tweets_service_pb2.GetTrendsResponse]
+    """Hashtags ranked by how far their use in the window rose above their own baseline (the same
+    window's average over the windows before), not by raw counts; updated within seconds.
+    """
     ListLikedTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikedTweetsRequest, _tweets_service_pb2.ListLikedTweetsResponse]
     """The tweets user_id liked, most recent like first."""
     ListMentions: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionsRequest, _tweets_service_pb2.ListMentionsResponse]
@@ -163,6 +167,10 @@ class TweetServiceAsyncStub(TweetServiceStub):
     """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing."""
     ListBookmarks: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListBookmarksRequest, _tweets_service_pb2.ListBookmarksResponse]  # type: ignore[assignment]
     """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them)."""
+    GetTrends: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTrendsRequest, _tweets_service_pb2.GetTrendsResponse]  # type: ignore[assignment]
+    """Hashtags ranked by how far their use in the window rose above their own baseline (the same
+    window's average over the windows before), not by raw counts; updated within seconds.
+    """
     ListLikedTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikedTweetsRequest, _tweets_service_pb2.ListLikedTweetsResponse]  # type: ignore[assignment]
     """The tweets user_id liked, most recent like first."""
     ListMentions: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionsRequest, _tweets_service_pb2.ListMentionsResponse]  # type: ignore[assignment]
@@ -332,6 +340,16 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tweets_service_pb2.ListBookmarksResponse, _abc.Awaitable[_tweets_service_pb2.ListBookmarksResponse]]:
         """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them)."""
+
+    @_abc_1.abstractmethod
+    def GetTrends(
+        self,
+        request: _tweets_service_pb2.GetTrendsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.GetTrendsResponse, _abc.Awaitable[_tweets_service_pb2.GetTrendsResponse]]:
+        """Hashtags ranked by how far their use in the window rose above their own baseline (the same
+        window's average over the windows before), not by raw counts; updated within seconds.
+        """
 
     @_abc_1.abstractmethod
     def ListLikedTweets(
