@@ -41,6 +41,32 @@ HOST = "127.0.0.1"
 _FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 250)]
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10_000
+
+
+def free_port(held: ExitStack | None = None) -> int:
+    """A port free right now below the ephemeral range (kept bound in `held` until it closes)."""
+    try:
+        ephemeral_low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32_768  # Linux's default
+    for _ in range(1_000):
+        port = secrets.randbelow(ephemeral_low - _LOWEST_PORT) + _LOWEST_PORT
+        sock = socket.socket()
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            sock.close()
+            continue
+        if held is None:
+            sock.close()
+        else:
+            held.enter_context(sock)
+        return port
+    raise DevstackError(f"no free port between {_LOWEST_PORT} and {ephemeral_low}")
+
+
 @dataclass(frozen=True, slots=True)
 class MeshPorts:
     """Where everything listens, all on 127.0.0.1."""
@@ -67,12 +93,15 @@ class MeshPorts:
 
     @classmethod
     def free(cls) -> MeshPorts:
-        """Ports the kernel has free right now (held together while choosing, so all differ)."""
+        """Ports free right now, all different, below the kernel's ephemeral range.
+
+        A port the kernel hands out for `bind(0)` comes from the range it also gives outgoing
+        connections: between choosing it and the server binding it, any connection (to PostgreSQL,
+        Redis, a peer) may take it as its local port, and the server fails with "Address already
+        in use". Ports below that range are only ever taken by a bind.
+        """
         with ExitStack() as stack:
-            sockets = [stack.enter_context(socket.socket()) for _ in fields(cls)]
-            for sock in sockets:
-                sock.bind((HOST, 0))
-            return cls(*(sock.getsockname()[1] for sock in sockets))
+            return cls(*(free_port(stack) for _ in fields(cls)))
 
     def of(self, name: str) -> int:
         """The port of a service or server by name ("users", "postgres", ...)."""

@@ -9,16 +9,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from devstack.mesh import free_port
 from devstack.process import ManagedProcess
 
 # What botocore reads; moto takes any.
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def accepts_connections(port: int) -> bool:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
 import redis.asyncio as aioredis
+from prometheus_client import Histogram
 
 from meshkit.auth import Authenticator, Session, bearer_token, unexpired
-from meshkit.ids import parse_id
+from meshkit.ids import parse_id, time_of
 from meshkit.interceptors import Prepared
+from meshkit.metrics import REGISTRY
 from meshkit.pagination import PageTokens
 from meshkit.protos import now_timestamp
 from meshkit.ratelimit import Cap, Limit, Policies, Scope, method_name
@@ -52,6 +55,17 @@ RATE_LIMITS: Policies = {
     method_name(SERVICE, "StreamGlobalTimeline"): _STREAM_ANYONE,
 }
 
+DELIVERY_LATENCY = Histogram(
+    "tweetmesh_delivery_latency_seconds",
+    "Seconds from a tweet's creation (the time in its id) to a live stream sending it, by stream"
+    " (home, global); tweets replayed when a stream opens or resumes are not counted.",
+    ["stream"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+for _stream in ("home", "global"):
+    DELIVERY_LATENCY.labels(_stream)  # served (empty) before the first delivery
+
 
 class CoalescingTweetsPeer(TweetsPeer):
     """tweets_svc, with concurrent hydrations (all the streams a new tweet wakes) merged."""
@@ -89,9 +103,14 @@ def _cached(tweet: tweets_pb.Tweet) -> CachedTweet:
     return CachedTweet(int(tweet.tweet_id), original, tweet.SerializeToString())
 
 
-def _event(event: Event[CachedTweet]) -> Prepared | dict[str, Any]:
-    """A stream response (the same for the home and global streams): a tweet as its cached bytes."""
+def _event(event: Event[CachedTweet], stream: str) -> Prepared | dict[str, Any]:
+    """A stream response (the same for the home and global streams): a tweet as its cached bytes;
+    a live tweet's time from its creation (the time in its id) to now, when it is sent, goes to
+    DELIVERY_LATENCY."""
     if isinstance(event, TweetArrived):
+        if event.live:
+            posted = time_of(event.tweet.tweet_id).timestamp()
+            DELIVERY_LATENCY.labels(stream).observe(max(time.time() - posted, 0.0))
         return Prepared(length_delimited(_EVENT_TWEET, event.tweet.data))
     if isinstance(event, TweetRemoved):
         return {"deletion": pb.TweetDeletion(tweet_id=str(event.tweet_id))}
@@ -155,7 +174,7 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
                 outcome = (await self._recheck([token]))[token]
                 if isinstance(outcome, Exception):
                     raise outcome
-            response = _event(event)
+            response = _event(event, "home")
             yield response if isinstance(response, Prepared) else pb.StreamHomeTimelineResponse(**response)
 
     async def StreamGlobalTimeline(  # type: ignore[override]
@@ -163,7 +182,7 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
     ) -> AsyncIterator[pb.StreamGlobalTimelineResponse | Prepared]:
         since = parse_id(request.since_tweet_id, "since_tweet_id", required=False)
         async for event in self._global.stream(since):
-            response = _event(event)
+            response = _event(event, "global")
             yield response if isinstance(response, Prepared) else pb.StreamGlobalTimelineResponse(**response)
 
 

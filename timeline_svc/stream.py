@@ -25,7 +25,10 @@ _SENT_MAX = 10_000
 
 @dataclass(frozen=True, slots=True)
 class TweetArrived(Generic[T]):
+    """A tweet to send: `live` when it came from the live feed, not replayed from the timeline."""
+
     tweet: T
+    live: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,4 +236,4 @@ class LiveStream(Generic[T]):
         if tweet_id not in found or tweet_id in self._sent:
             return None
         self._mark_sent(tweet_id)
-        return TweetArrived(found[tweet_id])
+        return TweetArrived(found[tweet_id], live=True)

@@ -4,7 +4,6 @@ the alert rules of deploy/prometheus checked and unit-tested with promtool."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import tempfile
 import urllib.parse
@@ -17,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.mesh import HOST, SERVICES, Mesh
+from devstack.mesh import HOST, SERVICES, Mesh, free_port
 from devstack.process import ManagedProcess
-from tests.helpers import Stubs, debian_tool, eventually
+from tests.helpers import LiveStream, Stubs, debian_tool, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "deploy" / "prometheus"
@@ -85,12 +84,6 @@ def scrape_config(mesh: Mesh) -> dict[str, Any]:
     return config
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 class Prometheus:
     def __init__(self, port: int) -> None:
         self.port = port
@@ -119,7 +112,7 @@ def prometheus(mesh: Mesh) -> Iterator[Prometheus]:
     with tempfile.TemporaryDirectory(prefix="tweetmesh-prometheus-") as folder:
         config = Path(folder) / "prometheus.yml"
         config.write_text(yaml.safe_dump(scrape_config(mesh), sort_keys=False))
-        port = _free_port()
+        port = free_port()
         process = ManagedProcess(
             "prometheus",
             [
@@ -149,7 +142,14 @@ def _answers(port: int) -> bool:
 def test_every_target_is_up_and_the_key_series_are_there(prometheus: Prometheus, stubs: Stubs) -> None:
     eventually(lambda: prometheus.targets() == dict.fromkeys([*SERVICES, "envoy"], "up"), timeout=60)
     author = stubs.sign_up("prom")
-    stubs.post(author, "scraped")
+    stream = LiveStream(stubs.timeline, None)
+    try:
+        stream.next_event(timeout=10)  # a heartbeat: the global stream is open
+        posted = stubs.post(author, "scraped")
+        while stream.next_tweet(timeout=10).tweet_id != posted.tweet_id:
+            pass  # another test's tweet
+    finally:
+        stream.close()
     stubs.home(author)
     key_series = {
         'grpc_server_handled_total{service="tweets", grpc_method="CreateTweet", grpc_code="OK"}': "tweets",
@@ -162,6 +162,7 @@ def test_every_target_is_up_and_the_key_series_are_there(prometheus: Prometheus,
         'envoy_cluster_membership_healthy{envoy_cluster_name="timeline"}': "envoy",
         'envoy_http_downstream_rq_xx{envoy_http_conn_manager_prefix="ingress"}': "envoy",
         "process_resident_memory_bytes": "timeline",
+        'tweetmesh_delivery_latency_seconds_count{stream="global"} > 0': "timeline",
     }
     for series, service in key_series.items():
         found = eventually(partial(prometheus.query, series), timeout=15)

@@ -98,13 +98,15 @@ def test_the_global_stream_resumed_past_its_replay_says_so_too(stubs: Stubs) -> 
     assert [t.tweet_id for t in page.tweets] == list(reversed(missed[:3]))
 
 
-def test_a_stream_resumed_within_its_replay_has_no_gap(stubs: Stubs) -> None:
+def test_a_stream_resumed_within_its_replay_has_no_gap(stubs: Stubs, mesh: Mesh) -> None:
     viewer, author = stubs.sign_up("nogapv"), stubs.sign_up("nogapa")
     stubs.follow(viewer, author)
     stubs.home(viewer)
     seen = stubs.post(author, "seen")
     time.sleep(1.1)
     missed = [stubs.post(author, f"missed {n}").tweet_id for n in range(3)]
+    # The client was away until they were fanned out (as in the test above).
+    eventually(lambda: fanned_out(redis_client(mesh.redis_url), "events:tweets"), timeout=20)
     events = _events(stubs, viewer, seen.tweet_id, 3)
     assert [e.tweet.tweet_id for e in events] == missed
 

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from aiobotocore.session import get_session
 
+from devstack.mesh import free_port
 from media_svc.blobs import BlobStore, LocalBlobStore, open_blob_store
 from media_svc.errors import BlobNotFound, BlobStoreUnavailable
 from media_svc.inspection import inspect_media
 from media_svc.s3 import S3BlobStore, S3Location
 from tests.media_samples import TINY_MP4, encode, exif_with_gps, picture
-from tests.s3_server import CREDENTIALS, free_port, moto_server
+from tests.s3_server import CREDENTIALS, moto_server
 
 BUCKET = "tweetmesh-media"
 

@@ -116,6 +116,39 @@ def test_open_streams_and_fanout_and_pool_gauges(mesh: Mesh, stubs: Stubs) -> No
         assert value(pools, "tweetmesh_redis_pool_connections", pool=service) >= 1, service
 
 
+def test_a_live_delivery_is_timed_from_the_post_and_a_replay_is_not(mesh: Mesh, stubs: Stubs) -> None:
+    viewer, author = stubs.sign_up("timed"), stubs.sign_up("timer")
+    stubs.follow(viewer, author)
+    stubs.home(viewer)  # fan-out writes only home timelines that exist (a read builds one)
+    first = stubs.post(author, "before the stream")
+    eventually(lambda: stubs.home(viewer).tweets)
+    latency = {"stream": "home"}
+    before = scrape(mesh, "timeline")
+    stream = LiveStream(stubs.timeline, viewer)
+    try:
+        stream.next_event(timeout=10)  # a heartbeat or a tweet: the stream is open
+        stubs.post(author, "timed on its way")
+        stream.next_tweet(timeout=10)
+    finally:
+        stream.close()
+    after = scrape(mesh, "timeline")
+    count = "tweetmesh_delivery_latency_seconds_count"
+    assert value(after, count, **latency) == value(before, count, **latency) + 1
+    # Counted within a minute of its post (the largest finite bucket), however slow this machine is.
+    within = {"le": "60.0", **latency}
+    bucket, total = "tweetmesh_delivery_latency_seconds_bucket", "tweetmesh_delivery_latency_seconds_sum"
+    assert value(after, bucket, **within) == value(before, bucket, **within) + 1
+    assert value(after, total, **latency) > value(before, total, **latency)
+
+    # A stream resuming from before `first` replays it: that is not a delivery's latency.
+    replayed = LiveStream(stubs.timeline, viewer, since=str(int(first.tweet_id) - 1))
+    try:
+        assert replayed.next_tweet(timeout=10).tweet_id == first.tweet_id
+    finally:
+        replayed.close()
+    assert value(scrape(mesh, "timeline"), count, **latency) == value(after, count, **latency)
+
+
 def test_one_request_id_follows_a_call_through_the_services_and_secrets_stay_out(
     mesh: Mesh, stubs: Stubs
 ) -> None:

@@ -34,7 +34,10 @@ async def test_a_tweet_hydration_left_out_is_sent_when_it_arrives_again() -> Non
     stream = LiveStream(FakeLiveFeed(), queue, None, Flaky({5}), heartbeat_seconds=60)
     events = stream.follow()
     assert await anext(events) == Heartbeat()  # listening
-    assert [await anext(events), await anext(events)] == [TweetArrived("tweet-6"), TweetArrived("tweet-5")]
+    assert [await anext(events), await anext(events)] == [
+        TweetArrived("tweet-6", live=True),
+        TweetArrived("tweet-5", live=True),
+    ]
     await events.aclose()
 
 
