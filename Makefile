@@ -63,13 +63,14 @@ $(ES_STAMP): $(BUF_STAMP)
 	npm install --prefix $(VENV)/npm --no-audit --no-fund --silent --save-exact $(ES_PACKAGES)
 	touch $@
 
-## stubs: Go and TypeScript stubs of the public API into dist/stubs/ (buf.gen.yaml; Go's plugins
-##        are Debian's protoc-gen-go and protoc-gen-go-grpc).
+## stubs: Go and TypeScript stubs of the public API (and of the buf.validate rules its protos
+##        import) into dist/stubs/ (buf.gen.yaml; Go's plugins are Debian's protoc-gen-go and protoc-gen-go-grpc).
 stubs: $(STAMP) $(BUF_STAMP) $(ES_STAMP)
 	@$(PY) tools/gen.py --image $(BUF_IMAGE)
 	rm -rf dist/stubs
 	PATH="$(CURDIR)/$(VENV)/npm/node_modules/.bin:$$PATH" $(BUF) generate '$(BUF_IMAGE)#format=binpb' \
-	  --template buf.gen.yaml --path tweetmesh/users --path tweetmesh/tweets --path tweetmesh/timeline
+	  --template buf.gen.yaml --path tweetmesh/users --path tweetmesh/tweets --path tweetmesh/timeline \
+	  --path buf/validate
 
 ## buf: buf lint (STANDARD) on protos/, and buf breaking against the released contract.
 buf: $(STAMP) $(BUF_STAMP)
@@ -86,9 +87,10 @@ test: check-gen lint test-tools-if-root $(ES_STAMP)
 	$(PY) -m pytest -p no:cacheprovider -ra tests
 
 ## fuzz: the long fuzz run: 10,000 generated HTTP requests through Envoy, 10,000 gRPC requests to
-##       every service (internal RPCs too), and the property tests with more examples (media: 3,000 damaged files).
+##       every service (internal RPCs too), schemathesis with 200 cases per operation and phase, and the
+##       property tests with more examples (media: 3,000 damaged files).
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=10000 $(PY) -m pytest -p no:cacheprovider -ra tests/fuzz tests/unit/test_properties.py tests/unit/test_media_properties.py
+	FUZZ_EXAMPLES=10000 SCHEMATHESIS_EXAMPLES=200 $(PY) -m pytest -p no:cacheprovider -ra tests/fuzz tests/unit/test_properties.py tests/unit/test_media_properties.py
 
 BENCH_SIZE ?= small
 # PROGRAM:DEBIAN_PACKAGE pairs.

@@ -7,6 +7,9 @@ last route (404 / UNIMPLEMENTED). The template holds one route per kind of RPC (
 `tweetmesh.kind`: `read`, `write`, `stream`, `upload`, `upload_stream`, `download`); rendering
 replaces each with a copy per public RPC of that kind (its path and cluster:
 `tweetmesh.<cluster>.v1`), so a new RPC with an HTTP route is routed and a new internal one is not.
+The template's route `method-not-allowed` is repeated for each path of the HTTP/JSON API: a method
+the path does not take is 405 with the ones it takes (Allow); so is an HTTP route of an RPC kind
+(its twin).
 
 In a container: `python -m devstack.envoy --listen 0.0.0.0:8080 --metrics 0.0.0.0:9902
 --upstream users=users:50051 --upstream tweets=tweets:50052 --upstream timeline=timeline:50054`
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import re
 import tempfile
@@ -73,6 +77,7 @@ _LOCAL_RATE_LIMIT = ".local_ratelimit.v3.LocalRateLimit"
 # stands for every public RPC of that kind.
 ROUTE_KINDS = ("read", "write", "stream", "upload", "upload_stream", "download")
 HTTP_BODY = ".google.api.HttpBody"
+METHOD_NOT_ALLOWED = "method-not-allowed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +148,80 @@ def public_rpcs(descriptor_set: bytes) -> list[PublicRpc]:
     return found
 
 
+def http_paths(descriptor_set: bytes) -> dict[str, list[str]]:
+    """Each path template of the HTTP/JSON API ("/v1/tweets/{tweet_id}") and the methods it takes
+    ("GET", "DELETE"), from the google.api.http rules (additional bindings too)."""
+    paths: dict[str, list[str]] = {}
+
+    def add(rule: http_pb2.HttpRule) -> None:
+        verb = rule.WhichOneof("pattern")
+        if verb == "custom":
+            paths.setdefault(rule.custom.path, []).append(rule.custom.kind.upper())
+        elif verb is not None:
+            paths.setdefault(getattr(rule, verb), []).append(verb.upper())
+        for binding in rule.additional_bindings:
+            add(binding)
+
+    for file in descriptor_pb2.FileDescriptorSet.FromString(descriptor_set).file:
+        if file.package.startswith(API_PACKAGE):
+            for service in file.service:
+                for method in service.method:
+                    if method.options.HasExtension(annotations_pb2.http):
+                        add(method.options.Extensions[annotations_pb2.http])
+    return {path: list(dict.fromkeys(verbs)) for path, verbs in paths.items()}
+
+
+def path_regex(template: str) -> str:
+    """The RE2 expression matching the paths of a google.api.http template: a variable is one path
+    segment ({id}, {id=*}) or the rest of the path ({name=**})."""
+    parts, end = [], 0
+    for variable in re.finditer(r"\{[^}=]+(?:=([^}]*))?\}", template):
+        parts.append(re.escape(template[end : variable.start()]))
+        parts.append(".+" if "**" in (variable.group(1) or "") else "[^/]+")
+        end = variable.end()
+    parts.append(re.escape(template[end:]))
+    return "^" + "".join(parts) + "$"
+
+
+def _is_query_mapper(mapper: Any) -> bool:
+    return "tweetmesh.local_reply.query" in json.dumps(mapper.get("filter", {}))
+
+
+def _refuse_other_methods(listener: Any, paths: dict[str, list[str]], template: Path) -> None:
+    """Replaces the route `method-not-allowed`, and the local reply mapper of a QUERY without a
+    content type, with one per path template of the API, the ones with more fixed characters first
+    (/v1/tweets/{id}:like before /v1/tweets/{id}, which matches it too)."""
+    ordered = sorted(paths, key=lambda t: -len(re.sub(r"\{[^}]*\}", "", t)))
+    for manager in _managers(listener, template):
+        mappers = manager.get("local_reply_config", {}).get("mappers", [])
+        found = [i for i, m in enumerate(mappers) if _is_query_mapper(m)]
+        if found:
+            copies = []
+            for path in ordered:
+                copied = copy.deepcopy(mappers[found[0]])
+                filters = copied["filter"]["and_filter"]["filters"]
+                filters[-1]["header_filter"]["header"]["string_match"]["safe_regex"]["regex"] = (
+                    path_regex(path).removesuffix("$") + "(\\?.*)?$"
+                )
+                copied["headers_to_add"][0]["header"]["value"] = ", ".join(paths[path])
+                copies.append(copied)
+            manager["local_reply_config"]["mappers"] = mappers[: found[0]] + copies + mappers[found[0] + 1 :]
+        for host in manager["route_config"]["virtual_hosts"]:
+            routes = host.get("routes", [])
+            found = [i for i, r in enumerate(routes) if r.get("name") == METHOD_NOT_ALLOWED]
+            if not found:
+                continue
+            prototype = routes[found[0]]
+            copies = []
+            for path in ordered:
+                copied = copy.deepcopy(prototype)
+                copied["name"] = f"{METHOD_NOT_ALLOWED} {path}"
+                copied["match"] = {"safe_regex": {"regex": path_regex(path)}}
+                copied["response_headers_to_add"][0]["header"]["value"] = ", ".join(paths[path])
+                copies.append(copied)
+            host["routes"] = routes[: found[0]] + copies + routes[found[0] + 1 :]
+
+
 def _http_paths(rule: http_pb2.HttpRule) -> tuple[str, ...]:
     verb = rule.WhichOneof("pattern")
     own = rule.custom.path if verb == "custom" else getattr(rule, verb or "get")
@@ -156,11 +235,7 @@ def _http_path_match(template: str) -> dict[str, Any]:
     not_preflight = [{"name": ":method", "string_match": {"exact": "OPTIONS"}, "invert_match": True}]
     if "{" not in template:
         return {"path": template, "headers": not_preflight}
-    parts = re.split(r"\{[^}]*\}", template)
-    return {
-        "safe_regex": {"regex": "[^/]+".join(re.escape(part) for part in parts)},
-        "headers": not_preflight,
-    }
+    return {"safe_regex": {"regex": path_regex(template)}, "headers": not_preflight}
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -214,7 +289,9 @@ def _managers(listener: Any, template: Path) -> list[Any]:
     ]
 
 
-def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str], template: Path) -> None:
+def _route_public_rpcs(
+    listener: Any, rpcs: list[PublicRpc], clusters: set[str], allowed: dict[str, list[str]], template: Path
+) -> None:
     """Replaces each route of a kind with one exact-path route per public RPC of that kind, in every
     virtual host of `listener` that has them.
 
@@ -222,7 +299,8 @@ def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str],
     RPC's: so a kind whose route carries settings for filters (`typed_per_filter_config`) also
     gets, per RPC, a route for each of its HTTP paths with the same settings. It never forwards
     anything: the transcoder turns such a call into the RPC's path first, and a call it does not
-    transcode gets 404 there, as from the last route."""
+    transcode (a method the path does not take) gets 405 there, with the methods it takes
+    (`allowed`: http_paths), as from the route `method-not-allowed`."""
     unrouted = {rpc.cluster for rpc in rpcs} - clusters
     if unrouted:
         raise DevstackError(
@@ -246,30 +324,39 @@ def _route_public_rpcs(listener: Any, rpcs: list[PublicRpc], clusters: set[str],
             if kind not in ROUTE_KINDS:
                 routes.append(route)
                 continue
-            if set(route.get("match", {})) != {"path"} or "cluster" not in route.get("route", {}):
+            if "path" not in route.get("match", {}) or "cluster" not in route.get("route", {}):
                 raise DevstackError(f"{template}: route {kind!r} must match a path and route to a cluster")
             for rpc in (rpc for rpc in rpcs if rpc.kind == kind):
                 copied = copy.deepcopy(route)
                 copied["name"] = rpc.path.removeprefix("/")
-                copied["match"] = {"path": rpc.path}
+                copied["match"]["path"] = rpc.path
                 copied["route"]["cluster"] = rpc.cluster
                 routes.append(copied)
                 if "typed_per_filter_config" in route:
-                    routes.extend(_http_twins(route, rpc))
+                    routes.extend(_http_twins(route, rpc, allowed))
         host["routes"] = routes
         rendered += 1
     if rendered == 0:
         raise DevstackError(f"{template}: no virtual host has routes of the kinds {', '.join(ROUTE_KINDS)}")
 
 
-def _http_twins(route: Any, rpc: PublicRpc) -> list[Any]:
-    """Routes for `rpc`'s HTTP paths that carry `route`'s filter settings and answer 404."""
+def _http_twins(route: Any, rpc: PublicRpc, allowed: dict[str, list[str]]) -> list[Any]:
+    """Routes for `rpc`'s HTTP paths that carry `route`'s filter settings and answer 405."""
     twins = []
     for http_path in rpc.http_paths:
         twin = {key: copy.deepcopy(value) for key, value in route.items() if key not in ("route", "match")}
         twin["name"] = f"{rpc.path.removeprefix('/')} {http_path}"
         twin["match"] = _http_path_match(http_path)
-        twin["direct_response"] = {"status": 404, "body": {"inline_string": "not found"}}
+        twin["direct_response"] = {
+            "status": 405,
+            "body": {"inline_string": "this path does not take that method"},
+        }
+        twin["response_headers_to_add"] = [
+            {
+                "header": {"key": "allow", "value": ", ".join(allowed[http_path])},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ]
         twins.append(twin)
     return twins
 
@@ -411,7 +498,9 @@ def render_envoy_config(
         )
     for name, (host, port) in upstreams.items():
         _set_address(_at(clusters[name], _ENDPOINT, template), port, host)
-    _route_public_rpcs(ingress, rpcs, set(clusters), template)
+    allowed = http_paths(descriptor.read_bytes())
+    _route_public_rpcs(ingress, rpcs, set(clusters), allowed, template)
+    _refuse_other_methods(ingress, allowed, template)
     for manager in _managers(ingress, template):
         manager["xff_num_trusted_hops"] = xff_trusted_hops
         if not enforce_rate_limits:

@@ -44,6 +44,7 @@ from meshkit.ratelimit import CLIENT_ADDRESS, CLIENT_ADDRESS_HEADER, Policies, R
 from meshkit.settings import Networks, Settings, SettingsError
 from meshkit.status import ErrorInterceptor, within
 from meshkit.telemetry import TelemetryInterceptor
+from meshkit.validation import ValidationInterceptor
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=Settings)
@@ -349,16 +350,20 @@ async def serve(
     runtime = Runtime(settings, limiter)
     server = grpc.aio.server(
         # The first is outermost. Every handler reads the call's metadata and peer as they were
-        # when it started; telemetry sees the status ErrorInterceptor made of any failure; and a
-        # refusal by the rate limits becomes a status like any error. Each builds its wrapper of a
-        # method once (meshkit.interceptors.HandlerInterceptor), so a call runs the outermost's
-        # lookup and the wrappers, nothing more; PreparedResponses wraps only the serializer.
+        # when it started; telemetry sees the status ErrorInterceptor made of any failure; the rate
+        # limits count every call, valid or not, and check the token of a call counted per user
+        # first (a write without a live token is UNAUTHENTICATED whatever its fields); then a
+        # request that breaks its proto's rules is refused; a refusal by either becomes a status
+        # like any error. Each builds its wrapper of a method once
+        # (meshkit.interceptors.HandlerInterceptor), so a call runs the outermost's lookup and the
+        # wrappers, nothing more; PreparedResponses wraps only the serializer.
         interceptors=[
             PreparedResponses(),
             CallFactsInterceptor(),
             TelemetryInterceptor(),
             ErrorInterceptor(settings.handler_timeout_seconds),
             limiter,
+            ValidationInterceptor(),
         ],
         options=[
             ("grpc.keepalive_permit_without_calls", 1),

@@ -14,8 +14,8 @@ from typing import Generic, Protocol, TypeVar
 
 from meshkit.ids import id_at, ms_delta
 from meshkit.pagination import Page, PageTokens, page_size
-from social import CelebrityFollow, Snapshot, TweetRef, is_for_everyone, live_channel
-from social.homes import ID_BATCH, FollowGraph, HomeSource, Registry
+from social import CelebrityFollow, Snapshot, is_for_everyone, live_channel
+from social.homes import ID_BATCH, FollowGraph, HomeSource, Registry, TweetRefs
 from social.live import GLOBAL_CHANNEL
 from timeline_svc.merge import merge_window
 from timeline_svc.stream import Event, Gap, LiveFeed, LiveStream
@@ -31,13 +31,9 @@ _GLOBAL_PAGE = 100
 RETWEET_WINDOW = 40
 
 
-class TweetSource(Protocol[T_co]):
-    async def refs_by_authors(
-        self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
-    ) -> list[TweetRef]: ...
-    async def mention_ids(
-        self, user_id: int, *, before: int | None = None, after: int | None = None, limit: int
-    ) -> list[int]: ...
+class TweetSource(TweetRefs, Protocol[T_co]):
+    """The owners' tweet references (as a home rebuild reads them), and the tweets themselves."""
+
     async def tweets(self, tweet_ids: Sequence[int]) -> Mapping[int, T_co]: ...
 
 

@@ -22,7 +22,7 @@ PUBLIC = ("users", "tweets", "timeline")
 
 
 def stage(into: Path) -> None:
-    """clients/python and gen/tweetmesh/{users,tweets,timeline} laid out as one source tree."""
+    """clients/python, gen/tweetmesh/{users,tweets,timeline} and gen/buf laid out as one source tree."""
     shutil.copytree(CLIENT, into, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     stubs = into / "tweetmesh"
     stubs.mkdir()
@@ -31,6 +31,8 @@ def stage(into: Path) -> None:
     for service in PUBLIC:
         shutil.copytree(ROOT / "gen" / "tweetmesh" / service, stubs / service,
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    # The field rules the stubs' protos import (buf.validate), compiled with them.
+    shutil.copytree(ROOT / "gen" / "buf", into / "buf", ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def build(out: Path) -> Path:

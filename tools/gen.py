@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
+from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
+from protovalidate._gen.buf.validate import validate_pb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import openapi  # tools/ is not a package: it runs as a script, next to this file
@@ -25,6 +28,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
+# The protovalidate rules (buf.validate field options) the protos import. The file is taken from the
+# pinned protovalidate package, which carries it compiled, so the rules always match the validator.
+VALIDATE_PROTO = "buf/validate/validate.proto"
 # Error detail types Envoy must know to render google.rpc details as JSON.
 EXTRA_DESCRIPTOR_FILES = ("google/rpc/status.proto", "google/rpc/error_details.proto")
 
@@ -37,8 +43,18 @@ def _include_dirs(protos: Path = PROTOS) -> list[str]:
     return [str(protos), googleapis, grpc_tools_protos]
 
 
+def _validate_descriptor() -> bytes:
+    """A FileDescriptorSet holding buf/validate/validate.proto as the protovalidate package ships it."""
+    files = descriptor_pb2.FileDescriptorSet()
+    files.file.add().MergeFromString(validate_pb.desc().proto.to_binary())
+    return files.SerializeToString()
+
+
 def _run(args: list[str]) -> None:
-    code = protoc.main(["protoc", *args])
+    with tempfile.TemporaryDirectory(prefix="tweetmesh-gen-") as scratch:
+        validate = Path(scratch) / "buf-validate.binpb"
+        validate.write_bytes(_validate_descriptor())
+        code = protoc.main(["protoc", f"--descriptor_set_in={validate}", *args])
     if code != 0:
         sys.exit(f"protoc failed ({code}): {' '.join(args)}")
 
@@ -142,6 +158,7 @@ def _python_and_descriptors(out: Path) -> None:
             f"--grpc_python_out={out}",
             f"--mypy_grpc_out={out}",
             *_sources(PROTOS),
+            VALIDATE_PROTO,
         ]
     )
     descriptor_set(out / "tweetmesh.pb")

@@ -15,13 +15,10 @@ from meshkit.errors import FailedPrecondition, InvalidArgument, NotFound, Permis
 from meshkit.pagination import Page, PageTokens, page_size
 from social import MediaFacts, TweetRef, has_visible_character, is_public
 
+# The contract (protos/tweetmesh/tweets/v1) holds requests to their rules; these are the ones the
+# service applies itself, to what it stores.
 TEXT_MAX = 280
-REQUEST_ID_MAX = 64
-BATCH_MAX = 1000
-AUTHORS_MAX = 5000
-SEARCH_QUERY_MAX = 200
 TAG_MAX = 100
-MEDIA_MAX = 4
 ALT_TEXT_MAX = 1000
 # A conversation shows at most this many tweets above the one asked for (the first shown names its
 # parent, whose conversation goes on up), and replies this many levels below (by default 8).
@@ -32,7 +29,6 @@ _ALLOWED_CONTROLS = {"\n", "\t", "\r"}
 # @handle and #tag as Twitter reads them: not glued to a preceding word character.
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{1,15})(?![A-Za-z0-9_@])")
 _HASHTAG = re.compile(r"(?<![\w#&])#(\w+)")
-_TAG = re.compile(r"\w+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,35 +274,20 @@ def hashtags_of(text: str) -> list[str]:
 
 
 def normalize_tag(tag: str) -> str:
-    tag = unicodedata.normalize("NFC", tag.removeprefix("#"))
-    if not tag or len(tag) > TAG_MAX or not _TAG.fullmatch(tag) or tag.isdigit():
-        raise InvalidArgument.field(
-            "tag", f"must be 1 to {TAG_MAX} letters, digits or underscores, not only digits"
-        )
-    return tag.lower()
-
-
-def validate_query(query: str) -> str:
-    query = unicodedata.normalize("NFC", query).strip()
-    if not query:
-        raise InvalidArgument.field("query", "must not be empty")
-    if len(query) > SEARCH_QUERY_MAX:
-        raise InvalidArgument.field(
-            "query", f"must be at most {SEARCH_QUERY_MAX} characters, got {len(query)}"
-        )
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in query):
-        raise InvalidArgument.field("query", "must not contain control characters")
-    return query
+    """The tag as tweets carry it: without the #, NFC, lowercased. The contract (the protos) says
+    which tags may be asked for; one that no tweet can carry simply has no tweets."""
+    return unicodedata.normalize("NFC", tag.removeprefix("#")).lower()
 
 
 def normalize_text(text: str, *, may_be_empty: bool = False) -> str:
-    """NFC-normalized text, or INVALID_ARGUMENT on `text` saying what is wrong. Only a tweet with
-    media may have no text (`may_be_empty`)."""
+    """NFC-normalized text. The contract (the protos) refuses control characters and more than
+    TEXT_MAX code points as sent, and blank text unless the tweet has media (`may_be_empty`); text
+    of only invisible characters (joiners, marks: social.text says which count) is refused here;
+    the stored form is NFC, which is longer than the text sent in rare cases (composition
+    exclusions such as U+0958), and is held to TEXT_MAX too."""
     normalized = unicodedata.normalize("NFC", text)
-    if not normalized.strip():
-        if may_be_empty:
-            return ""
-        raise InvalidArgument.field("text", "must not be empty")
+    if not normalized.strip() and may_be_empty:
+        return ""
     if not has_visible_character(normalized):
         raise InvalidArgument.field(
             "text", "must contain a visible character (not only blanks, joiners or marks)", "TEXT_INVISIBLE"
@@ -315,22 +296,13 @@ def normalize_text(text: str, *, may_be_empty: bool = False) -> str:
         raise InvalidArgument.field(
             "text", f"must be at most {TEXT_MAX} characters, got {len(normalized)}", reason="TEXT_TOO_LONG"
         )
-    if any(unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROLS for ch in normalized):
-        raise InvalidArgument.field("text", "must not contain control characters")
-    if any(unicodedata.category(ch) == "Cs" for ch in normalized):
-        raise InvalidArgument.field("text", "must be valid Unicode")
     return normalized
 
 
 def validate_media(media_ids: Sequence[int], alt_texts: Mapping[int, str]) -> dict[int, str]:
-    """At most MEDIA_MAX media, each once; alt text only for those, NFC, at most ALT_TEXT_MAX
-    characters without control characters but line breaks. Returns the alt text of each media."""
-    if len(media_ids) > MEDIA_MAX:
-        raise InvalidArgument.field(
-            "media_ids", f"at most {MEDIA_MAX} media a tweet, got {len(media_ids)}", reason="TOO_MANY_MEDIA"
-        )
-    if len(set(media_ids)) != len(media_ids):
-        raise InvalidArgument.field("media_ids", "must not list a media twice")
+    """Alt text only for the tweet's media, NFC, at most ALT_TEXT_MAX characters without control
+    characters but line breaks (the contract holds how many media, each once, and the length as
+    sent). Returns the alt text of each media."""
     if stray := sorted(set(alt_texts) - set(media_ids)):
         raise InvalidArgument.field("alt_texts", f"media {stray[0]} is not in media_ids")
     texts = {}
@@ -344,19 +316,6 @@ def validate_media(media_ids: Sequence[int], alt_texts: Mapping[int, str]) -> di
             raise InvalidArgument.field("alt_texts", "must not contain control characters")
         texts[media_id] = alt
     return texts
-
-
-def validate_request_id(request_id: str) -> str | None:
-    if request_id == "":
-        return None
-    if len(request_id) > REQUEST_ID_MAX or not request_id.isprintable():
-        raise InvalidArgument.field("request_id", f"must be at most {REQUEST_ID_MAX} printable characters")
-    return request_id
-
-
-def _check_limit(limit: int) -> None:
-    if not 0 < limit <= BATCH_MAX:
-        raise InvalidArgument.field("limit", f"must be 1 to {BATCH_MAX}")
 
 
 class Tweets:
@@ -380,7 +339,7 @@ class Tweets:
     ) -> Tweet:
         text = normalize_text(text, may_be_empty=bool(media_ids))
         alts = validate_media(media_ids, alt_texts or {})
-        key = validate_request_id(request_id)
+        key = request_id or None
         # A retry of a post that made it: its media is attached, so claiming it again would fail.
         # (The store answers such a retry without media too, in the same transaction.)
         if media_ids and key is not None and (existing := await self._store.by_request_id(author_id, key)):
@@ -423,8 +382,6 @@ class Tweets:
             ) from None
 
     async def media_tweets(self, media_ids: Sequence[int]) -> dict[int, int]:
-        if len(media_ids) > BATCH_MAX:
-            raise InvalidArgument.field("media_ids", f"at most {BATCH_MAX} ids at once")
         return await self._store.media_tweets(media_ids)
 
     async def get(self, tweet_id: int) -> Tweet:
@@ -609,12 +566,14 @@ class Tweets:
         )
 
     async def search(self, query: str, size: int, token: str) -> Page[Tweet]:
-        query = validate_query(query)
+        """Best match first. A query with no searchable words (only punctuation or words too
+        common to index, like "the") matches nothing."""
+        query = unicodedata.normalize("NFC", query).strip()
         limit = page_size(size)
         scope = f"search:{query}"
         cursor = self._pages.decode(token, scope)
         if not await self._store.searchable(query):
-            raise InvalidArgument.field("query", "has no searchable words", reason="QUERY_NOT_SEARCHABLE")
+            return Page([], "")
         after = None
         if cursor:
             rank, _, tweet_id = cursor.partition(":")
@@ -625,8 +584,6 @@ class Tweets:
         return Page([found[t] for _, t in page.items if t in found], page.next_page_token)
 
     async def batch_get(self, tweet_ids: Sequence[int]) -> list[Tweet]:
-        if len(tweet_ids) > BATCH_MAX:
-            raise InvalidArgument.field("tweet_ids", f"at most {BATCH_MAX} ids at once")
         found = await self._store.by_ids(tweet_ids)
         return [found[t] for t in dict.fromkeys(tweet_ids) if t in found]
 
@@ -639,16 +596,10 @@ class Tweets:
     async def ids_by_authors(
         self, author_ids: Sequence[int], before: int | None, after: int | None, limit: int
     ) -> list[TweetRef]:
-        if len(author_ids) > AUTHORS_MAX:
-            raise InvalidArgument.field("author_ids", f"at most {AUTHORS_MAX} authors at once")
-        _check_limit(limit)
         return await self._store.ids_by_authors(author_ids, before, after, limit)
 
     async def mention_ids(self, user_id: int, before: int | None, after: int | None, limit: int) -> list[int]:
-        _check_limit(limit)
         return await self._store.mentioning(user_id, before, after, limit)
 
     async def tweet_counts(self, author_ids: Sequence[int]) -> dict[int, int]:
-        if len(author_ids) > BATCH_MAX:
-            raise InvalidArgument.field("user_ids", f"at most {BATCH_MAX} ids at once")
         return await self._store.tweet_counts(author_ids)

@@ -44,6 +44,7 @@ def stubs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     image = out / "tweetmesh.binpb"
     _run([sys.executable, ROOT / "tools" / "gen.py", "--image", image])
     paths = [arg for service in PUBLIC for arg in ("--path", f"tweetmesh/{service}")]
+    paths += ["--path", "buf/validate"]  # the field rules the protos import
     search = os.pathsep.join([str(NODE_BIN), *(str(Path(p).parent) for p in go_plugins), os.environ["PATH"]])
     _run(
         [buf, "generate", f"{image}#format=binpb", "--template", ROOT / "buf.gen.yaml", "-o", out, *paths],

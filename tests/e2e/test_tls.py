@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import google.api
 import pytest
 import yaml
 
@@ -20,8 +19,6 @@ from devstack.tls import TlsFiles, self_signed
 from tests.helpers import PASSWORD, unique_handle
 
 ROOT = Path(__file__).resolve().parents[2]
-PROTOS = ROOT / "protos"
-GOOGLEAPIS = Path(next(iter(google.api.__path__))).parent.parent
 
 
 def _certificate(mesh: Mesh) -> Path:
@@ -65,8 +62,7 @@ def test_grpcurl_over_tls_with_the_certificate(mesh: Mesh) -> None:
     common = [
         str(binaries.grpcurl()),
         "-cacert", str(_certificate(mesh)),
-        "-import-path", str(PROTOS), "-import-path", str(GOOGLEAPIS),
-        "-proto", "tweetmesh/users/v1/users_service.proto",
+        "-protoset", str(DESCRIPTOR),
         "-max-time", "10",
     ]  # fmt: skip
     address = f"localhost:{mesh.ports.envoy_tls}"

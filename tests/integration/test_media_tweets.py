@@ -125,7 +125,7 @@ def test_a_post_with_media_it_may_not_have_is_refused_and_stores_nothing(stubs: 
             grpc.StatusCode.PERMISSION_DENIED,
             "MEDIA_NOT_OWNED",
         ),
-        "five": (_refusal(stubs, author, *mine), grpc.StatusCode.INVALID_ARGUMENT, "TOO_MANY_MEDIA"),
+        "five": (_refusal(stubs, author, *mine), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD"),
         "unknown": (
             _refusal(stubs, author, "1999999999999999999"),
             grpc.StatusCode.NOT_FOUND,
@@ -172,7 +172,7 @@ def test_over_http_someone_elses_media_is_403_and_five_are_400(stubs: Stubs, mes
     assert answer.status == 403 and answer.json()["details"][0]["reason"] == "MEDIA_NOT_OWNED"
     five = [photo(stubs, author) for _ in range(5)]
     answer = http_call(mesh.ports.envoy, "POST", "/v1/tweets", {"text": "x", "media_ids": five}, author.token)
-    assert answer.status == 400 and answer.json()["details"][0]["reason"] == "TOO_MANY_MEDIA"
+    assert answer.status == 400 and answer.json()["details"][0]["reason"] == "INVALID_FIELD"
     answer = http_call(mesh.ports.envoy, "POST", "/v1/tweets", {"text": " ", "media_ids": []}, author.token)
     assert answer.status == 400  # no text and no media
 

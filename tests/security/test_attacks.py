@@ -454,7 +454,8 @@ HTTP_CASES = [
         {},
     ),
     HttpCase("the fan-out admin API", 404, "POST", "/tweetmesh.fanout.v1.FanoutService/GetFanoutStats", {}),
-    HttpCase("an unknown route", 404, "PUT", "/v1/tweets", {"text": "x"}),
+    HttpCase("an unknown route", 404, "PUT", "/v1/nowhere", {"text": "x"}),
+    HttpCase("a method the path does not take", 405, "PUT", "/v1/tweets", {"text": "x"}),
     HttpCase("a 40 KiB header", 431, "GET", "/v1/users/{actor}", headers=(("x-filler", "a" * 40_000),)),
     HttpCase(
         "a hundred headers",

@@ -11,7 +11,15 @@ import yaml
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from devstack.envoy import ADMIN_CLUSTER, DESCRIPTOR, ROUTE_KINDS, TEMPLATE, public_rpcs, render_envoy_config
+from devstack.envoy import (
+    ADMIN_CLUSTER,
+    DESCRIPTOR,
+    ROUTE_KINDS,
+    TEMPLATE,
+    path_regex,
+    public_rpcs,
+    render_envoy_config,
+)
 from devstack.errors import DevstackError
 from devstack.mesh import PUBLIC_SERVICES
 from media_svc.media import MAX_UPLOAD_BYTES
@@ -46,13 +54,48 @@ def routes(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 def forwarded(config: dict[str, Any]) -> dict[str, str]:
     """Each forwarding route's exact path and cluster; fails on any route that forwards by a
-    prefix or pattern (an allow list has none)."""
+    prefix or pattern (an allow list has none), or forwards anything but gRPC."""
     found = {}
     for route in routes(config):
         if "route" in route:
-            assert set(route["match"]) == {"path"}, route["match"]
+            assert set(route["match"]) == {"path", "headers"}, route["match"]
+            assert route["match"]["headers"] == [GRPC_ONLY], route["match"]
             found[route["match"]["path"]] = route["route"]["cluster"]
     return found
+
+
+GRPC_ONLY = {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
+
+
+def test_a_method_a_path_does_not_take_is_refused_with_the_ones_it_does() -> None:
+    config = rendered()
+    refusals = {
+        r["match"]["safe_regex"]["regex"]: r["response_headers_to_add"][0]["header"]["value"]
+        for r in routes(config)
+        if r["name"].startswith("method-not-allowed")
+    }
+    assert refusals["^/v1/users/[^/]+$"] == "GET, PATCH"
+    assert refusals["^/v1/tweets/[^/]+:like$"] == "POST"
+    assert refusals["^/v1/tweets$"] == "POST"
+    order = list(refusals)
+    # A path with a custom verb is tried before the bare one, which would match it too.
+    assert order.index("^/v1/tweets/[^/]+:like$") < order.index("^/v1/tweets/[^/]+$")
+    # Each refusal comes after every forwarding route and before the catch-all.
+    names = [r["name"] for r in routes(config)]
+    first = names.index(next(n for n in names if n.startswith("method-not-allowed")))
+    assert all("route" not in r for r in routes(config)[first:])
+    assert names[-1] == "not-found"
+    # Envoy's own 400 for a QUERY without a content type becomes the same 405, path by path.
+    mappers = _manager(config)["local_reply_config"]["mappers"]
+    query = [m for m in mappers if m.get("status_code") == 405]
+    assert len(query) == len(refusals)
+    assert {m["headers_to_add"][0]["header"]["value"] for m in query} == set(refusals.values())
+
+
+def test_path_templates_become_anchored_expressions() -> None:
+    assert path_regex("/v1/users/{user_id}:follow") == "^/v1/users/[^/]+:follow$"
+    assert path_regex("/v1/files/{name=**}") == "^/v1/files/.+$"
+    assert path_regex("/v1/a.b/{x=*}") == "^/v1/a\\.b/[^/]+$"
 
 
 def test_every_public_rpc_is_routed_to_its_service_and_nothing_else_is() -> None:
@@ -108,7 +151,9 @@ def test_an_uploads_http_path_carries_its_body_limit_and_forwards_nothing() -> N
     }
     assert set(twins) == {"/v1/media", "/v1/media:stream"}
     for route in twins.values():
-        assert route["direct_response"]["status"] == 404 and "route" not in route
+        # Reached only by a method the path does not take (the transcoder moves the call).
+        assert route["direct_response"]["status"] == 405 and "route" not in route
+        assert route["response_headers_to_add"][0]["header"] == {"key": "allow", "value": "POST"}
         # A CORS preflight of an upload goes to the preflight routes, not to this one.
         assert route["match"]["headers"] == [
             {"name": ":method", "string_match": {"exact": "OPTIONS"}, "invert_match": True}

@@ -22,19 +22,24 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&tweetmesh/media/v1/media_service.proto\x12\x12tweetmesh.media.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x02\n\x05Media\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12+\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x66rames\x18\x07 \x01(\x05\x12\x12\n\nsize_bytes\x18\x08 \x01(\x03\x12\x0b\n\x03url\x18\t \x01(\t\x12\x15\n\rthumbnail_url\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x12UploadMediaRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"?\n\x13UploadMediaResponse\x12(\n\x05media\x18\x01 \x01(\x0b\x32\x19.tweetmesh.media.v1.Media\"e\n\x18UploadMediaStreamRequest\x12\x30\n\x05start\x18\x01 \x01(\x0b\x32\x1f.tweetmesh.media.v1.UploadStartH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"#\n\x0bUploadStart\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\"E\n\x19UploadMediaStreamResponse\x12(\n\x05media\x18\x01 \x01(\x0b\x32\x19.tweetmesh.media.v1.Media\"#\n\x0fGetMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\"6\n\x10GetMediaResponse\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\",\n\x18GetMediaThumbnailRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\"?\n\x19GetMediaThumbnailResponse\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"8\n\x11\x43laimMediaRequest\x12\x10\n\x08owner_id\x18\x01 \x01(\t\x12\x11\n\tmedia_ids\x18\x02 \x03(\t\">\n\x12\x43laimMediaResponse\x12(\n\x05media\x18\x01 \x03(\x0b\x32\x19.tweetmesh.media.v1.Media2\x9e\x05\n\x0cMediaService\x12w\n\x0bUploadMedia\x12&.tweetmesh.media.v1.UploadMediaRequest\x1a\'.tweetmesh.media.v1.UploadMediaResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\t/v1/media:\x04\x62ody\x12\x8f\x01\n\x11UploadMediaStream\x12,.tweetmesh.media.v1.UploadMediaStreamRequest\x1a-.tweetmesh.media.v1.UploadMediaStreamResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/media:stream:\x01*(\x01\x12~\n\x08GetMedia\x12#.tweetmesh.media.v1.GetMediaRequest\x1a$.tweetmesh.media.v1.GetMediaResponse\"%\x90\x02\x01\x82\xd3\xe4\x93\x02\x1c\x12\x14/v1/media/{media_id}b\x04\x62ody0\x01\x12\xa3\x01\n\x11GetMediaThumbnail\x12,.tweetmesh.media.v1.GetMediaThumbnailRequest\x1a-.tweetmesh.media.v1.GetMediaThumbnailResponse\"/\x90\x02\x01\x82\xd3\xe4\x93\x02&\x12\x1e/v1/media/{media_id}:thumbnailb\x04\x62ody0\x01\x12]\n\nClaimMedia\x12%.tweetmesh.media.v1.ClaimMediaRequest\x1a&.tweetmesh.media.v1.ClaimMediaResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&tweetmesh/media/v1/media_service.proto\x12\x12tweetmesh.media.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x02\n\x05Media\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12+\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x66rames\x18\x07 \x01(\x05\x12\x12\n\nsize_bytes\x18\x08 \x01(\x03\x12\x0b\n\x03url\x18\t \x01(\t\x12\x15\n\rthumbnail_url\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x12UploadMediaRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"?\n\x13UploadMediaResponse\x12(\n\x05media\x18\x01 \x01(\x0b\x32\x19.tweetmesh.media.v1.Media\"e\n\x18UploadMediaStreamRequest\x12\x30\n\x05start\x18\x01 \x01(\x0b\x32\x1f.tweetmesh.media.v1.UploadStartH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"#\n\x0bUploadStart\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\"E\n\x19UploadMediaStreamResponse\x12(\n\x05media\x18\x01 \x01(\x0b\x32\x19.tweetmesh.media.v1.Media\"M\n\x0fGetMediaRequest\x12:\n\x08media_id\x18\x01 \x01(\tB(\xbaH%r 2\x1e^([0-9]{1,18}|[1-8][0-9]{18})$\xc8\x01\x01\"6\n\x10GetMediaResponse\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"V\n\x18GetMediaThumbnailRequest\x12:\n\x08media_id\x18\x01 \x01(\tB(\xbaH%r 2\x1e^([0-9]{1,18}|[1-8][0-9]{18})$\xc8\x01\x01\"?\n\x19GetMediaThumbnailResponse\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"8\n\x11\x43laimMediaRequest\x12\x10\n\x08owner_id\x18\x01 \x01(\t\x12\x11\n\tmedia_ids\x18\x02 \x03(\t\">\n\x12\x43laimMediaResponse\x12(\n\x05media\x18\x01 \x03(\x0b\x32\x19.tweetmesh.media.v1.Media2\x9e\x05\n\x0cMediaService\x12w\n\x0bUploadMedia\x12&.tweetmesh.media.v1.UploadMediaRequest\x1a\'.tweetmesh.media.v1.UploadMediaResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\t/v1/media:\x04\x62ody\x12\x8f\x01\n\x11UploadMediaStream\x12,.tweetmesh.media.v1.UploadMediaStreamRequest\x1a-.tweetmesh.media.v1.UploadMediaStreamResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/media:stream:\x01*(\x01\x12~\n\x08GetMedia\x12#.tweetmesh.media.v1.GetMediaRequest\x1a$.tweetmesh.media.v1.GetMediaResponse\"%\x90\x02\x01\x82\xd3\xe4\x93\x02\x1c\x12\x14/v1/media/{media_id}b\x04\x62ody0\x01\x12\xa3\x01\n\x11GetMediaThumbnail\x12,.tweetmesh.media.v1.GetMediaThumbnailRequest\x1a-.tweetmesh.media.v1.GetMediaThumbnailResponse\"/\x90\x02\x01\x82\xd3\xe4\x93\x02&\x12\x1e/v1/media/{media_id}:thumbnailb\x04\x62ody0\x01\x12]\n\nClaimMedia\x12%.tweetmesh.media.v1.ClaimMediaRequest\x1a&.tweetmesh.media.v1.ClaimMediaResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tweetmesh.media.v1.media_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_GETMEDIAREQUEST'].fields_by_name['media_id']._loaded_options = None
+  _globals['_GETMEDIAREQUEST'].fields_by_name['media_id']._serialized_options = b'\272H%r 2\036^([0-9]{1,18}|[1-8][0-9]{18})$\310\001\001'
+  _globals['_GETMEDIATHUMBNAILREQUEST'].fields_by_name['media_id']._loaded_options = None
+  _globals['_GETMEDIATHUMBNAILREQUEST'].fields_by_name['media_id']._serialized_options = b'\272H%r 2\036^([0-9]{1,18}|[1-8][0-9]{18})$\310\001\001'
   _globals['_MEDIASERVICE'].methods_by_name['UploadMedia']._loaded_options = None
   _globals['_MEDIASERVICE'].methods_by_name['UploadMedia']._serialized_options = b'\202\323\344\223\002\021\"\t/v1/media:\004body'
   _globals['_MEDIASERVICE'].methods_by_name['UploadMediaStream']._loaded_options = None
@@ -43,30 +48,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEDIASERVICE'].methods_by_name['GetMedia']._serialized_options = b'\220\002\001\202\323\344\223\002\034\022\024/v1/media/{media_id}b\004body'
   _globals['_MEDIASERVICE'].methods_by_name['GetMediaThumbnail']._loaded_options = None
   _globals['_MEDIASERVICE'].methods_by_name['GetMediaThumbnail']._serialized_options = b'\220\002\001\202\323\344\223\002&\022\036/v1/media/{media_id}:thumbnailb\004body'
-  _globals['_MEDIA']._serialized_start=185
-  _globals['_MEDIA']._serialized_end=447
-  _globals['_UPLOADMEDIAREQUEST']._serialized_start=449
-  _globals['_UPLOADMEDIAREQUEST']._serialized_end=505
-  _globals['_UPLOADMEDIARESPONSE']._serialized_start=507
-  _globals['_UPLOADMEDIARESPONSE']._serialized_end=570
-  _globals['_UPLOADMEDIASTREAMREQUEST']._serialized_start=572
-  _globals['_UPLOADMEDIASTREAMREQUEST']._serialized_end=673
-  _globals['_UPLOADSTART']._serialized_start=675
-  _globals['_UPLOADSTART']._serialized_end=710
-  _globals['_UPLOADMEDIASTREAMRESPONSE']._serialized_start=712
-  _globals['_UPLOADMEDIASTREAMRESPONSE']._serialized_end=781
-  _globals['_GETMEDIAREQUEST']._serialized_start=783
-  _globals['_GETMEDIAREQUEST']._serialized_end=818
-  _globals['_GETMEDIARESPONSE']._serialized_start=820
-  _globals['_GETMEDIARESPONSE']._serialized_end=874
-  _globals['_GETMEDIATHUMBNAILREQUEST']._serialized_start=876
-  _globals['_GETMEDIATHUMBNAILREQUEST']._serialized_end=920
-  _globals['_GETMEDIATHUMBNAILRESPONSE']._serialized_start=922
-  _globals['_GETMEDIATHUMBNAILRESPONSE']._serialized_end=985
-  _globals['_CLAIMMEDIAREQUEST']._serialized_start=987
-  _globals['_CLAIMMEDIAREQUEST']._serialized_end=1043
-  _globals['_CLAIMMEDIARESPONSE']._serialized_start=1045
-  _globals['_CLAIMMEDIARESPONSE']._serialized_end=1107
-  _globals['_MEDIASERVICE']._serialized_start=1110
-  _globals['_MEDIASERVICE']._serialized_end=1780
+  _globals['_MEDIA']._serialized_start=214
+  _globals['_MEDIA']._serialized_end=476
+  _globals['_UPLOADMEDIAREQUEST']._serialized_start=478
+  _globals['_UPLOADMEDIAREQUEST']._serialized_end=534
+  _globals['_UPLOADMEDIARESPONSE']._serialized_start=536
+  _globals['_UPLOADMEDIARESPONSE']._serialized_end=599
+  _globals['_UPLOADMEDIASTREAMREQUEST']._serialized_start=601
+  _globals['_UPLOADMEDIASTREAMREQUEST']._serialized_end=702
+  _globals['_UPLOADSTART']._serialized_start=704
+  _globals['_UPLOADSTART']._serialized_end=739
+  _globals['_UPLOADMEDIASTREAMRESPONSE']._serialized_start=741
+  _globals['_UPLOADMEDIASTREAMRESPONSE']._serialized_end=810
+  _globals['_GETMEDIAREQUEST']._serialized_start=812
+  _globals['_GETMEDIAREQUEST']._serialized_end=889
+  _globals['_GETMEDIARESPONSE']._serialized_start=891
+  _globals['_GETMEDIARESPONSE']._serialized_end=945
+  _globals['_GETMEDIATHUMBNAILREQUEST']._serialized_start=947
+  _globals['_GETMEDIATHUMBNAILREQUEST']._serialized_end=1033
+  _globals['_GETMEDIATHUMBNAILRESPONSE']._serialized_start=1035
+  _globals['_GETMEDIATHUMBNAILRESPONSE']._serialized_end=1098
+  _globals['_CLAIMMEDIAREQUEST']._serialized_start=1100
+  _globals['_CLAIMMEDIAREQUEST']._serialized_end=1156
+  _globals['_CLAIMMEDIARESPONSE']._serialized_start=1158
+  _globals['_CLAIMMEDIARESPONSE']._serialized_end=1220
+  _globals['_MEDIASERVICE']._serialized_start=1223
+  _globals['_MEDIASERVICE']._serialized_end=1893
 # @@protoc_insertion_point(module_scope)
