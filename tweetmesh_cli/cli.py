@@ -410,42 +410,52 @@ def cmd_upload(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     out.write(f"  {media.url}\n")
 
 
-def _print_page(out: TextIO, tweets: Sequence[tweets_pb.Tweet], next_page_token: str, empty: str) -> None:
-    if not tweets:
+def _paging(args: argparse.Namespace) -> dict[str, Any]:
+    """The page a listing command asks for (its --limit and --page-token)."""
+    return {"page_size": args.limit, "page_token": args.page_token or ""}
+
+
+def _tweet_block(tweet: tweets_pb.Tweet) -> str:
+    return f"{render_tweet(tweet)}\n"  # a blank line after each tweet
+
+
+def _print_page(
+    out: TextIO,
+    items: Sequence[Any],
+    next_page_token: str,
+    empty: str,
+    render: Callable[[Any], str] = _tweet_block,
+) -> None:
+    """A page of tweets (or of users, with render_user), the empty page's note, the next page's token."""
+    if not items:
         out.write(f"{empty}\n")
-    for tweet in tweets:
-        out.write(f"{render_tweet(tweet)}\n\n")
+    for item in items:
+        out.write(f"{render(item)}\n")
     if next_page_token:
         out.write(f"more: --page-token {next_page_token}\n")
 
 
 def cmd_timeline(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = timeline_pb.GetHomeTimelineRequest(page_size=args.limit, page_token=args.page_token or "")
+    request = timeline_pb.GetHomeTimelineRequest(**_paging(args))
     page = client.timeline.GetHomeTimeline(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, "(your home timeline is empty: follow someone)")
 
 
 def cmd_tweets(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     user = client.user_by_handle(args.handle)
-    request = tweets_pb.ListUserTweetsRequest(
-        user_id=user.user_id, page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = tweets_pb.ListUserTweetsRequest(user_id=user.user_id, **_paging(args))
     page = client.tweets.ListUserTweets(request, timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, f"(@{user.handle} has not posted yet)")
 
 
 def cmd_quotes(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.ListQuotesRequest(
-        tweet_id=args.tweet_id, page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = tweets_pb.ListQuotesRequest(tweet_id=args.tweet_id, **_paging(args))
     page = client.tweets.ListQuotes(request, timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, "(nobody has quoted it)")
 
 
 def cmd_conversation(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.GetConversationRequest(
-        tweet_id=args.tweet_id, max_depth=args.depth, page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = tweets_pb.GetConversationRequest(tweet_id=args.tweet_id, max_depth=args.depth, **_paging(args))
     found = client.tweets.GetConversation(request, timeout=TIMEOUT_SECONDS)
     # Each entry indented by its depth below the first tweet shown.
     top = found.ancestors[0].depth if found.ancestors else 0
@@ -460,20 +470,8 @@ def cmd_conversation(client: Client, args: argparse.Namespace, out: TextIO) -> N
         out.write(f"more: --page-token {found.next_page_token}\n")
 
 
-def cmd_bookmark(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.BookmarkTweetRequest(tweet_id=args.tweet_id)
-    client.tweets.BookmarkTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
-    out.write(f"bookmarked {args.tweet_id}\n")
-
-
-def cmd_unbookmark(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.UnbookmarkTweetRequest(tweet_id=args.tweet_id)
-    client.tweets.UnbookmarkTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
-    out.write(f"removed {args.tweet_id} from your bookmarks\n")
-
-
 def cmd_bookmarks(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.ListBookmarksRequest(page_size=args.limit, page_token=args.page_token or "")
+    request = tweets_pb.ListBookmarksRequest(**_paging(args))
     page = client.tweets.ListBookmarks(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, "(no bookmarks)")
 
@@ -492,18 +490,13 @@ def cmd_search(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     query = " ".join(args.query)
     if args.users:
         found = client.users.SearchUsers(
-            users_pb.SearchUsersRequest(query=query, page_size=args.limit, page_token=args.page_token or ""),
+            users_pb.SearchUsersRequest(query=query, **_paging(args)),
             timeout=TIMEOUT_SECONDS,
         )
-        if not found.users:
-            out.write(f"(nobody matches {query!r})\n")
-        for user in found.users:
-            out.write(f"{render_user(user)}\n")
-        if found.next_page_token:
-            out.write(f"more: --page-token {found.next_page_token}\n")
+        _print_page(out, found.users, found.next_page_token, f"(nobody matches {query!r})", render_user)
         return
     page = client.tweets.SearchTweets(
-        tweets_pb.SearchTweetsRequest(query=query, page_size=args.limit, page_token=args.page_token or ""),
+        tweets_pb.SearchTweetsRequest(query=query, **_paging(args)),
         timeout=TIMEOUT_SECONDS,
     )
     _print_page(out, page.tweets, page.next_page_token, f"(no tweets match {query!r})")
@@ -608,6 +601,48 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         wait = min(wait * 2, RECONNECT_MAX_SECONDS)
 
 
+# The commands that act on one tweet of the caller's choosing: name -> (RPC, request, help, what
+# is said when done).
+TWEET_ACTIONS: dict[str, tuple[str, Callable[..., Message], str, str]] = {
+    "like": ("LikeTweet", tweets_pb.LikeTweetRequest, "like a tweet", "liked {}"),
+    "unlike": ("UnlikeTweet", tweets_pb.UnlikeTweetRequest, "take your like back", "no longer liking {}"),
+    "retweet": ("Retweet", tweets_pb.RetweetRequest, "retweet a tweet to your followers", "retweeted {}"),
+    "unretweet": (
+        "Unretweet",
+        tweets_pb.UnretweetRequest,
+        "take your retweet back",
+        "no longer retweeting {}",
+    ),
+    "bookmark": (
+        "BookmarkTweet",
+        tweets_pb.BookmarkTweetRequest,
+        "keep a tweet in your bookmarks (seen by you only)",
+        "bookmarked {}",
+    ),
+    "unbookmark": (
+        "UnbookmarkTweet",
+        tweets_pb.UnbookmarkTweetRequest,
+        "remove a tweet from your bookmarks",
+        "removed {} from your bookmarks",
+    ),
+    "delete": (
+        "DeleteTweet",
+        tweets_pb.DeleteTweetRequest,
+        "delete your tweet (or retweet) everywhere",
+        "deleted {}",
+    ),
+}
+
+
+def tweet_action(rpc: str, request: Callable[..., Message], done: str) -> Command:
+    def run(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+        call = getattr(client.tweets, rpc)
+        call(request(tweet_id=args.tweet_id), metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+        out.write(f"{done.format(args.tweet_id)}\n")
+
+    return run
+
+
 def cmd_show(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     tweet = client.tweets.GetTweet(
         tweets_pb.GetTweetRequest(tweet_id=args.tweet_id), timeout=TIMEOUT_SECONDS
@@ -619,66 +654,21 @@ def cmd_show(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     out.write(f"{render_tweet(tweet)}\n  {counts}\n")
 
 
-def cmd_delete(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.DeleteTweetRequest(tweet_id=args.tweet_id)
-    client.tweets.DeleteTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
-    out.write(f"deleted {args.tweet_id}\n")
-
-
-def cmd_like(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.LikeTweetRequest(tweet_id=args.tweet_id)
-    tweet = client.tweets.LikeTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS).tweet
-    out.write(f"liked {tweet.tweet_id} ({tweet.like_count} likes)\n")
-
-
-def cmd_unlike(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.UnlikeTweetRequest(tweet_id=args.tweet_id)
-    tweet = client.tweets.UnlikeTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS).tweet
-    out.write(f"no longer liking {tweet.tweet_id} ({tweet.like_count} likes)\n")
-
-
-def cmd_retweet(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.RetweetRequest(tweet_id=args.tweet_id)
-    retweet = client.tweets.Retweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS).tweet
-    out.write(f"retweeted {args.tweet_id} (your retweet: id {retweet.tweet_id})\n")
-
-
-def cmd_unretweet(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.UnretweetRequest(tweet_id=args.tweet_id)
-    client.tweets.Unretweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
-    out.write(f"no longer retweeting {args.tweet_id}\n")
-
-
-def _print_users(out: TextIO, users: Sequence[users_pb.User], next_page_token: str, empty: str) -> None:
-    if not users:
-        out.write(f"{empty}\n")
-    for user in users:
-        out.write(f"{render_user(user)}\n")
-    if next_page_token:
-        out.write(f"more: --page-token {next_page_token}\n")
-
-
 def cmd_replies(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.ListRepliesRequest(
-        tweet_id=args.tweet_id, page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = tweets_pb.ListRepliesRequest(tweet_id=args.tweet_id, **_paging(args))
     page = client.tweets.ListReplies(request, timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, "(no replies)")
 
 
 def cmd_likers(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.ListLikingUsersRequest(
-        tweet_id=args.tweet_id, page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = tweets_pb.ListLikingUsersRequest(tweet_id=args.tweet_id, **_paging(args))
     page = client.tweets.ListLikingUsers(request, timeout=TIMEOUT_SECONDS)
-    _print_users(out, page.users, page.next_page_token, "(nobody has liked it)")
+    _print_page(out, page.users, page.next_page_token, "(nobody has liked it)", render_user)
 
 
 def cmd_likes(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     user = client.user_by_handle(args.handle)
-    request = tweets_pb.ListLikedTweetsRequest(
-        user_id=user.user_id, page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = tweets_pb.ListLikedTweetsRequest(user_id=user.user_id, **_paging(args))
     page = client.tweets.ListLikedTweets(request, timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, f"(@{user.handle} has liked nothing)")
 
@@ -686,23 +676,19 @@ def cmd_likes(client: Client, args: argparse.Namespace, out: TextIO) -> None:
 def cmd_mentions(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     user = client.user_by_handle(args.handle) if args.handle else None
     user_id = user.user_id if user else client.session().user_id
-    request = tweets_pb.ListMentionsRequest(
-        user_id=user_id, page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = tweets_pb.ListMentionsRequest(user_id=user_id, **_paging(args))
     page = client.tweets.ListMentions(request, timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, "(no mentions)")
 
 
 def cmd_hashtag(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.ListHashtagTweetsRequest(
-        tag=args.tag.lstrip("#"), page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = tweets_pb.ListHashtagTweetsRequest(tag=args.tag.lstrip("#"), **_paging(args))
     page = client.tweets.ListHashtagTweets(request, timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, f"(no tweets tagged #{request.tag})")
 
 
 def cmd_global(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.GetGlobalTimelineRequest(page_size=args.limit, page_token=args.page_token or "")
+    request = tweets_pb.GetGlobalTimelineRequest(**_paging(args))
     page = client.tweets.GetGlobalTimeline(request, timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, "(nobody has posted yet)")
 
@@ -749,20 +735,16 @@ def cmd_change_password(client: Client, args: argparse.Namespace, out: TextIO) -
 
 def cmd_followers(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     user = client.user_by_handle(args.handle)
-    request = users_pb.ListFollowersRequest(
-        user_id=user.user_id, page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = users_pb.ListFollowersRequest(user_id=user.user_id, **_paging(args))
     page = client.users.ListFollowers(request, timeout=TIMEOUT_SECONDS)
-    _print_users(out, page.users, page.next_page_token, f"(nobody follows @{user.handle})")
+    _print_page(out, page.users, page.next_page_token, f"(nobody follows @{user.handle})", render_user)
 
 
 def cmd_following(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     user = client.user_by_handle(args.handle)
-    request = users_pb.ListFollowingRequest(
-        user_id=user.user_id, page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = users_pb.ListFollowingRequest(user_id=user.user_id, **_paging(args))
     page = client.users.ListFollowing(request, timeout=TIMEOUT_SECONDS)
-    _print_users(out, page.users, page.next_page_token, f"(@{user.handle} follows nobody)")
+    _print_page(out, page.users, page.next_page_token, f"(@{user.handle} follows nobody)", render_user)
 
 
 def cmd_download(client: Client, args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
@@ -813,9 +795,7 @@ def cmd_fanout_stats(client: Client, args: argparse.Namespace, out: TextIO) -> N
 
 def cmd_dead_letters_list(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     """The fan-out events given up on, oldest first: stream, id, why, and the event."""
-    request = fanout_pb.ListDeadLettersRequest(
-        stream=args.stream or "", page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = fanout_pb.ListDeadLettersRequest(stream=args.stream or "", **_paging(args))
     with _fanout(client, args) as fanout:
         page = fanout.ListDeadLetters(request, timeout=TIMEOUT_SECONDS)
     if not page.dead_letters:
@@ -977,19 +957,9 @@ def _writing_commands(command: AddCommand) -> None:
         "upload", cmd_upload, "upload an image (JPEG, PNG, GIF, WebP) or a video (MP4); prints its media id"
     )
     upload.add_argument("path")
-    command("bookmark", cmd_bookmark, "keep a tweet in your bookmarks (seen by you only)").add_argument(
-        "tweet_id"
-    )
-    command("unbookmark", cmd_unbookmark, "remove a tweet from your bookmarks").add_argument("tweet_id")
     upload.add_argument("--content-type", help="default: guessed from the file's name")
-    for name, run, text in (
-        ("delete", cmd_delete, "delete your tweet (or retweet) everywhere"),
-        ("like", cmd_like, "like a tweet"),
-        ("unlike", cmd_unlike, "take your like back"),
-        ("retweet", cmd_retweet, "retweet a tweet to your followers"),
-        ("unretweet", cmd_unretweet, "take your retweet back"),
-    ):
-        command(name, run, text).add_argument("tweet_id")
+    for name, (rpc, request, text, done) in TWEET_ACTIONS.items():
+        command(name, tweet_action(rpc, request, done), text).add_argument("tweet_id")
     download = command("download", cmd_download, "save a media's bytes (or its thumbnail) to a file")
     download.add_argument("media_id")
     download.add_argument("-o", "--output", help="default: MEDIA_ID and the type's extension")
