@@ -27,6 +27,8 @@ class TweetChanged:
     reply_to_author_id: int | None = None
     mentioned_user_ids: tuple[int, ...] = ()
     public: bool = False
+    # Edited (not new): the streams that may show it are told; no timeline changes.
+    edited: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class HomeTimelineWrites(Protocol):
 
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int: ...
     async def retract(self, tweet_id: int, user_ids: Sequence[int]) -> None: ...
+    async def announce_edit(self, tweet_id: int, user_ids: Sequence[int]) -> int: ...
     async def exists(self, user_id: int) -> bool: ...
 
 
@@ -55,12 +58,13 @@ class CelebrityLists(Protocol):
 
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int: ...
     async def retract(self, tweet_id: int, user_ids: Sequence[int]) -> None: ...
+    async def announce_edit(self, tweet_id: int, user_ids: Sequence[int]) -> int: ...
 
 
 class GlobalAnnouncer(Protocol):
     """The global timeline's live streams (social.live.GlobalFeed)."""
 
-    async def announce(self, tweet_id: int, *, deleted: bool) -> None: ...
+    async def announce(self, tweet_id: int, *, deleted: bool, edited: bool = False) -> None: ...
 
 
 class Fanout:
@@ -83,9 +87,13 @@ class Fanout:
     async def tweet_changed(self, event: TweetChanged) -> int:
         """Writes a new tweet into the home timelines it belongs in, or takes a deleted one out of
         every timeline that may hold it, and tells the live streams; returns how many timelines
-        took a new tweet (absent timelines are skipped: they are rebuilt when read)."""
+        took a new tweet (absent timelines are skipped: they are rebuilt when read). An edited tweet
+        changes no timeline: the streams that may show it are told."""
         if event.deleted:
             await self._retract(event)
+            return 0
+        if event.edited:
+            await self._announce_edit(event)
             return 0
         celebrity = (
             self._celebrities is not None
@@ -137,6 +145,20 @@ class Fanout:
             await self._lists.retract(event.tweet_id, [event.author_id])
         if event.public:
             await self._global.announce(event.tweet_id, deleted=True)
+
+    async def _announce_edit(self, event: TweetChanged) -> None:
+        """The streams of whoever may show the tweet (those a deletion reaches) hear of the edit;
+        each reads the tweet as it is now. A stream showing a retweet of it is not told: the retweet
+        shows the new version when next read."""
+        await self._timelines.announce_edit(
+            event.tweet_id, list(dict.fromkeys([event.author_id, *event.mentioned_user_ids]))
+        )
+        async for followers in self._graph.follower_pages(event.author_id):
+            await self._timelines.announce_edit(event.tweet_id, followers)
+        if self._lists is not None:
+            await self._lists.announce_edit(event.tweet_id, [event.author_id])
+        if event.public:
+            await self._global.announce(event.tweet_id, deleted=False, edited=True)
 
     async def follow_changed(self, event: FollowChanged) -> None:
         """The follower's window rebuilt from the owners, and their open streams told of a
