@@ -27,8 +27,10 @@ class TweetChanged:
     reply_to_author_id: int | None = None
     mentioned_user_ids: tuple[int, ...] = ()
     public: bool = False
-    # Edited (not new): the streams that may show it are told; no timeline changes.
+    # Edited (not new): the streams that may show it are told, and the timelines of those it
+    # mentions now and did not (or no longer does) take it (or lose it).
     edited: bool = False
+    previously_mentioned: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +151,20 @@ class Fanout:
     async def _announce_edit(self, event: TweetChanged) -> None:
         """The streams of whoever may show the tweet (those a deletion reaches) hear of the edit;
         each reads the tweet as it is now. A stream showing a retweet of it is not told: the retweet
-        shows the new version when next read."""
+        shows the new version when next read. Mentions follow the new text: a user it mentions now
+        gets it as a new tweet, and one it no longer mentions loses it unless it belongs in their
+        home anyway (social.rules.belongs_in_home: they follow its author, and the replied-to
+        author if it is not for everyone)."""
+        now = set(event.mentioned_user_ids)
+        added = [u for u in event.mentioned_user_ids if u not in event.previously_mentioned]
+        removed = [u for u in event.previously_mentioned if u not in now and u != event.author_id]
+        if added:
+            await self._timelines.deliver(event.tweet_id, added)
+        if removed:
+            keep = set(await self._graph.followers_among(event.author_id, removed))
+            if keep and not is_for_everyone(event) and event.reply_to_author_id is not None:
+                keep &= set(await self._graph.followers_among(event.reply_to_author_id, sorted(keep)))
+            await self._timelines.retract(event.tweet_id, [u for u in removed if u not in keep])
         await self._timelines.announce_edit(
             event.tweet_id, list(dict.fromkeys([event.author_id, *event.mentioned_user_ids]))
         )

@@ -97,6 +97,7 @@ def tweet_event(change: TweetChange) -> bytes:
         quote_tweet_id=wire_id(tweet.quote_of_tweet_id),
         hashtags=tweet.hashtags,
         previous_hashtags=change.previous_hashtags,
+        previous_mentioned_user_ids=[str(u) for u in change.previous_mentioned_user_ids],
     ).SerializeToString()
 
 

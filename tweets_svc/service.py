@@ -159,8 +159,9 @@ class TweetChange:
     # the media the edit attached.
     media_ids: tuple[int, ...] = ()
     edited: bool = False
-    # Edited: the hashtags the tweet had before.
+    # Edited: the hashtags the tweet had before, and who was mentioned before.
     previous_hashtags: tuple[str, ...] = ()
+    previous_mentioned_user_ids: tuple[int, ...] = ()
 
 
 class ReplyTargetMissing(Exception):

@@ -360,6 +360,13 @@ class PostgresTweetStore:
             )
         return tuple(u for u in mentioned if u != author_id)
 
+    async def _mentioned(
+        self, cur: psycopg.AsyncCursor[Any], tweet_id: int, author_id: int
+    ) -> tuple[int, ...]:
+        """Who the tweet mentions (implicitly too), but its author, in order."""
+        await cur.execute("SELECT user_id FROM mentions WHERE tweet_id = %s ORDER BY position", (tweet_id,))
+        return tuple(int(r[0]) for r in await cur.fetchall() if int(r[0]) != author_id)
+
     async def _count(
         self, cur: psycopg.AsyncCursor[Any], author_ids: Sequence[int], delta: int
     ) -> list[tuple[int, int, int]]:
@@ -415,8 +422,7 @@ class PostgresTweetStore:
         Adds the other tweets it changes to `changed` (id -> version) and its author's count to
         `counted`."""
         tweet_id = tweet.tweet_id
-        await cur.execute("SELECT user_id FROM mentions WHERE tweet_id = %s ORDER BY position", (tweet_id,))
-        mentioned = tuple(int(r[0]) for r in await cur.fetchall() if int(r[0]) != tweet.author_id)
+        mentioned = await self._mentioned(cur, tweet_id, tweet.author_id)
         for table in ("mentions", "hashtags", "likes", "bookmarks", "tweet_versions"):
             await cur.execute(f"DELETE FROM {table} WHERE tweet_id = %s", (tweet_id,))
         # Every media it ever held goes with it (media_svc deletes them on the event).
@@ -502,6 +508,7 @@ class PostgresTweetStore:
             row = await cur.fetchone()
             assert row is not None
             # Mentions and hashtags follow the new text (the quoted and replied-to authors stay).
+            previous = await self._mentioned(cur, tweet_id, edit.author_id)
             for table in ("mentions", "hashtags"):
                 await cur.execute(f"DELETE FROM {table} WHERE tweet_id = %s", (tweet_id,))
             implicit = [int(a) for a in (row[1], row[0]) if a is not None]
@@ -509,7 +516,7 @@ class PostgresTweetStore:
                 cur, tweet_id, edit.author_id, edit.mentions, edit.hashtags, implicit
             )
             (tweet,) = await self._hydrate(cur, [tweet_id])
-            change = TweetChange(tweet, False, mentioned, edit.attached, True, before.hashtags)
+            change = TweetChange(tweet, False, mentioned, edit.attached, True, before.hashtags, previous)
             event = await self._outbox.add(cur, TWEETS_STREAM, self._tweet_event(change))
         # Its new form enters the cache with its event, at the row's new version: no reader sees the
         # old text after this (unless Redis misses this write: then for at most the entry's life).

@@ -62,7 +62,9 @@ def test_an_edit_changes_the_text_everywhere_and_keeps_the_earlier_version(stubs
     stubs.home(follower)  # fan-out writes only home timelines that exist
     word = author.user.handle.replace("_", "")  # a word no other tweet has
     original = stubs.post(author, f"{word}x marmalade typo #draftedit{word}")
-    retweet = stubs.tweets.Retweet(pb.RetweetRequest(tweet_id=original.tweet_id), metadata=retweeter.auth).tweet
+    retweet = stubs.tweets.Retweet(
+        pb.RetweetRequest(tweet_id=original.tweet_id), metadata=retweeter.auth
+    ).tweet
     quote = stubs.post(retweeter, "look", quote_tweet_id=original.tweet_id)
     eventually(lambda: original.tweet_id in stubs.home_ids(follower))
     assert stubs.home(follower).tweets[0].text == original.text  # the old text is in the caches now
@@ -111,12 +113,22 @@ def test_an_edit_changes_the_text_everywhere_and_keeps_the_earlier_version(stubs
 
 def test_mentions_follow_the_new_text(stubs: Stubs) -> None:
     author, first, second = stubs.sign_up("mentioner"), stubs.sign_up("first"), stubs.sign_up("second")
-    tweet = stubs.post(author, f"hello @{first.user.handle}")
+    fan = stubs.sign_up("fan")
+    stubs.follow(fan, author)
+    for viewer in (first, second, fan):
+        stubs.home(viewer)  # fan-out writes only home timelines that exist
+    tweet = stubs.post(author, f"hello @{first.user.handle} and @{fan.user.handle}")
     assert tweet.tweet_id in mentioning(stubs, first)
+    eventually(lambda: tweet.tweet_id in stubs.home_ids(first) and tweet.tweet_id in stubs.home_ids(fan))
     edited = edit(stubs, author, tweet.tweet_id, f"hello @{second.user.handle} instead")
     assert [m.handle for m in edited.mentions] == [second.user.handle.lower()]
     assert tweet.tweet_id not in mentioning(stubs, first)
     assert tweet.tweet_id in mentioning(stubs, second)
+    # Home timelines follow too: the newly mentioned gets it, the one no longer mentioned loses it,
+    # a follower no longer mentioned keeps it (it is in their home anyway).
+    eventually(lambda: tweet.tweet_id in stubs.home_ids(second))
+    eventually(lambda: tweet.tweet_id not in stubs.home_ids(first))
+    assert tweet.tweet_id in stubs.home_ids(fan)
 
 
 def test_a_reply_stays_a_reply_and_its_replied_to_author_stays_told(stubs: Stubs) -> None:
@@ -202,7 +214,9 @@ def test_an_edit_changes_the_media_and_history_keeps_the_old_ones(stubs: Stubs) 
     swapped = edit(
         stubs, author, tweet.tweet_id, "", media_ids=[second.media_id], alt_texts={second.media_id: "wide"}
     )
-    assert swapped.text == "" and [(m.media_id, m.alt_text) for m in swapped.media] == [(second.media_id, "wide")]
+    assert swapped.text == "" and [(m.media_id, m.alt_text) for m in swapped.media] == [
+        (second.media_id, "wide")
+    ]
     versions = history(stubs, tweet.tweet_id)
     assert [[m.media_id for m in v.media] for v in versions] == [
         [second.media_id],
