@@ -45,7 +45,8 @@ async def test_a_tweet_hydration_left_out_is_sent_when_it_arrives_again() -> Non
 async def test_an_edit_is_sent_as_an_update_even_of_a_tweet_already_sent() -> None:
     assert parse_message(tweet_message(7, edited=True).encode()) == TweetEdited(7)
     queue: asyncio.Queue[Delivery] = asyncio.Queue()
-    for message in [(7, False), TweetEdited(7), TweetEdited(8), TweetEdited(9)]:
+    messages: list[Delivery] = [(7, False), TweetEdited(7), TweetEdited(8), TweetEdited(9)]
+    for message in messages:
         queue.put_nowait(message)
     stream = LiveStream(FakeLiveFeed(), queue, None, Flaky({9}), heartbeat_seconds=60)
     events = stream.follow()
