@@ -136,13 +136,16 @@ class Fanout:
                 delivered += await self._timelines.deliver(event.tweet_id, both)
         return delivered
 
-    async def _retract(self, event: TweetChanged) -> None:
-        # Everyone who may hold it, whatever the reply filter decided: removing is harmless.
-        await self._timelines.retract(
-            event.tweet_id, list(dict.fromkeys([event.author_id, *event.mentioned_user_ids]))
-        )
+    async def _holders(self, event: TweetChanged) -> AsyncIterator[list[int]]:
+        """Everyone whose timeline may hold the tweet, whatever the reply filter decided, a group
+        at a time: its author and those it mentions, then the author's followers page by page."""
+        yield list(dict.fromkeys([event.author_id, *event.mentioned_user_ids]))
         async for followers in self._graph.follower_pages(event.author_id):
-            await self._timelines.retract(event.tweet_id, followers)
+            yield followers
+
+    async def _retract(self, event: TweetChanged) -> None:
+        async for users in self._holders(event):  # removing from one that lacks it is harmless
+            await self._timelines.retract(event.tweet_id, users)
         if self._lists is not None:
             await self._lists.retract(event.tweet_id, [event.author_id])
         if event.public:
@@ -165,11 +168,8 @@ class Fanout:
             if keep and not is_for_everyone(event) and event.reply_to_author_id is not None:
                 keep &= set(await self._graph.followers_among(event.reply_to_author_id, sorted(keep)))
             await self._timelines.retract(event.tweet_id, [u for u in removed if u not in keep])
-        await self._timelines.announce_edit(
-            event.tweet_id, list(dict.fromkeys([event.author_id, *event.mentioned_user_ids]))
-        )
-        async for followers in self._graph.follower_pages(event.author_id):
-            await self._timelines.announce_edit(event.tweet_id, followers)
+        async for users in self._holders(event):
+            await self._timelines.announce_edit(event.tweet_id, users)
         if self._lists is not None:
             await self._lists.announce_edit(event.tweet_id, [event.author_id])
         if event.public:
