@@ -506,11 +506,11 @@ class Tweets:
         author's unattached uploads) or, without them, its current media unless `clear_media`.
         Refused (before anything is claimed, and again under the row's lock) by `_allow_edit`."""
         key = request_id or None
-        if key is not None and await self._store.edited_with(tweet_id, key):
-            return await self.get(tweet_id)  # a retry of an edit that was made
         tweet = await self._store.editable(tweet_id)
         if tweet is None:
             raise not_found("tweet", str(tweet_id), "tweet_id")
+        if tweet.author_id == actor_id and key is not None and await self._store.edited_with(tweet_id, key):
+            return await self.get(tweet_id)  # the author's retry of an edit that was made
         self._allow_edit(actor_id, tweet)
         alts = validate_media(media_ids, alt_texts or {})
         current = await self.get(tweet_id)

@@ -736,7 +736,8 @@ class PostgresTweetStore:
             locked = await self._editable(cur, tweet_id, lock=True)
             if locked is None:
                 raise not_found("tweet", str(tweet_id), "tweet_id")
-            if edit.request_id is not None and await self._edited_with(cur, tweet_id, edit.request_id):
+            key = edit.request_id if locked.author_id == edit.author_id else None  # the author's retry
+            if key is not None and await self._edited_with(cur, tweet_id, key):
                 (tweet,) = await self._hydrate(cur, [tweet_id])
                 return tweet
             allowed(locked)

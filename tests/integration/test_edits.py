@@ -151,8 +151,12 @@ def test_at_most_edit_max_edits_and_a_retry_edits_once(stubs: Stubs) -> None:
         assert edit(stubs, author, tweet.tweet_id, f"version {n}").edit_count == n
     code, why = refused(lambda: edit(stubs, author, tweet.tweet_id, "version 6"))
     assert (code, why) == (grpc.StatusCode.FAILED_PRECONDITION, "EDIT_LIMIT_REACHED")
-    # A retry of an edit that was made still answers (it changes nothing).
+    # A retry of an edit that was made still answers (it changes nothing); someone else's call with
+    # the same key is not a retry.
     assert edit(stubs, author, tweet.tweet_id, "whatever", request_id="edit-1").text == "version 5"
+    other = stubs.sign_up("notretry")
+    code, why = refused(lambda: edit(stubs, other, tweet.tweet_id, "whatever", request_id="edit-1"))
+    assert (code, why) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_AUTHOR")
     assert [v.text for v in history(stubs, tweet.tweet_id)] == [f"version {n}" for n in range(5, -1, -1)]
 
 
