@@ -6,8 +6,9 @@ timeline_svc's streams listen, and the format of their messages.
 - `live:global`: the global timeline;
 - `notifications:<user_id>`: a user's notifications (written by notifications_svc).
 
-A message is a tweet id in decimal ("123"), or a deletion: the id prefixed with "-" ("-123") (on a
-notifications channel: a notification id, that appeared or went). On
+A message is a tweet id in decimal ("123"), a deletion: the id prefixed with "-" ("-123"), or an
+edit: the id prefixed with "e" ("e123": the tweet shows differently now) (on a notifications
+channel: a notification id, that appeared or went). On
 a user's channel it may also be a change of the celebrities their timeline merges: "c+<author_id>"
 (merged from now on) or "c-<author_id>" (no longer). The timeline store's Lua scripts build the
 same channel names (prefix and id) and messages from what social.timelines passes them.
@@ -49,7 +50,9 @@ def item_message(ident: int, *, removed: bool) -> str:
     return f"-{ident}" if removed else str(ident)
 
 
-def tweet_message(tweet_id: int, *, deleted: bool) -> str:
+def tweet_message(tweet_id: int, *, deleted: bool = False, edited: bool = False) -> str:
+    if edited and not deleted:
+        return f"e{tweet_id}"
     return item_message(tweet_id, removed=deleted)
 
 
@@ -65,11 +68,18 @@ class CelebrityFollow:
     following: bool
 
 
-# What a message says: (tweet id, deleted), or a change of the celebrities merged.
-LiveMessage = tuple[int, bool] | CelebrityFollow
+@dataclass(frozen=True, slots=True)
+class TweetEdited:
+    """Told to the streams that may show a tweet: its author edited it."""
+
+    tweet_id: int
 
 
-_MESSAGE = re.compile(rb"(c[+-]|-)?([0-9]{1,19})")
+# What a message says: (tweet id, deleted), an edit, or a change of the celebrities merged.
+LiveMessage = tuple[int, bool] | TweetEdited | CelebrityFollow
+
+
+_MESSAGE = re.compile(rb"(c[+-]|-|e)?([0-9]{1,19})")
 
 
 def parse_message(data: bytes) -> LiveMessage:
@@ -81,14 +91,16 @@ def parse_message(data: bytes) -> LiveMessage:
     kind = match.group(1) or b""
     if kind.startswith(b"c"):
         return CelebrityFollow(ident, kind == b"c+")
+    if kind == b"e":
+        return TweetEdited(ident)
     return ident, kind == b"-"
 
 
 class GlobalFeed:
-    """Announces new and deleted public tweets to the global timeline's live streams."""
+    """Announces new, edited and deleted public tweets to the global timeline's live streams."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
 
-    async def announce(self, tweet_id: int, *, deleted: bool) -> None:
-        await self._redis.publish(GLOBAL_CHANNEL, tweet_message(tweet_id, deleted=deleted))
+    async def announce(self, tweet_id: int, *, deleted: bool, edited: bool = False) -> None:
+        await self._redis.publish(GLOBAL_CHANNEL, tweet_message(tweet_id, deleted=deleted, edited=edited))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from meshkit.errors import Unavailable
-from social import CelebrityFollow, LiveMessage, celebrity_channel
+from social import CelebrityFollow, LiveMessage, TweetEdited, celebrity_channel
 
 T = TypeVar("T")
 
@@ -37,6 +37,13 @@ class TweetRemoved:
 
 
 @dataclass(frozen=True, slots=True)
+class TweetUpdated(Generic[T]):
+    """A tweet the stream may show was edited: here as it is now."""
+
+    tweet: T
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     pass
 
@@ -52,7 +59,7 @@ class Gap:
     page_token: str
 
 
-Event = TweetArrived[T] | TweetRemoved | Heartbeat | Gap
+Event = TweetArrived[T] | TweetUpdated[T] | TweetRemoved | Heartbeat | Gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +238,14 @@ class LiveStream(Generic[T]):
                 raise stream_ended(arrived, self._resume.as_of(arrived.intact_until), self._resume_field)
             if isinstance(arrived, CelebrityFollow):
                 fresh = await on_celebrity(arrived) if on_celebrity is not None else ()
+            elif isinstance(arrived, TweetEdited):
+                # Sent whether or not this stream sent the tweet: the client may show it from a page.
+                # Not to a viewer who may no longer see it (blocks and mutes).
+                found = await self._fetch([arrived.tweet_id])
+                edited = found.get(arrived.tweet_id)
+                if edited is not None and (self._visible is None or await self._visible(edited)):
+                    yield TweetUpdated(edited)
+                continue
             else:
                 tweet_id, deleted = arrived
                 if deleted:

@@ -211,7 +211,7 @@ def walk_credential_routes(api: Checker, mesh: Mesh, uid: str, email: str, token
 
 
 def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
-    """Quotes, the lists of them, conversations, bookmarks, trends."""
+    """Quotes, the lists of them, conversations, bookmarks, trends, edits and their history."""
 
     def ok(method: str, path: str, body: Any = None) -> Any:
         response = api.call(method, path, body, token)
@@ -225,6 +225,9 @@ def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
     ok("GET", "/v1/bookmarks")
     ok("POST", f"/v1/tweets/{tweet_id}:unbookmark", {})
     ok("GET", "/v1/trends?window=15m")
+    mine = ok("POST", "/v1/tweets", {"text": "to be edited in the spec"})["tweet"]["tweet_id"]
+    ok("PATCH", f"/v1/tweets/{mine}", {"text": "edited in the spec", "request_id": "spec-edit"})
+    ok("GET", f"/v1/tweets/{mine}/history")
 
 
 def walk_media_routes(api: Checker, token: str) -> None:
