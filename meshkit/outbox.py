@@ -5,6 +5,8 @@ only if the change committed. After the commit it calls `relay` with what `add` 
 XADDs the events at once and deletes their rows once the events are safe. Whatever that misses
 (Redis down, a crash between commit and relay, events not yet safe) the sweeper finds and relays
 later. Consumers may therefore see an event twice and must be idempotent; they never miss one.
+With tracing on, an event carries the trace context of the change (field `traceparent`), so
+that what its consumers do belongs to the change's trace (meshkit.tracing).
 
 Safe means: Redis acknowledged the XADD, and, with `replicas` > 0, that many replicas have it too
 (WAIT), so a failover to one of them keeps it. With one Redis an event is as durable as that
@@ -27,7 +29,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
+from redis.typing import EncodableT, FieldT
 
+from meshkit import tracing
 from meshkit.errors import DEPENDENCY_ERRORS, RedisOutage
 
 log = logging.getLogger(__name__)
@@ -41,8 +45,18 @@ class Event:
     outbox_id: int
     stream: str
     payload: bytes
+    trace: str | None = None  # the W3C traceparent of the change, when it was traced
+
+    def fields(self) -> dict[FieldT, EncodableT]:
+        """The event's fields in its stream."""
+        fields: dict[FieldT, EncodableT] = {"data": self.payload, "outbox_id": self.outbox_id}
+        if self.trace is not None:
+            fields[TRACE_FIELD] = self.trace
+        return fields
 
 
+# The field of a stream entry holding its change's trace context (read by meshkit.streams).
+TRACE_FIELD = "traceparent"
 # Adds Redis commands to the relay's pipeline (the pipeline, then the event it relays).
 OnRelay = Callable[[Any, Event], Awaitable[None]]
 # Adds the caller's own Redis commands to the relay's pipeline.
@@ -64,13 +78,15 @@ class Outbox:
 
     @staticmethod
     async def add(cursor: AsyncCursor[tuple[object, ...]], stream: str, payload: bytes) -> Event:
-        """Records an event in the caller's transaction."""
+        """Records an event in the caller's transaction, with the current trace context."""
+        trace = tracing.traceparent()
         await cursor.execute(
-            "INSERT INTO outbox (stream, payload) VALUES (%s, %s) RETURNING id", (stream, payload)
+            "INSERT INTO outbox (stream, payload, trace_context) VALUES (%s, %s, %s) RETURNING id",
+            (stream, payload, trace),
         )
         row = await cursor.fetchone()
         assert row is not None
-        return Event(int(row[0]), stream, payload)  # type: ignore[call-overload]
+        return Event(int(row[0]), stream, payload, trace)  # type: ignore[call-overload]
 
     async def _xadd(self, events: list[Event], also: Also | None = None) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -82,7 +98,7 @@ class Outbox:
                     await self._on_relay(pipe, event)
                 # Untrimmed here: the stream's consumers trim what they have all read
                 # (meshkit.streams), so a backlog is never cut short.
-                pipe.xadd(event.stream, {"data": event.payload, "outbox_id": event.outbox_id})
+                pipe.xadd(event.stream, event.fields())
             if self._replicas:  # on the same connection: WAIT counts the replicas that have its writes
                 pipe.wait(self._replicas, REPLICA_WAIT_MS)
             replies = await pipe.execute()
@@ -99,9 +115,11 @@ class Outbox:
         if not events:
             return
         try:
-            await self._xadd(events, also)
-            async with self._pool.connection() as conn:
-                await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([e.outbox_id for e in events],))
+            with tracing.span("outbox relay"):
+                await self._xadd(events, also)
+                async with self._pool.connection() as conn:
+                    ids = [e.outbox_id for e in events]
+                    await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (ids,))
         except Exception as error:
             # Committed already: whatever went wrong here, the caller's write stands and the
             # sweeper relays the events later. Only the log says it happened.
@@ -111,12 +129,12 @@ class Outbox:
         """Relays events left behind; returns how many."""
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(
-                "SELECT id, stream, payload FROM outbox"
+                "SELECT id, stream, payload, trace_context FROM outbox"
                 " WHERE create_time < now() - make_interval(secs => %s)"
                 " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (older_than_seconds, batch),
             )
-            events = [Event(int(i), str(s), bytes(p)) for i, s, p in await cur.fetchall()]
+            events = [Event(int(i), str(s), bytes(p), t and str(t)) for i, s, p, t in await cur.fetchall()]
             if events:
                 await self._xadd(events)
                 await cur.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([e.outbox_id for e in events],))

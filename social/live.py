@@ -5,7 +5,9 @@ timeline_svc's streams listen, and the format of their messages.
 - `celebrity:<author_id>`: a celebrity's own tweets, merged into their followers' streams;
 - `live:global`: the global timeline.
 
-A message is a tweet id in decimal ("123"), or a deletion: the id prefixed with "-" ("-123"). On
+A message is a tweet id in decimal ("123"), or a deletion: the id prefixed with "-" ("-123"),
+followed, when fan-out traced it, by a space and the W3C traceparent of that fan-out (so that the
+delivery to a stream joins the post's trace: meshkit.tracing). On
 a user's channel it may also be a change of the celebrities their timeline merges: "c+<author_id>"
 (merged from now on) or "c-<author_id>" (no longer). The timeline store's Lua scripts build the
 same channel names (prefix and id) and messages from what social.timelines passes them.
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis.asyncio as aioredis
 
+from meshkit import tracing
 from meshkit.ids import MAX_ID
 
 USER_CHANNEL_PREFIX = "live:"
@@ -37,8 +41,9 @@ def celebrity_channel(author_id: int) -> str:
     return channel(CELEBRITY_CHANNEL_PREFIX, author_id)
 
 
-def tweet_message(tweet_id: int, *, deleted: bool) -> str:
-    return f"-{tweet_id}" if deleted else str(tweet_id)
+def tweet_message(tweet_id: int, *, deleted: bool, trace: str | None = None) -> str:
+    message = f"-{tweet_id}" if deleted else str(tweet_id)
+    return message if trace is None else f"{message} {trace}"
 
 
 def celebrity_message(author_id: int, *, following: bool) -> str:
@@ -53,11 +58,19 @@ class CelebrityFollow:
     following: bool
 
 
-# What a message says: (tweet id, deleted), or a change of the celebrities merged.
-LiveMessage = tuple[int, bool] | CelebrityFollow
+class LiveTweet(NamedTuple):
+    """A tweet delivered to (or deleted from) a timeline, with the trace of its fan-out if traced."""
+
+    tweet_id: int
+    deleted: bool
+    trace: str | None = None
 
 
-_MESSAGE = re.compile(rb"(c[+-]|-)?([0-9]{1,19})")
+# What a message says: a tweet, or a change of the celebrities merged.
+LiveMessage = LiveTweet | CelebrityFollow
+
+
+_MESSAGE = re.compile(rb"(c[+-]|-)?([0-9]{1,19})( 00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})?")
 
 
 def parse_message(data: bytes) -> LiveMessage:
@@ -66,10 +79,12 @@ def parse_message(data: bytes) -> LiveMessage:
     ident = int(match.group(2)) if match else 0
     if match is None or not 0 < ident <= MAX_ID:
         raise ValueError(f"not a live message: {data[:40]!r}")
-    kind = match.group(1) or b""
+    kind, trace = match.group(1) or b"", match.group(3)
     if kind.startswith(b"c"):
+        if trace is not None:
+            raise ValueError(f"not a live message: {data[:40]!r}")
         return CelebrityFollow(ident, kind == b"c+")
-    return ident, kind == b"-"
+    return LiveTweet(ident, kind == b"-", trace[1:].decode() if trace else None)
 
 
 class GlobalFeed:
@@ -79,4 +94,5 @@ class GlobalFeed:
         self._redis = redis
 
     async def announce(self, tweet_id: int, *, deleted: bool) -> None:
-        await self._redis.publish(GLOBAL_CHANNEL, tweet_message(tweet_id, deleted=deleted))
+        message = tweet_message(tweet_id, deleted=deleted, trace=tracing.traceparent())
+        await self._redis.publish(GLOBAL_CHANNEL, message)

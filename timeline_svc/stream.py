@@ -25,10 +25,12 @@ _SENT_MAX = 10_000
 
 @dataclass(frozen=True, slots=True)
 class TweetArrived(Generic[T]):
-    """A tweet to send: `live` when it came from the live feed, not replayed from the timeline."""
+    """A tweet to send: `live` when it came from the live feed, not replayed from the timeline;
+    `trace`: the traceparent of the fan-out that published it, when traced."""
 
     tweet: T
     live: bool = False
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,19 +216,20 @@ class LiveStream(Generic[T]):
                 continue
             if isinstance(arrived, FeedEnded):
                 raise stream_ended(arrived, self._resume.as_of(arrived.intact_until))
+            trace = None
             if isinstance(arrived, CelebrityFollow):
                 fresh = await on_celebrity(arrived) if on_celebrity is not None else ()
             else:
-                tweet_id, deleted = arrived
+                tweet_id, deleted, trace = arrived
                 if deleted:
                     yield TweetRemoved(tweet_id)
                     continue
                 fresh = [tweet_id]
             for tweet_id in fresh:
-                if (event := await self._arrived(tweet_id)) is not None:
+                if (event := await self._arrived(tweet_id, trace)) is not None:
                     yield event
 
-    async def _arrived(self, tweet_id: int) -> TweetArrived[T] | None:
+    async def _arrived(self, tweet_id: int, trace: str | None = None) -> TweetArrived[T] | None:
         """The event of a live tweet not sent yet, hydrated; None if it was sent or is gone. It
         counts as sent once hydrated: one the owner did not return (not visible yet, or gone) is
         sent if it arrives again (a redelivery, the other channel of a promotion)."""
@@ -236,4 +239,4 @@ class LiveStream(Generic[T]):
         if tweet_id not in found or tweet_id in self._sent:
             return None
         self._mark_sent(tweet_id)
-        return TweetArrived(found[tweet_id], live=True)
+        return TweetArrived(found[tweet_id], live=True, trace=trace)
