@@ -44,7 +44,8 @@ class ReceivedSpan:
 
 
 def _value(value: common_pb2.AnyValue) -> Any:
-    return getattr(value, value.WhichOneof("value")) if value.WhichOneof("value") else None
+    kind = value.WhichOneof("value")
+    return None if kind is None else getattr(value, kind)
 
 
 class Collector(trace_service_pb2_grpc.TraceServiceServicer):
@@ -80,7 +81,8 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
 def collector() -> Iterator[tuple[Collector, int]]:
     receiver = Collector()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
+    # The package's generated gRPC module is untyped.
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)  # type: ignore[no-untyped-call]
     port = free_port()
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
