@@ -184,7 +184,7 @@ def test_one_post_is_one_trace_from_envoy_to_the_followers_stream(
     assert any(s.attribute("db.system") == "postgresql" for s in tweets_work), "no PostgreSQL span"
     assert any(s.attribute("db.system") == "redis" for s in tweets_work), "no Redis span"
     assert any(s.span.name == "outbox relay" for s in tweets_work), "no outbox relay span"
-    # users_svc answered tweets_svc's check of the token, in the same trace.
+    # users_svc answered tweets_svc's calls (the author of the tweet), in the same trace.
     assert any(s.service == "tweetmesh-users" and s.span.kind == SERVER for s in trace)
 
     consumed = f"{TWEETS_STREAM} process"
