@@ -16,12 +16,14 @@ FIGURES = (
     "envoy_http_reads_per_s",
     "mixed_requests_per_s",
     "fanout_deliveries_per_s",
+    "timeline_entries_per_s",
     "redis_ceiling_ops_per_s",
     "delivery_p50_ms",
     "delivery_p99_ms",
     "celebrity_post_p99_ms",
     "normal_post_p99_ms",
     "redis_bytes_per_timeline_entry",
+    "cpu_ms_per_post",
     "cpu_ms_per_read",
     "delivery_p99_ms_gentle",
     "achieved_posts_per_s_live",
@@ -29,7 +31,7 @@ FIGURES = (
 )
 
 
-FANOUT, CEILING = "fanout_deliveries_per_s", "redis_ceiling_ops_per_s"
+FANOUT, CEILING = "timeline_entries_per_s", "redis_ceiling_ops_per_s"
 ENVOY, DIRECT = "envoy_http_reads_per_s", "direct_grpc_reads_per_s"
 
 
@@ -40,11 +42,11 @@ def targets(f: dict[str, float]) -> list[tuple[str, str, bool]]:
         return f[a] / f[b] if f[b] else 0.0
 
     return [
-        ("fan-out >= 300,000 deliveries/s", f"{f['fanout_deliveries_per_s']:,.0f}/s",
-         f["fanout_deliveries_per_s"] >= 300_000),
-        ("fan-out >= 0.3 x Redis ceiling", f"{ratio(FANOUT, CEILING):.3f}", ratio(FANOUT, CEILING) >= 0.3),
+        ("fan-out >= 300,000 timeline entries/s", f"{f[FANOUT]:,.0f}/s", f[FANOUT] >= 300_000),
+        ("fan-out >= 0.5 x Redis ceiling", f"{ratio(FANOUT, CEILING):.3f}", ratio(FANOUT, CEILING) >= 0.5),
         ("posts >= 1,000/s", f"{f['posts_per_s']:,.0f}/s", f["posts_per_s"] >= 1000),
         ("post p99 < 50 ms", f"{f['post_p99_ms']:.1f} ms", f["post_p99_ms"] < 50),
+        ("<= 1.0 ms of mesh CPU per post", f"{f['cpu_ms_per_post']:.2f} ms", f["cpu_ms_per_post"] <= 1.0),
         ("home reads >= 0.6 x no-op RPC", f"{ratio('home_reads_per_s', 'noop_rpc_per_s'):.3f}",
          ratio("home_reads_per_s", "noop_rpc_per_s") >= 0.6),
         ("<= 0.45 ms of mesh CPU per home read", f"{f['cpu_ms_per_read']:.2f} ms",
@@ -112,7 +114,7 @@ def _plot(out: Path, f: dict[str, float]) -> None:
         "10-follower post p99": f["normal_post_p99_ms"],
     }
     _bars(out / "latency.png", latencies, "milliseconds", "Latency percentiles")
-    fanout = {"fan-out deliveries": f[FANOUT], "Redis ZADD ceiling": f[CEILING]}
+    fanout = {"fan-out deliveries": f[FANOUT], "Redis APPEND ceiling": f[CEILING]}
     _bars(out / "fanout.png", fanout, "timeline writes per second", "Fan-out against Redis's ceiling")
 
 

@@ -58,6 +58,15 @@ STREAM_ENTRIES = Counter(
 )
 
 
+GROUP_COMMIT_SIZE = Histogram(
+    "tweetmesh_group_commit_size",
+    "Calls committed together, per batch of a group commit (meshkit.batching), by its name.",
+    ["batch"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    registry=REGISTRY,
+)
+
+
 class _PoolCollector(Collector):
     """PostgreSQL pool usage, read from psycopg_pool's own counters at scrape time."""
 

@@ -2,9 +2,11 @@
 
 A service calls `add` inside the transaction that makes the change, so the event exists if and
 only if the change committed. After the commit it calls `relay` with what `add` returned, which
-XADDs the events at once and deletes their rows once the events are safe. Whatever that misses
-(Redis down, a crash between commit and relay, events not yet safe) the sweeper finds and relays
-later. Consumers may therefore see an event twice and must be idempotent; they never miss one.
+XADDs the events at once; their rows are deleted in the background once the events are safe
+(`sweep_forever` deletes every row relayed in the last FORGET_EVERY_SECONDS with one statement, off
+the request path). Whatever the relay misses (Redis down, a crash between commit and relay, events
+not yet safe) the sweeper finds and relays later, and so is a row whose delete a crash lost.
+Consumers may therefore see an event twice and must be idempotent; they never miss one.
 With tracing on, an event carries the trace context of the change (field `traceparent`), so
 that what its consumers do belongs to the change's trace (meshkit.tracing).
 
@@ -21,8 +23,10 @@ the request knows (an owner's cache entries: social.caches).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,12 +39,15 @@ from meshkit import tracing
 from meshkit.errors import DEPENDENCY_ERRORS, RedisOutage
 
 log = logging.getLogger(__name__)
+
+# How often the rows of relayed events are deleted (in one statement for all of them).
+FORGET_EVERY_SECONDS = 0.05
 # How long a relay waits for the replicas to have its events before leaving them to the sweeper.
 REPLICA_WAIT_MS = 1000
 SWEEP_BACKOFF_MAX_SECONDS = 30.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Event:
     outbox_id: int
     stream: str
@@ -63,6 +70,12 @@ OnRelay = Callable[[Any, Event], Awaitable[None]]
 Also = Callable[[Any], Awaitable[None]]
 
 
+def _event(row: Sequence[Any]) -> Event:
+    """An event from its outbox row (id, stream, payload, trace_context)."""
+    outbox_id, stream, payload, trace = row
+    return Event(int(outbox_id), str(stream), bytes(payload), None if trace is None else str(trace))
+
+
 class Outbox:
     def __init__(
         self,
@@ -75,6 +88,8 @@ class Outbox:
         self._redis = redis
         self._replicas = replicas
         self._on_relay = on_relay
+        # Outbox ids of events relayed whose rows are not deleted yet.
+        self._relayed: list[int] = []
 
     @staticmethod
     async def add(cursor: AsyncCursor[tuple[object, ...]], stream: str, payload: bytes) -> Event:
@@ -87,6 +102,29 @@ class Outbox:
         row = await cursor.fetchone()
         assert row is not None
         return Event(int(row[0]), stream, payload, trace)  # type: ignore[call-overload]
+
+    @staticmethod
+    async def add_all(
+        cursor: AsyncCursor[tuple[object, ...]],
+        stream: str,
+        payloads: Sequence[bytes],
+        traces: Sequence[str | None],
+    ) -> None:
+        """Records many events in the caller's transaction with one statement, each with the trace
+        context of the call that made it (`traces`, in the same order); `added(cursor)` returns
+        them once it has run (in a pipeline, once the pipeline has synced)."""
+        await cursor.execute(
+            "INSERT INTO outbox (stream, payload, trace_context)"
+            " SELECT %s, p, t FROM unnest(%s::bytea[], %s::text[]) AS e(p, t)"
+            " RETURNING id, stream, payload, trace_context",
+            (stream, list(payloads), list(traces)),
+        )
+
+    @staticmethod
+    async def added(cursor: AsyncCursor[tuple[object, ...]]) -> list[Event]:
+        """The events `add_all` recorded with `cursor`, in id order."""
+        rows = await cursor.fetchall()
+        return sorted(_event(row) for row in rows)
 
     async def _xadd(self, events: list[Event], also: Also | None = None) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -111,30 +149,46 @@ class Outbox:
 
     async def relay(self, events: list[Event], also: Also | None = None) -> None:
         """Publishes freshly committed events now; on failure the sweeper will. `also` adds the
-        caller's own writes to the same pipeline (lost with it if Redis fails: caches only)."""
+        caller's own writes to the same pipeline (lost with it if Redis fails: caches only). Their
+        rows are deleted later, in the background (`forget_relayed`)."""
         if not events:
             return
         try:
             with tracing.span("outbox relay"):
                 await self._xadd(events, also)
-                async with self._pool.connection() as conn:
-                    ids = [e.outbox_id for e in events]
-                    await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (ids,))
         except Exception as error:
             # Committed already: whatever went wrong here, the caller's write stands and the
             # sweeper relays the events later. Only the log says it happened.
             log.warning("outbox relay deferred to the sweeper", extra={"error": error})
+            return
+        self._relayed.extend(e.outbox_id for e in events)
+
+    async def forget_relayed(self) -> None:
+        """Deletes the rows of the events relayed since the last call, in one statement. The delete
+        need not be durable (a row a crash brings back is relayed again by the sweeper, which
+        consumers shrug off), so it does not wait for a disk flush."""
+        if not self._relayed:
+            return
+        ids, self._relayed = self._relayed, []
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (ids,))
+        except BaseException:
+            self._relayed[:0] = ids  # deleted next time
+            raise
 
     async def sweep_once(self, older_than_seconds: float, batch: int = 500) -> int:
         """Relays events left behind; returns how many."""
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # Not the rows of events this process relayed and is about to delete.
             await cur.execute(
                 "SELECT id, stream, payload, trace_context FROM outbox"
-                " WHERE create_time < now() - make_interval(secs => %s)"
+                " WHERE create_time < now() - make_interval(secs => %s) AND id <> ALL(%s)"
                 " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (older_than_seconds, batch),
+                (older_than_seconds, list(self._relayed), batch),
             )
-            events = [Event(int(i), str(s), bytes(p), t and str(t)) for i, s, p, t in await cur.fetchall()]
+            events = [_event(row) for row in await cur.fetchall()]
             if events:
                 await self._xadd(events)
                 await cur.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([e.outbox_id for e in events],))
@@ -143,15 +197,27 @@ class Outbox:
         return len(events)
 
     async def sweep_forever(self, interval_seconds: float) -> None:
-        """Sweeps every `interval_seconds`; after a failure (a dependency down, replicas missing)
-        the wait doubles up to SWEEP_BACKOFF_MAX_SECONDS."""
+        """Deletes the rows of relayed events every FORGET_EVERY_SECONDS and relays what was left
+        behind every `interval_seconds`, until cancelled (then the last relayed rows are deleted).
+        After a failure (a dependency down, replicas missing) the wait for the next sweep doubles
+        up to SWEEP_BACKOFF_MAX_SECONDS."""
         wait = interval_seconds
-        while True:
-            try:
-                while await self.sweep_once(older_than_seconds=interval_seconds) > 0:
-                    pass
-                wait = interval_seconds
-            except DEPENDENCY_ERRORS as error:
-                log.warning("outbox sweep failed; will retry", extra={"error": type(error).__name__})
-                wait = min(wait * 2, max(SWEEP_BACKOFF_MAX_SECONDS, interval_seconds))
-            await asyncio.sleep(wait)
+        next_sweep = time.monotonic()
+        try:
+            while True:
+                try:
+                    await self.forget_relayed()
+                    if time.monotonic() >= next_sweep:
+                        while await self.sweep_once(older_than_seconds=interval_seconds) > 0:
+                            pass
+                        wait = interval_seconds
+                        next_sweep = time.monotonic() + wait
+                except DEPENDENCY_ERRORS as error:
+                    log.warning("outbox sweep failed; will retry", extra={"error": type(error).__name__})
+                    wait = min(wait * 2, max(SWEEP_BACKOFF_MAX_SECONDS, interval_seconds))
+                    next_sweep = time.monotonic() + wait
+                await asyncio.sleep(min(FORGET_EVERY_SECONDS, interval_seconds))
+        finally:
+            # Stopping: what is left would only be relayed again by the next sweeper.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.forget_relayed(), timeout=1.0)

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
+import redis.asyncio as aioredis
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError
 
@@ -449,18 +450,28 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
 
 
+def tweet_cache(redis: aioredis.Redis, ttl_seconds: int) -> TweetCache:
+    """tweets_svc's cache of tweets and counts (social.caches) on `redis`."""
+    return TweetCache(OwnerCache(redis, ttl_seconds), lambda tweet: own_fields(tweet).SerializeToString())
+
+
 async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
     pool = await runtime.postgres(settings.database_url, "tweets")
     redis = await runtime.redis()
-    cache = TweetCache(
-        OwnerCache(redis, settings.cache_ttl_seconds), lambda tweet: own_fields(tweet).SerializeToString()
-    )
+    cache = tweet_cache(redis, settings.cache_ttl_seconds)
     outbox = Outbox(pool, redis, settings.outbox_replicas, on_relay=deletion_entries(cache))
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
     media = MediaPeer(runtime.channel(settings.media_addr, MediaPeer.SERVICE))
-    store = PostgresTweetStore(pool, outbox, tweet_event, cache)
+    store = PostgresTweetStore(
+        pool,
+        outbox,
+        tweet_event,
+        cache,
+        batch_max=settings.post_batch_max,
+        batches_in_flight=settings.post_batches_in_flight,
+    )
     tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets), media)
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)

@@ -41,6 +41,10 @@ class TweetsSettings(Settings):
     rate_limits: ClientRates = setting(lambda env: env.rates(ClientRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
     cache_ttl_seconds: int = setting(read_cache_ttl_seconds)
+    # Concurrent CreateTweet calls are committed together: at most this many posts a batch, and
+    # this many batches at once (each holds a PostgreSQL connection while it runs).
+    post_batch_max: int = setting(lambda env: env.integer("POST_BATCH_MAX", 64, minimum=1))
+    post_batches_in_flight: int = setting(lambda env: env.integer("POST_BATCHES_IN_FLIGHT", 2, minimum=1))
     # How long a minute of trends lasts (tests shorten it), and how many windows before the one
     # ranked make a hashtag's baseline.
     trends_minute_seconds: float = setting(

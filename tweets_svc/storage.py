@@ -3,15 +3,19 @@ nothing else writes them."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from meshkit.errors import NotFound, PermissionDenied, not_found
+from meshkit import tracing
+from meshkit.batching import GroupCommit
+from meshkit.errors import DEPENDENCY_ERRORS, NotFound, PermissionDenied, not_found
 from meshkit.outbox import Event, Outbox
 from social import TWEETS_STREAM, TweetRef
 from social.caches import (
@@ -125,6 +129,67 @@ def _tweet(row: Sequence[Any]) -> Tweet:
     )
 
 
+def _mention_rows(
+    tweet_id: int, new: NewTweet, implicit: Sequence[int]
+) -> tuple[list[tuple[int, int, str, int, bool]], tuple[int, ...]]:
+    """A new tweet's rows of `mentions` (the `implicit` ones, the replied-to and quoted authors,
+    after those it names), and who it mentions (its author left out)."""
+    rows = [(tweet_id, m.user_id, m.handle, i, False) for i, m in enumerate(new.mentions)]
+    mentioned = [m.user_id for m in new.mentions]
+    for author in implicit:
+        if author not in mentioned:
+            rows.append((tweet_id, author, "", len(rows), True))
+            mentioned.append(author)
+    return rows, tuple(u for u in mentioned if u != new.author_id)
+
+
+def _request_deleted() -> NotFound:
+    """The answer to a post whose request_id made a tweet that has been deleted since."""
+    return NotFound("the tweet this request_id created has been deleted", reason="DELETED")
+
+
+def _retry_alone(error: Exception) -> bool:
+    """Whether a batch that failed with `error` is worth retrying one post at a time: yes when
+    the database refused something (a post breaking a constraint, a deadlock), no when it could
+    not be reached (each post alone would only wait for it again)."""
+    if isinstance(error, psycopg.errors.TransactionRollback):
+        return True
+    return isinstance(error, psycopg.Error) and not isinstance(error, DEPENDENCY_ERRORS)
+
+
+@dataclass
+class _Batch:
+    """The rows one group commit writes, built from what its first round trip found."""
+
+    now: datetime
+    tweets: list[tuple[int, int, str, int | None, int | None, str | None]] = field(default_factory=list)
+    mentions: list[tuple[int, int, str, int, bool]] = field(default_factory=list)
+    hashtags: list[tuple[int, str, int]] = field(default_factory=list)
+    replies: dict[int, int] = field(default_factory=dict)  # parent id -> replies added
+    posts: dict[int, int] = field(default_factory=dict)  # author id -> tweets added
+    events: list[bytes] = field(default_factory=list)
+    traces: list[str | None] = field(default_factory=list)  # each event's trace context
+
+
+@dataclass(frozen=True, slots=True)
+class _Post:
+    """A post waiting for its group commit, with the trace context of the call that made it (its
+    event's: the batch runs in one call's context, not in each one's)."""
+
+    new: NewTweet
+    trace: str | None
+
+
+@dataclass
+class _Written:
+    """The cursors of a group commit's writes, whose results are read once it has committed."""
+
+    replied: psycopg.AsyncCursor[Any] | None  # (id, version) of the replied-to tweets
+    inserted: psycopg.AsyncCursor[Any]  # (id, version) of the new tweets
+    counted: psycopg.AsyncCursor[Any]  # (author, count, version) of the authors' counts
+    outbox: psycopg.AsyncCursor[Any]  # the outbox events (Outbox.added)
+
+
 def _opt(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -192,12 +257,19 @@ class PostgresTweetStore:
         outbox: Outbox,
         tweet_event: Callable[[TweetChange], bytes],
         cache: TweetCache,
+        *,
+        batch_max: int = 64,
+        batches_in_flight: int = 2,
     ) -> None:
         self._pool = pool
         self._outbox = outbox
         # Builds the serialized TweetEvent; passed in so that only server.py imports *_pb2.
         self._tweet_event = tweet_event
         self._cache = cache
+        # Concurrent posts are committed together (meshkit.batching).
+        self._posts: GroupCommit[_Post, Tweet] = GroupCommit(
+            "posts", self._create_batch, max_batch=batch_max, max_in_flight=batches_in_flight
+        )
 
     async def _ids(self, sql: str, params: Sequence[Any]) -> list[int]:
         async with self._pool.connection() as conn:
@@ -212,6 +284,208 @@ class PostgresTweetStore:
     # -- writes ---------------------------------------------------------------------------------
 
     async def create(self, new: NewTweet) -> Tweet:
+        """Stores a post in a group commit with the posts made at the same time; a post with media
+        or a quote in a transaction of its own (its `tweet_media` rows make PostgreSQL refuse a
+        media that another tweet holds: MediaTaken, for that post alone; a quote locks the tweet
+        it quotes with the replied-to one, in id order)."""
+        if new.media or new.quote_of_tweet_id is not None:
+            return await self._create_once(new)
+        return await self._posts(_Post(new, tracing.traceparent()))
+
+    async def _create_batch(self, posts: Sequence[_Post]) -> list[Tweet | Exception]:
+        """Posts in one transaction: one insert of all the tweets, one of their mentions, one of
+        their hashtags, one count update per author and per replied-to tweet, their outbox rows;
+        then one relay. Each post keeps its own outcome: its tweet (the one stored before, for a
+        request_id seen already, even earlier in the same batch) or its error. A batch that the
+        database refuses is retried one post at a time, so that only a bad post fails."""
+        news = [post.new for post in posts]
+        first: dict[tuple[int, str], int] = {}
+        same_as = [
+            i if new.request_id is None else first.setdefault((new.author_id, new.request_id), i)
+            for i, new in enumerate(news)
+        ]
+        distinct = sorted(set(same_as))
+        outcomes: list[Tweet | Exception]
+        try:
+            outcomes, events, entries = await self._insert_batch([posts[i] for i in distinct])
+        except Exception as error:
+            if not _retry_alone(error):
+                raise
+            outcomes = list(await asyncio.gather(*(self._create_alone(news[i]) for i in distinct)))
+        else:
+            # The new tweets, their authors' counts and the replied-to tweets' stale entries enter
+            # the cache with the events.
+            await self._outbox.relay(events, also=functools.partial(self._cache.put_in, entries=entries))
+        outcome_of = dict(zip(distinct, outcomes, strict=True))
+        return [outcome_of[i] for i in same_as]
+
+    async def _insert_batch(
+        self, posts: Sequence[_Post]
+    ) -> tuple[list[Tweet | Exception], list[Event], dict[str, bytes]]:
+        """The batch's transaction in three round trips, the statements of each pipelined: what
+        exists already (request_ids, replied-to tweets, locked in id order) with the new ids;
+        then every write and the commit; then (only for request_ids seen before) their tweets.
+        Returns each post's outcome, the events to relay and the cache entries the batch changed."""
+        news = [post.new for post in posts]
+        keys = [(n.author_id, n.request_id) for n in news if n.request_id is not None]
+        parents = sorted({n.reply_to_tweet_id for n in news if n.reply_to_tweet_id is not None})
+        async with self._pool.connection() as conn, conn.pipeline():
+            # The writes' results (versions, counts, outbox events) are read after the commit, which sends
+            # them and the COMMIT in one round trip.
+            async with conn.transaction():
+                now_cursor = await conn.execute("SELECT now()")
+                ids_cursor = await conn.execute(
+                    "SELECT tm_next_id('tweets_id_seq') FROM generate_series(1, %s)", (len(news),)
+                )
+                seen_cursor = await conn.execute(
+                    "SELECT t.author_id, t.request_id, t.id FROM tweets t"
+                    " JOIN unnest(%s::bigint[], %s::text[]) AS k(author_id, request_id)"
+                    " ON t.author_id = k.author_id AND t.request_id = k.request_id"
+                    " WHERE t.request_id IS NOT NULL",
+                    ([a for a, _ in keys], [r for _, r in keys]),
+                )
+                # Locked in id order, as every writer of replies locks them: no deadlock.
+                parents_cursor = await conn.execute(
+                    f"SELECT id, author_id FROM tweets WHERE id = ANY(%s) AND {_LIVE}"
+                    " AND retweet_of_id IS NULL ORDER BY id FOR UPDATE",
+                    (parents,),
+                )
+                now_row = await now_cursor.fetchone()
+                assert now_row is not None
+                now = now_row[0]
+                new_ids = sorted(int(r[0]) for r in await ids_cursor.fetchall())
+                seen = {(int(a), str(r)): int(t) for a, r, t in await seen_cursor.fetchall()}
+                live_parents = {int(p): int(a) for p, a in await parents_cursor.fetchall()}
+                batch = _Batch(now)
+                outcomes: list[Tweet | Exception | int] = []
+                for post, tweet_id in zip(posts, new_ids, strict=True):
+                    new = post.new
+                    if new.request_id is not None and (new.author_id, new.request_id) in seen:
+                        outcomes.append(seen[(new.author_id, new.request_id)])  # hydrated below
+                    elif new.reply_to_tweet_id is not None and new.reply_to_tweet_id not in live_parents:
+                        outcomes.append(ReplyTargetMissing(new.reply_to_tweet_id))
+                    else:
+                        reply_to_author = live_parents.get(new.reply_to_tweet_id or 0)
+                        outcomes.append(self._add_to_batch(batch, tweet_id, post, reply_to_author))
+                written = await self._write_batch(conn, batch)
+                before = [o for o in outcomes if isinstance(o, int)]
+                found = {t.tweet_id: t for t in await self._hydrate(conn.cursor(), before)} if before else {}
+            changed: dict[int, int] = {}
+            versions: dict[int, int] = {}
+            counts: dict[int, tuple[int, int]] = {}
+            events: list[Event] = []
+            if written is not None:
+                if written.replied is not None:
+                    changed = {int(t): int(v) for t, v in await written.replied.fetchall()}
+                versions = {int(t): int(v) for t, v in await written.inserted.fetchall()}
+                counts = {int(a): (int(c), int(v)) for a, c, v in await written.counted.fetchall()}
+                events = await Outbox.added(written.outbox)
+        answers: list[Tweet | Exception] = []
+        created: list[Tweet] = []
+        for outcome in outcomes:
+            if isinstance(outcome, int):
+                answers.append(found[outcome] if outcome in found else _request_deleted())
+            elif isinstance(outcome, Tweet):
+                count, count_version = counts[outcome.author_id]
+                tweet = replace(
+                    outcome,
+                    version=versions[outcome.tweet_id],
+                    author_tweets_count=count,
+                    author_tweets_count_version=count_version,
+                )
+                created.append(tweet)
+                answers.append(tweet)
+            else:
+                answers.append(outcome)
+        return answers, events, self._cache.shown(created) | self._cache.changed(changed)
+
+    def _add_to_batch(self, batch: _Batch, tweet_id: int, post: _Post, reply_to_author: int | None) -> Tweet:
+        """Adds a new tweet's rows to the batch; returns the tweet as stored."""
+        new = post.new
+        tweet = Tweet(
+            tweet_id=tweet_id,
+            author_id=new.author_id,
+            text=new.text,
+            create_time=batch.now,
+            reply_to_tweet_id=new.reply_to_tweet_id,
+            reply_count=0,
+            reply_to_author_id=reply_to_author,
+            mentions=new.mentions,
+            hashtags=new.hashtags,
+        )
+        batch.tweets.append(
+            (tweet_id, new.author_id, new.text, new.reply_to_tweet_id, reply_to_author, new.request_id)
+        )
+        mention_rows, mentioned = _mention_rows(
+            tweet_id, new, [] if reply_to_author is None else [reply_to_author]
+        )
+        batch.mentions.extend(mention_rows)
+        batch.hashtags.extend((tweet_id, tag, i) for i, tag in enumerate(new.hashtags))
+        if new.reply_to_tweet_id is not None:
+            batch.replies[new.reply_to_tweet_id] = batch.replies.get(new.reply_to_tweet_id, 0) + 1
+        batch.posts[new.author_id] = batch.posts.get(new.author_id, 0) + 1
+        batch.events.append(self._tweet_event(TweetChange(tweet, False, mentioned)))
+        batch.traces.append(post.trace)
+        return tweet
+
+    async def _write_batch(self, conn: psycopg.AsyncConnection[Any], batch: _Batch) -> _Written | None:
+        """Queues the batch's writes (in the pipeline: nothing waits for them before the commit);
+        returns the cursors that will hold their results (None: nothing to write)."""
+        if not batch.tweets:
+            return None
+        replied = None
+        if batch.replies:
+            replies = sorted(batch.replies.items())
+            replied = await conn.execute(
+                "UPDATE tweets t SET reply_count = t.reply_count + r.n"
+                " FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, n) WHERE t.id = r.id"
+                " RETURNING t.id, t.version",
+                ([p for p, _ in replies], [n for _, n in replies]),
+            )
+        columns = list(zip(*batch.tweets, strict=True))
+        inserted = await conn.execute(
+            "INSERT INTO tweets (id, author_id, text, reply_to_id, reply_to_author_id, request_id)"
+            " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[],"
+            " %s::text[]) RETURNING id, version",
+            [list(c) for c in columns],
+        )
+        if batch.mentions:
+            await conn.execute(
+                "INSERT INTO mentions (tweet_id, user_id, handle, position, implicit)"
+                " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::smallint[],"
+                " %s::boolean[])",
+                [list(c) for c in zip(*batch.mentions, strict=True)],
+            )
+        if batch.hashtags:
+            await conn.execute(
+                "INSERT INTO hashtags (tweet_id, tag, position)"
+                " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::smallint[])",
+                [list(c) for c in zip(*batch.hashtags, strict=True)],
+            )
+        posts = sorted(batch.posts.items())
+        # In author order, as every writer of the counts locks them.
+        counts = await conn.execute(
+            "INSERT INTO author_stats (author_id, tweets_count)"
+            " SELECT * FROM unnest(%s::bigint[], %s::bigint[]) ORDER BY 1"
+            " ON CONFLICT (author_id)"
+            " DO UPDATE SET tweets_count = author_stats.tweets_count + excluded.tweets_count"
+            " RETURNING author_id, tweets_count, version",
+            ([a for a, _ in posts], [n for _, n in posts]),
+        )
+        outbox = conn.cursor()
+        await Outbox.add_all(outbox, TWEETS_STREAM, batch.events, batch.traces)
+        return _Written(replied, inserted, counts, outbox)
+
+    async def _create_alone(self, new: NewTweet) -> Tweet | Exception:
+        """One post in a transaction of its own (a batch the database refused is retried so):
+        its tweet, or the error it alone gets."""
+        try:
+            return await self._create_once(new)
+        except Exception as error:
+            return error
+
+    async def _create_once(self, new: NewTweet) -> Tweet:
+        """One post in a transaction of its own."""
         try:
             return await self._create(new)
         except psycopg.errors.UniqueViolation as error:
@@ -234,7 +508,7 @@ class PostgresTweetStore:
             return None
         existing = await self._hydrate(cur, [int(row[0])])
         if not existing:
-            raise NotFound("the tweet this request_id created has been deleted", reason="DELETED")
+            raise _request_deleted()
         return existing[0]
 
     async def _create(self, new: NewTweet) -> Tweet:
@@ -318,12 +592,7 @@ class PostgresTweetStore:
     ) -> tuple[int, ...]:
         """Stores mentions (the replied-to and quoted authors as implicit ones) and hashtags;
         returns who is mentioned."""
-        rows = [(tweet_id, m.user_id, m.handle, i, False) for i, m in enumerate(new.mentions)]
-        mentioned = [m.user_id for m in new.mentions]
-        for author in implicit:
-            if author not in mentioned:
-                rows.append((tweet_id, author, "", len(rows), True))
-                mentioned.append(author)
+        rows, mentioned = _mention_rows(tweet_id, new, implicit)
         if rows:
             await cur.executemany(
                 "INSERT INTO mentions (tweet_id, user_id, handle, position, implicit)"
@@ -335,7 +604,7 @@ class PostgresTweetStore:
                 "INSERT INTO hashtags (tweet_id, tag, position) VALUES (%s, %s, %s)",
                 [(tweet_id, tag, i) for i, tag in enumerate(new.hashtags)],
             )
-        return tuple(u for u in mentioned if u != new.author_id)
+        return mentioned
 
     async def _count(
         self, cur: psycopg.AsyncCursor[Any], author_ids: Sequence[int], delta: int

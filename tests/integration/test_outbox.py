@@ -1,12 +1,19 @@
 """The transactional outbox: a tweet committed while its event cannot reach Redis, by a process
-that then dies, is still fanned out (by the outbox sweeper of the process that comes back)."""
+that then dies, is still fanned out (by the outbox sweeper of the process that comes back); the
+rows of relayed events are deleted in the background, and nothing is relayed twice meanwhile."""
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from typing import Any
 
+import psycopg
+
+from social import TWEETS_STREAM
 from social.timelines import home_key, unpack
 from tests.helpers import Account, Stubs, eventually, redis_client
+from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 
 
 def test_a_tweet_committed_by_a_process_that_died_before_relaying_it_is_delivered(
@@ -39,3 +46,27 @@ def test_a_tweet_committed_by_a_process_that_died_before_relaying_it_is_delivere
 
     eventually(lambda: int(tweet_id) in home_ids(reader), timeout=20)
     assert stubs.home_ids(reader)[0] == tweet_id
+
+
+def test_relayed_events_leave_the_outbox_in_the_background_and_are_relayed_once(
+    mesh: Any, stubs: Stubs
+) -> None:
+    author = stubs.sign_up("relayed")
+    posted = {stubs.post(author, f"relayed {n}").tweet_id for n in range(5)}
+    with psycopg.connect(mesh.database_url) as conn:
+
+        def outbox_rows() -> int:
+            row = conn.execute("SELECT count(*) FROM tweets.outbox").fetchone()
+            return int(row[0]) if row else -1
+
+        eventually(lambda: outbox_rows() == 0)
+    # Long enough for the sweeper (every OUTBOX_SWEEP_SECONDS: 0.5 s here) to have relayed again
+    # anything whose row had stayed behind.
+    time.sleep(2)
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = redis_client(mesh.redis_url).xrange(TWEETS_STREAM)  # type: ignore[assignment]
+    relayed = Counter(
+        event.tweet_id
+        for _, fields in entries
+        if (event := tweets_pb.TweetEvent.FromString(fields[b"data"])).tweet_id in posted
+    )
+    assert relayed == dict.fromkeys(posted, 1)
