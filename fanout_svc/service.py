@@ -27,6 +27,10 @@ class TweetChanged:
     reply_to_author_id: int | None = None
     mentioned_user_ids: tuple[int, ...] = ()
     public: bool = False
+    # Edited (not new): the streams that may show it are told, and the timelines of those it
+    # mentions now and did not (or no longer does) take it (or lose it).
+    edited: bool = False
+    previously_mentioned: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,7 @@ class HomeTimelineWrites(Protocol):
 
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int: ...
     async def retract(self, tweet_id: int, user_ids: Sequence[int]) -> None: ...
+    async def announce_edit(self, tweet_id: int, user_ids: Sequence[int]) -> int: ...
     async def exists(self, user_id: int) -> bool: ...
 
 
@@ -55,12 +60,13 @@ class CelebrityLists(Protocol):
 
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int: ...
     async def retract(self, tweet_id: int, user_ids: Sequence[int]) -> None: ...
+    async def announce_edit(self, tweet_id: int, user_ids: Sequence[int]) -> int: ...
 
 
 class GlobalAnnouncer(Protocol):
     """The global timeline's live streams (social.live.GlobalFeed)."""
 
-    async def announce(self, tweet_id: int, *, deleted: bool) -> None: ...
+    async def announce(self, tweet_id: int, *, deleted: bool, edited: bool = False) -> None: ...
 
 
 class Fanout:
@@ -83,9 +89,13 @@ class Fanout:
     async def tweet_changed(self, event: TweetChanged) -> int:
         """Writes a new tweet into the home timelines it belongs in, or takes a deleted one out of
         every timeline that may hold it, and tells the live streams; returns how many timelines
-        took a new tweet (absent timelines are skipped: they are rebuilt when read)."""
+        took a new tweet (absent timelines are skipped: they are rebuilt when read). An edited tweet
+        changes no timeline: the streams that may show it are told."""
         if event.deleted:
             await self._retract(event)
+            return 0
+        if event.edited:
+            await self._announce_edit(event)
             return 0
         celebrity = (
             self._celebrities is not None
@@ -126,17 +136,44 @@ class Fanout:
                 delivered += await self._timelines.deliver(event.tweet_id, both)
         return delivered
 
-    async def _retract(self, event: TweetChanged) -> None:
-        # Everyone who may hold it, whatever the reply filter decided: removing is harmless.
-        await self._timelines.retract(
-            event.tweet_id, list(dict.fromkeys([event.author_id, *event.mentioned_user_ids]))
-        )
+    async def _holders(self, event: TweetChanged) -> AsyncIterator[list[int]]:
+        """Everyone whose timeline may hold the tweet, whatever the reply filter decided, a group
+        at a time: its author and those it mentions, then the author's followers page by page."""
+        yield list(dict.fromkeys([event.author_id, *event.mentioned_user_ids]))
         async for followers in self._graph.follower_pages(event.author_id):
-            await self._timelines.retract(event.tweet_id, followers)
+            yield followers
+
+    async def _retract(self, event: TweetChanged) -> None:
+        async for users in self._holders(event):  # removing from one that lacks it is harmless
+            await self._timelines.retract(event.tweet_id, users)
         if self._lists is not None:
             await self._lists.retract(event.tweet_id, [event.author_id])
         if event.public:
             await self._global.announce(event.tweet_id, deleted=True)
+
+    async def _announce_edit(self, event: TweetChanged) -> None:
+        """The streams of whoever may show the tweet (those a deletion reaches) hear of the edit;
+        each reads the tweet as it is now. A stream showing a retweet of it is not told: the retweet
+        shows the new version when next read. Mentions follow the new text: a user it mentions now
+        gets it as a new tweet, and one it no longer mentions loses it unless it belongs in their
+        home anyway (social.rules.belongs_in_home: they follow its author, and the replied-to
+        author if it is not for everyone)."""
+        now = set(event.mentioned_user_ids)
+        added = [u for u in event.mentioned_user_ids if u not in event.previously_mentioned]
+        removed = [u for u in event.previously_mentioned if u not in now and u != event.author_id]
+        if added:
+            await self._timelines.deliver(event.tweet_id, added)
+        if removed:
+            keep = set(await self._graph.followers_among(event.author_id, removed))
+            if keep and not is_for_everyone(event) and event.reply_to_author_id is not None:
+                keep &= set(await self._graph.followers_among(event.reply_to_author_id, sorted(keep)))
+            await self._timelines.retract(event.tweet_id, [u for u in removed if u not in keep])
+        async for users in self._holders(event):
+            await self._timelines.announce_edit(event.tweet_id, users)
+        if self._lists is not None:
+            await self._lists.announce_edit(event.tweet_id, [event.author_id])
+        if event.public:
+            await self._global.announce(event.tweet_id, deleted=False, edited=True)
 
     async def follow_changed(self, event: FollowChanged) -> None:
         """The follower's window rebuilt from the owners, and their open streams told of a

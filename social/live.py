@@ -5,9 +5,10 @@ timeline_svc's streams listen, and the format of their messages.
 - `celebrity:<author_id>`: a celebrity's own tweets, merged into their followers' streams;
 - `live:global`: the global timeline.
 
-A message is a tweet id in decimal ("123"), or a deletion: the id prefixed with "-" ("-123"),
-followed, when fan-out traced it, by a space and the W3C traceparent of that fan-out (so that the
-delivery to a stream joins the post's trace: meshkit.tracing). On
+A message is a tweet id in decimal ("123"), a deletion: the id prefixed with "-" ("-123"), or an
+edit: the id prefixed with "e" ("e123": the tweet shows differently now), each followed, when
+fan-out traced it, by a space and the W3C traceparent of that fan-out (so that the delivery to a
+stream joins the post's trace: meshkit.tracing; an edit's is read and dropped). On
 a user's channel it may also be a change of the celebrities their timeline merges: "c+<author_id>"
 (merged from now on) or "c-<author_id>" (no longer). The timeline store's Lua scripts build the
 same channel names (prefix and id) and messages from what social.timelines passes them.
@@ -41,8 +42,11 @@ def celebrity_channel(author_id: int) -> str:
     return channel(CELEBRITY_CHANNEL_PREFIX, author_id)
 
 
-def tweet_message(tweet_id: int, *, deleted: bool, trace: str | None = None) -> str:
-    message = f"-{tweet_id}" if deleted else str(tweet_id)
+def tweet_message(
+    tweet_id: int, *, deleted: bool = False, edited: bool = False, trace: str | None = None
+) -> str:
+    kind = "-" if deleted else "e" if edited else ""
+    message = f"{kind}{tweet_id}"
     return message if trace is None else f"{message} {trace}"
 
 
@@ -58,6 +62,13 @@ class CelebrityFollow:
     following: bool
 
 
+@dataclass(frozen=True, slots=True)
+class TweetEdited:
+    """Told to the streams that may show a tweet: its author edited it."""
+
+    tweet_id: int
+
+
 class LiveTweet(NamedTuple):
     """A tweet delivered to (or deleted from) a timeline, with the trace of its fan-out if traced."""
 
@@ -66,11 +77,11 @@ class LiveTweet(NamedTuple):
     trace: str | None = None
 
 
-# What a message says: a tweet, or a change of the celebrities merged.
-LiveMessage = LiveTweet | CelebrityFollow
+# What a message says: a tweet, an edit, or a change of the celebrities merged.
+LiveMessage = LiveTweet | TweetEdited | CelebrityFollow
 
 
-_MESSAGE = re.compile(rb"(c[+-]|-)?([0-9]{1,19})( 00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})?")
+_MESSAGE = re.compile(rb"(c[+-]|-|e)?([0-9]{1,19})( 00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})?")
 
 
 def parse_message(data: bytes) -> LiveMessage:
@@ -84,15 +95,17 @@ def parse_message(data: bytes) -> LiveMessage:
         if trace is not None:
             raise ValueError(f"not a live message: {data[:40]!r}")
         return CelebrityFollow(ident, kind == b"c+")
+    if kind == b"e":
+        return TweetEdited(ident)
     return LiveTweet(ident, kind == b"-", trace[1:].decode() if trace else None)
 
 
 class GlobalFeed:
-    """Announces new and deleted public tweets to the global timeline's live streams."""
+    """Announces new, edited and deleted public tweets to the global timeline's live streams."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
 
-    async def announce(self, tweet_id: int, *, deleted: bool) -> None:
-        message = tweet_message(tweet_id, deleted=deleted, trace=tracing.traceparent())
+    async def announce(self, tweet_id: int, *, deleted: bool, edited: bool = False) -> None:
+        message = tweet_message(tweet_id, deleted=deleted, edited=edited, trace=tracing.traceparent())
         await self._redis.publish(GLOBAL_CHANNEL, message)

@@ -155,6 +155,21 @@ return took
 """
 )
 
+# KEYS: timelines. ARGV: the live message, the channel prefix, the key prefix length. Tells the live
+# streams of the timelines (those someone listens to) of a change to a tweet they may show; the
+# timelines themselves do not change.
+_ANNOUNCE = """
+local skip = tonumber(ARGV[3])
+local channels = {}
+for i, key in ipairs(KEYS) do channels[i] = ARGV[2] .. string.sub(key, skip + 1) end
+local listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+local told = 0
+for i = 1, #channels do
+  if listeners[2 * i] > 0 then redis.call('PUBLISH', channels[i], ARGV[1]); told = told + 1 end
+end
+return told
+"""
+
 # KEYS: timelines. ARGV: the packed marker, "+" to add it or "-" to take it out, the live message,
 # the channel prefix, the key prefix length. Existing timelines change; their open streams are told.
 _MARK = """
@@ -262,6 +277,7 @@ class TimelineStore:
         self._mark = redis.register_script(_MARK)
         self._retract = redis.register_script(_RETRACT)
         self._merge_into = redis.register_script(_MERGE_INTO)
+        self._announce = redis.register_script(_ANNOUNCE)
 
     def key(self, ident: int) -> str:
         return timeline_key(self._prefix, ident)
@@ -291,6 +307,16 @@ class TimelineStore:
         for start in range(0, len(user_ids), chunk):
             keys = [self.key(u) for u in user_ids[start : start + chunk]]
             await self._retract(keys=keys, args=[packed, message, self._channel_prefix, self._skip])
+
+    async def announce_edit(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int:
+        """Tells the live streams of `user_ids`' timelines that `tweet_id` was edited; returns how
+        many channels had listeners."""
+        told = 0
+        message = tweet_message(tweet_id, edited=True)
+        for start in range(0, len(user_ids), chunk):
+            keys = [self.key(u) for u in user_ids[start : start + chunk]]
+            told += int(await self._announce(keys=keys, args=[message, self._channel_prefix, self._skip]))
+        return told
 
     async def mark_celebrity(
         self, author_id: int, user_ids: Sequence[int], following: bool, chunk: int = 1000

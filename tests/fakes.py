@@ -104,8 +104,8 @@ def _between(tweet_id: int, before: int | None, after: int | None) -> bool:
 class FakeTimelineStore:
     """social.timelines.TimelineStore: `lines[user]` the tweet ids of each timeline that exists,
     `markers[user]` the celebrities it merges, `rebuilding` those flagged; at most `max_entries`
-    ids are kept (the oldest go). `retracted` lists the timelines told of a deletion, `rebuilds`
-    counts the rebuilds begun."""
+    ids are kept (the oldest go). `retracted` lists the timelines told of a deletion, `edited`
+    (tweet id, user) the timelines told of an edit, `rebuilds` counts the rebuilds begun."""
 
     def __init__(self, existing: Iterable[int] = (), *, max_entries: int = 800) -> None:
         self.max_entries = max_entries
@@ -114,6 +114,7 @@ class FakeTimelineStore:
         self.rebuilding: set[int] = set()
         self.rebuilds = 0
         self.retracted: list[int] = []
+        self.edited: list[tuple[int, int]] = []
         self._begun: dict[int, bytes] = {}
 
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int:
@@ -126,6 +127,10 @@ class FakeTimelineStore:
         for user_id in user_ids:
             self.lines.get(user_id, set()).discard(tweet_id)
         self.retracted.extend(user_ids)
+
+    async def announce_edit(self, tweet_id: int, user_ids: Sequence[int]) -> int:
+        self.edited.extend((tweet_id, u) for u in user_ids)
+        return len(user_ids)
 
     async def exists(self, user_id: int) -> bool:
         return user_id in self.lines
@@ -194,13 +199,18 @@ class FakeTimelineStore:
 
 
 class FakeGlobalFeed:
-    """social.live.GlobalFeed: `announced` lists (tweet id, deleted) in order."""
+    """social.live.GlobalFeed: `announced` lists (tweet id, deleted) in order, `edited` the ids
+    announced as edited."""
 
     def __init__(self) -> None:
         self.announced: list[tuple[int, bool]] = []
+        self.edited: list[int] = []
 
-    async def announce(self, tweet_id: int, *, deleted: bool) -> None:
-        self.announced.append((tweet_id, deleted))
+    async def announce(self, tweet_id: int, *, deleted: bool, edited: bool = False) -> None:
+        if edited:
+            self.edited.append(tweet_id)
+        else:
+            self.announced.append((tweet_id, deleted))
 
 
 class FakeRegistry:

@@ -132,3 +132,21 @@ async def test_follow_merges_only_the_replies_the_follower_may_see() -> None:
     fanout = fanout_of(FakeFollowGraph({8: [2], 7: [2]}), tweets, timelines)
     await fanout.follow_changed(FollowChanged(follower_id=2, followee_id=7, following=True))
     assert timelines.lines[2] == {10, 20}
+
+
+async def test_an_edit_tells_the_streams_and_moves_the_tweet_between_mentioned_timelines() -> None:
+    # 1 posted 100 mentioning 3 and 4 (4 follows 1); the edit mentions 5 instead. 5 takes it, 3
+    # loses it, 4 keeps it (it is in their home anyway); nobody else's timeline changes.
+    timelines = FakeTimelineStore(existing=[1, 2, 3, 4, 5])
+    feed = FakeGlobalFeed()
+    fanout = fanout_of(FakeFollowGraph({1: [2, 4]}), FakeTweetIndex({}), timelines, feed)
+    await fanout.tweet_changed(TweetChanged(100, 1, mentioned_user_ids=(3, 4), public=True))
+    assert all(100 in timelines.lines[u] for u in (1, 2, 3, 4))
+    edited = TweetChanged(
+        100, 1, mentioned_user_ids=(5,), public=True, edited=True, previously_mentioned=(3, 4)
+    )
+    assert await fanout.tweet_changed(edited) == 0
+    assert {u for u, line in timelines.lines.items() if 100 in line} == {1, 2, 4, 5}
+    assert timelines.retracted == [3]
+    assert {u for t, u in timelines.edited if t == 100} == {1, 2, 4, 5}
+    assert feed.edited == [100] and feed.announced == [(100, False)]  # announced once as new
