@@ -23,7 +23,14 @@ from types import TracebackType
 
 import grpc
 
-from devstack.envoy import DESCRIPTOR, TEMPLATE, TlsListener, render_envoy_config, start_envoy
+from devstack.envoy import (
+    DESCRIPTOR,
+    TEMPLATE,
+    TlsListener,
+    otlp_collector,
+    render_envoy_config,
+    start_envoy,
+)
 from devstack.errors import DevstackError, StartupError
 from devstack.postgres import start_postgres
 from devstack.process import ManagedProcess, RestartPolicy, Server
@@ -31,6 +38,7 @@ from devstack.redis import start_redis
 from devstack.smtp import start_smtp
 from devstack.tls import TlsFiles
 from meshkit.healthcheck import health_status
+from meshkit.tracing import ENDPOINT_VARIABLE
 from social.services import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -549,6 +557,7 @@ class Mesh:
             enforce_rate_limits=self._enforce_edge_limits,
             tls=None if self._tls is None else TlsListener(self._tls, self._ports.envoy_tls),
             cors_origins=self._cors_origins,
+            otlp_collector=otlp_collector((self._base_env() | self._env_overrides).get(ENDPOINT_VARIABLE)),
         )
         self._envoy = start_envoy(
             config,

@@ -17,8 +17,10 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from google.protobuf.message import DecodeError
 
+from meshkit import tracing
 from meshkit.errors import DEPENDENCY_ERRORS, InvalidArgument
 from meshkit.metrics import STREAM_ENTRIES
+from meshkit.outbox import TRACE_FIELD
 
 log = logging.getLogger(__name__)
 _WAIT_SECONDS = 1.0
@@ -59,6 +61,7 @@ def dead_letter_stream(stream: str) -> str:
 
 # The fields a dead letter adds to the entry it keeps: where it was in its stream, and why.
 ENTRY_ID_FIELD = b"entry_id"
+_TRACE_FIELD = TRACE_FIELD.encode()
 REASON_FIELD = b"reason"
 _ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
@@ -107,7 +110,8 @@ class StreamConsumer:
     consumer of the group (this one included) claims and retries them, and after `max_deliveries`
     attempts they go to `<stream>:dead`. A wiped Redis (NOGROUP) recreates the group. Entries of
     a batch are handled concurrently unless `ordered`. On the reclaim clock it trims the stream of
-    what every group has read and acknowledged (trim)."""
+    what every group has read and acknowledged (trim). With tracing on, each entry is handled in a
+    span that continues the trace its producer stored with it (meshkit.outbox.TRACE_FIELD)."""
 
     def __init__(
         self,
@@ -128,7 +132,8 @@ class StreamConsumer:
         self._stream = stream
         self._group = group
         self._consumer = consumer
-        self._handler = handler
+        self._handler = self._traced if tracing.enabled() else handler
+        self._untraced = handler
         self._claim_idle_ms = claim_idle_ms
         self._max_deliveries = max_deliveries
         self._batch = batch
@@ -136,6 +141,10 @@ class StreamConsumer:
         self._block_ms = block_ms
         self._keep_seconds = keep_seconds
         self._next_claim = 0.0
+
+    async def _traced(self, entry: Entry) -> None:
+        with tracing.consuming(self._stream, entry.fields.get(_TRACE_FIELD)):
+            await self._untraced(entry)
 
     async def ensure_group(self) -> None:
         try:

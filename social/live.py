@@ -7,8 +7,10 @@ timeline_svc's streams listen, and the format of their messages.
 - `notifications:<user_id>`: a user's notifications (written by notifications_svc).
 
 A message is a tweet id in decimal ("123"), a deletion: the id prefixed with "-" ("-123"), or an
-edit: the id prefixed with "e" ("e123": the tweet shows differently now) (on a notifications
-channel: a notification id, that appeared or went). On
+edit: the id prefixed with "e" ("e123": the tweet shows differently now), each followed, when
+fan-out traced it, by a space and the W3C traceparent of that fan-out (so that the delivery to a
+stream joins the post's trace: meshkit.tracing; an edit's is read and dropped). On a
+notifications channel it is a notification id, that appeared, or went ("-<id>"). On
 a user's channel it may also be a change of the celebrities their timeline merges: "c+<author_id>"
 (merged from now on) or "c-<author_id>" (no longer). The timeline store's Lua scripts build the
 same channel names (prefix and id) and messages from what social.timelines passes them.
@@ -18,9 +20,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis.asyncio as aioredis
 
+from meshkit import tracing
 from meshkit.ids import MAX_ID
 
 USER_CHANNEL_PREFIX = "live:"
@@ -46,14 +50,16 @@ def notification_channel(user_id: int) -> str:
 
 
 def item_message(ident: int, *, removed: bool) -> str:
-    """The message that a tweet (or a notification) appeared, or went."""
-    return f"-{ident}" if removed else str(ident)
+    """The message that a notification (as a tweet) appeared, or went."""
+    return tweet_message(ident, deleted=removed)
 
 
-def tweet_message(tweet_id: int, *, deleted: bool = False, edited: bool = False) -> str:
-    if edited and not deleted:
-        return f"e{tweet_id}"
-    return item_message(tweet_id, removed=deleted)
+def tweet_message(
+    tweet_id: int, *, deleted: bool = False, edited: bool = False, trace: str | None = None
+) -> str:
+    kind = "-" if deleted else "e" if edited else ""
+    message = f"{kind}{tweet_id}"
+    return message if trace is None else f"{message} {trace}"
 
 
 def celebrity_message(author_id: int, *, following: bool) -> str:
@@ -75,11 +81,19 @@ class TweetEdited:
     tweet_id: int
 
 
-# What a message says: (tweet id, deleted), an edit, or a change of the celebrities merged.
-LiveMessage = tuple[int, bool] | TweetEdited | CelebrityFollow
+class LiveTweet(NamedTuple):
+    """A tweet delivered to (or deleted from) a timeline, with the trace of its fan-out if traced."""
+
+    tweet_id: int
+    deleted: bool
+    trace: str | None = None
 
 
-_MESSAGE = re.compile(rb"(c[+-]|-|e)?([0-9]{1,19})")
+# What a message says: a tweet, an edit, or a change of the celebrities merged.
+LiveMessage = LiveTweet | TweetEdited | CelebrityFollow
+
+
+_MESSAGE = re.compile(rb"(c[+-]|-|e)?([0-9]{1,19})( 00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})?")
 
 
 def parse_message(data: bytes) -> LiveMessage:
@@ -88,12 +102,14 @@ def parse_message(data: bytes) -> LiveMessage:
     ident = int(match.group(2)) if match else 0
     if match is None or not 0 < ident <= MAX_ID:
         raise ValueError(f"not a live message: {data[:40]!r}")
-    kind = match.group(1) or b""
+    kind, trace = match.group(1) or b"", match.group(3)
     if kind.startswith(b"c"):
+        if trace is not None:
+            raise ValueError(f"not a live message: {data[:40]!r}")
         return CelebrityFollow(ident, kind == b"c+")
     if kind == b"e":
         return TweetEdited(ident)
-    return ident, kind == b"-"
+    return LiveTweet(ident, kind == b"-", trace[1:].decode() if trace else None)
 
 
 class GlobalFeed:
@@ -103,4 +119,5 @@ class GlobalFeed:
         self._redis = redis
 
     async def announce(self, tweet_id: int, *, deleted: bool, edited: bool = False) -> None:
-        await self._redis.publish(GLOBAL_CHANNEL, tweet_message(tweet_id, deleted=deleted, edited=edited))
+        message = tweet_message(tweet_id, deleted=deleted, edited=edited, trace=tracing.traceparent())
+        await self._redis.publish(GLOBAL_CHANNEL, message)

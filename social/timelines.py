@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from meshkit import tracing
 from meshkit.settings import Env
 from social.live import (
     CELEBRITY_CHANNEL_PREFIX,
@@ -284,7 +285,7 @@ class TimelineStore:
     async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int:
         """Appends `tweet_id` to the existing timelines of `user_ids` and tells their live streams."""
         delivered = 0
-        message = tweet_message(tweet_id, deleted=False)
+        message = tweet_message(tweet_id, deleted=False, trace=tracing.traceparent())
         args = (
             pack([tweet_id]),
             self._max_bytes,
@@ -302,7 +303,7 @@ class TimelineStore:
     async def retract(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> None:
         """Takes a deleted tweet out of the timelines of `user_ids` and tells their live streams."""
         packed = pack([tweet_id])
-        message = tweet_message(tweet_id, deleted=True)
+        message = tweet_message(tweet_id, deleted=True, trace=tracing.traceparent())
         for start in range(0, len(user_ids), chunk):
             keys = [self.key(u) for u in user_ids[start : start + chunk]]
             await self._retract(keys=keys, args=[packed, message, self._channel_prefix, self._skip])

@@ -11,6 +11,7 @@ import grpc
 import redis.asyncio as aioredis
 from prometheus_client import Histogram
 
+from meshkit import tracing
 from meshkit.auth import Authenticator, Session, bearer_token, unexpired
 from meshkit.ids import parse_id, time_of
 from meshkit.interceptors import Prepared
@@ -117,11 +118,14 @@ class Tweets:
 def _event(event: Event[CachedTweet], stream: str) -> Prepared | dict[str, Any]:
     """A stream response (the same for the home and global streams): a tweet as its cached bytes;
     a live tweet's time from its creation (the time in its id) to now, when it is sent, goes to
-    DELIVERY_LATENCY."""
+    DELIVERY_LATENCY, and, when its fan-out was traced, the sending is a span of that trace."""
     if isinstance(event, TweetArrived):
         if event.live:
             posted = time_of(event.tweet.tweet_id).timestamp()
             DELIVERY_LATENCY.labels(stream).observe(max(time.time() - posted, 0.0))
+            if event.trace is not None:
+                attributes = {"tweetmesh.stream": stream, "tweetmesh.tweet_id": str(event.tweet.tweet_id)}
+                tracing.delivered("stream send", event.trace, attributes)
         return Prepared(length_delimited(_EVENT_TWEET, event.tweet.data))
     if isinstance(event, TweetUpdated):
         return Prepared(length_delimited(_EVENT_UPDATE, event.tweet.data))

@@ -25,10 +25,12 @@ _SENT_MAX = 10_000
 
 @dataclass(frozen=True, slots=True)
 class TweetArrived(Generic[T]):
-    """A tweet to send: `live` when it came from the live feed, not replayed from the timeline."""
+    """A tweet to send: `live` when it came from the live feed, not replayed from the timeline;
+    `trace`: the traceparent of the fan-out that published it, when traced."""
 
     tweet: T
     live: bool = False
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +238,7 @@ class LiveStream(Generic[T]):
                 continue
             if isinstance(arrived, FeedEnded):
                 raise stream_ended(arrived, self._resume.as_of(arrived.intact_until), self._resume_field)
+            trace = None
             if isinstance(arrived, CelebrityFollow):
                 fresh = await on_celebrity(arrived) if on_celebrity is not None else ()
             elif isinstance(arrived, TweetEdited):
@@ -247,16 +250,16 @@ class LiveStream(Generic[T]):
                     yield TweetUpdated(edited)
                 continue
             else:
-                tweet_id, deleted = arrived
+                tweet_id, deleted, trace = arrived
                 if deleted:
                     yield TweetRemoved(tweet_id)
                     continue
                 fresh = [tweet_id]
             for tweet_id in fresh:
-                if (event := await self._arrived(tweet_id)) is not None:
+                if (event := await self._arrived(tweet_id, trace)) is not None:
                     yield event
 
-    async def _arrived(self, tweet_id: int) -> TweetArrived[T] | None:
+    async def _arrived(self, tweet_id: int, trace: str | None = None) -> TweetArrived[T] | None:
         """The event of a live tweet not sent yet, hydrated; None if it was sent or is gone. It
         counts as sent once hydrated: one the owner did not return (not visible yet, or gone) is
         sent if it arrives again (a redelivery, the other channel of a promotion)."""
@@ -268,4 +271,4 @@ class LiveStream(Generic[T]):
         if self._visible is not None and not await self._visible(found[tweet_id]):
             return None  # hidden from this viewer: never sent, nothing to resume from
         self._mark_sent(tweet_id)
-        return TweetArrived(found[tweet_id], live=True)
+        return TweetArrived(found[tweet_id], live=True, trace=trace)
