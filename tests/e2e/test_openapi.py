@@ -194,7 +194,15 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
     newest = listed[0]["latest_notification_id"] if listed else "1"
     ok("POST", "/v1/notifications:markRead", {"up_to_id": newest}, token)
     ok("DELETE", f"/v1/tweets/{tid}", token=other_token)
+    delete_an_account(api, handle[:-1] + "x")
     return handle, walk_credential_routes(api, mesh, uid, email, token), fid, other_token
+
+
+def delete_an_account(api: Checker, handle: str) -> None:
+    """An account of its own, deleted with its password."""
+    leaving = api.ok("POST", "/v1/users", {"handle": handle, "password": PASSWORD})["user"]
+    token = api.ok("POST", "/v1/sessions", {"handle": handle, "password": PASSWORD})["token"]
+    api.ok("DELETE", f"/v1/users/{leaving['user_id']}", {"password": PASSWORD}, token)
 
 
 def walk_credential_routes(api: Checker, mesh: Mesh, uid: str, email: str, token: str) -> str:
