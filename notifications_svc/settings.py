@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from meshkit.settings import (
-    Env,
     Networks,
     Settings,
+    read_consumer_name,
     read_database_url,
     read_page_token_secrets,
     read_trusted_proxies,
@@ -23,18 +21,13 @@ from social.services import DEFAULT_PORTS, read_tweets_addr, read_users_addr
 SERVICE = "notifications"
 
 
-def _consumer(env: Env) -> str:
-    """This worker's name in the consumer group: unique per process unless set."""
-    return env.text("NOTIFICATIONS_CONSUMER", "") or f"{socket.gethostname()}-{os.getpid()}"
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NotificationsSettings(Settings):
     database_url: str = setting(read_database_url)
     users_addr: str = setting(read_users_addr)
     tweets_addr: str = setting(read_tweets_addr)
     page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)
-    notifications_consumer: str = setting(_consumer)
+    notifications_consumer: str = setting(read_consumer_name("NOTIFICATIONS_CONSUMER"))
     notifications_claim_idle_ms: int = setting(
         lambda env: env.integer("NOTIFICATIONS_CLAIM_IDLE_MS", 30_000, minimum=1)
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -14,6 +12,7 @@ from meshkit.settings import (
     Rate,
     Settings,
     SettingsError,
+    read_consumer_name,
     read_database_url,
     read_outbox_replicas,
     read_outbox_sweep_seconds,
@@ -78,9 +77,7 @@ class UsersSettings(Settings):
         lambda env: env.number("DELETED_HANDLE_GRACE_DAYS", 30.0, minimum=0)
     )
     # This process's name in the consumer group that erases deleted accounts (social.erasure).
-    erase_consumer: str = setting(
-        lambda env: env.text("USERS_CONSUMER", "") or f"{socket.gethostname()}-{os.getpid()}"
-    )
+    erase_consumer: str = setting(read_consumer_name("USERS_CONSUMER"))
     # How old the popular accounts that fill up suggestions may be (users_svc.suggestions).
     suggestions_popular_seconds: float = setting(
         lambda env: env.number("SUGGESTIONS_POPULAR_SECONDS", POPULAR_SECONDS, minimum=0)
