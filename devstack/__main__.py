@@ -2,6 +2,9 @@
 
 Environment:
   TWEETMESH_DATA_DIR   where the embedded PostgreSQL and Redis keep their files (default: <repo>/.data)
+  TWEETMESH_REPLICAS   how many processes of each service to run (default 1, at most 8): replica n
+                       of a service listens on its ports + 100 * (n - 1) (USERS_PORT, USERS_METRICS_PORT...),
+                       Envoy balances over every replica, and so do the services calling each other
   DATABASE_URL         use this PostgreSQL instead of starting one
   REDIS_URL            use this Redis instead of starting one
   SMTP_URL             send mail there instead of starting the local SMTP server, which keeps each
@@ -43,7 +46,7 @@ from pathlib import Path
 from types import FrameType
 
 from devstack.errors import DevstackError
-from devstack.mesh import ROOT, SERVICES, Mesh, MeshPorts
+from devstack.mesh import MAX_REPLICAS, ROOT, Mesh, MeshPorts, replica_label
 from devstack.tls import tls_from_env
 
 READY_LINE = "tweetmesh is ready"
@@ -67,6 +70,14 @@ def ports_from_env(env: Mapping[str, str]) -> MeshPorts:
     return MeshPorts(**chosen)
 
 
+def replicas_from_env(env: Mapping[str, str]) -> int:
+    """TWEETMESH_REPLICAS: processes of each service (1 when unset)."""
+    raw = env.get("TWEETMESH_REPLICAS") or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_REPLICAS:
+        raise DevstackError(f"TWEETMESH_REPLICAS must be a number from 1 to {MAX_REPLICAS}, got {raw!r}")
+    return int(raw)
+
+
 def cors_origins_from_env(env: Mapping[str, str]) -> list[str]:
     """The origins of CORS_ALLOWED_ORIGINS (comma-separated; spaces ignored)."""
     return [origin.strip() for origin in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if origin.strip()]
@@ -81,6 +92,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
     ports = mesh.ports
+    processes = mesh.processes()
     secure = []
     if mesh.tls is not None:
         secure = [
@@ -93,8 +105,11 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
         *secure,
         ("Envoy admin", f"http://127.0.0.1:{ports.envoy_admin}"),
         ("Envoy metrics", f"http://127.0.0.1:{ports.envoy_metrics}/stats/prometheus"),
-        *[(f"{name}_svc gRPC", f"127.0.0.1:{ports.of(name)}") for name in SERVICES],
-        *[(f"{n}_svc metrics", f"http://127.0.0.1:{ports.of(n + '_metrics')}/metrics") for n in SERVICES],
+        *[(f"{replica_label(n)} gRPC", f"127.0.0.1:{ports.replica(n)[0]}") for n in processes],
+        *[
+            (f"{replica_label(n)} metrics", f"http://127.0.0.1:{ports.replica(n)[1]}/metrics")
+            for n in processes
+        ],
         ("PostgreSQL", mesh.database_url),
         ("Redis", mesh.redis_url),
         ("SMTP", mesh.smtp_url),
@@ -115,6 +130,7 @@ def main() -> int:
             cors_origins=[
                 o for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").replace(" ", "").split(",") if o
             ],
+            replicas=replicas_from_env(os.environ),
         )
     except DevstackError as error:
         print(f"devstack: {error}", file=sys.stderr)

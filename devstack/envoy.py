@@ -74,7 +74,8 @@ CONTENT_TYPES = {
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 _CORS = "envoy.filters.http.cors"
 _TLS_CONTEXT = ("filter_chains", 0, "transport_socket", "typed_config", "common_tls_context")
-_ENDPOINT = ("load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address")
+_ENDPOINTS = ("load_assignment", "endpoints", 0, "lb_endpoints")
+_ENDPOINT = (*_ENDPOINTS, 0, "endpoint", "address", "socket_address")
 API_PACKAGE = "tweetmesh."
 _LOCAL_RATE_LIMIT = ".local_ratelimit.v3.LocalRateLimit"
 # The kinds of public RPC: a route of the template with one of these in its metadata `tweetmesh.kind`
@@ -262,6 +263,20 @@ def _at(node: Any, path: tuple[str | int, ...], template: Path) -> Any:
 def _set_address(socket_address: Any, port: int, host: str = LOOPBACK) -> None:
     socket_address["address"] = host
     socket_address["port_value"] = port
+
+
+def _set_endpoints(cluster: Any, endpoints: Sequence[tuple[str, int]], template: Path) -> None:
+    """The cluster's endpoints: the template's first, once per (host, port), each with its address;
+    the cluster's health checks and outlier detection apply to each endpoint on its own."""
+    if not endpoints:
+        raise DevstackError(f"cluster {cluster['name']!r}: no endpoint given")
+    first = _at(cluster, (*_ENDPOINTS, 0), template)
+    listed = []
+    for host, port in endpoints:
+        endpoint = copy.deepcopy(first)
+        _set_address(endpoint["endpoint"]["address"]["socket_address"], port, host)
+        listed.append(endpoint)
+    _at(cluster, _ENDPOINTS[:-1], template)["lb_endpoints"] = listed
 
 
 def _set_transcoders(node: Any, descriptor: str, services: list[str]) -> int:
@@ -479,7 +494,7 @@ def render_envoy_config(
     listen_port: int,
     admin_port: int,
     metrics_port: int,
-    upstreams: Mapping[str, tuple[str, int]],
+    upstreams: Mapping[str, Sequence[tuple[str, int]]],
     descriptor: Path,
     listen_host: str = LOOPBACK,
     admin_host: str = LOOPBACK,
@@ -494,16 +509,18 @@ def render_envoy_config(
     """The template with our listener, admin and metrics addresses, cluster endpoints, descriptor
     path and the routes of the descriptor set's public RPCs (see the module's docstring), as YAML.
 
-    `upstreams` maps each service cluster's name to (host, port) and must name exactly the
-    template's service clusters, so a cluster added to the template cannot silently keep pointing
-    at a default port. `xff_trusted_hops`: how many proxies in front of Envoy append the client's
-    address to x-forwarded-for (0: clients connect to Envoy directly). `enforce_rate_limits=False`
-    leaves the token buckets counting but refusing nothing (a test suite or benchmark driving the
-    mesh from one address far past any client's limits). The TLS listener (the same filters and
-    routes as the plain one) is kept, with `tls`'s address and certificate, only when `tls` is
-    given. The web client's route is repeated for every file of `web`; browsers on `cors_origins`
-    may call the API. With `otlp_collector` (host, port), Envoy traces every request and sends its
-    spans there (OTLP/gRPC); without, the template's tracing and collector cluster are dropped.
+    `upstreams` maps each service cluster's name to its endpoints, (host, port) each: the replicas
+    Envoy balances over (a name that resolves to several addresses counts as one, STRICT_DNS); it
+    must name exactly the template's service clusters, so a cluster added to the template cannot
+    silently keep pointing at a default port. `xff_trusted_hops`: how many proxies in front of Envoy
+    append the client's address to x-forwarded-for (0: clients connect to Envoy directly).
+    `enforce_rate_limits=False` leaves the token buckets counting but refusing nothing (a test suite
+    or benchmark driving the mesh from one address far past any client's limits). The TLS listener
+    (the same filters and routes as the plain one) is kept, with `tls`'s address and certificate,
+    only when `tls` is given. The web client's route is repeated for every file of `web`; browsers
+    on `cors_origins` may call the API. With `otlp_collector` (host, port), Envoy traces every
+    request and sends its spans there (OTLP/gRPC); without, the template's tracing and collector
+    cluster are dropped.
     """
     config = yaml.safe_load(template.read_text())
     _set_address(_at(config, ("admin", "address", "socket_address"), template), admin_port, admin_host)
@@ -528,8 +545,8 @@ def render_envoy_config(
         raise DevstackError(
             f"{template} has service clusters {sorted(clusters)}; upstreams given: {sorted(upstreams)}"
         )
-    for name, (host, port) in upstreams.items():
-        _set_address(_at(clusters[name], _ENDPOINT, template), port, host)
+    for name, endpoints in upstreams.items():
+        _set_endpoints(clusters[name], endpoints, template)
     allowed = http_paths(descriptor.read_bytes())
     _route_public_rpcs(ingress, rpcs, set(clusters), allowed, template)
     _refuse_other_methods(ingress, allowed, template)
@@ -628,7 +645,13 @@ def main() -> None:
         default=(LOOPBACK, 9902),
         help="HOST:PORT for GET /stats/prometheus and GET /ready",
     )
-    parser.add_argument("--upstream", type=_upstream, action="append", default=[], help="CLUSTER=HOST:PORT")
+    parser.add_argument(
+        "--upstream",
+        type=_upstream,
+        action="append",
+        default=[],
+        help="CLUSTER=HOST:PORT; repeat a cluster to list each of its replicas",
+    )
     parser.add_argument(
         "--xff-trusted-hops",
         type=int,
@@ -656,6 +679,9 @@ def main() -> None:
         "optional); without them, plain HTTP only",
     )
     args = parser.parse_args()
+    upstreams: dict[str, list[tuple[str, int]]] = {}
+    for cluster, address in args.upstream:
+        upstreams.setdefault(cluster, []).append(address)
     config = render_envoy_config(
         args.template,
         listen_port=args.listen[1],
@@ -664,7 +690,7 @@ def main() -> None:
         admin_host=args.admin[0],
         metrics_port=args.metrics[1],
         metrics_host=args.metrics[0],
-        upstreams=dict(args.upstream),
+        upstreams=upstreams,
         descriptor=args.descriptor,
         xff_trusted_hops=args.xff_trusted_hops,
         tls=_tls_listener(parser, args),

@@ -1,7 +1,14 @@
 """The whole mesh on this machine: PostgreSQL, Redis, a local SMTP server, migrations, the six
-services and Envoy.
+services (one or more replicas of each) and Envoy.
 
 Used by `make run` (devstack/__main__.py) and by the test suite's fixtures.
+
+Replicas: with `replicas=N`, each service runs as N processes, named `<service>` (the first) and
+`<service>-2` ... `<service>-N`. Replica n listens on the service's gRPC and metrics ports plus
+REPLICA_PORT_STEP * (n - 1); Envoy's cluster of the service lists every replica, and the services
+reach their peers through a gRPC target naming every replica (`ipv4:host:port,host:port`,
+balanced round robin). Each process is its own consumer in the event streams' groups (its name
+is host-pid: meshkit.settings.read_consumer_name).
 """
 
 from __future__ import annotations
@@ -52,6 +59,10 @@ SERVICES = (
 )  # start order; stop is the reverse
 PUBLIC_SERVICES = ("users", "tweets", "notifications", "timeline", "media")  # the Envoy clusters
 HOST = "127.0.0.1"
+# Replica n of a service listens on its ports + REPLICA_PORT_STEP * (n - 1); with the default ports,
+# MAX_REPLICAS keeps the services' metrics ports (9101...) below Envoy's admin port (9901).
+REPLICA_PORT_STEP = 100
+MAX_REPLICAS = 8
 # Retry a not-yet-listening service quickly instead of gRPC's default backoff (1 s, growing).
 _FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 250)]
 
@@ -60,26 +71,27 @@ _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _LOWEST_PORT = 10_000
 
 
-def free_port(held: ExitStack | None = None) -> int:
-    """A port free right now below the ephemeral range (kept bound in `held` until it closes)."""
+def free_port(held: ExitStack | None = None, replicas: int = 1) -> int:
+    """A port free right now below the ephemeral range (kept bound in `held` until it closes), and
+    with `replicas`, the ports of the other replicas too (REPLICA_PORT_STEP apart)."""
     try:
         ephemeral_low = int(_EPHEMERAL_RANGE.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         ephemeral_low = 32_768  # Linux's default
+    highest = ephemeral_low - REPLICA_PORT_STEP * (replicas - 1)
     for _ in range(1_000):
-        port = secrets.randbelow(ephemeral_low - _LOWEST_PORT) + _LOWEST_PORT
-        sock = socket.socket()
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            sock.close()
-            continue
-        if held is None:
-            sock.close()
-        else:
-            held.enter_context(sock)
+        port = secrets.randbelow(highest - _LOWEST_PORT) + _LOWEST_PORT
+        with ExitStack() as trying:
+            try:
+                for n in range(replicas):
+                    sock = trying.enter_context(socket.socket())
+                    sock.bind((HOST, port + REPLICA_PORT_STEP * n))
+            except OSError:
+                continue
+            if held is not None:
+                held.enter_context(trying.pop_all())
         return port
-    raise DevstackError(f"no free port between {_LOWEST_PORT} and {ephemeral_low}")
+    raise DevstackError(f"no free port between {_LOWEST_PORT} and {highest}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +121,9 @@ class MeshPorts:
     smtp: int = 2525
 
     @classmethod
-    def free(cls) -> MeshPorts:
-        """Ports free right now, all different, below the kernel's ephemeral range.
+    def free(cls, replicas: int = 1) -> MeshPorts:
+        """Ports free right now, all different, below the kernel's ephemeral range (with the ports
+        of `replicas` replicas of each, REPLICA_PORT_STEP apart).
 
         A port the kernel hands out for `bind(0)` comes from the range it also gives outgoing
         connections: between choosing it and the server binding it, any connection (to PostgreSQL,
@@ -118,13 +131,38 @@ class MeshPorts:
         in use". Ports below that range are only ever taken by a bind.
         """
         with ExitStack() as stack:
-            return cls(*(free_port(stack) for _ in fields(cls)))
+            return cls(*(free_port(stack, replicas) for _ in fields(cls)))
 
     def of(self, name: str) -> int:
         """The port of a service or server by name ("users", "postgres", ...)."""
         if name not in {f.name for f in fields(self)}:
             raise ValueError(f"unknown port {name!r}")
         return int(getattr(self, name))
+
+    def replica(self, name: str) -> tuple[int, int]:
+        """The gRPC and metrics ports of a service's replica by name ("users", "users-2", ...)."""
+        service, n = replica_of(name)
+        shift = REPLICA_PORT_STEP * (n - 1)
+        return self.of(service) + shift, self.of(f"{service}_metrics") + shift
+
+
+def replica_names(service: str, replicas: int) -> list[str]:
+    """The names of a service's replicas: `users`, `users-2`, ..."""
+    return [service if n == 1 else f"{service}-{n}" for n in range(1, replicas + 1)]
+
+
+def replica_of(name: str) -> tuple[str, int]:
+    """The service and replica number (from 1) of a replica's name."""
+    service, dash, number = name.partition("-")
+    if service not in SERVICES or (dash and not (number.isdigit() and int(number) >= 2)):
+        raise ValueError(f"unknown service {name!r}; expected one of {', '.join(SERVICES)} (or <service>-N)")
+    return service, int(number or 1)
+
+
+def replica_label(name: str) -> str:
+    """How the console names a service's process: `users_svc`, `users_svc replica 2`."""
+    service, n = replica_of(name)
+    return f"{service}_svc" if n == 1 else f"{service}_svc replica {n}"
 
 
 def _descendants(pid: int) -> list[int]:
@@ -187,7 +225,9 @@ class Mesh:
     `enforce_edge_limits=False` turns off the refusals of Envoy's token buckets (see
     devstack.envoy.render_envoy_config), for test suites and benchmarks. With `tls`, Envoy also
     serves HTTPS and gRPC over TLS on `ports.envoy_tls` with that certificate; browsers on
-    `cors_origins` may call the API from their pages.
+    `cors_origins` may call the API from their pages. `replicas` processes of each service run
+    (see the module's docstring); the methods that take a service's name take a replica's too
+    (`kill_service("fanout-2")`), and the service's name alone means its first replica.
     """
 
     def __init__(
@@ -205,7 +245,11 @@ class Mesh:
         enforce_edge_limits: bool = True,
         tls: TlsFiles | None = None,
         cors_origins: Sequence[str] = (),
+        replicas: int = 1,
     ) -> None:
+        if not 1 <= replicas <= MAX_REPLICAS:
+            raise DevstackError(f"replicas must be between 1 and {MAX_REPLICAS}, got {replicas}")
+        self._replicas = replicas
         self._data_dir = data_dir.resolve()
         self._ports = ports or MeshPorts()
         self._durable = durable
@@ -226,7 +270,7 @@ class Mesh:
         self._envoy: Server | None = None
         self._services: dict[str, ManagedProcess] = {}
         self._service_envs: dict[str, dict[str, str]] = {}
-        self._restarts = {name: _Restarts() for name in SERVICES}
+        self._restarts = {name: _Restarts() for name in self.processes()}
         self._reported: set[int] = set()  # pids of servers whose exit supervise() has told
 
     # ----- what callers read
@@ -238,6 +282,20 @@ class Mesh:
     @property
     def data_dir(self) -> Path:
         return self._data_dir
+
+    @property
+    def replicas(self) -> int:
+        """How many processes of each service run."""
+        return self._replicas
+
+    def replica_names(self, service: str) -> list[str]:
+        """The names of `service`'s replicas in this mesh: `users`, `users-2`, ..."""
+        replica_of(service)
+        return replica_names(service, self._replicas)
+
+    def processes(self) -> list[str]:
+        """The names of every service's replicas, in start order."""
+        return [name for service in SERVICES for name in replica_names(service, self._replicas)]
 
     @property
     def tls(self) -> TlsFiles | None:
@@ -283,7 +341,8 @@ class Mesh:
         return None if self._external_smtp_url else self._mail_folder
 
     def pid(self, name: str) -> int:
-        """The pid of a running process: a service name, "postgres", "redis", "smtp" or "envoy"."""
+        """The pid of a running process: a service's (or replica's) name, "postgres", "redis",
+        "smtp" or "envoy"."""
         servers = {"postgres": self._postgres, "redis": self._redis, "smtp": self._smtp, "envoy": self._envoy}
         server = servers.get(name)
         process = server.process if server is not None else self._services.get(name)
@@ -297,12 +356,14 @@ class Mesh:
         return [str(p.failure("has exited")) for p in [*servers, *self._services.values()] if not p.alive()]
 
     def service_env(self, name: str, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment `name` runs with: ours, the mesh's addresses, env_overrides, then `extra_env`."""
-        if name not in SERVICES:
-            raise ValueError(f"unknown service {name!r}; expected one of {', '.join(SERVICES)}")
+        """The environment the service (or replica) `name` runs with: ours, the mesh's addresses,
+        env_overrides, then `extra_env`."""
+        if name not in self.processes():
+            raise ValueError(f"unknown service {name!r}; expected one of {', '.join(self.processes())}")
+        grpc_port, metrics_port = self._ports.replica(name)
         return (
             self._base_env()
-            | {"GRPC_PORT": str(self._ports.of(name)), "METRICS_PORT": str(self._ports.of(f"{name}_metrics"))}
+            | {"GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port)}
             | self._env_overrides
             | dict(extra_env or {})
         )
@@ -328,9 +389,9 @@ class Mesh:
                 self._smtp = start_smtp(self._mail_folder, self._ports.smtp, log_path=self._log("smtp"))
             self._migrate()
             # Started together, waited for one by one: startup is mostly Python imports.
-            for name in SERVICES:
+            for name in self.processes():
                 self._spawn(name, None)
-            for name in SERVICES:
+            for name in self.processes():
                 self._wait_serving(name)
             self._start_envoy()
         except BaseException:
@@ -342,7 +403,7 @@ class Mesh:
         if self._envoy is not None:
             self._envoy.process.stop()
             self._envoy = None
-        for name in reversed(SERVICES):
+        for name in reversed(self.processes()):
             self.stop_service(name)
         if self._smtp is not None:
             self._smtp.process.stop()
@@ -370,7 +431,7 @@ class Mesh:
                 del self._services[name]
                 restarts.waiting = False
                 delay = restarts.policy.crashed(now)
-                crashed = f"{name}_svc {process.state()}"
+                crashed = f"{replica_label(name)} {process.state()}"
                 if delay is None:
                     events.append(
                         f"{crashed}: {restarts.policy.recent_crashes} crashes within"
@@ -384,10 +445,10 @@ class Mesh:
                 restarts.due = None
                 restarts.waiting = True
                 self._services[name] = self._service_process(name, self._service_envs[name])
-                events.append(f"{name}_svc started again (pid {self._services[name].pid})")
+                events.append(f"{replica_label(name)} started again (pid {self._services[name].pid})")
             elif process is not None and restarts.waiting and self._serving(name):
                 restarts.waiting = False
-                events.append(f"{name}_svc is SERVING again")
+                events.append(f"{replica_label(name)} is SERVING again")
         for server in (self._postgres, self._redis, self._smtp, self._envoy):
             if server is not None and not server.process.alive() and server.process.pid not in self._reported:
                 self._reported.add(server.process.pid)
@@ -476,8 +537,13 @@ class Mesh:
     def _log(self, name: str) -> Path | None:
         return self._data_dir / "logs" / f"{name}.log" if self._log_to_files else None
 
+    def _target(self, service: str) -> str:
+        """The gRPC target of every replica of `service` (one address, or `ipv4:` and a list)."""
+        found = [f"{HOST}:{self._ports.replica(name)[0]}" for name in self.replica_names(service)]
+        return found[0] if len(found) == 1 else f"ipv4:{','.join(found)}"
+
     def _base_env(self) -> dict[str, str]:
-        addresses = {f"{name.upper()}_ADDR": f"{HOST}:{self._ports.of(name)}" for name in SERVICES}
+        addresses = {f"{name.upper()}_ADDR": self._target(name) for name in SERVICES}
         return dict(os.environ) | {
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
@@ -530,16 +596,18 @@ class Mesh:
         self._services[name] = self._service_process(name, env)
 
     def _service_process(self, name: str, env: Mapping[str, str]) -> ManagedProcess:
-        argv = [sys.executable, "-m", f"{name}_svc"]
+        service, _ = replica_of(name)
+        argv = [sys.executable, "-m", f"{service}_svc"]
         return ManagedProcess(name, argv, log_path=self._log(name), env=env, cwd=ROOT)
 
     def _serving(self, name: str) -> bool:
-        with grpc.insecure_channel(f"{HOST}:{self._ports.of(name)}") as channel:
+        with grpc.insecure_channel(f"{HOST}:{self._ports.replica(name)[0]}") as channel:
             return health_status(channel, timeout=0.5) == "SERVING"
 
     def _wait_serving(self, name: str) -> None:
         process = self._services[name]
-        with grpc.insecure_channel(f"{HOST}:{self._ports.of(name)}", options=_FAST_RECONNECT) as channel:
+        address = f"{HOST}:{self._ports.replica(name)[0]}"
+        with grpc.insecure_channel(address, options=_FAST_RECONNECT) as channel:
             process.wait_until(
                 lambda: health_status(channel, timeout=1.0) == "SERVING",
                 self._ready_timeout,
@@ -552,7 +620,10 @@ class Mesh:
             listen_port=self._ports.envoy,
             admin_port=self._ports.envoy_admin,
             metrics_port=self._ports.envoy_metrics,
-            upstreams={name: (HOST, self._ports.of(name)) for name in PUBLIC_SERVICES},
+            upstreams={
+                service: [(HOST, self._ports.replica(name)[0]) for name in self.replica_names(service)]
+                for service in PUBLIC_SERVICES
+            },
             descriptor=DESCRIPTOR,
             enforce_rate_limits=self._enforce_edge_limits,
             tls=None if self._tls is None else TlsListener(self._tls, self._ports.envoy_tls),

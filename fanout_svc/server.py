@@ -204,6 +204,7 @@ async def setup(runtime: Runtime[FanoutSettings], server: grpc.aio.Server) -> li
             handler,
             claim_idle_ms=settings.fanout_claim_idle_ms,
             max_deliveries=settings.fanout_max_deliveries,
+            forget_idle_ms=settings.consumer_forget_ms,
             ordered=ordered,
             # Each event handled at once holds a Redis connection; the client allows 100 in all.
             batch=FANOUT_CONCURRENCY,

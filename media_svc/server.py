@@ -211,6 +211,7 @@ async def setup(runtime: Runtime[MediaSettings], server: grpc.aio.Server) -> lis
         on_tweet,
         claim_idle_ms=30_000,
         max_deliveries=10,
+        forget_idle_ms=settings.consumer_forget_ms,
     )
     runtime.background(consumer.run(), f"consume {TWEETS_STREAM}")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -12,6 +10,7 @@ from meshkit.settings import (
     Networks,
     Rate,
     Settings,
+    read_consumer_name,
     read_database_url,
     read_trusted_proxies,
     setting,
@@ -54,11 +53,6 @@ def read_download_caps(env: Env) -> DownloadCaps:
     )
 
 
-def _consumer(env: Env) -> str:
-    """This process's name in the consumer group of the tweets' events: unique unless set."""
-    return env.text("MEDIA_CONSUMER", "") or f"{socket.gethostname()}-{os.getpid()}"
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MediaSettings(Settings):
     # An upload is received whole, then decoded and re-encoded: a 40-megapixel image takes seconds
@@ -83,7 +77,7 @@ class MediaSettings(Settings):
     media_sweep_seconds: float = setting(lambda env: env.number("MEDIA_SWEEP_SECONDS", 60.0, minimum=0.05))
     # How long a tweet being posted holds its media from the sweeper (far longer than any post takes).
     media_claim_seconds: float = setting(lambda env: env.number("MEDIA_CLAIM_SECONDS", 3600.0, minimum=1.0))
-    media_consumer: str = setting(_consumer)
+    media_consumer: str = setting(read_consumer_name("MEDIA_CONSUMER"))
     rate_limits: MediaRates = setting(lambda env: env.rates(MediaRates()))
     download_caps: DownloadCaps = setting(read_download_caps)
     trusted_proxies: Networks = setting(read_trusted_proxies)

@@ -56,6 +56,13 @@ STREAM_ENTRIES = Counter(
     ["stream", "outcome"],
     registry=REGISTRY,
 )
+STREAM_CONSUMERS_FORGOTTEN = Counter(
+    "tweetmesh_stream_consumers_forgotten",
+    "Dead consumers this process deleted from a consumer group (no pending entry, idle past"
+    " CONSUMER_FORGET_SECONDS).",
+    ["stream", "group"],
+    registry=REGISTRY,
+)
 
 
 GROUP_COMMIT_SIZE = Histogram(

@@ -162,6 +162,11 @@ class Settings:
     handler_timeout_seconds: float = setting(
         lambda env: env.number("HANDLER_TIMEOUT_SECONDS", 8.0, minimum=0.1)
     )
+    # A consumer of an event stream's group that holds nothing and has not read for this long is
+    # deleted from the group by the living (meshkit.streams.StreamConsumer).
+    consumer_forget_ms: int = setting(
+        lambda env: round(env.number("CONSUMER_FORGET_SECONDS", 600.0, minimum=1) * 1000)
+    )
 
     @classmethod
     def load(cls, service: str, ports: Ports, env: Mapping[str, str] | None = None) -> Self:
@@ -181,7 +186,9 @@ class Settings:
 
 def read_consumer_name(variable: str) -> Callable[[Env], str]:
     """This process's name in its consumer groups: `variable` if set, else unique per process
-    (host-pid), so that two replicas never share a name."""
+    (host-pid; in Kubernetes the host is the pod's name), so that two replicas never share a name.
+    A restart under a new name leaves the old one in the group: its entries are claimed by the
+    living, and the name is forgotten after CONSUMER_FORGET_SECONDS (meshkit.streams)."""
     return lambda env: env.text(variable, "") or f"{socket.gethostname()}-{os.getpid()}"
 
 

@@ -1,6 +1,7 @@
-"""A Redis Streams consumer-group worker: at-least-once, reclaims dead consumers' entries,
-moves entries that keep failing to a dead-letter stream (kept until an operator replays them),
-and trims its stream of what every group has read and acknowledged, never more."""
+"""A Redis Streams consumer-group worker: at-least-once, reclaims dead consumers' entries and
+then forgets those consumers, moves entries that keep failing to a dead-letter stream (kept until
+an operator replays them), and trims its stream of what every group has read and acknowledged,
+never more."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from google.protobuf.message import DecodeError
 
 from meshkit import tracing
 from meshkit.errors import DEPENDENCY_ERRORS, InvalidArgument
-from meshkit.metrics import STREAM_ENTRIES
+from meshkit.metrics import STREAM_CONSUMERS_FORGOTTEN, STREAM_ENTRIES
 from meshkit.outbox import TRACE_FIELD
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,27 @@ async def trim_floor(client: aioredis.Redis, stream: str) -> tuple[int, int] | N
     return min(floors)
 
 
+# KEYS[1]: the stream. ARGV[1]: the group, ARGV[2]: the consumer running this (never deleted),
+# ARGV[3]: the idle time in ms. Deletes each other consumer that holds no pending entry and has not
+# read for longer, and returns their names. Checked and deleted in one step: a consumer that has
+# just read entries holds them pending and is never deleted with them (DELCONSUMER drops what a
+# consumer holds). A living consumer reads at least every block_ms; one deleted while it was
+# stopped (paused, cut off from Redis) is created again by its next read, with nothing lost.
+_FORGET = """
+local forgotten = {}
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+    local info = {}
+    for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
+    if info['name'] ~= ARGV[2] and tonumber(info['pending']) == 0
+            and tonumber(info['idle']) > tonumber(ARGV[3]) then
+        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+        table.insert(forgotten, info['name'])
+    end
+end
+return forgotten
+"""
+
+
 async def _outcome(call: Awaitable[None]) -> BaseException | None:
     try:
         await call
@@ -108,9 +130,12 @@ class StreamConsumer:
     """Consumes `stream` as `consumer` in `group`, calling `handler` per entry and acknowledging
     only entries whose handler returned. Failed entries stay pending; after `claim_idle_ms` any
     consumer of the group (this one included) claims and retries them, and after `max_deliveries`
-    attempts they go to `<stream>:dead`. A wiped Redis (NOGROUP) recreates the group. Entries of
-    a batch are handled concurrently unless `ordered`. On the reclaim clock it trims the stream of
-    what every group has read and acknowledged (trim). With tracing on, each entry is handled in a
+    attempts they go to `<stream>:dead`. A consumer of the group that died (a replica killed, or
+    restarted under another name) holds its entries until they are claimed so; once it holds none
+    and has not read for `forget_idle_ms`, a living one deletes it from the group
+    (forget_dead_consumers). A wiped Redis (NOGROUP) recreates the group. Entries of a batch are
+    handled concurrently unless `ordered`. On the reclaim clock it also trims the stream of what
+    every group has read and acknowledged (trim). With tracing on, each entry is handled in a
     span that continues the trace its producer stored with it (meshkit.outbox.TRACE_FIELD)."""
 
     def __init__(
@@ -123,6 +148,7 @@ class StreamConsumer:
         *,
         claim_idle_ms: int,
         max_deliveries: int,
+        forget_idle_ms: int,
         batch: int = 100,
         ordered: bool = False,
         block_ms: int = 1000,
@@ -140,6 +166,8 @@ class StreamConsumer:
         self._ordered = ordered
         self._block_ms = block_ms
         self._keep_seconds = keep_seconds
+        self._forget_idle_ms = forget_idle_ms
+        self._forget = redis.register_script(_FORGET)
         self._next_claim = 0.0
 
     async def _traced(self, entry: Entry) -> None:
@@ -170,6 +198,7 @@ class StreamConsumer:
                     pending_first = False
                 if time.monotonic() >= self._next_claim:
                     await self.reclaim()
+                    await self.forget_dead_consumers()
                     await self.trim()
                     self._next_claim = time.monotonic() + self._claim_idle_ms / 2000
                 await self._consume(">")
@@ -220,6 +249,21 @@ class StreamConsumer:
             )
             log.info("reclaimed pending entries", extra={"stream": self._stream, "count": len(claimed)})
             await self._process([Entry(i, f) for i, f in claimed if f])
+
+    async def forget_dead_consumers(self) -> list[str]:
+        """Deletes from the group the other consumers that hold no pending entry and have not read
+        for `forget_idle_ms` (dead ones, their entries claimed by reclaim()); returns their names."""
+        names: Any = await self._forget(
+            keys=[self._stream], args=[self._group, self._consumer, self._forget_idle_ms]
+        )
+        forgotten = [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names or []]
+        if forgotten:
+            STREAM_CONSUMERS_FORGOTTEN.labels(self._stream, self._group).inc(len(forgotten))
+            log.info(
+                "forgot dead consumers",
+                extra={"stream": self._stream, "group": self._group, "consumers": forgotten},
+            )
+        return forgotten
 
     async def trim(self) -> int:
         """Drops the entries every consumer group of the stream has read and acknowledged, once

@@ -240,10 +240,17 @@ async def setup(runtime: Runtime[NotificationsSettings], server: grpc.aio.Server
             handler,
             claim_idle_ms=settings.notifications_claim_idle_ms,
             max_deliveries=settings.notifications_max_deliveries,
+            forget_idle_ms=settings.consumer_forget_ms,
             batch=CONCURRENCY,
         )
         runtime.background(consumer.run(), f"notify from {stream}")
-    eraser = account_eraser(redis, ERASE_GROUP, settings.notifications_consumer, notifications.erase_account)
+    eraser = account_eraser(
+        redis,
+        ERASE_GROUP,
+        settings.notifications_consumer,
+        notifications.erase_account,
+        settings.consumer_forget_ms,
+    )
     runtime.background(eraser.run(), f"erase accounts from {ACCOUNTS_STREAM}")
     runtime.background(tidy_forever(store), "notifications-tidy")
     auth = Authenticator(redis, users.session)

@@ -34,10 +34,15 @@ def deleted_account(entry: Entry) -> int | None:
 
 
 def account_eraser(
-    redis: aioredis.Redis, group: str, consumer: str, erase: Callable[[int], Awaitable[None]]
+    redis: aioredis.Redis,
+    group: str,
+    consumer: str,
+    erase: Callable[[int], Awaitable[None]],
+    forget_idle_ms: int,
 ) -> StreamConsumer:
     """The consumer that calls `erase` (idempotent) for each deleted account, as `consumer` in
-    `group` (one group per owner: each owner erases every deletion)."""
+    `group` (one group per owner: each owner erases every deletion); dead consumers of the group
+    are forgotten after `forget_idle_ms` (meshkit.streams)."""
 
     async def handle(entry: Entry) -> None:
         if (user_id := deleted_account(entry)) is not None:
@@ -51,5 +56,6 @@ def account_eraser(
         handle,
         claim_idle_ms=ERASE_CLAIM_IDLE_MS,
         max_deliveries=ERASE_MAX_DELIVERIES,
+        forget_idle_ms=forget_idle_ms,
         batch=ERASE_BATCH,
     )

@@ -74,16 +74,20 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 
 @contextlib.contextmanager
-def test_mesh(env: Mapping[str, str], prefix: str, redis_url: str | None = None) -> Iterator[Mesh]:
+def test_mesh(
+    env: Mapping[str, str], prefix: str, redis_url: str | None = None, replicas: int = 1
+) -> Iterator[Mesh]:
     """A whole mesh on free ports with private PostgreSQL and Redis (or the Redis at `redis_url`),
-    logs in its data dir, Envoy's TLS listener with a self-signed certificate (<data
-    dir>/tls/tls.crt), and CORS_ORIGIN allowed to call the API from its pages."""
+    `replicas` processes of each service, logs in its data dir, Envoy's TLS listener with a
+    self-signed certificate (<data dir>/tls/tls.crt), and CORS_ORIGIN allowed to call the API
+    from its pages."""
     # Readable by the unprivileged user PostgreSQL runs as when the suite runs as root.
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     data_dir.chmod(0o755)
     instance = Mesh(
         data_dir,
-        ports=MeshPorts.free(),
+        ports=MeshPorts.free(replicas),
+        replicas=replicas,
         durable=False,
         log_to_files=True,
         env_overrides=env,

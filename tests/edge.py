@@ -73,7 +73,7 @@ def edge_envoy(
             listen_port=ports.envoy,
             admin_port=ports.envoy_admin,
             metrics_port=ports.envoy_metrics,
-            upstreams={name: ("127.0.0.1", mesh.ports.of(name)) for name in PUBLIC_SERVICES},
+            upstreams={name: [("127.0.0.1", mesh.ports.of(name))] for name in PUBLIC_SERVICES},
             descriptor=DESCRIPTOR,
             xff_trusted_hops=xff_trusted_hops,
         )

@@ -136,9 +136,9 @@ class Stubs:
         self.notifications = notifications_grpc.NotificationServiceStub(channel(self.notifications_addr))
 
     @classmethod
-    def through(cls, address: str) -> Stubs:
+    def through(cls, address: str, channel_options: list[tuple[str, Any]] | None = None) -> Stubs:
         """Stubs of every service at one address (Envoy's)."""
-        return cls(address, address, address, address, address, address)
+        return cls(address, address, address, address, address, address, channel_options or [])
 
     def close(self) -> None:
         for ch in self._channels:

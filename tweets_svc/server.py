@@ -593,9 +593,12 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
         count_hashtags,
         claim_idle_ms=30_000,
         max_deliveries=10,
+        forget_idle_ms=settings.consumer_forget_ms,
     )
     runtime.background(consumer.run(), f"consume {TWEETS_STREAM}")
-    eraser = account_eraser(redis, ERASE_GROUP, settings.trends_consumer, tweets.erase_account)
+    eraser = account_eraser(
+        redis, ERASE_GROUP, settings.trends_consumer, tweets.erase_account, settings.consumer_forget_ms
+    )
     runtime.background(eraser.run(), f"erase accounts from {ACCOUNTS_STREAM}")
     pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth, trends), server)
     return [SERVICE.full_name]

@@ -442,7 +442,9 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
     account_email = AccountEmail(
         users, store, mailer, sessions, RedisMailBudget(redis, settings.rate_limits.mail_per_account)
     )
-    eraser = account_eraser(redis, ERASE_GROUP, settings.erase_consumer, users.erase)
+    eraser = account_eraser(
+        redis, ERASE_GROUP, settings.erase_consumer, users.erase, settings.consumer_forget_ms
+    )
     runtime.background(eraser.run(), f"erase accounts from {ACCOUNTS_STREAM}")
     auth = Authenticator(redis, users.authenticate)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)

@@ -97,7 +97,7 @@ def test_the_tls_listener_is_rendered_only_with_a_certificate(tmp_path: Path) ->
                 listen_port=8080,
                 admin_port=9901,
                 metrics_port=9902,
-                upstreams={name: ("127.0.0.1", 1) for name in PUBLIC_SERVICES},
+                upstreams={name: [("127.0.0.1", 1)] for name in PUBLIC_SERVICES},
                 descriptor=DESCRIPTOR,
                 tls=tls,
             )

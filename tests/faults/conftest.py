@@ -3,12 +3,14 @@ short timeouts so that faults show and heal within seconds."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
 
-from devstack.mesh import SERVICES, Mesh
+from devstack.errors import DevstackError
+from devstack.mesh import Mesh
 from meshkit.healthcheck import health_status
 from tests.conftest import TEST_ENV, mesh_stubs, report_lines, test_mesh
 from tests.helpers import Stubs
@@ -26,7 +28,7 @@ FAULT_ENV = TEST_ENV | {
     "ARGON2_TIME_COST": "1",
     "LOG_LEVEL": "WARNING",
 }
-_FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 500)]
+FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 500)]
 
 
 @pytest.fixture(scope="package")
@@ -37,20 +39,42 @@ def fault_mesh() -> Iterator[Mesh]:
 
 @pytest.fixture(scope="package")
 def fault_stubs(fault_mesh: Mesh) -> Iterator[Stubs]:
-    with mesh_stubs(fault_mesh, _FAST_RECONNECT) as client:
+    with mesh_stubs(fault_mesh, FAST_RECONNECT) as client:
         yield client
+
+
+@contextlib.contextmanager
+def service_health(mesh: Mesh) -> Iterator[Callable[[str], str]]:
+    """The health of a service of `mesh`, by name: SERVING when each of its running replicas is,
+    else what the first that is not says."""
+    channels = {
+        name: grpc.insecure_channel(f"127.0.0.1:{mesh.ports.replica(name)[0]}", options=FAST_RECONNECT)
+        for name in mesh.processes()
+    }
+
+    def running(name: str) -> bool:
+        try:
+            return bool(mesh.pid(name))
+        except DevstackError:
+            return False  # killed, and not started again
+
+    def health(service: str) -> str:
+        replicas = [name for name in mesh.replica_names(service) if running(name)]
+        statuses = [health_status(channels[name], timeout=1.0) for name in replicas]
+        return next((s for s in statuses if s != "SERVING"), "SERVING" if statuses else "NOT_RUNNING")
+
+    try:
+        yield health
+    finally:
+        for channel in channels.values():
+            channel.close()
 
 
 @pytest.fixture
 def health(fault_mesh: Mesh) -> Iterator[Callable[[str], str]]:
     """The health of a service of the fault mesh, by name."""
-    channels = {
-        name: grpc.insecure_channel(f"127.0.0.1:{fault_mesh.ports.of(name)}", options=_FAST_RECONNECT)
-        for name in SERVICES
-    }
-    yield lambda name: health_status(channels[name], timeout=1.0)
-    for channel in channels.values():
-        channel.close()
+    with service_health(fault_mesh) as check:
+        yield check
 
 
 @pytest.fixture

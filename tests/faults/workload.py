@@ -35,6 +35,13 @@ RETRY_BUDGET = 25.0
 PACE = 0.03  # between one author's tweets: a steady load while a fault lasts, bounded in count
 
 
+def reset_by_proxy(error: grpc.RpcError) -> bool:
+    """Whether Envoy cut the stream because the process serving it went away mid-response (it
+    cannot send a status once the response has begun: it resets the HTTP/2 stream, which gRPC
+    reports as INTERNAL "Received RST_STREAM"). The client resumes as for UNAVAILABLE."""
+    return error.code() == grpc.StatusCode.INTERNAL and "RST_STREAM" in (error.details() or "")
+
+
 def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     return next(iter(error_details(error, error_details_pb2.ErrorInfo)), None)
 
@@ -212,8 +219,8 @@ def read_back(stubs: Stubs, people: Population, violations: Violations) -> dict[
 
 class ResumingStream:
     """A client of StreamHomeTimeline that does what the API asks: when a stream ends with
-    UNAVAILABLE it reconnects with since_tweet_id = the resume point the error names (else the
-    newest tweet it got), and dedupes by id."""
+    UNAVAILABLE (or is reset by Envoy: reset_by_proxy) it reconnects with since_tweet_id = the
+    resume point the error names (else the newest tweet it got), and dedupes by id."""
 
     def __init__(self, stubs: Stubs, viewer: Account, violations: Violations) -> None:
         self._stubs = stubs
@@ -253,10 +260,11 @@ class ResumingStream:
                     return
                 info = error_info(error)
                 hint = info.metadata.get("since_tweet_id", "?") if info else "?"
-                self.endings.append((code.name, info.reason if info else "", hint))
+                reason = "RST_STREAM" if reset_by_proxy(error) else info.reason if info else ""
+                self.endings.append((code.name, reason, hint))
                 if hint not in {"", "?"}:
                     self._newest = hint  # where the server says to resume (it may be older)
-                if code != grpc.StatusCode.UNAVAILABLE:
+                if code != grpc.StatusCode.UNAVAILABLE and not reset_by_proxy(error):
                     self._violations.add(f"StreamHomeTimeline ended with {code.name}: {error.details()}")
                     return
             time.sleep(_backoff(attempt))

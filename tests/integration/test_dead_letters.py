@@ -1,12 +1,15 @@
 """No event dropped silently: fan-out's dead letters are listed and replayed through its admin API
 and `tweetmesh admin dead-letters`; a replayed event is delivered, one that fails again comes back;
 the event streams are trimmed of what the consumer group has read and acknowledged, never of what
-it has not; and with OUTBOX_REPLICAS an outbox row stays until a replica has its event."""
+it has not; a dead consumer's entries are claimed by the living before its name is deleted from
+the group; and with OUTBOX_REPLICAS an outbox row stays until a replica has its event."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,8 @@ import redis.asyncio as aioredis
 
 from devstack.mesh import Mesh, MeshPorts
 from devstack.redis import start_redis
-from meshkit.streams import StreamConsumer, dead_letter_stream
+from meshkit.metrics import REGISTRY
+from meshkit.streams import Entry, StreamConsumer, dead_letter_stream
 from social import FOLLOWS_STREAM, TWEETS_STREAM
 from tests.helpers import Stubs, eventually, fanned_out, held_in_redis, redis_client, rpc_error
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
@@ -135,7 +139,15 @@ async def test_a_stream_is_trimmed_of_what_every_group_acknowledged_and_no_furth
         return None
 
     consumer = StreamConsumer(
-        client, stream, "g", "c", handled, claim_idle_ms=60_000, max_deliveries=3, keep_seconds=0
+        client,
+        stream,
+        "g",
+        "c",
+        handled,
+        claim_idle_ms=60_000,
+        max_deliveries=3,
+        forget_idle_ms=60_000,
+        keep_seconds=0,
     )
     try:
         ids = [await client.xadd(stream, {"n": n}) for n in range(1000)]
@@ -152,9 +164,71 @@ async def test_a_stream_is_trimmed_of_what_every_group_acknowledged_and_no_furth
         assert trimmed > 0 and left[-500:] == ids[500:]  # entries trimmed, none not yet acknowledged
         assert len(left) == 1000 - trimmed
         # A consumer keeping recent history trims nothing young.
-        keeping = StreamConsumer(client, stream, "g", "c", handled, claim_idle_ms=60_000, max_deliveries=3)
+        keeping = StreamConsumer(
+            client, stream, "g", "c", handled, claim_idle_ms=60_000, max_deliveries=3, forget_idle_ms=60_000
+        )
         await client.xack(stream, "g", *ids[500:])
         assert await keeping.trim() == 0
+    finally:
+        await client.delete(stream)
+        await client.aclose()
+
+
+async def test_a_dead_consumers_entries_are_claimed_then_its_name_is_forgotten(mesh: Mesh) -> None:
+    stream = f"test:forget:{uuid.uuid4().hex}"
+    client = aioredis.Redis.from_url(mesh.redis_url)
+    handled: list[bytes] = []
+
+    async def handle(entry: Entry) -> None:
+        handled.append(entry.entry_id)
+
+    def living(forget_idle_ms: int) -> StreamConsumer:
+        return StreamConsumer(
+            client,
+            stream,
+            "g",
+            "living",
+            handle,
+            claim_idle_ms=100,
+            max_deliveries=3,
+            forget_idle_ms=forget_idle_ms,
+        )
+
+    async def consumers() -> set[bytes]:
+        found: Any = await client.xinfo_consumers(stream, "g")
+        return {c["name"] for c in found}
+
+    async def forgotten_soon(consumer: StreamConsumer) -> list[str]:
+        """What `consumer` forgets once someone has been idle past its time (polled up to 10 s)."""
+        deadline = time.monotonic() + 10
+        while not (found := await consumer.forget_dead_consumers()):
+            assert time.monotonic() < deadline, f"nobody forgotten within 10 s: {await consumers()}"
+            await asyncio.sleep(0.05)
+        return found
+
+    patient, eager = living(forget_idle_ms=60_000), living(forget_idle_ms=100)
+    try:
+        await eager.ensure_group()
+        ids = [await client.xadd(stream, {"n": n}) for n in range(3)]
+        await client.xreadgroup("g", "dead", {stream: ">"})  # read, never acknowledged: it died
+        await client.xgroup_createconsumer(stream, "g", "idle")  # joined, never got anything
+        assert await patient.forget_dead_consumers() == []  # nobody has been idle for a minute
+        # Idle and empty: forgotten. Idle but holding entries: kept, however long it has been idle.
+        assert await forgotten_soon(eager) == ["idle"]
+        assert await consumers() == {b"dead"}
+        # The living claims what the dead one held and handles it; then the dead one goes too.
+        deadline = time.monotonic() + 10
+        while len(handled) < len(ids):
+            assert time.monotonic() < deadline, f"not reclaimed within 10 s: {handled}"
+            await eager.reclaim()
+            await asyncio.sleep(0.05)
+        assert sorted(handled) == sorted(ids)
+        summary: Any = await client.xpending(stream, "g")
+        assert summary["pending"] == 0
+        assert await forgotten_soon(eager) == ["dead"]
+        assert await consumers() == {b"living"}  # never itself
+        labels = {"stream": stream, "group": "g"}
+        assert REGISTRY.get_sample_value("tweetmesh_stream_consumers_forgotten_total", labels) == 2
     finally:
         await client.delete(stream)
         await client.aclose()

@@ -28,16 +28,18 @@ from media_svc.media import MAX_UPLOAD_BYTES
 from media_svc.server import MAX_REQUEST_BYTES
 from tests.helpers import rpc_routes
 
-UPSTREAMS = {name: ("127.0.0.1", 50000 + n) for n, name in enumerate(PUBLIC_SERVICES)}
+UPSTREAMS = {name: [("127.0.0.1", 50000 + n)] for n, name in enumerate(PUBLIC_SERVICES)}
 
 
-def rendered(descriptor: Path = DESCRIPTOR, **options: Any) -> dict[str, Any]:
+def rendered(
+    descriptor: Path = DESCRIPTOR, upstreams: dict[str, list[tuple[str, int]]] = UPSTREAMS, **options: Any
+) -> dict[str, Any]:
     config = render_envoy_config(
         TEMPLATE,
         listen_port=8080,
         admin_port=9901,
         metrics_port=9902,
-        upstreams=UPSTREAMS,
+        upstreams=upstreams,
         descriptor=descriptor,
         **options,
     )
@@ -216,6 +218,26 @@ def test_every_cluster_has_explicit_circuit_breakers_with_room_for_the_streams()
     assert set(thresholds) == set(PUBLIC_SERVICES)
     # Thousands of open streams per timeline pod; Envoy's default of 1,024 would be the limit.
     assert thresholds["timeline"] >= 10_000 > thresholds["users"] == thresholds["tweets"] > 1024
+
+
+def test_a_cluster_lists_every_replica_each_checked_on_its_own() -> None:
+    replicas = {
+        name: [("127.0.0.1", 40000 + n), ("10.0.0.7", 41000 + n)] for n, name in enumerate(PUBLIC_SERVICES)
+    }
+    clusters = {c["name"]: c for c in rendered(upstreams=replicas)["static_resources"]["clusters"]}
+    for name, expected in replicas.items():
+        cluster = clusters[name]
+        (locality,) = cluster["load_assignment"]["endpoints"]
+        listed = [e["endpoint"]["address"]["socket_address"] for e in locality["lb_endpoints"]]
+        assert listed == [{"address": host, "port_value": port} for host, port in expected]
+        # Readiness per endpoint (the overall health status), and ejection of one that stops answering.
+        (check,) = cluster["health_checks"]
+        assert check["grpc_health_check"] == {}
+        assert cluster["outlier_detection"]["consecutive_local_origin_failure"] >= 1
+        # A service's own error answers (its dependency down) never eject it.
+        assert cluster["outlier_detection"]["enforcing_consecutive_5xx"] == 0
+    with pytest.raises(DevstackError, match="no endpoint"):
+        rendered(upstreams=replicas | {"users": []})
 
 
 def test_calls_are_counted_per_client_address_and_kind_after_the_transcoder() -> None:
