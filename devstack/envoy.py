@@ -17,6 +17,8 @@ renders the config and replaces itself with Envoy (see docker-compose.yml); XFF_
 environment is the number of proxies in front of it (--xff-trusted-hops). With a certificate
 (`--tls-cert` and `--tls-key`, or `--tls-dir` holding tls.crt and tls.key) it also serves HTTPS and
 gRPC over TLS on `--tls-listen`; `--cors-origin` (repeatable) lets pages of that origin call the API.
+With `--mesh-tls-dir` (tls.crt, tls.key, ca.crt; default $GRPC_TLS_DIR, the services' variable) it
+speaks mutual TLS to the services.
 With OTEL_EXPORTER_OTLP_ENDPOINT in its environment it traces requests to that OTLP/gRPC collector.
 The web client's files (web/) are served at / as direct responses, one route per file.
 """
@@ -25,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ipaddress
 import json
 import os
 import re
+import sys
 import tempfile
 import urllib.error
 import urllib.parse
@@ -45,6 +49,7 @@ from devstack import binaries
 from devstack.errors import DevstackError
 from devstack.process import ManagedProcess, Server
 from devstack.tls import TlsFiles
+from meshkit.mtls import CERTIFICATE, PRIVATE_KEY, TRUSTED_CAS, MeshTlsError, load_mesh_tls
 from meshkit.tracing import ENDPOINT_VARIABLE
 
 LISTENER = "ingress"
@@ -455,6 +460,39 @@ def _set_tls(listeners: list[Any], tls: TlsListener | None, template: Path) -> N
     certificate["private_key"] = {"filename": os.fspath(tls.files.key.resolve())}
 
 
+def _set_mesh_tls(cluster: Any, hosts: Sequence[str], folder: Path | None, template: Path) -> None:
+    """Keeps the service cluster's mutual TLS with the files of `folder` and its endpoints' `hosts`
+    (what it dials) as the names the service's certificate may carry, or drops it without
+    `folder`: plain h2c."""
+    if "transport_socket" not in cluster:
+        raise DevstackError(f"{template}: cluster {cluster['name']!r} has no transport_socket (mutual TLS)")
+    if folder is None:
+        del cluster["transport_socket"]
+        return
+    socket = copy.deepcopy(cluster["transport_socket"])  # one node for every cluster (a YAML alias)
+    # Absolute, not resolved: a mounted Secret's files are links that a renewal points elsewhere.
+    context = _at(socket, ("typed_config", "common_tls_context"), template)
+    (certificate,) = _at(context, ("tls_certificates",), template)
+    certificate["certificate_chain"] = {"filename": os.path.abspath(folder / CERTIFICATE)}
+    certificate["private_key"] = {"filename": os.path.abspath(folder / PRIVATE_KEY)}
+    validation = _at(context, ("validation_context",), template)
+    validation["trusted_ca"] = {"filename": os.path.abspath(folder / TRUSTED_CAS)}
+    names = [_subject_alt_name(host) for host in dict.fromkeys(hosts)]
+    validation["match_typed_subject_alt_names"] = names
+    if len(names) == 1 and names[0]["san_type"] == "DNS":  # a name for all (a headless Service)
+        socket["typed_config"]["sni"] = hosts[0]
+    cluster["transport_socket"] = socket
+
+
+def _subject_alt_name(host: str) -> dict[str, Any]:
+    """The subject alternative name a certificate must carry to be `host`'s."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return {"san_type": "DNS", "matcher": {"exact": host}}
+    return {"san_type": "IP_ADDRESS", "matcher": {"exact": host}}
+
+
 def _set_collector(
     config: Any, ingress: Any, cluster: Any, collector: tuple[str, int] | None, template: Path
 ) -> None:
@@ -505,6 +543,7 @@ def render_envoy_config(
     web: Path = WEB,
     cors_origins: Sequence[str] = (),
     otlp_collector: tuple[str, int] | None = None,
+    mesh_tls: Path | None = None,
 ) -> str:
     """The template with our listener, admin and metrics addresses, cluster endpoints, descriptor
     path and the routes of the descriptor set's public RPCs (see the module's docstring), as YAML.
@@ -521,7 +560,14 @@ def render_envoy_config(
     on `cors_origins` may call the API. With `otlp_collector` (host, port), Envoy traces every
     request and sends its spans there (OTLP/gRPC); without, the template's tracing and collector
     cluster are dropped.
+    With `mesh_tls` (a folder of tls.crt, tls.key and ca.crt, checked here as meshkit.mtls checks
+    a service's), Envoy speaks mutual TLS to every service cluster; without, plain h2c.
     """
+    if mesh_tls is not None:
+        try:
+            load_mesh_tls(mesh_tls, serves=False)
+        except MeshTlsError as error:
+            raise DevstackError(f"Envoy's mesh TLS: {error}") from None
     config = yaml.safe_load(template.read_text())
     _set_address(_at(config, ("admin", "address", "socket_address"), template), admin_port, admin_host)
     metrics = _listener(config, METRICS_LISTENER, template)
@@ -547,6 +593,7 @@ def render_envoy_config(
         )
     for name, endpoints in upstreams.items():
         _set_endpoints(clusters[name], endpoints, template)
+        _set_mesh_tls(clusters[name], [host for host, _ in endpoints], mesh_tls, template)
     allowed = http_paths(descriptor.read_bytes())
     _route_public_rpcs(ingress, rpcs, set(clusters), allowed, template)
     _refuse_other_methods(ingress, allowed, template)
@@ -678,25 +725,37 @@ def main() -> None:
         help="serve TLS if this folder holds tls.crt and tls.key (a Kubernetes TLS Secret mounted "
         "optional); without them, plain HTTP only",
     )
+    parser.add_argument(
+        "--mesh-tls-dir",
+        type=Path,
+        default=os.environ.get("GRPC_TLS_DIR") or None,
+        help="speak mutual TLS to the services with this folder's tls.crt, tls.key and ca.crt"
+        " (Envoy's certificate and the mesh's CA), as the services do with GRPC_TLS_DIR"
+        " (default: $GRPC_TLS_DIR; unset: plain)",
+    )
     args = parser.parse_args()
     upstreams: dict[str, list[tuple[str, int]]] = {}
     for cluster, address in args.upstream:
         upstreams.setdefault(cluster, []).append(address)
-    config = render_envoy_config(
-        args.template,
-        listen_port=args.listen[1],
-        listen_host=args.listen[0],
-        admin_port=args.admin[1],
-        admin_host=args.admin[0],
-        metrics_port=args.metrics[1],
-        metrics_host=args.metrics[0],
-        upstreams=upstreams,
-        descriptor=args.descriptor,
-        xff_trusted_hops=args.xff_trusted_hops,
-        tls=_tls_listener(parser, args),
-        cors_origins=args.cors_origin,
-        otlp_collector=otlp_collector(os.environ.get(ENDPOINT_VARIABLE)),
-    )
+    try:
+        config = render_envoy_config(
+            args.template,
+            listen_port=args.listen[1],
+            listen_host=args.listen[0],
+            admin_port=args.admin[1],
+            admin_host=args.admin[0],
+            metrics_port=args.metrics[1],
+            metrics_host=args.metrics[0],
+            upstreams=upstreams,
+            descriptor=args.descriptor,
+            xff_trusted_hops=args.xff_trusted_hops,
+            tls=_tls_listener(parser, args),
+            cors_origins=args.cors_origin,
+            otlp_collector=otlp_collector(os.environ.get(ENDPOINT_VARIABLE)),
+            mesh_tls=args.mesh_tls_dir,
+        )
+    except DevstackError as error:  # a wrong setup, said in one line
+        sys.exit(f"devstack.envoy: {error}")
     config_path = Path(tempfile.mkdtemp(prefix="tweetmesh-envoy-")) / "envoy.yaml"
     config_path.write_text(config)
     argv = _argv(config_path)

@@ -45,6 +45,7 @@ from devstack.redis import start_redis
 from devstack.smtp import start_smtp
 from devstack.tls import TlsFiles
 from meshkit.healthcheck import health_status
+from meshkit.mtls import load_mesh_tls
 from meshkit.tracing import ENDPOINT_VARIABLE
 from social.services import DEFAULT_PORTS
 
@@ -58,6 +59,10 @@ SERVICES = (
     "media",
 )  # start order; stop is the reverse
 PUBLIC_SERVICES = ("users", "tweets", "notifications", "timeline", "media")  # the Envoy clusters
+# With mutual TLS, the members of the mesh besides the services that get a certificate: Envoy, and
+# a client for whoever calls a service directly (the mesh's health checks, an operator's grpcurl).
+ENVOY, CLIENT = "envoy", "client"
+MESH_TLS_MEMBERS = (*SERVICES, ENVOY, CLIENT)
 HOST = "127.0.0.1"
 # Replica n of a service listens on its ports + REPLICA_PORT_STEP * (n - 1); with the default ports,
 # MAX_REPLICAS keeps the services' metrics ports (9101...) below Envoy's admin port (9901).
@@ -231,7 +236,10 @@ class Mesh:
     serves HTTPS and gRPC over TLS on `ports.envoy_tls` with that certificate; browsers on
     `cors_origins` may call the API from their pages. `replicas` processes of each service run
     (see the module's docstring); the methods that take a service's name take a replica's too
-    (`kill_service("fanout-2")`), and the service's name alone means its first replica.
+    (`kill_service("fanout-2")`), and the service's name alone means its first replica. With
+    `mesh_tls` (devstack.tls.mesh_certificates: a folder per member), Envoy and the services speak
+    mutual TLS to each other: each service's replicas get its folder as GRPC_TLS_DIR, Envoy the
+    folder `envoy`, and the mesh's own health checks present the certificate of `client`.
     """
 
     def __init__(
@@ -250,6 +258,7 @@ class Mesh:
         tls: TlsFiles | None = None,
         cors_origins: Sequence[str] = (),
         replicas: int = 1,
+        mesh_tls: Path | None = None,
         pg_replica: bool = False,
     ) -> None:
         if not 1 <= replicas <= MAX_REPLICAS:
@@ -267,6 +276,7 @@ class Mesh:
         self._enforce_edge_limits = enforce_edge_limits
         self._tls = tls
         self._cors_origins = tuple(cors_origins)
+        self._mesh_tls = mesh_tls
         if pg_replica and self._external_database_url:
             raise DevstackError(
                 "a read replica is started only for the embedded PostgreSQL; with DATABASE_URL, set"
@@ -313,6 +323,11 @@ class Mesh:
     def tls(self) -> TlsFiles | None:
         """The certificate Envoy's TLS listener serves, if it has one."""
         return self._tls
+
+    @property
+    def mesh_tls(self) -> Path | None:
+        """The folder of the mesh's CA and its members' certificates, when they speak mutual TLS."""
+        return self._mesh_tls
 
     @property
     def database_url(self) -> str:
@@ -389,12 +404,12 @@ class Mesh:
         if name not in self.processes():
             raise ValueError(f"unknown service {name!r}; expected one of {', '.join(self.processes())}")
         grpc_port, metrics_port = self._ports.replica(name)
-        return (
-            self._base_env()
-            | {"GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port)}
-            | self._env_overrides
-            | dict(extra_env or {})
-        )
+        own = {"GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port)}
+        # The mesh decides, not a GRPC_TLS_DIR of the caller's environment: its health checks and
+        # Envoy must speak what the services speak.
+        service, _ = replica_of(name)
+        own["GRPC_TLS_DIR"] = "" if self._mesh_tls is None else str(self._mesh_tls / service)
+        return self._base_env() | own | self._env_overrides | dict(extra_env or {})
 
     # ----- bringing it up and down
 
@@ -655,14 +670,22 @@ class Mesh:
         argv = [sys.executable, "-m", f"{service}_svc"]
         return ManagedProcess(name, argv, log_path=self._log(name), env=env, cwd=ROOT)
 
+    def channel(self, name: str, options: Sequence[tuple[str, int]] = ()) -> grpc.Channel:
+        """A channel to the service (or replica) `name`: plain, or with mutual TLS presenting the
+        certificate of the mesh's member `client`."""
+        address = f"{HOST}:{self._ports.replica(name)[0]}"
+        if self._mesh_tls is None:
+            return grpc.insecure_channel(address, options=options)
+        client = load_mesh_tls(self._mesh_tls / CLIENT, serves=False)
+        return grpc.secure_channel(address, client.channel_credentials(), options=options)
+
     def _serving(self, name: str) -> bool:
-        with grpc.insecure_channel(f"{HOST}:{self._ports.replica(name)[0]}") as channel:
+        with self.channel(name) as channel:
             return health_status(channel, timeout=0.5) == "SERVING"
 
     def _wait_serving(self, name: str) -> None:
         process = self._services[name]
-        address = f"{HOST}:{self._ports.replica(name)[0]}"
-        with grpc.insecure_channel(address, options=_FAST_RECONNECT) as channel:
+        with self.channel(name, _FAST_RECONNECT) as channel:
             process.wait_until(
                 lambda: health_status(channel, timeout=1.0) == "SERVING",
                 self._ready_timeout,
@@ -684,6 +707,7 @@ class Mesh:
             tls=None if self._tls is None else TlsListener(self._tls, self._ports.envoy_tls),
             cors_origins=self._cors_origins,
             otlp_collector=otlp_collector((self._base_env() | self._env_overrides).get(ENDPOINT_VARIABLE)),
+            mesh_tls=None if self._mesh_tls is None else self._mesh_tls / ENVOY,
         )
         self._envoy = start_envoy(
             config,

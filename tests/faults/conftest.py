@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-import grpc
 import pytest
 
 from devstack.errors import DevstackError
@@ -47,10 +46,7 @@ def fault_stubs(fault_mesh: Mesh) -> Iterator[Stubs]:
 def service_health(mesh: Mesh) -> Iterator[Callable[[str], str]]:
     """The health of a service of `mesh`, by name: SERVING when each of its running replicas is,
     else what the first that is not says."""
-    channels = {
-        name: grpc.insecure_channel(f"127.0.0.1:{mesh.ports.replica(name)[0]}", options=FAST_RECONNECT)
-        for name in mesh.processes()
-    }
+    channels = {name: mesh.channel(name, FAST_RECONNECT) for name in mesh.processes()}
 
     def running(name: str) -> bool:
         try:
