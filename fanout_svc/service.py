@@ -3,18 +3,27 @@ unfollow does to a timeline.
 
 A tweet goes to its author, to the users it mentions (the replied-to author counts as mentioned)
 and to the author's followers; a tweet that is not for everyone (social.rules.is_for_everyone: a
-reply to someone else) reaches only the followers who also follow the replied-to author. A follow
-merges what belongs in the follower's home (social.rules.belongs_in_home), the rule timeline_svc
-applies when it rebuilds a timeline from PostgreSQL."""
+reply to someone else) reaches only the followers who also follow the replied-to author. A
+celebrity's tweets for everyone are merged at read time instead (fanout_svc.celebrities); its
+replies to someone else still reach the followers of both. A follow merges what belongs in the
+follower's home (social.rules.belongs_in_home), the rule timeline_svc applies when it rebuilds a
+timeline from PostgreSQL.
+
+The followers come from the follower lists users_svc keeps in Redis (social.follower_lists): each
+event becomes a job (social.timelines.FanoutJob) and a batch of events is written by a few calls of
+one script, with no Python per follower. A list that is missing is built by users_svc when a job
+needs it (a miss), and the jobs that needed it run again."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from fanout_svc.celebrities import Celebrities
 from social import State, TweetRef, belongs_in_home, is_for_everyone
+from social.live import GLOBAL_CHANNEL
+from social.timelines import FanoutJob, JobOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +44,19 @@ class FollowChanged:
 
 
 class FollowGraph(Protocol):
-    def follower_pages(self, user_id: int) -> AsyncIterator[list[int]]: ...
-    async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]: ...
     async def following(self, user_id: int) -> list[int]: ...
+
+
+class FollowerLists(Protocol):
+    """What fan-out asks of users_svc about the follower lists (social.peers.UsersPeer)."""
+
+    async def ensure_follower_lists(self, author_ids: Sequence[int]) -> None:
+        """Builds the lists of `author_ids` that are missing; returns once they are built."""
+        ...
+
+    async def sync_follow(self, follower_id: int, followee_id: int) -> None:
+        """Brings the followee's list in line with the follow graph for this follower."""
+        ...
 
 
 class TweetIndex(Protocol):
@@ -54,109 +73,147 @@ class HomeTimelineWrites(Protocol):
 
     max_entries: int
 
-    async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int: ...
-    async def retract(self, tweet_id: int, user_ids: Sequence[int]) -> None: ...
+    async def fan_out(self, jobs: Sequence[FanoutJob], budget: int) -> list[JobOutcome]: ...
     async def exists(self, user_id: int) -> bool: ...
     async def merge(self, user_id: int, tweet_ids: Iterable[int]) -> int: ...
     async def remove(self, user_id: int, tweet_ids: Iterable[int]) -> None: ...
     async def oldest(self, user_id: int) -> int | None: ...
 
 
+class CelebrityLists(Protocol):
+    """Celebrities' own recent tweets (social.timelines.celebrity_lists): where a job writes them."""
+
+    def key(self, ident: int) -> str: ...
+    def channel(self, ident: int) -> str: ...
+
+
 # ListTweetIdsByAuthors answers at most this many ids per call.
 _ID_BATCH = 1000
 
 
-class CelebrityLists(Protocol):
-    """Celebrities' own recent tweets (social.timelines.celebrity_lists)."""
-
-    async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int: ...
-    async def retract(self, tweet_id: int, user_ids: Sequence[int]) -> None: ...
-
-
-class GlobalAnnouncer(Protocol):
-    """The global timeline's live streams (social.live.GlobalFeed)."""
-
-    async def announce(self, tweet_id: int, *, deleted: bool) -> None: ...
+class FollowerListMissing(Exception):
+    """A follower list the event needs could not be built: the event is retried later."""
 
 
 class Fanout:
     def __init__(
         self,
         graph: FollowGraph,
+        lists: FollowerLists,
         tweets: TweetIndex,
         timelines: HomeTimelineWrites,
-        global_feed: GlobalAnnouncer,
         celebrities: Celebrities | None = None,
         celebrity_lists: CelebrityLists | None = None,
+        *,
+        call_budget: int = 2000,
     ) -> None:
+        self._call_budget = call_budget
         self._graph = graph
+        self._lists = lists
         self._tweets = tweets
         self._timelines = timelines
-        self._global = global_feed
         self._celebrities = celebrities
-        self._lists = celebrity_lists
+        self._celebrity_lists = celebrity_lists
+
+    def job(self, event: TweetChanged, celebrity: bool) -> FanoutJob:
+        """What the event writes: to its author and those it mentions; to the author's own list
+        (when for everyone); to the followers it is for; and to the global timeline's streams.
+        A deletion is taken out of every timeline that may hold it, whatever the reply filter
+        decided (removing is harmless)."""
+        for_everyone = is_for_everyone(event)
+        followers_of: int | None = event.author_id
+        among = None if for_everyone else event.reply_to_author_id
+        if celebrity and for_everyone and not event.deleted:
+            followers_of = None  # merged at read time
+        if event.deleted:
+            among = None
+        others: tuple[tuple[str, str], ...] = ()
+        if self._celebrity_lists is not None and (for_everyone or event.deleted):
+            lists = self._celebrity_lists
+            others = ((lists.key(event.author_id), lists.channel(event.author_id)),)
+        return FanoutJob(
+            event.tweet_id,
+            deleted=event.deleted,
+            homes=tuple(dict.fromkeys([event.author_id, *event.mentioned_user_ids])),
+            others=others,
+            followers_of=followers_of,
+            among=among,
+            announce=GLOBAL_CHANNEL if event.public else "",
+        )
+
+    async def tweets_changed(self, events: Sequence[TweetChanged]) -> list[int | Exception]:
+        """Writes each new tweet into the home timelines it belongs in, or takes each deleted one
+        out of every timeline that may hold it, telling the live streams; for each event, how many
+        timelines took a new tweet (absent timelines are skipped: they are rebuilt when read), or
+        the error it alone failed with."""
+        states = await self._celebrity_states([e.author_id for e in events if not e.deleted])
+        jobs: list[FanoutJob] = []
+        results: list[int | Exception] = []
+        for event in events:
+            state = states.get(event.author_id)
+            if isinstance(state, Exception):
+                results.append(state)
+            else:
+                results.append(0)
+                jobs.append(self.job(event, state is State.CELEBRITY))
+        outcomes = iter(await self._write(jobs))
+        for n, event in enumerate(events):
+            if isinstance(results[n], Exception):
+                continue
+            outcome = next(outcomes)
+            if isinstance(outcome, Exception):
+                results[n] = outcome
+                continue
+            results[n] = 0 if event.deleted else outcome.written
+            celebrity = states.get(event.author_id) is State.CELEBRITY
+            if self._celebrities is not None and not event.deleted and not celebrity:
+                try:
+                    await self._celebrities.after_fanout(event.author_id, outcome.followers or 0)
+                except Exception as error:
+                    results[n] = error
+        return results
 
     async def tweet_changed(self, event: TweetChanged) -> int:
-        """Writes a new tweet into the home timelines it belongs in, or takes a deleted one out of
-        every timeline that may hold it, and tells the live streams; returns how many timelines
-        took a new tweet (absent timelines are skipped: they are rebuilt when read)."""
-        if event.deleted:
-            await self._retract(event)
-            return 0
-        celebrity = (
-            self._celebrities is not None
-            and await self._celebrities.settle(event.author_id) is State.CELEBRITY
-        )
-        delivered = await self._timelines.deliver(
-            event.tweet_id, list(dict.fromkeys([event.author_id, *event.mentioned_user_ids]))
-        )
-        for_everyone = is_for_everyone(event)
-        if self._lists is not None and for_everyone:
-            # The author's own list, if readers built one, and the streams of celebrity followers.
-            await self._lists.deliver(event.tweet_id, [event.author_id])
-        if celebrity:
-            delivered += await self._reply_of_celebrity(event)
-        else:
-            followers_seen = 0
-            async for page in self._graph.follower_pages(event.author_id):
-                followers_seen += len(page)
-                followers = page
-                if not for_everyone and event.reply_to_author_id is not None and page:
-                    followers = await self._graph.followers_among(event.reply_to_author_id, page)
-                delivered += await self._timelines.deliver(event.tweet_id, followers)
-            if self._celebrities is not None:
-                await self._celebrities.after_fanout(event.author_id, followers_seen)
-        if event.public:
-            await self._global.announce(event.tweet_id, deleted=False)
-        return delivered
+        """One event's fan-out (tweets_changed for a batch of one)."""
+        (result,) = await self.tweets_changed([event])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-    async def _reply_of_celebrity(self, event: TweetChanged) -> int:
-        """A celebrity's reply to someone else reaches only the followers of both: found from the
-        replied-to author's followers (usually far fewer than the celebrity's)."""
-        if is_for_everyone(event) or event.reply_to_author_id is None:
-            return 0
-        delivered = 0
-        async for page in self._graph.follower_pages(event.reply_to_author_id):
-            if page:
-                both = await self._graph.followers_among(event.author_id, page)
-                delivered += await self._timelines.deliver(event.tweet_id, both)
-        return delivered
+    async def _celebrity_states(self, author_ids: Sequence[int]) -> dict[int, State | Exception | None]:
+        if self._celebrities is None or not author_ids:
+            return {}
+        return await self._celebrities.settle_all(author_ids)
 
-    async def _retract(self, event: TweetChanged) -> None:
-        # Everyone who may hold it, whatever the reply filter decided: removing is harmless.
-        await self._timelines.retract(
-            event.tweet_id, list(dict.fromkeys([event.author_id, *event.mentioned_user_ids]))
-        )
-        async for followers in self._graph.follower_pages(event.author_id):
-            await self._timelines.retract(event.tweet_id, followers)
-        if self._lists is not None:
-            await self._lists.retract(event.tweet_id, [event.author_id])
-        if event.public:
-            await self._global.announce(event.tweet_id, deleted=True)
+    async def _write(self, jobs: Sequence[FanoutJob]) -> list[JobOutcome | Exception]:
+        """The jobs' outcomes; the jobs whose follower lists were missing run again once users_svc
+        has built them (FollowerListMissing if it could not)."""
+        outcomes: list[JobOutcome | Exception] = list(await self._timelines.fan_out(jobs, self._call_budget))
+        waiting = [n for n, o in enumerate(outcomes) if isinstance(o, JobOutcome) and o.missing]
+        if not waiting:
+            return outcomes
+        authors = sorted({a for n in waiting for a in (jobs[n].followers_of, jobs[n].among) if a is not None})
+        try:
+            await self._lists.ensure_follower_lists(authors)
+            again = await self._timelines.fan_out([jobs[n] for n in waiting], self._call_budget)
+        except Exception as error:
+            for n in waiting:
+                outcomes[n] = error
+            return outcomes
+        for n, outcome in zip(waiting, again, strict=True):
+            outcomes[n] = (
+                FollowerListMissing(f"the follower lists of {authors} are missing")
+                if outcome.missing
+                else outcome
+            )
+        return outcomes
 
     async def follow_changed(self, event: FollowChanged) -> None:
-        """A follow merges the followee's recent tweets into the follower's timeline; an unfollow
-        takes out every one of them that the timeline holds."""
+        """The followee's follower list first (so that a tweet fanned out from now on finds the
+        follower, and one fanned out before is among the tweets merged below); then a follow
+        merges the followee's recent tweets into the follower's timeline and an unfollow takes out
+        every one of them that the timeline holds."""
+        await self._lists.sync_follow(event.follower_id, event.followee_id)
         if not await self._timelines.exists(event.follower_id):
             return  # rebuilt from the follow graph when next read
         if self._celebrities is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,8 @@ class Entry:
 
 
 Handler = Callable[[Entry], Awaitable[None]]
+# Handles a batch at once: each entry's outcome, in order (None when it is done, else its error).
+BatchHandler = Callable[[list[Entry]], Awaitable[Sequence[BaseException | None]]]
 
 
 def dead_letter_stream(stream: str) -> str:
@@ -49,7 +51,8 @@ class StreamConsumer:
     only entries whose handler returned. Failed entries stay pending; after `claim_idle_ms` any
     consumer of the group (this one included) claims and retries them, and after `max_deliveries`
     attempts they go to `<stream>:dead`. A wiped Redis (NOGROUP) recreates the group. Entries of
-    a batch are handled concurrently unless `ordered`."""
+    a batch are handled concurrently unless `ordered`; or, with `batch_handler`, all at once by
+    one call that answers for each."""
 
     def __init__(
         self,
@@ -57,8 +60,9 @@ class StreamConsumer:
         stream: str,
         group: str,
         consumer: str,
-        handler: Handler,
+        handler: Handler | None = None,
         *,
+        batch_handler: BatchHandler | None = None,
         claim_idle_ms: int,
         max_deliveries: int,
         batch: int = 100,
@@ -69,7 +73,10 @@ class StreamConsumer:
         self._stream = stream
         self._group = group
         self._consumer = consumer
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give one of handler and batch_handler")
         self._handler = handler
+        self._batch_handler = batch_handler
         self._claim_idle_ms = claim_idle_ms
         self._max_deliveries = max_deliveries
         self._batch = batch
@@ -150,10 +157,15 @@ class StreamConsumer:
         if not entries:
             return
         results: list[BaseException | None]
-        if self._ordered:  # one at a time, in stream order: later entries may depend on earlier ones
-            results = [await _outcome(self._handler(e)) for e in entries]
+        if self._batch_handler is not None:
+            try:
+                results = list(await self._batch_handler(entries))
+            except Exception as error:
+                results = [error] * len(entries)
+        elif self._ordered:  # one at a time, in stream order: later entries may depend on earlier ones
+            results = [await _outcome(self._one(e)) for e in entries]
         else:
-            results = await asyncio.gather(*(self._handler(e) for e in entries), return_exceptions=True)
+            results = await asyncio.gather(*(self._one(e) for e in entries), return_exceptions=True)
         done: list[bytes] = []
         poison: list[Entry] = []
         for entry, result in zip(entries, results, strict=True):
@@ -171,6 +183,10 @@ class StreamConsumer:
         await self._dead_letter(poison, reason="poison")
         STREAM_ENTRIES.labels(self._stream, "acked").inc(len(done))
         STREAM_ENTRIES.labels(self._stream, "failed").inc(len(entries) - len(done) - len(poison))
+
+    async def _one(self, entry: Entry) -> None:
+        assert self._handler is not None
+        await self._handler(entry)
 
     async def _dead_letter(self, entries: list[Entry], reason: str) -> None:
         if not entries:

@@ -40,10 +40,12 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from meshkit.settings import Env
+from social.follower_lists import LIST_KEYS, LIST_PREFIX
 from social.live import (
     CELEBRITY_CHANNEL_PREFIX,
     USER_CHANNEL_PREFIX,
     celebrity_message,
+    channel,
     tweet_message,
 )
 
@@ -51,6 +53,8 @@ HOME_PREFIX = "home"
 CELEBRITY_LIST_PREFIX = "celeb"
 # How many home timelines fan-out wrote a tweet into, ever (GetFanoutStats).
 DELIVERED_COUNTER = "fanout:delivered"
+# How many followers fan-out found without a home timeline (and took out of the follower lists).
+PRUNED_COUNTER = "fanout:pruned"
 BUILT = b"\0" * 8
 REBUILDING = b"R" + b"\0" * 7
 # A timeline being rebuilt expires soon unless the rebuild finishes: a crashed rebuild is redone.
@@ -74,29 +78,6 @@ local function trim(key, keep)
   redis.call('SET', key, string.sub(data, 1, 8) .. newest .. table.concat(markers), 'KEEPTTL')
 end
 """
-
-# KEYS: timeline keys. ARGV: the 8-byte id, max bytes, ids kept by a trim, the live message, the
-# channel prefix, the key prefix length, the counter of deliveries ("" for none). Returns how many
-# timelines got the tweet.
-_DELIVER = (
-    _TRIM
-    + """
-local delivered = 0
-local limit, keep, skip = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[6])
-local channels = {}
-for i, key in ipairs(KEYS) do channels[i] = ARGV[5] .. string.sub(key, skip + 1) end
-local listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
-for i, key in ipairs(KEYS) do
-  if redis.call('STRLEN', key) > 0 then
-    if redis.call('APPEND', key, ARGV[1]) > limit then trim(key, keep) end
-    delivered = delivered + 1
-  end
-  if listeners[2 * i] > 0 then redis.call('PUBLISH', channels[i], ARGV[4]) end
-end
-if delivered > 0 and ARGV[7] ~= '' then redis.call('INCRBY', ARGV[7], delivered) end
-return delivered
-"""
-)
 
 # KEYS[1]: one timeline. ARGV: max bytes, ids kept by a trim, ttl, header to set or "", packed ids.
 # Adds the ids only if the timeline exists; returns how many were given (0 when it does not exist).
@@ -128,27 +109,172 @@ redis.call('SET', KEYS[1], string.sub(data, 1, 8) .. table.concat(kept), 'KEEPTT
 return (#data - 8) / 8 - #kept
 """
 
-# KEYS: timelines. ARGV: the packed id, the live message, the channel prefix, the key prefix length.
-# Takes a deleted tweet out of each timeline and tells its live streams (deletions are rare: the
-# rewrite of a few kilobytes per timeline is fine).
-_RETRACT = """
-local skip = tonumber(ARGV[4])
-for _, key in ipairs(KEYS) do
+# Fan-out of a batch of tweet events, inside Redis: each job writes (or, for a deletion, takes
+# out) one tweet in the home timelines of given users (its author and the users it mentions), of
+# other timelines named by key (a celebrity's own list), and of the followers found in the
+# follower lists (social.follower_lists): those of one author, or those of two authors at once
+# (who follow both: the smaller list is gone through, the larger asked). Only timelines that
+# exist are written; a follower whose timeline is gone leaves the list. Live streams listening on
+# a timeline's channel are told; the job's announce channel too. A call stops after a bucket once
+# it has gone through `budget` timelines and says where to resume.
+#
+# ARGV: home prefix, live channel prefix, list prefix, max bytes, ids kept by a trim, delivered
+# counter ("" for none), pruned counter ("" for none), budget, then where to resume (bucket, side,
+# list generation: -1, "", "" for a fresh start), then the jobs, each: kind ("+" deliver, "-" take
+# out), tweet id, the 8-byte id, the live message, announce channel (""), followers of (""),
+# among (""), n, n home user ids, m, m pairs of (timeline key, channel).
+# Returns: jobs done, where to resume (bucket, side, generation; -1 when all are done), then per
+# job gone through:
+# timelines written, followers pruned, 1 if a list it needs is missing (or being built), the
+# author's followers in PostgreSQL (-1: no list read).
+_FAN_OUT = (
+    _TRIM
+    + LIST_KEYS
+    + """
+local home_prefix, live_prefix, list_prefix = ARGV[1], ARGV[2], ARGV[3]
+local limit, keep = tonumber(ARGV[4]), tonumber(ARGV[5])
+local budget = tonumber(ARGV[8])
+local resume_bucket, resume_side, resume_gen = tonumber(ARGV[9]), ARGV[10], ARGV[11]
+local delivered, pruned_all = 0, 0
+local out = {}
+
+local function list_state(author)
+  if author == '' then return nil end
+  local meta = list_meta(list_prefix, author)
+  local s = redis.call('HMGET', meta, 'state', 'gen', 'buckets', 'size', 'followers')
+  if s[1] ~= 'built' then return false end
+  return {meta = meta, gen = s[2], buckets = tonumber(s[3]), size = tonumber(s[4]),
+          followers = tonumber(s[5])}
+end
+
+-- A timeline takes the id if it exists (an 8-byte header at least: an APPEND that leaves 8
+-- bytes made the key, which is dropped again).
+local function add(key, packed)
+  local length = redis.call('APPEND', key, packed)
+  if length == #packed then redis.call('DEL', key); return false end
+  if length > limit then trim(key, keep) end
+  return true
+end
+
+local function take_out(key, packed)
   local data = redis.call('GET', key)
-  if data then
-    local kept = {}
-    for p = 9, #data, 8 do
-      local id = string.sub(data, p, p + 7)
-      if id ~= ARGV[1] then kept[#kept + 1] = id end
+  if not data then return false end
+  local kept = {}
+  for p = 9, #data, 8 do
+    local id = string.sub(data, p, p + 7)
+    if id ~= packed then kept[#kept + 1] = id end
+  end
+  if #kept * 8 + 8 < #data then
+    redis.call('SET', key, string.sub(data, 1, 8) .. table.concat(kept), 'KEEPTTL')
+  end
+  return true
+end
+
+-- Writes (or takes out) the tweet in the timelines `keys`; tells their channels (a new tweet only
+-- where someone listens). Returns which keys exist.
+local function touch(kind, keys, channels, packed, message)
+  local found = {}
+  local listeners = nil
+  if kind == '+' and #channels > 0 then
+    listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+  end
+  for k, key in ipairs(keys) do
+    if kind == '+' then found[k] = add(key, packed) else found[k] = take_out(key, packed) end
+    if kind == '-' or listeners[2 * k] > 0 then redis.call('PUBLISH', channels[k], message) end
+  end
+  return found
+end
+
+-- Adds up the counters; the reply: where to resume, then each job's figures.
+local function finish(reply)
+  if ARGV[6] ~= '' and delivered > 0 then redis.call('INCRBY', ARGV[6], delivered) end
+  if ARGV[7] ~= '' and pruned_all > 0 then redis.call('INCRBY', ARGV[7], pruned_all) end
+  for _, figures in ipairs(out) do
+    for _, v in ipairs(figures) do reply[#reply + 1] = v end
+  end
+  return reply
+end
+
+local i, job = 12, 0
+while i <= #ARGV do
+  job = job + 1
+  local kind, packed, message, announce = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local homes = tonumber(ARGV[i + 7])
+  local others_at = i + 8 + homes
+  local others = tonumber(ARGV[others_at])
+  local next_job = others_at + 1 + 2 * others
+  local resuming = job == 1 and resume_bucket >= 0
+  local a, b = list_state(ARGV[i + 5]), list_state(ARGV[i + 6])
+  local direct = {}  -- written already, whether they follow or not
+  for h = i + 8, i + 7 + homes do direct[ARGV[h]] = true end
+  local written, pruned = 0, 0
+  if a == false or b == false then
+    out[#out + 1] = {0, 0, 1, -1}
+  else
+    if not resuming then
+      local keys, channels = {}, {}
+      for h = i + 8, i + 7 + homes do
+        keys[#keys + 1] = home_prefix .. ARGV[h]
+        channels[#channels + 1] = live_prefix .. ARGV[h]
+      end
+      for _, exists in ipairs(touch(kind, keys, channels, packed, message)) do
+        if exists then written = written + 1 end
+      end
+      keys, channels = {}, {}
+      for o = others_at + 1, next_job - 1, 2 do
+        keys[#keys + 1] = ARGV[o]
+        channels[#channels + 1] = ARGV[o + 1]
+      end
+      touch(kind, keys, channels, packed, message)
+      if announce ~= '' then redis.call('PUBLISH', announce, message) end
+      budget = budget - homes - others
     end
-    if #kept * 8 + 8 < #data then
-      redis.call('SET', key, string.sub(data, 1, 8) .. table.concat(kept), 'KEEPTTL')
+    local stopped, side, iterated = nil, 'a', a
+    if a then
+      local other = b
+      if resuming then side = resume_side elseif b and b.size < a.size then side = 'b' end
+      if side == 'b' then iterated, other = b, a end
+      local start = 0
+      if resuming and iterated.gen == resume_gen then start = resume_bucket end
+      local cost = kind == '+' and 1 or 8
+      for bucket = start, iterated.buckets - 1 do
+        if budget <= 0 then stopped = bucket; break end
+        local members = redis.call('SMEMBERS', list_bucket(iterated.meta, iterated.gen, bucket))
+        local ids, keys, channels = {}, {}, {}
+        for _, id in ipairs(members) do
+          local theirs = other and list_bucket(other.meta, other.gen, bucket_of(id, other.buckets))
+          if not direct[id] and (not other or redis.call('SISMEMBER', theirs, id) == 1) then
+            ids[#ids + 1] = id
+            keys[#keys + 1] = home_prefix .. id
+            channels[#channels + 1] = live_prefix .. id
+          end
+        end
+        for k, exists in ipairs(touch(kind, keys, channels, packed, message)) do
+          if exists then
+            written = written + 1
+          else
+            -- Their timeline is gone (inactive, or wiped): no longer in the lists they were in.
+            if redis.call('SREM', list_bucket(iterated.meta, iterated.gen, bucket), ids[k]) == 1 then
+              redis.call('HINCRBY', iterated.meta, 'size', -1)
+            end
+            pruned = pruned + 1
+          end
+        end
+        budget = budget - cost * #members
+      end
+    end
+    out[#out + 1] = {written, pruned, 0, a and a.followers or -1}
+    if kind == '+' then delivered = delivered + written end
+    pruned_all = pruned_all + pruned
+    if stopped then
+      return finish({job - 1, stopped, side, iterated.gen})
     end
   end
-  redis.call('PUBLISH', ARGV[3] .. string.sub(key, skip + 1), ARGV[2])
+  i = next_job
 end
-return #KEYS
+return finish({job, -1, '', ''})
 """
+)
 
 # KEYS: timelines. ARGV: max bytes, ids kept by a trim, packed ids. Appends the ids to each
 # existing timeline (a demoted celebrity's recent tweets); returns how many timelines took them.
@@ -194,8 +320,13 @@ return changed
 """
 
 
+def key_start(prefix: str) -> str:
+    """What every key of the timelines under `prefix` starts with (the scripts add the id)."""
+    return f"{prefix}:"
+
+
 def timeline_key(prefix: str, ident: int) -> str:
-    return f"{prefix}:{ident}"
+    return f"{key_start(prefix)}{ident}"
 
 
 def home_key(user_id: int) -> str:
@@ -238,9 +369,58 @@ def decode(data: bytes) -> Snapshot:
     )
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def unpack(data: bytes) -> list[int]:
     """The tweet ids of a stored timeline, newest first, each once."""
     return decode(data).tweet_ids
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutJob:
+    """One tweet to write into timelines (or, deleted, to take out of them): TimelineStore.fan_out."""
+
+    tweet_id: int
+    deleted: bool = False
+    # Users whose home timeline takes it whoever they follow (its author, the users it mentions).
+    homes: tuple[int, ...] = ()
+    # Other timelines, by key, with their live channel (a celebrity's own list).
+    others: tuple[tuple[str, str], ...] = ()
+    # The followers of this author take it (those in the follower lists: with a home timeline)...
+    followers_of: int | None = None
+    # ... only those who also follow this author, when one is named.
+    among: int | None = None
+    # A channel told of it too (the global timeline's).
+    announce: str = ""
+
+
+@dataclass(slots=True)
+class JobOutcome:
+    """What a FanoutJob did."""
+
+    written: int = 0  # home timelines that took the tweet (or, for a deletion, held it)
+    pruned: int = 0  # followers found without a home timeline (taken out of the lists)
+    missing: bool = False  # a follower list it needs is missing or being built: it did nothing
+    followers: int | None = None  # followers_of's followers in PostgreSQL, as its list counts them
+
+
+def _job_arguments(job: FanoutJob) -> list[str | int | bytes]:
+    """A job as the fan-out script reads it from ARGV."""
+    return [
+        "-" if job.deleted else "+",
+        job.tweet_id,
+        pack([job.tweet_id]),
+        tweet_message(job.tweet_id, deleted=job.deleted),
+        job.announce,
+        "" if job.followers_of is None else job.followers_of,
+        "" if job.among is None else job.among,
+        len(job.homes),
+        *job.homes,
+        len(job.others),
+        *(part for pair in job.others for part in pair),
+    ]
 
 
 class TimelineStore:
@@ -257,6 +437,8 @@ class TimelineStore:
         key_prefix: str,
         channel_prefix: str,
         delivered_counter: str = "",
+        pruned_counter: str = "",
+        list_prefix: str = LIST_PREFIX,
     ) -> None:
         self._redis = redis
         self.max_entries = max_entries
@@ -266,43 +448,58 @@ class TimelineStore:
         self._prefix = key_prefix
         self._channel_prefix = channel_prefix
         # What the scripts strip from a key to name its channel: the prefix and its colon.
-        self._skip = len(timeline_key(key_prefix, 0)) - 1
+        self._skip = len(key_start(key_prefix))
         self._counter = delivered_counter
-        self._deliver = redis.register_script(_DELIVER)
+        self._pruned_counter = pruned_counter
+        self._list_prefix = list_prefix
         self._merge = redis.register_script(_MERGE)
         self._remove = redis.register_script(_REMOVE)
         self._mark = redis.register_script(_MARK)
-        self._retract = redis.register_script(_RETRACT)
         self._merge_into = redis.register_script(_MERGE_INTO)
+        self._fan_out = redis.register_script(_FAN_OUT)
 
     def key(self, ident: int) -> str:
         return timeline_key(self._prefix, ident)
 
-    async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int:
-        """Appends `tweet_id` to the existing timelines of `user_ids` and tells their live streams."""
-        delivered = 0
-        message = tweet_message(tweet_id, deleted=False)
-        args = (
-            pack([tweet_id]),
-            self._max_bytes,
-            self._keep,
-            message,
-            self._channel_prefix,
-            self._skip,
-            self._counter,
-        )
-        for start in range(0, len(user_ids), chunk):
-            keys = [self.key(u) for u in user_ids[start : start + chunk]]
-            delivered += int(await self._deliver(keys=keys, args=args))
-        return delivered
+    def channel(self, ident: int) -> str:
+        """The live channel of a timeline."""
+        return channel(self._channel_prefix, ident)
 
-    async def retract(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> None:
-        """Takes a deleted tweet out of the timelines of `user_ids` and tells their live streams."""
-        packed = pack([tweet_id])
-        message = tweet_message(tweet_id, deleted=True)
-        for start in range(0, len(user_ids), chunk):
-            keys = [self.key(u) for u in user_ids[start : start + chunk]]
-            await self._retract(keys=keys, args=[packed, message, self._channel_prefix, self._skip])
+    async def fan_out(self, jobs: Sequence[FanoutJob], budget: int = 2000) -> list[JobOutcome]:
+        """Writes each job (the fan-out script), in calls that each go through about `budget`
+        timelines, so that Redis never stalls for long; returns what each job did."""
+        outcomes = [JobOutcome() for _ in jobs]
+        start = 0
+        resume: list[int | str] = [-1, "", ""]
+        while start < len(jobs):
+            reply = await self._fan_out(
+                args=[
+                    key_start(self._prefix),
+                    self._channel_prefix,
+                    self._list_prefix,
+                    self._max_bytes,
+                    self._keep,
+                    self._counter,
+                    self._pruned_counter,
+                    budget,
+                    *resume,
+                    *(a for job in jobs[start:] for a in _job_arguments(job)),
+                ]
+            )
+            done, bucket = int(reply[0]), int(reply[1])
+            figures = reply[4:]
+            for n in range(0, len(figures), 4):
+                outcome = outcomes[start + n // 4]
+                outcome.written += int(figures[n])
+                outcome.pruned += int(figures[n + 1])
+                outcome.missing = outcome.missing or bool(int(figures[n + 2]))
+                if int(figures[n + 3]) >= 0:
+                    outcome.followers = int(figures[n + 3])
+            if bucket < 0:
+                break
+            start += done
+            resume = [bucket, _text(reply[2]), _text(reply[3])]
+        return outcomes
 
     async def mark_celebrity(
         self, author_id: int, user_ids: Sequence[int], following: bool, chunk: int = 1000
@@ -383,8 +580,11 @@ class TimelineStore:
         return None if snapshot is None else snapshot.oldest
 
 
-def home_timelines(redis: aioredis.Redis, max_entries: int, ttl_seconds: int) -> TimelineStore:
-    """Each user's home timeline, `home:<user_id>`, announced on `live:<user_id>`."""
+def home_timelines(
+    redis: aioredis.Redis, max_entries: int, ttl_seconds: int, *, list_prefix: str = LIST_PREFIX
+) -> TimelineStore:
+    """Each user's home timeline, `home:<user_id>`, announced on `live:<user_id>`; fan-out finds
+    followers in the follower lists under `list_prefix` (social.follower_lists)."""
     return TimelineStore(
         redis,
         max_entries,
@@ -392,6 +592,8 @@ def home_timelines(redis: aioredis.Redis, max_entries: int, ttl_seconds: int) ->
         key_prefix=HOME_PREFIX,
         channel_prefix=USER_CHANNEL_PREFIX,
         delivered_counter=DELIVERED_COUNTER,
+        pruned_counter=PRUNED_COUNTER,
+        list_prefix=list_prefix,
     )
 
 

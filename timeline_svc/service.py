@@ -40,6 +40,10 @@ RETWEET_WINDOW = 40
 
 class FollowGraph(Protocol):
     async def following(self, user_id: int) -> list[int]: ...
+    async def join_follower_lists(self, user_id: int) -> None:
+        """The user's home timeline exists now: fan-out is to find them in the follower lists of
+        whom they follow (users_svc; social.follower_lists)."""
+        ...
 
 
 class TweetSource(Protocol[T_co]):
@@ -152,6 +156,9 @@ class HomeTimeline(Generic[T]):
         await self._finish_rebuild(viewer)
 
     async def _finish_rebuild(self, viewer: int) -> None:
+        # The viewer joins the follower lists once the timeline exists and before the owners are
+        # asked: a tweet fanned out from then on reaches it, one committed before is read below.
+        await self._graph.join_follower_lists(viewer)
         # The registry is read after the timeline exists: a promotion from then on marks it itself.
         celebrities: list[int] = []
         if self._registry is not None:

@@ -12,6 +12,7 @@ from mail import MailRelay, RetryPolicy, SmtpSender
 from mail.postgres import PostgresMailQueue
 from meshkit import metrics
 from meshkit.auth import Authenticator, bearer_token
+from meshkit.errors import InvalidArgument
 from meshkit.ids import require_id
 from meshkit.outbox import Outbox
 from meshkit.pagination import PageTokens
@@ -19,15 +20,20 @@ from meshkit.protos import now_timestamp, timestamp
 from meshkit.ratelimit import Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
 from social import TweetsPeer
+from social.follower_lists import FollowerLists
 from social.limits import WRITE
+from social.timelines import HOME_PREFIX, key_start
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
+from users_svc.follower_lists import FollowerListKeeper
 from users_svc.mailing import AccountEmail, TokenMailer
 from users_svc.service import User, Users
 from users_svc.settings import UsersSettings
 from users_svc.storage import PostgresUserStore, RedisMailBudget, RedisSessionCache, tidy_mail
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# EnsureFollowerLists builds at most this many lists a call.
+FOLLOWER_LISTS_MAX = 1000
 SERVICE = pb.DESCRIPTOR.services_by_name["UserService"]
 MAIL_METRICS_SECONDS = 15.0
 
@@ -104,10 +110,17 @@ def follow_event(follower_id: int, followee_id: int, following: bool) -> bytes:
 
 
 class UserServicer(pb_grpc.UserServiceServicer):
-    def __init__(self, users: Users, account_email: AccountEmail, auth: Authenticator) -> None:
+    def __init__(
+        self,
+        users: Users,
+        account_email: AccountEmail,
+        auth: Authenticator,
+        follower_lists: FollowerListKeeper,
+    ) -> None:
         self._users = users
         self._email = account_email
         self._auth = auth
+        self._follower_lists = follower_lists
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: Context) -> pb.CreateUserResponse:
         user = await self._users.create_user(
@@ -281,6 +294,26 @@ class UserServicer(pb_grpc.UserServiceServicer):
             user_ids=[str(u) for u in page.items], next_page_token=page.next_page_token
         )
 
+    async def EnsureFollowerLists(
+        self, request: pb.EnsureFollowerListsRequest, context: Context
+    ) -> pb.EnsureFollowerListsResponse:
+        if len(request.user_ids) > FOLLOWER_LISTS_MAX:
+            raise InvalidArgument.field("user_ids", f"at most {FOLLOWER_LISTS_MAX} at once")
+        await self._follower_lists.ensure([require_id(u, "user_ids") for u in request.user_ids])
+        return pb.EnsureFollowerListsResponse()
+
+    async def SyncFollow(self, request: pb.SyncFollowRequest, context: Context) -> pb.SyncFollowResponse:
+        await self._follower_lists.sync(
+            require_id(request.follower_id, "follower_id"), require_id(request.followee_id, "followee_id")
+        )
+        return pb.SyncFollowResponse()
+
+    async def JoinFollowerLists(
+        self, request: pb.JoinFollowerListsRequest, context: Context
+    ) -> pb.JoinFollowerListsResponse:
+        await self._follower_lists.join(require_id(request.user_id, "user_id"))
+        return pb.JoinFollowerListsResponse()
+
 
 async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
@@ -303,6 +336,9 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
         )
     mailer = TokenMailer(settings.mail, relay.wake)
     store = PostgresUserStore(pool, outbox, follow_event)
+    follower_lists = FollowerListKeeper(
+        store, FollowerLists(redis, key_start(HOME_PREFIX), settings.follower_list_ttl_seconds)
+    )
     sessions = RedisSessionCache(redis)
     users = Users(
         store=store,
@@ -320,7 +356,9 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
     )
     auth = Authenticator(redis, users.authenticate)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
-    pb_grpc.add_UserServiceServicer_to_server(UserServicer(users, account_email, auth), server)
+    pb_grpc.add_UserServiceServicer_to_server(
+        UserServicer(users, account_email, auth, follower_lists), server
+    )
     return [SERVICE.full_name]
 
 

@@ -18,6 +18,7 @@ from meshkit.settings import (
     read_trusted_proxies,
     setting,
 )
+from social.follower_lists import read_follower_list_ttl_seconds
 from social.limits import WriteRates
 from social.services import DEFAULT_PORTS, read_tweets_addr
 
@@ -59,6 +60,7 @@ class UsersSettings(Settings):
     argon2_time_cost: int = setting(lambda env: env.integer("ARGON2_TIME_COST", 2, minimum=1))
     rate_limits: UserRates = setting(lambda env: env.rates(UserRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
+    follower_list_ttl_seconds: int = setting(read_follower_list_ttl_seconds)
     mail: MailSettings = setting(read_mail_settings)
     # The first retry of a mail that failed to send; later ones double, up to an hour.
     mail_retry_seconds: float = setting(lambda env: env.number("MAIL_RETRY_SECONDS", 30.0, minimum=0.1))

@@ -96,6 +96,18 @@ class UserServiceStub:
     """Internal: the users behind handles (ignoring case); unknown handles are left out."""
     FilterFollowers: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.FilterFollowersRequest, _users_service_pb2.FilterFollowersResponse]
     """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out)."""
+    EnsureFollowerLists: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.EnsureFollowerListsRequest, _users_service_pb2.EnsureFollowerListsResponse]
+    """Internal (fan-out): builds the Redis follower lists of these users that are missing; answers
+    once each is built (UNAVAILABLE while another process is still building one).
+    """
+    SyncFollow: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.SyncFollowRequest, _users_service_pb2.SyncFollowResponse]
+    """Internal (fan-out, on a follow event): makes the followee's follower list agree with the
+    follow graph about this follower.
+    """
+    JoinFollowerLists: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.JoinFollowerListsRequest, _users_service_pb2.JoinFollowerListsResponse]
+    """Internal (timeline rebuilds): the user's home timeline exists now; they join the follower
+    lists of everyone they follow.
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -165,6 +177,18 @@ class UserServiceAsyncStub(UserServiceStub):
     """Internal: the users behind handles (ignoring case); unknown handles are left out."""
     FilterFollowers: _aio.UnaryUnaryMultiCallable[_users_service_pb2.FilterFollowersRequest, _users_service_pb2.FilterFollowersResponse]  # type: ignore[assignment]
     """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out)."""
+    EnsureFollowerLists: _aio.UnaryUnaryMultiCallable[_users_service_pb2.EnsureFollowerListsRequest, _users_service_pb2.EnsureFollowerListsResponse]  # type: ignore[assignment]
+    """Internal (fan-out): builds the Redis follower lists of these users that are missing; answers
+    once each is built (UNAVAILABLE while another process is still building one).
+    """
+    SyncFollow: _aio.UnaryUnaryMultiCallable[_users_service_pb2.SyncFollowRequest, _users_service_pb2.SyncFollowResponse]  # type: ignore[assignment]
+    """Internal (fan-out, on a follow event): makes the followee's follower list agree with the
+    follow graph about this follower.
+    """
+    JoinFollowerLists: _aio.UnaryUnaryMultiCallable[_users_service_pb2.JoinFollowerListsRequest, _users_service_pb2.JoinFollowerListsResponse]  # type: ignore[assignment]
+    """Internal (timeline rebuilds): the user's home timeline exists now; they join the follower
+    lists of everyone they follow.
+    """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     """UserService owns accounts, sessions and who follows whom.
@@ -369,5 +393,35 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_users_service_pb2.FilterFollowersResponse, _abc.Awaitable[_users_service_pb2.FilterFollowersResponse]]:
         """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out)."""
+
+    @_abc_1.abstractmethod
+    def EnsureFollowerLists(
+        self,
+        request: _users_service_pb2.EnsureFollowerListsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.EnsureFollowerListsResponse, _abc.Awaitable[_users_service_pb2.EnsureFollowerListsResponse]]:
+        """Internal (fan-out): builds the Redis follower lists of these users that are missing; answers
+        once each is built (UNAVAILABLE while another process is still building one).
+        """
+
+    @_abc_1.abstractmethod
+    def SyncFollow(
+        self,
+        request: _users_service_pb2.SyncFollowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.SyncFollowResponse, _abc.Awaitable[_users_service_pb2.SyncFollowResponse]]:
+        """Internal (fan-out, on a follow event): makes the followee's follower list agree with the
+        follow graph about this follower.
+        """
+
+    @_abc_1.abstractmethod
+    def JoinFollowerLists(
+        self,
+        request: _users_service_pb2.JoinFollowerListsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.JoinFollowerListsResponse, _abc.Awaitable[_users_service_pb2.JoinFollowerListsResponse]]:
+        """Internal (timeline rebuilds): the user's home timeline exists now; they join the follower
+        lists of everyone they follow.
+        """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
