@@ -23,9 +23,12 @@ COPY devstack ./devstack
 COPY tweetmesh_cli ./tweetmesh_cli
 COPY mail ./mail
 COPY envoy ./envoy
+COPY web ./web
 RUN pip install --no-cache-dir --no-deps . \
-    && useradd --system --uid 10001 tweetmesh
+    && useradd --system --uid 10001 tweetmesh \
+    && mkdir -p /var/lib/tweetmesh/media && chown tweetmesh /var/lib/tweetmesh/media
 USER tweetmesh
 
-# Services: python -m users_svc | tweets_svc | fanout_svc | timeline_svc (see docker-compose.yml).
+# Services: python -m users_svc | tweets_svc | fanout_svc | timeline_svc | media_svc (see
+# docker-compose.yml).
 CMD ["python", "-m", "users_svc"]

@@ -11,7 +11,7 @@ BUF_IMAGE := $(VENV)/buf/tweetmesh.binpb
 # The released contract: `buf breaking` compares protos/ against it; `make api-release` replaces it.
 RELEASED := protos/released.binpb
 
-.PHONY: run test fuzz bench bench-tools bench-tools-if-root gen check-gen lint buf api-release unit clean venv
+.PHONY: run test fuzz client stubs bench bench-tools test-tools-if-root debian-tools-if-root gen check-gen lint buf api-release unit clean venv
 
 venv: $(STAMP)
 
@@ -26,18 +26,23 @@ $(STAMP): requirements.txt pyproject.toml
 run: $(STAMP)
 	$(PY) -m devstack
 
-## gen: regenerate gen/ (Python code, typed stubs, Envoy descriptor set), docs/openapi.yaml and
-## deploy/k8s/envoy-config.yaml from protos/ and envoy/envoy.yaml.
+## gen: regenerate gen/ (Python code, typed stubs, Envoy descriptor set), docs/openapi.yaml,
+## deploy/k8s/envoy-config.yaml and deploy/prometheus/prometheus-rule.yaml from protos/,
+## envoy/envoy.yaml and deploy/prometheus/alerts.yaml.
 gen: $(STAMP)
 	$(PY) tools/gen.py
+
+## client: the tweetmesh-client wheel (clients/python + the public stubs from gen/) into dist/.
+client: $(STAMP)
+	$(PY) tools/build_client.py --out dist
 
 ## check-gen: fail when anything `make gen` writes differs from what protos/ and envoy/ generate.
 check-gen: $(STAMP)
 	@rm -rf $(VENV)/gen-check && $(PY) tools/gen.py --root $(VENV)/gen-check >/dev/null
 	@diff -r -q gen $(VENV)/gen-check/gen -x __pycache__ || (echo "gen/ has drifted from protos/: run 'make gen' and commit" && exit 1)
-	@for f in docs/openapi.yaml deploy/k8s/envoy-config.yaml; do \
+	@for f in docs/openapi.yaml deploy/k8s/envoy-config.yaml deploy/prometheus/prometheus-rule.yaml; do \
 	  diff -q $$f $(VENV)/gen-check/$$f || { echo "$$f has drifted: run 'make gen' and commit"; exit 1; }; done
-	@echo "gen/, docs/openapi.yaml and deploy/k8s/envoy-config.yaml match their sources"
+	@echo "gen/, docs/openapi.yaml, deploy/k8s/envoy-config.yaml and deploy/prometheus/prometheus-rule.yaml match their sources"
 
 ## lint: ruff, strict mypy, buf lint and buf breaking.
 lint: $(STAMP) buf
@@ -50,6 +55,23 @@ $(BUF_STAMP):
 	npm install --prefix $(VENV)/npm --no-audit --no-fund --silent --save-exact @bufbuild/buf@$(BUF_VERSION)
 	touch $@
 
+# protoc-gen-es (TypeScript stubs), its runtime and tsc (to check what it writes), next to buf.
+ES_PACKAGES := @bufbuild/protoc-gen-es@2.17.0 @bufbuild/protobuf@2.17.0 typescript@5.9.3
+ES_STAMP := $(VENV)/npm/.installed-es-2.17.0-ts-5.9.3
+
+$(ES_STAMP): $(BUF_STAMP)
+	npm install --prefix $(VENV)/npm --no-audit --no-fund --silent --save-exact $(ES_PACKAGES)
+	touch $@
+
+## stubs: Go and TypeScript stubs of the public API (and of the buf.validate rules its protos
+##        import) into dist/stubs/ (buf.gen.yaml; Go's plugins are Debian's protoc-gen-go and protoc-gen-go-grpc).
+stubs: $(STAMP) $(BUF_STAMP) $(ES_STAMP)
+	@$(PY) tools/gen.py --image $(BUF_IMAGE)
+	rm -rf dist/stubs
+	PATH="$(CURDIR)/$(VENV)/npm/node_modules/.bin:$$PATH" $(BUF) generate '$(BUF_IMAGE)#format=binpb' \
+	  --template buf.gen.yaml --path tweetmesh/users --path tweetmesh/tweets --path tweetmesh/timeline \
+	  --path buf/validate
+
 ## buf: buf lint (STANDARD) on protos/, and buf breaking against the released contract.
 buf: $(STAMP) $(BUF_STAMP)
 	@$(PY) tools/gen.py --image $(BUF_IMAGE)
@@ -60,17 +82,25 @@ buf: $(STAMP) $(BUF_STAMP)
 api-release: $(STAMP)
 	$(PY) tools/gen.py --image $(RELEASED) --no-source-info
 
-## test: everything CI runs, against real PostgreSQL, Redis, Envoy and grpcurl.
-test: check-gen lint bench-tools-if-root
+## test: everything CI runs, against real PostgreSQL, Redis, Envoy, grpcurl, Prometheus and Chromium.
+test: check-gen lint test-tools-if-root $(ES_STAMP)
 	$(PY) -m pytest -p no:cacheprovider -ra tests
 
 ## fuzz: the long fuzz run: 10,000 generated HTTP requests through Envoy, 10,000 gRPC requests to
-##       every service (internal RPCs too), and the property tests with more examples (media: 3,000 damaged files).
+##       every service (internal RPCs too), schemathesis with 200 cases per operation and phase, and the
+##       property tests with more examples (media: 3,000 damaged files).
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=10000 $(PY) -m pytest -p no:cacheprovider -ra tests/fuzz tests/unit/test_properties.py tests/unit/test_media_properties.py
+	FUZZ_EXAMPLES=10000 SCHEMATHESIS_EXAMPLES=200 $(PY) -m pytest -p no:cacheprovider -ra tests/fuzz tests/unit/test_properties.py tests/unit/test_media_properties.py
 
 BENCH_SIZE ?= small
+# PROGRAM:DEBIAN_PACKAGE pairs.
 BENCH_TOOLS := h2load:nghttp2-client wrk:wrk redis-benchmark:redis-tools
+# The tests also use the benchmark's tools (its smoke test), Prometheus and promtool, and Chromium
+# with its WebDriver (the web client's browser test), Go's stub plugins, Go and the libraries the Go
+# stubs compile against (PACKAGE+PACKAGE: several packages for one program).
+TEST_TOOLS := $(BENCH_TOOLS) prometheus:prometheus promtool:prometheus chromium:chromium chromedriver:chromium-driver \
+  protoc-gen-go:protoc-gen-go protoc-gen-go-grpc:protoc-gen-go-grpc \
+  go:golang-go+golang-google-protobuf-dev+golang-google-grpc-dev+golang-google-genproto-dev
 
 ## bench: the benchmark at BENCH_SIZE=tiny|small|medium|large; writes bench/results/.
 bench: $(STAMP) bench-tools
@@ -78,16 +108,23 @@ bench: $(STAMP) bench-tools
 
 ## bench-tools: the load generators (Debian packages), installed with apt-get when missing (as root).
 bench-tools:
-	@$(MAKE) --no-print-directory bench-tools-if-root
+	@$(MAKE) --no-print-directory debian-tools-if-root TOOLS="$(BENCH_TOOLS)"
 	@for t in $(BENCH_TOOLS); do command -v $${t%%:*} >/dev/null || { \
 	  echo "make bench needs $${t%%:*} from Debian's $${t#*:}: run as root, or apt-get install $${t#*:}"; exit 1; }; done
 
-# The benchmark smoke test in `make test` uses them too; without root it explains and skips.
-bench-tools-if-root:
-	@missing=""; for t in $(BENCH_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
-	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing$$missing for the benchmark"; \
-	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+# What the tests need from Debian; without root the tests that need a missing one skip, saying why.
+test-tools-if-root:
+	@$(MAKE) --no-print-directory debian-tools-if-root TOOLS="$(TEST_TOOLS)"
+
+# Installs the Debian packages of TOOLS (PROGRAM:PACKAGE pairs) whose program is missing, as root.
+# No recommended packages (Prometheus would bring its node exporter), no service started.
+debian-tools-if-root:
+	@missing=""; for t in $(TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	missing=$$(echo $$missing | tr ' +' '\n\n' | sort -u | tr '\n' ' '); \
+	if [ -n "$${missing% }" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing $$missing(Debian packages the tests use)"; \
+	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $$missing >/dev/null; \
 	fi
 
 unit: $(STAMP)

@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 import argon2
 import numpy as np
 import psycopg
-import redis.asyncio as aioredis
 
-from meshkit.auth import cache_key
 from meshkit.ids import EPOCH_MS, SEQUENCE_BITS
-from social import TimelineStore
+from social import CelebrityRegistry, State, TimelineStore
 
 MEAN_FOLLOWING = 74  # the Pew figure DESIGN.md cites: the mean account follows 74 others
 MAX_FOLLOWING = 5000  # Twitter's historic follow limit
@@ -41,10 +39,12 @@ class Size:
     warm_users: int  # home timelines built in Redis before the workloads (the rest start cold)
     # CELEBRITY_FOLLOWERS for the mesh, when the service default is out of this size's reach.
     celebrity_followers: int | None = None
+    readers: int = 1000  # distinct viewers of the home-read workload
 
 
 SIZES = {
-    "tiny": Size("tiny", 300, (0.9, 0.5), 3, 1.0, 20, 20, 50, 5, 3, 300, celebrity_followers=150),
+    # Each timed run lasts 3 s: under a loaded machine a 1 s h2load run could end with no call answered.
+    "tiny": Size("tiny", 300, (0.9, 0.5), 3, 3.0, 20, 20, 50, 5, 3, 300, celebrity_followers=150, readers=30),
     "small": Size("small", 10_000, (0.999, 0.5, 0.25), 5, 8.0, 1000, 2500, 500, 60, 20, 10_000),
     "medium": Size("medium", 100_000, (0.999, 0.5, 0.2), 5, 12.0, 2000, 5000, 500, 60, 20, 30_000),
     "large": Size("large", 1_000_000, (0.999999, 0.5, 0.1), 5, 15.0, 2000, 5000, 500, 40, 20, 30_000),
@@ -190,11 +190,11 @@ def load_postgres(data: Dataset, database_url: str) -> None:
         conn.execute("ANALYZE users.users, users.follows, tweets.tweets, tweets.author_stats")
 
 
-async def create_sessions(
-    data: Dataset, users: list[int], database_url: str, redis: aioredis.Redis
-) -> list[str]:
-    """A bearer token for each user number, stored as users_svc stores them (hashed in PostgreSQL)
-    and in the documented Redis session cache (meshkit.auth)."""
+async def create_sessions(data: Dataset, users: list[int], database_url: str) -> list[str]:
+    """A bearer token for each user number, stored as users_svc stores them (hashed in PostgreSQL).
+    The Redis session cache (meshkit.auth) fills itself at first use, as it does in production,
+    where an entry lives SESSION_CACHE_SECONDS: a cache written here for days would measure reads
+    that never ask users_svc about a token, which is not what the services do."""
     expire = int(time.time()) + 7 * 86_400
     tokens = ["tm_" + secrets.token_urlsafe(32) for _ in users]
     ids = [int(data.user_ids[u]) for u in users]
@@ -206,10 +206,6 @@ async def create_sessions(
     ):
         for token, user_id in zip(tokens, ids, strict=True):
             await copy.write_row((hashlib.sha256(token.encode()).digest(), user_id, _epoch(expire)))
-    async with redis.pipeline(transaction=False) as pipe:
-        for token, user_id in zip(tokens, ids, strict=True):
-            pipe.set(cache_key(token), f"{user_id}:{expire}", ex=7 * 86_400)
-        await pipe.execute()
     return tokens
 
 
@@ -217,23 +213,42 @@ def _epoch(seconds: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(seconds))
 
 
-async def warm_home_timelines(data: Dataset, timelines: TimelineStore, users: Iterable[int]) -> int:
-    """Builds the home timelines of `users` in Redis through social.timelines, from the
-    generated data (what a rebuild from PostgreSQL would find); returns how many entries it wrote."""
+async def warm_home_timelines(
+    data: Dataset,
+    timelines: TimelineStore,
+    users: Iterable[int],
+    *,
+    lists: TimelineStore,
+    registry: CelebrityRegistry,
+    celebrity_followers: int,
+) -> int:
+    """Builds the home timelines of `users` in Redis through social.timelines, from the generated
+    data, as a rebuild from PostgreSQL would find them with hybrid fan-out on: every author with at
+    least `celebrity_followers` followers is a celebrity in the registry with its own list, and the
+    timelines of its followers hold its marker instead of its tweets. Returns how many entries it
+    wrote into the home timelines."""
     n = len(data.user_ids)
     order = np.argsort(data.tweet_authors, kind="stable")
     starts = np.searchsorted(data.tweet_authors[order], np.arange(n + 1))
     by_author = [data.tweet_ids[order[starts[a] : starts[a + 1]]] for a in range(n)]
     follow_order = np.argsort(data.follower, kind="stable")
     follow_starts = np.searchsorted(data.follower[follow_order], np.arange(n + 1))
+    celebrities = {int(u) for u in np.flatnonzero(data.followers_count >= celebrity_followers)}
+    for author in sorted(celebrities):
+        author_id = int(data.user_ids[author])
+        await registry.set(author_id, State.CELEBRITY)
+        begun = await lists.begin_rebuild(author_id)
+        await lists.finish_rebuild(author_id, by_author[author][-lists.max_entries :].tolist(), (), begun)
     written = 0
     for user in users:
-        sources = [user, *data.followee[follow_order[follow_starts[user] : follow_starts[user + 1]]].tolist()]
+        followed = data.followee[follow_order[follow_starts[user] : follow_starts[user + 1]]].tolist()
+        merged = [int(data.user_ids[f]) for f in followed if f in celebrities]
+        sources = [user, *(f for f in followed if f not in celebrities)]
         newest = np.sort(np.concatenate([by_author[s] for s in sources]))[-timelines.max_entries :]
         # Built as a rebuild builds it: begun, then finished (which clears the REBUILDING flag; a
         # timeline left flagged is read from PostgreSQL on every read, which is not what warm reads
         # should measure).
-        await timelines.begin_rebuild(int(data.user_ids[user]))
-        await timelines.finish_rebuild(int(data.user_ids[user]), newest.tolist())
+        begun = await timelines.begin_rebuild(int(data.user_ids[user]))
+        await timelines.finish_rebuild(int(data.user_ids[user]), newest.tolist(), merged, begun)
         written += len(newest)
     return written

@@ -8,7 +8,7 @@ import multiprocessing as mp
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -37,68 +37,98 @@ def _resume_point(error: grpc.aio.AioRpcError) -> tuple[str, str] | None:
     return None
 
 
-async def _watch(
-    address: str, tokens: Sequence[tuple[int, str]], ready: Any, stop: Any
-) -> tuple[list[Arrival], dict[str, int]]:
+# A stream whose open fails (refused for now, or CANCELLED although this client cancelled nothing:
+# gRPC cancels a call the server has not accepted in time) is opened again after this, doubling.
+REOPENED = {grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE}
+REOPEN_SECONDS = 0.2
+REOPEN_MAX_SECONDS = 5.0
+
+
+@dataclass
+class Watched:
+    """What one stream driver saw: each tweet once per stream, how streams ended before the run
+    did, and the streams whose open failed (by the status it failed with) before one succeeded."""
+
+    arrivals: dict[tuple[int, int], float] = field(default_factory=dict)
+    ends: Counter[str] = field(default_factory=Counter)
+    failed_opens: dict[int, list[str]] = field(default_factory=dict)
+
+
+class _Driver:
     """Each stream as a client should keep one: when the server ends it with a resume point, it
-    reconnects from there, so each tweet counts once per stream and a gap would show as missing."""
-    arrivals: dict[tuple[int, int], float] = {}
-    ends: Counter[str] = Counter()
-    failures: list[str] = []
-    opened = asyncio.Event()
-    pending = len(tokens)
+    reconnects from there, so each tweet counts once per stream and a gap would show as missing.
+    A CANCELLED it did not cause is a failed open, not its own cancel: it opens again, so a call
+    the server never accepted does not leave a deaf stream behind."""
 
-    def opened_one() -> None:
-        nonlocal pending
-        pending -= 1
-        if pending == 0:
-            opened.set()
+    def __init__(self, stub: Any, streams: int) -> None:  # an aio stub (typed as the sync one)
+        self._stub = stub
+        self.seen = Watched()
+        self.failures: list[str] = []
+        self.opened = asyncio.Event()
+        self.stopping = False
+        self._pending = streams
 
-    async def one(number: int, token: str, stub: Any) -> None:  # an aio stub (typed as the sync one)
-        first, since = True, ""
+    def _opened_one(self) -> None:
+        self._pending -= 1
+        if self._pending == 0:
+            self.opened.set()
+
+    async def keep(self, number: int, token: str) -> None:
+        first, since, backoff = True, "", REOPEN_SECONDS
         while True:
-            call = stub.StreamHomeTimeline(
-                timeline_pb.StreamHomeTimelineRequest(since_tweet_id=since),
-                metadata=bearer(token),
+            call = self._stub.StreamHomeTimeline(
+                timeline_pb.StreamHomeTimelineRequest(since_tweet_id=since), metadata=bearer(token)
             )
+            got_one = False
             try:
                 async for event in call:
+                    got_one = True
                     if first:  # the server subscribes before it sends anything: from here nothing is missed
                         first = False
-                        opened_one()
+                        self._opened_one()
                     if event.WhichOneof("event") == "tweet":
-                        arrivals.setdefault((number, int(event.tweet.tweet_id)), time.time())
-                ends["OK"] += 1
+                        self.seen.arrivals.setdefault((number, int(event.tweet.tweet_id)), time.time())
+                self.seen.ends["OK"] += 1
                 return
             except grpc.aio.AioRpcError as error:
-                resume = _resume_point(error) if error.code() == grpc.StatusCode.UNAVAILABLE else None
+                if self.stopping:  # our own cancel, at the end of the run
+                    return
+                code = error.code()
+                resume = _resume_point(error) if code == grpc.StatusCode.UNAVAILABLE else None
                 if resume is not None and not first:
-                    ends[resume[0]] += 1
+                    self.seen.ends[resume[0]] += 1
                     since = resume[1]  # empty if it had sent nothing: then a gap is possible
                     await asyncio.sleep(0.2)
                     continue
-                if error.code() != grpc.StatusCode.CANCELLED:  # our own cancel, at the end of the run
-                    failures.append(f"{error.code().name}: {error.details()}")
-                    ends[error.code().name] += 1
+                if not got_one and code in REOPENED:
+                    self.seen.failed_opens.setdefault(number, []).append(code.name)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, REOPEN_MAX_SECONDS)
+                    continue
+                self.failures.append(f"{code.name}: {error.details()}")
+                self.seen.ends[code.name] += 1
                 if first:
-                    opened_one()
+                    self._opened_one()
                 return
 
+
+async def _watch(address: str, tokens: Sequence[tuple[int, str]], ready: Any, stop: Any) -> Watched:
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = timeline_grpc.TimelineServiceStub(channel)
-        tasks = [asyncio.create_task(one(n, t, stub)) for n, t in tokens]
+        driver = _Driver(timeline_grpc.TimelineServiceStub(channel), len(tokens))
+        tasks = [asyncio.create_task(driver.keep(n, t)) for n, t in tokens]
         try:
             async with asyncio.timeout(120):
-                await opened.wait()
+                await driver.opened.wait()
             ready.put(len(tokens))
             await asyncio.get_running_loop().run_in_executor(None, stop.wait)
         finally:
+            driver.stopping = True
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-    if failures:
-        print(f"stream driver: {len(failures)} streams failed, e.g. {failures[0]}", flush=True)
-    return [(n, t, at) for (n, t), at in arrivals.items()], dict(ends)
+    if driver.failures:
+        print(f"stream driver: {len(driver.failures)} streams failed, e.g. {driver.failures[0]}", flush=True)
+    return driver.seen
 
 
 def _worker(address: str, tokens: list[tuple[int, str]], ready: Any, stop: Any, out: Any) -> None:
@@ -109,8 +139,8 @@ def _worker(address: str, tokens: list[tuple[int, str]], ready: Any, stop: Any, 
 class Post:
     author: int  # the author's token index
     tweet_id: int
-    sent: float  # when the CreateTweet call started
-    create_ms: float  # how long CreateTweet took
+    sent: float  # when the post was scheduled (a post the driver could not send in time counts from then)
+    create_ms: float  # from then until CreateTweet answered
 
 
 @dataclass
@@ -119,6 +149,8 @@ class LiveRun:
     arrivals: list[Arrival]  # each tweet once per stream
     stream_ends: dict[str, int]  # how streams ended before the run did (a reason, resumed; or a code)
     drained_at: float  # `drain_seconds` after the last post: arrivals after it are late
+    achieved_per_s: float  # posts answered per second, from the first scheduled to the last answer
+    failed_opens: dict[int, list[str]]  # stream number -> the codes its failed opens ended with
 
     def latencies_ms(self, authors: set[int] | None = None) -> np.ndarray:
         sent = {p.tweet_id: p.sent for p in self.posts if authors is None or p.author in authors}
@@ -127,22 +159,25 @@ class LiveRun:
 
 async def _post(
     address: str, authors: Sequence[str], schedule: Sequence[int], rate: float, concurrency: int = 64
-) -> list[Post]:
-    """Posts one tweet per entry of `schedule` (an index into `authors`) at `rate` per second."""
+) -> tuple[list[Post], float]:
+    """Posts one tweet per entry of `schedule` (an index into `authors`) at `rate` per second, each
+    stamped with the moment it was scheduled (so a driver or mesh falling behind shows in the
+    latencies, not in a lower rate); returns the posts and the rate achieved."""
     posts: list[Post] = []
     limit = asyncio.Semaphore(concurrency)
+    started = time.time()
     async with grpc.aio.insecure_channel(address) as channel:
         stub = tweets_grpc.TweetServiceStub(channel)
 
         async def one(author: int, n: int) -> None:
+            scheduled = started + n / rate
             async with limit:
-                sent = time.time()
                 reply = await stub.CreateTweet(
                     tweets_pb.CreateTweetRequest(text=f"live bench post {n}"),
                     metadata=bearer(authors[author]),
                     timeout=30,
                 )
-                posts.append(Post(author, int(reply.tweet.tweet_id), sent, (time.time() - sent) * 1000))
+            posts.append(Post(author, int(reply.tweet.tweet_id), scheduled, (time.time() - scheduled) * 1000))
 
         start = time.monotonic()
         tasks = []
@@ -150,7 +185,8 @@ async def _post(
             await asyncio.sleep(max(start + n / rate - time.monotonic(), 0))
             tasks.append(asyncio.create_task(one(author, n)))
         await asyncio.gather(*tasks)
-    return posts
+    finished = max((p.sent + p.create_ms / 1000 for p in posts), default=started)
+    return posts, len(posts) / max(finished - started, 1e-9)
 
 
 def run_live(
@@ -180,19 +216,21 @@ def run_live(
     try:
         for _ in workers:
             ready.get(timeout=180)
-        posts = asyncio.run(_post(tweets_addr, author_tokens, schedule, rate))
+        posts, achieved = asyncio.run(_post(tweets_addr, author_tokens, schedule, rate))
         drained_at = time.time() + drain_seconds
         time.sleep(drain_seconds + late_seconds)
         stop.set()
         arrivals: list[Arrival] = []
         ends: Counter[str] = Counter()
+        failed_opens: dict[int, list[str]] = {}
         for _ in workers:
-            got, ended = out.get(timeout=60)
-            arrivals.extend(got)
-            ends.update(ended)
+            watched: Watched = out.get(timeout=60)
+            arrivals.extend((n, t, at) for (n, t), at in watched.arrivals.items())
+            ends.update(watched.ends)
+            failed_opens.update(watched.failed_opens)
     finally:
         for worker in workers:
             worker.join(timeout=5)
             if worker.is_alive():
                 worker.kill()
-    return LiveRun(posts, arrivals, dict(ends), drained_at)
+    return LiveRun(posts, arrivals, dict(ends), drained_at, achieved, failed_opens)

@@ -9,6 +9,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,11 +76,18 @@ class H2load:
         self._metadata = metadata
 
     def start(self, seconds: float, connections: int, streams: int) -> _Running:
+        return self._start(["-D", f"{max(round(seconds), 1)}"], seconds, connections, streams)
+
+    def start_count(self, requests: int, connections: int, streams: int) -> _Running:
+        """`requests` calls in all (a short run, one of many: see h2load_pool)."""
+        return self._start(["-n", str(requests)], 1.0, connections, streams)
+
+    def _start(self, length: list[str], seconds: float, connections: int, streams: int) -> _Running:
         workdir = Path(tempfile.mkdtemp(prefix="h2load-"))
         (workdir / "body").write_bytes(self._body)
         argv = [
             tool("h2load"),
-            "-D", f"{max(round(seconds), 1)}",
+            *length,
             "-c", str(connections),
             "-m", str(streams),
             "-t", "1",
@@ -104,6 +112,9 @@ class _Running:
         self._workdir = workdir
         self._seconds = seconds
 
+    def done(self) -> bool:
+        return self._process.poll() is not None
+
     def result(self) -> Result:
         output, _ = self._process.communicate(timeout=self._seconds + 60)
         if self._process.returncode != 0:
@@ -124,6 +135,29 @@ class _Running:
             float(np.percentile(latencies, 50)) if len(latencies) else 0.0,
             float(np.percentile(latencies, 99)) if len(latencies) else 0.0,
         )
+
+
+def h2load_pool(loads: Sequence[H2load], requests_each: int, slots: int, streams: int = 4) -> Result:
+    """Each of `loads` (one per caller: h2load sends one set of headers per run) as a short run of
+    `requests_each` calls on one connection, `slots` of them at once, a new one started as soon as
+    one ends: load from as many distinct callers as `loads` has. The rate counts every call over
+    the whole span, first start to last end, gaps between runs included."""
+    started = time.monotonic()
+    pending = list(loads)
+    running: list[_Running] = []
+    results: list[Result] = []
+    while pending or running:
+        while pending and len(running) < slots:
+            running.append(pending.pop(0).start_count(requests_each, 1, streams))
+        finished = [run for run in running if run.done()]
+        if not finished:
+            time.sleep(0.002)
+        for run in finished:
+            running.remove(run)
+            results.append(run.result())
+    elapsed = time.monotonic() - started
+    pooled = combine(results)
+    return Result(pooled.requests, pooled.failed, elapsed, pooled.latencies_ms, pooled.p50_ms, pooled.p99_ms)
 
 
 _WRK_DONE = """

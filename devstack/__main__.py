@@ -9,10 +9,18 @@ Environment:
   ENVOY_PORT           Envoy HTTP/JSON and gRPC (default 8080)
   ENVOY_ADMIN_PORT     Envoy admin (default 9901)
   ENVOY_METRICS_PORT   Envoy's /stats/prometheus and /ready (default 9902)
-  USERS_PORT, TWEETS_PORT, FANOUT_PORT, TIMELINE_PORT
-                       the services' gRPC ports (defaults 50051, 50052, 50053, 50054)
-  USERS_METRICS_PORT, TWEETS_METRICS_PORT, FANOUT_METRICS_PORT, TIMELINE_METRICS_PORT
-                       the services' Prometheus /metrics (defaults 9101, 9102, 9103, 9104)
+  ENVOY_TLS_PORT       Envoy HTTPS and gRPC over TLS, when there is a certificate (default 8443)
+  TLS_CERT_FILE, TLS_KEY_FILE
+                       serve TLS with this PEM certificate chain and private key
+  TLS_SELF_SIGNED=1    serve TLS with a self-signed certificate for localhost/127.0.0.1, made once
+                       and kept in <data dir>/tls (clients trust <data dir>/tls/tls.crt)
+  CORS_ALLOWED_ORIGINS comma-separated origins (scheme://host[:port]) whose pages may call the API
+                       (default none: the web client at / is same-origin)
+  USERS_PORT, TWEETS_PORT, FANOUT_PORT, TIMELINE_PORT, MEDIA_PORT
+                       the services' gRPC ports (defaults 50051, 50052, 50053, 50054, 50055)
+  USERS_METRICS_PORT, TWEETS_METRICS_PORT, FANOUT_METRICS_PORT, TIMELINE_METRICS_PORT, MEDIA_METRICS_PORT
+                       the services' Prometheus /metrics (defaults 9101, 9102, 9103, 9104, 9105)
+  MEDIA_S3_URL         keep uploaded media in S3-compatible object storage instead of <data dir>/media
   POSTGRES_PORT        the embedded PostgreSQL (default 55432)
   REDIS_PORT           the embedded Redis (default 56379)
   SMTP_PORT            the local SMTP server (default 2525)
@@ -35,6 +43,7 @@ from types import FrameType
 
 from devstack.errors import DevstackError
 from devstack.mesh import ROOT, SERVICES, Mesh, MeshPorts
+from devstack.tls import tls_from_env
 
 READY_LINE = "tweetmesh is ready"
 SUPERVISE_SECONDS = 0.5
@@ -45,7 +54,7 @@ class _StopRequested(Exception):
 
 
 def ports_from_env(env: Mapping[str, str]) -> MeshPorts:
-    """MeshPorts with each <NAME>_PORT variable that is set (ENVOY_ADMIN_PORT for envoy_admin)."""
+    """MeshPorts with each <NAME>_PORT variable that is set (ENVOY_ADMIN_PORT for envoy_admin...)."""
     chosen: dict[str, int] = {}
     for field in fields(MeshPorts):
         variable = f"{field.name.upper()}_PORT"
@@ -57,6 +66,11 @@ def ports_from_env(env: Mapping[str, str]) -> MeshPorts:
     return MeshPorts(**chosen)
 
 
+def cors_origins_from_env(env: Mapping[str, str]) -> list[str]:
+    """The origins of CORS_ALLOWED_ORIGINS (comma-separated; spaces ignored)."""
+    return [origin.strip() for origin in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if origin.strip()]
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     # Once: a second Ctrl-C while stopping must not cut the orderly stop short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -66,8 +80,16 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
     ports = mesh.ports
+    secure = []
+    if mesh.tls is not None:
+        secure = [
+            ("Envoy HTTPS and gRPC over TLS", f"https://localhost:{ports.envoy_tls}"),
+            ("TLS certificate", str(mesh.tls.cert)),
+        ]
     return [
+        ("web client", f"http://127.0.0.1:{ports.envoy}/"),
         ("Envoy HTTP/JSON and gRPC", f"http://127.0.0.1:{ports.envoy}"),
+        *secure,
         ("Envoy admin", f"http://127.0.0.1:{ports.envoy_admin}"),
         ("Envoy metrics", f"http://127.0.0.1:{ports.envoy_metrics}/stats/prometheus"),
         *[(f"{name}_svc gRPC", f"127.0.0.1:{ports.of(name)}") for name in SERVICES],
@@ -75,6 +97,7 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
         ("PostgreSQL", mesh.database_url),
         ("Redis", mesh.redis_url),
         ("SMTP", mesh.smtp_url),
+        ("media kept in", mesh.media_store),
         *([("mails kept in", str(mesh.mail_dir))] if mesh.mail_dir is not None else []),
         ("data dir", str(mesh.data_dir)),
     ]
@@ -83,7 +106,15 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
 def main() -> int:
     try:
         data_dir = Path(os.environ.get("TWEETMESH_DATA_DIR") or ROOT / ".data")
-        mesh = Mesh(data_dir, ports=ports_from_env(os.environ), durable=True)
+        mesh = Mesh(
+            data_dir,
+            ports=ports_from_env(os.environ),
+            durable=True,
+            tls=tls_from_env(os.environ, data_dir),
+            cors_origins=[
+                o for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").replace(" ", "").split(",") if o
+            ],
+        )
     except DevstackError as error:
         print(f"devstack: {error}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""The whole mesh on this machine: PostgreSQL, Redis, a local SMTP server, migrations, the four
+"""The whole mesh on this machine: PostgreSQL, Redis, a local SMTP server, migrations, the five
 services and Envoy.
 
 Used by `make run` (devstack/__main__.py) and by the test suite's fixtures.
@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,21 +23,48 @@ from types import TracebackType
 
 import grpc
 
-from devstack.envoy import DESCRIPTOR, TEMPLATE, render_envoy_config, start_envoy
+from devstack.envoy import DESCRIPTOR, TEMPLATE, TlsListener, render_envoy_config, start_envoy
 from devstack.errors import DevstackError, StartupError
 from devstack.postgres import start_postgres
 from devstack.process import ManagedProcess, RestartPolicy, Server
 from devstack.redis import start_redis
 from devstack.smtp import start_smtp
+from devstack.tls import TlsFiles
 from meshkit.healthcheck import health_status
 from social.services import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("users", "tweets", "fanout", "timeline")  # start order; stop is the reverse
-PUBLIC_SERVICES = ("users", "tweets", "timeline")  # the Envoy clusters
+SERVICES = ("users", "tweets", "fanout", "timeline", "media")  # start order; stop is the reverse
+PUBLIC_SERVICES = ("users", "tweets", "timeline", "media")  # the Envoy clusters
 HOST = "127.0.0.1"
 # Retry a not-yet-listening service quickly instead of gRPC's default backoff (1 s, growing).
 _FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 250)]
+
+
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10_000
+
+
+def free_port(held: ExitStack | None = None) -> int:
+    """A port free right now below the ephemeral range (kept bound in `held` until it closes)."""
+    try:
+        ephemeral_low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32_768  # Linux's default
+    for _ in range(1_000):
+        port = secrets.randbelow(ephemeral_low - _LOWEST_PORT) + _LOWEST_PORT
+        sock = socket.socket()
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            sock.close()
+            continue
+        if held is None:
+            sock.close()
+        else:
+            held.enter_context(sock)
+        return port
+    raise DevstackError(f"no free port between {_LOWEST_PORT} and {ephemeral_low}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +74,18 @@ class MeshPorts:
     envoy: int = 8080
     envoy_admin: int = 9901
     envoy_metrics: int = 9902  # Envoy's /stats/prometheus and /ready (its admin API stays local)
+    envoy_tls: int = 8443  # HTTPS and gRPC over TLS, when the mesh has a certificate
     users: int = DEFAULT_PORTS["users"].grpc
     tweets: int = DEFAULT_PORTS["tweets"].grpc
     fanout: int = DEFAULT_PORTS["fanout"].grpc
     timeline: int = DEFAULT_PORTS["timeline"].grpc
+    media: int = DEFAULT_PORTS["media"].grpc
     # Each service's Prometheus /metrics (METRICS_PORT).
     users_metrics: int = DEFAULT_PORTS["users"].metrics
     tweets_metrics: int = DEFAULT_PORTS["tweets"].metrics
     fanout_metrics: int = DEFAULT_PORTS["fanout"].metrics
     timeline_metrics: int = DEFAULT_PORTS["timeline"].metrics
+    media_metrics: int = DEFAULT_PORTS["media"].metrics
     postgres: int = 55432
     redis: int = 56379
     # The local SMTP server that keeps mails as files (devstack.smtp).
@@ -62,12 +93,15 @@ class MeshPorts:
 
     @classmethod
     def free(cls) -> MeshPorts:
-        """Ports the kernel has free right now (held together while choosing, so all differ)."""
+        """Ports free right now, all different, below the kernel's ephemeral range.
+
+        A port the kernel hands out for `bind(0)` comes from the range it also gives outgoing
+        connections: between choosing it and the server binding it, any connection (to PostgreSQL,
+        Redis, a peer) may take it as its local port, and the server fails with "Address already
+        in use". Ports below that range are only ever taken by a bind.
+        """
         with ExitStack() as stack:
-            sockets = [stack.enter_context(socket.socket()) for _ in fields(cls)]
-            for sock in sockets:
-                sock.bind((HOST, 0))
-            return cls(*(sock.getsockname()[1] for sock in sockets))
+            return cls(*(free_port(stack) for _ in fields(cls)))
 
     def of(self, name: str) -> int:
         """The port of a service or server by name ("users", "postgres", ...)."""
@@ -134,7 +168,9 @@ class Mesh:
     `log_to_files`, each process writes to `data_dir`/logs/<name>.log; otherwise output goes to
     this process's terminal.
     `enforce_edge_limits=False` turns off the refusals of Envoy's token buckets (see
-    devstack.envoy.render_envoy_config), for test suites and benchmarks.
+    devstack.envoy.render_envoy_config), for test suites and benchmarks. With `tls`, Envoy also
+    serves HTTPS and gRPC over TLS on `ports.envoy_tls` with that certificate; browsers on
+    `cors_origins` may call the API from their pages.
     """
 
     def __init__(
@@ -150,6 +186,8 @@ class Mesh:
         smtp_url: str | _FromEnvironment | None = FROM_ENVIRONMENT,
         ready_timeout: float = 30.0,
         enforce_edge_limits: bool = True,
+        tls: TlsFiles | None = None,
+        cors_origins: Sequence[str] = (),
     ) -> None:
         self._data_dir = data_dir.resolve()
         self._ports = ports or MeshPorts()
@@ -161,10 +199,13 @@ class Mesh:
         self._external_smtp_url = _from_environment(smtp_url, "SMTP_URL")
         self._ready_timeout = ready_timeout
         self._enforce_edge_limits = enforce_edge_limits
+        self._tls = tls
+        self._cors_origins = tuple(cors_origins)
         self._postgres: Server | None = None
         self._redis: Server | None = None
         self._smtp: Server | None = None
         self._mail_folder = self._data_dir / "mail"
+        self._media_folder = self._data_dir / "media"
         self._envoy: Server | None = None
         self._services: dict[str, ManagedProcess] = {}
         self._service_envs: dict[str, dict[str, str]] = {}
@@ -180,6 +221,11 @@ class Mesh:
     @property
     def data_dir(self) -> Path:
         return self._data_dir
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        """The certificate Envoy's TLS listener serves, if it has one."""
+        return self._tls
 
     @property
     def database_url(self) -> str:
@@ -204,6 +250,15 @@ class Mesh:
         if self._smtp is None:
             raise DevstackError("the SMTP server is not running: call start() first")
         return self._smtp.url
+
+    @property
+    def media_store(self) -> str:
+        """Where media_svc keeps uploads: the object storage MEDIA_S3_URL names, or its folder."""
+        return (
+            self._env_overrides.get("MEDIA_S3_URL")
+            or os.environ.get("MEDIA_S3_URL")
+            or str(self._media_folder)
+        )
 
     @property
     def mail_dir(self) -> Path | None:
@@ -410,9 +465,24 @@ class Mesh:
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
             "SMTP_URL": self.smtp_url,
+            # media_svc's local blob store (unless MEDIA_S3_URL names object storage).
+            "MEDIA_DIR": str(self._media_folder),
             "LISTEN_HOST": HOST,
+            "PAGE_TOKEN_SECRET": os.environ.get("PAGE_TOKEN_SECRET") or self._page_token_secret(),
             **addresses,
         }
+
+    def _page_token_secret(self) -> str:
+        """The services refuse to start without PAGE_TOKEN_SECRET; unless it is set, the mesh makes a
+        random one, kept in its data dir (readable by its owner only) so that page tokens survive a
+        restart of `make run`."""
+        path = self._data_dir / "page-token-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+        return path.read_text().strip()
 
     def _migrate(self) -> None:
         argv = [sys.executable, "-m", "meshkit.migrate"]
@@ -468,6 +538,8 @@ class Mesh:
             upstreams={name: (HOST, self._ports.of(name)) for name in PUBLIC_SERVICES},
             descriptor=DESCRIPTOR,
             enforce_rate_limits=self._enforce_edge_limits,
+            tls=None if self._tls is None else TlsListener(self._tls, self._ports.envoy_tls),
+            cors_origins=self._cors_origins,
         )
         self._envoy = start_envoy(
             config,

@@ -5,9 +5,10 @@ A tweet goes to its author, to the users it mentions (the replied-to author coun
 and to the author's followers; a tweet that is not for everyone (social.rules.is_for_everyone: a
 reply to someone else) reaches only the followers who also follow the replied-to author. A
 celebrity's tweets for everyone are merged at read time instead (fanout_svc.celebrities); its
-replies to someone else still reach the followers of both. A follow merges what belongs in the
-follower's home (social.rules.belongs_in_home), the rule timeline_svc applies when it rebuilds a
-timeline from PostgreSQL.
+replies to someone else still reach the followers of both. A follow or an unfollow rebuilds the
+follower's window from the owners (social.homes.HomeSource), as timeline_svc does for a user back
+after a while: it changes more than the followee's own tweets, and several workers may apply a
+follow and the unfollow after it in either order.
 
 The followers come from the follower lists users_svc keeps in Redis (social.follower_lists): each
 event becomes a job (social.timelines.FanoutJob) and a batch of events is written by a few calls of
@@ -16,12 +17,13 @@ needs it (a miss), and the jobs that needed it run again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from fanout_svc.celebrities import Celebrities
-from social import State, TweetRef, belongs_in_home, is_for_everyone
+from social import State, is_for_everyone
+from social.homes import HomeSource
 from social.live import GLOBAL_CHANNEL
 from social.timelines import FanoutJob, JobOutcome
 
@@ -59,25 +61,11 @@ class FollowerLists(Protocol):
         ...
 
 
-class TweetIndex(Protocol):
-    async def ids_by_authors(
-        self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
-    ) -> list[int]: ...
-    async def refs_by_authors(
-        self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
-    ) -> list[TweetRef]: ...
-
-
 class HomeTimelineWrites(Protocol):
     """What fan-out does to home timelines (social.timelines.TimelineStore)."""
 
-    max_entries: int
-
     async def fan_out(self, jobs: Sequence[FanoutJob], budget: int) -> list[JobOutcome]: ...
     async def exists(self, user_id: int) -> bool: ...
-    async def merge(self, user_id: int, tweet_ids: Iterable[int]) -> int: ...
-    async def remove(self, user_id: int, tweet_ids: Iterable[int]) -> None: ...
-    async def oldest(self, user_id: int) -> int | None: ...
 
 
 class CelebrityLists(Protocol):
@@ -85,10 +73,6 @@ class CelebrityLists(Protocol):
 
     def key(self, ident: int) -> str: ...
     def channel(self, ident: int) -> str: ...
-
-
-# ListTweetIdsByAuthors answers at most this many ids per call.
-_ID_BATCH = 1000
 
 
 class FollowerListMissing(Exception):
@@ -100,8 +84,8 @@ class Fanout:
         self,
         graph: FollowGraph,
         lists: FollowerLists,
-        tweets: TweetIndex,
         timelines: HomeTimelineWrites,
+        homes: HomeSource,
         celebrities: Celebrities | None = None,
         celebrity_lists: CelebrityLists | None = None,
         *,
@@ -110,8 +94,8 @@ class Fanout:
         self._call_budget = call_budget
         self._graph = graph
         self._lists = lists
-        self._tweets = tweets
         self._timelines = timelines
+        self._homes = homes
         self._celebrities = celebrities
         self._celebrity_lists = celebrity_lists
 
@@ -210,33 +194,15 @@ class Fanout:
 
     async def follow_changed(self, event: FollowChanged) -> None:
         """The followee's follower list first (so that a tweet fanned out from now on finds the
-        follower, and one fanned out before is among the tweets merged below); then a follow
-        merges the followee's recent tweets into the follower's timeline and an unfollow takes out
-        every one of them that the timeline holds."""
+        follower, and one fanned out before is among those the rebuild reads); then the follower's
+        window rebuilt from the owners, and their open streams told of a celebrity they now merge
+        or no longer do. What the event says is not trusted: the follow graph is read as it is now,
+        so a follow applied after the unfollow that came later (two workers, a retry) changes
+        nothing wrong."""
         await self._lists.sync_follow(event.follower_id, event.followee_id)
         if not await self._timelines.exists(event.follower_id):
             return  # rebuilt from the follow graph when next read
         if self._celebrities is not None:
-            await self._celebrities.follow_changed(event.follower_id, event.followee_id, event.following)
-        if event.following:
-            recent = await self._tweets.refs_by_authors(
-                [event.followee_id], limit=min(self._timelines.max_entries, _ID_BATCH)
-            )
-            following = set(await self._graph.following(event.follower_id))
-            await self._timelines.merge(
-                event.follower_id,
-                [r.tweet_id for r in recent if belongs_in_home(r, event.follower_id, following)],
-            )
-            return
-        oldest = await self._timelines.oldest(event.follower_id)
-        if oldest is None:
-            return
-        before: int | None = None
-        while True:
-            held = await self._tweets.ids_by_authors(
-                [event.followee_id], before=before, after=oldest - 1, limit=_ID_BATCH
-            )
-            await self._timelines.remove(event.follower_id, held)
-            if len(held) < _ID_BATCH:
-                return
-            before = held[-1]
+            following = event.followee_id in await self._graph.following(event.follower_id)
+            await self._celebrities.follow_changed(event.follower_id, event.followee_id, following)
+        await self._homes.rebuild(event.follower_id)

@@ -9,8 +9,9 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from prometheus_client import Counter, Gauge
 
+from meshkit.errors import DEPENDENCY_ERRORS
 from meshkit.metrics import REGISTRY
-from meshkit.streams import dead_letter_stream
+from meshkit.streams import DeadLetters
 from social.timelines import DELIVERED_COUNTER
 
 TIMELINE_WRITES = Counter(
@@ -65,17 +66,22 @@ class FanoutStats:
 
 
 class FanoutStatsReader:
-    def __init__(self, redis: aioredis.Redis, streams: list[str], group: str) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, streams: list[str], group: str, dead_letters: DeadLetters
+    ) -> None:
         self._redis = redis
         self._streams = streams
         self._group = group
+        self._dead_letters = dead_letters
 
     async def _stream_stats(self, stream: str) -> StreamStats:
         length = int(await self._redis.xlen(stream))
         try:
             groups = await self._redis.xinfo_groups(stream)
-        except redis.exceptions.ResponseError:  # no such stream yet
-            groups = []
+        except redis.exceptions.ResponseError as error:
+            if isinstance(error, DEPENDENCY_ERRORS):
+                raise
+            groups = []  # no such stream yet
         mine = next((g for g in groups if g["name"] in (self._group, self._group.encode())), None)
         if mine is None:
             return StreamStats(stream, length, 0, length, 0)
@@ -91,8 +97,7 @@ class FanoutStatsReader:
     async def stats(self) -> FanoutStats:
         streams = [await self._stream_stats(s) for s in self._streams]
         delivered = await self._redis.get(DELIVERED_COUNTER)
-        dead = sum([int(await self._redis.xlen(dead_letter_stream(s))) for s in self._streams])
-        return FanoutStats(streams, int(delivered or 0), dead)
+        return FanoutStats(streams, int(delivered or 0), await self._dead_letters.count())
 
 
 async def export_stats(stats: FanoutStatsReader) -> None:

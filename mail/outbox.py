@@ -169,7 +169,7 @@ class MailRelay:
             try:
                 report = await self.relay_once()
             except Exception as error:  # a relay must outlive any failure of its store
-                log.warning("mail relay pass failed; will retry", extra={"error": repr(error)})
+                log.warning("mail relay pass failed; will retry", extra={"error": error})
                 report = RelayReport()
             if report.claimed >= self._batch:
                 continue

@@ -1,6 +1,7 @@
-"""media_svc: uploaded images and video checked and sanitized, and the blob stores that keep them.
+"""media_svc: uploaded images and video checked and sanitized, the blob stores that keep them, and
+the service that takes uploads and serves them (`python -m media_svc`; server.py is its gRPC edge).
 
-What other packages may use (the service's gRPC edge is still to come):
+What other packages may use:
 
 - `inspect_media(data, claimed_type) -> Media`, raising `MediaRefused` (its `refusal` says why);
 - `BlobStore` and `open_blob_store(s3_url, local_dir)`, raising `BlobNotFound` and

@@ -1,27 +1,32 @@
 """Bearer tokens: how they are made and stored, and how any service finds the user behind one.
 
 users_svc owns sessions (PostgreSQL, hashed). It also keeps a documented Redis cache,
-`session:<sha256 of token>` -> `<user_id>:<expiry epoch seconds>`, with the session's TTL, written at
-login and deleted at logout. Other services read that cache and, on a miss, ask users_svc
-(AuthenticateToken), which refills it. Revocation is therefore immediate everywhere.
+`session:<sha256 of token>` -> `<user_id>:<expiry epoch seconds>`, written at login and when a
+lookup refills it, and deleted at logout and password change. Other services read that cache and,
+on a miss, ask users_svc (AuthenticateToken), which refills it. An entry lives at most
+`max_seconds` (SESSION_CACHE_SECONDS, 5 s): a revocation is immediate everywhere when Redis takes
+the DEL, and holds within that bound when the DEL is lost (Redis paused or failing over, users_svc
+dying between the row delete and the DEL), since the next lookup asks PostgreSQL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
 from meshkit.errors import DEPENDENCY_ERRORS, Unauthenticated
 
 TOKEN_PREFIX = "tm_"
-_TOKEN_PATTERN = re.compile(r"^tm_[A-Za-z0-9_-]{43}$")
+_TOKEN_PATTERN = re.compile(r"tm_[A-Za-z0-9_-]{43}")
 
 
 # What grpc.aio's invocation_metadata() returns: (key, value) pairs, or None.
@@ -60,16 +65,17 @@ def bearer_token(metadata: Metadata) -> str:
         raise Unauthenticated("authorization: a bearer token is required", reason="TOKEN_MISSING")
     value = values[0] if isinstance(values[0], str) else values[0].decode("latin-1")
     scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not _TOKEN_PATTERN.match(token.strip()):
+    if scheme.lower() != "bearer" or not _TOKEN_PATTERN.fullmatch(token.strip()):
         raise Unauthenticated("authorization: expected 'Bearer <token>'", reason="TOKEN_MALFORMED")
     return token.strip()
 
 
-async def cache_session(redis: aioredis.Redis, token: str, session: Session) -> None:
-    ttl = int(session.expire_time.timestamp() - time.time())
-    if ttl > 0:
+async def cache_session(redis: aioredis.Redis, token: str, session: Session, max_seconds: float) -> None:
+    """Caches a live session for at most `max_seconds` (never past its expiry)."""
+    ttl_ms = int(min(session.expire_time.timestamp() - time.time(), max_seconds) * 1000)
+    if ttl_ms > 0:
         value = f"{session.user_id}:{int(session.expire_time.timestamp())}"
-        await redis.set(cache_key(token), value, ex=ttl)
+        await redis.set(cache_key(token), value, px=ttl_ms)
 
 
 async def forget_session(redis: aioredis.Redis, token: str) -> None:
@@ -77,6 +83,30 @@ async def forget_session(redis: aioredis.Redis, token: str) -> None:
 
 
 SessionLookup = Callable[[str], Awaitable[Session | None]]
+
+
+class CallContext(Protocol):
+    """What authenticating a call reads of it: its metadata (a servicer context, or the kit's
+    meshkit.interceptors.CallFacts, whose `memo` keeps what was found for the rest of the call)."""
+
+    def invocation_metadata(self) -> Metadata: ...
+
+
+def session_of(value: bytes) -> Session:
+    """A session as the cache stores it (`<user_id>:<expiry epoch seconds>`)."""
+    user_id, _, expiry = value.decode().partition(":")
+    return Session(int(user_id), datetime.fromtimestamp(int(expiry), tz=UTC))
+
+
+def unexpired(session: Session | None) -> Session:
+    """The session, or UNAUTHENTICATED when there is none or it has expired."""
+    if session is None:
+        raise Unauthenticated(
+            "authorization: the token is unknown, expired or revoked", reason="TOKEN_INVALID"
+        )
+    if session.expire_time <= datetime.now(UTC):
+        raise Unauthenticated("authorization: the token has expired", reason="TOKEN_EXPIRED")
+    return session
 
 
 class Authenticator:
@@ -94,18 +124,48 @@ class Authenticator:
         except DEPENDENCY_ERRORS:
             cached = None  # the cache is down; the owner (users_svc, PostgreSQL) still knows
         if cached is not None:
-            user_id, _, expiry = cached.decode().partition(":")
-            session = Session(int(user_id), datetime.fromtimestamp(int(expiry), tz=UTC))
-        else:
-            found = await self._lookup(token)
-            if found is None:
-                raise Unauthenticated(
-                    "authorization: the token is unknown, expired or revoked", reason="TOKEN_INVALID"
-                )
-            session = found
-        if session.expire_time <= datetime.now(UTC):
-            raise Unauthenticated("authorization: the token has expired", reason="TOKEN_EXPIRED")
+            return unexpired(session_of(cached))
+        return await self.from_owner(token)
+
+    async def sessions(self, tokens: Sequence[str]) -> dict[str, Session | Exception]:
+        """The sessions behind many tokens: one read of the cache for all, the owner asked for
+        those it lacks; a token's failure (UNAUTHENTICATED, the owner unreachable) is its answer."""
+        try:
+            cached: list[bytes | None] = await self._redis.mget([cache_key(t) for t in tokens])  # type: ignore[assignment]
+        except DEPENDENCY_ERRORS:
+            cached = [None] * len(tokens)
+        answers: dict[str, Session | Exception] = {}
+        for token, value in zip(tokens, cached, strict=True):
+            if value is not None:
+                try:
+                    answers[token] = unexpired(session_of(value))
+                except Unauthenticated as error:
+                    answers[token] = error
+        missing = [t for t in tokens if t not in answers]
+        found = await asyncio.gather(*(self.from_owner(t) for t in missing), return_exceptions=True)
+        for token, outcome in zip(missing, found, strict=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome
+            answers[token] = outcome
+        return answers
+
+    async def from_owner(self, token: str) -> Session:
+        """The session as its owner knows it (the cache missed it, or could not be read)."""
+        return unexpired(await self._lookup(token))
+
+    async def caller(self, context: CallContext) -> Session:
+        """The session of the call being served, checked once per call: the rate limits and the
+        handler share the answer (kept in the call's memo when the context has one)."""
+        memo: dict[object, Any] | None = getattr(context, "memo", None)
+        if memo is not None and (known := memo.get(self)) is not None:
+            return known  # type: ignore[no-any-return]
+        session = await self.session(context.invocation_metadata())
+        if memo is not None:
+            memo[self] = session
         return session
+
+    async def caller_id(self, context: CallContext) -> int:
+        return (await self.caller(context)).user_id
 
     async def user_id(self, metadata: Metadata) -> int:
         return (await self.session(metadata)).user_id

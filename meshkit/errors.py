@@ -3,6 +3,7 @@ the failures of dependencies, which a caller may retry later."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import grpc
@@ -13,6 +14,37 @@ import redis.exceptions
 # The reason codes in ErrorInfo come from this domain (AIP-193).
 ERROR_DOMAIN = "tweetmesh.dev"
 
+# Error replies by which Redis says it cannot serve now (not that the command is wrong): out of
+# memory with noeviction (OOM), a replica during a failover (READONLY, MASTERDOWN, UNBLOCKED: a
+# blocked command of a master turned replica), loading its data (LOADING), a script running too
+# long (BUSY), unable to persist (MISCONF), not enough replicas (NOREPLICAS), and the cluster's
+# (CLUSTERDOWN, TRYAGAIN). Redis 7 starts the reply with the code; Redis 6 wraps the error of a
+# command inside a script: "ERR Error running script ...: -OOM command not allowed ...".
+OUTAGE_REPLY_CODES = (
+    "OOM",
+    "READONLY",
+    "MASTERDOWN",
+    "UNBLOCKED",
+    "LOADING",
+    "BUSY",
+    "MISCONF",
+    "NOREPLICAS",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+)
+_OUTAGE_REPLY = re.compile(rf"(?:^|\s-)(?:{'|'.join(OUTAGE_REPLY_CODES)})\s")
+
+
+def is_outage_reply(reply: str) -> bool:
+    """Whether a Redis error reply means the server cannot serve now (OUTAGE_REPLY_CODES)."""
+    return _OUTAGE_REPLY.search(reply) is not None
+
+
+class RedisOutage(redis.exceptions.ResponseError):
+    """An error reply of OUTAGE_REPLY_CODES: Redis is there, and cannot serve now (the services'
+    Redis clients raise it instead of a plain ResponseError: meshkit.runtime)."""
+
+
 # Failures that mean "a dependency is down or slow": the caller may retry later (UNAVAILABLE).
 DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,
@@ -20,6 +52,12 @@ DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    RedisOutage,
+    # What redis-py itself names of those replies (a client without the runtime's parser).
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
     ConnectionError,
     # A dependency that answered too slowly (asyncio.timeout, the handler time limit).
     TimeoutError,

@@ -173,5 +173,5 @@ async def refresh_every(seconds: float, refresh: Callable[[], Awaitable[None]], 
         try:
             await refresh()
         except DEPENDENCY_ERRORS as error:
-            log.warning("metrics refresh failed", extra={"what": name, "error": repr(error)})
+            log.warning("metrics refresh failed", extra={"what": name, "error": error})
         await asyncio.sleep(seconds)

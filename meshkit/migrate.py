@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 
 from meshkit.ids import SQL_FUNCTION
+from meshkit.logs import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 KIT_MIGRATIONS = ROOT / "meshkit" / "migrations"
@@ -71,7 +72,7 @@ def main() -> None:
     try:
         applied = migrate(url)
     except psycopg.Error as error:
-        sys.exit(f"meshkit.migrate: {type(error).__name__}: {error}")
+        sys.exit(f"meshkit.migrate: {describe(error)}")
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
 
 

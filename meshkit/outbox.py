@@ -2,11 +2,20 @@
 
 A service calls `add` inside the transaction that makes the change, so the event exists if and
 only if the change committed. After the commit it calls `relay` with what `add` returned, which
-XADDs the events at once; their rows are deleted in the background (`sweep_forever` deletes every
-row relayed in the last FORGET_EVERY_SECONDS with one statement, off the request path). Whatever
-the relay misses (Redis down, a crash between commit and relay) the sweeper finds and relays later,
-and so is a row whose delete a crash lost. Consumers may therefore see an event twice and must be
-idempotent; they never miss one.
+XADDs the events at once; their rows are deleted in the background once the events are safe
+(`sweep_forever` deletes every row relayed in the last FORGET_EVERY_SECONDS with one statement, off
+the request path). Whatever the relay misses (Redis down, a crash between commit and relay, events
+not yet safe) the sweeper finds and relays later, and so is a row whose delete a crash lost.
+Consumers may therefore see an event twice and must be idempotent; they never miss one.
+
+Safe means: Redis acknowledged the XADD, and, with `replicas` > 0, that many replicas have it too
+(WAIT), so a failover to one of them keeps it. With one Redis an event is as durable as that
+Redis's own persistence; a Redis that lost it lost the home timelines too, which are rebuilt from
+PostgreSQL.
+
+A service may have Redis writes ride along in the relay's pipeline: `on_relay` for what each event
+implies wherever it is relayed (by the request or by the sweeper), `relay(..., also=)` for what only
+the request knows (an owner's cache entries: social.caches).
 """
 
 from __future__ import annotations
@@ -15,21 +24,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from meshkit.errors import DEPENDENCY_ERRORS
+from meshkit.errors import DEPENDENCY_ERRORS, RedisOutage
 
 log = logging.getLogger(__name__)
 
-# Streams keep about this many entries; consumers run far closer to the head than that.
-STREAM_MAXLEN = 100_000
 # How often the rows of relayed events are deleted (in one statement for all of them).
 FORGET_EVERY_SECONDS = 0.05
+# How long a relay waits for the replicas to have its events before leaving them to the sweeper.
+REPLICA_WAIT_MS = 1000
+SWEEP_BACKOFF_MAX_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -39,10 +50,24 @@ class Event:
     payload: bytes
 
 
+# Adds Redis commands to the relay's pipeline (the pipeline, then the event it relays).
+OnRelay = Callable[[Any, Event], Awaitable[None]]
+# Adds the caller's own Redis commands to the relay's pipeline.
+Also = Callable[[Any], Awaitable[None]]
+
+
 class Outbox:
-    def __init__(self, pool: AsyncConnectionPool, redis: aioredis.Redis) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        redis: aioredis.Redis,
+        replicas: int = 0,
+        on_relay: OnRelay | None = None,
+    ) -> None:
         self._pool = pool
         self._redis = redis
+        self._replicas = replicas
+        self._on_relay = on_relay
         # Outbox ids of events relayed whose rows are not deleted yet.
         self._relayed: list[int] = []
 
@@ -74,28 +99,39 @@ class Outbox:
         rows = await cursor.fetchall()
         return sorted(Event(int(i), str(s), bytes(p)) for i, s, p in rows)  # type: ignore[call-overload]
 
-    async def _xadd(self, events: list[Event]) -> None:
+    async def _xadd(self, events: list[Event], also: Also | None = None) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
+            # The writes that ride along go first: whoever reads an event finds them done.
+            if also is not None:
+                await also(pipe)
             for event in events:
-                pipe.xadd(
-                    event.stream,
-                    {"data": event.payload, "outbox_id": event.outbox_id},
-                    maxlen=STREAM_MAXLEN,
-                    approximate=True,
-                )
-            await pipe.execute()
+                if self._on_relay is not None:
+                    await self._on_relay(pipe, event)
+                # Untrimmed here: the stream's consumers trim what they have all read
+                # (meshkit.streams), so a backlog is never cut short.
+                pipe.xadd(event.stream, {"data": event.payload, "outbox_id": event.outbox_id})
+            if self._replicas:  # on the same connection: WAIT counts the replicas that have its writes
+                pipe.wait(self._replicas, REPLICA_WAIT_MS)
+            replies = await pipe.execute()
+        if self._replicas:
+            acked = int(replies[-1])
+            if acked < self._replicas:
+                # Not safe yet: the rows stay, and the sweeper relays the events again (a repeat
+                # the consumers ignore) until enough replicas have them.
+                raise RedisOutage(f"NOREPLICAS {acked} of {self._replicas} replicas acknowledged the events")
 
-    async def relay(self, events: list[Event]) -> None:
-        """Publishes freshly committed events now; on failure the sweeper will. Their rows are
-        deleted later, in the background (`forget_relayed`)."""
+    async def relay(self, events: list[Event], also: Also | None = None) -> None:
+        """Publishes freshly committed events now; on failure the sweeper will. `also` adds the
+        caller's own writes to the same pipeline (lost with it if Redis fails: caches only). Their
+        rows are deleted later, in the background (`forget_relayed`)."""
         if not events:
             return
         try:
-            await self._xadd(events)
+            await self._xadd(events, also)
         except Exception as error:
             # Committed already: whatever went wrong here, the caller's write stands and the
             # sweeper relays the events later. Only the log says it happened.
-            log.warning("outbox relay deferred to the sweeper", extra={"error": repr(error)})
+            log.warning("outbox relay deferred to the sweeper", extra={"error": error})
             return
         self._relayed.extend(e.outbox_id for e in events)
 
@@ -134,7 +170,10 @@ class Outbox:
 
     async def sweep_forever(self, interval_seconds: float) -> None:
         """Deletes the rows of relayed events every FORGET_EVERY_SECONDS and relays what was left
-        behind every `interval_seconds`, until cancelled (then the last relayed rows are deleted)."""
+        behind every `interval_seconds`, until cancelled (then the last relayed rows are deleted).
+        After a failure (a dependency down, replicas missing) the wait for the next sweep doubles
+        up to SWEEP_BACKOFF_MAX_SECONDS."""
+        wait = interval_seconds
         next_sweep = time.monotonic()
         try:
             while True:
@@ -143,9 +182,12 @@ class Outbox:
                     if time.monotonic() >= next_sweep:
                         while await self.sweep_once(older_than_seconds=interval_seconds) > 0:
                             pass
-                        next_sweep = time.monotonic() + interval_seconds
+                        wait = interval_seconds
+                        next_sweep = time.monotonic() + wait
                 except DEPENDENCY_ERRORS as error:
                     log.warning("outbox sweep failed; will retry", extra={"error": type(error).__name__})
+                    wait = min(wait * 2, max(SWEEP_BACKOFF_MAX_SECONDS, interval_seconds))
+                    next_sweep = time.monotonic() + wait
                 await asyncio.sleep(min(FORGET_EVERY_SECONDS, interval_seconds))
         finally:
             # Stopping: what is left would only be relayed again by the next sweeper.

@@ -40,17 +40,22 @@ class PageTokens:
 
     The token carries the cursor and a digest of the request's other arguments (its `scope`), signed
     with a server secret: a client can neither forge a cursor nor reuse a token with other arguments.
+    Several secrets rotate a key: tokens are signed with the first and accepted with any, so the
+    previous secret can stay listed until the tokens it signed are no longer in use.
     """
 
-    def __init__(self, secret: str) -> None:
-        self._key = hashlib.sha256(secret.encode()).digest()
+    def __init__(self, *secrets: str) -> None:
+        if not secrets:
+            raise ValueError("PageTokens needs at least one secret")
+        self._keys = [hashlib.sha256(secret.encode()).digest() for secret in secrets]
 
-    def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._key, body, hashlib.sha256).digest()[:12]
+    @staticmethod
+    def _mac(key: bytes, body: bytes) -> bytes:
+        return hmac.new(key, body, hashlib.sha256).digest()[:12]
 
     def encode(self, cursor: str, scope: str) -> str:
         body = json.dumps({"c": cursor, "s": hashlib.sha256(scope.encode()).hexdigest()[:16]}).encode()
-        return base64.urlsafe_b64encode(body + self._mac(body)).decode().rstrip("=")
+        return base64.urlsafe_b64encode(body + self._mac(self._keys[0], body)).decode().rstrip("=")
 
     def page(self, rows: list[T], limit: int, scope: str, cursor_of: Callable[[T], object]) -> Page[T]:
         """The first `limit` of `rows` as a page. Callers fetch `limit + 1` rows: the extra one only
@@ -69,7 +74,7 @@ class PageTokens:
         except (ValueError, TypeError):
             raise bad from None
         body, mac = raw[:-12], raw[-12:]
-        if len(raw) <= 12 or not hmac.compare_digest(mac, self._mac(body)):
+        if len(raw) <= 12 or not any(hmac.compare_digest(mac, self._mac(key, body)) for key in self._keys):
             raise bad
         data = json.loads(body)
         if data.get("s") != hashlib.sha256(scope.encode()).hexdigest()[:16]:

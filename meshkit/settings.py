@@ -182,12 +182,35 @@ def read_database_url(env: Env) -> str:
     return env.url("DATABASE_URL", ("postgresql", "postgres"))
 
 
-def read_page_token_secret(env: Env) -> str:
-    return env.text("PAGE_TOKEN_SECRET", "tweetmesh-dev-page-token-secret")
+PAGE_TOKEN_SECRET_MIN = 16
+
+
+def read_page_token_secrets(env: Env) -> tuple[str, ...]:
+    """The secrets that sign page tokens: the first signs, any of them is accepted (rotation:
+    `PAGE_TOKEN_SECRET=new,old`). Required: a silent default would let anyone who read it forge
+    page tokens; `make run` and the test meshes set one (devstack)."""
+    raw = env.text("PAGE_TOKEN_SECRET", "")
+    secrets = tuple(part.strip() for part in raw.split(","))
+    if not raw.strip():
+        raise SettingsError(
+            "PAGE_TOKEN_SECRET must be set: a random secret shared by every replica, e.g."
+            " `openssl rand -hex 32` (to rotate it, list the new one first: NEW,OLD)"
+        )
+    if any(len(secret) < PAGE_TOKEN_SECRET_MIN for secret in secrets):
+        raise SettingsError(
+            f"PAGE_TOKEN_SECRET: each comma-separated secret must be at least {PAGE_TOKEN_SECRET_MIN}"
+            " characters (e.g. `openssl rand -hex 32`)"
+        )
+    return secrets
 
 
 def read_outbox_sweep_seconds(env: Env) -> float:
     return env.number("OUTBOX_SWEEP_SECONDS", 1.0, minimum=0.01)
+
+
+def read_outbox_replicas(env: Env) -> int:
+    """How many Redis replicas must hold a relayed event before its outbox row goes (meshkit.outbox)."""
+    return env.integer("OUTBOX_REPLICAS", 0, minimum=0)
 
 
 def read_trusted_proxies(env: Env) -> Networks:

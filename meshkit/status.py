@@ -15,13 +15,18 @@ from google.rpc import error_details_pb2, status_pb2
 from meshkit.errors import (
     DEPENDENCY_ERRORS,
     ERROR_DOMAIN,
+    AlreadyExists,
     DomainError,
+    FailedPrecondition,
+    FieldViolation,
     Internal,
     InvalidArgument,
+    NotFound,
+    PermissionDenied,
     Unavailable,
 )
 from meshkit.interceptors import Handler, HandlerInterceptor
-from meshkit.rpc_details import DETAILS_TRAILER
+from meshkit.rpc_details import DETAILS_TRAILER, error_details
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,6 +88,37 @@ def as_domain_error(exc: BaseException, method: str) -> DomainError:
         return Unavailable("a service of the mesh is unavailable; retry later", reason="PEER_UNAVAILABLE")
     log.exception("unhandled error", extra={"method": method}, exc_info=exc)
     return Internal("internal error", reason="INTERNAL")
+
+
+# A peer's refusals that are the caller's to hear (its request was wrong), by code.
+_RELAYED: dict[grpc.StatusCode, type[DomainError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+}
+
+
+def relayed(error: grpc.aio.AioRpcError) -> DomainError | None:
+    """A peer's refusal of what this caller's request asked for (a media that is not the caller's,
+    say), as the same error of this service, with its message, reason and field violations; None
+    for any other failure (UNAVAILABLE and the like stay the caller's to map)."""
+    kind = _RELAYED.get(error.code())
+    if kind is None:
+        return None
+    infos = error_details(error, error_details_pb2.ErrorInfo)
+    violations = tuple(
+        FieldViolation(v.field, v.description)
+        for bad in error_details(error, error_details_pb2.BadRequest)
+        for v in bad.field_violations
+    )
+    return kind(
+        message=error.details() or error.code().name.lower(),
+        reason=infos[0].reason if infos else "ERROR",
+        metadata=dict(infos[0].metadata) if infos else {},
+        violations=violations,
+    )
 
 
 _unwinding: set[asyncio.Future[Any]] = set()
@@ -169,6 +205,26 @@ def _wrap_unary(behavior: Handler, method: str, limit: float) -> Handler:
     return handle
 
 
+async def _decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client's stream of requests, refused (INVALID_ARGUMENT) at the first undecodable one."""
+    async for request in requests:
+        if request is _UNDECODABLE:
+            raise _BAD_REQUEST
+        yield request
+
+
+def _wrap_client_stream(behavior: Handler, method: str, limit: float) -> Handler:
+    async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await within(_time_limit(context, limit), behavior(_decoded(requests), context))
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await abort_with(context, as_domain_error(exc, method))
+
+    return handle
+
+
 def _wrap_stream(behavior: Handler, method: str) -> Handler:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
@@ -186,9 +242,11 @@ def _wrap_stream(behavior: Handler, method: str) -> Handler:
 
 class ErrorInterceptor(HandlerInterceptor):
     """Maps every exception leaving a handler to a status; nothing escapes as a bare UNKNOWN.
-    Unary handlers also get a time limit (`unary_limit_seconds`, or the caller's deadline if sooner)."""
+    Handlers that answer once (unary, client-streaming) also get a time limit
+    (`unary_limit_seconds`, or the caller's deadline if sooner)."""
 
     def __init__(self, unary_limit_seconds: float) -> None:
+        super().__init__()
         self._limit = unary_limit_seconds
 
     def wrap_unary(self, behavior: Handler, method: str) -> Handler:
@@ -197,8 +255,11 @@ class ErrorInterceptor(HandlerInterceptor):
     def wrap_stream(self, behavior: Handler, method: str) -> Handler:
         return _wrap_stream(behavior, method)
 
+    def wrap_client_stream(self, behavior: Handler, method: str) -> Handler:
+        return _wrap_client_stream(behavior, method, self._limit)
+
     def wrap_deserializer(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
         return _tolerant(deserializer)
 
 
-__all__ = ["ErrorInterceptor", "abort_with", "as_domain_error", "status_of", "within"]
+__all__ = ["ErrorInterceptor", "abort_with", "as_domain_error", "relayed", "status_of", "within"]

@@ -1,10 +1,12 @@
 """A Redis Streams consumer-group worker: at-least-once, reclaims dead consumers' entries,
-moves entries that keep failing to a dead-letter stream."""
+moves entries that keep failing to a dead-letter stream (kept until an operator replays them),
+and trims its stream of what every group has read and acknowledged, never more."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +19,10 @@ from meshkit.errors import DEPENDENCY_ERRORS
 from meshkit.metrics import STREAM_ENTRIES
 
 log = logging.getLogger(__name__)
+_WAIT_SECONDS = 1.0
+_WAIT_MAX_SECONDS = 10.0
+# Entries read and acknowledged by every group are trimmed once older than this.
+KEEP_SECONDS = 300.0
 
 
 class PoisonEvent(Exception):
@@ -38,6 +44,42 @@ def dead_letter_stream(stream: str) -> str:
     return f"{stream}:dead"
 
 
+# The fields a dead letter adds to the entry it keeps: where it was in its stream, and why.
+ENTRY_ID_FIELD = b"entry_id"
+REASON_FIELD = b"reason"
+_ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+
+
+def is_entry_id(text: str) -> bool:
+    """Whether `text` is a Redis Stream entry id (`<ms>-<seq>`)."""
+    return _ENTRY_ID.fullmatch(text) is not None
+
+
+async def trim_floor(client: aioredis.Redis, stream: str) -> tuple[int, int] | None:
+    """The oldest entry of `stream` that some consumer group may still need: its oldest pending
+    entry (delivered, not acknowledged), else the last it was delivered (kept: XTRIM MINID keeps the
+    floor itself), as (ms, seq). None when the stream has no group yet: then nothing may go."""
+    try:
+        groups: Any = await client.xinfo_groups(stream)
+    except redis.exceptions.ResponseError as error:
+        if isinstance(error, DEPENDENCY_ERRORS):
+            raise
+        return None  # no such stream yet
+    if not groups:
+        return None
+    floors: list[tuple[int, int]] = []
+    for group in groups:
+        name = group["name"]
+        floor = group["last-delivered-id"]
+        if int(group["pending"]):
+            summary: Any = await client.xpending(stream, name)
+            floor = summary["min"] or floor
+        text = floor.decode() if isinstance(floor, bytes) else str(floor)
+        ms, seq = text.split("-")
+        floors.append((int(ms), int(seq)))
+    return min(floors)
+
+
 async def _outcome(call: Awaitable[None]) -> BaseException | None:
     try:
         await call
@@ -52,7 +94,8 @@ class StreamConsumer:
     consumer of the group (this one included) claims and retries them, and after `max_deliveries`
     attempts they go to `<stream>:dead`. A wiped Redis (NOGROUP) recreates the group. Entries of
     a batch are handled concurrently unless `ordered`; or, with `batch_handler`, all at once by
-    one call that answers for each."""
+    one call that answers for each. On the reclaim clock it trims the stream of what every group
+    has read and acknowledged (trim)."""
 
     def __init__(
         self,
@@ -68,6 +111,7 @@ class StreamConsumer:
         batch: int = 100,
         ordered: bool = False,
         block_ms: int = 1000,
+        keep_seconds: float = KEEP_SECONDS,
     ) -> None:
         self._redis = redis
         self._stream = stream
@@ -82,6 +126,7 @@ class StreamConsumer:
         self._batch = batch
         self._ordered = ordered
         self._block_ms = block_ms
+        self._keep_seconds = keep_seconds
         self._next_claim = 0.0
 
     async def ensure_group(self) -> None:
@@ -93,33 +138,39 @@ class StreamConsumer:
                 raise
 
     async def run(self) -> None:
-        await self._wait_for_redis()
-        # Entries this consumer name read before a restart and never acknowledged come first.
-        await self._consume("0")
+        """Consumes until cancelled. Redis down, out of memory, read-only during a failover or
+        wiped: the consumer waits (1 s, doubling to 10 s) and goes on; it never gives up."""
+        pending_first = True  # entries this consumer name read before a restart, never acknowledged
+        group_missing = True
+        wait = _WAIT_SECONDS
         while True:
             try:
+                if group_missing:
+                    await self.ensure_group()
+                    group_missing = False
+                if pending_first:
+                    await self._consume("0")
+                    pending_first = False
                 if time.monotonic() >= self._next_claim:
                     await self.reclaim()
+                    await self.trim()
                     self._next_claim = time.monotonic() + self._claim_idle_ms / 2000
                 await self._consume(">")
+                wait = _WAIT_SECONDS
+            except DEPENDENCY_ERRORS as error:
+                log.warning(
+                    "redis unavailable; consumer waits",
+                    extra={"stream": self._stream, "error": error, "wait_seconds": wait},
+                )
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, _WAIT_MAX_SECONDS)
             except redis.exceptions.ResponseError as error:
                 if "NOGROUP" not in str(error):
                     raise
                 log.warning(
                     "consumer group missing (Redis wiped?); recreating", extra={"stream": self._stream}
                 )
-                await self.ensure_group()
-            except DEPENDENCY_ERRORS as error:
-                log.warning("redis unavailable; consumer waits", extra={"error": type(error).__name__})
-                await asyncio.sleep(1)
-
-    async def _wait_for_redis(self) -> None:
-        while True:
-            try:
-                await self.ensure_group()
-                return
-            except DEPENDENCY_ERRORS:
-                await asyncio.sleep(1)
+                group_missing = True
 
     async def _consume(self, start: str) -> None:
         reply: Any = await self._redis.xreadgroup(
@@ -153,6 +204,19 @@ class StreamConsumer:
             log.info("reclaimed pending entries", extra={"stream": self._stream, "count": len(claimed)})
             await self._process([Entry(i, f) for i, f in claimed if f])
 
+    async def trim(self) -> int:
+        """Drops the entries every consumer group of the stream has read and acknowledged, once
+        older than `keep_seconds` (recent history for an operator to read). Its producers never
+        trim it: events no one has read stay, however far behind the consumers are. Returns how
+        many went."""
+        floor = await trim_floor(self._redis, self._stream)
+        if floor is None:
+            return 0
+        # Entry ids start with their time in ms: the last keep_seconds stay whatever was read.
+        ms, seq = min(floor, (max(int((time.time() - self._keep_seconds) * 1000), 0), 0))
+        # Approximate: Redis drops whole nodes only, never an entry at or above the floor.
+        return int(await self._redis.xtrim(self._stream, minid=f"{ms}-{seq}", approximate=True))
+
     async def _process(self, entries: list[Entry]) -> None:
         if not entries:
             return
@@ -174,7 +238,7 @@ class StreamConsumer:
             elif isinstance(result, BaseException):
                 log.warning(
                     "handler failed; entry stays pending for a retry",
-                    extra={"stream": self._stream, "entry": entry.entry_id.decode(), "error": repr(result)},
+                    extra={"stream": self._stream, "entry": entry.entry_id.decode(), "error": result},
                 )
             else:
                 done.append(entry.entry_id)
@@ -193,11 +257,10 @@ class StreamConsumer:
             return
         async with self._redis.pipeline(transaction=True) as pipe:
             for entry in entries:
+                # Never trimmed: a dead letter stays until an operator replays it (DeadLetters).
                 pipe.xadd(
                     dead_letter_stream(self._stream),
-                    {**entry.fields, b"entry_id": entry.entry_id, b"reason": reason.encode()},  # type: ignore[dict-item]
-                    maxlen=10_000,
-                    approximate=True,
+                    {**entry.fields, ENTRY_ID_FIELD: entry.entry_id, REASON_FIELD: reason.encode()},  # type: ignore[dict-item]
                 )
             pipe.xack(self._stream, self._group, *[e.entry_id for e in entries])
             await pipe.execute()
@@ -205,3 +268,90 @@ class StreamConsumer:
         log.error(
             "dead-lettered entries", extra={"stream": self._stream, "count": len(entries), "reason": reason}
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    stream: str  # the event stream it came from
+    dead_letter_id: str  # its entry in the dead-letter stream
+    entry_id: str  # its entry in the event stream when it was given up on
+    reason: str
+    fields: dict[bytes, bytes]  # the event's own fields, as they were in the event stream
+
+
+# KEYS[1]: the dead-letter stream, KEYS[2]: its event stream. ARGV: dead-letter ids. Each one still
+# there goes back on the event stream (its own fields, without the dead letter's) and leaves the
+# dead-letter stream, in one step: an event is never in neither, nor replayed twice by one call.
+_REPLAY = """
+local replayed = 0
+for _, id in ipairs(ARGV) do
+    local found = redis.call('XRANGE', KEYS[1], id, id)
+    if #found == 1 then
+        local fields, event = found[1][2], {}
+        for i = 1, #fields, 2 do
+            if fields[i] ~= 'entry_id' and fields[i] ~= 'reason' then
+                table.insert(event, fields[i])
+                table.insert(event, fields[i + 1])
+            end
+        end
+        if #event > 0 then redis.call('XADD', KEYS[2], '*', unpack(event)) end
+        redis.call('XDEL', KEYS[1], id)
+        replayed = replayed + 1
+    end
+end
+return replayed
+"""
+
+
+class DeadLetters:
+    """The dead letters of some event streams, for an operator: listed oldest first, and replayed
+    (put back on their stream, where the consumers handle them again; they are idempotent, and one
+    that fails again comes back here)."""
+
+    def __init__(self, redis: aioredis.Redis, streams: list[str]) -> None:
+        self._redis = redis
+        self.streams = streams
+        self._replay = redis.register_script(_REPLAY)
+
+    async def count(self) -> int:
+        return sum([int(await self._redis.xlen(dead_letter_stream(s))) for s in self.streams])
+
+    async def read(self, stream: str, after: str | None, limit: int) -> list[DeadLetter]:
+        """At most `limit` dead letters of `stream`, oldest first, after the dead letter `after`."""
+        start = f"({after}" if after else "-"
+        found: Any = await self._redis.xrange(dead_letter_stream(stream), min=start, max="+", count=limit)
+        letters: list[DeadLetter] = []
+        for dead_id, fields in found:
+            own = {k: v for k, v in fields.items() if k not in (ENTRY_ID_FIELD, REASON_FIELD)}
+            letters.append(
+                DeadLetter(
+                    stream,
+                    dead_id.decode(),
+                    fields.get(ENTRY_ID_FIELD, b"").decode(errors="replace"),
+                    fields.get(REASON_FIELD, b"").decode(errors="replace"),
+                    own,
+                )
+            )
+        return letters
+
+    async def replay(self, stream: str, dead_letter_ids: list[str]) -> int:
+        """Puts these dead letters of `stream` back on it; returns how many (ids no longer there are
+        skipped: another replay took them)."""
+        if not dead_letter_ids:
+            return 0
+        replayed = await self._replay(keys=[dead_letter_stream(stream), stream], args=dead_letter_ids)
+        log.warning("replayed dead letters", extra={"stream": stream, "count": int(replayed)})
+        return int(replayed)
+
+    async def replay_all(self, stream: str, batch: int = 500) -> int:
+        """Puts every dead letter of `stream` back on it (those there when it started); returns how many."""
+        total = 0
+        last: Any = await self._redis.xrevrange(dead_letter_stream(stream), count=1)
+        if not last:
+            return 0
+        end = last[0][0].decode()
+        while True:
+            found: Any = await self._redis.xrange(dead_letter_stream(stream), min="-", max=end, count=batch)
+            if not found:
+                return total
+            total += await self.replay(stream, [i.decode() for i, _ in found])

@@ -70,9 +70,11 @@ class _Call:
             request_id.reset(self._token)
 
 
-def _wrap_unary(behavior: Handler, method: str) -> Handler:
+def _wrap_unary(behavior: Handler, method: str, kind: str = "unary") -> Handler:
+    """A call answered once: `kind` unary, or client_stream (the request is a stream)."""
+
     async def handle(request: Any, context: Context) -> Any:
-        call = _Call(method, "unary", context)
+        call = _Call(method, kind, context)
         outcome = grpc.StatusCode.UNKNOWN
         try:
             response = await behavior(request, context)
@@ -108,13 +110,16 @@ def _wrap_stream(behavior: Handler, method: str) -> Handler:
 
 
 class TelemetryInterceptor(HandlerInterceptor):
-    """Request id, metrics and a log line for every unary and server-streaming call."""
+    """Request id, metrics and a log line for every call."""
 
     def wrap_unary(self, behavior: Handler, method: str) -> Handler:
         return _wrap_unary(behavior, method)
 
     def wrap_stream(self, behavior: Handler, method: str) -> Handler:
         return _wrap_stream(behavior, method)
+
+    def wrap_client_stream(self, behavior: Handler, method: str) -> Handler:
+        return _wrap_unary(behavior, method, "client_stream")
 
 
 __all__ = ["TelemetryInterceptor"]

@@ -1,5 +1,6 @@
-"""The social domain the services share: who may see a tweet (rules), the timelines in Redis and
-their live channels, the celebrity registry, the event streams, and the clients of the owners.
+"""The social domain the services share: who may see a tweet (rules), what text is visible (text),
+the timelines in Redis and their live channels, the celebrity registry, the event streams, and the
+clients of the owners.
 
 A rule or a Redis structure that more than one service applies belongs here, once; what a single
 service owns stays in that service. Built on meshkit (the generic service kit), never the reverse.
@@ -8,8 +9,9 @@ service owns stays in that service. Built on meshkit (the generic service kit), 
 from social.celebrities import MERGED_AT_READ, CelebrityRegistry, State
 from social.events import FOLLOWS_STREAM, TWEETS_STREAM
 from social.live import CelebrityFollow, GlobalFeed, LiveMessage, celebrity_channel, live_channel
-from social.peers import TweetsPeer, UsersPeer
+from social.peers import MediaFacts, MediaPeer, TweetsPeer, UsersPeer
 from social.rules import TweetRef, belongs_in_home, is_for_everyone, is_public
+from social.text import has_visible_character
 from social.timelines import Snapshot, TimelineStore, celebrity_lists, home_timelines
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "CelebrityRegistry",
     "GlobalFeed",
     "LiveMessage",
+    "MediaFacts",
+    "MediaPeer",
     "Snapshot",
     "State",
     "TimelineStore",
@@ -29,6 +33,7 @@ __all__ = [
     "belongs_in_home",
     "celebrity_channel",
     "celebrity_lists",
+    "has_visible_character",
     "home_timelines",
     "is_for_everyone",
     "is_public",

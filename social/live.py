@@ -13,9 +13,12 @@ same channel names (prefix and id) and messages from what social.timelines passe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+
+from meshkit.ids import MAX_ID
 
 USER_CHANNEL_PREFIX = "live:"
 CELEBRITY_CHANNEL_PREFIX = "celebrity:"
@@ -54,11 +57,19 @@ class CelebrityFollow:
 LiveMessage = tuple[int, bool] | CelebrityFollow
 
 
+_MESSAGE = re.compile(rb"(c[+-]|-)?([0-9]{1,19})")
+
+
 def parse_message(data: bytes) -> LiveMessage:
-    text = data.decode()
-    if text.startswith("c"):
-        return CelebrityFollow(int(text[2:]), text[1] == "+")
-    return int(text.removeprefix("-")), text.startswith("-")
+    """What a message says; ValueError for anything else (readers skip such a message)."""
+    match = _MESSAGE.fullmatch(data)
+    ident = int(match.group(2)) if match else 0
+    if match is None or not 0 < ident <= MAX_ID:
+        raise ValueError(f"not a live message: {data[:40]!r}")
+    kind = match.group(1) or b""
+    if kind.startswith(b"c"):
+        return CelebrityFollow(ident, kind == b"c+")
+    return ident, kind == b"-"
 
 
 class GlobalFeed:

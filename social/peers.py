@@ -7,6 +7,7 @@ grpc.aio.AioRpcError; the server edge turns UNAVAILABLE / DEADLINE_EXCEEDED into
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC
 
 import grpc
@@ -14,7 +15,10 @@ from google.protobuf.field_mask_pb2 import FieldMask
 
 from meshkit.auth import Session
 from meshkit.protos import wire_id
+from meshkit.status import relayed
 from social.rules import TweetRef
+from tweetmesh.media.v1 import media_service_pb2 as media_pb
+from tweetmesh.media.v1 import media_service_pb2_grpc as media_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -195,3 +199,55 @@ class TweetsPeer:
             tweets_pb.BatchGetTweetCountsRequest(user_ids=[str(u) for u in user_ids])
         )
         return {int(c.user_id): c.tweets_count for c in reply.counts}
+
+    async def media_tweets(self, media_ids: Sequence[int]) -> dict[int, int]:
+        """media id -> the tweet holding it, for the media a tweet holds."""
+        reply = await self._stub.BatchGetMediaTweets(
+            tweets_pb.BatchGetMediaTweetsRequest(media_ids=[str(m) for m in media_ids])
+        )
+        return {int(m.media_id): int(m.tweet_id) for m in reply.media}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFacts:
+    """What a tweet shows of an uploaded media (media_svc's record of it)."""
+
+    media_id: int
+    content_type: str
+    width: int
+    height: int
+    duration_ms: int
+    url: str
+    thumbnail_url: str
+
+
+class MediaPeer:
+    SERVICE = media_pb.DESCRIPTOR.services_by_name["MediaService"]
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = media_grpc.MediaServiceStub(channel)
+
+    async def claim(self, owner_id: int, media_ids: Sequence[int]) -> list[MediaFacts]:
+        """owner_id's media reserved for a tweet they post, in order; media_svc's refusal (not
+        found, not theirs, attached elsewhere) is raised as the same DomainError."""
+        try:
+            reply = await self._stub.ClaimMedia(
+                media_pb.ClaimMediaRequest(owner_id=str(owner_id), media_ids=[str(m) for m in media_ids])
+            )
+        except grpc.aio.AioRpcError as error:
+            refusal = relayed(error)
+            if refusal is None:
+                raise
+            raise refusal from None
+        return [
+            MediaFacts(
+                media_id=int(m.media_id),
+                content_type=m.content_type,
+                width=m.width,
+                height=m.height,
+                duration_ms=m.duration.ToMilliseconds(),
+                url=m.url,
+                thumbnail_url=m.thumbnail_url,
+            )
+            for m in reply.media
+        ]

@@ -1,5 +1,5 @@
 """The services of the mesh: where each listens by default, and how its peers find it
-(USERS_ADDR, TWEETS_ADDR: host:port, or dns:///name:port to balance over every address)."""
+(USERS_ADDR, TWEETS_ADDR, MEDIA_ADDR: host:port, or dns:///name:port to balance over every address)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ DEFAULT_PORTS = {
     "tweets": Ports(grpc=50052, metrics=9102),
     "fanout": Ports(grpc=50053, metrics=9103),
     "timeline": Ports(grpc=50054, metrics=9104),
+    "media": Ports(grpc=50055, metrics=9105),
 }
 
 
@@ -19,3 +20,7 @@ def read_users_addr(env: Env) -> str:
 
 def read_tweets_addr(env: Env) -> str:
     return env.address("TWEETS_ADDR", DEFAULT_PORTS["tweets"].grpc)
+
+
+def read_media_addr(env: Env) -> str:
+    return env.address("MEDIA_ADDR", DEFAULT_PORTS["media"].grpc)

@@ -15,6 +15,8 @@ exists even when no id does, which marks the timeline as built: fan-out writes o
 that exist; an absent one (inactive user, wiped Redis) is rebuilt from PostgreSQL on the next read.
 A rebuild creates the header with the REBUILDING flag before it queries PostgreSQL, so no tweet
 fanned out during the rebuild is lost, and readers meanwhile know the timeline is not complete.
+The flag carries a token of that rebuild: a rebuild begun later replaces it, and the earlier one's
+finish then changes nothing (what it read from PostgreSQL is older than what the later one reads).
 Deliveries, deletions and changes of the celebrities merged are published on the timeline's live
 channel (social.live: channel names and message format), but only to channels someone listens on.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import array
 import bisect
 import operator
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -56,7 +59,7 @@ DELIVERED_COUNTER = "fanout:delivered"
 # How many followers fan-out found without a home timeline (and took out of the follower lists).
 PRUNED_COUNTER = "fanout:pruned"
 BUILT = b"\0" * 8
-REBUILDING = b"R" + b"\0" * 7
+REBUILDING = b"R"  # the first byte of the header of a timeline being rebuilt; a token follows
 # A timeline being rebuilt expires soon unless the rebuild finishes: a crashed rebuild is redone.
 REBUILD_TTL_SECONDS = 60
 
@@ -79,35 +82,20 @@ local function trim(key, keep)
 end
 """
 
-# KEYS[1]: one timeline. ARGV: max bytes, ids kept by a trim, ttl, header to set or "", packed ids.
-# Adds the ids only if the timeline exists; returns how many were given (0 when it does not exist).
-# A merge rewrites the value instead of appending: SET allocates it exactly, APPEND would double it.
-_MERGE = (
+# KEYS[1]: one timeline. ARGV: max bytes, ids kept by a trim, ttl, the header of the rebuild, the
+# header of a built timeline, packed ids. Adds the ids to what fan-out wrote meanwhile and marks the
+# timeline built, if it still carries that rebuild's header; returns 1 if so, 0 otherwise. It
+# rewrites the value instead of appending: SET allocates it exactly, APPEND would double it.
+_FINISH_REBUILD = (
     _TRIM
     + """
 local data = redis.call('GET', KEYS[1])
-if not data or #data == 0 then return 0 end
-local header = ARGV[4] ~= '' and ARGV[4] or string.sub(data, 1, 8)
-redis.call('SET', KEYS[1], header .. string.sub(data, 9) .. ARGV[5], 'EX', ARGV[3])
-if #data + #ARGV[5] > tonumber(ARGV[1]) then trim(KEYS[1], tonumber(ARGV[2])) end
-return #ARGV[5] / 8
+if not data or string.sub(data, 1, 8) ~= ARGV[4] then return 0 end
+redis.call('SET', KEYS[1], ARGV[5] .. string.sub(data, 9) .. ARGV[6], 'EX', ARGV[3])
+if #data + #ARGV[6] > tonumber(ARGV[1]) then trim(KEYS[1], tonumber(ARGV[2])) end
+return 1
 """
 )
-
-# KEYS[1]: one timeline. ARGV: packed ids to take out.
-_REMOVE = """
-local data = redis.call('GET', KEYS[1])
-if not data then return 0 end
-local gone = {}
-for p = 1, #ARGV[1], 8 do gone[string.sub(ARGV[1], p, p + 7)] = true end
-local kept = {}
-for p = 9, #data, 8 do
-  local id = string.sub(data, p, p + 7)
-  if not gone[id] then kept[#kept + 1] = id end
-end
-redis.call('SET', KEYS[1], string.sub(data, 1, 8) .. table.concat(kept), 'KEEPTTL')
-return (#data - 8) / 8 - #kept
-"""
 
 # Fan-out of a batch of tweet events, inside Redis: each job writes (or, for a deletion, takes
 # out) one tweet in the home timelines of given users (its author and the users it mentions), of
@@ -365,7 +353,7 @@ def decode(data: bytes) -> Snapshot:
     return Snapshot(
         list(dict.fromkeys(ordered[:tweets_end])),
         sorted({-t for t in ordered[markers_start:]}),
-        data[:1] == REBUILDING[:1],
+        data[:1] == REBUILDING,
     )
 
 
@@ -452,8 +440,7 @@ class TimelineStore:
         self._counter = delivered_counter
         self._pruned_counter = pruned_counter
         self._list_prefix = list_prefix
-        self._merge = redis.register_script(_MERGE)
-        self._remove = redis.register_script(_REMOVE)
+        self._finish_rebuild = redis.register_script(_FINISH_REBUILD)
         self._mark = redis.register_script(_MARK)
         self._merge_into = redis.register_script(_MERGE_INTO)
         self._fan_out = redis.register_script(_FAN_OUT)
@@ -527,31 +514,22 @@ class TimelineStore:
     async def exists(self, user_id: int) -> bool:
         return bool(await self._redis.exists(self.key(user_id)))
 
-    async def begin_rebuild(self, user_id: int) -> None:
-        """Creates the timeline empty, flagged as rebuilding, so fan-out writes into it right away."""
-        await self._redis.set(self.key(user_id), REBUILDING, ex=REBUILD_TTL_SECONDS)
+    async def begin_rebuild(self, user_id: int) -> bytes:
+        """Creates the timeline empty, flagged as rebuilding, so fan-out writes into it right away;
+        returns the header that names this rebuild (for finish_rebuild)."""
+        begun = REBUILDING + os.urandom(7)
+        await self._redis.set(self.key(user_id), begun, ex=REBUILD_TTL_SECONDS)
+        return begun
 
     async def finish_rebuild(
-        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int] = ()
-    ) -> None:
-        """Adds what the rebuild found, clears the flag and gives the timeline its full lifetime."""
-        await self._merge_packed(user_id, pack([*tweet_ids, *(-c for c in celebrities)]), BUILT)
-
-    async def merge(self, user_id: int, tweet_ids: Iterable[int]) -> int:
-        """Adds tweets to a timeline if it exists (a follow)."""
-        return await self._merge_packed(user_id, pack(tweet_ids), b"")
-
-    async def _merge_packed(self, user_id: int, packed: bytes, header: bytes) -> int:
-        return int(
-            await self._merge(
-                keys=[self.key(user_id)], args=[self._max_bytes, self._keep, self._ttl, header, packed]
-            )
-        )
-
-    async def remove(self, user_id: int, tweet_ids: Iterable[int]) -> None:
-        packed = pack(tweet_ids)
-        if packed:
-            await self._remove(keys=[self.key(user_id)], args=[packed])
+        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int], begun: bytes
+    ) -> bool:
+        """Adds what the rebuild found, clears the flag and gives the timeline its full lifetime;
+        False (nothing done) when the rebuild `begun` is no longer the timeline's: another began
+        since, or the timeline expired."""
+        packed = pack([*tweet_ids, *(-c for c in celebrities)])
+        args = (self._max_bytes, self._keep, self._ttl, begun, BUILT, packed)
+        return bool(await self._finish_rebuild(keys=[self.key(user_id)], args=args))
 
     async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None:
         """The timeline, None when absent. A read counts as activity: it renews the lifetime."""
@@ -573,11 +551,6 @@ class TimelineStore:
             return []
         found: list[bytes | None] = await self._redis.mget([self.key(u) for u in user_ids])  # type: ignore[assignment]
         return [None if data is None else decode(data) for data in found]
-
-    async def oldest(self, user_id: int) -> int | None:
-        """The oldest tweet id held, None when the timeline is absent or empty."""
-        snapshot = await self.read(user_id, touch=False)
-        return None if snapshot is None else snapshot.oldest
 
 
 def home_timelines(

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from devstack.mesh import SERVICES, Mesh, MeshPorts
+from devstack.mesh import Mesh, MeshPorts
+from devstack.tls import self_signed
 from tests.helpers import Stubs
 
 # Small enough that tests cross the Redis window and page from PostgreSQL; short enough to wait for.
@@ -26,6 +27,9 @@ TEST_ENV = {
     "LOG_LEVEL": "INFO",
     # Authors with 5 followers are celebrities here: the hybrid path runs through every test.
     "CELEBRITY_FOLLOWERS": "5",
+    # Trends' hour passes in 6 s, and a hashtag's baseline is the 3 windows before.
+    "TRENDS_MINUTE_SECONDS": "0.1",
+    "TRENDS_BASELINE_WINDOWS": "3",
     # The suite signs up, logs in and writes far more from one address than anyone would; the
     # limits themselves are tested in tests/security with low limits on dedicated services.
     "RATE_LIMIT_WRITE_PER_USER": "100000/60",
@@ -33,11 +37,22 @@ TEST_ENV = {
     "RATE_LIMIT_LOGIN_PER_ADDRESS": "100000/60",
     "RATE_LIMIT_LOGIN_PER_ACCOUNT": "100000/60",
     "RATE_LIMIT_SIGNUP_PER_ADDRESS": "100000/60",
+    "RATE_LIMIT_UPLOAD_PER_USER": "100000/60",
+    "RATE_LIMIT_UPLOAD_PER_ADDRESS": "100000/60",
     "RATE_LIMIT_RESET_PER_ADDRESS": "100000/60",
     "RATE_LIMIT_RESET_PER_EMAIL": "100000/60",
     "RATE_LIMIT_MAIL_PER_ACCOUNT": "100000/60",
+    "RATE_LIMIT_READ_PER_USER": "100000/60",
+    "RATE_LIMIT_READ_PER_ADDRESS": "100000/60",
+    "RATE_LIMIT_STREAM_OPEN_PER_USER": "100000/60",
+    "RATE_LIMIT_STREAM_OPEN_PER_ADDRESS": "100000/60",
+    "STREAM_MAX_PER_ACCOUNT": "100000",
+    "STREAM_MAX_PER_ADDRESS": "100000",
 }
 
+
+# The one other origin whose pages may call the test mesh's API (tests/e2e/test_cors.py).
+CORS_ORIGIN = "http://app.example.test:8000"
 
 _REPORT = pytest.StashKey[list[str]]()
 
@@ -58,7 +73,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 @contextlib.contextmanager
 def test_mesh(env: Mapping[str, str], prefix: str, redis_url: str | None = None) -> Iterator[Mesh]:
     """A whole mesh on free ports with private PostgreSQL and Redis (or the Redis at `redis_url`),
-    logs in its data dir."""
+    logs in its data dir, Envoy's TLS listener with a self-signed certificate (<data
+    dir>/tls/tls.crt), and CORS_ORIGIN allowed to call the API from its pages."""
     # Readable by the unprivileged user PostgreSQL runs as when the suite runs as root.
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     data_dir.chmod(0o755)
@@ -74,6 +90,8 @@ def test_mesh(env: Mapping[str, str], prefix: str, redis_url: str | None = None)
         # Like the services' limits in TEST_ENV: the suite calls from one address far more than
         # any client would. The edge's limits are tested on Envoys of their own (tests/edge.py).
         enforce_edge_limits=False,
+        tls=self_signed(data_dir / "tls"),
+        cors_origins=[CORS_ORIGIN],
     )
     instance.start()
     try:
@@ -92,8 +110,17 @@ def mesh() -> Iterator[Mesh]:
 
 @contextlib.contextmanager
 def mesh_stubs(mesh: Mesh, channel_options: list[tuple[str, Any]] | None = None) -> Iterator[Stubs]:
-    users, tweets, fanout, timeline = (f"127.0.0.1:{mesh.ports.of(name)}" for name in SERVICES)
-    client = Stubs(users, tweets, fanout, timeline, channel_options=channel_options or [])
+    def address(name: str) -> str:
+        return f"127.0.0.1:{mesh.ports.of(name)}"
+
+    client = Stubs(
+        users_addr=address("users"),
+        tweets_addr=address("tweets"),
+        fanout_addr=address("fanout"),
+        timeline_addr=address("timeline"),
+        media_addr=address("media"),
+        channel_options=channel_options or [],
+    )
     try:
         yield client
     finally:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from meshkit.auth import Session, token_digest
-from social import LiveMessage, Snapshot, State, TweetRef
+from social import Snapshot, State, TweetRef
 from social.timelines import FanoutJob, JobOutcome
 from timeline_svc.stream import Delivery
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -151,6 +151,7 @@ class FakeTimelineStore:
         self.retracted: list[int] = []
         self.others: list[tuple[str, int, bool]] = []
         self.announced: list[tuple[int, bool]] = []
+        self._begun: dict[int, bytes] = {}
 
     async def fan_out(self, jobs: Sequence[FanoutJob], budget: int = 2000) -> list[JobOutcome]:
         return [self._fan_out(job) for job in jobs]
@@ -224,18 +225,24 @@ class FakeTimelineStore:
                 changed += 1
         return changed
 
-    async def begin_rebuild(self, user_id: int) -> None:
+    async def begin_rebuild(self, user_id: int) -> bytes:
         self.rebuilds += 1
         self.lines[user_id] = set()
         self.markers[user_id] = set()
         self.rebuilding.add(user_id)
+        self._begun[user_id] = f"rebuild {self.rebuilds}".encode()
+        return self._begun[user_id]
 
     async def finish_rebuild(
-        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int] = ()
-    ) -> None:
+        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int], begun: bytes
+    ) -> bool:
+        if self._begun.get(user_id) != begun or user_id not in self.lines:
+            return False  # a later rebuild began since
         await self.merge(user_id, tweet_ids)
         self.markers.setdefault(user_id, set()).update(celebrities)
         self.rebuilding.discard(user_id)
+        self._begun.pop(user_id)
+        return True
 
     async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None:
         line = self.lines.get(user_id)
@@ -272,10 +279,11 @@ class FakeRegistry:
 
 
 class FakeLiveFeed:
-    """timeline_svc's live hub: a subscription's queue holds `events` (in order) and then whatever a
-    test puts in it; `attached` lists the channels streams listened to beside their own."""
+    """timeline_svc's live hub: a subscription's queue holds `events` (in order: messages, and the
+    heartbeats the hub would send) and then whatever a test puts in it; `attached` lists the
+    channels streams listened to beside their own."""
 
-    def __init__(self, events: Iterable[LiveMessage] = ()) -> None:
+    def __init__(self, events: Iterable[Delivery] = ()) -> None:
         self.events = list(events)
         self.attached: list[str] = []
 
@@ -330,3 +338,24 @@ class FakeSessionCache:
     async def forget_digests(self, digests: Sequence[bytes]) -> None:
         for token in [t for t in self.entries if token_digest(t) in digests]:
             del self.entries[token]
+
+
+class FakeSessionRedis:
+    """What meshkit.auth and meshkit.ratelimit ask of Redis: the session cache (`sessions`, by cache
+    key) and the rate-limit script (always allowing). `gets` counts every session cache read."""
+
+    def __init__(self, sessions: dict[str, bytes] | None = None) -> None:
+        self.sessions = sessions if sessions is not None else {}
+        self.gets = 0
+        self.charges = 0
+
+    async def get(self, key: str) -> bytes | None:
+        self.gets += 1
+        return self.sessions.get(key)
+
+    def register_script(self, script: str) -> Callable[..., Awaitable[int]]:
+        async def allow(keys: Sequence[str], args: Sequence[object]) -> int:
+            self.charges += 1
+            return 0
+
+        return allow

@@ -7,6 +7,7 @@ import http.client
 import json
 import queue
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 import grpc
+import pytest
 import redis
 from google.api import annotations_pb2
 from google.rpc import error_details_pb2
@@ -23,6 +25,8 @@ from meshkit.rpc_details import error_details
 from social.timelines import home_key, unpack
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
+from tweetmesh.media.v1 import media_service_pb2 as media_pb
+from tweetmesh.media.v1 import media_service_pb2_grpc as media_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -46,7 +50,8 @@ def rpc_routes() -> dict[str, str]:
     """Every RPC of the mesh by full path ("/pkg.Service/Method"), mapped to the HTTP verb of its
     Envoy route, or "" for the internal ones (no route)."""
     found = {}
-    for file in (users_pb.DESCRIPTOR, tweets_pb.DESCRIPTOR, timeline_pb.DESCRIPTOR, fanout_pb.DESCRIPTOR):
+    files = (users_pb, tweets_pb, timeline_pb, fanout_pb, media_pb)
+    for file in (module.DESCRIPTOR for module in files):
         for service in file.services_by_name.values():
             for method in service.methods:
                 rule = method.GetOptions().Extensions[annotations_pb2.http]
@@ -70,6 +75,18 @@ def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value: {result!r})")
         time.sleep(interval)
+
+
+def debian_tool(name: str, package: str) -> str:
+    """The path of a program from a Debian package that `make test` installs when it runs as root
+    (see the Makefile's TEST_TOOLS); the calling test is skipped, saying why, when it is missing."""
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(
+            f"{name} is not installed: `make test` installs Debian's {package} when run as root; "
+            f"otherwise apt-get install {package}"
+        )
+    return found
 
 
 def unique_handle(prefix: str) -> str:
@@ -98,6 +115,7 @@ class Stubs:
     tweets_addr: str
     fanout_addr: str
     timeline_addr: str
+    media_addr: str
     channel_options: list[tuple[str, Any]] = field(default_factory=list)
     _channels: list[grpc.Channel] = field(default_factory=list)
 
@@ -111,11 +129,12 @@ class Stubs:
         self.tweets = tweets_grpc.TweetServiceStub(channel(self.tweets_addr))
         self.fanout = fanout_grpc.FanoutServiceStub(channel(self.fanout_addr))
         self.timeline = timeline_grpc.TimelineServiceStub(channel(self.timeline_addr))
+        self.media = media_grpc.MediaServiceStub(channel(self.media_addr))
 
     @classmethod
     def through(cls, address: str) -> Stubs:
         """Stubs of every service at one address (Envoy's)."""
-        return cls(address, address, address, address)
+        return cls(address, address, address, address, address)
 
     def close(self) -> None:
         for ch in self._channels:
@@ -136,6 +155,12 @@ class Stubs:
         return self.tweets.CreateTweet(
             tweets_pb.CreateTweetRequest(text=text, **kwargs), metadata=author.auth, timeout=10
         ).tweet
+
+    def upload(self, owner: Account, data: bytes, content_type: str) -> media_pb.Media:
+        """Media uploaded as `owner` (whole, as one message)."""
+        request = media_pb.UploadMediaRequest()
+        request.body.content_type, request.body.data = content_type, data
+        return self.media.UploadMedia(request, metadata=owner.auth, timeout=60).media
 
     def home(
         self, viewer: Account, page_size: int = 100, page_token: str = ""
@@ -370,3 +395,10 @@ def held_in_redis(r: redis.Redis, user_id: str) -> list[str] | None:
     """The tweet ids a home timeline holds in Redis, newest first; None when it does not exist."""
     data = r.get(home_key(int(user_id)))
     return None if data is None else [str(t) for t in unpack(data)]  # type: ignore[arg-type]
+
+
+def fanned_out(r: redis.Redis, stream: str) -> bool:
+    """Whether fan-out has handled every event of `stream` so far (read and acknowledged)."""
+    group = next(g for g in r.xinfo_groups(stream) if g["name"] == b"fanout")
+    last = r.xinfo_stream(stream)["last-generated-id"]
+    return bool(group["last-delivered-id"] == last and group["pending"] == 0)

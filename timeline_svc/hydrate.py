@@ -1,4 +1,5 @@
-"""Coalesced hydration: concurrent requests for tweets become one batch call to their owner.
+"""Hydration: tweets as they show, from the owners' caches first (CacheFirst), and coalesced:
+concurrent requests for tweets become one batch read (Coalescer).
 
 When a tweet is published, every open stream of every follower in this process wakes at the same
 moment and asks for that same tweet; one call per stream overloaded tweets_svc (a thousand streams,
@@ -10,30 +11,35 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from social.caches import CachedTweet, TweetCacheReader
+
+K = TypeVar("K")
 T = TypeVar("T")
-Fetch = Callable[[Sequence[int]], Awaitable[Mapping[int, T]]]
+Fetch = Callable[[Sequence[K]], Awaitable[Mapping[K, T]]]
 
 
-class Coalescer(Generic[T]):
-    def __init__(self, fetch: Fetch[T], max_batch: int = 1000) -> None:
+class Coalescer(Generic[K, T]):
+    """Merges the calls made in one event-loop iteration into one `fetch` of every key asked."""
+
+    def __init__(self, fetch: Fetch[K, T], max_batch: int = 1000) -> None:
         self._fetch = fetch
         self._max_batch = max_batch
-        self._waiting: dict[int, list[asyncio.Future[T | None]]] = {}
+        self._waiting: dict[K, list[asyncio.Future[T | None]]] = {}
         self._flush_scheduled = False
         self._calls: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, tweet_ids: Sequence[int]) -> dict[int, T]:
-        """The tweets found among `tweet_ids` (unknown ones are absent), as `fetch` would answer."""
-        if not tweet_ids:
+    async def __call__(self, keys: Sequence[K]) -> dict[K, T]:
+        """What `fetch` finds for `keys` (keys it does not answer are absent)."""
+        if not keys:
             return {}
         loop = asyncio.get_running_loop()
-        mine: dict[int, asyncio.Future[T | None]] = {}
-        for tweet_id in dict.fromkeys(tweet_ids):
+        mine: dict[K, asyncio.Future[T | None]] = {}
+        for key in dict.fromkeys(keys):
             future: asyncio.Future[T | None] = loop.create_future()
-            self._waiting.setdefault(tweet_id, []).append(future)
-            mine[tweet_id] = future
+            self._waiting.setdefault(key, []).append(future)
+            mine[key] = future
         if not self._flush_scheduled:
             # Runs after the callbacks already scheduled: the other woken streams add theirs first.
             self._flush_scheduled = True
@@ -42,7 +48,7 @@ class Coalescer(Generic[T]):
         for outcome in found:
             if isinstance(outcome, BaseException):
                 raise outcome
-        return {t: tweet for t, tweet in zip(mine, found, strict=True) if tweet is not None}  # type: ignore[misc]
+        return {k: value for k, value in zip(mine, found, strict=True) if value is not None}  # type: ignore[misc]
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -54,7 +60,7 @@ class Coalescer(Generic[T]):
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
 
-    async def _answer(self, batch: dict[int, list[asyncio.Future[T | None]]]) -> None:
+    async def _answer(self, batch: dict[K, list[asyncio.Future[T | None]]]) -> None:
         try:
             found = await self._fetch(list(batch))
         except Exception as error:
@@ -63,7 +69,30 @@ class Coalescer(Generic[T]):
                     if not future.done():
                         future.set_exception(error)
             return
-        for tweet_id, futures in batch.items():
+        for key, futures in batch.items():
             for future in futures:
                 if not future.done():
-                    future.set_result(found.get(tweet_id))
+                    future.set_result(found.get(key))
+
+
+class OwnerTweets(Protocol):
+    async def tweets(self, tweet_ids: Sequence[int]) -> Mapping[int, Any]:
+        """Hydrated tweets (tweetmesh.tweets.v1.Tweet) by id; unknown or deleted ids are absent."""
+        ...
+
+
+class CacheFirst:
+    """Tweets as they show, from the owners' caches (social.caches), the owner asked only for
+    those the caches miss (its answer fills them for the next read)."""
+
+    def __init__(self, cache: TweetCacheReader, owner: OwnerTweets) -> None:
+        self._cache = cache
+        self._owner = owner
+
+    async def tweets(self, tweet_ids: Sequence[int]) -> dict[int, CachedTweet]:
+        read = await self._cache.read(tweet_ids)
+        if read.missing:
+            for tweet_id, tweet in (await self._owner.tweets(read.missing)).items():
+                original = int(tweet.retweet_of_tweet_id) if tweet.retweet_of_tweet_id else None
+                read.found[tweet_id] = CachedTweet(tweet_id, original, tweet.SerializeToString())
+        return read.found

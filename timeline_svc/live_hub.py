@@ -8,79 +8,175 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
+from prometheus_client import Counter as MetricCounter
 
-from meshkit.errors import DEPENDENCY_ERRORS
-from social.live import parse_message
+from meshkit.errors import DEPENDENCY_ERRORS, Unavailable
+from meshkit.metrics import REGISTRY
+from social.live import LiveMessage, parse_message
 from timeline_svc.stream import Delivery, FeedEnded
 
 log = logging.getLogger(__name__)
 _QUEUE_MAX = 1000
 _CANARY_CHECK_SECONDS = 1.0
 _CANARY_TTL_SECONDS = 3600
+# How long health reports the live feed down after its reader failed (readiness: new streams go to
+# the other replicas meanwhile; the next stream opened here starts a new reader).
+READER_FAILURE_REPORT_SECONDS = 30.0
+# Messages decoded lately: a tweet published on many users' channels is decoded once.
+_DECODED_MAX = 4096
+
+DROPPED = MetricCounter(
+    "tweetmesh_live_messages_dropped",
+    "Messages on live channels that could not be parsed and were skipped.",
+    registry=REGISTRY,
+)
+READER_FAILURES = MetricCounter(
+    "tweetmesh_live_reader_failures",
+    "Times the live hub's reader failed unexpectedly (its streams ended with a resume point).",
+    registry=REGISTRY,
+)
 
 
 class LiveHub:
     """One Redis pub/sub connection per process, one subscription per channel with open streams
-    (a user's home, or the global timeline), fanned out in memory to each of those streams. When
-    the connection breaks, Redis loses its data or the service stops, every open stream gets a
-    FeedEnded (and ends; clients reconnect and replay).
+    (a user's home, a celebrity, or the global timeline), fanned out in memory to each of those
+    streams. When the connection breaks, Redis loses its data or the service stops, every open
+    stream gets a FeedEnded (and ends; clients reconnect and replay).
+
+    Opening many streams at once stays cheap: the channels asked for within one turn of the event
+    loop are subscribed with one SUBSCRIBE (no lock, no round trip per stream), and `attach`
+    returns once Redis has confirmed the subscription, so that a stream reads its snapshot only
+    when it is already listening (a tweet published in between would otherwise be in neither).
+
+    A message is decoded once however many channels carry it (a tweet fanned out to many users'
+    channels is the same bytes on each). A message that does not parse is logged, counted and
+    skipped. Should the reader fail anyway,
+    every open stream ends (FEED_LOST, with its resume point), the failure is counted, and health
+    reports the live feed down for READER_FAILURE_REPORT_SECONDS (see `check`).
 
     A wipe (FLUSHALL, a restart without persistence) drops events that fan-out had not read yet:
     their tweets are in PostgreSQL and in rebuilt timelines, but never published. A canary key,
     checked every second while streams are open, tells: once it is gone, open streams end and
-    resume from what they got before the last check that found it.
+    resume from what they got before the last check that found it. A connection that broke and
+    was reconnected by the client (redis-py retries) may have missed messages too: streams end.
     """
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, confirm_timeout_seconds: float) -> None:
         self._redis = redis
-        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self._confirm_timeout = confirm_timeout_seconds
+        self._pubsub = self._new_pubsub()
+        self._decoded: dict[bytes, LiveMessage] = {}
         self._queues: dict[str, set[asyncio.Queue[Delivery]]] = {}
-        self._lock = asyncio.Lock()
+        # Per channel with streams: resolved once Redis confirmed this process listens to it.
+        self._confirmed: dict[str, asyncio.Future[None]] = {}
+        # SUBSCRIBE and UNSUBSCRIBE sent per channel whose reply was not read yet.
+        self._in_flight: Counter[str] = Counter()
+        self._to_subscribe: set[str] = set()
+        self._to_unsubscribe: set[str] = set()
+        self._flush: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._stopped: FeedEnded | None = None
         self._canary = f"live:canary:{uuid.uuid4().hex}"
         self._intact_at: float | None = None  # when the canary was last seen; None: not planted
+        self._connections = 0  # connects of the current pub/sub connection (a second: a reconnect)
+        self._failed_at: float | None = None
+
+    def _new_pubsub(self) -> Any:
+        self._connections = 0
+        return self._redis.pubsub()
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[Delivery]]:
         queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=_QUEUE_MAX)
-        if self._stopped is not None:
-            queue.put_nowait(self._stopped)
-            yield queue
-            return
-        await self.attach(channel, queue)
         try:
+            await self.attach(channel, queue)
             yield queue
         finally:
             await self.detach(channel, queue)
 
     async def attach(self, channel: str, queue: asyncio.Queue[Delivery]) -> None:
-        """Delivers `channel` into `queue` too (a celebrity's channel into a follower's stream);
-        the process subscribes to a channel once, however many streams want it."""
+        """Delivers `channel` into `queue` too (a celebrity's channel into a follower's stream) from
+        the moment Redis confirms the subscription, which it waits for; the process subscribes to
+        a channel once, however many streams want it. UNAVAILABLE if Redis does not confirm within
+        the deadline."""
         if self._stopped is not None:
-            return  # the stream has its end in its queue already
-        async with self._lock:
-            if channel not in self._queues:
-                await self._pubsub.subscribe(channel)
-                self._queues[channel] = set()
-            self._queues[channel].add(queue)
-            if self._reader is None or self._reader.done():
+            if queue.empty():
+                queue.put_nowait(self._stopped)
+            return
+        queues = self._queues.get(channel)
+        if queues is None:
+            queues = self._queues[channel] = set()
+            self._confirmed[channel] = asyncio.get_running_loop().create_future()
+            self._to_unsubscribe.discard(channel)
+            self._to_subscribe.add(channel)
+            self._flush_soon()
+        queues.add(queue)
+        confirmed = self._confirmed[channel]
+        if not confirmed.done():
+            try:
+                async with asyncio.timeout(self._confirm_timeout):
+                    await asyncio.shield(confirmed)
+            except TimeoutError:
+                raise Unavailable(
+                    "the live feed did not confirm the subscription in time; retry",
+                    reason="FEED_UNAVAILABLE",
+                    retry_after_seconds=1.0,
+                ) from None
+
+    async def detach(self, channel: str, queue: asyncio.Queue[Delivery]) -> None:
+        queues = self._queues.get(channel)
+        if queues is None:
+            return
+        queues.discard(queue)
+        if not queues:
+            del self._queues[channel]
+            self._confirmed.pop(channel, None)
+            self._to_subscribe.discard(channel)
+            self._to_unsubscribe.add(channel)
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._send_subscriptions(), name="live-hub-subscriptions")
+
+    async def _send_subscriptions(self) -> None:
+        """Sends what the streams asked for since the last turn of the event loop, as one UNSUBSCRIBE
+        and one SUBSCRIBE; starts the reader that reads the confirmations."""
+        await asyncio.sleep(0)  # the other streams opening in this turn join the same command
+        while self._to_subscribe or self._to_unsubscribe:
+            leaving, self._to_unsubscribe = sorted(self._to_unsubscribe), set()
+            joining, self._to_subscribe = sorted(self._to_subscribe), set()
+            try:
+                if leaving:
+                    self._in_flight.update(leaving)
+                    await self._pubsub.unsubscribe(*leaving)
+                if joining:
+                    self._in_flight.update(joining)
+                    await self._pubsub.subscribe(*joining)
+                    self._watch_reconnects()
+            except DEPENDENCY_ERRORS as error:
+                log.warning("live feed connection lost; ending open streams", extra={"error": error})
+                self._feed_lost("the live feed was interrupted", self._intact_at)
+                return
+            if self._queues and (self._reader is None or self._reader.done()):
                 # A wipe while no stream listened harms none: the new reader plants a new canary.
                 self._intact_at = None
                 self._reader = asyncio.create_task(self._read(), name="live-hub-reader")
+                self._reader.add_done_callback(self._reader_done)
 
-    async def detach(self, channel: str, queue: asyncio.Queue[Delivery]) -> None:
-        async with self._lock:
-            queues = self._queues.get(channel)
-            if queues is not None:
-                queues.discard(queue)
-                if not queues:
-                    del self._queues[channel]
-                    with contextlib.suppress(*DEPENDENCY_ERRORS):
-                        await self._pubsub.unsubscribe(channel)
+    def _watch_reconnects(self) -> None:
+        connection = self._pubsub.connection
+        if connection is not None and self._connections == 0:
+            self._connections = 1
+            connection.register_connect_callback(self._connected)
+
+    async def _connected(self, connection: object) -> None:
+        self._connections += 1
 
     async def _redis_kept_its_data(self) -> bool:
         """Whether the canary is still there (planting it when it is not); false once per wipe."""
@@ -96,30 +192,81 @@ class LiveHub:
 
     async def _read(self) -> None:
         next_check = 0.0
-        while self._queues:
+        read_ok_at = time.monotonic()
+        while self._queues or self._in_flight:
             try:
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + _CANARY_CHECK_SECONDS
                     if not await self._redis_kept_its_data():
                         log.warning("Redis lost its data; ending open streams so they replay")
-                        await self._feed_lost("Redis lost its data")
+                        self._feed_lost("Redis lost its data", self._intact_at)
                         return
                 message = await self._pubsub.get_message(timeout=_CANARY_CHECK_SECONDS)
             except DEPENDENCY_ERRORS as error:
-                log.warning(
-                    "live feed connection lost; ending open streams", extra={"error": type(error).__name__}
-                )
-                await self._feed_lost()
+                log.warning("live feed connection lost; ending open streams", extra={"error": error})
+                intact = min(read_ok_at, self._intact_at or read_ok_at)
+                self._feed_lost("the live feed was interrupted", intact)
                 return
-            if message is None or message.get("type") != "message":
-                continue
-            event = parse_message(message["data"])
-            for queue in list(self._queues.get(message["channel"].decode(), ())):
-                try:
-                    queue.put_nowait(event)
-                except asyncio.QueueFull:  # a stream too slow to keep up: end it, it will replay
-                    queue.get_nowait()
-                    queue.put_nowait(FeedEnded("TOO_SLOW", "the stream fell too far behind"))
+            if self._connections > 1:
+                # The client reconnected by itself: what was published meanwhile never came.
+                log.warning("live feed reconnected; ending open streams so they replay")
+                self._feed_lost("the live feed was interrupted", read_ok_at)
+                return
+            read_ok_at = time.monotonic()
+            if message is not None:
+                self._handle(message)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        channel = message["channel"].decode() if isinstance(message.get("channel"), bytes) else None
+        if channel is None:
+            return  # a health-check pong
+        if kind in ("subscribe", "unsubscribe"):
+            self._in_flight[channel] -= 1
+            if self._in_flight[channel] <= 0:
+                del self._in_flight[channel]
+                confirmed = self._confirmed.get(channel)
+                # Confirmed once the last SUBSCRIBE sent for it is answered (not an earlier one).
+                if kind == "subscribe" and confirmed is not None and not confirmed.done():
+                    confirmed.set_result(None)
+            return
+        if kind != "message":
+            return
+        try:
+            event = self._decode(message["data"])
+        except ValueError:
+            DROPPED.inc()
+            log.warning("skipped a malformed live message", extra={"channel": channel})
+            return
+        for queue in list(self._queues.get(channel, ())):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:  # a stream too slow to keep up: end it, it will replay
+                queue.get_nowait()
+                queue.put_nowait(FeedEnded("TOO_SLOW", "the stream fell too far behind"))
+
+    def _decode(self, data: bytes) -> LiveMessage:
+        """The message, decoded once however many channels carry it."""
+        event = self._decoded.get(data)
+        if event is None:
+            if len(self._decoded) >= _DECODED_MAX:
+                self._decoded.clear()
+            event = self._decoded[data] = parse_message(data)
+        return event
+
+    def _reader_done(self, reader: asyncio.Task[None]) -> None:
+        if reader.cancelled() or reader.exception() is None:
+            return
+        READER_FAILURES.inc()
+        self._failed_at = time.monotonic()
+        log.error("the live reader failed; ending open streams", exc_info=reader.exception())
+        # The feed itself may be intact (Redis kept its data): streams resume from what they sent.
+        self._feed_lost("the live feed failed", None)
+
+    async def check(self) -> None:
+        """For health: raises while the reader's last failure is recent."""
+        if self._failed_at is not None and time.monotonic() - self._failed_at < READER_FAILURE_REPORT_SECONDS:
+            raise Unavailable("the live feed's reader failed", reason="FEED_FAILED")
 
     def _end_each(self, ended: FeedEnded) -> None:
         for queues in self._queues.values():
@@ -128,24 +275,43 @@ class LiveHub:
                     queue.get_nowait()
                 queue.put_nowait(ended)
 
-    async def _feed_lost(self, why: str = "the live feed was interrupted") -> None:
-        async with self._lock:
-            self._end_each(FeedEnded("FEED_LOST", why, intact_until=self._intact_at))
-            self._intact_at = None  # planted again with the next streams
-            self._queues.clear()
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+    def _feed_lost(self, why: str, intact_until: float | None) -> None:
+        """Ends every open stream, and starts afresh: a new connection for the streams to come."""
+        self._end_each(FeedEnded("FEED_LOST", why, intact_until=intact_until))
+        for confirmed in self._confirmed.values():
+            if not confirmed.done():
+                confirmed.set_result(None)  # the stream goes on to find its end in its queue
+        self._intact_at = None  # planted again with the next streams
+        self._queues.clear()
+        self._confirmed.clear()
+        self._in_flight.clear()
+        self._to_subscribe.clear()
+        self._to_unsubscribe.clear()
+        old, self._pubsub = self._pubsub, self._new_pubsub()
+        task = asyncio.get_running_loop().create_task(_close_quietly(old))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
     async def stopping(self) -> None:
         """Ends every open stream, and any opened from now on, with SERVER_STOPPING."""
-        async with self._lock:
-            self._stopped = FeedEnded("SERVER_STOPPING", "the server is stopping", retry_after_seconds=0.2)
-            self._end_each(self._stopped)
+        self._stopped = FeedEnded("SERVER_STOPPING", "the server is stopping", retry_after_seconds=0.2)
+        self._end_each(self._stopped)
+        for confirmed in self._confirmed.values():
+            if not confirmed.done():
+                confirmed.set_result(None)
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        for task in (self._reader, self._flush):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await _close_quietly(self._pubsub)
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+async def _close_quietly(pubsub: Any) -> None:
+    with contextlib.suppress(Exception):
+        await pubsub.aclose()

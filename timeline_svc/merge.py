@@ -35,8 +35,3 @@ def merge_window(
     if len(merged) >= limit:
         return merged[:limit], False
     return merged, True
-
-
-def merge_after(sources: Sequence[Sequence[int]], after: int, limit: int) -> list[int]:
-    """Up to `limit` ids above `after` from all sources, oldest first, each once (a stream replay)."""
-    return sorted({t for ids in sources for t in ids if t > after})[:limit]

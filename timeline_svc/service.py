@@ -7,52 +7,33 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
 
 from meshkit.ids import id_at, ms_delta
 from meshkit.pagination import Page, PageTokens, page_size
-from social import (
-    MERGED_AT_READ,
-    CelebrityFollow,
-    Snapshot,
-    State,
-    TweetRef,
-    belongs_in_home,
-    is_for_everyone,
-    live_channel,
-)
+from social import CelebrityFollow, Snapshot, is_for_everyone, live_channel
+from social.homes import ID_BATCH, FollowGraph, HomeSource, Registry, TweetRefs
 from social.live import GLOBAL_CHANNEL
-from timeline_svc.merge import merge_after, merge_window
-from timeline_svc.stream import Event, LiveFeed, LiveStream
+from timeline_svc.merge import merge_window
+from timeline_svc.stream import Event, Gap, LiveFeed, LiveStream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
-# ListTweetIdsByAuthors and ListMentionIds answer at most this many ids per call.
-_ID_BATCH = 1000
+# The global replay reads whole pages of at most this many tweets (a gap then continues at a page
+# token of GetGlobalTimeline, which pages up to 100).
+_GLOBAL_PAGE = 100
 # A retweet is hidden when the same original is among this many older entries (Mastodon's rule).
 RETWEET_WINDOW = 40
 
 
-class FollowGraph(Protocol):
-    async def following(self, user_id: int) -> list[int]: ...
-    async def join_follower_lists(self, user_id: int) -> None:
-        """The user's home timeline exists now: fan-out is to find them in the follower lists of
-        whom they follow (users_svc; social.follower_lists)."""
-        ...
+class TweetSource(TweetRefs, Protocol[T_co]):
+    """The owners' tweet references (as a home rebuild reads them), and the tweets themselves."""
 
-
-class TweetSource(Protocol[T_co]):
-    async def refs_by_authors(
-        self, author_ids: Sequence[int], *, before: int | None = None, after: int | None = None, limit: int
-    ) -> list[TweetRef]: ...
-    async def mention_ids(
-        self, user_id: int, *, before: int | None = None, after: int | None = None, limit: int
-    ) -> list[int]: ...
     async def tweets(self, tweet_ids: Sequence[int]) -> Mapping[int, T_co]: ...
 
 
@@ -81,14 +62,20 @@ class TimelineReads(Protocol):
 
     async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None: ...
     async def read_many(self, user_ids: Sequence[int]) -> list[Snapshot | None]: ...
-    async def begin_rebuild(self, user_id: int) -> None: ...
+    async def begin_rebuild(self, user_id: int) -> bytes: ...
     async def finish_rebuild(
-        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int] = ()
-    ) -> None: ...
+        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int], begun: bytes
+    ) -> bool: ...
 
 
-class Registry(Protocol):
-    async def states(self, author_ids: Sequence[int]) -> dict[int, State]: ...
+class Opened(Protocol):
+    """A home timeline and the lists of the celebrities it merges, read already (None: absent;
+    a celebrity missing from `celebrity_lists`: not read)."""
+
+    @property
+    def home(self) -> Snapshot | None: ...
+    @property
+    def celebrity_lists(self) -> Mapping[int, Snapshot | None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,101 +106,85 @@ class HomeTimeline(Generic[T]):
         celebrity_lists: TimelineReads | None = None,
         registry: Registry | None = None,
         replay_overlap_ms: int = 1000,
+        live_tweets: Callable[[Sequence[int]], Awaitable[Mapping[int, T]]] | None = None,
     ) -> None:
         self._original_of = original_of
-        self._graph = graph
+        # How live streams hydrate what they are sent (by default like pages).
+        self._live_tweets = live_tweets or tweets.tweets
+        self._owners = HomeSource(graph, tweets, timelines, registry)
         self._tweets = tweets
         self._timelines = timelines
         self._lists = celebrity_lists
-        self._registry = registry
         self._live = live
         self._pages = page_tokens
         self._heartbeat = heartbeat_seconds
         self._overlap = ms_delta(replay_overlap_ms)
-        self._rebuilds: dict[int, asyncio.Task[None]] = {}
+        self._rebuilds: dict[int, asyncio.Task[bool]] = {}
 
     async def from_owners(self, viewer: int, before: int | None, limit: int) -> list[int]:
-        """The newest `limit` ids of the viewer's home below `before`, asked of tweets_svc: the
-        tweets of whom they follow and their own that belong (belongs_in_home), and mentions."""
-        following = await self._graph.following(viewer)
-        followed = set(following)
-        kept: list[int] = []
-        cursor = before
-        batch = min(max(limit, 100), _ID_BATCH)
-        while len(kept) < limit:
-            refs = await self._tweets.refs_by_authors([*following, viewer], before=cursor, limit=batch)
-            kept.extend(r.tweet_id for r in refs if belongs_in_home(r, viewer, followed))
-            if len(refs) < batch:
-                break
-            cursor = refs[-1].tweet_id
-        mentions = await self._tweets.mention_ids(viewer, before=before, limit=min(limit, _ID_BATCH))
-        return sorted({*kept[:limit], *mentions}, reverse=True)[:limit]
+        """The newest `limit` ids of the viewer's home below `before`, asked of the owners."""
+        return await self._owners.from_owners(viewer, before, limit)
 
     async def rebuild(self, viewer: int) -> None:
-        """Recreates the Redis timeline from the owners. The empty timeline exists before the
-        owners are asked, so fan-out writes landing meanwhile are kept."""
-        await self._timelines.begin_rebuild(viewer)
-        await self._finish_rebuild(viewer)
-
-    async def _finish_rebuild(self, viewer: int) -> None:
-        # The viewer joins the follower lists once the timeline exists and before the owners are
-        # asked: a tweet fanned out from then on reaches it, one committed before is read below.
-        await self._graph.join_follower_lists(viewer)
-        # The registry is read after the timeline exists: a promotion from then on marks it itself.
-        celebrities: list[int] = []
-        if self._registry is not None:
-            states = await self._registry.states(await self._graph.following(viewer))
-            celebrities = [a for a, state in states.items() if state in MERGED_AT_READ]
-        recent = await self.from_owners(viewer, None, min(self._timelines.max_entries, _ID_BATCH))
-        await self._timelines.finish_rebuild(viewer, recent, celebrities)
+        """Recreates the Redis timeline from the owners (social.homes.HomeSource.rebuild)."""
+        await self._owners.rebuild(viewer)
 
     async def _rebuild_in_background(self, viewer: int) -> None:
         """Starts a rebuild whose answer nobody waits for; the timeline is marked at once."""
         if viewer in self._rebuilds:
             return
-        await self._timelines.begin_rebuild(viewer)
-        task = asyncio.create_task(self._finish_rebuild(viewer), name=f"rebuild home {viewer}")
+        begun = await self._timelines.begin_rebuild(viewer)
+        task = asyncio.create_task(self._owners.finish(viewer, begun), name=f"rebuild home {viewer}")
         self._rebuilds[viewer] = task
         task.add_done_callback(lambda done: self._rebuilt(viewer, done))
 
-    def _rebuilt(self, viewer: int, task: asyncio.Task[None]) -> None:
+    def _rebuilt(self, viewer: int, task: asyncio.Task[bool]) -> None:
         self._rebuilds.pop(viewer, None)
         if not task.cancelled() and task.exception() is not None:
             # The timeline stays flagged and expires soon (REBUILD_TTL_SECONDS): the next read retries.
-            log.warning(
-                "home timeline rebuild failed", extra={"viewer": viewer, "error": repr(task.exception())}
-            )
+            log.warning("home timeline rebuild failed", extra={"viewer": viewer, "error": task.exception()})
 
-    async def _celebrity_windows(self, celebrities: Sequence[int]) -> list[list[int]] | None:
-        """Each celebrity's list, rebuilt first where it is missing; None while one is being
-        rebuilt by someone else (the caller then reads from the owners)."""
+    async def _celebrity_windows(
+        self, celebrities: Sequence[int], read: Mapping[int, Snapshot | None] | None = None
+    ) -> list[list[int]] | None:
+        """Each celebrity's list (from `read` when it was read already), rebuilt first where it
+        is missing; None while one is being rebuilt by someone else (the caller then reads from
+        the owners)."""
         if not celebrities or self._lists is None:
             return []
         lists = self._lists
-        snapshots = await lists.read_many(celebrities)
+        if read is not None and all(c in read for c in celebrities):
+            snapshots = [read[c] for c in celebrities]
+        else:
+            snapshots = await lists.read_many(celebrities)
         windows: list[list[int]] = []
         for author, held in zip(celebrities, snapshots, strict=True):
             snapshot = held
             if snapshot is None:
-                await lists.begin_rebuild(author)
-                refs = await self._tweets.refs_by_authors([author], limit=min(lists.max_entries, _ID_BATCH))
-                await lists.finish_rebuild(author, [r.tweet_id for r in refs if is_for_everyone(r)])
+                begun = await lists.begin_rebuild(author)
+                refs = await self._tweets.refs_by_authors([author], limit=min(lists.max_entries, ID_BATCH))
+                shared = [r.tweet_id for r in refs if is_for_everyone(r)]
+                await lists.finish_rebuild(author, shared, (), begun)
                 snapshot = await lists.read(author, touch=False)
             if snapshot is None or snapshot.rebuilding:
                 return None
             windows.append(snapshot.tweet_ids)
         return windows
 
-    async def _ids(self, viewer: int, before: int | None, limit: int) -> tuple[list[int], bool]:
+    async def _ids(
+        self, viewer: int, before: int | None, limit: int, opened: Opened | None
+    ) -> tuple[list[int], bool]:
         """`limit` ids below `before`, newest first, and whether the timeline is being rebuilt:
         from Redis merged with the celebrities followed, past its window from the owners; while
-        the timeline is absent or being rebuilt, all from the owners."""
-        snapshot = await self._timelines.read(viewer)
+        the timeline is absent or being rebuilt, all from the owners. `opened`: the timeline and
+        celebrity lists, read already (with the caller's session)."""
+        snapshot = opened.home if opened is not None else await self._timelines.read(viewer)
         if snapshot is None:
             await self._rebuild_in_background(viewer)
         if snapshot is None or snapshot.rebuilding:
             return await self.from_owners(viewer, before, limit), True
-        windows = await self._celebrity_windows(snapshot.celebrities)
+        lists = opened.celebrity_lists if opened is not None else None
+        windows = await self._celebrity_windows(snapshot.celebrities, lists)
         if windows is None:
             return await self.from_owners(viewer, before, limit), False
         ids, more = merge_window(snapshot.tweet_ids, windows, before, limit)
@@ -221,15 +192,17 @@ class HomeTimeline(Generic[T]):
             ids.extend(await self.from_owners(viewer, ids[-1] if ids else before, limit - len(ids)))
         return ids, False
 
-    async def page(self, viewer: int, size: int, token: str) -> HomePage[T]:
+    async def page(self, viewer: int, size: int, token: str, opened: Opened | None = None) -> HomePage[T]:
         """A page of the home timeline. RETWEET_WINDOW more ids than the page are read so that each
         entry's repeated-retweet check sees its whole window (they are hydrated only when the page
-        holds a retweet); hidden and deleted entries are skipped and the cursor moves past them."""
+        holds a retweet); hidden and deleted entries are skipped and the cursor moves past them.
+        `opened`: the timeline and celebrity lists as the caller read them with the session
+        (timeline_svc.fastpath), else they are read here."""
         limit = page_size(size)
         scope = f"home:{viewer}"
         cursor = self._pages.decode(token, scope)
         wanted = limit + 1 + RETWEET_WINDOW
-        ids, rebuilding = await self._ids(viewer, int(cursor) if cursor else None, wanted)
+        ids, rebuilding = await self._ids(viewer, int(cursor) if cursor else None, wanted, opened)
         complete = len(ids) < wanted  # the timeline ends here: every window is whole
         judged = ids if complete else ids[: len(ids) - RETWEET_WINDOW]
         found = dict(await self._tweets.tweets(judged))
@@ -247,20 +220,40 @@ class HomeTimeline(Generic[T]):
             token = ""
         return HomePage(Page([found[t] for t in items], token), rebuilding)
 
-    async def _replay(self, snapshot: Snapshot, since: int) -> list[tuple[int, T]]:
-        """What arrived after `since`, oldest first, from the timeline and the celebrities it merges;
-        from `replay_overlap_ms` before it: a tweet whose id is slightly older than one the client
+    async def _replay(
+        self, viewer: int, snapshot: Snapshot, since: int
+    ) -> tuple[list[tuple[int, T]], Gap | None]:
+        """What arrived after `since`, oldest first: at most `max_entries` tweets, the newest, from
+        the timeline and the celebrities it merges, and from the owners below their window. When
+        more arrived, the Gap says which were left out and how to page them. From
+        `replay_overlap_ms` before `since`: a tweet whose id is slightly older than one the client
         saw may have been delivered after it (ids are taken at insert, commit order can differ), so
         a reconnecting client may see a tweet again and dedupes by tweet_id."""
-        windows = await self._celebrity_windows(snapshot.celebrities) or []
+        budget = self._timelines.max_entries
         start = max(since - self._overlap, 0)
-        ids = [
-            t
-            for t in merge_after([snapshot.tweet_ids, *windows], start, self._timelines.max_entries)
-            if t != since
-        ]
-        found = await self._tweets.tweets(ids)
-        return [(t, found[t]) for t in ids if t in found]
+        ids = await self._window(snapshot, budget + 1)
+        if len(ids) < budget + 1 and not (ids and ids[-1] <= start):
+            # The window ends above `start`: the owners know what lies below it.
+            ids += await self.from_owners(viewer, ids[-1] if ids else None, budget + 1 - len(ids))
+        after = [t for t in ids if t > start and t != since]
+        gap = None
+        if len(after) > budget:
+            after = after[:budget]
+            cursor = str(after[-1])
+            gap = Gap(since, after[-1], self._pages.encode(cursor, f"home:{viewer}"))
+        found = await self._tweets.tweets(after)
+        return [(t, found[t]) for t in reversed(after) if t in found], gap
+
+    async def _window(self, snapshot: Snapshot, limit: int) -> list[int]:
+        """The newest `limit` ids the Redis window holds (merged with the celebrities' lists), newest
+        first: every id above the last of them (nothing while it is being rebuilt)."""
+        if snapshot.rebuilding:
+            return []
+        windows = await self._celebrity_windows(snapshot.celebrities)
+        if windows is None:
+            return []
+        ids, _ = merge_window(snapshot.tweet_ids, windows, None, limit)
+        return ids
 
     async def stream(self, viewer: int, since: int | None) -> AsyncGenerator[Event[T]]:
         """Replays what arrived after `since` (oldest first), then live tweets, deletions and
@@ -270,16 +263,21 @@ class HomeTimeline(Generic[T]):
         # Tweets from (a little before) now on are this stream's to send live.
         opened = id_at(datetime.now(UTC)) - self._overlap
         async with LiveStream.open(
-            self._live, live_channel(viewer), since, self._tweets.tweets, self._heartbeat
+            self._live, live_channel(viewer), since, self._live_tweets, self._heartbeat
         ) as stream:
             snapshot = await self._timelines.read(viewer)
             if snapshot is None or snapshot.rebuilding:
                 await self.rebuild(viewer)  # a stream is a return too: the timeline comes back now
                 snapshot = await self._timelines.read(viewer)
-            for author in snapshot.celebrities if snapshot else []:
-                await stream.attach(author)  # merged already when the stream opened: nothing missed
+            # Merged already when the stream opened: nothing missed.
+            await asyncio.gather(
+                *(stream.attach(author) for author in (snapshot.celebrities if snapshot else []))
+            )
             if since is not None and snapshot is not None:
-                for event in stream.replay(await self._replay(snapshot, since)):
+                replayed, gap = await self._replay(viewer, snapshot, since)
+                if gap is not None:
+                    yield gap
+                for event in stream.replay(replayed):
                     yield event
             async for event in stream.follow(functools.partial(self._celebrity_changed, stream, opened)):
                 yield event
@@ -322,34 +320,49 @@ class GlobalTimeline(Generic[T]):
         heartbeat_seconds: float,
         replay_max: int,
         replay_overlap_ms: int = 1000,
+        live_tweets: Callable[[Sequence[int]], Awaitable[Mapping[int, T]]] | None = None,
     ) -> None:
         self._overlap = ms_delta(replay_overlap_ms)
         self._tweets = tweets
+        self._live_tweets = live_tweets or tweets.tweets
         self._live = live
         self._id_of = id_of
         self._heartbeat = heartbeat_seconds
         self._replay_max = replay_max
 
-    async def _replay(self, since: int) -> list[tuple[int, T]]:
-        """Public tweets after `since`, oldest first, at most replay_max of them; from
-        `replay_overlap_ms` before it, for the reason HomeTimeline._replay gives."""
+    async def _replay(self, since: int) -> tuple[list[tuple[int, T]], Gap | None]:
+        """Public tweets after `since`, oldest first: the newest pages of the global timeline, up to
+        replay_max tweets (in whole pages); when more came, the Gap gives the token of the page that
+        follows (from
+        `replay_overlap_ms` before `since`, for the reason HomeTimeline._replay gives)."""
         newest_first: list[T] = []
         token = ""
         start = since - self._overlap
-        while len(newest_first) < self._replay_max:
-            tweets, token = await self._tweets.global_page(token, 100)
+        page = min(_GLOBAL_PAGE, self._replay_max)
+        while True:
+            tweets, token = await self._tweets.global_page(token, page)
             fresh = [t for t in tweets if self._id_of(t) > start and self._id_of(t) != since]
             newest_first.extend(fresh)
             if len(fresh) < len(tweets) or not token:
+                return [(self._id_of(t), t) for t in reversed(newest_first)], None
+            if len(newest_first) >= self._replay_max:
                 break
-        return [(self._id_of(t), t) for t in reversed(newest_first[: self._replay_max])]
+        # Whole pages were replayed: `token` continues exactly below the oldest of them.
+        following, _ = await self._tweets.global_page(token, 1)
+        replayed = [(self._id_of(t), t) for t in reversed(newest_first)]
+        if following and self._id_of(following[0]) > start:
+            return replayed, Gap(since, replayed[0][0], token)
+        return replayed, None
 
     async def stream(self, since: int | None) -> AsyncGenerator[Event[T]]:
         async with LiveStream.open(
-            self._live, GLOBAL_CHANNEL, since, self._tweets.tweets, self._heartbeat
+            self._live, GLOBAL_CHANNEL, since, self._live_tweets, self._heartbeat
         ) as stream:
             if since is not None:
-                for event in stream.replay(await self._replay(since)):
+                replayed, gap = await self._replay(since)
+                if gap is not None:
+                    yield gap
+                for event in stream.replay(replayed):
                     yield event
             async for event in stream.follow():
                 yield event

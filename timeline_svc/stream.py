@@ -1,14 +1,15 @@
 """A live stream, as the home and global timelines serve it: the tweets it replays and then follows
-live, each sent once, heartbeats when it is quiet, the celebrity channels it listens to besides its
+live, each sent once, heartbeats on a shared clock, the celebrity channels it listens to besides its
 own, and where the client resumes when the live feed breaks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -24,7 +25,10 @@ _SENT_MAX = 10_000
 
 @dataclass(frozen=True, slots=True)
 class TweetArrived(Generic[T]):
+    """A tweet to send: `live` when it came from the live feed, not replayed from the timeline."""
+
     tweet: T
+    live: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +41,18 @@ class Heartbeat:
     pass
 
 
-Event = TweetArrived[T] | TweetRemoved | Heartbeat
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """The replay does not reach back to the client's `since`: the tweets after it and before
+    `before` (the oldest replayed, or the newest there is) are not sent; `page_token` reads them
+    from the timeline's list (newest first, down to `since`)."""
+
+    since: int
+    before: int
+    page_token: str
+
+
+Event = TweetArrived[T] | TweetRemoved | Heartbeat | Gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +105,11 @@ def stream_ended(ended: FeedEnded, resume_from: int | None) -> Unavailable:
         metadata={"since_tweet_id": "" if resume_from is None else str(resume_from)},
         retry_after_seconds=ended.retry_after_seconds,
     )
+
+
+def _next_tick(now: float, interval: float) -> float:
+    """The first multiple of `interval` after `now`: the same moment for every stream."""
+    return (math.floor(now / interval) + 1) * interval
 
 
 class LiveFeed(Protocol):
@@ -159,23 +179,38 @@ class LiveStream(Generic[T]):
     def replay(self, tweets: Sequence[tuple[int, T]]) -> list[Event[T]]:
         """The events that send `tweets` (id and tweet, oldest first), counted as sent."""
         for tweet_id, _ in tweets:
-            self._sent.add(tweet_id)
-            self._resume.sent(tweet_id)
+            self._mark_sent(tweet_id)
         return [TweetArrived(tweet) for _, tweet in tweets]
 
-    async def follow(self, on_celebrity: CelebrityChanged | None = None) -> AsyncIterator[Event[T]]:
-        """Live events, hydrated, with a heartbeat when it is quiet, until the feed ends (then
+    def _mark_sent(self, tweet_id: int) -> None:
+        if len(self._sent) > _SENT_MAX:
+            self._sent.clear()  # bounded memory; only a rare late duplicate could slip through
+        self._sent.add(tweet_id)
+        self._resume.sent(tweet_id)
+
+    async def follow(self, on_celebrity: CelebrityChanged | None = None) -> AsyncGenerator[Event[T]]:
+        """A heartbeat at once (the stream is listening: nothing is missed from here), then live
+        events, hydrated, and a heartbeat every `heartbeat_seconds` (on a clock: a busy stream gets
+        them too, and the caller re-checks the stream's token at each), until the feed ends (then
         UNAVAILABLE saying where to resume). A tweet arriving twice (on a celebrity's channel and
         the user's own while the celebrity is promoted or demoted, or from `on_celebrity`) is sent
-        once."""
-        next_beat = time.monotonic() + self._heartbeat
+        once.
+
+        Every stream of the process beats at the same moments (multiples of `heartbeat_seconds`
+        on the monotonic clock, which the event loop's timers use too): what each does at a
+        heartbeat (its token re-checked) is then asked for all of them in the same turn of the
+        loop, and done in one go (timeline_svc.hydrate.Coalescer: one Redis read per beat). The
+        clock is read afresh (a busy stream never waits, and an event loop may cache its time)."""
+        yield Heartbeat()
+        next_beat = _next_tick(time.monotonic(), self._heartbeat)
         while True:
+            if time.monotonic() >= next_beat:
+                next_beat = _next_tick(time.monotonic(), self._heartbeat)
+                yield Heartbeat()
             try:
-                async with asyncio.timeout(max(next_beat - time.monotonic(), 0)):
+                async with asyncio.timeout_at(next_beat):
                     arrived = await self._queue.get()
             except TimeoutError:
-                next_beat = time.monotonic() + self._heartbeat
-                yield Heartbeat()
                 continue
             if isinstance(arrived, FeedEnded):
                 raise stream_ended(arrived, self._resume.as_of(arrived.intact_until))
@@ -192,14 +227,13 @@ class LiveStream(Generic[T]):
                     yield event
 
     async def _arrived(self, tweet_id: int) -> TweetArrived[T] | None:
-        """The event of a live tweet not sent yet, hydrated; None if it was sent or is gone."""
+        """The event of a live tweet not sent yet, hydrated; None if it was sent or is gone. It
+        counts as sent once hydrated: one the owner did not return (not visible yet, or gone) is
+        sent if it arrives again (a redelivery, the other channel of a promotion)."""
         if tweet_id in self._sent:
             return None
-        if len(self._sent) > _SENT_MAX:
-            self._sent.clear()  # bounded memory; only a rare late duplicate could slip through
-        self._sent.add(tweet_id)
         found = await self._fetch([tweet_id])
-        if tweet_id not in found:
+        if tweet_id not in found or tweet_id in self._sent:
             return None
-        self._resume.sent(tweet_id)
-        return TweetArrived(found[tweet_id])
+        self._mark_sent(tweet_id)
+        return TweetArrived(found[tweet_id], live=True)

@@ -4,8 +4,15 @@ The descriptor set (gen/tweetmesh.pb) is what Envoy transcodes with, so the spec
 the routes Envoy serves: every RPC with a google.api.http rule, its path and query parameters,
 request body and response, as Envoy's transcoder renders them (proto field names, 64-bit integers
 as strings, enums as names, Timestamps as RFC 3339, every primitive field printed). Errors are the
-google.rpc.Status JSON Envoy sends. `make gen` writes docs/openapi.yaml; `make check-gen` fails when
-it has drifted. Usage: python tools/openapi.py DESCRIPTOR_SET OUT.yaml
+google.rpc.Status JSON Envoy sends. The request rules the protos declare (protovalidate's buf.validate
+options, which the services enforce) become the schema's constraints: required, minLength, maxLength,
+pattern, format, minimum, maximum, exclusiveMinimum, exclusiveMaximum, enum, minItems, maxItems,
+uniqueItems, and exactly-one-of rules (oneOf). A required string is at least one character long (proto3
+has no other way to leave it out). OpenAPI 3.1: a request body's property names are not empty (the
+transcoder ignores properties a request does not have, but refuses a nameless one), and a property
+that may be left out may be null (proto3's JSON mapping reads null as not sent). `make gen` writes
+docs/openapi.yaml; `make check-gen` fails when it has drifted.
+Usage: python tools/openapi.py DESCRIPTOR_SET OUT.yaml
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 
 import yaml
 from google.api import annotations_pb2, http_pb2
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 FieldProto = descriptor_pb2.FieldDescriptorProto
 ROOT_PACKAGE = "tweetmesh."
@@ -26,6 +33,13 @@ TITLE = "tweetmesh public API"
 SERVER = "http://127.0.0.1:8080"
 # The transcoder sends a server stream as one JSON object per line with this content type.
 STREAM_CONTENT_TYPE = "application/json"
+# A google.api.HttpBody body is raw bytes of its own content type, not JSON.
+HTTP_BODY = "google.api.HttpBody"
+
+
+def _raw() -> dict[str, Any]:
+    return {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+
 
 _SCALARS: dict[int, dict[str, Any]] = {
     FieldProto.TYPE_DOUBLE: {"type": "number", "format": "double"},
@@ -95,6 +109,147 @@ _ERROR_STATUSES = {
 }
 
 
+VALIDATE_FILE = "buf/validate/validate.proto"
+# buf.validate rule fields -> JSON Schema keywords, per kind of field.
+_STRING_RULES = {"min_len": "minLength", "max_len": "maxLength", "pattern": "pattern"}
+_STRING_FORMATS = {"email": "email", "uuid": "uuid", "uri": "uri", "hostname": "hostname", "ipv4": "ipv4"}
+_NUMBER_KINDS = ("int32", "uint32", "sint32", "fixed32", "sfixed32", "float", "double")
+_REPEATED_RULES = {"min_items": "minItems", "max_items": "maxItems", "unique": "uniqueItems"}
+_MAP_RULES = {"min_pairs": "minProperties", "max_pairs": "maxProperties"}
+# A message rule (buf.validate.message cel) that at least one of some fields is set, written as
+# `size(this.a) > 0 || size(this.b) > 0`.
+_ANY_OF_TERM = re.compile(r"size\(this\.(\w+)\) > 0")
+
+
+class _Rules:
+    """Reads the buf.validate rules of fields, when the descriptor set has validate.proto."""
+
+    def __init__(self, files: list[descriptor_pb2.FileDescriptorProto]) -> None:
+        self._extension: Any = None
+        self._message_extension: Any = None
+        if not any(f.name == VALIDATE_FILE for f in files):
+            return
+        pool = descriptor_pool.DescriptorPool()
+        for file in files:  # protoc writes each file after the ones it imports
+            pool.Add(file)
+        self._options = message_factory.GetMessageClass(
+            pool.FindMessageTypeByName("google.protobuf.FieldOptions")
+        )
+        self._extension = pool.FindExtensionByName("buf.validate.field")
+        self._message_options = message_factory.GetMessageClass(
+            pool.FindMessageTypeByName("google.protobuf.MessageOptions")
+        )
+        self._message_extension = pool.FindExtensionByName("buf.validate.message")
+
+    def of(self, field: FieldProto) -> Any:
+        """The field's buf.validate.FieldRules, or None."""
+        if self._extension is None or not field.HasField("options"):
+            return None
+        options = self._options.FromString(field.options.SerializeToString())
+        return options.Extensions[self._extension] if options.HasExtension(self._extension) else None
+
+    def one_of_required(self, message: descriptor_pb2.DescriptorProto) -> list[list[str]]:
+        """The message's rules that exactly one of some fields is set (buf.validate.message oneof)."""
+        if self._extension is None or not message.HasField("options"):
+            return []
+        options = self._message_options.FromString(message.options.SerializeToString())
+        if not options.HasExtension(self._message_extension):
+            return []
+        rules = options.Extensions[self._message_extension]
+        return [list(rule.fields) for rule in rules.oneof if rule.required]
+
+    def any_of_required(self, message: descriptor_pb2.DescriptorProto) -> list[list[str]]:
+        """The message's rules that at least one of some fields is set (buf.validate.message cel
+        `size(this.a) > 0 || size(this.b) > 0`); any other CEL rule cannot be described."""
+        if self._extension is None or not message.HasField("options"):
+            return []
+        options = self._message_options.FromString(message.options.SerializeToString())
+        if not options.HasExtension(self._message_extension):
+            return []
+        found = []
+        for rule in options.Extensions[self._message_extension].cel:
+            terms = rule.expression.split(" || ")
+            if not all(_ANY_OF_TERM.fullmatch(term) for term in terms):
+                raise SystemExit(f"{message.name}: the CEL rule {rule.id!r} cannot be described in OpenAPI")
+            found.append([term.removeprefix("size(this.").removesuffix(") > 0") for term in terms])
+        return found
+
+    @staticmethod
+    def required(rules: Any) -> bool:
+        return rules is not None and rules.required
+
+    @staticmethod
+    def _collection(schema: dict[str, Any], kind: str, typed: Any) -> dict[str, Any]:
+        """A list's or a map's schema with its own rules and those of its items, keys and values."""
+        if kind == "repeated":
+            constrained = {**schema, **_keywords(typed, _REPEATED_RULES)}
+            if typed.HasField("items"):
+                constrained["items"] = _Rules.constrain(schema["items"], typed.items)
+            return constrained
+        constrained = {**schema, **_keywords(typed, _MAP_RULES)}
+        if typed.HasField("keys"):
+            constrained["propertyNames"] = _Rules.constrain({"type": "string"}, typed.keys)
+        if typed.HasField("values"):
+            values = schema["additionalProperties"]
+            constrained["additionalProperties"] = _Rules.constrain(values, typed.values)
+        return constrained
+
+    @staticmethod
+    def constrain(schema: dict[str, Any], rules: Any) -> dict[str, Any]:
+        """`schema` with the constraints of `rules` (a FieldRules, or the rules of a list's items)."""
+        kind = None if rules is None else rules.WhichOneof("type")
+        if kind is None:
+            return schema
+        typed = getattr(rules, kind)
+        if kind in ("map", "repeated"):
+            return _Rules._collection(schema, kind, typed)
+        if kind == "string":
+            constrained = {**schema, **_string_keywords(typed)}
+        elif kind in _NUMBER_KINDS:
+            constrained = {**schema, **_number_keywords(typed)}
+        else:
+            return schema
+        ignore = rules.DESCRIPTOR.fields_by_name["ignore"].enum_type.values_by_number[rules.ignore].name
+        if ignore == "IGNORE_IF_ZERO_VALUE":
+            # The zero value is not checked: "" passes the length rules and any pattern.
+            constrained.pop("minLength", None)
+            if "pattern" in constrained:
+                constrained["pattern"] = f"^$|{constrained['pattern']}"
+            if "format" in constrained:
+                constrained["anyOf"] = [{"maxLength": 0}, {"format": constrained.pop("format")}]
+            if "enum" in constrained:
+                constrained["enum"] = ["", *constrained["enum"]]
+        return constrained
+
+
+def _keywords(rules: Any, names: dict[str, str]) -> dict[str, Any]:
+    return {keyword: getattr(rules, name) for name, keyword in names.items() if rules.HasField(name)}
+
+
+def _ascii_pattern(pattern: str) -> str:
+    """`pattern` with each character outside printable ASCII written as a \\uXXXX escape (the same
+    regular expression for ECMA and Python, and readable in the YAML)."""
+    return "".join(ch if " " <= ch <= "~" or ord(ch) > 0xFFFF else f"\\u{ord(ch):04X}" for ch in pattern)
+
+
+def _string_keywords(rules: Any) -> dict[str, Any]:
+    found = _keywords(rules, _STRING_RULES)
+    if "pattern" in found:
+        found["pattern"] = _ascii_pattern(found["pattern"])
+    if rules.HasField("len"):
+        found["minLength"] = found["maxLength"] = rules.len
+    if (well_known := rules.WhichOneof("well_known")) in _STRING_FORMATS:
+        found["format"] = _STRING_FORMATS[well_known]
+    if allowed := list(getattr(rules, "in")):
+        found["enum"] = allowed
+    return found
+
+
+def _number_keywords(rules: Any) -> dict[str, Any]:
+    names = {"gte": "minimum", "gt": "exclusiveMinimum", "lte": "maximum", "lt": "exclusiveMaximum"}
+    return _keywords(rules, names)
+
+
 @dataclass(frozen=True, slots=True)
 class _Route:
     verb: str
@@ -133,6 +288,7 @@ class _Spec:
         self._comments: dict[tuple[str, tuple[int, ...]], str] = {}
         self._where: dict[str, tuple[str, tuple[int, ...]]] = {}
         self._files = files
+        self._rules = _Rules(files)
         self.schemas: dict[str, Any] = {}
         for file in files:
             for location in file.source_code_info.location:
@@ -166,16 +322,26 @@ class _Spec:
         if field.type == FieldProto.TYPE_MESSAGE:
             entry = self._messages[field.type_name.lstrip(".")]
             if entry.options.map_entry:
-                return {"type": "object", "additionalProperties": self._field_schema(entry.field[1])}
+                mapped: dict[str, Any] = {
+                    "type": "object",
+                    "additionalProperties": self._field_schema(entry.field[1]),
+                }
+                return self._rules.constrain(mapped, self._rules.of(field))
             single = self.ref(field.type_name.lstrip("."))
         elif field.type == FieldProto.TYPE_ENUM:
             enum = self._enums[field.type_name.lstrip(".")]
             single = {"type": "string", "enum": [v.name for v in enum.value]}
         else:
             single = dict(_SCALARS[field.type])
-        if field.label == FieldProto.LABEL_REPEATED:
-            return {"type": "array", "items": single}
-        return single
+        whole = {"type": "array", "items": single} if field.label == FieldProto.LABEL_REPEATED else single
+        rules = self._rules.of(field)
+        whole = self._rules.constrain(whole, rules)
+        if _Rules.required(rules):
+            # Required is not the zero value: an empty string or list counts as left out.
+            length = "minItems" if whole.get("type") == "array" else "minLength"
+            if whole.get("type") in ("array", "string") and not whole.get(length):
+                whole = {**whole, length: 1}
+        return whole
 
     def ref(self, name: str) -> dict[str, Any]:
         if name not in self.schemas:
@@ -207,13 +373,37 @@ class _Spec:
                 )
             properties[field.name] = schema
         whole: dict[str, Any] = {"type": "object", "properties": properties}
+        required = [f.name for f in message.field if f.name in properties and self._required(f)]
+        if required:
+            whole["required"] = required
+        for fields in self._rules.one_of_required(message):
+            # Exactly one of them is set: a proto3 string is set when it is not empty.
+            if any(f.type != FieldProto.TYPE_STRING for f in message.field if f.name in fields):
+                raise SystemExit(f"{name}: a oneof rule over fields other than strings is not described yet")
+            whole["oneOf"] = [
+                {"required": [f], "properties": {f: {"type": "string", "minLength": 1}}} for f in fields
+            ]
+        for fields in self._rules.any_of_required(message):
+            # At least one of them is set: a string or list is set when it is not empty.
+            repeated = {f.name for f in message.field if f.label == FieldProto.LABEL_REPEATED}
+            whole["anyOf"] = [
+                {"required": [f], "properties": {f: {"minItems" if f in repeated else "minLength": 1}}}
+                for f in fields
+            ]
         if description := self._comment(name):
             whole = {"description": description, **whole}
         return whole
 
+    def _required(self, field: FieldProto) -> bool:
+        return _Rules.required(self._rules.of(field))
+
     def body_schema(self, name: str, body: str, path_params: list[str]) -> dict[str, Any]:
         if body == "*":
-            return self._message_schema(name, leave_out=frozenset(path_params))
+            # The transcoder ignores a property the request does not have, but refuses a nameless one.
+            return {
+                **_nullable(self._message_schema(name, leave_out=frozenset(path_params))),
+                "propertyNames": {"minLength": 1},
+            }
         field = next(f for f in self._messages[name].field if f.name == body)
         return self._field_schema(field)
 
@@ -224,12 +414,25 @@ class _Spec:
             if field.name in bound or field.type == FieldProto.TYPE_MESSAGE:
                 continue
             param: dict[str, Any] = {"name": field.name, "in": "query", "schema": self._field_schema(field)}
+            if self._required(field):
+                param["required"] = True
             if description := self._comment(name, 2, index):
                 param["description"] = description
             if field.label == FieldProto.LABEL_REPEATED:
                 param["explode"] = True
             params.append(param)
         return params
+
+    def field_type(self, message: str, field_name: str) -> str:
+        """The message type of a top-level field ("" for a scalar, or no such field: "*")."""
+        return next(
+            (f.type_name.lstrip(".") for f in self._messages[message].field if f.name == field_name), ""
+        )
+
+    def _result(self, response: str, route: _Route) -> dict[str, Any]:
+        if route.response_body:
+            return self.field_schema(response, route.response_body)
+        return self.ref(response)
 
     def field_schema(self, message: str, field_name: str) -> dict[str, Any]:
         top = field_name.split(".", maxsplit=1)[0]
@@ -289,27 +492,46 @@ class _Spec:
         if parameters:
             operation["parameters"] = parameters
         if route.body:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": self.body_schema(request, route.body, names)}},
-            }
-        if route.response_body:
-            result = self.field_schema(response, route.response_body)
-        else:
-            result = self.ref(response)
-        if method.server_streaming:
+            if self.field_type(request, route.body) == HTTP_BODY:
+                content: dict[str, Any] = _raw()
+            elif method.client_streaming:
+                # A client stream through the transcoder: a JSON array of the messages, in order.
+                schema = self.body_schema(request, route.body, names)
+                content = {"application/json": {"schema": {"type": "array", "items": schema}}}
+            else:
+                content = {"application/json": {"schema": self.body_schema(request, route.body, names)}}
+            operation["requestBody"] = {"required": True, "content": content}
+        if route.response_body and self.field_type(response, route.response_body) == HTTP_BODY:
+            ok = {"description": "The bytes, with their own Content-Type.", "content": _raw()}
+        elif method.server_streaming:
             ok = {
                 "description": "A stream of newline-delimited JSON objects, one per event.",
-                "content": {STREAM_CONTENT_TYPE: {"schema": result}},
+                "content": {STREAM_CONTENT_TYPE: {"schema": self._result(response, route)}},
             }
         else:
-            ok = {"description": "OK", "content": {"application/json": {"schema": result}}}
+            ok = {
+                "description": "OK",
+                "content": {"application/json": {"schema": self._result(response, route)}},
+            }
         operation["responses"] = {
             "200": ok,
             **{code: {"$ref": f"#/components/responses/Error{code}"} for code in _ERROR_STATUSES},
             "default": {"$ref": "#/components/responses/Error"},
         }
         return path, operation
+
+
+def _nullable(message: dict[str, Any]) -> dict[str, Any]:
+    """A request message's schema in which a field that may be left out may also be null: proto3's
+    JSON mapping reads null as the field's default value, as if it were not sent."""
+    required = set(message.get("required", ()))
+    properties = {
+        name: {**schema, "type": [schema["type"], "null"]}
+        if name not in required and isinstance(schema.get("type"), str)
+        else schema
+        for name, schema in message["properties"].items()
+    }
+    return {**message, "properties": properties}
 
 
 def _error_response(description: str) -> dict[str, Any]:
@@ -326,7 +548,7 @@ def build(descriptor_set: bytes) -> dict[str, Any]:
     spec.ref("google.protobuf.Any")
     schemas = dict(sorted(spec.schemas.items())) | {"google.rpc.Status": _ERROR_SCHEMA}
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": TITLE,
             "version": "v1",

@@ -7,7 +7,9 @@ TWEETMESH_TARGET, and keeps the login token per target in a 0600 config file (tw
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
+import mimetypes
 import os
 import sys
 import time
@@ -20,6 +22,10 @@ import grpc
 from google.rpc import error_details_pb2
 
 from meshkit.rpc_details import error_details
+from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
+from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
+from tweetmesh.media.v1 import media_service_pb2 as media_pb
+from tweetmesh.media.v1 import media_service_pb2_grpc as media_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -29,9 +35,20 @@ from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
 from tweetmesh_cli.config import Config, Session, config_path
 
 DEFAULT_TARGET = "127.0.0.1:8080"
+# fan-out's internal gRPC port (the admin API), never behind Envoy.
+DEFAULT_FANOUT_TARGET = "127.0.0.1:50053"
 TIMEOUT_SECONDS = 15.0
-# A broken live stream is reopened after this long, from the last tweet seen.
+# Uploads go in chunks of this size (a gRPC message is at most 4 MiB by default).
+UPLOAD_CHUNK_BYTES = 1024 * 1024
+UPLOAD_TIMEOUT_SECONDS = 120.0
+# A broken live stream is reopened after this long (doubling up to RECONNECT_MAX_SECONDS while
+# it keeps failing, or after the server's RetryInfo delay), from the last tweet seen.
 RECONNECT_SECONDS = 1.0
+RECONNECT_MAX_SECONDS = 30.0
+# A watch reconnects after these: the mesh restarting or refusing for now (UNAVAILABLE, a limit's
+# RESOURCE_EXHAUSTED), or a CANCELLED this side did not cause (the server gave up on a call it
+# had not accepted in time: a failed open, not the end of the stream).
+RECONNECT_ON = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
 SEEN_REMEMBERED = 1000
 
 
@@ -49,6 +66,7 @@ class Client:
         self.users = users_grpc.UserServiceStub(self._channel)
         self.tweets = tweets_grpc.TweetServiceStub(self._channel)
         self.timeline = timeline_grpc.TimelineServiceStub(self._channel)
+        self.media = media_grpc.MediaServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -89,8 +107,31 @@ def render_tweet(tweet: tweets_pb.Tweet) -> str:
     author = tweet.author
     name = f"{author.display_name} @{author.handle}" if author.handle else f"user {tweet.author_id}"
     reply = f" · reply to {tweet.reply_to_tweet_id}" if tweet.reply_to_tweet_id else ""
-    body = "\n".join(f"  {line}" for line in tweet.text.splitlines() or [""])
+    lines = [f"  {line}" for line in tweet.text.splitlines()]
+    lines += [f"  {render_media(media)}" for media in tweet.media]
+    if tweet.quote_tweet_id:
+        lines += [f"  │ {line}" for line in render_quoted(tweet).splitlines()]
+    body = "\n".join(lines or ["  "])
     return f"{name} · {_when(tweet)}{reply} · id {tweet.tweet_id}\n{body}"
+
+
+def render_quoted(tweet: tweets_pb.Tweet) -> str:
+    """The tweet a quote shows, or what became of it."""
+    if tweet.quote_status == tweets_pb.QUOTE_STATUS_AVAILABLE:
+        return render_tweet(tweet.quoted_tweet)
+    if tweet.quote_status == tweets_pb.QUOTE_STATUS_DELETED:
+        return f"(quoted tweet {tweet.quote_tweet_id} was deleted)"
+    if tweet.quote_status == tweets_pb.QUOTE_STATUS_UNAVAILABLE:
+        return f"(quoted tweet {tweet.quote_tweet_id} is unavailable)"
+    return f"(quoting tweet {tweet.quote_tweet_id})"
+
+
+def render_media(media: tweets_pb.TweetMedia) -> str:
+    """[image/png 300x200] /v1/media/123 "alt text" """
+    seconds = media.duration.ToMilliseconds() / 1000
+    length = f", {seconds:g} s" if seconds else ""
+    alt = f' "{media.alt_text}"' if media.alt_text else ""
+    return f"[{media.content_type} {media.width}x{media.height}{length}] {media.url}{alt}"
 
 
 def render_user(user: users_pb.User) -> str:
@@ -241,14 +282,54 @@ def cmd_unfollow(client: Client, args: argparse.Namespace, out: TextIO) -> None:
 
 def cmd_post(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     text = sys.stdin.read().rstrip("\n") if args.text == ["-"] else " ".join(args.text)
+    if len(args.alt) > len(args.media):
+        raise CliError("give each --alt after the --media it describes")
+    # A file is uploaded first; anything else is taken as the id of an upload.
+    media_ids = [
+        _upload(client, item, None).media_id if os.path.isfile(item) else item for item in args.media
+    ]
     request = tweets_pb.CreateTweetRequest(
         text=text,
         reply_to_tweet_id=args.reply_to or "",
+        quote_tweet_id=args.quote or "",
         # One id per invocation: gRPC retries of this call cannot post twice.
         request_id=uuid.uuid4().hex,
+        media_ids=media_ids,
+        alt_texts=dict(zip(media_ids, args.alt, strict=False)),
     )
     tweet = client.tweets.CreateTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS).tweet
     out.write(f"posted:\n{render_tweet(tweet)}\n")
+
+
+def _upload_parts(data: bytes, content_type: str) -> Iterator[media_pb.UploadMediaStreamRequest]:
+    yield media_pb.UploadMediaStreamRequest(start=media_pb.UploadStart(content_type=content_type))
+    for start in range(0, len(data), UPLOAD_CHUNK_BYTES):
+        yield media_pb.UploadMediaStreamRequest(chunk=data[start : start + UPLOAD_CHUNK_BYTES])
+
+
+def _upload(client: Client, path: str, content_type: str | None) -> media_pb.Media:
+    """Uploads a file in chunks; the server reads its type from its content and checks the claim
+    (by default, the type its name suggests)."""
+    claimed = content_type or mimetypes.guess_type(path)[0] or ""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror}") from None
+    return client.media.UploadMediaStream(
+        _upload_parts(data, claimed), metadata=client.auth(), timeout=UPLOAD_TIMEOUT_SECONDS
+    ).media
+
+
+def cmd_upload(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    media = _upload(client, args.path, args.content_type)
+    size = f"{media.width}x{media.height}"
+    if media.duration.ToMilliseconds():
+        size += f", {media.duration.ToMilliseconds() / 1000:g} s"
+    out.write(
+        f"uploaded {media.content_type} ({size}, {media.size_bytes:,} bytes): media id {media.media_id}\n"
+    )
+    out.write(f"  {media.url}\n")
 
 
 def _print_page(out: TextIO, tweets: Sequence[tweets_pb.Tweet], next_page_token: str, empty: str) -> None:
@@ -273,6 +354,60 @@ def cmd_tweets(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     )
     page = client.tweets.ListUserTweets(request, timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, f"(@{user.handle} has not posted yet)")
+
+
+def cmd_quotes(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.ListQuotesRequest(
+        tweet_id=args.tweet_id, page_size=args.limit, page_token=args.page_token or ""
+    )
+    page = client.tweets.ListQuotes(request, timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.tweets, page.next_page_token, "(nobody has quoted it)")
+
+
+def cmd_conversation(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.GetConversationRequest(
+        tweet_id=args.tweet_id, max_depth=args.depth, page_size=args.limit, page_token=args.page_token or ""
+    )
+    found = client.tweets.GetConversation(request, timeout=TIMEOUT_SECONDS)
+    # Each entry indented by its depth below the first tweet shown.
+    top = found.ancestors[0].depth if found.ancestors else 0
+    for entry in (*found.ancestors, found.tweet, *found.replies):
+        shown = f"(deleted tweet {entry.tweet_id})" if entry.deleted else render_tweet(entry.tweet)
+        lines = shown.splitlines()
+        if entry.tweet_id == found.tweet.tweet_id:
+            lines[0] += " ◀"
+        indent = "    " * (entry.depth - top)
+        out.write("".join(f"{indent}{line}\n" for line in lines) + "\n")
+    if found.next_page_token:
+        out.write(f"more: --page-token {found.next_page_token}\n")
+
+
+def cmd_bookmark(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.BookmarkTweetRequest(tweet_id=args.tweet_id)
+    client.tweets.BookmarkTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    out.write(f"bookmarked {args.tweet_id}\n")
+
+
+def cmd_unbookmark(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.UnbookmarkTweetRequest(tweet_id=args.tweet_id)
+    client.tweets.UnbookmarkTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    out.write(f"removed {args.tweet_id} from your bookmarks\n")
+
+
+def cmd_bookmarks(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.ListBookmarksRequest(page_size=args.limit, page_token=args.page_token or "")
+    page = client.tweets.ListBookmarks(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.tweets, page.next_page_token, "(no bookmarks)")
+
+
+def cmd_trends(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.GetTrendsRequest(window=args.window, limit=args.limit)
+    found = client.tweets.GetTrends(request, timeout=TIMEOUT_SECONDS)
+    if not found.trends:
+        out.write(f"(nothing trending over {found.window})\n")
+    for n, trend in enumerate(found.trends, 1):
+        usual = f"usually {trend.expected:.1f}"
+        out.write(f"{n:>2}. #{trend.tag}  {trend.count} tweets ({usual}), rise {trend.score:.1f}\n")
 
 
 def cmd_search(client: Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -301,14 +436,37 @@ def _stream(client: Client, since: str) -> Iterator[timeline_pb.StreamHomeTimeli
     return client.timeline.StreamHomeTimeline(request, metadata=client.auth())
 
 
+def _reconnect_after(error: grpc.RpcError, since: str) -> tuple[float | None, str]:
+    """(the server's RetryInfo delay, if any; where to resume: the server's resume point, if it
+    gave one, else `since`) after a broken stream."""
+    delay = next(
+        (
+            d.retry_delay.ToTimedelta().total_seconds()
+            for d in error_details(error, error_details_pb2.RetryInfo)
+        ),
+        None,
+    )
+    resume = next(
+        (
+            i.metadata["since_tweet_id"]
+            for i in error_details(error, error_details_pb2.ErrorInfo)
+            if i.metadata.get("since_tweet_id")
+        ),
+        since,
+    )
+    return delay, resume
+
+
 def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    """Prints tweets as they arrive; after a break (a service restarting, the network) reconnects,
-    replaying from the last tweet seen, until Ctrl-C."""
+    """Prints tweets as they arrive; after a break (a service restarting, the network, a failed
+    open) reconnects, replaying from the last tweet seen, until Ctrl-C."""
     since = args.since or ""
     seen: dict[str, None] = {}  # insertion-ordered: the oldest goes first
     out.write(f"watching @{client.session().handle}'s home timeline (Ctrl-C to stop)\n")
     out.flush()
+    wait = RECONNECT_SECONDS
     while True:
+        told: float | None = None
         try:
             for event in _stream(client, since):
                 kind = event.WhichOneof("event")
@@ -319,7 +477,14 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
                     if len(seen) > SEEN_REMEMBERED:
                         del seen[next(iter(seen))]
                     since = event.tweet.tweet_id
+                    wait = RECONNECT_SECONDS
                     out.write(f"{render_tweet(event.tweet)}\n\n")
+                elif kind == "gap":
+                    out.write(
+                        f"(more tweets came while you were away than a reconnect replays: read the ones"
+                        f" before {event.gap.before_tweet_id} with"
+                        f" `tweetmesh timeline --page-token {event.gap.page_token}`)\n\n"
+                    )
                 elif kind == "deletion":
                     out.write(f"(tweet {event.deletion.tweet_id} was deleted)\n\n")
                 elif kind == "heartbeat" and args.heartbeats:
@@ -328,17 +493,183 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
             # A live stream has no end: the server closed it because it is stopping.
             out.write("(stream closed by the server; reconnecting)\n")
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE:
+            if error.code() not in RECONNECT_ON:
                 raise
-            out.write(f"(stream interrupted: {error.details()}; reconnecting)\n")
+            told, since = _reconnect_after(error, since)
+            out.write(f"(stream interrupted: {error.code().name.lower()}: {error.details()}; reconnecting)\n")
         out.flush()
-        time.sleep(RECONNECT_SECONDS)
+        time.sleep(told if told is not None else wait)
+        wait = min(wait * 2, RECONNECT_MAX_SECONDS)
+
+
+@contextlib.contextmanager
+def _fanout(args: argparse.Namespace) -> Iterator[fanout_grpc.FanoutServiceStub]:
+    with grpc.insecure_channel(args.fanout_target) as channel:
+        yield fanout_grpc.FanoutServiceStub(channel)
+
+
+def cmd_dead_letters_list(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """The fan-out events given up on, oldest first: stream, id, why, and the event."""
+    request = fanout_pb.ListDeadLettersRequest(
+        stream=args.stream or "", page_size=args.limit, page_token=args.page_token or ""
+    )
+    with _fanout(args) as fanout:
+        page = fanout.ListDeadLetters(request, timeout=TIMEOUT_SECONDS)
+    if not page.dead_letters:
+        out.write("(no dead letters)\n")
+    for letter in page.dead_letters:
+        event = letter.event or f"(undecodable: {letter.data[:60]!r})"
+        out.write(
+            f"{letter.stream} {letter.dead_letter_id} (entry {letter.entry_id}, {letter.reason}): {event}\n"
+        )
+    if page.next_page_token:
+        out.write(f"more: --page-token {page.next_page_token}\n")
+
+
+def cmd_dead_letters_replay(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Puts dead letters back on their event stream, for fan-out to handle again."""
+    if args.all == bool(args.ids):
+        raise CliError("give the dead-letter ids to replay, or --all")
+    request = fanout_pb.ReplayDeadLettersRequest(stream=args.stream, dead_letter_ids=args.ids, all=args.all)
+    with _fanout(args) as fanout:
+        reply = fanout.ReplayDeadLetters(request, timeout=TIMEOUT_SECONDS)
+    out.write(f"replayed {reply.replayed} dead letter(s) onto {args.stream}\n")
 
 
 # ----- the parser
 
 
 Command = Callable[[Client, argparse.Namespace, TextIO], None]
+
+
+def _admin_commands(commands: Any) -> None:
+    """`tweetmesh admin ...`: what an operator runs against the services' internal ports."""
+    admin = commands.add_parser("admin", help="operate the mesh (its internal ports)").add_subparsers(
+        dest="admin", required=True, metavar="WHAT"
+    )
+    dead = admin.add_parser(
+        "dead-letters", help="fan-out events given up on: list them, replay them once the cause is fixed"
+    )
+    dead.add_argument(
+        "--fanout-target",
+        default=os.environ.get("TWEETMESH_FANOUT_TARGET") or DEFAULT_FANOUT_TARGET,
+        help=f"fanout_svc's gRPC address; env TWEETMESH_FANOUT_TARGET; default {DEFAULT_FANOUT_TARGET}",
+    )
+    actions = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="the dead letters, oldest first")
+    listing.set_defaults(run=cmd_dead_letters_list)
+    listing.add_argument("--stream", help="events:tweets or events:follows (default: both)")
+    listing.add_argument("--limit", type=int, default=20, help="per page (at most 100)")
+    listing.add_argument("--page-token", help="the next page, as printed after a page")
+    replay = actions.add_parser("replay", help="put dead letters back on their event stream")
+    replay.set_defaults(run=cmd_dead_letters_replay)
+    replay.add_argument("--stream", required=True, help="events:tweets or events:follows")
+    replay.add_argument("ids", nargs="*", metavar="DEAD_LETTER_ID", help="as `list` prints them")
+    replay.add_argument("--all", action="store_true", help="every dead letter of the stream")
+
+
+AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
+
+
+def _password_stdin(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+
+def _paged(sub: argparse.ArgumentParser, what: str = "tweets") -> None:
+    sub.add_argument("--limit", type=int, default=20, help=f"{what} per page (at most 100)")
+    sub.add_argument("--page-token", help="the next page, as printed after a page")
+
+
+def _account_commands(command: AddCommand) -> None:
+    for name, run, text in (
+        ("signup", cmd_signup, "create an account and log in"),
+        ("login", cmd_login, "log in and keep the token in the config file"),
+    ):
+        sub = command(name, run, text)
+        if name == "signup":
+            sub.add_argument("handle", help="1-15 of A-Z a-z 0-9 _")
+            sub.add_argument("--display-name", help="defaults to the handle")
+            sub.add_argument("--email", help="an email address (a verification mail is sent to it)")
+        else:
+            sub.add_argument("handle", metavar="HANDLE_OR_EMAIL", help="a handle or a verified email address")
+        _password_stdin(sub)
+    command("verify-email", cmd_verify_email, "verify your email address with the mailed token").add_argument(
+        "token"
+    )
+    change_email = command(
+        "change-email", cmd_change_email, "set or change your email address (or --remove it)"
+    )
+    change_email.add_argument("email", nargs="?")
+    change_email.add_argument("--remove", action="store_true", help="remove the address from the account")
+    _password_stdin(change_email)
+    command("resend-verification", cmd_resend_verification, "mail a new verification token to your address")
+    command("forgot-password", cmd_forgot_password, "mail a password-reset token").add_argument("email")
+    reset = command("reset-password", cmd_reset_password, "choose a new password with the mailed token")
+    reset.add_argument("token")
+    _password_stdin(reset)
+    command("logout", cmd_logout, "revoke the saved token and forget it")
+    command("whoami", cmd_whoami, "the logged-in account")
+    command("follow", cmd_follow, "follow someone").add_argument("handle")
+    command("unfollow", cmd_unfollow, "stop following someone").add_argument("handle")
+
+
+def _writing_commands(command: AddCommand) -> None:
+    post = command("post", cmd_post, "post a tweet (`-` reads the text from stdin)")
+    post.add_argument("text", nargs="*")
+    post.add_argument("--reply-to", metavar="TWEET_ID")
+    post.add_argument("--quote", metavar="TWEET_ID", help="quote this tweet (shown with yours)")
+    post.add_argument(
+        "--media",
+        action="append",
+        default=[],
+        metavar="FILE_OR_MEDIA_ID",
+        help="an image or video to show (a file is uploaded first); up to 4",
+    )
+    post.add_argument(
+        "--alt", action="append", default=[], metavar="TEXT", help="alt text of the --media before it"
+    )
+    upload = command(
+        "upload", cmd_upload, "upload an image (JPEG, PNG, GIF, WebP) or a video (MP4); prints its media id"
+    )
+    upload.add_argument("path")
+    command("bookmark", cmd_bookmark, "keep a tweet in your bookmarks (seen by you only)").add_argument(
+        "tweet_id"
+    )
+    command("unbookmark", cmd_unbookmark, "remove a tweet from your bookmarks").add_argument("tweet_id")
+    upload.add_argument("--content-type", help="default: guessed from the file's name")
+
+
+def _reading_commands(command: AddCommand) -> None:
+    _paged(command("timeline", cmd_timeline, "your home timeline, newest first"))
+    _paged(command("bookmarks", cmd_bookmarks, "your bookmarks, most recently bookmarked first"))
+    tweets = command("tweets", cmd_tweets, "someone's tweets, newest first")
+    tweets.add_argument("handle")
+    _paged(tweets)
+    quotes = command("quotes", cmd_quotes, "the tweets quoting a tweet, newest first")
+    quotes.add_argument("tweet_id")
+    _paged(quotes)
+    thread = command(
+        "conversation",
+        cmd_conversation,
+        "a tweet with those it replies to and the replies below it, as a tree",
+    )
+    thread.add_argument("tweet_id")
+    thread.add_argument("--depth", type=int, default=0, help="levels of replies (default 8, at most 32)")
+    _paged(thread, "replies")
+    search = command(
+        "search",
+        cmd_search,
+        'tweets matching words, "phrases", #tags, -excluded words, OR (best first); --users for people',
+    )
+    search.add_argument("query", nargs="+")
+    search.add_argument("--users", action="store_true", help="people whose handle or name starts with it")
+    _paged(search, "results")
+    trends = command("trends", cmd_trends, "hashtags rising above their usual use, best first")
+    trends.add_argument("--window", default="1h", help="5m, 15m, 1h (default) or 6h")
+    trends.add_argument("--limit", type=int, default=10, help="how many (at most 50)")
+    watch = command("watch", cmd_watch, "your home timeline live, as tweets arrive")
+    watch.add_argument("--since", metavar="TWEET_ID", help="first replay what came after this tweet")
+    watch.add_argument("--heartbeats", action="store_true", help="show the stream's heartbeats too")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -358,63 +689,10 @@ def parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    def password_stdin(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-
-    for name, run, text in (
-        ("signup", cmd_signup, "create an account and log in"),
-        ("login", cmd_login, "log in and keep the token in the config file"),
-    ):
-        sub = command(name, run, text)
-        if name == "signup":
-            sub.add_argument("handle", help="1-15 of A-Z a-z 0-9 _")
-            sub.add_argument("--display-name", help="defaults to the handle")
-            sub.add_argument("--email", help="an email address (a verification mail is sent to it)")
-        else:
-            sub.add_argument("handle", metavar="HANDLE_OR_EMAIL", help="a handle or a verified email address")
-        password_stdin(sub)
-    command("verify-email", cmd_verify_email, "verify your email address with the mailed token").add_argument(
-        "token"
-    )
-    change_email = command(
-        "change-email", cmd_change_email, "set or change your email address (or --remove it)"
-    )
-    change_email.add_argument("email", nargs="?")
-    change_email.add_argument("--remove", action="store_true", help="remove the address from the account")
-    password_stdin(change_email)
-    command("resend-verification", cmd_resend_verification, "mail a new verification token to your address")
-    command("forgot-password", cmd_forgot_password, "mail a password-reset token").add_argument("email")
-    reset = command("reset-password", cmd_reset_password, "choose a new password with the mailed token")
-    reset.add_argument("token")
-    password_stdin(reset)
-    command("logout", cmd_logout, "revoke the saved token and forget it")
-    command("whoami", cmd_whoami, "the logged-in account")
-    command("follow", cmd_follow, "follow someone").add_argument("handle")
-    command("unfollow", cmd_unfollow, "stop following someone").add_argument("handle")
-    post = command("post", cmd_post, "post a tweet (`-` reads the text from stdin)")
-    post.add_argument("text", nargs="+")
-    post.add_argument("--reply-to", metavar="TWEET_ID")
-    for name, run, text in (
-        ("timeline", cmd_timeline, "your home timeline, newest first"),
-        ("tweets", cmd_tweets, "someone's tweets, newest first"),
-    ):
-        sub = command(name, run, text)
-        if name == "tweets":
-            sub.add_argument("handle")
-        sub.add_argument("--limit", type=int, default=20, help="tweets per page (at most 100)")
-        sub.add_argument("--page-token", help="the next page, as printed after a page")
-    search = command(
-        "search",
-        cmd_search,
-        'tweets matching words, "phrases", #tags, -excluded words, OR (best first); --users for people',
-    )
-    search.add_argument("query", nargs="+")
-    search.add_argument("--users", action="store_true", help="people whose handle or name starts with it")
-    search.add_argument("--limit", type=int, default=20, help="results per page (at most 100)")
-    search.add_argument("--page-token", help="the next page, as printed after a page")
-    watch = command("watch", cmd_watch, "your home timeline live, as tweets arrive")
-    watch.add_argument("--since", metavar="TWEET_ID", help="first replay what came after this tweet")
-    watch.add_argument("--heartbeats", action="store_true", help="show the stream's heartbeats too")
+    _account_commands(command)
+    _writing_commands(command)
+    _reading_commands(command)
+    _admin_commands(commands)
     return root
 
 

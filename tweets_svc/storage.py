@@ -1,9 +1,11 @@
-"""tweets_svc's SQL (schema `tweets`); nothing else touches these tables."""
+"""tweets_svc's SQL (schema `tweets`) and its Redis cache of tweets and counts (social.caches);
+nothing else writes them."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -15,24 +17,90 @@ from meshkit.batching import GroupCommit
 from meshkit.errors import DEPENDENCY_ERRORS, NotFound, PermissionDenied, not_found
 from meshkit.outbox import Event, Outbox
 from social import TWEETS_STREAM, TweetRef
+from social.caches import (
+    OwnerCache,
+    deleted,
+    live,
+    stale,
+    tweet_key,
+    tweet_payload,
+    tweets_count_key,
+    tweets_count_payload,
+)
 from social.rules import IS_PUBLIC_SQL
-from tweets_svc.service import Mention, NewTweet, ReplyTargetMissing, Tweet, TweetChange, TweetState
+from tweets_svc.service import (
+    MediaTaken,
+    Mention,
+    NewTweet,
+    QuoteTargetMissing,
+    ReplyTargetMissing,
+    ThreadNode,
+    Tweet,
+    TweetChange,
+    TweetMedia,
+    TweetState,
+)
 
 _NO_UPPER_BOUND = 2**63 - 1
 _LIVE = "delete_time IS NULL"
 # The global timeline's rows; the same predicate as the partial index tweets_public.
 _LIVE_PUBLIC = f"{_LIVE} AND {IS_PUBLIC_SQL}"
-# One row per live tweet with everything a Tweet shows, mentions and hashtags included, and its
-# author's tweet count (read with it: hydration then needs no second query for the counts).
-_HYDRATE = """
+# A tweet's media in its order, as JSON objects with TweetMedia's fields.
+_MEDIA = """
+COALESCE((SELECT json_agg(json_build_object(
+            'media_id', m.media_id, 'content_type', m.content_type, 'width', m.width,
+            'height', m.height, 'duration_ms', m.duration_ms, 'url', m.url,
+            'thumbnail_url', m.thumbnail_url, 'alt_text', m.alt_text) ORDER BY u.position)
+          FROM unnest(t.media_ids) WITH ORDINALITY AS u(media_id, position)
+          JOIN tweet_media m ON m.media_id = u.media_id), '[]')
+"""
+# One row per live tweet with everything a Tweet shows, mentions, hashtags and media included,
+# and its author's tweet count (read with it: hydration then needs no second query for the
+# counts), with the versions of both (social.caches; a missing count row is version 0).
+_HYDRATE = f"""
 SELECT t.id, t.author_id, t.text, t.create_time, t.reply_to_id, t.reply_count, t.reply_to_author_id,
        p.delete_time IS NOT NULL, t.retweet_of_id, t.like_count, t.retweet_count,
        ARRAY(SELECT m.user_id FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT m.handle FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT h.tag FROM hashtags h WHERE h.tweet_id = t.id ORDER BY h.position),
-       COALESCE((SELECT s.tweets_count FROM author_stats s WHERE s.author_id = t.author_id), 0)
-FROM tweets t LEFT JOIN tweets p ON p.id = t.reply_to_id
+       COALESCE(s.tweets_count, 0), {_MEDIA}, t.quote_of_id, t.quote_count, t.version, COALESCE(s.version, 0)
+FROM tweets t LEFT JOIN tweets p ON p.id = t.reply_to_id LEFT JOIN author_stats s ON s.author_id = t.author_id
 WHERE t.id = ANY(%s) AND t.delete_time IS NULL
+"""
+# The unique index that makes a retried CreateTweet find its first tweet.
+_REQUEST_ID_INDEX = "tweets_by_request_id"
+
+
+# A tweet and those it replies to, nearest first, deleted ones too (a deleted tweet keeps its place).
+_THREAD_UP = """
+WITH RECURSIVE up (id, author_id, reply_to_id, depth, deleted) AS (
+    SELECT id, author_id, reply_to_id, 0, delete_time IS NOT NULL FROM tweets WHERE id = %s
+    UNION ALL
+    SELECT t.id, t.author_id, t.reply_to_id, up.depth + 1, t.delete_time IS NOT NULL
+    FROM tweets t JOIN up ON t.id = up.reply_to_id
+    WHERE up.depth + 1 < %s
+)
+SELECT id, author_id, reply_to_id, depth, deleted FROM up ORDER BY depth
+"""
+
+# The replies below a tweet in reading order. Each reply's path is its parent's and then (0 for the
+# given author, else 1; its id): sorting the paths puts every reply right after its parent and
+# before its parent's next sibling, the author's replies first among siblings, then oldest first.
+# A deleted reply stays only where it has replies, as a placeholder holding the tree together.
+_THREAD_DOWN = """
+WITH RECURSIVE down (id, author_id, reply_to_id, depth, deleted, path) AS (
+    SELECT id, author_id, reply_to_id, 1, delete_time IS NOT NULL,
+           ARRAY[CASE WHEN author_id = %s THEN 0 ELSE 1 END, id]::bigint[]
+    FROM tweets WHERE reply_to_id = %s
+    UNION ALL
+    SELECT t.id, t.author_id, t.reply_to_id, down.depth + 1, t.delete_time IS NOT NULL,
+           down.path || ARRAY[CASE WHEN t.author_id = %s THEN 0 ELSE 1 END, t.id]::bigint[]
+    FROM tweets t JOIN down ON t.reply_to_id = down.id
+    WHERE down.depth < %s
+)
+SELECT id, author_id, reply_to_id, depth, deleted, path FROM down
+WHERE path > %s::bigint[] AND (NOT deleted OR EXISTS (SELECT 1 FROM tweets c WHERE c.reply_to_id = down.id))
+ORDER BY path LIMIT %s
 """
 
 
@@ -52,19 +120,25 @@ def _tweet(row: Sequence[Any]) -> Tweet:
         mentions=tuple(Mention(int(u), h) for u, h in zip(row[11], row[12], strict=True)),
         hashtags=tuple(row[13]),
         author_tweets_count=int(row[14]),
+        media=tuple(TweetMedia(**m) for m in row[15]),
+        quote_of_tweet_id=_opt(row[16]),
+        quote_count=int(row[17]),
+        version=int(row[18]),
+        author_tweets_count_version=int(row[19]),
     )
 
 
 def _mention_rows(
-    tweet_id: int, new: NewTweet, reply_to_author: int | None
+    tweet_id: int, new: NewTweet, implicit: Sequence[int]
 ) -> tuple[list[tuple[int, int, str, int, bool]], tuple[int, ...]]:
-    """A new tweet's rows of `mentions` (the replied-to author as an implicit one), and who it
-    mentions (its author left out)."""
+    """A new tweet's rows of `mentions` (the `implicit` ones, the replied-to and quoted authors,
+    after those it names), and who it mentions (its author left out)."""
     rows = [(tweet_id, m.user_id, m.handle, i, False) for i, m in enumerate(new.mentions)]
     mentioned = [m.user_id for m in new.mentions]
-    if reply_to_author is not None and reply_to_author not in mentioned:
-        rows.append((tweet_id, reply_to_author, "", len(rows), True))
-        mentioned.append(reply_to_author)
+    for author in implicit:
+        if author not in mentioned:
+            rows.append((tweet_id, author, "", len(rows), True))
+            mentioned.append(author)
     return rows, tuple(u for u in mentioned if u != new.author_id)
 
 
@@ -95,6 +169,16 @@ class _Batch:
     events: list[bytes] = field(default_factory=list)
 
 
+@dataclass
+class _Written:
+    """The cursors of a group commit's writes, whose results are read once it has committed."""
+
+    replied: psycopg.AsyncCursor[Any] | None  # (id, version) of the replied-to tweets
+    inserted: psycopg.AsyncCursor[Any]  # (id, version) of the new tweets
+    counted: psycopg.AsyncCursor[Any]  # (author, count, version) of the authors' counts
+    outbox: psycopg.AsyncCursor[Any]  # the outbox events (Outbox.added)
+
+
 def _opt(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -107,12 +191,61 @@ def _above(after: int | None) -> int:
     return -1 if after is None else after
 
 
+class TweetCache:
+    """tweets_svc's cache (social.caches): `tweet:<id>` and `tweets_count:<author>` entries. Every
+    read from PostgreSQL fills it; every commit that changes a row writes the row's new form or
+    marks it stale at its new version."""
+
+    def __init__(self, cache: OwnerCache, own_fields: Callable[[Tweet], bytes]) -> None:
+        self._cache = cache
+        # Serializes a tweet's own fields (server.py: only it imports *_pb2).
+        self._own_fields = own_fields
+
+    def shown(self, tweets: Iterable[Tweet]) -> dict[str, bytes]:
+        """Live entries of tweets as read (a retweet's original too) and of their authors' counts.
+        A quote tweet is not cached: it shows the tweet it quotes (with its author, or that it is
+        gone), which only tweets_svc assembles; readers always ask it for one."""
+        entries = {}
+        for tweet in tweets:
+            for read in (tweet, tweet.retweeted):
+                if read is None or read.quote_of_tweet_id is not None:
+                    continue
+                payload = tweet_payload(read.author_id, read.retweet_of_tweet_id, self._own_fields(read))
+                entries[tweet_key(read.tweet_id)] = live(read.version, payload)
+                if read.author_tweets_count is not None:
+                    entries[tweets_count_key(read.author_id)] = live(
+                        read.author_tweets_count_version, tweets_count_payload(read.author_tweets_count)
+                    )
+        return entries
+
+    @staticmethod
+    def changed(versions: Mapping[int, int]) -> dict[str, bytes]:
+        """Stale entries of tweets changed by a commit (tweet id -> its new version)."""
+        return {tweet_key(t): stale(v) for t, v in versions.items()}
+
+    @staticmethod
+    def counted(counts: Iterable[tuple[int, int, int]]) -> dict[str, bytes]:
+        """Live entries of authors' counts as a commit left them (author, count, version)."""
+        return {tweets_count_key(a): live(v, tweets_count_payload(c)) for a, c, v in counts}
+
+    @staticmethod
+    def deletion(tweet_id: int) -> dict[str, bytes]:
+        return {tweet_key(tweet_id): deleted()}
+
+    async def put_in(self, pipe: Any, entries: Mapping[str, bytes]) -> None:
+        await self._cache.put_in(pipe, entries)
+
+    async def put(self, entries: Mapping[str, bytes]) -> None:
+        await self._cache.put(entries)
+
+
 class PostgresTweetStore:
     def __init__(
         self,
         pool: AsyncConnectionPool,
         outbox: Outbox,
         tweet_event: Callable[[TweetChange], bytes],
+        cache: TweetCache,
         *,
         batch_max: int = 64,
         batches_in_flight: int = 2,
@@ -121,6 +254,7 @@ class PostgresTweetStore:
         self._outbox = outbox
         # Builds the serialized TweetEvent; passed in so that only server.py imports *_pb2.
         self._tweet_event = tweet_event
+        self._cache = cache
         # Concurrent posts are committed together (meshkit.batching).
         self._posts: GroupCommit[NewTweet, Tweet] = GroupCommit(
             "posts", self._create_batch, max_batch=batch_max, max_in_flight=batches_in_flight
@@ -139,7 +273,12 @@ class PostgresTweetStore:
     # -- writes ---------------------------------------------------------------------------------
 
     async def create(self, new: NewTweet) -> Tweet:
-        """Stores a post in a group commit with the posts made at the same time."""
+        """Stores a post in a group commit with the posts made at the same time; a post with media
+        or a quote in a transaction of its own (its `tweet_media` rows make PostgreSQL refuse a
+        media that another tweet holds: MediaTaken, for that post alone; a quote locks the tweet
+        it quotes with the replied-to one, in id order)."""
+        if new.media or new.quote_of_tweet_id is not None:
+            return await self._create_once(new)
         return await self._posts(new)
 
     async def _create_batch(self, news: Sequence[NewTweet]) -> list[Tweet | Exception]:
@@ -156,24 +295,29 @@ class PostgresTweetStore:
         distinct = sorted(set(same_as))
         outcomes: list[Tweet | Exception]
         try:
-            outcomes, events = await self._insert_batch([news[i] for i in distinct])
+            outcomes, events, entries = await self._insert_batch([news[i] for i in distinct])
         except Exception as error:
             if not _retry_alone(error):
                 raise
             outcomes = list(await asyncio.gather(*(self._create_alone(news[i]) for i in distinct)))
         else:
-            await self._outbox.relay(events)
+            # The new tweets, their authors' counts and the replied-to tweets' stale entries enter
+            # the cache with the events.
+            await self._outbox.relay(events, also=functools.partial(self._cache.put_in, entries=entries))
         outcome_of = dict(zip(distinct, outcomes, strict=True))
         return [outcome_of[i] for i in same_as]
 
-    async def _insert_batch(self, news: Sequence[NewTweet]) -> tuple[list[Tweet | Exception], list[Event]]:
+    async def _insert_batch(
+        self, news: Sequence[NewTweet]
+    ) -> tuple[list[Tweet | Exception], list[Event], dict[str, bytes]]:
         """The batch's transaction in three round trips, the statements of each pipelined: what
         exists already (request_ids, replied-to tweets, locked in id order) with the new ids;
-        then every write and the commit; then (only for request_ids seen before) their tweets."""
+        then every write and the commit; then (only for request_ids seen before) their tweets.
+        Returns each post's outcome, the events to relay and the cache entries the batch changed."""
         keys = [(n.author_id, n.request_id) for n in news if n.request_id is not None]
         parents = sorted({n.reply_to_tweet_id for n in news if n.reply_to_tweet_id is not None})
         async with self._pool.connection() as conn, conn.pipeline():
-            # The writes' results (counts, outbox events) are read after the commit, which sends
+            # The writes' results (versions, counts, outbox events) are read after the commit, which sends
             # them and the COMMIT in one round trip.
             async with conn.transaction():
                 now_cursor = await conn.execute("SELECT now()")
@@ -209,20 +353,37 @@ class PostgresTweetStore:
                     else:
                         reply_to_author = live_parents.get(new.reply_to_tweet_id or 0)
                         outcomes.append(self._add_to_batch(batch, tweet_id, new, reply_to_author))
-                counts_cursor, outbox_cursor = await self._write_batch(conn, batch)
+                written = await self._write_batch(conn, batch)
                 before = [o for o in outcomes if isinstance(o, int)]
                 found = {t.tweet_id: t for t in await self._hydrate(conn.cursor(), before)} if before else {}
-            counts = {int(a): int(c) for a, c in await counts_cursor.fetchall()} if counts_cursor else {}
-            events = await Outbox.added(outbox_cursor) if outbox_cursor else []
+            changed: dict[int, int] = {}
+            versions: dict[int, int] = {}
+            counts: dict[int, tuple[int, int]] = {}
+            events: list[Event] = []
+            if written is not None:
+                if written.replied is not None:
+                    changed = {int(t): int(v) for t, v in await written.replied.fetchall()}
+                versions = {int(t): int(v) for t, v in await written.inserted.fetchall()}
+                counts = {int(a): (int(c), int(v)) for a, c, v in await written.counted.fetchall()}
+                events = await Outbox.added(written.outbox)
         answers: list[Tweet | Exception] = []
+        created: list[Tweet] = []
         for outcome in outcomes:
             if isinstance(outcome, int):
                 answers.append(found[outcome] if outcome in found else _request_deleted())
             elif isinstance(outcome, Tweet):
-                answers.append(replace(outcome, author_tweets_count=counts[outcome.author_id]))
+                count, count_version = counts[outcome.author_id]
+                tweet = replace(
+                    outcome,
+                    version=versions[outcome.tweet_id],
+                    author_tweets_count=count,
+                    author_tweets_count_version=count_version,
+                )
+                created.append(tweet)
+                answers.append(tweet)
             else:
                 answers.append(outcome)
-        return answers, events
+        return answers, events, self._cache.shown(created) | self._cache.changed(changed)
 
     def _add_to_batch(
         self, batch: _Batch, tweet_id: int, new: NewTweet, reply_to_author: int | None
@@ -242,7 +403,9 @@ class PostgresTweetStore:
         batch.tweets.append(
             (tweet_id, new.author_id, new.text, new.reply_to_tweet_id, reply_to_author, new.request_id)
         )
-        mention_rows, mentioned = _mention_rows(tweet_id, new, reply_to_author)
+        mention_rows, mentioned = _mention_rows(
+            tweet_id, new, [] if reply_to_author is None else [reply_to_author]
+        )
         batch.mentions.extend(mention_rows)
         batch.hashtags.extend((tweet_id, tag, i) for i, tag in enumerate(new.hashtags))
         if new.reply_to_tweet_id is not None:
@@ -251,25 +414,25 @@ class PostgresTweetStore:
         batch.events.append(self._tweet_event(TweetChange(tweet, False, mentioned)))
         return tweet
 
-    async def _write_batch(
-        self, conn: psycopg.AsyncConnection[Any], batch: _Batch
-    ) -> tuple[psycopg.AsyncCursor[Any] | None, psycopg.AsyncCursor[Any] | None]:
+    async def _write_batch(self, conn: psycopg.AsyncConnection[Any], batch: _Batch) -> _Written | None:
         """Queues the batch's writes (in the pipeline: nothing waits for them before the commit);
-        returns the cursors that will hold the authors' counts and the outbox events."""
+        returns the cursors that will hold their results (None: nothing to write)."""
         if not batch.tweets:
-            return None, None
+            return None
+        replied = None
         if batch.replies:
-            replied = sorted(batch.replies.items())
-            await conn.execute(
+            replies = sorted(batch.replies.items())
+            replied = await conn.execute(
                 "UPDATE tweets t SET reply_count = t.reply_count + r.n"
-                " FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, n) WHERE t.id = r.id",
-                ([p for p, _ in replied], [n for _, n in replied]),
+                " FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, n) WHERE t.id = r.id"
+                " RETURNING t.id, t.version",
+                ([p for p, _ in replies], [n for _, n in replies]),
             )
         columns = list(zip(*batch.tweets, strict=True))
-        await conn.execute(
+        inserted = await conn.execute(
             "INSERT INTO tweets (id, author_id, text, reply_to_id, reply_to_author_id, request_id)"
             " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[],"
-            " %s::text[])",
+            " %s::text[]) RETURNING id, version",
             [list(c) for c in columns],
         )
         if batch.mentions:
@@ -292,68 +455,130 @@ class PostgresTweetStore:
             " SELECT * FROM unnest(%s::bigint[], %s::bigint[]) ORDER BY 1"
             " ON CONFLICT (author_id)"
             " DO UPDATE SET tweets_count = author_stats.tweets_count + excluded.tweets_count"
-            " RETURNING author_id, tweets_count",
+            " RETURNING author_id, tweets_count, version",
             ([a for a, _ in posts], [n for _, n in posts]),
         )
         outbox = conn.cursor()
         await Outbox.add_all(outbox, TWEETS_STREAM, batch.events)
-        return counts, outbox
+        return _Written(replied, inserted, counts, outbox)
 
     async def _create_alone(self, new: NewTweet) -> Tweet | Exception:
         """One post in a transaction of its own (a batch the database refused is retried so):
         its tweet, or the error it alone gets."""
         try:
-            try:
-                return await self._create(new)
-            except psycopg.errors.UniqueViolation:
-                # A concurrent call with the same request_id committed first: answer with its tweet.
-                return await self._create(new)
+            return await self._create_once(new)
         except Exception as error:
             return error
 
+    async def _create_once(self, new: NewTweet) -> Tweet:
+        """One post in a transaction of its own."""
+        try:
+            return await self._create(new)
+        except psycopg.errors.UniqueViolation as error:
+            if error.diag.constraint_name != _REQUEST_ID_INDEX:
+                raise
+            # A concurrent call with the same request_id committed first: answer with its tweet.
+            return await self._create(new)
+
+    async def by_request_id(self, author_id: int, request_id: str) -> Tweet | None:
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            return await self._by_request_id(cur, author_id, request_id)
+
+    async def _by_request_id(
+        self, cur: psycopg.AsyncCursor[Any], author_id: int, request_id: str
+    ) -> Tweet | None:
+        await cur.execute(
+            "SELECT id FROM tweets WHERE author_id = %s AND request_id = %s", (author_id, request_id)
+        )
+        if (row := await cur.fetchone()) is None:
+            return None
+        existing = await self._hydrate(cur, [int(row[0])])
+        if not existing:
+            raise _request_deleted()
+        return existing[0]
+
     async def _create(self, new: NewTweet) -> Tweet:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            if new.request_id is not None:
+            if new.request_id is not None and (
+                existing := await self._by_request_id(cur, new.author_id, new.request_id)
+            ):
+                return existing
+            # The replied-to and quoted tweets count one more, each locked in id order (as every
+            # writer of two tweets' counters locks them), and their authors are told; their cached
+            # forms are stale from this commit on.
+            authors: dict[str, int] = {}
+            changed: dict[int, int] = {}
+            targets = [("reply_count", new.reply_to_tweet_id), ("quote_count", new.quote_of_tweet_id)]
+            for counter, target in sorted((t for t in targets if t[1] is not None), key=lambda t: t[1] or 0):
                 await cur.execute(
-                    "SELECT id FROM tweets WHERE author_id = %s AND request_id = %s",
-                    (new.author_id, new.request_id),
+                    f"UPDATE tweets SET {counter} = {counter} + 1"
+                    f" WHERE id = %s AND {_LIVE} AND retweet_of_id IS NULL RETURNING author_id, id, version",
+                    (target,),
                 )
-                if (row := await cur.fetchone()) is not None:
-                    existing = await self._hydrate(cur, [int(row[0])])
-                    if existing:
-                        return existing[0]
-                    raise _request_deleted()
-            reply_to_author = None
-            if new.reply_to_tweet_id is not None:
-                await cur.execute(
-                    "UPDATE tweets SET reply_count = reply_count + 1"
-                    f" WHERE id = %s AND {_LIVE} AND retweet_of_id IS NULL RETURNING author_id",
-                    (new.reply_to_tweet_id,),
-                )
-                if (parent := await cur.fetchone()) is None:
-                    raise ReplyTargetMissing(new.reply_to_tweet_id)
-                reply_to_author = int(parent[0])
+                if (row := await cur.fetchone()) is None:
+                    raise (
+                        ReplyTargetMissing(target) if counter == "reply_count" else QuoteTargetMissing(target)
+                    )
+                authors[counter] = int(row[0])
+                changed[int(row[1])] = int(row[2])
+            reply_to_author = authors.get("reply_count")
             await cur.execute(
-                "INSERT INTO tweets (author_id, text, reply_to_id, reply_to_author_id, request_id)"
-                " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                (new.author_id, new.text, new.reply_to_tweet_id, reply_to_author, new.request_id),
+                "INSERT INTO tweets (author_id, text, reply_to_id, reply_to_author_id, request_id, media_ids,"
+                " quote_of_id) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (
+                    new.author_id,
+                    new.text,
+                    new.reply_to_tweet_id,
+                    reply_to_author,
+                    new.request_id,
+                    [m.media_id for m in new.media],
+                    new.quote_of_tweet_id,
+                ),
             )
             tweet_id = int((await cur.fetchone() or [0])[0])
-            mentioned = await self._attach(cur, tweet_id, new, reply_to_author)
+            mentioned = await self._attach(cur, tweet_id, new, [authors[c] for c in sorted(authors)])
+            await self._attach_media(cur, tweet_id, new.media)
             await self._count(cur, [new.author_id], +1)
             (tweet,) = await self._hydrate(cur, [tweet_id])
+            media_ids = tuple(m.media_id for m in tweet.media)
             event = await self._outbox.add(
-                cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, False, mentioned))
+                cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, False, mentioned, media_ids))
             )
-        await self._outbox.relay([event])
+        # The new tweet (and its author's count, read after the update) enter the cache with its event.
+        entries = self._cache.shown([tweet]) | self._cache.changed(changed)
+        await self._outbox.relay([event], also=functools.partial(self._cache.put_in, entries=entries))
         return tweet
 
+    async def _attach_media(
+        self, cur: psycopg.AsyncCursor[Any], tweet_id: int, media: Sequence[TweetMedia]
+    ) -> None:
+        """Records that the tweet holds these media; MediaTaken if another tweet holds one."""
+        for item in media:
+            try:
+                await cur.execute(
+                    "INSERT INTO tweet_media (media_id, tweet_id, content_type, width, height, duration_ms,"
+                    " url, thumbnail_url, alt_text) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        item.media_id,
+                        tweet_id,
+                        item.content_type,
+                        item.width,
+                        item.height,
+                        item.duration_ms,
+                        item.url,
+                        item.thumbnail_url,
+                        item.alt_text,
+                    ),
+                )
+            except psycopg.errors.UniqueViolation:
+                raise MediaTaken(item.media_id) from None  # the transaction rolls back
+
     async def _attach(
-        self, cur: psycopg.AsyncCursor[Any], tweet_id: int, new: NewTweet, reply_to_author: int | None
+        self, cur: psycopg.AsyncCursor[Any], tweet_id: int, new: NewTweet, implicit: Sequence[int]
     ) -> tuple[int, ...]:
-        """Stores mentions (the replied-to author as an implicit one) and hashtags; returns who is
-        mentioned."""
-        rows, mentioned = _mention_rows(tweet_id, new, reply_to_author)
+        """Stores mentions (the replied-to and quoted authors as implicit ones) and hashtags;
+        returns who is mentioned."""
+        rows, mentioned = _mention_rows(tweet_id, new, implicit)
         if rows:
             await cur.executemany(
                 "INSERT INTO mentions (tweet_id, user_id, handle, position, implicit)"
@@ -367,14 +592,23 @@ class PostgresTweetStore:
             )
         return mentioned
 
-    async def _count(self, cur: psycopg.AsyncCursor[Any], author_ids: Sequence[int], delta: int) -> None:
+    async def _count(
+        self, cur: psycopg.AsyncCursor[Any], author_ids: Sequence[int], delta: int
+    ) -> list[tuple[int, int, int]]:
+        """Changes the authors' counts; returns (author, count, version) of each as changed."""
+        counted = []
         # In id order, so that concurrent writers lock the counters in the same order.
         for author_id in sorted(author_ids):
             await cur.execute(
                 "INSERT INTO author_stats (author_id, tweets_count) VALUES (%s, %s)"
-                " ON CONFLICT (author_id) DO UPDATE SET tweets_count = author_stats.tweets_count + %s",
+                " ON CONFLICT (author_id) DO UPDATE SET tweets_count = author_stats.tweets_count + %s"
+                " RETURNING tweets_count, version",
                 (author_id, max(delta, 0), delta),
             )
+            row = await cur.fetchone()
+            assert row is not None
+            counted.append((author_id, int(row[0]), int(row[1])))
+        return counted
 
     async def delete(self, tweet_id: int, actor_id: int) -> None:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
@@ -392,31 +626,53 @@ class PostgresTweetStore:
             )
             doomed = [tweet_id, *[int(r[0]) for r in await cur.fetchall()]]
             # Read before any is deleted: a retweet whose original is gone no longer hydrates.
-            events = [await self._delete_one(cur, t) for t in await self._hydrate(cur, doomed)]
-        await self._outbox.relay(events)
+            changed: dict[int, int] = {}
+            counted: list[tuple[int, int, int]] = []
+            events = [
+                await self._delete_one(cur, t, changed, counted) for t in await self._hydrate(cur, doomed)
+            ]
+        # The deleted tweets' own entries go with their events (server.cache_on_relay); here the
+        # tweets whose counts or reply_to_deleted changed, and the authors' counts.
+        entries = self._cache.changed(changed) | self._cache.counted(counted)
+        await self._outbox.relay(events, also=functools.partial(self._cache.put_in, entries=entries))
 
-    async def _delete_one(self, cur: psycopg.AsyncCursor[Any], tweet: Tweet) -> Event:
-        """Deletes one locked live tweet with its attachments and counts; returns its outbox event."""
+    async def _delete_one(
+        self,
+        cur: psycopg.AsyncCursor[Any],
+        tweet: Tweet,
+        changed: dict[int, int],
+        counted: list[tuple[int, int, int]],
+    ) -> Event:
+        """Deletes one locked live tweet with its attachments and counts; returns its outbox event.
+        Adds the other tweets it changes to `changed` (id -> version) and its author's count to
+        `counted`."""
         tweet_id = tweet.tweet_id
         await cur.execute("SELECT user_id FROM mentions WHERE tweet_id = %s ORDER BY position", (tweet_id,))
         mentioned = tuple(int(r[0]) for r in await cur.fetchall() if int(r[0]) != tweet.author_id)
-        for table in ("mentions", "hashtags", "likes"):
+        for table in ("mentions", "hashtags", "likes", "bookmarks"):
             await cur.execute(f"DELETE FROM {table} WHERE tweet_id = %s", (tweet_id,))
+        # Every media it ever held goes with it (media_svc deletes them on the event).
+        await cur.execute("DELETE FROM tweet_media WHERE tweet_id = %s RETURNING media_id", (tweet_id,))
+        media_ids = tuple(sorted(int(r[0]) for r in await cur.fetchall()))
         await cur.execute(
-            "UPDATE tweets SET delete_time = now(), text = '', like_count = 0 WHERE id = %s", (tweet_id,)
+            "UPDATE tweets SET delete_time = now(), text = '', like_count = 0, media_ids = '{}'"
+            " WHERE id = %s",
+            (tweet_id,),
         )
-        if tweet.reply_to_tweet_id is not None:
-            await cur.execute(
-                "UPDATE tweets SET reply_count = reply_count - 1 WHERE id = %s", (tweet.reply_to_tweet_id,)
-            )
-        if tweet.retweet_of_tweet_id is not None:
-            await cur.execute(
-                "UPDATE tweets SET retweet_count = retweet_count - 1 WHERE id = %s",
-                (tweet.retweet_of_tweet_id,),
-            )
-        await self._count(cur, [tweet.author_id], -1)
+        changes = [
+            # Its replies now show reply_to_deleted: their cached form is stale too.
+            ("UPDATE tweets SET version = version WHERE reply_to_id = %s AND {live}", tweet_id),
+            ("UPDATE tweets SET reply_count = reply_count - 1 WHERE id = %s", tweet.reply_to_tweet_id),
+            ("UPDATE tweets SET retweet_count = retweet_count - 1 WHERE id = %s", tweet.retweet_of_tweet_id),
+            ("UPDATE tweets SET quote_count = quote_count - 1 WHERE id = %s", tweet.quote_of_tweet_id),
+        ]
+        for sql, target in changes:
+            if target is not None:
+                await cur.execute(sql.format(live=_LIVE) + " RETURNING id, version", (target,))
+                changed.update((int(r[0]), int(r[1])) for r in await cur.fetchall())
+        counted.extend(await self._count(cur, [tweet.author_id], -1))
         return await self._outbox.add(
-            cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, True, mentioned))
+            cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, True, mentioned, media_ids))
         )
 
     async def retweet_of(self, original_id: int, actor_id: int) -> int | None:
@@ -456,16 +712,19 @@ class PostgresTweetStore:
             await self._count(cur, [actor_id], +1)
             (tweet,) = await self._hydrate(cur, [retweet_id])
             event = await self._outbox.add(cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, False)))
-        await self._outbox.relay([event])
+        # The retweet, its original (with its new count) and both authors' counts, as just read.
+        entries = self._cache.shown([tweet])
+        await self._outbox.relay([event], also=functools.partial(self._cache.put_in, entries=entries))
         return retweet_id
 
     async def like(self, tweet_id: int, user_id: int) -> bool:
         try:
-            return await self._like(tweet_id, user_id)
+            return await self._liked(tweet_id, await self._like(tweet_id, user_id))
         except _Rollback:
             return False
 
-    async def _like(self, tweet_id: int, user_id: int) -> bool:
+    async def _like(self, tweet_id: int, user_id: int) -> int | bool:
+        """The tweet's new version if the like changed it, else whether it is live."""
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(
                 "INSERT INTO likes (tweet_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1",
@@ -475,14 +734,18 @@ class PostgresTweetStore:
                 return await self._is_live(cur, tweet_id)  # liked before: nothing changes
             # The row lock taken here orders this like after a concurrent delete, which it sees.
             await cur.execute(
-                f"UPDATE tweets SET like_count = like_count + 1 WHERE id = %s AND {_LIVE} RETURNING 1",
+                f"UPDATE tweets SET like_count = like_count + 1 WHERE id = %s AND {_LIVE} RETURNING version",
                 (tweet_id,),
             )
-            if await cur.fetchone() is None:
+            if (row := await cur.fetchone()) is None:
                 raise _Rollback
-            return True
+            return int(row[0])
 
     async def unlike(self, tweet_id: int, user_id: int) -> bool:
+        return await self._liked(tweet_id, await self._unlike(tweet_id, user_id))
+
+    async def _unlike(self, tweet_id: int, user_id: int) -> int | bool:
+        """The tweet's new version if the unlike changed it, else whether it is live."""
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(
                 "DELETE FROM likes WHERE tweet_id = %s AND user_id = %s RETURNING 1", (tweet_id, user_id)
@@ -490,10 +753,43 @@ class PostgresTweetStore:
             if await cur.fetchone() is None:
                 return await self._is_live(cur, tweet_id)
             await cur.execute(
-                f"UPDATE tweets SET like_count = like_count - 1 WHERE id = %s AND {_LIVE} RETURNING 1",
+                f"UPDATE tweets SET like_count = like_count - 1 WHERE id = %s AND {_LIVE} RETURNING version",
                 (tweet_id,),
             )
-            return await cur.fetchone() is not None
+            row = await cur.fetchone()
+            return False if row is None else int(row[0])
+
+    async def _liked(self, tweet_id: int, outcome: int | bool) -> bool:
+        """After a like or unlike: a changed count makes the cached tweet stale (a bool: unchanged)."""
+        if isinstance(outcome, bool):
+            return outcome
+        await self._cache.put(self._cache.changed({tweet_id: outcome}))
+        return True
+
+    async def bookmark(self, tweet_id: int, user_id: int) -> bool:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # The share lock orders this after a concurrent delete (which locks the row to update
+            # it, and deletes the tweet's bookmarks): a deleted tweet is never bookmarked.
+            await cur.execute(f"SELECT 1 FROM tweets WHERE id = %s AND {_LIVE} FOR SHARE", (tweet_id,))
+            if await cur.fetchone() is None:
+                return False
+            await cur.execute(
+                "INSERT INTO bookmarks (user_id, tweet_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (user_id, tweet_id),
+            )
+            return True
+
+    async def unbookmark(self, tweet_id: int, user_id: int) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM bookmarks WHERE user_id = %s AND tweet_id = %s", (user_id, tweet_id)
+            )
+
+    async def bookmarked(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        return await self._pairs(
+            "SELECT id, tweet_id FROM bookmarks WHERE user_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
+            (user_id, _below(before), limit),
+        )
 
     async def _is_live(self, cur: psycopg.AsyncCursor[Any], tweet_id: int) -> bool:
         await cur.execute(f"SELECT 1 FROM tweets WHERE id = %s AND {_LIVE}", (tweet_id,))
@@ -514,30 +810,71 @@ class PostgresTweetStore:
         if not tweet_ids:
             return {}
         async with self._pool.connection() as conn, conn.cursor() as cur:
-            return {t.tweet_id: t for t in await self._hydrate(cur, tweet_ids)}
+            found = await self._hydrate(cur, tweet_ids)
+        await self._cache.put(self._cache.shown(found))  # a reader's miss is rebuilt here
+        return {t.tweet_id: t for t in found}
 
     async def _hydrate(self, cur: psycopg.AsyncCursor[Any], tweet_ids: Sequence[int]) -> list[Tweet]:
-        """Live tweets by id, retweets with their live original (a retweet of a gone one is gone)."""
-        await cur.execute(_HYDRATE, (list(tweet_ids),))
-        tweets = [_tweet(r) for r in await cur.fetchall()]
-        originals = {t.retweet_of_tweet_id for t in tweets if t.retweet_of_tweet_id is not None}
-        if not originals:
-            return tweets
-        await cur.execute(_HYDRATE, (list(originals),))
-        found = {int(r[0]): _tweet(r) for r in await cur.fetchall()}
+        """Live tweets by id; retweets with their live original (a retweet of a gone one is gone);
+        quotes (retweeted ones too) with the tweet they quote when it is live. At most three
+        queries: the tweets, the originals and quoted tweets they name, the tweets those quote."""
+        tweets = await self._rows(cur, tweet_ids)
+        named = {t.retweet_of_tweet_id or t.quote_of_tweet_id for t in tweets}
+        found = {t.tweet_id: t for t in await self._rows(cur, [i for i in named if i is not None])}
+        originals = [found[t.retweet_of_tweet_id] for t in tweets if t.retweet_of_tweet_id in found]
+        quoted = {o.quote_of_tweet_id for o in originals} - set(found)
+        found |= {t.tweet_id: t for t in await self._rows(cur, [i for i in quoted if i is not None])}
+
+        def with_quoted(tweet: Tweet) -> Tweet:
+            if tweet.quote_of_tweet_id is None:
+                return tweet
+            quoted = found.get(tweet.quote_of_tweet_id)
+            return replace(tweet, quoted=quoted, quoted_deleted=quoted is None)
+
         out = []
         for tweet in tweets:
             if tweet.retweet_of_tweet_id is None:
-                out.append(tweet)
+                out.append(with_quoted(tweet))
             elif (original := found.get(tweet.retweet_of_tweet_id)) is not None:
-                out.append(replace(tweet, retweeted=original))
+                out.append(replace(tweet, retweeted=with_quoted(original)))
         return out
+
+    async def _rows(self, cur: psycopg.AsyncCursor[Any], tweet_ids: Sequence[int]) -> list[Tweet]:
+        if not tweet_ids:
+            return []
+        await cur.execute(_HYDRATE, (list(tweet_ids),))
+        return [_tweet(r) for r in await cur.fetchall()]
 
     async def by_author(self, author_id: int, before: int | None, limit: int) -> list[int]:
         return await self._ids(
             f"SELECT id FROM tweets WHERE author_id = %s AND id < %s AND {_LIVE} ORDER BY id DESC LIMIT %s",
             (author_id, _below(before), limit),
         )
+
+    async def quotes(self, tweet_id: int, before: int | None, limit: int) -> list[int]:
+        return await self._ids(
+            f"SELECT id FROM tweets WHERE quote_of_id = %s AND id < %s AND {_LIVE} ORDER BY id DESC LIMIT %s",
+            (tweet_id, _below(before), limit),
+        )
+
+    async def thread_up(self, tweet_id: int, limit: int) -> list[ThreadNode]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_THREAD_UP, (tweet_id, limit))
+            rows = await cur.fetchall()
+        return [ThreadNode(int(r[0]), int(r[1]), _opt(r[2]), -int(r[3]), bool(r[4])) for r in rows]
+
+    async def thread_down(
+        self, tweet_id: int, author_id: int, max_depth: int, after: tuple[int, ...], limit: int
+    ) -> list[ThreadNode]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                _THREAD_DOWN, (author_id, tweet_id, author_id, max_depth, list(after), limit)
+            )
+            rows = await cur.fetchall()
+        return [
+            ThreadNode(int(r[0]), int(r[1]), int(r[2]), int(r[3]), bool(r[4]), tuple(int(p) for p in r[5]))
+            for r in rows
+        ]
 
     async def replies(self, tweet_id: int, after: int | None, limit: int) -> list[int]:
         return await self._ids(
@@ -617,6 +954,15 @@ class PostgresTweetStore:
                 (list(author_ids), _below(before), _above(after), limit, limit),
             )
             return [TweetRef(int(r[0]), int(r[1]), _opt(r[2])) for r in await cur.fetchall()]
+
+    async def media_tweets(self, media_ids: Sequence[int]) -> dict[int, int]:
+        if not media_ids:
+            return {}
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT media_id, tweet_id FROM tweet_media WHERE media_id = ANY(%s)", (list(media_ids),)
+            )
+            return {int(r[0]): int(r[1]) for r in await cur.fetchall()}
 
     async def tweet_counts(self, author_ids: Sequence[int]) -> dict[int, int]:
         if not author_ids:

@@ -18,8 +18,9 @@ from social.follower_lists import BuildBusy, FollowerLists
 
 # Rounds of write-then-check before a change still moving under it is left for a retry.
 VERIFY_ROUNDS = 5
-# Followers read from PostgreSQL at a time when a list is built.
-BUILD_PAGE = 10_000
+# Followers read from PostgreSQL, and added by one call of the fill script, at a time when a list
+# is built (a call stays within a few milliseconds).
+BUILD_PAGE = 2_000
 # How long a call waits for a list another process is building.
 WAIT_FOR_OTHER_BUILD_SECONDS = 3.0
 

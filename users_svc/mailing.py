@@ -44,7 +44,6 @@ from users_svc.service import (
     email_address,
     email_taken,
     require_owner,
-    validate_password,
 )
 
 # A password-reset request answers no sooner than this, whether or not it mailed anyone, so that
@@ -218,8 +217,8 @@ class AccountEmail:
         await asyncio.sleep(max(self._reset_answer_seconds - (time.monotonic() - started), 0))
 
     async def reset(self, token: str, new_password: str) -> None:
-        """Sets the new password and revokes every session of the account."""
-        validate_password(new_password, "new_password")
+        """Sets the new password (its rules are the contract's) and revokes every session of the
+        account."""
         try:
             digest = token_hash(token)
         except TokenRefused as error:

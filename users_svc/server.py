@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +13,6 @@ from mail import MailRelay, RetryPolicy, SmtpSender
 from mail.postgres import PostgresMailQueue
 from meshkit import metrics
 from meshkit.auth import Authenticator, bearer_token
-from meshkit.errors import InvalidArgument
 from meshkit.ids import require_id
 from meshkit.outbox import Outbox
 from meshkit.pagination import PageTokens
@@ -20,20 +20,20 @@ from meshkit.protos import now_timestamp, timestamp
 from meshkit.ratelimit import Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
 from social import TweetsPeer
+from social.caches import OwnerCache
 from social.follower_lists import FollowerLists
-from social.limits import WRITE
+from social.limits import READ, WRITE
 from social.timelines import HOME_PREFIX, key_start
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
 from users_svc.follower_lists import FollowerListKeeper
 from users_svc.mailing import AccountEmail, TokenMailer
+from users_svc.passwords import PasswordHashing, hashing_limit, memory_limit_bytes
 from users_svc.service import User, Users
 from users_svc.settings import UsersSettings
-from users_svc.storage import PostgresUserStore, RedisMailBudget, RedisSessionCache, tidy_mail
+from users_svc.storage import PostgresUserStore, RedisMailBudget, RedisSessionCache, UserCache, tidy_mail
 
 Context = grpc.aio.ServicerContext[Any, Any]
-# EnsureFollowerLists builds at most this many lists a call.
-FOLLOWER_LISTS_MAX = 1000
 SERVICE = pb.DESCRIPTOR.services_by_name["UserService"]
 MAIL_METRICS_SECONDS = 15.0
 
@@ -63,10 +63,14 @@ VERIFY = (Limit("write", Scope.ADDRESS, "write_per_address"),)
 # Ending a session stays possible for someone who spent their write budget (a flood from a stolen
 # token is exactly when its owner wants it gone); the address still bounds it.
 LOGOUT = (Limit("write", Scope.ADDRESS, "write_per_address"),)
-# Every RPC that changes something (POST, PUT, PATCH, DELETE through Envoy) must be here, at the
-# rates of UsersSettings.rate_limits; tests/unit/test_rate_limit_policies.py reads the descriptors
-# and fails when one is missing.
+# Every public RPC (one with an HTTP route through Envoy) must be here, at the rates of
+# UsersSettings.rate_limits; tests/unit/test_rate_limit_policies.py reads the descriptors and fails
+# when one is missing.
 RATE_LIMITS: Policies = {
+    **{
+        method_name(SERVICE, method): READ
+        for method in ("GetUser", "GetUserByHandle", "ListFollowers", "ListFollowing", "SearchUsers")
+    },
     method_name(SERVICE, "CreateUser"): SIGNUP,
     method_name(SERVICE, "Login"): LOGIN,
     method_name(SERVICE, "ChangePassword"): PASSWORD_CHANGE,
@@ -98,6 +102,11 @@ def user_message(user: User, *, owner: bool = False) -> pb.User:
         message.email = user.email
         message.email_verified = user.email_verified
     return message
+
+
+def cached_user(user: User) -> bytes:
+    """A user as the cache keeps it: without tweets_count, which tweets_svc owns and caches."""
+    return user_message(replace(user, tweets_count=0)).SerializeToString()
 
 
 def follow_event(follower_id: int, followee_id: int, following: bool) -> bytes:
@@ -135,12 +144,12 @@ class UserServicer(pb_grpc.UserServiceServicer):
     async def SendVerificationEmail(
         self, request: pb.SendVerificationEmailRequest, context: Context
     ) -> pb.SendVerificationEmailResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         await self._email.resend_verification(actor, require_id(request.user_id, "user_id"))
         return pb.SendVerificationEmailResponse()
 
     async def ChangeEmail(self, request: pb.ChangeEmailRequest, context: Context) -> pb.ChangeEmailResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         user = await self._email.change(
             actor, require_id(request.user_id, "user_id"), request.email, request.password
         )
@@ -167,14 +176,14 @@ class UserServicer(pb_grpc.UserServiceServicer):
         )
 
     async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:
-        await self._auth.session(context.invocation_metadata())
+        await self._auth.caller(context)
         await self._users.logout(bearer_token(context.invocation_metadata()))
         return pb.LogoutResponse()
 
     async def ChangePassword(
         self, request: pb.ChangePasswordRequest, context: Context
     ) -> pb.ChangePasswordResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         result = await self._users.change_password(
             actor, require_id(request.user_id, "user_id"), request.old_password, request.new_password
         )
@@ -196,7 +205,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
         return pb.GetUserByHandleResponse(user=user_message(user, owner=user.user_id == viewer))
 
     async def UpdateUser(self, request: pb.UpdateUserRequest, context: Context) -> pb.UpdateUserResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         user = await self._users.update_profile(
             actor,
             require_id(request.user_id, "user_id"),
@@ -227,14 +236,14 @@ class UserServicer(pb_grpc.UserServiceServicer):
         return pb.FilterFollowersResponse(follower_ids=[str(f) for f in followers])
 
     async def FollowUser(self, request: pb.FollowUserRequest, context: Context) -> pb.FollowUserResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         user = await self._users.follow(actor, require_id(request.user_id, "user_id"))
         return pb.FollowUserResponse(user=user_message(user))
 
     async def UnfollowUser(
         self, request: pb.UnfollowUserRequest, context: Context
     ) -> pb.UnfollowUserResponse:
-        actor = await self._auth.user_id(context.invocation_metadata())
+        actor = await self._auth.caller_id(context)
         user = await self._users.unfollow(actor, require_id(request.user_id, "user_id"))
         return pb.UnfollowUserResponse(user=user_message(user))
 
@@ -297,8 +306,6 @@ class UserServicer(pb_grpc.UserServiceServicer):
     async def EnsureFollowerLists(
         self, request: pb.EnsureFollowerListsRequest, context: Context
     ) -> pb.EnsureFollowerListsResponse:
-        if len(request.user_ids) > FOLLOWER_LISTS_MAX:
-            raise InvalidArgument.field("user_ids", f"at most {FOLLOWER_LISTS_MAX} at once")
         await self._follower_lists.ensure([require_id(u, "user_ids") for u in request.user_ids])
         return pb.EnsureFollowerListsResponse()
 
@@ -319,7 +326,7 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
     settings = runtime.settings
     pool = await runtime.postgres(settings.database_url, "users")
     redis = await runtime.redis()
-    outbox = Outbox(pool, redis)
+    outbox = Outbox(pool, redis, settings.outbox_replicas)
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     mail_queue = PostgresMailQueue(pool)
     relay = MailRelay(
@@ -335,20 +342,26 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
             "mail metrics",
         )
     mailer = TokenMailer(settings.mail, relay.wake)
-    store = PostgresUserStore(pool, outbox, follow_event)
+    cache = UserCache(OwnerCache(redis, settings.cache_ttl_seconds), cached_user)
+    store = PostgresUserStore(pool, outbox, follow_event, cache)
     follower_lists = FollowerListKeeper(
         store, FollowerLists(redis, key_start(HOME_PREFIX), settings.follower_list_ttl_seconds)
     )
-    sessions = RedisSessionCache(redis)
+    sessions = RedisSessionCache(redis, settings.session_cache_seconds)
     users = Users(
         store=store,
         sessions=sessions,
         mailer=mailer,
         tweet_counts=TweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE)),
-        hasher=PasswordHasher(
-            memory_cost=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost, parallelism=1
+        hashing=PasswordHashing(
+            PasswordHasher(
+                memory_cost=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost, parallelism=1
+            ),
+            limit=settings.argon2_max_concurrent
+            or hashing_limit(memory_limit_bytes(), settings.argon2_memory_kib),
+            max_wait_seconds=settings.rpc_deadline_seconds,
         ),
-        page_tokens=PageTokens(settings.page_token_secret),
+        page_tokens=PageTokens(*settings.page_token_secrets),
         token_ttl=timedelta(seconds=settings.token_ttl_seconds),
     )
     account_email = AccountEmail(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import unicodedata
@@ -11,22 +10,20 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from mail import EmailAddress, InvalidEmailAddress, OutgoingMail, TokenRecord, parse_email_address
 from meshkit.auth import Session, new_token, token_digest
 from meshkit.errors import AlreadyExists, InvalidArgument, PermissionDenied, Unauthenticated, not_found
 from meshkit.pagination import Page, PageTokens, page_size
+from social import has_visible_character
+from users_svc.passwords import PasswordHashing
 
-HANDLE_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,15}$")
-DISPLAY_NAME_MAX = 50
+# The contract (protos/tweetmesh/users/v1) holds requests to their rules; these are the ones the
+# service applies itself: handles that can exist (sign-in and mentions look up no other), and
+# the stored bio.
+HANDLE_PATTERN = re.compile(r"[A-Za-z0-9_]{1,15}")
 BIO_MAX = 160
-SEARCH_QUERY_MAX = 50
-HANDLES_MAX = 100
-CANDIDATES_MAX = 10_000
-PASSWORD_MIN = 8
-PASSWORD_MAX = 1024
 ID_PAGE_DEFAULT = 1000
 ID_PAGE_MAX = 10_000
 
@@ -150,11 +147,9 @@ class TweetCounts(Protocol):
     async def tweet_counts(self, user_ids: Sequence[int]) -> dict[int, int]: ...
 
 
-def validate_new_user(handle: str, display_name: str, password: str) -> None:
-    if not HANDLE_PATTERN.match(handle):
-        raise InvalidArgument.field("handle", "must be 1 to 15 letters, digits or underscores")
-    validate_display_name(display_name)
-    validate_password(password, "password")
+def is_handle(text: str) -> bool:
+    """1 to 15 letters, digits or underscores, and nothing else (a full match: no trailing newline)."""
+    return HANDLE_PATTERN.fullmatch(text) is not None
 
 
 def email_address(text: str, field: str = "email") -> EmailAddress:
@@ -181,40 +176,30 @@ def require_owner(actor_id: int, user_id: int, action: str) -> None:
         )
 
 
-def validate_password(password: str, field: str) -> None:
-    if len(password) < PASSWORD_MIN:
-        raise InvalidArgument.field(field, f"must be at least {PASSWORD_MIN} characters")
-    if len(password) > PASSWORD_MAX:
-        raise InvalidArgument.field(field, f"must be at most {PASSWORD_MAX} characters")
-
-
-def _printable(value: str, field: str, maximum: int) -> str:
-    """`value` if it is 1 to `maximum` printable characters, else INVALID_ARGUMENT on `field`."""
-    if not value:
-        raise InvalidArgument.field(field, "must not be empty")
-    if len(value) > maximum:
-        raise InvalidArgument.field(field, f"must be at most {maximum} characters")
-    if any(not ch.isprintable() for ch in value):
-        raise InvalidArgument.field(field, "must not contain control characters")
-    return value
-
-
 def validate_display_name(display_name: str) -> str:
-    return _printable(display_name, "display_name", DISPLAY_NAME_MAX)
+    """The display name as stored (trimmed). The contract holds its length and characters; one of
+    only invisible characters (joiners, marks: social.text says which count) is refused here."""
+    name = display_name.strip()
+    if not has_visible_character(name):
+        raise InvalidArgument.field("display_name", "must contain a visible character", "TEXT_INVISIBLE")
+    return name
 
 
 def validate_bio(bio: str) -> str:
+    """The bio as stored: NFC, trimmed. The contract (the protos) holds what is sent to BIO_MAX code
+    points without control characters but newlines; NFC lengthens a text in rare cases, and the
+    stored form is held to BIO_MAX too."""
     bio = unicodedata.normalize("NFC", bio).strip()
     if len(bio) > BIO_MAX:
         raise InvalidArgument.field("bio", f"must be at most {BIO_MAX} characters, got {len(bio)}")
-    if any(unicodedata.category(ch) in ("Cc", "Cs") and ch != "\n" for ch in bio):
-        raise InvalidArgument.field("bio", "must not contain control characters")
     return bio
 
 
 def search_prefix(query: str) -> str:
-    prefix = unicodedata.normalize("NFC", query).strip().removeprefix("@").lower()
-    return _printable(prefix, "query", SEARCH_QUERY_MAX)
+    """What a user search looks for: NFC, trimmed, lowercased, without a leading @ (a query of only
+    "@" looks for "@")."""
+    prefix = unicodedata.normalize("NFC", query).strip()
+    return (prefix.removeprefix("@") or prefix).lower()
 
 
 class Users:
@@ -224,7 +209,7 @@ class Users:
         store: UserStore,
         sessions: SessionCache,
         tweet_counts: TweetCounts,
-        hasher: PasswordHasher,
+        hashing: PasswordHashing,
         page_tokens: PageTokens,
         token_ttl: timedelta,
         mailer: Mailer,
@@ -233,16 +218,15 @@ class Users:
         self._store = store
         self._sessions = sessions
         self._tweet_counts = tweet_counts
-        self._hasher = hasher
+        self._hashing = hashing
         self._pages = page_tokens
         self._token_ttl = token_ttl
         # Verified against when the handle is unknown, so a miss costs as much as a wrong password.
-        self._dummy_hash = hasher.hash("not a real password")
+        self._dummy_hash = hashing.hasher.hash("not a real password")
 
     async def create_user(self, handle: str, display_name: str, password: str, email: str = "") -> User:
         """A new account; with an email, unverified, and a verification mail on its way."""
-        display_name = display_name.strip() or handle
-        validate_new_user(handle, display_name, password)
+        display_name = validate_display_name(display_name) if display_name.strip() else handle
         address = None
         if email.strip():
             valid = email_address(email)
@@ -263,18 +247,13 @@ class Users:
         return user
 
     async def login(self, handle: str, password: str, email: str = "") -> LoginResult:
-        """A session for the account of a handle, or of a verified email address, and its password."""
-        if handle and email:
-            raise InvalidArgument.field("email", "give a handle or an email address, not both")
-        if not handle and not email:
-            raise InvalidArgument.field("handle", "is required (or an email address instead)")
-        if not password:
-            raise InvalidArgument.field("password", "is required")
+        """A session for the account of a handle, or of a verified email address, and its password
+        (the contract asks for exactly one of the two)."""
         if email:
             found = await self._store.credentials_by_email(email_address(email).key)
         else:
-            found = await self._store.credentials(handle) if HANDLE_PATTERN.match(handle) else None
-        verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, password)
+            found = await self._store.credentials(handle) if is_handle(handle) else None
+        verified = await self._verify(found.password_hash if found else None, password)
         if found is None or not verified:
             said = "email" if email else "handle"
             raise Unauthenticated(f"{said} or password is wrong", reason="BAD_CREDENTIALS")
@@ -294,7 +273,6 @@ class Users:
         """Replaces the password and revokes every session (a stolen token dies with the old
         password), then opens a fresh session for the caller."""
         require_owner(actor_id, user_id, "change its own user's password")
-        validate_password(new_password, "new_password")
         found = await self.check_password(user_id, old_password, "old_password")
         password_hash = await self.hash_password(new_password)
         revoked = await self._store.replace_password(user_id, password_hash)
@@ -303,25 +281,26 @@ class Users:
 
     async def check_password(self, user_id: int, password: str, field: str) -> Credentials:
         """The account's credentials if `password` is its password, else INVALID_ARGUMENT on `field`."""
-        if not password:
-            raise InvalidArgument.field(field, "is required")
         user = await self.get_user(user_id)
         found = await self._store.credentials(user.handle)
-        verified = await asyncio.to_thread(self._verify, found.password_hash if found else None, password)
+        verified = await self._verify(found.password_hash if found else None, password)
         if found is None or not verified:
             raise InvalidArgument.field(field, "does not match the current password", "BAD_PASSWORD")
         return found
 
     async def hash_password(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        return await self._hashing.hash(password)
 
-    def _verify(self, password_hash: str | None, password: str) -> bool:
-        try:
-            return (
-                self._hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
-            )
-        except (VerificationError, InvalidHashError):
-            return False
+    async def _verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether `password` matches; an unknown handle (no hash) costs as much and is false."""
+
+        def verify(candidate: str) -> bool:
+            try:
+                return self._hashing.hasher.verify(password_hash or self._dummy_hash, candidate)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await self._hashing.run(verify, password) and password_hash is not None
 
     async def logout(self, token: str) -> None:
         await self._store.delete_session(token_digest(token))
@@ -349,15 +328,13 @@ class Users:
         return user
 
     async def get_user_by_handle(self, handle: str) -> User:
-        found = await self._store.user_by_handle(handle) if HANDLE_PATTERN.match(handle) else None
+        found = await self._store.user_by_handle(handle) if is_handle(handle) else None
         if found is None:
             raise not_found("user", handle, "handle")
         (user,) = await self._with_tweet_counts([found])
         return user
 
     async def batch_get(self, user_ids: Sequence[int], with_tweet_counts: bool) -> list[User]:
-        if len(user_ids) > 1000:
-            raise InvalidArgument.field("user_ids", "at most 1000 ids at once")
         found = await self._store.users_by_id(user_ids)
         users = [found[u] for u in dict.fromkeys(user_ids) if u in found]
         return await self._with_tweet_counts(users) if with_tweet_counts else users
@@ -375,7 +352,7 @@ class Users:
             await self._require_user(user_id)
         require_owner(actor_id, user_id, "change its own profile")
         if display_name is not None:
-            display_name = validate_display_name(display_name.strip())
+            display_name = validate_display_name(display_name)
         if bio is not None:
             bio = validate_bio(bio)
         await self._store.update_profile(user_id, display_name, bio)
@@ -397,14 +374,10 @@ class Users:
         return Page(users, page.next_page_token)
 
     async def resolve_handles(self, handles: Sequence[str]) -> list[User]:
-        if len(handles) > HANDLES_MAX:
-            raise InvalidArgument.field("handles", f"at most {HANDLES_MAX} at once")
-        valid = [h for h in handles if HANDLE_PATTERN.match(h)]
+        valid = [h for h in handles if is_handle(h)]
         return await self._store.users_by_handles(valid) if valid else []
 
     async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]:
-        if len(candidates) > CANDIDATES_MAX:
-            raise InvalidArgument.field("candidate_ids", f"at most {CANDIDATES_MAX} at once")
         return await self._store.followers_among(user_id, candidates) if candidates else []
 
     async def follow(self, actor_id: int, user_id: int) -> User:

@@ -13,20 +13,22 @@ from meshkit.settings import (
     Settings,
     SettingsError,
     read_database_url,
+    read_outbox_replicas,
     read_outbox_sweep_seconds,
-    read_page_token_secret,
+    read_page_token_secrets,
     read_trusted_proxies,
     setting,
 )
+from social.caches import read_cache_ttl_seconds
 from social.follower_lists import read_follower_list_ttl_seconds
-from social.limits import WriteRates
+from social.limits import ClientRates
 from social.services import DEFAULT_PORTS, read_tweets_addr
 
 SERVICE = "users"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class UserRates(WriteRates):
+class UserRates(ClientRates):
     """Sign-in and sign-up much tighter than writes; an account is guessed at slowly from any
     number of addresses."""
 
@@ -53,14 +55,20 @@ def read_mail_settings(env: Env) -> MailSettings:
 class UsersSettings(Settings):
     database_url: str = setting(read_database_url)
     tweets_addr: str = setting(read_tweets_addr)
-    page_token_secret: str = setting(read_page_token_secret)
+    page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)
     outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)
+    outbox_replicas: int = setting(read_outbox_replicas)
     token_ttl_seconds: int = setting(lambda env: env.integer("TOKEN_TTL_SECONDS", 30 * 24 * 3600, minimum=1))
+    # The longest a revoked token may still be accepted when the cache's DEL is lost (meshkit.auth).
+    session_cache_seconds: float = setting(lambda env: env.number("SESSION_CACHE_SECONDS", 5.0, minimum=0.1))
     argon2_memory_kib: int = setting(lambda env: env.integer("ARGON2_MEMORY_KIB", 19456, minimum=8))
     argon2_time_cost: int = setting(lambda env: env.integer("ARGON2_TIME_COST", 2, minimum=1))
+    # 0: as many as a quarter of the process's memory holds (users_svc.passwords).
+    argon2_max_concurrent: int = setting(lambda env: env.integer("ARGON2_MAX_CONCURRENT", 0, minimum=0))
     rate_limits: UserRates = setting(lambda env: env.rates(UserRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
     follower_list_ttl_seconds: int = setting(read_follower_list_ttl_seconds)
+    cache_ttl_seconds: int = setting(read_cache_ttl_seconds)
     mail: MailSettings = setting(read_mail_settings)
     # The first retry of a mail that failed to send; later ones double, up to an hour.
     mail_retry_seconds: float = setting(lambda env: env.number("MAIL_RETRY_SECONDS", 30.0, minimum=0.1))

@@ -1,16 +1,17 @@
-"""users_svc's SQL (schema `users`) and its Redis session cache; nothing else touches them."""
+"""users_svc's SQL (schema `users`), its Redis session cache and its cache of users
+(social.caches); nothing else writes them."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 import redis.asyncio as aioredis
+import redis.exceptions
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
@@ -21,11 +22,15 @@ from meshkit.errors import DEPENDENCY_ERRORS, not_found
 from meshkit.outbox import Outbox
 from meshkit.ratelimit import RateLimiter
 from meshkit.settings import Rate
+from meshkit.status import within
 from social import FOLLOWS_STREAM
+from social.caches import OwnerCache, live, stale, user_key
 from users_svc.mailing import CheckToken
 from users_svc.service import ComposeMail, Credentials, EmailTaken, HandleTaken, NewAddress, TokenMail, User
 
 log = logging.getLogger(__name__)
+# Anything Redis may answer to a cache write, and its being down or slow.
+_CACHE_WRITE_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, *DEPENDENCY_ERRORS)
 
 # Sent and given-up mails are kept this long for operators (envelope, times, last error; no body).
 MAIL_KEPT = timedelta(days=7)
@@ -73,14 +78,36 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+class UserCache:
+    """users_svc's cache (social.caches): `user:<id>` entries. Every read of users by id fills it;
+    every commit that changes a user marks the entry stale at the row's new version."""
+
+    def __init__(self, cache: OwnerCache, payload: Callable[[User], bytes]) -> None:
+        self._cache = cache
+        # Serializes a user without tweets_count (server.py: only it imports *_pb2).
+        self._payload = payload
+
+    async def shown(self, users: Iterable[tuple[User, int]]) -> None:
+        """Users as read, each with its row's version."""
+        await self._cache.put({user_key(u.user_id): live(v, self._payload(u)) for u, v in users})
+
+    async def changed(self, versions: Mapping[int, int]) -> None:
+        await self._cache.put({user_key(u): stale(v) for u, v in versions.items()})
+
+
 class PostgresUserStore:
     def __init__(
-        self, pool: AsyncConnectionPool, outbox: Outbox, follow_event: Callable[[int, int, bool], bytes]
+        self,
+        pool: AsyncConnectionPool,
+        outbox: Outbox,
+        follow_event: Callable[[int, int, bool], bytes],
+        cache: UserCache,
     ) -> None:
         self._pool = pool
         self._outbox = outbox
         # Builds the serialized FollowEvent; passed in so that only server.py imports *_pb2.
         self._follow_event = follow_event
+        self._cache = cache
 
     async def insert_user(
         self, handle: str, display_name: str, password_hash: str, address: NewAddress | None = None
@@ -218,9 +245,11 @@ class PostgresUserStore:
             return {}
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE id = ANY(%s)", (list(user_ids),)
+                f"SELECT {_USER_COLUMNS}, version FROM users WHERE id = ANY(%s)", (list(user_ids),)
             )
-            return {int(r[0]): _user(r) for r in await cur.fetchall()}
+            rows = [(_user(r), int(r[_USER_WIDTH])) for r in await cur.fetchall()]
+        await self._cache.shown(rows)  # a reader's miss is rebuilt here
+        return {user.user_id: user for user, _ in rows}
 
     async def user_by_handle(self, handle: str) -> User | None:
         async with self._pool.connection() as conn:
@@ -240,11 +269,14 @@ class PostgresUserStore:
 
     async def update_profile(self, user_id: int, display_name: str | None, bio: str | None) -> None:
         async with self._pool.connection() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 "UPDATE users SET display_name = coalesce(%s, display_name), bio = coalesce(%s, bio)"
-                " WHERE id = %s",
+                " WHERE id = %s RETURNING version",
                 (display_name, bio, user_id),
             )
+            row = await cur.fetchone()
+        if row is not None:
+            await self._cache.changed({user_id: int(row[0])})
 
     async def search(
         self, prefix: str, after: tuple[bool, str, int] | None, limit: int
@@ -329,6 +361,7 @@ class PostgresUserStore:
             if following
             else "DELETE FROM follows WHERE follower_id = %s AND followee_id = %s RETURNING 1"
         )
+        versions = {}
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(change, (follower_id, followee_id))
             if await cur.fetchone() is None:
@@ -337,12 +370,15 @@ class PostgresUserStore:
             for user_id in sorted((follower_id, followee_id)):
                 column = "following_count" if user_id == follower_id else "followers_count"
                 await cur.execute(
-                    f"UPDATE users SET {column} = {column} + %s WHERE id = %s", (delta, user_id)
+                    f"UPDATE users SET {column} = {column} + %s WHERE id = %s RETURNING version",
+                    (delta, user_id),
                 )
+                versions[user_id] = int((await cur.fetchone() or [0])[0])
             event = await self._outbox.add(
                 cur, FOLLOWS_STREAM, self._follow_event(follower_id, followee_id, following)
             )
         await self._outbox.relay([event])
+        await self._cache.changed(versions)
 
     async def followers(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
         return await self._edges("followee_id", "follower_id", user_id, before, limit)
@@ -383,25 +419,37 @@ class PostgresUserStore:
 
 
 class RedisSessionCache:
-    """The documented session cache (see meshkit.auth) that other services read."""
+    """The documented session cache (see meshkit.auth) that other services read. PostgreSQL is
+    the truth: every write here may fail without failing the call, because an entry lives at most
+    `max_seconds` and a miss asks PostgreSQL. A write that does not answer within `max_seconds`
+    is given up (the entry it would delete is gone by then anyway)."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, max_seconds: float) -> None:
         self._redis = redis
+        self._max_seconds = max_seconds
 
     async def remember(self, token: str, session: Session) -> None:
-        await cache_session(self._redis, token, session)
+        await self._best_effort(cache_session(self._redis, token, session, self._max_seconds), "cache")
 
     async def refill(self, token: str, session: Session) -> None:
-        # A cache: PostgreSQL answered, and a later lookup refills it if Redis is down now.
-        with contextlib.suppress(*DEPENDENCY_ERRORS):
-            await cache_session(self._redis, token, session)
+        await self.remember(token, session)
 
     async def forget(self, token: str) -> None:
-        await forget_session(self._redis, token)
+        await self._best_effort(forget_session(self._redis, token), "revoke")
 
     async def forget_digests(self, digests: Sequence[bytes]) -> None:
         if digests:
-            await self._redis.delete(*(digest_cache_key(d) for d in digests))
+            keys = [digest_cache_key(d) for d in digests]
+            await self._best_effort(self._redis.delete(*keys), "revoke")
+
+    async def _best_effort(self, write: Awaitable[object], what: str) -> None:
+        try:
+            await within(self._max_seconds, write)
+        except _CACHE_WRITE_ERRORS as error:
+            log.warning(
+                "session cache write lost; the entry expires by itself",
+                extra={"what": what, "error": error, "within_seconds": self._max_seconds},
+            )
 
 
 class RedisMailBudget:

@@ -91,16 +91,11 @@ def test_the_story_with_grpcurl_and_reflection(mesh: Any) -> None:
 
 
 def test_native_grpc_through_envoy(mesh: Any) -> None:
-    """Envoy's port takes native gRPC too; it has no reflection, so grpcurl reads the protos."""
-    import google.api
-
-    googleapis = Path(next(iter(google.api.__path__))).parent.parent
-    protos = Path(__file__).resolve().parents[2] / "protos"
+    """Envoy's port takes native gRPC too; it has no reflection, so grpcurl reads the descriptor set."""
     command = [
         str(binaries.grpcurl()),
         "-plaintext",
-        *("-import-path", str(protos), "-import-path", str(googleapis)),
-        *("-proto", "tweetmesh/users/v1/users_service.proto"),
+        *("-protoset", str(Path(__file__).resolve().parents[2] / "gen" / "tweetmesh.pb")),
         *("-d", json.dumps({"handle": "nobody_here_x"})),
         f"127.0.0.1:{mesh.ports.envoy}",
         "tweetmesh.users.v1.UserService/GetUserByHandle",

@@ -4,6 +4,7 @@ undocumented fields refused."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import http.client
 import re
@@ -20,6 +21,8 @@ from openapi_spec_validator import validate
 from devstack.mesh import Mesh
 from devstack.smtp import read_mails
 from tests.helpers import PASSWORD, http_call
+from tests.media_samples import encode, picture
+from tweetmesh.media.v1 import media_service_pb2
 from tweetmesh.timeline.v1 import timeline_service_pb2
 from tweetmesh.tweets.v1 import tweets_service_pb2
 from tweetmesh.users.v1 import users_service_pb2
@@ -60,14 +63,33 @@ class Checker:
                 return template, operations[method.lower()]
         raise AssertionError(f"{method} {bare} is not in docs/openapi.yaml")
 
-    def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-        response = http_call(self._port, method, path, body, token)
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        raw: tuple[bytes, str] | None = None,
+    ) -> Any:
+        """One call checked against the spec; `raw` sends bytes of a content type instead of JSON."""
+        if raw is None:
+            response = http_call(self._port, method, path, body, token)
+        else:
+            data, content_type = raw
+            response = http_call(
+                self._port, method, path, raw=data, token=token, headers={"content-type": content_type}
+            )
         template, operation = self._route(method, path)
+        if raw is not None:
+            assert "*/*" in operation["requestBody"]["content"], template
         described = operation["responses"].get(str(response.status), operation["responses"]["default"])
         if "$ref" in described:
             described = self._spec["components"]["responses"][described["$ref"].rsplit("/", 1)[1]]
-        schema = described["content"]["application/json"]["schema"]
-        OAS30Validator({**schema, "components": self._components}).validate(response.json())
+        if "*/*" in described["content"]:  # raw bytes: any type, not JSON
+            assert not response.headers["content-type"].startswith("application/json"), template
+        else:
+            schema = described["content"]["application/json"]["schema"]
+            OAS30Validator({**schema, "components": self._components}).validate(response.json())
         self.checked.add((method.lower(), template))
         return response
 
@@ -80,7 +102,7 @@ def test_the_spec_is_valid_openapi_3(spec: dict[str, Any]) -> None:
 def test_every_public_rpc_has_its_route_and_no_internal_one_does(spec: dict[str, Any]) -> None:
     expected = set()
     internal = set()
-    for module in (users_service_pb2, tweets_service_pb2, timeline_service_pb2):
+    for module in (users_service_pb2, tweets_service_pb2, timeline_service_pb2, media_service_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 options = method.GetOptions()
@@ -139,6 +161,7 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
     ok("POST", "/v1/tweets", {"text": "a reply", "reply_to_tweet_id": tid}, token)
     ok("GET", f"/v1/tweets/{tid}")
     ok("GET", f"/v1/tweets/{tid}/replies")
+    walk_richer_tweets(api, token, tid)
     ok("POST", f"/v1/tweets/{tid}:like", {}, token)
     ok("GET", f"/v1/tweets/{tid}/likes")
     ok("GET", f"/v1/users/{uid}/likes")
@@ -160,7 +183,37 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
     token = ok("POST", "/v1/sessions", {"email": email, "password": reset["new_password"]})["token"]
     new_email = {"email": f"new.{email}", "password": reset["new_password"]}
     ok("POST", f"/v1/users/{uid}:changeEmail", new_email, token)
+    walk_media_routes(api, token)
     return handle, token, fid, other_token
+
+
+def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
+    """Quotes, the lists of them, conversations, bookmarks, trends."""
+
+    def ok(method: str, path: str, body: Any = None) -> Any:
+        response = api.call(method, path, body, token)
+        assert response.status == 200, (method, path, response.body)
+        return response.json()
+
+    ok("POST", "/v1/tweets", {"text": "quoted in the spec", "quote_tweet_id": tweet_id})
+    ok("GET", f"/v1/tweets/{tweet_id}/quotes")
+    ok("GET", f"/v1/tweets/{tweet_id}/conversation")
+    ok("POST", f"/v1/tweets/{tweet_id}:bookmark", {})
+    ok("GET", "/v1/bookmarks")
+    ok("POST", f"/v1/tweets/{tweet_id}:unbookmark", {})
+    ok("GET", "/v1/trends?window=15m")
+
+
+def walk_media_routes(api: Checker, token: str) -> None:
+    """Uploads (raw bytes, and chunks as a JSON array) and the bytes served back."""
+    photo = encode(picture(), "PNG")
+    media = api.call("POST", "/v1/media", token=token, raw=(photo, "image/png"))
+    assert media.status == 200, media.body
+    media_id = media.json()["media"]["media_id"]
+    chunks = [{"start": {"content_type": "image/png"}}, {"chunk": base64.b64encode(photo).decode()}]
+    assert api.call("POST", "/v1/media:stream", chunks, token).status == 200
+    for path in (f"/v1/media/{media_id}", f"/v1/media/{media_id}:thumbnail"):
+        assert api.call("GET", path).status == 200
 
 
 def test_envoy_answers_as_the_spec_says(mesh: Mesh, spec: dict[str, Any]) -> None:
@@ -176,7 +229,10 @@ def test_envoy_answers_as_the_spec_says(mesh: Mesh, spec: dict[str, Any]) -> Non
     assert api.call("DELETE", "/v1/sessions/current", token=token).status == 200
 
     streams = {
-        (verb, path) for path, ops in spec["paths"].items() for verb, op in ops.items() if ":stream" in path
+        (verb, path)
+        for path, ops in spec["paths"].items()
+        for verb, op in ops.items()
+        if verb == "get" and ":stream" in path
     }
     assert streams == {("get", "/v1/timelines/home:stream"), ("get", "/v1/timelines/global:stream")}
     for _, path in streams:

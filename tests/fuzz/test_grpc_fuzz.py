@@ -2,7 +2,8 @@
 routes those, but a buggy or hostile peer could send anything): the answer is never UNKNOWN or
 INTERNAL, and comes before the caller's deadline. Methods and fields come from the descriptor set.
 
-Server-streaming methods are left to the HTTP fuzzer (an open stream only ends at its deadline).
+Server-streaming methods are left to the HTTP fuzzer (an open stream only ends at its deadline);
+client-streaming ones get a stream of a few generated messages.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.conftest import report_lines
 from tests.fuzz.routes import DESCRIPTOR_SET, Known
 from tests.helpers import Metadata, bearer
 from tweetmesh.fanout.v1 import fanout_service_pb2  # noqa: F401
+from tweetmesh.media.v1 import media_service_pb2  # noqa: F401
 from tweetmesh.timeline.v1 import timeline_service_pb2  # noqa: F401
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
@@ -35,9 +37,10 @@ CALL_TIMEOUT = 20.0
 
 @dataclass(frozen=True)
 class Method:
-    service: str  # users, tweets, fanout, timeline
+    service: str  # users, tweets, fanout, timeline, media
     path: str  # /package.Service/Method
     request_type: str
+    client_streaming: bool = False
 
 
 def methods() -> list[Method]:
@@ -48,13 +51,14 @@ def methods() -> list[Method]:
             continue
         for service in file.service:
             for method in service.method:
-                if method.server_streaming or method.client_streaming:
+                if method.server_streaming:
                     continue
                 found.append(
                     Method(
                         file.package.split(".")[1],
                         f"/{file.package}.{service.name}/{method.name}",
                         method.input_type.lstrip("."),
+                        method.client_streaming,
                     )
                 )
     return found
@@ -95,7 +99,12 @@ def _message(draw: st.DrawFn, descriptor: Any, known: Known, depth: int = 0) -> 
         if not draw(st.booleans()):
             continue
         value = _value(field, known, depth)
-        if field.is_repeated:
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            # A map: a few entries, keys and values drawn as the entry's fields.
+            key, item = (_value(f, known, depth) for f in field.message_type.fields)
+            entries = draw(st.dictionaries(key, item, max_size=5))
+            getattr(message, field.name).update(entries)
+        elif field.is_repeated:
             # Mostly a few; now and then far more than any batch limit allows.
             size = draw(st.integers(0, 5) | st.just(2500))
             items = [draw(value) for _ in range(min(size, 5))]
@@ -111,27 +120,33 @@ def _message(draw: st.DrawFn, descriptor: Any, known: Known, depth: int = 0) -> 
 
 
 @st.composite
-def calls(draw: st.DrawFn, known: Known) -> tuple[Method, bytes, Metadata]:
-    method = draw(st.sampled_from(ALL_METHODS))
+def _payload(draw: st.DrawFn, method: Method, known: Known) -> bytes:
     if draw(st.integers(0, 9)) == 0:
-        payload = draw(st.binary(max_size=60))  # not a message at all, most likely
-    else:
-        descriptor = descriptor_pool.Default().FindMessageTypeByName(method.request_type)
-        payload = draw(_message(descriptor, known)).SerializeToString()
+        return draw(st.binary(max_size=60))  # not a message at all, most likely
+    descriptor = descriptor_pool.Default().FindMessageTypeByName(method.request_type)
+    return bytes(draw(_message(descriptor, known)).SerializeToString())
+
+
+@st.composite
+def calls(draw: st.DrawFn, known: Known) -> tuple[Method, list[bytes], Metadata]:
+    """A method, its request (a few for a client stream) and its metadata."""
+    method = draw(st.sampled_from(ALL_METHODS))
+    count = draw(st.integers(0, 4)) if method.client_streaming else 1
+    payloads = [draw(_payload(method, known)) for _ in range(count)]
     token = draw(
         st.none()
         | st.sampled_from(known.tokens)
         | st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=50)
     )
     metadata = () if token is None else bearer(token)
-    return method, payload, metadata
+    return method, payloads, metadata
 
 
 @pytest.fixture(scope="module")
 def channels(mesh: Mesh) -> Iterator[dict[str, grpc.Channel]]:
     opened = {
         name: grpc.insecure_channel(f"127.0.0.1:{mesh.ports.of(name)}")
-        for name in ("users", "tweets", "fanout", "timeline")
+        for name in ("users", "tweets", "fanout", "timeline", "media")
     }
     yield opened
     for channel in opened.values():
@@ -139,8 +154,9 @@ def channels(mesh: Mesh) -> Iterator[dict[str, grpc.Channel]]:
 
 
 def test_every_rpc_of_every_service_is_fuzzed() -> None:
-    assert {m.service for m in ALL_METHODS} == {"users", "tweets", "fanout", "timeline"}
+    assert {m.service for m in ALL_METHODS} == {"users", "tweets", "fanout", "timeline", "media"}
     assert any(m.path.endswith("/BatchGetUsers") for m in ALL_METHODS)
+    assert any(m.client_streaming for m in ALL_METHODS)
 
 
 def test_generated_grpc_requests_never_get_unknown_internal_or_a_hang(
@@ -155,16 +171,22 @@ def test_generated_grpc_requests_never_get_unknown_internal_or_a_hang(
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(calls(known))
-    def answered_properly(call: tuple[Method, bytes, Metadata]) -> None:
-        method, payload, metadata = call
-        invoke: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channels[method.service].unary_unary(method.path)
+    def answered_properly(call: tuple[Method, list[bytes], Metadata]) -> None:
+        method, payloads, metadata = call
+        channel = channels[method.service]
         try:
-            invoke(payload, metadata=metadata, timeout=CALL_TIMEOUT)
+            if method.client_streaming:
+                upload: grpc.StreamUnaryMultiCallable[bytes, bytes] = channel.stream_unary(method.path)
+                upload(iter(payloads), metadata=metadata, timeout=CALL_TIMEOUT)
+            else:
+                invoke: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method.path)
+                invoke(payloads[0], metadata=metadata, timeout=CALL_TIMEOUT)
             codes["OK"] += 1
         except grpc.RpcError as error:
             code = error.code()
             codes[code.name] += 1
-            assert code not in BUGS, f"{method.path}: {code.name} {error.details()} for {payload[:200]!r}"
+            sent = [p[:100] for p in payloads]
+            assert code not in BUGS, f"{method.path}: {code.name} {error.details()} for {sent!r}"
 
     try:
         answered_properly()

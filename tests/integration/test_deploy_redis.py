@@ -162,6 +162,7 @@ def story(stubs: Stubs) -> None:
     stubs.home(reader)
     stream = LiveStream(stubs.timeline, reader)
     try:
+        stream.next_event(timeout=15)  # the stream is open once the first heartbeat arrives
         posted = stubs.post(author, "through an ACL").tweet_id
         eventually(lambda: stubs.home_ids(reader) == [posted])
         assert stream.next_tweet(timeout=15).tweet_id == posted

@@ -108,8 +108,7 @@ async def test_the_fan_out_script_applies_the_home_rule(mesh: Mesh) -> None:
                 bucket_target=rng.randint(1, 3),
             )
             for user in case.with_timeline:
-                await home.begin_rebuild(user)
-                await home.finish_rebuild(user, [])
+                await home.finish_rebuild(user, [], [], await home.begin_rebuild(user))
             for author in case.users:
                 gen = await lists.begin_build(author, len(case.followers(author)))
                 assert gen is not None
@@ -123,7 +122,7 @@ async def test_the_fan_out_script_applies_the_home_rule(mesh: Mesh) -> None:
             own_lists = TimelineStore(
                 redis, 30, 3600, key_prefix=f"{space}celeb", channel_prefix=f"{space}celebrity:"
             )
-            fanout = Fanout(None, None, None, home, None, own_lists)  # type: ignore[arg-type]
+            fanout = Fanout(None, None, home, None, None, own_lists)  # type: ignore[arg-type]
             events = [random_event(rng, case, 10_000 + n) for n in range(rng.randint(1, 6))]
             jobs = [fanout.job(e, celebrity=e.author_id in case.celebrities) for e in events]
             outcomes = await home.fan_out(jobs, budget=rng.randint(1, 4))

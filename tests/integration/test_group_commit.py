@@ -18,11 +18,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from devstack.mesh import Mesh
 from meshkit.outbox import Outbox
+from social.caches import LIVE, STALE, tweet_key, tweets_count_key
 from social.timelines import home_key, pack
 from tests.helpers import Account, Stubs, eventually, redis_client
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
-from tweets_svc.server import tweet_event
+from tweets_svc.server import deletion_entries, tweet_cache, tweet_event
 from tweets_svc.service import NewTweet, ReplyTargetMissing, Tweet
 from tweets_svc.storage import PostgresTweetStore
 
@@ -154,7 +155,9 @@ async def store(mesh: Mesh) -> Any:
     await pool.open(wait=True)
     redis = aioredis.Redis.from_url(mesh.redis_url)
     try:
-        yield PostgresTweetStore(pool, Outbox(pool, redis), tweet_event, batches_in_flight=1)
+        cache = tweet_cache(redis, 600)
+        outbox = Outbox(pool, redis, on_relay=deletion_entries(cache))
+        yield PostgresTweetStore(pool, outbox, tweet_event, cache, batches_in_flight=1)
     finally:
         await redis.aclose()
         await pool.close()
@@ -192,7 +195,9 @@ async def test_a_post_the_database_refuses_fails_alone_and_its_batch_is_retried(
     assert kept.author_tweets_count == 2
 
 
-async def test_a_batch_answers_what_a_read_of_the_stored_tweets_gives(store: Any) -> None:
+async def test_a_batch_answers_and_caches_what_a_read_of_the_stored_tweets_gives(
+    store: Any, mesh: Mesh
+) -> None:
     author, friend = 7_000_000_000_000_000_002, 7_000_000_000_000_000_003
     parent = await store.create(NewTweet(friend, "a parent", None, None))
     news = [
@@ -201,10 +206,18 @@ async def test_a_batch_answers_what_a_read_of_the_stored_tweets_gives(store: Any
         NewTweet(author, "plain", None, None),
     ]
     answers = await asyncio.gather(*(store.create(n) for n in news))
+    cache = redis_client(mesh.redis_url)
+    keys = [*(tweet_key(a.tweet_id) for a in answers), tweets_count_key(author), tweet_key(parent.tweet_id)]
+    # The batch's relay wrote the new tweets and their author's count as a read would (a read
+    # rewrites them, at the same versions), and marked the replied-to tweet stale.
+    batched = cache.mget(keys)
+    assert batched[-1] is not None and batched[-1][8:9] == STALE
     stored = await store.by_ids([a.tweet_id for a in answers])
+    assert cache.mget(keys[:-1]) == batched[:-1]
+    assert all(entry is not None and entry[8:9] == LIVE for entry in batched[:-1])
 
     def apart_from_count(tweet: Tweet) -> Tweet:
-        return dataclasses.replace(tweet, author_tweets_count=None)
+        return dataclasses.replace(tweet, author_tweets_count=None, author_tweets_count_version=0)
 
     assert [apart_from_count(stored[a.tweet_id]) for a in answers] == [apart_from_count(a) for a in answers]
     reply = answers[1]

@@ -20,8 +20,18 @@ def test_sigterm_stops_a_service_cleanly_and_it_restarts(mesh: Any, stubs: Stubs
     assert stubs.post(account, "after a restart").author.user_id == account.user_id
 
 
-def test_a_bad_setting_stops_the_service_with_a_message_naming_it() -> None:
-    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0", "GRPC_PORT": "not-a-port"}
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ({"GRPC_PORT": "not-a-port", "PAGE_TOKEN_SECRET": "a-secret-long-enough"}, "GRPC_PORT"),
+        # No silent default: a secret everyone could read would let anyone forge page tokens.
+        ({"PAGE_TOKEN_SECRET": ""}, "PAGE_TOKEN_SECRET must be set"),
+    ],
+)
+def test_a_bad_setting_stops_the_service_with_a_message_naming_it(
+    setting: dict[str, str], named: str
+) -> None:
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0", **setting}
     done = subprocess.run(
         [sys.executable, "-m", "timeline_svc"],
         env=env,
@@ -31,4 +41,4 @@ def test_a_bad_setting_stops_the_service_with_a_message_naming_it() -> None:
         check=False,
     )
     assert done.returncode != 0
-    assert "GRPC_PORT" in done.stderr
+    assert named in done.stderr

@@ -6,7 +6,6 @@ STARTTLS) with AUTH works, and a certificate that is not trusted is a transient 
 from __future__ import annotations
 
 import shutil
-import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from devstack.mesh import free_port
 from devstack.process import Server
 from devstack.smtp import MailDrop, read_mails, start_smtp
 from mail.addresses import parse_email_address
@@ -28,12 +28,6 @@ from mail.tokens import TokenPurpose, issue_token
 from tests.unit.test_mail_relay import Clock, MemoryQueue
 
 SETTINGS = MailSettings.from_env({"PUBLIC_BASE_URL": "https://tweetmesh.example.com"})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def mail_for(typed_address: str) -> tuple[OutgoingMail, str]:

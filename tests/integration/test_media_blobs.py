@@ -5,55 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from aiobotocore.session import get_session
 
-from devstack.process import ManagedProcess
+from devstack.mesh import free_port
 from media_svc.blobs import BlobStore, LocalBlobStore, open_blob_store
 from media_svc.errors import BlobNotFound, BlobStoreUnavailable
 from media_svc.inspection import inspect_media
 from media_svc.s3 import S3BlobStore, S3Location
 from tests.media_samples import TINY_MP4, encode, exif_with_gps, picture
+from tests.s3_server import CREDENTIALS, moto_server
 
 BUCKET = "tweetmesh-media"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def accepts_connections(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's S3-compatible server on 127.0.0.1, and the usual AWS variables pointing at it."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    server = ManagedProcess(
-        "moto_server", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log_path=log
-    )
     with pytest.MonkeyPatch.context() as env:
         for name, value in CREDENTIALS.items():
             env.setenv(name, value)
-        try:
-            server.wait_until(lambda: accepts_connections(port), timeout=60, what="accepting connections")
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.stop()
+        with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as (endpoint, _):
+            yield endpoint
 
 
 async def make_bucket(endpoint: str, name: str) -> None:
@@ -250,22 +226,13 @@ async def test_an_s3_endpoint_that_is_down_is_unavailable(tmp_path: Path) -> Non
 
 
 async def test_an_s3_server_that_stops_makes_every_call_unavailable(tmp_path: Path) -> None:
-    port = free_port()
-    server = ManagedProcess(
-        "moto_server",
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        log_path=tmp_path / "moto.log",
-    )
     with pytest.MonkeyPatch.context() as env:
         for name, value in CREDENTIALS.items():
             env.setenv(name, value)
-        try:
-            server.wait_until(lambda: accepts_connections(port), timeout=60, what="accepting connections")
-            endpoint = f"http://127.0.0.1:{port}"
+        with moto_server(tmp_path / "moto.log") as (endpoint, server):
             await make_bucket(endpoint, "stopping")
             store = await open_blob_store(f"s3://stopping?endpoint={endpoint}", tmp_path, timeout_seconds=1)
             await store.put("key", b"bytes", "image/png")
-        finally:
             server.stop()
         try:
             with pytest.raises(BlobStoreUnavailable):

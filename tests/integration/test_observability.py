@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.mesh import SERVICES, Mesh
 from tests.helpers import LiveStream, Stubs, eventually, rpc_error
+from tests.media_samples import encode, picture
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
@@ -53,11 +54,13 @@ def test_every_service_serves_rpc_histograms_by_method_and_code(mesh: Mesh, stub
     stubs.post(author, "counted")
     stubs.home(author)
     stubs.fanout_stats()
+    stubs.upload(author, encode(picture(), "PNG"), "image/png")
     calls = {
         "users": ("tweetmesh.users.v1.UserService", "Login"),
         "tweets": ("tweetmesh.tweets.v1.TweetService", "CreateTweet"),
         "fanout": ("tweetmesh.fanout.v1.FanoutService", "GetFanoutStats"),
         "timeline": ("tweetmesh.timeline.v1.TimelineService", "GetHomeTimeline"),
+        "media": ("tweetmesh.media.v1.MediaService", "UploadMedia"),
     }
     for service in SERVICES:
         grpc_service, method = calls[service]
@@ -103,7 +106,7 @@ def test_open_streams_and_fanout_and_pool_gauges(mesh: Mesh, stubs: Stubs) -> No
     assert value(fanout, "tweetmesh_fanout_timeline_writes_total") >= 1
     assert value(fanout, "tweetmesh_stream_entries_total", stream="events:tweets", outcome="acked") >= 1
     assert ("tweetmesh_fanout_stream_lag", (("stream", "events:tweets"),)) in fanout
-    for service in ("users", "tweets"):
+    for service in ("users", "tweets", "media"):
         pool = scrape(mesh, service)
         assert value(pool, "tweetmesh_db_pool_max_connections") >= 1, service
         assert value(pool, "tweetmesh_db_pool_connections") >= 1, service
@@ -111,6 +114,39 @@ def test_open_streams_and_fanout_and_pool_gauges(mesh: Mesh, stubs: Stubs) -> No
         pools = scrape(mesh, service)
         assert value(pools, "tweetmesh_redis_pool_max_connections", pool=service) >= 1, service
         assert value(pools, "tweetmesh_redis_pool_connections", pool=service) >= 1, service
+
+
+def test_a_live_delivery_is_timed_from_the_post_and_a_replay_is_not(mesh: Mesh, stubs: Stubs) -> None:
+    viewer, author = stubs.sign_up("timed"), stubs.sign_up("timer")
+    stubs.follow(viewer, author)
+    stubs.home(viewer)  # fan-out writes only home timelines that exist (a read builds one)
+    first = stubs.post(author, "before the stream")
+    eventually(lambda: stubs.home(viewer).tweets)
+    latency = {"stream": "home"}
+    before = scrape(mesh, "timeline")
+    stream = LiveStream(stubs.timeline, viewer)
+    try:
+        stream.next_event(timeout=10)  # a heartbeat or a tweet: the stream is open
+        stubs.post(author, "timed on its way")
+        stream.next_tweet(timeout=10)
+    finally:
+        stream.close()
+    after = scrape(mesh, "timeline")
+    count = "tweetmesh_delivery_latency_seconds_count"
+    assert value(after, count, **latency) == value(before, count, **latency) + 1
+    # Counted within a minute of its post (the largest finite bucket), however slow this machine is.
+    within = {"le": "60.0", **latency}
+    bucket, total = "tweetmesh_delivery_latency_seconds_bucket", "tweetmesh_delivery_latency_seconds_sum"
+    assert value(after, bucket, **within) == value(before, bucket, **within) + 1
+    assert value(after, total, **latency) > value(before, total, **latency)
+
+    # A stream resuming from before `first` replays it: that is not a delivery's latency.
+    replayed = LiveStream(stubs.timeline, viewer, since=str(int(first.tweet_id) - 1))
+    try:
+        assert replayed.next_tweet(timeout=10).tweet_id == first.tweet_id
+    finally:
+        replayed.close()
+    assert value(scrape(mesh, "timeline"), count, **latency) == value(after, count, **latency)
 
 
 def test_one_request_id_follows_a_call_through_the_services_and_secrets_stay_out(

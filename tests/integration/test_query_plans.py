@@ -72,13 +72,20 @@ async def _fill(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute(
         "INSERT INTO likes (tweet_id, user_id) SELECT id, id % 5000 + 1 FROM tweets WHERE id % 2 = 0"
     )
+    await conn.execute(
+        "INSERT INTO bookmarks (tweet_id, user_id) SELECT id, id % 5000 + 1 FROM tweets WHERE id % 2 = 1"
+    )
+    await conn.execute(
+        "INSERT INTO tweets (author_id, text, quote_of_id)"
+        " SELECT author_id % 5000 + 3, 'a quote', id FROM tweets ORDER BY id DESC LIMIT 5000"
+    )
     # Counts for those authors too: with only the suite's few rows, whether author_stats has
     # statistics (autovacuum's timing) decided between an index and a sequential scan.
     await conn.execute(
         "INSERT INTO author_stats (author_id, tweets_count)"
         " SELECT author_id, count(*) FROM tweets GROUP BY author_id ON CONFLICT (author_id) DO NOTHING"
     )
-    for table in ("tweets", "hashtags", "mentions", "likes", "author_stats"):
+    for table in ("tweets", "hashtags", "mentions", "likes", "bookmarks", "author_stats"):
         await conn.execute(f"ANALYZE {table}")
     await conn.execute("SET LOCAL search_path TO users")
     await conn.execute(
@@ -102,9 +109,14 @@ async def test_list_and_search_queries_use_indexes_on_100k_tweets(mesh: Mesh) ->
         pool: Any = ExplainingPool(explaining)
 
         await conn.execute("SET LOCAL search_path TO tweets")
-        tweets = PostgresTweetStore(pool, Outbox(pool, None), lambda change: b"")  # type: ignore[arg-type]
+        tweets = PostgresTweetStore(pool, Outbox(pool, None), lambda change: b"", None)  # type: ignore[arg-type]
         await tweets.by_author(42, None, 21)
         await tweets.replies(10, None, 21)
+        await tweets.quotes(10, None, 21)
+        await tweets.thread_up(10, 101)
+        await tweets.thread_down(10, 42, 8, (), 21)
+        await tweets.thread_down(10, 42, 8, (1, 12, 0, 15), 21)
+        await tweets.bookmarked(42, None, 21)
         await tweets.liking_users(10, None, 21)
         await tweets.liked_tweets(42, None, 21)
         await tweets.mentioning(42, None, None, 21)
@@ -116,14 +128,14 @@ async def test_list_and_search_queries_use_indexes_on_100k_tweets(mesh: Mesh) ->
         await tweets.tweet_counts([1, 2, 3])
 
         await conn.execute("SET LOCAL search_path TO users")
-        users = PostgresUserStore(pool, Outbox(pool, None), lambda *args: b"")  # type: ignore[arg-type]
+        users = PostgresUserStore(pool, Outbox(pool, None), lambda *args: b"", None)  # type: ignore[arg-type]
         await users.search("plan12", None, 21)
         await users.search("plan user 12", (True, "plan user 12", 0), 21)
         await users.followers(42, None, 21)
         await users.following(42, None, 21)
         await users.followers_among(42, list(range(1, 1000)))
 
-    assert len(explaining.plans) == 17
+    assert len(explaining.plans) == 22
     for sql, plan in explaining.plans:
         assert "Seq Scan" not in plan, f"{sql}\n{plan}"
         assert "Index" in plan, f"{sql}\n{plan}"

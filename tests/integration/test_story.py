@@ -6,7 +6,16 @@ from typing import Any
 
 import grpc
 
-from tests.helpers import PASSWORD, Stubs, bearer, eventually, held_in_redis, redis_client, rpc_error
+from tests.helpers import (
+    PASSWORD,
+    Stubs,
+    bearer,
+    eventually,
+    fanned_out,
+    held_in_redis,
+    redis_client,
+    rpc_error,
+)
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
@@ -187,12 +196,6 @@ def test_rapid_follow_and_unfollow_leave_the_timeline_as_the_last_one_says(stubs
     finally:
         mesh.start_service("fanout")
     # Every follow event is applied before the unfollow after it, so the author's tweets end up out.
-    eventually(lambda: r.xpending("events:follows", "fanout")["pending"] == 0 and _lag_zero(r))
+    eventually(lambda: fanned_out(r, "events:follows"))
     held = set(held_in_redis(r, reader.user_id) or [])
     assert held.isdisjoint(posted)
-
-
-def _lag_zero(r: Any) -> bool:
-    group = next(g for g in r.xinfo_groups("events:follows") if g["name"] == b"fanout")
-    last = r.xinfo_stream("events:follows")["last-generated-id"]
-    return bool(group["last-delivered-id"] == last)

@@ -6,7 +6,8 @@ import time
 
 import grpc
 
-from tests.helpers import LiveStream, Stubs, rpc_error
+from devstack.mesh import Mesh
+from tests.helpers import LiveStream, Stubs, redis_client, rpc_error
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 
 
@@ -65,3 +66,23 @@ def test_stream_needs_a_valid_token(stubs: Stubs) -> None:
     )
     error = rpc_error(lambda: next(iter(call)))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_the_heartbeat_rechecks_every_open_streams_token_in_one_redis_read(stubs: Stubs, mesh: Mesh) -> None:
+    viewers = [stubs.sign_up("beating") for _ in range(6)]
+    streams = [LiveStream(stubs.timeline, v) for v in viewers]
+    r = redis_client(mesh.redis_url)
+    try:
+        for stream in streams:
+            stream.next_event(timeout=10)  # open and listening
+        reads_before = r.info("commandstats").get("cmdstat_mget", {}).get("calls", 0)
+        for stream in streams:  # several beats (0.5 s each here), each re-checking all six tokens
+            for _ in range(4):
+                assert stream.next_event(timeout=10).WhichOneof("event") == "heartbeat"
+        reads = r.info("commandstats").get("cmdstat_mget", {}).get("calls", 0) - reads_before
+        # One read per beat for all the streams (a beat or two more may fall in while reading
+        # them), not one per stream and beat (24 or more).
+        assert 3 <= reads <= 8, reads
+    finally:
+        for stream in streams:
+            stream.close()

@@ -342,7 +342,7 @@ def test_an_oversized_message_is_refused(
 ) -> None:
     address = f"127.0.0.1:{mesh.ports.tweets if route == 'direct' else mesh.ports.envoy}"
     before = stubs.snapshot(*people.accounts())
-    via = Stubs(address, address, address, address)
+    via = Stubs.through(address)
     try:
         error = rpc_error(lambda: via.tweets.CreateTweet(OVERSIZED, metadata=people.actor.auth, timeout=10))
     finally:
@@ -454,7 +454,8 @@ HTTP_CASES = [
         {},
     ),
     HttpCase("the fan-out admin API", 404, "POST", "/tweetmesh.fanout.v1.FanoutService/GetFanoutStats", {}),
-    HttpCase("an unknown route", 404, "PUT", "/v1/tweets", {"text": "x"}),
+    HttpCase("an unknown route", 404, "PUT", "/v1/nowhere", {"text": "x"}),
+    HttpCase("a method the path does not take", 405, "PUT", "/v1/tweets", {"text": "x"}),
     HttpCase("a 40 KiB header", 431, "GET", "/v1/users/{actor}", headers=(("x-filler", "a" * 40_000),)),
     HttpCase(
         "a hundred headers",

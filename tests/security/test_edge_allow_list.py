@@ -139,3 +139,16 @@ def test_public_rpcs_still_go_through_and_are_counted(mesh: Mesh) -> None:
     assert status == 200
     after = _upstream_requests(mesh)
     assert after["users"] == before["users"] + 1
+
+
+def test_a_clients_envoy_control_headers_are_ignored_whatever_its_address(mesh: Mesh) -> None:
+    """Envoy obeys x-envoy-* request headers (a timeout, retries) from "internal" clients, by
+    default private addresses and 127.0.0.1; it counts no client as internal. Were this one
+    obeyed, the stream (whose first bytes come with its first heartbeat) would be cut after 1 ms
+    with 504."""
+    conn = http.client.HTTPConnection("127.0.0.1", mesh.ports.envoy, timeout=15)
+    try:
+        conn.request("GET", "/v1/timelines/global:stream", headers={"x-envoy-upstream-rq-timeout-ms": "1"})
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()

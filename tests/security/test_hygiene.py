@@ -8,11 +8,13 @@ import secrets
 from collections.abc import Iterator
 
 import grpc
+import psycopg
 import pytest
+from psycopg import sql
 
 from devstack.mesh import Mesh
 from devstack.smtp import read_mails
-from tests.helpers import PASSWORD, Stubs, bearer, http_call, rpc_error, unique_handle
+from tests.helpers import PASSWORD, Stubs, bearer, eventually, http_call, rpc_error, unique_handle
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
@@ -154,3 +156,26 @@ def test_error_messages_carry_no_internals(stubs: Stubs, mesh: Mesh) -> None:
     assert not leaking, leaking
     # Envoy's words reach a native gRPC caller as plain text, not as the HTTP clients' JSON document.
     assert not found[-1].lstrip().startswith("{"), found[-1]
+
+
+def test_a_database_error_is_logged_without_the_row_it_quotes(stubs: Stubs, mesh: Mesh) -> None:
+    """PostgreSQL explains a refused row with a DETAIL that quotes it ("Failing row contains (...,
+    $argon2id$...)": the password hash). A constraint the code does not expect (added here for the
+    length of the test) makes CreateUser fail that way: the caller gets INTERNAL, and the log says
+    which constraint failed, never the row."""
+    handle = unique_handle("probe")
+    with psycopg.connect(mesh.database_url, autocommit=True) as conn:
+        probe = sql.SQL("ALTER TABLE users.users ADD CONSTRAINT hygiene_probe CHECK (handle <> {}) NOT VALID")
+        conn.execute(probe.format(sql.Literal(handle)))
+        try:
+            error = rpc_error(
+                lambda: stubs.users.CreateUser(users_pb.CreateUserRequest(handle=handle, password=PASSWORD))
+            )
+        finally:
+            conn.execute("ALTER TABLE users.users DROP CONSTRAINT hygiene_probe")
+    assert error.code() == grpc.StatusCode.INTERNAL
+    text = eventually(lambda: next((t for t in [logs(mesh)] if "hygiene_probe" in t), None))
+    assert "SQLSTATE 23514" in text  # the log still says what failed...
+    assert "$argon2id$" not in text  # ...but not the row
+    assert "Failing row" not in text
+    assert handle not in text

@@ -28,6 +28,7 @@ def test_every_compose_command_runs_a_module_that_exists() -> None:
         "tweets_svc",
         "fanout_svc",
         "timeline_svc",
+        "media_svc",
         "meshkit.migrate",
         "devstack.envoy",
     } <= set(modules)
@@ -36,7 +37,7 @@ def test_every_compose_command_runs_a_module_that_exists() -> None:
 def test_compose_services_find_each_other_on_the_ports_they_listen_on() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    for name in ("users", "tweets", "fanout", "timeline"):
+    for name in ("users", "tweets", "fanout", "timeline", "media"):
         port = services[name]["environment"]["GRPC_PORT"]
         assert services[name]["environment"][f"{name.upper()}_ADDR"] == f"{name}:{port}"
     upstreams = [a for a in services["envoy"]["command"] if a.startswith("--upstream=")]
@@ -48,8 +49,9 @@ def test_compose_services_find_each_other_on_the_ports_they_listen_on() -> None:
 def test_the_image_copies_every_package_it_installs() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     copied = set(re.findall(r"^COPY (\S+) ", dockerfile, re.MULTILINE))
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    top_level = {p.split(".")[0] for p in packages if not p.startswith("tweetmesh")}
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    generated = set(setuptools["package-dir"])  # under gen/, which is copied whole
+    top_level = {p.split(".")[0] for p in setuptools["packages"]} - generated
     assert top_level | {"gen", "envoy", "protos"} <= copied
 
 

@@ -11,9 +11,19 @@ import yaml
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from devstack.envoy import ADMIN_CLUSTER, DESCRIPTOR, ROUTE_KINDS, TEMPLATE, public_rpcs, render_envoy_config
+from devstack.envoy import (
+    ADMIN_CLUSTER,
+    DESCRIPTOR,
+    ROUTE_KINDS,
+    TEMPLATE,
+    path_regex,
+    public_rpcs,
+    render_envoy_config,
+)
 from devstack.errors import DevstackError
 from devstack.mesh import PUBLIC_SERVICES
+from media_svc.media import MAX_UPLOAD_BYTES
+from media_svc.server import MAX_REQUEST_BYTES
 from tests.helpers import rpc_routes
 
 UPSTREAMS = {name: ("127.0.0.1", 50000 + n) for n, name in enumerate(PUBLIC_SERVICES)}
@@ -44,13 +54,48 @@ def routes(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 def forwarded(config: dict[str, Any]) -> dict[str, str]:
     """Each forwarding route's exact path and cluster; fails on any route that forwards by a
-    prefix or pattern (an allow list has none)."""
+    prefix or pattern (an allow list has none), or forwards anything but gRPC."""
     found = {}
     for route in routes(config):
         if "route" in route:
-            assert set(route["match"]) == {"path"}, route["match"]
+            assert set(route["match"]) == {"path", "headers"}, route["match"]
+            assert route["match"]["headers"] == [GRPC_ONLY], route["match"]
             found[route["match"]["path"]] = route["route"]["cluster"]
     return found
+
+
+GRPC_ONLY = {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
+
+
+def test_a_method_a_path_does_not_take_is_refused_with_the_ones_it_does() -> None:
+    config = rendered()
+    refusals = {
+        r["match"]["safe_regex"]["regex"]: r["response_headers_to_add"][0]["header"]["value"]
+        for r in routes(config)
+        if r["name"].startswith("method-not-allowed")
+    }
+    assert refusals["^/v1/users/[^/]+$"] == "GET, PATCH"
+    assert refusals["^/v1/tweets/[^/]+:like$"] == "POST"
+    assert refusals["^/v1/tweets$"] == "POST"
+    order = list(refusals)
+    # A path with a custom verb is tried before the bare one, which would match it too.
+    assert order.index("^/v1/tweets/[^/]+:like$") < order.index("^/v1/tweets/[^/]+$")
+    # Each refusal comes after every forwarding route and before the catch-all.
+    names = [r["name"] for r in routes(config)]
+    first = names.index(next(n for n in names if n.startswith("method-not-allowed")))
+    assert all("route" not in r for r in routes(config)[first:])
+    assert names[-1] == "not-found"
+    # Envoy's own 400 for a QUERY without a content type becomes the same 405, path by path.
+    mappers = _manager(config)["local_reply_config"]["mappers"]
+    query = [m for m in mappers if m.get("status_code") == 405]
+    assert len(query) == len(refusals)
+    assert {m["headers_to_add"][0]["header"]["value"] for m in query} == set(refusals.values())
+
+
+def test_path_templates_become_anchored_expressions() -> None:
+    assert path_regex("/v1/users/{user_id}:follow") == "^/v1/users/[^/]+:follow$"
+    assert path_regex("/v1/files/{name=**}") == "^/v1/files/.+$"
+    assert path_regex("/v1/a.b/{x=*}") == "^/v1/a\\.b/[^/]+$"
 
 
 def test_every_public_rpc_is_routed_to_its_service_and_nothing_else_is() -> None:
@@ -62,10 +107,57 @@ def test_every_public_rpc_is_routed_to_its_service_and_nothing_else_is() -> None
 
 
 def test_streams_have_no_route_timeout_and_unary_calls_do() -> None:
+    kinds = {rpc.path: rpc.kind for rpc in public_rpcs(DESCRIPTOR.read_bytes())}
     for route in routes(rendered()):
         if "route" in route:
-            streaming = route["match"]["path"].rsplit("/", 1)[1].startswith("Stream")
+            # Live streams and media downloads (a video on a slow link) last as long as they last.
+            streaming = kinds[route["match"]["path"]] in ("stream", "download")
             assert (route["route"]["timeout"] == "0s") == streaming, route
+
+
+def _body_limit(route: dict[str, Any]) -> Any:
+    return route.get("typed_per_filter_config", {}).get("envoy.filters.http.buffer")
+
+
+def test_only_uploads_may_send_large_bodies_and_no_larger_than_media_svc_takes() -> None:
+    config = rendered()
+    (transcoder,) = [
+        f["typed_config"] for f in _manager(config)["http_filters"] if f["name"].endswith("transcoder")
+    ]
+    (buffer,) = [f["typed_config"] for f in _manager(config)["http_filters"] if f["name"].endswith(".buffer")]
+    assert buffer["max_request_bytes"] == 64 * 1024
+    kinds = {rpc.path: rpc.kind for rpc in public_rpcs(DESCRIPTOR.read_bytes())}
+    limits = {}
+    for route in routes(config):
+        limit = _body_limit(route)
+        if "route" in route:
+            kind = kinds[route["match"]["path"]]
+            assert (limit is not None) == kind.startswith("upload"), route["name"]
+            if kind == "upload":
+                limits[route["match"]["path"]] = limit["buffer"]["max_request_bytes"]
+            elif kind == "upload_stream":
+                assert limit == {"@type": limit["@type"], "disabled": True}  # media_svc counts
+    (limit,) = set(limits.values())
+    # Whatever Envoy lets through reaches media_svc's own refusal (MEDIA_TOO_LARGE), not gRPC's.
+    assert MAX_UPLOAD_BYTES < limit < MAX_REQUEST_BYTES
+    assert transcoder["max_request_body_size"] == limit
+
+
+def test_an_uploads_http_path_carries_its_body_limit_and_forwards_nothing() -> None:
+    """The buffer filter runs before the transcoder, on the HTTP path (POST /v1/media): a route
+    for that path carries the raised limit; the call itself is routed by its RPC's path."""
+    twins = {
+        r["match"].get("path"): r for r in routes(rendered()) if "direct_response" in r and _body_limit(r)
+    }
+    assert set(twins) == {"/v1/media", "/v1/media:stream"}
+    for route in twins.values():
+        # Reached only by a method the path does not take (the transcoder moves the call).
+        assert route["direct_response"]["status"] == 405 and "route" not in route
+        assert route["response_headers_to_add"][0]["header"] == {"key": "allow", "value": "POST"}
+        # A CORS preflight of an upload goes to the preflight routes, not to this one.
+        assert route["match"]["headers"] == [
+            {"name": ":method", "string_match": {"exact": "OPTIONS"}, "invert_match": True}
+        ]
 
 
 def test_the_transcoder_serves_the_services_of_the_public_rpcs() -> None:
@@ -106,8 +198,8 @@ def test_a_new_rpc_with_an_http_route_is_allowed_and_a_new_internal_one_is_not(t
 
 
 def test_a_public_rpc_without_a_cluster_to_send_it_to_stops_the_render(tmp_path: Path) -> None:
-    descriptor = _with_methods(tmp_path, "tweetmesh.media.v1", {"GetMedia": "/v1/media"})
-    with pytest.raises(DevstackError, match="media"):
+    descriptor = _with_methods(tmp_path, "tweetmesh.nowhere.v1", {"GetNothing": "/v1/nothing"})
+    with pytest.raises(DevstackError, match="nowhere"):
         rendered(descriptor)
 
 
@@ -145,7 +237,7 @@ def test_calls_are_counted_per_client_address_and_kind_after_the_transcoder() ->
         d["entries"][0] == {"key": "masked_remote_address"} for d in limiter["descriptors"]
     )  # any address
     kinds_by_path = {rpc.path: rpc.kind for rpc in public_rpcs(DESCRIPTOR.read_bytes())}
-    assert {"read", "write", "stream"} == set(kinds_by_path.values())
+    assert set(ROUTE_KINDS) == set(kinds_by_path.values())
     for route in routes(config):
         if "route" in route:
             kind = route["metadata"]["filter_metadata"]["tweetmesh"]["kind"]

@@ -9,6 +9,7 @@ import pytest
 from fanout_svc.celebrities import Celebrities
 from fanout_svc.service import Fanout, FollowChanged, FollowerListMissing, TweetChanged
 from social import State
+from social.homes import HomeSource
 from social.live import GLOBAL_CHANNEL
 from tests.fakes import FakeFollowerLists, FakeFollowGraph, FakeRegistry, FakeTimelineStore, FakeTweetIndex
 
@@ -22,7 +23,8 @@ def fanout_of(
     """Fan-out on fakes, the follower lists being the graph's (built)."""
     if timelines.follower_lists is None:
         timelines.follower_lists = FakeFollowerLists(graph)
-    return Fanout(graph, timelines.follower_lists, tweets, timelines, celebrities, timelines)
+    homes = HomeSource(graph, tweets, timelines, None)
+    return Fanout(graph, timelines.follower_lists, timelines, homes, celebrities, timelines)
 
 
 async def test_tweet_reaches_author_and_every_follower_with_a_timeline() -> None:
@@ -46,11 +48,56 @@ async def test_redelivered_tweet_changes_nothing() -> None:
 async def test_follow_merges_and_unfollow_removes_only_the_followees_tweets() -> None:
     timelines = FakeTimelineStore(existing=[2])
     timelines.lines[2] = {50, 60}
-    fanout = fanout_of(FakeFollowGraph({}), FakeTweetIndex({7: [10, 55, 70]}), timelines)
+    graph = FakeFollowGraph({7: [2]})  # 2 now follows 7
+    fanout = fanout_of(graph, FakeTweetIndex({7: [10, 55, 70], 2: [50, 60]}), timelines)
     await fanout.follow_changed(FollowChanged(follower_id=2, followee_id=7, following=True))
     assert timelines.lines[2] == {10, 50, 55, 60, 70}
+    graph.followers[7].remove(2)
     await fanout.follow_changed(FollowChanged(follower_id=2, followee_id=7, following=False))
     assert timelines.lines[2] == {50, 60}
+
+
+async def test_unfollow_keeps_the_followees_tweets_that_mention_the_follower() -> None:
+    timelines = FakeTimelineStore(existing=[2])
+    graph = FakeFollowGraph({7: [2]})
+    fanout = fanout_of(graph, FakeTweetIndex({7: [10, 20], 2: [5]}, mentions={2: [20]}), timelines)
+    await fanout.follow_changed(FollowChanged(2, 7, True))
+    assert timelines.lines[2] == {5, 10, 20}
+    graph.followers[7].remove(2)
+    await fanout.follow_changed(FollowChanged(2, 7, False))
+    assert timelines.lines[2] == {5, 20}  # 20 mentions 2: it stays, as a rebuild would keep it
+
+
+async def test_a_follow_brings_the_replies_to_the_followee_by_those_already_followed() -> None:
+    # 2 follows 8; 8's tweet 30 replies to 7, whom 2 does not follow yet: not in 2's home. Once 2
+    # follows 7 it is (2 follows both sides), and once 2 unfollows 7 it is not again.
+    timelines = FakeTimelineStore(existing=[2])
+    graph = FakeFollowGraph({8: [2], 7: [2]})
+    fanout = fanout_of(graph, FakeTweetIndex({8: [30], 7: [10]}, replies_to={30: 7}), timelines)
+    await fanout.follow_changed(FollowChanged(2, 7, True))
+    assert timelines.lines[2] == {10, 30}
+    graph.followers[7].remove(2)
+    await fanout.follow_changed(FollowChanged(2, 7, False))
+    assert timelines.lines[2] == set()
+
+
+async def test_a_follow_applied_after_the_unfollow_that_followed_it_changes_nothing_wrong() -> None:
+    # Two workers: one applies the unfollow, then the other the older follow. The graph says 2 does
+    # not follow 7 any more: the window must not hold 7's tweets, whatever the late event says.
+    timelines = FakeTimelineStore(existing=[2])
+    fanout = fanout_of(FakeFollowGraph({}), FakeTweetIndex({7: [10, 11]}), timelines)
+    await fanout.follow_changed(FollowChanged(2, 7, False))
+    await fanout.follow_changed(FollowChanged(2, 7, True))
+    assert timelines.lines[2] == set()
+
+
+async def test_a_rebuild_overtaken_by_a_later_one_leaves_the_window_to_it() -> None:
+    timelines = FakeTimelineStore(existing=[2])
+    homes = HomeSource(FakeFollowGraph({7: [2]}), FakeTweetIndex({7: [10]}), timelines, None)
+    first = await timelines.begin_rebuild(2)
+    assert await homes.rebuild(2)
+    assert not await homes.finish(2, first)
+    assert timelines.lines[2] == {10} and 2 not in timelines.rebuilding
 
 
 async def test_follow_of_a_user_without_a_timeline_is_left_to_the_rebuild() -> None:
@@ -95,7 +142,7 @@ async def test_follow_merges_only_the_replies_the_follower_may_see() -> None:
     # 7's tweets: 10 plain, 20 replies to 8 (whom 2 follows), 30 replies to 9 (whom 2 does not).
     timelines = FakeTimelineStore(existing=[2])
     tweets = FakeTweetIndex({7: [10, 20, 30]}, replies_to={20: 8, 30: 9})
-    fanout = fanout_of(FakeFollowGraph({8: [2]}), tweets, timelines)
+    fanout = fanout_of(FakeFollowGraph({8: [2], 7: [2]}), tweets, timelines)
     await fanout.follow_changed(FollowChanged(follower_id=2, followee_id=7, following=True))
     assert timelines.lines[2] == {10, 20}
 

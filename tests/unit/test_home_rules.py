@@ -126,9 +126,10 @@ async def test_a_stream_gets_what_a_celebrity_posted_before_it_listened_to_their
         heartbeat_seconds=0.2,
     )
     stream = timeline.stream(1, None)
-    assert [await anext(stream) for _ in range(2)] == [
-        TweetArrived(f"tweet-{missed}"),
-        TweetArrived(f"tweet-{later}"),
+    assert [await anext(stream) for _ in range(3)] == [
+        Heartbeat(),  # listening from here
+        TweetArrived(f"tweet-{missed}", live=True),
+        TweetArrived(f"tweet-{later}", live=True),
     ]
     assert live.attached == ["celebrity:7"]
     # `later` and `missed` arriving live as well are not sent again, nor is the older tweet.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from timeline_svc.merge import merge_after, merge_window
+from timeline_svc.merge import merge_window
 
 
 def test_ids_are_taken_only_down_to_the_highest_floor() -> None:
@@ -17,10 +17,6 @@ def test_ids_are_taken_only_down_to_the_highest_floor() -> None:
 def test_an_empty_celebrity_list_sets_no_floor_and_an_empty_home_knows_nothing() -> None:
     assert merge_window([10, 8], [[]], None, 5) == ([10, 8], True)
     assert merge_window([], [[9, 3]], None, 5) == ([], True)
-
-
-def test_replay_merges_every_source_after_a_point_oldest_first() -> None:
-    assert merge_after([[10, 8, 6], [9, 7, 3]], 6, 10) == [7, 8, 9, 10]
 
 
 def _read_all(home: list[int], lists: list[list[int]], truth: list[int], size: int) -> list[int]:

@@ -313,7 +313,7 @@ def test_only_envoy_and_the_services_reach_the_services_and_only_the_services_th
     # Redis: every service, nobody else. PostgreSQL: the services that own a schema, nobody else.
     for name in SERVICES:
         assert can(name, "redis", "redis"), name
-        assert can(name, "postgres", "postgres") == (name in ("users", "tweets")), name
+        assert can(name, "postgres", "postgres") == (name in ("users", "tweets", "media")), name
     assert not can("intruder", "redis", "redis") and not can("intruder", "postgres", "postgres")
 
 
@@ -331,7 +331,12 @@ def test_envoy_cannot_reach_datastores_outside_the_cluster_either() -> None:
 def test_the_services_believe_forwarded_addresses_from_the_pod_network_only() -> None:
     config = find(build(BASE), "ConfigMap", "tweetmesh-config")["data"]
     networks = users_settings(
-        {**config, "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://r"}
+        {
+            **config,
+            "DATABASE_URL": "postgresql://x/y",
+            "REDIS_URL": "redis://r",
+            "PAGE_TOKEN_SECRET": "s" * 32,
+        }
     ).trusted_proxies
     assert networks
     for network in networks:

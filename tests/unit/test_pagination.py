@@ -50,3 +50,15 @@ def test_forged_cursor_is_refused() -> None:
     forged = base64.urlsafe_b64encode(raw.replace(b"100", b"999")).decode().rstrip("=")
     with pytest.raises(InvalidArgument):
         tokens.decode(forged, "s")
+
+
+def test_a_rotated_secret_still_accepts_what_the_previous_one_signed() -> None:
+    before = PageTokens("old").encode("7", "s")
+    rotated = PageTokens("new", "old")
+    assert rotated.decode(before, "s") == "7"
+    after = rotated.encode("8", "s")
+    assert PageTokens("new").decode(after, "s") == "8"  # signed with the first
+    with pytest.raises(InvalidArgument):
+        PageTokens("old").decode(after, "s")
+    with pytest.raises(InvalidArgument):
+        PageTokens("new").decode(before, "s")  # once the old secret is dropped, its tokens end

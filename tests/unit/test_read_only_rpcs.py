@@ -9,6 +9,7 @@ from meshkit.runtime import read_only_methods, retry_service_config
 from social.peers import TweetsPeer, UsersPeer
 from tests.helpers import WRITE_VERBS, rpc_routes
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
+from tweetmesh.media.v1 import media_service_pb2 as media_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 
 SERVICES = [
@@ -16,6 +17,7 @@ SERVICES = [
     TweetsPeer.SERVICE,
     timeline_pb.DESCRIPTOR.services_by_name["TimelineService"],
     fanout_pb.DESCRIPTOR.services_by_name["FanoutService"],
+    media_pb.DESCRIPTOR.services_by_name["MediaService"],
 ]
 
 

@@ -9,6 +9,7 @@ from argon2 import PasswordHasher
 from meshkit.auth import Session, new_token
 from meshkit.pagination import PageTokens
 from tests.fakes import FakeSessionCache
+from users_svc.passwords import PasswordHashing
 from users_svc.service import Users
 
 
@@ -35,7 +36,9 @@ async def test_a_revocation_during_a_cache_refill_leaves_no_live_entry() -> None
         store=RevokedDuringLookup(entries),  # type: ignore[arg-type]
         sessions=FakeSessionCache(entries),
         tweet_counts=None,  # type: ignore[arg-type]
-        hasher=PasswordHasher(memory_cost=8, time_cost=1, parallelism=1),
+        hashing=PasswordHashing(
+            PasswordHasher(memory_cost=8, time_cost=1, parallelism=1), limit=1, max_wait_seconds=1
+        ),
         page_tokens=PageTokens("test"),
         token_ttl=timedelta(hours=1),
         mailer=None,  # type: ignore[arg-type]

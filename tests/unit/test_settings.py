@@ -11,7 +11,11 @@ from timeline_svc.settings import load_settings as timeline_settings
 from tweets_svc.settings import load_settings as tweets_settings
 from users_svc.settings import load_settings as users_settings
 
-BASE = {"DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r:6379/0"}
+BASE = {
+    "DATABASE_URL": "postgresql://db/x",
+    "REDIS_URL": "redis://r:6379/0",
+    "PAGE_TOKEN_SECRET": "a-test-secret-of-some-length",
+}
 LOADERS: dict[str, Callable[[Mapping[str, str]], Settings]] = {
     "users": users_settings,
     "tweets": tweets_settings,
@@ -61,9 +65,27 @@ def test_bad_settings_of_one_service_name_the_variable(
         load(env)
 
 
+@pytest.mark.parametrize("load", [users_settings, tweets_settings, timeline_settings])
+@pytest.mark.parametrize("secret", [None, "", " , ", "short", "a-long-enough-secret,short"])
+def test_page_tokens_need_a_secret_of_their_own(
+    load: Callable[[Mapping[str, str]], Settings], secret: str | None
+) -> None:
+    env = {k: v for k, v in BASE.items() if k != "PAGE_TOKEN_SECRET"}
+    if secret is not None:
+        env["PAGE_TOKEN_SECRET"] = secret
+    with pytest.raises(SettingsError, match="PAGE_TOKEN_SECRET"):
+        load(env)
+
+
+def test_page_token_secrets_rotate_newest_first() -> None:
+    settings = users_settings({**BASE, "PAGE_TOKEN_SECRET": "new-secret-0123456789, old-secret-0123456789"})
+    assert settings.page_token_secrets == ("new-secret-0123456789", "old-secret-0123456789")
+
+
 def test_services_without_a_database_do_not_need_one() -> None:
     for load in (fanout_settings, timeline_settings):
-        assert not hasattr(load({"REDIS_URL": "redis://r"}), "database_url")
+        env = {"REDIS_URL": "redis://r", "PAGE_TOKEN_SECRET": BASE["PAGE_TOKEN_SECRET"]}
+        assert not hasattr(load(env), "database_url")
 
 
 def test_a_service_reads_only_the_settings_it_uses() -> None:
@@ -73,7 +95,7 @@ def test_a_service_reads_only_the_settings_it_uses() -> None:
     assert "argon2_memory_kib" in fields("users") and "celebrity_followers" in fields("fanout")
     assert not {"argon2_memory_kib", "token_ttl_seconds", "celebrity_followers"} & fields("timeline")
     assert not {"home_timeline_max", "fanout_consumer", "argon2_time_cost"} & fields("tweets")
-    assert not {"page_token_secret", "trusted_proxies", "rate_limits"} & fields("fanout")
+    assert not {"page_token_secrets", "trusted_proxies", "rate_limits"} & fields("fanout")
 
 
 def test_metrics_ports_default_per_service_and_zero_disables() -> None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(tweetmesh/fanout/v1/fanout_service.proto\x12\x13tweetmesh.fanout.v1\"\x17\n\x15GetFanoutStatsRequest\"^\n\x0bStreamStats\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0f\n\x07pending\x18\x03 \x01(\x03\x12\x0b\n\x03lag\x18\x04 \x01(\x03\x12\x11\n\tconsumers\x18\x05 \x01(\x03\"u\n\x16GetFanoutStatsResponse\x12\x31\n\x07streams\x18\x01 \x03(\x0b\x32 .tweetmesh.fanout.v1.StreamStats\x12\x11\n\tdelivered\x18\x02 \x01(\x03\x12\x15\n\rdead_lettered\x18\x03 \x01(\x03\x32\x7f\n\rFanoutService\x12n\n\x0eGetFanoutStats\x12*.tweetmesh.fanout.v1.GetFanoutStatsRequest\x1a+.tweetmesh.fanout.v1.GetFanoutStatsResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(tweetmesh/fanout/v1/fanout_service.proto\x12\x13tweetmesh.fanout.v1\"\x17\n\x15GetFanoutStatsRequest\"^\n\x0bStreamStats\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06length\x18\x02 \x01(\x03\x12\x0f\n\x07pending\x18\x03 \x01(\x03\x12\x0b\n\x03lag\x18\x04 \x01(\x03\x12\x11\n\tconsumers\x18\x05 \x01(\x03\"u\n\x16GetFanoutStatsResponse\x12\x31\n\x07streams\x18\x01 \x03(\x0b\x32 .tweetmesh.fanout.v1.StreamStats\x12\x11\n\tdelivered\x18\x02 \x01(\x03\x12\x15\n\rdead_lettered\x18\x03 \x01(\x03\"O\n\x16ListDeadLettersRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"s\n\nDeadLetter\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x02 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\r\n\x05\x65vent\x18\x06 \x01(\t\"i\n\x17ListDeadLettersResponse\x12\x35\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x1f.tweetmesh.fanout.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x18ReplayDeadLettersRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65\x61\x64_letter_ids\x18\x02 \x03(\t\x12\x0b\n\x03\x61ll\x18\x03 \x01(\x08\"-\n\x19ReplayDeadLettersResponse\x12\x10\n\x08replayed\x18\x01 \x01(\x03\x32\xe6\x02\n\rFanoutService\x12n\n\x0eGetFanoutStats\x12*.tweetmesh.fanout.v1.GetFanoutStatsRequest\x1a+.tweetmesh.fanout.v1.GetFanoutStatsResponse\"\x03\x90\x02\x01\x12q\n\x0fListDeadLetters\x12+.tweetmesh.fanout.v1.ListDeadLettersRequest\x1a,.tweetmesh.fanout.v1.ListDeadLettersResponse\"\x03\x90\x02\x01\x12r\n\x11ReplayDeadLetters\x12-.tweetmesh.fanout.v1.ReplayDeadLettersRequest\x1a..tweetmesh.fanout.v1.ReplayDeadLettersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FANOUTSERVICE'].methods_by_name['GetFanoutStats']._loaded_options = None
   _globals['_FANOUTSERVICE'].methods_by_name['GetFanoutStats']._serialized_options = b'\220\002\001'
+  _globals['_FANOUTSERVICE'].methods_by_name['ListDeadLetters']._loaded_options = None
+  _globals['_FANOUTSERVICE'].methods_by_name['ListDeadLetters']._serialized_options = b'\220\002\001'
   _globals['_GETFANOUTSTATSREQUEST']._serialized_start=65
   _globals['_GETFANOUTSTATSREQUEST']._serialized_end=88
   _globals['_STREAMSTATS']._serialized_start=90
   _globals['_STREAMSTATS']._serialized_end=184
   _globals['_GETFANOUTSTATSRESPONSE']._serialized_start=186
   _globals['_GETFANOUTSTATSRESPONSE']._serialized_end=303
-  _globals['_FANOUTSERVICE']._serialized_start=305
-  _globals['_FANOUTSERVICE']._serialized_end=432
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=305
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=384
+  _globals['_DEADLETTER']._serialized_start=386
+  _globals['_DEADLETTER']._serialized_end=501
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=503
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=608
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=610
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=690
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=692
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=737
+  _globals['_FANOUTSERVICE']._serialized_start=740
+  _globals['_FANOUTSERVICE']._serialized_end=1098
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class FanoutServiceStub:
-    """FanoutService reports on the fan-out queue and its delivery into home timelines.
+    """FanoutService reports on the fan-out queue and its delivery into home timelines, and hands
+    operators the events it gave up on (dead letters).
     """
 
     def __init__(self, channel):
@@ -40,14 +41,40 @@ class FanoutServiceStub:
                 request_serializer=tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.GetFanoutStatsRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.GetFanoutStatsResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/tweetmesh.fanout.v1.FanoutService/ListDeadLetters',
+                request_serializer=tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/tweetmesh.fanout.v1.FanoutService/ReplayDeadLetters',
+                request_serializer=tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class FanoutServiceServicer:
-    """FanoutService reports on the fan-out queue and its delivery into home timelines.
+    """FanoutService reports on the fan-out queue and its delivery into home timelines, and hands
+    operators the events it gave up on (dead letters).
     """
 
     def GetFanoutStats(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """The events moved to a dead-letter stream (`<stream>:dead`), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Puts dead letters back on their event stream (consumers are idempotent) and takes them out of
+        the dead-letter stream, together. One that fails again comes back to the dead-letter stream.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -60,6 +87,16 @@ def add_FanoutServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.GetFanoutStatsRequest.FromString,
                     response_serializer=tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.GetFanoutStatsResponse.SerializeToString,
             ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tweetmesh.fanout.v1.FanoutService', rpc_method_handlers)
@@ -69,7 +106,8 @@ def add_FanoutServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class FanoutService:
-    """FanoutService reports on the fan-out queue and its delivery into home timelines.
+    """FanoutService reports on the fan-out queue and its delivery into home timelines, and hands
+    operators the events it gave up on (dead letters).
     """
 
     @staticmethod
@@ -89,6 +127,60 @@ class FanoutService:
             '/tweetmesh.fanout.v1.FanoutService/GetFanoutStats',
             tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.GetFanoutStatsRequest.SerializeToString,
             tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.GetFanoutStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.fanout.v1.FanoutService/ListDeadLetters',
+            tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.ListDeadLettersRequest.SerializeToString,
+            tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.fanout.v1.FanoutService/ReplayDeadLetters',
+            tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.ReplayDeadLettersRequest.SerializeToString,
+            tweetmesh_dot_fanout_dot_v1_dot_fanout__service__pb2.ReplayDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

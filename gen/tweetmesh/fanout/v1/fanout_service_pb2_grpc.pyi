@@ -27,23 +27,41 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class FanoutServiceStub:
-    """FanoutService reports on the fan-out queue and its delivery into home timelines."""
+    """FanoutService reports on the fan-out queue and its delivery into home timelines, and hands
+    operators the events it gave up on (dead letters).
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FanoutServiceAsyncStub: ...
     GetFanoutStats: _grpc.UnaryUnaryMultiCallable[_fanout_service_pb2.GetFanoutStatsRequest, _fanout_service_pb2.GetFanoutStatsResponse]
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_fanout_service_pb2.ListDeadLettersRequest, _fanout_service_pb2.ListDeadLettersResponse]
+    """The events moved to a dead-letter stream (`<stream>:dead`), oldest first."""
+    ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_fanout_service_pb2.ReplayDeadLettersRequest, _fanout_service_pb2.ReplayDeadLettersResponse]
+    """Puts dead letters back on their event stream (consumers are idempotent) and takes them out of
+    the dead-letter stream, together. One that fails again comes back to the dead-letter stream.
+    """
 
 @_typing.type_check_only
 class FanoutServiceAsyncStub(FanoutServiceStub):
-    """FanoutService reports on the fan-out queue and its delivery into home timelines."""
+    """FanoutService reports on the fan-out queue and its delivery into home timelines, and hands
+    operators the events it gave up on (dead letters).
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetFanoutStats: _aio.UnaryUnaryMultiCallable[_fanout_service_pb2.GetFanoutStatsRequest, _fanout_service_pb2.GetFanoutStatsResponse]  # type: ignore[assignment]
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_fanout_service_pb2.ListDeadLettersRequest, _fanout_service_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """The events moved to a dead-letter stream (`<stream>:dead`), oldest first."""
+    ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_fanout_service_pb2.ReplayDeadLettersRequest, _fanout_service_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
+    """Puts dead letters back on their event stream (consumers are idempotent) and takes them out of
+    the dead-letter stream, together. One that fails again comes back to the dead-letter stream.
+    """
 
 class FanoutServiceServicer(metaclass=_abc_1.ABCMeta):
-    """FanoutService reports on the fan-out queue and its delivery into home timelines."""
+    """FanoutService reports on the fan-out queue and its delivery into home timelines, and hands
+    operators the events it gave up on (dead letters).
+    """
 
     @_abc_1.abstractmethod
     def GetFanoutStats(
@@ -51,5 +69,23 @@ class FanoutServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _fanout_service_pb2.GetFanoutStatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_fanout_service_pb2.GetFanoutStatsResponse, _abc.Awaitable[_fanout_service_pb2.GetFanoutStatsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _fanout_service_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fanout_service_pb2.ListDeadLettersResponse, _abc.Awaitable[_fanout_service_pb2.ListDeadLettersResponse]]:
+        """The events moved to a dead-letter stream (`<stream>:dead`), oldest first."""
+
+    @_abc_1.abstractmethod
+    def ReplayDeadLetters(
+        self,
+        request: _fanout_service_pb2.ReplayDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fanout_service_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_fanout_service_pb2.ReplayDeadLettersResponse]]:
+        """Puts dead letters back on their event stream (consumers are idempotent) and takes them out of
+        the dead-letter stream, together. One that fails again comes back to the dead-letter stream.
+        """
 
 def add_FanoutServiceServicer_to_server(servicer: FanoutServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,5 +1,6 @@
 import datetime
 
+from buf.validate import validate_pb2 as _validate_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tweetmesh.tweets.v1 import tweets_service_pb2 as _tweets_service_pb2
@@ -42,14 +43,26 @@ class StreamGlobalTimelineRequest(_message.Message):
     def __init__(self, since_tweet_id: _Optional[str] = ...) -> None: ...
 
 class StreamGlobalTimelineResponse(_message.Message):
-    __slots__ = ("tweet", "deletion", "heartbeat")
+    __slots__ = ("tweet", "deletion", "heartbeat", "gap")
     TWEET_FIELD_NUMBER: _ClassVar[int]
     DELETION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    GAP_FIELD_NUMBER: _ClassVar[int]
     tweet: _tweets_service_pb2.Tweet
     deletion: TweetDeletion
     heartbeat: Heartbeat
-    def __init__(self, tweet: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ..., deletion: _Optional[_Union[TweetDeletion, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    gap: TimelineGap
+    def __init__(self, tweet: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ..., deletion: _Optional[_Union[TweetDeletion, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., gap: _Optional[_Union[TimelineGap, _Mapping]] = ...) -> None: ...
+
+class TimelineGap(_message.Message):
+    __slots__ = ("since_tweet_id", "before_tweet_id", "page_token")
+    SINCE_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    since_tweet_id: str
+    before_tweet_id: str
+    page_token: str
+    def __init__(self, since_tweet_id: _Optional[str] = ..., before_tweet_id: _Optional[str] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class TweetDeletion(_message.Message):
     __slots__ = ("tweet_id",)
@@ -64,11 +77,13 @@ class Heartbeat(_message.Message):
     def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class StreamHomeTimelineResponse(_message.Message):
-    __slots__ = ("tweet", "deletion", "heartbeat")
+    __slots__ = ("tweet", "deletion", "heartbeat", "gap")
     TWEET_FIELD_NUMBER: _ClassVar[int]
     DELETION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    GAP_FIELD_NUMBER: _ClassVar[int]
     tweet: _tweets_service_pb2.Tweet
     deletion: TweetDeletion
     heartbeat: Heartbeat
-    def __init__(self, tweet: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ..., deletion: _Optional[_Union[TweetDeletion, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    gap: TimelineGap
+    def __init__(self, tweet: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ..., deletion: _Optional[_Union[TweetDeletion, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., gap: _Optional[_Union[TimelineGap, _Mapping]] = ...) -> None: ...

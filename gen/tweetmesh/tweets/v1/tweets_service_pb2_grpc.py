@@ -29,8 +29,8 @@ class TweetServiceStub:
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
-    refuses them.
+    BatchGetTweetCounts, ListMentionIds, BatchGetMediaTweets) are for the other services of the
+    mesh only; Envoy refuses them.
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
@@ -62,6 +62,16 @@ class TweetServiceStub:
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetResponse.FromString,
                 _registered_method=True)
+        self.ListQuotes = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/ListQuotes',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesResponse.FromString,
+                _registered_method=True)
+        self.GetConversation = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/GetConversation',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationResponse.FromString,
+                _registered_method=True)
         self.ListReplies = channel.unary_unary(
                 '/tweetmesh.tweets.v1.TweetService/ListReplies',
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListRepliesRequest.SerializeToString,
@@ -91,6 +101,26 @@ class TweetServiceStub:
                 '/tweetmesh.tweets.v1.TweetService/ListLikingUsers',
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersResponse.FromString,
+                _registered_method=True)
+        self.BookmarkTweet = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/BookmarkTweet',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetResponse.FromString,
+                _registered_method=True)
+        self.UnbookmarkTweet = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/UnbookmarkTweet',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetResponse.FromString,
+                _registered_method=True)
+        self.ListBookmarks = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/ListBookmarks',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksResponse.FromString,
+                _registered_method=True)
+        self.GetTrends = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/GetTrends',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTrendsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTrendsResponse.FromString,
                 _registered_method=True)
         self.ListLikedTweets = channel.unary_unary(
                 '/tweetmesh.tweets.v1.TweetService/ListLikedTweets',
@@ -137,21 +167,27 @@ class TweetServiceStub:
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsResponse.FromString,
                 _registered_method=True)
+        self.BatchGetMediaTweets = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/BatchGetMediaTweets',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetMediaTweetsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetMediaTweetsResponse.FromString,
+                _registered_method=True)
 
 
 class TweetServiceServicer:
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
-    refuses them.
+    BatchGetTweetCounts, ListMentionIds, BatchGetMediaTweets) are for the other services of the
+    mesh only; Envoy refuses them.
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
     """
 
     def CreateTweet(self, request, context):
-        """Posts a tweet as the caller. A retry with the same request_id returns the same tweet.
+        """Posts a tweet as the caller, with up to 4 of the caller's uploaded media (MediaService) not
+        attached to another tweet. A retry with the same request_id returns the same tweet.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,6 +210,21 @@ class TweetServiceServicer:
         """Deletes one of the caller's tweets (or retweets). It disappears everywhere: GetTweet, user,
         home, hashtag, mention and global timelines, search, and open streams get a deletion event.
         Its replies stay, marked reply_to_deleted. Retweets of it are deleted with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQuotes(self, request, context):
+        """The tweets quoting tweet_id, newest first. Works for a deleted tweet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConversation(self, request, context):
+        """A tweet's conversation: the tweets it replies to up to the thread's root, the tweet, then a
+        page of the replies below it as a tree in reading order. Works for a deleted tweet.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -222,6 +273,36 @@ class TweetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BookmarkTweet(self, request, context):
+        """The caller bookmarks tweet_id (a retweet stands for its original). Bookmarking twice changes
+        nothing. Bookmarks are seen by their owner only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnbookmarkTweet(self, request, context):
+        """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBookmarks(self, request, context):
+        """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrends(self, request, context):
+        """Hashtags ranked by how far their use in the window rose above their own baseline (the same
+        window's average over the windows before), not by raw counts; updated within seconds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListLikedTweets(self, request, context):
         """The tweets user_id liked, most recent like first.
         """
@@ -230,7 +311,8 @@ class TweetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListMentions(self, request, context):
-        """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first.
+        """Tweets that mention user_id with @handle, reply to one of their tweets or quote one, newest
+        first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -287,6 +369,14 @@ class TweetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchGetMediaTweets(self, request, context):
+        """Internal: which tweet each of media_ids is attached to, if any (media_svc asks before it
+        collects media it believes unattached).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TweetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -309,6 +399,16 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     servicer.DeleteTweet,
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetRequest.FromString,
                     response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetResponse.SerializeToString,
+            ),
+            'ListQuotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQuotes,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesResponse.SerializeToString,
+            ),
+            'GetConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConversation,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationResponse.SerializeToString,
             ),
             'ListReplies': grpc.unary_unary_rpc_method_handler(
                     servicer.ListReplies,
@@ -339,6 +439,26 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     servicer.ListLikingUsers,
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersRequest.FromString,
                     response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersResponse.SerializeToString,
+            ),
+            'BookmarkTweet': grpc.unary_unary_rpc_method_handler(
+                    servicer.BookmarkTweet,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetResponse.SerializeToString,
+            ),
+            'UnbookmarkTweet': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnbookmarkTweet,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetResponse.SerializeToString,
+            ),
+            'ListBookmarks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBookmarks,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksResponse.SerializeToString,
+            ),
+            'GetTrends': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrends,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTrendsRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTrendsResponse.SerializeToString,
             ),
             'ListLikedTweets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListLikedTweets,
@@ -385,6 +505,11 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsRequest.FromString,
                     response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsResponse.SerializeToString,
             ),
+            'BatchGetMediaTweets': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetMediaTweets,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetMediaTweetsRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetMediaTweetsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tweetmesh.tweets.v1.TweetService', rpc_method_handlers)
@@ -397,8 +522,8 @@ class TweetService:
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
-    refuses them.
+    BatchGetTweetCounts, ListMentionIds, BatchGetMediaTweets) are for the other services of the
+    mesh only; Envoy refuses them.
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
@@ -502,6 +627,60 @@ class TweetService:
             '/tweetmesh.tweets.v1.TweetService/DeleteTweet',
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetRequest.SerializeToString,
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.DeleteTweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQuotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/ListQuotes',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListQuotesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/GetConversation',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -664,6 +843,114 @@ class TweetService:
             '/tweetmesh.tweets.v1.TweetService/ListLikingUsers',
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersRequest.SerializeToString,
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListLikingUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BookmarkTweet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/BookmarkTweet',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BookmarkTweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnbookmarkTweet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/UnbookmarkTweet',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.UnbookmarkTweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBookmarks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/ListBookmarks',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListBookmarksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrends(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/GetTrends',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTrendsRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTrendsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -907,6 +1194,33 @@ class TweetService:
             '/tweetmesh.tweets.v1.TweetService/ListMentionIds',
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsRequest.SerializeToString,
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListMentionIdsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetMediaTweets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/BatchGetMediaTweets',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetMediaTweetsRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.BatchGetMediaTweetsResponse.FromString,
             options,
             channel_credentials,
             insecure,

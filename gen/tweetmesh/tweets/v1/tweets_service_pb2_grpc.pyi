@@ -30,8 +30,8 @@ class TweetServiceStub:
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
-    refuses them.
+    BatchGetTweetCounts, ListMentionIds, BatchGetMediaTweets) are for the other services of the
+    mesh only; Envoy refuses them.
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
@@ -42,7 +42,9 @@ class TweetServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> TweetServiceAsyncStub: ...
     CreateTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.CreateTweetRequest, _tweets_service_pb2.CreateTweetResponse]
-    """Posts a tweet as the caller. A retry with the same request_id returns the same tweet."""
+    """Posts a tweet as the caller, with up to 4 of the caller's uploaded media (MediaService) not
+    attached to another tweet. A retry with the same request_id returns the same tweet.
+    """
     GetTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTweetRequest, _tweets_service_pb2.GetTweetResponse]
     ListUserTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListUserTweetsRequest, _tweets_service_pb2.ListUserTweetsResponse]
     """The user timeline: user_id's tweets, newest first."""
@@ -50,6 +52,12 @@ class TweetServiceStub:
     """Deletes one of the caller's tweets (or retweets). It disappears everywhere: GetTweet, user,
     home, hashtag, mention and global timelines, search, and open streams get a deletion event.
     Its replies stay, marked reply_to_deleted. Retweets of it are deleted with it.
+    """
+    ListQuotes: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListQuotesRequest, _tweets_service_pb2.ListQuotesResponse]
+    """The tweets quoting tweet_id, newest first. Works for a deleted tweet."""
+    GetConversation: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.GetConversationRequest, _tweets_service_pb2.GetConversationResponse]
+    """A tweet's conversation: the tweets it replies to up to the thread's root, the tweet, then a
+    page of the replies below it as a tree in reading order. Works for a deleted tweet.
     """
     ListReplies: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListRepliesRequest, _tweets_service_pb2.ListRepliesResponse]
     """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet."""
@@ -65,10 +73,24 @@ class TweetServiceStub:
     """The caller stops liking tweet_id. Unliking a tweet not liked changes nothing."""
     ListLikingUsers: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikingUsersRequest, _tweets_service_pb2.ListLikingUsersResponse]
     """Who liked tweet_id, most recent like first."""
+    BookmarkTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.BookmarkTweetRequest, _tweets_service_pb2.BookmarkTweetResponse]
+    """The caller bookmarks tweet_id (a retweet stands for its original). Bookmarking twice changes
+    nothing. Bookmarks are seen by their owner only.
+    """
+    UnbookmarkTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.UnbookmarkTweetRequest, _tweets_service_pb2.UnbookmarkTweetResponse]
+    """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing."""
+    ListBookmarks: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListBookmarksRequest, _tweets_service_pb2.ListBookmarksResponse]
+    """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them)."""
+    GetTrends: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTrendsRequest, _tweets_service_pb2.GetTrendsResponse]
+    """Hashtags ranked by how far their use in the window rose above their own baseline (the same
+    window's average over the windows before), not by raw counts; updated within seconds.
+    """
     ListLikedTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikedTweetsRequest, _tweets_service_pb2.ListLikedTweetsResponse]
     """The tweets user_id liked, most recent like first."""
     ListMentions: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionsRequest, _tweets_service_pb2.ListMentionsResponse]
-    """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first."""
+    """Tweets that mention user_id with @handle, reply to one of their tweets or quote one, newest
+    first.
+    """
     ListHashtagTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListHashtagTweetsRequest, _tweets_service_pb2.ListHashtagTweetsResponse]
     """Tweets carrying #tag (case-insensitive; the leading # is optional), newest first."""
     SearchTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.SearchTweetsRequest, _tweets_service_pb2.SearchTweetsResponse]
@@ -87,14 +109,18 @@ class TweetServiceStub:
     """Internal: how many tweets each user has posted."""
     ListMentionIds: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionIdsRequest, _tweets_service_pb2.ListMentionIdsResponse]
     """Internal: ids of the newest tweets mentioning (or replying to) user_id in an id window."""
+    BatchGetMediaTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.BatchGetMediaTweetsRequest, _tweets_service_pb2.BatchGetMediaTweetsResponse]
+    """Internal: which tweet each of media_ids is attached to, if any (media_svc asks before it
+    collects media it believes unattached).
+    """
 
 @_typing.type_check_only
 class TweetServiceAsyncStub(TweetServiceStub):
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
-    refuses them.
+    BatchGetTweetCounts, ListMentionIds, BatchGetMediaTweets) are for the other services of the
+    mesh only; Envoy refuses them.
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
@@ -102,7 +128,9 @@ class TweetServiceAsyncStub(TweetServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.CreateTweetRequest, _tweets_service_pb2.CreateTweetResponse]  # type: ignore[assignment]
-    """Posts a tweet as the caller. A retry with the same request_id returns the same tweet."""
+    """Posts a tweet as the caller, with up to 4 of the caller's uploaded media (MediaService) not
+    attached to another tweet. A retry with the same request_id returns the same tweet.
+    """
     GetTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTweetRequest, _tweets_service_pb2.GetTweetResponse]  # type: ignore[assignment]
     ListUserTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListUserTweetsRequest, _tweets_service_pb2.ListUserTweetsResponse]  # type: ignore[assignment]
     """The user timeline: user_id's tweets, newest first."""
@@ -110,6 +138,12 @@ class TweetServiceAsyncStub(TweetServiceStub):
     """Deletes one of the caller's tweets (or retweets). It disappears everywhere: GetTweet, user,
     home, hashtag, mention and global timelines, search, and open streams get a deletion event.
     Its replies stay, marked reply_to_deleted. Retweets of it are deleted with it.
+    """
+    ListQuotes: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListQuotesRequest, _tweets_service_pb2.ListQuotesResponse]  # type: ignore[assignment]
+    """The tweets quoting tweet_id, newest first. Works for a deleted tweet."""
+    GetConversation: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.GetConversationRequest, _tweets_service_pb2.GetConversationResponse]  # type: ignore[assignment]
+    """A tweet's conversation: the tweets it replies to up to the thread's root, the tweet, then a
+    page of the replies below it as a tree in reading order. Works for a deleted tweet.
     """
     ListReplies: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListRepliesRequest, _tweets_service_pb2.ListRepliesResponse]  # type: ignore[assignment]
     """The replies to a tweet, oldest first (reading order of a thread). Works for a deleted tweet."""
@@ -125,10 +159,24 @@ class TweetServiceAsyncStub(TweetServiceStub):
     """The caller stops liking tweet_id. Unliking a tweet not liked changes nothing."""
     ListLikingUsers: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikingUsersRequest, _tweets_service_pb2.ListLikingUsersResponse]  # type: ignore[assignment]
     """Who liked tweet_id, most recent like first."""
+    BookmarkTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.BookmarkTweetRequest, _tweets_service_pb2.BookmarkTweetResponse]  # type: ignore[assignment]
+    """The caller bookmarks tweet_id (a retweet stands for its original). Bookmarking twice changes
+    nothing. Bookmarks are seen by their owner only.
+    """
+    UnbookmarkTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.UnbookmarkTweetRequest, _tweets_service_pb2.UnbookmarkTweetResponse]  # type: ignore[assignment]
+    """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing."""
+    ListBookmarks: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListBookmarksRequest, _tweets_service_pb2.ListBookmarksResponse]  # type: ignore[assignment]
+    """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them)."""
+    GetTrends: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTrendsRequest, _tweets_service_pb2.GetTrendsResponse]  # type: ignore[assignment]
+    """Hashtags ranked by how far their use in the window rose above their own baseline (the same
+    window's average over the windows before), not by raw counts; updated within seconds.
+    """
     ListLikedTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListLikedTweetsRequest, _tweets_service_pb2.ListLikedTweetsResponse]  # type: ignore[assignment]
     """The tweets user_id liked, most recent like first."""
     ListMentions: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionsRequest, _tweets_service_pb2.ListMentionsResponse]  # type: ignore[assignment]
-    """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first."""
+    """Tweets that mention user_id with @handle, reply to one of their tweets or quote one, newest
+    first.
+    """
     ListHashtagTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListHashtagTweetsRequest, _tweets_service_pb2.ListHashtagTweetsResponse]  # type: ignore[assignment]
     """Tweets carrying #tag (case-insensitive; the leading # is optional), newest first."""
     SearchTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.SearchTweetsRequest, _tweets_service_pb2.SearchTweetsResponse]  # type: ignore[assignment]
@@ -147,13 +195,17 @@ class TweetServiceAsyncStub(TweetServiceStub):
     """Internal: how many tweets each user has posted."""
     ListMentionIds: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListMentionIdsRequest, _tweets_service_pb2.ListMentionIdsResponse]  # type: ignore[assignment]
     """Internal: ids of the newest tweets mentioning (or replying to) user_id in an id window."""
+    BatchGetMediaTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.BatchGetMediaTweetsRequest, _tweets_service_pb2.BatchGetMediaTweetsResponse]  # type: ignore[assignment]
+    """Internal: which tweet each of media_ids is attached to, if any (media_svc asks before it
+    collects media it believes unattached).
+    """
 
 class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
     """TweetService stores tweets and publishes their events for fan-out.
 
     RPCs without a google.api.http annotation (BatchGetTweets, ListTweetIdsByAuthors,
-    BatchGetTweetCounts, ListMentionIds) are for the other services of the mesh only; Envoy
-    refuses them.
+    BatchGetTweetCounts, ListMentionIds, BatchGetMediaTweets) are for the other services of the
+    mesh only; Envoy refuses them.
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
@@ -165,7 +217,9 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tweets_service_pb2.CreateTweetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tweets_service_pb2.CreateTweetResponse, _abc.Awaitable[_tweets_service_pb2.CreateTweetResponse]]:
-        """Posts a tweet as the caller. A retry with the same request_id returns the same tweet."""
+        """Posts a tweet as the caller, with up to 4 of the caller's uploaded media (MediaService) not
+        attached to another tweet. A retry with the same request_id returns the same tweet.
+        """
 
     @_abc_1.abstractmethod
     def GetTweet(
@@ -191,6 +245,24 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         """Deletes one of the caller's tweets (or retweets). It disappears everywhere: GetTweet, user,
         home, hashtag, mention and global timelines, search, and open streams get a deletion event.
         Its replies stay, marked reply_to_deleted. Retweets of it are deleted with it.
+        """
+
+    @_abc_1.abstractmethod
+    def ListQuotes(
+        self,
+        request: _tweets_service_pb2.ListQuotesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.ListQuotesResponse, _abc.Awaitable[_tweets_service_pb2.ListQuotesResponse]]:
+        """The tweets quoting tweet_id, newest first. Works for a deleted tweet."""
+
+    @_abc_1.abstractmethod
+    def GetConversation(
+        self,
+        request: _tweets_service_pb2.GetConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.GetConversationResponse, _abc.Awaitable[_tweets_service_pb2.GetConversationResponse]]:
+        """A tweet's conversation: the tweets it replies to up to the thread's root, the tweet, then a
+        page of the replies below it as a tree in reading order. Works for a deleted tweet.
         """
 
     @_abc_1.abstractmethod
@@ -244,6 +316,42 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         """Who liked tweet_id, most recent like first."""
 
     @_abc_1.abstractmethod
+    def BookmarkTweet(
+        self,
+        request: _tweets_service_pb2.BookmarkTweetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.BookmarkTweetResponse, _abc.Awaitable[_tweets_service_pb2.BookmarkTweetResponse]]:
+        """The caller bookmarks tweet_id (a retweet stands for its original). Bookmarking twice changes
+        nothing. Bookmarks are seen by their owner only.
+        """
+
+    @_abc_1.abstractmethod
+    def UnbookmarkTweet(
+        self,
+        request: _tweets_service_pb2.UnbookmarkTweetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.UnbookmarkTweetResponse, _abc.Awaitable[_tweets_service_pb2.UnbookmarkTweetResponse]]:
+        """The caller removes tweet_id from their bookmarks. Removing one not there changes nothing."""
+
+    @_abc_1.abstractmethod
+    def ListBookmarks(
+        self,
+        request: _tweets_service_pb2.ListBookmarksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.ListBookmarksResponse, _abc.Awaitable[_tweets_service_pb2.ListBookmarksResponse]]:
+        """The caller's bookmarks, most recently bookmarked first (deleted tweets leave them)."""
+
+    @_abc_1.abstractmethod
+    def GetTrends(
+        self,
+        request: _tweets_service_pb2.GetTrendsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.GetTrendsResponse, _abc.Awaitable[_tweets_service_pb2.GetTrendsResponse]]:
+        """Hashtags ranked by how far their use in the window rose above their own baseline (the same
+        window's average over the windows before), not by raw counts; updated within seconds.
+        """
+
+    @_abc_1.abstractmethod
     def ListLikedTweets(
         self,
         request: _tweets_service_pb2.ListLikedTweetsRequest,
@@ -257,7 +365,9 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tweets_service_pb2.ListMentionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tweets_service_pb2.ListMentionsResponse, _abc.Awaitable[_tweets_service_pb2.ListMentionsResponse]]:
-        """Tweets that mention user_id with @handle, or reply to one of their tweets, newest first."""
+        """Tweets that mention user_id with @handle, reply to one of their tweets or quote one, newest
+        first.
+        """
 
     @_abc_1.abstractmethod
     def ListHashtagTweets(
@@ -318,5 +428,15 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tweets_service_pb2.ListMentionIdsResponse, _abc.Awaitable[_tweets_service_pb2.ListMentionIdsResponse]]:
         """Internal: ids of the newest tweets mentioning (or replying to) user_id in an id window."""
+
+    @_abc_1.abstractmethod
+    def BatchGetMediaTweets(
+        self,
+        request: _tweets_service_pb2.BatchGetMediaTweetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.BatchGetMediaTweetsResponse, _abc.Awaitable[_tweets_service_pb2.BatchGetMediaTweetsResponse]]:
+        """Internal: which tweet each of media_ids is attached to, if any (media_svc asks before it
+        collects media it believes unattached).
+        """
 
 def add_TweetServiceServicer_to_server(servicer: TweetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

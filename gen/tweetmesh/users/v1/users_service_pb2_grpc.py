@@ -30,7 +30,8 @@ class UserServiceStub:
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
     one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the other services
+    of the mesh only; Envoy refuses them.
     """
 
     def __init__(self, channel):
@@ -176,7 +177,8 @@ class UserServiceServicer:
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
     one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the other services
+    of the mesh only; Envoy refuses them.
     """
 
     def CreateUser(self, request, context):
@@ -515,7 +517,8 @@ class UserService:
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
     one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the other services
+    of the mesh only; Envoy refuses them.
     """
 
     @staticmethod

@@ -31,7 +31,8 @@ class UserServiceStub:
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
     one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the other services
+    of the mesh only; Envoy refuses them.
     """
 
     @_typing.overload
@@ -115,7 +116,8 @@ class UserServiceAsyncStub(UserServiceStub):
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
     one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the other services
+    of the mesh only; Envoy refuses them.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -195,7 +197,8 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
     one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the other services
+    of the mesh only; Envoy refuses them.
     """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,126 @@
+"""The first Redis read of a home-timeline page: the caller's session, their home timeline and
+the lists of the celebrities it merges, in one server-side script (one round trip).
+
+A page then takes one more round trip, for the tweets it shows (social.caches.TweetCacheReader:
+the tweets, their originals and authors): which tweets those are depends on the exact merge of the
+timeline with the celebrities' lists (timeline_svc.merge), a rule kept in Python, in one place.
+The owners are asked only for what the caches miss.
+
+The script derives keys from what it reads (the timeline's from the session, each celebrity list's
+from a marker in the timeline): here and only here, so that a cluster, whose keys live on many
+shards, splits this read into one per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from meshkit.auth import Session, cache_key, session_of
+from social import Snapshot
+from social.timelines import (
+    CELEBRITY_LIST_PREFIX,
+    HOME_PREFIX,
+    REBUILD_TTL_SECONDS,
+    REBUILDING,
+    decode,
+    timeline_key,
+)
+
+# KEYS[1]: the session cache key (meshkit.auth). ARGV: the home-timeline key prefix, the
+# celebrity-list key prefix, the timeline's lifetime, a rebuilding timeline's lifetime, the
+# rebuilding flag. Returns {session} when the session is not cached, else {session, timeline or
+# nil, the celebrities it merges (decimal ids), their lists}. The timeline's lifetime is renewed
+# (a read is activity), as social.timelines.TimelineStore.read does.
+_OPEN = """
+local session = redis.call('GET', KEYS[1])
+if not session then return {false} end
+local key = ARGV[1] .. string.match(session, '^(%d+):')
+local home = redis.call('GETEX', key, 'EX', ARGV[3])
+if not home then return {session, false, {}, {}} end
+if string.sub(home, 1, 1) == ARGV[5] then redis.call('EXPIRE', key, ARGV[4]) end
+
+-- A celebrity marker is the author's id negated (top bit set): its decimal form, from 16-bit limbs.
+local function author_of(marker)
+  local b = {string.byte(marker, 1, 8)}
+  local limbs, carry = {}, 1
+  for i = 4, 1, -1 do
+    local v = 65535 - (b[2 * i - 1] * 256 + b[2 * i]) + carry
+    if v > 65535 then v, carry = v - 65536, 1 else carry = 0 end
+    limbs[i] = v
+  end
+  local parts = {}
+  repeat
+    local rem, more = 0, false
+    for i = 1, 4 do
+      local cur = rem * 65536 + limbs[i]
+      limbs[i] = math.floor(cur / 1000000000)
+      rem = cur - limbs[i] * 1000000000
+      more = more or limbs[i] > 0
+    end
+    table.insert(parts, 1, rem)
+  until not more
+  local text = string.format('%d', parts[1])
+  for i = 2, #parts do text = text .. string.format('%09d', parts[i]) end
+  return text
+end
+
+local authors, seen = {}, {}
+for p = 9, #home - 7, 8 do
+  if string.byte(home, p) >= 128 then
+    local marker = string.sub(home, p, p + 7)
+    if not seen[marker] then
+      seen[marker] = true
+      authors[#authors + 1] = author_of(marker)
+    end
+  end
+end
+local lists = {}
+if #authors > 0 then
+  local keys = {}
+  for i, author in ipairs(authors) do keys[i] = ARGV[2] .. author end
+  lists = redis.call('MGET', unpack(keys))
+end
+return {session, home, authors, lists}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What the first read found: the session behind the token (None when the cache does not
+    know it: ask its owner), the home timeline (None when absent) and the lists of the celebrities
+    it merges (None for a list that is absent)."""
+
+    session: Session | None
+    home: Snapshot | None
+    celebrity_lists: dict[int, Snapshot | None]
+
+
+class HomeOpening:
+    """Reads the session, home timeline and celebrity lists of a page in one round trip."""
+
+    def __init__(self, redis: aioredis.Redis, home_ttl_seconds: int) -> None:
+        self._script = redis.register_script(_OPEN)
+        # Encoded once: packing a call's arguments is most of what a Redis client spends on it.
+        self._args = (
+            timeline_key(HOME_PREFIX, 0)[:-1].encode(),
+            timeline_key(CELEBRITY_LIST_PREFIX, 0)[:-1].encode(),
+            b"%d" % home_ttl_seconds,
+            b"%d" % REBUILD_TTL_SECONDS,
+            REBUILDING[:1],
+        )
+
+    async def read(self, token: str) -> Opening:
+        found = await self._script(keys=[cache_key(token).encode()], args=self._args)
+        if not found[0]:
+            return Opening(None, None, {})
+        session, home, authors, lists = found
+        return Opening(
+            session_of(session),
+            None if not home else decode(home),
+            {
+                int(author): None if not data else decode(data)
+                for author, data in zip(authors, lists, strict=True)
+            },
+        )
