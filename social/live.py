@@ -16,8 +16,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from meshkit.ids import MAX_ID
 
 USER_CHANNEL_PREFIX = "live:"
@@ -70,13 +68,3 @@ def parse_message(data: bytes) -> LiveMessage:
     if kind.startswith(b"c"):
         return CelebrityFollow(ident, kind == b"c+")
     return ident, kind == b"-"
-
-
-class GlobalFeed:
-    """Announces new and deleted public tweets to the global timeline's live streams."""
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._redis = redis
-
-    async def announce(self, tweet_id: int, *, deleted: bool) -> None:
-        await self._redis.publish(GLOBAL_CHANNEL, tweet_message(tweet_id, deleted=deleted))

@@ -27,7 +27,9 @@ they live and expire with the timeline.
 
 The scripts know no key or channel names: each gets its keys, the channel prefix and the length of
 the key prefix to strip (channel = channel prefix + what follows the key prefix), and the counter
-of deliveries, if any, from TimelineStore.
+of deliveries, if any, from TimelineStore. The fan-out script (TimelineStore.fan_out) gets the key
+prefixes instead of keys: it finds the followers in the follower lists (social.follower_lists) and
+derives their timelines' keys, a batch of tweets in a few calls with no Python per follower.
 """
 
 from __future__ import annotations
