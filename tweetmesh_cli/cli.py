@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
+import io
+import json
 import mimetypes
 import os
 import sys
@@ -16,9 +18,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
 from meshkit.rpc_details import error_details
@@ -32,6 +36,7 @@ from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
+from tweetmesh_cli.completion import completion_script
 from tweetmesh_cli.config import Config, Session, config_path
 
 DEFAULT_TARGET = "127.0.0.1:8080"
@@ -56,17 +61,53 @@ class CliError(Exception):
     """Ends the command with this message and exit status 1."""
 
 
+class Answers(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+):
+    """Keeps the answer of a command's last call (of a stream: its last message), which `--json`
+    prints."""
+
+    def __init__(self) -> None:
+        self.last: Message | None = None
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return self._kept(continuation(details, request))
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return self._kept(continuation(details, requests))
+
+    def _kept(self, outcome: Any) -> Any:
+        if outcome.exception() is None:
+            self.last = outcome.result()
+        return outcome
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return self._passed_on(continuation(details, request))
+
+    def _passed_on(self, messages: Iterator[Message]) -> Iterator[Message]:
+        for message in messages:
+            self.last = message
+            yield message
+
+
 class Client:
     """Stubs for the public services on one channel, with the saved session's token."""
 
     def __init__(self, target: str, config: Config) -> None:
         self.target = target
         self.config = config
-        self._channel = grpc.insecure_channel(target)
+        self.answers = Answers()
+        self._channel = self.intercepted(grpc.insecure_channel(target))
         self.users = users_grpc.UserServiceStub(self._channel)
         self.tweets = tweets_grpc.TweetServiceStub(self._channel)
         self.timeline = timeline_grpc.TimelineServiceStub(self._channel)
         self.media = media_grpc.MediaServiceStub(self._channel)
+
+    def intercepted(self, channel: grpc.Channel) -> grpc.Channel:
+        """`channel`, its answers kept for `--json`."""
+        return grpc.intercept_channel(channel, self.answers)
 
     def close(self) -> None:
         self._channel.close()
@@ -153,6 +194,43 @@ def describe_error(error: grpc.RpcError) -> str:
     if code == grpc.StatusCode.UNAVAILABLE:
         text += "\n  (is the mesh running? `make run`, or set --target / TWEETMESH_TARGET)"
     return text
+
+
+def as_json(message: Message) -> str:
+    """One line of JSON, as Envoy's HTTP API writes it (proto field names, every field); a login
+    token is left out (it stays in the config file, never printed)."""
+    shown = type(message)()
+    shown.CopyFrom(message)
+    if "token" in shown.DESCRIPTOR.fields_by_name:
+        shown.ClearField("token")
+    return json_format.MessageToJson(
+        shown, indent=None, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def _answer_json(answer: Message | dict[str, Any] | None) -> str:
+    if isinstance(answer, dict):
+        return json.dumps(answer)
+    return as_json(answer) if answer is not None else "{}"
+
+
+def error_as_json(error: grpc.RpcError | CliError) -> str:
+    """{"error": {code, message, reason, field_violations}}; a local error has no code."""
+    if isinstance(error, CliError):
+        return json.dumps({"error": {"message": str(error)}})
+    infos = error_details(error, error_details_pb2.ErrorInfo)
+    violations = [
+        {"field": v.field, "description": v.description}
+        for bad in error_details(error, error_details_pb2.BadRequest)
+        for v in bad.field_violations
+    ]
+    described = {
+        "code": error.code().name,
+        "message": error.details(),
+        "reason": infos[0].reason if infos else "",
+        "field_violations": violations,
+    }
+    return json.dumps({"error": described})
 
 
 # ----- commands
@@ -332,42 +410,52 @@ def cmd_upload(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     out.write(f"  {media.url}\n")
 
 
-def _print_page(out: TextIO, tweets: Sequence[tweets_pb.Tweet], next_page_token: str, empty: str) -> None:
-    if not tweets:
+def _paging(args: argparse.Namespace) -> dict[str, Any]:
+    """The page a listing command asks for (its --limit and --page-token)."""
+    return {"page_size": args.limit, "page_token": args.page_token or ""}
+
+
+def _tweet_block(tweet: tweets_pb.Tweet) -> str:
+    return f"{render_tweet(tweet)}\n"  # a blank line after each tweet
+
+
+def _print_page(
+    out: TextIO,
+    items: Sequence[Any],
+    next_page_token: str,
+    empty: str,
+    render: Callable[[Any], str] = _tweet_block,
+) -> None:
+    """A page of tweets (or of users, with render_user), the empty page's note, the next page's token."""
+    if not items:
         out.write(f"{empty}\n")
-    for tweet in tweets:
-        out.write(f"{render_tweet(tweet)}\n\n")
+    for item in items:
+        out.write(f"{render(item)}\n")
     if next_page_token:
         out.write(f"more: --page-token {next_page_token}\n")
 
 
 def cmd_timeline(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = timeline_pb.GetHomeTimelineRequest(page_size=args.limit, page_token=args.page_token or "")
+    request = timeline_pb.GetHomeTimelineRequest(**_paging(args))
     page = client.timeline.GetHomeTimeline(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, "(your home timeline is empty: follow someone)")
 
 
 def cmd_tweets(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     user = client.user_by_handle(args.handle)
-    request = tweets_pb.ListUserTweetsRequest(
-        user_id=user.user_id, page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = tweets_pb.ListUserTweetsRequest(user_id=user.user_id, **_paging(args))
     page = client.tweets.ListUserTweets(request, timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, f"(@{user.handle} has not posted yet)")
 
 
 def cmd_quotes(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.ListQuotesRequest(
-        tweet_id=args.tweet_id, page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = tweets_pb.ListQuotesRequest(tweet_id=args.tweet_id, **_paging(args))
     page = client.tweets.ListQuotes(request, timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, "(nobody has quoted it)")
 
 
 def cmd_conversation(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.GetConversationRequest(
-        tweet_id=args.tweet_id, max_depth=args.depth, page_size=args.limit, page_token=args.page_token or ""
-    )
+    request = tweets_pb.GetConversationRequest(tweet_id=args.tweet_id, max_depth=args.depth, **_paging(args))
     found = client.tweets.GetConversation(request, timeout=TIMEOUT_SECONDS)
     # Each entry indented by its depth below the first tweet shown.
     top = found.ancestors[0].depth if found.ancestors else 0
@@ -382,20 +470,8 @@ def cmd_conversation(client: Client, args: argparse.Namespace, out: TextIO) -> N
         out.write(f"more: --page-token {found.next_page_token}\n")
 
 
-def cmd_bookmark(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.BookmarkTweetRequest(tweet_id=args.tweet_id)
-    client.tweets.BookmarkTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
-    out.write(f"bookmarked {args.tweet_id}\n")
-
-
-def cmd_unbookmark(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.UnbookmarkTweetRequest(tweet_id=args.tweet_id)
-    client.tweets.UnbookmarkTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
-    out.write(f"removed {args.tweet_id} from your bookmarks\n")
-
-
 def cmd_bookmarks(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    request = tweets_pb.ListBookmarksRequest(page_size=args.limit, page_token=args.page_token or "")
+    request = tweets_pb.ListBookmarksRequest(**_paging(args))
     page = client.tweets.ListBookmarks(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
     _print_page(out, page.tweets, page.next_page_token, "(no bookmarks)")
 
@@ -414,26 +490,29 @@ def cmd_search(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     query = " ".join(args.query)
     if args.users:
         found = client.users.SearchUsers(
-            users_pb.SearchUsersRequest(query=query, page_size=args.limit, page_token=args.page_token or ""),
+            users_pb.SearchUsersRequest(query=query, **_paging(args)),
             timeout=TIMEOUT_SECONDS,
         )
-        if not found.users:
-            out.write(f"(nobody matches {query!r})\n")
-        for user in found.users:
-            out.write(f"{render_user(user)}\n")
-        if found.next_page_token:
-            out.write(f"more: --page-token {found.next_page_token}\n")
+        _print_page(out, found.users, found.next_page_token, f"(nobody matches {query!r})", render_user)
         return
     page = client.tweets.SearchTweets(
-        tweets_pb.SearchTweetsRequest(query=query, page_size=args.limit, page_token=args.page_token or ""),
+        tweets_pb.SearchTweetsRequest(query=query, **_paging(args)),
         timeout=TIMEOUT_SECONDS,
     )
     _print_page(out, page.tweets, page.next_page_token, f"(no tweets match {query!r})")
 
 
-def _stream(client: Client, since: str) -> Iterator[timeline_pb.StreamHomeTimelineResponse]:
-    request = timeline_pb.StreamHomeTimelineRequest(since_tweet_id=since)
-    return client.timeline.StreamHomeTimeline(request, metadata=client.auth())
+StreamEvent = timeline_pb.StreamHomeTimelineResponse | timeline_pb.StreamGlobalTimelineResponse
+
+
+def _stream(client: Client, since: str, everyone: bool) -> Iterator[StreamEvent]:
+    """The home stream, or with `everyone` the global one (the same events, no sign-in)."""
+    if everyone:
+        return client.timeline.StreamGlobalTimeline(
+            timeline_pb.StreamGlobalTimelineRequest(since_tweet_id=since)
+        )
+    home = timeline_pb.StreamHomeTimelineRequest(since_tweet_id=since)
+    return client.timeline.StreamHomeTimeline(home, metadata=client.auth())
 
 
 def _reconnect_after(error: grpc.RpcError, since: str) -> tuple[float | None, str]:
@@ -457,20 +536,46 @@ def _reconnect_after(error: grpc.RpcError, since: str) -> tuple[float | None, st
     return delay, resume
 
 
+def _event_text(event: StreamEvent, args: argparse.Namespace) -> str | None:
+    """What `watch` prints for a stream's event (heartbeats only with --heartbeats)."""
+    kind = event.WhichOneof("event")
+    if kind == "heartbeat" and not args.heartbeats:
+        return None
+    if args.json:
+        return f"{as_json(event)}\n"
+    if kind == "tweet":
+        return f"{render_tweet(event.tweet)}\n\n"
+    if kind == "gap":
+        reader = "global" if args.everyone else "timeline"
+        return (
+            f"(more tweets came while you were away than a reconnect replays: read the ones"
+            f" before {event.gap.before_tweet_id} with"
+            f" `tweetmesh {reader} --page-token {event.gap.page_token}`)\n\n"
+        )
+    if kind == "deletion":
+        return f"(tweet {event.deletion.tweet_id} was deleted)\n\n"
+    return f"(heartbeat {event.heartbeat.time.ToDatetime(tzinfo=UTC):%H:%M:%S})\n"
+
+
 def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     """Prints tweets as they arrive; after a break (a service restarting, the network, a failed
     open) reconnects, replaying from the last tweet seen, until Ctrl-C."""
     since = args.since or ""
     seen: dict[str, None] = {}  # insertion-ordered: the oldest goes first
-    out.write(f"watching @{client.session().handle}'s home timeline (Ctrl-C to stop)\n")
-    out.flush()
+    # With --json, each event shown is one line of JSON on stdout and the rest goes to stderr.
+    notes = sys.stderr if args.json else out
+    whose = "everyone's tweets" if args.everyone else f"@{client.session().handle}'s home timeline"
+    notes.write(f"watching {whose} (Ctrl-C to stop)\n")
+    notes.flush()
     wait = RECONNECT_SECONDS
     while True:
         told: float | None = None
         try:
-            for event in _stream(client, since):
+            for event in _stream(client, since, args.everyone):
                 kind = event.WhichOneof("event")
-                if kind == "tweet" and event.tweet.tweet_id not in seen:
+                if kind == "tweet" and event.tweet.tweet_id in seen:
+                    continue
+                if kind == "tweet":
                     # A replay after a reconnect may repeat a tweet: show each once (the replay
                     # overlaps by seconds, so the recent ids are enough to remember).
                     seen[event.tweet.tweet_id] = None
@@ -478,42 +583,220 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
                         del seen[next(iter(seen))]
                     since = event.tweet.tweet_id
                     wait = RECONNECT_SECONDS
-                    out.write(f"{render_tweet(event.tweet)}\n\n")
-                elif kind == "gap":
-                    out.write(
-                        f"(more tweets came while you were away than a reconnect replays: read the ones"
-                        f" before {event.gap.before_tweet_id} with"
-                        f" `tweetmesh timeline --page-token {event.gap.page_token}`)\n\n"
-                    )
-                elif kind == "deletion":
-                    out.write(f"(tweet {event.deletion.tweet_id} was deleted)\n\n")
-                elif kind == "heartbeat" and args.heartbeats:
-                    out.write(f"(heartbeat {event.heartbeat.time.ToDatetime(tzinfo=UTC):%H:%M:%S})\n")
-                out.flush()
+                shown = _event_text(event, args)
+                if shown is not None:
+                    out.write(shown)
+                    out.flush()
             # A live stream has no end: the server closed it because it is stopping.
-            out.write("(stream closed by the server; reconnecting)\n")
+            notes.write("(stream closed by the server; reconnecting)\n")
         except grpc.RpcError as error:
             if error.code() not in RECONNECT_ON:
                 raise
             told, since = _reconnect_after(error, since)
-            out.write(f"(stream interrupted: {error.code().name.lower()}: {error.details()}; reconnecting)\n")
-        out.flush()
+            notes.write(
+                f"(stream interrupted: {error.code().name.lower()}: {error.details()}; reconnecting)\n"
+            )
+        notes.flush()
         time.sleep(told if told is not None else wait)
         wait = min(wait * 2, RECONNECT_MAX_SECONDS)
 
 
+# The commands that act on one tweet of the caller's choosing: name -> (RPC, request, help, what
+# is said when done).
+TWEET_ACTIONS: dict[str, tuple[str, Callable[..., Message], str, str]] = {
+    "like": ("LikeTweet", tweets_pb.LikeTweetRequest, "like a tweet", "liked {}"),
+    "unlike": ("UnlikeTweet", tweets_pb.UnlikeTweetRequest, "take your like back", "no longer liking {}"),
+    "retweet": ("Retweet", tweets_pb.RetweetRequest, "retweet a tweet to your followers", "retweeted {}"),
+    "unretweet": (
+        "Unretweet",
+        tweets_pb.UnretweetRequest,
+        "take your retweet back",
+        "no longer retweeting {}",
+    ),
+    "bookmark": (
+        "BookmarkTweet",
+        tweets_pb.BookmarkTweetRequest,
+        "keep a tweet in your bookmarks (seen by you only)",
+        "bookmarked {}",
+    ),
+    "unbookmark": (
+        "UnbookmarkTweet",
+        tweets_pb.UnbookmarkTweetRequest,
+        "remove a tweet from your bookmarks",
+        "removed {} from your bookmarks",
+    ),
+    "delete": (
+        "DeleteTweet",
+        tweets_pb.DeleteTweetRequest,
+        "delete your tweet (or retweet) everywhere",
+        "deleted {}",
+    ),
+}
+
+
+def tweet_action(rpc: str, request: Callable[..., Message], done: str) -> Command:
+    def run(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+        call = getattr(client.tweets, rpc)
+        call(request(tweet_id=args.tweet_id), metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+        out.write(f"{done.format(args.tweet_id)}\n")
+
+    return run
+
+
+def cmd_show(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    tweet = client.tweets.GetTweet(
+        tweets_pb.GetTweetRequest(tweet_id=args.tweet_id), timeout=TIMEOUT_SECONDS
+    ).tweet
+    counts = (
+        f"{tweet.reply_count} replies · {tweet.retweet_count} retweets · {tweet.like_count} likes"
+        f" · {tweet.quote_count} quotes"
+    )
+    out.write(f"{render_tweet(tweet)}\n  {counts}\n")
+
+
+def cmd_replies(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.ListRepliesRequest(tweet_id=args.tweet_id, **_paging(args))
+    page = client.tweets.ListReplies(request, timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.tweets, page.next_page_token, "(no replies)")
+
+
+def cmd_likers(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.ListLikingUsersRequest(tweet_id=args.tweet_id, **_paging(args))
+    page = client.tweets.ListLikingUsers(request, timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.users, page.next_page_token, "(nobody has liked it)", render_user)
+
+
+def cmd_likes(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    user = client.user_by_handle(args.handle)
+    request = tweets_pb.ListLikedTweetsRequest(user_id=user.user_id, **_paging(args))
+    page = client.tweets.ListLikedTweets(request, timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.tweets, page.next_page_token, f"(@{user.handle} has liked nothing)")
+
+
+def cmd_mentions(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    user = client.user_by_handle(args.handle) if args.handle else None
+    user_id = user.user_id if user else client.session().user_id
+    request = tweets_pb.ListMentionsRequest(user_id=user_id, **_paging(args))
+    page = client.tweets.ListMentions(request, timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.tweets, page.next_page_token, "(no mentions)")
+
+
+def cmd_hashtag(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.ListHashtagTweetsRequest(tag=args.tag.lstrip("#"), **_paging(args))
+    page = client.tweets.ListHashtagTweets(request, timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.tweets, page.next_page_token, f"(no tweets tagged #{request.tag})")
+
+
+def cmd_global(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.GetGlobalTimelineRequest(**_paging(args))
+    page = client.tweets.GetGlobalTimeline(request, timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.tweets, page.next_page_token, "(nobody has posted yet)")
+
+
+def cmd_profile(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    user = client.user_by_handle(args.handle) if args.handle else None
+    if user is None:  # your own, with what only you see (your email address)
+        request = users_pb.GetUserRequest(user_id=client.session().user_id)
+        user = client.users.GetUser(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS).user
+    out.write(f"{render_user(user)}\n")
+    if user.bio:
+        out.write(f"  {user.bio}\n")
+
+
+def cmd_update_profile(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    if args.display_name is None and args.bio is None:
+        raise CliError("give --display-name, --bio or both")
+    request = users_pb.UpdateUserRequest(user_id=client.session().user_id)
+    if args.display_name is not None:
+        request.display_name = args.display_name
+    if args.bio is not None:
+        request.bio = args.bio
+    user = client.users.UpdateUser(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS).user
+    out.write(f"updated: {render_user(user)}\n")
+    if user.bio:
+        out.write(f"  {user.bio}\n")
+
+
+def cmd_change_password(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Every session of the account is revoked; the fresh token the answer carries is saved."""
+    session = client.session()
+    if args.password_stdin:  # two lines: the current password, then the new one
+        old, new = sys.stdin.readline().rstrip("\n"), sys.stdin.readline().rstrip("\n")
+    else:
+        old = getpass.getpass("current password: ")
+        new = getpass.getpass("new password: ")
+        if getpass.getpass("again: ") != new:
+            raise CliError("the passwords differ")
+    request = users_pb.ChangePasswordRequest(user_id=session.user_id, old_password=old, new_password=new)
+    reply = client.users.ChangePassword(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    client.config.save(client.target, Session(reply.token, session.user_id, session.handle))
+    out.write("password changed: every other session is signed out; this one goes on with a new token\n")
+
+
+def cmd_followers(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    user = client.user_by_handle(args.handle)
+    request = users_pb.ListFollowersRequest(user_id=user.user_id, **_paging(args))
+    page = client.users.ListFollowers(request, timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.users, page.next_page_token, f"(nobody follows @{user.handle})", render_user)
+
+
+def cmd_following(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    user = client.user_by_handle(args.handle)
+    request = users_pb.ListFollowingRequest(user_id=user.user_id, **_paging(args))
+    page = client.users.ListFollowing(request, timeout=TIMEOUT_SECONDS)
+    _print_page(out, page.users, page.next_page_token, f"(@{user.handle} follows nobody)", render_user)
+
+
+def cmd_download(client: Client, args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
+    """Writes a media's bytes (or its thumbnail's) to a file; `--json` prints what was written."""
+    chunks: Iterator[media_pb.GetMediaResponse | media_pb.GetMediaThumbnailResponse]
+    if args.thumbnail:
+        chunks = client.media.GetMediaThumbnail(
+            media_pb.GetMediaThumbnailRequest(media_id=args.media_id), timeout=UPLOAD_TIMEOUT_SECONDS
+        )
+    else:
+        chunks = client.media.GetMedia(
+            media_pb.GetMediaRequest(media_id=args.media_id), timeout=UPLOAD_TIMEOUT_SECONDS
+        )
+    content_type, data = "", bytearray()
+    for chunk in chunks:
+        content_type = content_type or chunk.body.content_type
+        data += chunk.body.data
+    suffix = "-thumbnail" if args.thumbnail else ""
+    path = args.output or f"{args.media_id}{suffix}{mimetypes.guess_extension(content_type) or ''}"
+    try:
+        with open(path, "wb") as file:
+            file.write(data)
+    except OSError as error:
+        raise CliError(f"cannot write {path}: {error.strerror}") from None
+    out.write(f"wrote {len(data):,} bytes of {content_type} to {path}\n")
+    return {"media_id": args.media_id, "content_type": content_type, "size_bytes": len(data), "path": path}
+
+
 @contextlib.contextmanager
-def _fanout(args: argparse.Namespace) -> Iterator[fanout_grpc.FanoutServiceStub]:
-    with grpc.insecure_channel(args.fanout_target) as channel:
+def _fanout(client: Client, args: argparse.Namespace) -> Iterator[fanout_grpc.FanoutServiceStub]:
+    with client.intercepted(grpc.insecure_channel(args.fanout_target)) as channel:
         yield fanout_grpc.FanoutServiceStub(channel)
+
+
+def cmd_fanout_stats(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Fan-out's progress: each event stream's backlog, and what it delivered and gave up on."""
+    with _fanout(client, args) as fanout:
+        stats = fanout.GetFanoutStats(fanout_pb.GetFanoutStatsRequest(), timeout=TIMEOUT_SECONDS)
+    for stream in stats.streams:
+        out.write(
+            f"{stream.stream}: {stream.lag:,} not yet read, {stream.pending:,} read and not yet done,"
+            f" {stream.length:,} held, {stream.consumers} consumers\n"
+        )
+    out.write(
+        f"delivered {stats.delivered:,} timeline entries; {stats.dead_lettered:,} events dead-lettered\n"
+    )
 
 
 def cmd_dead_letters_list(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     """The fan-out events given up on, oldest first: stream, id, why, and the event."""
-    request = fanout_pb.ListDeadLettersRequest(
-        stream=args.stream or "", page_size=args.limit, page_token=args.page_token or ""
-    )
-    with _fanout(args) as fanout:
+    request = fanout_pb.ListDeadLettersRequest(stream=args.stream or "", **_paging(args))
+    with _fanout(client, args) as fanout:
         page = fanout.ListDeadLetters(request, timeout=TIMEOUT_SECONDS)
     if not page.dead_letters:
         out.write("(no dead letters)\n")
@@ -531,7 +814,7 @@ def cmd_dead_letters_replay(client: Client, args: argparse.Namespace, out: TextI
     if args.all == bool(args.ids):
         raise CliError("give the dead-letter ids to replay, or --all")
     request = fanout_pb.ReplayDeadLettersRequest(stream=args.stream, dead_letter_ids=args.ids, all=args.all)
-    with _fanout(args) as fanout:
+    with _fanout(client, args) as fanout:
         reply = fanout.ReplayDeadLetters(request, timeout=TIMEOUT_SECONDS)
     out.write(f"replayed {reply.replayed} dead letter(s) onto {args.stream}\n")
 
@@ -539,7 +822,9 @@ def cmd_dead_letters_replay(client: Client, args: argparse.Namespace, out: TextI
 # ----- the parser
 
 
-Command = Callable[[Client, argparse.Namespace, TextIO], None]
+# A command prints its answer to the TextIO; what it returns (if anything) is what --json prints
+# instead of the answer of its last call.
+Command = Callable[[Client, argparse.Namespace, TextIO], dict[str, Any] | None]
 
 
 def _admin_commands(commands: Any) -> None:
@@ -547,14 +832,23 @@ def _admin_commands(commands: Any) -> None:
     admin = commands.add_parser("admin", help="operate the mesh (its internal ports)").add_subparsers(
         dest="admin", required=True, metavar="WHAT"
     )
+
+    def fanout_target(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--fanout-target",
+            default=os.environ.get("TWEETMESH_FANOUT_TARGET") or DEFAULT_FANOUT_TARGET,
+            help=f"fanout_svc's gRPC address; env TWEETMESH_FANOUT_TARGET; default {DEFAULT_FANOUT_TARGET}",
+        )
+
+    stats = admin.add_parser(
+        "fanout-stats", help="fan-out's backlog per event stream, deliveries, dead letters"
+    )
+    stats.set_defaults(run=cmd_fanout_stats)
+    fanout_target(stats)
     dead = admin.add_parser(
         "dead-letters", help="fan-out events given up on: list them, replay them once the cause is fixed"
     )
-    dead.add_argument(
-        "--fanout-target",
-        default=os.environ.get("TWEETMESH_FANOUT_TARGET") or DEFAULT_FANOUT_TARGET,
-        help=f"fanout_svc's gRPC address; env TWEETMESH_FANOUT_TARGET; default {DEFAULT_FANOUT_TARGET}",
-    )
+    fanout_target(dead)
     actions = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="the dead letters, oldest first")
     listing.set_defaults(run=cmd_dead_letters_list)
@@ -568,7 +862,19 @@ def _admin_commands(commands: Any) -> None:
     replay.add_argument("--all", action="store_true", help="every dead letter of the stream")
 
 
-AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
+class AddCommand(Protocol):
+    def __call__(
+        self, name: str, run: Command, text: str, *, live: bool = False
+    ) -> argparse.ArgumentParser: ...
+
+
+def _json_option(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default,
+        help="print the answer as one line of JSON (as the HTTP API writes it; watch: a line per event)",
+    )
 
 
 def _password_stdin(sub: argparse.ArgumentParser) -> None:
@@ -611,6 +917,25 @@ def _account_commands(command: AddCommand) -> None:
     command("whoami", cmd_whoami, "the logged-in account")
     command("follow", cmd_follow, "follow someone").add_argument("handle")
     command("unfollow", cmd_unfollow, "stop following someone").add_argument("handle")
+    command("profile", cmd_profile, "someone's profile (yours without a handle)").add_argument(
+        "handle", nargs="?"
+    )
+    update = command("update-profile", cmd_update_profile, "change your display name or bio")
+    update.add_argument("--display-name")
+    update.add_argument("--bio", help='up to 160 characters; "" clears it')
+    change_password = command(
+        "change-password", cmd_change_password, "change your password (every other session is signed out)"
+    )
+    change_password.add_argument(
+        "--password-stdin", action="store_true", help="read the current, then the new password from stdin"
+    )
+    for name, run, text in (
+        ("followers", cmd_followers, "the accounts following someone, newest first"),
+        ("following", cmd_following, "the accounts someone follows, newest first"),
+    ):
+        listed = command(name, run, text)
+        listed.add_argument("handle")
+        _paged(listed, "accounts")
 
 
 def _writing_commands(command: AddCommand) -> None:
@@ -632,11 +957,13 @@ def _writing_commands(command: AddCommand) -> None:
         "upload", cmd_upload, "upload an image (JPEG, PNG, GIF, WebP) or a video (MP4); prints its media id"
     )
     upload.add_argument("path")
-    command("bookmark", cmd_bookmark, "keep a tweet in your bookmarks (seen by you only)").add_argument(
-        "tweet_id"
-    )
-    command("unbookmark", cmd_unbookmark, "remove a tweet from your bookmarks").add_argument("tweet_id")
     upload.add_argument("--content-type", help="default: guessed from the file's name")
+    for name, (rpc, request, text, done) in TWEET_ACTIONS.items():
+        command(name, tweet_action(rpc, request, done), text).add_argument("tweet_id")
+    download = command("download", cmd_download, "save a media's bytes (or its thumbnail) to a file")
+    download.add_argument("media_id")
+    download.add_argument("-o", "--output", help="default: MEDIA_ID and the type's extension")
+    download.add_argument("--thumbnail", action="store_true", help="the thumbnail (a JPEG) instead")
 
 
 def _reading_commands(command: AddCommand) -> None:
@@ -645,6 +972,24 @@ def _reading_commands(command: AddCommand) -> None:
     tweets = command("tweets", cmd_tweets, "someone's tweets, newest first")
     tweets.add_argument("handle")
     _paged(tweets)
+    command("show", cmd_show, "one tweet, with its counts").add_argument("tweet_id")
+    for name, run, text, what in (
+        ("replies", cmd_replies, "the replies to a tweet, oldest first", "replies"),
+        ("likers", cmd_likers, "the accounts that liked a tweet, most recent first", "accounts"),
+    ):
+        listed = command(name, run, text)
+        listed.add_argument("tweet_id")
+        _paged(listed, what)
+    likes = command("likes", cmd_likes, "the tweets someone liked, most recent first")
+    likes.add_argument("handle")
+    _paged(likes)
+    mentions = command("mentions", cmd_mentions, "the tweets mentioning someone (you without a handle)")
+    mentions.add_argument("handle", nargs="?")
+    _paged(mentions)
+    hashtag = command("hashtag", cmd_hashtag, "the tweets with a #tag, newest first")
+    hashtag.add_argument("tag")
+    _paged(hashtag)
+    _paged(command("global", cmd_global, "everyone's tweets, newest first"))
     quotes = command("quotes", cmd_quotes, "the tweets quoting a tweet, newest first")
     quotes.add_argument("tweet_id")
     _paged(quotes)
@@ -667,9 +1012,10 @@ def _reading_commands(command: AddCommand) -> None:
     trends = command("trends", cmd_trends, "hashtags rising above their usual use, best first")
     trends.add_argument("--window", default="1h", help="5m, 15m, 1h (default) or 6h")
     trends.add_argument("--limit", type=int, default=10, help="how many (at most 50)")
-    watch = command("watch", cmd_watch, "your home timeline live, as tweets arrive")
+    watch = command("watch", cmd_watch, "your home timeline live, as tweets arrive", live=True)
     watch.add_argument("--since", metavar="TWEET_ID", help="first replay what came after this tweet")
     watch.add_argument("--heartbeats", action="store_true", help="show the stream's heartbeats too")
+    watch.add_argument("--global", dest="everyone", action="store_true", help="everyone's tweets (no login)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -682,33 +1028,55 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("TWEETMESH_TARGET") or DEFAULT_TARGET,
         help=f"gRPC address of the mesh (Envoy); env TWEETMESH_TARGET; default {DEFAULT_TARGET}",
     )
+    _json_option(root, False)
+    root.set_defaults(live=False)
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, run: Command, text: str) -> argparse.ArgumentParser:
+    def command(name: str, run: Command, text: str, *, live: bool = False) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
-        sub.set_defaults(run=run)
+        sub.set_defaults(run=run, live=live)
+        _json_option(sub, argparse.SUPPRESS)  # before or after the command's name
         return sub
 
     _account_commands(command)
     _writing_commands(command)
     _reading_commands(command)
     _admin_commands(commands)
+    shell = commands.add_parser(
+        "completion",
+        help="print the shell completion script (bash; zsh with bashcompinit)",
+        description="Load it with: source <(tweetmesh completion) (in ~/.bashrc to keep it)",
+    )
+    shell.set_defaults(run=cmd_completion)
     return root
+
+
+def cmd_completion(client: Client | None, args: argparse.Namespace, out: TextIO) -> None:
+    out.write(completion_script(parser()))
 
 
 def main(
     argv: Sequence[str] | None = None, out: TextIO = sys.stdout, env: dict[str, str] | None = None
 ) -> int:
     args = parser().parse_args(argv)
+    if args.run is cmd_completion:
+        cmd_completion(None, args, out)
+        return 0
     client = Client(args.target, Config(config_path(env)))
     run: Any = args.run
     try:
-        run(client, args, out)
-    except grpc.RpcError as error:
-        print(f"tweetmesh: {describe_error(error)}", file=sys.stderr)
-        return 1
-    except CliError as error:
-        print(f"tweetmesh: {error}", file=sys.stderr)
+        if not args.json or args.live:  # a live command prints its own JSON, a line per event
+            run(client, args, out)
+        else:  # the answer of the command's last call (or what the command says it did)
+            answer = run(client, args, io.StringIO())
+            out.write(f"{_answer_json(answer if answer is not None else client.answers.last)}\n")
+    except (grpc.RpcError, CliError) as error:
+        if args.json:
+            print(error_as_json(error), file=sys.stderr)
+        elif isinstance(error, CliError):
+            print(f"tweetmesh: {error}", file=sys.stderr)
+        else:
+            print(f"tweetmesh: {describe_error(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

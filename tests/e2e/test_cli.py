@@ -272,3 +272,155 @@ def test_trends_listed_and_a_bad_window_refused(mesh: Mesh, tmp_path: Path) -> N
     assert f"#{tag}  4 tweets (usually 0.0)" in eventually(listed, timeout=10)
     done = lee.run("trends", "--window", "1y")
     assert done.returncode == 1 and "window" in done.stderr
+
+
+def test_every_tweet_and_account_command(mesh: Mesh, tmp_path: Path) -> None:
+    """like, retweet, show, likers, likes, replies, mentions, hashtag, global, followers,
+    following, profile, update-profile, change-password, unlike, unretweet, delete."""
+    mia, ned = person(tmp_path, mesh, "mia"), person(tmp_path, mesh, "ned")
+    for someone in (mia, ned):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    ned.ok("follow", mia.handle)
+    tag = f"cli{secrets.token_hex(3)}"
+    (tweet_id,) = re.findall(r"id (\d+)", mia.ok("post", f"hi @{ned.handle} #{tag}"))
+    assert "liked" in ned.ok("like", tweet_id)
+    assert "retweeted" in ned.ok("retweet", tweet_id)
+    shown = mia.ok("show", tweet_id)
+    assert "1 likes" in shown and "1 retweets" in shown, shown
+    assert f"@{ned.handle}" in mia.ok("likers", tweet_id)
+    assert f"#{tag}" in ned.ok("likes", ned.handle)
+    (reply_id,) = re.findall(r"id (\d+)", ned.ok("post", "hello back", "--reply-to", tweet_id))
+    assert reply_id in mia.ok("replies", tweet_id)
+    assert tweet_id in ned.ok("mentions") and tweet_id in mia.ok("mentions", ned.handle)
+    assert tweet_id in ned.ok("hashtag", f"#{tag}")
+    eventually(lambda: tweet_id in ned.ok("global", "--limit", "100"), timeout=15)
+    assert f"@{ned.handle}" in mia.ok("followers", mia.handle)
+    assert f"@{mia.handle}" in mia.ok("following", ned.handle)
+    assert "(nobody follows" in mia.ok("followers", ned.handle)
+
+    updated = mia.ok("update-profile", "--display-name", "Mia M", "--bio", "posts from the terminal")
+    assert "Mia M @" in updated and "posts from the terminal" in updated
+    assert "posts from the terminal" in ned.ok("profile", mia.handle)
+    done = mia.run("update-profile")
+    assert done.returncode == 1 and "--display-name" in done.stderr
+
+    assert "no longer liking" in ned.ok("unlike", tweet_id)
+    assert "no longer retweeting" in ned.ok("unretweet", tweet_id)
+    shown = mia.ok("show", tweet_id)
+    assert "0 likes" in shown and "0 retweets" in shown and "1 replies" in shown
+    done = ned.run("delete", tweet_id)
+    assert done.returncode == 1 and "permission denied" in done.stderr
+    assert "deleted" in mia.ok("delete", tweet_id)
+    done = mia.run("show", tweet_id)
+    assert done.returncode == 1 and "not found" in done.stderr
+
+    new_password = "another long secret"
+    other_device = Person(mia.handle, tmp_path / "mia-phone", mia.target)
+    other_device.ok("login", mia.handle, "--password-stdin", stdin=PASSWORD)
+    mia.ok("change-password", "--password-stdin", stdin=f"{PASSWORD}\n{new_password}\n")
+    assert f"@{mia.handle}" in mia.ok("whoami")  # this terminal goes on with the new token
+    assert "unauthenticated" in other_device.run("whoami").stderr  # the other was signed out
+    done = mia.run("change-password", "--password-stdin", stdin=f"wrong guess\n{new_password}2\n")
+    assert done.returncode == 1
+
+
+def test_json_prints_each_answer_as_the_http_api_does(mesh: Mesh, tmp_path: Path) -> None:
+    oli = person(tmp_path, mesh, "oli")
+    signed_up = json.loads(oli.ok("--json", "signup", oli.handle, "--password-stdin", stdin=PASSWORD))
+    assert signed_up["user"]["handle"] == oli.handle and signed_up["token"] == ""  # never printed
+    posted = json.loads(oli.ok("post", "in json", "--json"))  # the option before or after
+    tweet_id = posted["tweet"]["tweet_id"]
+    assert posted["tweet"]["text"] == "in json" and posted["tweet"]["like_count"] == "0"
+    page = json.loads(oli.ok("--json", "tweets", oli.handle))
+    assert [tweet["tweet_id"] for tweet in page["tweets"]] == [tweet_id] and page["next_page_token"] == ""
+    assert json.loads(oli.ok("--json", "like", tweet_id))["tweet"]["like_count"] == "1"
+    assert json.loads(oli.ok("--json", "delete", tweet_id)) == {}
+
+    done = oli.run("--json", "show", tweet_id)
+    assert done.returncode == 1 and done.stdout == ""
+    error = json.loads(done.stderr)["error"]
+    assert error["code"] == "NOT_FOUND" and error["reason"]
+    done = oli.run("--json", "post", " ")
+    error = json.loads(done.stderr)["error"]
+    assert error["code"] == "INVALID_ARGUMENT" and [v["field"] for v in error["field_violations"]] == ["text"]
+    done = person(tmp_path, mesh, "nobody").run("--json", "timeline")
+    error = json.loads(done.stderr)["error"]  # refused here, before any call: no status code
+    assert "not logged in" in error["message"] and "code" not in error
+
+    photo = tmp_path / "tiny.png"
+    photo.write_bytes(encode(picture((64, 48)), "PNG"))
+    (media_id,) = re.findall(r"media id (\d+)", oli.ok("upload", str(photo)))
+    saved = json.loads(oli.ok("--json", "download", media_id, "-o", str(tmp_path / "back.png")))
+    assert saved["content_type"] == "image/png" and saved["path"] == str(tmp_path / "back.png")
+    served = http_call(mesh.ports.envoy, "GET", f"/v1/media/{media_id}")
+    assert (tmp_path / "back.png").read_bytes() == served.body and saved["size_bytes"] == len(served.body)
+    thumbnail = oli.ok("download", media_id, "--thumbnail", "-o", str(tmp_path / "thumb.jpg"))
+    assert "of image/jpeg to" in thumbnail and (tmp_path / "thumb.jpg").read_bytes()[:2] == b"\xff\xd8"
+
+
+def test_watch_global_in_json_and_the_admin_stats(mesh: Mesh, tmp_path: Path) -> None:
+    pia = person(tmp_path, mesh, "pia")
+    pia.ok("signup", pia.handle, "--password-stdin", stdin=PASSWORD)
+    anyone = person(tmp_path, mesh, "anyone")  # never signs in: the global stream needs no login
+    process = subprocess.Popen(
+        [str(TWEETMESH), "watch", "--global", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=anyone.env(),
+    )
+    try:
+        assert process.stderr is not None and "watching everyone's tweets" in process.stderr.readline()
+        lines: queue.Queue[str] = queue.Queue()
+
+        def read() -> None:
+            for line in process.stdout or ():
+                lines.put(line)
+
+        threading.Thread(target=read, daemon=True).start()
+        text = f"everyone sees this {secrets.token_hex(3)}"
+
+        def arrived() -> dict[str, object]:
+            pia.ok("post", text)
+            while True:
+                event = json.loads(lines.get(timeout=10))
+                if event.get("tweet", {}).get("text") == text:
+                    return dict(event["tweet"])
+
+        assert arrived()["author_id"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+    fanout = f"127.0.0.1:{mesh.ports.of('fanout')}"
+    stats = pia.ok("admin", "fanout-stats", "--fanout-target", fanout)
+    assert "events:tweets:" in stats and "timeline entries" in stats
+    stats_json = json.loads(pia.ok("--json", "admin", "fanout-stats", "--fanout-target", fanout))
+    assert {"events:tweets", "events:follows"} <= {stream["stream"] for stream in stats_json["streams"]}
+    assert int(stats_json["delivered"]) >= 0 and "dead_lettered" in stats_json
+
+
+def test_shell_completion_knows_every_command_and_option(tmp_path: Path) -> None:
+    script = subprocess.run([str(TWEETMESH), "completion"], capture_output=True, text=True, check=True).stdout
+    (tmp_path / "completion.bash").write_text(script)
+
+    def complete(*words: str) -> list[str]:
+        done = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f'source {tmp_path / "completion.bash"}; COMP_WORDS=(tweetmesh "$@"); '
+                'COMP_CWORD=$#; _tweetmesh; printf "%s\\n" "${COMPREPLY[@]}"',
+                "bash",
+                *words,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.split()
+
+    assert complete("fol") == ["follow", "followers", "following"]
+    assert complete("--json", "admin", "dead-letters", "re") == ["replay"]
+    assert complete("post", "hello", "--re") == ["--reply-to"]
+    assert complete("watch", "--") == ["--help", "--json", "--since", "--heartbeats", "--global"]

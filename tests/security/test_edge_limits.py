@@ -191,6 +191,21 @@ async def _statuses(streams: list[Stream]) -> list[int]:
     return list(await asyncio.gather(*(stream.status() for stream in streams)))
 
 
+async def _ended(streams: list[Stream]) -> list[str]:
+    """What the streams that ended answered (at most 10 of them), to say why they are not open."""
+
+    async def ended(stream: Stream) -> str | None:
+        try:
+            answer = (await asyncio.wait_for(stream.reader.read(4096), timeout=5)).decode(errors="replace")
+        except TimeoutError:
+            return None  # nothing to read: its headers came before (it answered 200), and it is idle
+        refused = not answer.startswith("HTTP/1.1 200") or '"code"' in answer or stream.reader.at_eof()
+        return answer if refused else None
+
+    answers = await asyncio.gather(*(ended(stream) for stream in streams))
+    return [answer for answer in answers if answer is not None][:10]
+
+
 @pytest.fixture
 def quiet_streams(mesh: Mesh) -> Iterator[None]:
     """timeline_svc with a heartbeat of 5 s (not the suite's 0.5 s), so that a thousand idle
@@ -237,7 +252,9 @@ def test_a_thousand_idle_streams_from_one_address_leave_a_reader_elsewhere_readi
             try:
                 deadline = time.monotonic() + 120
                 while (active := await asyncio.to_thread(open_upstream)) < 1100:
-                    assert time.monotonic() < deadline, f"only {active} streams open after 120 s"
+                    if time.monotonic() > deadline:
+                        ended = await _ended(streams)
+                        raise AssertionError(f"only {active} streams open after 120 s; ended: {ended}")
                     await asyncio.sleep(0.2)
                 memory.append(edge.memory_allocated())
                 home = []

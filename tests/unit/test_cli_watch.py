@@ -4,7 +4,6 @@ point), anything else ends the command; a gap is shown with how to read what it 
 
 from __future__ import annotations
 
-import argparse
 import io
 import time
 from collections.abc import Iterator
@@ -70,7 +69,7 @@ def watch(timeline: FakeTimeline, monkeypatch: pytest.MonkeyPatch) -> tuple[str,
     monkeypatch.setattr(time, "sleep", slept.append)
     out = io.StringIO()
     with pytest.raises(Done):
-        cli.cmd_watch(FakeClient(timeline), argparse.Namespace(since="", heartbeats=False), out)  # type: ignore[arg-type]
+        cli.cmd_watch(FakeClient(timeline), cli.parser().parse_args(["watch"]), out)  # type: ignore[arg-type]
     return out.getvalue(), slept
 
 
@@ -96,7 +95,7 @@ def test_any_other_failure_ends_the_watch(monkeypatch: pytest.MonkeyPatch) -> No
     timeline = FakeTimeline([([], PermissionDenied("no"))])
     monkeypatch.setattr(time, "sleep", lambda _: None)
     with pytest.raises(grpc.RpcError):
-        cli.cmd_watch(FakeClient(timeline), argparse.Namespace(since="", heartbeats=False), io.StringIO())  # type: ignore[arg-type]
+        cli.cmd_watch(FakeClient(timeline), cli.parser().parse_args(["watch"]), io.StringIO())  # type: ignore[arg-type]
 
 
 def test_a_gap_says_how_to_read_what_it_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
