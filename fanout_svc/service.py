@@ -25,7 +25,7 @@ from fanout_svc.celebrities import Celebrities
 from social import State, is_for_everyone
 from social.homes import HomeSource
 from social.live import GLOBAL_CHANNEL
-from social.timelines import FanoutJob, JobOutcome
+from social.timelines import CALL_BUDGET, FanoutJob, JobOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ class Fanout:
         celebrities: Celebrities | None = None,
         celebrity_lists: CelebrityLists | None = None,
         *,
-        call_budget: int = 2000,
+        call_budget: int = CALL_BUDGET,
     ) -> None:
         self._call_budget = call_budget
         self._graph = graph
