@@ -66,6 +66,10 @@ def tweet_changed(entry: Entry) -> TweetChanged:
             reply_to_author_id=parse_id(event.reply_to_author_id, "reply_to_author_id", required=False),
             mentioned_user_ids=tuple(require_id(u, "mentioned_user_ids") for u in event.mentioned_user_ids),
             public=event.public,
+            edited=event.kind == tweets_pb.TweetEvent.KIND_EDITED,
+            previously_mentioned=tuple(
+                require_id(u, "previous_mentioned_user_ids") for u in event.previous_mentioned_user_ids
+            ),
         )
 
 

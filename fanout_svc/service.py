@@ -3,8 +3,9 @@ unfollow does to a timeline.
 
 A tweet goes to its author, to the users it mentions (the replied-to author counts as mentioned)
 and to the author's followers; a tweet that is not for everyone (social.rules.is_for_everyone: a
-reply to someone else) reaches only the followers who also follow the replied-to author. A
-celebrity's tweets for everyone are merged at read time instead (fanout_svc.celebrities); its
+reply to someone else) reaches only the followers who also follow the replied-to author. An edit
+changes no timeline but those of users it mentions now and did not, or no longer does, and is told
+to every stream that may show the tweet. A celebrity's tweets for everyone are merged at read time instead (fanout_svc.celebrities); its
 replies to someone else still reach the followers of both. A follow or an unfollow rebuilds the
 follower's window from the owners (social.homes.HomeSource), as timeline_svc does for a user back
 after a while: it changes more than the followee's own tweets, and several workers may apply a
@@ -36,6 +37,10 @@ class TweetChanged:
     reply_to_author_id: int | None = None
     mentioned_user_ids: tuple[int, ...] = ()
     public: bool = False
+    # Edited (not new): the streams that may show it are told, and the timelines of those it
+    # mentions now and did not (or no longer does) take it (or lose it).
+    edited: bool = False
+    previously_mentioned: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,7 @@ class FollowChanged:
 
 class FollowGraph(Protocol):
     async def following(self, user_id: int) -> list[int]: ...
+    async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]: ...
 
 
 class FollowerLists(Protocol):
@@ -103,21 +109,24 @@ class Fanout:
         """What the event writes: to its author and those it mentions; to the author's own list
         (when for everyone); to the followers it is for; and to the global timeline's streams.
         A deletion is taken out of every timeline that may hold it, whatever the reply filter
-        decided (removing is harmless)."""
+        decided (removing is harmless); an edit is told to the streams of those same timelines
+        (their timelines do not change)."""
         for_everyone = is_for_everyone(event)
+        everyone_who_may_hold = event.deleted or event.edited
         followers_of: int | None = event.author_id
         among = None if for_everyone else event.reply_to_author_id
-        if celebrity and for_everyone and not event.deleted:
+        if celebrity and for_everyone and not everyone_who_may_hold:
             followers_of = None  # merged at read time
-        if event.deleted:
+        if everyone_who_may_hold:
             among = None
         others: tuple[tuple[str, str], ...] = ()
-        if self._celebrity_lists is not None and (for_everyone or event.deleted):
+        if self._celebrity_lists is not None and (for_everyone or everyone_who_may_hold):
             lists = self._celebrity_lists
             others = ((lists.key(event.author_id), lists.channel(event.author_id)),)
         return FanoutJob(
             event.tweet_id,
             deleted=event.deleted,
+            edited=event.edited and not event.deleted,
             homes=tuple(dict.fromkeys([event.author_id, *event.mentioned_user_ids])),
             others=others,
             followers_of=followers_of,
@@ -125,36 +134,65 @@ class Fanout:
             announce=GLOBAL_CHANNEL if event.public else "",
         )
 
+    async def jobs(self, event: TweetChanged, celebrity: bool) -> list[FanoutJob]:
+        """The event's jobs (job); an edit's also move the tweet between mentioned timelines: a user
+        it mentions now and did not gets it as a new tweet, one it no longer mentions loses it unless
+        it belongs in their home anyway (social.rules.belongs_in_home: they follow its author, and
+        the replied-to author if it is not for everyone). A stream showing a retweet of it is not
+        told: the retweet shows the new version when next read."""
+        if not event.edited or event.deleted:
+            return [self.job(event, celebrity)]
+        now = set(event.mentioned_user_ids)
+        added = tuple(u for u in event.mentioned_user_ids if u not in event.previously_mentioned)
+        removed = [u for u in event.previously_mentioned if u not in now and u != event.author_id]
+        jobs = []
+        if added:
+            jobs.append(FanoutJob(event.tweet_id, homes=added))
+        if removed:
+            keep = set(await self._graph.followers_among(event.author_id, removed))
+            if keep and not is_for_everyone(event) and event.reply_to_author_id is not None:
+                keep &= set(await self._graph.followers_among(event.reply_to_author_id, sorted(keep)))
+            if gone := tuple(u for u in removed if u not in keep):
+                jobs.append(FanoutJob(event.tweet_id, deleted=True, homes=gone))
+        return [*jobs, self.job(event, celebrity)]
+
     async def tweets_changed(self, events: Sequence[TweetChanged]) -> list[int | Exception]:
-        """Writes each new tweet into the home timelines it belongs in, or takes each deleted one
-        out of every timeline that may hold it, telling the live streams; for each event, how many
-        timelines took a new tweet (absent timelines are skipped: they are rebuilt when read), or
-        the error it alone failed with."""
-        states = await self._celebrity_states([e.author_id for e in events if not e.deleted])
-        jobs: list[FanoutJob] = []
-        results: list[int | Exception] = []
+        """Writes each new tweet into the home timelines it belongs in, takes each deleted one out
+        of every timeline that may hold it, and tells the live streams (of an edit too); for each
+        event, how many timelines took a new tweet (absent timelines are skipped: they are rebuilt
+        when read), or the error it alone failed with."""
+        new = [e.author_id for e in events if not e.deleted and not e.edited]
+        states = await self._celebrity_states(new)
+        planned: list[list[FanoutJob] | Exception] = []
         for event in events:
             state = states.get(event.author_id)
-            if isinstance(state, Exception):
-                results.append(state)
-            else:
-                results.append(0)
-                jobs.append(self.job(event, state is State.CELEBRITY))
+            try:
+                if isinstance(state, Exception):
+                    raise state
+                planned.append(await self.jobs(event, state is State.CELEBRITY))
+            except Exception as error:
+                planned.append(error)
+        jobs = [job for p in planned if not isinstance(p, Exception) for job in p]
         outcomes = iter(await self._write(jobs))
-        for n, event in enumerate(events):
-            if isinstance(results[n], Exception):
+        results: list[int | Exception] = []
+        for event, plan in zip(events, planned, strict=True):
+            if isinstance(plan, Exception):
+                results.append(plan)
                 continue
-            outcome = next(outcomes)
-            if isinstance(outcome, Exception):
-                results[n] = outcome
+            mine = [next(outcomes) for _ in plan]
+            failed = next((o for o in mine if isinstance(o, Exception)), None)
+            if failed is not None:
+                results.append(failed)
                 continue
-            results[n] = 0 if event.deleted else outcome.written
+            outcome = mine[-1]
+            assert isinstance(outcome, JobOutcome)
+            results.append(0 if event.deleted or event.edited else outcome.written)
             celebrity = states.get(event.author_id) is State.CELEBRITY
-            if self._celebrities is not None and not event.deleted and not celebrity:
+            if self._celebrities is not None and not (event.deleted or event.edited or celebrity):
                 try:
                     await self._celebrities.after_fanout(event.author_id, outcome.followers or 0)
                 except Exception as error:
-                    results[n] = error
+                    results[-1] = error
         return results
 
     async def tweet_changed(self, event: TweetChanged) -> int:

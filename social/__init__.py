@@ -8,7 +8,7 @@ service owns stays in that service. Built on meshkit (the generic service kit), 
 
 from social.celebrities import MERGED_AT_READ, CelebrityRegistry, State
 from social.events import FOLLOWS_STREAM, TWEETS_STREAM
-from social.live import CelebrityFollow, LiveMessage, celebrity_channel, live_channel
+from social.live import CelebrityFollow, LiveMessage, TweetEdited, celebrity_channel, live_channel
 from social.peers import MediaFacts, MediaPeer, TweetsPeer, UsersPeer
 from social.rules import TweetRef, belongs_in_home, is_for_everyone, is_public
 from social.text import has_visible_character
@@ -26,6 +26,7 @@ __all__ = [
     "Snapshot",
     "State",
     "TimelineStore",
+    "TweetEdited",
     "TweetRef",
     "TweetsPeer",
     "UsersPeer",

@@ -5,7 +5,8 @@ timeline_svc's streams listen, and the format of their messages.
 - `celebrity:<author_id>`: a celebrity's own tweets, merged into their followers' streams;
 - `live:global`: the global timeline.
 
-A message is a tweet id in decimal ("123"), or a deletion: the id prefixed with "-" ("-123"). On
+A message is a tweet id in decimal ("123"), a deletion: the id prefixed with "-" ("-123"), or an
+edit: the id prefixed with "e" ("e123": the tweet shows differently now). On
 a user's channel it may also be a change of the celebrities their timeline merges: "c+<author_id>"
 (merged from now on) or "c-<author_id>" (no longer). The timeline store's Lua scripts build the
 same channel names (prefix and id) and messages from what social.timelines passes them.
@@ -35,8 +36,10 @@ def celebrity_channel(author_id: int) -> str:
     return channel(CELEBRITY_CHANNEL_PREFIX, author_id)
 
 
-def tweet_message(tweet_id: int, *, deleted: bool) -> str:
-    return f"-{tweet_id}" if deleted else str(tweet_id)
+def tweet_message(tweet_id: int, *, deleted: bool = False, edited: bool = False) -> str:
+    if deleted:
+        return f"-{tweet_id}"
+    return f"e{tweet_id}" if edited else str(tweet_id)
 
 
 def celebrity_message(author_id: int, *, following: bool) -> str:
@@ -51,11 +54,18 @@ class CelebrityFollow:
     following: bool
 
 
-# What a message says: (tweet id, deleted), or a change of the celebrities merged.
-LiveMessage = tuple[int, bool] | CelebrityFollow
+@dataclass(frozen=True, slots=True)
+class TweetEdited:
+    """Told to the streams that may show a tweet: its author edited it."""
+
+    tweet_id: int
 
 
-_MESSAGE = re.compile(rb"(c[+-]|-)?([0-9]{1,19})")
+# What a message says: (tweet id, deleted), an edit, or a change of the celebrities merged.
+LiveMessage = tuple[int, bool] | TweetEdited | CelebrityFollow
+
+
+_MESSAGE = re.compile(rb"(c[+-]|-|e)?([0-9]{1,19})")
 
 
 def parse_message(data: bytes) -> LiveMessage:
@@ -67,4 +77,6 @@ def parse_message(data: bytes) -> LiveMessage:
     kind = match.group(1) or b""
     if kind.startswith(b"c"):
         return CelebrityFollow(ident, kind == b"c+")
+    if kind == b"e":
+        return TweetEdited(ident)
     return ident, kind == b"-"

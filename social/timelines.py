@@ -114,8 +114,9 @@ return 1
 # ARGV: home prefix, live channel prefix, list prefix, max bytes, ids kept by a trim, delivered
 # counter ("" for none), pruned counter ("" for none), budget, then where to resume (bucket, side,
 # list generation: -1, "", "" for a fresh start), then the jobs, each: kind ("+" deliver, "-" take
-# out), tweet id, the 8-byte id, the live message, announce channel (""), followers of (""),
-# among (""), n, n home user ids, m, m pairs of (timeline key, channel).
+# out, "e" tell the streams of an edit), tweet id, the 8-byte id, the live message, announce
+# channel (""), followers of (""), among (""), n, n home user ids, m, m pairs of (timeline key,
+# channel).
 # Returns: jobs done, where to resume (bucket, side, generation; -1 when all are done), then per
 # job gone through:
 # timelines written, followers pruned, 1 if a list it needs is missing (or being built), the
@@ -163,16 +164,22 @@ local function take_out(key, packed)
   return true
 end
 
--- Writes (or takes out) the tweet in the timelines `keys`; tells their channels (a new tweet only
--- where someone listens). Returns which keys exist.
+-- Writes (or takes out) the tweet in the timelines `keys`; tells their channels (a new or edited
+-- tweet only where someone listens). Returns which keys exist (an edit: all, it writes nothing).
 local function touch(kind, keys, channels, packed, message)
   local found = {}
   local listeners = nil
-  if kind == '+' and #channels > 0 then
+  if kind ~= '-' and #channels > 0 then
     listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
   end
   for k, key in ipairs(keys) do
-    if kind == '+' then found[k] = add(key, packed) else found[k] = take_out(key, packed) end
+    if kind == '+' then
+      found[k] = add(key, packed)
+    elseif kind == '-' then
+      found[k] = take_out(key, packed)
+    else
+      found[k] = true  -- an edit: the timeline does not change
+    end
     if kind == '-' or listeners[2 * k] > 0 then redis.call('PUBLISH', channels[k], message) end
   end
   return found
@@ -229,7 +236,7 @@ while i <= #ARGV do
       if side == 'b' then iterated, other = b, a end
       local start = 0
       if resuming and iterated.gen == resume_gen then start = resume_bucket end
-      local cost = kind == '+' and 1 or 8
+      local cost = kind == '-' and 8 or 1
       for bucket = start, iterated.buckets - 1 do
         if budget <= 0 then stopped = bucket; break end
         local members = redis.call('SMEMBERS', list_bucket(iterated.meta, iterated.gen, bucket))
@@ -377,6 +384,8 @@ class FanoutJob:
 
     tweet_id: int
     deleted: bool = False
+    # Edited: nothing is written, the streams of the timelines named below are told.
+    edited: bool = False
     # Users whose home timeline takes it whoever they follow (its author, the users it mentions).
     homes: tuple[int, ...] = ()
     # Other timelines, by key, with their live channel (a celebrity's own list).
@@ -402,10 +411,10 @@ class JobOutcome:
 def _job_arguments(job: FanoutJob) -> list[str | int | bytes]:
     """A job as the fan-out script reads it from ARGV."""
     return [
-        "-" if job.deleted else "+",
+        "-" if job.deleted else "e" if job.edited else "+",
         job.tweet_id,
         pack([job.tweet_id]),
-        tweet_message(job.tweet_id, deleted=job.deleted),
+        tweet_message(job.tweet_id, deleted=job.deleted, edited=job.edited),
         job.announce,
         "" if job.followers_of is None else job.followers_of,
         "" if job.among is None else job.among,

@@ -131,9 +131,10 @@ class FakeTimelineStore:
     """social.timelines.TimelineStore: `lines[user]` the tweet ids of each timeline that exists,
     `markers[user]` the celebrities it merges, `rebuilding` those flagged; at most `max_entries`
     ids are kept (the oldest go). Fan-out (`fan_out`, what the script does, on the followers in
-    `follower_lists`): `retracted` lists the timelines told of a deletion, `others` the other
-    timelines written as (key, tweet id, deleted), `announced` what announce channels were told as
-    (tweet id, deleted); `rebuilds` counts the rebuilds begun."""
+    `follower_lists`): `retracted` lists the timelines told of a deletion, `edited` (tweet id, user)
+    those told of an edit, `others` the other timelines written as (key, tweet id, deleted),
+    `announced` what announce channels were told as (tweet id, deleted), `announced_edits` the ids
+    announced as edited; `rebuilds` counts the rebuilds begun."""
 
     def __init__(
         self,
@@ -151,6 +152,8 @@ class FakeTimelineStore:
         self.retracted: list[int] = []
         self.others: list[tuple[str, int, bool]] = []
         self.announced: list[tuple[int, bool]] = []
+        self.edited: list[tuple[int, int]] = []
+        self.announced_edits: list[int] = []
         self._begun: dict[int, bytes] = {}
 
     async def fan_out(self, jobs: Sequence[FanoutJob], budget: int = 2000) -> list[JobOutcome]:
@@ -168,7 +171,9 @@ class FakeTimelineStore:
             ]
         written = 0
         for user_id in dict.fromkeys([*job.homes, *followers]):
-            if (line := self.lines.get(user_id)) is not None:
+            if job.edited:
+                self.edited.append((job.tweet_id, user_id))
+            elif (line := self.lines.get(user_id)) is not None:
                 written += 1
                 if job.deleted:
                     line.discard(job.tweet_id)
@@ -179,7 +184,9 @@ class FakeTimelineStore:
             if job.deleted:
                 self.retracted.append(user_id)
         self.others.extend((key, job.tweet_id, job.deleted) for key, _ in job.others)
-        if job.announce:
+        if job.announce and job.edited:
+            self.announced_edits.append(job.tweet_id)
+        elif job.announce:
             self.announced.append((job.tweet_id, job.deleted))
         counted = None if lists is None or job.followers_of is None else len(lists.of(job.followers_of))
         return JobOutcome(written=written, followers=counted)

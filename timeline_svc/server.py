@@ -26,7 +26,7 @@ from timeline_svc.hydrate import CacheFirst, Coalescer
 from timeline_svc.live_hub import LiveHub
 from timeline_svc.service import GlobalTimeline, HomeTimeline
 from timeline_svc.settings import TimelineSettings
-from timeline_svc.stream import Event, Gap, Heartbeat, TweetArrived, TweetRemoved
+from timeline_svc.stream import Event, Gap, Heartbeat, TweetArrived, TweetRemoved, TweetUpdated
 from tweetmesh.timeline.v1 import timeline_service_pb2 as pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as pb_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -37,6 +37,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 _PAGE_TWEET = bytes([pb.GetHomeTimelineResponse.DESCRIPTOR.fields_by_name["tweets"].number << 3 | 2])
 _EVENT_TWEET = bytes([pb.StreamHomeTimelineResponse.DESCRIPTOR.fields_by_name["tweet"].number << 3 | 2])
 assert _EVENT_TWEET[0] == pb.StreamGlobalTimelineResponse.DESCRIPTOR.fields_by_name["tweet"].number << 3 | 2
+_EVENT_UPDATE = bytes([pb.StreamHomeTimelineResponse.DESCRIPTOR.fields_by_name["update"].number << 3 | 2])
+assert _EVENT_UPDATE[0] == pb.StreamGlobalTimelineResponse.DESCRIPTOR.fields_by_name["update"].number << 3 | 2
 SERVICE = pb.DESCRIPTOR.services_by_name["TimelineService"]
 _STREAM_ANYONE = (
     Limit("stream", Scope.ADDRESS, "stream_open_per_address"),
@@ -112,6 +114,8 @@ def _event(event: Event[CachedTweet], stream: str) -> Prepared | dict[str, Any]:
             posted = time_of(event.tweet.tweet_id).timestamp()
             DELIVERY_LATENCY.labels(stream).observe(max(time.time() - posted, 0.0))
         return Prepared(length_delimited(_EVENT_TWEET, event.tweet.data))
+    if isinstance(event, TweetUpdated):
+        return Prepared(length_delimited(_EVENT_UPDATE, event.tweet.data))
     if isinstance(event, TweetRemoved):
         return {"deletion": pb.TweetDeletion(tweet_id=str(event.tweet_id))}
     if isinstance(event, Gap):

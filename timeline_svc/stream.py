@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from meshkit.errors import Unavailable
-from social import CelebrityFollow, LiveMessage, celebrity_channel
+from social import CelebrityFollow, LiveMessage, TweetEdited, celebrity_channel
 
 T = TypeVar("T")
 
@@ -37,6 +37,13 @@ class TweetRemoved:
 
 
 @dataclass(frozen=True, slots=True)
+class TweetUpdated(Generic[T]):
+    """A tweet the stream may show was edited: here as it is now."""
+
+    tweet: T
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     pass
 
@@ -52,7 +59,7 @@ class Gap:
     page_token: str
 
 
-Event = TweetArrived[T] | TweetRemoved | Heartbeat | Gap
+Event = TweetArrived[T] | TweetUpdated[T] | TweetRemoved | Heartbeat | Gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +223,12 @@ class LiveStream(Generic[T]):
                 raise stream_ended(arrived, self._resume.as_of(arrived.intact_until))
             if isinstance(arrived, CelebrityFollow):
                 fresh = await on_celebrity(arrived) if on_celebrity is not None else ()
+            elif isinstance(arrived, TweetEdited):
+                # Sent whether or not this stream sent the tweet: the client may show it from a page.
+                found = await self._fetch([arrived.tweet_id])
+                if arrived.tweet_id in found:
+                    yield TweetUpdated(found[arrived.tweet_id])
+                continue
             else:
                 tweet_id, deleted = arrived
                 if deleted:

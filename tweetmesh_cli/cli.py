@@ -148,12 +148,13 @@ def render_tweet(tweet: tweets_pb.Tweet) -> str:
     author = tweet.author
     name = f"{author.display_name} @{author.handle}" if author.handle else f"user {tweet.author_id}"
     reply = f" · reply to {tweet.reply_to_tweet_id}" if tweet.reply_to_tweet_id else ""
+    edited = f" · edited {tweet.edit_count}x" if tweet.edit_count else ""
     lines = [f"  {line}" for line in tweet.text.splitlines()]
     lines += [f"  {render_media(media)}" for media in tweet.media]
     if tweet.quote_tweet_id:
         lines += [f"  │ {line}" for line in render_quoted(tweet).splitlines()]
     body = "\n".join(lines or ["  "])
-    return f"{name} · {_when(tweet)}{reply} · id {tweet.tweet_id}\n{body}"
+    return f"{name} · {_when(tweet)}{reply}{edited} · id {tweet.tweet_id}\n{body}"
 
 
 def render_quoted(tweet: tweets_pb.Tweet) -> str:
@@ -360,12 +361,7 @@ def cmd_unfollow(client: Client, args: argparse.Namespace, out: TextIO) -> None:
 
 def cmd_post(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     text = sys.stdin.read().rstrip("\n") if args.text == ["-"] else " ".join(args.text)
-    if len(args.alt) > len(args.media):
-        raise CliError("give each --alt after the --media it describes")
-    # A file is uploaded first; anything else is taken as the id of an upload.
-    media_ids = [
-        _upload(client, item, None).media_id if os.path.isfile(item) else item for item in args.media
-    ]
+    media_ids, alt_texts = _media_ids(client, args.media, args.alt)
     request = tweets_pb.CreateTweetRequest(
         text=text,
         reply_to_tweet_id=args.reply_to or "",
@@ -373,10 +369,48 @@ def cmd_post(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         # One id per invocation: gRPC retries of this call cannot post twice.
         request_id=uuid.uuid4().hex,
         media_ids=media_ids,
-        alt_texts=dict(zip(media_ids, args.alt, strict=False)),
+        alt_texts=alt_texts,
     )
     tweet = client.tweets.CreateTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS).tweet
     out.write(f"posted:\n{render_tweet(tweet)}\n")
+
+
+def _media_ids(client: Client, media: Sequence[str], alt: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """The ids of --media (a file is uploaded first; anything else is the id of an upload) and
+    the alt text of each, given after it."""
+    if len(alt) > len(media):
+        raise CliError("give each --alt after the --media it describes")
+    media_ids = [_upload(client, item, None).media_id if os.path.isfile(item) else item for item in media]
+    return media_ids, dict(zip(media_ids, alt, strict=False))
+
+
+def cmd_edit(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    text = sys.stdin.read().rstrip("\n") if args.text == ["-"] else " ".join(args.text)
+    media_ids, alt_texts = _media_ids(client, args.media, args.alt)
+    request = tweets_pb.EditTweetRequest(
+        tweet_id=args.tweet_id,
+        text=text,
+        media_ids=media_ids,
+        alt_texts=alt_texts,
+        clear_media=args.no_media,
+        # One id per invocation: gRPC retries of this call cannot edit twice.
+        request_id=uuid.uuid4().hex,
+    )
+    tweet = client.tweets.EditTweet(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS).tweet
+    out.write(f"edited:\n{render_tweet(tweet)}\n")
+
+
+def cmd_history(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    request = tweets_pb.GetTweetHistoryRequest(tweet_id=args.tweet_id)
+    versions = client.tweets.GetTweetHistory(request, timeout=TIMEOUT_SECONDS).versions
+    for n, version in enumerate(versions):
+        # Newest first: the current text, then what each edit replaced, back to the posted one.
+        number = len(versions) - 1 - n
+        label = "current" if n == 0 else f"edit {number}" if number else "posted"
+        when = version.time.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        lines = [f"  {line}" for line in version.text.splitlines()]
+        lines += [f"  {render_media(media)}" for media in version.media]
+        out.write(f"{label} · {when} UTC\n" + "\n".join(lines or ["  "]) + "\n\n")
 
 
 def _upload_parts(data: bytes, content_type: str) -> Iterator[media_pb.UploadMediaStreamRequest]:
@@ -552,6 +586,8 @@ def _event_text(event: StreamEvent, args: argparse.Namespace) -> str | None:
             f" before {event.gap.before_tweet_id} with"
             f" `tweetmesh {reader} --page-token {event.gap.page_token}`)\n\n"
         )
+    if kind == "update":
+        return f"(tweet {event.update.tweet_id} was edited)\n{render_tweet(event.update)}\n\n"
     if kind == "deletion":
         return f"(tweet {event.deletion.tweet_id} was deleted)\n\n"
     return f"(heartbeat {event.heartbeat.time.ToDatetime(tzinfo=UTC):%H:%M:%S})\n"
@@ -938,21 +974,35 @@ def _account_commands(command: AddCommand) -> None:
         _paged(listed, "accounts")
 
 
-def _writing_commands(command: AddCommand) -> None:
-    post = command("post", cmd_post, "post a tweet (`-` reads the text from stdin)")
-    post.add_argument("text", nargs="*")
-    post.add_argument("--reply-to", metavar="TWEET_ID")
-    post.add_argument("--quote", metavar="TWEET_ID", help="quote this tweet (shown with yours)")
-    post.add_argument(
+def _media_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
         "--media",
         action="append",
         default=[],
         metavar="FILE_OR_MEDIA_ID",
         help="an image or video to show (a file is uploaded first); up to 4",
     )
-    post.add_argument(
+    sub.add_argument(
         "--alt", action="append", default=[], metavar="TEXT", help="alt text of the --media before it"
     )
+
+
+def _writing_commands(command: AddCommand) -> None:
+    post = command("post", cmd_post, "post a tweet (`-` reads the text from stdin)")
+    post.add_argument("text", nargs="*")
+    post.add_argument("--reply-to", metavar="TWEET_ID")
+    post.add_argument("--quote", metavar="TWEET_ID", help="quote this tweet (shown with yours)")
+    _media_options(post)
+    edit = command(
+        "edit",
+        cmd_edit,
+        "edit your tweet's text (within 30 minutes of posting, 5 times at most); its media stay unless"
+        " --media or --no-media",
+    )
+    edit.add_argument("tweet_id")
+    edit.add_argument("text", nargs="*")
+    _media_options(edit)
+    edit.add_argument("--no-media", action="store_true", help="remove the tweet's media")
     upload = command(
         "upload", cmd_upload, "upload an image (JPEG, PNG, GIF, WebP) or a video (MP4); prints its media id"
     )
@@ -972,6 +1022,7 @@ def _reading_commands(command: AddCommand) -> None:
     tweets = command("tweets", cmd_tweets, "someone's tweets, newest first")
     tweets.add_argument("handle")
     _paged(tweets)
+    command("history", cmd_history, "a tweet's versions, newest first (its edits)").add_argument("tweet_id")
     command("show", cmd_show, "one tweet, with its counts").add_argument("tweet_id")
     for name, run, text, what in (
         ("replies", cmd_replies, "the replies to a tweet, oldest first", "replies"),

@@ -26,7 +26,7 @@ from social.limits import READ, READ_SIGNED_IN, WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
-from tweets_svc.service import ThreadNode, Tweet, TweetChange, TweetMedia, Tweets
+from tweets_svc.service import EditLimits, ThreadNode, Tweet, TweetChange, TweetMedia, Tweets
 from tweets_svc.settings import TweetsSettings
 from tweets_svc.storage import PostgresTweetStore, TweetCache
 from tweets_svc.trends import TRENDS_MAX, TrendCounter
@@ -43,6 +43,7 @@ RATE_LIMITS: Policies = {
         method_name(SERVICE, method): WRITE
         for method in (
             "CreateTweet",
+            "EditTweet",
             "DeleteTweet",
             "LikeTweet",
             "UnlikeTweet",
@@ -56,6 +57,7 @@ RATE_LIMITS: Policies = {
         method_name(SERVICE, method): READ
         for method in (
             "GetTweet",
+            "GetTweetHistory",
             "ListUserTweets",
             "ListReplies",
             "ListQuotes",
@@ -74,6 +76,12 @@ RATE_LIMITS: Policies = {
 }
 
 
+def _kind(change: TweetChange) -> pb.TweetEvent.Kind:
+    if change.deleted:
+        return pb.TweetEvent.KIND_DELETED
+    return pb.TweetEvent.KIND_EDITED if change.edited else pb.TweetEvent.KIND_CREATED
+
+
 def tweet_event(change: TweetChange) -> bytes:
     tweet = change.tweet
     return pb.TweetEvent(
@@ -81,7 +89,7 @@ def tweet_event(change: TweetChange) -> bytes:
         author_id=str(tweet.author_id),
         create_time=timestamp(tweet.create_time),
         reply_to_tweet_id=wire_id(tweet.reply_to_tweet_id),
-        kind=pb.TweetEvent.KIND_DELETED if change.deleted else pb.TweetEvent.KIND_CREATED,
+        kind=_kind(change),
         reply_to_author_id=wire_id(tweet.reply_to_author_id),
         retweet_of_tweet_id=wire_id(tweet.retweet_of_tweet_id),
         mentioned_user_ids=[str(u) for u in change.mentioned_user_ids],
@@ -89,6 +97,8 @@ def tweet_event(change: TweetChange) -> bytes:
         media_ids=[str(m) for m in change.media_ids],
         quote_tweet_id=wire_id(tweet.quote_of_tweet_id),
         hashtags=tweet.hashtags,
+        previous_hashtags=change.previous_hashtags,
+        previous_mentioned_user_ids=[str(u) for u in change.previous_mentioned_user_ids],
     ).SerializeToString()
 
 
@@ -111,6 +121,8 @@ def own_fields(tweet: Tweet) -> pb.Tweet:
         media=[wire_media(m) for m in tweet.media],
         quote_tweet_id=wire_id(tweet.quote_of_tweet_id),
         quote_count=tweet.quote_count,
+        edit_time=timestamp(tweet.edit_time) if tweet.edit_time is not None else None,
+        edit_count=tweet.edit_count,
     )
 
 
@@ -209,6 +221,30 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
         (wire,) = await self.hydrate([tweet])
         return pb.CreateTweetResponse(tweet=wire)
+
+    async def EditTweet(self, request: pb.EditTweetRequest, context: Context) -> pb.EditTweetResponse:
+        tweet = await self._tweets.edit(
+            await self._auth.caller_id(context),
+            require_id(request.tweet_id, "tweet_id"),
+            request.text,
+            [require_id(m, "media_ids") for m in request.media_ids],
+            {require_id(m, "alt_texts"): text for m, text in request.alt_texts.items()},
+            request.clear_media,
+            request.request_id,
+        )
+        (wire,) = await self.hydrate([tweet])
+        return pb.EditTweetResponse(tweet=wire)
+
+    async def GetTweetHistory(
+        self, request: pb.GetTweetHistoryRequest, context: Context
+    ) -> pb.GetTweetHistoryResponse:
+        versions = await self._tweets.history(require_id(request.tweet_id, "tweet_id"))
+        return pb.GetTweetHistoryResponse(
+            versions=[
+                pb.TweetVersion(text=v.text, media=[wire_media(m) for m in v.media], time=timestamp(v.time))
+                for v in versions
+            ]
+        )
 
     async def GetTweet(self, request: pb.GetTweetRequest, context: Context) -> pb.GetTweetResponse:
         tweet = await self._tweets.get(require_id(request.tweet_id, "tweet_id"))
@@ -472,7 +508,8 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
         batch_max=settings.post_batch_max,
         batches_in_flight=settings.post_batches_in_flight,
     )
-    tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets), media)
+    edit_limits = EditLimits(settings.edit_window_seconds, settings.edit_max)
+    tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets), media, edit_limits)
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     trends = TrendCounter(
@@ -488,8 +525,15 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
         except (KeyError, DecodeError) as error:
             raise PoisonEvent(f"undecodable tweet event: {error}") from error
         posted = event.create_time.ToMicroseconds() / 1e6
+        now = time.time()
+        if event.kind == pb.TweetEvent.KIND_EDITED:
+            # The tweet counts once, in the minute it was posted, under the tags it has now.
+            previous, current = set(event.previous_hashtags), set(event.hashtags)
+            await trends.record(sorted(previous - current), posted, now, delta=-1)
+            await trends.record(sorted(current - previous), posted, now, delta=1)
+            return
         deleted = event.kind == pb.TweetEvent.KIND_DELETED
-        await trends.record(list(event.hashtags), posted, time.time(), delta=-1 if deleted else 1)
+        await trends.record(list(event.hashtags), posted, now, delta=-1 if deleted else 1)
 
     consumer = StreamConsumer(
         redis,

@@ -1,5 +1,6 @@
 """The rules of tweets_svc: valid tweets, mentions, hashtags and media, quotes, idempotent
-creation, deletes by the author only, retweets, likes, and every tweet list, on plain dataclasses."""
+creation, edits by the author within limits, deletes by the author only, retweets, likes, and every
+tweet list, on plain dataclasses."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import contextlib
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -75,6 +76,9 @@ class Tweet:
     quoted: Tweet | None = None
     quoted_deleted: bool = False
     quote_count: int = 0
+    # How many times it was edited, and when last (None: never).
+    edit_count: int = 0
+    edit_time: datetime | None = None
     # The author's tweet count, when it was read with the tweet (None: ask for it).
     author_tweets_count: int | None = None
     # The versions of the tweet's row and of its author's count as read (social.caches).
@@ -100,16 +104,64 @@ class NewTweet:
 
 
 @dataclass(frozen=True, slots=True)
+class TweetEdit:
+    """A tweet's next version, checked: its text and what the text names, and its media (None:
+    the current ones stay). `attached` are the media the edit adds (claimed for it)."""
+
+    tweet_id: int
+    author_id: int
+    text: str
+    mentions: tuple[Mention, ...]
+    hashtags: tuple[str, ...]
+    media: tuple[TweetMedia, ...] | None
+    attached: tuple[int, ...]
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Editable:
+    """What decides whether a live tweet may be edited now: its author, whether it is a retweet,
+    how long ago it was posted and how many times it was edited."""
+
+    author_id: int
+    retweet: bool
+    age_seconds: float
+    edit_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class EditLimits:
+    """How long after posting a tweet may be edited, and how many times."""
+
+    window_seconds: float = 1800.0
+    max_edits: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class TweetVersion:
+    """What a tweet showed from `time` on (its posting, or the edit that wrote it)."""
+
+    text: str
+    media: tuple[TweetMedia, ...]
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class TweetChange:
-    """What fan-out and media_svc need to know of a created or deleted tweet (it becomes a
-    TweetEvent)."""
+    """What fan-out, media_svc and trends need to know of a created, edited or deleted tweet (it
+    becomes a TweetEvent)."""
 
     tweet: Tweet
     deleted: bool
     # Who gets it whatever they follow: the mentioned users and the replied-to author.
     mentioned_user_ids: tuple[int, ...] = ()
-    # Deleted: every media the tweet held (media_svc deletes them); created: tweet.media's.
+    # Deleted: every media the tweet held (media_svc deletes them); created: tweet.media's; edited:
+    # the media the edit attached.
     media_ids: tuple[int, ...] = ()
+    edited: bool = False
+    # Edited: the hashtags the tweet had before, and who was mentioned before.
+    previous_hashtags: tuple[str, ...] = ()
+    previous_mentioned_user_ids: tuple[int, ...] = ()
 
 
 class ReplyTargetMissing(Exception):
@@ -135,6 +187,25 @@ class TweetStore(Protocol):
         """An existing (author, request_id) returns the tweet stored the first time.
         ReplyTargetMissing / QuoteTargetMissing if the replied-to / quoted tweet is absent or
         deleted; MediaTaken if a media is attached to another tweet."""
+        ...
+
+    async def editable(self, tweet_id: int) -> Editable | None:
+        """What decides whether the tweet may be edited; None if it is absent or deleted."""
+        ...
+
+    async def edited_with(self, tweet_id: int, request_id: str) -> bool:
+        """Whether an edit of the tweet with this request_id was made."""
+        ...
+
+    async def edit(self, edit: TweetEdit, allowed: Callable[[Editable], None]) -> Tweet:
+        """Applies the edit to the live tweet, locked, once `allowed` (which raises a refusal) let
+        it; the version it replaces is kept. NotFound if the tweet is absent or deleted; a retry
+        (the same request_id) returns the tweet as it is; MediaTaken if a media is another
+        tweet's."""
+        ...
+
+    async def history(self, tweet_id: int) -> list[TweetVersion]:
+        """The live tweet's versions, newest (the current one) first; [] if absent or deleted."""
         ...
 
     async def by_request_id(self, author_id: int, request_id: str) -> Tweet | None:
@@ -318,14 +389,28 @@ def validate_media(media_ids: Sequence[int], alt_texts: Mapping[int, str]) -> di
     return texts
 
 
+def media_taken(taken: MediaTaken) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"media_ids: media {taken.media_id} is attached to another tweet",
+        reason="MEDIA_ALREADY_ATTACHED",
+        metadata={"field": "media_ids", "media_id": str(taken.media_id)},
+    )
+
+
 class Tweets:
     def __init__(
-        self, store: TweetStore, users: UserDirectory, page_tokens: PageTokens, media: MediaDirectory
+        self,
+        store: TweetStore,
+        users: UserDirectory,
+        page_tokens: PageTokens,
+        media: MediaDirectory,
+        edit_limits: EditLimits | None = None,
     ) -> None:
         self._store = store
         self._users = users
         self._pages = page_tokens
         self._media = media
+        self._edit_limits = edit_limits or EditLimits()
 
     async def create(
         self,
@@ -348,11 +433,32 @@ class Tweets:
             reply_to_tweet_id = await self._original(reply_to_tweet_id, "reply_to_tweet_id")  # answer it
         if quote_tweet_id is not None:
             quote_tweet_id = await self._original(quote_tweet_id, "quote_tweet_id")  # quote it
+        mentions = await self._mentions(text)
+        media = await self._claim(author_id, media_ids, alts)
+        new = NewTweet(
+            author_id, text, reply_to_tweet_id, key, mentions, tuple(hashtags_of(text)), media, quote_tweet_id
+        )
+        try:
+            return await self._store.create(new)
+        except ReplyTargetMissing:
+            raise not_found("tweet", str(reply_to_tweet_id), "reply_to_tweet_id") from None
+        except QuoteTargetMissing:
+            raise not_found("tweet", str(quote_tweet_id), "quote_tweet_id") from None
+        except MediaTaken as taken:
+            raise media_taken(taken) from None
+
+    async def _mentions(self, text: str) -> tuple[Mention, ...]:
+        """The users the text mentions with @handle who exist, in order."""
         handles = mentioned_handles(text)
         found = await self._users.resolve_handles(handles) if handles else {}
-        mentions = tuple(Mention(found[h], h) for h in handles if h in found)
+        return tuple(Mention(found[h], h) for h in handles if h in found)
+
+    async def _claim(
+        self, author_id: int, media_ids: Sequence[int], alts: Mapping[int, str]
+    ) -> tuple[TweetMedia, ...]:
+        """The author's uploaded media, claimed from media_svc for a tweet, with their alt text."""
         claimed = await self._media.claim(author_id, media_ids) if media_ids else []
-        media = tuple(
+        return tuple(
             TweetMedia(
                 m.media_id,
                 m.content_type,
@@ -365,21 +471,83 @@ class Tweets:
             )
             for m in claimed
         )
-        new = NewTweet(
-            author_id, text, reply_to_tweet_id, key, mentions, tuple(hashtags_of(text)), media, quote_tweet_id
+
+    def _allow_edit(self, actor_id: int, tweet: Editable) -> None:
+        """Refuses an edit that is not the author's, of a retweet, past the edit window or past the
+        number of edits."""
+        limits = self._edit_limits
+        if tweet.author_id != actor_id:
+            raise PermissionDenied("only its author can edit a tweet", reason="NOT_AUTHOR")
+        if tweet.retweet:
+            raise FailedPrecondition(
+                "a retweet cannot be edited (it shows its original)", reason="RETWEET_NOT_EDITABLE"
+            )
+        if tweet.age_seconds > limits.window_seconds:
+            raise FailedPrecondition(
+                f"a tweet can be edited only within {limits.window_seconds:g} seconds of its posting",
+                reason="EDIT_WINDOW_CLOSED",
+            )
+        if tweet.edit_count >= limits.max_edits:
+            raise FailedPrecondition(
+                f"a tweet can be edited at most {limits.max_edits} times", reason="EDIT_LIMIT_REACHED"
+            )
+
+    async def edit(
+        self,
+        actor_id: int,
+        tweet_id: int,
+        text: str,
+        media_ids: Sequence[int] = (),
+        alt_texts: Mapping[int, str] | None = None,
+        clear_media: bool = False,
+        request_id: str = "",
+    ) -> Tweet:
+        """The tweet's next version: `text`, and `media_ids` (its current media and/or the
+        author's unattached uploads) or, without them, its current media unless `clear_media`.
+        Refused (before anything is claimed, and again under the row's lock) by `_allow_edit`."""
+        key = request_id or None
+        tweet = await self._store.editable(tweet_id)
+        if tweet is None:
+            raise not_found("tweet", str(tweet_id), "tweet_id")
+        if tweet.author_id == actor_id and key is not None and await self._store.edited_with(tweet_id, key):
+            return await self.get(tweet_id)  # the author's retry of an edit that was made
+        self._allow_edit(actor_id, tweet)
+        alts = validate_media(media_ids, alt_texts or {})
+        current = await self.get(tweet_id)
+        media: tuple[TweetMedia, ...] | None = None
+        attached: tuple[int, ...] = ()
+        if media_ids or clear_media:
+            kept = {m.media_id: m for m in current.media}
+            new_ids = [m for m in media_ids if m not in kept]
+            claimed = {m.media_id: m for m in await self._claim(actor_id, new_ids, alts)}
+            media = tuple(
+                claimed[m] if m in claimed else replace(kept[m], alt_text=alts[m] or kept[m].alt_text)
+                for m in media_ids
+            )
+            attached = tuple(claimed)
+        shown = current.media if media is None else media
+        text = normalize_text(text, may_be_empty=bool(shown))
+        edit = TweetEdit(
+            tweet_id,
+            actor_id,
+            text,
+            await self._mentions(text),
+            tuple(hashtags_of(text)),
+            media,
+            attached,
+            key,
         )
         try:
-            return await self._store.create(new)
-        except ReplyTargetMissing:
-            raise not_found("tweet", str(reply_to_tweet_id), "reply_to_tweet_id") from None
-        except QuoteTargetMissing:
-            raise not_found("tweet", str(quote_tweet_id), "quote_tweet_id") from None
+            return await self._store.edit(edit, lambda locked: self._allow_edit(actor_id, locked))
         except MediaTaken as taken:
-            raise FailedPrecondition(
-                f"media_ids: media {taken.media_id} is attached to another tweet",
-                reason="MEDIA_ALREADY_ATTACHED",
-                metadata={"field": "media_ids", "media_id": str(taken.media_id)},
-            ) from None
+            raise media_taken(taken) from None
+
+    async def history(self, tweet_id: int) -> list[TweetVersion]:
+        """A tweet's versions, newest first (a retweet's are its original's)."""
+        versions = await self._store.history(await self._original(tweet_id))
+        if not versions:
+            raise not_found("tweet", str(tweet_id), "tweet_id")  # deleted meanwhile
+        return versions
 
     async def media_tweets(self, media_ids: Sequence[int]) -> dict[int, int]:
         return await self._store.media_tweets(media_ids)

@@ -52,6 +52,9 @@ class TweetsSettings(Settings):
     )
     trends_baseline_windows: int = setting(lambda env: env.integer("TRENDS_BASELINE_WINDOWS", 6, minimum=1))
     trends_consumer: str = setting(_consumer)
+    # How long after posting a tweet may be edited, and how many times (tests shorten the window).
+    edit_window_seconds: float = setting(lambda env: env.number("EDIT_WINDOW_SECONDS", 1800.0, minimum=0.0))
+    edit_max: int = setting(lambda env: env.integer("EDIT_MAX", 5, minimum=0))
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> TweetsSettings:

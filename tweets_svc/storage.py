@@ -29,6 +29,7 @@ from social.caches import (
 )
 from social.rules import IS_PUBLIC_SQL
 from tweets_svc.service import (
+    Editable,
     MediaTaken,
     Mention,
     NewTweet,
@@ -37,8 +38,10 @@ from tweets_svc.service import (
     ThreadNode,
     Tweet,
     TweetChange,
+    TweetEdit,
     TweetMedia,
     TweetState,
+    TweetVersion,
 )
 
 _NO_UPPER_BOUND = 2**63 - 1
@@ -63,9 +66,20 @@ SELECT t.id, t.author_id, t.text, t.create_time, t.reply_to_id, t.reply_count, t
        ARRAY(SELECT m.user_id FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT m.handle FROM mentions m WHERE m.tweet_id = t.id AND NOT m.implicit ORDER BY m.position),
        ARRAY(SELECT h.tag FROM hashtags h WHERE h.tweet_id = t.id ORDER BY h.position),
-       COALESCE(s.tweets_count, 0), {_MEDIA}, t.quote_of_id, t.quote_count, t.version, COALESCE(s.version, 0)
+       COALESCE(s.tweets_count, 0), {_MEDIA}, t.quote_of_id, t.quote_count, t.version, COALESCE(s.version, 0),
+       t.edit_count, t.edit_time
 FROM tweets t LEFT JOIN tweets p ON p.id = t.reply_to_id LEFT JOIN author_stats s ON s.author_id = t.author_id
 WHERE t.id = ANY(%s) AND t.delete_time IS NULL
+"""
+# A live tweet's versions, newest first: the current one (from the row), then those edits replaced.
+_HISTORY = f"""
+SELECT t.text, t.write_time, {_MEDIA} FROM (
+    SELECT text, media_ids, COALESCE(edit_time, create_time) AS write_time, edit_count AS version_no
+    FROM tweets WHERE id = %(id)s AND {_LIVE}
+    UNION ALL
+    SELECT text, media_ids, write_time, version_no FROM tweet_versions
+    WHERE tweet_id = %(id)s AND EXISTS (SELECT 1 FROM tweets WHERE id = %(id)s AND {_LIVE})
+) t ORDER BY t.version_no DESC
 """
 # The unique index that makes a retried CreateTweet find its first tweet.
 _REQUEST_ID_INDEX = "tweets_by_request_id"
@@ -125,21 +139,23 @@ def _tweet(row: Sequence[Any]) -> Tweet:
         quote_count=int(row[17]),
         version=int(row[18]),
         author_tweets_count_version=int(row[19]),
+        edit_count=int(row[20]),
+        edit_time=row[21],
     )
 
 
 def _mention_rows(
-    tweet_id: int, new: NewTweet, implicit: Sequence[int]
+    tweet_id: int, author_id: int, mentions: Sequence[Mention], implicit: Sequence[int]
 ) -> tuple[list[tuple[int, int, str, int, bool]], tuple[int, ...]]:
-    """A new tweet's rows of `mentions` (the `implicit` ones, the replied-to and quoted authors,
-    after those it names), and who it mentions (its author left out)."""
-    rows = [(tweet_id, m.user_id, m.handle, i, False) for i, m in enumerate(new.mentions)]
-    mentioned = [m.user_id for m in new.mentions]
+    """A tweet's rows of `mentions` (the `implicit` ones, the quoted and replied-to authors, after
+    those it names), and who it mentions (its author left out)."""
+    rows = [(tweet_id, m.user_id, m.handle, i, False) for i, m in enumerate(mentions)]
+    mentioned = [m.user_id for m in mentions]
     for author in implicit:
         if author not in mentioned:
             rows.append((tweet_id, author, "", len(rows), True))
             mentioned.append(author)
-    return rows, tuple(u for u in mentioned if u != new.author_id)
+    return rows, tuple(u for u in mentioned if u != author_id)
 
 
 def _request_deleted() -> NotFound:
@@ -404,7 +420,7 @@ class PostgresTweetStore:
             (tweet_id, new.author_id, new.text, new.reply_to_tweet_id, reply_to_author, new.request_id)
         )
         mention_rows, mentioned = _mention_rows(
-            tweet_id, new, [] if reply_to_author is None else [reply_to_author]
+            tweet_id, new.author_id, new.mentions, [] if reply_to_author is None else [reply_to_author]
         )
         batch.mentions.extend(mention_rows)
         batch.hashtags.extend((tweet_id, tag, i) for i, tag in enumerate(new.hashtags))
@@ -536,7 +552,8 @@ class PostgresTweetStore:
                 ),
             )
             tweet_id = int((await cur.fetchone() or [0])[0])
-            mentioned = await self._attach(cur, tweet_id, new, [authors[c] for c in sorted(authors)])
+            implicit = [authors[c] for c in sorted(authors)]
+            mentioned = await self._attach(cur, tweet_id, new.author_id, new.mentions, new.hashtags, implicit)
             await self._attach_media(cur, tweet_id, new.media)
             await self._count(cur, [new.author_id], +1)
             (tweet,) = await self._hydrate(cur, [tweet_id])
@@ -574,23 +591,36 @@ class PostgresTweetStore:
                 raise MediaTaken(item.media_id) from None  # the transaction rolls back
 
     async def _attach(
-        self, cur: psycopg.AsyncCursor[Any], tweet_id: int, new: NewTweet, implicit: Sequence[int]
+        self,
+        cur: psycopg.AsyncCursor[Any],
+        tweet_id: int,
+        author_id: int,
+        mentions: Sequence[Mention],
+        hashtags: Sequence[str],
+        implicit: Sequence[int],
     ) -> tuple[int, ...]:
-        """Stores mentions (the replied-to and quoted authors as implicit ones) and hashtags;
-        returns who is mentioned."""
-        rows, mentioned = _mention_rows(tweet_id, new, implicit)
+        """Stores mentions (the quoted and replied-to authors as implicit ones, in that order) and
+        hashtags; returns who is mentioned."""
+        rows, mentioned = _mention_rows(tweet_id, author_id, mentions, implicit)
         if rows:
             await cur.executemany(
                 "INSERT INTO mentions (tweet_id, user_id, handle, position, implicit)"
                 " VALUES (%s, %s, %s, %s, %s)",
                 rows,
             )
-        if new.hashtags:
+        if hashtags:
             await cur.executemany(
                 "INSERT INTO hashtags (tweet_id, tag, position) VALUES (%s, %s, %s)",
-                [(tweet_id, tag, i) for i, tag in enumerate(new.hashtags)],
+                [(tweet_id, tag, i) for i, tag in enumerate(hashtags)],
             )
         return mentioned
+
+    async def _mentioned(
+        self, cur: psycopg.AsyncCursor[Any], tweet_id: int, author_id: int
+    ) -> tuple[int, ...]:
+        """Who the tweet mentions (implicitly too), but its author, in order."""
+        await cur.execute("SELECT user_id FROM mentions WHERE tweet_id = %s ORDER BY position", (tweet_id,))
+        return tuple(int(r[0]) for r in await cur.fetchall() if int(r[0]) != author_id)
 
     async def _count(
         self, cur: psycopg.AsyncCursor[Any], author_ids: Sequence[int], delta: int
@@ -647,9 +677,8 @@ class PostgresTweetStore:
         Adds the other tweets it changes to `changed` (id -> version) and its author's count to
         `counted`."""
         tweet_id = tweet.tweet_id
-        await cur.execute("SELECT user_id FROM mentions WHERE tweet_id = %s ORDER BY position", (tweet_id,))
-        mentioned = tuple(int(r[0]) for r in await cur.fetchall() if int(r[0]) != tweet.author_id)
-        for table in ("mentions", "hashtags", "likes", "bookmarks"):
+        mentioned = await self._mentioned(cur, tweet_id, tweet.author_id)
+        for table in ("mentions", "hashtags", "likes", "bookmarks", "tweet_versions"):
             await cur.execute(f"DELETE FROM {table} WHERE tweet_id = %s", (tweet_id,))
         # Every media it ever held goes with it (media_svc deletes them on the event).
         await cur.execute("DELETE FROM tweet_media WHERE tweet_id = %s RETURNING media_id", (tweet_id,))
@@ -674,6 +703,94 @@ class PostgresTweetStore:
         return await self._outbox.add(
             cur, TWEETS_STREAM, self._tweet_event(TweetChange(tweet, True, mentioned, media_ids))
         )
+
+    async def editable(self, tweet_id: int) -> Editable | None:
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            return await self._editable(cur, tweet_id, lock=False)
+
+    async def _editable(self, cur: psycopg.AsyncCursor[Any], tweet_id: int, *, lock: bool) -> Editable | None:
+        await cur.execute(
+            "SELECT author_id, retweet_of_id IS NOT NULL, extract(epoch FROM now() - create_time), edit_count"
+            f" FROM tweets WHERE id = %s AND {_LIVE}" + (" FOR UPDATE" if lock else ""),
+            (tweet_id,),
+        )
+        row = await cur.fetchone()
+        return None if row is None else Editable(int(row[0]), bool(row[1]), float(row[2]), int(row[3]))
+
+    async def edited_with(self, tweet_id: int, request_id: str) -> bool:
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            return await self._edited_with(cur, tweet_id, request_id)
+
+    async def edit(self, edit: TweetEdit, allowed: Callable[[Editable], None]) -> Tweet:
+        try:
+            return await self._edit(edit, allowed)
+        except psycopg.errors.UniqueViolation as error:
+            if error.diag.constraint_name != "tweet_versions_by_request_id":
+                raise
+            return await self._edit(edit, allowed)  # a concurrent retry committed first
+
+    async def _edit(self, edit: TweetEdit, allowed: Callable[[Editable], None]) -> Tweet:
+        tweet_id = edit.tweet_id
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # The row lock orders edits of a tweet, and an edit against its deletion.
+            locked = await self._editable(cur, tweet_id, lock=True)
+            if locked is None:
+                raise not_found("tweet", str(tweet_id), "tweet_id")
+            key = edit.request_id if locked.author_id == edit.author_id else None  # the author's retry
+            if key is not None and await self._edited_with(cur, tweet_id, key):
+                (tweet,) = await self._hydrate(cur, [tweet_id])
+                return tweet
+            allowed(locked)
+            (before,) = await self._hydrate(cur, [tweet_id])
+            # The version it replaces is kept, with the key of the edit that replaced it.
+            await cur.execute(
+                "INSERT INTO tweet_versions (tweet_id, version_no, text, media_ids, write_time, request_id)"
+                " SELECT id, edit_count, text, media_ids, COALESCE(edit_time, create_time), %s"
+                " FROM tweets WHERE id = %s",
+                (edit.request_id, tweet_id),
+            )
+            media = before.media if edit.media is None else edit.media
+            await self._attach_media(cur, tweet_id, [m for m in media if m.media_id in edit.attached])
+            await cur.executemany(
+                "UPDATE tweet_media SET alt_text = %s WHERE media_id = %s AND tweet_id = %s",
+                [(m.alt_text, m.media_id, tweet_id) for m in media if m.media_id not in edit.attached],
+            )
+            await cur.execute(
+                "UPDATE tweets SET text = %s, media_ids = %s, edit_count = edit_count + 1, edit_time = now()"
+                " WHERE id = %s RETURNING reply_to_author_id,"
+                " (SELECT q.author_id FROM tweets q WHERE q.id = tweets.quote_of_id)",
+                (edit.text, [m.media_id for m in media], tweet_id),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            # Mentions and hashtags follow the new text (the quoted and replied-to authors stay).
+            previous = await self._mentioned(cur, tweet_id, edit.author_id)
+            for table in ("mentions", "hashtags"):
+                await cur.execute(f"DELETE FROM {table} WHERE tweet_id = %s", (tweet_id,))
+            implicit = [int(a) for a in (row[1], row[0]) if a is not None]
+            mentioned = await self._attach(
+                cur, tweet_id, edit.author_id, edit.mentions, edit.hashtags, implicit
+            )
+            (tweet,) = await self._hydrate(cur, [tweet_id])
+            change = TweetChange(tweet, False, mentioned, edit.attached, True, before.hashtags, previous)
+            event = await self._outbox.add(cur, TWEETS_STREAM, self._tweet_event(change))
+        # Its new form enters the cache with its event, at the row's new version: no reader sees the
+        # old text after this (unless Redis misses this write: then for at most the entry's life).
+        entries = self._cache.shown([tweet])
+        await self._outbox.relay([event], also=functools.partial(self._cache.put_in, entries=entries))
+        return tweet
+
+    async def _edited_with(self, cur: psycopg.AsyncCursor[Any], tweet_id: int, request_id: str) -> bool:
+        await cur.execute(
+            "SELECT 1 FROM tweet_versions WHERE tweet_id = %s AND request_id = %s", (tweet_id, request_id)
+        )
+        return await cur.fetchone() is not None
+
+    async def history(self, tweet_id: int) -> list[TweetVersion]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_HISTORY, {"id": tweet_id})
+            rows = await cur.fetchall()
+        return [TweetVersion(r[0], tuple(TweetMedia(**m) for m in r[2]), r[1]) for r in rows]
 
     async def retweet_of(self, original_id: int, actor_id: int) -> int | None:
         ids = await self._ids(

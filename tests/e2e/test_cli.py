@@ -274,6 +274,20 @@ def test_trends_listed_and_a_bad_window_refused(mesh: Mesh, tmp_path: Path) -> N
     assert done.returncode == 1 and "window" in done.stderr
 
 
+def test_edit_a_tweet_and_read_its_history(mesh: Mesh, tmp_path: Path) -> None:
+    lea, max_ = person(tmp_path, mesh, "lea"), person(tmp_path, mesh, "max")
+    for someone in (lea, max_):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    (tweet_id,) = re.findall(r"id (\d+)", lea.ok("post", "helo", "world"))
+    edited = lea.ok("edit", tweet_id, "hello", "world")
+    assert "hello world" in edited and "edited 1x" in edited
+    history = lea.ok("history", tweet_id)
+    assert history.index("current") < history.index("hello world") < history.index("posted")
+    assert history.index("posted") < history.index("helo world")
+    done = max_.run("edit", tweet_id, "not yours")
+    assert done.returncode == 1 and "permission denied" in done.stderr and "author" in done.stderr
+
+
 def test_every_tweet_and_account_command(mesh: Mesh, tmp_path: Path) -> None:
     """like, retweet, show, likers, likes, replies, mentions, hashtag, global, followers,
     following, profile, update-profile, change-password, unlike, unretweet, delete."""

@@ -188,7 +188,7 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
 
 
 def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
-    """Quotes, the lists of them, conversations, bookmarks, trends."""
+    """Quotes, the lists of them, conversations, bookmarks, trends, edits and their history."""
 
     def ok(method: str, path: str, body: Any = None) -> Any:
         response = api.call(method, path, body, token)
@@ -202,6 +202,9 @@ def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
     ok("GET", "/v1/bookmarks")
     ok("POST", f"/v1/tweets/{tweet_id}:unbookmark", {})
     ok("GET", "/v1/trends?window=15m")
+    mine = ok("POST", "/v1/tweets", {"text": "to be edited in the spec"})["tweet"]["tweet_id"]
+    ok("PATCH", f"/v1/tweets/{mine}", {"text": "edited in the spec", "request_id": "spec-edit"})
+    ok("GET", f"/v1/tweets/{mine}/history")
 
 
 def walk_media_routes(api: Checker, token: str) -> None:

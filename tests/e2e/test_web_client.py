@@ -21,7 +21,7 @@ import pytest
 
 from devstack.mesh import Mesh
 from tests.e2e.test_envoy_http import Http
-from tests.helpers import PASSWORD, debian_tool
+from tests.helpers import PASSWORD, debian_tool, http_call
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "screenshots"
@@ -200,6 +200,29 @@ def follow_from_search(alice: Page, bob_handle: str) -> None:
     alice.screenshot("profile")
 
 
+def as_user(page: Page, method: str, path: str, body: Any) -> Any:
+    """A call of the API with the token the page signed in with (what the page has no control for)."""
+    token = page.driver.execute_script("return JSON.parse(localStorage.getItem('tweetmesh.session')).token")
+    answer = http_call(int(page.base.rsplit(":", 1)[1]), method, path, body, token)
+    assert answer.status == 200, answer.body
+    return answer.json()
+
+
+def edit_and_quote(alice: Page, bob: Page, card: WebElement, text: str, suffix: str) -> WebElement:
+    """Bob edits the tweet on Alice's open page: it shows the new text, marked edited, without a
+    reload; Alice quotes it: her tweet shows Bob's inside it. Returns the edited tweet's card."""
+    tweet_id = card.get_attribute("data-tweet-id")
+    as_user(bob, "PATCH", f"/v1/tweets/{tweet_id}", {"text": text})
+    edited = alice.tweet(text)
+    alice.wait(lambda d: "Edited" in edited.find_element(By.TAG_NAME, "header").text, "the edited mark")
+    as_user(alice, "POST", "/v1/tweets", {"text": f"look {suffix}", "quote_tweet_id": tweet_id})
+    quote = alice.tweet(f"look {suffix}")
+    quoted = quote.find_element(By.CSS_SELECTOR, "blockquote.quoted").text
+    assert text in quoted and "Bob" in quoted and "Edited" in quoted, quoted
+    alice.screenshot("edited-and-quoted")
+    return edited
+
+
 def shown(card: WebElement, button: str) -> str:
     return " ".join(card.find_element(By.XPATH, _button(button)).text.split())
 
@@ -248,6 +271,8 @@ def test_two_people_follow_post_live_and_act_on_tweets(browsers: Browsers) -> No
     assert f"@{bob_handle}" in card.text
     alice.screenshot("home-live")
     bob.screenshot("home-desktop")
+    text = f"hello again from bob {suffix}"
+    card = edit_and_quote(alice, bob, card, text, suffix)
 
     reply = f"welcome bob {suffix}"
     like_retweet_and_reply(alice, card, reply)

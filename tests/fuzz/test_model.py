@@ -11,7 +11,7 @@ user liked, bookmarks, mentions, hashtags, search, the global timeline, follower
 and home timelines (eventual: polled with a
 deadline, as fan-out runs after the write).
 
-To add an action (block, mute, edits...): one `@rule` on MeshMachine that calls
+To add an action (block, mute...): one `@rule` on MeshMachine that calls
 the mesh and then the Model method of the same name, which changes the model the way the action
 should (and says which error the mesh must answer, if any); if the action adds something to read,
 one more comparison in `MeshMachine.check_reads` (and the model's rule for it, e.g. a blocked
@@ -65,6 +65,7 @@ class Tweet:
     deleted: bool = False
     quote_of: str | None = None
     quote_author: str | None = None
+    versions: list[str] = field(default_factory=list)  # the texts edits replaced, oldest first
 
     @property
     def for_everyone(self) -> bool:
@@ -97,6 +98,7 @@ class Refused(Exception):
         self.code = code
 
 
+EDIT_MAX = 5  # edits per tweet (tweets_svc's EDIT_MAX; the 30-minute window is never reached here)
 RETWEET_WINDOW = 40  # timeline_svc hides a retweet whose original is among this many older entries
 
 
@@ -195,6 +197,19 @@ class Model:
         original = tweet.retweet_of or tweet_id
         if original in self.bookmarks.get(actor, []):
             self.bookmarks[actor].remove(original)
+
+    def edit(self, actor: str, tweet_id: str, edited: Tweet) -> None:
+        """The tweet takes the text (and what it names) of `edited`; its old text is kept."""
+        tweet = self.tweets[tweet_id]
+        if tweet.deleted:
+            raise Refused(grpc.StatusCode.NOT_FOUND)
+        if tweet.author != actor:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED)
+        if tweet.retweet_of is not None or len(tweet.versions) >= EDIT_MAX:
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION)
+        tweet.versions.append(tweet.text)
+        tweet.text, tweet.words = edited.text, edited.words
+        tweet.mentions, tweet.hashtags = edited.mentions, edited.hashtags
 
     def edit_profile(self, actor: str, display_name: str | None, bio: str | None) -> None:
         user = self.users[actor]
@@ -502,6 +517,25 @@ class MeshMachine(RuleBasedStateMachine):
             ),
         )
 
+    @precondition(lambda self: self.model.tweets)
+    @rule(data=st.data(), by_author=st.booleans())
+    def edit(self, data: st.DataObject, by_author: bool) -> None:
+        target = self._tweet(data)
+        actor = self.model.tweets[target].author if by_author else self._user(data)
+        text, words, mentions, tags = self._text(data)
+        request = tweets_pb.EditTweetRequest(tweet_id=target, text=text)
+        answer = self._expect(
+            lambda: self.model.edit(
+                actor, target, Tweet(target, actor, text, mentions=mentions, hashtags=tags, words=words)
+            ),
+            lambda: self.stubs.tweets.EditTweet(request, metadata=self.accounts[actor].auth, timeout=TIMEOUT),
+        )
+        if answer is not None:
+            assert (answer.tweet.text, answer.tweet.edit_count) == (
+                text,
+                len(self.model.tweets[target].versions),
+            )
+
     @rule(
         data=st.data(),
         display_name=st.none() | st.sampled_from(["Ada", "Grace Hopper", "Émile", "李"]),
@@ -529,8 +563,15 @@ class MeshMachine(RuleBasedStateMachine):
             eventually(lambda user_id=user_id: self._home_matches(user_id), timeout=15)  # type: ignore[misc]
 
     def _home_matches(self, user_id: str) -> bool:
-        got = self.stubs.home_ids(self.accounts[user_id])
-        expected = self.model.home(user_id)
+        """The viewer's home timeline: its tweets, each showing its current text (a retweet its
+        original's)."""
+        viewer = self.accounts[user_id]
+        got = pages(
+            lambda token: self.stubs.home(viewer, 100, token),
+            lambda reply: [(t.tweet_id, t.retweeted_tweet.text or t.text) for t in reply.tweets],
+        )
+        tweets = self.model.tweets
+        expected = [(t, tweets[tweets[t].retweet_of or t].text) for t in self.model.home(user_id)]
         assert got == expected, f"home of {user_id}: got {got}, expected {expected}"
         return True
 
@@ -620,12 +661,30 @@ class MeshMachine(RuleBasedStateMachine):
             assert (got.like_count, got.retweet_count, got.reply_count, got.quote_count) == m.counts(tweet), (
                 f"counts of {tweet.tweet_id}"
             )
+            if tweet.retweet_of is not None:
+                assert got.retweeted_tweet.text == m.tweets[tweet.retweet_of].text, (
+                    f"retweet {tweet.tweet_id}"
+                )
+            else:
+                history = stubs.tweets.GetTweetHistory(
+                    tweets_pb.GetTweetHistoryRequest(tweet_id=tweet.tweet_id), timeout=TIMEOUT
+                )
+                assert got.edit_count == len(tweet.versions), f"edits of {tweet.tweet_id}"
+                assert [v.text for v in history.versions] == [tweet.text, *reversed(tweet.versions)], (
+                    f"history of {tweet.tweet_id}"
+                )
             if tweet.quote_of is not None:
                 quoted = m.tweets[tweet.quote_of]
-                assert (got.quote_tweet_id, got.quote_status, got.quoted_tweet.tweet_id) == (
+                assert (
+                    got.quote_tweet_id,
+                    got.quote_status,
+                    got.quoted_tweet.tweet_id,
+                    got.quoted_tweet.text,
+                ) == (
                     quoted.tweet_id,
                     tweets_pb.QUOTE_STATUS_DELETED if quoted.deleted else tweets_pb.QUOTE_STATUS_AVAILABLE,
                     "" if quoted.deleted else quoted.tweet_id,
+                    "" if quoted.deleted else quoted.text,
                 ), f"quote {tweet.tweet_id}"
             likers = pages(
                 lambda token: stubs.tweets.ListLikingUsers(

@@ -89,7 +89,8 @@ async def holders(redis: aioredis.Redis, home: TimelineStore, users: list[int]) 
 async def test_the_fan_out_script_applies_the_home_rule(mesh: Mesh) -> None:
     """Random graphs, timelines and tweets (replies, mentions, celebrities), written by the script
     in calls of a few timelines each (lists of many buckets, so calls stop and resume mid-list),
-    against the rule in Python; then deletions, which leave no timeline holding them."""
+    against the rule in Python; then edits, which change no timeline, and deletions, which leave no
+    timeline holding them."""
     redis = aioredis.Redis.from_url(mesh.redis_url)
     rng = random.Random(13)
     try:
@@ -142,6 +143,12 @@ async def test_the_fan_out_script_applies_the_home_rule(mesh: Mesh) -> None:
                 assert members is not None
                 assert {f for f in case.followers(author) if f in case.with_timeline} <= members
                 assert members <= set(case.followers(author))
+
+            edits = [fanout.job(TweetChanged(e.tweet_id, e.author_id, edited=True,
+                                             mentioned_user_ids=e.mentioned_user_ids), celebrity=False)
+                     for e in events]  # fmt: skip
+            await home.fan_out(edits, budget=rng.randint(1, 4))
+            assert await holders(redis, home, case.users) == held  # an edit only tells the streams
 
             deletions = [fanout.job(TweetChanged(e.tweet_id, e.author_id, deleted=True,
                                                  mentioned_user_ids=e.mentioned_user_ids), celebrity=False)

@@ -79,13 +79,31 @@ async def _fill(conn: psycopg.AsyncConnection[Any]) -> None:
         "INSERT INTO tweets (author_id, text, quote_of_id)"
         " SELECT author_id % 5000 + 3, 'a quote', id FROM tweets ORDER BY id DESC LIMIT 5000"
     )
+    await conn.execute(
+        "INSERT INTO tweet_versions (tweet_id, version_no, text, write_time)"
+        " SELECT id, 0, 'before an edit', now() FROM tweets WHERE id % 10 = 0"
+    )
+    await conn.execute(
+        "INSERT INTO tweet_media (media_id, tweet_id, content_type, width, height, duration_ms, url,"
+        " thumbnail_url) SELECT id, id, 'image/png', 1, 1, 0, '/v1/media/' || id, '' FROM tweets"
+        " WHERE id % 5 = 0"
+    )
     # Counts for those authors too: with only the suite's few rows, whether author_stats has
     # statistics (autovacuum's timing) decided between an index and a sequential scan.
     await conn.execute(
         "INSERT INTO author_stats (author_id, tweets_count)"
         " SELECT author_id, count(*) FROM tweets GROUP BY author_id ON CONFLICT (author_id) DO NOTHING"
     )
-    for table in ("tweets", "hashtags", "mentions", "likes", "bookmarks", "author_stats"):
+    for table in (
+        "tweets",
+        "hashtags",
+        "mentions",
+        "likes",
+        "bookmarks",
+        "author_stats",
+        "tweet_versions",
+        "tweet_media",
+    ):
         await conn.execute(f"ANALYZE {table}")
     await conn.execute("SET LOCAL search_path TO users")
     await conn.execute(
@@ -126,6 +144,7 @@ async def test_list_and_search_queries_use_indexes_on_100k_tweets(mesh: Mesh) ->
         await tweets.search('"about thing7"', (0.1, 2**62), 21)
         await tweets.ids_by_authors([1, 2, 3, 4, 5], None, None, 100)
         await tweets.tweet_counts([1, 2, 3])
+        await tweets.history(10)
 
         await conn.execute("SET LOCAL search_path TO users")
         users = PostgresUserStore(pool, Outbox(pool, None), lambda *args: b"", None)  # type: ignore[arg-type]
@@ -135,7 +154,7 @@ async def test_list_and_search_queries_use_indexes_on_100k_tweets(mesh: Mesh) ->
         await users.following(42, None, 21)
         await users.followers_among(42, list(range(1, 1000)))
 
-    assert len(explaining.plans) == 22
+    assert len(explaining.plans) == 23
     for sql, plan in explaining.plans:
         assert "Seq Scan" not in plan, f"{sql}\n{plan}"
         assert "Index" in plan, f"{sql}\n{plan}"

@@ -63,3 +63,15 @@ def test_a_deleted_tweet_takes_its_tags_back(stubs: Stubs) -> None:
             pb.DeleteTweetRequest(tweet_id=tweet.tweet_id), metadata=author.auth, timeout=10
         )
     eventually(lambda: tag not in trends(stubs, "6h"), timeout=5)  # 2 uses: below the 3 a trend needs
+
+
+def test_an_edit_moves_its_tweets_count_to_its_new_tags(stubs: Stubs) -> None:
+    author = stubs.sign_up("retagger")
+    old, new = f"before{secrets.token_hex(3)}", f"after{secrets.token_hex(3)}"
+    posted = [stubs.post(author, f"#{old} {i}") for i in range(4)]
+    eventually(lambda: trends(stubs, "6h").get(old, pb.Trend()).count == 4, timeout=5)
+    for tweet in posted:
+        request = pb.EditTweetRequest(tweet_id=tweet.tweet_id, text=f"#{new} instead")
+        stubs.tweets.EditTweet(request, metadata=author.auth, timeout=10)
+    eventually(lambda: trends(stubs, "6h").get(new, pb.Trend()).count == 4, timeout=5)
+    assert old not in trends(stubs, "6h")

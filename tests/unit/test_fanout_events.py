@@ -43,3 +43,16 @@ def test_an_event_that_can_never_be_handled_is_poison(data: bytes | None) -> Non
         tweet_changed(entry(data))
     with pytest.raises(PoisonEvent):
         follow_changed(entry(data))
+
+
+def test_an_edit_event_says_who_was_mentioned_before() -> None:
+    edited = tweets_pb.TweetEvent(
+        tweet_id="10",
+        author_id="1",
+        kind=tweets_pb.TweetEvent.KIND_EDITED,
+        mentioned_user_ids=["3"],
+        previous_mentioned_user_ids=["2"],
+    )
+    assert tweet_changed(entry(edited.SerializeToString())) == TweetChanged(
+        10, 1, mentioned_user_ids=(3,), edited=True, previously_mentioned=(2,)
+    )

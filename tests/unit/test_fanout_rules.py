@@ -214,3 +214,21 @@ async def test_a_follow_syncs_the_followees_list_first_even_for_a_follower_witho
     fanout = fanout_of(graph, FakeTweetIndex({7: [10]}), timelines)
     await fanout.follow_changed(FollowChanged(2, 7, False))
     assert timelines.follower_lists is not None and timelines.follower_lists.synced == [(2, 7)]
+
+
+async def test_an_edit_tells_the_streams_and_moves_the_tweet_between_mentioned_timelines() -> None:
+    # 1 posted 100 mentioning 3 and 4 (4 follows 1); the edit mentions 5 instead. 5 takes it, 3
+    # loses it, 4 keeps it (it is in their home anyway); nobody else's timeline changes.
+    timelines = FakeTimelineStore(existing=[1, 2, 3, 4, 5])
+    fanout = fanout_of(FakeFollowGraph({1: [2, 4]}), FakeTweetIndex({}), timelines)
+    await fanout.tweet_changed(TweetChanged(100, 1, mentioned_user_ids=(3, 4), public=True))
+    assert all(100 in timelines.lines[u] for u in (1, 2, 3, 4))
+    edited = TweetChanged(
+        100, 1, mentioned_user_ids=(5,), public=True, edited=True, previously_mentioned=(3, 4)
+    )
+    assert await fanout.tweet_changed(edited) == 0
+    assert {u for u, line in timelines.lines.items() if 100 in line} == {1, 2, 4, 5}
+    assert timelines.retracted == [3]
+    assert {u for t, u in timelines.edited if t == 100} == {1, 2, 4, 5}
+    assert timelines.announced_edits == [100]
+    assert timelines.announced == [(100, False)]  # announced once as new

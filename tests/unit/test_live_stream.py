@@ -9,9 +9,10 @@ import time
 from collections.abc import Mapping, Sequence
 
 from meshkit.pagination import PageTokens
+from social.live import TweetEdited, parse_message, tweet_message
 from tests.fakes import FakeFollowGraph, FakeLiveFeed, FakeTimelineStore, FakeTweetIndex
 from timeline_svc.service import GlobalTimeline, HomeTimeline
-from timeline_svc.stream import Delivery, Gap, Heartbeat, LiveStream, TweetArrived
+from timeline_svc.stream import Delivery, Gap, Heartbeat, LiveStream, TweetArrived, TweetUpdated
 
 
 class Flaky:
@@ -37,6 +38,24 @@ async def test_a_tweet_hydration_left_out_is_sent_when_it_arrives_again() -> Non
     assert [await anext(events), await anext(events)] == [
         TweetArrived("tweet-6", live=True),
         TweetArrived("tweet-5", live=True),
+    ]
+    await events.aclose()
+
+
+async def test_an_edit_is_sent_as_an_update_even_of_a_tweet_already_sent() -> None:
+    assert parse_message(tweet_message(7, edited=True).encode()) == TweetEdited(7)
+    queue: asyncio.Queue[Delivery] = asyncio.Queue()
+    messages: list[Delivery] = [(7, False), TweetEdited(7), TweetEdited(8), TweetEdited(9)]
+    for message in messages:
+        queue.put_nowait(message)
+    stream = LiveStream(FakeLiveFeed(), queue, None, Flaky({9}), heartbeat_seconds=60)
+    events = stream.follow()
+    assert await anext(events) == Heartbeat()
+    # 7 sent, then its update; 8 (shown from a page, say) updated too; 9, gone meanwhile, is not.
+    assert [await anext(events) for _ in range(3)] == [
+        TweetArrived("tweet-7", live=True),
+        TweetUpdated("tweet-7"),
+        TweetUpdated("tweet-8"),
     ]
     await events.aclose()
 

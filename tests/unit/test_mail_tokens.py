@@ -59,6 +59,13 @@ def test_a_token_is_256_random_bits_and_only_its_hash_is_kept() -> None:
     assert issue_token(VERIFY, ANN, "ann@example.com", NOW).secret != token.secret
 
 
+def test_no_token_begins_with_a_dash() -> None:
+    """`tweetmesh verify-email TOKEN` would take such a token for an option (1 token in 64 did)."""
+    drawn = [issue_token(RESET, ANN, "ann@example.com", NOW).secret for _ in range(2000)]
+    assert not [secret for secret in drawn if secret.startswith("-")]
+    assert any("-" in secret for secret in drawn)  # the dash is still in the alphabet
+
+
 def test_purpose_account_address_and_expiry_are_bound_to_it() -> None:
     record = issue_token(RESET, BOB, "bob@example.com", NOW).record
     assert (record.purpose, record.account_id, record.address_key) == (RESET, BOB, "bob@example.com")

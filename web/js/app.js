@@ -81,6 +81,27 @@ function toggle(label, pressed, count, onclick) {
     label, count === undefined ? "" : h("span", { class: "count" }, ` ${count}`));
 }
 
+/** Who wrote a tweet and when, and whether it was edited since (how often and when, in its title). */
+function byline(tweet) {
+  const edited = Number(tweet.edit_count) > 0 && h("span", {
+    class: "edited", title: `Edited ${tweet.edit_count} time(s), last ${new Date(tweet.edit_time).toLocaleString()}`,
+  }, "Edited");
+  return h("header", {}, userLink(tweet.author), " · ",
+    h("a", { href: `#/t/${tweet.tweet_id}`, class: "when" }, when(tweet.create_time)), edited && " · ", edited);
+}
+
+/** The tweet a quote shows, inside it (one level deep), or what became of it. */
+function quotedTweet(tweet) {
+  const quoted = tweet.quoted_tweet;
+  if (tweet.quote_status === "QUOTE_STATUS_AVAILABLE" && quoted) {
+    return h("blockquote", { class: "quoted", "aria-label": `Quoted tweet by @${quoted.author.handle}` },
+      byline(quoted), h("p", { class: "quoted-text" }, quoted.text));
+  }
+  const gone = { QUOTE_STATUS_DELETED: "The quoted tweet was deleted.", QUOTE_STATUS_UNAVAILABLE: "The quoted tweet is unavailable." };
+  return h("blockquote", { class: "quoted" },
+    h("a", { href: `#/t/${tweet.quote_tweet_id}` }, gone[tweet.quote_status] || "Quoting a tweet"));
+}
+
 /** One tweet as an <article>: author, text, time, counts and the viewer's actions. */
 function tweetCard(tweet, { onDeleted } = {}) {
   const original = tweet.retweeted_tweet && tweet.retweet_of_tweet_id ? tweet.retweeted_tweet : tweet;
@@ -88,13 +109,13 @@ function tweetCard(tweet, { onDeleted } = {}) {
   if (original !== tweet) {
     card.append(h("p", { class: "context" }, "↻ ", userLink(tweet.author), " retweeted"));
   }
-  card.append(h("header", {}, userLink(original.author), " · ",
-    h("a", { href: `#/t/${original.tweet_id}`, class: "when" }, when(original.create_time))));
+  card.append(byline(original));
   if (original.reply_to_tweet_id) {
     card.append(h("p", { class: "context" },
       h("a", { href: `#/t/${original.reply_to_tweet_id}` }, original.reply_to_deleted ? "In reply to a deleted tweet" : "In reply to a tweet")));
   }
   card.append(h("p", { class: "text" }, original.text));
+  if (original.quote_tweet_id) card.append(quotedTweet(original));
   // Attachments (images, once the media API exists) go here, under the text.
   const actions = h("div", { class: "actions", role: "group", "aria-label": "Tweet actions" });
   card.append(actions);
@@ -171,6 +192,12 @@ function tweetList(source, { label, empty = "Nothing here yet." } = {}) {
     }
     return true;
   }
+  /** An edited tweet, as it is now, replaces its card (a retweet of it keeps its own). */
+  function update(tweet) {
+    for (const card of list.querySelectorAll("article.tweet")) {
+      if (card.dataset.tweetId === tweet.tweet_id) card.replaceWith(tweetCard(tweet, { onDeleted: (id) => shown.delete(id) }));
+    }
+  }
   function remove(tweetId) {
     shown.delete(tweetId);
     for (const card of list.querySelectorAll("article.tweet")) {
@@ -180,7 +207,7 @@ function tweetList(source, { label, empty = "Nothing here yet." } = {}) {
   function newest() {
     return [...shown].sort((a, b) => (BigInt(b) > BigInt(a) ? 1 : -1))[0] || "";
   }
-  return { node: wrapper, load, add, remove, newest };
+  return { node: wrapper, load, add, update, remove, newest };
 }
 
 // ---- the live part of a timeline view
@@ -199,6 +226,8 @@ function liveTimeline(path, list, firstPage) {
     onEvent: (event) => {
       if (event.tweet && list.add(event.tweet, "start")) {
         announce.textContent = `New tweet from @${event.tweet.author.handle}`;
+      } else if (event.update) {
+        list.update(event.update);
       } else if (event.deletion) {
         list.remove(event.deletion.tweet_id);
       }

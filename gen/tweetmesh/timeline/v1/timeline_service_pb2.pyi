@@ -43,16 +43,18 @@ class StreamGlobalTimelineRequest(_message.Message):
     def __init__(self, since_tweet_id: _Optional[str] = ...) -> None: ...
 
 class StreamGlobalTimelineResponse(_message.Message):
-    __slots__ = ("tweet", "deletion", "heartbeat", "gap")
+    __slots__ = ("tweet", "deletion", "heartbeat", "gap", "update")
     TWEET_FIELD_NUMBER: _ClassVar[int]
     DELETION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     GAP_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
     tweet: _tweets_service_pb2.Tweet
     deletion: TweetDeletion
     heartbeat: Heartbeat
     gap: TimelineGap
-    def __init__(self, tweet: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ..., deletion: _Optional[_Union[TweetDeletion, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., gap: _Optional[_Union[TimelineGap, _Mapping]] = ...) -> None: ...
+    update: _tweets_service_pb2.Tweet
+    def __init__(self, tweet: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ..., deletion: _Optional[_Union[TweetDeletion, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., gap: _Optional[_Union[TimelineGap, _Mapping]] = ..., update: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ...) -> None: ...
 
 class TimelineGap(_message.Message):
     __slots__ = ("since_tweet_id", "before_tweet_id", "page_token")
@@ -77,13 +79,15 @@ class Heartbeat(_message.Message):
     def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class StreamHomeTimelineResponse(_message.Message):
-    __slots__ = ("tweet", "deletion", "heartbeat", "gap")
+    __slots__ = ("tweet", "deletion", "heartbeat", "gap", "update")
     TWEET_FIELD_NUMBER: _ClassVar[int]
     DELETION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     GAP_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
     tweet: _tweets_service_pb2.Tweet
     deletion: TweetDeletion
     heartbeat: Heartbeat
     gap: TimelineGap
-    def __init__(self, tweet: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ..., deletion: _Optional[_Union[TweetDeletion, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., gap: _Optional[_Union[TimelineGap, _Mapping]] = ...) -> None: ...
+    update: _tweets_service_pb2.Tweet
+    def __init__(self, tweet: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ..., deletion: _Optional[_Union[TweetDeletion, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., gap: _Optional[_Union[TimelineGap, _Mapping]] = ..., update: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ...) -> None: ...

@@ -26,7 +26,7 @@ QUOTE_STATUS_DELETED: QuoteStatus
 QUOTE_STATUS_UNAVAILABLE: QuoteStatus
 
 class Tweet(_message.Message):
-    __slots__ = ("tweet_id", "author_id", "author", "text", "create_time", "reply_to_tweet_id", "reply_count", "reply_to_author_id", "reply_to_deleted", "retweet_of_tweet_id", "retweeted_tweet", "like_count", "retweet_count", "mentions", "hashtags", "media", "quote_tweet_id", "quoted_tweet", "quote_status", "quote_count")
+    __slots__ = ("tweet_id", "author_id", "author", "text", "create_time", "reply_to_tweet_id", "reply_count", "reply_to_author_id", "reply_to_deleted", "retweet_of_tweet_id", "retweeted_tweet", "like_count", "retweet_count", "mentions", "hashtags", "media", "quote_tweet_id", "quoted_tweet", "quote_status", "quote_count", "edit_time", "edit_count")
     TWEET_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,8 @@ class Tweet(_message.Message):
     QUOTED_TWEET_FIELD_NUMBER: _ClassVar[int]
     QUOTE_STATUS_FIELD_NUMBER: _ClassVar[int]
     QUOTE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    EDIT_TIME_FIELD_NUMBER: _ClassVar[int]
+    EDIT_COUNT_FIELD_NUMBER: _ClassVar[int]
     tweet_id: str
     author_id: str
     author: _users_service_pb2.User
@@ -67,7 +69,9 @@ class Tweet(_message.Message):
     quoted_tweet: Tweet
     quote_status: QuoteStatus
     quote_count: int
-    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., author: _Optional[_Union[_users_service_pb2.User, _Mapping]] = ..., text: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., reply_count: _Optional[int] = ..., reply_to_author_id: _Optional[str] = ..., reply_to_deleted: _Optional[bool] = ..., retweet_of_tweet_id: _Optional[str] = ..., retweeted_tweet: _Optional[_Union[Tweet, _Mapping]] = ..., like_count: _Optional[int] = ..., retweet_count: _Optional[int] = ..., mentions: _Optional[_Iterable[_Union[Mention, _Mapping]]] = ..., hashtags: _Optional[_Iterable[str]] = ..., media: _Optional[_Iterable[_Union[TweetMedia, _Mapping]]] = ..., quote_tweet_id: _Optional[str] = ..., quoted_tweet: _Optional[_Union[Tweet, _Mapping]] = ..., quote_status: _Optional[_Union[QuoteStatus, str]] = ..., quote_count: _Optional[int] = ...) -> None: ...
+    edit_time: _timestamp_pb2.Timestamp
+    edit_count: int
+    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., author: _Optional[_Union[_users_service_pb2.User, _Mapping]] = ..., text: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., reply_count: _Optional[int] = ..., reply_to_author_id: _Optional[str] = ..., reply_to_deleted: _Optional[bool] = ..., retweet_of_tweet_id: _Optional[str] = ..., retweeted_tweet: _Optional[_Union[Tweet, _Mapping]] = ..., like_count: _Optional[int] = ..., retweet_count: _Optional[int] = ..., mentions: _Optional[_Iterable[_Union[Mention, _Mapping]]] = ..., hashtags: _Optional[_Iterable[str]] = ..., media: _Optional[_Iterable[_Union[TweetMedia, _Mapping]]] = ..., quote_tweet_id: _Optional[str] = ..., quoted_tweet: _Optional[_Union[Tweet, _Mapping]] = ..., quote_status: _Optional[_Union[QuoteStatus, str]] = ..., quote_count: _Optional[int] = ..., edit_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., edit_count: _Optional[int] = ...) -> None: ...
 
 class TweetMedia(_message.Message):
     __slots__ = ("media_id", "content_type", "width", "height", "duration", "url", "thumbnail_url", "alt_text")
@@ -125,6 +129,57 @@ class CreateTweetResponse(_message.Message):
     TWEET_FIELD_NUMBER: _ClassVar[int]
     tweet: Tweet
     def __init__(self, tweet: _Optional[_Union[Tweet, _Mapping]] = ...) -> None: ...
+
+class EditTweetRequest(_message.Message):
+    __slots__ = ("tweet_id", "text", "media_ids", "alt_texts", "clear_media", "request_id")
+    class AltTextsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALT_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_MEDIA_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    text: str
+    media_ids: _containers.RepeatedScalarFieldContainer[str]
+    alt_texts: _containers.ScalarMap[str, str]
+    clear_media: bool
+    request_id: str
+    def __init__(self, tweet_id: _Optional[str] = ..., text: _Optional[str] = ..., media_ids: _Optional[_Iterable[str]] = ..., alt_texts: _Optional[_Mapping[str, str]] = ..., clear_media: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class EditTweetResponse(_message.Message):
+    __slots__ = ("tweet",)
+    TWEET_FIELD_NUMBER: _ClassVar[int]
+    tweet: Tweet
+    def __init__(self, tweet: _Optional[_Union[Tweet, _Mapping]] = ...) -> None: ...
+
+class GetTweetHistoryRequest(_message.Message):
+    __slots__ = ("tweet_id",)
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    def __init__(self, tweet_id: _Optional[str] = ...) -> None: ...
+
+class TweetVersion(_message.Message):
+    __slots__ = ("text", "media", "time")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    media: _containers.RepeatedCompositeFieldContainer[TweetMedia]
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, text: _Optional[str] = ..., media: _Optional[_Iterable[_Union[TweetMedia, _Mapping]]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetTweetHistoryResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[TweetVersion]
+    def __init__(self, versions: _Optional[_Iterable[_Union[TweetVersion, _Mapping]]] = ...) -> None: ...
 
 class GetTweetRequest(_message.Message):
     __slots__ = ("tweet_id",)
@@ -557,15 +612,17 @@ class BatchGetMediaTweetsResponse(_message.Message):
     def __init__(self, media: _Optional[_Iterable[_Union[MediaTweet, _Mapping]]] = ...) -> None: ...
 
 class TweetEvent(_message.Message):
-    __slots__ = ("tweet_id", "author_id", "create_time", "reply_to_tweet_id", "kind", "reply_to_author_id", "retweet_of_tweet_id", "mentioned_user_ids", "public", "media_ids", "quote_tweet_id", "hashtags")
+    __slots__ = ("tweet_id", "author_id", "create_time", "reply_to_tweet_id", "kind", "reply_to_author_id", "retweet_of_tweet_id", "mentioned_user_ids", "public", "media_ids", "quote_tweet_id", "hashtags", "previous_hashtags", "previous_mentioned_user_ids")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[TweetEvent.Kind]
         KIND_CREATED: _ClassVar[TweetEvent.Kind]
         KIND_DELETED: _ClassVar[TweetEvent.Kind]
+        KIND_EDITED: _ClassVar[TweetEvent.Kind]
     KIND_UNSPECIFIED: TweetEvent.Kind
     KIND_CREATED: TweetEvent.Kind
     KIND_DELETED: TweetEvent.Kind
+    KIND_EDITED: TweetEvent.Kind
     TWEET_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -578,6 +635,8 @@ class TweetEvent(_message.Message):
     MEDIA_IDS_FIELD_NUMBER: _ClassVar[int]
     QUOTE_TWEET_ID_FIELD_NUMBER: _ClassVar[int]
     HASHTAGS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_HASHTAGS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_MENTIONED_USER_IDS_FIELD_NUMBER: _ClassVar[int]
     tweet_id: str
     author_id: str
     create_time: _timestamp_pb2.Timestamp
@@ -590,4 +649,6 @@ class TweetEvent(_message.Message):
     media_ids: _containers.RepeatedScalarFieldContainer[str]
     quote_tweet_id: str
     hashtags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., kind: _Optional[_Union[TweetEvent.Kind, str]] = ..., reply_to_author_id: _Optional[str] = ..., retweet_of_tweet_id: _Optional[str] = ..., mentioned_user_ids: _Optional[_Iterable[str]] = ..., public: _Optional[bool] = ..., media_ids: _Optional[_Iterable[str]] = ..., quote_tweet_id: _Optional[str] = ..., hashtags: _Optional[_Iterable[str]] = ...) -> None: ...
+    previous_hashtags: _containers.RepeatedScalarFieldContainer[str]
+    previous_mentioned_user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., kind: _Optional[_Union[TweetEvent.Kind, str]] = ..., reply_to_author_id: _Optional[str] = ..., retweet_of_tweet_id: _Optional[str] = ..., mentioned_user_ids: _Optional[_Iterable[str]] = ..., public: _Optional[bool] = ..., media_ids: _Optional[_Iterable[str]] = ..., quote_tweet_id: _Optional[str] = ..., hashtags: _Optional[_Iterable[str]] = ..., previous_hashtags: _Optional[_Iterable[str]] = ..., previous_mentioned_user_ids: _Optional[_Iterable[str]] = ...) -> None: ...

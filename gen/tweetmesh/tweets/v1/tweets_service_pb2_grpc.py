@@ -52,6 +52,16 @@ class TweetServiceStub:
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTweetRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTweetResponse.FromString,
                 _registered_method=True)
+        self.EditTweet = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/EditTweet',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.EditTweetRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.EditTweetResponse.FromString,
+                _registered_method=True)
+        self.GetTweetHistory = channel.unary_unary(
+                '/tweetmesh.tweets.v1.TweetService/GetTweetHistory',
+                request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTweetHistoryRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTweetHistoryResponse.FromString,
+                _registered_method=True)
         self.ListUserTweets = channel.unary_unary(
                 '/tweetmesh.tweets.v1.TweetService/ListUserTweets',
                 request_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListUserTweetsRequest.SerializeToString,
@@ -195,6 +205,24 @@ class TweetServiceServicer:
 
     def GetTweet(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditTweet(self, request, context):
+        """Edits one of the caller's tweets (not a retweet) within the edit window after posting
+        (30 minutes by default) and at most a number of times (5 by default): the text, and the media
+        if media_ids or clear_media say so. The tweet's earlier versions are kept
+        (GetTweetHistory); search, hashtags and mentions follow the new text; open streams that may
+        show it get an update event. A retry with the same request_id changes nothing more.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTweetHistory(self, request, context):
+        """A tweet's versions, newest first: the current one, then each one an edit replaced.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -390,6 +418,16 @@ def add_TweetServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTweetRequest.FromString,
                     response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTweetResponse.SerializeToString,
             ),
+            'EditTweet': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditTweet,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.EditTweetRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.EditTweetResponse.SerializeToString,
+            ),
+            'GetTweetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTweetHistory,
+                    request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTweetHistoryRequest.FromString,
+                    response_serializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTweetHistoryResponse.SerializeToString,
+            ),
             'ListUserTweets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListUserTweets,
                     request_deserializer=tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.ListUserTweetsRequest.FromString,
@@ -573,6 +611,60 @@ class TweetService:
             '/tweetmesh.tweets.v1.TweetService/GetTweet',
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTweetRequest.SerializeToString,
             tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditTweet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/EditTweet',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.EditTweetRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.EditTweetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTweetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.tweets.v1.TweetService/GetTweetHistory',
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTweetHistoryRequest.SerializeToString,
+            tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2.GetTweetHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

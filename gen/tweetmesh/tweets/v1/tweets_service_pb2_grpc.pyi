@@ -46,6 +46,15 @@ class TweetServiceStub:
     attached to another tweet. A retry with the same request_id returns the same tweet.
     """
     GetTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTweetRequest, _tweets_service_pb2.GetTweetResponse]
+    EditTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.EditTweetRequest, _tweets_service_pb2.EditTweetResponse]
+    """Edits one of the caller's tweets (not a retweet) within the edit window after posting
+    (30 minutes by default) and at most a number of times (5 by default): the text, and the media
+    if media_ids or clear_media say so. The tweet's earlier versions are kept
+    (GetTweetHistory); search, hashtags and mentions follow the new text; open streams that may
+    show it get an update event. A retry with the same request_id changes nothing more.
+    """
+    GetTweetHistory: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTweetHistoryRequest, _tweets_service_pb2.GetTweetHistoryResponse]
+    """A tweet's versions, newest first: the current one, then each one an edit replaced."""
     ListUserTweets: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.ListUserTweetsRequest, _tweets_service_pb2.ListUserTweetsResponse]
     """The user timeline: user_id's tweets, newest first."""
     DeleteTweet: _grpc.UnaryUnaryMultiCallable[_tweets_service_pb2.DeleteTweetRequest, _tweets_service_pb2.DeleteTweetResponse]
@@ -132,6 +141,15 @@ class TweetServiceAsyncStub(TweetServiceStub):
     attached to another tweet. A retry with the same request_id returns the same tweet.
     """
     GetTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTweetRequest, _tweets_service_pb2.GetTweetResponse]  # type: ignore[assignment]
+    EditTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.EditTweetRequest, _tweets_service_pb2.EditTweetResponse]  # type: ignore[assignment]
+    """Edits one of the caller's tweets (not a retweet) within the edit window after posting
+    (30 minutes by default) and at most a number of times (5 by default): the text, and the media
+    if media_ids or clear_media say so. The tweet's earlier versions are kept
+    (GetTweetHistory); search, hashtags and mentions follow the new text; open streams that may
+    show it get an update event. A retry with the same request_id changes nothing more.
+    """
+    GetTweetHistory: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.GetTweetHistoryRequest, _tweets_service_pb2.GetTweetHistoryResponse]  # type: ignore[assignment]
+    """A tweet's versions, newest first: the current one, then each one an edit replaced."""
     ListUserTweets: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.ListUserTweetsRequest, _tweets_service_pb2.ListUserTweetsResponse]  # type: ignore[assignment]
     """The user timeline: user_id's tweets, newest first."""
     DeleteTweet: _aio.UnaryUnaryMultiCallable[_tweets_service_pb2.DeleteTweetRequest, _tweets_service_pb2.DeleteTweetResponse]  # type: ignore[assignment]
@@ -227,6 +245,27 @@ class TweetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tweets_service_pb2.GetTweetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tweets_service_pb2.GetTweetResponse, _abc.Awaitable[_tweets_service_pb2.GetTweetResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def EditTweet(
+        self,
+        request: _tweets_service_pb2.EditTweetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.EditTweetResponse, _abc.Awaitable[_tweets_service_pb2.EditTweetResponse]]:
+        """Edits one of the caller's tweets (not a retweet) within the edit window after posting
+        (30 minutes by default) and at most a number of times (5 by default): the text, and the media
+        if media_ids or clear_media say so. The tweet's earlier versions are kept
+        (GetTweetHistory); search, hashtags and mentions follow the new text; open streams that may
+        show it get an update event. A retry with the same request_id changes nothing more.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTweetHistory(
+        self,
+        request: _tweets_service_pb2.GetTweetHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tweets_service_pb2.GetTweetHistoryResponse, _abc.Awaitable[_tweets_service_pb2.GetTweetHistoryResponse]]:
+        """A tweet's versions, newest first: the current one, then each one an edit replaced."""
 
     @_abc_1.abstractmethod
     def ListUserTweets(
