@@ -5,16 +5,17 @@ A tweet goes to its author, to the users it mentions (the replied-to author coun
 and to the author's followers; a tweet that is not for everyone (social.rules.is_for_everyone: a
 reply to someone else) reaches only the followers who also follow the replied-to author. An edit
 changes no timeline but those of users it mentions now and did not, or no longer does, and is told
-to every stream that may show the tweet. A celebrity's tweets for everyone are merged at read time instead (fanout_svc.celebrities); its
-replies to someone else still reach the followers of both. A follow or an unfollow rebuilds the
+to every stream that may show the tweet. A celebrity's tweets for everyone are merged at read
+time instead (fanout_svc.celebrities); its replies to someone else still reach the followers of
+both. A follow or an unfollow rebuilds the
 follower's window from the owners (social.homes.HomeSource), as timeline_svc does for a user back
 after a while: it changes more than the followee's own tweets, and several workers may apply a
 follow and the unfollow after it in either order.
 
 The followers come from the follower lists users_svc keeps in Redis (social.follower_lists): each
-event becomes a job (social.timelines.FanoutJob) and a batch of events is written by a few calls of
-one script, with no Python per follower. A list that is missing is built by users_svc when a job
-needs it (a miss), and the jobs that needed it run again."""
+event becomes a job (an edit, a few: social.timelines.FanoutJob) and a batch of events is written
+by a few calls of one script, with no Python per follower. A list that is missing is built by
+users_svc when a job needs it (a miss), and the jobs that needed it run again."""
 
 from __future__ import annotations
 
