@@ -18,6 +18,7 @@ COPY users_svc ./users_svc
 COPY tweets_svc ./tweets_svc
 COPY fanout_svc ./fanout_svc
 COPY timeline_svc ./timeline_svc
+COPY notifications_svc ./notifications_svc
 COPY media_svc ./media_svc
 COPY devstack ./devstack
 COPY tweetmesh_cli ./tweetmesh_cli

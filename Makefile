@@ -70,7 +70,7 @@ stubs: $(STAMP) $(BUF_STAMP) $(ES_STAMP)
 	rm -rf dist/stubs
 	PATH="$(CURDIR)/$(VENV)/npm/node_modules/.bin:$$PATH" $(BUF) generate '$(BUF_IMAGE)#format=binpb' \
 	  --template buf.gen.yaml --path tweetmesh/users --path tweetmesh/tweets --path tweetmesh/timeline \
-	  --path buf/validate
+	  --path tweetmesh/notifications --path buf/validate
 
 ## buf: buf lint (STANDARD) on protos/, and buf breaking against the released contract.
 buf: $(STAMP) $(BUF_STAMP)

@@ -28,6 +28,7 @@ FIGURES = (
     "delivery_p99_ms_gentle",
     "achieved_posts_per_s_live",
     "delivery_missing",
+    "suggestions_p99_ms",
 )
 
 

@@ -38,6 +38,8 @@ from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
+from tweetmesh.users.v1 import users_service_pb2 as users_pb
+from tweetmesh.users.v1 import users_service_pb2_grpc as users_grpc
 
 log = logging.getLogger("bench")
 HOME_TIMELINE_MAX = 800
@@ -312,6 +314,37 @@ end
         for key in client.scan_iter("bench:ceiling:*", count=10_000):
             client.unlink(key)
 
+    def suggestions(self, heavy: int) -> None:
+        """Who to follow for the account following the most (thousands at the medium size): its
+        p99 under load from users_svc directly, against GetUser's in the same run (the baseline:
+        one indexed row and the same auth, limits and hydration)."""
+        user_id = str(self.uid(heavy))
+        auth = bearer(self.tokens[heavy])
+        request = users_pb.ListSuggestionsRequest(user_id=user_id, page_size=20)
+        with grpc.insecure_channel(
+            self.addr("users")
+        ) as channel:  # one real call: h2load sees no grpc-status
+            reply = users_grpc.UserServiceStub(channel).ListSuggestions(request, metadata=auth, timeout=30)
+        if not reply.suggestions:
+            raise RuntimeError("no suggestions for the account following the most")
+        seconds = max(self.size.seconds / 2, 1.0)
+        method = "tweetmesh.users.v1.UserService/"
+        found = loadgen.H2load(self.addr("users"), method + "ListSuggestions", request, auth).run(
+            seconds, connections=4, streams=1
+        )
+        baseline = loadgen.H2load(
+            self.addr("users"), method + "GetUser", users_pb.GetUserRequest(user_id=user_id), auth
+        ).run(seconds, connections=4, streams=1)
+        self.figures["suggestions_p99_ms"] = found.p99_ms
+        self.details["suggestions"] = {
+            "following": int(self.data.following_count[heavy]),
+            "per_s": found.per_second,
+            "failed": found.failed + baseline.failed,
+            "get_user_p99_ms": baseline.p99_ms,
+            "get_user_per_s": baseline.per_second,
+            "p99_vs_get_user": found.p99_ms / baseline.p99_ms if baseline.p99_ms else 0.0,
+        }
+
     def redis_memory(self, sample: list[int]) -> None:
         """Bytes per entry of the readers' timelines, measured last: after the workloads have
         appended to them (Redis's growth slack included), not just after they were built."""
@@ -563,6 +596,7 @@ def run(
         # Readers need full first pages (20 tweets): any user who follows 10 or more.
         readable = everyone[data.following_count >= 10]
         readers = sorted(rng.choice(readable, size=min(size.readers, len(readable)), replace=False).tolist())
+        heavy = int(np.argmax(data.following_count))  # who to follow, for the account following most
         # Posts come from a thousand random accounts (their followers as the graph has them).
         posters = sorted(rng.choice(everyone, size=min(1000, size.users), replace=False).tolist())
         threshold = celebrity_threshold(mesh)
@@ -584,6 +618,7 @@ def run(
                 normal,
                 *normal_fans,
                 *watchers,
+                heavy,
             ]
         )
         steps: list[tuple[str, Callable[[], None]]] = [
@@ -595,6 +630,7 @@ def run(
             ("celebrity", lambda: bench.celebrity(celebrities[0], normal, watchers=200)),
             ("mixed", lambda: bench.mixed(readers)),
             ("redis memory", lambda: bench.redis_memory(readers)),
+            ("suggestions", lambda: bench.suggestions(heavy)),
         ]
         only = {n.strip() for n in os.environ.get("BENCH_ONLY", "").split(",") if n.strip()}
         for name, step in steps:

@@ -16,10 +16,11 @@ Environment:
                        and kept in <data dir>/tls (clients trust <data dir>/tls/tls.crt)
   CORS_ALLOWED_ORIGINS comma-separated origins (scheme://host[:port]) whose pages may call the API
                        (default none: the web client at / is same-origin)
-  USERS_PORT, TWEETS_PORT, FANOUT_PORT, TIMELINE_PORT, MEDIA_PORT
-                       the services' gRPC ports (defaults 50051, 50052, 50053, 50054, 50055)
-  USERS_METRICS_PORT, TWEETS_METRICS_PORT, FANOUT_METRICS_PORT, TIMELINE_METRICS_PORT, MEDIA_METRICS_PORT
-                       the services' Prometheus /metrics (defaults 9101, 9102, 9103, 9104, 9105)
+  USERS_PORT, TWEETS_PORT, FANOUT_PORT, TIMELINE_PORT, MEDIA_PORT, NOTIFICATIONS_PORT
+                       the services' gRPC ports (defaults 50051, 50052, 50053, 50054, 50055, 50056)
+  USERS_METRICS_PORT, TWEETS_METRICS_PORT, FANOUT_METRICS_PORT, TIMELINE_METRICS_PORT, MEDIA_METRICS_PORT,
+  NOTIFICATIONS_METRICS_PORT
+                       the services' Prometheus /metrics (defaults 9101, 9102, 9103, 9104, 9105, 9106)
   MEDIA_S3_URL         keep uploaded media in S3-compatible object storage instead of <data dir>/media
   POSTGRES_PORT        the embedded PostgreSQL (default 55432)
   REDIS_PORT           the embedded Redis (default 56379)

@@ -17,6 +17,7 @@ renders the config and replaces itself with Envoy (see docker-compose.yml); XFF_
 environment is the number of proxies in front of it (--xff-trusted-hops). With a certificate
 (`--tls-cert` and `--tls-key`, or `--tls-dir` holding tls.crt and tls.key) it also serves HTTPS and
 gRPC over TLS on `--tls-listen`; `--cors-origin` (repeatable) lets pages of that origin call the API.
+With OTEL_EXPORTER_OTLP_ENDPOINT in its environment it traces requests to that OTLP/gRPC collector.
 The web client's files (web/) are served at / as direct responses, one route per file.
 """
 
@@ -29,6 +30,7 @@ import os
 import re
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,11 +45,13 @@ from devstack import binaries
 from devstack.errors import DevstackError
 from devstack.process import ManagedProcess, Server
 from devstack.tls import TlsFiles
+from meshkit.tracing import ENDPOINT_VARIABLE
 
 LISTENER = "ingress"
 TLS_LISTENER = "ingress_tls"
 METRICS_LISTENER = "metrics"
 ADMIN_CLUSTER = "envoy_admin"
+COLLECTOR_CLUSTER = "otel_collector"
 _ANY = ("0.0.0.0", "::")
 LOOPBACK = "127.0.0.1"
 _ROOT = Path(__file__).resolve().parent.parent
@@ -436,6 +440,31 @@ def _set_tls(listeners: list[Any], tls: TlsListener | None, template: Path) -> N
     certificate["private_key"] = {"filename": os.fspath(tls.files.key.resolve())}
 
 
+def _set_collector(
+    config: Any, ingress: Any, cluster: Any, collector: tuple[str, int] | None, template: Path
+) -> None:
+    """Points the collector cluster at `collector`, or drops it and every manager's tracing."""
+    if cluster is None:
+        raise DevstackError(f"{template} has no cluster {COLLECTOR_CLUSTER!r} (for tracing)")
+    if collector is not None:
+        _set_address(_at(cluster, _ENDPOINT, template), collector[1], collector[0])
+        return
+    clusters = _at(config, ("static_resources", "clusters"), template)
+    clusters.remove(cluster)
+    for manager in _managers(ingress, template):
+        manager.pop("tracing", None)
+
+
+def otlp_collector(endpoint: str | None) -> tuple[str, int] | None:
+    """(host, port) of an OTLP/gRPC endpoint URL such as http://collector:4317 (None: none)."""
+    if not endpoint:
+        return None
+    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    if not parsed.hostname:
+        raise DevstackError(f"{ENDPOINT_VARIABLE} {endpoint!r} names no host")
+    return parsed.hostname, parsed.port or 4317
+
+
 def _stop_enforcing_rate_limits(manager: Any) -> None:
     for http_filter in manager.get("http_filters", []):
         if http_filter.get("typed_config", {}).get("@type", "").endswith(_LOCAL_RATE_LIMIT):
@@ -460,6 +489,7 @@ def render_envoy_config(
     tls: TlsListener | None = None,
     web: Path = WEB,
     cors_origins: Sequence[str] = (),
+    otlp_collector: tuple[str, int] | None = None,
 ) -> str:
     """The template with our listener, admin and metrics addresses, cluster endpoints, descriptor
     path and the routes of the descriptor set's public RPCs (see the module's docstring), as YAML.
@@ -472,7 +502,8 @@ def render_envoy_config(
     mesh from one address far past any client's limits). The TLS listener (the same filters and
     routes as the plain one) is kept, with `tls`'s address and certificate, only when `tls` is
     given. The web client's route is repeated for every file of `web`; browsers on `cors_origins`
-    may call the API.
+    may call the API. With `otlp_collector` (host, port), Envoy traces every request and sends its
+    spans there (OTLP/gRPC); without, the template's tracing and collector cluster are dropped.
     """
     config = yaml.safe_load(template.read_text())
     _set_address(_at(config, ("admin", "address", "socket_address"), template), admin_port, admin_host)
@@ -486,6 +517,7 @@ def render_envoy_config(
         raise DevstackError(f"{template}: listener {LISTENER!r} has no proto_descriptor")
 
     clusters = {c["name"]: c for c in _at(config, ("static_resources", "clusters"), template)}
+    _set_collector(config, ingress, clusters.pop(COLLECTOR_CLUSTER, None), otlp_collector, template)
     admin = clusters.pop(ADMIN_CLUSTER, None)
     if admin is None:
         raise DevstackError(
@@ -637,6 +669,7 @@ def main() -> None:
         xff_trusted_hops=args.xff_trusted_hops,
         tls=_tls_listener(parser, args),
         cors_origins=args.cors_origin,
+        otlp_collector=otlp_collector(os.environ.get(ENDPOINT_VARIABLE)),
     )
     config_path = Path(tempfile.mkdtemp(prefix="tweetmesh-envoy-")) / "envoy.yaml"
     config_path.write_text(config)

@@ -1,4 +1,4 @@
-"""The whole mesh on this machine: PostgreSQL, Redis, a local SMTP server, migrations, the five
+"""The whole mesh on this machine: PostgreSQL, Redis, a local SMTP server, migrations, the six
 services and Envoy.
 
 Used by `make run` (devstack/__main__.py) and by the test suite's fixtures.
@@ -23,7 +23,14 @@ from types import TracebackType
 
 import grpc
 
-from devstack.envoy import DESCRIPTOR, TEMPLATE, TlsListener, render_envoy_config, start_envoy
+from devstack.envoy import (
+    DESCRIPTOR,
+    TEMPLATE,
+    TlsListener,
+    otlp_collector,
+    render_envoy_config,
+    start_envoy,
+)
 from devstack.errors import DevstackError, StartupError
 from devstack.postgres import start_postgres
 from devstack.process import ManagedProcess, RestartPolicy, Server
@@ -31,11 +38,19 @@ from devstack.redis import start_redis
 from devstack.smtp import start_smtp
 from devstack.tls import TlsFiles
 from meshkit.healthcheck import health_status
+from meshkit.tracing import ENDPOINT_VARIABLE
 from social.services import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("users", "tweets", "fanout", "timeline", "media")  # start order; stop is the reverse
-PUBLIC_SERVICES = ("users", "tweets", "timeline", "media")  # the Envoy clusters
+SERVICES = (
+    "users",
+    "tweets",
+    "fanout",
+    "notifications",
+    "timeline",
+    "media",
+)  # start order; stop is the reverse
+PUBLIC_SERVICES = ("users", "tweets", "notifications", "timeline", "media")  # the Envoy clusters
 HOST = "127.0.0.1"
 # Retry a not-yet-listening service quickly instead of gRPC's default backoff (1 s, growing).
 _FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 250)]
@@ -80,12 +95,14 @@ class MeshPorts:
     fanout: int = DEFAULT_PORTS["fanout"].grpc
     timeline: int = DEFAULT_PORTS["timeline"].grpc
     media: int = DEFAULT_PORTS["media"].grpc
+    notifications: int = DEFAULT_PORTS["notifications"].grpc
     # Each service's Prometheus /metrics (METRICS_PORT).
     users_metrics: int = DEFAULT_PORTS["users"].metrics
     tweets_metrics: int = DEFAULT_PORTS["tweets"].metrics
     fanout_metrics: int = DEFAULT_PORTS["fanout"].metrics
     timeline_metrics: int = DEFAULT_PORTS["timeline"].metrics
     media_metrics: int = DEFAULT_PORTS["media"].metrics
+    notifications_metrics: int = DEFAULT_PORTS["notifications"].metrics
     postgres: int = 55432
     redis: int = 56379
     # The local SMTP server that keeps mails as files (devstack.smtp).
@@ -540,6 +557,7 @@ class Mesh:
             enforce_rate_limits=self._enforce_edge_limits,
             tls=None if self._tls is None else TlsListener(self._tls, self._ports.envoy_tls),
             cors_origins=self._cors_origins,
+            otlp_collector=otlp_collector((self._base_env() | self._env_overrides).get(ENDPOINT_VARIABLE)),
         )
         self._envoy = start_envoy(
             config,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -19,7 +17,15 @@ from meshkit.errors import InvalidArgument
 from meshkit.ids import parse_id, require_id
 from meshkit.pagination import page_size
 from meshkit.runtime import Runtime
-from meshkit.streams import DeadLetter, DeadLetters, Entry, PoisonEvent, StreamConsumer, is_entry_id
+from meshkit.streams import (
+    DeadLetter,
+    DeadLetters,
+    Entry,
+    PoisonEvent,
+    StreamConsumer,
+    is_entry_id,
+    poison_unless_valid,
+)
 from social import (
     FOLLOWS_STREAM,
     TWEETS_STREAM,
@@ -44,20 +50,8 @@ TWEETS_BATCH = 64
 FOLLOWS_BATCH = 32
 
 
-@contextlib.contextmanager
-def _poison_unless_valid(entry: Entry) -> Iterator[bytes]:
-    """The entry's payload; an entry without one, or whose event fails to decode or holds an
-    invalid id, can never be handled: PoisonEvent (it is dead-lettered at once)."""
-    try:
-        yield entry.fields[b"data"]
-    except (KeyError, DecodeError) as error:
-        raise PoisonEvent(f"undecodable entry: {error}") from error
-    except InvalidArgument as error:
-        raise PoisonEvent(str(error)) from error
-
-
 def tweet_changed(entry: Entry) -> TweetChanged:
-    with _poison_unless_valid(entry) as data:
+    with poison_unless_valid(entry) as data:
         event = tweets_pb.TweetEvent.FromString(data)
         return TweetChanged(
             require_id(event.tweet_id, "tweet_id"),
@@ -70,11 +64,12 @@ def tweet_changed(entry: Entry) -> TweetChanged:
             previously_mentioned=tuple(
                 require_id(u, "previous_mentioned_user_ids") for u in event.previous_mentioned_user_ids
             ),
+            trace=entry.trace,
         )
 
 
 def follow_changed(entry: Entry) -> FollowChanged:
-    with _poison_unless_valid(entry) as data:
+    with poison_unless_valid(entry) as data:
         event = users_pb.FollowEvent.FromString(data)
         return FollowChanged(
             require_id(event.follower_id, "follower_id"),

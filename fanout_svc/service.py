@@ -42,6 +42,8 @@ class TweetChanged:
     # mentions now and did not (or no longer does) take it (or lose it).
     edited: bool = False
     previously_mentioned: tuple[int, ...] = ()
+    # The trace context of its handling (meshkit.tracing), carried by the live messages it causes.
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,7 @@ class Fanout:
             followers_of=followers_of,
             among=among,
             announce=GLOBAL_CHANNEL if event.public else "",
+            trace=event.trace,
         )
 
     async def jobs(self, event: TweetChanged, celebrity: bool) -> list[FanoutJob]:
@@ -148,13 +151,13 @@ class Fanout:
         removed = [u for u in event.previously_mentioned if u not in now and u != event.author_id]
         jobs = []
         if added:
-            jobs.append(FanoutJob(event.tweet_id, homes=added))
+            jobs.append(FanoutJob(event.tweet_id, homes=added, trace=event.trace))
         if removed:
             keep = set(await self._graph.followers_among(event.author_id, removed))
             if keep and not is_for_everyone(event) and event.reply_to_author_id is not None:
                 keep &= set(await self._graph.followers_among(event.reply_to_author_id, sorted(keep)))
             if gone := tuple(u for u in removed if u not in keep):
-                jobs.append(FanoutJob(event.tweet_id, deleted=True, homes=gone))
+                jobs.append(FanoutJob(event.tweet_id, deleted=True, homes=gone, trace=event.trace))
         return [*jobs, self.job(event, celebrity)]
 
     async def tweets_changed(self, events: Sequence[TweetChanged]) -> list[int | Exception]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from meshkit.settings import Env, Settings, setting
+from meshkit.settings import Settings, read_consumer_name, setting
 from social.services import DEFAULT_PORTS, read_tweets_addr, read_users_addr
 from social.timelines import CALL_BUDGET, read_home_timeline_max, read_home_timeline_ttl_seconds
 
@@ -17,18 +15,13 @@ SERVICE = "fanout"
 DEFAULT_CELEBRITY_FOLLOWERS = 5_000
 
 
-def _consumer(env: Env) -> str:
-    """This worker's name in the consumer group: unique per process unless set."""
-    return env.text("FANOUT_CONSUMER", "") or f"{socket.gethostname()}-{os.getpid()}"
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FanoutSettings(Settings):
     users_addr: str = setting(read_users_addr)
     tweets_addr: str = setting(read_tweets_addr)
     home_timeline_max: int = setting(read_home_timeline_max)
     home_timeline_ttl_seconds: int = setting(read_home_timeline_ttl_seconds)
-    fanout_consumer: str = setting(_consumer)
+    fanout_consumer: str = setting(read_consumer_name("FANOUT_CONSUMER"))
     fanout_claim_idle_ms: int = setting(lambda env: env.integer("FANOUT_CLAIM_IDLE_MS", 30_000, minimum=1))
     fanout_max_deliveries: int = setting(lambda env: env.integer("FANOUT_MAX_DELIVERIES", 10, minimum=1))
     celebrity_followers: int = setting(

@@ -7,6 +7,8 @@ XADDs the events at once; their rows are deleted in the background once the even
 the request path). Whatever the relay misses (Redis down, a crash between commit and relay, events
 not yet safe) the sweeper finds and relays later, and so is a row whose delete a crash lost.
 Consumers may therefore see an event twice and must be idempotent; they never miss one.
+With tracing on, an event carries the trace context of the change (field `traceparent`), so
+that what its consumers do belongs to the change's trace (meshkit.tracing).
 
 Safe means: Redis acknowledged the XADD, and, with `replicas` > 0, that many replicas have it too
 (WAIT), so a failover to one of them keeps it. With one Redis an event is as durable as that
@@ -31,7 +33,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
+from redis.typing import EncodableT, FieldT
 
+from meshkit import tracing
 from meshkit.errors import DEPENDENCY_ERRORS, RedisOutage
 
 log = logging.getLogger(__name__)
@@ -48,12 +52,28 @@ class Event:
     outbox_id: int
     stream: str
     payload: bytes
+    trace: str | None = None  # the W3C traceparent of the change, when it was traced
+
+    def fields(self) -> dict[FieldT, EncodableT]:
+        """The event's fields in its stream."""
+        fields: dict[FieldT, EncodableT] = {"data": self.payload, "outbox_id": self.outbox_id}
+        if self.trace is not None:
+            fields[TRACE_FIELD] = self.trace
+        return fields
 
 
+# The field of a stream entry holding its change's trace context (read by meshkit.streams).
+TRACE_FIELD = "traceparent"
 # Adds Redis commands to the relay's pipeline (the pipeline, then the event it relays).
 OnRelay = Callable[[Any, Event], Awaitable[None]]
 # Adds the caller's own Redis commands to the relay's pipeline.
 Also = Callable[[Any], Awaitable[None]]
+
+
+def _event(row: Sequence[Any]) -> Event:
+    """An event from its outbox row (id, stream, payload, trace_context)."""
+    outbox_id, stream, payload, trace = row
+    return Event(int(outbox_id), str(stream), bytes(payload), None if trace is None else str(trace))
 
 
 class Outbox:
@@ -73,31 +93,38 @@ class Outbox:
 
     @staticmethod
     async def add(cursor: AsyncCursor[tuple[object, ...]], stream: str, payload: bytes) -> Event:
-        """Records an event in the caller's transaction."""
+        """Records an event in the caller's transaction, with the current trace context."""
+        trace = tracing.traceparent()
         await cursor.execute(
-            "INSERT INTO outbox (stream, payload) VALUES (%s, %s) RETURNING id", (stream, payload)
+            "INSERT INTO outbox (stream, payload, trace_context) VALUES (%s, %s, %s) RETURNING id",
+            (stream, payload, trace),
         )
         row = await cursor.fetchone()
         assert row is not None
-        return Event(int(row[0]), stream, payload)  # type: ignore[call-overload]
+        return Event(int(row[0]), stream, payload, trace)  # type: ignore[call-overload]
 
     @staticmethod
     async def add_all(
-        cursor: AsyncCursor[tuple[object, ...]], stream: str, payloads: Sequence[bytes]
+        cursor: AsyncCursor[tuple[object, ...]],
+        stream: str,
+        payloads: Sequence[bytes],
+        traces: Sequence[str | None],
     ) -> None:
-        """Records many events in the caller's transaction with one statement; `added(cursor)`
-        returns them once it has run (in a pipeline, once the pipeline has synced)."""
+        """Records many events in the caller's transaction with one statement, each with the trace
+        context of the call that made it (`traces`, in the same order); `added(cursor)` returns
+        them once it has run (in a pipeline, once the pipeline has synced)."""
         await cursor.execute(
-            "INSERT INTO outbox (stream, payload) SELECT %s, p FROM unnest(%s::bytea[]) AS p"
-            " RETURNING id, stream, payload",
-            (stream, list(payloads)),
+            "INSERT INTO outbox (stream, payload, trace_context)"
+            " SELECT %s, p, t FROM unnest(%s::bytea[], %s::text[]) AS e(p, t)"
+            " RETURNING id, stream, payload, trace_context",
+            (stream, list(payloads), list(traces)),
         )
 
     @staticmethod
     async def added(cursor: AsyncCursor[tuple[object, ...]]) -> list[Event]:
         """The events `add_all` recorded with `cursor`, in id order."""
         rows = await cursor.fetchall()
-        return sorted(Event(int(i), str(s), bytes(p)) for i, s, p in rows)  # type: ignore[call-overload]
+        return sorted(_event(row) for row in rows)
 
     async def _xadd(self, events: list[Event], also: Also | None = None) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -109,7 +136,7 @@ class Outbox:
                     await self._on_relay(pipe, event)
                 # Untrimmed here: the stream's consumers trim what they have all read
                 # (meshkit.streams), so a backlog is never cut short.
-                pipe.xadd(event.stream, {"data": event.payload, "outbox_id": event.outbox_id})
+                pipe.xadd(event.stream, event.fields())
             if self._replicas:  # on the same connection: WAIT counts the replicas that have its writes
                 pipe.wait(self._replicas, REPLICA_WAIT_MS)
             replies = await pipe.execute()
@@ -127,7 +154,8 @@ class Outbox:
         if not events:
             return
         try:
-            await self._xadd(events, also)
+            with tracing.span("outbox relay"):
+                await self._xadd(events, also)
         except Exception as error:
             # Committed already: whatever went wrong here, the caller's write stands and the
             # sweeper relays the events later. Only the log says it happened.
@@ -155,12 +183,12 @@ class Outbox:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             # Not the rows of events this process relayed and is about to delete.
             await cur.execute(
-                "SELECT id, stream, payload FROM outbox"
+                "SELECT id, stream, payload, trace_context FROM outbox"
                 " WHERE create_time < now() - make_interval(secs => %s) AND id <> ALL(%s)"
                 " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (older_than_seconds, list(self._relayed), batch),
             )
-            events = [Event(int(i), str(s), bytes(p)) for i, s, p in await cur.fetchall()]
+            events = [_event(row) for row in await cur.fetchall()]
             if events:
                 await self._xadd(events)
                 await cur.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([e.outbox_id for e in events],))

@@ -34,6 +34,7 @@ from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.connection import DefaultParser
 
+from meshkit import tracing
 from meshkit.auth import Authenticator
 from meshkit.errors import RedisOutage, is_outage_reply
 from meshkit.healthcheck import LIVENESS
@@ -231,7 +232,10 @@ class Runtime(Generic[S]):
         if address not in self._channels:
             channel = grpc.aio.insecure_channel(
                 address,
-                interceptors=[_CallDefaults(self.settings.rpc_deadline_seconds)],
+                interceptors=[
+                    _CallDefaults(self.settings.rpc_deadline_seconds),
+                    *tracing.client_interceptors(),
+                ],
                 options=[
                     # Reconnect quickly to a restarted peer (gRPC's default backoff grows to 2 minutes).
                     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -354,13 +358,16 @@ async def serve(
         # limits count every call, valid or not, and check the token of a call counted per user
         # first (a write without a live token is UNAUTHENTICATED whatever its fields); then a
         # request that breaks its proto's rules is refused; a refusal by either becomes a status
-        # like any error. Each builds its wrapper of a method once
-        # (meshkit.interceptors.HandlerInterceptor), so a call runs the outermost's lookup and the
-        # wrappers, nothing more; PreparedResponses wraps only the serializer.
+        # like any error. With tracing on (meshkit.tracing), a call's span sits inside telemetry and
+        # outside the error mapping: it records the status the call ends with. Each builds its
+        # wrapper of a method once (meshkit.interceptors.HandlerInterceptor), so a call runs the
+        # outermost's lookup and the wrappers, nothing more; PreparedResponses wraps only the
+        # serializer.
         interceptors=[
             PreparedResponses(),
             CallFactsInterceptor(),
             TelemetryInterceptor(),
+            *tracing.server_interceptors(),
             ErrorInterceptor(settings.handler_timeout_seconds),
             limiter,
             ValidationInterceptor(),
@@ -419,7 +426,12 @@ def main(
     except SettingsError as error:
         sys.exit(f"{service}_svc: bad configuration: {error}")
     configure_logging(settings.service, settings.log_level)
+    tracer_provider = tracing.configure(settings.service)
     # uvloop: the event loop on libuv, measurably less CPU per call than asyncio's own (README,
     # "Profiling the read and post paths").
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(settings, setup, rate_limits or {}, max_request_bytes))
+        try:
+            runner.run(serve(settings, setup, rate_limits or {}, max_request_bytes))
+        finally:
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # sends the spans not sent yet

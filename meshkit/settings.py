@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self, TypeVar, cast
@@ -176,6 +177,12 @@ class Settings:
 
 
 # Readers of the kit's variables that only some services read.
+
+
+def read_consumer_name(variable: str) -> Callable[[Env], str]:
+    """This process's name in its consumer groups: `variable` if set, else unique per process
+    (host-pid), so that two replicas never share a name."""
+    return lambda env: env.text(variable, "") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def read_database_url(env: Env) -> str:

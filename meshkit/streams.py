@@ -5,18 +5,22 @@ and trims its stream of what every group has read and acknowledged, never more."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from google.protobuf.message import DecodeError
 
-from meshkit.errors import DEPENDENCY_ERRORS
+from meshkit import tracing
+from meshkit.errors import DEPENDENCY_ERRORS, InvalidArgument
 from meshkit.metrics import STREAM_ENTRIES
+from meshkit.outbox import TRACE_FIELD
 
 log = logging.getLogger(__name__)
 _WAIT_SECONDS = 1.0
@@ -33,6 +37,22 @@ class PoisonEvent(Exception):
 class Entry:
     entry_id: bytes
     fields: dict[bytes, bytes]
+    # Handled in a batch with tracing on: the W3C traceparent of its span (meshkit.tracing
+    # consuming_batch), for what its handling sends on. (A handler of one entry runs in its span.)
+    trace: str | None = None
+
+
+@contextlib.contextmanager
+def poison_unless_valid(entry: Entry) -> Iterator[bytes]:
+    """The entry's payload (field `data`), for decoding in the block; an entry without one, or
+    whose message fails to decode or holds an invalid value (InvalidArgument), can never be
+    handled: PoisonEvent (it is dead-lettered at once)."""
+    try:
+        yield entry.fields[b"data"]
+    except (KeyError, DecodeError) as error:
+        raise PoisonEvent(f"undecodable entry: {error}") from error
+    except InvalidArgument as error:
+        raise PoisonEvent(str(error)) from error
 
 
 Handler = Callable[[Entry], Awaitable[None]]
@@ -46,6 +66,7 @@ def dead_letter_stream(stream: str) -> str:
 
 # The fields a dead letter adds to the entry it keeps: where it was in its stream, and why.
 ENTRY_ID_FIELD = b"entry_id"
+_TRACE_FIELD = TRACE_FIELD.encode()
 REASON_FIELD = b"reason"
 _ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
@@ -95,7 +116,9 @@ class StreamConsumer:
     attempts they go to `<stream>:dead`. A wiped Redis (NOGROUP) recreates the group. Entries of
     a batch are handled concurrently unless `ordered`; or, with `batch_handler`, all at once by
     one call that answers for each. On the reclaim clock it trims the stream of what every group
-    has read and acknowledged (trim)."""
+    has read and acknowledged (trim). With tracing on, each entry is handled in a span that
+    continues the trace its producer stored with it (meshkit.outbox.TRACE_FIELD); an entry of a
+    batch carries its span's context (Entry.trace) for what its handling sends on."""
 
     def __init__(
         self,
@@ -119,7 +142,7 @@ class StreamConsumer:
         self._consumer = consumer
         if (handler is None) == (batch_handler is None):
             raise ValueError("give one of handler and batch_handler")
-        self._handler = handler
+        self._handler = self._traced(handler) if handler is not None and tracing.enabled() else handler
         self._batch_handler = batch_handler
         self._claim_idle_ms = claim_idle_ms
         self._max_deliveries = max_deliveries
@@ -128,6 +151,13 @@ class StreamConsumer:
         self._block_ms = block_ms
         self._keep_seconds = keep_seconds
         self._next_claim = 0.0
+
+    def _traced(self, handler: Handler) -> Handler:
+        async def traced(entry: Entry) -> None:
+            with tracing.consuming(self._stream, entry.fields.get(_TRACE_FIELD)):
+                await handler(entry)
+
+        return traced
 
     async def ensure_group(self) -> None:
         try:
@@ -222,10 +252,7 @@ class StreamConsumer:
             return
         results: list[BaseException | None]
         if self._batch_handler is not None:
-            try:
-                results = list(await self._batch_handler(entries))
-            except Exception as error:
-                results = [error] * len(entries)
+            results = await self._handle_batch(self._batch_handler, entries)
         elif self._ordered:  # one at a time, in stream order: later entries may depend on earlier ones
             results = [await _outcome(self._one(e)) for e in entries]
         else:
@@ -247,6 +274,19 @@ class StreamConsumer:
         await self._dead_letter(poison, reason="poison")
         STREAM_ENTRIES.labels(self._stream, "acked").inc(len(done))
         STREAM_ENTRIES.labels(self._stream, "failed").inc(len(entries) - len(done) - len(poison))
+
+    async def _handle_batch(self, handler: BatchHandler, entries: list[Entry]) -> list[BaseException | None]:
+        with tracing.consuming_batch(self._stream, [e.fields.get(_TRACE_FIELD) for e in entries]) as spans:
+            if any(spans.traceparents):
+                entries = [replace(e, trace=t) for e, t in zip(entries, spans.traceparents, strict=True)]
+            try:
+                results = list(await handler(entries))
+            except Exception as error:
+                results = [error] * len(entries)
+            for n, result in enumerate(results):
+                if result is not None:
+                    spans.failed(n, result)
+        return results
 
     async def _one(self, entry: Entry) -> None:
         assert self._handler is not None

@@ -7,22 +7,46 @@ service owns stays in that service. Built on meshkit (the generic service kit), 
 """
 
 from social.celebrities import MERGED_AT_READ, CelebrityRegistry, State
-from social.events import FOLLOWS_STREAM, TWEETS_STREAM
-from social.live import CelebrityFollow, LiveMessage, TweetEdited, celebrity_channel, live_channel
-from social.peers import MediaFacts, MediaPeer, TweetsPeer, UsersPeer
-from social.rules import TweetRef, belongs_in_home, is_for_everyone, is_public
+from social.events import ACCOUNTS_STREAM, FOLLOWS_STREAM, LIKES_STREAM, TWEETS_STREAM
+from social.live import (
+    CelebrityFollow,
+    LiveMessage,
+    LiveTweet,
+    TweetEdited,
+    celebrity_channel,
+    live_channel,
+    notification_channel,
+)
+from social.peers import MediaFacts, MediaPeer, NotificationsPeer, TweetsPeer, UsersPeer
+from social.relations import Relations, RelationsCache
+from social.rules import (
+    Relation,
+    TweetRef,
+    belongs_in_home,
+    interaction_refused,
+    is_for_everyone,
+    is_hidden,
+    is_public,
+)
 from social.text import has_visible_character
 from social.timelines import Snapshot, TimelineStore, celebrity_lists, home_timelines
 
 __all__ = [
+    "ACCOUNTS_STREAM",
     "FOLLOWS_STREAM",
+    "LIKES_STREAM",
     "MERGED_AT_READ",
     "TWEETS_STREAM",
     "CelebrityFollow",
     "CelebrityRegistry",
     "LiveMessage",
+    "LiveTweet",
     "MediaFacts",
     "MediaPeer",
+    "NotificationsPeer",
+    "Relation",
+    "Relations",
+    "RelationsCache",
     "Snapshot",
     "State",
     "TimelineStore",
@@ -35,7 +59,10 @@ __all__ = [
     "celebrity_lists",
     "has_visible_character",
     "home_timelines",
+    "interaction_refused",
     "is_for_everyone",
+    "is_hidden",
     "is_public",
     "live_channel",
+    "notification_channel",
 ]

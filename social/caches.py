@@ -191,11 +191,21 @@ def length_delimited(tag: bytes, payload: bytes) -> bytes:
 @dataclass(frozen=True, slots=True)
 class CachedTweet:
     """A tweet as it shows, assembled from the caches: `data` is a serialized Tweet, its author
-    and (for a retweet) its original included."""
+    and (for a retweet) its original included; `authors`: whose it is, as blocks and mutes see it
+    (its author, and a retweet's original's)."""
 
     tweet_id: int
     retweet_of: int | None
     data: bytes
+    authors: tuple[int, ...]
+
+    @classmethod
+    def of(cls, tweet: tweets_pb.Tweet) -> CachedTweet:
+        """A tweet as its owner answered it."""
+        if not tweet.retweet_of_tweet_id:
+            return cls(int(tweet.tweet_id), None, tweet.SerializeToString(), (int(tweet.author_id),))
+        authors = (int(tweet.author_id), int(tweet.retweeted_tweet.author_id))
+        return cls(int(tweet.tweet_id), int(tweet.retweet_of_tweet_id), tweet.SerializeToString(), authors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +247,8 @@ class TweetCacheReader:
             elif assembled is DELETED:
                 result.deleted.add(tweet_id)  # a retweet of a deleted tweet is gone with it
             elif isinstance(assembled, tuple):
-                data, original = assembled
-                result.found[tweet_id] = CachedTweet(tweet_id, original, data)
+                data, original, authors = assembled
+                result.found[tweet_id] = CachedTweet(tweet_id, original, data, authors)
         return result
 
 
@@ -253,15 +263,16 @@ def _assemble(
     entry: bytes,
     users: Mapping[bytes, tuple[bytes | None, bytes | None]],
     originals: Mapping[bytes, bytes | None],
-) -> tuple[bytes, int | None] | bytes | None:
-    """A live entry's serialized tweet and original; DELETED if its original is; None on a miss."""
+) -> tuple[bytes, int | None, tuple[int, ...]] | bytes | None:
+    """A live entry's serialized tweet, original and authors (CachedTweet.authors); DELETED if
+    its original is; None on a miss."""
     author, original, own = entry[_HEADER:].split(b"|", 2)
     shown_by = _author(author, users)
     if shown_by is None:
         return None
     data = own + length_delimited(_AUTHOR, shown_by)
     if original == b"0":
-        return data, None
+        return data, None, (int(author),)
     original_entry = originals.get(original)
     if not original_entry or original_entry[8:9] == STALE:
         return None
@@ -270,4 +281,4 @@ def _assemble(
     inner = _assemble(original_entry, users, originals)
     if not isinstance(inner, tuple):
         return inner
-    return data + length_delimited(_ORIGINAL, inner[0]), int(original)
+    return data + length_delimited(_ORIGINAL, inner[0]), int(original), (int(author), *inner[2])

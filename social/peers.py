@@ -16,9 +16,11 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from meshkit.auth import Session
 from meshkit.protos import wire_id
 from meshkit.status import relayed
-from social.rules import TweetRef
+from social.rules import Relation, TweetRef
 from tweetmesh.media.v1 import media_service_pb2 as media_pb
 from tweetmesh.media.v1 import media_service_pb2_grpc as media_grpc
+from tweetmesh.notifications.v1 import notifications_service_pb2 as notifications_pb
+from tweetmesh.notifications.v1 import notifications_service_pb2_grpc as notifications_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
@@ -31,6 +33,14 @@ AUTHOR_MASK = FieldMask(
 ID_PAGE = 10_000
 # tweets_svc's ListTweetIdsByAuthors takes at most this many authors a call.
 AUTHORS_PER_CALL = 5000
+
+
+def relation_of(message: users_pb.Relation) -> Relation:
+    relation = Relation.NONE
+    for flag, bit in ((message.blocks, Relation.BLOCKS), (message.blocked_by, Relation.BLOCKED_BY)):
+        if flag:
+            relation |= bit
+    return relation | Relation.MUTES if message.mutes else relation
 
 
 class UsersPeer:
@@ -107,6 +117,16 @@ class UsersPeer:
             token = reply.next_page_token
             if not token:
                 return
+
+    async def relations(self, viewer: int, others: Sequence[int] | None) -> dict[int, Relation]:
+        """The viewer's blocks and mutes with `others` (None: all of them), as users_svc reads them
+        from PostgreSQL (social.relations.Relations asks this when its cache cannot answer)."""
+        reply = await self._stub.ListRelations(
+            users_pb.ListRelationsRequest(
+                user_id=str(viewer), other_ids=[str(o) for o in others or ()], all=others is None
+            )
+        )
+        return {int(r.user_id): relation_of(r) for r in reply.relations}
 
     async def following(self, user_id: int) -> list[int]:
         """Everyone user_id follows."""
@@ -251,3 +271,32 @@ class MediaPeer:
             )
             for m in reply.media
         ]
+
+
+class NotificationsPeer:
+    SERVICE = notifications_pb.DESCRIPTOR.services_by_name["NotificationService"]
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = notifications_grpc.NotificationServiceStub(channel)
+
+    async def notifications(
+        self, recipient_id: int, ids: Sequence[int]
+    ) -> dict[int, notifications_pb.Notification]:
+        """The recipient's notifications by id, hydrated; those taken away are absent."""
+        if not ids:
+            return {}
+        reply = await self._stub.BatchGetNotifications(
+            notifications_pb.BatchGetNotificationsRequest(
+                recipient_id=str(recipient_id), notification_ids=[str(i) for i in ids]
+            )
+        )
+        return {int(n.notification_id): n for n in reply.notifications}
+
+    async def after(self, recipient_id: int, after: int, limit: int) -> list[notifications_pb.Notification]:
+        """The recipient's notifications after `after`, oldest first."""
+        reply = await self._stub.ListNotificationsAfter(
+            notifications_pb.ListNotificationsAfterRequest(
+                recipient_id=str(recipient_id), after_id=wire_id(after or None), limit=limit
+            )
+        )
+        return list(reply.notifications)

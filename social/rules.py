@@ -6,9 +6,12 @@ Where SQL must apply a rule too, the fragment stands beside its function under t
 
 from __future__ import annotations
 
-from collections.abc import Container
+import enum
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from meshkit.errors import DomainError, FailedPrecondition, PermissionDenied
 
 
 class Addressed(Protocol):
@@ -64,3 +67,37 @@ def belongs_in_home(tweet: Addressed, viewer: int, following: Container[int]) ->
         or tweet.reply_to_author_id == viewer
         or tweet.reply_to_author_id in following
     )
+
+
+class Relation(enum.IntFlag):
+    """What a viewer has to do with another account (users_svc owns blocks and mutes)."""
+
+    NONE = 0
+    BLOCKS = 1  # the viewer blocks the other account
+    BLOCKED_BY = 2  # the other account blocks the viewer
+    MUTES = 4  # the viewer mutes the other account
+
+
+BLOCKED_EITHER_WAY = Relation.BLOCKS | Relation.BLOCKED_BY
+
+
+def is_hidden(relations: Mapping[int, Relation], authors: Iterable[int], *, muting: bool) -> bool:
+    """Whether a viewer is not shown something by `authors` (a tweet: its author, and for a
+    retweet the original's author too; a user: themself), given the viewer's `relations` with
+    them. Never while either blocks the other, on any surface; while the viewer mutes one of them,
+    where muting applies (`muting`: the home timeline, its live stream, notifications)."""
+    hiding = BLOCKED_EITHER_WAY | Relation.MUTES if muting else BLOCKED_EITHER_WAY
+    return any(relations.get(author, Relation.NONE) & hiding for author in authors)
+
+
+def interaction_refused(relation: Relation, action: str) -> DomainError | None:
+    """Why an account may not `action` (follow, reply to, like, retweet...) another given their
+    relation, or None when it may: nobody interacts with an account that blocks them, nor with one
+    they block (unblock it first). Muting changes nothing."""
+    if relation & Relation.BLOCKED_BY:
+        return PermissionDenied(f"you cannot {action} an account that blocks you", reason="BLOCKED")
+    if relation & Relation.BLOCKS:
+        return FailedPrecondition(
+            f"you cannot {action} an account you block: unblock it first", reason="YOU_BLOCK"
+        )
+    return None

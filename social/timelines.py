@@ -396,6 +396,8 @@ class FanoutJob:
     among: int | None = None
     # A channel told of it too (the global timeline's).
     announce: str = ""
+    # The W3C traceparent of the handling of its event, carried by its live messages (meshkit.tracing).
+    trace: str | None = None
 
 
 @dataclass(slots=True)
@@ -414,7 +416,7 @@ def _job_arguments(job: FanoutJob) -> list[str | int | bytes]:
         "-" if job.deleted else "e" if job.edited else "+",
         job.tweet_id,
         pack([job.tweet_id]),
-        tweet_message(job.tweet_id, deleted=job.deleted, edited=job.edited),
+        tweet_message(job.tweet_id, deleted=job.deleted, edited=job.edited, trace=job.trace),
         job.announce,
         "" if job.followers_of is None else job.followers_of,
         "" if job.among is None else job.among,

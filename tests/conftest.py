@@ -1,4 +1,4 @@
-"""The test mesh: real PostgreSQL, Redis, the four services and Envoy, started once per session."""
+"""The test mesh: real PostgreSQL, Redis, the six services and Envoy, started once per session."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ TEST_ENV = {
     "OUTBOX_SWEEP_SECONDS": "0.5",
     # A mail that failed (the SMTP server stopped by a test) is tried again within a second or two.
     "MAIL_RETRY_SECONDS": "1",
+    "NOTIFICATIONS_CLAIM_IDLE_MS": "1500",
+    # Suggestions fill up with the popular accounts as they are now, not a minute ago.
+    "SUGGESTIONS_POPULAR_SECONDS": "0",
     "LOG_LEVEL": "INFO",
     # Authors with 5 followers are celebrities here: the hybrid path runs through every test.
     "CELEBRITY_FOLLOWERS": "5",
@@ -119,6 +122,7 @@ def mesh_stubs(mesh: Mesh, channel_options: list[tuple[str, Any]] | None = None)
         fanout_addr=address("fanout"),
         timeline_addr=address("timeline"),
         media_addr=address("media"),
+        notifications_addr=address("notifications"),
         channel_options=channel_options or [],
     )
     try:

@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from meshkit.auth import Session, token_digest
-from social import Snapshot, State, TweetRef
+from social import Relation, Snapshot, State, TweetRef
 from social.timelines import FanoutJob, JobOutcome
 from timeline_svc.stream import Delivery
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -345,6 +345,33 @@ class FakeSessionCache:
     async def forget_digests(self, digests: Sequence[bytes]) -> None:
         for token in [t for t in self.entries if token_digest(t) in digests]:
             del self.entries[token]
+
+
+class FakeRelationsCache:
+    """social.relations.RelationsCache in memory; `down` makes every read fail as Redis would."""
+
+    def __init__(self) -> None:
+        self.entries: dict[int, dict[int, Relation]] = {}
+        self.down = False
+
+    async def read(self, viewer: int, others: Sequence[int]) -> dict[int, Relation] | None:
+        if self.down:
+            raise ConnectionError("redis is down")
+        held = self.entries.get(viewer)
+        return None if held is None else {o: held[o] for o in others if o in held}
+
+    async def read_all(self, viewer: int) -> dict[int, Relation] | None:
+        if self.down:
+            raise ConnectionError("redis is down")
+        held = self.entries.get(viewer)
+        return None if held is None else dict(held)
+
+    async def write(self, viewer: int, version: int, relations: Mapping[int, Relation]) -> None:
+        self.entries[viewer] = dict(relations)
+
+    async def forget(self, user_ids: Iterable[int]) -> None:
+        for user_id in user_ids:
+            self.entries.pop(user_id, None)
 
 
 class FakeSessionRedis:

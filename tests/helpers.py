@@ -27,6 +27,8 @@ from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
 from tweetmesh.media.v1 import media_service_pb2 as media_pb
 from tweetmesh.media.v1 import media_service_pb2_grpc as media_grpc
+from tweetmesh.notifications.v1 import notifications_service_pb2 as notifications_pb
+from tweetmesh.notifications.v1 import notifications_service_pb2_grpc as notifications_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -50,7 +52,7 @@ def rpc_routes() -> dict[str, str]:
     """Every RPC of the mesh by full path ("/pkg.Service/Method"), mapped to the HTTP verb of its
     Envoy route, or "" for the internal ones (no route)."""
     found = {}
-    files = (users_pb, tweets_pb, timeline_pb, fanout_pb, media_pb)
+    files = (users_pb, tweets_pb, timeline_pb, fanout_pb, media_pb, notifications_pb)
     for file in (module.DESCRIPTOR for module in files):
         for service in file.services_by_name.values():
             for method in service.methods:
@@ -116,6 +118,7 @@ class Stubs:
     fanout_addr: str
     timeline_addr: str
     media_addr: str
+    notifications_addr: str
     channel_options: list[tuple[str, Any]] = field(default_factory=list)
     _channels: list[grpc.Channel] = field(default_factory=list)
 
@@ -130,11 +133,12 @@ class Stubs:
         self.fanout = fanout_grpc.FanoutServiceStub(channel(self.fanout_addr))
         self.timeline = timeline_grpc.TimelineServiceStub(channel(self.timeline_addr))
         self.media = media_grpc.MediaServiceStub(channel(self.media_addr))
+        self.notifications = notifications_grpc.NotificationServiceStub(channel(self.notifications_addr))
 
     @classmethod
     def through(cls, address: str) -> Stubs:
         """Stubs of every service at one address (Envoy's)."""
-        return cls(address, address, address, address, address)
+        return cls(address, address, address, address, address, address)
 
     def close(self) -> None:
         for ch in self._channels:
@@ -224,17 +228,28 @@ class LiveStream:
     events arrive on a queue."""
 
     def __init__(
-        self, stub: timeline_grpc.TimelineServiceStub, viewer: Account | None, since: str = ""
+        self,
+        stub: timeline_grpc.TimelineServiceStub,
+        viewer: Account | None,
+        since: str = "",
+        viewer_token: str | None = None,
     ) -> None:
-        self._call: StreamCall
+        """The home stream of `viewer`, or without one the global stream (signed in with
+        `viewer_token` if given)."""
         if viewer is None:
-            self._call = stub.StreamGlobalTimeline(
-                timeline_pb.StreamGlobalTimelineRequest(since_tweet_id=since)
+            call: StreamCall = stub.StreamGlobalTimeline(
+                timeline_pb.StreamGlobalTimelineRequest(since_tweet_id=since),
+                metadata=bearer(viewer_token) if viewer_token else None,
             )
         else:
-            self._call = stub.StreamHomeTimeline(
+            call = stub.StreamHomeTimeline(
                 timeline_pb.StreamHomeTimelineRequest(since_tweet_id=since), metadata=viewer.auth
             )
+        self._start(call)
+
+    def _start(self, call: StreamCall) -> None:
+        """Reads `call` on a thread from now on."""
+        self._call = call
         self.events: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -261,6 +276,12 @@ class LiveStream:
                 raise item
             if item.WhichOneof("event") == kind:
                 return getattr(item, kind)
+
+    def wait_open(self, timeout: float = 5) -> LiveStream:
+        """Until the stream is open (its first heartbeat: nothing posted before this counts as
+        live); for a stream opened without `since`, whose first event is that heartbeat."""
+        self._next("heartbeat", timeout)
+        return self
 
     def next_event(self, timeout: float) -> timeline_pb.StreamHomeTimelineResponse:
         item = self.events.get(timeout=timeout)

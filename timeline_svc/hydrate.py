@@ -93,6 +93,5 @@ class CacheFirst:
         read = await self._cache.read(tweet_ids)
         if read.missing:
             for tweet_id, tweet in (await self._owner.tweets(read.missing)).items():
-                original = int(tweet.retweet_of_tweet_id) if tweet.retweet_of_tweet_id else None
-                read.found[tweet_id] = CachedTweet(tweet_id, original, tweet.SerializeToString())
+                read.found[tweet_id] = CachedTweet.of(tweet)
         return read.found

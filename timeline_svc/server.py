@@ -1,4 +1,5 @@
-"""timeline_svc's gRPC edge: the home timeline page and the home and global live streams."""
+"""timeline_svc's gRPC edge: the home timeline page, the home and global live streams and the
+notifications stream."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import grpc
 import redis.asyncio as aioredis
 from prometheus_client import Histogram
 
+from meshkit import tracing
 from meshkit.auth import Authenticator, Session, bearer_token, unexpired
 from meshkit.ids import parse_id, time_of
 from meshkit.interceptors import Prepared
@@ -18,15 +20,25 @@ from meshkit.pagination import PageTokens
 from meshkit.protos import now_timestamp
 from meshkit.ratelimit import Cap, Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
-from social import CelebrityRegistry, TweetsPeer, UsersPeer, celebrity_lists, home_timelines
+from social import (
+    CelebrityRegistry,
+    NotificationsPeer,
+    Relations,
+    RelationsCache,
+    TweetsPeer,
+    UsersPeer,
+    celebrity_lists,
+    home_timelines,
+)
 from social.caches import CachedTweet, TweetCacheReader, length_delimited
 from social.limits import READ_SIGNED_IN
 from timeline_svc.fastpath import HomeOpening
 from timeline_svc.hydrate import CacheFirst, Coalescer
 from timeline_svc.live_hub import LiveHub
-from timeline_svc.service import GlobalTimeline, HomeTimeline
+from timeline_svc.service import GlobalTimeline, HomeTimeline, NotificationFeed, Visibility
 from timeline_svc.settings import TimelineSettings
 from timeline_svc.stream import Event, Gap, Heartbeat, TweetArrived, TweetRemoved, TweetUpdated
+from tweetmesh.notifications.v1 import notifications_service_pb2 as notifications_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2 as pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as pb_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -49,11 +61,14 @@ _STREAM_ANYONE = (
 # stream_caps (tests/unit/test_rate_limit_policies.py).
 RATE_LIMITS: Policies = {
     method_name(SERVICE, "GetHomeTimeline"): READ_SIGNED_IN,
-    method_name(SERVICE, "StreamHomeTimeline"): (
-        Limit("stream", Scope.USER, "stream_open_per_user"),
-        Cap("stream", Scope.USER, "streams_per_account"),
-        *_STREAM_ANYONE,
-    ),
+    **{
+        method_name(SERVICE, method): (
+            Limit("stream", Scope.USER, "stream_open_per_user"),
+            Cap("stream", Scope.USER, "streams_per_account"),
+            *_STREAM_ANYONE,
+        )
+        for method in ("StreamHomeTimeline", "StreamNotifications")
+    },
     method_name(SERVICE, "StreamGlobalTimeline"): _STREAM_ANYONE,
 }
 
@@ -97,22 +112,20 @@ class Tweets:
 
     async def global_page(self, page_token: str, page_size: int) -> tuple[list[CachedTweet], str]:
         tweets, token = await self._owner.global_page(page_token, page_size)
-        return [_cached(t) for t in tweets], token
-
-
-def _cached(tweet: tweets_pb.Tweet) -> CachedTweet:
-    original = int(tweet.retweet_of_tweet_id) if tweet.retweet_of_tweet_id else None
-    return CachedTweet(int(tweet.tweet_id), original, tweet.SerializeToString())
+        return [CachedTweet.of(t) for t in tweets], token
 
 
 def _event(event: Event[CachedTweet], stream: str) -> Prepared | dict[str, Any]:
     """A stream response (the same for the home and global streams): a tweet as its cached bytes;
     a live tweet's time from its creation (the time in its id) to now, when it is sent, goes to
-    DELIVERY_LATENCY."""
+    DELIVERY_LATENCY, and, when its fan-out was traced, the sending is a span of that trace."""
     if isinstance(event, TweetArrived):
         if event.live:
             posted = time_of(event.tweet.tweet_id).timestamp()
             DELIVERY_LATENCY.labels(stream).observe(max(time.time() - posted, 0.0))
+            if event.trace is not None:
+                attributes = {"tweetmesh.stream": stream, "tweetmesh.tweet_id": str(event.tweet.tweet_id)}
+                tracing.delivered("stream send", event.trace, attributes)
         return Prepared(length_delimited(_EVENT_TWEET, event.tweet.data))
     if isinstance(event, TweetUpdated):
         return Prepared(length_delimited(_EVENT_UPDATE, event.tweet.data))
@@ -135,11 +148,13 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
         self,
         home: HomeTimeline[CachedTweet],
         global_timeline: GlobalTimeline[CachedTweet],
+        notifications: NotificationFeed[notifications_pb.Notification],
         auth: Authenticator,
         opening: HomeOpening,
     ) -> None:
         self._home = home
         self._global = global_timeline
+        self._notifications = notifications
         self._auth = auth
         self._opening = opening
         self._recheck: Coalescer[str, Session | Exception] = Coalescer(auth.sessions)
@@ -181,11 +196,31 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
             response = _event(event, "home")
             yield response if isinstance(response, Prepared) else pb.StreamHomeTimelineResponse(**response)
 
+    async def StreamNotifications(
+        self, request: pb.StreamNotificationsRequest, context: Context
+    ) -> AsyncIterator[pb.StreamNotificationsResponse]:
+        token = bearer_token(context.invocation_metadata())
+        viewer = await self._auth.caller_id(context)
+        since = parse_id(request.since_notification_id, "since_notification_id", required=False)
+        async for event in self._notifications.stream(viewer, since):
+            if isinstance(event, Heartbeat):
+                outcome = (await self._recheck([token]))[token]  # as StreamHomeTimeline does
+                if isinstance(outcome, Exception):
+                    raise outcome
+                yield pb.StreamNotificationsResponse(heartbeat=pb.Heartbeat(time=now_timestamp()))
+            elif isinstance(event, TweetArrived):
+                yield pb.StreamNotificationsResponse(notification=event.tweet)
+            elif isinstance(event, TweetRemoved):
+                removal = pb.NotificationRemoval(notification_id=str(event.tweet_id))
+                yield pb.StreamNotificationsResponse(removal=removal)
+            # No Gap: the notification replay sends everything after `since`.
+
     async def StreamGlobalTimeline(  # type: ignore[override]
         self, request: pb.StreamGlobalTimelineRequest, context: Context
     ) -> AsyncIterator[pb.StreamGlobalTimelineResponse | Prepared]:
         since = parse_id(request.since_tweet_id, "since_tweet_id", required=False)
-        async for event in self._global.stream(since):
+        viewer = await self._auth.viewer(context.invocation_metadata())
+        async for event in self._global.stream(since, viewer):
             response = _event(event, "global")
             yield response if isinstance(response, Prepared) else pb.StreamGlobalTimelineResponse(**response)
 
@@ -199,6 +234,8 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
     runtime.on_stopping(live.stopping)
     runtime.on_close(live.close)
     tweets = Tweets(CoalescingTweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE)), redis)
+    relations = Relations(RelationsCache(redis), users.relations)
+    visibility: Visibility[CachedTweet] = Visibility(relations, lambda tweet: tweet.authors)
     home: HomeTimeline[CachedTweet] = HomeTimeline(
         users,
         tweets,
@@ -212,6 +249,7 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
         ),
         registry=CelebrityRegistry(redis),
         live_tweets=tweets.woken,
+        visibility=visibility,
     )
     global_timeline: GlobalTimeline[CachedTweet] = GlobalTimeline(
         tweets,
@@ -220,6 +258,15 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
         heartbeat_seconds=settings.stream_heartbeat_seconds,
         replay_max=settings.home_timeline_max,
         live_tweets=tweets.woken,
+        visibility=visibility,
+    )
+    notifications: NotificationFeed[notifications_pb.Notification] = NotificationFeed(
+        NotificationsPeer(runtime.channel(settings.notifications_addr, NotificationsPeer.SERVICE)),
+        live,
+        id_of=lambda notification: int(notification.notification_id),
+        heartbeat_seconds=settings.stream_heartbeat_seconds,
+        replay_max=settings.home_timeline_max,
+        visibility=Visibility(relations, lambda notification: (int(notification.actor.user_id),)),
     )
     auth = Authenticator(redis, users.session)
     opening = HomeOpening(redis, settings.home_timeline_ttl_seconds)
@@ -227,6 +274,6 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
         redis, auth, settings.rate_limits, settings.trusted_proxies, caps=settings.stream_caps
     )
     pb_grpc.add_TimelineServiceServicer_to_server(
-        TimelineServicer(home, global_timeline, auth, opening), server
+        TimelineServicer(home, global_timeline, notifications, auth, opening), server
     )
     return [SERVICE.full_name]

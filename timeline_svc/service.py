@@ -14,11 +14,19 @@ from typing import Generic, Protocol, TypeVar
 
 from meshkit.ids import id_at, ms_delta
 from meshkit.pagination import Page, PageTokens, page_size
-from social import CelebrityFollow, Snapshot, is_for_everyone, live_channel
+from social import (
+    CelebrityFollow,
+    Relation,
+    Snapshot,
+    is_for_everyone,
+    is_hidden,
+    live_channel,
+    notification_channel,
+)
 from social.homes import ID_BATCH, FollowGraph, HomeSource, Registry, TweetRefs
 from social.live import GLOBAL_CHANNEL
 from timeline_svc.merge import merge_window
-from timeline_svc.stream import Event, Gap, LiveFeed, LiveStream
+from timeline_svc.stream import Event, Gap, LiveFeed, LiveStream, Visible
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +76,44 @@ class TimelineReads(Protocol):
     ) -> bool: ...
 
 
+class RelationSource(Protocol):
+    """A viewer's blocks and mutes (social.relations.Relations)."""
+
+    async def among(self, viewer: int | None, others: Iterable[int]) -> dict[int, Relation]: ...
+
+
+class Visibility(Generic[T]):
+    """What a viewer may be shown of hydrated tweets (social.rules.is_hidden): nothing by an account
+    either blocks; with `muting` (the home timeline and its stream), nothing by one it mutes."""
+
+    def __init__(self, relations: RelationSource, authors_of: Callable[[T], Sequence[int]]) -> None:
+        self._relations = relations
+        self._authors_of = authors_of
+
+    async def visible(self, viewer: int | None, tweets: Mapping[int, T], *, muting: bool) -> dict[int, T]:
+        """The tweets of `tweets` the viewer may see (all of them for an anonymous viewer)."""
+        if viewer is None or not tweets:
+            return dict(tweets)
+        relations = await self._relations.among(
+            viewer, [a for t in tweets.values() for a in self._authors_of(t)]
+        )
+        return {
+            tweet_id: tweet
+            for tweet_id, tweet in tweets.items()
+            if not is_hidden(relations, self._authors_of(tweet), muting=muting)
+        }
+
+    def predicate(self, viewer: int | None, *, muting: bool) -> Visible[T] | None:
+        """One tweet at a time, for a live stream; None when everything is visible (anonymous)."""
+        if viewer is None:
+            return None
+
+        async def visible(tweet: T) -> bool:
+            return bool(await self.visible(viewer, {0: tweet}, muting=muting))
+
+        return visible
+
+
 class Opened(Protocol):
     """A home timeline and the lists of the celebrities it merges, read already (None: absent;
     a celebrity missing from `celebrity_lists`: not read)."""
@@ -107,10 +153,12 @@ class HomeTimeline(Generic[T]):
         registry: Registry | None = None,
         replay_overlap_ms: int = 1000,
         live_tweets: Callable[[Sequence[int]], Awaitable[Mapping[int, T]]] | None = None,
+        visibility: Visibility[T] | None = None,
     ) -> None:
         self._original_of = original_of
         # How live streams hydrate what they are sent (by default like pages).
         self._live_tweets = live_tweets or tweets.tweets
+        self._visibility = visibility
         self._owners = HomeSource(graph, tweets, timelines, registry)
         self._tweets = tweets
         self._timelines = timelines
@@ -209,6 +257,9 @@ class HomeTimeline(Generic[T]):
         if any(self._original_of(tweet) is not None for tweet in found.values()):
             # Only a retweet can be hidden; only then are the entries after the page needed.
             found.update(await self._tweets.tweets([t for t in ids if t not in found]))
+        # Tweets by accounts the viewer blocks, mutes or is blocked by count as gone, fanned out
+        # before the block or the mute as they may have been.
+        found = await self._shown_to(viewer, found, muting=True)
         shown = visible_entries(ids, {t: self._original_of(found[t]) for t in ids if t in found})
         visible = [t for i, t in enumerate(judged) if shown[i]]
         items = visible[:limit]
@@ -219,6 +270,11 @@ class HomeTimeline(Generic[T]):
         else:
             token = ""
         return HomePage(Page([found[t] for t in items], token), rebuilding)
+
+    async def _shown_to(self, viewer: int | None, tweets: Mapping[int, T], *, muting: bool) -> dict[int, T]:
+        if self._visibility is None:
+            return dict(tweets)
+        return await self._visibility.visible(viewer, tweets, muting=muting)
 
     async def _replay(
         self, viewer: int, snapshot: Snapshot, since: int
@@ -241,7 +297,7 @@ class HomeTimeline(Generic[T]):
             after = after[:budget]
             cursor = str(after[-1])
             gap = Gap(since, after[-1], self._pages.encode(cursor, f"home:{viewer}"))
-        found = await self._tweets.tweets(after)
+        found = await self._shown_to(viewer, await self._tweets.tweets(after), muting=True)
         return [(t, found[t]) for t in reversed(after) if t in found], gap
 
     async def _window(self, snapshot: Snapshot, limit: int) -> list[int]:
@@ -262,8 +318,9 @@ class HomeTimeline(Generic[T]):
         later is announced on the user's channel, which it already listens to)."""
         # Tweets from (a little before) now on are this stream's to send live.
         opened = id_at(datetime.now(UTC)) - self._overlap
+        visible = self._visibility.predicate(viewer, muting=True) if self._visibility else None
         async with LiveStream.open(
-            self._live, live_channel(viewer), since, self._live_tweets, self._heartbeat
+            self._live, live_channel(viewer), since, self._live_tweets, self._heartbeat, visible
         ) as stream:
             snapshot = await self._timelines.read(viewer)
             if snapshot is None or snapshot.rebuilding:
@@ -303,6 +360,71 @@ class HomeTimeline(Generic[T]):
         return sorted(r.tweet_id for r in missed if is_for_everyone(r))
 
 
+class NotificationSource(Protocol[T_co]):
+    """notifications_svc: a recipient's notifications by id, and after one (social.peers)."""
+
+    async def notifications(self, recipient_id: int, ids: Sequence[int]) -> Mapping[int, T_co]: ...
+    async def after(self, recipient_id: int, after: int, limit: int) -> Sequence[T_co]: ...
+
+
+class NotificationFeed(Generic[T]):
+    """A viewer's notifications live, as the home timeline's stream is (LiveStream): those after
+    `since` replayed (a few seconds before it too, for the reason HomeTimeline._replay gives), then
+    each as it appears on the viewer's notification channel, or goes. Nothing by an account the
+    viewer blocks, mutes or is blocked by."""
+
+    def __init__(
+        self,
+        source: NotificationSource[T],
+        live: LiveFeed,
+        *,
+        id_of: Callable[[T], int],
+        heartbeat_seconds: float,
+        replay_max: int,
+        replay_overlap_ms: int = 1000,
+        visibility: Visibility[T] | None = None,
+    ) -> None:
+        self._source = source
+        self._live = live
+        self._id_of = id_of
+        self._heartbeat = heartbeat_seconds
+        self._replay_max = replay_max
+        self._overlap = ms_delta(replay_overlap_ms)
+        self._visibility = visibility
+
+    async def _replay(self, viewer: int, since: int) -> AsyncGenerator[list[tuple[int, T]]]:
+        """Everything after `since`, oldest first, in pages of `replay_max` (all of it: a
+        notification left out here would never come live)."""
+        after = max(since - self._overlap, 0)
+        while True:
+            found = await self._source.after(viewer, after, self._replay_max)
+            items = {self._id_of(n): n for n in found if self._id_of(n) != since}
+            if self._visibility is not None:
+                items = await self._visibility.visible(viewer, items, muting=True)
+            yield sorted(items.items(), key=lambda item: item[0])
+            if len(found) < self._replay_max:
+                return
+            after = self._id_of(found[-1])
+
+    async def stream(self, viewer: int, since: int | None) -> AsyncGenerator[Event[T]]:
+        visible = self._visibility.predicate(viewer, muting=True) if self._visibility else None
+        async with LiveStream.open(
+            self._live,
+            notification_channel(viewer),
+            since,
+            functools.partial(self._source.notifications, viewer),
+            self._heartbeat,
+            visible,
+            resume_field="since_notification_id",
+        ) as stream:
+            if since is not None:
+                async for page in self._replay(viewer, since):
+                    for event in stream.replay(page):
+                        yield event
+            async for event in stream.follow():
+                yield event
+
+
 class GlobalSource(Protocol[T]):
     async def global_page(self, page_token: str, page_size: int) -> tuple[list[T], str]: ...
     async def tweets(self, tweet_ids: Sequence[int]) -> Mapping[int, T]: ...
@@ -321,7 +443,9 @@ class GlobalTimeline(Generic[T]):
         replay_max: int,
         replay_overlap_ms: int = 1000,
         live_tweets: Callable[[Sequence[int]], Awaitable[Mapping[int, T]]] | None = None,
+        visibility: Visibility[T] | None = None,
     ) -> None:
+        self._visibility = visibility
         self._overlap = ms_delta(replay_overlap_ms)
         self._tweets = tweets
         self._live_tweets = live_tweets or tweets.tweets
@@ -354,14 +478,20 @@ class GlobalTimeline(Generic[T]):
             return replayed, Gap(since, replayed[0][0], token)
         return replayed, None
 
-    async def stream(self, since: int | None) -> AsyncGenerator[Event[T]]:
+    async def stream(self, since: int | None, viewer: int | None = None) -> AsyncGenerator[Event[T]]:
+        """Public tweets as they come; to a signed-in viewer, none by an account either blocks."""
+        visibility = self._visibility if viewer is not None else None
+        visible = visibility.predicate(viewer, muting=False) if visibility else None
         async with LiveStream.open(
-            self._live, GLOBAL_CHANNEL, since, self._live_tweets, self._heartbeat
+            self._live, GLOBAL_CHANNEL, since, self._live_tweets, self._heartbeat, visible
         ) as stream:
             if since is not None:
                 replayed, gap = await self._replay(since)
                 if gap is not None:
                     yield gap
+                if visibility is not None:
+                    shown = await visibility.visible(viewer, dict(replayed), muting=False)
+                    replayed = [(t, tweet) for t, tweet in replayed if t in shown]
                 for event in stream.replay(replayed):
                     yield event
             async for event in stream.follow():

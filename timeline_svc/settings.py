@@ -15,7 +15,7 @@ from meshkit.settings import (
     setting,
 )
 from social.limits import ClientRates
-from social.services import DEFAULT_PORTS, read_tweets_addr, read_users_addr
+from social.services import DEFAULT_PORTS, read_notifications_addr, read_tweets_addr, read_users_addr
 from social.timelines import read_home_timeline_max, read_home_timeline_ttl_seconds
 
 SERVICE = "timeline"
@@ -53,6 +53,7 @@ def read_stream_caps(env: Env) -> StreamCaps:
 class TimelineSettings(Settings):
     users_addr: str = setting(read_users_addr)
     tweets_addr: str = setting(read_tweets_addr)
+    notifications_addr: str = setting(read_notifications_addr)
     page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)
     home_timeline_max: int = setting(read_home_timeline_max)
     home_timeline_ttl_seconds: int = setting(read_home_timeline_ttl_seconds)

@@ -25,10 +25,12 @@ _SENT_MAX = 10_000
 
 @dataclass(frozen=True, slots=True)
 class TweetArrived(Generic[T]):
-    """A tweet to send: `live` when it came from the live feed, not replayed from the timeline."""
+    """A tweet to send: `live` when it came from the live feed, not replayed from the timeline;
+    `trace`: the traceparent of the fan-out that published it, when traced."""
 
     tweet: T
     live: bool = False
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +104,14 @@ class ResumePoint:
         return max(ids, default=None)
 
 
-def stream_ended(ended: FeedEnded, resume_from: int | None) -> Unavailable:
-    """UNAVAILABLE telling the client how to resume without a gap: reconnect with since_tweet_id
-    set to the newest tweet it got before the feed could have lost anything (in ErrorInfo metadata
-    `since_tweet_id`, empty if none)."""
+def stream_ended(ended: FeedEnded, resume_from: int | None, field: str = "since_tweet_id") -> Unavailable:
+    """UNAVAILABLE telling the client how to resume without a gap: reconnect with `field`
+    (since_tweet_id; since_notification_id for notifications) set to the newest item it got before
+    the feed could have lost anything (in ErrorInfo metadata under that name, empty if none)."""
     return Unavailable(
-        f"{ended.message}; reconnect with since_tweet_id",
+        f"{ended.message}; reconnect with {field}",
         reason=ended.reason,
-        metadata={"since_tweet_id": "" if resume_from is None else str(resume_from)},
+        metadata={field: "" if resume_from is None else str(resume_from)},
         retry_after_seconds=ended.retry_after_seconds,
     )
 
@@ -131,6 +133,8 @@ class LiveFeed(Protocol):
 
 
 Fetch = Callable[[Sequence[int]], Awaitable[Mapping[int, T]]]
+# Whether the stream's viewer may be shown a hydrated tweet (blocks and mutes).
+Visible = Callable[[T], Awaitable[bool]]
 # Told of a change of the celebrities merged; returns the tweets the change made the stream miss.
 CelebrityChanged = Callable[[CelebrityFollow], Awaitable[Sequence[int]]]
 
@@ -148,10 +152,14 @@ class LiveStream(Generic[T]):
         since: int | None,
         fetch: Fetch[T],
         heartbeat_seconds: float,
+        visible: Visible[T] | None = None,
+        resume_field: str = "since_tweet_id",
     ) -> None:
         self._live = live
         self._queue = queue
         self._fetch = fetch
+        self._visible = visible
+        self._resume_field = resume_field
         self._heartbeat = heartbeat_seconds
         self._sent: set[int] = set() if since is None else {since}
         self._resume = ResumePoint(since)
@@ -160,11 +168,20 @@ class LiveStream(Generic[T]):
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, live: LiveFeed, channel: str, since: int | None, fetch: Fetch[T], heartbeat_seconds: float
+        cls,
+        live: LiveFeed,
+        channel: str,
+        since: int | None,
+        fetch: Fetch[T],
+        heartbeat_seconds: float,
+        visible: Visible[T] | None = None,
+        resume_field: str = "since_tweet_id",
     ) -> AsyncIterator[LiveStream[T]]:
-        """A stream listening to `channel` from now on; on leaving, it listens to nothing."""
+        """A stream listening to `channel` from now on; on leaving, it listens to nothing. Items
+        arriving live that `visible` refuses are not sent (the replay is the caller's to filter);
+        its end says where to resume under `resume_field`."""
         async with live.subscribe(channel) as queue:
-            stream = cls(live, queue, since, fetch, heartbeat_seconds)
+            stream = cls(live, queue, since, fetch, heartbeat_seconds, visible, resume_field)
             try:
                 yield stream
             finally:
@@ -220,26 +237,29 @@ class LiveStream(Generic[T]):
             except TimeoutError:
                 continue
             if isinstance(arrived, FeedEnded):
-                raise stream_ended(arrived, self._resume.as_of(arrived.intact_until))
+                raise stream_ended(arrived, self._resume.as_of(arrived.intact_until), self._resume_field)
+            trace = None
             if isinstance(arrived, CelebrityFollow):
                 fresh = await on_celebrity(arrived) if on_celebrity is not None else ()
             elif isinstance(arrived, TweetEdited):
                 # Sent whether or not this stream sent the tweet: the client may show it from a page.
+                # Not to a viewer who may no longer see it (blocks and mutes).
                 found = await self._fetch([arrived.tweet_id])
-                if arrived.tweet_id in found:
-                    yield TweetUpdated(found[arrived.tweet_id])
+                edited = found.get(arrived.tweet_id)
+                if edited is not None and (self._visible is None or await self._visible(edited)):
+                    yield TweetUpdated(edited)
                 continue
             else:
-                tweet_id, deleted = arrived
+                tweet_id, deleted, trace = arrived
                 if deleted:
                     yield TweetRemoved(tweet_id)
                     continue
                 fresh = [tweet_id]
             for tweet_id in fresh:
-                if (event := await self._arrived(tweet_id)) is not None:
+                if (event := await self._arrived(tweet_id, trace)) is not None:
                     yield event
 
-    async def _arrived(self, tweet_id: int) -> TweetArrived[T] | None:
+    async def _arrived(self, tweet_id: int, trace: str | None = None) -> TweetArrived[T] | None:
         """The event of a live tweet not sent yet, hydrated; None if it was sent or is gone. It
         counts as sent once hydrated: one the owner did not return (not visible yet, or gone) is
         sent if it arrives again (a redelivery, the other channel of a promotion)."""
@@ -248,5 +268,7 @@ class LiveStream(Generic[T]):
         found = await self._fetch([tweet_id])
         if tweet_id not in found or tweet_id in self._sent:
             return None
+        if self._visible is not None and not await self._visible(found[tweet_id]):
+            return None  # hidden from this viewer: never sent, nothing to resume from
         self._mark_sent(tweet_id)
-        return TweetArrived(found[tweet_id], live=True)
+        return TweetArrived(found[tweet_id], live=True, trace=trace)

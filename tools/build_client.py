@@ -18,11 +18,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT = ROOT / "clients" / "python"
 # The public API's stubs; fanout is the mesh's internal admin API and stays out.
-PUBLIC = ("users", "tweets", "timeline")
+PUBLIC = ("users", "tweets", "timeline", "notifications")
 
 
 def stage(into: Path) -> None:
-    """clients/python, gen/tweetmesh/{users,tweets,timeline} and gen/buf laid out as one source tree."""
+    """clients/python, gen/tweetmesh/{users,tweets,timeline,notifications} and gen/buf laid out as
+    one source tree."""
     shutil.copytree(CLIENT, into, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     stubs = into / "tweetmesh"
     stubs.mkdir()

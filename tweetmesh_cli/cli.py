@@ -30,6 +30,8 @@ from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
 from tweetmesh.media.v1 import media_service_pb2 as media_pb
 from tweetmesh.media.v1 import media_service_pb2_grpc as media_grpc
+from tweetmesh.notifications.v1 import notifications_service_pb2 as notifications_pb
+from tweetmesh.notifications.v1 import notifications_service_pb2_grpc as notifications_grpc
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
@@ -104,6 +106,7 @@ class Client:
         self.tweets = tweets_grpc.TweetServiceStub(self._channel)
         self.timeline = timeline_grpc.TimelineServiceStub(self._channel)
         self.media = media_grpc.MediaServiceStub(self._channel)
+        self.notifications = notifications_grpc.NotificationServiceStub(self._channel)
 
     def intercepted(self, channel: grpc.Channel) -> grpc.Channel:
         """`channel`, its answers kept for `--json`."""
@@ -182,6 +185,29 @@ def render_user(user: users_pb.User) -> str:
         f"{user.display_name} @{user.handle} (id {user.user_id}) · {user.followers_count} followers · "
         f"{user.following_count} following · {user.tweets_count} tweets{email}"
     )
+
+
+_DID = {
+    notifications_pb.NOTIFICATION_KIND_FOLLOW: "followed you",
+    notifications_pb.NOTIFICATION_KIND_MENTION: "mentioned you",
+    notifications_pb.NOTIFICATION_KIND_REPLY: "replied to you",
+    notifications_pb.NOTIFICATION_KIND_LIKE: "liked your tweet",
+    notifications_pb.NOTIFICATION_KIND_RETWEET: "retweeted your tweet",
+}
+
+
+def render_group(group: notifications_pb.NotificationGroup) -> str:
+    """One group as a line ("@ann and 41 others liked your tweet"), its tweet below it."""
+    names = [f"@{a.handle}" for a in group.sample_accounts] or ["someone"]
+    others = group.notifications_count - 1
+    who = names[0] if others <= 0 else f"{names[0]} and {others} other{'s' if others > 1 else ''}"
+    mark = "* " if group.unread else "  "
+    when = group.latest_time.ToDatetime(tzinfo=UTC)
+    line = f"{mark}{who} {_DID.get(group.kind, 'notified you')}  ({when:%Y-%m-%d %H:%M} UTC)"
+    if group.HasField("tweet"):
+        text = group.tweet.text or f"(retweet of {group.tweet.retweet_of_tweet_id})"
+        line += f"\n    {text}"
+    return line
 
 
 def describe_error(error: grpc.RpcError) -> str:
@@ -337,6 +363,19 @@ def cmd_logout(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     out.write("logged out\n")
 
 
+def cmd_delete_account(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    if not args.yes:
+        raise CliError("this deletes your account for good: run it again with --yes")
+    session = client.session()
+    request = users_pb.DeleteUserRequest(user_id=session.user_id, password=_password(args, confirm=False))
+    client.users.DeleteUser(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
+    client.config.forget(client.target)
+    out.write(
+        "account deleted: its tweets, likes, follows and notifications are being removed everywhere;"
+        " its handle is free for others after the grace period (30 days by default)\n"
+    )
+
+
 def cmd_whoami(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     session = client.session()
     reply = client.users.GetUser(
@@ -357,6 +396,57 @@ def cmd_unfollow(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     request = users_pb.UnfollowUserRequest(user_id=user.user_id)
     client.users.UnfollowUser(request, metadata=client.auth(), timeout=TIMEOUT_SECONDS)
     out.write(f"no longer following @{user.handle}\n")
+
+
+_RELATIONS = {
+    # command: (RPC, its request, what is printed after the handle)
+    "block": ("BlockUser", users_pb.BlockUserRequest, "blocked: neither of you sees or follows the other"),
+    "unblock": ("UnblockUser", users_pb.UnblockUserRequest, "unblocked"),
+    "mute": (
+        "MuteUser",
+        users_pb.MuteUserRequest,
+        "muted: their tweets leave your timeline (they are not told)",
+    ),
+    "unmute": ("UnmuteUser", users_pb.UnmuteUserRequest, "unmuted"),
+}
+
+
+def cmd_relate(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """block, unblock, mute or unmute someone by handle."""
+    method, request, said = _RELATIONS[args.command]
+    user = client.user_by_handle(args.handle)
+    getattr(client.users, method)(
+        request(user_id=user.user_id), metadata=client.auth(), timeout=TIMEOUT_SECONDS
+    )
+    out.write(f"@{user.handle} {said}\n")
+
+
+def cmd_relations(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """The accounts you block (`blocks`) or mute (`mutes`), most recent first."""
+    if args.command == "blocks":
+        page: Any = client.users.ListBlocks(
+            users_pb.ListBlocksRequest(**_paging(args)), metadata=client.auth(), timeout=TIMEOUT_SECONDS
+        )
+    else:
+        page = client.users.ListMutes(
+            users_pb.ListMutesRequest(**_paging(args)), metadata=client.auth(), timeout=TIMEOUT_SECONDS
+        )
+    _print_page(out, page.users, page.next_page_token, f"(you {args.command[:-1]} nobody)", render_user)
+
+
+def cmd_suggestions(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Who to follow: accounts followed by those you follow (how many), then popular ones."""
+    found = client.users.ListSuggestions(
+        users_pb.ListSuggestionsRequest(user_id=client.session().user_id, page_size=args.limit),
+        metadata=client.auth(),
+        timeout=TIMEOUT_SECONDS,
+    )
+    if not found.suggestions:
+        out.write("(no suggestions)\n")
+    for suggestion in found.suggestions:
+        count = suggestion.followed_by_count
+        why = f"followed by {count} you follow" if count else "popular"
+        out.write(f"{render_user(suggestion.user)} · {why}\n")
 
 
 def cmd_post(client: Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -460,7 +550,8 @@ def _print_page(
     empty: str,
     render: Callable[[Any], str] = _tweet_block,
 ) -> None:
-    """A page of tweets (or of users, with render_user), the empty page's note, the next page's token."""
+    """A page of tweets (or of users or notification groups, with their render), the empty page's note,
+    the next page's token."""
     if not items:
         out.write(f"{empty}\n")
     for item in items:
@@ -855,6 +946,41 @@ def cmd_dead_letters_replay(client: Client, args: argparse.Namespace, out: TextI
     out.write(f"replayed {reply.replayed} dead letter(s) onto {args.stream}\n")
 
 
+def cmd_notifications(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Your notifications in groups, newest first (unread ones marked *), with the unread count."""
+    unread = client.notifications.GetUnreadCount(
+        notifications_pb.GetUnreadCountRequest(), metadata=client.auth(), timeout=TIMEOUT_SECONDS
+    )
+    page = client.notifications.ListNotifications(
+        notifications_pb.ListNotificationsRequest(**_paging(args)),
+        metadata=client.auth(),
+        timeout=TIMEOUT_SECONDS,
+    )
+    out.write(f"{unread.count}{'+' if unread.more else ''} unread\n")
+    _print_page(out, page.groups, page.next_page_token, "(no notifications)", render_group)
+
+
+def cmd_mark_read(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Marks your notifications read up to an id (default: the newest)."""
+    up_to = args.up_to
+    if not up_to:
+        newest = client.notifications.ListNotifications(
+            notifications_pb.ListNotificationsRequest(page_size=1),
+            metadata=client.auth(),
+            timeout=TIMEOUT_SECONDS,
+        )
+        if not newest.groups:
+            out.write("(no notifications)\n")
+            return
+        up_to = newest.groups[0].latest_notification_id
+    marked = client.notifications.MarkNotificationsRead(
+        notifications_pb.MarkNotificationsReadRequest(up_to_id=up_to),
+        metadata=client.auth(),
+        timeout=TIMEOUT_SECONDS,
+    )
+    out.write(f"read up to {marked.read_up_to_id}\n")
+
+
 # ----- the parser
 
 
@@ -951,6 +1077,11 @@ def _account_commands(command: AddCommand) -> None:
     _password_stdin(reset)
     command("logout", cmd_logout, "revoke the saved token and forget it")
     command("whoami", cmd_whoami, "the logged-in account")
+    delete = command(
+        "delete-account", cmd_delete_account, "delete your account and everything of it, for good"
+    )
+    delete.add_argument("--yes", action="store_true", help="yes, delete it")
+    _password_stdin(delete)
     command("follow", cmd_follow, "follow someone").add_argument("handle")
     command("unfollow", cmd_unfollow, "stop following someone").add_argument("handle")
     command("profile", cmd_profile, "someone's profile (yours without a handle)").add_argument(
@@ -972,6 +1103,19 @@ def _account_commands(command: AddCommand) -> None:
         listed = command(name, run, text)
         listed.add_argument("handle")
         _paged(listed, "accounts")
+    _relation_commands(command)
+
+
+def _relation_commands(command: AddCommand) -> None:
+    for name, text in (
+        ("block", "block someone: the follows between you end, neither sees the other"),
+        ("unblock", "stop blocking someone"),
+        ("mute", "mute someone: their tweets leave your timeline and notifications, silently"),
+        ("unmute", "stop muting someone"),
+    ):
+        command(name, cmd_relate, text).add_argument("handle")
+    for name, text in (("blocks", "the accounts you block"), ("mutes", "the accounts you mute")):
+        _paged(command(name, cmd_relations, text), "accounts")
 
 
 def _media_options(sub: argparse.ArgumentParser) -> None:
@@ -1060,6 +1204,12 @@ def _reading_commands(command: AddCommand) -> None:
     search.add_argument("query", nargs="+")
     search.add_argument("--users", action="store_true", help="people whose handle or name starts with it")
     _paged(search, "results")
+    command("suggestions", cmd_suggestions, "who to follow").add_argument(
+        "--limit", type=int, default=20, help="accounts (at most 100)"
+    )
+    _paged(command("notifications", cmd_notifications, "your notifications, grouped, newest first"), "groups")
+    mark_read = command("mark-read", cmd_mark_read, "mark your notifications read")
+    mark_read.add_argument("--up-to", metavar="NOTIFICATION_ID", help="this one and older (default: all)")
     trends = command("trends", cmd_trends, "hashtags rising above their usual use, best first")
     trends.add_argument("--window", default="1h", help="5m, 15m, 1h (default) or 6h")
     trends.add_argument("--limit", type=int, default=10, help="how many (at most 50)")

@@ -16,17 +16,18 @@ from meshkit.errors import InvalidArgument
 from meshkit.ids import parse_id, require_id
 from meshkit.outbox import Event, OnRelay, Outbox
 from meshkit.pagination import PageTokens
-from meshkit.protos import timestamp, wire_id
+from meshkit.protos import now_timestamp, timestamp, wire_id
 from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
 from meshkit.streams import Entry, PoisonEvent, StreamConsumer
-from social import TWEETS_STREAM, MediaPeer, UsersPeer
+from social import ACCOUNTS_STREAM, TWEETS_STREAM, MediaPeer, Relations, RelationsCache, UsersPeer
 from social.caches import OwnerCache
+from social.erasure import account_eraser
 from social.limits import READ, READ_SIGNED_IN, WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as pb_grpc
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
-from tweets_svc.service import EditLimits, ThreadNode, Tweet, TweetChange, TweetMedia, Tweets
+from tweets_svc.service import EditLimits, LikeChange, ThreadNode, Tweet, TweetChange, TweetMedia, Tweets
 from tweets_svc.settings import TweetsSettings
 from tweets_svc.storage import PostgresTweetStore, TweetCache
 from tweets_svc.trends import TRENDS_MAX, TrendCounter
@@ -34,6 +35,9 @@ from tweets_svc.trends import TRENDS_MAX, TrendCounter
 Context = grpc.aio.ServicerContext[Any, Any]
 # tweets_svc's consumer group on its own tweets' events: it counts their hashtags for trends.
 TRENDS_GROUP = "trends"
+# tweets_svc's consumer group on events:accounts (social.erasure): a deleted account's tweets,
+# likes and bookmarks.
+ERASE_GROUP = "tweets-erase"
 SERVICE = pb.DESCRIPTOR.services_by_name["TweetService"]
 # Every public RPC (one with an HTTP route through Envoy) must be here, at the rates of
 # TweetsSettings.rate_limits; tests/unit/test_rate_limit_policies.py reads the descriptors and fails
@@ -99,6 +103,18 @@ def tweet_event(change: TweetChange) -> bytes:
         hashtags=tweet.hashtags,
         previous_hashtags=change.previous_hashtags,
         previous_mentioned_user_ids=[str(u) for u in change.previous_mentioned_user_ids],
+        retweet_of_author_id="" if tweet.retweeted is None else str(tweet.retweeted.author_id),
+    ).SerializeToString()
+
+
+def like_event(change: LikeChange) -> bytes:
+    return pb.LikeEvent(
+        tweet_id=str(change.tweet_id),
+        user_id=str(change.user_id),
+        author_id=str(change.author_id),
+        like_id=str(change.like_id),
+        liked=change.liked,
+        event_time=now_timestamp(),
     ).SerializeToString()
 
 
@@ -207,6 +223,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
 
         return [wire(t) for t in tweets]
 
+    async def _viewer(self, context: Context) -> int | None:
+        """The caller of a read, if signed in: what it may see depends on its blocks."""
+        return await self._auth.viewer(context.invocation_metadata())
+
     async def CreateTweet(self, request: pb.CreateTweetRequest, context: Context) -> pb.CreateTweetResponse:
         author_id = await self._auth.caller_id(context)
         reply_to = parse_id(request.reply_to_tweet_id, "reply_to_tweet_id", required=False)
@@ -247,7 +267,7 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         )
 
     async def GetTweet(self, request: pb.GetTweetRequest, context: Context) -> pb.GetTweetResponse:
-        tweet = await self._tweets.get(require_id(request.tweet_id, "tweet_id"))
+        tweet = await self._tweets.get(require_id(request.tweet_id, "tweet_id"), await self._viewer(context))
         (wire,) = await self.hydrate([tweet])
         return pb.GetTweetResponse(tweet=wire)
 
@@ -255,7 +275,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         self, request: pb.ListUserTweetsRequest, context: Context
     ) -> pb.ListUserTweetsResponse:
         page = await self._tweets.list_by_user(
-            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+            require_id(request.user_id, "user_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         return pb.ListUserTweetsResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
@@ -269,7 +292,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
 
     async def ListQuotes(self, request: pb.ListQuotesRequest, context: Context) -> pb.ListQuotesResponse:
         page = await self._tweets.quotes(
-            require_id(request.tweet_id, "tweet_id"), request.page_size, request.page_token
+            require_id(request.tweet_id, "tweet_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         return pb.ListQuotesResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
@@ -279,7 +305,11 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         self, request: pb.GetConversationRequest, context: Context
     ) -> pb.GetConversationResponse:
         found = await self._tweets.conversation(
-            require_id(request.tweet_id, "tweet_id"), request.max_depth, request.page_size, request.page_token
+            require_id(request.tweet_id, "tweet_id"),
+            request.max_depth,
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         placed = [*found.ancestors, found.tweet, *found.replies.items]
         wired = iter(await self.hydrate([t for _, t in placed if t is not None]))
@@ -304,7 +334,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
 
     async def ListReplies(self, request: pb.ListRepliesRequest, context: Context) -> pb.ListRepliesResponse:
         page = await self._tweets.replies(
-            require_id(request.tweet_id, "tweet_id"), request.page_size, request.page_token
+            require_id(request.tweet_id, "tweet_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         return pb.ListRepliesResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
@@ -378,7 +411,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         self, request: pb.ListLikingUsersRequest, context: Context
     ) -> pb.ListLikingUsersResponse:
         page = await self._tweets.liking_users(
-            require_id(request.tweet_id, "tweet_id"), request.page_size, request.page_token
+            require_id(request.tweet_id, "tweet_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         found = await self.users(page.items)
         return pb.ListLikingUsersResponse(
@@ -389,7 +425,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         self, request: pb.ListLikedTweetsRequest, context: Context
     ) -> pb.ListLikedTweetsResponse:
         page = await self._tweets.liked(
-            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+            require_id(request.user_id, "user_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         return pb.ListLikedTweetsResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
@@ -399,7 +438,10 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         self, request: pb.ListMentionsRequest, context: Context
     ) -> pb.ListMentionsResponse:
         page = await self._tweets.mentions(
-            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+            require_id(request.user_id, "user_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         return pb.ListMentionsResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
@@ -408,7 +450,9 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
     async def ListHashtagTweets(
         self, request: pb.ListHashtagTweetsRequest, context: Context
     ) -> pb.ListHashtagTweetsResponse:
-        page = await self._tweets.hashtag(request.tag, request.page_size, request.page_token)
+        page = await self._tweets.hashtag(
+            request.tag, request.page_size, request.page_token, await self._viewer(context)
+        )
         return pb.ListHashtagTweetsResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
         )
@@ -416,7 +460,9 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
     async def SearchTweets(
         self, request: pb.SearchTweetsRequest, context: Context
     ) -> pb.SearchTweetsResponse:
-        page = await self._tweets.search(request.query, request.page_size, request.page_token)
+        page = await self._tweets.search(
+            request.query, request.page_size, request.page_token, await self._viewer(context)
+        )
         return pb.SearchTweetsResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
         )
@@ -424,7 +470,9 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
     async def GetGlobalTimeline(
         self, request: pb.GetGlobalTimelineRequest, context: Context
     ) -> pb.GetGlobalTimelineResponse:
-        page = await self._tweets.global_timeline(request.page_size, request.page_token)
+        page = await self._tweets.global_timeline(
+            request.page_size, request.page_token, await self._viewer(context)
+        )
         return pb.GetGlobalTimelineResponse(
             tweets=await self.hydrate(page.items), next_page_token=page.next_page_token
         )
@@ -504,12 +552,14 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
         pool,
         outbox,
         tweet_event,
+        like_event,
         cache,
         batch_max=settings.post_batch_max,
         batches_in_flight=settings.post_batches_in_flight,
     )
+    relations = Relations(RelationsCache(redis), users.relations)
     edit_limits = EditLimits(settings.edit_window_seconds, settings.edit_max)
-    tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets), media, edit_limits)
+    tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets), media, relations, edit_limits)
     auth = Authenticator(redis, users.session)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     trends = TrendCounter(
@@ -545,5 +595,7 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
         max_deliveries=10,
     )
     runtime.background(consumer.run(), f"consume {TWEETS_STREAM}")
+    eraser = account_eraser(redis, ERASE_GROUP, settings.trends_consumer, tweets.erase_account)
+    runtime.background(eraser.run(), f"erase accounts from {ACCOUNTS_STREAM}")
     pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth, trends), server)
     return [SERVICE.full_name]

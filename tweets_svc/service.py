@@ -7,19 +7,29 @@ from __future__ import annotations
 import contextlib
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
 from meshkit.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, not_found
 from meshkit.pagination import Page, PageTokens, page_size
-from social import MediaFacts, TweetRef, has_visible_character, is_public
+from social import (
+    MediaFacts,
+    Relation,
+    TweetRef,
+    has_visible_character,
+    interaction_refused,
+    is_hidden,
+    is_public,
+)
 
 # The contract (protos/tweetmesh/tweets/v1) holds requests to their rules; these are the ones the
 # service applies itself, to what it stores.
 TEXT_MAX = 280
 TAG_MAX = 100
+# What one read of a deleted account's tweets, likes or bookmarks takes (social.erasure).
+ERASE_BATCH = 100
 ALT_TEXT_MAX = 1000
 # A conversation shows at most this many tweets above the one asked for (the first shown names its
 # parent, whose conversation goes on up), and replies this many levels below (by default 8).
@@ -101,6 +111,17 @@ class NewTweet:
     hashtags: tuple[str, ...] = ()
     media: tuple[TweetMedia, ...] = ()
     quote_of_tweet_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LikeChange:
+    """A like made or undone (it becomes a LikeEvent); `like_id` orders the changes of one pair."""
+
+    tweet_id: int
+    user_id: int
+    author_id: int
+    like_id: int
+    liked: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +336,12 @@ class Conversation:
     replies: Page[tuple[ThreadNode, Tweet | None]]
 
 
+class RelationSource(Protocol):
+    """A viewer's blocks and mutes (social.relations.Relations)."""
+
+    async def among(self, viewer: int | None, others: Iterable[int]) -> dict[int, Relation]: ...
+
+
 class MediaDirectory(Protocol):
     """Uploaded media (social.peers.MediaPeer)."""
 
@@ -389,6 +416,11 @@ def validate_media(media_ids: Sequence[int], alt_texts: Mapping[int, str]) -> di
     return texts
 
 
+def authors_of(tweet: Tweet) -> tuple[int, ...]:
+    """Whose a tweet is, as blocks and mutes see it: its author, and a retweet's original's too."""
+    return (tweet.author_id,) if tweet.retweeted is None else (tweet.author_id, tweet.retweeted.author_id)
+
+
 def media_taken(taken: MediaTaken) -> FailedPrecondition:
     return FailedPrecondition(
         f"media_ids: media {taken.media_id} is attached to another tweet",
@@ -404,13 +436,36 @@ class Tweets:
         users: UserDirectory,
         page_tokens: PageTokens,
         media: MediaDirectory,
+        relations: RelationSource,
         edit_limits: EditLimits | None = None,
     ) -> None:
         self._store = store
         self._users = users
         self._pages = page_tokens
         self._media = media
+        self._relations = relations
         self._edit_limits = edit_limits or EditLimits()
+
+    async def _may_interact(self, actor_id: int, author_id: int, action: str) -> None:
+        """Refuses an action on an author's tweet when either blocks the other."""
+        relations = await self._relations.among(actor_id, [author_id])
+        if (refused := interaction_refused(relations.get(author_id, Relation.NONE), action)) is not None:
+            raise refused
+
+    async def _visible(self, viewer: int | None, tweets: Sequence[Tweet]) -> list[Tweet]:
+        """The tweets a viewer may see (all, anonymously): none of an account that either blocks."""
+        if viewer is None:
+            return list(tweets)
+        relations = await self._relations.among(viewer, [a for t in tweets for a in authors_of(t)])
+        return [t for t in tweets if not is_hidden(relations, authors_of(t), muting=False)]
+
+    async def _require_visible_account(self, viewer: int | None, user_id: int) -> None:
+        """Refuses a list of an account's tweets to a viewer when either blocks the other."""
+        if viewer is not None:
+            relations = await self._relations.among(viewer, [user_id])
+            refused = interaction_refused(relations.get(user_id, Relation.NONE), "see the tweets of")
+            if refused is not None:
+                raise refused
 
     async def create(
         self,
@@ -430,9 +485,13 @@ class Tweets:
         if media_ids and key is not None and (existing := await self._store.by_request_id(author_id, key)):
             return existing
         if reply_to_tweet_id is not None:
-            reply_to_tweet_id = await self._original(reply_to_tweet_id, "reply_to_tweet_id")  # answer it
+            # A reply answers the original of a retweet, if its author lets this one.
+            reply_to_tweet_id, parent = await self._acted_on(reply_to_tweet_id, "reply_to_tweet_id")
+            await self._may_interact(author_id, parent.author_id, "reply to")
         if quote_tweet_id is not None:
-            quote_tweet_id = await self._original(quote_tweet_id, "quote_tweet_id")  # quote it
+            # A quote quotes the original of a retweet, if its author lets this one.
+            quote_tweet_id, quoted = await self._acted_on(quote_tweet_id, "quote_tweet_id")
+            await self._may_interact(author_id, quoted.author_id, "quote")
         mentions = await self._mentions(text)
         media = await self._claim(author_id, media_ids, alts)
         new = NewTweet(
@@ -552,10 +611,18 @@ class Tweets:
     async def media_tweets(self, media_ids: Sequence[int]) -> dict[int, int]:
         return await self._store.media_tweets(media_ids)
 
-    async def get(self, tweet_id: int) -> Tweet:
+    async def get(self, tweet_id: int, viewer: int | None = None) -> Tweet:
+        """The tweet; to a viewer who blocks its author (or a retweet's original's) or is blocked
+        by them, refused as interaction_refused says."""
         found = (await self._store.by_ids([tweet_id])).get(tweet_id)
         if found is None:
             raise not_found("tweet", str(tweet_id), "tweet_id")
+        if viewer is not None:
+            relations = await self._relations.among(viewer, authors_of(found))
+            for author in authors_of(found):
+                refused = interaction_refused(relations.get(author, Relation.NONE), "see the tweets of")
+                if refused is not None:
+                    raise refused
         return found
 
     async def _live(self, tweet_id: int, field: str = "tweet_id") -> TweetState:
@@ -571,13 +638,40 @@ class Tweets:
             raise PermissionDenied("only its author can delete a tweet", reason="NOT_AUTHOR")
         await self._store.delete(tweet_id, actor_id)
 
+    async def erase_account(self, user_id: int) -> None:
+        """A deleted account's part in tweets_svc (social.erasure; at least once, idempotent): its
+        tweets and retweets deleted as by their author (each with its event: timelines, streams,
+        search, counts and notifications follow), its likes undone as by itself (the counts and
+        notifications follow), its bookmarks gone."""
+        while authored := await self._store.by_author(user_id, None, ERASE_BATCH):
+            for tweet_id in authored:
+                with contextlib.suppress(NotFound):  # deleted meanwhile (with its original)
+                    await self._store.delete(tweet_id, user_id)
+        while liked := await self._store.liked_tweets(user_id, None, ERASE_BATCH):
+            for _, tweet_id in liked:
+                await self._store.unlike(tweet_id, user_id)
+        while bookmarked := await self._store.bookmarked(user_id, None, ERASE_BATCH):
+            for _, tweet_id in bookmarked:
+                await self._store.unbookmark(tweet_id, user_id)
+
+    async def _acted_on(self, tweet_id: int, field: str = "tweet_id") -> tuple[int, TweetState]:
+        """The live tweet a retweet, like, reply, quote or bookmark acts on (a retweet stands for
+        its original) and its state, or NOT_FOUND naming `field`."""
+        state = await self._live(tweet_id, field)
+        if state.retweet_of_tweet_id is not None:
+            tweet_id = state.retweet_of_tweet_id
+            state = await self._live(tweet_id, field)
+        return tweet_id, state
+
     async def _original(self, tweet_id: int, field: str = "tweet_id") -> int:
         """The tweet a retweet, like, reply or quote acts on: a retweet stands for its original."""
-        state = await self._live(tweet_id, field)
-        return state.retweet_of_tweet_id or tweet_id
+        original, _ = await self._acted_on(tweet_id, field)
+        return original
 
     async def retweet(self, actor_id: int, tweet_id: int) -> Tweet:
-        retweet_id = await self._store.retweet(await self._original(tweet_id), actor_id)
+        original, state = await self._acted_on(tweet_id)
+        await self._may_interact(actor_id, state.author_id, "retweet")
+        retweet_id = await self._store.retweet(original, actor_id)
         return await self.get(retweet_id)
 
     async def unretweet(self, actor_id: int, tweet_id: int) -> Tweet:
@@ -590,15 +684,16 @@ class Tweets:
         return await self.get(original)
 
     async def like(self, user_id: int, tweet_id: int) -> Tweet:
-        return await self._toggle_like(self._store.like, user_id, tweet_id)
+        original, state = await self._acted_on(tweet_id)
+        await self._may_interact(user_id, state.author_id, "like")
+        return await self._toggle_like(self._store.like, user_id, original, tweet_id)
 
     async def unlike(self, user_id: int, tweet_id: int) -> Tweet:
-        return await self._toggle_like(self._store.unlike, user_id, tweet_id)
+        return await self._toggle_like(self._store.unlike, user_id, await self._original(tweet_id), tweet_id)
 
     async def _toggle_like(
-        self, change: Callable[[int, int], Awaitable[bool]], user_id: int, tweet_id: int
+        self, change: Callable[[int, int], Awaitable[bool]], user_id: int, original: int, tweet_id: int
     ) -> Tweet:
-        original = await self._original(tweet_id)
         if not await change(original, user_id):
             raise not_found("tweet", str(tweet_id), "tweet_id")
         return await self.get(original)
@@ -615,50 +710,65 @@ class Tweets:
         await self._store.unbookmark(state.retweet_of_tweet_id or tweet_id, user_id)
 
     async def bookmarks(self, user_id: int, size: int, token: str) -> Page[Tweet]:
+        """The user's bookmarks, but for the tweets of accounts it blocks or is blocked by."""
         page = await self._pair_page(
             f"bookmarks:{user_id}", size, token, lambda before, n: self._store.bookmarked(user_id, before, n)
         )
-        found = await self._store.by_ids(page.items)
-        return Page([found[t] for t in page.items if t in found], page.next_page_token)
+        return await self._shown_page(page.items, page.next_page_token, user_id)
 
-    async def _hydrated_page(
-        self, ids: list[int], limit: int, scope: str, cursor_of: Callable[[int], object]
-    ) -> Page[Tweet]:
-        page = self._pages.page(ids, limit, scope, cursor_of)
-        found = await self._store.by_ids(page.items)
-        # A tweet deleted between the two reads is left out; the cursor still moves past it.
-        return Page([found[t] for t in page.items if t in found], page.next_page_token)
+    async def _shown_page(self, ids: Sequence[int], next_page_token: str, viewer: int | None) -> Page[Tweet]:
+        """The tweets of a page of ids, hydrated, but for those gone since (deleted between the two
+        reads) or hidden from the viewer; the cursor has moved past them anyway."""
+        found = await self._store.by_ids(ids)
+        return Page(await self._visible(viewer, [found[t] for t in ids if t in found]), next_page_token)
 
     async def _id_page(
-        self, scope: str, size: int, token: str, fetch: Callable[[int | None, int], Awaitable[list[int]]]
+        self,
+        scope: str,
+        size: int,
+        token: str,
+        fetch: Callable[[int | None, int], Awaitable[list[int]]],
+        viewer: int | None,
     ) -> Page[Tweet]:
         """A page of a list keyed by tweet id: fetch(cursor, limit + 1) gives the ids in order."""
         limit = page_size(size)
         cursor = self._pages.decode(token, scope)
         ids = await fetch(int(cursor) if cursor else None, limit + 1)
-        return await self._hydrated_page(ids, limit, scope, int)
+        page = self._pages.page(ids, limit, scope, int)
+        return await self._shown_page(page.items, page.next_page_token, viewer)
 
     async def _require_user(self, user_id: int) -> None:
         if not await self._users.user_exists(user_id):
             raise not_found("user", str(user_id), "user_id")
 
-    async def replies(self, tweet_id: int, size: int, token: str) -> Page[Tweet]:
+    async def replies(self, tweet_id: int, size: int, token: str, viewer: int | None = None) -> Page[Tweet]:
         if await self._store.state(tweet_id) is None:
             raise not_found("tweet", str(tweet_id), "tweet_id")
         return await self._id_page(
-            f"replies:{tweet_id}", size, token, lambda after, n: self._store.replies(tweet_id, after, n)
+            f"replies:{tweet_id}",
+            size,
+            token,
+            lambda after, n: self._store.replies(tweet_id, after, n),
+            viewer,
         )
 
-    async def quotes(self, tweet_id: int, size: int, token: str) -> Page[Tweet]:
+    async def quotes(self, tweet_id: int, size: int, token: str, viewer: int | None = None) -> Page[Tweet]:
         if await self._store.state(tweet_id) is None:
             raise not_found("tweet", str(tweet_id), "tweet_id")
         return await self._id_page(
-            f"quotes:{tweet_id}", size, token, lambda before, n: self._store.quotes(tweet_id, before, n)
+            f"quotes:{tweet_id}",
+            size,
+            token,
+            lambda before, n: self._store.quotes(tweet_id, before, n),
+            viewer,
         )
 
-    async def conversation(self, tweet_id: int, max_depth: int, size: int, token: str) -> Conversation:
+    async def conversation(
+        self, tweet_id: int, max_depth: int, size: int, token: str, viewer: int | None = None
+    ) -> Conversation:
         """The conversation around a tweet (deleted or not; a retweet's is its original's): see
-        TweetStore.thread_up and thread_down."""
+        TweetStore.thread_up and thread_down. A tweet hidden from the viewer (blocks) is a
+        placeholder, as a deleted one is: the tree stays whole."""
         if max_depth < 0:
             raise InvalidArgument.field("max_depth", f"must not be negative, got {max_depth}")
         depth = min(max_depth or REPLY_DEPTH_DEFAULT, REPLY_DEPTH_MAX)
@@ -673,7 +783,9 @@ class Tweets:
         after = tuple(int(p) for p in cursor.split(".")) if cursor else ()
         down = await self._store.thread_down(tweet_id, up[0].author_id, depth, after, limit + 1)
         page = self._pages.page(down, limit, scope, lambda node: ".".join(map(str, node.path)))
-        found = await self._store.by_ids([n.tweet_id for n in (*up, *page.items) if not n.deleted])
+        hydrated = await self._store.by_ids([n.tweet_id for n in (*up, *page.items) if not n.deleted])
+        shown = await self._visible(viewer, list(hydrated.values()))
+        found = {t.tweet_id: t for t in shown}
 
         def placed(node: ThreadNode) -> tuple[ThreadNode, Tweet | None]:
             return node, found.get(node.tweet_id)  # None: deleted (maybe just now)
@@ -684,24 +796,25 @@ class Tweets:
             Page([placed(n) for n in page.items], page.next_page_token),
         )
 
-    async def mentions(self, user_id: int, size: int, token: str) -> Page[Tweet]:
+    async def mentions(self, user_id: int, size: int, token: str, viewer: int | None = None) -> Page[Tweet]:
         await self._require_user(user_id)
         return await self._id_page(
             f"mentions:{user_id}",
             size,
             token,
             lambda before, n: self._store.mentioning(user_id, before, None, n),
+            viewer,
         )
 
-    async def hashtag(self, tag: str, size: int, token: str) -> Page[Tweet]:
+    async def hashtag(self, tag: str, size: int, token: str, viewer: int | None = None) -> Page[Tweet]:
         tag = normalize_tag(tag)
         return await self._id_page(
-            f"hashtag:{tag}", size, token, lambda before, n: self._store.tagged(tag, before, n)
+            f"hashtag:{tag}", size, token, lambda before, n: self._store.tagged(tag, before, n), viewer
         )
 
-    async def global_timeline(self, size: int, token: str) -> Page[Tweet]:
+    async def global_timeline(self, size: int, token: str, viewer: int | None = None) -> Page[Tweet]:
         return await self._id_page(
-            "global", size, token, lambda before, n: self._store.public(before, None, n)
+            "global", size, token, lambda before, n: self._store.public(before, None, n), viewer
         )
 
     async def _pair_page(
@@ -719,23 +832,29 @@ class Tweets:
         page = self._pages.page(rows, limit, scope, lambda row: row[0])
         return Page([other for _, other in page.items], page.next_page_token)
 
-    async def liked(self, user_id: int, size: int, token: str) -> Page[Tweet]:
+    async def liked(self, user_id: int, size: int, token: str, viewer: int | None = None) -> Page[Tweet]:
         await self._require_user(user_id)
         page = await self._pair_page(
             f"liked:{user_id}", size, token, lambda before, n: self._store.liked_tweets(user_id, before, n)
         )
-        found = await self._store.by_ids(page.items)
-        return Page([found[t] for t in page.items if t in found], page.next_page_token)
+        return await self._shown_page(page.items, page.next_page_token, viewer)
 
-    async def liking_users(self, tweet_id: int, size: int, token: str) -> Page[int]:
+    async def liking_users(
+        self, tweet_id: int, size: int, token: str, viewer: int | None = None
+    ) -> Page[int]:
+        """Who liked the tweet, but for the accounts a signed-in viewer blocks or is blocked by."""
         await self._live(tweet_id)
-        return await self._pair_page(
+        page = await self._pair_page(
             f"likes:{tweet_id}", size, token, lambda before, n: self._store.liking_users(tweet_id, before, n)
         )
+        relations = await self._relations.among(viewer, page.items)
+        return Page(
+            [u for u in page.items if not is_hidden(relations, [u], muting=False)], page.next_page_token
+        )
 
-    async def search(self, query: str, size: int, token: str) -> Page[Tweet]:
-        """Best match first. A query with no searchable words (only punctuation or words too
-        common to index, like "the") matches nothing."""
+    async def search(self, query: str, size: int, token: str, viewer: int | None = None) -> Page[Tweet]:
+        """Best match first, but for what a signed-in viewer may not see. A query with no
+        searchable words (only punctuation or words too common to index, like "the") matches nothing."""
         query = unicodedata.normalize("NFC", query).strip()
         limit = page_size(size)
         scope = f"search:{query}"
@@ -748,17 +867,25 @@ class Tweets:
             after = (float(rank), int(tweet_id))
         rows = await self._store.search(query, after, limit + 1)
         page = self._pages.page(rows, limit, scope, lambda row: f"{row[0]!r}:{row[1]}")
-        found = await self._store.by_ids([t for _, t in page.items])
-        return Page([found[t] for _, t in page.items if t in found], page.next_page_token)
+        return await self._shown_page([t for _, t in page.items], page.next_page_token, viewer)
 
     async def batch_get(self, tweet_ids: Sequence[int]) -> list[Tweet]:
         found = await self._store.by_ids(tweet_ids)
         return [found[t] for t in dict.fromkeys(tweet_ids) if t in found]
 
-    async def list_by_user(self, user_id: int, size: int, token: str) -> Page[Tweet]:
+    async def list_by_user(
+        self, user_id: int, size: int, token: str, viewer: int | None = None
+    ) -> Page[Tweet]:
+        """The account's tweets, newest first; refused to a viewer when either blocks the other, and
+        without its retweets of the tweets the viewer may not see."""
         await self._require_user(user_id)
+        await self._require_visible_account(viewer, user_id)
         return await self._id_page(
-            f"user-tweets:{user_id}", size, token, lambda before, n: self._store.by_author(user_id, before, n)
+            f"user-tweets:{user_id}",
+            size,
+            token,
+            lambda before, n: self._store.by_author(user_id, before, n),
+            viewer,
         )
 
     async def ids_by_authors(

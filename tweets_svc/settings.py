@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from meshkit.settings import (
-    Env,
     Networks,
     Settings,
+    read_consumer_name,
     read_database_url,
     read_outbox_replicas,
     read_outbox_sweep_seconds,
@@ -23,11 +21,6 @@ from social.limits import ClientRates
 from social.services import DEFAULT_PORTS, read_media_addr, read_users_addr
 
 SERVICE = "tweets"
-
-
-def _consumer(env: Env) -> str:
-    """This process's name in the trends consumer group: unique unless set."""
-    return env.text("TRENDS_CONSUMER", "") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,7 +44,7 @@ class TweetsSettings(Settings):
         lambda env: env.number("TRENDS_MINUTE_SECONDS", 60.0, minimum=0.01)
     )
     trends_baseline_windows: int = setting(lambda env: env.integer("TRENDS_BASELINE_WINDOWS", 6, minimum=1))
-    trends_consumer: str = setting(_consumer)
+    trends_consumer: str = setting(read_consumer_name("TRENDS_CONSUMER"))
     # How long after posting a tweet may be edited, and how many times (tests shorten the window).
     edit_window_seconds: float = setting(lambda env: env.number("EDIT_WINDOW_SECONDS", 1800.0, minimum=0.0))
     edit_max: int = setting(lambda env: env.integer("EDIT_MAX", 5, minimum=0))

@@ -13,10 +13,11 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from meshkit import tracing
 from meshkit.batching import GroupCommit
 from meshkit.errors import DEPENDENCY_ERRORS, NotFound, PermissionDenied, not_found
 from meshkit.outbox import Event, Outbox
-from social import TWEETS_STREAM, TweetRef
+from social import LIKES_STREAM, TWEETS_STREAM, TweetRef
 from social.caches import (
     OwnerCache,
     deleted,
@@ -30,6 +31,7 @@ from social.caches import (
 from social.rules import IS_PUBLIC_SQL
 from tweets_svc.service import (
     Editable,
+    LikeChange,
     MediaTaken,
     Mention,
     NewTweet,
@@ -183,6 +185,16 @@ class _Batch:
     replies: dict[int, int] = field(default_factory=dict)  # parent id -> replies added
     posts: dict[int, int] = field(default_factory=dict)  # author id -> tweets added
     events: list[bytes] = field(default_factory=list)
+    traces: list[str | None] = field(default_factory=list)  # each event's trace context
+
+
+@dataclass(frozen=True, slots=True)
+class _Post:
+    """A post waiting for its group commit, with the trace context of the call that made it (its
+    event's: the batch runs in one call's context, not in each one's)."""
+
+    new: NewTweet
+    trace: str | None
 
 
 @dataclass
@@ -261,6 +273,7 @@ class PostgresTweetStore:
         pool: AsyncConnectionPool,
         outbox: Outbox,
         tweet_event: Callable[[TweetChange], bytes],
+        like_event: Callable[[LikeChange], bytes],
         cache: TweetCache,
         *,
         batch_max: int = 64,
@@ -268,11 +281,12 @@ class PostgresTweetStore:
     ) -> None:
         self._pool = pool
         self._outbox = outbox
-        # Builds the serialized TweetEvent; passed in so that only server.py imports *_pb2.
+        # Build the serialized TweetEvent and LikeEvent; passed in so that only server.py imports *_pb2.
         self._tweet_event = tweet_event
+        self._like_event = like_event
         self._cache = cache
         # Concurrent posts are committed together (meshkit.batching).
-        self._posts: GroupCommit[NewTweet, Tweet] = GroupCommit(
+        self._posts: GroupCommit[_Post, Tweet] = GroupCommit(
             "posts", self._create_batch, max_batch=batch_max, max_in_flight=batches_in_flight
         )
 
@@ -295,14 +309,15 @@ class PostgresTweetStore:
         it quotes with the replied-to one, in id order)."""
         if new.media or new.quote_of_tweet_id is not None:
             return await self._create_once(new)
-        return await self._posts(new)
+        return await self._posts(_Post(new, tracing.traceparent()))
 
-    async def _create_batch(self, news: Sequence[NewTweet]) -> list[Tweet | Exception]:
+    async def _create_batch(self, posts: Sequence[_Post]) -> list[Tweet | Exception]:
         """Posts in one transaction: one insert of all the tweets, one of their mentions, one of
         their hashtags, one count update per author and per replied-to tweet, their outbox rows;
         then one relay. Each post keeps its own outcome: its tweet (the one stored before, for a
         request_id seen already, even earlier in the same batch) or its error. A batch that the
         database refuses is retried one post at a time, so that only a bad post fails."""
+        news = [post.new for post in posts]
         first: dict[tuple[int, str], int] = {}
         same_as = [
             i if new.request_id is None else first.setdefault((new.author_id, new.request_id), i)
@@ -311,7 +326,7 @@ class PostgresTweetStore:
         distinct = sorted(set(same_as))
         outcomes: list[Tweet | Exception]
         try:
-            outcomes, events, entries = await self._insert_batch([news[i] for i in distinct])
+            outcomes, events, entries = await self._insert_batch([posts[i] for i in distinct])
         except Exception as error:
             if not _retry_alone(error):
                 raise
@@ -324,12 +339,13 @@ class PostgresTweetStore:
         return [outcome_of[i] for i in same_as]
 
     async def _insert_batch(
-        self, news: Sequence[NewTweet]
+        self, posts: Sequence[_Post]
     ) -> tuple[list[Tweet | Exception], list[Event], dict[str, bytes]]:
         """The batch's transaction in three round trips, the statements of each pipelined: what
         exists already (request_ids, replied-to tweets, locked in id order) with the new ids;
         then every write and the commit; then (only for request_ids seen before) their tweets.
         Returns each post's outcome, the events to relay and the cache entries the batch changed."""
+        news = [post.new for post in posts]
         keys = [(n.author_id, n.request_id) for n in news if n.request_id is not None]
         parents = sorted({n.reply_to_tweet_id for n in news if n.reply_to_tweet_id is not None})
         async with self._pool.connection() as conn, conn.pipeline():
@@ -361,14 +377,15 @@ class PostgresTweetStore:
                 live_parents = {int(p): int(a) for p, a in await parents_cursor.fetchall()}
                 batch = _Batch(now)
                 outcomes: list[Tweet | Exception | int] = []
-                for new, tweet_id in zip(news, new_ids, strict=True):
+                for post, tweet_id in zip(posts, new_ids, strict=True):
+                    new = post.new
                     if new.request_id is not None and (new.author_id, new.request_id) in seen:
                         outcomes.append(seen[(new.author_id, new.request_id)])  # hydrated below
                     elif new.reply_to_tweet_id is not None and new.reply_to_tweet_id not in live_parents:
                         outcomes.append(ReplyTargetMissing(new.reply_to_tweet_id))
                     else:
                         reply_to_author = live_parents.get(new.reply_to_tweet_id or 0)
-                        outcomes.append(self._add_to_batch(batch, tweet_id, new, reply_to_author))
+                        outcomes.append(self._add_to_batch(batch, tweet_id, post, reply_to_author))
                 written = await self._write_batch(conn, batch)
                 before = [o for o in outcomes if isinstance(o, int)]
                 found = {t.tweet_id: t for t in await self._hydrate(conn.cursor(), before)} if before else {}
@@ -401,10 +418,9 @@ class PostgresTweetStore:
                 answers.append(outcome)
         return answers, events, self._cache.shown(created) | self._cache.changed(changed)
 
-    def _add_to_batch(
-        self, batch: _Batch, tweet_id: int, new: NewTweet, reply_to_author: int | None
-    ) -> Tweet:
+    def _add_to_batch(self, batch: _Batch, tweet_id: int, post: _Post, reply_to_author: int | None) -> Tweet:
         """Adds a new tweet's rows to the batch; returns the tweet as stored."""
+        new = post.new
         tweet = Tweet(
             tweet_id=tweet_id,
             author_id=new.author_id,
@@ -428,6 +444,7 @@ class PostgresTweetStore:
             batch.replies[new.reply_to_tweet_id] = batch.replies.get(new.reply_to_tweet_id, 0) + 1
         batch.posts[new.author_id] = batch.posts.get(new.author_id, 0) + 1
         batch.events.append(self._tweet_event(TweetChange(tweet, False, mentioned)))
+        batch.traces.append(post.trace)
         return tweet
 
     async def _write_batch(self, conn: psycopg.AsyncConnection[Any], batch: _Batch) -> _Written | None:
@@ -475,7 +492,7 @@ class PostgresTweetStore:
             ([a for a, _ in posts], [n for _, n in posts]),
         )
         outbox = conn.cursor()
-        await Outbox.add_all(outbox, TWEETS_STREAM, batch.events)
+        await Outbox.add_all(outbox, TWEETS_STREAM, batch.events, batch.traces)
         return _Written(replied, inserted, counts, outbox)
 
     async def _create_alone(self, new: NewTweet) -> Tweet | Exception:
@@ -836,51 +853,42 @@ class PostgresTweetStore:
 
     async def like(self, tweet_id: int, user_id: int) -> bool:
         try:
-            return await self._liked(tweet_id, await self._like(tweet_id, user_id))
+            return await self._change_like(tweet_id, user_id, liked=True)
         except _Rollback:
             return False
 
-    async def _like(self, tweet_id: int, user_id: int) -> int | bool:
-        """The tweet's new version if the like changed it, else whether it is live."""
+    async def unlike(self, tweet_id: int, user_id: int) -> bool:
+        return await self._change_like(tweet_id, user_id, liked=False)
+
+    async def _change_like(self, tweet_id: int, user_id: int, *, liked: bool) -> bool:
+        """Adds or removes the like; the count and the LikeEvent change only if the like did, in one
+        transaction, and the cached tweet goes stale at its new version. Whether the tweet is live."""
+        change = (
+            "INSERT INTO likes (tweet_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id"
+            if liked
+            else "DELETE FROM likes WHERE tweet_id = %s AND user_id = %s RETURNING id"
+        )
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.execute(
-                "INSERT INTO likes (tweet_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1",
-                (tweet_id, user_id),
-            )
-            if await cur.fetchone() is None:
-                return await self._is_live(cur, tweet_id)  # liked before: nothing changes
+            await cur.execute(change, (tweet_id, user_id))
+            if (like := await cur.fetchone()) is None:
+                return await self._is_live(cur, tweet_id)  # nothing changes
             # The row lock taken here orders this like after a concurrent delete, which it sees.
             await cur.execute(
-                f"UPDATE tweets SET like_count = like_count + 1 WHERE id = %s AND {_LIVE} RETURNING version",
-                (tweet_id,),
+                "UPDATE tweets SET like_count = like_count + %s"
+                f" WHERE id = %s AND {_LIVE} RETURNING author_id, version",
+                (1 if liked else -1, tweet_id),
             )
-            if (row := await cur.fetchone()) is None:
-                raise _Rollback
-            return int(row[0])
-
-    async def unlike(self, tweet_id: int, user_id: int) -> bool:
-        return await self._liked(tweet_id, await self._unlike(tweet_id, user_id))
-
-    async def _unlike(self, tweet_id: int, user_id: int) -> int | bool:
-        """The tweet's new version if the unlike changed it, else whether it is live."""
-        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.execute(
-                "DELETE FROM likes WHERE tweet_id = %s AND user_id = %s RETURNING 1", (tweet_id, user_id)
+            if (tweet := await cur.fetchone()) is None:
+                if liked:
+                    raise _Rollback
+                return False  # deleted: its likes went with it
+            event = await self._outbox.add(
+                cur,
+                LIKES_STREAM,
+                self._like_event(LikeChange(tweet_id, user_id, int(tweet[0]), int(like[0]), liked)),
             )
-            if await cur.fetchone() is None:
-                return await self._is_live(cur, tweet_id)
-            await cur.execute(
-                f"UPDATE tweets SET like_count = like_count - 1 WHERE id = %s AND {_LIVE} RETURNING version",
-                (tweet_id,),
-            )
-            row = await cur.fetchone()
-            return False if row is None else int(row[0])
-
-    async def _liked(self, tweet_id: int, outcome: int | bool) -> bool:
-        """After a like or unlike: a changed count makes the cached tweet stale (a bool: unchanged)."""
-        if isinstance(outcome, bool):
-            return outcome
-        await self._cache.put(self._cache.changed({tweet_id: outcome}))
+        entries = self._cache.changed({tweet_id: int(tweet[1])})
+        await self._outbox.relay([event], also=functools.partial(self._cache.put_in, entries=entries))
         return True
 
     async def bookmark(self, tweet_id: int, user_id: int) -> bool:

@@ -19,10 +19,11 @@ from meshkit.pagination import PageTokens
 from meshkit.protos import now_timestamp, timestamp
 from meshkit.ratelimit import Limit, Policies, Scope, method_name
 from meshkit.runtime import Runtime
-from social import TweetsPeer
+from social import ACCOUNTS_STREAM, Relation, RelationsCache, TweetsPeer
 from social.caches import OwnerCache
+from social.erasure import account_eraser
 from social.follower_lists import FollowerLists
-from social.limits import READ, WRITE
+from social.limits import READ, READ_SIGNED_IN, WRITE
 from social.timelines import HOME_PREFIX, key_start
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
@@ -34,6 +35,9 @@ from users_svc.settings import UsersSettings
 from users_svc.storage import PostgresUserStore, RedisMailBudget, RedisSessionCache, UserCache, tidy_mail
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# users_svc's consumer group on events:accounts (social.erasure): a deleted account's follows,
+# blocks and mutes.
+ERASE_GROUP = "users-erase"
 SERVICE = pb.DESCRIPTOR.services_by_name["UserService"]
 MAIL_METRICS_SECONDS = 15.0
 
@@ -71,9 +75,15 @@ RATE_LIMITS: Policies = {
         method_name(SERVICE, method): READ
         for method in ("GetUser", "GetUserByHandle", "ListFollowers", "ListFollowing", "SearchUsers")
     },
+    # The caller's own lists: signed in, so per account too.
+    **{
+        method_name(SERVICE, method): READ_SIGNED_IN
+        for method in ("ListBlocks", "ListMutes", "ListSuggestions")
+    },
     method_name(SERVICE, "CreateUser"): SIGNUP,
     method_name(SERVICE, "Login"): LOGIN,
     method_name(SERVICE, "ChangePassword"): PASSWORD_CHANGE,
+    method_name(SERVICE, "DeleteUser"): PASSWORD_CHANGE,
     method_name(SERVICE, "Logout"): LOGOUT,
     method_name(SERVICE, "VerifyEmail"): VERIFY,
     method_name(SERVICE, "SendVerificationEmail"): WRITE,
@@ -83,6 +93,10 @@ RATE_LIMITS: Policies = {
     method_name(SERVICE, "FollowUser"): WRITE,
     method_name(SERVICE, "UnfollowUser"): WRITE,
     method_name(SERVICE, "UpdateUser"): WRITE,
+    method_name(SERVICE, "BlockUser"): WRITE,
+    method_name(SERVICE, "UnblockUser"): WRITE,
+    method_name(SERVICE, "MuteUser"): WRITE,
+    method_name(SERVICE, "UnmuteUser"): WRITE,
 }
 
 
@@ -104,17 +118,33 @@ def user_message(user: User, *, owner: bool = False) -> pb.User:
     return message
 
 
+def relation_message(other_id: int, relation: Relation) -> pb.Relation:
+    return pb.Relation(
+        user_id=str(other_id),
+        blocks=bool(relation & Relation.BLOCKS),
+        blocked_by=bool(relation & Relation.BLOCKED_BY),
+        mutes=bool(relation & Relation.MUTES),
+    )
+
+
 def cached_user(user: User) -> bytes:
     """A user as the cache keeps it: without tweets_count, which tweets_svc owns and caches."""
     return user_message(replace(user, tweets_count=0)).SerializeToString()
 
 
-def follow_event(follower_id: int, followee_id: int, following: bool) -> bytes:
+def account_deleted_event(user_id: int) -> bytes:
+    return pb.AccountEvent(
+        user_id=str(user_id), kind=pb.AccountEvent.KIND_DELETED, event_time=now_timestamp()
+    ).SerializeToString()
+
+
+def follow_event(follower_id: int, followee_id: int, following: bool, follow_id: int) -> bytes:
     return pb.FollowEvent(
         follower_id=str(follower_id),
         followee_id=str(followee_id),
         following=following,
         event_time=now_timestamp(),
+        follow_id=str(follow_id),
     ).SerializeToString()
 
 
@@ -189,6 +219,11 @@ class UserServicer(pb_grpc.UserServiceServicer):
         )
         return pb.ChangePasswordResponse(token=result.token, expire_time=timestamp(result.expire_time))
 
+    async def DeleteUser(self, request: pb.DeleteUserRequest, context: Context) -> pb.DeleteUserResponse:
+        actor = await self._auth.caller_id(context)
+        await self._users.delete_account(actor, require_id(request.user_id, "user_id"), request.password)
+        return pb.DeleteUserResponse()
+
     async def _viewer(self, context: Context) -> int | None:
         return await self._auth.viewer(context.invocation_metadata())
 
@@ -215,7 +250,8 @@ class UserServicer(pb_grpc.UserServiceServicer):
         return pb.UpdateUserResponse(user=user_message(user, owner=True))
 
     async def SearchUsers(self, request: pb.SearchUsersRequest, context: Context) -> pb.SearchUsersResponse:
-        page = await self._users.search(request.query, request.page_size, request.page_token)
+        viewer = await self._viewer(context)
+        page = await self._users.search(request.query, request.page_size, request.page_token, viewer)
         return pb.SearchUsersResponse(
             users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
         )
@@ -251,7 +287,10 @@ class UserServicer(pb_grpc.UserServiceServicer):
         self, request: pb.ListFollowersRequest, context: Context
     ) -> pb.ListFollowersResponse:
         page = await self._users.list_followers(
-            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+            require_id(request.user_id, "user_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         return pb.ListFollowersResponse(
             users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
@@ -261,11 +300,69 @@ class UserServicer(pb_grpc.UserServiceServicer):
         self, request: pb.ListFollowingRequest, context: Context
     ) -> pb.ListFollowingResponse:
         page = await self._users.list_following(
-            require_id(request.user_id, "user_id"), request.page_size, request.page_token
+            require_id(request.user_id, "user_id"),
+            request.page_size,
+            request.page_token,
+            await self._viewer(context),
         )
         return pb.ListFollowingResponse(
             users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
         )
+
+    async def BlockUser(self, request: pb.BlockUserRequest, context: Context) -> pb.BlockUserResponse:
+        actor = await self._auth.caller_id(context)
+        user = await self._users.block(actor, require_id(request.user_id, "user_id"))
+        return pb.BlockUserResponse(user=user_message(user))
+
+    async def UnblockUser(self, request: pb.UnblockUserRequest, context: Context) -> pb.UnblockUserResponse:
+        actor = await self._auth.caller_id(context)
+        user = await self._users.unblock(actor, require_id(request.user_id, "user_id"))
+        return pb.UnblockUserResponse(user=user_message(user))
+
+    async def MuteUser(self, request: pb.MuteUserRequest, context: Context) -> pb.MuteUserResponse:
+        actor = await self._auth.caller_id(context)
+        user = await self._users.mute(actor, require_id(request.user_id, "user_id"))
+        return pb.MuteUserResponse(user=user_message(user))
+
+    async def UnmuteUser(self, request: pb.UnmuteUserRequest, context: Context) -> pb.UnmuteUserResponse:
+        actor = await self._auth.caller_id(context)
+        user = await self._users.unmute(actor, require_id(request.user_id, "user_id"))
+        return pb.UnmuteUserResponse(user=user_message(user))
+
+    async def ListBlocks(self, request: pb.ListBlocksRequest, context: Context) -> pb.ListBlocksResponse:
+        actor = await self._auth.caller_id(context)
+        page = await self._users.list_blocks(actor, request.page_size, request.page_token)
+        return pb.ListBlocksResponse(
+            users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
+        )
+
+    async def ListMutes(self, request: pb.ListMutesRequest, context: Context) -> pb.ListMutesResponse:
+        actor = await self._auth.caller_id(context)
+        page = await self._users.list_mutes(actor, request.page_size, request.page_token)
+        return pb.ListMutesResponse(
+            users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
+        )
+
+    async def ListSuggestions(
+        self, request: pb.ListSuggestionsRequest, context: Context
+    ) -> pb.ListSuggestionsResponse:
+        actor = await self._auth.caller_id(context)
+        found = await self._users.suggestions(
+            actor, require_id(request.user_id, "user_id"), request.page_size
+        )
+        return pb.ListSuggestionsResponse(
+            suggestions=[
+                pb.Suggestion(user=user_message(user), followed_by_count=followed_by)
+                for user, followed_by in found
+            ]
+        )
+
+    async def ListRelations(
+        self, request: pb.ListRelationsRequest, context: Context
+    ) -> pb.ListRelationsResponse:
+        others = None if request.all else [require_id(o, "other_ids") for o in request.other_ids]
+        relations = await self._users.relations_among(require_id(request.user_id, "user_id"), others)
+        return pb.ListRelationsResponse(relations=[relation_message(o, r) for o, r in relations.items()])
 
     async def BatchGetUsers(
         self, request: pb.BatchGetUsersRequest, context: Context
@@ -343,7 +440,14 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
         )
     mailer = TokenMailer(settings.mail, relay.wake)
     cache = UserCache(OwnerCache(redis, settings.cache_ttl_seconds), cached_user)
-    store = PostgresUserStore(pool, outbox, follow_event, cache)
+    store = PostgresUserStore(
+        pool,
+        outbox,
+        follow_event,
+        cache,
+        account_deleted_event,
+        timedelta(days=settings.deleted_handle_grace_days),
+    )
     follower_lists = FollowerListKeeper(
         store, FollowerLists(redis, key_start(HOME_PREFIX), settings.follower_list_ttl_seconds)
     )
@@ -352,6 +456,7 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
         store=store,
         sessions=sessions,
         mailer=mailer,
+        relations_cache=RelationsCache(redis),
         tweet_counts=TweetsPeer(runtime.channel(settings.tweets_addr, TweetsPeer.SERVICE)),
         hashing=PasswordHashing(
             PasswordHasher(
@@ -363,10 +468,13 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
         ),
         page_tokens=PageTokens(*settings.page_token_secrets),
         token_ttl=timedelta(seconds=settings.token_ttl_seconds),
+        popular_seconds=settings.suggestions_popular_seconds,
     )
     account_email = AccountEmail(
         users, store, mailer, sessions, RedisMailBudget(redis, settings.rate_limits.mail_per_account)
     )
+    eraser = account_eraser(redis, ERASE_GROUP, settings.erase_consumer, users.erase)
+    runtime.background(eraser.run(), f"erase accounts from {ACCOUNTS_STREAM}")
     auth = Authenticator(redis, users.authenticate)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     pb_grpc.add_UserServiceServicer_to_server(

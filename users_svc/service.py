@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -14,10 +15,25 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from mail import EmailAddress, InvalidEmailAddress, OutgoingMail, TokenRecord, parse_email_address
 from meshkit.auth import Session, new_token, token_digest
-from meshkit.errors import AlreadyExists, InvalidArgument, PermissionDenied, Unauthenticated, not_found
+from meshkit.errors import (
+    DEPENDENCY_ERRORS,
+    AlreadyExists,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    not_found,
+)
 from meshkit.pagination import Page, PageTokens, page_size
-from social import has_visible_character
+from social import Relation, Relations, has_visible_character, interaction_refused, is_hidden
 from users_svc.passwords import PasswordHashing
+from users_svc.suggestions import (
+    FAN_IN,
+    FOLLOWING_SAMPLE,
+    POPULAR_SECONDS,
+    Candidate,
+    PopularAccounts,
+    fill_with_popular,
+)
 
 # The contract (protos/tweetmesh/users/v1) holds requests to their rules; these are the ones the
 # service applies itself: handles that can exist (sign-in and mentions look up no other), and
@@ -80,6 +96,14 @@ class HandleTaken(Exception):
     pass
 
 
+class Blocked(Exception):
+    """Two accounts cannot interact: `relation` is the actor's with the other."""
+
+    def __init__(self, relation: Relation) -> None:
+        super().__init__(relation)
+        self.relation = relation
+
+
 class EmailTaken(Exception):
     pass
 
@@ -106,8 +130,34 @@ class UserStore(Protocol):
         """Stores the new hash and deletes every session of the user, together; returns their digests."""
         ...
 
-    async def follow(self, follower_id: int, followee_id: int) -> None: ...
+    async def follow(self, follower_id: int, followee_id: int) -> None:
+        """Blocked when either blocks the other."""
+        ...
+
     async def unfollow(self, follower_id: int, followee_id: int) -> None: ...
+    async def block(self, blocker_id: int, blocked_id: int) -> None:
+        """The block, and the follows between the two ended, in one transaction."""
+        ...
+
+    async def unblock(self, blocker_id: int, blocked_id: int) -> None: ...
+    async def mute(self, muter_id: int, muted_id: int) -> None: ...
+    async def unmute(self, muter_id: int, muted_id: int) -> None: ...
+    async def blocked(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
+    async def muted(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
+    async def relations_of(self, user_id: int) -> tuple[int, dict[int, Relation]]:
+        """The user's relations version, and every relation it has with another account."""
+        ...
+
+    async def relations_version(self, user_id: int) -> int: ...
+    async def delete_account(self, user_id: int) -> list[bytes]:
+        """Marks the account deleted, revokes its sessions (their digests) and records its event."""
+        ...
+
+    async def is_deleted(self, user_id: int) -> bool: ...
+    async def erase_graph(self, user_id: int) -> set[int]:
+        """Ends a deleted account's follows, blocks and mutes; the accounts whose relations changed."""
+        ...
+
     async def update_profile(self, user_id: int, display_name: str | None, bio: str | None) -> None: ...
     async def search(
         self, prefix: str, after: tuple[bool, str, int] | None, limit: int
@@ -120,6 +170,11 @@ class UserStore(Protocol):
     async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]: ...
     async def followers(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
     async def following(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]: ...
+    async def friends_of_friends(
+        self, user_id: int, sample: int, fan_in: int, excluded: Sequence[int], limit: int
+    ) -> list[Candidate]: ...
+    async def most_followed(self, limit: int) -> list[int]: ...
+    async def followed_among(self, user_id: int, candidates: Sequence[int]) -> set[int]: ...
 
 
 class SessionCache(Protocol):
@@ -130,6 +185,15 @@ class SessionCache(Protocol):
 
     async def forget(self, token: str) -> None: ...
     async def forget_digests(self, digests: Sequence[bytes]) -> None: ...
+
+
+class RelationsWriter(Protocol):
+    """users_svc's side of the relations cache (social.relations.RelationsCache)."""
+
+    async def read(self, viewer: int, others: Sequence[int]) -> dict[int, Relation] | None: ...
+    async def read_all(self, viewer: int) -> dict[int, Relation] | None: ...
+    async def write(self, viewer: int, version: int, relations: Mapping[int, Relation]) -> None: ...
+    async def forget(self, user_ids: Iterable[int]) -> None: ...
 
 
 class Mailer(Protocol):
@@ -213,8 +277,13 @@ class Users:
         page_tokens: PageTokens,
         token_ttl: timedelta,
         mailer: Mailer,
+        relations_cache: RelationsWriter,
+        popular_seconds: float = POPULAR_SECONDS,
     ) -> None:
         self._mailer = mailer
+        self._relations_cache = relations_cache
+        self._relations = Relations(relations_cache, self.relations_among)
+        self._popular = PopularAccounts(self._most_followed, seconds=popular_seconds)
         self._store = store
         self._sessions = sessions
         self._tweet_counts = tweet_counts
@@ -302,6 +371,23 @@ class Users:
 
         return await self._hashing.run(verify, password) and password_hash is not None
 
+    async def delete_account(self, actor_id: int, user_id: int, password: str) -> None:
+        """Deletes the caller's own account once its password is proved (DeleteUser): hidden at
+        once, sessions revoked (their cache entries too), the rest erased through its event."""
+        require_owner(actor_id, user_id, "delete its own account")
+        await self.check_password(user_id, password, "password")
+        revoked = await self._store.delete_account(user_id)
+        await self._sessions.forget_digests(revoked)
+        await self._relations_cache.forget([user_id])
+
+    async def erase(self, user_id: int) -> None:
+        """A deleted account's part in users_svc (on its AccountEvent, at least once): its follows
+        both ways, blocks and mutes, and the cached relations of those it had any with."""
+        if not await self._store.is_deleted(user_id):
+            return  # never erase a live account, whatever an event says
+        changed = await self._store.erase_graph(user_id)
+        await self._relations_cache.forget([user_id, *changed])
+
     async def logout(self, token: str) -> None:
         await self._store.delete_session(token_digest(token))
         await self._sessions.forget(token)
@@ -358,7 +444,7 @@ class Users:
         await self._store.update_profile(user_id, display_name, bio)
         return await self.get_user(user_id)
 
-    async def search(self, query: str, size: int, token: str) -> Page[User]:
+    async def search(self, query: str, size: int, token: str, viewer: int | None = None) -> Page[User]:
         prefix = search_prefix(query)
         limit = page_size(size)
         scope = f"user-search:{prefix}"
@@ -369,9 +455,7 @@ class Users:
             after = (bool(by_name), str(key), int(user_id))
         rows = await self._store.search(prefix, after, limit + 1)
         page = self._pages.page(rows, limit, scope, lambda row: json.dumps(list(row)))
-        found = await self._store.users_by_id([u for _, _, u in page.items])
-        users = await self._with_tweet_counts([found[u] for _, _, u in page.items if u in found])
-        return Page(users, page.next_page_token)
+        return Page(await self._shown([u for _, _, u in page.items], viewer), page.next_page_token)
 
     async def resolve_handles(self, handles: Sequence[str]) -> list[User]:
         valid = [h for h in handles if is_handle(h)]
@@ -384,7 +468,12 @@ class Users:
         if actor_id == user_id:
             raise InvalidArgument.field("user_id", "you cannot follow yourself", reason="SELF_FOLLOW")
         await self._require_user(user_id)
-        await self._store.follow(actor_id, user_id)
+        try:
+            await self._store.follow(actor_id, user_id)
+        except Blocked as blocked:
+            refused = interaction_refused(blocked.relation, "follow")
+            assert refused is not None
+            raise refused from None
         return await self.get_user(user_id)
 
     async def unfollow(self, actor_id: int, user_id: int) -> User:
@@ -394,23 +483,124 @@ class Users:
         await self._store.unfollow(actor_id, user_id)
         return await self.get_user(user_id)
 
+    async def suggestions(self, actor_id: int, user_id: int, size: int) -> list[tuple[User, int]]:
+        """Who the actor might follow, best first, with how many of the accounts it follows follow
+        each (users_svc.suggestions says how, and what it never suggests)."""
+        if actor_id != user_id:
+            await self._require_user(user_id)
+        require_owner(actor_id, user_id, "see its own suggestions")
+        limit = page_size(size)
+        # Any relation (a block either way, a mute) keeps an account out.
+        related = await self._relations.all(actor_id)
+        ranked = await self._store.friends_of_friends(
+            actor_id, FOLLOWING_SAMPLE, FAN_IN, sorted(related), limit
+        )
+        chosen: list[Candidate] = ranked
+        if len(ranked) < limit:
+            popular = [p for p in await self._popular.get() if p != actor_id and p not in related]
+            followed = await self._store.followed_among(actor_id, popular)
+            chosen = fill_with_popular(ranked, popular, followed, limit)
+        found = await self._store.users_by_id([c.user_id for c in chosen])
+        users = await self._with_tweet_counts([found[c.user_id] for c in chosen if c.user_id in found])
+        followed_by = {c.user_id: c.followed_by for c in chosen}
+        return [(user, followed_by[user.user_id]) for user in users]
+
+    async def _most_followed(self, size: int) -> list[int]:
+        return await self._store.most_followed(size)
+
     async def _require_user(self, user_id: int) -> None:
         if user_id not in await self._store.users_by_id([user_id]):
             raise not_found("user", str(user_id), "user_id")
 
-    async def list_followers(self, user_id: int, size: int, token: str) -> Page[User]:
-        return await self._list_users("followers", user_id, size, token)
+    async def list_followers(
+        self, user_id: int, size: int, token: str, viewer: int | None = None
+    ) -> Page[User]:
+        return await self._list_users("followers", user_id, size, token, viewer)
 
-    async def list_following(self, user_id: int, size: int, token: str) -> Page[User]:
-        return await self._list_users("following", user_id, size, token)
+    async def list_following(
+        self, user_id: int, size: int, token: str, viewer: int | None = None
+    ) -> Page[User]:
+        return await self._list_users("following", user_id, size, token, viewer)
 
-    async def _list_users(self, direction: str, user_id: int, size: int, token: str) -> Page[User]:
+    async def _list_users(
+        self, direction: str, user_id: int, size: int, token: str, viewer: int | None
+    ) -> Page[User]:
         limit = page_size(size)
         await self._require_user(user_id)
         page = await self._edge_page(direction, user_id, limit, token)
-        found = await self._store.users_by_id(page.items)
-        users = await self._with_tweet_counts([found[u] for u in page.items if u in found])
+        return Page(await self._shown(page.items, viewer), page.next_page_token)
+
+    async def _shown(self, user_ids: Sequence[int], viewer: int | None) -> list[User]:
+        """The users of a list page, with their tweet counts, but for those a signed-in viewer
+        must not see (either blocks the other); the cursor has moved past them anyway."""
+        relations = await self._relations.among(viewer, user_ids)
+        found = await self._store.users_by_id(user_ids)
+        return await self._with_tweet_counts(
+            [found[u] for u in user_ids if u in found and not is_hidden(relations, [u], muting=False)]
+        )
+
+    # -- blocks and mutes ------------------------------------------------------------------------
+
+    async def block(self, actor_id: int, user_id: int) -> User:
+        return await self._relate(self._store.block, "block", actor_id, user_id)
+
+    async def unblock(self, actor_id: int, user_id: int) -> User:
+        return await self._relate(self._store.unblock, "unblock", actor_id, user_id)
+
+    async def mute(self, actor_id: int, user_id: int) -> User:
+        return await self._relate(self._store.mute, "mute", actor_id, user_id)
+
+    async def unmute(self, actor_id: int, user_id: int) -> User:
+        return await self._relate(self._store.unmute, "unmute", actor_id, user_id)
+
+    async def _relate(
+        self, change: Callable[[int, int], Awaitable[None]], verb: str, actor_id: int, user_id: int
+    ) -> User:
+        """Changes a relation (idempotent), then forgets the cached relations of both accounts at
+        once: the change holds everywhere from the answer on. If Redis cannot be told, the answer
+        is UNAVAILABLE and a retry (which changes nothing more) tells it again; the cache's
+        lifetime bounds how long a lost one can matter."""
+        if actor_id == user_id:
+            raise InvalidArgument.field(
+                "user_id", f"you cannot {verb} yourself", reason=f"SELF_{verb.upper()}"
+            )
+        await self._require_user(user_id)
+        await change(actor_id, user_id)
+        await self._relations_cache.forget([actor_id, user_id])
+        return await self.get_user(user_id)
+
+    async def list_blocks(self, actor_id: int, size: int, token: str) -> Page[User]:
+        return await self._relation_page("blocks", self._store.blocked, actor_id, size, token)
+
+    async def list_mutes(self, actor_id: int, size: int, token: str) -> Page[User]:
+        return await self._relation_page("mutes", self._store.muted, actor_id, size, token)
+
+    async def _relation_page(
+        self,
+        kind: str,
+        fetch: Callable[[int, int | None, int], Awaitable[list[tuple[int, int]]]],
+        actor_id: int,
+        size: int,
+        token: str,
+    ) -> Page[User]:
+        limit = page_size(size)
+        scope = f"{kind}:{actor_id}"
+        cursor = self._pages.decode(token, scope)
+        rows = await fetch(actor_id, int(cursor) if cursor else None, limit + 1)
+        page = self._pages.page(rows, limit, scope, lambda row: row[0])
+        found = await self._store.users_by_id([other for _, other in page.items])
+        users = await self._with_tweet_counts([found[o] for _, o in page.items if o in found])
         return Page(users, page.next_page_token)
+
+    async def relations_among(self, viewer: int, others: Sequence[int] | None) -> dict[int, Relation]:
+        """The viewer's relations with `others` (None: all of them), from PostgreSQL; the viewer's
+        cache entry is written again on the way (and dropped if a change committed meanwhile)."""
+        version, relations = await self._store.relations_of(viewer)
+        with contextlib.suppress(*DEPENDENCY_ERRORS):  # a cache: the answer stands without it
+            await self._relations_cache.write(viewer, version, relations)
+            if await self._store.relations_version(viewer) != version:
+                await self._relations_cache.forget([viewer])
+        return relations if others is None else {o: relations[o] for o in others if o in relations}
 
     async def follower_ids(self, user_id: int, size: int, token: str) -> Page[int]:
         return await self._edge_page(

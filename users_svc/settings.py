@@ -12,6 +12,7 @@ from meshkit.settings import (
     Rate,
     Settings,
     SettingsError,
+    read_consumer_name,
     read_database_url,
     read_outbox_replicas,
     read_outbox_sweep_seconds,
@@ -23,6 +24,7 @@ from social.caches import read_cache_ttl_seconds
 from social.follower_lists import read_follower_list_ttl_seconds
 from social.limits import ClientRates
 from social.services import DEFAULT_PORTS, read_tweets_addr
+from users_svc.suggestions import POPULAR_SECONDS
 
 SERVICE = "users"
 
@@ -72,6 +74,16 @@ class UsersSettings(Settings):
     mail: MailSettings = setting(read_mail_settings)
     # The first retry of a mail that failed to send; later ones double, up to an hour.
     mail_retry_seconds: float = setting(lambda env: env.number("MAIL_RETRY_SECONDS", 30.0, minimum=0.1))
+    # How long a deleted account's handle stays reserved before anyone may take it.
+    deleted_handle_grace_days: float = setting(
+        lambda env: env.number("DELETED_HANDLE_GRACE_DAYS", 30.0, minimum=0)
+    )
+    # This process's name in the consumer group that erases deleted accounts (social.erasure).
+    erase_consumer: str = setting(read_consumer_name("USERS_CONSUMER"))
+    # How old the popular accounts that fill up suggestions may be (users_svc.suggestions).
+    suggestions_popular_seconds: float = setting(
+        lambda env: env.number("SUGGESTIONS_POPULAR_SECONDS", POPULAR_SECONDS, minimum=0)
+    )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> UsersSettings:

@@ -19,14 +19,24 @@ from mail import TokenPurpose, TokenRecord
 from mail.postgres import PostgresMailQueue, enqueue
 from meshkit.auth import Session, cache_session, digest_cache_key, forget_session
 from meshkit.errors import DEPENDENCY_ERRORS, not_found
-from meshkit.outbox import Outbox
+from meshkit.outbox import Event, Outbox
 from meshkit.ratelimit import RateLimiter
 from meshkit.settings import Rate
 from meshkit.status import within
-from social import FOLLOWS_STREAM
+from social import ACCOUNTS_STREAM, FOLLOWS_STREAM, Relation
 from social.caches import OwnerCache, live, stale, user_key
 from users_svc.mailing import CheckToken
-from users_svc.service import ComposeMail, Credentials, EmailTaken, HandleTaken, NewAddress, TokenMail, User
+from users_svc.service import (
+    Blocked,
+    ComposeMail,
+    Credentials,
+    EmailTaken,
+    HandleTaken,
+    NewAddress,
+    TokenMail,
+    User,
+)
+from users_svc.suggestions import Candidate
 
 log = logging.getLogger(__name__)
 # Anything Redis may answer to a cache write, and its being down or slow.
@@ -37,12 +47,16 @@ MAIL_KEPT = timedelta(days=7)
 # Tokens are kept this long past their expiry (a late click still says "expired", not "unknown").
 TOKENS_KEPT = timedelta(days=1)
 TIDY_SECONDS = 3600.0
+# Follows ended per transaction when a deleted account's graph is erased.
+ERASE_BATCH = 500
 
 _USER_COLUMNS = (
     "id, handle, display_name, create_time, followers_count, following_count, bio, email,"
     " email_verify_time IS NOT NULL"
 )
 _USER_WIDTH = 9
+# A live (not deleted) account: every read of accounts has it (DeleteUser hides one at once).
+_LIVE = "delete_time IS NULL"
 _TOKEN_COLUMNS = "token_hash, purpose, user_id, address_key, create_time, expire_time, use_time"
 
 
@@ -100,14 +114,20 @@ class PostgresUserStore:
         self,
         pool: AsyncConnectionPool,
         outbox: Outbox,
-        follow_event: Callable[[int, int, bool], bytes],
+        follow_event: Callable[[int, int, bool, int], bytes],
         cache: UserCache,
+        account_event: Callable[[int], bytes],
+        handle_grace: timedelta = timedelta(days=30),
     ) -> None:
         self._pool = pool
         self._outbox = outbox
-        # Builds the serialized FollowEvent; passed in so that only server.py imports *_pb2.
+        # Build the serialized FollowEvent and AccountEvent (a deletion); passed in so that only
+        # server.py imports *_pb2.
         self._follow_event = follow_event
+        self._account_event = account_event
         self._cache = cache
+        # How long a deleted account's handle stays reserved.
+        self._handle_grace = handle_grace
 
     async def insert_user(
         self, handle: str, display_name: str, password_hash: str, address: NewAddress | None = None
@@ -115,6 +135,12 @@ class PostgresUserStore:
         email = address.email if address is not None else None
         try:
             async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                # A deleted account's handle is released once its grace period is over.
+                await cur.execute(
+                    "UPDATE users SET handle = NULL WHERE lower(handle) = lower(%s)"
+                    " AND delete_time < now() - %s",
+                    (handle, self._handle_grace),
+                )
                 await cur.execute(
                     "INSERT INTO users (handle, display_name, password_hash, email, email_key)"
                     f" VALUES (%s, %s, %s, %s, %s) RETURNING {_USER_COLUMNS}",
@@ -162,7 +188,7 @@ class PostgresUserStore:
     async def _credentials(self, where: str, value: str) -> Credentials | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE {where}", (value,)
+                f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE {where} AND {_LIVE}", (value,)
             )
             row = await cur.fetchone()
         return Credentials(_user(row), row[_USER_WIDTH]) if row else None
@@ -245,7 +271,8 @@ class PostgresUserStore:
             return {}
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_USER_COLUMNS}, version FROM users WHERE id = ANY(%s)", (list(user_ids),)
+                f"SELECT {_USER_COLUMNS}, version FROM users WHERE id = ANY(%s) AND {_LIVE}",
+                (list(user_ids),),
             )
             rows = [(_user(r), int(r[_USER_WIDTH])) for r in await cur.fetchall()]
         await self._cache.shown(rows)  # a reader's miss is rebuilt here
@@ -254,7 +281,7 @@ class PostgresUserStore:
     async def user_by_handle(self, handle: str) -> User | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(handle) = lower(%s)", (handle,)
+                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(handle) = lower(%s) AND {_LIVE}", (handle,)
             )
             row = await cur.fetchone()
         return _user(row) if row else None
@@ -262,7 +289,7 @@ class PostgresUserStore:
     async def users_by_handles(self, handles: Sequence[str]) -> list[User]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(handle) = ANY(%s)",
+                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(handle) = ANY(%s) AND {_LIVE}",
                 ([h.lower() for h in handles],),
             )
             return [_user(r) for r in await cur.fetchall()]
@@ -290,7 +317,8 @@ class PostgresUserStore:
             if not by_name:
                 cur = await conn.execute(
                     'SELECT lower(handle), id FROM users WHERE lower(handle) COLLATE "C" LIKE %s'
-                    ' AND lower(handle) COLLATE "C" > %s ORDER BY lower(handle) COLLATE "C" LIMIT %s',
+                    f' AND lower(handle) COLLATE "C" > %s AND {_LIVE}'
+                    ' ORDER BY lower(handle) COLLATE "C" LIMIT %s',
                     (pattern, key, limit),
                 )
                 rows = [(False, r[0], int(r[1])) for r in await cur.fetchall()]
@@ -300,6 +328,7 @@ class PostgresUserStore:
                     "SELECT lower(display_name), id FROM users"
                     ' WHERE lower(display_name) COLLATE "C" LIKE %s'
                     ' AND lower(handle) COLLATE "C" NOT LIKE %s'
+                    f" AND {_LIVE}"
                     ' AND (lower(display_name) COLLATE "C", id) > (%s, %s)'
                     ' ORDER BY lower(display_name) COLLATE "C", id LIMIT %s',
                     (pattern, pattern, key, user_id, limit - len(rows)),
@@ -314,6 +343,52 @@ class PostgresUserStore:
                 (user_id, list(candidates)),
             )
             return [int(r[0]) for r in await cur.fetchall()]
+
+    async def friends_of_friends(
+        self, user_id: int, sample: int, fan_in: int, excluded: Sequence[int], limit: int
+    ) -> list[Candidate]:
+        """Accounts followed by the user's `sample` most recent followees (`fan_in` most recent
+        follows of each), most of them first (then more followers, then newest account); never the
+        user, whom it follows, nor `excluded`."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "WITH mine AS (SELECT followee_id FROM follows WHERE follower_id = %(user)s"
+                "  ORDER BY id DESC LIMIT %(sample)s),"
+                " theirs AS (SELECT f.followee_id AS candidate, count(*) AS followed_by FROM mine m"
+                "  CROSS JOIN LATERAL (SELECT followee_id FROM follows WHERE follower_id = m.followee_id"
+                "   ORDER BY id DESC LIMIT %(fan_in)s) f"
+                "  WHERE f.followee_id <> %(user)s AND NOT f.followee_id = ANY(%(excluded)s)"
+                "  GROUP BY f.followee_id)"
+                " SELECT t.candidate, t.followed_by FROM theirs t JOIN users u ON u.id = t.candidate"
+                " WHERE u.delete_time IS NULL AND NOT EXISTS (SELECT 1 FROM follows x"
+                "  WHERE x.follower_id = %(user)s AND x.followee_id = t.candidate)"
+                " ORDER BY t.followed_by DESC, u.followers_count DESC, u.id DESC LIMIT %(limit)s",
+                {
+                    "user": user_id,
+                    "sample": sample,
+                    "fan_in": fan_in,
+                    "excluded": list(excluded),
+                    "limit": limit,
+                },
+            )
+            return [Candidate(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+
+    async def most_followed(self, limit: int) -> list[int]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT id FROM users WHERE {_LIVE} ORDER BY followers_count DESC, id DESC LIMIT %s",
+                (limit,),
+            )
+            return [int(r[0]) for r in await cur.fetchall()]
+
+    async def followed_among(self, user_id: int, candidates: Sequence[int]) -> set[int]:
+        """The candidates the user follows."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT followee_id FROM follows WHERE follower_id = %s AND followee_id = ANY(%s)",
+                (user_id, list(candidates)),
+            )
+            return {int(r[0]) for r in await cur.fetchall()}
 
     async def create_session(self, digest: bytes, user_id: int, expire_time: datetime) -> None:
         async with self._pool.connection() as conn:
@@ -347,38 +422,260 @@ class PostgresUserStore:
         return [bytes(row[0]) for row in await cur.fetchall()]
 
     async def follow(self, follower_id: int, followee_id: int) -> None:
-        await self._change_follow(follower_id, followee_id, following=True)
+        """Blocked (with the relation) when either blocks the other."""
+        versions: dict[int, int] = {}
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # The two users' rows are locked first (in id order), so a block between them either
+            # commits before this reads the blocks or waits for this follow and ends it.
+            await self._lock_users(cur, follower_id, followee_id)
+            relation = await self._blocks_between(cur, follower_id, followee_id)
+            if relation:
+                raise Blocked(relation)
+            event = await self._change_edge(cur, follower_id, followee_id, following=True, versions=versions)
+        await self._edges_changed([event] if event else [], versions)
 
     async def unfollow(self, follower_id: int, followee_id: int) -> None:
-        await self._change_follow(follower_id, followee_id, following=False)
+        versions: dict[int, int] = {}
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await self._lock_users(cur, follower_id, followee_id)
+            event = await self._change_edge(cur, follower_id, followee_id, following=False, versions=versions)
+        await self._edges_changed([event] if event else [], versions)
 
-    async def _change_follow(self, follower_id: int, followee_id: int, *, following: bool) -> None:
-        """Adds or removes the edge; counts and the event change only if the edge did, in one transaction."""
+    async def _edges_changed(self, events: list[Event], versions: dict[int, int]) -> None:
+        """After a commit that changed follows: their events relayed, the users' cache entries stale."""
+        await self._outbox.relay(events)
+        await self._cache.changed(versions)
+
+    @staticmethod
+    async def _lock_users(cur: psycopg.AsyncCursor[Any], *user_ids: int) -> None:
+        """Locks the users' rows, always in id order, so concurrent changes between the same users
+        cannot deadlock; NOT_FOUND if one is deleted. A deletion updates its row first: a change
+        racing it either commits before it (and is erased after it) or sees it here."""
+        await cur.execute(
+            f"SELECT id FROM users WHERE id = ANY(%s) AND {_LIVE} ORDER BY id FOR NO KEY UPDATE",
+            (list(user_ids),),
+        )
+        if missing := set(user_ids) - {int(r[0]) for r in await cur.fetchall()}:
+            raise not_found("user", str(min(missing)), "user_id")
+
+    async def _change_edge(
+        self,
+        cur: psycopg.AsyncCursor[Any],
+        follower_id: int,
+        followee_id: int,
+        *,
+        following: bool,
+        versions: dict[int, int],
+    ) -> Event | None:
+        """Adds or removes the edge (the users locked); the counts and the event change only if the
+        edge did. Returns the event, to relay after the commit; the users' new row versions go into
+        `versions`, for their cache entries to go stale after it."""
         delta = 1 if following else -1
         change = (
             "INSERT INTO follows (follower_id, followee_id) VALUES (%s, %s)"
-            " ON CONFLICT DO NOTHING RETURNING 1"
+            " ON CONFLICT DO NOTHING RETURNING id"
             if following
-            else "DELETE FROM follows WHERE follower_id = %s AND followee_id = %s RETURNING 1"
+            else "DELETE FROM follows WHERE follower_id = %s AND followee_id = %s RETURNING id"
         )
-        versions = {}
-        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.execute(change, (follower_id, followee_id))
-            if await cur.fetchone() is None:
-                return
-            # Always lock in id order so concurrent follows between the same users cannot deadlock.
-            for user_id in sorted((follower_id, followee_id)):
-                column = "following_count" if user_id == follower_id else "followers_count"
-                await cur.execute(
-                    f"UPDATE users SET {column} = {column} + %s WHERE id = %s RETURNING version",
-                    (delta, user_id),
-                )
-                versions[user_id] = int((await cur.fetchone() or [0])[0])
-            event = await self._outbox.add(
-                cur, FOLLOWS_STREAM, self._follow_event(follower_id, followee_id, following)
+        await cur.execute(change, (follower_id, followee_id))
+        if (edge := await cur.fetchone()) is None:
+            return None
+        for user_id in sorted((follower_id, followee_id)):
+            column = "following_count" if user_id == follower_id else "followers_count"
+            await cur.execute(
+                f"UPDATE users SET {column} = {column} + %s WHERE id = %s RETURNING version", (delta, user_id)
             )
+            versions[user_id] = int((await cur.fetchone() or [0])[0])
+        return await self._outbox.add(
+            cur, FOLLOWS_STREAM, self._follow_event(follower_id, followee_id, following, int(edge[0]))
+        )
+
+    # -- account deletion ---------------------------------------------------------------------------
+
+    async def delete_account(self, user_id: int) -> list[bytes]:
+        """Marks the account deleted (hidden from every read from the commit on), erases its email
+        address, password, profile and mailed tokens, deletes its sessions and records its
+        AccountEvent, in one transaction; the digests of the sessions deleted. The rest of the
+        account goes through the event (erase_graph here, and the other owners' erasers)."""
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(
+                "UPDATE users SET delete_time = now(), email = NULL, email_key = NULL,"
+                " email_verify_time = NULL, password_hash = '', display_name = '', bio = ''"
+                f" WHERE id = %s AND {_LIVE} RETURNING version",
+                (user_id,),
+            )
+            if (row := await cur.fetchone()) is None:
+                raise not_found("user", str(user_id), "user_id")
+            await cur.execute("DELETE FROM account_tokens WHERE user_id = %s", (user_id,))
+            await cur.execute("DELETE FROM sessions WHERE user_id = %s RETURNING token_hash", (user_id,))
+            revoked = [bytes(r[0]) for r in await cur.fetchall()]
+            event = await self._outbox.add(cur, ACCOUNTS_STREAM, self._account_event(user_id))
         await self._outbox.relay([event])
-        await self._cache.changed(versions)
+        await self._cache.changed({user_id: int(row[0])})
+        return revoked
+
+    async def is_deleted(self, user_id: int) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT delete_time IS NOT NULL FROM users WHERE id = %s", (user_id,))
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def erase_graph(self, user_id: int, batch: int = ERASE_BATCH) -> set[int]:
+        """Ends every follow of a deleted account, both ways, `batch` at a time (each in its own
+        transaction, with the others' counts and the FollowEvents of the unfollows, as an unfollow
+        does), then its blocks and mutes; the accounts whose relations changed. Idempotent: run
+        again, it finds what is left."""
+        while True:
+            versions: dict[int, int] = {}
+            async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.execute(
+                    "SELECT follower_id, followee_id FROM follows WHERE follower_id = %s"
+                    " UNION ALL (SELECT follower_id, followee_id FROM follows WHERE followee_id = %s)"
+                    " LIMIT %s",
+                    (user_id, user_id, batch),
+                )
+                edges = [(int(f), int(e)) for f, e in await cur.fetchall()]
+                if not edges:
+                    break
+                # The same lock order as every change of follows (the account's own row included).
+                await cur.execute(
+                    "SELECT id FROM users WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
+                    (sorted({u for edge in edges for u in edge}),),
+                )
+                events = [
+                    event
+                    for follower, followee in edges
+                    if (
+                        event := await self._change_edge(
+                            cur, follower, followee, following=False, versions=versions
+                        )
+                    )
+                ]
+            await self._edges_changed(events, versions)
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            others: set[int] = set()
+            for table, actor, subject in (
+                ("blocks", "blocker_id", "blocked_id"),
+                ("mutes", "muter_id", "muted_id"),
+            ):
+                await cur.execute(
+                    f"DELETE FROM {table} WHERE {actor} = %(user)s OR {subject} = %(user)s"
+                    f" RETURNING CASE WHEN {actor} = %(user)s THEN {subject} ELSE {actor} END",
+                    {"user": user_id},
+                )
+                others |= {int(r[0]) for r in await cur.fetchall()}
+            if others:
+                await cur.execute(
+                    "SELECT id FROM users WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (sorted(others),)
+                )
+                await cur.execute(
+                    "UPDATE users SET relations_version = relations_version + 1 WHERE id = ANY(%s)",
+                    (sorted(others),),
+                )
+        return others
+
+    # -- blocks and mutes --------------------------------------------------------------------------
+
+    @staticmethod
+    async def _blocks_between(cur: psycopg.AsyncCursor[Any], user_id: int, other_id: int) -> Relation:
+        await cur.execute(
+            "SELECT blocker_id FROM blocks WHERE (blocker_id, blocked_id) IN ((%s, %s), (%s, %s))",
+            (user_id, other_id, other_id, user_id),
+        )
+        relation = Relation.NONE
+        for (blocker,) in await cur.fetchall():
+            relation |= Relation.BLOCKS if int(blocker) == user_id else Relation.BLOCKED_BY
+        return relation
+
+    async def block(self, blocker_id: int, blocked_id: int) -> None:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await self._lock_users(cur, blocker_id, blocked_id)
+            events = []
+            versions: dict[int, int] = {}
+            if await self._change_relation(cur, "blocks", blocker_id, blocked_id, on=True, both=True):
+                for follower, followee in ((blocker_id, blocked_id), (blocked_id, blocker_id)):
+                    edge = await self._change_edge(
+                        cur, follower, followee, following=False, versions=versions
+                    )
+                    if edge:
+                        events.append(edge)
+        await self._edges_changed(events, versions)
+
+    async def unblock(self, blocker_id: int, blocked_id: int) -> None:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await self._lock_users(cur, blocker_id, blocked_id)
+            await self._change_relation(cur, "blocks", blocker_id, blocked_id, on=False, both=True)
+
+    async def mute(self, muter_id: int, muted_id: int) -> None:
+        await self._mute(muter_id, muted_id, on=True)
+
+    async def unmute(self, muter_id: int, muted_id: int) -> None:
+        await self._mute(muter_id, muted_id, on=False)
+
+    async def _mute(self, muter_id: int, muted_id: int, *, on: bool) -> None:
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await self._lock_users(cur, muter_id, muted_id)
+            await self._change_relation(cur, "mutes", muter_id, muted_id, on=on, both=False)
+
+    @staticmethod
+    async def _change_relation(
+        cur: psycopg.AsyncCursor[Any], table: str, user_id: int, other_id: int, *, on: bool, both: bool
+    ) -> bool:
+        """Adds (`on`) or removes the row of `table` (blocks or mutes); when it changed, bumps the
+        relations version of the user, and of the other too if the relation is theirs as well
+        (`both`: a block). Whether it changed."""
+        actor, subject = ("blocker_id", "blocked_id") if table == "blocks" else ("muter_id", "muted_id")
+        change = (
+            f"INSERT INTO {table} ({actor}, {subject}) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+            if on
+            else f"DELETE FROM {table} WHERE {actor} = %s AND {subject} = %s RETURNING 1"
+        )
+        await cur.execute(change, (user_id, other_id))
+        if await cur.fetchone() is None:
+            return False
+        await cur.execute(
+            "UPDATE users SET relations_version = relations_version + 1 WHERE id = ANY(%s)",
+            ([user_id, other_id] if both else [user_id],),
+        )
+        return True
+
+    async def blocked(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        return await self._id_pairs(
+            "SELECT id, blocked_id FROM blocks WHERE blocker_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
+            user_id,
+            before,
+            limit,
+        )
+
+    async def muted(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        return await self._id_pairs(
+            "SELECT id, muted_id FROM mutes WHERE muter_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
+            user_id,
+            before,
+            limit,
+        )
+
+    async def relations_of(self, user_id: int) -> tuple[int, dict[int, Relation]]:
+        """The user's relations version, then every relation it has (read in that order: a change
+        committed in between makes the version look old, never the relations)."""
+        version = await self.relations_version(user_id)
+        found: dict[int, Relation] = {}
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT blocked_id, 1 FROM blocks WHERE blocker_id = %s"
+                " UNION ALL SELECT blocker_id, 2 FROM blocks WHERE blocked_id = %s"
+                " UNION ALL SELECT muted_id, 4 FROM mutes WHERE muter_id = %s",
+                (user_id, user_id, user_id),
+            )
+            for other, bit in await cur.fetchall():
+                found[int(other)] = found.get(int(other), Relation.NONE) | Relation(int(bit))
+        return version, found
+
+    async def relations_version(self, user_id: int) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT relations_version FROM users WHERE id = %s", (user_id,))
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def followers(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
         return await self._edges("followee_id", "follower_id", user_id, before, limit)
@@ -410,10 +707,20 @@ class PostgresUserStore:
         self, by: str, other: str, user_id: int, before: int | None, limit: int
     ) -> list[tuple[int, int]]:
         """(follow id, other user id) pairs, newest follow first, below the `before` follow id."""
+        return await self._id_pairs(
+            f"SELECT id, {other} FROM follows WHERE {by} = %s AND id < %s ORDER BY id DESC LIMIT %s",
+            user_id,
+            before,
+            limit,
+        )
+
+    async def _id_pairs(
+        self, sql: str, user_id: int, before: int | None, limit: int
+    ) -> list[tuple[int, int]]:
+        """(row id, other user id) pairs of a list of `user_id`'s, below the `before` row id."""
         async with self._pool.connection() as conn:
             cur: psycopg.AsyncCursor[TupleRow] = await conn.execute(
-                f"SELECT id, {other} FROM follows WHERE {by} = %s AND id < %s ORDER BY id DESC LIMIT %s",
-                (user_id, before if before is not None else 2**63 - 1, limit),
+                sql, (user_id, before if before is not None else 2**63 - 1, limit)
             )
             return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
 

@@ -188,6 +188,47 @@ def test_email_verify_sign_in_by_email_and_reset_the_password(mesh: Mesh, tmp_pa
     assert "removed" in carol.ok("change-email", "--remove", "--password-stdin", stdin=new_password)
 
 
+def test_block_and_mute_from_the_terminal(mesh: Mesh, tmp_path: Path) -> None:
+    dan, eve, fay = (person(tmp_path, mesh, name) for name in ("dan", "eve", "fay"))
+    for someone in (dan, eve, fay):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    eve.ok("follow", dan.handle)
+    eve.ok("follow", fay.handle)
+    assert "(you block nobody)" in dan.ok("blocks")
+    assert "blocked" in dan.ok("block", eve.handle)
+    assert f"@{eve.handle}" in dan.ok("blocks")
+    refused = eve.run("follow", dan.handle)
+    assert (
+        refused.returncode == 1 and "permission denied" in refused.stderr and "blocks you" in refused.stderr
+    )
+    assert "muted" in eve.ok("mute", fay.handle)
+    assert f"@{fay.handle}" in eve.ok("mutes")
+    fay.ok("post", "fay is muted by eve")
+    assert "fay is muted by eve" not in eve.ok("timeline")
+    assert "unmuted" in eve.ok("unmute", fay.handle)
+    eventually(lambda: "fay is muted by eve" in eve.ok("timeline"), timeout=15)
+    assert "unblocked" in dan.ok("unblock", eve.handle)
+    assert "following" in eve.ok("follow", dan.handle)
+
+
+def test_delete_the_account_from_the_terminal(mesh: Mesh, tmp_path: Path) -> None:
+    gus, hana = person(tmp_path, mesh, "gus"), person(tmp_path, mesh, "hana")
+    for someone in (gus, hana):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    hana.ok("follow", gus.handle)
+    gus.ok("post", "gus was here")
+    eventually(lambda: "gus was here" in hana.ok("timeline"), timeout=15)
+    asked = gus.run("delete-account", "--password-stdin", stdin=PASSWORD)
+    assert asked.returncode == 1 and "--yes" in asked.stderr
+    wrong = gus.run("delete-account", "--yes", "--password-stdin", stdin="not the password")
+    assert wrong.returncode == 1 and "does not match the current password" in wrong.stderr
+    assert "account deleted" in gus.ok("delete-account", "--yes", "--password-stdin", stdin=PASSWORD)
+    eventually(lambda: "gus was here" not in hana.ok("timeline"), timeout=30)
+    gone = hana.run("follow", gus.handle)
+    assert gone.returncode == 1 and "not found" in gone.stderr
+    assert gus.run("whoami").returncode == 1  # the saved token went with the account
+
+
 def test_upload_sends_a_file_in_chunks_and_refuses_what_is_not_media(mesh: Mesh, tmp_path: Path) -> None:
     frank = person(tmp_path, mesh, "frank")
     frank.ok("signup", frank.handle, "--password-stdin", stdin=PASSWORD)
@@ -255,6 +296,33 @@ def test_bookmarks_kept_listed_and_removed(mesh: Mesh, tmp_path: Path) -> None:
     assert "(no bookmarks)" in kim.ok("bookmarks")
     done = kim.run("bookmark", "1999999999999999999")
     assert done.returncode == 1 and "tweet_id" in done.stderr
+
+
+def test_notifications_from_the_terminal(mesh: Mesh, tmp_path: Path) -> None:
+    gil, hen, ida = (person(tmp_path, mesh, name) for name in ("gil", "hen", "ida"))
+    for someone in (gil, hen, ida):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    assert "(no notifications)" in gil.ok("notifications")
+    for fan in (hen, ida):
+        fan.ok("follow", gil.handle)
+    eventually(lambda: "2 unread" in gil.ok("notifications"), timeout=20)
+    # One group, unread (*), named after one of its accounts.
+    names = (f"@{hen.handle} and 1 other followed you", f"@{ida.handle} and 1 other followed you")
+    listed = gil.ok("notifications").splitlines()
+    assert len(listed) == 2 and listed[1].startswith(tuple(f"* {n}" for n in names)), listed
+    assert "read up to" in gil.ok("mark-read")
+    listed = gil.ok("notifications").splitlines()
+    assert listed[0] == "0 unread" and listed[1].startswith(tuple(f"  {n}" for n in names)), listed
+
+
+def test_suggestions_from_the_terminal(mesh: Mesh, tmp_path: Path) -> None:
+    jo, kay, lou = (person(tmp_path, mesh, name) for name in ("jo", "kay", "lou"))
+    for someone in (jo, kay, lou):
+        someone.ok("signup", someone.handle, "--password-stdin", stdin=PASSWORD)
+    jo.ok("follow", kay.handle)
+    kay.ok("follow", lou.handle)
+    first = jo.ok("suggestions", "--limit", "5").splitlines()[0]
+    assert f"@{lou.handle}" in first and "followed by 1 you follow" in first
 
 
 def test_trends_listed_and_a_bad_window_refused(mesh: Mesh, tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ private folder.
 
 Why this test exists: `make run` is the README's front door and the only place where the runner's
 own signal handling is exercised. It proves that the runner starts the whole mesh (embedded
-PostgreSQL and Redis, the local SMTP server, migrations, the four services, Envoy) on the ports it
+PostgreSQL and Redis, the local SMTP server, migrations, the six services, Envoy) on the ports it
 is given, prints `tweetmesh is ready` only once Envoy answers (over TLS too, with the self-signed
 certificate TLS_SELF_SIGNED=1 asks for), and where mails are kept (a mail sent to its SMTP port is
 read back there), and that SIGINT (Ctrl-C) makes it stop everything it started and exit 0, leaving
@@ -186,7 +186,7 @@ def test_make_run_starts_everything_and_ctrl_c_stops_all_of_it(data_dir: Path) -
         [mail] = read_mails(data_dir / "mail", "ann@example.com")
         assert mail["Subject"] == "hello"
         started = descendants(runner.pid)
-        # PostgreSQL, Redis, the SMTP server, four services, Envoy, and PostgreSQL's own workers.
+        # PostgreSQL, Redis, the SMTP server, six services, Envoy, and PostgreSQL's own workers.
         assert len(started) >= 8, started
 
         runner.send_signal(signal.SIGINT)

@@ -23,6 +23,7 @@ from devstack.smtp import read_mails
 from tests.helpers import PASSWORD, http_call
 from tests.media_samples import encode, picture
 from tweetmesh.media.v1 import media_service_pb2
+from tweetmesh.notifications.v1 import notifications_service_pb2
 from tweetmesh.timeline.v1 import timeline_service_pb2
 from tweetmesh.tweets.v1 import tweets_service_pb2
 from tweetmesh.users.v1 import users_service_pb2
@@ -93,6 +94,12 @@ class Checker:
         self.checked.add((method.lower(), template))
         return response
 
+    def ok(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        """The JSON body of a call that must succeed."""
+        response = self.call(method, path, body, token)
+        assert response.status == 200, (method, path, response.body)
+        return response.json()
+
 
 def test_the_spec_is_valid_openapi_3(spec: dict[str, Any]) -> None:
     validate(spec)
@@ -102,7 +109,13 @@ def test_the_spec_is_valid_openapi_3(spec: dict[str, Any]) -> None:
 def test_every_public_rpc_has_its_route_and_no_internal_one_does(spec: dict[str, Any]) -> None:
     expected = set()
     internal = set()
-    for module in (users_service_pb2, tweets_service_pb2, timeline_service_pb2, media_service_pb2):
+    for module in (
+        users_service_pb2,
+        tweets_service_pb2,
+        timeline_service_pb2,
+        media_service_pb2,
+        notifications_service_pb2,
+    ):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 options = method.GetOptions()
@@ -134,11 +147,7 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
     """Calls every non-streaming route once, successfully; returns (handle, token, other's id, token)."""
     handle, other = f"spec_{secrets.token_hex(3)}", f"spec2_{secrets.token_hex(3)}"
     email = f"{handle}@example.com"
-
-    def ok(method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-        response = api.call(method, path, body, token)
-        assert response.status == 200, (method, path, response.body)
-        return response.json()
+    ok = api.ok
 
     user = ok("POST", "/v1/users", {"handle": handle, "password": PASSWORD, "email": email})["user"]
     token = ok("POST", "/v1/sessions", {"handle": handle, "password": PASSWORD})["token"]
@@ -175,16 +184,38 @@ def walk_every_route(api: Checker, mesh: Mesh) -> tuple[str, str, str, str]:
     ok("GET", "/v1/timelines/home?page_size=5", token=token)
     ok("GET", "/v1/timelines/global?page_size=5")
     ok("POST", f"/v1/users/{fid}:unfollow", {}, token)
+    for verb in ("block", "unblock", "mute", "unmute"):
+        ok("POST", f"/v1/users/{fid}:{verb}", {}, token)
+    ok("GET", "/v1/blocks?page_size=5", token=token)
+    ok("GET", "/v1/mutes", token=token)
+    ok("GET", f"/v1/users/{uid}/suggestions?page_size=5", token=token)
+    ok("GET", "/v1/notifications:unreadCount", token=token)
+    listed = ok("GET", "/v1/notifications?page_size=5", token=token).get("groups", [])
+    newest = listed[0]["latest_notification_id"] if listed else "1"
+    ok("POST", "/v1/notifications:markRead", {"up_to_id": newest}, token)
     ok("DELETE", f"/v1/tweets/{tid}", token=other_token)
+    delete_an_account(api, handle[:-1] + "x")
+    return handle, walk_credential_routes(api, mesh, uid, email, token), fid, other_token
+
+
+def delete_an_account(api: Checker, handle: str) -> None:
+    """An account of its own, deleted with its password."""
+    leaving = api.ok("POST", "/v1/users", {"handle": handle, "password": PASSWORD})["user"]
+    token = api.ok("POST", "/v1/sessions", {"handle": handle, "password": PASSWORD})["token"]
+    api.ok("DELETE", f"/v1/users/{leaving['user_id']}", {"password": PASSWORD}, token)
+
+
+def walk_credential_routes(api: Checker, mesh: Mesh, uid: str, email: str, token: str) -> str:
+    """Changes the password, resets it with the token mailed earlier, changes the email; the new token."""
     changed = {"old_password": PASSWORD, "new_password": f"{PASSWORD} again"}
-    token = ok("POST", f"/v1/users/{uid}:changePassword", changed, token)["token"]
+    token = api.ok("POST", f"/v1/users/{uid}:changePassword", changed, token)["token"]
     reset = {"token": mailed_token(mesh, email, 3), "new_password": f"{PASSWORD} reset"}
-    ok("POST", "/v1/users:resetPassword", reset)
-    token = ok("POST", "/v1/sessions", {"email": email, "password": reset["new_password"]})["token"]
+    api.ok("POST", "/v1/users:resetPassword", reset)
+    token = api.ok("POST", "/v1/sessions", {"email": email, "password": reset["new_password"]})["token"]
     new_email = {"email": f"new.{email}", "password": reset["new_password"]}
-    ok("POST", f"/v1/users/{uid}:changeEmail", new_email, token)
+    api.ok("POST", f"/v1/users/{uid}:changeEmail", new_email, token)
     walk_media_routes(api, token)
-    return handle, token, fid, other_token
+    return str(token)
 
 
 def walk_richer_tweets(api: Checker, token: str, tweet_id: str) -> None:
@@ -237,7 +268,11 @@ def test_envoy_answers_as_the_spec_says(mesh: Mesh, spec: dict[str, Any]) -> Non
         for verb, op in ops.items()
         if verb == "get" and ":stream" in path
     }
-    assert streams == {("get", "/v1/timelines/home:stream"), ("get", "/v1/timelines/global:stream")}
+    assert streams == {
+        ("get", "/v1/timelines/home:stream"),
+        ("get", "/v1/timelines/global:stream"),
+        ("get", "/v1/notifications:stream"),
+    }
     for _, path in streams:
         # The stream's content type is the one the spec gives.
         content = spec["paths"][path]["get"]["responses"]["200"]["content"]

@@ -16,7 +16,7 @@ from tests.helpers import debian_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_BIN = ROOT / ".venv" / "npm" / "node_modules" / ".bin"
-PUBLIC = ("users", "tweets", "timeline")
+PUBLIC = ("users", "tweets", "timeline", "notifications")
 GO_PACKAGE = "tweetmesh.dev/api/gen/go"
 
 

@@ -174,9 +174,17 @@ def test_b2_redis_wiped(
 ) -> None:
     def fault(run: Run) -> None:
         redis_client(fault_mesh.redis_url).flushall()
+
         # Events fan-out had not read yet are gone with the wipe: open streams must notice, end,
         # and resume from before it (their tweets come back from the rebuilt home timeline).
-        eventually(lambda: any(reason == "FEED_LOST" for _, reason, _ in run.stream.endings), timeout=10)
+        def lost() -> bool:
+            endings, violations = run.stream.endings, run.violations.seen
+            assert any(reason == "FEED_LOST" for _, reason, _ in endings), (
+                f"no FEED_LOST yet; the stream's endings: {endings}; violations: {violations}"
+            )
+            return True
+
+        eventually(lost, timeout=20)
 
     run_scenario("b2-redis-flushall", fault_mesh, fault_stubs, health, report, fault)
 
@@ -213,7 +221,7 @@ def test_d_every_service_sigtermed_under_load(
 def test_e_a_dependency_frozen_for_a_while(
     fault_mesh: Mesh, fault_stubs: Stubs, health: Health, report: Callable[[str], None], dependency: str
 ) -> None:
-    needs = [s for s in SERVICES if dependency == "redis" or s in {"users", "tweets"}]
+    needs = [s for s in SERVICES if dependency == "redis" or s in {"users", "tweets", "notifications"}]
 
     def fault(run: Run) -> None:
         fault_mesh.pause_dependency(dependency)

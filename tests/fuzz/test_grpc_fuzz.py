@@ -20,13 +20,14 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devstack.mesh import Mesh
+from devstack.mesh import SERVICES, Mesh
 from social import peers  # noqa: F401  (loads the users and tweets services into the pool)
 from tests.conftest import report_lines
 from tests.fuzz.routes import DESCRIPTOR_SET, Known
 from tests.helpers import Metadata, bearer
 from tweetmesh.fanout.v1 import fanout_service_pb2  # noqa: F401
 from tweetmesh.media.v1 import media_service_pb2  # noqa: F401
+from tweetmesh.notifications.v1 import notifications_service_pb2  # noqa: F401
 from tweetmesh.timeline.v1 import timeline_service_pb2  # noqa: F401
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
@@ -37,7 +38,7 @@ CALL_TIMEOUT = 20.0
 
 @dataclass(frozen=True)
 class Method:
-    service: str  # users, tweets, fanout, timeline, media
+    service: str  # a name of devstack.mesh.SERVICES
     path: str  # /package.Service/Method
     request_type: str
     client_streaming: bool = False
@@ -144,17 +145,14 @@ def calls(draw: st.DrawFn, known: Known) -> tuple[Method, list[bytes], Metadata]
 
 @pytest.fixture(scope="module")
 def channels(mesh: Mesh) -> Iterator[dict[str, grpc.Channel]]:
-    opened = {
-        name: grpc.insecure_channel(f"127.0.0.1:{mesh.ports.of(name)}")
-        for name in ("users", "tweets", "fanout", "timeline", "media")
-    }
+    opened = {name: grpc.insecure_channel(f"127.0.0.1:{mesh.ports.of(name)}") for name in SERVICES}
     yield opened
     for channel in opened.values():
         channel.close()
 
 
 def test_every_rpc_of_every_service_is_fuzzed() -> None:
-    assert {m.service for m in ALL_METHODS} == {"users", "tweets", "fanout", "timeline", "media"}
+    assert {m.service for m in ALL_METHODS} == set(SERVICES)
     assert any(m.path.endswith("/BatchGetUsers") for m in ALL_METHODS)
     assert any(m.client_streaming for m in ALL_METHODS)
 

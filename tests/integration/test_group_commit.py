@@ -23,7 +23,7 @@ from social.timelines import home_key, pack
 from tests.helpers import Account, Stubs, eventually, redis_client
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2_grpc as tweets_grpc
-from tweets_svc.server import deletion_entries, tweet_cache, tweet_event
+from tweets_svc.server import deletion_entries, like_event, tweet_cache, tweet_event
 from tweets_svc.service import NewTweet, ReplyTargetMissing, Tweet
 from tweets_svc.storage import PostgresTweetStore
 
@@ -157,7 +157,7 @@ async def store(mesh: Mesh) -> Any:
     try:
         cache = tweet_cache(redis, 600)
         outbox = Outbox(pool, redis, on_relay=deletion_entries(cache))
-        yield PostgresTweetStore(pool, outbox, tweet_event, cache, batches_in_flight=1)
+        yield PostgresTweetStore(pool, outbox, tweet_event, like_event, cache, batches_in_flight=1)
     finally:
         await redis.aclose()
         await pool.close()

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from devstack.mesh import SERVICES
 from tests.helpers import Stubs
 
 
-@pytest.mark.parametrize("service", ["users", "tweets", "fanout", "timeline"])
+@pytest.mark.parametrize("service", SERVICES)
 def test_sigterm_stops_a_service_cleanly_and_it_restarts(mesh: Any, stubs: Stubs, service: str) -> None:
     assert mesh.stop_service(service) == 0
     mesh.start_service(service)

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devstack.mesh import SERVICES, Mesh
 from tests.helpers import LiveStream, Stubs, eventually, rpc_error
 from tests.media_samples import encode, picture
+from tweetmesh.notifications.v1 import notifications_service_pb2 as notifications_pb
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
@@ -55,12 +56,16 @@ def test_every_service_serves_rpc_histograms_by_method_and_code(mesh: Mesh, stub
     stubs.home(author)
     stubs.fanout_stats()
     stubs.upload(author, encode(picture(), "PNG"), "image/png")
+    stubs.notifications.GetUnreadCount(
+        notifications_pb.GetUnreadCountRequest(), metadata=author.auth, timeout=10
+    )
     calls = {
         "users": ("tweetmesh.users.v1.UserService", "Login"),
         "tweets": ("tweetmesh.tweets.v1.TweetService", "CreateTweet"),
         "fanout": ("tweetmesh.fanout.v1.FanoutService", "GetFanoutStats"),
         "timeline": ("tweetmesh.timeline.v1.TimelineService", "GetHomeTimeline"),
         "media": ("tweetmesh.media.v1.MediaService", "UploadMedia"),
+        "notifications": ("tweetmesh.notifications.v1.NotificationService", "GetUnreadCount"),
     }
     for service in SERVICES:
         grpc_service, method = calls[service]

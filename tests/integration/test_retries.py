@@ -16,7 +16,7 @@ from google.protobuf import descriptor_pool
 from meshkit.runtime import Runtime, read_only_methods
 from meshkit.status import within
 from social import peers
-from social.peers import MediaPeer, TweetsPeer, UsersPeer
+from social.peers import MediaPeer, NotificationsPeer, TweetsPeer, UsersPeer
 from timeline_svc.settings import load_settings
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
@@ -116,6 +116,9 @@ async def test_within_answers_at_its_limit_without_waiting_for_the_work_to_unwin
     assert await within(1.0, asyncio.sleep(0, result="done")) == "done"
 
 
+PEERS = (UsersPeer, TweetsPeer, MediaPeer, NotificationsPeer)
+
+
 def test_every_method_the_peers_call_is_a_known_read() -> None:
     """A new call between services must be classified: mark it `option idempotency_level =
     NO_SIDE_EFFECTS` in its proto if it only reads (and so may be retried), or leave it out on
@@ -126,9 +129,9 @@ def test_every_method_the_peers_call_is_a_known_read() -> None:
     # but not retried by the channel: their caller's work (a fan-out event, a rebuild) is retried.
     writes = {"ClaimMedia", "EnsureFollowerLists", "SyncFollow", "JoinFollowerLists"}
     called = set(re.findall(r"self\._stub\.(\w+)", Path(peers.__file__).read_text()))
-    reads = {m for peer in (UsersPeer, TweetsPeer, MediaPeer) for m in read_only_methods(peer.SERVICE)}
+    reads = {m for peer in PEERS for m in read_only_methods(peer.SERVICE)}
     assert called <= reads | writes, f"unclassified: {called - reads - writes}"
     pool = descriptor_pool.Default()
-    for peer in (UsersPeer, TweetsPeer, MediaPeer):
+    for peer in PEERS:
         names = {m.name for m in pool.FindServiceByName(peer.SERVICE.full_name).methods}
         assert set(read_only_methods(peer.SERVICE)) <= names, f"{peer.SERVICE.full_name}"

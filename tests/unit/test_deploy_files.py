@@ -29,6 +29,7 @@ def test_every_compose_command_runs_a_module_that_exists() -> None:
         "fanout_svc",
         "timeline_svc",
         "media_svc",
+        "notifications_svc",
         "meshkit.migrate",
         "devstack.envoy",
     } <= set(modules)
@@ -37,7 +38,7 @@ def test_every_compose_command_runs_a_module_that_exists() -> None:
 def test_compose_services_find_each_other_on_the_ports_they_listen_on() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    for name in ("users", "tweets", "fanout", "timeline", "media"):
+    for name in ("users", "tweets", "fanout", "timeline", "media", "notifications"):
         port = services[name]["environment"]["GRPC_PORT"]
         assert services[name]["environment"][f"{name.upper()}_ADDR"] == f"{name}:{port}"
     upstreams = [a for a in services["envoy"]["command"] if a.startswith("--upstream=")]

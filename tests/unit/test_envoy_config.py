@@ -13,9 +13,11 @@ from google.protobuf import descriptor_pb2
 
 from devstack.envoy import (
     ADMIN_CLUSTER,
+    COLLECTOR_CLUSTER,
     DESCRIPTOR,
     ROUTE_KINDS,
     TEMPLATE,
+    otlp_collector,
     path_regex,
     public_rpcs,
     render_envoy_config,
@@ -74,7 +76,7 @@ def test_a_method_a_path_does_not_take_is_refused_with_the_ones_it_does() -> Non
         for r in routes(config)
         if r["name"].startswith("method-not-allowed")
     }
-    assert refusals["^/v1/users/[^/]+$"] == "GET, PATCH"
+    assert refusals["^/v1/users/[^/]+$"] == "DELETE, GET, PATCH"
     assert refusals["^/v1/tweets/[^/]+:like$"] == "POST"
     assert refusals["^/v1/tweets$"] == "POST"
     order = list(refusals)
@@ -255,3 +257,33 @@ def test_a_test_mesh_can_keep_the_buckets_counting_without_refusing() -> None:
         return int(limiter["typed_config"]["filter_enforced"]["default_value"]["numerator"])
 
     assert (enforced(rendered()), enforced(rendered(enforce_rate_limits=False))) == (100, 0)
+
+
+def test_envoy_traces_to_the_collector_only_when_one_is_given() -> None:
+    plain = rendered()
+    assert "tracing" not in _manager(plain)
+    assert COLLECTOR_CLUSTER not in {c["name"] for c in plain["static_resources"]["clusters"]}
+
+    traced = rendered(otlp_collector=otlp_collector("http://collector.example:4317"))
+    provider = _manager(traced)["tracing"]["provider"]
+    assert provider["name"] == "envoy.tracers.opentelemetry"
+    assert provider["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"] == COLLECTOR_CLUSTER
+    (cluster,) = [c for c in traced["static_resources"]["clusters"] if c["name"] == COLLECTOR_CLUSTER]
+    endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"]["socket_address"] == {"address": "collector.example", "port_value": 4317}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ("http://127.0.0.1:4317", ("127.0.0.1", 4317)),
+        ("https://otel.example", ("otel.example", 4317)),
+        ("collector:5555", ("collector", 5555)),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_the_collector_is_read_from_the_otlp_endpoint(
+    endpoint: str | None, expected: tuple[str, int] | None
+) -> None:
+    assert otlp_collector(endpoint) == expected

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from meshkit.ids import id_at
 from meshkit.pagination import PageTokens
-from social import CelebrityFollow
+from social import CelebrityFollow, LiveTweet
 from tests.fakes import FakeFollowGraph, FakeLiveFeed, FakeTimelineStore, FakeTweetIndex
 from timeline_svc.service import RETWEET_WINDOW, HomeTimeline, visible_entries
 from timeline_svc.stream import Heartbeat, TweetArrived
@@ -115,7 +115,9 @@ async def test_a_stream_gets_what_a_celebrity_posted_before_it_listened_to_their
     now = id_at(datetime.now(UTC))
     missed, later, before_stream = now + 1, now + 2, id_at(datetime(2025, 1, 1, tzinfo=UTC))
     tweets = FakeTweetIndex({7: [before_stream, missed, later]})
-    live = FakeLiveFeed([CelebrityFollow(7, following=True), (later, False), (missed, False)])
+    live = FakeLiveFeed(
+        [CelebrityFollow(7, following=True), LiveTweet(later, False), LiveTweet(missed, False)]
+    )
     timeline = HomeTimeline(
         FakeFollowGraph.of_following({1: [7]}),
         tweets,

@@ -313,7 +313,9 @@ def test_only_envoy_and_the_services_reach_the_services_and_only_the_services_th
     # Redis: every service, nobody else. PostgreSQL: the services that own a schema, nobody else.
     for name in SERVICES:
         assert can(name, "redis", "redis"), name
-        assert can(name, "postgres", "postgres") == (name in ("users", "tweets", "media")), name
+        assert can(name, "postgres", "postgres") == (name in ("users", "tweets", "media", "notifications")), (
+            name
+        )
     assert not can("intruder", "redis", "redis") and not can("intruder", "postgres", "postgres")
 
 

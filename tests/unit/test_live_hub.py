@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from meshkit.errors import Unavailable
+from social import LiveTweet
 from timeline_svc.live_hub import LiveHub
 from timeline_svc.stream import Delivery, FeedEnded
 
@@ -86,7 +87,7 @@ async def test_streams_opened_together_share_one_subscribe_and_wait_for_its_conf
     pubsub.publish("live:3", b"42")
     for n, q in enumerate(queues):
         if n % 10 == 3:
-            assert await asyncio.wait_for(q.get(), 1) == (42, False)
+            assert await asyncio.wait_for(q.get(), 1) == LiveTweet(42, False)
     await live.close()
 
 
@@ -113,7 +114,7 @@ async def test_a_malformed_message_is_skipped_and_the_next_one_delivered() -> No
     for bad in (b"x", b"c", b"-", b"\xff", b"c+abc", b"12x", b"99999999999999999999", b"0", b"c*5", b" 5"):
         pubsub.publish("live:global", bad)
     pubsub.publish("live:global", b"-7")
-    assert await asyncio.wait_for(mine.get(), 1) == (7, True)
+    assert await asyncio.wait_for(mine.get(), 1) == LiveTweet(7, True)
     await live.check()  # still healthy
     await live.close()
 
@@ -132,7 +133,7 @@ async def test_a_reader_that_fails_ends_its_streams_with_a_resume_point_and_heal
     again = queue()
     await live.attach("live:1", again)
     redis.pubsubs[1].publish("live:1", b"9")
-    assert await asyncio.wait_for(again.get(), 1) == (9, False)
+    assert await asyncio.wait_for(again.get(), 1) == LiveTweet(9, False)
     await live.close()
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from meshkit.pagination import PageTokens
-from social.live import TweetEdited, parse_message, tweet_message
+from social.live import LiveTweet, TweetEdited, parse_message, tweet_message
 from tests.fakes import FakeFollowGraph, FakeLiveFeed, FakeTimelineStore, FakeTweetIndex
 from timeline_svc.service import GlobalTimeline, HomeTimeline
 from timeline_svc.stream import Delivery, Gap, Heartbeat, LiveStream, TweetArrived, TweetUpdated
@@ -30,7 +30,8 @@ class Flaky:
 
 async def test_a_tweet_hydration_left_out_is_sent_when_it_arrives_again() -> None:
     queue: asyncio.Queue[Delivery] = asyncio.Queue()
-    for message in [(5, False), (6, False), (5, False)]:  # 5 comes again (a redelivery)
+    # 5 comes again (a redelivery)
+    for message in [LiveTweet(5, False), LiveTweet(6, False), LiveTweet(5, False)]:
         queue.put_nowait(message)
     stream = LiveStream(FakeLiveFeed(), queue, None, Flaky({5}), heartbeat_seconds=60)
     events = stream.follow()
@@ -45,7 +46,7 @@ async def test_a_tweet_hydration_left_out_is_sent_when_it_arrives_again() -> Non
 async def test_an_edit_is_sent_as_an_update_even_of_a_tweet_already_sent() -> None:
     assert parse_message(tweet_message(7, edited=True).encode()) == TweetEdited(7)
     queue: asyncio.Queue[Delivery] = asyncio.Queue()
-    messages: list[Delivery] = [(7, False), TweetEdited(7), TweetEdited(8), TweetEdited(9)]
+    messages: list[Delivery] = [LiveTweet(7, False), TweetEdited(7), TweetEdited(8), TweetEdited(9)]
     for message in messages:
         queue.put_nowait(message)
     stream = LiveStream(FakeLiveFeed(), queue, None, Flaky({9}), heartbeat_seconds=60)
@@ -70,7 +71,7 @@ async def test_a_busy_stream_still_gets_a_heartbeat_on_time() -> None:
     n = 0
     while time.monotonic() - started < 10:  # a bound on time, not on tweets: a fast machine sends many
         n += 1
-        queue.put_nowait((n, False))  # a tweet always waiting: never quiet
+        queue.put_nowait(LiveTweet(n, False))  # a tweet always waiting: never quiet
         event = await anext(events)
         kinds.append(type(event))
         if isinstance(event, Heartbeat):

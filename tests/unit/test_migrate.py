@@ -11,5 +11,6 @@ def test_each_service_with_migrations_builds_its_own_schema_after_the_kits() -> 
         "users": [KIT_MIGRATIONS, ROOT / "users_svc" / "migrations"],
         "tweets": [KIT_MIGRATIONS, ROOT / "tweets_svc" / "migrations"],
         "media": [KIT_MIGRATIONS, ROOT / "media_svc" / "migrations"],
+        "notifications": [KIT_MIGRATIONS, ROOT / "notifications_svc" / "migrations"],
     }
     assert all(any(folder.glob("*.sql")) for folders in SCHEMAS.values() for folder in folders)

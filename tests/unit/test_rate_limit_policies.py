@@ -13,6 +13,8 @@ from media_svc.settings import load_settings as media_settings
 from meshkit.errors import ResourceExhausted
 from meshkit.ratelimit import Cap, Limit, OpenStreams, Scope, address_key, client_address, peer_address
 from meshkit.settings import Rate, SettingsError
+from notifications_svc import server as notifications_server
+from notifications_svc.settings import load_settings as notifications_settings
 from tests.helpers import WRITE_VERBS, rpc_routes
 from timeline_svc import server as timeline_server
 from timeline_svc.settings import load_settings as timeline_settings
@@ -35,6 +37,7 @@ SERVICES = [
     (tweets_server.RATE_LIMITS, tweets_settings(BASE).rate_limits, None),
     (timeline_server.RATE_LIMITS, timeline.rate_limits, timeline.stream_caps),
     (media_server.RATE_LIMITS, media.rate_limits, media.download_caps),
+    (notifications_server.RATE_LIMITS, notifications_settings(BASE).rate_limits, None),
 ]
 POLICIES = {method: policy for policies, _, _ in SERVICES for method, policy in policies.items()}
 
@@ -66,7 +69,7 @@ def test_streams_are_capped_per_client_and_per_process_and_unary_calls_are_not()
         caps = {(cap.scope, cap.bucket) for cap in policy if isinstance(cap, Cap)}
         if _method(path).server_streaming:  # type: ignore[attr-defined]
             assert {(Scope.ADDRESS, "stream"), (Scope.PROCESS, "stream")} <= caps, path
-            needs_token = path.endswith("StreamHomeTimeline")
+            needs_token = path.rsplit("/", 1)[1] in SIGNED_IN_READS
             assert ((Scope.USER, "stream") in caps) == needs_token, path
         else:
             assert not caps, path
@@ -88,6 +91,20 @@ def test_every_write_but_sign_up_sign_in_and_logout_is_counted_per_user() -> Non
         assert (Scope.USER in scopes) == (method not in not_per_user), method
 
 
+# The reads that only serve the caller's own data (they need a token).
+SIGNED_IN_READS = {
+    "GetHomeTimeline",
+    "StreamHomeTimeline",
+    "ListBlocks",
+    "ListMutes",
+    "ListBookmarks",
+    "ListSuggestions",
+    "ListNotifications",
+    "GetUnreadCount",
+    "StreamNotifications",
+}
+
+
 def test_reads_are_counted_per_address_and_per_user_when_they_need_a_token() -> None:
     reads = {path for path, verb in rpc_routes().items() if verb == "get"}
     # A live stream draws from the stream-open budget; a download (bytes in a few messages) is a read.
@@ -96,8 +113,7 @@ def test_reads_are_counted_per_address_and_per_user_when_they_need_a_token() -> 
         limits = {(limit.bucket, limit.scope) for limit in POLICIES[method] if isinstance(limit, Limit)}
         bucket = "stream" if kinds[method] == "stream" else "read"
         assert (bucket, Scope.ADDRESS) in limits, method
-        needs_token = "Home" in method or method.endswith("/ListBookmarks")
-        assert ((bucket, Scope.USER) in limits) == needs_token, method
+        assert ((bucket, Scope.USER) in limits) == (method.rsplit("/", 1)[1] in SIGNED_IN_READS), method
 
 
 def buckets(method: str) -> set[tuple[str, str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from meshkit.runtime import read_only_methods, retry_service_config
-from social.peers import TweetsPeer, UsersPeer
+from social.peers import NotificationsPeer, TweetsPeer, UsersPeer
 from tests.helpers import WRITE_VERBS, rpc_routes
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.media.v1 import media_service_pb2 as media_pb
@@ -15,6 +15,7 @@ from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 SERVICES = [
     UsersPeer.SERVICE,
     TweetsPeer.SERVICE,
+    NotificationsPeer.SERVICE,
     timeline_pb.DESCRIPTOR.services_by_name["TimelineService"],
     fanout_pb.DESCRIPTOR.services_by_name["FanoutService"],
     media_pb.DESCRIPTOR.services_by_name["MediaService"],
@@ -31,6 +32,9 @@ def test_reads_are_marked_read_only_and_writes_are_not() -> None:
         read_only_methods(UsersPeer.SERVICE)
     )
     assert {"BatchGetTweets", "ListTweetIdsByAuthors"} <= set(read_only_methods(TweetsPeer.SERVICE))
+    assert {"BatchGetNotifications", "ListNotificationsAfter"} <= set(
+        read_only_methods(NotificationsPeer.SERVICE)
+    )
 
 
 def test_a_channel_retries_the_read_only_methods_of_its_service_only() -> None:

@@ -42,6 +42,7 @@ async def test_a_revocation_during_a_cache_refill_leaves_no_live_entry() -> None
         page_tokens=PageTokens("test"),
         token_ttl=timedelta(hours=1),
         mailer=None,  # type: ignore[arg-type]
+        relations_cache=None,  # type: ignore[arg-type]
     )
     token = new_token()
     assert await users.authenticate(token) is None

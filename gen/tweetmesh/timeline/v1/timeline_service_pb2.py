@@ -25,10 +25,11 @@ _sym_db = _symbol_database.Default()
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from tweetmesh.notifications.v1 import notifications_service_pb2 as tweetmesh_dot_notifications_dot_v1_dot_notifications__service__pb2
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweetmesh_dot_tweets_dot_v1_dot_tweets__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,tweetmesh/timeline/v1/timeline_service.proto\x12\x15tweetmesh.timeline.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(tweetmesh/tweets/v1/tweets_service.proto\"d\n\x16GetHomeTimelineRequest\x12\x1a\n\tpage_size\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12.\n\npage_token\x18\x02 \x01(\tB\x1a\xbaH\x17r\x15\x18\x80\x08\x32\x10^[A-Za-z0-9_-]*$\"r\n\x17GetHomeTimelineResponse\x12*\n\x06tweets\x18\x01 \x03(\x0b\x32\x1a.tweetmesh.tweets.v1.Tweet\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\nrebuilding\x18\x03 \x01(\x08\"]\n\x19StreamHomeTimelineRequest\x12@\n\x0esince_tweet_id\x18\x01 \x01(\tB(\xbaH%r 2\x1e^([0-9]{1,18}|[1-8][0-9]{18})$\xd8\x01\x01\"_\n\x1bStreamGlobalTimelineRequest\x12@\n\x0esince_tweet_id\x18\x01 \x01(\tB(\xbaH%r 2\x1e^([0-9]{1,18}|[1-8][0-9]{18})$\xd8\x01\x01\"\xa6\x02\n\x1cStreamGlobalTimelineResponse\x12+\n\x05tweet\x18\x01 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.TweetH\x00\x12\x38\n\x08\x64\x65letion\x18\x02 \x01(\x0b\x32$.tweetmesh.timeline.v1.TweetDeletionH\x00\x12\x35\n\theartbeat\x18\x03 \x01(\x0b\x32 .tweetmesh.timeline.v1.HeartbeatH\x00\x12\x31\n\x03gap\x18\x04 \x01(\x0b\x32\".tweetmesh.timeline.v1.TimelineGapH\x00\x12,\n\x06update\x18\x05 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.TweetH\x00\x42\x07\n\x05\x65vent\"R\n\x0bTimelineGap\x12\x16\n\x0esince_tweet_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62\x65\x66ore_tweet_id\x18\x02 \x01(\t\x12\x12\n\npage_token\x18\x03 \x01(\t\"!\n\rTweetDeletion\x12\x10\n\x08tweet_id\x18\x01 \x01(\t\"5\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa4\x02\n\x1aStreamHomeTimelineResponse\x12+\n\x05tweet\x18\x01 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.TweetH\x00\x12\x38\n\x08\x64\x65letion\x18\x02 \x01(\x0b\x32$.tweetmesh.timeline.v1.TweetDeletionH\x00\x12\x35\n\theartbeat\x18\x03 \x01(\x0b\x32 .tweetmesh.timeline.v1.HeartbeatH\x00\x12\x31\n\x03gap\x18\x04 \x01(\x0b\x32\".tweetmesh.timeline.v1.TimelineGapH\x00\x12,\n\x06update\x18\x05 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.TweetH\x00\x42\x07\n\x05\x65vent2\xf3\x03\n\x0fTimelineService\x12\x8f\x01\n\x0fGetHomeTimeline\x12-.tweetmesh.timeline.v1.GetHomeTimelineRequest\x1a..tweetmesh.timeline.v1.GetHomeTimelineResponse\"\x1d\x90\x02\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/timelines/home\x12\xa1\x01\n\x12StreamHomeTimeline\x12\x30.tweetmesh.timeline.v1.StreamHomeTimelineRequest\x1a\x31.tweetmesh.timeline.v1.StreamHomeTimelineResponse\"$\x90\x02\x01\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/timelines/home:stream0\x01\x12\xa9\x01\n\x14StreamGlobalTimeline\x12\x32.tweetmesh.timeline.v1.StreamGlobalTimelineRequest\x1a\x33.tweetmesh.timeline.v1.StreamGlobalTimelineResponse\"&\x90\x02\x01\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/timelines/global:stream0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,tweetmesh/timeline/v1/timeline_service.proto\x12\x15tweetmesh.timeline.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x36tweetmesh/notifications/v1/notifications_service.proto\x1a(tweetmesh/tweets/v1/tweets_service.proto\"d\n\x16GetHomeTimelineRequest\x12\x1a\n\tpage_size\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12.\n\npage_token\x18\x02 \x01(\tB\x1a\xbaH\x17r\x15\x18\x80\x08\x32\x10^[A-Za-z0-9_-]*$\"r\n\x17GetHomeTimelineResponse\x12*\n\x06tweets\x18\x01 \x03(\x0b\x32\x1a.tweetmesh.tweets.v1.Tweet\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\nrebuilding\x18\x03 \x01(\x08\"]\n\x19StreamHomeTimelineRequest\x12@\n\x0esince_tweet_id\x18\x01 \x01(\tB(\xbaH%r 2\x1e^([0-9]{1,18}|[1-8][0-9]{18})$\xd8\x01\x01\"_\n\x1bStreamGlobalTimelineRequest\x12@\n\x0esince_tweet_id\x18\x01 \x01(\tB(\xbaH%r 2\x1e^([0-9]{1,18}|[1-8][0-9]{18})$\xd8\x01\x01\"\xa6\x02\n\x1cStreamGlobalTimelineResponse\x12+\n\x05tweet\x18\x01 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.TweetH\x00\x12\x38\n\x08\x64\x65letion\x18\x02 \x01(\x0b\x32$.tweetmesh.timeline.v1.TweetDeletionH\x00\x12\x35\n\theartbeat\x18\x03 \x01(\x0b\x32 .tweetmesh.timeline.v1.HeartbeatH\x00\x12\x31\n\x03gap\x18\x04 \x01(\x0b\x32\".tweetmesh.timeline.v1.TimelineGapH\x00\x12,\n\x06update\x18\x05 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.TweetH\x00\x42\x07\n\x05\x65vent\"R\n\x0bTimelineGap\x12\x16\n\x0esince_tweet_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62\x65\x66ore_tweet_id\x18\x02 \x01(\t\x12\x12\n\npage_token\x18\x03 \x01(\t\"!\n\rTweetDeletion\x12\x10\n\x08tweet_id\x18\x01 \x01(\t\"5\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa4\x02\n\x1aStreamHomeTimelineResponse\x12+\n\x05tweet\x18\x01 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.TweetH\x00\x12\x38\n\x08\x64\x65letion\x18\x02 \x01(\x0b\x32$.tweetmesh.timeline.v1.TweetDeletionH\x00\x12\x35\n\theartbeat\x18\x03 \x01(\x0b\x32 .tweetmesh.timeline.v1.HeartbeatH\x00\x12\x31\n\x03gap\x18\x04 \x01(\x0b\x32\".tweetmesh.timeline.v1.TimelineGapH\x00\x12,\n\x06update\x18\x05 \x01(\x0b\x32\x1a.tweetmesh.tweets.v1.TweetH\x00\x42\x07\n\x05\x65vent\"e\n\x1aStreamNotificationsRequest\x12G\n\x15since_notification_id\x18\x01 \x01(\tB(\xbaH%r 2\x1e^([0-9]{1,18}|[1-8][0-9]{18})$\xd8\x01\x01\".\n\x13NotificationRemoval\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\"\xde\x01\n\x1bStreamNotificationsResponse\x12@\n\x0cnotification\x18\x01 \x01(\x0b\x32(.tweetmesh.notifications.v1.NotificationH\x00\x12=\n\x07removal\x18\x02 \x01(\x0b\x32*.tweetmesh.timeline.v1.NotificationRemovalH\x00\x12\x35\n\theartbeat\x18\x03 \x01(\x0b\x32 .tweetmesh.timeline.v1.HeartbeatH\x00\x42\x07\n\x05\x65vent2\x99\x05\n\x0fTimelineService\x12\x8f\x01\n\x0fGetHomeTimeline\x12-.tweetmesh.timeline.v1.GetHomeTimelineRequest\x1a..tweetmesh.timeline.v1.GetHomeTimelineResponse\"\x1d\x90\x02\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/timelines/home\x12\xa1\x01\n\x12StreamHomeTimeline\x12\x30.tweetmesh.timeline.v1.StreamHomeTimelineRequest\x1a\x31.tweetmesh.timeline.v1.StreamHomeTimelineResponse\"$\x90\x02\x01\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/timelines/home:stream0\x01\x12\xa9\x01\n\x14StreamGlobalTimeline\x12\x32.tweetmesh.timeline.v1.StreamGlobalTimelineRequest\x1a\x33.tweetmesh.timeline.v1.StreamGlobalTimelineResponse\"&\x90\x02\x01\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/timelines/global:stream0\x01\x12\xa3\x01\n\x13StreamNotifications\x12\x31.tweetmesh.timeline.v1.StreamNotificationsRequest\x1a\x32.tweetmesh.timeline.v1.StreamNotificationsResponse\"#\x90\x02\x01\x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/notifications:stream0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,30 +44,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMHOMETIMELINEREQUEST'].fields_by_name['since_tweet_id']._serialized_options = b'\272H%r 2\036^([0-9]{1,18}|[1-8][0-9]{18})$\330\001\001'
   _globals['_STREAMGLOBALTIMELINEREQUEST'].fields_by_name['since_tweet_id']._loaded_options = None
   _globals['_STREAMGLOBALTIMELINEREQUEST'].fields_by_name['since_tweet_id']._serialized_options = b'\272H%r 2\036^([0-9]{1,18}|[1-8][0-9]{18})$\330\001\001'
+  _globals['_STREAMNOTIFICATIONSREQUEST'].fields_by_name['since_notification_id']._loaded_options = None
+  _globals['_STREAMNOTIFICATIONSREQUEST'].fields_by_name['since_notification_id']._serialized_options = b'\272H%r 2\036^([0-9]{1,18}|[1-8][0-9]{18})$\330\001\001'
   _globals['_TIMELINESERVICE'].methods_by_name['GetHomeTimeline']._loaded_options = None
   _globals['_TIMELINESERVICE'].methods_by_name['GetHomeTimeline']._serialized_options = b'\220\002\001\202\323\344\223\002\024\022\022/v1/timelines/home'
   _globals['_TIMELINESERVICE'].methods_by_name['StreamHomeTimeline']._loaded_options = None
   _globals['_TIMELINESERVICE'].methods_by_name['StreamHomeTimeline']._serialized_options = b'\220\002\001\202\323\344\223\002\033\022\031/v1/timelines/home:stream'
   _globals['_TIMELINESERVICE'].methods_by_name['StreamGlobalTimeline']._loaded_options = None
   _globals['_TIMELINESERVICE'].methods_by_name['StreamGlobalTimeline']._serialized_options = b'\220\002\001\202\323\344\223\002\035\022\033/v1/timelines/global:stream'
-  _globals['_GETHOMETIMELINEREQUEST']._serialized_start=205
-  _globals['_GETHOMETIMELINEREQUEST']._serialized_end=305
-  _globals['_GETHOMETIMELINERESPONSE']._serialized_start=307
-  _globals['_GETHOMETIMELINERESPONSE']._serialized_end=421
-  _globals['_STREAMHOMETIMELINEREQUEST']._serialized_start=423
-  _globals['_STREAMHOMETIMELINEREQUEST']._serialized_end=516
-  _globals['_STREAMGLOBALTIMELINEREQUEST']._serialized_start=518
-  _globals['_STREAMGLOBALTIMELINEREQUEST']._serialized_end=613
-  _globals['_STREAMGLOBALTIMELINERESPONSE']._serialized_start=616
-  _globals['_STREAMGLOBALTIMELINERESPONSE']._serialized_end=910
-  _globals['_TIMELINEGAP']._serialized_start=912
-  _globals['_TIMELINEGAP']._serialized_end=994
-  _globals['_TWEETDELETION']._serialized_start=996
-  _globals['_TWEETDELETION']._serialized_end=1029
-  _globals['_HEARTBEAT']._serialized_start=1031
-  _globals['_HEARTBEAT']._serialized_end=1084
-  _globals['_STREAMHOMETIMELINERESPONSE']._serialized_start=1087
-  _globals['_STREAMHOMETIMELINERESPONSE']._serialized_end=1379
-  _globals['_TIMELINESERVICE']._serialized_start=1382
-  _globals['_TIMELINESERVICE']._serialized_end=1881
+  _globals['_TIMELINESERVICE'].methods_by_name['StreamNotifications']._loaded_options = None
+  _globals['_TIMELINESERVICE'].methods_by_name['StreamNotifications']._serialized_options = b'\220\002\001\202\323\344\223\002\032\022\030/v1/notifications:stream'
+  _globals['_GETHOMETIMELINEREQUEST']._serialized_start=261
+  _globals['_GETHOMETIMELINEREQUEST']._serialized_end=361
+  _globals['_GETHOMETIMELINERESPONSE']._serialized_start=363
+  _globals['_GETHOMETIMELINERESPONSE']._serialized_end=477
+  _globals['_STREAMHOMETIMELINEREQUEST']._serialized_start=479
+  _globals['_STREAMHOMETIMELINEREQUEST']._serialized_end=572
+  _globals['_STREAMGLOBALTIMELINEREQUEST']._serialized_start=574
+  _globals['_STREAMGLOBALTIMELINEREQUEST']._serialized_end=669
+  _globals['_STREAMGLOBALTIMELINERESPONSE']._serialized_start=672
+  _globals['_STREAMGLOBALTIMELINERESPONSE']._serialized_end=966
+  _globals['_TIMELINEGAP']._serialized_start=968
+  _globals['_TIMELINEGAP']._serialized_end=1050
+  _globals['_TWEETDELETION']._serialized_start=1052
+  _globals['_TWEETDELETION']._serialized_end=1085
+  _globals['_HEARTBEAT']._serialized_start=1087
+  _globals['_HEARTBEAT']._serialized_end=1140
+  _globals['_STREAMHOMETIMELINERESPONSE']._serialized_start=1143
+  _globals['_STREAMHOMETIMELINERESPONSE']._serialized_end=1435
+  _globals['_STREAMNOTIFICATIONSREQUEST']._serialized_start=1437
+  _globals['_STREAMNOTIFICATIONSREQUEST']._serialized_end=1538
+  _globals['_NOTIFICATIONREMOVAL']._serialized_start=1540
+  _globals['_NOTIFICATIONREMOVAL']._serialized_end=1586
+  _globals['_STREAMNOTIFICATIONSRESPONSE']._serialized_start=1589
+  _globals['_STREAMNOTIFICATIONSRESPONSE']._serialized_end=1811
+  _globals['_TIMELINESERVICE']._serialized_start=1814
+  _globals['_TIMELINESERVICE']._serialized_end=2479
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@ import datetime
 from buf.validate import validate_pb2 as _validate_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tweetmesh.notifications.v1 import notifications_service_pb2 as _notifications_service_pb2
 from tweetmesh.tweets.v1 import tweets_service_pb2 as _tweets_service_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -91,3 +92,25 @@ class StreamHomeTimelineResponse(_message.Message):
     gap: TimelineGap
     update: _tweets_service_pb2.Tweet
     def __init__(self, tweet: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ..., deletion: _Optional[_Union[TweetDeletion, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., gap: _Optional[_Union[TimelineGap, _Mapping]] = ..., update: _Optional[_Union[_tweets_service_pb2.Tweet, _Mapping]] = ...) -> None: ...
+
+class StreamNotificationsRequest(_message.Message):
+    __slots__ = ("since_notification_id",)
+    SINCE_NOTIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    since_notification_id: str
+    def __init__(self, since_notification_id: _Optional[str] = ...) -> None: ...
+
+class NotificationRemoval(_message.Message):
+    __slots__ = ("notification_id",)
+    NOTIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    notification_id: str
+    def __init__(self, notification_id: _Optional[str] = ...) -> None: ...
+
+class StreamNotificationsResponse(_message.Message):
+    __slots__ = ("notification", "removal", "heartbeat")
+    NOTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    REMOVAL_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    notification: _notifications_service_pb2.Notification
+    removal: NotificationRemoval
+    heartbeat: Heartbeat
+    def __init__(self, notification: _Optional[_Union[_notifications_service_pb2.Notification, _Mapping]] = ..., removal: _Optional[_Union[NotificationRemoval, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...

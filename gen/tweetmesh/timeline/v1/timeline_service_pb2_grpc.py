@@ -28,7 +28,8 @@ if _version_not_supported:
 class TimelineServiceStub:
     """TimelineService serves the caller's home timeline (tweets of the people they follow, their
     own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
-    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    replied to; a retweet is hidden when the same original is among the 40 older entries; nothing
+    by an account the viewer blocks, mutes or is blocked by, whenever it was fanned out) and the
     live streams of the home and global timelines.
     """
 
@@ -53,12 +54,18 @@ class TimelineServiceStub:
                 request_serializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamGlobalTimelineRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamGlobalTimelineResponse.FromString,
                 _registered_method=True)
+        self.StreamNotifications = channel.unary_stream(
+                '/tweetmesh.timeline.v1.TimelineService/StreamNotifications',
+                request_serializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamNotificationsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamNotificationsResponse.FromString,
+                _registered_method=True)
 
 
 class TimelineServiceServicer:
     """TimelineService serves the caller's home timeline (tweets of the people they follow, their
     own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
-    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    replied to; a retweet is hidden when the same original is among the 40 older entries; nothing
+    by an account the viewer blocks, mutes or is blocked by, whenever it was fanned out) and the
     live streams of the home and global timelines.
     """
 
@@ -80,7 +87,18 @@ class TimelineServiceServicer:
     def StreamGlobalTimeline(self, request, context):
         """Live events of the global timeline (TweetService.GetGlobalTimeline): new public tweets and
         deletions. With since_tweet_id, first replays the public tweets after it, oldest first.
-        Needs no token.
+        Needs no token; with one, leaves out the tweets of accounts the caller blocks or is blocked by.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamNotifications(self, request, context):
+        """The caller's notifications live (NotificationService owns them): each as it appears, and the
+        removal of one taken away (an unlike, a deleted tweet...). With since_notification_id, first
+        replays those after it, oldest first. Nothing from an account the caller blocks, mutes or is
+        blocked by. Ends like StreamHomeTimeline (UNAVAILABLE with ErrorInfo metadata
+        since_notification_id to resume from). Over HTTP: newline-delimited JSON.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,6 +122,11 @@ def add_TimelineServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamGlobalTimelineRequest.FromString,
                     response_serializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamGlobalTimelineResponse.SerializeToString,
             ),
+            'StreamNotifications': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamNotifications,
+                    request_deserializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamNotificationsRequest.FromString,
+                    response_serializer=tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamNotificationsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tweetmesh.timeline.v1.TimelineService', rpc_method_handlers)
@@ -115,7 +138,8 @@ def add_TimelineServiceServicer_to_server(servicer, server):
 class TimelineService:
     """TimelineService serves the caller's home timeline (tweets of the people they follow, their
     own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
-    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    replied to; a retweet is hidden when the same original is among the 40 older entries; nothing
+    by an account the viewer blocks, mutes or is blocked by, whenever it was fanned out) and the
     live streams of the home and global timelines.
     """
 
@@ -190,6 +214,33 @@ class TimelineService:
             '/tweetmesh.timeline.v1.TimelineService/StreamGlobalTimeline',
             tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamGlobalTimelineRequest.SerializeToString,
             tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamGlobalTimelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tweetmesh.timeline.v1.TimelineService/StreamNotifications',
+            tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamNotificationsRequest.SerializeToString,
+            tweetmesh_dot_timeline_dot_v1_dot_timeline__service__pb2.StreamNotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,7 +29,8 @@ GRPC_VERSION: str
 class TimelineServiceStub:
     """TimelineService serves the caller's home timeline (tweets of the people they follow, their
     own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
-    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    replied to; a retweet is hidden when the same original is among the 40 older entries; nothing
+    by an account the viewer blocks, mutes or is blocked by, whenever it was fanned out) and the
     live streams of the home and global timelines.
     """
 
@@ -46,14 +47,22 @@ class TimelineServiceStub:
     StreamGlobalTimeline: _grpc.UnaryStreamMultiCallable[_timeline_service_pb2.StreamGlobalTimelineRequest, _timeline_service_pb2.StreamGlobalTimelineResponse]
     """Live events of the global timeline (TweetService.GetGlobalTimeline): new public tweets and
     deletions. With since_tweet_id, first replays the public tweets after it, oldest first.
-    Needs no token.
+    Needs no token; with one, leaves out the tweets of accounts the caller blocks or is blocked by.
+    """
+    StreamNotifications: _grpc.UnaryStreamMultiCallable[_timeline_service_pb2.StreamNotificationsRequest, _timeline_service_pb2.StreamNotificationsResponse]
+    """The caller's notifications live (NotificationService owns them): each as it appears, and the
+    removal of one taken away (an unlike, a deleted tweet...). With since_notification_id, first
+    replays those after it, oldest first. Nothing from an account the caller blocks, mutes or is
+    blocked by. Ends like StreamHomeTimeline (UNAVAILABLE with ErrorInfo metadata
+    since_notification_id to resume from). Over HTTP: newline-delimited JSON.
     """
 
 @_typing.type_check_only
 class TimelineServiceAsyncStub(TimelineServiceStub):
     """TimelineService serves the caller's home timeline (tweets of the people they follow, their
     own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
-    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    replied to; a retweet is hidden when the same original is among the 40 older entries; nothing
+    by an account the viewer blocks, mutes or is blocked by, whenever it was fanned out) and the
     live streams of the home and global timelines.
     """
 
@@ -67,13 +76,21 @@ class TimelineServiceAsyncStub(TimelineServiceStub):
     StreamGlobalTimeline: _aio.UnaryStreamMultiCallable[_timeline_service_pb2.StreamGlobalTimelineRequest, _timeline_service_pb2.StreamGlobalTimelineResponse]  # type: ignore[assignment]
     """Live events of the global timeline (TweetService.GetGlobalTimeline): new public tweets and
     deletions. With since_tweet_id, first replays the public tweets after it, oldest first.
-    Needs no token.
+    Needs no token; with one, leaves out the tweets of accounts the caller blocks or is blocked by.
+    """
+    StreamNotifications: _aio.UnaryStreamMultiCallable[_timeline_service_pb2.StreamNotificationsRequest, _timeline_service_pb2.StreamNotificationsResponse]  # type: ignore[assignment]
+    """The caller's notifications live (NotificationService owns them): each as it appears, and the
+    removal of one taken away (an unlike, a deleted tweet...). With since_notification_id, first
+    replays those after it, oldest first. Nothing from an account the caller blocks, mutes or is
+    blocked by. Ends like StreamHomeTimeline (UNAVAILABLE with ErrorInfo metadata
+    since_notification_id to resume from). Over HTTP: newline-delimited JSON.
     """
 
 class TimelineServiceServicer(metaclass=_abc_1.ABCMeta):
     """TimelineService serves the caller's home timeline (tweets of the people they follow, their
     own, and tweets mentioning them; replies only when the viewer follows both sides or is the one
-    replied to; a retweet is hidden when the same original is among the 40 older entries) and the
+    replied to; a retweet is hidden when the same original is among the 40 older entries; nothing
+    by an account the viewer blocks, mutes or is blocked by, whenever it was fanned out) and the
     live streams of the home and global timelines.
     """
 
@@ -103,7 +120,20 @@ class TimelineServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_timeline_service_pb2.StreamGlobalTimelineResponse], _abc.AsyncIterator[_timeline_service_pb2.StreamGlobalTimelineResponse]]:
         """Live events of the global timeline (TweetService.GetGlobalTimeline): new public tweets and
         deletions. With since_tweet_id, first replays the public tweets after it, oldest first.
-        Needs no token.
+        Needs no token; with one, leaves out the tweets of accounts the caller blocks or is blocked by.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamNotifications(
+        self,
+        request: _timeline_service_pb2.StreamNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_timeline_service_pb2.StreamNotificationsResponse], _abc.AsyncIterator[_timeline_service_pb2.StreamNotificationsResponse]]:
+        """The caller's notifications live (NotificationService owns them): each as it appears, and the
+        removal of one taken away (an unlike, a deleted tweet...). With since_notification_id, first
+        replays those after it, oldest first. Nothing from an account the caller blocks, mutes or is
+        blocked by. Ends like StreamHomeTimeline (UNAVAILABLE with ErrorInfo metadata
+        since_notification_id to resume from). Over HTTP: newline-delimited JSON.
         """
 
 def add_TimelineServiceServicer_to_server(servicer: TimelineServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -612,7 +612,7 @@ class BatchGetMediaTweetsResponse(_message.Message):
     def __init__(self, media: _Optional[_Iterable[_Union[MediaTweet, _Mapping]]] = ...) -> None: ...
 
 class TweetEvent(_message.Message):
-    __slots__ = ("tweet_id", "author_id", "create_time", "reply_to_tweet_id", "kind", "reply_to_author_id", "retweet_of_tweet_id", "mentioned_user_ids", "public", "media_ids", "quote_tweet_id", "hashtags", "previous_hashtags", "previous_mentioned_user_ids")
+    __slots__ = ("tweet_id", "author_id", "create_time", "reply_to_tweet_id", "kind", "reply_to_author_id", "retweet_of_tweet_id", "mentioned_user_ids", "public", "media_ids", "quote_tweet_id", "hashtags", "previous_hashtags", "previous_mentioned_user_ids", "retweet_of_author_id")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[TweetEvent.Kind]
@@ -637,6 +637,7 @@ class TweetEvent(_message.Message):
     HASHTAGS_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_HASHTAGS_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_MENTIONED_USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    RETWEET_OF_AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
     tweet_id: str
     author_id: str
     create_time: _timestamp_pb2.Timestamp
@@ -651,4 +652,21 @@ class TweetEvent(_message.Message):
     hashtags: _containers.RepeatedScalarFieldContainer[str]
     previous_hashtags: _containers.RepeatedScalarFieldContainer[str]
     previous_mentioned_user_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., kind: _Optional[_Union[TweetEvent.Kind, str]] = ..., reply_to_author_id: _Optional[str] = ..., retweet_of_tweet_id: _Optional[str] = ..., mentioned_user_ids: _Optional[_Iterable[str]] = ..., public: _Optional[bool] = ..., media_ids: _Optional[_Iterable[str]] = ..., quote_tweet_id: _Optional[str] = ..., hashtags: _Optional[_Iterable[str]] = ..., previous_hashtags: _Optional[_Iterable[str]] = ..., previous_mentioned_user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    retweet_of_author_id: str
+    def __init__(self, tweet_id: _Optional[str] = ..., author_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reply_to_tweet_id: _Optional[str] = ..., kind: _Optional[_Union[TweetEvent.Kind, str]] = ..., reply_to_author_id: _Optional[str] = ..., retweet_of_tweet_id: _Optional[str] = ..., mentioned_user_ids: _Optional[_Iterable[str]] = ..., public: _Optional[bool] = ..., media_ids: _Optional[_Iterable[str]] = ..., quote_tweet_id: _Optional[str] = ..., hashtags: _Optional[_Iterable[str]] = ..., previous_hashtags: _Optional[_Iterable[str]] = ..., previous_mentioned_user_ids: _Optional[_Iterable[str]] = ..., retweet_of_author_id: _Optional[str] = ...) -> None: ...
+
+class LikeEvent(_message.Message):
+    __slots__ = ("tweet_id", "user_id", "author_id", "like_id", "liked", "event_time")
+    TWEET_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
+    LIKE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIKED_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    tweet_id: str
+    user_id: str
+    author_id: str
+    like_id: str
+    liked: bool
+    event_time: _timestamp_pb2.Timestamp
+    def __init__(self, tweet_id: _Optional[str] = ..., user_id: _Optional[str] = ..., author_id: _Optional[str] = ..., like_id: _Optional[str] = ..., liked: _Optional[bool] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -34,6 +34,12 @@ class TweetServiceStub:
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
+
+    Reads need no token; made with one, they leave out what the caller may not see: the tweets (and
+    the retweets of tweets) of accounts the caller blocks or is blocked by, and such accounts in
+    ListLikingUsers. GetTweet and ListUserTweets of such an account are PERMISSION_DENIED (reason
+    BLOCKED: it blocks the caller) or FAILED_PRECONDITION (YOU_BLOCK: unblock it first); so are
+    replies to, likes and retweets of its tweets. A page may then hold fewer items than asked for.
     """
 
     def __init__(self, channel):
@@ -193,6 +199,12 @@ class TweetServiceServicer:
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
+
+    Reads need no token; made with one, they leave out what the caller may not see: the tweets (and
+    the retweets of tweets) of accounts the caller blocks or is blocked by, and such accounts in
+    ListLikingUsers. GetTweet and ListUserTweets of such an account are PERMISSION_DENIED (reason
+    BLOCKED: it blocks the caller) or FAILED_PRECONDITION (YOU_BLOCK: unblock it first); so are
+    replies to, likes and retweets of its tweets. A page may then hold fewer items than asked for.
     """
 
     def CreateTweet(self, request, context):
@@ -565,6 +577,12 @@ class TweetService:
 
     Every list is paginated with opaque page tokens (AIP-158): a token is bound to the request that
     issued it, and reusing it with other arguments is INVALID_ARGUMENT.
+
+    Reads need no token; made with one, they leave out what the caller may not see: the tweets (and
+    the retweets of tweets) of accounts the caller blocks or is blocked by, and such accounts in
+    ListLikingUsers. GetTweet and ListUserTweets of such an account are PERMISSION_DENIED (reason
+    BLOCKED: it blocks the caller) or FAILED_PRECONDITION (YOU_BLOCK: unblock it first); so are
+    replies to, likes and retweets of its tweets. A page may then hold fewer items than asked for.
     """
 
     @staticmethod

@@ -5,6 +5,7 @@ from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -157,6 +158,18 @@ class ChangePasswordResponse(_message.Message):
     token: str
     expire_time: _timestamp_pb2.Timestamp
     def __init__(self, token: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DeleteUserRequest(_message.Message):
+    __slots__ = ("user_id", "password")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    password: str
+    def __init__(self, user_id: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class DeleteUserResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class GetUserRequest(_message.Message):
     __slots__ = ("user_id",)
@@ -399,13 +412,161 @@ class JoinFollowerListsResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class FollowEvent(_message.Message):
-    __slots__ = ("follower_id", "followee_id", "following", "event_time")
+    __slots__ = ("follower_id", "followee_id", "following", "event_time", "follow_id")
     FOLLOWER_ID_FIELD_NUMBER: _ClassVar[int]
     FOLLOWEE_ID_FIELD_NUMBER: _ClassVar[int]
     FOLLOWING_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_ID_FIELD_NUMBER: _ClassVar[int]
     follower_id: str
     followee_id: str
     following: bool
     event_time: _timestamp_pb2.Timestamp
-    def __init__(self, follower_id: _Optional[str] = ..., followee_id: _Optional[str] = ..., following: _Optional[bool] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    follow_id: str
+    def __init__(self, follower_id: _Optional[str] = ..., followee_id: _Optional[str] = ..., following: _Optional[bool] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., follow_id: _Optional[str] = ...) -> None: ...
+
+class AccountEvent(_message.Message):
+    __slots__ = ("user_id", "kind", "event_time")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[AccountEvent.Kind]
+        KIND_DELETED: _ClassVar[AccountEvent.Kind]
+    KIND_UNSPECIFIED: AccountEvent.Kind
+    KIND_DELETED: AccountEvent.Kind
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    kind: AccountEvent.Kind
+    event_time: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., kind: _Optional[_Union[AccountEvent.Kind, str]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class BlockUserRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class BlockUserResponse(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
+
+class UnblockUserRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class UnblockUserResponse(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
+
+class MuteUserRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class MuteUserResponse(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
+
+class UnmuteUserRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class UnmuteUserResponse(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
+
+class ListBlocksRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListBlocksResponse(_message.Message):
+    __slots__ = ("users", "next_page_token")
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[User]
+    next_page_token: str
+    def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListMutesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListMutesResponse(_message.Message):
+    __slots__ = ("users", "next_page_token")
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[User]
+    next_page_token: str
+    def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListRelationsRequest(_message.Message):
+    __slots__ = ("user_id", "other_ids", "all")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    OTHER_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    other_ids: _containers.RepeatedScalarFieldContainer[str]
+    all: bool
+    def __init__(self, user_id: _Optional[str] = ..., other_ids: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class Relation(_message.Message):
+    __slots__ = ("user_id", "blocks", "blocked_by", "mutes")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_BY_FIELD_NUMBER: _ClassVar[int]
+    MUTES_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    blocks: bool
+    blocked_by: bool
+    mutes: bool
+    def __init__(self, user_id: _Optional[str] = ..., blocks: _Optional[bool] = ..., blocked_by: _Optional[bool] = ..., mutes: _Optional[bool] = ...) -> None: ...
+
+class ListRelationsResponse(_message.Message):
+    __slots__ = ("relations",)
+    RELATIONS_FIELD_NUMBER: _ClassVar[int]
+    relations: _containers.RepeatedCompositeFieldContainer[Relation]
+    def __init__(self, relations: _Optional[_Iterable[_Union[Relation, _Mapping]]] = ...) -> None: ...
+
+class ListSuggestionsRequest(_message.Message):
+    __slots__ = ("user_id", "page_size")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    page_size: int
+    def __init__(self, user_id: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class Suggestion(_message.Message):
+    __slots__ = ("user", "followed_by_count")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWED_BY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    followed_by_count: int
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., followed_by_count: _Optional[int] = ...) -> None: ...
+
+class ListSuggestionsResponse(_message.Message):
+    __slots__ = ("suggestions",)
+    SUGGESTIONS_FIELD_NUMBER: _ClassVar[int]
+    suggestions: _containers.RepeatedCompositeFieldContainer[Suggestion]
+    def __init__(self, suggestions: _Optional[_Iterable[_Union[Suggestion, _Mapping]]] = ...) -> None: ...

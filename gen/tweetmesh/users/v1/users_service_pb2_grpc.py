@@ -85,6 +85,11 @@ class UserServiceStub:
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordResponse.FromString,
                 _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/DeleteUser',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
         self.GetUser = channel.unary_unary(
                 '/tweetmesh.users.v1.UserService/GetUser',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.GetUserRequest.SerializeToString,
@@ -124,6 +129,41 @@ class UserServiceStub:
                 '/tweetmesh.users.v1.UserService/ListFollowing',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingResponse.FromString,
+                _registered_method=True)
+        self.BlockUser = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/BlockUser',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BlockUserRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BlockUserResponse.FromString,
+                _registered_method=True)
+        self.UnblockUser = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/UnblockUser',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnblockUserRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnblockUserResponse.FromString,
+                _registered_method=True)
+        self.MuteUser = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/MuteUser',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.MuteUserRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.MuteUserResponse.FromString,
+                _registered_method=True)
+        self.UnmuteUser = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/UnmuteUser',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnmuteUserRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnmuteUserResponse.FromString,
+                _registered_method=True)
+        self.ListBlocks = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/ListBlocks',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListBlocksRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListBlocksResponse.FromString,
+                _registered_method=True)
+        self.ListMutes = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/ListMutes',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesResponse.FromString,
+                _registered_method=True)
+        self.ListSuggestions = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/ListSuggestions',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListSuggestionsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListSuggestionsResponse.FromString,
                 _registered_method=True)
         self.BatchGetUsers = channel.unary_unary(
                 '/tweetmesh.users.v1.UserService/BatchGetUsers',
@@ -169,6 +209,11 @@ class UserServiceStub:
                 '/tweetmesh.users.v1.UserService/JoinFollowerLists',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsResponse.FromString,
+                _registered_method=True)
+        self.ListRelations = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/ListRelations',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsResponse.FromString,
                 _registered_method=True)
 
 
@@ -250,6 +295,20 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteUser(self, request, context):
+        """Deletes the caller's account (user_id must be the caller) after checking its password. At
+        once: the account is gone from every read, its sessions are revoked, its email address and
+        password are erased. Then, through the AccountEvent it publishes (at least once; each owner's
+        part is idempotent, so a crash midway resumes): its follows both ways (the counts of the
+        others with them), blocks and mutes (users_svc), its tweets and retweets, likes and bookmarks
+        (tweets_svc; timelines, streams, search, counts and notifications follow from their events)
+        and its own notifications (notifications_svc). Its handle stays reserved for
+        DELETED_HANDLE_GRACE_DAYS (30 by default), then anyone may take it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetUser(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -300,6 +359,61 @@ class UserServiceServicer:
 
     def ListFollowing(self, request, context):
         """Whom user_id follows, most recent follow first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BlockUser(self, request, context):
+        """The caller blocks user_id: the follows between them both ways end, neither can follow, reply
+        to, like or retweet the other, and neither sees the other's tweets (home timeline, streams,
+        replies, mentions, likes, search, lists...) nor is notified by the other. Blocking twice
+        changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnblockUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MuteUser(self, request, context):
+        """The caller mutes user_id: their tweets, retweets and notifications leave the caller's home
+        timeline, live stream and notifications, silently (they are not told; follows stay).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnmuteUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBlocks(self, request, context):
+        """The accounts the caller blocks, most recent block first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMutes(self, request, context):
+        """The accounts the caller mutes, most recent mute first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSuggestions(self, request, context):
+        """Who to follow (owner only): accounts followed by many of the accounts the caller follows
+        (friends of friends, most in common first), then popular accounts (most followers first);
+        never the caller, anyone it follows, blocks, is blocked by or mutes. The cost is bounded
+        whatever the caller follows: the follows of its 200 most recent followees are counted, 100 of
+        each (their most recent).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -371,6 +485,14 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRelations(self, request, context):
+        """Internal: user_id's blocks and mutes with other_ids (for the services that hide what a viewer
+        must not see); refills the Redis cache of user_id's relations (social/relations.py).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -419,6 +541,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ChangePasswordResponse.SerializeToString,
             ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.DeleteUserRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.DeleteUserResponse.SerializeToString,
+            ),
             'GetUser': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUser,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.GetUserRequest.FromString,
@@ -458,6 +585,41 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.ListFollowing,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingResponse.SerializeToString,
+            ),
+            'BlockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.BlockUser,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BlockUserRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BlockUserResponse.SerializeToString,
+            ),
+            'UnblockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnblockUser,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnblockUserRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnblockUserResponse.SerializeToString,
+            ),
+            'MuteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.MuteUser,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.MuteUserRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.MuteUserResponse.SerializeToString,
+            ),
+            'UnmuteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnmuteUser,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnmuteUserRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnmuteUserResponse.SerializeToString,
+            ),
+            'ListBlocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBlocks,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListBlocksRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListBlocksResponse.SerializeToString,
+            ),
+            'ListMutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMutes,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesResponse.SerializeToString,
+            ),
+            'ListSuggestions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSuggestions,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListSuggestionsRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListSuggestionsResponse.SerializeToString,
             ),
             'BatchGetUsers': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchGetUsers,
@@ -503,6 +665,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.JoinFollowerLists,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsResponse.SerializeToString,
+            ),
+            'ListRelations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRelations,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -765,6 +932,33 @@ class UserService:
             _registered_method=True)
 
     @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/DeleteUser',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.DeleteUserRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetUser(request,
             target,
             options=(),
@@ -970,6 +1164,195 @@ class UserService:
             '/tweetmesh.users.v1.UserService/ListFollowing',
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingRequest.SerializeToString,
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BlockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/BlockUser',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BlockUserRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.BlockUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnblockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/UnblockUser',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnblockUserRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnblockUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MuteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/MuteUser',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.MuteUserRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.MuteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnmuteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/UnmuteUser',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnmuteUserRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.UnmuteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/ListBlocks',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListBlocksRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/ListMutes',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListMutesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSuggestions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/ListSuggestions',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListSuggestionsRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListSuggestionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1213,6 +1596,33 @@ class UserService:
             '/tweetmesh.users.v1.UserService/JoinFollowerLists',
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsRequest.SerializeToString,
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRelations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/ListRelations',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,16 @@ class UserServiceStub:
     """Replaces the caller's password (user_id must be the caller) after checking the old one, and
     revokes every session of the account, the calling one included. Answers with a fresh token.
     """
+    DeleteUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.DeleteUserRequest, _users_service_pb2.DeleteUserResponse]
+    """Deletes the caller's account (user_id must be the caller) after checking its password. At
+    once: the account is gone from every read, its sessions are revoked, its email address and
+    password are erased. Then, through the AccountEvent it publishes (at least once; each owner's
+    part is idempotent, so a crash midway resumes): its follows both ways (the counts of the
+    others with them), blocks and mutes (users_svc), its tweets and retweets, likes and bookmarks
+    (tweets_svc; timelines, streams, search, counts and notifications follow from their events)
+    and its own notifications (notifications_svc). Its handle stays reserved for
+    DELETED_HANDLE_GRACE_DAYS (30 by default), then anyone may take it.
+    """
     GetUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.GetUserRequest, _users_service_pb2.GetUserResponse]
     GetUserByHandle: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.GetUserByHandleRequest, _users_service_pb2.GetUserByHandleResponse]
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.UpdateUserRequest, _users_service_pb2.UpdateUserResponse]
@@ -85,6 +95,29 @@ class UserServiceStub:
     """Who follows user_id, most recent follow first."""
     ListFollowing: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowingRequest, _users_service_pb2.ListFollowingResponse]
     """Whom user_id follows, most recent follow first."""
+    BlockUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.BlockUserRequest, _users_service_pb2.BlockUserResponse]
+    """The caller blocks user_id: the follows between them both ways end, neither can follow, reply
+    to, like or retweet the other, and neither sees the other's tweets (home timeline, streams,
+    replies, mentions, likes, search, lists...) nor is notified by the other. Blocking twice
+    changes nothing.
+    """
+    UnblockUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.UnblockUserRequest, _users_service_pb2.UnblockUserResponse]
+    MuteUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.MuteUserRequest, _users_service_pb2.MuteUserResponse]
+    """The caller mutes user_id: their tweets, retweets and notifications leave the caller's home
+    timeline, live stream and notifications, silently (they are not told; follows stay).
+    """
+    UnmuteUser: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.UnmuteUserRequest, _users_service_pb2.UnmuteUserResponse]
+    ListBlocks: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListBlocksRequest, _users_service_pb2.ListBlocksResponse]
+    """The accounts the caller blocks, most recent block first."""
+    ListMutes: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListMutesRequest, _users_service_pb2.ListMutesResponse]
+    """The accounts the caller mutes, most recent mute first."""
+    ListSuggestions: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListSuggestionsRequest, _users_service_pb2.ListSuggestionsResponse]
+    """Who to follow (owner only): accounts followed by many of the accounts the caller follows
+    (friends of friends, most in common first), then popular accounts (most followers first);
+    never the caller, anyone it follows, blocks, is blocked by or mutes. The cost is bounded
+    whatever the caller follows: the follows of its 200 most recent followees are counted, 100 of
+    each (their most recent).
+    """
     BatchGetUsers: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.BatchGetUsersRequest, _users_service_pb2.BatchGetUsersResponse]
     """Internal: many users at once; unknown ids are left out of the answer."""
     AuthenticateToken: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokenRequest, _users_service_pb2.AuthenticateTokenResponse]
@@ -108,6 +141,10 @@ class UserServiceStub:
     JoinFollowerLists: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.JoinFollowerListsRequest, _users_service_pb2.JoinFollowerListsResponse]
     """Internal (timeline rebuilds): the user's home timeline exists now; they join the follower
     lists of everyone they follow.
+    """
+    ListRelations: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListRelationsRequest, _users_service_pb2.ListRelationsResponse]
+    """Internal: user_id's blocks and mutes with other_ids (for the services that hide what a viewer
+    must not see); refills the Redis cache of user_id's relations (social/relations.py).
     """
 
 @_typing.type_check_only
@@ -151,6 +188,16 @@ class UserServiceAsyncStub(UserServiceStub):
     """Replaces the caller's password (user_id must be the caller) after checking the old one, and
     revokes every session of the account, the calling one included. Answers with a fresh token.
     """
+    DeleteUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.DeleteUserRequest, _users_service_pb2.DeleteUserResponse]  # type: ignore[assignment]
+    """Deletes the caller's account (user_id must be the caller) after checking its password. At
+    once: the account is gone from every read, its sessions are revoked, its email address and
+    password are erased. Then, through the AccountEvent it publishes (at least once; each owner's
+    part is idempotent, so a crash midway resumes): its follows both ways (the counts of the
+    others with them), blocks and mutes (users_svc), its tweets and retweets, likes and bookmarks
+    (tweets_svc; timelines, streams, search, counts and notifications follow from their events)
+    and its own notifications (notifications_svc). Its handle stays reserved for
+    DELETED_HANDLE_GRACE_DAYS (30 by default), then anyone may take it.
+    """
     GetUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.GetUserRequest, _users_service_pb2.GetUserResponse]  # type: ignore[assignment]
     GetUserByHandle: _aio.UnaryUnaryMultiCallable[_users_service_pb2.GetUserByHandleRequest, _users_service_pb2.GetUserByHandleResponse]  # type: ignore[assignment]
     UpdateUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.UpdateUserRequest, _users_service_pb2.UpdateUserResponse]  # type: ignore[assignment]
@@ -167,6 +214,29 @@ class UserServiceAsyncStub(UserServiceStub):
     """Who follows user_id, most recent follow first."""
     ListFollowing: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowingRequest, _users_service_pb2.ListFollowingResponse]  # type: ignore[assignment]
     """Whom user_id follows, most recent follow first."""
+    BlockUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.BlockUserRequest, _users_service_pb2.BlockUserResponse]  # type: ignore[assignment]
+    """The caller blocks user_id: the follows between them both ways end, neither can follow, reply
+    to, like or retweet the other, and neither sees the other's tweets (home timeline, streams,
+    replies, mentions, likes, search, lists...) nor is notified by the other. Blocking twice
+    changes nothing.
+    """
+    UnblockUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.UnblockUserRequest, _users_service_pb2.UnblockUserResponse]  # type: ignore[assignment]
+    MuteUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.MuteUserRequest, _users_service_pb2.MuteUserResponse]  # type: ignore[assignment]
+    """The caller mutes user_id: their tweets, retweets and notifications leave the caller's home
+    timeline, live stream and notifications, silently (they are not told; follows stay).
+    """
+    UnmuteUser: _aio.UnaryUnaryMultiCallable[_users_service_pb2.UnmuteUserRequest, _users_service_pb2.UnmuteUserResponse]  # type: ignore[assignment]
+    ListBlocks: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListBlocksRequest, _users_service_pb2.ListBlocksResponse]  # type: ignore[assignment]
+    """The accounts the caller blocks, most recent block first."""
+    ListMutes: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListMutesRequest, _users_service_pb2.ListMutesResponse]  # type: ignore[assignment]
+    """The accounts the caller mutes, most recent mute first."""
+    ListSuggestions: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListSuggestionsRequest, _users_service_pb2.ListSuggestionsResponse]  # type: ignore[assignment]
+    """Who to follow (owner only): accounts followed by many of the accounts the caller follows
+    (friends of friends, most in common first), then popular accounts (most followers first);
+    never the caller, anyone it follows, blocks, is blocked by or mutes. The cost is bounded
+    whatever the caller follows: the follows of its 200 most recent followees are counted, 100 of
+    each (their most recent).
+    """
     BatchGetUsers: _aio.UnaryUnaryMultiCallable[_users_service_pb2.BatchGetUsersRequest, _users_service_pb2.BatchGetUsersResponse]  # type: ignore[assignment]
     """Internal: many users at once; unknown ids are left out of the answer."""
     AuthenticateToken: _aio.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokenRequest, _users_service_pb2.AuthenticateTokenResponse]  # type: ignore[assignment]
@@ -190,6 +260,10 @@ class UserServiceAsyncStub(UserServiceStub):
     JoinFollowerLists: _aio.UnaryUnaryMultiCallable[_users_service_pb2.JoinFollowerListsRequest, _users_service_pb2.JoinFollowerListsResponse]  # type: ignore[assignment]
     """Internal (timeline rebuilds): the user's home timeline exists now; they join the follower
     lists of everyone they follow.
+    """
+    ListRelations: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListRelationsRequest, _users_service_pb2.ListRelationsResponse]  # type: ignore[assignment]
+    """Internal: user_id's blocks and mutes with other_ids (for the services that hide what a viewer
+    must not see); refills the Redis cache of user_id's relations (social/relations.py).
     """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -286,6 +360,22 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def DeleteUser(
+        self,
+        request: _users_service_pb2.DeleteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.DeleteUserResponse, _abc.Awaitable[_users_service_pb2.DeleteUserResponse]]:
+        """Deletes the caller's account (user_id must be the caller) after checking its password. At
+        once: the account is gone from every read, its sessions are revoked, its email address and
+        password are erased. Then, through the AccountEvent it publishes (at least once; each owner's
+        part is idempotent, so a crash midway resumes): its follows both ways (the counts of the
+        others with them), blocks and mutes (users_svc), its tweets and retweets, likes and bookmarks
+        (tweets_svc; timelines, streams, search, counts and notifications follow from their events)
+        and its own notifications (notifications_svc). Its handle stays reserved for
+        DELETED_HANDLE_GRACE_DAYS (30 by default), then anyone may take it.
+        """
+
+    @_abc_1.abstractmethod
     def GetUser(
         self,
         request: _users_service_pb2.GetUserRequest,
@@ -348,6 +438,71 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_users_service_pb2.ListFollowingResponse, _abc.Awaitable[_users_service_pb2.ListFollowingResponse]]:
         """Whom user_id follows, most recent follow first."""
+
+    @_abc_1.abstractmethod
+    def BlockUser(
+        self,
+        request: _users_service_pb2.BlockUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.BlockUserResponse, _abc.Awaitable[_users_service_pb2.BlockUserResponse]]:
+        """The caller blocks user_id: the follows between them both ways end, neither can follow, reply
+        to, like or retweet the other, and neither sees the other's tweets (home timeline, streams,
+        replies, mentions, likes, search, lists...) nor is notified by the other. Blocking twice
+        changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def UnblockUser(
+        self,
+        request: _users_service_pb2.UnblockUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.UnblockUserResponse, _abc.Awaitable[_users_service_pb2.UnblockUserResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def MuteUser(
+        self,
+        request: _users_service_pb2.MuteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.MuteUserResponse, _abc.Awaitable[_users_service_pb2.MuteUserResponse]]:
+        """The caller mutes user_id: their tweets, retweets and notifications leave the caller's home
+        timeline, live stream and notifications, silently (they are not told; follows stay).
+        """
+
+    @_abc_1.abstractmethod
+    def UnmuteUser(
+        self,
+        request: _users_service_pb2.UnmuteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.UnmuteUserResponse, _abc.Awaitable[_users_service_pb2.UnmuteUserResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListBlocks(
+        self,
+        request: _users_service_pb2.ListBlocksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.ListBlocksResponse, _abc.Awaitable[_users_service_pb2.ListBlocksResponse]]:
+        """The accounts the caller blocks, most recent block first."""
+
+    @_abc_1.abstractmethod
+    def ListMutes(
+        self,
+        request: _users_service_pb2.ListMutesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.ListMutesResponse, _abc.Awaitable[_users_service_pb2.ListMutesResponse]]:
+        """The accounts the caller mutes, most recent mute first."""
+
+    @_abc_1.abstractmethod
+    def ListSuggestions(
+        self,
+        request: _users_service_pb2.ListSuggestionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.ListSuggestionsResponse, _abc.Awaitable[_users_service_pb2.ListSuggestionsResponse]]:
+        """Who to follow (owner only): accounts followed by many of the accounts the caller follows
+        (friends of friends, most in common first), then popular accounts (most followers first);
+        never the caller, anyone it follows, blocks, is blocked by or mutes. The cost is bounded
+        whatever the caller follows: the follows of its 200 most recent followees are counted, 100 of
+        each (their most recent).
+        """
 
     @_abc_1.abstractmethod
     def BatchGetUsers(
@@ -425,6 +580,16 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_users_service_pb2.JoinFollowerListsResponse, _abc.Awaitable[_users_service_pb2.JoinFollowerListsResponse]]:
         """Internal (timeline rebuilds): the user's home timeline exists now; they join the follower
         lists of everyone they follow.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRelations(
+        self,
+        request: _users_service_pb2.ListRelationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.ListRelationsResponse, _abc.Awaitable[_users_service_pb2.ListRelationsResponse]]:
+        """Internal: user_id's blocks and mutes with other_ids (for the services that hide what a viewer
+        must not see); refills the Redis cache of user_id's relations (social/relations.py).
         """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,61 @@
+"""Tracing's pure parts: off without an endpoint (nothing installed, no context made), which spans
+start a trace, and a live message carrying its fan-out's trace context."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.trace import SpanKind
+
+from meshkit import tracing
+from social.live import CelebrityFollow, LiveTweet, parse_message, tweet_message
+
+TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_tracing_is_off_without_an_endpoint_and_installs_nothing() -> None:
+    assert tracing.configure("tweets", env={}) is None
+    assert not tracing.enabled()
+    assert tracing.server_interceptors() == []
+    assert tracing.client_interceptors() == []
+    assert tracing.traceparent() is None
+    with tracing.consuming("events:tweets", TRACE.encode()), tracing.span("outbox relay"):
+        pass  # no tracer: nothing to record, nothing raised
+    tracing.delivered("stream send", TRACE, {})
+
+
+@pytest.mark.parametrize(
+    ("kind", "decision"),
+    [
+        (SpanKind.SERVER, Decision.RECORD_AND_SAMPLE),  # a call served starts a trace
+        (SpanKind.CONSUMER, Decision.RECORD_AND_SAMPLE),  # so does an event with no context
+        (SpanKind.CLIENT, Decision.DROP),  # a Redis command or a probe outside any trace does not
+        (SpanKind.INTERNAL, Decision.DROP),
+    ],
+)
+def test_only_calls_served_and_events_consumed_start_a_trace(kind: SpanKind, decision: Decision) -> None:
+    assert tracing.WithinTraces().should_sample(None, 1, "x", kind).decision == decision
+
+
+def test_a_live_message_carries_its_fan_outs_trace_context() -> None:
+    assert tweet_message(123, deleted=False) == "123"
+    assert tweet_message(123, deleted=False, trace=TRACE) == f"123 {TRACE}"
+    assert parse_message(f"123 {TRACE}".encode()) == LiveTweet(123, False, TRACE)
+    assert parse_message(f"-123 {TRACE}".encode()) == LiveTweet(123, True, TRACE)
+    assert parse_message(b"123") == LiveTweet(123, False, None)
+    assert parse_message(b"c+7") == CelebrityFollow(7, True)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        f"c+7 {TRACE}".encode(),  # a celebrity change carries no trace
+        b"123 00-xyz-b7ad6b7169203331-01",
+        f"123  {TRACE}".encode(),
+        f"123 {TRACE} ".encode(),
+        TRACE.encode(),
+    ],
+)
+def test_a_malformed_traced_message_is_refused(message: bytes) -> None:
+    with pytest.raises(ValueError, match="not a live message"):
+        parse_message(message)
