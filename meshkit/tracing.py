@@ -171,7 +171,7 @@ def consuming_batch(stream: str, traceparents: Sequence[str | bytes | None]) -> 
     if tracer is None or not traceparents:
         yield BatchSpans([], len(traceparents))
         return
-    attributes = {
+    attributes: Attributes = {
         "messaging.system": "redis",
         "messaging.destination.name": stream,
         "messaging.batch.message_count": len(traceparents),

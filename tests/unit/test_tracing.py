@@ -68,7 +68,8 @@ def test_a_batch_handled_at_once_has_a_span_per_event_each_in_its_own_trace(
     # What each event causes carries its own span's context.
     for span, sent in zip((first, second, third), spans.traceparents, strict=True):
         context = span.get_span_context()
-        assert sent == f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
+        assert context is not None
+        assert sent == f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
     assert [s.status.status_code for s in (first, second, third)] == [
         StatusCode.UNSET,
         StatusCode.ERROR,
