@@ -102,25 +102,27 @@ return 1
 """
 )
 
-# Fan-out of a batch of tweet events, inside Redis: each job writes (or, for a deletion, takes
-# out) one tweet in the home timelines of given users (its author and the users it mentions), of
-# other timelines named by key (a celebrity's own list), and of the followers found in the
+# Fan-out of a batch of tweet events, inside Redis. A group writes (or, for a deletion, takes out)
+# its tweets in the home timelines of given users (each tweet's author and the users it mentions),
+# of other timelines named by key (a celebrity's own list), and of the followers found in the
 # follower lists (social.follower_lists): those of one author, or those of two authors at once
-# (who follow both: the smaller list is gone through, the larger asked). Only timelines that
-# exist are written; a follower whose timeline is gone leaves the list. Live streams listening on
-# a timeline's channel are told; the job's announce channel too. A call stops after a bucket once
-# it has gone through `budget` timelines and says where to resume.
+# (who follow both: the smaller list is gone through, the larger asked). A group of several tweets
+# (new ones, for the same followers) goes through the lists once and writes each follower's
+# timeline once, with all the tweets it takes. Only timelines that exist are written; a follower
+# whose timeline is gone leaves the list. Live streams listening on a timeline's channel are told
+# of each tweet; a tweet's announce channel too. A call stops after a bucket once it has gone
+# through `budget` timelines and says where to resume.
 #
 # ARGV: home prefix, live channel prefix, list prefix, max bytes, ids kept by a trim, delivered
 # counter ("" for none), pruned counter ("" for none), budget, then where to resume (bucket, side,
-# list generation: -1, "", "" for a fresh start), then the jobs, each: kind ("+" deliver, "-" take
-# out, "e" tell the streams of an edit), tweet id, the 8-byte id, the live message, announce
-# channel (""), followers of (""), among (""), n, n home user ids, m, m pairs of (timeline key,
-# channel).
-# Returns: jobs done, where to resume (bucket, side, generation; -1 when all are done), then per
-# job gone through:
-# timelines written, followers pruned, 1 if a list it needs is missing (or being built), the
-# author's followers in PostgreSQL (-1: no list read).
+# list generation: -1, "", "" for a fresh start), then the groups, each: kind ("+" deliver, "-"
+# take out, "e" tell the streams of an edit; only new tweets come several to a group), followers
+# of (""), among (""), t, then t tweets, each: the 8-byte id, the live message, announce channel
+# (""), n, n home user ids, m, m pairs of (timeline key, channel).
+# Returns: groups done, where to resume (bucket, side, generation; -1 when all are done), then per
+# tweet of each group gone through: timelines written, followers pruned (the group's, on its first
+# tweet), 1 if a list it needs is missing (or being built), the author's followers in PostgreSQL
+# (-1: no list read).
 _FAN_OUT = (
     _TRIM
     + LIST_KEYS
@@ -141,8 +143,8 @@ local function list_state(author)
           followers = tonumber(s[5])}
 end
 
--- A timeline takes the id if it exists (an 8-byte header at least: an APPEND that leaves 8
--- bytes made the key, which is dropped again).
+-- A timeline takes the ids if it exists (an 8-byte header at least: an APPEND that leaves only
+-- the ids made the key, which is dropped again).
 local function add(key, packed)
   local length = redis.call('APPEND', key, packed)
   if length == #packed then redis.call('DEL', key); return false end
@@ -164,28 +166,49 @@ local function take_out(key, packed)
   return true
 end
 
--- Writes (or takes out) the tweet in the timelines `keys`; tells their channels (a new or edited
--- tweet only where someone listens). Returns which keys exist (an edit: all, it writes nothing).
-local function touch(kind, keys, channels, packed, message)
+-- Which of the `count` tweets a timeline takes (those whose homes do not name it: `skip`, a set
+-- of tweet numbers, or nil), as their ids packed together and their numbers; nil when none.
+local function taken(tweets, count, skip)
+  if not skip then return tweets.packed, nil end
+  local parts, numbers = {}, {}
+  for t = 1, count do
+    if not skip[t] then
+      parts[#parts + 1] = tweets[t].packed
+      numbers[#numbers + 1] = t
+    end
+  end
+  if #numbers == 0 then return nil, nil end
+  return table.concat(parts), numbers
+end
+
+-- Writes (or takes out) `packed` in the timelines `keys`; tells their channels each message (a new
+-- or edited tweet only where someone listens). Returns which keys exist (an edit: all, it writes
+-- nothing). `messages[k]`, when given, are the messages of keys[k] (else `shared`).
+local function touch(kind, keys, channels, packed, shared, messages, packs)
   local found = {}
   local listeners = nil
   if kind ~= '-' and #channels > 0 then
     listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
   end
   for k, key in ipairs(keys) do
+    local mine = packs and packs[k] or packed
     if kind == '+' then
-      found[k] = add(key, packed)
+      found[k] = add(key, mine)
     elseif kind == '-' then
-      found[k] = take_out(key, packed)
+      found[k] = take_out(key, mine)
     else
       found[k] = true  -- an edit: the timeline does not change
     end
-    if kind == '-' or listeners[2 * k] > 0 then redis.call('PUBLISH', channels[k], message) end
+    if kind == '-' or listeners[2 * k] > 0 then
+      for _, message in ipairs(messages and messages[k] or shared) do
+        redis.call('PUBLISH', channels[k], message)
+      end
+    end
   end
   return found
 end
 
--- Adds up the counters; the reply: where to resume, then each job's figures.
+-- Adds up the counters; the reply: where to resume, then each tweet's figures.
 local function finish(reply)
   if ARGV[6] ~= '' and delivered > 0 then redis.call('INCRBY', ARGV[6], delivered) end
   if ARGV[7] ~= '' and pruned_all > 0 then redis.call('INCRBY', ARGV[7], pruned_all) end
@@ -198,36 +221,52 @@ end
 local i, job = 12, 0
 while i <= #ARGV do
   job = job + 1
-  local kind, packed, message, announce = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local homes = tonumber(ARGV[i + 7])
-  local others_at = i + 8 + homes
-  local others = tonumber(ARGV[others_at])
-  local next_job = others_at + 1 + 2 * others
+  local kind, count = ARGV[i], tonumber(ARGV[i + 3])
+  local tweets, all_messages, packs = {}, {}, {}
+  local direct = {}  -- follower id -> the tweets written to them already, whether they follow or not
+  local p = i + 4
+  for t = 1, count do
+    local homes = tonumber(ARGV[p + 3])
+    local others_at = p + 4 + homes
+    local others = tonumber(ARGV[others_at])
+    tweets[t] = {packed = ARGV[p], message = ARGV[p + 1], announce = ARGV[p + 2], homes_at = p + 4,
+                 homes = homes, others_at = others_at + 1, others = others}
+    packs[t] = ARGV[p]
+    all_messages[t] = ARGV[p + 1]
+    for h = p + 4, p + 3 + homes do
+      direct[ARGV[h]] = direct[ARGV[h]] or {}
+      direct[ARGV[h]][t] = true
+    end
+    p = others_at + 1 + 2 * others
+  end
+  tweets.packed = table.concat(packs)
+  local next_job = p
   local resuming = job == 1 and resume_bucket >= 0
-  local a, b = list_state(ARGV[i + 5]), list_state(ARGV[i + 6])
-  local direct = {}  -- written already, whether they follow or not
-  for h = i + 8, i + 7 + homes do direct[ARGV[h]] = true end
-  local written, pruned = 0, 0
+  local a, b = list_state(ARGV[i + 1]), list_state(ARGV[i + 2])
+  local written, everyone, pruned = {}, 0, 0  -- timelines that took each tweet, or all of them
+  for t = 1, count do written[t] = 0 end
   if a == false or b == false then
-    out[#out + 1] = {0, 0, 1, -1}
+    for t = 1, count do out[#out + 1] = {0, 0, 1, -1} end
   else
     if not resuming then
-      local keys, channels = {}, {}
-      for h = i + 8, i + 7 + homes do
-        keys[#keys + 1] = home_prefix .. ARGV[h]
-        channels[#channels + 1] = live_prefix .. ARGV[h]
+      for t, tweet in ipairs(tweets) do
+        local keys, channels = {}, {}
+        for h = tweet.homes_at, tweet.homes_at + tweet.homes - 1 do
+          keys[#keys + 1] = home_prefix .. ARGV[h]
+          channels[#channels + 1] = live_prefix .. ARGV[h]
+        end
+        for _, exists in ipairs(touch(kind, keys, channels, tweet.packed, {tweet.message})) do
+          if exists then written[t] = written[t] + 1 end
+        end
+        keys, channels = {}, {}
+        for o = tweet.others_at, tweet.others_at + 2 * tweet.others - 1, 2 do
+          keys[#keys + 1] = ARGV[o]
+          channels[#channels + 1] = ARGV[o + 1]
+        end
+        touch(kind, keys, channels, tweet.packed, {tweet.message})
+        if tweet.announce ~= '' then redis.call('PUBLISH', tweet.announce, tweet.message) end
+        budget = budget - tweet.homes - tweet.others
       end
-      for _, exists in ipairs(touch(kind, keys, channels, packed, message)) do
-        if exists then written = written + 1 end
-      end
-      keys, channels = {}, {}
-      for o = others_at + 1, next_job - 1, 2 do
-        keys[#keys + 1] = ARGV[o]
-        channels[#channels + 1] = ARGV[o + 1]
-      end
-      touch(kind, keys, channels, packed, message)
-      if announce ~= '' then redis.call('PUBLISH', announce, message) end
-      budget = budget - homes - others
     end
     local stopped, side, iterated = nil, 'a', a
     if a then
@@ -240,18 +279,27 @@ while i <= #ARGV do
       for bucket = start, iterated.buckets - 1 do
         if budget <= 0 then stopped = bucket; break end
         local members = redis.call('SMEMBERS', list_bucket(iterated.meta, iterated.gen, bucket))
-        local ids, keys, channels = {}, {}, {}
+        local ids, keys, channels, mine, messages, numbers = {}, {}, {}, {}, {}, {}
         for _, id in ipairs(members) do
           local theirs = other and list_bucket(other.meta, other.gen, bucket_of(id, other.buckets))
-          if not direct[id] and (not other or redis.call('SISMEMBER', theirs, id) == 1) then
-            ids[#ids + 1] = id
-            keys[#keys + 1] = home_prefix .. id
-            channels[#channels + 1] = live_prefix .. id
+          local packed, which = taken(tweets, count, direct[id])
+          if packed and (not other or redis.call('SISMEMBER', theirs, id) == 1) then
+            local k = #ids + 1
+            ids[k], keys[k], channels[k], mine[k] = id, home_prefix .. id, live_prefix .. id, packed
+            numbers[k], messages[k] = which, all_messages
+            if which then
+              messages[k] = {}
+              for _, t in ipairs(which) do messages[k][#messages[k] + 1] = tweets[t].message end
+            end
           end
         end
-        for k, exists in ipairs(touch(kind, keys, channels, packed, message)) do
+        for k, exists in ipairs(touch(kind, keys, channels, nil, nil, messages, mine)) do
           if exists then
-            written = written + 1
+            if numbers[k] then
+              for _, t in ipairs(numbers[k]) do written[t] = written[t] + 1 end
+            else
+              everyone = everyone + 1
+            end
           else
             -- Their timeline is gone (inactive, or wiped): no longer in the lists they were in.
             if redis.call('SREM', list_bucket(iterated.meta, iterated.gen, bucket), ids[k]) == 1 then
@@ -263,8 +311,11 @@ while i <= #ARGV do
         budget = budget - cost * #members
       end
     end
-    out[#out + 1] = {written, pruned, 0, a and a.followers or -1}
-    if kind == '+' then delivered = delivered + written end
+    for t = 1, count do
+      written[t] = written[t] + everyone
+      out[#out + 1] = {written[t], t == 1 and pruned or 0, 0, a and a.followers or -1}
+      if kind == '+' then delivered = delivered + written[t] end
+    end
     pruned_all = pruned_all + pruned
     if stopped then
       return finish({job - 1, stopped, side, iterated.gen})
@@ -410,21 +461,44 @@ class JobOutcome:
     followers: int | None = None  # followers_of's followers in PostgreSQL, as its list counts them
 
 
-def _job_arguments(job: FanoutJob) -> list[str | int | bytes]:
-    """A job as the fan-out script reads it from ARGV."""
-    return [
-        "-" if job.deleted else "e" if job.edited else "+",
-        job.tweet_id,
-        pack([job.tweet_id]),
-        tweet_message(job.tweet_id, deleted=job.deleted, edited=job.edited, trace=job.trace),
-        job.announce,
-        "" if job.followers_of is None else job.followers_of,
-        "" if job.among is None else job.among,
-        len(job.homes),
-        *job.homes,
-        len(job.others),
-        *(part for pair in job.others for part in pair),
+def _groups(jobs: Sequence[FanoutJob]) -> list[list[int]]:
+    """The jobs (their indexes) as the fan-out script takes them: new tweets for the same followers
+    (of one author, or of one reply's two) go together, in the place of the first, so that their
+    lists are gone through once and each follower's timeline written once; other jobs go alone, in
+    their place. (A new tweet written before an earlier job's deletion of it stays deleted.)"""
+    groups: list[list[int]] = []
+    together: dict[tuple[int, int | None], list[int]] = {}
+    for n, job in enumerate(jobs):
+        if job.deleted or job.edited or job.followers_of is None:
+            groups.append([n])
+        elif (same := together.get((job.followers_of, job.among))) is not None:
+            same.append(n)
+        else:
+            together[(job.followers_of, job.among)] = group = [n]
+            groups.append(group)
+    return groups
+
+
+def _group_arguments(jobs: Sequence[FanoutJob]) -> list[str | int | bytes]:
+    """A group of jobs (same kind and followers) as the fan-out script reads it from ARGV."""
+    first = jobs[0]
+    arguments: list[str | int | bytes] = [
+        "-" if first.deleted else "e" if first.edited else "+",
+        "" if first.followers_of is None else first.followers_of,
+        "" if first.among is None else first.among,
+        len(jobs),
     ]
+    for job in jobs:
+        arguments += [
+            pack([job.tweet_id]),
+            tweet_message(job.tweet_id, deleted=job.deleted, edited=job.edited, trace=job.trace),
+            job.announce,
+            len(job.homes),
+            *job.homes,
+            len(job.others),
+            *(part for pair in job.others for part in pair),
+        ]
+    return arguments
 
 
 class TimelineStore:
@@ -469,12 +543,14 @@ class TimelineStore:
         return channel(self._channel_prefix, ident)
 
     async def fan_out(self, jobs: Sequence[FanoutJob], budget: int = CALL_BUDGET) -> list[JobOutcome]:
-        """Writes each job (the fan-out script), in calls that each go through about `budget`
-        timelines, so that Redis never stalls for long; returns what each job did."""
+        """Writes each job (the fan-out script; new tweets for the same followers together), in
+        calls that each go through about `budget` timelines, so that Redis never stalls for long;
+        returns what each job did."""
         outcomes = [JobOutcome() for _ in jobs]
+        groups = _groups(jobs)
         start = 0
         resume: list[int | str] = [-1, "", ""]
-        while start < len(jobs):
+        while start < len(groups):
             reply = await self._fan_out(
                 args=[
                     key_start(self._prefix),
@@ -486,18 +562,19 @@ class TimelineStore:
                     self._pruned_counter,
                     budget,
                     *resume,
-                    *(a for job in jobs[start:] for a in _job_arguments(job)),
+                    *(a for group in groups[start:] for a in _group_arguments([jobs[n] for n in group])),
                 ]
             )
             done, bucket = int(reply[0]), int(reply[1])
             figures = reply[4:]
-            for n in range(0, len(figures), 4):
-                outcome = outcomes[start + n // 4]
-                outcome.written += int(figures[n])
-                outcome.pruned += int(figures[n + 1])
-                outcome.missing = outcome.missing or bool(int(figures[n + 2]))
-                if int(figures[n + 3]) >= 0:
-                    outcome.followers = int(figures[n + 3])
+            gone_through = [n for group in groups[start:] for n in group]
+            for at in range(0, len(figures), 4):
+                outcome = outcomes[gone_through[at // 4]]
+                outcome.written += int(figures[at])
+                outcome.pruned += int(figures[at + 1])
+                outcome.missing = outcome.missing or bool(int(figures[at + 2]))
+                if int(figures[at + 3]) >= 0:
+                    outcome.followers = int(figures[at + 3])
             if bucket < 0:
                 break
             start += done

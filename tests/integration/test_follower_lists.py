@@ -76,6 +76,20 @@ def random_event(rng: random.Random, case: Case, tweet_id: int) -> TweetChanged:
     )
 
 
+def twin(rng: random.Random, case: Case, event: TweetChanged, tweet_id: int) -> TweetChanged:
+    """Another tweet by the event's author for the same followers (a reply to the same author, or
+    not a reply either), mentioning others."""
+    mentioned = {u for u in case.users if u != event.author_id and rng.random() < 0.3}
+    if event.reply_to_author_id is not None and event.reply_to_author_id != event.author_id:
+        mentioned.add(event.reply_to_author_id)
+    return TweetChanged(
+        tweet_id,
+        event.author_id,
+        reply_to_author_id=event.reply_to_author_id,
+        mentioned_user_ids=tuple(sorted(mentioned)),
+    )
+
+
 async def holders(redis: aioredis.Redis, home: TimelineStore, users: list[int]) -> dict[int, set[int]]:
     """tweet id -> the users whose timeline holds it (decoded as readers decode)."""
     held: dict[int, set[int]] = {}
@@ -87,9 +101,10 @@ async def holders(redis: aioredis.Redis, home: TimelineStore, users: list[int]) 
 
 
 async def test_the_fan_out_script_applies_the_home_rule(mesh: Mesh) -> None:
-    """Random graphs, timelines and tweets (replies, mentions, celebrities), written by the script
-    in calls of a few timelines each (lists of many buckets, so calls stop and resume mid-list),
-    against the rule in Python; then edits, which change no timeline, and deletions, which leave no
+    """Random graphs, timelines and tweets (replies, mentions, celebrities; in half the cases two
+    for the same followers, which the script writes together), written by the script in calls of a
+    few timelines each (lists of many buckets, so calls stop and resume mid-list), against the rule
+    in Python; then edits, which change no timeline, and deletions, which leave no
     timeline holding them."""
     redis = aioredis.Redis.from_url(mesh.redis_url)
     rng = random.Random(13)
@@ -125,6 +140,9 @@ async def test_the_fan_out_script_applies_the_home_rule(mesh: Mesh) -> None:
             )
             fanout = Fanout(None, None, home, None, None, own_lists)  # type: ignore[arg-type]
             events = [random_event(rng, case, 10_000 + n) for n in range(rng.randint(1, 6))]
+            if rng.random() < 0.5:  # another for the same followers, other mentions: written together
+                first = events[0]
+                events.append(twin(rng, case, first, 10_000 + len(events)))
             jobs = [fanout.job(e, celebrity=e.author_id in case.celebrities) for e in events]
             outcomes = await home.fan_out(jobs, budget=rng.randint(1, 4))
             held = await holders(redis, home, case.users)
