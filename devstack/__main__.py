@@ -3,6 +3,9 @@
 Environment:
   TWEETMESH_DATA_DIR   where the embedded PostgreSQL and Redis keep their files (default: <repo>/.data)
   DATABASE_URL         use this PostgreSQL instead of starting one
+  POSTGRES_REPLICA=1   also start a streaming replica of the embedded PostgreSQL (a fresh
+                       pg_basebackup at each start, in <data dir>/postgres-replica) and send the
+                       services' lag-tolerant reads to it (DATABASE_READ_URL; README, "Read replica")
   REDIS_URL            use this Redis instead of starting one
   SMTP_URL             send mail there instead of starting the local SMTP server, which keeps each
                        mail as a file in <data dir>/mail (its path is printed)
@@ -23,6 +26,8 @@ Environment:
                        the services' Prometheus /metrics (defaults 9101, 9102, 9103, 9104, 9105, 9106)
   MEDIA_S3_URL         keep uploaded media in S3-compatible object storage instead of <data dir>/media
   POSTGRES_PORT        the embedded PostgreSQL (default 55432)
+  POSTGRES_REPLICA_PORT
+                       its read replica, with POSTGRES_REPLICA=1 (default 55433)
   REDIS_PORT           the embedded Redis (default 56379)
   SMTP_PORT            the local SMTP server (default 2525)
 Everything listens on 127.0.0.1. The services' JSON logs go to stdout. Once all is up it prints
@@ -96,6 +101,7 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
         *[(f"{name}_svc gRPC", f"127.0.0.1:{ports.of(name)}") for name in SERVICES],
         *[(f"{n}_svc metrics", f"http://127.0.0.1:{ports.of(n + '_metrics')}/metrics") for n in SERVICES],
         ("PostgreSQL", mesh.database_url),
+        *([("PostgreSQL read replica", mesh.read_replica_url)] if mesh.read_replica_url else []),
         ("Redis", mesh.redis_url),
         ("SMTP", mesh.smtp_url),
         ("media kept in", mesh.media_store),
@@ -115,6 +121,7 @@ def main() -> int:
             cors_origins=[
                 o for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").replace(" ", "").split(",") if o
             ],
+            pg_replica=os.environ.get("POSTGRES_REPLICA", "") not in ("", "0"),
         )
     except DevstackError as error:
         print(f"devstack: {error}", file=sys.stderr)

@@ -32,7 +32,7 @@ from devstack.envoy import (
     start_envoy,
 )
 from devstack.errors import DevstackError, StartupError
-from devstack.postgres import start_postgres
+from devstack.postgres import start_postgres, start_replica
 from devstack.process import ManagedProcess, RestartPolicy, Server
 from devstack.redis import start_redis
 from devstack.smtp import start_smtp
@@ -104,6 +104,8 @@ class MeshPorts:
     media_metrics: int = DEFAULT_PORTS["media"].metrics
     notifications_metrics: int = DEFAULT_PORTS["notifications"].metrics
     postgres: int = 55432
+    # The embedded PostgreSQL's streaming replica, when the mesh runs one (pg_replica).
+    postgres_replica: int = 55433
     redis: int = 56379
     # The local SMTP server that keeps mails as files (devstack.smtp).
     smtp: int = 2525
@@ -182,6 +184,8 @@ class Mesh:
 
     `database_url` / `redis_url` / `smtp_url` default to $DATABASE_URL / $REDIS_URL / $SMTP_URL;
     when those are empty (or None is passed) a private server is started in `data_dir`. With
+    `pg_replica` (and the embedded PostgreSQL), a streaming replica of it serves the services'
+    lag-tolerant reads (DATABASE_READ_URL; start_read_replica). With
     `log_to_files`, each process writes to `data_dir`/logs/<name>.log; otherwise output goes to
     this process's terminal.
     `enforce_edge_limits=False` turns off the refusals of Envoy's token buckets (see
@@ -205,6 +209,7 @@ class Mesh:
         enforce_edge_limits: bool = True,
         tls: TlsFiles | None = None,
         cors_origins: Sequence[str] = (),
+        pg_replica: bool = False,
     ) -> None:
         self._data_dir = data_dir.resolve()
         self._ports = ports or MeshPorts()
@@ -218,7 +223,14 @@ class Mesh:
         self._enforce_edge_limits = enforce_edge_limits
         self._tls = tls
         self._cors_origins = tuple(cors_origins)
+        if pg_replica and self._external_database_url:
+            raise DevstackError(
+                "a read replica is started only for the embedded PostgreSQL; with DATABASE_URL, set"
+                " DATABASE_READ_URL to your replica instead"
+            )
+        self._pg_replica = pg_replica
         self._postgres: Server | None = None
+        self._replica: Server | None = None
         self._redis: Server | None = None
         self._smtp: Server | None = None
         self._mail_folder = self._data_dir / "mail"
@@ -253,6 +265,11 @@ class Mesh:
         return self._postgres.url
 
     @property
+    def read_replica_url(self) -> str | None:
+        """The running read replica's URL (the services' DATABASE_READ_URL), if there is one."""
+        return self._replica.url if self._replica is not None else None
+
+    @property
     def redis_url(self) -> str:
         if self._external_redis_url:
             return self._external_redis_url
@@ -283,8 +300,15 @@ class Mesh:
         return None if self._external_smtp_url else self._mail_folder
 
     def pid(self, name: str) -> int:
-        """The pid of a running process: a service name, "postgres", "redis", "smtp" or "envoy"."""
-        servers = {"postgres": self._postgres, "redis": self._redis, "smtp": self._smtp, "envoy": self._envoy}
+        """The pid of a running process: a service name, "postgres", "postgres-replica", "redis",
+        "smtp" or "envoy"."""
+        servers = {
+            "postgres": self._postgres,
+            "postgres-replica": self._replica,
+            "redis": self._redis,
+            "smtp": self._smtp,
+            "envoy": self._envoy,
+        }
         server = servers.get(name)
         process = server.process if server is not None else self._services.get(name)
         if process is None or not process.alive():
@@ -293,8 +317,13 @@ class Mesh:
 
     def casualties(self) -> list[str]:
         """Each started process that has exited since, with its exit code and the end of its log."""
-        servers = [s.process for s in (self._postgres, self._redis, self._smtp, self._envoy) if s is not None]
+        servers = [s.process for s in self._servers()]
         return [str(p.failure("has exited")) for p in [*servers, *self._services.values()] if not p.alive()]
+
+    def _servers(self) -> list[Server]:
+        """The servers started for the services (PostgreSQL, its replica, Redis, SMTP, Envoy)."""
+        servers = (self._postgres, self._replica, self._redis, self._smtp, self._envoy)
+        return [s for s in servers if s is not None]
 
     def service_env(self, name: str, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment `name` runs with: ours, the mesh's addresses, env_overrides, then `extra_env`."""
@@ -322,6 +351,8 @@ class Mesh:
                     durable=self._durable,
                     log_path=self._log("postgres"),
                 )
+                if self._pg_replica:
+                    self.start_read_replica()
             if not self._external_redis_url:
                 self._redis = start_redis(self._data_dir, self._ports.redis, log_path=self._log("redis"))
             if not self._external_smtp_url:
@@ -350,9 +381,32 @@ class Mesh:
         if self._redis is not None:
             self._redis.process.stop()
             self._redis = None
+        self.stop_read_replica()
         if self._postgres is not None:
             self._postgres.process.stop(timeout=30.0)
             self._postgres = None
+
+    def start_read_replica(self) -> str:
+        """Starts a streaming replica of the embedded PostgreSQL (devstack.postgres.start_replica)
+        and returns its URL. Services started from now on read it as DATABASE_READ_URL; those
+        running already need a restart (start_service) to use it."""
+        if self._postgres is None:
+            raise DevstackError("a read replica needs the embedded PostgreSQL (DATABASE_URL is set)")
+        if self._replica is None:
+            self._replica = start_replica(
+                self._postgres,
+                self._data_dir,
+                self._ports.postgres_replica,
+                durable=self._durable,
+                log_path=self._log("postgres-replica"),
+            )
+        return self._replica.url
+
+    def stop_read_replica(self) -> None:
+        """Stops the read replica, if one runs; services started from now on read the primary only."""
+        if self._replica is not None:
+            self._replica.process.stop(timeout=30.0)
+            self._replica = None
 
     def supervise(self, now: float | None = None) -> list[str]:
         """Looks after a started mesh, as a container runtime would; returns what happened since the
@@ -388,8 +442,8 @@ class Mesh:
             elif process is not None and restarts.waiting and self._serving(name):
                 restarts.waiting = False
                 events.append(f"{name}_svc is SERVING again")
-        for server in (self._postgres, self._redis, self._smtp, self._envoy):
-            if server is not None and not server.process.alive() and server.process.pid not in self._reported:
+        for server in self._servers():
+            if not server.process.alive() and server.process.pid not in self._reported:
                 self._reported.add(server.process.pid)
                 gone = server.process
                 events.append(
@@ -478,6 +532,7 @@ class Mesh:
 
     def _base_env(self) -> dict[str, str]:
         addresses = {f"{name.upper()}_ADDR": f"{HOST}:{self._ports.of(name)}" for name in SERVICES}
+        replica = {"DATABASE_READ_URL": self._replica.url} if self._replica is not None else {}
         return dict(os.environ) | {
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
@@ -487,6 +542,7 @@ class Mesh:
             "LISTEN_HOST": HOST,
             "PAGE_TOKEN_SECRET": os.environ.get("PAGE_TOKEN_SECRET") or self._page_token_secret(),
             **addresses,
+            **replica,
         }
 
     def _page_token_secret(self) -> str:

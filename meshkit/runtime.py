@@ -42,6 +42,7 @@ from meshkit.interceptors import CallFactsInterceptor, PreparedResponses
 from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from meshkit.metrics import MetricsServer, forget_pool, forget_redis, watch_pool, watch_redis
 from meshkit.ratelimit import CLIENT_ADDRESS, CLIENT_ADDRESS_HEADER, Policies, RateLimitInterceptor
+from meshkit.reads import Reads
 from meshkit.settings import Networks, Settings, SettingsError
 from meshkit.status import ErrorInterceptor, within
 from meshkit.telemetry import TelemetryInterceptor
@@ -175,6 +176,41 @@ class Runtime(Generic[S]):
         just returned: RecentlyReturned), so the ones a restarted server dropped are replaced
         instead of failing a call.
         """
+        pool = self._pool(url, schema, max_size, f"{self.settings.service}-{schema}")
+        await pool.open(wait=True, timeout=30)
+        self._probes[f"postgresql:{schema}"] = lambda: _probe_postgres(pool)
+        return pool
+
+    async def reads(self, primary: AsyncConnectionPool, replica_url: str, schema: str) -> Reads:
+        """Where `schema`'s lag-tolerant reads go (meshkit.reads): the streaming replica at
+        `replica_url` (DATABASE_READ_URL) while it answers, else `primary`; all to `primary` when
+        `replica_url` is empty. Health does not follow the replica: without it, reads go on."""
+        if not replica_url:
+            return Reads(primary, schema=schema)
+        name = f"{self.settings.service}-{schema}-replica"
+        probe_seconds = self.settings.health_probe_seconds
+        # A connection attempt to a replica that is down gives up after two probes (psycopg_pool
+        # would back off for minutes): the first call after that, the probe's, tries again at once.
+        replica = self._pool(replica_url, schema, primary.max_size, name, reconnect_timeout=2 * probe_seconds)
+        # Not waiting: a replica that is down at start is set aside like one that fails later.
+        await replica.open(wait=False)
+        reads = Reads(
+            primary,
+            replica,
+            schema=schema,
+            wait_seconds=min(1.0, self.settings.rpc_deadline_seconds),
+            # Half the deadline: what the replica did not answer by then, the primary still can.
+            limit_seconds=self.settings.rpc_deadline_seconds / 2,
+            retry_seconds=probe_seconds,
+        )
+        self.background(reads.watch(), f"read replica {schema}")
+        return reads
+
+    def _pool(
+        self, url: str, schema: str, max_size: int, name: str, reconnect_timeout: float = 300.0
+    ) -> AsyncConnectionPool:
+        """A pool (not opened yet) as `postgres` describes, closed and watched with the runtime;
+        `reconnect_timeout` is psycopg_pool's (its default)."""
         liveness = RecentlyReturned()
         deadline = self.settings.rpc_deadline_seconds
         options = f"-c search_path={schema},public -c statement_timeout={int(deadline * 1000)}"
@@ -192,13 +228,12 @@ class Runtime(Generic[S]):
             timeout=deadline,
             check=liveness.check,
             reset=liveness.returned,
-            name=f"{self.settings.service}-{schema}",
+            name=name,
+            reconnect_timeout=reconnect_timeout,
         )
-        await pool.open(wait=True, timeout=30)
         self._stack.push_async_callback(pool.close)
         watch_pool(pool)
         self._stack.callback(forget_pool, pool)
-        self._probes[f"postgresql:{schema}"] = lambda: _probe_postgres(pool)
         return pool
 
     async def redis(self) -> aioredis.Redis:

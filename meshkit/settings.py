@@ -189,6 +189,14 @@ def read_database_url(env: Env) -> str:
     return env.url("DATABASE_URL", ("postgresql", "postgres"))
 
 
+def read_database_read_url(env: Env) -> str:
+    """A streaming replica of DATABASE_URL for the reads that tolerate lag (meshkit.reads); empty:
+    none, every read on the primary."""
+    if not env.text("DATABASE_READ_URL", ""):
+        return ""
+    return env.url("DATABASE_READ_URL", ("postgresql", "postgres"))
+
+
 PAGE_TOKEN_SECRET_MIN = 16
 
 

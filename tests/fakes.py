@@ -393,3 +393,35 @@ class FakeSessionRedis:
             return 0
 
         return allow
+
+
+class FakeConnection:
+    """A connection of a FakePool: it names its pool and keeps the statements it was given."""
+
+    def __init__(self, pool: str) -> None:
+        self.pool = pool
+        self.statements: list[str] = []
+
+    async def execute(self, statement: str) -> None:
+        self.statements.append(statement)
+
+
+class FakePool:
+    """A PostgreSQL pool as meshkit.reads uses it: `connection()` lends a FakeConnection that names
+    the pool (`name`), unless `failure` is set (raised as the connection is lent); with `hang`,
+    the connection is lent only after that many seconds. `lent` counts the loans."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.failure: BaseException | None = None
+        self.hang = 0.0
+        self.lent = 0
+
+    @contextlib.asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[FakeConnection]:  # noqa: ASYNC109 (psycopg_pool's name)
+        self.lent += 1
+        if self.hang:
+            await asyncio.sleep(self.hang)
+        if self.failure is not None:
+            raise self.failure
+        yield FakeConnection(self.name)

@@ -422,6 +422,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
 async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
     pool = await runtime.postgres(settings.database_url, "users")
+    reads = await runtime.reads(pool, settings.database_read_url, "users")
     redis = await runtime.redis()
     outbox = Outbox(pool, redis, settings.outbox_replicas)
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
@@ -447,6 +448,7 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
         cache,
         account_deleted_event,
         timedelta(days=settings.deleted_handle_grace_days),
+        reads=reads,
     )
     follower_lists = FollowerListKeeper(
         store, FollowerLists(redis, key_start(HOME_PREFIX), settings.follower_list_ttl_seconds)

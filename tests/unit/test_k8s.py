@@ -23,6 +23,7 @@ from users_svc.settings import load_settings as users_settings
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy" / "k8s"
 EXAMPLE = ROOT / "deploy" / "k8s-example"
+READ_REPLICA = ROOT / "deploy" / "k8s-read-replica"
 # The oldest Kubernetes we document (native gRPC probes are GA since 1.27) and the newest schema known.
 VERSIONS = ("1.30", kubernetes_validate.latest_version())
 Manifest = dict[str, Any]
@@ -104,7 +105,7 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in container.get("env", [])}
 
 
-@pytest.mark.parametrize("folder", [BASE, EXAMPLE], ids=["base", "example"])
+@pytest.mark.parametrize("folder", [BASE, EXAMPLE, READ_REPLICA], ids=["base", "example", "read-replica"])
 def test_every_manifest_file_is_listed_and_every_object_validates_strictly(folder: Path) -> None:
     listed = set(yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"])
     present = {p.name for p in folder.glob("*.yaml")} - {"kustomization.yaml"}
@@ -215,6 +216,29 @@ def test_the_example_brings_its_own_datastores_and_secret() -> None:
     assert secret["REDIS_URL"].startswith(
         f"redis://tweetmesh:{secret['REDIS_PASSWORD']}@tweetmesh-redis:6379"
     )
+
+
+def test_the_read_replica_overlay_gives_the_readers_its_url_and_a_name() -> None:
+    manifests = build(READ_REPLICA)
+    assert find(manifests, "Service", "tweetmesh-postgres-read")["spec"]["type"] == "ExternalName"
+    readers = set()
+    for service in SERVICES:
+        container = next(
+            c
+            for c in find(manifests, "Deployment", service)["spec"]["template"]["spec"]["containers"]
+            if c["name"] == service
+        )
+        refs = {e["name"]: e.get("valueFrom", {}) for e in container.get("env", [])}
+        if "DATABASE_READ_URL" in refs:
+            readers.add(service)
+            assert refs["DATABASE_READ_URL"] == {
+                "secretKeyRef": {"name": "tweetmesh-secrets", "key": "DATABASE_READ_URL"}
+            }
+    # The services whose settings read it (meshkit.settings.read_database_read_url), and no other.
+    assert readers == {"users", "tweets"}
+    secret = find(build(EXAMPLE), "Secret", "tweetmesh-secrets")["stringData"]
+    read_url = "postgresql://tweetmesh:tweetmesh@tweetmesh-postgres-read:5432/tweetmesh"
+    assert users_settings({**secret, "DATABASE_READ_URL": read_url}).database_read_url == read_url
 
 
 # ----- who may connect to whom: the NetworkPolicies, evaluated
