@@ -697,6 +697,26 @@ class PostgresUserStore:
     async def following(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
         return await self._edges("follower_id", "followee_id", user_id, before, limit)
 
+    async def follow_state(self, follower_id: int, followee_id: int) -> tuple[bool, int]:
+        """Whether follower_id follows followee_id, and followee_id's follower count (0 if unknown)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM follows WHERE follower_id = %s AND followee_id = %s),"
+                " COALESCE((SELECT followers_count FROM users WHERE id = %s), 0)",
+                (follower_id, followee_id, followee_id),
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return bool(row[0]), int(row[1])
+
+    async def followers_count(self, user_id: int) -> int:
+        return (await self.follow_state(user_id, user_id))[1]
+
+    async def followee_ids(self, user_id: int) -> set[int]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT followee_id FROM follows WHERE follower_id = %s", (user_id,))
+            return {int(r[0]) for r in await cur.fetchall()}
+
     async def _edges(
         self, by: str, other: str, user_id: int, before: int | None, limit: int
     ) -> list[tuple[int, int]]:
