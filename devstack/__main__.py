@@ -3,6 +3,9 @@
 Environment:
   TWEETMESH_DATA_DIR   where the embedded PostgreSQL and Redis keep their files (default: <repo>/.data)
   DATABASE_URL         use this PostgreSQL instead of starting one
+  POSTGRES_REPLICA=1   also start a streaming replica of the embedded PostgreSQL (a fresh
+                       pg_basebackup at each start, in <data dir>/postgres-replica) and send the
+                       services' lag-tolerant reads to it (DATABASE_READ_URL; README, "Read replica")
   REDIS_URL            use this Redis instead of starting one
   SMTP_URL             send mail there instead of starting the local SMTP server, which keeps each
                        mail as a file in <data dir>/mail (its path is printed)
@@ -14,6 +17,9 @@ Environment:
                        serve TLS with this PEM certificate chain and private key
   TLS_SELF_SIGNED=1    serve TLS with a self-signed certificate for localhost/127.0.0.1, made once
                        and kept in <data dir>/tls (clients trust <data dir>/tls/tls.crt)
+  MESH_TLS=1           mutual TLS between Envoy and the services and among the services, with a
+                       private CA and a certificate per service, for Envoy and for a client, made
+                       once and kept in <data dir>/mesh-tls (grpcurl a service with mesh-tls/client)
   CORS_ALLOWED_ORIGINS comma-separated origins (scheme://host[:port]) whose pages may call the API
                        (default none: the web client at / is same-origin)
   USERS_PORT, TWEETS_PORT, FANOUT_PORT, TIMELINE_PORT, MEDIA_PORT, NOTIFICATIONS_PORT
@@ -23,6 +29,8 @@ Environment:
                        the services' Prometheus /metrics (defaults 9101, 9102, 9103, 9104, 9105, 9106)
   MEDIA_S3_URL         keep uploaded media in S3-compatible object storage instead of <data dir>/media
   POSTGRES_PORT        the embedded PostgreSQL (default 55432)
+  POSTGRES_REPLICA_PORT
+                       its read replica, with POSTGRES_REPLICA=1 (default 55433)
   REDIS_PORT           the embedded Redis (default 56379)
   SMTP_PORT            the local SMTP server (default 2525)
 Everything listens on 127.0.0.1. The services' JSON logs go to stdout. Once all is up it prints
@@ -43,8 +51,8 @@ from pathlib import Path
 from types import FrameType
 
 from devstack.errors import DevstackError
-from devstack.mesh import ROOT, SERVICES, Mesh, MeshPorts
-from devstack.tls import tls_from_env
+from devstack.mesh import CLIENT, MESH_TLS_MEMBERS, ROOT, SERVICES, Mesh, MeshPorts
+from devstack.tls import mesh_tls_from_env, tls_from_env
 
 READY_LINE = "tweetmesh is ready"
 SUPERVISE_SECONDS = 0.5
@@ -87,6 +95,9 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
             ("Envoy HTTPS and gRPC over TLS", f"https://localhost:{ports.envoy_tls}"),
             ("TLS certificate", str(mesh.tls.cert)),
         ]
+    if mesh.mesh_tls is not None:
+        secure.append(("mesh mTLS: CA and certificates", str(mesh.mesh_tls)))
+        secure.append(("mesh mTLS: a client's certificate", str(mesh.mesh_tls / CLIENT)))
     return [
         ("web client", f"http://127.0.0.1:{ports.envoy}/"),
         ("Envoy HTTP/JSON and gRPC", f"http://127.0.0.1:{ports.envoy}"),
@@ -96,6 +107,7 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
         *[(f"{name}_svc gRPC", f"127.0.0.1:{ports.of(name)}") for name in SERVICES],
         *[(f"{n}_svc metrics", f"http://127.0.0.1:{ports.of(n + '_metrics')}/metrics") for n in SERVICES],
         ("PostgreSQL", mesh.database_url),
+        *([("PostgreSQL read replica", mesh.read_replica_url)] if mesh.read_replica_url else []),
         ("Redis", mesh.redis_url),
         ("SMTP", mesh.smtp_url),
         ("media kept in", mesh.media_store),
@@ -112,9 +124,11 @@ def main() -> int:
             ports=ports_from_env(os.environ),
             durable=True,
             tls=tls_from_env(os.environ, data_dir),
+            mesh_tls=mesh_tls_from_env(os.environ, data_dir, MESH_TLS_MEMBERS),
             cors_origins=[
                 o for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").replace(" ", "").split(",") if o
             ],
+            pg_replica=os.environ.get("POSTGRES_REPLICA", "") not in ("", "0"),
         )
     except DevstackError as error:
         print(f"devstack: {error}", file=sys.stderr)

@@ -32,12 +32,13 @@ from devstack.envoy import (
     start_envoy,
 )
 from devstack.errors import DevstackError, StartupError
-from devstack.postgres import start_postgres
+from devstack.postgres import start_postgres, start_replica
 from devstack.process import ManagedProcess, RestartPolicy, Server
 from devstack.redis import start_redis
 from devstack.smtp import start_smtp
 from devstack.tls import TlsFiles
 from meshkit.healthcheck import health_status
+from meshkit.mtls import load_mesh_tls
 from meshkit.tracing import ENDPOINT_VARIABLE
 from social.services import DEFAULT_PORTS
 
@@ -51,6 +52,10 @@ SERVICES = (
     "media",
 )  # start order; stop is the reverse
 PUBLIC_SERVICES = ("users", "tweets", "notifications", "timeline", "media")  # the Envoy clusters
+# With mutual TLS, the members of the mesh besides the services that get a certificate: Envoy, and
+# a client for whoever calls a service directly (the mesh's health checks, an operator's grpcurl).
+ENVOY, CLIENT = "envoy", "client"
+MESH_TLS_MEMBERS = (*SERVICES, ENVOY, CLIENT)
 HOST = "127.0.0.1"
 # Retry a not-yet-listening service quickly instead of gRPC's default backoff (1 s, growing).
 _FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 250)]
@@ -104,6 +109,8 @@ class MeshPorts:
     media_metrics: int = DEFAULT_PORTS["media"].metrics
     notifications_metrics: int = DEFAULT_PORTS["notifications"].metrics
     postgres: int = 55432
+    # The embedded PostgreSQL's streaming replica, when the mesh runs one (pg_replica).
+    postgres_replica: int = 55433
     redis: int = 56379
     # The local SMTP server that keeps mails as files (devstack.smtp).
     smtp: int = 2525
@@ -182,12 +189,17 @@ class Mesh:
 
     `database_url` / `redis_url` / `smtp_url` default to $DATABASE_URL / $REDIS_URL / $SMTP_URL;
     when those are empty (or None is passed) a private server is started in `data_dir`. With
+    `pg_replica` (and the embedded PostgreSQL), a streaming replica of it serves the services'
+    lag-tolerant reads (DATABASE_READ_URL; start_read_replica). With
     `log_to_files`, each process writes to `data_dir`/logs/<name>.log; otherwise output goes to
     this process's terminal.
     `enforce_edge_limits=False` turns off the refusals of Envoy's token buckets (see
     devstack.envoy.render_envoy_config), for test suites and benchmarks. With `tls`, Envoy also
     serves HTTPS and gRPC over TLS on `ports.envoy_tls` with that certificate; browsers on
-    `cors_origins` may call the API from their pages.
+    `cors_origins` may call the API from their pages. With `mesh_tls` (devstack.tls.mesh_certificates:
+    a folder per member), Envoy and the services speak mutual TLS to each other: each service gets
+    its folder as GRPC_TLS_DIR, Envoy the folder `envoy`, and the mesh's own health checks present
+    the certificate of `client`.
     """
 
     def __init__(
@@ -205,6 +217,8 @@ class Mesh:
         enforce_edge_limits: bool = True,
         tls: TlsFiles | None = None,
         cors_origins: Sequence[str] = (),
+        mesh_tls: Path | None = None,
+        pg_replica: bool = False,
     ) -> None:
         self._data_dir = data_dir.resolve()
         self._ports = ports or MeshPorts()
@@ -218,7 +232,15 @@ class Mesh:
         self._enforce_edge_limits = enforce_edge_limits
         self._tls = tls
         self._cors_origins = tuple(cors_origins)
+        self._mesh_tls = mesh_tls
+        if pg_replica and self._external_database_url:
+            raise DevstackError(
+                "a read replica is started only for the embedded PostgreSQL; with DATABASE_URL, set"
+                " DATABASE_READ_URL to your replica instead"
+            )
+        self._pg_replica = pg_replica
         self._postgres: Server | None = None
+        self._replica: Server | None = None
         self._redis: Server | None = None
         self._smtp: Server | None = None
         self._mail_folder = self._data_dir / "mail"
@@ -245,12 +267,22 @@ class Mesh:
         return self._tls
 
     @property
+    def mesh_tls(self) -> Path | None:
+        """The folder of the mesh's CA and its members' certificates, when they speak mutual TLS."""
+        return self._mesh_tls
+
+    @property
     def database_url(self) -> str:
         if self._external_database_url:
             return self._external_database_url
         if self._postgres is None:
             raise DevstackError("PostgreSQL is not running: call start() first")
         return self._postgres.url
+
+    @property
+    def read_replica_url(self) -> str | None:
+        """The running read replica's URL (the services' DATABASE_READ_URL), if there is one."""
+        return self._replica.url if self._replica is not None else None
 
     @property
     def redis_url(self) -> str:
@@ -283,8 +315,15 @@ class Mesh:
         return None if self._external_smtp_url else self._mail_folder
 
     def pid(self, name: str) -> int:
-        """The pid of a running process: a service name, "postgres", "redis", "smtp" or "envoy"."""
-        servers = {"postgres": self._postgres, "redis": self._redis, "smtp": self._smtp, "envoy": self._envoy}
+        """The pid of a running process: a service name, "postgres", "postgres-replica", "redis",
+        "smtp" or "envoy"."""
+        servers = {
+            "postgres": self._postgres,
+            "postgres-replica": self._replica,
+            "redis": self._redis,
+            "smtp": self._smtp,
+            "envoy": self._envoy,
+        }
         server = servers.get(name)
         process = server.process if server is not None else self._services.get(name)
         if process is None or not process.alive():
@@ -293,19 +332,23 @@ class Mesh:
 
     def casualties(self) -> list[str]:
         """Each started process that has exited since, with its exit code and the end of its log."""
-        servers = [s.process for s in (self._postgres, self._redis, self._smtp, self._envoy) if s is not None]
+        servers = [s.process for s in self._servers()]
         return [str(p.failure("has exited")) for p in [*servers, *self._services.values()] if not p.alive()]
+
+    def _servers(self) -> list[Server]:
+        """The servers started for the services (PostgreSQL, its replica, Redis, SMTP, Envoy)."""
+        servers = (self._postgres, self._replica, self._redis, self._smtp, self._envoy)
+        return [s for s in servers if s is not None]
 
     def service_env(self, name: str, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment `name` runs with: ours, the mesh's addresses, env_overrides, then `extra_env`."""
         if name not in SERVICES:
             raise ValueError(f"unknown service {name!r}; expected one of {', '.join(SERVICES)}")
-        return (
-            self._base_env()
-            | {"GRPC_PORT": str(self._ports.of(name)), "METRICS_PORT": str(self._ports.of(f"{name}_metrics"))}
-            | self._env_overrides
-            | dict(extra_env or {})
-        )
+        own = {"GRPC_PORT": str(self._ports.of(name)), "METRICS_PORT": str(self._ports.of(f"{name}_metrics"))}
+        # The mesh decides, not a GRPC_TLS_DIR of the caller's environment: its health checks and
+        # Envoy must speak what the services speak.
+        own["GRPC_TLS_DIR"] = "" if self._mesh_tls is None else str(self._mesh_tls / name)
+        return self._base_env() | own | self._env_overrides | dict(extra_env or {})
 
     # ----- bringing it up and down
 
@@ -322,6 +365,8 @@ class Mesh:
                     durable=self._durable,
                     log_path=self._log("postgres"),
                 )
+                if self._pg_replica:
+                    self.start_read_replica()
             if not self._external_redis_url:
                 self._redis = start_redis(self._data_dir, self._ports.redis, log_path=self._log("redis"))
             if not self._external_smtp_url:
@@ -350,9 +395,32 @@ class Mesh:
         if self._redis is not None:
             self._redis.process.stop()
             self._redis = None
+        self.stop_read_replica()
         if self._postgres is not None:
             self._postgres.process.stop(timeout=30.0)
             self._postgres = None
+
+    def start_read_replica(self) -> str:
+        """Starts a streaming replica of the embedded PostgreSQL (devstack.postgres.start_replica)
+        and returns its URL. Services started from now on read it as DATABASE_READ_URL; those
+        running already need a restart (start_service) to use it."""
+        if self._postgres is None:
+            raise DevstackError("a read replica needs the embedded PostgreSQL (DATABASE_URL is set)")
+        if self._replica is None:
+            self._replica = start_replica(
+                self._postgres,
+                self._data_dir,
+                self._ports.postgres_replica,
+                durable=self._durable,
+                log_path=self._log("postgres-replica"),
+            )
+        return self._replica.url
+
+    def stop_read_replica(self) -> None:
+        """Stops the read replica, if one runs; services started from now on read the primary only."""
+        if self._replica is not None:
+            self._replica.process.stop(timeout=30.0)
+            self._replica = None
 
     def supervise(self, now: float | None = None) -> list[str]:
         """Looks after a started mesh, as a container runtime would; returns what happened since the
@@ -388,8 +456,8 @@ class Mesh:
             elif process is not None and restarts.waiting and self._serving(name):
                 restarts.waiting = False
                 events.append(f"{name}_svc is SERVING again")
-        for server in (self._postgres, self._redis, self._smtp, self._envoy):
-            if server is not None and not server.process.alive() and server.process.pid not in self._reported:
+        for server in self._servers():
+            if not server.process.alive() and server.process.pid not in self._reported:
                 self._reported.add(server.process.pid)
                 gone = server.process
                 events.append(
@@ -478,6 +546,7 @@ class Mesh:
 
     def _base_env(self) -> dict[str, str]:
         addresses = {f"{name.upper()}_ADDR": f"{HOST}:{self._ports.of(name)}" for name in SERVICES}
+        replica = {"DATABASE_READ_URL": self._replica.url} if self._replica is not None else {}
         return dict(os.environ) | {
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
@@ -487,6 +556,7 @@ class Mesh:
             "LISTEN_HOST": HOST,
             "PAGE_TOKEN_SECRET": os.environ.get("PAGE_TOKEN_SECRET") or self._page_token_secret(),
             **addresses,
+            **replica,
         }
 
     def _page_token_secret(self) -> str:
@@ -533,13 +603,22 @@ class Mesh:
         argv = [sys.executable, "-m", f"{name}_svc"]
         return ManagedProcess(name, argv, log_path=self._log(name), env=env, cwd=ROOT)
 
+    def channel(self, name: str, options: Sequence[tuple[str, int]] = ()) -> grpc.Channel:
+        """A channel to the service `name`: plain, or with mutual TLS presenting the certificate of
+        the mesh's member `client`."""
+        address = f"{HOST}:{self._ports.of(name)}"
+        if self._mesh_tls is None:
+            return grpc.insecure_channel(address, options=options)
+        client = load_mesh_tls(self._mesh_tls / CLIENT, serves=False)
+        return grpc.secure_channel(address, client.channel_credentials(), options=options)
+
     def _serving(self, name: str) -> bool:
-        with grpc.insecure_channel(f"{HOST}:{self._ports.of(name)}") as channel:
+        with self.channel(name) as channel:
             return health_status(channel, timeout=0.5) == "SERVING"
 
     def _wait_serving(self, name: str) -> None:
         process = self._services[name]
-        with grpc.insecure_channel(f"{HOST}:{self._ports.of(name)}", options=_FAST_RECONNECT) as channel:
+        with self.channel(name, _FAST_RECONNECT) as channel:
             process.wait_until(
                 lambda: health_status(channel, timeout=1.0) == "SERVING",
                 self._ready_timeout,
@@ -558,6 +637,7 @@ class Mesh:
             tls=None if self._tls is None else TlsListener(self._tls, self._ports.envoy_tls),
             cors_origins=self._cors_origins,
             otlp_collector=otlp_collector((self._base_env() | self._env_overrides).get(ENDPOINT_VARIABLE)),
+            mesh_tls=None if self._mesh_tls is None else self._mesh_tls / ENVOY,
         )
         self._envoy = start_envoy(
             config,

@@ -201,24 +201,17 @@ def _create_database(admin_url: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
 
 
-def start_postgres(
-    data_dir: Path, port: int, *, durable: bool = True, log_path: Path | None = None, timeout: float = 60.0
-) -> Server:
-    """Starts PostgreSQL with its files in `data_dir`/postgres (as root, if its unprivileged user
-    cannot reach that, in a folder it can, linked from there: see _reachable_home); returns it with
-    the tweetmesh URL.
-
-    Loopback only, trust authentication, no unix sockets. `durable=False` (tests) turns off fsync
-    and full-page writes: fast, and fine for data that a crash of the machine may lose.
-    """
+def _placed(data_dir: Path, folder: str) -> tuple[binaries.PostgresBinaries, Path, tuple[int, int] | None]:
+    """The binaries, the data dir (`data_dir`/`folder`, or where its unprivileged user can reach it
+    when this runs as root: see _reachable_home) and the (uid, gid) to run them as, if not ours."""
     bins = binaries.postgres_binaries()
-    pgdata = data_dir.resolve() / "postgres"
+    pgdata = data_dir.resolve() / folder
     ids = _unprivileged_ids()
     if ids is not None:
         home = _reachable_home(data_dir.resolve(), *ids)
         if home != data_dir.resolve():
-            pgdata = home / "postgres"
-            _point_to(data_dir.resolve() / "postgres", pgdata)
+            pgdata = home / folder
+            _point_to(data_dir.resolve() / folder, pgdata)
             print(
                 f"devstack: PostgreSQL runs as {UNPRIVILEGED_USER!r} (this runs as root), who cannot reach"
                 f" {data_dir}: its files are in {pgdata}",
@@ -229,14 +222,20 @@ def start_postgres(
             # PyPI's binaries inside a private checkout: use a copy it can reach.
             bins = _reachable_copy(bins, home / "pginstall")
         _require_traversable(bins.postgres.parent, *ids, what="the PostgreSQL binaries")
-    if not (pgdata / "PG_VERSION").exists():
-        _initdb(bins, pgdata, durable, log_path, ids)
-    made_by, running = (pgdata / "PG_VERSION").read_text().strip(), _major_version(bins.postgres)
-    if made_by != running:
-        raise DevstackError(
-            f"{pgdata} was created by PostgreSQL {made_by}, but the postgres found is version {running}"
-            f" ({bins.postgres}). Use another TWEETMESH_DATA_DIR, or delete {pgdata}."
-        )
+    return bins, pgdata, ids
+
+
+def _serve(
+    name: str,
+    bins: binaries.PostgresBinaries,
+    pgdata: Path,
+    ids: tuple[int, int] | None,
+    port: int,
+    settings: dict[str, str],
+    log_path: Path | None,
+    timeout: float,
+) -> ManagedProcess:
+    """Runs postgres on `pgdata` on 127.0.0.1:`port`; returns once it accepts connections."""
     if ids is not None:
         _chown_tree(pgdata, *ids)
     settings = {
@@ -248,14 +247,12 @@ def start_postgres(
         # No DETAIL, HINT or CONTEXT in the server's log: a refused row's DETAIL quotes the row (a
         # password hash among its columns); the statement is logged without its parameters.
         "log_error_verbosity": "terse",
-    }
-    if not durable:
-        settings |= {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
+    } | settings
     argv = [os.fspath(bins.postgres), "-D", os.fspath(pgdata)]
     for key, value in settings.items():
         argv += ["-c", f"{key}={value}"]
     process = ManagedProcess(
-        "postgres",
+        name,
         argv,
         log_path=log_path,
         cwd=pgdata,
@@ -267,8 +264,96 @@ def start_postgres(
     try:
         admin_url = f"postgresql://{USER}@127.0.0.1:{port}/postgres"
         process.wait_until(lambda: _accepts_connections(admin_url), timeout, "accepting connections")
-        _create_database(admin_url)
     except BaseException:
         process.stop()
         raise
+    return process
+
+
+def _not_durable(durable: bool) -> dict[str, str]:
+    """Tests' settings: no fsync nor full-page writes; fast, and fine for data a crash may lose."""
+    return {} if durable else {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"}
+
+
+def start_postgres(
+    data_dir: Path, port: int, *, durable: bool = True, log_path: Path | None = None, timeout: float = 60.0
+) -> Server:
+    """Starts PostgreSQL with its files in `data_dir`/postgres (as root, if its unprivileged user
+    cannot reach that, in a folder it can, linked from there: see _reachable_home); returns it with
+    the tweetmesh URL.
+
+    Loopback only, trust authentication (replication connections from 127.0.0.1 too:
+    start_replica), no unix sockets. `durable=False` (tests) turns off fsync and full-page writes:
+    fast, and fine for data that a crash of the machine may lose.
+    """
+    bins, pgdata, ids = _placed(data_dir, "postgres")
+    if not (pgdata / "PG_VERSION").exists():
+        _initdb(bins, pgdata, durable, log_path, ids)
+    made_by, running = (pgdata / "PG_VERSION").read_text().strip(), _major_version(bins.postgres)
+    if made_by != running:
+        raise DevstackError(
+            f"{pgdata} was created by PostgreSQL {made_by}, but the postgres found is version {running}"
+            f" ({bins.postgres}). Use another TWEETMESH_DATA_DIR, or delete {pgdata}."
+        )
+    process = _serve("postgres", bins, pgdata, ids, port, _not_durable(durable), log_path, timeout)
+    try:
+        _create_database(f"postgresql://{USER}@127.0.0.1:{port}/postgres")
+    except BaseException:
+        process.stop()
+        raise
+    return Server(process, f"postgresql://{USER}@127.0.0.1:{port}/{DATABASE}")
+
+
+REPLICA_FOLDER = "postgres-replica"
+
+
+def start_replica(
+    primary: Server,
+    data_dir: Path,
+    port: int,
+    *,
+    durable: bool = True,
+    log_path: Path | None = None,
+    timeout: float = 60.0,
+) -> Server:
+    """Starts a streaming replica of `primary` (a PostgreSQL of start_postgres, in the same
+    `data_dir`) on `port`; returns it with the tweetmesh URL (read-only).
+
+    Made afresh at each start: a base backup of the primary (`pg_basebackup -R`, which also writes
+    the replica's `standby.signal` and how to reach the primary), into `data_dir`/postgres-replica,
+    then a hot standby on it that replays the primary's WAL as it is streamed.
+    """
+    bins, pgdata, ids = _placed(data_dir, REPLICA_FOLDER)
+    shutil.rmtree(pgdata, ignore_errors=True)
+    pgdata.mkdir(mode=0o700, parents=True)
+    if ids is not None:
+        _chown_tree(pgdata, *ids)
+    source = primary.url.rsplit("/", 1)[0] + "/postgres"
+    argv = [os.fspath(bins.postgres.parent / "pg_basebackup"), "-D", os.fspath(pgdata)]
+    argv += ["-d", source, "-R", "-X", "stream", "-c", "fast"]
+    if not durable:
+        argv.append("--no-sync")
+    done = subprocess.run(
+        argv,
+        check=False,
+        cwd=pgdata,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        user=ids[0] if ids else None,
+        group=ids[1] if ids else None,
+        extra_groups=[] if ids is not None else None,
+    )
+    if done.returncode != 0:
+        raise StartupError(
+            f"pg_basebackup of {source} failed (exit code {done.returncode}): {done.stderr.strip()}"
+        )
+    settings = _not_durable(durable) | {
+        "hot_standby": "on",
+        # The primary keeps the rows a replica's query still reads, instead of the replica
+        # cancelling the query when replay would remove them.
+        "hot_standby_feedback": "on",
+    }
+    process = _serve("postgres-replica", bins, pgdata, ids, port, settings, log_path, timeout)
     return Server(process, f"postgresql://{USER}@127.0.0.1:{port}/{DATABASE}")

@@ -42,6 +42,7 @@ from meshkit.interceptors import CallFactsInterceptor, PreparedResponses
 from meshkit.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from meshkit.metrics import MetricsServer, forget_pool, forget_redis, watch_pool, watch_redis
 from meshkit.ratelimit import CLIENT_ADDRESS, CLIENT_ADDRESS_HEADER, Policies, RateLimitInterceptor
+from meshkit.reads import Reads
 from meshkit.settings import Networks, Settings, SettingsError
 from meshkit.status import ErrorInterceptor, within
 from meshkit.telemetry import TelemetryInterceptor
@@ -175,6 +176,41 @@ class Runtime(Generic[S]):
         just returned: RecentlyReturned), so the ones a restarted server dropped are replaced
         instead of failing a call.
         """
+        pool = self._pool(url, schema, max_size, f"{self.settings.service}-{schema}")
+        await pool.open(wait=True, timeout=30)
+        self._probes[f"postgresql:{schema}"] = lambda: _probe_postgres(pool)
+        return pool
+
+    async def reads(self, primary: AsyncConnectionPool, replica_url: str, schema: str) -> Reads:
+        """Where `schema`'s lag-tolerant reads go (meshkit.reads): the streaming replica at
+        `replica_url` (DATABASE_READ_URL) while it answers, else `primary`; all to `primary` when
+        `replica_url` is empty. Health does not follow the replica: without it, reads go on."""
+        if not replica_url:
+            return Reads(primary, schema=schema)
+        name = f"{self.settings.service}-{schema}-replica"
+        probe_seconds = self.settings.health_probe_seconds
+        # A connection attempt to a replica that is down gives up after two probes (psycopg_pool
+        # would back off for minutes): the first call after that, the probe's, tries again at once.
+        replica = self._pool(replica_url, schema, primary.max_size, name, reconnect_timeout=2 * probe_seconds)
+        # Not waiting: a replica that is down at start is set aside like one that fails later.
+        await replica.open(wait=False)
+        reads = Reads(
+            primary,
+            replica,
+            schema=schema,
+            wait_seconds=min(1.0, self.settings.rpc_deadline_seconds),
+            # Half the deadline: what the replica did not answer by then, the primary still can.
+            limit_seconds=self.settings.rpc_deadline_seconds / 2,
+            retry_seconds=probe_seconds,
+        )
+        self.background(reads.watch(), f"read replica {schema}")
+        return reads
+
+    def _pool(
+        self, url: str, schema: str, max_size: int, name: str, reconnect_timeout: float = 300.0
+    ) -> AsyncConnectionPool:
+        """A pool (not opened yet) as `postgres` describes, closed and watched with the runtime;
+        `reconnect_timeout` is psycopg_pool's (its default)."""
         liveness = RecentlyReturned()
         deadline = self.settings.rpc_deadline_seconds
         options = f"-c search_path={schema},public -c statement_timeout={int(deadline * 1000)}"
@@ -192,13 +228,12 @@ class Runtime(Generic[S]):
             timeout=deadline,
             check=liveness.check,
             reset=liveness.returned,
-            name=f"{self.settings.service}-{schema}",
+            name=name,
+            reconnect_timeout=reconnect_timeout,
         )
-        await pool.open(wait=True, timeout=30)
         self._stack.push_async_callback(pool.close)
         watch_pool(pool)
         self._stack.callback(forget_pool, pool)
-        self._probes[f"postgresql:{schema}"] = lambda: _probe_postgres(pool)
         return pool
 
     async def redis(self) -> aioredis.Redis:
@@ -230,22 +265,26 @@ class Runtime(Generic[S]):
         `address` is host:port or any gRPC target; `dns:///<name>:<port>` (Kubernetes headless
         services) resolves every address of the name and balances calls over them (round_robin)."""
         if address not in self._channels:
-            channel = grpc.aio.insecure_channel(
-                address,
-                interceptors=[
-                    _CallDefaults(self.settings.rpc_deadline_seconds),
-                    *tracing.client_interceptors(),
-                ],
-                options=[
-                    # Reconnect quickly to a restarted peer (gRPC's default backoff grows to 2 minutes).
-                    ("grpc.initial_reconnect_backoff_ms", 100),
-                    ("grpc.max_reconnect_backoff_ms", 2_000),
-                    ("grpc.keepalive_time_ms", 30_000),
-                    ("grpc.keepalive_timeout_ms", 10_000),
-                    ("grpc.lb_policy_name", "round_robin"),
-                    ("grpc.enable_retries", 1),
-                    ("grpc.service_config", retry_service_config(service)),
-                ],
+            interceptors = [_CallDefaults(self.settings.rpc_deadline_seconds), *tracing.client_interceptors()]
+            options = [
+                # Reconnect quickly to a restarted peer (gRPC's default backoff grows to 2 minutes).
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 2_000),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.keepalive_timeout_ms", 10_000),
+                ("grpc.lb_policy_name", "round_robin"),
+                ("grpc.enable_retries", 1),
+                ("grpc.service_config", retry_service_config(service)),
+            ]
+            tls = self.settings.grpc_tls
+            # With GRPC_TLS_DIR the channel presents the service's certificate and accepts a peer
+            # whose certificate the mesh's CA issued for the host in `address`.
+            channel = (
+                grpc.aio.insecure_channel(address, interceptors=interceptors, options=options)
+                if tls is None
+                else grpc.aio.secure_channel(
+                    address, tls.channel_credentials(), interceptors=interceptors, options=options
+                )
             )
             self._channels[address] = channel
             self._stack.push_async_callback(channel.close)
@@ -337,6 +376,17 @@ class Runtime(Generic[S]):
         await self._stack.aclose()
 
 
+async def _serve_health(health: HealthServicer, address: str) -> grpc.aio.Server:
+    """A plain-text server at `address` with the health service alone (GRPC_HEALTH_PORT): what a
+    probe that has no client certificate may ask while the gRPC port takes mutual TLS only. It
+    tells SERVING or not and serves nothing else."""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    server.add_insecure_port(address)
+    await server.start()
+    return server
+
+
 Setup = Callable[[Runtime[S], grpc.aio.Server], Awaitable[list[str]]]
 # gRPC's own default: the largest request message a service accepts.
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -389,12 +439,26 @@ async def serve(
             server,
         )
         address = f"{settings.listen_host}:{settings.grpc_port}"
-        server.add_insecure_port(address)
+        if settings.grpc_tls is None:
+            server.add_insecure_port(address)
+        else:
+            server.add_secure_port(address, settings.grpc_tls.server_credentials())
         await server.start()
+        if settings.grpc_health_port:
+            health_only = await _serve_health(health, f"{settings.listen_host}:{settings.grpc_health_port}")
+            runtime.on_close(lambda: health_only.stop(None))
         for name in ["", LIVENESS, *names]:
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         runtime.background(runtime.watch_dependencies(health, names), "dependency-probe")
-        log.info("serving", extra={"address": address, "services": names})
+        log.info(
+            "serving",
+            extra={
+                "address": address,
+                "services": names,
+                "mutual_tls": settings.grpc_tls is not None,
+                "health_port": settings.grpc_health_port or None,
+            },
+        )
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

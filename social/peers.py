@@ -93,6 +93,22 @@ class UsersPeer:
         )
         return [int(f) for f in reply.follower_ids]
 
+    async def ensure_follower_lists(self, author_ids: Sequence[int]) -> None:
+        """Has users_svc build the Redis follower lists of `author_ids` that are missing."""
+        await self._stub.EnsureFollowerLists(
+            users_pb.EnsureFollowerListsRequest(user_ids=[str(a) for a in author_ids])
+        )
+
+    async def sync_follow(self, follower_id: int, followee_id: int) -> None:
+        """Has users_svc bring the followee's follower list in line with the follow graph."""
+        await self._stub.SyncFollow(
+            users_pb.SyncFollowRequest(follower_id=str(follower_id), followee_id=str(followee_id))
+        )
+
+    async def join_follower_lists(self, user_id: int) -> None:
+        """Tells users_svc that the user's home timeline exists now (they join follower lists)."""
+        await self._stub.JoinFollowerLists(users_pb.JoinFollowerListsRequest(user_id=str(user_id)))
+
     async def follower_pages(self, user_id: int) -> AsyncIterator[list[int]]:
         """Everyone following user_id, a page at a time."""
         token = ""

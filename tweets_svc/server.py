@@ -542,6 +542,7 @@ def tweet_cache(redis: aioredis.Redis, ttl_seconds: int) -> TweetCache:
 async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
     pool = await runtime.postgres(settings.database_url, "tweets")
+    reads = await runtime.reads(pool, settings.database_read_url, "tweets")
     redis = await runtime.redis()
     cache = tweet_cache(redis, settings.cache_ttl_seconds)
     outbox = Outbox(pool, redis, settings.outbox_replicas, on_relay=deletion_entries(cache))
@@ -556,6 +557,7 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
         cache,
         batch_max=settings.post_batch_max,
         batches_in_flight=settings.post_batches_in_flight,
+        reads=reads,
     )
     relations = Relations(RelationsCache(redis), users.relations)
     edit_limits = EditLimits(settings.edit_window_seconds, settings.edit_max)

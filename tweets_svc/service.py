@@ -265,7 +265,13 @@ class TweetStore(Protocol):
         """Live tweets only; a retweet whose original is gone is gone too."""
         ...
 
-    async def by_author(self, author_id: int, before: int | None, limit: int) -> list[int]: ...
+    async def by_author(
+        self, author_id: int, before: int | None, limit: int, *, lag_ok: bool = False
+    ) -> list[int]:
+        """The author's live tweets below `before`, newest first; `lag_ok`: a moment-old state will do
+        (a read replica may answer)."""
+        ...
+
     async def replies(self, tweet_id: int, after: int | None, limit: int) -> list[int]: ...
     async def quotes(self, tweet_id: int, before: int | None, limit: int) -> list[int]: ...
     async def thread_up(self, tweet_id: int, limit: int) -> list[ThreadNode]:
@@ -884,7 +890,9 @@ class Tweets:
             f"user-tweets:{user_id}",
             size,
             token,
-            lambda before, n: self._store.by_author(user_id, before, n),
+            # The author reads their own tweets from the primary (a tweet just posted is there);
+            # anyone else may be shown them a moment late.
+            lambda before, n: self._store.by_author(user_id, before, n, lag_ok=viewer != user_id),
             viewer,
         )
 

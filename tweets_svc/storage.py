@@ -17,6 +17,7 @@ from meshkit import tracing
 from meshkit.batching import GroupCommit
 from meshkit.errors import DEPENDENCY_ERRORS, NotFound, PermissionDenied, not_found
 from meshkit.outbox import Event, Outbox
+from meshkit.reads import Reads
 from social import LIKES_STREAM, TWEETS_STREAM, TweetRef
 from social.caches import (
     OwnerCache,
@@ -278,8 +279,15 @@ class PostgresTweetStore:
         *,
         batch_max: int = 64,
         batches_in_flight: int = 2,
+        reads: Reads | None = None,
     ) -> None:
         self._pool = pool
+        # The reads that may show a moment-old state go through `reads` (the replica, when there is
+        # one): the id lists of search and hashtag pages, and an author's tweets as others see them
+        # (`lag_ok`). Their tweets are hydrated from the primary (by_ids), so what such a page shows
+        # is never deleted or an old version; it may only miss what was posted a moment ago.
+        # Everything else reads its own writes, or feeds a writer or a resume point: the primary.
+        self._reads = reads or Reads(pool)
         self._outbox = outbox
         # Build the serialized TweetEvent and LikeEvent; passed in so that only server.py imports *_pb2.
         self._tweet_event = tweet_event
@@ -290,10 +298,15 @@ class PostgresTweetStore:
             "posts", self._create_batch, max_batch=batch_max, max_in_flight=batches_in_flight
         )
 
-    async def _ids(self, sql: str, params: Sequence[Any]) -> list[int]:
-        async with self._pool.connection() as conn:
+    async def _ids(self, sql: str, params: Sequence[Any], *, lag_ok: bool = False) -> list[int]:
+        async def read(conn: psycopg.AsyncConnection[Any]) -> list[int]:
             cur = await conn.execute(sql, params)
             return [int(r[0]) for r in await cur.fetchall()]
+
+        if lag_ok:
+            return await self._reads.run(read)
+        async with self._pool.connection() as conn:
+            return await read(conn)
 
     async def _pairs(self, sql: str, params: Sequence[Any]) -> list[tuple[int, int]]:
         async with self._pool.connection() as conn:
@@ -970,10 +983,13 @@ class PostgresTweetStore:
         await cur.execute(_HYDRATE, (list(tweet_ids),))
         return [_tweet(r) for r in await cur.fetchall()]
 
-    async def by_author(self, author_id: int, before: int | None, limit: int) -> list[int]:
+    async def by_author(
+        self, author_id: int, before: int | None, limit: int, *, lag_ok: bool = False
+    ) -> list[int]:
         return await self._ids(
             f"SELECT id FROM tweets WHERE author_id = %s AND id < %s AND {_LIVE} ORDER BY id DESC LIMIT %s",
             (author_id, _below(before), limit),
+            lag_ok=lag_ok,
         )
 
     async def quotes(self, tweet_id: int, before: int | None, limit: int) -> list[int]:
@@ -1030,6 +1046,7 @@ class PostgresTweetStore:
         return await self._ids(
             "SELECT tweet_id FROM hashtags WHERE tag = %s AND tweet_id < %s ORDER BY tweet_id DESC LIMIT %s",
             (tag, _below(before), limit),
+            lag_ok=True,
         )
 
     async def public(self, before: int | None, after: int | None, limit: int) -> list[int]:
@@ -1039,10 +1056,12 @@ class PostgresTweetStore:
         )
 
     async def searchable(self, query: str) -> bool:
-        async with self._pool.connection() as conn:
+        async def read(conn: psycopg.AsyncConnection[Any]) -> bool:
             cur = await conn.execute("SELECT numnode(websearch_to_tsquery('english', %s)) > 0", (query,))
             row = await cur.fetchone()
-        return bool(row and row[0])
+            return bool(row and row[0])
+
+        return await self._reads.run(read)
 
     async def search(
         self, query: str, after: tuple[float, int] | None, limit: int
@@ -1050,7 +1069,8 @@ class PostgresTweetStore:
         """Ranked matches in (rank, id) descending order, strictly below `after`. The rank is a
         float4 in SQL; its Python float round-trips exactly, so the cursor compares equal."""
         rank, tweet_id = after if after is not None else (float("inf"), _NO_UPPER_BOUND)
-        async with self._pool.connection() as conn:
+
+        async def read(conn: psycopg.AsyncConnection[Any]) -> list[tuple[float, int]]:
             cur = await conn.execute(
                 "SELECT rank, id FROM ("
                 "  SELECT ts_rank_cd(search, q) AS rank, id"
@@ -1060,6 +1080,8 @@ class PostgresTweetStore:
                 (query, rank, tweet_id, limit),
             )
             return [(float(r[0]), int(r[1])) for r in await cur.fetchall()]
+
+        return await self._reads.run(read)
 
     async def ids_by_authors(
         self, author_ids: Sequence[int], before: int | None, after: int | None, limit: int

@@ -13,6 +13,7 @@ from meshkit.settings import (
     Settings,
     SettingsError,
     read_consumer_name,
+    read_database_read_url,
     read_database_url,
     read_outbox_replicas,
     read_outbox_sweep_seconds,
@@ -21,6 +22,7 @@ from meshkit.settings import (
     setting,
 )
 from social.caches import read_cache_ttl_seconds
+from social.follower_lists import read_follower_list_ttl_seconds
 from social.limits import ClientRates
 from social.services import DEFAULT_PORTS, read_tweets_addr
 from users_svc.suggestions import POPULAR_SECONDS
@@ -55,6 +57,7 @@ def read_mail_settings(env: Env) -> MailSettings:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UsersSettings(Settings):
     database_url: str = setting(read_database_url)
+    database_read_url: str = setting(read_database_read_url)
     tweets_addr: str = setting(read_tweets_addr)
     page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)
     outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)
@@ -68,6 +71,7 @@ class UsersSettings(Settings):
     argon2_max_concurrent: int = setting(lambda env: env.integer("ARGON2_MAX_CONCURRENT", 0, minimum=0))
     rate_limits: UserRates = setting(lambda env: env.rates(UserRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
+    follower_list_ttl_seconds: int = setting(read_follower_list_ttl_seconds)
     cache_ttl_seconds: int = setting(read_cache_ttl_seconds)
     mail: MailSettings = setting(read_mail_settings)
     # The first retry of a mail that failed to send; later ones double, up to an hour.

@@ -28,6 +28,7 @@ from meshkit.auth import (
 from meshkit.errors import DEPENDENCY_ERRORS, not_found
 from meshkit.outbox import Event, Outbox
 from meshkit.ratelimit import RateLimiter
+from meshkit.reads import Reads
 from meshkit.settings import Rate
 from meshkit.status import within
 from social import ACCOUNTS_STREAM, FOLLOWS_STREAM, Relation
@@ -125,8 +126,16 @@ class PostgresUserStore:
         cache: UserCache,
         account_event: Callable[[int], bytes],
         handle_grace: timedelta = timedelta(days=30),
+        reads: Reads | None = None,
     ) -> None:
         self._pool = pool
+        # The reads that may show a moment-old state go through `reads` (the replica, when there is
+        # one): the user search and the most followed accounts (who-to-follow's filler, itself
+        # refreshed every SUGGESTIONS_POPULAR_SECONDS). Both give ids that are then read from the
+        # primary (users_by_id, followed_among), so a deleted account or a followed one never
+        # shows; a change may only reach them a moment late. Everything else (sign-in, sessions,
+        # the follow graph fan-out and rebuilds read, one's own profile) stays on the primary.
+        self._reads = reads or Reads(pool)
         self._outbox = outbox
         # Build the serialized FollowEvent and AccountEvent (a deletion); passed in so that only
         # server.py imports *_pb2.
@@ -318,9 +327,10 @@ class PostgresUserStore:
         """Handle matches in handle order, then display-name matches (that are not handle matches)
         in (name, id) order: two keyset index range scans (users_handle_prefix, users_name_prefix)."""
         pattern = _like_prefix(prefix)
-        by_name, key, user_id = after if after is not None else (False, "", -1)
-        rows: list[tuple[bool, str, int]] = []
-        async with self._pool.connection() as conn:
+
+        async def read(conn: psycopg.AsyncConnection[Any]) -> list[tuple[bool, str, int]]:
+            by_name, key, user_id = after if after is not None else (False, "", -1)
+            rows: list[tuple[bool, str, int]] = []
             if not by_name:
                 cur = await conn.execute(
                     'SELECT lower(handle), id FROM users WHERE lower(handle) COLLATE "C" LIKE %s'
@@ -341,7 +351,9 @@ class PostgresUserStore:
                     (pattern, pattern, key, user_id, limit - len(rows)),
                 )
                 rows += [(True, r[0], int(r[1])) for r in await cur.fetchall()]
-        return rows
+            return rows
+
+        return await self._reads.run(read)
 
     async def followers_among(self, user_id: int, candidates: Sequence[int]) -> list[int]:
         async with self._pool.connection() as conn:
@@ -381,12 +393,14 @@ class PostgresUserStore:
             return [Candidate(int(r[0]), int(r[1])) for r in await cur.fetchall()]
 
     async def most_followed(self, limit: int) -> list[int]:
-        async with self._pool.connection() as conn:
+        async def read(conn: psycopg.AsyncConnection[Any]) -> list[int]:
             cur = await conn.execute(
                 f"SELECT id FROM users WHERE {_LIVE} ORDER BY followers_count DESC, id DESC LIMIT %s",
                 (limit,),
             )
             return [int(r[0]) for r in await cur.fetchall()]
+
+        return await self._reads.run(read)
 
     async def followed_among(self, user_id: int, candidates: Sequence[int]) -> set[int]:
         """The candidates the user follows."""
@@ -692,6 +706,26 @@ class PostgresUserStore:
 
     async def following(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
         return await self._edges("follower_id", "followee_id", user_id, before, limit)
+
+    async def follow_state(self, follower_id: int, followee_id: int) -> tuple[bool, int]:
+        """Whether follower_id follows followee_id, and followee_id's follower count (0 if unknown)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM follows WHERE follower_id = %s AND followee_id = %s),"
+                " COALESCE((SELECT followers_count FROM users WHERE id = %s), 0)",
+                (follower_id, followee_id, followee_id),
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return bool(row[0]), int(row[1])
+
+    async def followers_count(self, user_id: int) -> int:
+        return (await self.follow_state(user_id, user_id))[1]
+
+    async def followee_ids(self, user_id: int) -> set[int]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT followee_id FROM follows WHERE follower_id = %s", (user_id,))
+            return {int(r[0]) for r in await cur.fetchall()}
 
     async def _edges(
         self, by: str, other: str, user_id: int, before: int | None, limit: int

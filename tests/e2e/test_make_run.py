@@ -227,7 +227,8 @@ def _private_checkout(folder: Path) -> Path:
 @pytest.mark.timeout(400)
 def test_make_run_as_root_from_a_checkout_in_a_private_folder() -> None:
     """As root, the embedded PostgreSQL runs as `nobody`, who cannot enter a mode-700 folder such
-    as /root: its files go where it can reach them, and `make run` just works."""
+    as /root: its files go where it can reach them, and `make run` just works, with a read replica
+    too (`make run POSTGRES_REPLICA=1`, its files beside the primary's), which serves reads."""
     folder = Path(tempfile.mkdtemp(prefix="tweetmesh-private-"))
     checkout = _private_checkout(folder)
     ports = MeshPorts.free()
@@ -236,7 +237,7 @@ def test_make_run_as_root_from_a_checkout_in_a_private_folder() -> None:
     }
     env |= {f"{f.name.upper()}_PORT": str(ports.of(f.name)) for f in fields(MeshPorts)}
     runner = subprocess.Popen(
-        ["make", "--no-print-directory", "run"],
+        ["make", "--no-print-directory", "run", "POSTGRES_REPLICA=1"],
         cwd=checkout,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -252,12 +253,22 @@ def test_make_run_as_root_from_a_checkout_in_a_private_folder() -> None:
         output.wait_for(READY_LINE, START_TIMEOUT)
         # PostgreSQL answers through the whole mesh: an unknown handle is 404, not 503.
         assert http_call(ports.envoy, "GET", "/v1/handles/nobody_here").status == 404
+        # The replica too: a hashtag page is read there.
+        replica_url = f"postgresql://tweetmesh@127.0.0.1:{ports.postgres_replica}/tweetmesh"
+        assert replica_url in output.text()
+        assert http_call(ports.envoy, "GET", "/v1/hashtags/replicated/tweets").status == 200
+        metrics = f"http://127.0.0.1:{ports.tweets_metrics}/metrics"
+        with urllib.request.urlopen(metrics, timeout=5) as response:
+            served = response.read().decode()
+        assert 'tweetmesh_db_reads_total{schema="tweets",served_by="replica"} 1.0' in served
         if os.geteuid() == 0:
-            assert link.is_symlink(), output.text()
-            moved = Path(os.readlink(link))
-            assert f"its files are in {moved}" in output.text()
-            assert stat.S_IMODE(moved.parent.stat().st_mode) == 0o711
-            assert moved.stat().st_uid != 0 and stat.S_IMODE(moved.stat().st_mode) == 0o700
+            for name in ("postgres", "postgres-replica"):
+                placed = checkout / ".data" / name
+                assert placed.is_symlink(), output.text()
+                moved = Path(os.readlink(placed))
+                output.wait_for_text(f"its files are in {moved}", 5)
+                assert stat.S_IMODE(moved.parent.stat().st_mode) == 0o711
+                assert moved.stat().st_uid != 0 and stat.S_IMODE(moved.stat().st_mode) == 0o700
         os.killpg(runner.pid, signal.SIGINT)
         runner.wait(STOP_TIMEOUT)
     finally:

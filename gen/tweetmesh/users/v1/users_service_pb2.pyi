@@ -401,6 +401,38 @@ class FilterFollowersResponse(_message.Message):
     follower_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, follower_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class EnsureFollowerListsRequest(_message.Message):
+    __slots__ = ("user_ids",)
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EnsureFollowerListsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SyncFollowRequest(_message.Message):
+    __slots__ = ("follower_id", "followee_id")
+    FOLLOWER_ID_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWEE_ID_FIELD_NUMBER: _ClassVar[int]
+    follower_id: str
+    followee_id: str
+    def __init__(self, follower_id: _Optional[str] = ..., followee_id: _Optional[str] = ...) -> None: ...
+
+class SyncFollowResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class JoinFollowerListsRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class JoinFollowerListsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class FollowEvent(_message.Message):
     __slots__ = ("follower_id", "followee_id", "following", "event_time", "follow_id")
     FOLLOWER_ID_FIELD_NUMBER: _ClassVar[int]

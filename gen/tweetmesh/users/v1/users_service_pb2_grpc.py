@@ -29,8 +29,9 @@ class UserServiceStub:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     def __init__(self, channel):
@@ -199,6 +200,21 @@ class UserServiceStub:
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersResponse.FromString,
                 _registered_method=True)
+        self.EnsureFollowerLists = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/EnsureFollowerLists',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.EnsureFollowerListsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.EnsureFollowerListsResponse.FromString,
+                _registered_method=True)
+        self.SyncFollow = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/SyncFollow',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SyncFollowRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SyncFollowResponse.FromString,
+                _registered_method=True)
+        self.JoinFollowerLists = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/JoinFollowerLists',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsResponse.FromString,
+                _registered_method=True)
         self.ListRelations = channel.unary_unary(
                 '/tweetmesh.users.v1.UserService/ListRelations',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsRequest.SerializeToString,
@@ -210,8 +226,9 @@ class UserServiceServicer:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     def CreateUser(self, request, context):
@@ -457,6 +474,30 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnsureFollowerLists(self, request, context):
+        """Internal (fan-out): builds the Redis follower lists of these users that are missing; answers
+        once each is built (UNAVAILABLE while another process is still building one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SyncFollow(self, request, context):
+        """Internal (fan-out, on a follow event): makes the followee's follower list agree with the
+        follow graph about this follower.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JoinFollowerLists(self, request, context):
+        """Internal (timeline rebuilds): the user's home timeline exists now; they join the follower
+        lists of everyone they follow.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListRelations(self, request, context):
         """Internal: user_id's blocks and mutes with other_ids (for the services that hide what a viewer
         must not see); refills the Redis cache of user_id's relations (social/relations.py).
@@ -628,6 +669,21 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersResponse.SerializeToString,
             ),
+            'EnsureFollowerLists': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnsureFollowerLists,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.EnsureFollowerListsRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.EnsureFollowerListsResponse.SerializeToString,
+            ),
+            'SyncFollow': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncFollow,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SyncFollowRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SyncFollowResponse.SerializeToString,
+            ),
+            'JoinFollowerLists': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinFollowerLists,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsResponse.SerializeToString,
+            ),
             'ListRelations': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRelations,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsRequest.FromString,
@@ -645,8 +701,9 @@ class UserService:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     @staticmethod
@@ -1503,6 +1560,87 @@ class UserService:
             '/tweetmesh.users.v1.UserService/FilterFollowers',
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersRequest.SerializeToString,
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnsureFollowerLists(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/EnsureFollowerLists',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.EnsureFollowerListsRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.EnsureFollowerListsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncFollow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/SyncFollow',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SyncFollowRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SyncFollowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinFollowerLists(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/JoinFollowerLists',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsResponse.FromString,
             options,
             channel_credentials,
             insecure,
