@@ -336,8 +336,8 @@ class FakeSessionCache:
     async def remember(self, token: str, session: Session) -> None:
         self.entries[token] = session
 
-    async def refill(self, token: str, session: Session) -> None:
-        self.entries[token] = session
+    async def refill(self, sessions: Mapping[str, Session]) -> None:
+        self.entries.update(sessions)
 
     async def forget(self, token: str) -> None:
         self.entries.pop(token, None)

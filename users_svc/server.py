@@ -380,6 +380,17 @@ class UserServicer(pb_grpc.UserServiceServicer):
             user_id=str(session.user_id), expire_time=timestamp(session.expire_time)
         )
 
+    async def AuthenticateTokens(
+        self, request: pb.AuthenticateTokensRequest, context: Context
+    ) -> pb.AuthenticateTokensResponse:
+        found = await self._users.authenticate_many(list(request.tokens))
+        return pb.AuthenticateTokensResponse(
+            sessions=[
+                pb.TokenSession(token=t, user_id=str(s.user_id), expire_time=timestamp(s.expire_time))
+                for t, s in found.items()
+            ]
+        )
+
     async def ListFollowerIds(
         self, request: pb.ListFollowerIdsRequest, context: Context
     ) -> pb.ListFollowerIdsResponse:
@@ -479,7 +490,7 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
         redis, ERASE_GROUP, settings.erase_consumer, users.erase, settings.consumer_forget_ms
     )
     runtime.background(eraser.run(), f"erase accounts from {ACCOUNTS_STREAM}")
-    auth = Authenticator(redis, users.authenticate)
+    auth = Authenticator(redis, users.authenticate_many)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     pb_grpc.add_UserServiceServicer_to_server(
         UserServicer(users, account_email, auth, follower_lists), server

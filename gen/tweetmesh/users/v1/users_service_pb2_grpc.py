@@ -29,9 +29,9 @@ class UserServiceStub:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the other services
-    of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     def __init__(self, channel):
@@ -175,6 +175,11 @@ class UserServiceStub:
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokenRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokenResponse.FromString,
                 _registered_method=True)
+        self.AuthenticateTokens = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/AuthenticateTokens',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokensRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokensResponse.FromString,
+                _registered_method=True)
         self.ListFollowerIds = channel.unary_unary(
                 '/tweetmesh.users.v1.UserService/ListFollowerIds',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowerIdsRequest.SerializeToString,
@@ -221,9 +226,9 @@ class UserServiceServicer:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the other services
-    of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     def CreateUser(self, request, context):
@@ -433,6 +438,14 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthenticateTokens(self, request, context):
+        """Internal: the sessions behind many bearer tokens at once (the streams of a process re-check
+        theirs together at each heartbeat); tokens unknown, expired or revoked are left out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFollowerIds(self, request, context):
         """Internal: ids of everyone following user_id, in pages (for fan-out).
         """
@@ -631,6 +644,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokenRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokenResponse.SerializeToString,
             ),
+            'AuthenticateTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthenticateTokens,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokensRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokensResponse.SerializeToString,
+            ),
             'ListFollowerIds': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFollowerIds,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowerIdsRequest.FromString,
@@ -683,9 +701,9 @@ class UserService:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the other services
-    of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     @staticmethod
@@ -1407,6 +1425,33 @@ class UserService:
             '/tweetmesh.users.v1.UserService/AuthenticateToken',
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokenRequest.SerializeToString,
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthenticateTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/AuthenticateTokens',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokensRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,9 +30,9 @@ class UserServiceStub:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the other services
-    of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     @_typing.overload
@@ -122,6 +122,10 @@ class UserServiceStub:
     """Internal: many users at once; unknown ids are left out of the answer."""
     AuthenticateToken: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokenRequest, _users_service_pb2.AuthenticateTokenResponse]
     """Internal: the user a bearer token belongs to."""
+    AuthenticateTokens: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokensRequest, _users_service_pb2.AuthenticateTokensResponse]
+    """Internal: the sessions behind many bearer tokens at once (the streams of a process re-check
+    theirs together at each heartbeat); tokens unknown, expired or revoked are left out.
+    """
     ListFollowerIds: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowerIdsRequest, _users_service_pb2.ListFollowerIdsResponse]
     """Internal: ids of everyone following user_id, in pages (for fan-out)."""
     ListFollowingIds: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowingIdsRequest, _users_service_pb2.ListFollowingIdsResponse]
@@ -152,9 +156,9 @@ class UserServiceAsyncStub(UserServiceStub):
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the other services
-    of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -241,6 +245,10 @@ class UserServiceAsyncStub(UserServiceStub):
     """Internal: many users at once; unknown ids are left out of the answer."""
     AuthenticateToken: _aio.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokenRequest, _users_service_pb2.AuthenticateTokenResponse]  # type: ignore[assignment]
     """Internal: the user a bearer token belongs to."""
+    AuthenticateTokens: _aio.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokensRequest, _users_service_pb2.AuthenticateTokensResponse]  # type: ignore[assignment]
+    """Internal: the sessions behind many bearer tokens at once (the streams of a process re-check
+    theirs together at each heartbeat); tokens unknown, expired or revoked are left out.
+    """
     ListFollowerIds: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowerIdsRequest, _users_service_pb2.ListFollowerIdsResponse]  # type: ignore[assignment]
     """Internal: ids of everyone following user_id, in pages (for fan-out)."""
     ListFollowingIds: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowingIdsRequest, _users_service_pb2.ListFollowingIdsResponse]  # type: ignore[assignment]
@@ -270,9 +278,9 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the other services
-    of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     @_abc_1.abstractmethod
@@ -519,6 +527,16 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_users_service_pb2.AuthenticateTokenResponse, _abc.Awaitable[_users_service_pb2.AuthenticateTokenResponse]]:
         """Internal: the user a bearer token belongs to."""
+
+    @_abc_1.abstractmethod
+    def AuthenticateTokens(
+        self,
+        request: _users_service_pb2.AuthenticateTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.AuthenticateTokensResponse, _abc.Awaitable[_users_service_pb2.AuthenticateTokensResponse]]:
+        """Internal: the sessions behind many bearer tokens at once (the streams of a process re-check
+        theirs together at each heartbeat); tokens unknown, expired or revoked are left out.
+        """
 
     @_abc_1.abstractmethod
     def ListFollowerIds(
