@@ -17,6 +17,9 @@ Environment:
                        serve TLS with this PEM certificate chain and private key
   TLS_SELF_SIGNED=1    serve TLS with a self-signed certificate for localhost/127.0.0.1, made once
                        and kept in <data dir>/tls (clients trust <data dir>/tls/tls.crt)
+  MESH_TLS=1           mutual TLS between Envoy and the services and among the services, with a
+                       private CA and a certificate per service, for Envoy and for a client, made
+                       once and kept in <data dir>/mesh-tls (grpcurl a service with mesh-tls/client)
   CORS_ALLOWED_ORIGINS comma-separated origins (scheme://host[:port]) whose pages may call the API
                        (default none: the web client at / is same-origin)
   USERS_PORT, TWEETS_PORT, FANOUT_PORT, TIMELINE_PORT, MEDIA_PORT, NOTIFICATIONS_PORT
@@ -48,8 +51,8 @@ from pathlib import Path
 from types import FrameType
 
 from devstack.errors import DevstackError
-from devstack.mesh import ROOT, SERVICES, Mesh, MeshPorts
-from devstack.tls import tls_from_env
+from devstack.mesh import CLIENT, MESH_TLS_MEMBERS, ROOT, SERVICES, Mesh, MeshPorts
+from devstack.tls import mesh_tls_from_env, tls_from_env
 
 READY_LINE = "tweetmesh is ready"
 SUPERVISE_SECONDS = 0.5
@@ -92,6 +95,9 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
             ("Envoy HTTPS and gRPC over TLS", f"https://localhost:{ports.envoy_tls}"),
             ("TLS certificate", str(mesh.tls.cert)),
         ]
+    if mesh.mesh_tls is not None:
+        secure.append(("mesh mTLS: CA and certificates", str(mesh.mesh_tls)))
+        secure.append(("mesh mTLS: a client's certificate", str(mesh.mesh_tls / CLIENT)))
     return [
         ("web client", f"http://127.0.0.1:{ports.envoy}/"),
         ("Envoy HTTP/JSON and gRPC", f"http://127.0.0.1:{ports.envoy}"),
@@ -118,6 +124,7 @@ def main() -> int:
             ports=ports_from_env(os.environ),
             durable=True,
             tls=tls_from_env(os.environ, data_dir),
+            mesh_tls=mesh_tls_from_env(os.environ, data_dir, MESH_TLS_MEMBERS),
             cors_origins=[
                 o for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").replace(" ", "").split(",") if o
             ],

@@ -17,6 +17,8 @@ renders the config and replaces itself with Envoy (see docker-compose.yml); XFF_
 environment is the number of proxies in front of it (--xff-trusted-hops). With a certificate
 (`--tls-cert` and `--tls-key`, or `--tls-dir` holding tls.crt and tls.key) it also serves HTTPS and
 gRPC over TLS on `--tls-listen`; `--cors-origin` (repeatable) lets pages of that origin call the API.
+With `--mesh-tls-dir` (tls.crt, tls.key, ca.crt; default $GRPC_TLS_DIR, the services' variable) it
+speaks mutual TLS to the services.
 With OTEL_EXPORTER_OTLP_ENDPOINT in its environment it traces requests to that OTLP/gRPC collector.
 The web client's files (web/) are served at / as direct responses, one route per file.
 """
@@ -25,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ipaddress
 import json
 import os
 import re
+import sys
 import tempfile
 import urllib.error
 import urllib.parse
@@ -45,6 +49,7 @@ from devstack import binaries
 from devstack.errors import DevstackError
 from devstack.process import ManagedProcess, Server
 from devstack.tls import TlsFiles
+from meshkit.mtls import CERTIFICATE, PRIVATE_KEY, TRUSTED_CAS, MeshTlsError, load_mesh_tls
 from meshkit.tracing import ENDPOINT_VARIABLE
 
 LISTENER = "ingress"
@@ -440,6 +445,32 @@ def _set_tls(listeners: list[Any], tls: TlsListener | None, template: Path) -> N
     certificate["private_key"] = {"filename": os.fspath(tls.files.key.resolve())}
 
 
+def _set_mesh_tls(cluster: Any, host: str, folder: Path | None, template: Path) -> None:
+    """Keeps the service cluster's mutual TLS with the files of `folder` and `host` (what it dials)
+    as the name the service's certificate must carry, or drops it without `folder`: plain h2c."""
+    if "transport_socket" not in cluster:
+        raise DevstackError(f"{template}: cluster {cluster['name']!r} has no transport_socket (mutual TLS)")
+    if folder is None:
+        del cluster["transport_socket"]
+        return
+    socket = copy.deepcopy(cluster["transport_socket"])  # one node for every cluster (a YAML alias)
+    # Absolute, not resolved: a mounted Secret's files are links that a renewal points elsewhere.
+    context = _at(socket, ("typed_config", "common_tls_context"), template)
+    (certificate,) = _at(context, ("tls_certificates",), template)
+    certificate["certificate_chain"] = {"filename": os.path.abspath(folder / CERTIFICATE)}
+    certificate["private_key"] = {"filename": os.path.abspath(folder / PRIVATE_KEY)}
+    validation = _at(context, ("validation_context",), template)
+    validation["trusted_ca"] = {"filename": os.path.abspath(folder / TRUSTED_CAS)}
+    try:
+        ipaddress.ip_address(host)
+        name = {"san_type": "IP_ADDRESS", "matcher": {"exact": host}}
+    except ValueError:
+        name = {"san_type": "DNS", "matcher": {"exact": host}}
+        socket["typed_config"]["sni"] = host
+    validation["match_typed_subject_alt_names"] = [name]
+    cluster["transport_socket"] = socket
+
+
 def _set_collector(
     config: Any, ingress: Any, cluster: Any, collector: tuple[str, int] | None, template: Path
 ) -> None:
@@ -490,6 +521,7 @@ def render_envoy_config(
     web: Path = WEB,
     cors_origins: Sequence[str] = (),
     otlp_collector: tuple[str, int] | None = None,
+    mesh_tls: Path | None = None,
 ) -> str:
     """The template with our listener, admin and metrics addresses, cluster endpoints, descriptor
     path and the routes of the descriptor set's public RPCs (see the module's docstring), as YAML.
@@ -504,7 +536,14 @@ def render_envoy_config(
     given. The web client's route is repeated for every file of `web`; browsers on `cors_origins`
     may call the API. With `otlp_collector` (host, port), Envoy traces every request and sends its
     spans there (OTLP/gRPC); without, the template's tracing and collector cluster are dropped.
+    With `mesh_tls` (a folder of tls.crt, tls.key and ca.crt, checked here as meshkit.mtls checks
+    a service's), Envoy speaks mutual TLS to every service cluster; without, plain h2c.
     """
+    if mesh_tls is not None:
+        try:
+            load_mesh_tls(mesh_tls, serves=False)
+        except MeshTlsError as error:
+            raise DevstackError(f"Envoy's mesh TLS: {error}") from None
     config = yaml.safe_load(template.read_text())
     _set_address(_at(config, ("admin", "address", "socket_address"), template), admin_port, admin_host)
     metrics = _listener(config, METRICS_LISTENER, template)
@@ -530,6 +569,7 @@ def render_envoy_config(
         )
     for name, (host, port) in upstreams.items():
         _set_address(_at(clusters[name], _ENDPOINT, template), port, host)
+        _set_mesh_tls(clusters[name], host, mesh_tls, template)
     allowed = http_paths(descriptor.read_bytes())
     _route_public_rpcs(ingress, rpcs, set(clusters), allowed, template)
     _refuse_other_methods(ingress, allowed, template)
@@ -655,22 +695,34 @@ def main() -> None:
         help="serve TLS if this folder holds tls.crt and tls.key (a Kubernetes TLS Secret mounted "
         "optional); without them, plain HTTP only",
     )
-    args = parser.parse_args()
-    config = render_envoy_config(
-        args.template,
-        listen_port=args.listen[1],
-        listen_host=args.listen[0],
-        admin_port=args.admin[1],
-        admin_host=args.admin[0],
-        metrics_port=args.metrics[1],
-        metrics_host=args.metrics[0],
-        upstreams=dict(args.upstream),
-        descriptor=args.descriptor,
-        xff_trusted_hops=args.xff_trusted_hops,
-        tls=_tls_listener(parser, args),
-        cors_origins=args.cors_origin,
-        otlp_collector=otlp_collector(os.environ.get(ENDPOINT_VARIABLE)),
+    parser.add_argument(
+        "--mesh-tls-dir",
+        type=Path,
+        default=os.environ.get("GRPC_TLS_DIR") or None,
+        help="speak mutual TLS to the services with this folder's tls.crt, tls.key and ca.crt"
+        " (Envoy's certificate and the mesh's CA), as the services do with GRPC_TLS_DIR"
+        " (default: $GRPC_TLS_DIR; unset: plain)",
     )
+    args = parser.parse_args()
+    try:
+        config = render_envoy_config(
+            args.template,
+            listen_port=args.listen[1],
+            listen_host=args.listen[0],
+            admin_port=args.admin[1],
+            admin_host=args.admin[0],
+            metrics_port=args.metrics[1],
+            metrics_host=args.metrics[0],
+            upstreams=dict(args.upstream),
+            descriptor=args.descriptor,
+            xff_trusted_hops=args.xff_trusted_hops,
+            tls=_tls_listener(parser, args),
+            cors_origins=args.cors_origin,
+            otlp_collector=otlp_collector(os.environ.get(ENDPOINT_VARIABLE)),
+            mesh_tls=args.mesh_tls_dir,
+        )
+    except DevstackError as error:  # a wrong setup, said in one line
+        sys.exit(f"devstack.envoy: {error}")
     config_path = Path(tempfile.mkdtemp(prefix="tweetmesh-envoy-")) / "envoy.yaml"
     config_path.write_text(config)
     argv = _argv(config_path)

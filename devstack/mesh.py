@@ -38,6 +38,7 @@ from devstack.redis import start_redis
 from devstack.smtp import start_smtp
 from devstack.tls import TlsFiles
 from meshkit.healthcheck import health_status
+from meshkit.mtls import load_mesh_tls
 from meshkit.tracing import ENDPOINT_VARIABLE
 from social.services import DEFAULT_PORTS
 
@@ -51,6 +52,10 @@ SERVICES = (
     "media",
 )  # start order; stop is the reverse
 PUBLIC_SERVICES = ("users", "tweets", "notifications", "timeline", "media")  # the Envoy clusters
+# With mutual TLS, the members of the mesh besides the services that get a certificate: Envoy, and
+# a client for whoever calls a service directly (the mesh's health checks, an operator's grpcurl).
+ENVOY, CLIENT = "envoy", "client"
+MESH_TLS_MEMBERS = (*SERVICES, ENVOY, CLIENT)
 HOST = "127.0.0.1"
 # Retry a not-yet-listening service quickly instead of gRPC's default backoff (1 s, growing).
 _FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 250)]
@@ -191,7 +196,10 @@ class Mesh:
     `enforce_edge_limits=False` turns off the refusals of Envoy's token buckets (see
     devstack.envoy.render_envoy_config), for test suites and benchmarks. With `tls`, Envoy also
     serves HTTPS and gRPC over TLS on `ports.envoy_tls` with that certificate; browsers on
-    `cors_origins` may call the API from their pages.
+    `cors_origins` may call the API from their pages. With `mesh_tls` (devstack.tls.mesh_certificates:
+    a folder per member), Envoy and the services speak mutual TLS to each other: each service gets
+    its folder as GRPC_TLS_DIR, Envoy the folder `envoy`, and the mesh's own health checks present
+    the certificate of `client`.
     """
 
     def __init__(
@@ -209,6 +217,7 @@ class Mesh:
         enforce_edge_limits: bool = True,
         tls: TlsFiles | None = None,
         cors_origins: Sequence[str] = (),
+        mesh_tls: Path | None = None,
         pg_replica: bool = False,
     ) -> None:
         self._data_dir = data_dir.resolve()
@@ -223,6 +232,7 @@ class Mesh:
         self._enforce_edge_limits = enforce_edge_limits
         self._tls = tls
         self._cors_origins = tuple(cors_origins)
+        self._mesh_tls = mesh_tls
         if pg_replica and self._external_database_url:
             raise DevstackError(
                 "a read replica is started only for the embedded PostgreSQL; with DATABASE_URL, set"
@@ -255,6 +265,11 @@ class Mesh:
     def tls(self) -> TlsFiles | None:
         """The certificate Envoy's TLS listener serves, if it has one."""
         return self._tls
+
+    @property
+    def mesh_tls(self) -> Path | None:
+        """The folder of the mesh's CA and its members' certificates, when they speak mutual TLS."""
+        return self._mesh_tls
 
     @property
     def database_url(self) -> str:
@@ -329,12 +344,11 @@ class Mesh:
         """The environment `name` runs with: ours, the mesh's addresses, env_overrides, then `extra_env`."""
         if name not in SERVICES:
             raise ValueError(f"unknown service {name!r}; expected one of {', '.join(SERVICES)}")
-        return (
-            self._base_env()
-            | {"GRPC_PORT": str(self._ports.of(name)), "METRICS_PORT": str(self._ports.of(f"{name}_metrics"))}
-            | self._env_overrides
-            | dict(extra_env or {})
-        )
+        own = {"GRPC_PORT": str(self._ports.of(name)), "METRICS_PORT": str(self._ports.of(f"{name}_metrics"))}
+        # The mesh decides, not a GRPC_TLS_DIR of the caller's environment: its health checks and
+        # Envoy must speak what the services speak.
+        own["GRPC_TLS_DIR"] = "" if self._mesh_tls is None else str(self._mesh_tls / name)
+        return self._base_env() | own | self._env_overrides | dict(extra_env or {})
 
     # ----- bringing it up and down
 
@@ -589,13 +603,22 @@ class Mesh:
         argv = [sys.executable, "-m", f"{name}_svc"]
         return ManagedProcess(name, argv, log_path=self._log(name), env=env, cwd=ROOT)
 
+    def channel(self, name: str, options: Sequence[tuple[str, int]] = ()) -> grpc.Channel:
+        """A channel to the service `name`: plain, or with mutual TLS presenting the certificate of
+        the mesh's member `client`."""
+        address = f"{HOST}:{self._ports.of(name)}"
+        if self._mesh_tls is None:
+            return grpc.insecure_channel(address, options=options)
+        client = load_mesh_tls(self._mesh_tls / CLIENT, serves=False)
+        return grpc.secure_channel(address, client.channel_credentials(), options=options)
+
     def _serving(self, name: str) -> bool:
-        with grpc.insecure_channel(f"{HOST}:{self._ports.of(name)}") as channel:
+        with self.channel(name) as channel:
             return health_status(channel, timeout=0.5) == "SERVING"
 
     def _wait_serving(self, name: str) -> None:
         process = self._services[name]
-        with grpc.insecure_channel(f"{HOST}:{self._ports.of(name)}", options=_FAST_RECONNECT) as channel:
+        with self.channel(name, _FAST_RECONNECT) as channel:
             process.wait_until(
                 lambda: health_status(channel, timeout=1.0) == "SERVING",
                 self._ready_timeout,
@@ -614,6 +637,7 @@ class Mesh:
             tls=None if self._tls is None else TlsListener(self._tls, self._ports.envoy_tls),
             cors_origins=self._cors_origins,
             otlp_collector=otlp_collector((self._base_env() | self._env_overrides).get(ENDPOINT_VARIABLE)),
+            mesh_tls=None if self._mesh_tls is None else self._mesh_tls / ENVOY,
         )
         self._envoy = start_envoy(
             config,

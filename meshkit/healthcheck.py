@@ -1,5 +1,7 @@
 """The gRPC health check as a function, and `python -m meshkit.healthcheck [host:port [service]]`
-for container probes (exits 0 when SERVING; defaults to 127.0.0.1:$GRPC_PORT and the overall status).
+for container probes (exits 0 when SERVING; defaults to 127.0.0.1:$GRPC_HEALTH_PORT if set, else
+127.0.0.1:$GRPC_PORT, and the overall status). It speaks plain text: with mutual TLS on the gRPC
+port (GRPC_TLS_DIR), probes ask the health-only port GRPC_HEALTH_PORT.
 
 Two questions, two names: the overall status ("") is readiness (SERVING while the dependencies
 answer), the service name LIVENESS is liveness (SERVING while the process serves at all)."""
@@ -30,7 +32,9 @@ def health_status(channel: grpc.Channel, timeout: float = 3.0, service: str = ""
 
 
 def main() -> None:
-    address = sys.argv[1] if len(sys.argv) > 1 else f"127.0.0.1:{os.environ.get('GRPC_PORT', '50051')}"
+    health_port = os.environ.get("GRPC_HEALTH_PORT", "")
+    port = health_port if health_port not in ("", "0") else os.environ.get("GRPC_PORT", "50051")
+    address = sys.argv[1] if len(sys.argv) > 1 else f"127.0.0.1:{port}"
     service = sys.argv[2] if len(sys.argv) > 2 else ""
     with grpc.insecure_channel(address) as channel:
         status = health_status(channel, service=service)

@@ -269,22 +269,26 @@ class Runtime(Generic[S]):
         `address` is host:port or any gRPC target; `dns:///<name>:<port>` (Kubernetes headless
         services) resolves every address of the name and balances calls over them (round_robin)."""
         if address not in self._channels:
-            channel = grpc.aio.insecure_channel(
-                address,
-                interceptors=[
-                    _CallDefaults(self.settings.rpc_deadline_seconds),
-                    *tracing.client_interceptors(),
-                ],
-                options=[
-                    # Reconnect quickly to a restarted peer (gRPC's default backoff grows to 2 minutes).
-                    ("grpc.initial_reconnect_backoff_ms", 100),
-                    ("grpc.max_reconnect_backoff_ms", 2_000),
-                    ("grpc.keepalive_time_ms", 30_000),
-                    ("grpc.keepalive_timeout_ms", 10_000),
-                    ("grpc.lb_policy_name", "round_robin"),
-                    ("grpc.enable_retries", 1),
-                    ("grpc.service_config", retry_service_config(service)),
-                ],
+            interceptors = [_CallDefaults(self.settings.rpc_deadline_seconds), *tracing.client_interceptors()]
+            options = [
+                # Reconnect quickly to a restarted peer (gRPC's default backoff grows to 2 minutes).
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 2_000),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.keepalive_timeout_ms", 10_000),
+                ("grpc.lb_policy_name", "round_robin"),
+                ("grpc.enable_retries", 1),
+                ("grpc.service_config", retry_service_config(service)),
+            ]
+            tls = self.settings.grpc_tls
+            # With GRPC_TLS_DIR the channel presents the service's certificate and accepts a peer
+            # whose certificate the mesh's CA issued for the host in `address`.
+            channel = (
+                grpc.aio.insecure_channel(address, interceptors=interceptors, options=options)
+                if tls is None
+                else grpc.aio.secure_channel(
+                    address, tls.channel_credentials(), interceptors=interceptors, options=options
+                )
             )
             self._channels[address] = channel
             self._stack.push_async_callback(channel.close)
@@ -376,6 +380,17 @@ class Runtime(Generic[S]):
         await self._stack.aclose()
 
 
+async def _serve_health(health: HealthServicer, address: str) -> grpc.aio.Server:
+    """A plain-text server at `address` with the health service alone (GRPC_HEALTH_PORT): what a
+    probe that has no client certificate may ask while the gRPC port takes mutual TLS only. It
+    tells SERVING or not and serves nothing else."""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    server.add_insecure_port(address)
+    await server.start()
+    return server
+
+
 Setup = Callable[[Runtime[S], grpc.aio.Server], Awaitable[list[str]]]
 # gRPC's own default: the largest request message a service accepts.
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -428,12 +443,26 @@ async def serve(
             server,
         )
         address = f"{settings.listen_host}:{settings.grpc_port}"
-        server.add_insecure_port(address)
+        if settings.grpc_tls is None:
+            server.add_insecure_port(address)
+        else:
+            server.add_secure_port(address, settings.grpc_tls.server_credentials())
         await server.start()
+        if settings.grpc_health_port:
+            health_only = await _serve_health(health, f"{settings.listen_host}:{settings.grpc_health_port}")
+            runtime.on_close(lambda: health_only.stop(None))
         for name in ["", LIVENESS, *names]:
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         runtime.background(runtime.watch_dependencies(health, names), "dependency-probe")
-        log.info("serving", extra={"address": address, "services": names})
+        log.info(
+            "serving",
+            extra={
+                "address": address,
+                "services": names,
+                "mutual_tls": settings.grpc_tls is not None,
+                "health_port": settings.grpc_health_port or None,
+            },
+        )
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

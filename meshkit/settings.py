@@ -14,7 +14,10 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar, cast
+
+from meshkit.mtls import MeshTls, MeshTlsError, load_mesh_tls
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -142,6 +145,19 @@ def setting(read: Callable[[Env], T]) -> T:
     return cast(T, dataclasses.field(metadata={"read": read}))
 
 
+def read_grpc_tls(env: Env) -> MeshTls | None:
+    """Mutual TLS on the service's gRPC port and its channels to peers: GRPC_TLS_DIR is a folder
+    with tls.crt, tls.key and ca.crt (meshkit.mtls); unset, both are plain. A folder that is not
+    right stops the service at start rather than leaving it plain."""
+    raw = env.text("GRPC_TLS_DIR", "")
+    if not raw:
+        return None
+    try:
+        return load_mesh_tls(Path(raw))
+    except MeshTlsError as error:
+        raise SettingsError(f"GRPC_TLS_DIR: {error}") from None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """What the kit reads for every service (runtime, logs, health, metrics). A service's settings
@@ -162,6 +178,10 @@ class Settings:
     handler_timeout_seconds: float = setting(
         lambda env: env.number("HANDLER_TIMEOUT_SECONDS", 8.0, minimum=0.1)
     )
+    grpc_tls: MeshTls | None = setting(read_grpc_tls)
+    # A plain-text port with the gRPC health service alone (0: none), for probes that cannot
+    # present a certificate (Kubernetes' gRPC probes) when the gRPC port takes mutual TLS only.
+    grpc_health_port: int = setting(lambda env: env.integer("GRPC_HEALTH_PORT", 0))
 
     @classmethod
     def load(cls, service: str, ports: Ports, env: Mapping[str, str] | None = None) -> Self:

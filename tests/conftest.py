@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from devstack.mesh import Mesh, MeshPorts
-from devstack.tls import self_signed
+from devstack.mesh import MESH_TLS_MEMBERS, Mesh, MeshPorts
+from devstack.tls import mesh_certificates, self_signed
 from tests.helpers import Stubs
 
 # Small enough that tests cross the Redis window and page from PostgreSQL; short enough to wait for.
@@ -74,10 +74,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 
 @contextlib.contextmanager
-def test_mesh(env: Mapping[str, str], prefix: str, redis_url: str | None = None) -> Iterator[Mesh]:
+def test_mesh(
+    env: Mapping[str, str], prefix: str, redis_url: str | None = None, mesh_tls: bool = False
+) -> Iterator[Mesh]:
     """A whole mesh on free ports with private PostgreSQL and Redis (or the Redis at `redis_url`),
     logs in its data dir, Envoy's TLS listener with a self-signed certificate (<data
-    dir>/tls/tls.crt), and CORS_ORIGIN allowed to call the API from its pages."""
+    dir>/tls/tls.crt), and CORS_ORIGIN allowed to call the API from its pages; with `mesh_tls`,
+    mutual TLS between Envoy and the services (a CA and certificates in <data dir>/mesh-tls)."""
     # Readable by the unprivileged user PostgreSQL runs as when the suite runs as root.
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     data_dir.chmod(0o755)
@@ -95,6 +98,7 @@ def test_mesh(env: Mapping[str, str], prefix: str, redis_url: str | None = None)
         enforce_edge_limits=False,
         tls=self_signed(data_dir / "tls"),
         cors_origins=[CORS_ORIGIN],
+        mesh_tls=mesh_certificates(data_dir / "mesh-tls", MESH_TLS_MEMBERS) if mesh_tls else None,
     )
     instance.start()
     try:

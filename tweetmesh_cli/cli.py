@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import grpc
@@ -25,6 +26,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
+from meshkit.mtls import MeshTlsError, load_mesh_tls
 from meshkit.rpc_details import error_details
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
@@ -902,7 +904,15 @@ def cmd_download(client: Client, args: argparse.Namespace, out: TextIO) -> dict[
 
 @contextlib.contextmanager
 def _fanout(client: Client, args: argparse.Namespace) -> Iterator[fanout_grpc.FanoutServiceStub]:
-    with client.intercepted(grpc.insecure_channel(args.fanout_target)) as channel:
+    if args.mesh_tls_dir:
+        try:
+            tls = load_mesh_tls(Path(args.mesh_tls_dir), serves=False)
+        except MeshTlsError as error:
+            raise CliError(f"--mesh-tls-dir: {error}") from None
+        opened = grpc.secure_channel(args.fanout_target, tls.channel_credentials())
+    else:
+        opened = grpc.insecure_channel(args.fanout_target)
+    with client.intercepted(opened) as channel:
         yield fanout_grpc.FanoutServiceStub(channel)
 
 
@@ -1000,6 +1010,12 @@ def _admin_commands(commands: Any) -> None:
             "--fanout-target",
             default=os.environ.get("TWEETMESH_FANOUT_TARGET") or DEFAULT_FANOUT_TARGET,
             help=f"fanout_svc's gRPC address; env TWEETMESH_FANOUT_TARGET; default {DEFAULT_FANOUT_TARGET}",
+        )
+        parser.add_argument(
+            "--mesh-tls-dir",
+            default=os.environ.get("TWEETMESH_MESH_TLS_DIR"),
+            help="when the mesh speaks mutual TLS: a folder with the client certificate to present"
+            " (tls.crt, tls.key) and the mesh's CA (ca.crt); env TWEETMESH_MESH_TLS_DIR",
         )
 
     stats = admin.add_parser(

@@ -23,6 +23,7 @@ from users_svc.settings import load_settings as users_settings
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy" / "k8s"
 EXAMPLE = ROOT / "deploy" / "k8s-example"
+MTLS = ROOT / "deploy" / "k8s-mtls"
 READ_REPLICA = ROOT / "deploy" / "k8s-read-replica"
 # The oldest Kubernetes we document (native gRPC probes are GA since 1.27) and the newest schema known.
 VERSIONS = ("1.30", kubernetes_validate.latest_version())
@@ -105,7 +106,9 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in container.get("env", [])}
 
 
-@pytest.mark.parametrize("folder", [BASE, EXAMPLE, READ_REPLICA], ids=["base", "example", "read-replica"])
+@pytest.mark.parametrize(
+    "folder", [BASE, EXAMPLE, READ_REPLICA, MTLS], ids=["base", "example", "read-replica", "mtls"]
+)
 def test_every_manifest_file_is_listed_and_every_object_validates_strictly(folder: Path) -> None:
     listed = set(yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"])
     present = {p.name for p in folder.glob("*.yaml")} - {"kustomization.yaml"}
@@ -394,3 +397,62 @@ def test_envoys_admin_api_listens_on_localhost_and_monitoring_uses_the_metrics_l
     assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/stats/prometheus"
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/ready", "port": "metrics"}
+
+
+# ----- mutual TLS (deploy/k8s-mtls and its cert-manager objects)
+
+
+def _mounted_secret(manifest: Manifest, container: dict[str, Any], path: str) -> str:
+    """The Secret mounted at `path` in `container` of `manifest`'s pods."""
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == path]
+    volumes = manifest["spec"]["template"]["spec"]["volumes"]
+    (volume,) = [v for v in volumes if v["name"] == mount["name"]]
+    return str(volume["secret"]["secretName"])
+
+
+def test_mutual_tls_gives_every_deployment_its_certificate_and_probes_the_plain_health_port() -> None:
+    manifests = build(MTLS)
+    certificates = {
+        c["spec"]["secretName"]: c["spec"]
+        for c in yaml.safe_load_all((MTLS / "cert-manager" / "certificates.yaml").read_text())
+        if c["kind"] == "Certificate"
+    }
+    issuers = {
+        i["metadata"]["name"]
+        for i in yaml.safe_load_all((MTLS / "cert-manager" / "certificates.yaml").read_text())
+        if i["kind"] == "Issuer"
+    }
+    config = find(manifests, "ConfigMap", "tweetmesh-config")["data"]
+    for service in SERVICES:
+        deployment = find(manifests, "Deployment", service)
+        container = next(
+            c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == service
+        )
+        env = env_of(container)
+        secret = _mounted_secret(deployment, container, env["GRPC_TLS_DIR"])
+        assert secret == f"tweetmesh-mtls-{service}"
+        health = int(env["GRPC_HEALTH_PORT"])
+        assert health != DEFAULT_PORTS[service].grpc
+        assert {p["name"]: p["containerPort"] for p in container["ports"]}["health"] == health
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == health, (service, probe)
+        assert container["livenessProbe"]["grpc"]["service"] == LIVENESS  # the base's, kept
+        # The certificate names the host its peers dial (and check).
+        spec = certificates[secret]
+        dialled = config[f"{service.upper()}_ADDR"].removeprefix("dns:///").rpartition(":")[0]
+        assert dialled in spec["dnsNames"], service
+        assert {"server auth", "client auth"} <= set(spec["usages"])
+        assert spec["issuerRef"]["name"] in issuers
+        # The settings read from this pod's environment take the folder (tests/unit/test_mesh_tls.py
+        # checks what is in it).
+        assert env["GRPC_TLS_DIR"] == "/etc/mesh-tls"
+
+    envoy = find(manifests, "Deployment", "envoy")
+    container = envoy["spec"]["template"]["spec"]["containers"][0]
+    secret = _mounted_secret(envoy, container, env_of(container)["GRPC_TLS_DIR"])
+    assert "client auth" in certificates[secret]["usages"]
+    for argument in container["command"]:
+        if argument.startswith("--upstream="):
+            cluster, address = argument.removeprefix("--upstream=").split("=")
+            host = address.rpartition(":")[0]
+            assert host in certificates[f"tweetmesh-mtls-{cluster}"]["dnsNames"], argument
