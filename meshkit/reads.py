@@ -52,15 +52,16 @@ REPLICA_FAILURES: tuple[type[BaseException], ...] = (
     TimeoutError,
     psycopg.errors.SerializationFailure,
 )
-# What the probe of a replica set aside may get instead of an answer: any of those, or any other
-# error of the server (the service goes on without it either way).
+# What the probe (`watch`) may get instead of an answer: any of those, or any other error of the
+# server (the service goes on without the replica either way, and the probe keeps asking).
 _PROBE_FAILURES: tuple[type[BaseException], ...] = (*REPLICA_FAILURES, psycopg.Error)
 
 
 class Reads:
-    """Runs lag-tolerant reads on `replica` while it answers, on `primary` otherwise (and always
-    when there is no replica). `wait_seconds` bounds the wait for a replica connection, and
-    `limit_seconds` the whole read on the replica, before the read goes to the primary instead."""
+    """Runs lag-tolerant reads on `replica` while it answers and lags at most `max_lag_seconds`
+    (checked every `retry_seconds` by `watch`), on `primary` otherwise (and always when there is no
+    replica). `wait_seconds` bounds the wait for a replica connection, and `limit_seconds` the
+    whole read on the replica, before the read goes to the primary instead."""
 
     def __init__(
         self,
