@@ -40,6 +40,8 @@ def _resume_point(error: grpc.aio.AioRpcError) -> tuple[str, str] | None:
 # A stream whose open fails (refused for now, or CANCELLED although this client cancelled nothing:
 # gRPC cancels a call the server has not accepted in time) is opened again after this, doubling.
 REOPENED = {grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE}
+# A post refused for now, or lost on the way (DEADLINE_EXCEEDED), is sent again the same way.
+RETRIED = REOPENED | {grpc.StatusCode.DEADLINE_EXCEEDED}
 REOPEN_SECONDS = 0.2
 REOPEN_MAX_SECONDS = 5.0
 
@@ -151,6 +153,7 @@ class LiveRun:
     drained_at: float  # `drain_seconds` after the last post: arrivals after it are late
     achieved_per_s: float  # posts answered per second, from the first scheduled to the last answer
     failed_opens: dict[int, list[str]]  # stream number -> the codes its failed opens ended with
+    post_retries: dict[str, int]  # posts sent again, by the code the earlier attempt ended with
 
     def latencies_ms(self, authors: set[int] | None = None) -> np.ndarray:
         sent = {p.tweet_id: p.sent for p in self.posts if authors is None or p.author in authors}
@@ -159,11 +162,12 @@ class LiveRun:
 
 async def _post(
     address: str, authors: Sequence[str], schedule: Sequence[int], rate: float, concurrency: int = 64
-) -> tuple[list[Post], float]:
+) -> tuple[list[Post], float, Counter[str]]:
     """Posts one tweet per entry of `schedule` (an index into `authors`) at `rate` per second, each
     stamped with the moment it was scheduled (so a driver or mesh falling behind shows in the
-    latencies, not in a lower rate); returns the posts and the rate achieved."""
+    latencies, not in a lower rate); returns the posts, the rate achieved and the retries by code."""
     posts: list[Post] = []
+    retries: Counter[str] = Counter()
     limit = asyncio.Semaphore(concurrency)
     started = time.time()
     async with grpc.aio.insecure_channel(address) as channel:
@@ -171,12 +175,23 @@ async def _post(
 
         async def one(author: int, n: int) -> None:
             scheduled = started + n / rate
+            # As a client should: a refused or lost post is sent again with its request_id, which
+            # answers the tweet the first attempt created, if it did.
+            request = tweets_pb.CreateTweetRequest(
+                text=f"live bench post {n}", request_id=f"live-{started}-{n}"
+            )
+            backoff = REOPEN_SECONDS
             async with limit:
-                reply = await stub.CreateTweet(
-                    tweets_pb.CreateTweetRequest(text=f"live bench post {n}"),
-                    metadata=bearer(authors[author]),
-                    timeout=30,
-                )
+                while True:
+                    try:
+                        reply = await stub.CreateTweet(request, metadata=bearer(authors[author]), timeout=30)
+                        break
+                    except grpc.aio.AioRpcError as error:
+                        if error.code() not in RETRIED:
+                            raise
+                        retries[error.code().name] += 1
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, REOPEN_MAX_SECONDS)
             posts.append(Post(author, int(reply.tweet.tweet_id), scheduled, (time.time() - scheduled) * 1000))
 
         start = time.monotonic()
@@ -186,7 +201,7 @@ async def _post(
             tasks.append(asyncio.create_task(one(author, n)))
         await asyncio.gather(*tasks)
     finished = max((p.sent + p.create_ms / 1000 for p in posts), default=started)
-    return posts, len(posts) / max(finished - started, 1e-9)
+    return posts, len(posts) / max(finished - started, 1e-9), retries
 
 
 def run_live(
@@ -216,7 +231,7 @@ def run_live(
     try:
         for _ in workers:
             ready.get(timeout=180)
-        posts, achieved = asyncio.run(_post(tweets_addr, author_tokens, schedule, rate))
+        posts, achieved, post_retries = asyncio.run(_post(tweets_addr, author_tokens, schedule, rate))
         drained_at = time.time() + drain_seconds
         time.sleep(drain_seconds + late_seconds)
         stop.set()
@@ -233,4 +248,4 @@ def run_live(
             worker.join(timeout=5)
             if worker.is_alive():
                 worker.kill()
-    return LiveRun(posts, arrivals, dict(ends), drained_at, achieved, failed_opens)
+    return LiveRun(posts, arrivals, dict(ends), drained_at, achieved, failed_opens, dict(post_retries))

@@ -444,6 +444,7 @@ end
             "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else 0.0,
             "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else 0.0,
             "create_p99_ms": float(np.percentile([p.create_ms for p in run.posts], 99)),
+            "post_retries": run.post_retries,
             "stream_ends": run.stream_ends,
         }
 

@@ -31,6 +31,7 @@ from social import MERGED_AT_READ, State, TweetRef, is_for_everyone
 
 class Registry(Protocol):
     async def state(self, author_id: int) -> State | None: ...
+    async def states(self, author_ids: Sequence[int]) -> dict[int, State]: ...
     async def set(self, author_id: int, state: State) -> None: ...
     async def remove(self, author_id: int) -> None: ...
 
@@ -100,6 +101,19 @@ class Celebrities:
             await self.promote(author_id)
             return State.CELEBRITY
         return None
+
+    async def settle_all(self, author_ids: Sequence[int]) -> dict[int, State | Exception | None]:
+        """settle() for many authors: one read of the registry for all; only those in it (a
+        celebrity, or a change half done) are settled one by one. An author whose settling failed
+        has the error."""
+        in_registry = await self._registry.states(list(dict.fromkeys(author_ids)))
+        settled: dict[int, State | Exception | None] = dict.fromkeys(author_ids)
+        for author_id in in_registry:
+            try:
+                settled[author_id] = await self.settle(author_id)
+            except Exception as error:
+                settled[author_id] = error
+        return settled
 
     async def after_fanout(self, author_id: int, followers_seen: int) -> None:
         """Called after a tweet was fanned out to the author's `followers_seen` followers: at the

@@ -21,6 +21,7 @@ from meshkit.streams import (
     DeadLetter,
     DeadLetters,
     Entry,
+    PoisonEvent,
     StreamConsumer,
     is_entry_id,
     poison_unless_valid,
@@ -29,7 +30,6 @@ from social import (
     FOLLOWS_STREAM,
     TWEETS_STREAM,
     CelebrityRegistry,
-    GlobalFeed,
     TweetsPeer,
     UsersPeer,
     celebrity_lists,
@@ -44,9 +44,10 @@ from tweetmesh.users.v1 import users_service_pb2 as users_pb
 Context = grpc.aio.ServicerContext[Any, Any]
 GROUP = "fanout"
 METRICS_REFRESH_SECONDS = 5.0
-# Events handled at once: enough to keep Redis and users_svc busy, few enough that a burst of posts
-# never exhausts the Redis connection pool (which failed events with MaxConnectionsError).
-FANOUT_CONCURRENCY = 32
+# Tweet events written together (one batch of jobs, a few script calls).
+TWEETS_BATCH = 64
+# Follow events read at once (handled one by one, in order).
+FOLLOWS_BATCH = 32
 
 
 def tweet_changed(entry: Entry) -> TweetChanged:
@@ -63,6 +64,7 @@ def tweet_changed(entry: Entry) -> TweetChanged:
             previously_mentioned=tuple(
                 require_id(u, "previous_mentioned_user_ids") for u in event.previous_mentioned_user_ids
             ),
+            trace=entry.trace,
         )
 
 
@@ -181,33 +183,58 @@ async def setup(runtime: Runtime[FanoutSettings], server: grpc.aio.Server) -> li
     registry = CelebrityRegistry(redis)
     fanout = Fanout(
         users,
+        users,
         home,
-        GlobalFeed(redis),
         HomeSource(users, tweets, home, registry),
         Celebrities(registry, users, home, tweets, settings.celebrity_followers),
         celebrity_lists(redis, settings.home_timeline_max, settings.home_timeline_ttl_seconds),
+        call_budget=settings.fanout_call_budget,
     )
 
-    async def on_tweet(entry: Entry) -> None:
-        TIMELINE_WRITES.inc(await fanout.tweet_changed(tweet_changed(entry)))
+    async def on_tweets(entries: list[Entry]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = [None] * len(entries)
+        events, at = [], []
+        for n, entry in enumerate(entries):
+            try:
+                events.append(tweet_changed(entry))
+                at.append(n)
+            except PoisonEvent as poison:
+                outcomes[n] = poison
+        for n, result in zip(at, await fanout.tweets_changed(events), strict=True):
+            if isinstance(result, Exception):
+                outcomes[n] = result
+            else:
+                TIMELINE_WRITES.inc(result)
+        return outcomes
 
     async def on_follow(entry: Entry) -> None:
         await fanout.follow_changed(follow_changed(entry))
 
-    # Tweets fan out concurrently; a follow and the unfollow after it must apply in that order.
-    for stream, handler, ordered in ((TWEETS_STREAM, on_tweet, False), (FOLLOWS_STREAM, on_follow, True)):
-        consumer = StreamConsumer(
+    # Tweets are written a batch at a time; a follow and the unfollow after it apply in that order.
+    consumers = (
+        StreamConsumer(
             redis,
-            stream,
+            TWEETS_STREAM,
             GROUP,
             settings.fanout_consumer,
-            handler,
+            batch_handler=on_tweets,
             claim_idle_ms=settings.fanout_claim_idle_ms,
             max_deliveries=settings.fanout_max_deliveries,
-            ordered=ordered,
-            # Each event handled at once holds a Redis connection; the client allows 100 in all.
-            batch=FANOUT_CONCURRENCY,
-        )
+            batch=TWEETS_BATCH,
+        ),
+        StreamConsumer(
+            redis,
+            FOLLOWS_STREAM,
+            GROUP,
+            settings.fanout_consumer,
+            on_follow,
+            claim_idle_ms=settings.fanout_claim_idle_ms,
+            max_deliveries=settings.fanout_max_deliveries,
+            ordered=True,
+            batch=FOLLOWS_BATCH,
+        ),
+    )
+    for stream, consumer in zip((TWEETS_STREAM, FOLLOWS_STREAM), consumers, strict=True):
         runtime.background(consumer.run(), f"consume {stream}")
     dead_letters = DeadLetters(redis, list(EVENTS))
     stats = FanoutStatsReader(redis, list(EVENTS), GROUP, dead_letters)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from meshkit.settings import Settings, read_consumer_name, setting
 from social.services import DEFAULT_PORTS, read_tweets_addr, read_users_addr
-from social.timelines import read_home_timeline_max, read_home_timeline_ttl_seconds
+from social.timelines import CALL_BUDGET, read_home_timeline_max, read_home_timeline_ttl_seconds
 
 SERVICE = "fanout"
 # Authors with at least this many followers are not fanned out on write (see README, "Hybrid
@@ -27,6 +27,8 @@ class FanoutSettings(Settings):
     celebrity_followers: int = setting(
         lambda env: env.integer("CELEBRITY_FOLLOWERS", DEFAULT_CELEBRITY_FOLLOWERS, minimum=1)
     )
+    # Timelines one call of the fan-out script goes through at most (social.timelines.CALL_BUDGET).
+    fanout_call_budget: int = setting(lambda env: env.integer("FANOUT_CALL_BUDGET", CALL_BUDGET, minimum=1))
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> FanoutSettings:

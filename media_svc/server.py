@@ -214,7 +214,7 @@ async def setup(runtime: Runtime[MediaSettings], server: grpc.aio.Server) -> lis
     )
     runtime.background(consumer.run(), f"consume {TWEETS_STREAM}")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))
-    auth = Authenticator(redis, users.session)
+    auth = Authenticator(redis, users.sessions)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies, settings.download_caps)
     pb_grpc.add_MediaServiceServicer_to_server(MediaServicer(library, auth), server)
     return [SERVICE.full_name]

@@ -11,12 +11,11 @@ dying between the row delete and the DEL), since the next lookup asks PostgreSQL
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -70,19 +69,28 @@ def bearer_token(metadata: Metadata) -> str:
     return token.strip()
 
 
+def session_cache_entry(session: Session, max_seconds: float) -> tuple[str, int] | None:
+    """The cache's value for a live session and its time to live in ms (at most `max_seconds`,
+    never past its expiry); None when it has expired."""
+    ttl_ms = int(min(session.expire_time.timestamp() - time.time(), max_seconds) * 1000)
+    if ttl_ms <= 0:
+        return None
+    return f"{session.user_id}:{int(session.expire_time.timestamp())}", ttl_ms
+
+
 async def cache_session(redis: aioredis.Redis, token: str, session: Session, max_seconds: float) -> None:
     """Caches a live session for at most `max_seconds` (never past its expiry)."""
-    ttl_ms = int(min(session.expire_time.timestamp() - time.time(), max_seconds) * 1000)
-    if ttl_ms > 0:
-        value = f"{session.user_id}:{int(session.expire_time.timestamp())}"
-        await redis.set(cache_key(token), value, px=ttl_ms)
+    if (entry := session_cache_entry(session, max_seconds)) is not None:
+        await redis.set(cache_key(token), entry[0], px=entry[1])
 
 
 async def forget_session(redis: aioredis.Redis, token: str) -> None:
     await redis.delete(cache_key(token))
 
 
-SessionLookup = Callable[[str], Awaitable[Session | None]]
+# The owner's answer for tokens the cache lacks: the sessions it knows, by token (users_svc's
+# AuthenticateTokens); it refills the cache.
+SessionLookup = Callable[[Sequence[str]], Awaitable[Mapping[str, Session]]]
 
 
 class CallContext(Protocol):
@@ -128,8 +136,8 @@ class Authenticator:
         return await self.from_owner(token)
 
     async def sessions(self, tokens: Sequence[str]) -> dict[str, Session | Exception]:
-        """The sessions behind many tokens: one read of the cache for all, the owner asked for
-        those it lacks; a token's failure (UNAUTHENTICATED, the owner unreachable) is its answer."""
+        """The sessions behind many tokens: one read of the cache for all, the owner asked once
+        for those it lacks; a token's failure (UNAUTHENTICATED, the owner unreachable) is its answer."""
         try:
             cached: list[bytes | None] = await self._redis.mget([cache_key(t) for t in tokens])  # type: ignore[assignment]
         except DEPENDENCY_ERRORS:
@@ -142,16 +150,22 @@ class Authenticator:
                 except Unauthenticated as error:
                     answers[token] = error
         missing = [t for t in tokens if t not in answers]
-        found = await asyncio.gather(*(self.from_owner(t) for t in missing), return_exceptions=True)
-        for token, outcome in zip(missing, found, strict=True):
-            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-                raise outcome
-            answers[token] = outcome
+        if not missing:
+            return answers
+        try:
+            known = await self._lookup(missing)
+        except Exception as error:  # the owner unreachable: every token it was asked about
+            return answers | dict.fromkeys(missing, error)
+        for token in missing:
+            try:
+                answers[token] = unexpired(known.get(token))
+            except Unauthenticated as error:
+                answers[token] = error
         return answers
 
     async def from_owner(self, token: str) -> Session:
         """The session as its owner knows it (the cache missed it, or could not be read)."""
-        return unexpired(await self._lookup(token))
+        return unexpired((await self._lookup([token])).get(token))
 
     async def caller(self, context: CallContext) -> Session:
         """The session of the call being served, checked once per call: the rate limits and the

@@ -76,6 +76,14 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: DomainE
     raise AssertionError("unreachable: abort raises")
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` is a dependency's or a peer's failure to answer (retry later), not a fault of
+    the request or of this code."""
+    if isinstance(exc, DEPENDENCY_ERRORS):
+        return True
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in _RETRYABLE_PEER_CODES
+
+
 def as_domain_error(exc: BaseException, method: str) -> DomainError:
     """What to tell the caller about an exception a handler did not turn into a DomainError itself."""
     if isinstance(exc, DomainError):
@@ -83,7 +91,7 @@ def as_domain_error(exc: BaseException, method: str) -> DomainError:
     if isinstance(exc, DEPENDENCY_ERRORS):
         log.warning("dependency unavailable", extra={"method": method, "error": type(exc).__name__})
         return Unavailable("a dependency is unavailable; retry later", reason="DEPENDENCY_UNAVAILABLE")
-    if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in _RETRYABLE_PEER_CODES:
+    if isinstance(exc, grpc.aio.AioRpcError) and is_outage(exc):
         log.warning("peer unavailable", extra={"method": method, "peer_code": exc.code().name})
         return Unavailable("a service of the mesh is unavailable; retry later", reason="PEER_UNAVAILABLE")
     log.exception("unhandled error", extra={"method": method}, exc_info=exc)

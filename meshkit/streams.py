@@ -9,8 +9,8 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -37,6 +37,9 @@ class PoisonEvent(Exception):
 class Entry:
     entry_id: bytes
     fields: dict[bytes, bytes]
+    # Handled in a batch with tracing on: the W3C traceparent of its span (meshkit.tracing
+    # consuming_batch), for what its handling sends on. (A handler of one entry runs in its span.)
+    trace: str | None = None
 
 
 @contextlib.contextmanager
@@ -53,6 +56,8 @@ def poison_unless_valid(entry: Entry) -> Iterator[bytes]:
 
 
 Handler = Callable[[Entry], Awaitable[None]]
+# Handles a batch at once: each entry's outcome, in order (None when it is done, else its error).
+BatchHandler = Callable[[list[Entry]], Awaitable[Sequence[BaseException | None]]]
 
 
 def dead_letter_stream(stream: str) -> str:
@@ -109,9 +114,11 @@ class StreamConsumer:
     only entries whose handler returned. Failed entries stay pending; after `claim_idle_ms` any
     consumer of the group (this one included) claims and retries them, and after `max_deliveries`
     attempts they go to `<stream>:dead`. A wiped Redis (NOGROUP) recreates the group. Entries of
-    a batch are handled concurrently unless `ordered`. On the reclaim clock it trims the stream of
-    what every group has read and acknowledged (trim). With tracing on, each entry is handled in a
-    span that continues the trace its producer stored with it (meshkit.outbox.TRACE_FIELD)."""
+    a batch are handled concurrently unless `ordered`; or, with `batch_handler`, all at once by
+    one call that answers for each. On the reclaim clock it trims the stream of what every group
+    has read and acknowledged (trim). With tracing on, each entry is handled in a span that
+    continues the trace its producer stored with it (meshkit.outbox.TRACE_FIELD); an entry of a
+    batch carries its span's context (Entry.trace) for what its handling sends on."""
 
     def __init__(
         self,
@@ -119,8 +126,9 @@ class StreamConsumer:
         stream: str,
         group: str,
         consumer: str,
-        handler: Handler,
+        handler: Handler | None = None,
         *,
+        batch_handler: BatchHandler | None = None,
         claim_idle_ms: int,
         max_deliveries: int,
         batch: int = 100,
@@ -132,8 +140,10 @@ class StreamConsumer:
         self._stream = stream
         self._group = group
         self._consumer = consumer
-        self._handler = self._traced if tracing.enabled() else handler
-        self._untraced = handler
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give one of handler and batch_handler")
+        self._handler = self._traced(handler) if handler is not None and tracing.enabled() else handler
+        self._batch_handler = batch_handler
         self._claim_idle_ms = claim_idle_ms
         self._max_deliveries = max_deliveries
         self._batch = batch
@@ -142,9 +152,12 @@ class StreamConsumer:
         self._keep_seconds = keep_seconds
         self._next_claim = 0.0
 
-    async def _traced(self, entry: Entry) -> None:
-        with tracing.consuming(self._stream, entry.fields.get(_TRACE_FIELD)):
-            await self._untraced(entry)
+    def _traced(self, handler: Handler) -> Handler:
+        async def traced(entry: Entry) -> None:
+            with tracing.consuming(self._stream, entry.fields.get(_TRACE_FIELD)):
+                await handler(entry)
+
+        return traced
 
     async def ensure_group(self) -> None:
         try:
@@ -238,10 +251,12 @@ class StreamConsumer:
         if not entries:
             return
         results: list[BaseException | None]
-        if self._ordered:  # one at a time, in stream order: later entries may depend on earlier ones
-            results = [await _outcome(self._handler(e)) for e in entries]
+        if self._batch_handler is not None:
+            results = await self._handle_batch(self._batch_handler, entries)
+        elif self._ordered:  # one at a time, in stream order: later entries may depend on earlier ones
+            results = [await _outcome(self._one(e)) for e in entries]
         else:
-            results = await asyncio.gather(*(self._handler(e) for e in entries), return_exceptions=True)
+            results = await asyncio.gather(*(self._one(e) for e in entries), return_exceptions=True)
         done: list[bytes] = []
         poison: list[Entry] = []
         for entry, result in zip(entries, results, strict=True):
@@ -259,6 +274,23 @@ class StreamConsumer:
         await self._dead_letter(poison, reason="poison")
         STREAM_ENTRIES.labels(self._stream, "acked").inc(len(done))
         STREAM_ENTRIES.labels(self._stream, "failed").inc(len(entries) - len(done) - len(poison))
+
+    async def _handle_batch(self, handler: BatchHandler, entries: list[Entry]) -> list[BaseException | None]:
+        with tracing.consuming_batch(self._stream, [e.fields.get(_TRACE_FIELD) for e in entries]) as spans:
+            if any(spans.traceparents):
+                entries = [replace(e, trace=t) for e, t in zip(entries, spans.traceparents, strict=True)]
+            try:
+                results = list(await handler(entries))
+            except Exception as error:
+                results = [error] * len(entries)
+            for n, result in enumerate(results):
+                if result is not None:
+                    spans.failed(n, result)
+        return results
+
+    async def _one(self, entry: Entry) -> None:
+        assert self._handler is not None
+        await self._handler(entry)
 
     async def _dead_letter(self, entries: list[Entry], reason: str) -> None:
         if not entries:

@@ -8,9 +8,10 @@ On, a service exports its spans over OTLP/gRPC to that endpoint, named after its
 - every PostgreSQL statement and Redis command made within a trace (the maintained psycopg and
   redis instrumentations; a command outside any trace, such as a health probe or a consumer's
   poll, is not recorded: `WithinTraces`);
-- every event handled from a stream (`consuming`), a child of the context the event carries (the
-  outbox stores the context of the change that wrote it), and every live tweet a stream sends
-  (`delivered`), a child of the fan-out that published it.
+- every event handled from a stream (`consuming`; `consuming_batch` for a batch handled by one
+  call: a span per event), a child of the context the event carries (the outbox stores the
+  context of the change that wrote it), and every live tweet a stream sends (`delivered`), a
+  child of the fan-out that published it.
 
 Off, nothing here makes a span: the interceptors are not installed, the instrumentations not
 applied, and `traceparent()` / `consuming()` / `delivered()` answer after one test of a module
@@ -137,6 +138,54 @@ def consuming(stream: str, traceparent: str | bytes | None) -> Iterator[None]:
         f"{stream} process", context=_parent(traceparent), kind=SpanKind.CONSUMER, attributes=attributes
     ):
         yield
+
+
+class BatchSpans:
+    """The spans of a batch of events handled by one call (consuming_batch), one per event."""
+
+    def __init__(self, spans: Sequence[trace.Span], size: int) -> None:
+        self._spans = spans
+        # Each event's span context as a W3C traceparent (None when off), to pass on with what
+        # the event causes.
+        self.traceparents: list[str | None] = [_traceparent_of(s) for s in spans] if spans else [None] * size
+
+    def failed(self, index: int, error: BaseException) -> None:
+        """The event at `index` failed alone: its span says so."""
+        if self._spans:
+            self._spans[index].record_exception(error)
+            self._spans[index].set_status(Status(StatusCode.ERROR, type(error).__name__))
+
+
+def _traceparent_of(span: trace.Span) -> str | None:
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get(TRACEPARENT)
+
+
+@contextlib.contextmanager
+def consuming_batch(stream: str, traceparents: Sequence[str | bytes | None]) -> Iterator[BatchSpans]:
+    """A span around handling each event of a batch of `stream` handled at once, a child of the
+    context that event was written in, all lasting the whole batch. The first is current
+    meanwhile: the batch's shared work (its Redis commands, its calls) is recorded within it."""
+    tracer = _STATE.tracer
+    if tracer is None or not traceparents:
+        yield BatchSpans([], len(traceparents))
+        return
+    attributes: Attributes = {
+        "messaging.system": "redis",
+        "messaging.destination.name": stream,
+        "messaging.batch.message_count": len(traceparents),
+    }
+    name, kind = f"{stream} process", SpanKind.CONSUMER
+    spans = [
+        tracer.start_span(name, context=_parent(tp), kind=kind, attributes=attributes) for tp in traceparents
+    ]
+    try:
+        with trace.use_span(spans[0]):
+            yield BatchSpans(spans, len(spans))
+    finally:
+        for one in spans:
+            one.end()
 
 
 def delivered(name: str, traceparent: str | None, attributes: Mapping[str, Any]) -> None:

@@ -246,7 +246,7 @@ async def setup(runtime: Runtime[NotificationsSettings], server: grpc.aio.Server
     eraser = account_eraser(redis, ERASE_GROUP, settings.notifications_consumer, notifications.erase_account)
     runtime.background(eraser.run(), f"erase accounts from {ACCOUNTS_STREAM}")
     runtime.background(tidy_forever(store), "notifications-tidy")
-    auth = Authenticator(redis, users.session)
+    auth = Authenticator(redis, users.sessions)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     pb_grpc.add_NotificationServiceServicer_to_server(
         NotificationServicer(notifications, users, tweets, auth), server

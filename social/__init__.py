@@ -10,7 +10,6 @@ from social.celebrities import MERGED_AT_READ, CelebrityRegistry, State
 from social.events import ACCOUNTS_STREAM, FOLLOWS_STREAM, LIKES_STREAM, TWEETS_STREAM
 from social.live import (
     CelebrityFollow,
-    GlobalFeed,
     LiveMessage,
     LiveTweet,
     TweetEdited,
@@ -40,7 +39,6 @@ __all__ = [
     "TWEETS_STREAM",
     "CelebrityFollow",
     "CelebrityRegistry",
-    "GlobalFeed",
     "LiveMessage",
     "LiveTweet",
     "MediaFacts",

@@ -24,6 +24,10 @@ ID_BATCH = 1000
 
 class FollowGraph(Protocol):
     async def following(self, user_id: int) -> list[int]: ...
+    async def join_follower_lists(self, user_id: int) -> None:
+        """The user's home timeline exists now: fan-out is to find them in the follower lists of
+        whom they follow (users_svc; social.follower_lists)."""
+        ...
 
 
 class TweetRefs(Protocol):
@@ -86,7 +90,10 @@ class HomeSource:
     async def finish(self, viewer: int, begun: bytes) -> bool:
         """The second half of a rebuild begun (`begun`: what begin_rebuild answered). The window
         exists, empty, before the owners are asked, so fan-out writes landing meanwhile are kept;
-        the registry is read after it exists too: a promotion from then on marks it itself."""
+        the viewer joins the follower lists then too (a tweet fanned out from then on reaches the
+        window, one committed before is read below), and the registry is read after it exists: a
+        promotion from then on marks it itself."""
+        await self._graph.join_follower_lists(viewer)
         celebrities: list[int] = []
         if self._registry is not None:
             states = await self._registry.states(await self._graph.following(viewer))

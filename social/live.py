@@ -22,9 +22,6 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import redis.asyncio as aioredis
-
-from meshkit import tracing
 from meshkit.ids import MAX_ID
 
 USER_CHANNEL_PREFIX = "live:"
@@ -110,14 +107,3 @@ def parse_message(data: bytes) -> LiveMessage:
     if kind == b"e":
         return TweetEdited(ident)
     return LiveTweet(ident, kind == b"-", trace[1:].decode() if trace else None)
-
-
-class GlobalFeed:
-    """Announces new, edited and deleted public tweets to the global timeline's live streams."""
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._redis = redis
-
-    async def announce(self, tweet_id: int, *, deleted: bool, edited: bool = False) -> None:
-        message = tweet_message(tweet_id, deleted=deleted, edited=edited, trace=tracing.traceparent())
-        await self._redis.publish(GLOBAL_CHANNEL, message)

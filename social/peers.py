@@ -33,6 +33,8 @@ AUTHOR_MASK = FieldMask(
 ID_PAGE = 10_000
 # tweets_svc's ListTweetIdsByAuthors takes at most this many authors a call.
 AUTHORS_PER_CALL = 5000
+# Tokens per AuthenticateTokens call (its request's limit).
+AUTHENTICATE_BATCH = 1000
 
 
 def relation_of(message: users_pb.Relation) -> Relation:
@@ -60,15 +62,16 @@ class UsersPeer:
         )
         return {int(u.user_id): u for u in reply.users}
 
-    async def session(self, token: str) -> Session | None:
-        """The session behind a token, None if users_svc does not know it (for meshkit.auth)."""
-        try:
-            reply = await self._stub.AuthenticateToken(users_pb.AuthenticateTokenRequest(token=token))
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.UNAUTHENTICATED:
-                return None
-            raise
-        return Session(int(reply.user_id), reply.expire_time.ToDatetime(tzinfo=UTC))
+    async def sessions(self, tokens: Sequence[str]) -> dict[str, Session]:
+        """The sessions behind tokens that users_svc knows (for meshkit.auth): one call per 1,000."""
+        found: dict[str, Session] = {}
+        for start in range(0, len(tokens), AUTHENTICATE_BATCH):
+            reply = await self._stub.AuthenticateTokens(
+                users_pb.AuthenticateTokensRequest(tokens=tokens[start : start + AUTHENTICATE_BATCH])
+            )
+            for s in reply.sessions:
+                found[s.token] = Session(int(s.user_id), s.expire_time.ToDatetime(tzinfo=UTC))
+        return found
 
     async def user_exists(self, user_id: int) -> bool:
         return bool(await self.users([user_id], with_tweet_counts=False))
@@ -89,6 +92,22 @@ class UsersPeer:
             users_pb.FilterFollowersRequest(user_id=str(user_id), candidate_ids=[str(c) for c in candidates])
         )
         return [int(f) for f in reply.follower_ids]
+
+    async def ensure_follower_lists(self, author_ids: Sequence[int]) -> None:
+        """Has users_svc build the Redis follower lists of `author_ids` that are missing."""
+        await self._stub.EnsureFollowerLists(
+            users_pb.EnsureFollowerListsRequest(user_ids=[str(a) for a in author_ids])
+        )
+
+    async def sync_follow(self, follower_id: int, followee_id: int) -> None:
+        """Has users_svc bring the followee's follower list in line with the follow graph."""
+        await self._stub.SyncFollow(
+            users_pb.SyncFollowRequest(follower_id=str(follower_id), followee_id=str(followee_id))
+        )
+
+    async def join_follower_lists(self, user_id: int) -> None:
+        """Tells users_svc that the user's home timeline exists now (they join follower lists)."""
+        await self._stub.JoinFollowerLists(users_pb.JoinFollowerListsRequest(user_id=str(user_id)))
 
     async def follower_pages(self, user_id: int) -> AsyncIterator[list[int]]:
         """Everyone following user_id, a page at a time."""

@@ -27,7 +27,9 @@ they live and expire with the timeline.
 
 The scripts know no key or channel names: each gets its keys, the channel prefix and the length of
 the key prefix to strip (channel = channel prefix + what follows the key prefix), and the counter
-of deliveries, if any, from TimelineStore.
+of deliveries, if any, from TimelineStore. The fan-out script (TimelineStore.fan_out) gets the key
+prefixes instead of keys: it finds the followers in the follower lists (social.follower_lists) and
+derives their timelines' keys, a batch of tweets in a few calls with no Python per follower.
 """
 
 from __future__ import annotations
@@ -42,12 +44,13 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from meshkit import tracing
 from meshkit.settings import Env
+from social.follower_lists import LIST_KEYS, LIST_PREFIX
 from social.live import (
     CELEBRITY_CHANNEL_PREFIX,
     USER_CHANNEL_PREFIX,
     celebrity_message,
+    channel,
     tweet_message,
 )
 
@@ -55,6 +58,11 @@ HOME_PREFIX = "home"
 CELEBRITY_LIST_PREFIX = "celeb"
 # How many home timelines fan-out wrote a tweet into, ever (GetFanoutStats).
 DELIVERED_COUNTER = "fanout:delivered"
+# How many followers fan-out found without a home timeline (and took out of the follower lists).
+PRUNED_COUNTER = "fanout:pruned"
+# Timelines one call of the fan-out script goes through at most: Redis serves no one else meanwhile,
+# and a timeline costs it about 5 microseconds (~200,000 a second measured on two shared cores).
+CALL_BUDGET = 1000
 BUILT = b"\0" * 8
 REBUILDING = b"R"  # the first byte of the header of a timeline being rebuilt; a token follows
 # A timeline being rebuilt expires soon unless the rebuild finishes: a crashed rebuild is redone.
@@ -79,29 +87,6 @@ local function trim(key, keep)
 end
 """
 
-# KEYS: timeline keys. ARGV: the 8-byte id, max bytes, ids kept by a trim, the live message, the
-# channel prefix, the key prefix length, the counter of deliveries ("" for none). Returns how many
-# timelines got the tweet.
-_DELIVER = (
-    _TRIM
-    + """
-local delivered = 0
-local limit, keep, skip = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[6])
-local channels = {}
-for i, key in ipairs(KEYS) do channels[i] = ARGV[5] .. string.sub(key, skip + 1) end
-local listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
-for i, key in ipairs(KEYS) do
-  if redis.call('STRLEN', key) > 0 then
-    if redis.call('APPEND', key, ARGV[1]) > limit then trim(key, keep) end
-    delivered = delivered + 1
-  end
-  if listeners[2 * i] > 0 then redis.call('PUBLISH', channels[i], ARGV[4]) end
-end
-if delivered > 0 and ARGV[7] ~= '' then redis.call('INCRBY', ARGV[7], delivered) end
-return delivered
-"""
-)
-
 # KEYS[1]: one timeline. ARGV: max bytes, ids kept by a trim, ttl, the header of the rebuild, the
 # header of a built timeline, packed ids. Adds the ids to what fan-out wrote meanwhile and marks the
 # timeline built, if it still carries that rebuild's header; returns 1 if so, 0 otherwise. It
@@ -117,27 +102,230 @@ return 1
 """
 )
 
-# KEYS: timelines. ARGV: the packed id, the live message, the channel prefix, the key prefix length.
-# Takes a deleted tweet out of each timeline and tells its live streams (deletions are rare: the
-# rewrite of a few kilobytes per timeline is fine).
-_RETRACT = """
-local skip = tonumber(ARGV[4])
-for _, key in ipairs(KEYS) do
+# Fan-out of a batch of tweet events, inside Redis. A group writes (or, for a deletion, takes out)
+# its tweets in the home timelines of given users (each tweet's author and the users it mentions),
+# of other timelines named by key (a celebrity's own list), and of the followers found in the
+# follower lists (social.follower_lists): those of one author, or those of two authors at once
+# (who follow both: the smaller list is gone through, the larger asked). A group of several tweets
+# (new ones, for the same followers) goes through the lists once and writes each follower's
+# timeline once, with all the tweets it takes. Only timelines that exist are written; a follower
+# whose timeline is gone leaves the list. Live streams listening on a timeline's channel are told
+# of each tweet; a tweet's announce channel too. A call stops after a bucket once it has gone
+# through `budget` timelines and says where to resume.
+#
+# ARGV: home prefix, live channel prefix, list prefix, max bytes, ids kept by a trim, delivered
+# counter ("" for none), pruned counter ("" for none), budget, then where to resume (bucket, side,
+# list generation: -1, "", "" for a fresh start), then the groups, each: kind ("+" deliver, "-"
+# take out, "e" tell the streams of an edit; only new tweets come several to a group), followers
+# of (""), among (""), t, then t tweets, each: the 8-byte id, the live message, announce channel
+# (""), n, n home user ids, m, m pairs of (timeline key, channel).
+# Returns: groups done, where to resume (bucket, side, generation; -1 when all are done), then per
+# tweet of each group gone through: timelines written, followers pruned (the group's, on its first
+# tweet), 1 if a list it needs is missing (or being built), the author's followers in PostgreSQL
+# (-1: no list read).
+_FAN_OUT = (
+    _TRIM
+    + LIST_KEYS
+    + """
+local home_prefix, live_prefix, list_prefix = ARGV[1], ARGV[2], ARGV[3]
+local limit, keep = tonumber(ARGV[4]), tonumber(ARGV[5])
+local budget = tonumber(ARGV[8])
+local resume_bucket, resume_side, resume_gen = tonumber(ARGV[9]), ARGV[10], ARGV[11]
+local delivered, pruned_all = 0, 0
+local out = {}
+
+local function list_state(author)
+  if author == '' then return nil end
+  local meta = list_meta(list_prefix, author)
+  local s = redis.call('HMGET', meta, 'state', 'gen', 'buckets', 'size', 'followers')
+  if s[1] ~= 'built' then return false end
+  return {meta = meta, gen = s[2], buckets = tonumber(s[3]), size = tonumber(s[4]),
+          followers = tonumber(s[5])}
+end
+
+-- A timeline takes the ids if it exists (an 8-byte header at least: an APPEND that leaves only
+-- the ids made the key, which is dropped again).
+local function add(key, packed)
+  local length = redis.call('APPEND', key, packed)
+  if length == #packed then redis.call('DEL', key); return false end
+  if length > limit then trim(key, keep) end
+  return true
+end
+
+local function take_out(key, packed)
   local data = redis.call('GET', key)
-  if data then
-    local kept = {}
-    for p = 9, #data, 8 do
-      local id = string.sub(data, p, p + 7)
-      if id ~= ARGV[1] then kept[#kept + 1] = id end
-    end
-    if #kept * 8 + 8 < #data then
-      redis.call('SET', key, string.sub(data, 1, 8) .. table.concat(kept), 'KEEPTTL')
+  if not data then return false end
+  local kept = {}
+  for p = 9, #data, 8 do
+    local id = string.sub(data, p, p + 7)
+    if id ~= packed then kept[#kept + 1] = id end
+  end
+  if #kept * 8 + 8 < #data then
+    redis.call('SET', key, string.sub(data, 1, 8) .. table.concat(kept), 'KEEPTTL')
+  end
+  return true
+end
+
+-- Which of the `count` tweets a timeline takes (those whose homes do not name it: `skip`, a set
+-- of tweet numbers, or nil), as their ids packed together and their numbers; nil when none.
+local function taken(tweets, count, skip)
+  if not skip then return tweets.packed, nil end
+  local parts, numbers = {}, {}
+  for t = 1, count do
+    if not skip[t] then
+      parts[#parts + 1] = tweets[t].packed
+      numbers[#numbers + 1] = t
     end
   end
-  redis.call('PUBLISH', ARGV[3] .. string.sub(key, skip + 1), ARGV[2])
+  if #numbers == 0 then return nil, nil end
+  return table.concat(parts), numbers
 end
-return #KEYS
+
+-- Writes (or takes out) `packed` in the timelines `keys`; tells their channels each message (a new
+-- or edited tweet only where someone listens). Returns which keys exist (an edit: all, it writes
+-- nothing). `messages[k]`, when given, are the messages of keys[k] (else `shared`).
+local function touch(kind, keys, channels, packed, shared, messages, packs)
+  local found = {}
+  local listeners = nil
+  if kind ~= '-' and #channels > 0 then
+    listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+  end
+  for k, key in ipairs(keys) do
+    local mine = packs and packs[k] or packed
+    if kind == '+' then
+      found[k] = add(key, mine)
+    elseif kind == '-' then
+      found[k] = take_out(key, mine)
+    else
+      found[k] = true  -- an edit: the timeline does not change
+    end
+    if kind == '-' or listeners[2 * k] > 0 then
+      for _, message in ipairs(messages and messages[k] or shared) do
+        redis.call('PUBLISH', channels[k], message)
+      end
+    end
+  end
+  return found
+end
+
+-- Adds up the counters; the reply: where to resume, then each tweet's figures.
+local function finish(reply)
+  if ARGV[6] ~= '' and delivered > 0 then redis.call('INCRBY', ARGV[6], delivered) end
+  if ARGV[7] ~= '' and pruned_all > 0 then redis.call('INCRBY', ARGV[7], pruned_all) end
+  for _, figures in ipairs(out) do
+    for _, v in ipairs(figures) do reply[#reply + 1] = v end
+  end
+  return reply
+end
+
+local i, job = 12, 0
+while i <= #ARGV do
+  job = job + 1
+  local kind, count = ARGV[i], tonumber(ARGV[i + 3])
+  local tweets, all_messages, packs = {}, {}, {}
+  local direct = {}  -- follower id -> the tweets written to them already, whether they follow or not
+  local p = i + 4
+  for t = 1, count do
+    local homes = tonumber(ARGV[p + 3])
+    local others_at = p + 4 + homes
+    local others = tonumber(ARGV[others_at])
+    tweets[t] = {packed = ARGV[p], message = ARGV[p + 1], announce = ARGV[p + 2], homes_at = p + 4,
+                 homes = homes, others_at = others_at + 1, others = others}
+    packs[t] = ARGV[p]
+    all_messages[t] = ARGV[p + 1]
+    for h = p + 4, p + 3 + homes do
+      direct[ARGV[h]] = direct[ARGV[h]] or {}
+      direct[ARGV[h]][t] = true
+    end
+    p = others_at + 1 + 2 * others
+  end
+  tweets.packed = table.concat(packs)
+  local next_job = p
+  local resuming = job == 1 and resume_bucket >= 0
+  local a, b = list_state(ARGV[i + 1]), list_state(ARGV[i + 2])
+  local written, everyone, pruned = {}, 0, 0  -- timelines that took each tweet, or all of them
+  for t = 1, count do written[t] = 0 end
+  if a == false or b == false then
+    for t = 1, count do out[#out + 1] = {0, 0, 1, -1} end
+  else
+    if not resuming then
+      for t, tweet in ipairs(tweets) do
+        local keys, channels = {}, {}
+        for h = tweet.homes_at, tweet.homes_at + tweet.homes - 1 do
+          keys[#keys + 1] = home_prefix .. ARGV[h]
+          channels[#channels + 1] = live_prefix .. ARGV[h]
+        end
+        for _, exists in ipairs(touch(kind, keys, channels, tweet.packed, {tweet.message})) do
+          if exists then written[t] = written[t] + 1 end
+        end
+        keys, channels = {}, {}
+        for o = tweet.others_at, tweet.others_at + 2 * tweet.others - 1, 2 do
+          keys[#keys + 1] = ARGV[o]
+          channels[#channels + 1] = ARGV[o + 1]
+        end
+        touch(kind, keys, channels, tweet.packed, {tweet.message})
+        if tweet.announce ~= '' then redis.call('PUBLISH', tweet.announce, tweet.message) end
+        budget = budget - tweet.homes - tweet.others
+      end
+    end
+    local stopped, side, iterated = nil, 'a', a
+    if a then
+      local other = b
+      if resuming then side = resume_side elseif b and b.size < a.size then side = 'b' end
+      if side == 'b' then iterated, other = b, a end
+      local start = 0
+      if resuming and iterated.gen == resume_gen then start = resume_bucket end
+      local cost = kind == '-' and 8 or 1
+      for bucket = start, iterated.buckets - 1 do
+        if budget <= 0 then stopped = bucket; break end
+        local members = redis.call('SMEMBERS', list_bucket(iterated.meta, iterated.gen, bucket))
+        local ids, keys, channels, mine, messages, numbers = {}, {}, {}, {}, {}, {}
+        for _, id in ipairs(members) do
+          local theirs = other and list_bucket(other.meta, other.gen, bucket_of(id, other.buckets))
+          local packed, which = taken(tweets, count, direct[id])
+          if packed and (not other or redis.call('SISMEMBER', theirs, id) == 1) then
+            local k = #ids + 1
+            ids[k], keys[k], channels[k], mine[k] = id, home_prefix .. id, live_prefix .. id, packed
+            numbers[k], messages[k] = which, all_messages
+            if which then
+              messages[k] = {}
+              for _, t in ipairs(which) do messages[k][#messages[k] + 1] = tweets[t].message end
+            end
+          end
+        end
+        for k, exists in ipairs(touch(kind, keys, channels, nil, nil, messages, mine)) do
+          if exists then
+            if numbers[k] then
+              for _, t in ipairs(numbers[k]) do written[t] = written[t] + 1 end
+            else
+              everyone = everyone + 1
+            end
+          else
+            -- Their timeline is gone (inactive, or wiped): no longer in the lists they were in.
+            if redis.call('SREM', list_bucket(iterated.meta, iterated.gen, bucket), ids[k]) == 1 then
+              redis.call('HINCRBY', iterated.meta, 'size', -1)
+            end
+            pruned = pruned + 1
+          end
+        end
+        budget = budget - cost * #members
+      end
+    end
+    for t = 1, count do
+      written[t] = written[t] + everyone
+      out[#out + 1] = {written[t], t == 1 and pruned or 0, 0, a and a.followers or -1}
+      if kind == '+' then delivered = delivered + written[t] end
+    end
+    pruned_all = pruned_all + pruned
+    if stopped then
+      return finish({job - 1, stopped, side, iterated.gen})
+    end
+  end
+  i = next_job
+end
+return finish({job, -1, '', ''})
 """
+)
 
 # KEYS: timelines. ARGV: max bytes, ids kept by a trim, packed ids. Appends the ids to each
 # existing timeline (a demoted celebrity's recent tweets); returns how many timelines took them.
@@ -154,21 +342,6 @@ end
 return took
 """
 )
-
-# KEYS: timelines. ARGV: the live message, the channel prefix, the key prefix length. Tells the live
-# streams of the timelines (those someone listens to) of a change to a tweet they may show; the
-# timelines themselves do not change.
-_ANNOUNCE = """
-local skip = tonumber(ARGV[3])
-local channels = {}
-for i, key in ipairs(KEYS) do channels[i] = ARGV[2] .. string.sub(key, skip + 1) end
-local listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
-local told = 0
-for i = 1, #channels do
-  if listeners[2 * i] > 0 then redis.call('PUBLISH', channels[i], ARGV[1]); told = told + 1 end
-end
-return told
-"""
 
 # KEYS: timelines. ARGV: the packed marker, "+" to add it or "-" to take it out, the live message,
 # the channel prefix, the key prefix length. Existing timelines change; their open streams are told.
@@ -198,8 +371,13 @@ return changed
 """
 
 
+def key_start(prefix: str) -> str:
+    """What every key of the timelines under `prefix` starts with (the scripts add the id)."""
+    return f"{prefix}:"
+
+
 def timeline_key(prefix: str, ident: int) -> str:
-    return f"{prefix}:{ident}"
+    return f"{key_start(prefix)}{ident}"
 
 
 def home_key(user_id: int) -> str:
@@ -242,9 +420,85 @@ def decode(data: bytes) -> Snapshot:
     )
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def unpack(data: bytes) -> list[int]:
     """The tweet ids of a stored timeline, newest first, each once."""
     return decode(data).tweet_ids
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutJob:
+    """One tweet to write into timelines (or, deleted, to take out of them): TimelineStore.fan_out."""
+
+    tweet_id: int
+    deleted: bool = False
+    # Edited: nothing is written, the streams of the timelines named below are told.
+    edited: bool = False
+    # Users whose home timeline takes it whoever they follow (its author, the users it mentions).
+    homes: tuple[int, ...] = ()
+    # Other timelines, by key, with their live channel (a celebrity's own list).
+    others: tuple[tuple[str, str], ...] = ()
+    # The followers of this author take it (those in the follower lists: with a home timeline)...
+    followers_of: int | None = None
+    # ... only those who also follow this author, when one is named.
+    among: int | None = None
+    # A channel told of it too (the global timeline's).
+    announce: str = ""
+    # The W3C traceparent of the handling of its event, carried by its live messages (meshkit.tracing).
+    trace: str | None = None
+
+
+@dataclass(slots=True)
+class JobOutcome:
+    """What a FanoutJob did."""
+
+    written: int = 0  # home timelines that took the tweet (or, for a deletion, held it)
+    pruned: int = 0  # followers found without a home timeline (taken out of the lists)
+    missing: bool = False  # a follower list it needs is missing or being built: it did nothing
+    followers: int | None = None  # followers_of's followers in PostgreSQL, as its list counts them
+
+
+def _groups(jobs: Sequence[FanoutJob]) -> list[list[int]]:
+    """The jobs (their indexes) as the fan-out script takes them: new tweets for the same followers
+    (of one author, or of one reply's two) go together, in the place of the first, so that their
+    lists are gone through once and each follower's timeline written once; other jobs go alone, in
+    their place. (A new tweet written before an earlier job's deletion of it stays deleted.)"""
+    groups: list[list[int]] = []
+    together: dict[tuple[int, int | None], list[int]] = {}
+    for n, job in enumerate(jobs):
+        if job.deleted or job.edited or job.followers_of is None:
+            groups.append([n])
+        elif (same := together.get((job.followers_of, job.among))) is not None:
+            same.append(n)
+        else:
+            together[(job.followers_of, job.among)] = group = [n]
+            groups.append(group)
+    return groups
+
+
+def _group_arguments(jobs: Sequence[FanoutJob]) -> list[str | int | bytes]:
+    """A group of jobs (same kind and followers) as the fan-out script reads it from ARGV."""
+    first = jobs[0]
+    arguments: list[str | int | bytes] = [
+        "-" if first.deleted else "e" if first.edited else "+",
+        "" if first.followers_of is None else first.followers_of,
+        "" if first.among is None else first.among,
+        len(jobs),
+    ]
+    for job in jobs:
+        arguments += [
+            pack([job.tweet_id]),
+            tweet_message(job.tweet_id, deleted=job.deleted, edited=job.edited, trace=job.trace),
+            job.announce,
+            len(job.homes),
+            *job.homes,
+            len(job.others),
+            *(part for pair in job.others for part in pair),
+        ]
+    return arguments
 
 
 class TimelineStore:
@@ -261,6 +515,8 @@ class TimelineStore:
         key_prefix: str,
         channel_prefix: str,
         delivered_counter: str = "",
+        pruned_counter: str = "",
+        list_prefix: str = LIST_PREFIX,
     ) -> None:
         self._redis = redis
         self.max_entries = max_entries
@@ -270,53 +526,60 @@ class TimelineStore:
         self._prefix = key_prefix
         self._channel_prefix = channel_prefix
         # What the scripts strip from a key to name its channel: the prefix and its colon.
-        self._skip = len(timeline_key(key_prefix, 0)) - 1
+        self._skip = len(key_start(key_prefix))
         self._counter = delivered_counter
-        self._deliver = redis.register_script(_DELIVER)
+        self._pruned_counter = pruned_counter
+        self._list_prefix = list_prefix
         self._finish_rebuild = redis.register_script(_FINISH_REBUILD)
         self._mark = redis.register_script(_MARK)
-        self._retract = redis.register_script(_RETRACT)
         self._merge_into = redis.register_script(_MERGE_INTO)
-        self._announce = redis.register_script(_ANNOUNCE)
+        self._fan_out = redis.register_script(_FAN_OUT)
 
     def key(self, ident: int) -> str:
         return timeline_key(self._prefix, ident)
 
-    async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int:
-        """Appends `tweet_id` to the existing timelines of `user_ids` and tells their live streams."""
-        delivered = 0
-        message = tweet_message(tweet_id, deleted=False, trace=tracing.traceparent())
-        args = (
-            pack([tweet_id]),
-            self._max_bytes,
-            self._keep,
-            message,
-            self._channel_prefix,
-            self._skip,
-            self._counter,
-        )
-        for start in range(0, len(user_ids), chunk):
-            keys = [self.key(u) for u in user_ids[start : start + chunk]]
-            delivered += int(await self._deliver(keys=keys, args=args))
-        return delivered
+    def channel(self, ident: int) -> str:
+        """The live channel of a timeline."""
+        return channel(self._channel_prefix, ident)
 
-    async def retract(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> None:
-        """Takes a deleted tweet out of the timelines of `user_ids` and tells their live streams."""
-        packed = pack([tweet_id])
-        message = tweet_message(tweet_id, deleted=True, trace=tracing.traceparent())
-        for start in range(0, len(user_ids), chunk):
-            keys = [self.key(u) for u in user_ids[start : start + chunk]]
-            await self._retract(keys=keys, args=[packed, message, self._channel_prefix, self._skip])
-
-    async def announce_edit(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int:
-        """Tells the live streams of `user_ids`' timelines that `tweet_id` was edited; returns how
-        many channels had listeners."""
-        told = 0
-        message = tweet_message(tweet_id, edited=True)
-        for start in range(0, len(user_ids), chunk):
-            keys = [self.key(u) for u in user_ids[start : start + chunk]]
-            told += int(await self._announce(keys=keys, args=[message, self._channel_prefix, self._skip]))
-        return told
+    async def fan_out(self, jobs: Sequence[FanoutJob], budget: int = CALL_BUDGET) -> list[JobOutcome]:
+        """Writes each job (the fan-out script; new tweets for the same followers together), in
+        calls that each go through about `budget` timelines, so that Redis never stalls for long;
+        returns what each job did."""
+        outcomes = [JobOutcome() for _ in jobs]
+        groups = _groups(jobs)
+        start = 0
+        resume: list[int | str] = [-1, "", ""]
+        while start < len(groups):
+            reply = await self._fan_out(
+                args=[
+                    key_start(self._prefix),
+                    self._channel_prefix,
+                    self._list_prefix,
+                    self._max_bytes,
+                    self._keep,
+                    self._counter,
+                    self._pruned_counter,
+                    budget,
+                    *resume,
+                    *(a for group in groups[start:] for a in _group_arguments([jobs[n] for n in group])),
+                ]
+            )
+            done, bucket = int(reply[0]), int(reply[1])
+            figures = reply[4:]
+            gone_through = [n for group in groups[start:] for n in group]
+            for at in range(0, len(figures), 4):
+                outcome = outcomes[gone_through[at // 4]]
+                outcome.written += int(figures[at])
+                outcome.pruned += int(figures[at + 1])
+                outcome.missing = outcome.missing or bool(int(figures[at + 2]))
+                if int(figures[at + 3]) >= 0:
+                    outcome.followers = int(figures[at + 3])
+            if bucket < 0:
+                break
+            start += done
+            resume = [bucket, _text(reply[2]), _text(reply[3])]
+        return outcomes
 
     async def mark_celebrity(
         self, author_id: int, user_ids: Sequence[int], following: bool, chunk: int = 1000
@@ -383,8 +646,11 @@ class TimelineStore:
         return [None if data is None else decode(data) for data in found]
 
 
-def home_timelines(redis: aioredis.Redis, max_entries: int, ttl_seconds: int) -> TimelineStore:
-    """Each user's home timeline, `home:<user_id>`, announced on `live:<user_id>`."""
+def home_timelines(
+    redis: aioredis.Redis, max_entries: int, ttl_seconds: int, *, list_prefix: str = LIST_PREFIX
+) -> TimelineStore:
+    """Each user's home timeline, `home:<user_id>`, announced on `live:<user_id>`; fan-out finds
+    followers in the follower lists under `list_prefix` (social.follower_lists)."""
     return TimelineStore(
         redis,
         max_entries,
@@ -392,6 +658,8 @@ def home_timelines(redis: aioredis.Redis, max_entries: int, ttl_seconds: int) ->
         key_prefix=HOME_PREFIX,
         channel_prefix=USER_CHANNEL_PREFIX,
         delivered_counter=DELIVERED_COUNTER,
+        pruned_counter=PRUNED_COUNTER,
+        list_prefix=list_prefix,
     )
 
 

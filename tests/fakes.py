@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 
 from meshkit.auth import Session, token_digest
 from social import Relation, Snapshot, State, TweetRef
+from social.timelines import FanoutJob, JobOutcome
 from timeline_svc.stream import Delivery
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 
@@ -44,6 +45,31 @@ class FakeFollowGraph:
 
     async def followers_count(self, user_id: int) -> int:
         return len(self.followers.get(user_id, []))
+
+    async def join_follower_lists(self, user_id: int) -> None:
+        pass  # the lists follow the graph: see FakeFollowerLists
+
+
+class FakeFollowerLists:
+    """users_svc's follower lists as fan-out sees them (social.follower_lists): each author's list
+    is their followers in `graph`, except the lists in `missing` until ensure_follower_lists builds
+    them; `ensured` and `synced` record what was asked."""
+
+    def __init__(self, graph: FakeFollowGraph, missing: Iterable[int] = ()) -> None:
+        self.graph = graph
+        self.missing = set(missing)
+        self.ensured: list[list[int]] = []
+        self.synced: list[tuple[int, int]] = []
+
+    def of(self, author_id: int) -> list[int]:
+        return self.graph.followers.get(author_id, [])
+
+    async def ensure_follower_lists(self, author_ids: Sequence[int]) -> None:
+        self.ensured.append(list(author_ids))
+        self.missing.difference_update(author_ids)
+
+    async def sync_follow(self, follower_id: int, followee_id: int) -> None:
+        self.synced.append((follower_id, followee_id))
 
 
 class FakeTweetIndex:
@@ -104,33 +130,72 @@ def _between(tweet_id: int, before: int | None, after: int | None) -> bool:
 class FakeTimelineStore:
     """social.timelines.TimelineStore: `lines[user]` the tweet ids of each timeline that exists,
     `markers[user]` the celebrities it merges, `rebuilding` those flagged; at most `max_entries`
-    ids are kept (the oldest go). `retracted` lists the timelines told of a deletion, `edited`
-    (tweet id, user) the timelines told of an edit, `rebuilds` counts the rebuilds begun."""
+    ids are kept (the oldest go). Fan-out (`fan_out`, what the script does, on the followers in
+    `follower_lists`): `retracted` lists the timelines told of a deletion, `edited` (tweet id, user)
+    those told of an edit, `others` the other timelines written as (key, tweet id, deleted),
+    `announced` what announce channels were told as (tweet id, deleted), `announced_edits` the ids
+    announced as edited; `rebuilds` counts the rebuilds begun."""
 
-    def __init__(self, existing: Iterable[int] = (), *, max_entries: int = 800) -> None:
+    def __init__(
+        self,
+        existing: Iterable[int] = (),
+        *,
+        max_entries: int = 800,
+        follower_lists: FakeFollowerLists | None = None,
+    ) -> None:
         self.max_entries = max_entries
+        self.follower_lists = follower_lists
         self.lines: dict[int, set[int]] = {u: set() for u in existing}
         self.markers: dict[int, set[int]] = {u: set() for u in self.lines}
         self.rebuilding: set[int] = set()
         self.rebuilds = 0
         self.retracted: list[int] = []
+        self.others: list[tuple[str, int, bool]] = []
+        self.announced: list[tuple[int, bool]] = []
         self.edited: list[tuple[int, int]] = []
+        self.announced_edits: list[int] = []
         self._begun: dict[int, bytes] = {}
 
-    async def deliver(self, tweet_id: int, user_ids: Sequence[int], chunk: int = 1000) -> int:
-        present = [u for u in user_ids if u in self.lines]
-        for user_id in present:
-            await self.merge(user_id, [tweet_id])
-        return len(present)
+    async def fan_out(self, jobs: Sequence[FanoutJob], budget: int = 2000) -> list[JobOutcome]:
+        return [self._fan_out(job) for job in jobs]
 
-    async def retract(self, tweet_id: int, user_ids: Sequence[int]) -> None:
-        for user_id in user_ids:
-            self.lines.get(user_id, set()).discard(tweet_id)
-        self.retracted.extend(user_ids)
+    def _fan_out(self, job: FanoutJob) -> JobOutcome:
+        lists = self.follower_lists
+        needed = [a for a in (job.followers_of, job.among) if a is not None]
+        if any(lists is None or a in lists.missing for a in needed):
+            return JobOutcome(missing=True)
+        followers: list[int] = []
+        if lists is not None and job.followers_of is not None:
+            followers = [
+                f for f in lists.of(job.followers_of) if job.among is None or f in lists.of(job.among)
+            ]
+        written = 0
+        for user_id in dict.fromkeys([*job.homes, *followers]):
+            if job.edited:
+                self.edited.append((job.tweet_id, user_id))
+            elif (line := self.lines.get(user_id)) is not None:
+                written += 1
+                if job.deleted:
+                    line.discard(job.tweet_id)
+                else:
+                    line.add(job.tweet_id)
+                    for oldest in sorted(line)[: max(len(line) - self.max_entries, 0)]:
+                        line.discard(oldest)
+            if job.deleted:
+                self.retracted.append(user_id)
+        self.others.extend((key, job.tweet_id, job.deleted) for key, _ in job.others)
+        if job.announce and job.edited:
+            self.announced_edits.append(job.tweet_id)
+        elif job.announce:
+            self.announced.append((job.tweet_id, job.deleted))
+        counted = None if lists is None or job.followers_of is None else len(lists.of(job.followers_of))
+        return JobOutcome(written=written, followers=counted)
 
-    async def announce_edit(self, tweet_id: int, user_ids: Sequence[int]) -> int:
-        self.edited.extend((tweet_id, u) for u in user_ids)
-        return len(user_ids)
+    def key(self, ident: int) -> str:
+        return f"list:{ident}"
+
+    def channel(self, ident: int) -> str:
+        return f"channel:{ident}"
 
     async def exists(self, user_id: int) -> bool:
         return user_id in self.lines
@@ -196,21 +261,6 @@ class FakeTimelineStore:
 
     async def read_many(self, user_ids: Sequence[int]) -> list[Snapshot | None]:
         return [await self.read(u, touch=False) for u in user_ids]
-
-
-class FakeGlobalFeed:
-    """social.live.GlobalFeed: `announced` lists (tweet id, deleted) in order, `edited` the ids
-    announced as edited."""
-
-    def __init__(self) -> None:
-        self.announced: list[tuple[int, bool]] = []
-        self.edited: list[int] = []
-
-    async def announce(self, tweet_id: int, *, deleted: bool, edited: bool = False) -> None:
-        if edited:
-            self.edited.append(tweet_id)
-        else:
-            self.announced.append((tweet_id, deleted))
 
 
 class FakeRegistry:
@@ -286,8 +336,8 @@ class FakeSessionCache:
     async def remember(self, token: str, session: Session) -> None:
         self.entries[token] = session
 
-    async def refill(self, token: str, session: Session) -> None:
-        self.entries[token] = session
+    async def refill(self, sessions: Mapping[str, Session]) -> None:
+        self.entries.update(sessions)
 
     async def forget(self, token: str) -> None:
         self.entries.pop(token, None)

@@ -3,6 +3,7 @@ notifications stream."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -159,6 +160,16 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
         self._opening = opening
         self._recheck: Coalescer[str, Session | Exception] = Coalescer(auth.sessions)
 
+    async def _still_signed_in(self, token: str) -> None:
+        """A stream's token, checked again at every heartbeat: the stream ends with UNAUTHENTICATED
+        within a heartbeat of its logout, password change or expiry. Polling the source of truth
+        cannot miss a revocation the way a pub/sub message can. Every stream of the process beats at
+        the same moments (LiveStream.follow): their checks are one Redis read, and one question to
+        users_svc for the sessions the cache no longer holds."""
+        outcome = (await self._recheck([token]))[token]
+        if isinstance(outcome, Exception):
+            raise outcome
+
     # Answers prepared bytes (meshkit.interceptors.Prepared), which the generated stubs do not type.
     async def GetHomeTimeline(self, request: pb.GetHomeTimelineRequest, context: Context) -> Prepared:  # type: ignore[override]
         """The page, assembled from the cached bytes of its tweets: the session, timeline and
@@ -184,15 +195,7 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
         token = bearer_token(context.invocation_metadata())
         viewer = await self._auth.caller_id(context)
         since = parse_id(request.since_tweet_id, "since_tweet_id", required=False)
-        async for event in self._home.stream(viewer, since):
-            if isinstance(event, Heartbeat):
-                # The token is checked again at every heartbeat: a stream ends with UNAUTHENTICATED
-                # within a heartbeat of its logout, password change or expiry. Polling the source of
-                # truth cannot miss a revocation the way a pub/sub message can. Every stream of the
-                # process beats at the same moments (LiveStream.follow): their checks are one Redis read.
-                outcome = (await self._recheck([token]))[token]
-                if isinstance(outcome, Exception):
-                    raise outcome
+        async for event in self._home.stream(viewer, since, functools.partial(self._still_signed_in, token)):
             response = _event(event, "home")
             yield response if isinstance(response, Prepared) else pb.StreamHomeTimelineResponse(**response)
 
@@ -202,11 +205,9 @@ class TimelineServicer(pb_grpc.TimelineServiceServicer):
         token = bearer_token(context.invocation_metadata())
         viewer = await self._auth.caller_id(context)
         since = parse_id(request.since_notification_id, "since_notification_id", required=False)
-        async for event in self._notifications.stream(viewer, since):
+        at_beat = functools.partial(self._still_signed_in, token)
+        async for event in self._notifications.stream(viewer, since, at_beat):
             if isinstance(event, Heartbeat):
-                outcome = (await self._recheck([token]))[token]  # as StreamHomeTimeline does
-                if isinstance(outcome, Exception):
-                    raise outcome
                 yield pb.StreamNotificationsResponse(heartbeat=pb.Heartbeat(time=now_timestamp()))
             elif isinstance(event, TweetArrived):
                 yield pb.StreamNotificationsResponse(notification=event.tweet)
@@ -268,7 +269,7 @@ async def setup(runtime: Runtime[TimelineSettings], server: grpc.aio.Server) -> 
         replay_max=settings.home_timeline_max,
         visibility=Visibility(relations, lambda notification: (int(notification.actor.user_id),)),
     )
-    auth = Authenticator(redis, users.session)
+    auth = Authenticator(redis, users.sessions)
     opening = HomeOpening(redis, settings.home_timeline_ttl_seconds)
     runtime.limit_rates(
         redis, auth, settings.rate_limits, settings.trusted_proxies, caps=settings.stream_caps

@@ -26,7 +26,7 @@ from social import (
 from social.homes import ID_BATCH, FollowGraph, HomeSource, Registry, TweetRefs
 from social.live import GLOBAL_CHANNEL
 from timeline_svc.merge import merge_window
-from timeline_svc.stream import Event, Gap, LiveFeed, LiveStream, Visible
+from timeline_svc.stream import AtBeat, Event, Gap, LiveFeed, LiveStream, Visible
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -311,11 +311,14 @@ class HomeTimeline(Generic[T]):
         ids, _ = merge_window(snapshot.tweet_ids, windows, None, limit)
         return ids
 
-    async def stream(self, viewer: int, since: int | None) -> AsyncGenerator[Event[T]]:
+    async def stream(
+        self, viewer: int, since: int | None, at_beat: AtBeat | None = None
+    ) -> AsyncGenerator[Event[T]]:
         """Replays what arrived after `since` (oldest first), then live tweets, deletions and
-        heartbeats. The stream listens before the replay is read, so nothing falls between the two;
-        so it does to the celebrities the timeline merges (and a celebrity followed or promoted
-        later is announced on the user's channel, which it already listens to)."""
+        heartbeats (each after `at_beat`: LiveStream.follow). The stream listens before the replay
+        is read, so nothing falls between the two; so it does to the celebrities the timeline
+        merges (and a celebrity followed or promoted later is announced on the user's channel,
+        which it already listens to)."""
         # Tweets from (a little before) now on are this stream's to send live.
         opened = id_at(datetime.now(UTC)) - self._overlap
         visible = self._visibility.predicate(viewer, muting=True) if self._visibility else None
@@ -336,7 +339,9 @@ class HomeTimeline(Generic[T]):
                     yield gap
                 for event in stream.replay(replayed):
                     yield event
-            async for event in stream.follow(functools.partial(self._celebrity_changed, stream, opened)):
+            async for event in stream.follow(
+                functools.partial(self._celebrity_changed, stream, opened), at_beat
+            ):
                 yield event
 
     async def _celebrity_changed(
@@ -406,7 +411,9 @@ class NotificationFeed(Generic[T]):
                 return
             after = self._id_of(found[-1])
 
-    async def stream(self, viewer: int, since: int | None) -> AsyncGenerator[Event[T]]:
+    async def stream(
+        self, viewer: int, since: int | None, at_beat: AtBeat | None = None
+    ) -> AsyncGenerator[Event[T]]:
         visible = self._visibility.predicate(viewer, muting=True) if self._visibility else None
         async with LiveStream.open(
             self._live,
@@ -421,7 +428,7 @@ class NotificationFeed(Generic[T]):
                 async for page in self._replay(viewer, since):
                     for event in stream.replay(page):
                         yield event
-            async for event in stream.follow():
+            async for event in stream.follow(at_beat=at_beat):
                 yield event
 
 

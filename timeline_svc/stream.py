@@ -9,12 +9,13 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from meshkit.errors import Unavailable
+from meshkit.status import is_outage
 from social import CelebrityFollow, LiveMessage, TweetEdited, celebrity_channel
 
 T = TypeVar("T")
@@ -76,6 +77,9 @@ class FeedEnded:
     intact_until: float | None = None
 
 
+# The reason a stream ends with when what a live message needs (the owners, the caches) is down.
+OUTAGE = "DEPENDENCY_UNAVAILABLE"
+
 # What a stream's queue receives: a live channel's message, or the end of the feed.
 Delivery = LiveMessage | FeedEnded
 
@@ -135,6 +139,8 @@ class LiveFeed(Protocol):
 Fetch = Callable[[Sequence[int]], Awaitable[Mapping[int, T]]]
 # Whether the stream's viewer may be shown a hydrated tweet (blocks and mutes).
 Visible = Callable[[T], Awaitable[bool]]
+# Done at every heartbeat but the first (the caller's re-check of the stream's session).
+AtBeat = Callable[[], Awaitable[None]]
 # Told of a change of the celebrities merged; returns the tweets the change made the stream miss.
 CelebrityChanged = Callable[[CelebrityFollow], Awaitable[Sequence[int]]]
 
@@ -212,13 +218,18 @@ class LiveStream(Generic[T]):
         self._sent.add(tweet_id)
         self._resume.sent(tweet_id)
 
-    async def follow(self, on_celebrity: CelebrityChanged | None = None) -> AsyncGenerator[Event[T]]:
+    async def follow(
+        self, on_celebrity: CelebrityChanged | None = None, at_beat: AtBeat | None = None
+    ) -> AsyncGenerator[Event[T]]:
         """A heartbeat at once (the stream is listening: nothing is missed from here), then live
         events, hydrated, and a heartbeat every `heartbeat_seconds` (on a clock: a busy stream gets
-        them too, and the caller re-checks the stream's token at each), until the feed ends (then
-        UNAVAILABLE saying where to resume). A tweet arriving twice (on a celebrity's channel and
-        the user's own while the celebrity is promoted or demoted, or from `on_celebrity`) is sent
-        once.
+        them too), each after `at_beat` (the caller's re-check of the stream's token, which ends
+        the stream by raising), until the feed ends (then UNAVAILABLE saying where to resume). A
+        tweet arriving twice (on a celebrity's channel and the user's own while the celebrity is
+        promoted or demoted, or from `on_celebrity`) is sent once. When what a beat or a live
+        message needs cannot be reached (an owner, Redis), the stream ends the same way
+        (DEPENDENCY_UNAVAILABLE): what it could not show is in the timeline the resumed stream
+        replays.
 
         Every stream of the process beats at the same moments (multiples of `heartbeat_seconds`
         on the monotonic clock, which the event loop's timers use too): what each does at a
@@ -230,6 +241,9 @@ class LiveStream(Generic[T]):
         while True:
             if time.monotonic() >= next_beat:
                 next_beat = _next_tick(time.monotonic(), self._heartbeat)
+                if at_beat is not None:
+                    with self._resumable():
+                        await at_beat()
                 yield Heartbeat()
             try:
                 async with asyncio.timeout_at(next_beat):
@@ -238,26 +252,45 @@ class LiveStream(Generic[T]):
                 continue
             if isinstance(arrived, FeedEnded):
                 raise stream_ended(arrived, self._resume.as_of(arrived.intact_until), self._resume_field)
-            trace = None
-            if isinstance(arrived, CelebrityFollow):
-                fresh = await on_celebrity(arrived) if on_celebrity is not None else ()
-            elif isinstance(arrived, TweetEdited):
-                # Sent whether or not this stream sent the tweet: the client may show it from a page.
-                # Not to a viewer who may no longer see it (blocks and mutes).
-                found = await self._fetch([arrived.tweet_id])
-                edited = found.get(arrived.tweet_id)
-                if edited is not None and (self._visible is None or await self._visible(edited)):
-                    yield TweetUpdated(edited)
-                continue
-            else:
-                tweet_id, deleted, trace = arrived
-                if deleted:
-                    yield TweetRemoved(tweet_id)
-                    continue
-                fresh = [tweet_id]
-            for tweet_id in fresh:
-                if (event := await self._arrived(tweet_id, trace)) is not None:
+            with self._resumable():
+                async for event in self._events_of(arrived, on_celebrity):
                     yield event
+
+    @contextlib.contextmanager
+    def _resumable(self) -> Iterator[None]:
+        """An outage (a dependency's or a peer's failure) inside ends the stream with where to resume."""
+        try:
+            yield
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            lost = FeedEnded(OUTAGE, "a dependency is unavailable", retry_after_seconds=1.0)
+            raise stream_ended(lost, self._resume.as_of(None), self._resume_field) from error
+
+    async def _events_of(
+        self, arrived: LiveMessage, on_celebrity: CelebrityChanged | None
+    ) -> AsyncGenerator[Event[T]]:
+        """What a live message sends this stream (hydrated, visible to its viewer, not sent yet)."""
+        trace = None
+        if isinstance(arrived, CelebrityFollow):
+            fresh = await on_celebrity(arrived) if on_celebrity is not None else ()
+        elif isinstance(arrived, TweetEdited):
+            # Sent whether or not this stream sent the tweet: the client may show it from a page.
+            # Not to a viewer who may no longer see it (blocks and mutes).
+            found = await self._fetch([arrived.tweet_id])
+            edited = found.get(arrived.tweet_id)
+            if edited is not None and (self._visible is None or await self._visible(edited)):
+                yield TweetUpdated(edited)
+            return
+        else:
+            tweet_id, deleted, trace = arrived
+            if deleted:
+                yield TweetRemoved(tweet_id)
+                return
+            fresh = [tweet_id]
+        for tweet_id in fresh:
+            if (event := await self._arrived(tweet_id, trace)) is not None:
+                yield event
 
     async def _arrived(self, tweet_id: int, trace: str | None = None) -> TweetArrived[T] | None:
         """The event of a live tweet not sent yet, hydrated; None if it was sent or is gone. It

@@ -562,7 +562,7 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
     relations = Relations(RelationsCache(redis), users.relations)
     edit_limits = EditLimits(settings.edit_window_seconds, settings.edit_max)
     tweets = Tweets(store, users, PageTokens(*settings.page_token_secrets), media, relations, edit_limits)
-    auth = Authenticator(redis, users.session)
+    auth = Authenticator(redis, users.sessions)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
     trends = TrendCounter(
         redis,

@@ -22,9 +22,12 @@ from meshkit.runtime import Runtime
 from social import ACCOUNTS_STREAM, Relation, RelationsCache, TweetsPeer
 from social.caches import OwnerCache
 from social.erasure import account_eraser
+from social.follower_lists import FollowerLists
 from social.limits import READ, READ_SIGNED_IN, WRITE
+from social.timelines import HOME_PREFIX, key_start
 from tweetmesh.users.v1 import users_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2_grpc as pb_grpc
+from users_svc.follower_lists import FollowerListKeeper
 from users_svc.mailing import AccountEmail, TokenMailer
 from users_svc.passwords import PasswordHashing, hashing_limit, memory_limit_bytes
 from users_svc.service import User, Users
@@ -146,10 +149,17 @@ def follow_event(follower_id: int, followee_id: int, following: bool, follow_id:
 
 
 class UserServicer(pb_grpc.UserServiceServicer):
-    def __init__(self, users: Users, account_email: AccountEmail, auth: Authenticator) -> None:
+    def __init__(
+        self,
+        users: Users,
+        account_email: AccountEmail,
+        auth: Authenticator,
+        follower_lists: FollowerListKeeper,
+    ) -> None:
         self._users = users
         self._email = account_email
         self._auth = auth
+        self._follower_lists = follower_lists
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: Context) -> pb.CreateUserResponse:
         user = await self._users.create_user(
@@ -370,6 +380,17 @@ class UserServicer(pb_grpc.UserServiceServicer):
             user_id=str(session.user_id), expire_time=timestamp(session.expire_time)
         )
 
+    async def AuthenticateTokens(
+        self, request: pb.AuthenticateTokensRequest, context: Context
+    ) -> pb.AuthenticateTokensResponse:
+        found = await self._users.authenticate_many(list(request.tokens))
+        return pb.AuthenticateTokensResponse(
+            sessions=[
+                pb.TokenSession(token=t, user_id=str(s.user_id), expire_time=timestamp(s.expire_time))
+                for t, s in found.items()
+            ]
+        )
+
     async def ListFollowerIds(
         self, request: pb.ListFollowerIdsRequest, context: Context
     ) -> pb.ListFollowerIdsResponse:
@@ -389,6 +410,24 @@ class UserServicer(pb_grpc.UserServiceServicer):
         return pb.ListFollowingIdsResponse(
             user_ids=[str(u) for u in page.items], next_page_token=page.next_page_token
         )
+
+    async def EnsureFollowerLists(
+        self, request: pb.EnsureFollowerListsRequest, context: Context
+    ) -> pb.EnsureFollowerListsResponse:
+        await self._follower_lists.ensure([require_id(u, "user_ids") for u in request.user_ids])
+        return pb.EnsureFollowerListsResponse()
+
+    async def SyncFollow(self, request: pb.SyncFollowRequest, context: Context) -> pb.SyncFollowResponse:
+        await self._follower_lists.sync(
+            require_id(request.follower_id, "follower_id"), require_id(request.followee_id, "followee_id")
+        )
+        return pb.SyncFollowResponse()
+
+    async def JoinFollowerLists(
+        self, request: pb.JoinFollowerListsRequest, context: Context
+    ) -> pb.JoinFollowerListsResponse:
+        await self._follower_lists.join(require_id(request.user_id, "user_id"))
+        return pb.JoinFollowerListsResponse()
 
 
 async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> list[str]:
@@ -422,6 +461,9 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
         timedelta(days=settings.deleted_handle_grace_days),
         reads=reads,
     )
+    follower_lists = FollowerListKeeper(
+        store, FollowerLists(redis, key_start(HOME_PREFIX), settings.follower_list_ttl_seconds)
+    )
     sessions = RedisSessionCache(redis, settings.session_cache_seconds)
     users = Users(
         store=store,
@@ -446,9 +488,11 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
     )
     eraser = account_eraser(redis, ERASE_GROUP, settings.erase_consumer, users.erase)
     runtime.background(eraser.run(), f"erase accounts from {ACCOUNTS_STREAM}")
-    auth = Authenticator(redis, users.authenticate)
+    auth = Authenticator(redis, users.authenticate_many)
     runtime.limit_rates(redis, auth, settings.rate_limits, settings.trusted_proxies)
-    pb_grpc.add_UserServiceServicer_to_server(UserServicer(users, account_email, auth), server)
+    pb_grpc.add_UserServiceServicer_to_server(
+        UserServicer(users, account_email, auth, follower_lists), server
+    )
     return [SERVICE.full_name]
 
 

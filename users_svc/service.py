@@ -124,7 +124,10 @@ class UserStore(Protocol):
     async def users_by_id(self, user_ids: Sequence[int]) -> dict[int, User]: ...
     async def user_by_handle(self, handle: str) -> User | None: ...
     async def create_session(self, digest: bytes, user_id: int, expire_time: datetime) -> None: ...
-    async def session(self, digest: bytes) -> Session | None: ...
+    async def sessions(self, digests: Sequence[bytes]) -> dict[bytes, Session]:
+        """The sessions stored under these token digests (expired ones too), by digest."""
+        ...
+
     async def delete_session(self, digest: bytes) -> None: ...
     async def replace_password(self, user_id: int, password_hash: str) -> list[bytes]:
         """Stores the new hash and deletes every session of the user, together; returns their digests."""
@@ -179,8 +182,8 @@ class UserStore(Protocol):
 
 class SessionCache(Protocol):
     async def remember(self, token: str, session: Session) -> None: ...
-    async def refill(self, token: str, session: Session) -> None:
-        """remember, but never failing: the cache may be down."""
+    async def refill(self, sessions: Mapping[str, Session]) -> None:
+        """remember each (token -> session), in one write, never failing: the cache may be down."""
         ...
 
     async def forget(self, token: str) -> None: ...
@@ -394,17 +397,28 @@ class Users:
 
     async def authenticate(self, token: str) -> Session | None:
         """The live session behind a token (and the shared cache refilled), None if there is none."""
-        digest = token_digest(token)
-        session = await self._store.session(digest)
-        if session is None or session.expire_time <= datetime.now(UTC):
-            return None
-        await self._sessions.refill(token, session)
+        return (await self.authenticate_many([token])).get(token)
+
+    async def authenticate_many(self, tokens: Sequence[str]) -> dict[str, Session]:
+        """The live sessions behind tokens (and the shared cache refilled for them); tokens with
+        none are left out. One read of PostgreSQL for all, one write of the cache."""
+        digests = {token_digest(t): t for t in dict.fromkeys(tokens)}
+        now = datetime.now(UTC)
+        found = {
+            digests[d]: s
+            for d, s in (await self._store.sessions(list(digests))).items()
+            if s.expire_time > now
+        }
+        if not found:
+            return {}
+        await self._sessions.refill(found)
         # A revocation (delete the row, then the cache entry) may have run since the read above and
         # the entry just written would outlive it. Reading again after writing closes that gap.
-        if await self._store.session(digest) is None:
+        still = await self._store.sessions([token_digest(t) for t in found])
+        for token in [t for t in found if token_digest(t) not in still]:
             await self._sessions.forget(token)
-            return None
-        return session
+            del found[token]
+        return found
 
     async def get_user(self, user_id: int, field: str = "user_id") -> User:
         found = (await self._store.users_by_id([user_id])).get(user_id)

@@ -23,6 +23,7 @@ from meshkit.settings import (
     setting,
 )
 from social.caches import read_cache_ttl_seconds
+from social.follower_lists import read_follower_list_ttl_seconds
 from social.limits import ClientRates
 from social.services import DEFAULT_PORTS, read_tweets_addr
 from users_svc.suggestions import POPULAR_SECONDS
@@ -72,6 +73,7 @@ class UsersSettings(Settings):
     argon2_max_concurrent: int = setting(lambda env: env.integer("ARGON2_MAX_CONCURRENT", 0, minimum=0))
     rate_limits: UserRates = setting(lambda env: env.rates(UserRates()))
     trusted_proxies: Networks = setting(read_trusted_proxies)
+    follower_list_ttl_seconds: int = setting(read_follower_list_ttl_seconds)
     cache_ttl_seconds: int = setting(read_cache_ttl_seconds)
     mail: MailSettings = setting(read_mail_settings)
     # The first retry of a mail that failed to send; later ones double, up to an hour.

@@ -17,7 +17,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from mail import TokenPurpose, TokenRecord
 from mail.postgres import PostgresMailQueue, enqueue
-from meshkit.auth import Session, cache_session, digest_cache_key, forget_session
+from meshkit.auth import (
+    Session,
+    cache_key,
+    cache_session,
+    digest_cache_key,
+    forget_session,
+    session_cache_entry,
+)
 from meshkit.errors import DEPENDENCY_ERRORS, not_found
 from meshkit.outbox import Event, Outbox
 from meshkit.ratelimit import RateLimiter
@@ -411,13 +418,16 @@ class PostgresUserStore:
                 (digest, user_id, expire_time),
             )
 
-    async def session(self, digest: bytes) -> Session | None:
+    async def sessions(self, digests: Sequence[bytes]) -> dict[bytes, Session]:
+        if not digests:
+            return {}
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT user_id, expire_time FROM sessions WHERE token_hash = %s", (digest,)
+                "SELECT token_hash, user_id, expire_time FROM sessions WHERE token_hash = ANY(%s)",
+                (list(digests),),
             )
-            row = await cur.fetchone()
-        return Session(int(row[0]), row[1]) if row else None
+            rows = await cur.fetchall()
+        return {bytes(row[0]): Session(int(row[1]), row[2]) for row in rows}
 
     async def delete_session(self, digest: bytes) -> None:
         async with self._pool.connection() as conn:
@@ -697,6 +707,26 @@ class PostgresUserStore:
     async def following(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
         return await self._edges("follower_id", "followee_id", user_id, before, limit)
 
+    async def follow_state(self, follower_id: int, followee_id: int) -> tuple[bool, int]:
+        """Whether follower_id follows followee_id, and followee_id's follower count (0 if unknown)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM follows WHERE follower_id = %s AND followee_id = %s),"
+                " COALESCE((SELECT followers_count FROM users WHERE id = %s), 0)",
+                (follower_id, followee_id, followee_id),
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return bool(row[0]), int(row[1])
+
+    async def followers_count(self, user_id: int) -> int:
+        return (await self.follow_state(user_id, user_id))[1]
+
+    async def followee_ids(self, user_id: int) -> set[int]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT followee_id FROM follows WHERE follower_id = %s", (user_id,))
+            return {int(r[0]) for r in await cur.fetchall()}
+
     async def _edges(
         self, by: str, other: str, user_id: int, before: int | None, limit: int
     ) -> list[tuple[int, int]]:
@@ -732,8 +762,12 @@ class RedisSessionCache:
     async def remember(self, token: str, session: Session) -> None:
         await self._best_effort(cache_session(self._redis, token, session, self._max_seconds), "cache")
 
-    async def refill(self, token: str, session: Session) -> None:
-        await self.remember(token, session)
+    async def refill(self, sessions: Mapping[str, Session]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for token, session in sessions.items():
+                if (entry := session_cache_entry(session, self._max_seconds)) is not None:
+                    pipe.set(cache_key(token), entry[0], px=entry[1])
+            await self._best_effort(pipe.execute(), "cache")
 
     async def forget(self, token: str) -> None:
         await self._best_effort(forget_session(self._redis, token), "revoke")

@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 
 from devstack.mesh import Mesh
-from social import celebrity_channel
+from social import FOLLOWS_STREAM, celebrity_channel
 from social.celebrities import REGISTRY_KEY
-from tests.helpers import Account, LiveStream, Stubs, eventually, held_in_redis, redis_client
+from tests.helpers import Account, LiveStream, Stubs, eventually, fanned_out, held_in_redis, redis_client
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
 THRESHOLD = 5  # tests/conftest.py
@@ -59,6 +59,9 @@ def test_a_follower_of_celebrities_and_ordinary_authors_sees_exactly_fan_out_on_
     ordinary = stubs.sign_up("ordinary")
     stubs.follow(viewer, ordinary)
     r = redis_client(mesh.redis_url)
+    # The follows applied first: each rebuilds the follower's window from the owners, which after
+    # the posts below would hold the celebrities' tweets too.
+    eventually(lambda: fanned_out(r, FOLLOWS_STREAM))
 
     stream = LiveStream(stubs.timeline, viewer)
     other_fan = LiveStream(stubs.timeline, fans[1])
@@ -95,6 +98,8 @@ def test_crossing_the_threshold_both_ways_keeps_every_timeline_exact(stubs: Stub
         stubs.follow(fan, author)
     stubs.post(author, "ordinary: fanned out")
     stubs.follow(fans[-1], author)
+    # Fan-out counts the followers the author's follower list holds once it has applied the follow.
+    eventually(lambda: fanned_out(redis_client(mesh.redis_url), FOLLOWS_STREAM))
     stubs.post(author, "fanned out, then promoted")
     eventually(lambda: registry_state(mesh, author) == "celebrity")
     merged_at_read = stubs.post(author, "a celebrity's: merged at read time").tweet_id
@@ -104,6 +109,7 @@ def test_crossing_the_threshold_both_ways_keeps_every_timeline_exact(stubs: Stub
     assert merged_at_read not in (held_in_redis(r, fans[0].user_id) or [])
 
     stubs.users.UnfollowUser(users_pb.UnfollowUserRequest(user_id=author.user_id), metadata=fans[0].auth)
+    eventually(lambda: fanned_out(r, FOLLOWS_STREAM))  # the count is judged afresh once it is applied
     stubs.post(author, "below the threshold again: demoted, fanned out")
     eventually(lambda: registry_state(mesh, author) is None)
     # The tweet posted as a celebrity is now in the followers' own timelines.

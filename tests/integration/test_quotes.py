@@ -7,7 +7,17 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from devstack.mesh import Mesh
-from tests.helpers import Account, LiveStream, Stubs, eventually, http_call, redis_client, rpc_error
+from social import TWEETS_STREAM
+from tests.helpers import (
+    Account,
+    LiveStream,
+    Stubs,
+    eventually,
+    fanned_out,
+    http_call,
+    redis_client,
+    rpc_error,
+)
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 
 
@@ -92,6 +102,8 @@ def test_a_quote_reaches_followers_and_the_quoted_author_as_any_tweet(stubs: Stu
     for viewer in (author, follower):
         stubs.home(viewer)  # fan-out writes only home timelines that exist
     original = stubs.post(author, "read me")
+    # Fanned out before the stream opens: the stream's first tweet is then the quote.
+    eventually(lambda: fanned_out(redis_client(mesh.redis_url), TWEETS_STREAM))
     stream = LiveStream(stubs.timeline, author)
     try:
         stream.next_event(timeout=10)

@@ -6,6 +6,8 @@ from typing import Any
 
 import grpc
 
+from devstack.mesh import Mesh
+from meshkit.auth import cache_key, new_token
 from tests.helpers import (
     PASSWORD,
     Stubs,
@@ -94,6 +96,28 @@ def test_login_is_case_insensitive_on_handle_and_logout_revokes_at_once(stubs: S
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     # The other session of the same user still works.
     stubs.post(account, "other session still valid")
+
+
+def test_many_tokens_are_authenticated_in_one_call_and_the_cache_refilled(stubs: Stubs, mesh: Mesh) -> None:
+    """The streams of a timeline_svc re-check their tokens together at each heartbeat: the tokens
+    the session cache no longer holds are one AuthenticateTokens call, not one call each."""
+    ann, ben = stubs.sign_up("ann"), stubs.sign_up("ben")
+    revoked = stubs.users.Login(users_pb.LoginRequest(handle=ben.user.handle, password=PASSWORD)).token
+    stubs.users.Logout(users_pb.LogoutRequest(), metadata=bearer(revoked))
+    unknown = new_token()
+    r = redis_client(mesh.redis_url)
+    r.delete(cache_key(ann.token), cache_key(ben.token))
+
+    asked = [ann.token, revoked, ben.token, unknown, ann.token]
+    reply = stubs.users.AuthenticateTokens(users_pb.AuthenticateTokensRequest(tokens=asked))
+    assert {s.token: s.user_id for s in reply.sessions} == {ann.token: ann.user_id, ben.token: ben.user_id}
+    assert all(s.expire_time.seconds > 0 for s in reply.sessions)
+    assert r.get(cache_key(ann.token)) is not None and r.get(cache_key(ben.token)) is not None
+    assert r.get(cache_key(revoked)) is None and r.get(cache_key(unknown)) is None
+
+    too_many = users_pb.AuthenticateTokensRequest(tokens=[unknown] * 1001)
+    error = rpc_error(lambda: stubs.users.AuthenticateTokens(too_many))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_create_tweet_with_the_same_request_id_returns_the_same_tweet(stubs: Stubs) -> None:

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from fanout_svc.service import Fanout, FollowChanged, TweetChanged
+from collections.abc import Sequence
+
+import pytest
+
+from fanout_svc.celebrities import Celebrities
+from fanout_svc.service import Fanout, FollowChanged, FollowerListMissing, TweetChanged
+from social import State
 from social.homes import HomeSource
-from tests.fakes import FakeFollowGraph, FakeGlobalFeed, FakeTimelineStore, FakeTweetIndex
+from social.live import GLOBAL_CHANNEL
+from tests.fakes import FakeFollowerLists, FakeFollowGraph, FakeRegistry, FakeTimelineStore, FakeTweetIndex
 
 
 def fanout_of(
     graph: FakeFollowGraph,
     tweets: FakeTweetIndex,
     timelines: FakeTimelineStore,
-    feed: FakeGlobalFeed | None = None,
+    celebrities: Celebrities | None = None,
 ) -> Fanout:
-    return Fanout(graph, timelines, feed or FakeGlobalFeed(), HomeSource(graph, tweets, timelines, None))
+    """Fan-out on fakes, the follower lists being the graph's (built)."""
+    if timelines.follower_lists is None:
+        timelines.follower_lists = FakeFollowerLists(graph)
+    homes = HomeSource(graph, tweets, timelines, None)
+    return Fanout(graph, timelines.follower_lists, timelines, homes, celebrities, timelines)
 
 
 async def test_tweet_reaches_author_and_every_follower_with_a_timeline() -> None:
@@ -106,23 +117,25 @@ async def test_reply_to_someone_else_reaches_only_followers_of_both_and_the_repl
 
 
 async def test_self_reply_and_mentions_reach_every_follower_and_the_mentioned() -> None:
-    timelines, feed = FakeTimelineStore(existing=[1, 2, 3, 8]), FakeGlobalFeed()
-    fanout = fanout_of(FakeFollowGraph({1: [2, 3]}), FakeTweetIndex({}), timelines, feed)
+    timelines = FakeTimelineStore(existing=[1, 2, 3, 8])
+    fanout = fanout_of(FakeFollowGraph({1: [2, 3]}), FakeTweetIndex({}), timelines)
     await fanout.tweet_changed(
         TweetChanged(100, 1, reply_to_author_id=1, mentioned_user_ids=(8,), public=True)
     )
     assert {u for u, line in timelines.lines.items() if 100 in line} == {1, 2, 3, 8}
-    assert feed.announced == [(100, False)]
+    assert timelines.announced == [(100, False)]
+    assert fanout.job(TweetChanged(100, 1, public=True), celebrity=False).announce == GLOBAL_CHANNEL
 
 
 async def test_delete_takes_the_tweet_out_of_every_timeline_that_may_hold_it() -> None:
-    timelines, feed = FakeTimelineStore(existing=[1, 2, 3, 9]), FakeGlobalFeed()
-    fanout = fanout_of(FakeFollowGraph({1: [2, 3]}), FakeTweetIndex({}), timelines, feed)
+    timelines = FakeTimelineStore(existing=[1, 2, 3, 9])
+    fanout = fanout_of(FakeFollowGraph({1: [2, 3]}), FakeTweetIndex({}), timelines)
     await fanout.tweet_changed(TweetChanged(100, 1, mentioned_user_ids=(9,), public=True))
     await fanout.tweet_changed(TweetChanged(100, 1, deleted=True, mentioned_user_ids=(9,), public=True))
     assert all(100 not in line for line in timelines.lines.values())
     assert set(timelines.retracted) == {1, 2, 3, 9}
-    assert feed.announced == [(100, False), (100, True)]
+    assert timelines.announced == [(100, False), (100, True)]
+    assert timelines.others == [("list:1", 100, False), ("list:1", 100, True)]  # the author's own list
 
 
 async def test_follow_merges_only_the_replies_the_follower_may_see() -> None:
@@ -134,12 +147,80 @@ async def test_follow_merges_only_the_replies_the_follower_may_see() -> None:
     assert timelines.lines[2] == {10, 20}
 
 
+async def test_a_missing_follower_list_is_built_and_its_jobs_run_again_the_others_once() -> None:
+    graph = FakeFollowGraph({1: [2, 3], 5: [3]})
+    timelines = FakeTimelineStore(existing=[1, 2, 3, 5])
+    timelines.follower_lists = FakeFollowerLists(graph, missing=[1])
+    fanout = fanout_of(graph, FakeTweetIndex({}), timelines)
+    written = await fanout.tweets_changed([TweetChanged(100, 1), TweetChanged(200, 5)])
+    assert written == [3, 2]
+    assert timelines.follower_lists.ensured == [[1]]
+    assert {u for u, line in timelines.lines.items() if 100 in line} == {1, 2, 3}
+    assert {u for u, line in timelines.lines.items() if 200 in line} == {3, 5}
+
+
+async def test_a_list_that_cannot_be_built_fails_only_its_own_events() -> None:
+    class Unbuildable(FakeFollowerLists):
+        async def ensure_follower_lists(self, author_ids: Sequence[int]) -> None:
+            raise ConnectionError("users_svc is down")
+
+    graph = FakeFollowGraph({1: [2], 5: [2]})
+    timelines = FakeTimelineStore(existing=[1, 2, 5], follower_lists=Unbuildable(graph, missing=[1]))
+    fanout = fanout_of(graph, FakeTweetIndex({}), timelines)
+    first, second = await fanout.tweets_changed([TweetChanged(100, 1), TweetChanged(200, 5)])
+    assert isinstance(first, ConnectionError) and second == 2
+
+
+async def test_a_list_still_missing_after_its_build_fails_the_event_for_a_retry() -> None:
+    class NeverBuilt(FakeFollowerLists):
+        async def ensure_follower_lists(self, author_ids: Sequence[int]) -> None:
+            pass
+
+    graph = FakeFollowGraph({1: [2]})
+    timelines = FakeTimelineStore(existing=[1, 2], follower_lists=NeverBuilt(graph, missing=[1]))
+    with pytest.raises(FollowerListMissing):
+        await fanout_of(graph, FakeTweetIndex({}), timelines).tweet_changed(TweetChanged(100, 1))
+
+
+async def test_a_celebritys_tweet_goes_to_its_own_list_and_its_reply_to_the_followers_of_both() -> None:
+    graph = FakeFollowGraph({1: [2, 3, 4], 9: [3, 7]})
+    timelines = FakeTimelineStore(existing=[1, 2, 3, 4, 7, 9])
+    registry = FakeRegistry()
+    registry.entries[1] = State.CELEBRITY
+    celebrities = Celebrities(registry, graph, timelines, FakeTweetIndex({}), threshold=3)
+    fanout = fanout_of(graph, FakeTweetIndex({}), timelines, celebrities)
+    await fanout.tweet_changed(TweetChanged(100, 1))  # for everyone: merged at read time
+    assert {u for u, line in timelines.lines.items() if 100 in line} == {1}
+    assert timelines.others == [("list:1", 100, False)]
+    await fanout.tweet_changed(TweetChanged(200, 1, reply_to_author_id=9, mentioned_user_ids=(9,)))
+    assert {u for u, line in timelines.lines.items() if 200 in line} == {1, 3, 9}
+    assert timelines.others == [("list:1", 100, False)]  # not for everyone: not in its list
+
+
+async def test_an_author_crossing_the_threshold_is_promoted_after_its_tweet_fans_out() -> None:
+    graph = FakeFollowGraph({1: [2, 3, 4]})
+    timelines = FakeTimelineStore(existing=[1, 2, 3, 4])
+    registry = FakeRegistry()
+    celebrities = Celebrities(registry, graph, timelines, FakeTweetIndex({}), threshold=3)
+    fanout = fanout_of(graph, FakeTweetIndex({}), timelines, celebrities)
+    assert await fanout.tweet_changed(TweetChanged(100, 1)) == 4  # the list counts 3 followers
+    assert registry.entries == {1: State.CELEBRITY}
+    assert all(1 in timelines.markers[f] for f in (2, 3, 4))
+
+
+async def test_a_follow_syncs_the_followees_list_first_even_for_a_follower_without_a_timeline() -> None:
+    timelines = FakeTimelineStore(existing=[])
+    graph = FakeFollowGraph({})
+    fanout = fanout_of(graph, FakeTweetIndex({7: [10]}), timelines)
+    await fanout.follow_changed(FollowChanged(2, 7, False))
+    assert timelines.follower_lists is not None and timelines.follower_lists.synced == [(2, 7)]
+
+
 async def test_an_edit_tells_the_streams_and_moves_the_tweet_between_mentioned_timelines() -> None:
     # 1 posted 100 mentioning 3 and 4 (4 follows 1); the edit mentions 5 instead. 5 takes it, 3
     # loses it, 4 keeps it (it is in their home anyway); nobody else's timeline changes.
     timelines = FakeTimelineStore(existing=[1, 2, 3, 4, 5])
-    feed = FakeGlobalFeed()
-    fanout = fanout_of(FakeFollowGraph({1: [2, 4]}), FakeTweetIndex({}), timelines, feed)
+    fanout = fanout_of(FakeFollowGraph({1: [2, 4]}), FakeTweetIndex({}), timelines)
     await fanout.tweet_changed(TweetChanged(100, 1, mentioned_user_ids=(3, 4), public=True))
     assert all(100 in timelines.lines[u] for u in (1, 2, 3, 4))
     edited = TweetChanged(
@@ -149,4 +230,5 @@ async def test_an_edit_tells_the_streams_and_moves_the_tweet_between_mentioned_t
     assert {u for u, line in timelines.lines.items() if 100 in line} == {1, 2, 4, 5}
     assert timelines.retracted == [3]
     assert {u for t, u in timelines.edited if t == 100} == {1, 2, 4, 5}
-    assert feed.edited == [100] and feed.announced == [(100, False)]  # announced once as new
+    assert timelines.announced_edits == [100]
+    assert timelines.announced == [(100, False)]  # announced once as new

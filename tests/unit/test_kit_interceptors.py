@@ -5,7 +5,7 @@ rate limits and the handler."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -85,8 +85,8 @@ async def serve(redis: FakeSessionRedis) -> tuple[grpc.aio.Server, int, Counting
     return server, port, counting, seen
 
 
-async def _no_owner(token: str) -> Session | None:
-    return None
+async def _no_owner(tokens: Sequence[str]) -> dict[str, Session]:
+    return {}
 
 
 def _call(channel: grpc.aio.Channel, name: str) -> Any:

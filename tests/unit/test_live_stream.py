@@ -8,11 +8,16 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 
+import grpc
+import pytest
+import redis
+
+from meshkit.errors import Unavailable
 from meshkit.pagination import PageTokens
 from social.live import LiveTweet, TweetEdited, parse_message, tweet_message
 from tests.fakes import FakeFollowGraph, FakeLiveFeed, FakeTimelineStore, FakeTweetIndex
 from timeline_svc.service import GlobalTimeline, HomeTimeline
-from timeline_svc.stream import Delivery, Gap, Heartbeat, LiveStream, TweetArrived, TweetUpdated
+from timeline_svc.stream import OUTAGE, Delivery, Gap, Heartbeat, LiveStream, TweetArrived, TweetUpdated
 
 
 class Flaky:
@@ -59,6 +64,53 @@ async def test_an_edit_is_sent_as_an_update_even_of_a_tweet_already_sent() -> No
         TweetUpdated("tweet-8"),
     ]
     await events.aclose()
+
+
+class DownAfter:
+    """Hydration that answers `answered` calls, then fails as an unreachable owner does."""
+
+    def __init__(self, answered: int, failure: BaseException) -> None:
+        self._left = answered
+        self._failure = failure
+
+    async def __call__(self, tweet_ids: Sequence[int]) -> Mapping[int, str]:
+        if self._left == 0:
+            raise self._failure
+        self._left -= 1
+        return {t: f"tweet-{t}" for t in tweet_ids}
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        redis.ConnectionError("connection refused"),
+        grpc.aio.AioRpcError(grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(), "peer"),
+    ],
+    ids=["redis", "peer"],
+)
+async def test_an_outage_mid_stream_ends_it_with_where_to_resume(failure: BaseException) -> None:
+    queue: asyncio.Queue[Delivery] = asyncio.Queue()
+    for message in [LiveTweet(5, False), LiveTweet(6, False)]:
+        queue.put_nowait(message)
+    stream = LiveStream(FakeLiveFeed(), queue, 3, DownAfter(1, failure), heartbeat_seconds=60)
+    events = stream.follow()
+    assert await anext(events) == Heartbeat()
+    assert await anext(events) == TweetArrived("tweet-5", live=True)
+    # 6 could not be shown: the client resumes after 5 (the replay from the timeline sends 6).
+    with pytest.raises(Unavailable) as ended:
+        await anext(events)
+    assert ended.value.reason == OUTAGE
+    assert ended.value.metadata == {"since_tweet_id": "5"}
+
+
+async def test_a_fault_of_the_code_mid_stream_is_not_an_outage() -> None:
+    queue: asyncio.Queue[Delivery] = asyncio.Queue()
+    queue.put_nowait(LiveTweet(5, False))
+    stream = LiveStream(FakeLiveFeed(), queue, None, DownAfter(0, KeyError("bug")), heartbeat_seconds=60)
+    events = stream.follow()
+    assert await anext(events) == Heartbeat()
+    with pytest.raises(KeyError):
+        await anext(events)
 
 
 async def test_a_busy_stream_still_gets_a_heartbeat_on_time() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -22,12 +23,12 @@ class RevokedDuringLookup:
         self._cache = cache
         self._revoked = False
 
-    async def session(self, digest: bytes) -> Session | None:
+    async def sessions(self, digests: Sequence[bytes]) -> dict[bytes, Session]:
         if self._revoked:
-            return None
+            return {}
         self._revoked = True
         self._cache.clear()
-        return Session(7, datetime.now(UTC) + timedelta(hours=1))
+        return {d: Session(7, datetime.now(UTC) + timedelta(hours=1)) for d in digests}
 
 
 async def test_a_revocation_during_a_cache_refill_leaves_no_live_entry() -> None:

@@ -1,11 +1,16 @@
 """Tracing's pure parts: off without an endpoint (nothing installed, no context made), which spans
-start a trace, and a live message carrying its fan-out's trace context."""
+start a trace, a batch of events handled at once (a span per event), and a live message carrying
+its fan-out's trace context."""
 
 from __future__ import annotations
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Decision
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from meshkit import tracing
 from social.live import CelebrityFollow, LiveTweet, parse_message, tweet_message
@@ -21,6 +26,9 @@ def test_tracing_is_off_without_an_endpoint_and_installs_nothing() -> None:
     assert tracing.traceparent() is None
     with tracing.consuming("events:tweets", TRACE.encode()), tracing.span("outbox relay"):
         pass  # no tracer: nothing to record, nothing raised
+    with tracing.consuming_batch("events:tweets", [TRACE.encode(), None]) as spans:
+        assert spans.traceparents == [None, None]
+        spans.failed(1, ValueError("nothing recorded"))
     tracing.delivered("stream send", TRACE, {})
 
 
@@ -35,6 +43,39 @@ def test_tracing_is_off_without_an_endpoint_and_installs_nothing() -> None:
 )
 def test_only_calls_served_and_events_consumed_start_a_trace(kind: SpanKind, decision: Decision) -> None:
     assert tracing.WithinTraces().should_sample(None, 1, "x", kind).decision == decision
+
+
+def test_a_batch_handled_at_once_has_a_span_per_event_each_in_its_own_trace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=tracing.WithinTraces())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing._STATE, "tracer", provider.get_tracer("test"))
+    other = "00-1bf7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01"
+    with tracing.consuming_batch("events:tweets", [TRACE.encode(), other, None]) as spans:
+        # The batch's shared work is recorded within the first event's span.
+        current = trace.get_current_span().get_span_context()
+        spans.failed(1, ValueError("this one alone failed"))
+    first, second, third = exporter.get_finished_spans()
+    assert current == first.get_span_context()
+    assert [s.name for s in (first, second, third)] == ["events:tweets process"] * 3
+    assert {s.kind for s in (first, second, third)} == {SpanKind.CONSUMER}
+    # Each a child of the context its event carries (none: a trace of its own).
+    assert first.parent is not None and f"{first.parent.trace_id:032x}" == TRACE.split("-")[1]
+    assert second.parent is not None and f"{second.parent.trace_id:032x}" == other.split("-")[1]
+    assert third.parent is None
+    # What each event causes carries its own span's context.
+    for span, sent in zip((first, second, third), spans.traceparents, strict=True):
+        context = span.get_span_context()
+        assert context is not None
+        assert sent == f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    assert [s.status.status_code for s in (first, second, third)] == [
+        StatusCode.UNSET,
+        StatusCode.ERROR,
+        StatusCode.UNSET,
+    ]
+    assert first.attributes is not None and first.attributes["messaging.batch.message_count"] == 3
 
 
 def test_a_live_message_carries_its_fan_outs_trace_context() -> None:

@@ -29,8 +29,9 @@ class UserServiceStub:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     def __init__(self, channel):
@@ -174,6 +175,11 @@ class UserServiceStub:
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokenRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokenResponse.FromString,
                 _registered_method=True)
+        self.AuthenticateTokens = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/AuthenticateTokens',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokensRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokensResponse.FromString,
+                _registered_method=True)
         self.ListFollowerIds = channel.unary_unary(
                 '/tweetmesh.users.v1.UserService/ListFollowerIds',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowerIdsRequest.SerializeToString,
@@ -194,6 +200,21 @@ class UserServiceStub:
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersRequest.SerializeToString,
                 response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersResponse.FromString,
                 _registered_method=True)
+        self.EnsureFollowerLists = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/EnsureFollowerLists',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.EnsureFollowerListsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.EnsureFollowerListsResponse.FromString,
+                _registered_method=True)
+        self.SyncFollow = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/SyncFollow',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SyncFollowRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SyncFollowResponse.FromString,
+                _registered_method=True)
+        self.JoinFollowerLists = channel.unary_unary(
+                '/tweetmesh.users.v1.UserService/JoinFollowerLists',
+                request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsRequest.SerializeToString,
+                response_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsResponse.FromString,
+                _registered_method=True)
         self.ListRelations = channel.unary_unary(
                 '/tweetmesh.users.v1.UserService/ListRelations',
                 request_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsRequest.SerializeToString,
@@ -205,8 +226,9 @@ class UserServiceServicer:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     def CreateUser(self, request, context):
@@ -416,6 +438,14 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthenticateTokens(self, request, context):
+        """Internal: the sessions behind many bearer tokens at once (the streams of a process re-check
+        theirs together at each heartbeat); tokens unknown, expired or revoked are left out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFollowerIds(self, request, context):
         """Internal: ids of everyone following user_id, in pages (for fan-out).
         """
@@ -439,6 +469,30 @@ class UserServiceServicer:
 
     def FilterFollowers(self, request, context):
         """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnsureFollowerLists(self, request, context):
+        """Internal (fan-out): builds the Redis follower lists of these users that are missing; answers
+        once each is built (UNAVAILABLE while another process is still building one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SyncFollow(self, request, context):
+        """Internal (fan-out, on a follow event): makes the followee's follower list agree with the
+        follow graph about this follower.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JoinFollowerLists(self, request, context):
+        """Internal (timeline rebuilds): the user's home timeline exists now; they join the follower
+        lists of everyone they follow.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -590,6 +644,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokenRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokenResponse.SerializeToString,
             ),
+            'AuthenticateTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthenticateTokens,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokensRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokensResponse.SerializeToString,
+            ),
             'ListFollowerIds': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFollowerIds,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListFollowerIdsRequest.FromString,
@@ -610,6 +669,21 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersRequest.FromString,
                     response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersResponse.SerializeToString,
             ),
+            'EnsureFollowerLists': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnsureFollowerLists,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.EnsureFollowerListsRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.EnsureFollowerListsResponse.SerializeToString,
+            ),
+            'SyncFollow': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncFollow,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SyncFollowRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SyncFollowResponse.SerializeToString,
+            ),
+            'JoinFollowerLists': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinFollowerLists,
+                    request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsRequest.FromString,
+                    response_serializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsResponse.SerializeToString,
+            ),
             'ListRelations': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRelations,
                     request_deserializer=tweetmesh_dot_users_dot_v1_dot_users__service__pb2.ListRelationsRequest.FromString,
@@ -627,8 +701,9 @@ class UserService:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     @staticmethod
@@ -1361,6 +1436,33 @@ class UserService:
             _registered_method=True)
 
     @staticmethod
+    def AuthenticateTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/AuthenticateTokens',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokensRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.AuthenticateTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListFollowerIds(request,
             target,
             options=(),
@@ -1458,6 +1560,87 @@ class UserService:
             '/tweetmesh.users.v1.UserService/FilterFollowers',
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersRequest.SerializeToString,
             tweetmesh_dot_users_dot_v1_dot_users__service__pb2.FilterFollowersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnsureFollowerLists(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/EnsureFollowerLists',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.EnsureFollowerListsRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.EnsureFollowerListsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncFollow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/SyncFollow',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SyncFollowRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.SyncFollowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinFollowerLists(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetmesh.users.v1.UserService/JoinFollowerLists',
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsRequest.SerializeToString,
+            tweetmesh_dot_users_dot_v1_dot_users__service__pb2.JoinFollowerListsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,8 +30,9 @@ class UserServiceStub:
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     @_typing.overload
@@ -121,6 +122,10 @@ class UserServiceStub:
     """Internal: many users at once; unknown ids are left out of the answer."""
     AuthenticateToken: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokenRequest, _users_service_pb2.AuthenticateTokenResponse]
     """Internal: the user a bearer token belongs to."""
+    AuthenticateTokens: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokensRequest, _users_service_pb2.AuthenticateTokensResponse]
+    """Internal: the sessions behind many bearer tokens at once (the streams of a process re-check
+    theirs together at each heartbeat); tokens unknown, expired or revoked are left out.
+    """
     ListFollowerIds: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowerIdsRequest, _users_service_pb2.ListFollowerIdsResponse]
     """Internal: ids of everyone following user_id, in pages (for fan-out)."""
     ListFollowingIds: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowingIdsRequest, _users_service_pb2.ListFollowingIdsResponse]
@@ -129,6 +134,18 @@ class UserServiceStub:
     """Internal: the users behind handles (ignoring case); unknown handles are left out."""
     FilterFollowers: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.FilterFollowersRequest, _users_service_pb2.FilterFollowersResponse]
     """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out)."""
+    EnsureFollowerLists: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.EnsureFollowerListsRequest, _users_service_pb2.EnsureFollowerListsResponse]
+    """Internal (fan-out): builds the Redis follower lists of these users that are missing; answers
+    once each is built (UNAVAILABLE while another process is still building one).
+    """
+    SyncFollow: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.SyncFollowRequest, _users_service_pb2.SyncFollowResponse]
+    """Internal (fan-out, on a follow event): makes the followee's follower list agree with the
+    follow graph about this follower.
+    """
+    JoinFollowerLists: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.JoinFollowerListsRequest, _users_service_pb2.JoinFollowerListsResponse]
+    """Internal (timeline rebuilds): the user's home timeline exists now; they join the follower
+    lists of everyone they follow.
+    """
     ListRelations: _grpc.UnaryUnaryMultiCallable[_users_service_pb2.ListRelationsRequest, _users_service_pb2.ListRelationsResponse]
     """Internal: user_id's blocks and mutes with other_ids (for the services that hide what a viewer
     must not see); refills the Redis cache of user_id's relations (social/relations.py).
@@ -139,8 +156,9 @@ class UserServiceAsyncStub(UserServiceStub):
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -227,6 +245,10 @@ class UserServiceAsyncStub(UserServiceStub):
     """Internal: many users at once; unknown ids are left out of the answer."""
     AuthenticateToken: _aio.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokenRequest, _users_service_pb2.AuthenticateTokenResponse]  # type: ignore[assignment]
     """Internal: the user a bearer token belongs to."""
+    AuthenticateTokens: _aio.UnaryUnaryMultiCallable[_users_service_pb2.AuthenticateTokensRequest, _users_service_pb2.AuthenticateTokensResponse]  # type: ignore[assignment]
+    """Internal: the sessions behind many bearer tokens at once (the streams of a process re-check
+    theirs together at each heartbeat); tokens unknown, expired or revoked are left out.
+    """
     ListFollowerIds: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowerIdsRequest, _users_service_pb2.ListFollowerIdsResponse]  # type: ignore[assignment]
     """Internal: ids of everyone following user_id, in pages (for fan-out)."""
     ListFollowingIds: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListFollowingIdsRequest, _users_service_pb2.ListFollowingIdsResponse]  # type: ignore[assignment]
@@ -235,6 +257,18 @@ class UserServiceAsyncStub(UserServiceStub):
     """Internal: the users behind handles (ignoring case); unknown handles are left out."""
     FilterFollowers: _aio.UnaryUnaryMultiCallable[_users_service_pb2.FilterFollowersRequest, _users_service_pb2.FilterFollowersResponse]  # type: ignore[assignment]
     """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out)."""
+    EnsureFollowerLists: _aio.UnaryUnaryMultiCallable[_users_service_pb2.EnsureFollowerListsRequest, _users_service_pb2.EnsureFollowerListsResponse]  # type: ignore[assignment]
+    """Internal (fan-out): builds the Redis follower lists of these users that are missing; answers
+    once each is built (UNAVAILABLE while another process is still building one).
+    """
+    SyncFollow: _aio.UnaryUnaryMultiCallable[_users_service_pb2.SyncFollowRequest, _users_service_pb2.SyncFollowResponse]  # type: ignore[assignment]
+    """Internal (fan-out, on a follow event): makes the followee's follower list agree with the
+    follow graph about this follower.
+    """
+    JoinFollowerLists: _aio.UnaryUnaryMultiCallable[_users_service_pb2.JoinFollowerListsRequest, _users_service_pb2.JoinFollowerListsResponse]  # type: ignore[assignment]
+    """Internal (timeline rebuilds): the user's home timeline exists now; they join the follower
+    lists of everyone they follow.
+    """
     ListRelations: _aio.UnaryUnaryMultiCallable[_users_service_pb2.ListRelationsRequest, _users_service_pb2.ListRelationsResponse]  # type: ignore[assignment]
     """Internal: user_id's blocks and mutes with other_ids (for the services that hide what a viewer
     must not see); refills the Redis cache of user_id's relations (social/relations.py).
@@ -244,8 +278,9 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     """UserService owns accounts, sessions and who follows whom.
 
     Public RPCs carry a google.api.http annotation and are routed by Envoy. The ones without
-    one (BatchGetUsers, AuthenticateToken, ListFollowerIds, ListFollowingIds, ResolveHandles,
-    FilterFollowers) are for the other services of the mesh only; Envoy refuses them.
+    one (BatchGetUsers, AuthenticateToken, AuthenticateTokens, ListFollowerIds, ListFollowingIds,
+    ResolveHandles, FilterFollowers, EnsureFollowerLists, SyncFollow, JoinFollowerLists) are for the
+    other services of the mesh only; Envoy refuses them.
     """
 
     @_abc_1.abstractmethod
@@ -494,6 +529,16 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         """Internal: the user a bearer token belongs to."""
 
     @_abc_1.abstractmethod
+    def AuthenticateTokens(
+        self,
+        request: _users_service_pb2.AuthenticateTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.AuthenticateTokensResponse, _abc.Awaitable[_users_service_pb2.AuthenticateTokensResponse]]:
+        """Internal: the sessions behind many bearer tokens at once (the streams of a process re-check
+        theirs together at each heartbeat); tokens unknown, expired or revoked are left out.
+        """
+
+    @_abc_1.abstractmethod
     def ListFollowerIds(
         self,
         request: _users_service_pb2.ListFollowerIdsRequest,
@@ -524,6 +569,36 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_users_service_pb2.FilterFollowersResponse, _abc.Awaitable[_users_service_pb2.FilterFollowersResponse]]:
         """Internal: which of candidate_ids follow user_id (for reply filtering in fan-out)."""
+
+    @_abc_1.abstractmethod
+    def EnsureFollowerLists(
+        self,
+        request: _users_service_pb2.EnsureFollowerListsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.EnsureFollowerListsResponse, _abc.Awaitable[_users_service_pb2.EnsureFollowerListsResponse]]:
+        """Internal (fan-out): builds the Redis follower lists of these users that are missing; answers
+        once each is built (UNAVAILABLE while another process is still building one).
+        """
+
+    @_abc_1.abstractmethod
+    def SyncFollow(
+        self,
+        request: _users_service_pb2.SyncFollowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.SyncFollowResponse, _abc.Awaitable[_users_service_pb2.SyncFollowResponse]]:
+        """Internal (fan-out, on a follow event): makes the followee's follower list agree with the
+        follow graph about this follower.
+        """
+
+    @_abc_1.abstractmethod
+    def JoinFollowerLists(
+        self,
+        request: _users_service_pb2.JoinFollowerListsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_service_pb2.JoinFollowerListsResponse, _abc.Awaitable[_users_service_pb2.JoinFollowerListsResponse]]:
+        """Internal (timeline rebuilds): the user's home timeline exists now; they join the follower
+        lists of everyone they follow.
+        """
 
     @_abc_1.abstractmethod
     def ListRelations(

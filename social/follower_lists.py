@@ -1,0 +1,305 @@
+"""Follower lists in Redis: each author's followers whose home timeline exists, the list fan-out
+reads inside Redis (social.timelines.TimelineStore.fan_out) instead of asking users_svc.
+
+users_svc owns them (it owns the follow graph) and is their only writer but one: fan-out drops a
+follower whose home timeline it finds gone (the list's own rule, applied where it is noticed).
+
+Layout, every key of one author under the author's hash tag (one Redis Cluster slot per list):
+
+- `followers:{<author_id>}`: a hash, the list's state: `state` (`building`, then `built`), `gen`
+  (a token naming this build's buckets), `buckets` (a power of two), `size` (members now),
+  `followers` (the author's followers in PostgreSQL, members or not: the celebrity threshold's
+  count), `expires` (when the list goes, unix seconds).
+- `followers:{<author_id>}:<gen>:<b>`: bucket b, a Redis set of follower ids. A follower's bucket
+  is the last six digits of its decimal id modulo the bucket count (`bucket_of`). Buckets hold
+  about 256 ids when built, which Redis keeps as an intset (packed 8-byte integers) up to
+  `set-max-intset-entries` (512 by default); a membership test is a binary search.
+- `followers:{<author_id>}:<gen>:touched`: while building, the followers whose membership a change
+  decided (a build must not overwrite them with what it read earlier).
+
+A list holds a follower when they follow the author in PostgreSQL and their home timeline exists
+(`home:<user_id>`); only they can receive a tweet. It is kept so by its writers, each writing what
+PostgreSQL says *now* and, after the write, reading PostgreSQL again until the two agree (so
+whichever write lands last is right, in any order and however many processes write):
+
+- `sync`: a follow or unfollow (driven by the follow events): member iff following and the
+  follower's timeline exists.
+- `join`: a user whose home timeline was just created (a rebuild) joins the lists of everyone they
+  follow; a timeline that expires or is wiped leaves its lists when fan-out next meets it.
+- a build (on a miss: fan-out asks users_svc): the state set to `building` first, then PostgreSQL's
+  followers are added if their timeline exists and no change decided them meanwhile; `built`.
+
+A list lives FOLLOWER_LIST_TTL_SECONDS from its build, then is built again on the next miss: its
+bucket count follows the author's size, and nothing can stay wrong longer than that. Redis may be
+wiped at any time: a missing list is a miss.
+
+The scripts know no key prefix: each gets the list prefix and the home-timeline prefix; the Lua
+that names a list's keys (LIST_KEYS) is here only, shared with the fan-out script, and derives the
+bucket keys from the state it reads (a cluster runs each list's scripts on its own slot).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from meshkit.settings import Env
+
+LIST_PREFIX = "followers:"
+BUILT, BUILDING = "built", "building"
+# Followers a bucket is sized for at a build.
+BUCKET_TARGET = 256
+# A build that stops (its process died) is given up after this long, and done again.
+BUILD_TTL_SECONDS = 60
+
+# The names of a list's keys, from its author, generation and bucket.
+LIST_KEYS = """
+local function list_meta(prefix, author) return prefix .. '{' .. author .. '}' end
+local function list_bucket(meta, gen, b) return meta .. ':' .. gen .. ':' .. b end
+local function list_touched(meta, gen) return meta .. ':' .. gen .. ':touched' end
+local function bucket_of(id, buckets) return tonumber(string.sub(id, -6)) % buckets end
+"""
+
+# KEYS[1]: the list's state. ARGV: generation, buckets, followers, expires, build ttl. Starts a
+# build unless the list is built or another build is under way; returns "started", "built", "busy".
+_BEGIN = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'built' then return 'built' end
+if state == 'building' then return 'busy' end
+redis.call('HSET', KEYS[1], 'state', 'building', 'gen', ARGV[1], 'buckets', ARGV[2], 'size', 0,
+           'followers', ARGV[3], 'expires', ARGV[4])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+return 'started'
+"""
+
+# KEYS[1]: the list's state. ARGV: generation, home prefix, build ttl, follower ids. Adds the
+# followers whose timeline exists and no change decided meanwhile; -1 when the build was lost.
+_FILL = (
+    LIST_KEYS
+    + """
+if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] then return -1 end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+local buckets = tonumber(redis.call('HGET', KEYS[1], 'buckets'))
+local touched = list_touched(KEYS[1], ARGV[1])
+local added = 0
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  if redis.call('EXISTS', ARGV[2] .. id) == 1 and redis.call('SISMEMBER', touched, id) == 0 then
+    added = added + redis.call('SADD', list_bucket(KEYS[1], ARGV[1], bucket_of(id, buckets)), id)
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'size', added)
+return added
+"""
+)
+
+# KEYS[1]: the list's state. ARGV: generation. Ends the build: built, every key expiring at
+# `expires`; 0 when the build was lost.
+_FINISH = (
+    LIST_KEYS
+    + """
+if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] then return 0 end
+local buckets = tonumber(redis.call('HGET', KEYS[1], 'buckets'))
+local expires = redis.call('HGET', KEYS[1], 'expires')
+redis.call('HSET', KEYS[1], 'state', 'built')
+redis.call('EXPIREAT', KEYS[1], expires)
+for b = 0, buckets - 1 do redis.call('EXPIREAT', list_bucket(KEYS[1], ARGV[1], b), expires) end
+redis.call('DEL', list_touched(KEYS[1], ARGV[1]))
+return 1
+"""
+)
+
+# Sets one follower's membership in a list (the list's state in `meta`), as a change decided it:
+# a member iff `following` and their timeline exists. Returns the change in size.
+_SET_MEMBER = """
+local function set_member(meta, id, following, home_prefix)
+  local state = redis.call('HMGET', meta, 'state', 'gen', 'buckets', 'expires')
+  if not state[1] then return 0 end
+  local bucket = list_bucket(meta, state[2], bucket_of(id, tonumber(state[3])))
+  local change
+  if following and redis.call('EXISTS', home_prefix .. id) == 1 then
+    change = redis.call('SADD', bucket, id)
+    redis.call('EXPIREAT', bucket, state[4])
+  else
+    change = -redis.call('SREM', bucket, id)
+  end
+  if state[1] == 'building' then
+    local touched = list_touched(meta, state[2])
+    redis.call('SADD', touched, id)
+    redis.call('EXPIRE', touched, redis.call('TTL', meta))
+  end
+  if change ~= 0 then redis.call('HINCRBY', meta, 'size', change) end
+  return change
+end
+"""
+
+# KEYS[1]: the author's list. ARGV: follower id, "1" if following, home prefix, the author's
+# followers in PostgreSQL. A follow or unfollow; returns the change in size.
+_SYNC = (
+    LIST_KEYS
+    + _SET_MEMBER
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'followers', ARGV[4])
+return set_member(KEYS[1], ARGV[1], ARGV[2] == '1', ARGV[3])
+"""
+)
+
+# KEYS: lists. ARGV: a user id, "1" to join (if their timeline exists) or "0" to leave, home
+# prefix. Returns how many lists changed.
+_JOIN = (
+    LIST_KEYS
+    + _SET_MEMBER
+    + """
+local changed = 0
+for _, meta in ipairs(KEYS) do
+  if set_member(meta, ARGV[1], ARGV[2] == '1', ARGV[3]) ~= 0 then changed = changed + 1 end
+end
+return changed
+"""
+)
+
+
+def meta_key(author_id: int, prefix: str = LIST_PREFIX) -> str:
+    """The key of a list's state (LIST_KEYS' list_meta)."""
+    return f"{prefix}{{{author_id}}}"
+
+
+def bucket_key(author_id: int, gen: str, bucket: int, prefix: str = LIST_PREFIX) -> str:
+    """The key of one bucket of a list (LIST_KEYS' list_bucket)."""
+    return f"{meta_key(author_id, prefix)}:{gen}:{bucket}"
+
+
+def bucket_of(user_id: int, buckets: int) -> int:
+    """A follower's bucket (LIST_KEYS' bucket_of: the last six digits of the decimal id)."""
+    return int(str(user_id)[-6:]) % buckets
+
+
+def buckets_for(followers: int, target: int = BUCKET_TARGET) -> int:
+    """The bucket count of a list built for an author with `followers` followers."""
+    buckets = 1
+    while buckets * target < followers:
+        buckets *= 2
+    return buckets
+
+
+@dataclass(frozen=True, slots=True)
+class ListState:
+    state: str
+    gen: str
+    buckets: int
+    size: int
+    followers: int
+
+
+class BuildLost(Exception):
+    """A build's list was wiped, expired or taken over before it finished."""
+
+
+class FollowerLists:
+    """The lists' writes (users_svc) and reads for inspection; fan-out reads them in its script."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        home_prefix: str,
+        ttl_seconds: int,
+        *,
+        prefix: str = LIST_PREFIX,
+        bucket_target: int = BUCKET_TARGET,
+    ) -> None:
+        self._redis = redis
+        self._home_prefix = home_prefix
+        self._ttl = ttl_seconds
+        self._prefix = prefix
+        self._bucket_target = bucket_target
+        self._begin = redis.register_script(_BEGIN)
+        self._fill = redis.register_script(_FILL)
+        self._finish = redis.register_script(_FINISH)
+        self._sync = redis.register_script(_SYNC)
+        self._join = redis.register_script(_JOIN)
+
+    def _meta(self, author_id: int) -> str:
+        return meta_key(author_id, self._prefix)
+
+    async def state(self, author_id: int) -> ListState | None:
+        found: list[bytes | None] = await self._redis.hmget(  # type: ignore[assignment]
+            self._meta(author_id), ["state", "gen", "buckets", "size", "followers"]
+        )
+        if found[0] is None:
+            return None
+        state, gen, buckets, size, followers = (v.decode() if v is not None else "0" for v in found)
+        return ListState(state, gen, int(buckets), int(size), int(followers))
+
+    async def members(self, author_id: int) -> set[int] | None:
+        """Every member of a built list; None when it is missing or being built."""
+        state = await self.state(author_id)
+        if state is None or state.state != BUILT:
+            return None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for b in range(state.buckets):
+                pipe.smembers(bucket_key(author_id, state.gen, b, self._prefix))
+            found: list[set[bytes]] = await pipe.execute()
+        return {int(m) for bucket in found for m in bucket}
+
+    async def begin_build(self, author_id: int, followers: int) -> str | None:
+        """Marks the list as being built; returns the build's generation, or None when the list
+        is built already. BuildBusy when another build is under way."""
+        gen = secrets.token_hex(4)
+        expires = int(time.time()) + self._ttl
+        outcome = await self._begin(
+            keys=[self._meta(author_id)],
+            args=[gen, buckets_for(followers, self._bucket_target), followers, expires, BUILD_TTL_SECONDS],
+        )
+        outcome = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+        if outcome == "built":
+            return None
+        if outcome == "busy":
+            raise BuildBusy(author_id)
+        return gen
+
+    async def fill(self, author_id: int, gen: str, follower_ids: Sequence[int]) -> int:
+        """Adds followers read from PostgreSQL to a list being built (those whose timeline exists
+        and whose membership no change decided meanwhile); returns how many joined."""
+        added = int(
+            await self._fill(
+                keys=[self._meta(author_id)],
+                args=[gen, self._home_prefix, BUILD_TTL_SECONDS, *follower_ids],
+            )
+        )
+        if added < 0:
+            raise BuildLost(author_id)
+        return added
+
+    async def finish_build(self, author_id: int, gen: str) -> None:
+        if not int(await self._finish(keys=[self._meta(author_id)], args=[gen])):
+            raise BuildLost(author_id)
+
+    async def sync(self, author_id: int, follower_id: int, following: bool, followers: int) -> None:
+        """Applies a follow (`following`) or unfollow, as PostgreSQL has it now, to the author's
+        list if it exists, with the author's follower count."""
+        await self._sync(
+            keys=[self._meta(author_id)],
+            args=[follower_id, "1" if following else "0", self._home_prefix, followers],
+        )
+
+    async def join(
+        self, user_id: int, author_ids: Sequence[int], *, joining: bool, chunk: int = 1000
+    ) -> None:
+        """Adds a user whose timeline exists to the existing lists of `author_ids` (`joining`), or
+        takes them out of those lists."""
+        for start in range(0, len(author_ids), chunk):
+            keys = [self._meta(a) for a in author_ids[start : start + chunk]]
+            await self._join(keys=keys, args=[user_id, "1" if joining else "0", self._home_prefix])
+
+
+class BuildBusy(Exception):
+    """Another process is building the list right now."""
+
+
+def read_follower_list_ttl_seconds(env: Env) -> int:
+    return env.integer("FOLLOWER_LIST_TTL_SECONDS", 24 * 3600, minimum=60)
