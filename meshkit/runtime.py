@@ -181,10 +181,13 @@ class Runtime(Generic[S]):
         self._probes[f"postgresql:{schema}"] = lambda: _probe_postgres(pool)
         return pool
 
-    async def reads(self, primary: AsyncConnectionPool, replica_url: str, schema: str) -> Reads:
+    async def reads(
+        self, primary: AsyncConnectionPool, replica_url: str, schema: str, max_lag_seconds: float
+    ) -> Reads:
         """Where `schema`'s lag-tolerant reads go (meshkit.reads): the streaming replica at
-        `replica_url` (DATABASE_READ_URL) while it answers, else `primary`; all to `primary` when
-        `replica_url` is empty. Health does not follow the replica: without it, reads go on."""
+        `replica_url` (DATABASE_READ_URL) while it answers and lags at most `max_lag_seconds`, else
+        `primary`; all to `primary` when `replica_url` is empty. Health does not follow the
+        replica: without it, reads go on."""
         if not replica_url:
             return Reads(primary, schema=schema)
         name = f"{self.settings.service}-{schema}-replica"
@@ -202,6 +205,7 @@ class Runtime(Generic[S]):
             # Half the deadline: what the replica did not answer by then, the primary still can.
             limit_seconds=self.settings.rpc_deadline_seconds / 2,
             retry_seconds=probe_seconds,
+            max_lag_seconds=max_lag_seconds,
         )
         self.background(reads.watch(), f"read replica {schema}")
         return reads

@@ -224,6 +224,11 @@ def read_database_read_url(env: Env) -> str:
     return env.url("DATABASE_READ_URL", ("postgresql", "postgres"))
 
 
+def read_database_read_max_lag(env: Env) -> float:
+    """The most a read replica may lag behind the primary and still serve (meshkit.reads)."""
+    return env.number("DATABASE_READ_MAX_LAG_SECONDS", 5.0)
+
+
 PAGE_TOKEN_SECRET_MIN = 16
 
 

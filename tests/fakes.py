@@ -396,23 +396,31 @@ class FakeSessionRedis:
 
 
 class FakeConnection:
-    """A connection of a FakePool: it names its pool and keeps the statements it was given."""
+    """A connection of a FakePool: it names its pool, keeps the statements it was given, and
+    answers each with one row holding its pool's `answer`."""
 
-    def __init__(self, pool: str) -> None:
-        self.pool = pool
+    def __init__(self, pool: FakePool) -> None:
+        self.pool = pool.name
+        self._answer = pool.answer
         self.statements: list[str] = []
 
-    async def execute(self, statement: str) -> None:
+    async def execute(self, statement: str, params: Sequence[object] = ()) -> FakeConnection:
         self.statements.append(statement)
+        return self
+
+    async def fetchone(self) -> tuple[object]:
+        return (self._answer,)
 
 
 class FakePool:
     """A PostgreSQL pool as meshkit.reads uses it: `connection()` lends a FakeConnection that names
-    the pool (`name`), unless `failure` is set (raised as the connection is lent); with `hang`,
-    the connection is lent only after that many seconds. `lent` counts the loans."""
+    the pool (`name`) and answers `answer` to any statement, unless `failure` is set (raised as the
+    connection is lent); with `hang`, the connection is lent only after that many seconds. `lent`
+    counts the loans."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, answer: object = True) -> None:
         self.name = name
+        self.answer = answer
         self.failure: BaseException | None = None
         self.hang = 0.0
         self.lent = 0
@@ -424,4 +432,4 @@ class FakePool:
             await asyncio.sleep(self.hang)
         if self.failure is not None:
             raise self.failure
-        yield FakeConnection(self.name)
+        yield FakeConnection(self)

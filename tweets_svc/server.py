@@ -542,7 +542,7 @@ def tweet_cache(redis: aioredis.Redis, ttl_seconds: int) -> TweetCache:
 async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
     pool = await runtime.postgres(settings.database_url, "tweets")
-    reads = await runtime.reads(pool, settings.database_read_url, "tweets")
+    reads = await runtime.reads(pool, settings.database_read_url, "tweets", settings.read_max_lag_seconds)
     redis = await runtime.redis()
     cache = tweet_cache(redis, settings.cache_ttl_seconds)
     outbox = Outbox(pool, redis, settings.outbox_replicas, on_relay=deletion_entries(cache))

@@ -9,6 +9,7 @@ from meshkit.settings import (
     Networks,
     Settings,
     read_consumer_name,
+    read_database_read_max_lag,
     read_database_read_url,
     read_database_url,
     read_outbox_replicas,
@@ -28,6 +29,7 @@ SERVICE = "tweets"
 class TweetsSettings(Settings):
     database_url: str = setting(read_database_url)
     database_read_url: str = setting(read_database_read_url)
+    read_max_lag_seconds: float = setting(read_database_read_max_lag)
     users_addr: str = setting(read_users_addr)
     media_addr: str = setting(read_media_addr)
     page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)

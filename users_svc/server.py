@@ -433,7 +433,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
 async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> list[str]:
     settings = runtime.settings
     pool = await runtime.postgres(settings.database_url, "users")
-    reads = await runtime.reads(pool, settings.database_read_url, "users")
+    reads = await runtime.reads(pool, settings.database_read_url, "users", settings.read_max_lag_seconds)
     redis = await runtime.redis()
     outbox = Outbox(pool, redis, settings.outbox_replicas)
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")

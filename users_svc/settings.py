@@ -13,6 +13,7 @@ from meshkit.settings import (
     Settings,
     SettingsError,
     read_consumer_name,
+    read_database_read_max_lag,
     read_database_read_url,
     read_database_url,
     read_outbox_replicas,
@@ -58,6 +59,7 @@ def read_mail_settings(env: Env) -> MailSettings:
 class UsersSettings(Settings):
     database_url: str = setting(read_database_url)
     database_read_url: str = setting(read_database_read_url)
+    read_max_lag_seconds: float = setting(read_database_read_max_lag)
     tweets_addr: str = setting(read_tweets_addr)
     page_token_secrets: tuple[str, ...] = setting(read_page_token_secrets)
     outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)

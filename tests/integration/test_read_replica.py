@@ -4,8 +4,9 @@ PostgreSQL (pg_basebackup -R), with tweets_svc and users_svc restarted to read i
 With the replica's replay paused, what it serves is the state before the pause: the reads that
 tolerate lag (others' view of an author's tweets, hashtag pages, search, user search) miss what was
 written since, which shows they are served there; the reads of one's own writes show them at once
-(the primary). Stopped, the replica's reads fall back to the primary without an error; started
-again, they go back to it."""
+(the primary). Paused longer than DATABASE_READ_MAX_LAG_SECONDS, it is set aside until it has
+caught up. Stopped, its reads fall back to the primary without an error; started again, they go
+back to it."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
 READERS = ("users", "tweets")
+# Long enough that the paused replica keeps serving while the first test looks at it.
+PATIENT = {"DATABASE_READ_MAX_LAG_SECONDS": "600"}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def replica(mesh: Mesh) -> Iterator[str]:
     url = mesh.start_read_replica()
     try:
         for name in READERS:
-            mesh.start_service(name)
+            mesh.start_service(name, extra_env=PATIENT)
         yield url
     finally:
         mesh.stop_read_replica()
@@ -104,6 +107,34 @@ def test_lag_tolerant_reads_come_from_the_replica_and_own_writes_from_the_primar
     assert newcomer.user_id in users_found(stubs, newcomer.user.handle, reader)
 
 
+def test_a_replica_lagging_past_the_bound_is_set_aside_until_it_has_caught_up(
+    mesh: Mesh, stubs: Stubs, replica: str
+) -> None:
+    mesh.start_service("tweets", extra_env={"DATABASE_READ_MAX_LAG_SECONDS": "1"})
+    author, reader = stubs.sign_up("rlag"), stubs.sign_up("rlagr")
+    word = f"lagging{author.user_id}"
+    try:
+        with psycopg.connect(replica, autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+            try:
+                posted = stubs.post(author, f"the replica stands still #{word}")
+                primary_reads = served(mesh, "tweets", "primary")
+                # Past the bound (and the probe's next look) the page comes from the primary.
+                eventually(lambda: tagged(stubs, word, reader) == [posted.tweet_id], timeout=30)
+                assert served(mesh, "tweets", "primary") > primary_reads
+            finally:
+                conn.execute("SELECT pg_wal_replay_resume()")
+        replica_reads = served(mesh, "tweets", "replica")
+
+        def back_on_the_replica() -> bool:
+            assert tagged(stubs, word, reader) == [posted.tweet_id]
+            return served(mesh, "tweets", "replica") > replica_reads
+
+        eventually(back_on_the_replica, timeout=30)
+    finally:
+        mesh.start_service("tweets", extra_env=PATIENT)
+
+
 def test_without_the_replica_its_reads_go_to_the_primary_until_it_is_back(
     mesh: Mesh, stubs: Stubs, replica: str
 ) -> None:
@@ -126,4 +157,4 @@ def test_without_the_replica_its_reads_go_to_the_primary_until_it_is_back(
         assert tagged(stubs, word, reader) == [posted.tweet_id]
         return served(mesh, "tweets", "replica") > replica_reads
 
-    eventually(back_on_the_replica)
+    eventually(back_on_the_replica, timeout=30)

@@ -1,5 +1,6 @@
-"""meshkit.reads: lag-tolerant reads go to the replica while it answers, to the primary when it
-fails (at once, without an error), and back to it once its probe finds it answering."""
+"""meshkit.reads: lag-tolerant reads go to the replica while it answers and keeps up, to the
+primary when it fails (at once, without an error) or lags too far, and back to it once its probe
+finds it answering and caught up."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ async def which(conn: Any) -> str:
 
 
 def make(replica: FakePool | None, schema: str, **limits: float) -> tuple[Reads, FakePool]:
-    primary = FakePool("primary")
+    primary = FakePool("primary", answer="0/3000148")  # its WAL position
     reads = Reads(cast(Any, primary), cast(Any, replica), schema=schema, **limits)
     return reads, primary
 
@@ -90,3 +91,24 @@ async def test_a_mistake_in_the_query_is_not_hidden_by_the_primary() -> None:
     with pytest.raises(psycopg.errors.UndefinedTable):
         await reads.run(which)
     assert primary.lent == 0
+
+
+async def test_a_replica_that_lags_too_far_is_set_aside_until_it_has_caught_up() -> None:
+    replica = FakePool("replica")
+    reads, _ = make(replica, "lagging", retry_seconds=0.01, max_lag_seconds=0.05)
+    watching = asyncio.create_task(reads.watch())
+    try:
+        replica.answer = False  # it has not replayed the position the primary had 0.05 s ago
+
+        async def served_by(wanted: str) -> None:
+            deadline = time.monotonic() + 5
+            while await reads.run(which) != wanted:
+                assert time.monotonic() < deadline, f"reads did not go to the {wanted}"
+                await asyncio.sleep(0.01)
+
+        await served_by("primary")
+        replica.answer = True
+        await served_by("replica")
+        assert not watching.done()
+    finally:
+        watching.cancel()

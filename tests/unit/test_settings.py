@@ -113,3 +113,18 @@ def test_metrics_ports_default_per_service_and_zero_disables() -> None:
 def test_peers_may_be_dns_targets_balanced_per_call() -> None:
     settings = timeline_settings({**BASE, "USERS_ADDR": "dns:///users-headless:50051"})
     assert settings.users_addr == "dns:///users-headless:50051"
+
+
+def test_a_read_replica_is_optional_and_its_url_checked() -> None:
+    for load in (users_settings, tweets_settings):
+        assert load(BASE).database_read_url == ""
+        assert load(BASE).read_max_lag_seconds == 5.0
+        replica = "postgresql://replica/x"
+        settings = load({**BASE, "DATABASE_READ_URL": replica, "DATABASE_READ_MAX_LAG_SECONDS": "2.5"})
+        assert (settings.database_read_url, settings.read_max_lag_seconds) == (replica, 2.5)
+        with pytest.raises(SettingsError, match="DATABASE_READ_URL"):
+            load({**BASE, "DATABASE_READ_URL": "mysql://replica"})
+        with pytest.raises(SettingsError, match="DATABASE_READ_MAX_LAG_SECONDS"):
+            load({**BASE, "DATABASE_READ_MAX_LAG_SECONDS": "-1"})
+    # Only the services that route reads to it read it.
+    assert "database_read_url" not in type(LOADERS["timeline"](BASE)).__dataclass_fields__
