@@ -395,10 +395,6 @@ class Users:
         await self._store.delete_session(token_digest(token))
         await self._sessions.forget(token)
 
-    async def authenticate(self, token: str) -> Session | None:
-        """The live session behind a token (and the shared cache refilled), None if there is none."""
-        return (await self.authenticate_many([token])).get(token)
-
     async def authenticate_many(self, tokens: Sequence[str]) -> dict[str, Session]:
         """The live sessions behind tokens (and the shared cache refilled for them); tokens with
         none are left out. One read of PostgreSQL for all, one write of the cache."""
