@@ -27,6 +27,7 @@ BASE = ROOT / "deploy" / "k8s"
 EXAMPLE = ROOT / "deploy" / "k8s-example"
 MTLS = ROOT / "deploy" / "k8s-mtls"
 READ_REPLICA = ROOT / "deploy" / "k8s-read-replica"
+REDIS_CLUSTER = ROOT / "deploy" / "k8s-redis-cluster"
 # The oldest Kubernetes we document (native gRPC probes are GA since 1.27) and the newest schema known.
 VERSIONS = ("1.30", kubernetes_validate.latest_version())
 Manifest = dict[str, Any]
@@ -109,7 +110,9 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "folder", [BASE, EXAMPLE, READ_REPLICA, MTLS], ids=["base", "example", "read-replica", "mtls"]
+    "folder",
+    [BASE, EXAMPLE, READ_REPLICA, MTLS, REDIS_CLUSTER],
+    ids=["base", "example", "read-replica", "mtls", "redis-cluster"],
 )
 def test_every_manifest_file_is_listed_and_every_object_validates_strictly(folder: Path) -> None:
     listed = set(yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"])
@@ -275,6 +278,25 @@ def test_the_read_replica_overlay_gives_the_readers_its_url_and_a_name() -> None
     secret = find(build(EXAMPLE), "Secret", "tweetmesh-secrets")["stringData"]
     read_url = "postgresql://tweetmesh:tweetmesh@tweetmesh-postgres-read:5432/tweetmesh"
     assert users_settings({**secret, "DATABASE_READ_URL": read_url}).database_read_url == read_url
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_redis_cluster_overlay_puts_every_service_on_the_cluster_client(service: str) -> None:
+    manifests = build(REDIS_CLUSTER)
+    assert find(manifests, "Service", "tweetmesh-redis")["spec"]["externalName"] != "redis.example.internal"
+    deployment = find(manifests, "Deployment", service)
+    container = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == service)
+    assert {"configMapRef": {"name": "tweetmesh-config"}} in container.get("envFrom", [])
+    config = find(manifests, "ConfigMap", "tweetmesh-config")["data"]
+    secret = find(build(EXAMPLE), "Secret", "tweetmesh-secrets")["stringData"]
+    settings = importlib.import_module(f"{service}_svc.settings").load_settings({**config, **secret})
+    assert settings.redis_cluster
+    # Nothing about the cluster changes how many pods run: the base's autoscalers still decide.
+    base = find(build(BASE), "Deployment", service)["spec"].get("replicas")
+    assert deployment["spec"].get("replicas") == base
+    assert [m for m in manifests if m["kind"] == "HorizontalPodAutoscaler"] == [
+        m for m in build(BASE) if m["kind"] == "HorizontalPodAutoscaler"
+    ]
 
 
 # ----- who may connect to whom: the NetworkPolicies, evaluated
