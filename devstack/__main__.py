@@ -10,6 +10,11 @@ Environment:
                        pg_basebackup at each start, in <data dir>/postgres-replica) and send the
                        services' lag-tolerant reads to it (DATABASE_READ_URL; README, "Read replica")
   REDIS_URL            use this Redis instead of starting one
+  REDIS_CLUSTER=1      a Redis Cluster: without REDIS_URL, start a local one (three masters with a
+                       replica each, on REDIS_CLUSTER_PORT and the next five ports, their cluster
+                       bus on those + 10000, in <data dir>/redis-cluster-<port>, kept in memory
+                       only); with REDIS_URL, that URL names a node of your cluster. Either way
+                       every service uses the cluster client (README, "Redis Cluster")
   SMTP_URL             send mail there instead of starting the local SMTP server, which keeps each
                        mail as a file in <data dir>/mail (its path is printed)
   ENVOY_PORT           Envoy HTTP/JSON and gRPC (default 8080)
@@ -35,6 +40,7 @@ Environment:
   POSTGRES_REPLICA_PORT
                        its read replica, with POSTGRES_REPLICA=1 (default 55433)
   REDIS_PORT           the embedded Redis (default 56379)
+  REDIS_CLUSTER_PORT   the first node of the local Redis Cluster, with REDIS_CLUSTER=1 (default 7000)
   SMTP_PORT            the local SMTP server (default 2525)
 Everything listens on 127.0.0.1. The services' JSON logs go to stdout. Once all is up it prints
 every endpoint and then the line `tweetmesh is ready`; from then on a service that exits is started
@@ -123,7 +129,8 @@ def _endpoints(mesh: Mesh) -> list[tuple[str, str]]:
         ],
         ("PostgreSQL", mesh.database_url),
         *([("PostgreSQL read replica", mesh.read_replica_url)] if mesh.read_replica_url else []),
-        ("Redis", mesh.redis_url),
+        ("Redis Cluster" if mesh.redis_cluster else "Redis", mesh.redis_url),
+        *[("Redis Cluster master", url) for url in mesh.redis_node_urls[1:]],
         ("SMTP", mesh.smtp_url),
         ("media kept in", mesh.media_store),
         *([("mails kept in", str(mesh.mail_dir))] if mesh.mail_dir is not None else []),
@@ -145,6 +152,7 @@ def main() -> int:
             ],
             replicas=replicas_from_env(os.environ),
             pg_replica=os.environ.get("POSTGRES_REPLICA", "") not in ("", "0"),
+            redis_cluster=os.environ.get("REDIS_CLUSTER", "") not in ("", "0"),
         )
     except DevstackError as error:
         print(f"devstack: {error}", file=sys.stderr)

@@ -41,7 +41,13 @@ from devstack.envoy import (
 from devstack.errors import DevstackError, StartupError
 from devstack.postgres import start_postgres, start_replica
 from devstack.process import ManagedProcess, RestartPolicy, Server
-from devstack.redis import start_redis
+from devstack.redis import (
+    CLUSTER_BUS_OFFSET,
+    CLUSTER_NODES,
+    RedisClusterServers,
+    start_redis,
+    start_redis_cluster,
+)
 from devstack.smtp import start_smtp
 from devstack.tls import TlsFiles
 from meshkit.healthcheck import health_status
@@ -99,6 +105,29 @@ def free_port(held: ExitStack | None = None, replicas: int = 1) -> int:
     raise DevstackError(f"no free port between {_LOWEST_PORT} and {highest}")
 
 
+def free_cluster_port(held: ExitStack | None = None) -> int:
+    """The first of CLUSTER_NODES consecutive ports free right now, with their cluster bus ports
+    (+ 10000), all below the ephemeral range (kept bound in `held` until it closes)."""
+    try:
+        ephemeral_low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32_768
+    highest = ephemeral_low - CLUSTER_BUS_OFFSET - CLUSTER_NODES
+    for _ in range(1_000):
+        port = secrets.randbelow(highest - _LOWEST_PORT) + _LOWEST_PORT
+        with ExitStack() as trying:
+            try:
+                for n in range(CLUSTER_NODES):
+                    for p in (port + n, port + n + CLUSTER_BUS_OFFSET):
+                        trying.enter_context(socket.socket()).bind((HOST, p))
+            except OSError:
+                continue
+            if held is not None:
+                held.enter_context(trying.pop_all())
+        return port
+    raise DevstackError(f"no {CLUSTER_NODES} free ports (and their cluster bus ports) below {highest}")
+
+
 @dataclass(frozen=True, slots=True)
 class MeshPorts:
     """Where everything listens, all on 127.0.0.1."""
@@ -124,6 +153,9 @@ class MeshPorts:
     # The embedded PostgreSQL's streaming replica, when the mesh runs one (pg_replica).
     postgres_replica: int = 55433
     redis: int = 56379
+    # The first node of the local Redis Cluster (redis_cluster), the others on the next ports; each
+    # node's cluster bus is on its port + 10000.
+    redis_cluster: int = 7000
     # The local SMTP server that keeps mails as files (devstack.smtp).
     smtp: int = 2525
 
@@ -138,7 +170,11 @@ class MeshPorts:
         in use". Ports below that range are only ever taken by a bind.
         """
         with ExitStack() as stack:
-            return cls(*(free_port(stack, replicas) for _ in fields(cls)))
+            ports = [
+                free_cluster_port(stack) if f.name == "redis_cluster" else free_port(stack, replicas)
+                for f in fields(cls)
+            ]
+            return cls(*ports)
 
     def of(self, name: str) -> int:
         """The port of a service or server by name ("users", "postgres", ...)."""
@@ -260,6 +296,7 @@ class Mesh:
         replicas: int = 1,
         mesh_tls: Path | None = None,
         pg_replica: bool = False,
+        redis_cluster: bool = False,
     ) -> None:
         if not 1 <= replicas <= MAX_REPLICAS:
             raise DevstackError(f"replicas must be between 1 and {MAX_REPLICAS}, got {replicas}")
@@ -283,6 +320,10 @@ class Mesh:
                 " DATABASE_READ_URL to your replica instead"
             )
         self._pg_replica = pg_replica
+        # A local Redis Cluster instead of one Redis (unless redis_url names one: then it is the
+        # cluster's node, and the services are told it is a cluster).
+        self._redis_cluster = redis_cluster
+        self._cluster: RedisClusterServers | None = None
         self._postgres: Server | None = None
         self._replica: Server | None = None
         self._redis: Server | None = None
@@ -343,6 +384,18 @@ class Mesh:
         return self._replica.url if self._replica is not None else None
 
     @property
+    def redis_cluster(self) -> bool:
+        """Whether the services use a Redis Cluster (REDIS_CLUSTER=1)."""
+        return self._redis_cluster
+
+    @property
+    def redis_node_urls(self) -> list[str]:
+        """The URL of each master of the local Redis Cluster (of the one Redis otherwise)."""
+        if self._cluster is not None:
+            return [m.url for m in self._cluster.masters]
+        return [self.redis_url]
+
+    @property
     def redis_url(self) -> str:
         if self._external_redis_url:
             return self._external_redis_url
@@ -396,7 +449,8 @@ class Mesh:
     def _servers(self) -> list[Server]:
         """The servers started for the services (PostgreSQL, its replica, Redis, SMTP, Envoy)."""
         servers = (self._postgres, self._replica, self._redis, self._smtp, self._envoy)
-        return [s for s in servers if s is not None]
+        cluster = self._cluster.nodes[1:] if self._cluster is not None else []
+        return [s for s in servers if s is not None] + cluster
 
     def service_env(self, name: str, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment the service (or replica) `name` runs with: ours, the mesh's addresses,
@@ -428,7 +482,12 @@ class Mesh:
                 )
                 if self._pg_replica:
                     self.start_read_replica()
-            if not self._external_redis_url:
+            if not self._external_redis_url and self._redis_cluster:
+                self._cluster = start_redis_cluster(
+                    self._data_dir, self._ports.redis_cluster, log_dir=self._log_dir()
+                )
+                self._redis = self._cluster.nodes[0]
+            elif not self._external_redis_url:
                 self._redis = start_redis(self._data_dir, self._ports.redis, log_path=self._log("redis"))
             if not self._external_smtp_url:
                 self._smtp = start_smtp(self._mail_folder, self._ports.smtp, log_path=self._log("smtp"))
@@ -453,6 +512,9 @@ class Mesh:
         if self._smtp is not None:
             self._smtp.process.stop()
             self._smtp = None
+        if self._cluster is not None:
+            self._cluster.stop()
+            self._cluster = self._redis = None
         if self._redis is not None:
             self._redis.process.stop()
             self._redis = None
@@ -553,6 +615,10 @@ class Mesh:
     # ----- faults, for the fault tests: the embedded PostgreSQL, Redis and SMTP server
 
     def _embedded(self, name: str) -> Server:
+        if name == "redis" and self._cluster is not None:
+            raise DevstackError(
+                "the faults of a local Redis Cluster are its nodes': stop or pause them by pid"
+            )
         server = {"postgres": self._postgres, "redis": self._redis, "smtp": self._smtp}.get(name)
         if server is None:
             raise DevstackError(f"{name} is not an embedded server of this mesh (or it is not running)")
@@ -605,6 +671,9 @@ class Mesh:
     def _log(self, name: str) -> Path | None:
         return self._data_dir / "logs" / f"{name}.log" if self._log_to_files else None
 
+    def _log_dir(self) -> Path | None:
+        return self._data_dir / "logs" if self._log_to_files else None
+
     def _target(self, service: str) -> str:
         """The gRPC target of every replica of `service` (one address, or `ipv4:` and a list)."""
         found = [f"{HOST}:{self._ports.replica(name)[0]}" for name in self.replica_names(service)]
@@ -616,6 +685,7 @@ class Mesh:
         return dict(os.environ) | {
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
+            "REDIS_CLUSTER": "1" if self._redis_cluster else "0",
             "SMTP_URL": self.smtp_url,
             # media_svc's local blob store (unless MEDIA_S3_URL names object storage).
             "MEDIA_DIR": str(self._media_folder),

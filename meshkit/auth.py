@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 
 from meshkit.errors import DEPENDENCY_ERRORS, Unauthenticated
+from meshkit.shards import get_many
 
 TOKEN_PREFIX = "tm_"
 _TOKEN_PATTERN = re.compile(r"tm_[A-Za-z0-9_-]{43}")
@@ -139,7 +140,8 @@ class Authenticator:
         """The sessions behind many tokens: one read of the cache for all, the owner asked once
         for those it lacks; a token's failure (UNAUTHENTICATED, the owner unreachable) is its answer."""
         try:
-            cached: list[bytes | None] = await self._redis.mget([cache_key(t) for t in tokens])  # type: ignore[assignment]
+            # One MGET (one per node of a cluster).
+            cached: list[bytes | None] = await get_many(self._redis, [cache_key(t) for t in tokens])
         except DEPENDENCY_ERRORS:
             cached = [None] * len(tokens)
         answers: dict[str, Session | Exception] = {}

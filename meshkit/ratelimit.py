@@ -43,6 +43,7 @@ from meshkit.auth import Authenticator, Metadata
 from meshkit.errors import Internal, ResourceExhausted
 from meshkit.interceptors import Handler, HandlerInterceptor
 from meshkit.settings import Networks, Rate
+from meshkit.shards import SpreadScript, nodes_of
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +128,21 @@ class RateLimiter:
     """Charges buckets in Redis; `charge` answers how many milliseconds to wait (0: allowed)."""
 
     def __init__(self, redis: aioredis.Redis, rates: object) -> None:
+        self._redis = redis
         self._rates = rates
-        self._script = redis.register_script(_GCRA)
+        self._script = SpreadScript(redis, _GCRA)
 
     async def charge(self, buckets: Sequence[tuple[str, Rate]]) -> int:
+        """All or nothing on one server. On a Redis Cluster the buckets of a call may live on
+        several nodes: all or nothing per node, node after node, stopping at the first refusal
+        (a bucket charged on an earlier node stays charged: a refused call may cost one token)."""
         keys = [key for key, _ in buckets]
-        args = [part for _, rate in buckets for part in _interval_and_window(rate)]
-        return int(await self._script(keys=keys, args=args))
+        for node, positions in nodes_of(self._redis, keys):
+            args = [part for n in positions for part in _interval_and_window(buckets[n][1])]
+            wait = int(await self._script.run_on(node, [keys[n] for n in positions], args))
+            if wait:
+                return wait
+        return 0
 
     def rate(self, limit: Limit) -> Rate:
         rate: Rate = getattr(self._rates, limit.rate)

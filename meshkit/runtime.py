@@ -34,7 +34,7 @@ from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.connection import DefaultParser
 
-from meshkit import tracing
+from meshkit import shards, tracing
 from meshkit.auth import Authenticator
 from meshkit.errors import RedisOutage, is_outage_reply
 from meshkit.healthcheck import LIVENESS
@@ -241,24 +241,21 @@ class Runtime(Generic[S]):
         return pool
 
     async def redis(self) -> aioredis.Redis:
-        # A blocking pool: a burst (a thousand streams opening at once) waits for a free
-        # connection, within the deadline, instead of failing with MaxConnectionsError. Error
-        # replies that mean an outage (out of memory, a read-only replica...) are raised as
+        # One server or a cluster (REDIS_CLUSTER), made in one place (meshkit.shards.connect).
+        # Error replies that mean an outage (out of memory, a read-only replica...) are raised as
         # RedisOutage, a dependency failure like a lost connection.
-        pool = aioredis.BlockingConnectionPool.from_url(
+        client = shards.connect(
             self.settings.redis_url,
-            socket_timeout=self.settings.rpc_deadline_seconds,
-            socket_connect_timeout=self.settings.rpc_deadline_seconds,
-            health_check_interval=30,
-            max_connections=100,
+            cluster=self.settings.redis_cluster,
             timeout=self.settings.rpc_deadline_seconds,
+            max_connections=100,
             parser_class=OutageAwareParser,
         )
-        client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         await client.ping()
         self._stack.push_async_callback(client.aclose)
-        watch_redis(self.settings.service, client)
-        self._stack.callback(forget_redis, self.settings.service)
+        if not shards.is_cluster(client):  # a cluster keeps a pool per node, not one to watch
+            watch_redis(self.settings.service, client)
+            self._stack.callback(forget_redis, self.settings.service)
         self._probes["redis"] = client.ping
         return client
 

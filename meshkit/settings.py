@@ -90,6 +90,15 @@ class Env:
             raise SettingsError(f"{name} must be host:port (or dns:///host:port), got {value!r}")
         return value
 
+    def flag(self, name: str) -> bool:
+        """On when set to 1 (or true, yes), off when unset, empty or 0 (or false, no)."""
+        raw = self._env.get(name, "").strip().lower()
+        if raw in ("", "0", "false", "no"):
+            return False
+        if raw in ("1", "true", "yes"):
+            return True
+        raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
+
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         value = self._env.get(name, default).upper()
         if value not in allowed:
@@ -168,6 +177,8 @@ class Settings:
     grpc_port: int
     metrics_port: int
     redis_url: str = setting(lambda env: env.url("REDIS_URL", ("redis", "rediss", "unix")))
+    # REDIS_URL names one node of a Redis Cluster, whose client every service then uses (meshkit.shards).
+    redis_cluster: bool = setting(lambda env: env.flag("REDIS_CLUSTER"))
     listen_host: str = setting(lambda env: env.text("LISTEN_HOST", "127.0.0.1"))
     log_level: str = setting(
         lambda env: env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -256,8 +267,15 @@ def read_outbox_sweep_seconds(env: Env) -> float:
 
 
 def read_outbox_replicas(env: Env) -> int:
-    """How many Redis replicas must hold a relayed event before its outbox row goes (meshkit.outbox)."""
-    return env.integer("OUTBOX_REPLICAS", 0, minimum=0)
+    """How many Redis replicas must hold a relayed event before its outbox row goes (meshkit.outbox).
+    Not on a Redis Cluster: WAIT counts the replicas of one connection's node, and a relay's
+    writes go to several nodes."""
+    replicas = env.integer("OUTBOX_REPLICAS", 0, minimum=0)
+    if replicas and env.flag("REDIS_CLUSTER"):
+        raise SettingsError(
+            "OUTBOX_REPLICAS must be 0 with REDIS_CLUSTER=1 (WAIT counts one node's replicas)"
+        )
+    return replicas
 
 
 def read_trusted_proxies(env: Env) -> Networks:

@@ -62,7 +62,9 @@ BatchHandler = Callable[[list[Entry]], Awaitable[Sequence[BaseException | None]]
 
 
 def dead_letter_stream(stream: str) -> str:
-    return f"{stream}:dead"
+    """The dead letters of `stream`, in its cluster slot (the stream's whole name as the hash tag):
+    dead-lettering acknowledges in the same transaction, and a replay moves entries between the two."""
+    return f"{{{stream}}}:dead"
 
 
 # The fields a dead letter adds to the entry it keeps: where it was in its stream, and why.
@@ -135,7 +137,7 @@ class StreamConsumer:
     """Consumes `stream` as `consumer` in `group`, calling `handler` per entry and acknowledging
     only entries whose handler returned. Failed entries stay pending; after `claim_idle_ms` any
     consumer of the group (this one included) claims and retries them, and after `max_deliveries`
-    attempts they go to `<stream>:dead`. A consumer of the group that died (a replica killed, or
+    attempts they go to `{<stream>}:dead`. A consumer of the group that died (a replica killed, or
     restarted under another name) holds its entries until they are claimed so; once it holds none
     and has not read for `forget_idle_ms`, a living one deletes it from the group
     (forget_dead_consumers). A wiped Redis (NOGROUP) recreates the group. Entries of a batch are

@@ -43,6 +43,7 @@ import redis.asyncio as aioredis
 
 from meshkit.errors import DEPENDENCY_ERRORS
 from meshkit.settings import Env
+from meshkit.shards import SpreadScript, get_many, is_cluster, nodes_of
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
@@ -154,19 +155,31 @@ class OwnerCache:
     expires, or is replaced by the next write)."""
 
     def __init__(self, redis: aioredis.Redis, ttl_seconds: int) -> None:
+        self._redis = redis
         self._ttl = ttl_seconds
-        self._put = redis.register_script(_PUT)
+        self._put = SpreadScript(redis, _PUT)
 
     async def put_in(self, pipe: Any, entries: Mapping[str, bytes]) -> None:
         """Queues the writes in `pipe` (a pipeline the caller executes, e.g. the outbox's relay)."""
-        if entries:
-            await self._put(keys=list(entries), args=[self._ttl, *entries.values()], client=pipe)
+        if not entries:
+            return
+        if is_cluster(self._redis):
+            # A cluster's pipeline sends each command to its key's node: one write per entry, the
+            # script's text with it (EVAL), as a pipeline cannot load a script a node lacks.
+            for key, entry in entries.items():
+                pipe.eval(_PUT, 1, key, self._ttl, entry)
+            return
+        await self._put.run_on(None, list(entries), [self._ttl, *entries.values()], client=pipe)
 
     async def put(self, entries: Mapping[str, bytes]) -> None:
         if not entries:
             return
+        keys, values = list(entries), list(entries.values())
         with contextlib.suppress(*DEPENDENCY_ERRORS):
-            await self._put(keys=list(entries), args=[self._ttl, *entries.values()])
+            for node, positions in nodes_of(self._redis, keys):
+                await self._put.run_on(
+                    node, [keys[n] for n in positions], [self._ttl, *(values[n] for n in positions)]
+                )
 
 
 # Tags of the Tweet fields a reader appends: the author and a retweet's original.
@@ -224,15 +237,19 @@ class TweetCacheReader:
     _PREFIXES = (TWEET_PREFIX.encode(), USER_PREFIX.encode(), TWEETS_COUNT_PREFIX.encode())
 
     def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
         self._read = redis.register_script(_READ)
 
     async def read(self, tweet_ids: Sequence[int]) -> CachedTweets:
         ids = list(dict.fromkeys(tweet_ids))
         if not ids:
             return CachedTweets({}, set(), [])
-        entries, originals, shown, authors, people = await self._read(
-            args=[*self._PREFIXES, ",".join(map(str, ids)).encode()]
-        )
+        if is_cluster(self._redis):
+            entries, originals, shown, authors, people = await self._read_by_step(ids)
+        else:
+            entries, originals, shown, authors, people = await self._read(
+                args=[*self._PREFIXES, ",".join(map(str, ids)).encode()]
+            )
         users = {author: (people[2 * i], people[2 * i + 1]) for i, author in enumerate(authors)}
         original_entries = dict(zip(originals, shown, strict=True))
         result = CachedTweets({}, set(), [])
@@ -250,6 +267,33 @@ class TweetCacheReader:
                 data, original, authors = assembled
                 result.found[tweet_id] = CachedTweet(tweet_id, original, data, authors)
         return result
+
+    async def _read_by_step(self, ids: Sequence[int]) -> tuple[Any, ...]:
+        """What _READ answers, on a Redis Cluster (the entries live on many nodes): its three
+        reads one after the other (the tweets, their originals, the authors), each one read per node."""
+        authors: dict[bytes, None] = {}
+
+        def author_of(entry: bytes | None) -> bytes | None:
+            if not entry or entry[8:9] != LIVE:
+                return None
+            author, original, _ = entry[_HEADER:].split(b"|", 2)
+            authors.setdefault(author)
+            return original
+
+        entries = await get_many(self._redis, [tweet_key(i) for i in ids])
+        originals: dict[bytes, None] = {}
+        for entry in entries:
+            original = author_of(entry)
+            if original and original != b"0":
+                originals.setdefault(original)
+        shown = await get_many(self._redis, [f"{TWEET_PREFIX}{o.decode()}" for o in originals])
+        for entry in shown:
+            author_of(entry)
+        people = await get_many(
+            self._redis,
+            [f"{prefix}{a.decode()}" for a in authors for prefix in (USER_PREFIX, TWEETS_COUNT_PREFIX)],
+        )
+        return entries, list(originals), shown, list(authors), people
 
 
 def _author(author: bytes, users: Mapping[bytes, tuple[bytes | None, bytes | None]]) -> bytes | None:

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from meshkit.settings import Env
+from meshkit.shards import SpreadScript, exist_each, is_cluster
 
 LIST_PREFIX = "followers:"
 BUILT, BUILDING = "built", "building"
@@ -76,8 +77,9 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
 return 'started'
 """
 
-# KEYS[1]: the list's state. ARGV: generation, home prefix, build ttl, follower ids. Adds the
-# followers whose timeline exists and no change decided meanwhile; -1 when the build was lost.
+# KEYS[1]: the list's state. ARGV: generation, home prefix ("": the caller kept only followers
+# whose timeline exists), build ttl, follower ids. Adds the followers whose timeline exists and no
+# change decided meanwhile; -1 when the build was lost.
 _FILL = (
     LIST_KEYS
     + """
@@ -88,12 +90,29 @@ local touched = list_touched(KEYS[1], ARGV[1])
 local added = 0
 for i = 4, #ARGV do
   local id = ARGV[i]
-  if redis.call('EXISTS', ARGV[2] .. id) == 1 and redis.call('SISMEMBER', touched, id) == 0 then
+  local has_timeline = ARGV[2] == '' or redis.call('EXISTS', ARGV[2] .. id) == 1
+  if has_timeline and redis.call('SISMEMBER', touched, id) == 0 then
     added = added + redis.call('SADD', list_bucket(KEYS[1], ARGV[1], bucket_of(id, buckets)), id)
   end
 end
 redis.call('HINCRBY', KEYS[1], 'size', added)
 return added
+"""
+)
+
+# KEYS[1]: the list's state. ARGV: generation, follower ids. Takes the followers out of the list
+# (fan-out on a cluster found their timeline gone); returns how many were in it.
+_PRUNE = (
+    LIST_KEYS
+    + """
+if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] then return 0 end
+local buckets = tonumber(redis.call('HGET', KEYS[1], 'buckets'))
+local pruned = 0
+for i = 2, #ARGV do
+  pruned = pruned + redis.call('SREM', list_bucket(KEYS[1], ARGV[1], bucket_of(ARGV[i], buckets)), ARGV[i])
+end
+if pruned > 0 then redis.call('HINCRBY', KEYS[1], 'size', -pruned) end
+return pruned
 """
 )
 
@@ -114,14 +133,15 @@ return 1
 )
 
 # Sets one follower's membership in a list (the list's state in `meta`), as a change decided it:
-# a member iff `following` and their timeline exists. Returns the change in size.
+# a member iff `following` and their timeline exists (the caller checked when the home prefix is
+# "": on a cluster the timeline lives on another node). Returns the change in size.
 _SET_MEMBER = """
 local function set_member(meta, id, following, home_prefix)
   local state = redis.call('HMGET', meta, 'state', 'gen', 'buckets', 'expires')
   if not state[1] then return 0 end
   local bucket = list_bucket(meta, state[2], bucket_of(id, tonumber(state[3])))
   local change
-  if following and redis.call('EXISTS', home_prefix .. id) == 1 then
+  if following and (home_prefix == '' or redis.call('EXISTS', home_prefix .. id) == 1) then
     change = redis.call('SADD', bucket, id)
     redis.call('EXPIREAT', bucket, state[4])
   else
@@ -196,6 +216,42 @@ class ListState:
     followers: int
 
 
+async def list_state(redis: aioredis.Redis, author_id: int, prefix: str = LIST_PREFIX) -> ListState | None:
+    """A list's state; None when there is no list."""
+    found: list[bytes | None] = await redis.hmget(  # type: ignore[assignment]
+        meta_key(author_id, prefix), ["state", "gen", "buckets", "size", "followers"]
+    )
+    if found[0] is None:
+        return None
+    state, gen, buckets, size, followers = (v.decode() if v is not None else "0" for v in found)
+    return ListState(state, gen, int(buckets), int(size), int(followers))
+
+
+async def built_list(
+    redis: aioredis.Redis, author_id: int, prefix: str = LIST_PREFIX
+) -> tuple[ListState, set[int]] | None:
+    """A built list's state and every member (one pipeline: the list is one slot); None when it
+    is missing or being built."""
+    state = await list_state(redis, author_id, prefix)
+    if state is None or state.state != BUILT:
+        return None
+    async with redis.pipeline(transaction=False) as pipe:
+        for b in range(state.buckets):
+            pipe.smembers(bucket_key(author_id, state.gen, b, prefix))
+        found: list[set[bytes]] = await pipe.execute()
+    return state, {int(m) for bucket in found for m in bucket}
+
+
+async def prune(
+    redis: aioredis.Redis, author_id: int, gen: str, follower_ids: Sequence[int], prefix: str = LIST_PREFIX
+) -> int:
+    """Takes followers whose timeline is gone out of the list built as `gen`; returns how many left it."""
+    if not follower_ids:
+        return 0
+    script = redis.register_script(_PRUNE)
+    return int(await script(keys=[meta_key(author_id, prefix)], args=[gen, *follower_ids]))
+
+
 class BuildLost(Exception):
     """A build's list was wiped, expired or taken over before it finished."""
 
@@ -217,34 +273,35 @@ class FollowerLists:
         self._ttl = ttl_seconds
         self._prefix = prefix
         self._bucket_target = bucket_target
+        # On a cluster, the scripts cannot look at followers' timelines (other nodes): the
+        # timelines are looked at first, and the scripts told so (an empty home prefix).
+        self._cluster = is_cluster(redis)
         self._begin = redis.register_script(_BEGIN)
         self._fill = redis.register_script(_FILL)
         self._finish = redis.register_script(_FINISH)
         self._sync = redis.register_script(_SYNC)
-        self._join = redis.register_script(_JOIN)
+        self._join = SpreadScript(redis, _JOIN)
+
+    async def _with_timelines(self, user_ids: Sequence[int]) -> tuple[str, list[int]]:
+        """The home prefix to give a script and the users it is to consider: on one server, the
+        prefix (the script looks) and all of them; on a cluster, "" and those whose timeline
+        exists now. A timeline made after the look joins the lists itself (`join`); one gone
+        after it is pruned by fan-out: the races the lists' rule already allows for."""
+        if not self._cluster:
+            return self._home_prefix, list(user_ids)
+        found = await exist_each(self._redis, [f"{self._home_prefix}{u}" for u in user_ids])
+        return "", [u for u, exists in zip(user_ids, found, strict=True) if exists]
 
     def _meta(self, author_id: int) -> str:
         return meta_key(author_id, self._prefix)
 
     async def state(self, author_id: int) -> ListState | None:
-        found: list[bytes | None] = await self._redis.hmget(  # type: ignore[assignment]
-            self._meta(author_id), ["state", "gen", "buckets", "size", "followers"]
-        )
-        if found[0] is None:
-            return None
-        state, gen, buckets, size, followers = (v.decode() if v is not None else "0" for v in found)
-        return ListState(state, gen, int(buckets), int(size), int(followers))
+        return await list_state(self._redis, author_id, self._prefix)
 
     async def members(self, author_id: int) -> set[int] | None:
         """Every member of a built list; None when it is missing or being built."""
-        state = await self.state(author_id)
-        if state is None or state.state != BUILT:
-            return None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for b in range(state.buckets):
-                pipe.smembers(bucket_key(author_id, state.gen, b, self._prefix))
-            found: list[set[bytes]] = await pipe.execute()
-        return {int(m) for bucket in found for m in bucket}
+        found = await built_list(self._redis, author_id, self._prefix)
+        return None if found is None else found[1]
 
     async def begin_build(self, author_id: int, followers: int) -> str | None:
         """Marks the list as being built; returns the build's generation, or None when the list
@@ -265,10 +322,11 @@ class FollowerLists:
     async def fill(self, author_id: int, gen: str, follower_ids: Sequence[int]) -> int:
         """Adds followers read from PostgreSQL to a list being built (those whose timeline exists
         and whose membership no change decided meanwhile); returns how many joined."""
+        home_prefix, follower_ids = await self._with_timelines(follower_ids)
         added = int(
             await self._fill(
                 keys=[self._meta(author_id)],
-                args=[gen, self._home_prefix, BUILD_TTL_SECONDS, *follower_ids],
+                args=[gen, home_prefix, BUILD_TTL_SECONDS, *follower_ids],
             )
         )
         if added < 0:
@@ -282,9 +340,11 @@ class FollowerLists:
     async def sync(self, author_id: int, follower_id: int, following: bool, followers: int) -> None:
         """Applies a follow (`following`) or unfollow, as PostgreSQL has it now, to the author's
         list if it exists, with the author's follower count."""
+        home_prefix, with_timeline = await self._with_timelines([follower_id])
+        following = following and bool(with_timeline)
         await self._sync(
             keys=[self._meta(author_id)],
-            args=[follower_id, "1" if following else "0", self._home_prefix, followers],
+            args=[follower_id, "1" if following else "0", home_prefix, followers],
         )
 
     async def join(
@@ -292,9 +352,11 @@ class FollowerLists:
     ) -> None:
         """Adds a user whose timeline exists to the existing lists of `author_ids` (`joining`), or
         takes them out of those lists."""
+        home_prefix, with_timeline = await self._with_timelines([user_id])
+        joining = joining and bool(with_timeline)
         for start in range(0, len(author_ids), chunk):
             keys = [self._meta(a) for a in author_ids[start : start + chunk]]
-            await self._join(keys=keys, args=[user_id, "1" if joining else "0", self._home_prefix])
+            await self._join.run(keys, [user_id, "1" if joining else "0", home_prefix])
 
 
 class BuildBusy(Exception):

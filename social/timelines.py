@@ -45,7 +45,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from meshkit.settings import Env
-from social.follower_lists import LIST_KEYS, LIST_PREFIX
+from meshkit.shards import SpreadScript, get_many, is_cluster, nodes_of
+from social.follower_lists import LIST_KEYS, LIST_PREFIX, built_list, prune
 from social.live import (
     CELEBRITY_CHANNEL_PREFIX,
     USER_CHANNEL_PREFIX,
@@ -102,6 +103,33 @@ return 1
 """
 )
 
+# Writing ids into one timeline (`add`) and taking one out (`take_out`), for scripts that define
+# `limit` (max bytes) and `keep` (ids kept by a trim) first.
+_WRITE = """
+-- A timeline takes the ids if it exists (an 8-byte header at least: an APPEND that leaves only
+-- the ids made the key, which is dropped again).
+local function add(key, packed)
+  local length = redis.call('APPEND', key, packed)
+  if length == #packed then redis.call('DEL', key); return false end
+  if length > limit then trim(key, keep) end
+  return true
+end
+
+local function take_out(key, packed)
+  local data = redis.call('GET', key)
+  if not data then return false end
+  local kept = {}
+  for p = 9, #data, 8 do
+    local id = string.sub(data, p, p + 7)
+    if id ~= packed then kept[#kept + 1] = id end
+  end
+  if #kept * 8 + 8 < #data then
+    redis.call('SET', key, string.sub(data, 1, 8) .. table.concat(kept), 'KEEPTTL')
+  end
+  return true
+end
+"""
+
 # Fan-out of a batch of tweet events, inside Redis. A group writes (or, for a deletion, takes out)
 # its tweets in the home timelines of given users (each tweet's author and the users it mentions),
 # of other timelines named by key (a celebrity's own list), and of the followers found in the
@@ -129,6 +157,9 @@ _FAN_OUT = (
     + """
 local home_prefix, live_prefix, list_prefix = ARGV[1], ARGV[2], ARGV[3]
 local limit, keep = tonumber(ARGV[4]), tonumber(ARGV[5])
+"""
+    + _WRITE
+    + """
 local budget = tonumber(ARGV[8])
 local resume_bucket, resume_side, resume_gen = tonumber(ARGV[9]), ARGV[10], ARGV[11]
 local delivered, pruned_all = 0, 0
@@ -141,29 +172,6 @@ local function list_state(author)
   if s[1] ~= 'built' then return false end
   return {meta = meta, gen = s[2], buckets = tonumber(s[3]), size = tonumber(s[4]),
           followers = tonumber(s[5])}
-end
-
--- A timeline takes the ids if it exists (an 8-byte header at least: an APPEND that leaves only
--- the ids made the key, which is dropped again).
-local function add(key, packed)
-  local length = redis.call('APPEND', key, packed)
-  if length == #packed then redis.call('DEL', key); return false end
-  if length > limit then trim(key, keep) end
-  return true
-end
-
-local function take_out(key, packed)
-  local data = redis.call('GET', key)
-  if not data then return false end
-  local kept = {}
-  for p = 9, #data, 8 do
-    local id = string.sub(data, p, p + 7)
-    if id ~= packed then kept[#kept + 1] = id end
-  end
-  if #kept * 8 + 8 < #data then
-    redis.call('SET', key, string.sub(data, 1, 8) .. table.concat(kept), 'KEEPTTL')
-  end
-  return true
 end
 
 -- Which of the `count` tweets a timeline takes (those whose homes do not name it: `skip`, a set
@@ -327,6 +335,38 @@ return finish({job, -1, '', ''})
 """
 )
 
+# Fan-out on a Redis Cluster, run on one node (meshkit.shards.SpreadScript) by
+# TimelineStore._fan_out_by_node, which found the followers in their lists first (on the lists'
+# own nodes). KEYS: timelines on this node. ARGV: max bytes, ids kept by a trim, kind ("+", "-",
+# "e" as in _FAN_OUT), then per timeline: its live channel ("" for none), the packed ids it takes,
+# m, m live messages. Writes (or takes out) the ids in the timelines that exist and publishes the
+# messages. PUBSUB NUMSUB counts this node's subscribers only, so every message is published (the
+# cluster's bus carries it to the node where a stream listens). Returns, per timeline, 1 if it
+# exists (an edit: always), else 0.
+_DELIVER = (
+    _TRIM
+    + """
+local limit, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
+"""
+    + _WRITE
+    + """
+local kind = ARGV[3]
+local found = {}
+local a = 4
+for k, key in ipairs(KEYS) do
+  local channel, packed, m = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local exists = true  -- an edit: the timeline does not change
+  if kind == '+' then exists = add(key, packed) elseif kind == '-' then exists = take_out(key, packed) end
+  if channel ~= '' then
+    for i = a + 3, a + 2 + m do redis.call('PUBLISH', channel, ARGV[i]) end
+  end
+  found[k] = exists and 1 or 0
+  a = a + 3 + m
+end
+return found
+"""
+)
+
 # KEYS: timelines. ARGV: max bytes, ids kept by a trim, packed ids. Appends the ids to each
 # existing timeline (a demoted celebrity's recent tweets); returns how many timelines took them.
 _MERGE_INTO = (
@@ -344,12 +384,14 @@ return took
 )
 
 # KEYS: timelines. ARGV: the packed marker, "+" to add it or "-" to take it out, the live message,
-# the channel prefix, the key prefix length. Existing timelines change; their open streams are told.
+# the channel prefix, the key prefix length, "1" to tell every channel (a cluster's PUBSUB NUMSUB
+# counts one node's subscribers only) or "0" to tell those someone listens on. Existing timelines
+# change; their open streams are told.
 _MARK = """
 local skip = tonumber(ARGV[5])
 local channels = {}
 for i, key in ipairs(KEYS) do channels[i] = ARGV[4] .. string.sub(key, skip + 1) end
-local listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+local listeners = ARGV[6] ~= '1' and redis.call('PUBSUB', 'NUMSUB', unpack(channels))
 local changed = 0
 for i, key in ipairs(KEYS) do
   local data = redis.call('GET', key)
@@ -365,7 +407,7 @@ for i, key in ipairs(KEYS) do
       changed = changed + 1
     end
   end
-  if listeners[2 * i] > 0 then redis.call('PUBLISH', channels[i], ARGV[3]) end
+  if not listeners or listeners[2 * i] > 0 then redis.call('PUBLISH', channels[i], ARGV[3]) end
 end
 return changed
 """
@@ -530,10 +572,12 @@ class TimelineStore:
         self._counter = delivered_counter
         self._pruned_counter = pruned_counter
         self._list_prefix = list_prefix
+        self._cluster = is_cluster(redis)
         self._finish_rebuild = redis.register_script(_FINISH_REBUILD)
-        self._mark = redis.register_script(_MARK)
-        self._merge_into = redis.register_script(_MERGE_INTO)
+        self._mark = SpreadScript(redis, _MARK)
+        self._merge_into = SpreadScript(redis, _MERGE_INTO)
         self._fan_out = redis.register_script(_FAN_OUT)
+        self._deliver = SpreadScript(redis, _DELIVER)
 
     def key(self, ident: int) -> str:
         return timeline_key(self._prefix, ident)
@@ -546,6 +590,8 @@ class TimelineStore:
         """Writes each job (the fan-out script; new tweets for the same followers together), in
         calls that each go through about `budget` timelines, so that Redis never stalls for long;
         returns what each job did."""
+        if self._cluster:
+            return await self._fan_out_by_node(jobs, budget)
         outcomes = [JobOutcome() for _ in jobs]
         groups = _groups(jobs)
         start = 0
@@ -581,6 +627,101 @@ class TimelineStore:
             resume = [bucket, _text(reply[2]), _text(reply[3])]
         return outcomes
 
+    async def _fan_out_by_node(self, jobs: Sequence[FanoutJob], budget: int) -> list[JobOutcome]:
+        """fan_out on a Redis Cluster, whose timelines and follower lists live on many nodes: for
+        each group of jobs (as the script takes them, in order), the follower lists read on their
+        own node, then the timelines written node by node (_DELIVER, about `budget` a call),
+        then the followers found without a timeline taken out of the lists. Every step can run
+        again: an id appended twice is dropped on read, a second take-out or prune finds nothing."""
+        outcomes = [JobOutcome() for _ in jobs]
+        for group in _groups(jobs):
+            await self._fan_out_group([jobs[n] for n in group], [outcomes[n] for n in group], budget)
+        return outcomes
+
+    async def _fan_out_group(
+        self, jobs: Sequence[FanoutJob], outcomes: Sequence[JobOutcome], budget: int
+    ) -> None:
+        first = jobs[0]
+        lists = []
+        for author in (first.followers_of, first.among):
+            if author is not None:
+                found = await built_list(self._redis, author, self._list_prefix)
+                if found is None:  # missing or being built: the job runs again once it is built
+                    for outcome in outcomes:
+                        outcome.missing = True
+                    return
+                lists.append((author, *found))
+        followers: set[int] = set.intersection(*(members for _, _, members in lists)) if lists else set()
+        takes, homes = self._what_each_takes(jobs, followers)
+        kind = "-" if first.deleted else "e" if first.edited else "+"
+        messages = [
+            tweet_message(job.tweet_id, deleted=job.deleted, edited=job.edited, trace=job.trace)
+            for job in jobs
+        ]
+        exists = await self._deliver_by_node(kind, [job.tweet_id for job in jobs], messages, takes, budget)
+        for job, message in zip(jobs, messages, strict=True):
+            if job.announce:
+                await self._redis.publish(job.announce, message)
+        gone = sorted(user for key, user in homes.items() if not exists[key] and user in followers)
+        for author, state, _ in lists:
+            await prune(self._redis, author, state.gen, gone, self._list_prefix)
+        for t, outcome in enumerate(outcomes):
+            outcome.written += sum(1 for key in homes if exists[key] and t in takes[key][1])
+            outcome.pruned += len(gone) if t == 0 else 0
+            if lists:
+                outcome.followers = lists[0][1].followers
+        delivered = sum(o.written for o in outcomes) if kind == "+" else 0
+        if self._counter and delivered:
+            await self._redis.incrby(self._counter, delivered)
+        if self._pruned_counter and gone:
+            await self._redis.incrby(self._pruned_counter, len(gone))
+
+    def _what_each_takes(
+        self, jobs: Sequence[FanoutJob], followers: set[int]
+    ) -> tuple[dict[str, tuple[str, list[int]]], dict[str, int]]:
+        """Each timeline a group writes: its key -> its live channel and the jobs (positions) it
+        takes; and the home timelines among them: key -> user."""
+        takes: dict[str, tuple[str, list[int]]] = {}
+        homes: dict[str, int] = {}
+        for t, job in enumerate(jobs):
+            for user in (*job.homes, *followers):
+                key = self.key(user)
+                homes[key] = user
+                taken = takes.setdefault(key, (self.channel(user), []))[1]
+                if not taken or taken[-1] != t:
+                    taken.append(t)
+            for key, told in job.others:
+                takes.setdefault(key, (told, []))[1].append(t)
+        return takes, homes
+
+    async def _deliver_by_node(
+        self,
+        kind: str,
+        tweet_ids: Sequence[int],
+        messages: Sequence[str],
+        takes: dict[str, tuple[str, list[int]]],
+        budget: int,
+    ) -> dict[str, bool]:
+        """_DELIVER on each node, about `budget` timelines a call; whether each timeline exists."""
+        packed = [pack([t]) for t in tweet_ids]
+        keys = list(takes)
+        exists: dict[str, bool] = {}
+        for node, positions in nodes_of(self._redis, keys):
+            for start in range(0, len(positions), budget):
+                chunk = [keys[n] for n in positions[start : start + budget]]
+                args: list[str | int | bytes] = [self._max_bytes, self._keep, kind]
+                for key in chunk:
+                    told, taken = takes[key]
+                    args += [
+                        told,
+                        b"".join(packed[t] for t in taken),
+                        len(taken),
+                        *(messages[t] for t in taken),
+                    ]
+                found = await self._deliver.run_on(node, chunk, args)
+                exists.update((key, bool(int(f))) for key, f in zip(chunk, found, strict=True))
+        return exists
+
     async def mark_celebrity(
         self, author_id: int, user_ids: Sequence[int], following: bool, chunk: int = 1000
     ) -> int:
@@ -591,8 +732,9 @@ class TimelineStore:
         message = celebrity_message(author_id, following=following)
         for start in range(0, len(user_ids), chunk):
             keys = [self.key(u) for u in user_ids[start : start + chunk]]
-            args = (marker, "+" if following else "-", message, self._channel_prefix, self._skip)
-            changed += int(await self._mark(keys=keys, args=args))
+            everyone = "1" if self._cluster else "0"
+            args = (marker, "+" if following else "-", message, self._channel_prefix, self._skip, everyone)
+            changed += sum(int(n) for _, n in await self._mark.run(keys, args))
         return changed
 
     async def merge_into(self, user_ids: Sequence[int], tweet_ids: Iterable[int], chunk: int = 1000) -> int:
@@ -601,7 +743,9 @@ class TimelineStore:
         took = 0
         for start in range(0, len(user_ids), chunk):
             keys = [self.key(u) for u in user_ids[start : start + chunk]]
-            took += int(await self._merge_into(keys=keys, args=[self._max_bytes, self._keep, packed]))
+            took += sum(
+                int(n) for _, n in await self._merge_into.run(keys, [self._max_bytes, self._keep, packed])
+            )
         return took
 
     async def exists(self, user_id: int) -> bool:
@@ -642,7 +786,7 @@ class TimelineStore:
         """Several timelines in one round trip (celebrities' own, for a merge)."""
         if not user_ids:
             return []
-        found: list[bytes | None] = await self._redis.mget([self.key(u) for u in user_ids])  # type: ignore[assignment]
+        found: list[bytes | None] = await get_many(self._redis, [self.key(u) for u in user_ids])
         return [None if data is None else decode(data) for data in found]
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from devstack.mesh import MESH_TLS_MEMBERS, Mesh, MeshPorts
 from devstack.tls import mesh_certificates, self_signed
-from tests.helpers import Stubs
+from tests.helpers import REDIS_CLUSTER, Stubs
 
 # Small enough that tests cross the Redis window and page from PostgreSQL; short enough to wait for.
 TEST_ENV = {
@@ -80,8 +80,10 @@ def test_mesh(
     redis_url: str | None = None,
     mesh_tls: bool = False,
     replicas: int = 1,
+    redis_cluster: bool = False,
 ) -> Iterator[Mesh]:
-    """A whole mesh on free ports with private PostgreSQL and Redis (or the Redis at `redis_url`),
+    """A whole mesh on free ports with private PostgreSQL and Redis (or the Redis at `redis_url`;
+    with `redis_cluster`, a local Redis Cluster of three masters with a replica each),
     `replicas` processes of each service, logs in its data dir, Envoy's TLS listener with a
     self-signed certificate (<data dir>/tls/tls.crt), and CORS_ORIGIN allowed to call the API
     from its pages; with `mesh_tls`, mutual TLS between Envoy and the services (a CA and
@@ -105,6 +107,7 @@ def test_mesh(
         tls=self_signed(data_dir / "tls"),
         cors_origins=[CORS_ORIGIN],
         mesh_tls=mesh_certificates(data_dir / "mesh-tls", MESH_TLS_MEMBERS) if mesh_tls else None,
+        redis_cluster=redis_cluster,
     )
     instance.start()
     try:
@@ -116,9 +119,24 @@ def test_mesh(
 
 
 @pytest.fixture(scope="session")
-def mesh() -> Iterator[Mesh]:
+def one_redis_mesh() -> Iterator[Mesh]:
     with test_mesh(TEST_ENV, "tweetmesh-test-") as instance:
         yield instance
+
+
+@pytest.fixture(scope="session")
+def cluster_mesh() -> Iterator[Mesh]:
+    """The same mesh on a local Redis Cluster (three masters, a replica each)."""
+    with test_mesh(TEST_ENV, "tweetmesh-cluster-", redis_cluster=True) as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session")
+def mesh(request: pytest.FixtureRequest) -> Mesh:
+    """The test mesh: on one Redis, or on a Redis Cluster where a test is parametrized so (ON_BOTH_REDIS)."""
+    kind = getattr(request, "param", None)
+    found: Mesh = request.getfixturevalue("cluster_mesh" if kind == REDIS_CLUSTER else "one_redis_mesh")
+    return found
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 import grpc
 import pytest
@@ -356,8 +356,30 @@ def http_call(
         conn.close()
 
 
+ONE_REDIS, REDIS_CLUSTER = "one-redis", "redis-cluster"
+# A module (or test) marked so runs on the mesh with one Redis and again on the mesh with a local
+# Redis Cluster (tests/conftest.py): `mesh`, and `stubs` with it, are each in turn; pytest orders
+# the tests so that each mesh starts once.
+ON_BOTH_REDIS = pytest.mark.parametrize("mesh", [ONE_REDIS, REDIS_CLUSTER], indirect=True)
+
+
 def redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
+    """A client of the Redis at `url`; of the whole cluster when that Redis is a cluster's node."""
+    client = redis.Redis.from_url(url)
+    if not client.info("cluster").get("cluster_enabled"):
+        return client
+    client.close()
+    return cast(redis.Redis, redis.RedisCluster.from_url(url))
+
+
+def listeners(r: redis.Redis, channel: str) -> int:
+    """How many connections listen on `channel`: on a cluster, on every node (PUBSUB NUMSUB
+    counts one node's)."""
+    if isinstance(r, redis.RedisCluster):
+        found = r.pubsub_numsub(channel, target_nodes=redis.RedisCluster.ALL_NODES)
+    else:
+        found = r.pubsub_numsub(channel)
+    return int(found[0][1])
 
 
 class Gate:

@@ -8,7 +8,7 @@ The owners are asked only for what the caches miss.
 
 The script derives keys from what it reads (the timeline's from the session, each celebrity list's
 from a marker in the timeline): here and only here, so that a cluster, whose keys live on many
-shards, splits this read into one per step.
+shards, splits this read into one per step (`HomeOpening._read_by_step`: three round trips).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from meshkit.auth import Session, cache_key, session_of
+from meshkit.shards import get_many, is_cluster
 from social import Snapshot
 from social.timelines import (
     CELEBRITY_LIST_PREFIX,
@@ -101,6 +102,8 @@ class HomeOpening:
     """Reads the session, home timeline and celebrity lists of a page in one round trip."""
 
     def __init__(self, redis: aioredis.Redis, home_ttl_seconds: int) -> None:
+        self._redis = redis
+        self._home_ttl = home_ttl_seconds
         self._script = redis.register_script(_OPEN)
         # Encoded once: packing a call's arguments is most of what a Redis client spends on it.
         self._args = (
@@ -112,6 +115,8 @@ class HomeOpening:
         )
 
     async def read(self, token: str) -> Opening:
+        if is_cluster(self._redis):
+            return await self._read_by_step(token)
         found = await self._script(keys=[cache_key(token).encode()], args=self._args)
         if not found[0]:
             return Opening(None, None, {})
@@ -122,5 +127,31 @@ class HomeOpening:
             {
                 int(author): None if not data else decode(data)
                 for author, data in zip(authors, lists, strict=True)
+            },
+        )
+
+    async def _read_by_step(self, token: str) -> Opening:
+        """What the script reads, on a Redis Cluster (the session, the timeline and the lists live
+        on different nodes): one step after the other, as the script does them."""
+        cached: bytes | None = await self._redis.get(cache_key(token))  # type: ignore[assignment]
+        if cached is None:
+            return Opening(None, None, {})
+        session = session_of(cached)
+        key = timeline_key(HOME_PREFIX, session.user_id)
+        data: bytes | None = await self._redis.getex(key, ex=self._home_ttl)  # type: ignore[assignment]
+        if data is None:
+            return Opening(session, None, {})
+        home = decode(data)
+        if home.rebuilding:  # keep the short lifetime of an unfinished rebuild
+            await self._redis.expire(key, REBUILD_TTL_SECONDS)
+        lists = await get_many(
+            self._redis, [timeline_key(CELEBRITY_LIST_PREFIX, a) for a in home.celebrities]
+        )
+        return Opening(
+            session,
+            home,
+            {
+                a: None if not found else decode(found)
+                for a, found in zip(home.celebrities, lists, strict=True)
             },
         )

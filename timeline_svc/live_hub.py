@@ -17,6 +17,7 @@ from prometheus_client import Counter as MetricCounter
 
 from meshkit.errors import DEPENDENCY_ERRORS, Unavailable
 from meshkit.metrics import REGISTRY
+from meshkit.shards import key_on, primaries
 from social.live import LiveMessage, parse_message
 from timeline_svc.stream import Delivery, FeedEnded
 
@@ -60,10 +61,13 @@ class LiveHub:
     reports the live feed down for READER_FAILURE_REPORT_SECONDS (see `check`).
 
     A wipe (FLUSHALL, a restart without persistence) drops events that fan-out had not read yet:
-    their tweets are in PostgreSQL and in rebuilt timelines, but never published. A canary key,
-    checked every second while streams are open, tells: once it is gone, open streams end and
-    resume from what they got before the last check that found it. A connection that broke and
-    was reconnected by the client (redis-py retries) may have missed messages too: streams end.
+    their tweets are in PostgreSQL and in rebuilt timelines, but never published. A canary key
+    (on a Redis Cluster, one on each master: a node is wiped alone), checked every second while
+    streams are open, tells: once it is gone, open streams end and resume from what they got
+    before the last check that found it. On a cluster the connection is to one node, whose bus
+    brings it what is published on any (classic pub/sub: docs/architecture.md, "Redis Cluster").
+    A connection that broke and was reconnected by the client (redis-py retries) may have missed
+    messages too: streams end.
     """
 
     def __init__(self, redis: aioredis.Redis, confirm_timeout_seconds: float) -> None:
@@ -82,6 +86,7 @@ class LiveHub:
         self._reader: asyncio.Task[None] | None = None
         self._stopped: FeedEnded | None = None
         self._canary = f"live:canary:{uuid.uuid4().hex}"
+        self._canary_keys: list[str] | None = None
         self._intact_at: float | None = None  # when the canary was last seen; None: not planted
         self._connections = 0  # connects of the current pub/sub connection (a second: a reconnect)
         self._failed_at: float | None = None
@@ -178,13 +183,22 @@ class LiveHub:
     async def _connected(self, connection: object) -> None:
         self._connections += 1
 
+    def _canaries(self) -> list[str]:
+        """The canary's keys: one on each master of a cluster (a wipe of any one node loses what
+        fan-out had written there), the one key on one server."""
+        if self._canary_keys is None:
+            self._canary_keys = [key_on(self._redis, self._canary, node) for node in primaries(self._redis)]
+        return self._canary_keys
+
     async def _redis_kept_its_data(self) -> bool:
         """Whether the canary is still there (planting it when it is not); false once per wipe."""
         checked_at = time.monotonic()
-        if await self._redis.expire(self._canary, _CANARY_TTL_SECONDS):
+        missing = [key for key in self._canaries() if not await self._redis.expire(key, _CANARY_TTL_SECONDS)]
+        if not missing:
             self._intact_at = checked_at
             return True
-        await self._redis.set(self._canary, b"1", ex=_CANARY_TTL_SECONDS)
+        for key in missing:
+            await self._redis.set(key, b"1", ex=_CANARY_TTL_SECONDS)
         planted_before = self._intact_at is not None
         if not planted_before:
             self._intact_at = checked_at

@@ -37,7 +37,7 @@ import pytest
 
 from devstack.mesh import MeshPorts
 from devstack.smtp import read_mails
-from tests.helpers import eventually, http_call
+from tests.helpers import PASSWORD, eventually, http_call
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "tweetmesh is ready"
@@ -143,11 +143,14 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def launch(data_dir: Path, ports: MeshPorts) -> tuple[subprocess.Popen[str], Output]:
+def launch(
+    data_dir: Path, ports: MeshPorts, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], Output]:
     """`python -m devstack` on `ports`, its data in `data_dir`, with embedded servers."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SMTP_URL"}}
     env["TWEETMESH_DATA_DIR"] = str(data_dir)
     env["TLS_SELF_SIGNED"] = "1"
+    env |= extra_env or {}
     env |= {f"{f.name.upper()}_PORT": str(ports.of(f.name)) for f in fields(MeshPorts)}
     runner = subprocess.Popen(
         [sys.executable, "-m", "devstack"],
@@ -201,6 +204,34 @@ def test_make_run_starts_everything_and_ctrl_c_stops_all_of_it(data_dir: Path) -
     finally:
         if runner.poll() is None:
             runner.kill()  # its children get SIGTERM from the kernel (PR_SET_PDEATHSIG)
+            runner.wait()
+
+
+def test_make_run_on_a_local_redis_cluster(data_dir: Path) -> None:
+    ports = MeshPorts.free()
+    runner, output = launch(data_dir, ports, {"REDIS_CLUSTER": "1"})
+    try:
+        output.wait_for(READY_LINE, START_TIMEOUT)
+        # Three masters, each printed; the services on the cluster client answer a sign-up and a post.
+        masters = [f"redis://127.0.0.1:{ports.redis_cluster + n}/0" for n in range(3)]
+        for url in masters:
+            assert url in output.text()
+        account = {"handle": "on_a_cluster", "password": PASSWORD}
+        signed_up = http_call(ports.envoy, "POST", "/v1/users", {**account, "display_name": "C"})
+        assert signed_up.status == 200, signed_up.body
+        token = http_call(ports.envoy, "POST", "/v1/sessions", account).json()["token"]
+        posted = http_call(ports.envoy, "POST", "/v1/tweets", {"text": "hello, cluster"}, token=token)
+        assert posted.status == 200, posted.body
+        started = descendants(runner.pid)
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(STOP_TIMEOUT) == 0, output.text()
+        deadline = time.monotonic() + 10
+        while still_running(started) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert still_running(started) == []  # the six nodes of the cluster too
+    finally:
+        if runner.poll() is None:
+            runner.kill()
             runner.wait()
 
 

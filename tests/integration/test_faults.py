@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Stubs, eventually, held_in_redis, redis_client
+from tests.helpers import ON_BOTH_REDIS, Stubs, eventually, held_in_redis, redis_client
 
 
+@ON_BOTH_REDIS
 def test_home_timelines_come_back_from_postgresql_after_redis_is_wiped(stubs: Stubs, mesh: Any) -> None:
     reader, author = stubs.sign_up("wiped"), stubs.sign_up("author")
     stubs.follow(reader, author)

@@ -12,12 +12,24 @@ from typing import Any
 import grpc
 
 from devstack.mesh import Mesh
-from tests.helpers import Account, LiveStream, Stubs, eventually, held_in_redis, redis_client, rpc_error
+from tests.helpers import (
+    ON_BOTH_REDIS,
+    Account,
+    LiveStream,
+    Stubs,
+    eventually,
+    held_in_redis,
+    redis_client,
+    rpc_error,
+)
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
 UNKNOWN_ID = "1999999999999999999"
+
+# The story runs on one Redis and on a Redis Cluster.
+pytestmark = ON_BOTH_REDIS
 
 
 def word() -> str:

@@ -9,6 +9,7 @@ import grpc
 from devstack.mesh import Mesh
 from meshkit.auth import cache_key, new_token
 from tests.helpers import (
+    ON_BOTH_REDIS,
     PASSWORD,
     Stubs,
     bearer,
@@ -20,6 +21,9 @@ from tests.helpers import (
 )
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
+
+# The story runs on one Redis and on a Redis Cluster.
+pytestmark = ON_BOTH_REDIS
 
 
 def test_follower_reads_a_followed_users_tweet_in_the_home_timeline(stubs: Stubs) -> None:

@@ -7,10 +7,11 @@ import time
 import grpc
 
 from devstack.mesh import Mesh
-from tests.helpers import LiveStream, Stubs, redis_client, rpc_error
+from tests.helpers import ON_BOTH_REDIS, LiveStream, Stubs, redis_client, rpc_error
 from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 
 
+@ON_BOTH_REDIS
 def test_followers_open_stream_receives_a_new_tweet_live(stubs: Stubs) -> None:
     follower, author = stubs.sign_up("watcher"), stubs.sign_up("poster")
     stubs.follow(follower, author)
@@ -28,6 +29,7 @@ def test_followers_open_stream_receives_a_new_tweet_live(stubs: Stubs) -> None:
         stream.close()
 
 
+@ON_BOTH_REDIS
 def test_idle_stream_gets_heartbeats(stubs: Stubs) -> None:
     viewer = stubs.sign_up("idle")
     stream = LiveStream(stubs.timeline, viewer)
@@ -38,6 +40,7 @@ def test_idle_stream_gets_heartbeats(stubs: Stubs) -> None:
         stream.close()
 
 
+@ON_BOTH_REDIS
 def test_reconnect_with_since_tweet_id_replays_what_was_missed_then_goes_live(stubs: Stubs) -> None:
     follower, author = stubs.sign_up("reconn"), stubs.sign_up("author")
     stubs.follow(follower, author)
@@ -60,6 +63,7 @@ def test_reconnect_with_since_tweet_id_replays_what_was_missed_then_goes_live(st
         resumed.close()
 
 
+@ON_BOTH_REDIS
 def test_stream_needs_a_valid_token(stubs: Stubs) -> None:
     call = stubs.timeline.StreamHomeTimeline(
         timeline_pb.StreamHomeTimelineRequest(), metadata=(("authorization", "Bearer nope"),)
@@ -81,7 +85,8 @@ def test_the_heartbeat_rechecks_every_open_streams_token_in_one_redis_read(stubs
                 assert stream.next_event(timeout=10).WhichOneof("event") == "heartbeat"
         reads = r.info("commandstats").get("cmdstat_mget", {}).get("calls", 0) - reads_before
         # One read per beat for all the streams (a beat or two more may fall in while reading
-        # them), not one per stream and beat (24 or more).
+        # them), not one per stream and beat (24 or more). Counted on one Redis: on a cluster the
+        # read is a script per node, which commandstats cannot tell from the others.
         assert 3 <= reads <= 8, reads
     finally:
         for stream in streams:

@@ -128,3 +128,20 @@ def test_a_read_replica_is_optional_and_its_url_checked() -> None:
             load({**BASE, "DATABASE_READ_MAX_LAG_SECONDS": "-1"})
     # Only the services that route reads to it read it.
     assert "database_read_url" not in type(LOADERS["timeline"](BASE)).__dataclass_fields__
+
+
+def test_redis_cluster_is_a_switch_every_service_reads() -> None:
+    for load in LOADERS.values():
+        assert not load(BASE).redis_cluster
+        assert not load({**BASE, "REDIS_CLUSTER": "0"}).redis_cluster
+        assert load({**BASE, "REDIS_CLUSTER": "1"}).redis_cluster
+        with pytest.raises(SettingsError, match="REDIS_CLUSTER"):
+            load({**BASE, "REDIS_CLUSTER": "maybe"})
+
+
+def test_outbox_replicas_are_refused_on_a_redis_cluster() -> None:
+    # WAIT counts the replicas of one node, and a relay writes to several.
+    for load in (users_settings, tweets_settings):
+        assert load({**BASE, "REDIS_CLUSTER": "1"}).outbox_replicas == 0
+        with pytest.raises(SettingsError, match="OUTBOX_REPLICAS"):
+            load({**BASE, "REDIS_CLUSTER": "1", "OUTBOX_REPLICAS": "1"})

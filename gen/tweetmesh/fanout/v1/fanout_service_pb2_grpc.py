@@ -65,7 +65,7 @@ class FanoutServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListDeadLetters(self, request, context):
-        """The events moved to a dead-letter stream (`<stream>:dead`), oldest first.
+        """The events moved to a dead-letter stream (`{<stream>}:dead`), oldest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,7 +37,7 @@ class FanoutServiceStub:
     def __new__(cls, channel: _aio.Channel) -> FanoutServiceAsyncStub: ...
     GetFanoutStats: _grpc.UnaryUnaryMultiCallable[_fanout_service_pb2.GetFanoutStatsRequest, _fanout_service_pb2.GetFanoutStatsResponse]
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_fanout_service_pb2.ListDeadLettersRequest, _fanout_service_pb2.ListDeadLettersResponse]
-    """The events moved to a dead-letter stream (`<stream>:dead`), oldest first."""
+    """The events moved to a dead-letter stream (`{<stream>}:dead`), oldest first."""
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_fanout_service_pb2.ReplayDeadLettersRequest, _fanout_service_pb2.ReplayDeadLettersResponse]
     """Puts dead letters back on their event stream (consumers are idempotent) and takes them out of
     the dead-letter stream, together. One that fails again comes back to the dead-letter stream.
@@ -52,7 +52,7 @@ class FanoutServiceAsyncStub(FanoutServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetFanoutStats: _aio.UnaryUnaryMultiCallable[_fanout_service_pb2.GetFanoutStatsRequest, _fanout_service_pb2.GetFanoutStatsResponse]  # type: ignore[assignment]
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_fanout_service_pb2.ListDeadLettersRequest, _fanout_service_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
-    """The events moved to a dead-letter stream (`<stream>:dead`), oldest first."""
+    """The events moved to a dead-letter stream (`{<stream>}:dead`), oldest first."""
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_fanout_service_pb2.ReplayDeadLettersRequest, _fanout_service_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
     """Puts dead letters back on their event stream (consumers are idempotent) and takes them out of
     the dead-letter stream, together. One that fails again comes back to the dead-letter stream.
@@ -76,7 +76,7 @@ class FanoutServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _fanout_service_pb2.ListDeadLettersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_fanout_service_pb2.ListDeadLettersResponse, _abc.Awaitable[_fanout_service_pb2.ListDeadLettersResponse]]:
-        """The events moved to a dead-letter stream (`<stream>:dead`), oldest first."""
+        """The events moved to a dead-letter stream (`{<stream>}:dead`), oldest first."""
 
     @_abc_1.abstractmethod
     def ReplayDeadLetters(
