@@ -182,7 +182,9 @@ class SpreadScript:
         """The script on `node` (None: the one server, or `client` there, a pipeline) over `keys`,
         which all live there."""
         if node is None:
-            return await self._script(keys=keys, args=args, client=client)
+            if client is not None:
+                return await self._script(keys=keys, args=args, client=client)
+            return await self._script(keys=keys, args=args)
         command = ("EVALSHA", self._script.sha, 0, _SPREAD_MARK, len(keys), *keys, *args)
         try:
             return await self._redis.execute_command(*command, target_nodes=node)
