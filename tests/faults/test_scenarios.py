@@ -222,7 +222,9 @@ def test_d_every_service_sigtermed_under_load(
                 code = fault_mesh.stop_service(name, timeout=float(FAULT_ENV["GRACE_SECONDS"]) + 25)
             finally:
                 fault_mesh.start_service(name)  # the scenarios after this one need every service
-            assert code == 0, f"{name} did not stop cleanly on SIGTERM (exit {code})"
+            log = fault_mesh.data_dir / "logs" / f"{name}.log"
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:]) if log.exists() else ""
+            assert code == 0, f"{name} did not stop cleanly on SIGTERM (exit {code}); its log ends:\n{tail}"
 
     outcome = run_scenario("d-sigterm-each", fault_mesh, fault_stubs, health, report, fault)
     stopping = [e for e in outcome.stream.endings if e[1] == "SERVER_STOPPING"]
