@@ -16,6 +16,7 @@ import psycopg
 
 from meshkit.ids import EPOCH_MS, SEQUENCE_BITS
 from social import CelebrityRegistry, State, TimelineStore
+from social.homes import ID_BATCH
 
 MEAN_FOLLOWING = 74  # the Pew figure DESIGN.md cites: the mean account follows 74 others
 MAX_FOLLOWING = 5000  # Twitter's historic follow limit
@@ -238,7 +239,11 @@ async def warm_home_timelines(
         author_id = int(data.user_ids[author])
         await registry.set(author_id, State.CELEBRITY)
         begun = await lists.begin_rebuild(author_id)
-        await lists.finish_rebuild(author_id, by_author[author][-lists.max_entries :].tolist(), (), begun)
+        # As a rebuild finds it: complete when the author has fewer tweets than a rebuild asks for.
+        own = by_author[author]
+        complete = len(own) < min(lists.max_entries, ID_BATCH)
+        kept = own[-lists.max_entries :].tolist()
+        await lists.finish_rebuild(author_id, kept, (), begun, complete=complete)
     written = 0
     for user in users:
         followed = data.followee[follow_order[follow_starts[user] : follow_starts[user + 1]]].tolist()
@@ -249,6 +254,12 @@ async def warm_home_timelines(
         # timeline left flagged is read from PostgreSQL on every read, which is not what warm reads
         # should measure).
         begun = await timelines.begin_rebuild(int(data.user_ids[user]))
-        await timelines.finish_rebuild(int(data.user_ids[user]), newest.tolist(), merged, begun)
+        # Complete, as a rebuild finds it, when the owners hold fewer than a rebuild asks for (the
+        # generated tweets mention no one).
+        found = sum(len(by_author[a]) for a in [user, *followed])  # celebrities' tweets too
+        complete = found < min(timelines.max_entries, ID_BATCH)
+        await timelines.finish_rebuild(
+            int(data.user_ids[user]), newest.tolist(), merged, begun, complete=complete
+        )
         written += len(newest)
     return written
