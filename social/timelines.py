@@ -624,6 +624,28 @@ class TimelineStore:
         args = (self._max_bytes, self._keep, self._ttl, begun, BUILT, packed)
         return bool(await self._finish_rebuild(keys=[self.key(user_id)], args=args))
 
+    @property
+    def trimmed_to(self) -> int:
+        """How many of the newest tweet ids a trim keeps (celebrity markers are kept besides)."""
+        return self._keep
+
+    async def store_built(self, timelines: Iterable[tuple[int, bytes]], chunk: int = 2000) -> int:
+        """Stores each (id, packed) as a built timeline with its full lifetime, replacing what was
+        there, in pipelines of `chunk` writes; returns how many. `packed` is what finish_rebuild
+        adds to an empty timeline: pack() of the tweet ids, then of the celebrities' markers
+        (negative ids), no more than a trim keeps. For bulk loads (the benchmark's warm
+        timelines), where nothing else writes meanwhile; a live rebuild goes through
+        begin_rebuild and finish_rebuild."""
+        stored = 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ident, packed in timelines:
+                pipe.set(self.key(ident), BUILT + packed, ex=self._ttl)
+                stored += 1
+                if stored % chunk == 0:
+                    await pipe.execute()
+            await pipe.execute()
+        return stored
+
     async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None:
         """The timeline, None when absent. A read counts as activity: it renews the lifetime."""
         key = self.key(user_id)
