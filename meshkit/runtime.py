@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import math
 import signal
 import sys
+import threading
 import time
+import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
@@ -470,6 +473,7 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("stopping", extra={"grace_seconds": settings.grace_seconds})
+        _watch_the_stop(settings.grace_seconds + SLOW_STOP_MARGIN_SECONDS)
         await health.enter_graceful_shutdown()
         await runtime.stopping()
         await server.stop(settings.grace_seconds)
@@ -478,6 +482,36 @@ async def serve(
         with contextlib.suppress(Exception):
             await server.stop(0)
     log.info("stopped")
+
+
+# How long past its grace a stop may take before the process says what it is still waiting for.
+SLOW_STOP_MARGIN_SECONDS = 5.0
+
+
+def _watch_the_stop(seconds: float) -> None:
+    """If the process is still alive `seconds` from now, logs every thread's stack and every
+    asyncio task's (a stop that hangs names what holds it; an orchestrator kills it after its own
+    grace). A daemon timer: it never keeps the process alive, and it fires even while the
+    interpreter waits on a thread at exit."""
+    loop = asyncio.get_running_loop()
+
+    def report() -> None:
+        threads = {t.ident: t.name for t in threading.enumerate()}
+        stacks = {
+            threads.get(ident, str(ident)): "".join(traceback.format_stack(frame))
+            for ident, frame in sys._current_frames().items()
+        }
+        tasks: dict[str, str] = {}
+        with contextlib.suppress(Exception):  # read from another thread: the loop may change meanwhile
+            for task in list(asyncio.all_tasks(loop)):
+                buffer = io.StringIO()
+                task.print_stack(file=buffer)
+                tasks[task.get_name()] = buffer.getvalue()
+        log.error("still stopping", extra={"waited_seconds": seconds, "threads": stacks, "tasks": tasks})
+
+    timer = threading.Timer(seconds, report)
+    timer.daemon = True
+    timer.start()
 
 
 def main(

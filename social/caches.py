@@ -252,6 +252,30 @@ class TweetCacheReader:
         return result
 
 
+class UserCacheReader:
+    """Users as users_svc shows them, from its cache (`user:<id>`): what a service that shows an
+    author reads before asking users_svc for the ones it misses."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def read(self, user_ids: Sequence[int]) -> dict[int, bytes]:
+        """The serialized User (without tweets_count) of each user whose entry is live; the rest
+        (absent, stale, or Redis unreachable) are the owner's to answer."""
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            return {}
+        try:
+            # GETs in one pipeline rather than one MGET: the keys may sit on different shards.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user_id in ids:
+                    pipe.get(user_key(user_id))
+                entries: list[bytes | None] = await pipe.execute()
+        except DEPENDENCY_ERRORS:
+            return {}
+        return {u: e[_HEADER:] for u, e in zip(ids, entries, strict=True) if e and e[8:9] == LIVE}
+
+
 def _author(author: bytes, users: Mapping[bytes, tuple[bytes | None, bytes | None]]) -> bytes | None:
     user, count = users.get(author, (None, None))
     if not user or not count or user[8:9] != LIVE or count[8:9] != LIVE:

@@ -50,7 +50,13 @@ class RebuildTarget(Protocol):
 
     async def begin_rebuild(self, user_id: int) -> bytes: ...
     async def finish_rebuild(
-        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int], begun: bytes
+        self,
+        user_id: int,
+        tweet_ids: Iterable[int],
+        celebrities: Iterable[int],
+        begun: bytes,
+        *,
+        complete: bool = False,
     ) -> bool: ...
 
 
@@ -98,5 +104,8 @@ class HomeSource:
         if self._registry is not None:
             states = await self._registry.states(await self._graph.following(viewer))
             celebrities = [a for a, state in states.items() if state in MERGED_AT_READ]
-        recent = await self.from_owners(viewer, None, min(self._timelines.max_entries, ID_BATCH))
-        return await self._timelines.finish_rebuild(viewer, recent, celebrities, begun)
+        limit = min(self._timelines.max_entries, ID_BATCH)
+        recent = await self.from_owners(viewer, None, limit)
+        # Fewer than asked for: the owners hold nothing more, so nothing lies below the window.
+        complete = len(recent) < limit
+        return await self._timelines.finish_rebuild(viewer, recent, celebrities, begun, complete=complete)

@@ -17,6 +17,9 @@ A rebuild creates the header with the REBUILDING flag before it queries PostgreS
 fanned out during the rebuild is lost, and readers meanwhile know the timeline is not complete.
 The flag carries a token of that rebuild: a rebuild begun later replaces it, and the earlier one's
 finish then changes nothing (what it read from PostgreSQL is older than what the later one reads).
+A rebuild that found fewer ids than it asked for leaves the COMPLETE header: nothing lies below
+the timeline's oldest id, so readers need not ask PostgreSQL past it (timeline_svc.merge). A trim
+(which drops the oldest) and a merge of some of an author's tweets make it plain BUILT again.
 Deliveries, deletions and changes of the celebrities merged are published on the timeline's live
 channel (social.live: channel names and message format), but only to channels someone listens on.
 
@@ -64,6 +67,10 @@ PRUNED_COUNTER = "fanout:pruned"
 # and a timeline costs it about 5 microseconds (~200,000 a second measured on two shared cores).
 CALL_BUDGET = 1000
 BUILT = b"\0" * 8
+# The header of a timeline that holds every id of its sources: nothing lies below its oldest (a
+# rebuild found fewer than it asked the owners for). Appends and deletions keep it; a trim, which
+# drops the oldest, makes it BUILT.
+COMPLETE = b"C" + b"\0" * 7
 REBUILDING = b"R"  # the first byte of the header of a timeline being rebuilt; a token follows
 # A timeline being rebuilt expires soon unless the rebuild finishes: a crashed rebuild is redone.
 REBUILD_TTL_SECONDS = 60
@@ -83,7 +90,10 @@ local function trim(key, keep)
   -- Big-endian ids compare as bytes the way they compare as numbers.
   table.sort(ids)
   local newest = table.concat(ids, '', math.max(1, #ids - keep + 1))
-  redis.call('SET', key, string.sub(data, 1, 8) .. newest .. table.concat(markers), 'KEEPTTL')
+  -- Dropping the oldest ids ends a COMPLETE timeline's claim to hold them all.
+  local header = string.sub(data, 1, 8)
+  if string.sub(header, 1, 1) == 'C' then header = string.rep('\0', 8) end
+  redis.call('SET', key, header .. newest .. table.concat(markers), 'KEEPTTL')
 end
 """
 
@@ -335,6 +345,8 @@ _MERGE_INTO = (
 local took = 0
 for _, key in ipairs(KEYS) do
   if redis.call('STRLEN', key) > 0 then
+    -- Some of an author's tweets, not necessarily all: a COMPLETE timeline no longer is.
+    if redis.call('GETRANGE', key, 0, 0) == 'C' then redis.call('SETRANGE', key, 0, '\0') end
     if redis.call('APPEND', key, ARGV[3]) > tonumber(ARGV[1]) then trim(key, tonumber(ARGV[2])) end
     took = took + 1
   end
@@ -398,6 +410,8 @@ class Snapshot:
     tweet_ids: list[int]  # newest first, each once
     celebrities: list[int]  # authors whose tweets are merged in at read time
     rebuilding: bool
+    # Every id of its sources is here: nothing lies below the oldest (COMPLETE).
+    complete: bool = False
 
     @property
     def oldest(self) -> int | None:
@@ -417,6 +431,7 @@ def decode(data: bytes) -> Snapshot:
         list(dict.fromkeys(ordered[:tweets_end])),
         sorted({-t for t in ordered[markers_start:]}),
         data[:1] == REBUILDING,
+        data[:1] == COMPLETE[:1],
     )
 
 
@@ -615,13 +630,20 @@ class TimelineStore:
         return begun
 
     async def finish_rebuild(
-        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int], begun: bytes
+        self,
+        user_id: int,
+        tweet_ids: Iterable[int],
+        celebrities: Iterable[int],
+        begun: bytes,
+        *,
+        complete: bool = False,
     ) -> bool:
         """Adds what the rebuild found, clears the flag and gives the timeline its full lifetime;
         False (nothing done) when the rebuild `begun` is no longer the timeline's: another began
-        since, or the timeline expired."""
+        since, or the timeline expired. `complete`: the rebuild found every id of the timeline's
+        sources (the owners had fewer than it asked for), so readers need not look below it."""
         packed = pack([*tweet_ids, *(-c for c in celebrities)])
-        args = (self._max_bytes, self._keep, self._ttl, begun, BUILT, packed)
+        args = (self._max_bytes, self._keep, self._ttl, begun, COMPLETE if complete else BUILT, packed)
         return bool(await self._finish_rebuild(keys=[self.key(user_id)], args=args))
 
     @property
@@ -629,17 +651,17 @@ class TimelineStore:
         """How many of the newest tweet ids a trim keeps (celebrity markers are kept besides)."""
         return self._keep
 
-    async def store_built(self, timelines: Iterable[tuple[int, bytes]], chunk: int = 2000) -> int:
-        """Stores each (id, packed) as a built timeline with its full lifetime, replacing what was
-        there, in pipelines of `chunk` writes; returns how many. `packed` is what finish_rebuild
-        adds to an empty timeline: pack() of the tweet ids, then of the celebrities' markers
-        (negative ids), no more than a trim keeps. For bulk loads (the benchmark's warm
-        timelines), where nothing else writes meanwhile; a live rebuild goes through
-        begin_rebuild and finish_rebuild."""
+    async def store_built(self, timelines: Iterable[tuple[int, bytes, bool]], chunk: int = 2000) -> int:
+        """Stores each (id, packed, complete) as a built timeline with its full lifetime, replacing
+        what was there, in pipelines of `chunk` writes; returns how many. `packed` and `complete`
+        are what finish_rebuild leaves in an empty timeline: pack() of the tweet ids, then of the
+        celebrities' markers (negative ids), no more than a trim keeps; complete only if no trim
+        would drop any. For bulk loads (the benchmark's warm timelines), where nothing else writes
+        meanwhile; a live rebuild goes through begin_rebuild and finish_rebuild."""
         stored = 0
         async with self._redis.pipeline(transaction=False) as pipe:
-            for ident, packed in timelines:
-                pipe.set(self.key(ident), BUILT + packed, ex=self._ttl)
+            for ident, packed, complete in timelines:
+                pipe.set(self.key(ident), (COMPLETE if complete else BUILT) + packed, ex=self._ttl)
                 stored += 1
                 if stored % chunk == 0:
                     await pipe.execute()

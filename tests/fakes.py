@@ -148,6 +148,7 @@ class FakeTimelineStore:
         self.lines: dict[int, set[int]] = {u: set() for u in existing}
         self.markers: dict[int, set[int]] = {u: set() for u in self.lines}
         self.rebuilding: set[int] = set()
+        self.complete: set[int] = set()  # timelines that hold every id of their sources
         self.rebuilds = 0
         self.retracted: list[int] = []
         self.others: list[tuple[str, int, bool]] = []
@@ -208,11 +209,13 @@ class FakeTimelineStore:
         line.update(ids)
         for oldest in sorted(line)[: max(len(line) - self.max_entries, 0)]:
             line.discard(oldest)
+            self.complete.discard(user_id)  # the oldest are gone: no longer every id
         return len(ids)
 
     async def merge_into(self, user_ids: Sequence[int], tweet_ids: Iterable[int]) -> int:
         ids = list(tweet_ids)
         present = [u for u in user_ids if u in self.lines]
+        self.complete.difference_update(present)  # some of an author's tweets, not necessarily all
         for user_id in present:
             await self.merge(user_id, ids)
         return len(present)
@@ -241,10 +244,17 @@ class FakeTimelineStore:
         return self._begun[user_id]
 
     async def finish_rebuild(
-        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int], begun: bytes
+        self,
+        user_id: int,
+        tweet_ids: Iterable[int],
+        celebrities: Iterable[int],
+        begun: bytes,
+        *,
+        complete: bool = False,
     ) -> bool:
         if self._begun.get(user_id) != begun or user_id not in self.lines:
             return False  # a later rebuild began since
+        (self.complete.add if complete else self.complete.discard)(user_id)
         await self.merge(user_id, tweet_ids)
         self.markers.setdefault(user_id, set()).update(celebrities)
         self.rebuilding.discard(user_id)
@@ -256,7 +266,10 @@ class FakeTimelineStore:
         if line is None:
             return None
         return Snapshot(
-            sorted(line, reverse=True), sorted(self.markers.get(user_id, ())), user_id in self.rebuilding
+            sorted(line, reverse=True),
+            sorted(self.markers.get(user_id, ())),
+            user_id in self.rebuilding,
+            user_id in self.complete,
         )
 
     async def read_many(self, user_ids: Sequence[int]) -> list[Snapshot | None]:

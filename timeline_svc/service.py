@@ -72,7 +72,13 @@ class TimelineReads(Protocol):
     async def read_many(self, user_ids: Sequence[int]) -> list[Snapshot | None]: ...
     async def begin_rebuild(self, user_id: int) -> bytes: ...
     async def finish_rebuild(
-        self, user_id: int, tweet_ids: Iterable[int], celebrities: Iterable[int], begun: bytes
+        self,
+        user_id: int,
+        tweet_ids: Iterable[int],
+        celebrities: Iterable[int],
+        begun: bytes,
+        *,
+        complete: bool = False,
     ) -> bool: ...
 
 
@@ -194,7 +200,7 @@ class HomeTimeline(Generic[T]):
 
     async def _celebrity_windows(
         self, celebrities: Sequence[int], read: Mapping[int, Snapshot | None] | None = None
-    ) -> list[list[int]] | None:
+    ) -> list[Snapshot] | None:
         """Each celebrity's list (from `read` when it was read already), rebuilt first where it
         is missing; None while one is being rebuilt by someone else (the caller then reads from
         the owners)."""
@@ -205,18 +211,20 @@ class HomeTimeline(Generic[T]):
             snapshots = [read[c] for c in celebrities]
         else:
             snapshots = await lists.read_many(celebrities)
-        windows: list[list[int]] = []
+        windows: list[Snapshot] = []
         for author, held in zip(celebrities, snapshots, strict=True):
             snapshot = held
             if snapshot is None:
                 begun = await lists.begin_rebuild(author)
-                refs = await self._tweets.refs_by_authors([author], limit=min(lists.max_entries, ID_BATCH))
+                limit = min(lists.max_entries, ID_BATCH)
+                refs = await self._tweets.refs_by_authors([author], limit=limit)
                 shared = [r.tweet_id for r in refs if is_for_everyone(r)]
-                await lists.finish_rebuild(author, shared, (), begun)
+                # Fewer than asked for: the list holds all the author's tweets, nothing lies below.
+                await lists.finish_rebuild(author, shared, (), begun, complete=len(refs) < limit)
                 snapshot = await lists.read(author, touch=False)
             if snapshot is None or snapshot.rebuilding:
                 return None
-            windows.append(snapshot.tweet_ids)
+            windows.append(snapshot)
         return windows
 
     async def _ids(
@@ -235,7 +243,14 @@ class HomeTimeline(Generic[T]):
         windows = await self._celebrity_windows(snapshot.celebrities, lists)
         if windows is None:
             return await self.from_owners(viewer, before, limit), False
-        ids, more = merge_window(snapshot.tweet_ids, windows, before, limit)
+        ids, more = merge_window(
+            snapshot.tweet_ids,
+            [w.tweet_ids for w in windows],
+            before,
+            limit,
+            [w.complete for w in windows],
+            snapshot.complete,
+        )
         if more:
             ids.extend(await self.from_owners(viewer, ids[-1] if ids else before, limit - len(ids)))
         return ids, False
@@ -308,7 +323,14 @@ class HomeTimeline(Generic[T]):
         windows = await self._celebrity_windows(snapshot.celebrities)
         if windows is None:
             return []
-        ids, _ = merge_window(snapshot.tweet_ids, windows, None, limit)
+        ids, _ = merge_window(
+            snapshot.tweet_ids,
+            [w.tweet_ids for w in windows],
+            None,
+            limit,
+            [w.complete for w in windows],
+            snapshot.complete,
+        )
         return ids
 
     async def stream(

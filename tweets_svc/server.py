@@ -21,7 +21,7 @@ from meshkit.ratelimit import Policies, method_name
 from meshkit.runtime import Runtime
 from meshkit.streams import Entry, PoisonEvent, StreamConsumer
 from social import ACCOUNTS_STREAM, TWEETS_STREAM, MediaPeer, Relations, RelationsCache, UsersPeer
-from social.caches import OwnerCache
+from social.caches import OwnerCache, UserCacheReader
 from social.erasure import account_eraser
 from social.limits import READ, READ_SIGNED_IN, WRITE
 from tweetmesh.tweets.v1 import tweets_service_pb2 as pb
@@ -171,9 +171,17 @@ def wire_media(media: TweetMedia) -> pb.TweetMedia:
 
 
 class TweetServicer(pb_grpc.TweetServiceServicer):
-    def __init__(self, tweets: Tweets, users: UsersPeer, auth: Authenticator, trends: TrendCounter) -> None:
+    def __init__(
+        self,
+        tweets: Tweets,
+        users: UsersPeer,
+        user_cache: UserCacheReader,
+        auth: Authenticator,
+        trends: TrendCounter,
+    ) -> None:
         self._tweets = tweets
         self._users = users
+        self._user_cache = user_cache
         self._auth = auth
         self._trends = trends
 
@@ -181,8 +189,12 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         self, user_ids: Sequence[int], known: Mapping[int, int] | None = None
     ) -> dict[int, users_pb.User]:
         """Users with their tweet counts, which live here (so users_svc is asked without them);
-        `known` holds counts already read (with the tweets being hydrated), the rest are asked."""
-        found = await self._users.users(user_ids, with_tweet_counts=False)
+        `known` holds counts already read (with the tweets being hydrated), the rest are asked.
+        The users come from users_svc's cache; users_svc is asked for those it misses."""
+        cached = await self._user_cache.read(user_ids)
+        found = {u: users_pb.User.FromString(data) for u, data in cached.items()}
+        if missing := [u for u in user_ids if u not in found]:
+            found.update(await self._users.users(missing, with_tweet_counts=False))
         counts = dict(known or {})
         if missing := [u for u in found if u not in counts]:
             counts.update(await self._tweets.tweet_counts(missing))
@@ -602,5 +614,6 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
         redis, ERASE_GROUP, settings.trends_consumer, tweets.erase_account, settings.consumer_forget_ms
     )
     runtime.background(eraser.run(), f"erase accounts from {ACCOUNTS_STREAM}")
-    pb_grpc.add_TweetServiceServicer_to_server(TweetServicer(tweets, users, auth, trends), server)
+    servicer = TweetServicer(tweets, users, UserCacheReader(redis), auth, trends)
+    pb_grpc.add_TweetServiceServicer_to_server(servicer, server)
     return [SERVICE.full_name]

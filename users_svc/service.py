@@ -161,7 +161,13 @@ class UserStore(Protocol):
         """Ends a deleted account's follows, blocks and mutes; the accounts whose relations changed."""
         ...
 
-    async def update_profile(self, user_id: int, display_name: str | None, bio: str | None) -> None: ...
+    async def update_profile(
+        self, user_id: int, display_name: str | None, bio: str | None
+    ) -> tuple[str, str] | None:
+        """Sets the fields given; the display name and bio as this update left them (None: no
+        such user)."""
+        ...
+
     async def search(
         self, prefix: str, after: tuple[bool, str, int] | None, limit: int
     ) -> list[tuple[bool, str, int]]:
@@ -451,8 +457,10 @@ class Users:
             display_name = validate_display_name(display_name)
         if bio is not None:
             bio = validate_bio(bio)
-        await self._store.update_profile(user_id, display_name, bio)
-        return await self.get_user(user_id)
+        written = await self._store.update_profile(user_id, display_name, bio)
+        user = await self.get_user(user_id)
+        # The profile as this update wrote it, even when another update has committed since.
+        return user if written is None else replace(user, display_name=written[0], bio=written[1])
 
     async def search(self, query: str, size: int, token: str, viewer: int | None = None) -> Page[User]:
         prefix = search_prefix(query)

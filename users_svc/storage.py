@@ -310,16 +310,20 @@ class PostgresUserStore:
             )
             return [_user(r) for r in await cur.fetchall()]
 
-    async def update_profile(self, user_id: int, display_name: str | None, bio: str | None) -> None:
+    async def update_profile(
+        self, user_id: int, display_name: str | None, bio: str | None
+    ) -> tuple[str, str] | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "UPDATE users SET display_name = coalesce(%s, display_name), bio = coalesce(%s, bio)"
-                " WHERE id = %s RETURNING version",
+                " WHERE id = %s RETURNING version, display_name, bio",
                 (display_name, bio, user_id),
             )
             row = await cur.fetchone()
-        if row is not None:
-            await self._cache.changed({user_id: int(row[0])})
+        if row is None:
+            return None
+        await self._cache.changed({user_id: int(row[0])})
+        return str(row[1]), str(row[2])
 
     async def search(
         self, prefix: str, after: tuple[bool, str, int] | None, limit: int

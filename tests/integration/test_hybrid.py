@@ -11,7 +11,17 @@ import psycopg
 from devstack.mesh import Mesh
 from social import FOLLOWS_STREAM, celebrity_channel
 from social.celebrities import REGISTRY_KEY
-from tests.helpers import Account, LiveStream, Stubs, eventually, fanned_out, held_in_redis, redis_client
+from social.timelines import CELEBRITY_LIST_PREFIX, decode, timeline_key
+from tests.helpers import (
+    Account,
+    LiveStream,
+    Stubs,
+    eventually,
+    fanned_out,
+    held_in_redis,
+    redis_client,
+)
+from tests.integration.test_observability import scrape, value
 from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
 THRESHOLD = 5  # tests/conftest.py
@@ -143,3 +153,37 @@ def test_an_inactive_users_timeline_is_skipped_then_rebuilt_and_the_answer_says_
     page = eventually(rebuilt)
     assert [t.tweet_id for t in page.tweets] == [while_away]
     assert held_in_redis(r, viewer.user_id) == [while_away]
+
+
+def owner_lists(mesh: Mesh) -> float:
+    """How many times a reader went below the Redis windows to the source of truth."""
+    return value(scrape(mesh, "tweets"), "grpc_server_handled_total", grpc_method="ListTweetIdsByAuthors")
+
+
+def test_a_celebrity_list_rebuilt_whole_keeps_reads_in_redis(stubs: Stubs, mesh: Mesh) -> None:
+    """A celebrity with few tweets: the list a read rebuilds holds them all (COMPLETE), so a page
+    that reaches below the celebrity's oldest tweet is still answered from Redis, exactly."""
+    viewer = stubs.sign_up("whole")
+    fans = [viewer, *(stubs.sign_up("fan") for _ in range(THRESHOLD - 1))]
+    stubs.home(viewer)
+    celebrity = make_celebrity(stubs, mesh, fans)
+    ordinary = stubs.sign_up("ordinary")
+    stubs.follow(viewer, ordinary)
+    r = redis_client(mesh.redis_url)
+    eventually(lambda: fanned_out(r, FOLLOWS_STREAM))
+    for i in range(6):  # the ordinary author's tweets, newer than the celebrity's oldest
+        stubs.post(ordinary if i % 3 else celebrity, f"whole {i}")
+    listed = timeline_key(CELEBRITY_LIST_PREFIX, int(celebrity.user_id))
+    r.delete(listed)  # the next read rebuilds it from the owners
+    assert_exact(stubs, mesh, viewer, page_size=100)
+    data = r.get(listed)
+    assert isinstance(data, bytes) and decode(data).complete
+    before = owner_lists(mesh)
+    for page_size in (3, 100):
+        assert stubs.home_ids(viewer, page_size=page_size) == fan_out_on_read(mesh, viewer)
+    assert owner_lists(mesh) == before, "a read went to the owners below a complete celebrity list"
+    # Once trimmed (the oldest gone), the list no longer claims to hold them all.
+    for i in range(40):  # past the list's 30 entries (tests/conftest.py)
+        stubs.post(celebrity, f"many {i}")
+    eventually(lambda: not decode(r.get(listed)).complete)  # type: ignore[arg-type]
+    assert_exact(stubs, mesh, viewer, page_size=7)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from social.timelines import BUILT, REBUILDING, decode, pack
+from social.timelines import BUILT, COMPLETE, REBUILDING, decode, pack
 
 
 def test_decoded_ids_are_unique_newest_first_with_markers_apart() -> None:
@@ -19,8 +19,9 @@ def test_decoded_ids_are_unique_newest_first_with_markers_apart() -> None:
         stored = [*arrived, *(-m for m in markers), *(-m for m in markers[:1])]
         if rng.random() < 0.2:
             rng.shuffle(stored)
-        header = rng.choice([BUILT, REBUILDING + rng.randbytes(7)])
+        header = rng.choice([BUILT, COMPLETE, REBUILDING + rng.randbytes(7)])
         snapshot = decode(header + pack(stored))
         assert snapshot.tweet_ids == sorted(set(ids), reverse=True)
         assert snapshot.celebrities == sorted(set(markers))
-        assert snapshot.rebuilding == (header != BUILT)
+        assert snapshot.rebuilding == (header not in (BUILT, COMPLETE))
+        assert snapshot.complete == (header == COMPLETE)

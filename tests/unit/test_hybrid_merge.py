@@ -19,12 +19,34 @@ def test_an_empty_celebrity_list_sets_no_floor_and_an_empty_home_knows_nothing()
     assert merge_window([], [[9, 3]], None, 5) == ([], True)
 
 
-def _read_all(home: list[int], lists: list[list[int]], truth: list[int], size: int) -> list[int]:
+def test_a_complete_celebrity_list_sets_no_floor() -> None:
+    home, celebrity = [10, 8, 6], [9, 7]
+    assert merge_window(home, [celebrity], None, 10) == ([10, 9, 8, 7], True)
+    assert merge_window(home, [celebrity], None, 10, [True]) == ([10, 9, 8, 7, 6], True)
+    assert merge_window(home, [celebrity], None, 5, [True]) == ([10, 9, 8, 7, 6], False)
+    # Below the home timeline's own floor nothing is known, complete list or not.
+    assert merge_window([10, 8], [[9, 3]], None, 5, [True]) == ([10, 9, 8], True)
+    # Every source complete: nothing lies below what they hold.
+    assert merge_window([10, 8], [[9, 3]], None, 5, [True], home_complete=True) == ([10, 9, 8, 3], False)
+    assert merge_window([], [[9, 3]], 9, 5, [True], home_complete=True) == ([3], False)
+    assert merge_window([], [], None, 5, home_complete=True) == ([], False)
+    # A complete home timeline under an incomplete list: the list's floor holds.
+    assert merge_window([10, 2], [[9, 5]], None, 5, [False], home_complete=True) == ([10, 9, 5], True)
+
+
+def _read_all(
+    home: list[int],
+    lists: list[list[int]],
+    truth: list[int],
+    size: int,
+    complete: list[bool],
+    home_complete: bool = False,
+) -> list[int]:
     """What HomeTimeline._ids does: the merge, then the source of truth past its window."""
     out: list[int] = []
     before: int | None = None
     while True:
-        ids, more = merge_window(home, lists, before, size)
+        ids, more = merge_window(home, lists, before, size, complete, home_complete)
         if more:
             cursor = ids[-1] if ids else before
             ids.extend([t for t in truth if cursor is None or t < cursor][: size - len(ids)])
@@ -48,6 +70,12 @@ def test_merged_pages_equal_fan_out_on_read_for_random_timelines() -> None:
             reverse=True,
         )
         home = written[: rng.randint(1, 80)] if written else []
+        home_complete = len(home) == len(written) and rng.random() < 0.7
         lists = [authors[c][: rng.randint(1, 40)] for c in celebrities]
+        # A list known to hold every tweet of its author (a rebuild found fewer than it asked for).
+        complete = [
+            len(kept) == len(authors[c]) and rng.random() < 0.7
+            for kept, c in zip(lists, celebrities, strict=True)
+        ]
         size = rng.randint(1, 15)
-        assert _read_all(home, lists, truth, size) == truth
+        assert _read_all(home, lists, truth, size, complete, home_complete) == truth
