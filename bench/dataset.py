@@ -254,12 +254,6 @@ async def warm_home_timelines(
         # timeline left flagged is read from PostgreSQL on every read, which is not what warm reads
         # should measure).
         begun = await timelines.begin_rebuild(int(data.user_ids[user]))
-        # Complete, as a rebuild finds it, when the owners hold fewer than a rebuild asks for (the
-        # generated tweets mention no one).
-        found = sum(len(by_author[a]) for a in [user, *followed])  # celebrities' tweets too
-        complete = found < min(timelines.max_entries, ID_BATCH)
-        await timelines.finish_rebuild(
-            int(data.user_ids[user]), newest.tolist(), merged, begun, complete=complete
-        )
+        await timelines.finish_rebuild(int(data.user_ids[user]), newest.tolist(), merged, begun)
         written += len(newest)
     return written

@@ -17,9 +17,11 @@ A rebuild creates the header with the REBUILDING flag before it queries PostgreS
 fanned out during the rebuild is lost, and readers meanwhile know the timeline is not complete.
 The flag carries a token of that rebuild: a rebuild begun later replaces it, and the earlier one's
 finish then changes nothing (what it read from PostgreSQL is older than what the later one reads).
-A rebuild that found fewer ids than it asked for leaves the COMPLETE header: nothing lies below
+A rebuild that found fewer ids than it asked for may leave the COMPLETE header: nothing lies below
 the timeline's oldest id, so readers need not ask PostgreSQL past it (timeline_svc.merge). A trim
 (which drops the oldest) and a merge of some of an author's tweets make it plain BUILT again.
+Celebrities' lists are so marked (fan-out writes them by key); home timelines are not (what reaches
+one after its rebuild depends on the follower lists).
 Deliveries, deletions and changes of the celebrities merged are published on the timeline's live
 channel (social.live: channel names and message format), but only to channels someone listens on.
 
