@@ -460,14 +460,15 @@ async def warm_home_timelines(
     """Stores the home timelines of `users` (user numbers) in Redis as a rebuild from PostgreSQL
     would leave them with hybrid fan-out on: each holds its owner's tweets and those of the
     non-celebrities they follow, the newest a rebuild keeps, and a marker for each celebrity
-    (`celebrity`, a mask) they follow; complete when the rebuild would find it so. Built with
-    numpy a chunk of users at a time and written in pipelines (a rebuild's two calls per user
-    took minutes for a million). Returns how many tweet entries the timelines hold."""
+    (`celebrity`, a mask) they follow (never marked complete: a rebuild does not mark home
+    timelines). Built with numpy a chunk of users at a time and written in pipelines (a
+    rebuild's two calls per user took minutes for a million). Returns how many tweet entries the
+    timelines hold."""
     written = 0
     for start in range(0, len(users), _WARM_CHUNK):
         contents = _home_timelines(data, users[start : start + _WARM_CHUNK], celebrity, timelines)
-        await timelines.store_built((owner, packed, complete) for owner, packed, _, complete in contents)
-        written += sum(entries for _, _, entries, _ in contents)
+        await timelines.store_built((owner, packed) for owner, packed, _ in contents)
+        written += sum(entries for _, _, entries in contents)
     return written
 
 
@@ -476,8 +477,8 @@ _WARM_CHUNK = 20_000  # users whose timelines are built at once (a few hundred M
 
 def _home_timelines(
     data: Dataset, users: np.ndarray, celebrity: np.ndarray, timelines: TimelineStore
-) -> list[tuple[int, bytes, int, bool]]:
-    """(user id, packed contents, tweet entries, complete) of each of `users`' home timelines."""
+) -> list[tuple[int, bytes, int]]:
+    """(user id, packed contents, tweet entries) of each of `users`' home timelines."""
     count = len(users)
     follow_order, follow_starts = data.by_follower
     tweet_order, tweet_starts = data.by_author
@@ -499,12 +500,7 @@ def _home_timelines(
     # What a rebuild keeps: the newest max_entries; if the markers take it past that, the trim's.
     found = np.bincount(tweet_owner, minlength=count)
     kept = np.minimum(found, timelines.max_entries)
-    trimmed = kept + markers > timelines.max_entries
-    kept = np.where(trimmed, np.minimum(kept, timelines.trimmed_to), kept)
-    # Complete, as a rebuild finds it, when the owners (celebrities too) hold fewer tweets than a
-    # rebuild asks for (the generated tweets mention no one), unless the trim then drops some.
-    everything = np.bincount(owner, weights=tweet_count[followee], minlength=count) + tweet_count[users]
-    complete = (everything < min(timelines.max_entries, ID_BATCH)) & ~trimmed
+    kept = np.where(kept + markers > timelines.max_entries, np.minimum(kept, timelines.trimmed_to), kept)
     from_newest = np.cumsum(found)[tweet_owner] - np.arange(len(tweet))
     ids = data.tweet_ids[tweet[from_newest <= kept[tweet_owner]]].astype(">i8").tobytes()
     marks = (-data.user_ids[followee[famous]]).astype(">i8").tobytes()
@@ -514,15 +510,8 @@ def _home_timelines(
             int(data.user_ids[user]),
             ids[id_end - 8 * k : id_end] + marks[mark_end - 8 * m : mark_end],
             k,
-            done,
         )
-        for user, k, m, id_end, mark_end, done in zip(
-            users.tolist(),
-            kept.tolist(),
-            markers.tolist(),
-            id_ends.tolist(),
-            mark_ends.tolist(),
-            complete.tolist(),
-            strict=True,
+        for user, k, m, id_end, mark_end in zip(
+            users.tolist(), kept.tolist(), markers.tolist(), id_ends.tolist(), mark_ends.tolist(), strict=True
         )
     ]
