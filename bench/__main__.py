@@ -1,5 +1,6 @@
 """python -m bench: runs every workload at BENCH_SIZE (tiny, small, medium, large) and writes
-bench/results/latest.json, latest.md, details.json and PNG plots."""
+latest.json, latest.md, details.json and PNG plots into bench/results/ (medium, the committed
+reference run) or bench/results/<size>/."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     size = os.environ.get("BENCH_SIZE", "small")
     parser.add_argument("--size", default=size, choices=sorted(dataset.SIZES))
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--out", type=Path, help="where the results go (bench/results/ for medium, else bench/results/SIZE/)"
+    )
     parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -26,7 +29,9 @@ def main() -> None:
             loadgen.tool(name)
     except loadgen.ToolMissing as missing:
         sys.exit(f"bench: {missing}")
-    figures = suite.run(args.size, args.out, plots=not args.no_plots)
+    results = Path(__file__).parent / "results"
+    out = args.out or (results if args.size == "medium" else results / args.size)
+    figures = suite.run(args.size, out, plots=not args.no_plots)
     print(json.dumps({"size": args.size, "figures": figures}, indent=2))
 
 

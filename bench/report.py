@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.dataset import SIZES, Size
+
 FIGURES = (
     "posts_per_s",
     "post_p99_ms",
@@ -31,6 +33,15 @@ FIGURES = (
     "suggestions_p99_ms",
 )
 
+
+# A size with warm_shares (large) adds figures under its name, to be set beside medium's: its setup
+# (load_seconds: PostgreSQL's load and every home timeline built; generating the data is apart),
+# PostgreSQL's size on disk, Redis's used_memory with each share of users warm, and these rates.
+SCALED = ("home_reads_per_s", "posts_per_s", "timeline_entries_per_s", "delivery_p99_ms")
+# The medium run's results, which such a size's targets are ratios against (the same machine).
+MEDIUM_RESULTS = Path(__file__).parent / "results" / "latest.json"
+# The seed's estimate of Redis's memory with every home timeline warm, at a million users: 4-5 GB.
+SEED_REDIS_BYTES = 5_000_000_000
 
 FANOUT, CEILING = "timeline_entries_per_s", "redis_ceiling_ops_per_s"
 ENVOY, DIRECT = "envoy_http_reads_per_s", "direct_grpc_reads_per_s"
@@ -67,14 +78,81 @@ def targets(f: dict[str, float]) -> list[tuple[str, str, bool]]:
     ]  # fmt: skip
 
 
+def share_name(share: float) -> str:
+    return "all_warm" if share >= 1 else f"{round(share * 100)}pct_warm"
+
+
+def size_figure_names(size: Size) -> list[str]:
+    """The figures `size` adds under its name (none, unless it has warm_shares)."""
+    if not size.warm_shares:
+        return []
+    return [
+        f"{size.name}_load_seconds",
+        f"{size.name}_pg_bytes",
+        *(f"{size.name}_redis_bytes_{share_name(share)}" for share in size.warm_shares),
+        *(f"{size.name}_{k}" for k in SCALED),
+    ]
+
+
+def size_figures(size: Size, figures: dict[str, float], details: dict[str, Any]) -> dict[str, float]:
+    """The values of size_figure_names(size), from the run's figures and details (those of
+    workloads that did not run are left out)."""
+    if not size.warm_shares:
+        return {}
+    found = {
+        f"{size.name}_load_seconds": details["load_seconds"] + details["warm_seconds"],
+        f"{size.name}_pg_bytes": sum(t["table"] + t["indexes"] for t in details["postgres_bytes"].values()),
+    }
+    for stage in details["redis_memory"]:
+        found[f"{size.name}_redis_bytes_{share_name(stage['share'])}"] = stage["used_memory"]
+    return found | {f"{size.name}_{k}": figures[k] for k in SCALED if k in figures}
+
+
+def size_targets(
+    size: Size, figures: dict[str, float], medium: dict[str, float]
+) -> list[tuple[str, str, bool]]:
+    """The targets of a size with warm_shares: its rates within 0.8 of medium's (`medium`: the
+    medium run's figures, on the same machine), and Redis within the seed's estimate all warm."""
+
+    def ratio(key: str) -> float:
+        return figures[f"{size.name}_{key}"] / medium[key] if medium.get(key) else 0.0
+
+    rows = [
+        (
+            f"{size.name} {key} >= 0.8 x medium's ({medium.get(key, 0):,.1f})",
+            f"{ratio(key):.3f}",
+            ratio(key) >= 0.8,
+        )
+        for key in ("home_reads_per_s", "posts_per_s", "timeline_entries_per_s")
+    ]
+    p99 = ratio("delivery_p99_ms")
+    rows.append(
+        (
+            f"{size.name} delivery p99 <= medium's / 0.8 ({medium.get('delivery_p99_ms', 0):,.1f} ms)",
+            f"{p99:.3f}",
+            0 < p99 <= 1 / 0.8,
+        )
+    )
+    memory = figures.get(f"{size.name}_redis_bytes_all_warm", 0.0)
+    rows.append(
+        (
+            "Redis all warm <= 5 GB (the seed's 4-5 GB)",
+            f"{memory / 1e9:.2f} GB",
+            0 < memory <= SEED_REDIS_BYTES,
+        )
+    )
+    return rows  # fmt: skip
+
+
 def write(
     out: Path, size: str, figures: dict[str, float], details: dict[str, Any], plots: bool = True
 ) -> None:
-    missing = [k for k in FIGURES if k not in figures]
+    keys = [*FIGURES, *size_figure_names(SIZES[size])]
+    missing = [k for k in keys if k not in figures]
     if missing:
         raise ValueError(f"figures missing: {missing}")
     out.mkdir(parents=True, exist_ok=True)
-    rounded = {k: round(float(figures[k]), 3) for k in FIGURES}
+    rounded = {k: round(float(figures[k]), 3) for k in keys}
     latest = {"size": size, "figures": rounded}
     (out / "latest.json").write_text(json.dumps(latest, indent=2) + "\n")
     (out / "details.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
@@ -83,16 +161,50 @@ def write(
         "",
         "| figure | value |",
         "|---|---:|",
-        *(f"| `{k}` | {rounded[k]:,} |" for k in FIGURES),
+        *(f"| `{k}` | {rounded[k]:,} |" for k in keys),
         "",
         "| target | measured | reached |",
         "|---|---:|:-:|",
         *(f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in targets(figures)),
         "",
     ]
+    if SIZES[size].warm_shares:
+        lines += _at_scale(SIZES[size], figures, details)
     (out / "latest.md").write_text("\n".join(lines))
     if plots:
         _plot(out, figures)
+
+
+def _at_scale(size: Size, figures: dict[str, float], details: dict[str, Any]) -> list[str]:
+    """latest.md's part on a size with warm_shares: storage per user and follow, Redis at each
+    share, the setup's phases, and the targets against medium's run (when there is one)."""
+    tables = details["postgres_bytes"]
+
+    def per_row(table: str, rows: int) -> float:
+        return (tables[table]["table"] + tables[table]["indexes"]) / rows if rows else 0.0
+
+    user_row, follow = per_row("users.users", details["users"]), per_row("users.follows", details["follows"])
+    medium = json.loads(MEDIUM_RESULTS.read_text()) if MEDIUM_RESULTS.exists() else {}
+    return [
+        "| storage | measured |",
+        "|---|---:|",
+        f"| PostgreSQL bytes per user row (users.users and its indexes) | {user_row:,.0f} |",
+        f"| PostgreSQL bytes per follow (users.follows and its indexes) | {follow:,.0f} |",
+        *(f"| Redis used_memory, {share_name(m['share']).replace('_', ' ')} ({m['warm_users']:,} users)"
+          f" | {m['used_memory'] / 1e9:.2f} GB, {m['bytes_per_warm_user']:,.0f} B per warm user |"
+          for m in details["redis_memory"]),
+        "",
+        "| setup phase | seconds |",
+        "|---|---:|",
+        *(f"| {name} | {seconds:,.1f} |" for name, seconds in details["phases"].items()),
+        "",
+        *(
+            ["| target (against medium's run) | measured | reached |", "|---|---:|:-:|",
+             *(f"| {t} | {m} | {'yes' if ok else 'no'} |"
+               for t, m, ok in size_targets(size, figures, medium["figures"])), ""]
+            if medium.get("size") == "medium" else ["(no medium results to compare with)", ""]
+        ),
+    ]  # fmt: skip
 
 
 def _plot(out: Path, f: dict[str, float]) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
 import random
+import resource
 import shutil
 import tempfile
 import time
@@ -90,38 +92,75 @@ class Bench:
 
     # ----- setup
 
-    def load(self, extra_users: list[int]) -> None:
+    def load(self, extra_users: list[int], phases: dataset.Phases) -> None:
+        """Loads PostgreSQL; makes the sessions of `extra_users`; builds home timelines in Redis:
+        theirs and the warm users' (with warm_shares, each share of everyone's in turn, Redis's
+        used_memory taken after each)."""
         started = time.monotonic()
-        dataset.load_postgres(self.data, self.mesh.database_url)
+        dataset.load_postgres(self.data, self.mesh.database_url, phases)
         self.details["load_seconds"] = round(time.monotonic() - started, 2)
+        self.details["postgres_bytes"] = dataset.postgres_bytes(self.mesh.database_url)
 
-        async def sessions_and_timelines() -> int:
+        async def sessions_and_timelines() -> None:
             client = aioredis.Redis.from_url(self.mesh.redis_url)
             try:
                 users = sorted(set(extra_users))
-                tokens = await dataset.create_sessions(self.data, users, self.mesh.database_url)
+                with phases.timed("sessions"):
+                    tokens = await dataset.create_sessions(self.data, users, self.mesh.database_url)
                 self.tokens.update(zip(users, tokens, strict=True))
                 settings = mesh_settings(self.mesh)
-                timelines = home_timelines(
-                    client, settings.home_timeline_max, settings.home_timeline_ttl_seconds
-                )
-                warm = range(min(self.size.warm_users, self.size.users))
-                return await dataset.warm_home_timelines(
-                    self.data,
-                    timelines,
-                    sorted({*warm, *users}),
-                    lists=celebrity_lists(
-                        client, settings.home_timeline_max, settings.home_timeline_ttl_seconds
-                    ),
-                    registry=CelebrityRegistry(client),
-                    celebrity_followers=settings.celebrity_followers,
-                )
+                max_entries, ttl = settings.home_timeline_max, settings.home_timeline_ttl_seconds
+                timelines = home_timelines(client, max_entries, ttl)
+                with phases.timed("celebrities"):
+                    celebrity = await dataset.register_celebrities(
+                        self.data,
+                        celebrity_lists(client, max_entries, ttl),
+                        CelebrityRegistry(client),
+                        settings.celebrity_followers,
+                    )
+                before = await used_memory(client)
+                self.details["redis_used_memory_before_timelines"] = before
+                warm, entries, memory = np.zeros(0, dtype=np.int64), 0, []
+                for share, wanted in self.warm_stages(users):
+                    label = "warm users" if share is None else f"{share:.0%} of users"
+                    with phases.timed(f"home timelines: {label}"):
+                        entries += await dataset.warm_home_timelines(
+                            self.data, timelines, np.setdiff1d(wanted, warm), celebrity
+                        )
+                    warm = np.union1d(warm, wanted)
+                    used = await used_memory(client)
+                    memory.append(
+                        {
+                            "share": share,
+                            "warm_users": len(warm),
+                            "entries": entries,
+                            "used_memory": used,
+                            "bytes_per_warm_user": round((used - before) / len(warm), 1),
+                        }
+                    )
+                    log.info("Redis used_memory with %s warm: %.2f GB", label, used / 1e9)
+                self.details["warm_entries"] = entries
+                self.details["redis_memory"] = memory
             finally:
                 await client.aclose()
 
         started = time.monotonic()
-        self.details["warm_entries"] = asyncio.run(sessions_and_timelines())
+        asyncio.run(sessions_and_timelines())
         self.details["warm_seconds"] = round(time.monotonic() - started, 2)
+
+    def warm_stages(self, extra_users: list[int]) -> list[tuple[float | None, np.ndarray]]:
+        """Whose home timelines are warm after each stage of the build, as (share of all users,
+        user numbers): `extra_users` always (the workloads' readers, authors, streamers...), then
+        either the first warm_users, or (warm_shares) other users up to each share of everyone."""
+        users = self.size.users
+        extra = np.asarray(extra_users, dtype=np.int64)
+        if not self.size.warm_shares:
+            return [(None, np.union1d(np.arange(min(self.size.warm_users, users)), extra))]
+        order = np.concatenate([extra, np.setdiff1d(np.arange(users), extra)])
+        return [
+            (share, np.sort(order[: max(round(share * users), len(extra))]))
+            for share in self.size.warm_shares
+        ]
 
     def wait_fanout_idle(self, timeout: float = 120.0) -> None:
         """Until fan-out has consumed and acknowledged everything (so workloads do not overlap)."""
@@ -176,9 +215,9 @@ class Bench:
         self.figures["home_read_p99_ms"] = reads.p99_ms
         self.figures["cpu_ms_per_read"] = 1000 * sum(cpu_reads.values()) / reads.requests
         celebrity = self.data.followers_count >= celebrity_threshold(self.mesh)
-        following_celebrities = len(
-            set(self.data.follower[celebrity[self.data.followee]].tolist()) & set(readers)
-        )
+        follows_celebrity = np.zeros(self.size.users, dtype=bool)
+        follows_celebrity[self.data.follower[celebrity[self.data.followee]]] = True
+        following_celebrities = int(follows_celebrity[readers].sum())
         self.details["home_reads"] = {
             "readers": len(readers),
             "readers_following_celebrities": following_celebrities,
@@ -220,11 +259,17 @@ class Bench:
         """Posts through Envoy as HTTP/JSON, each call from one of `authors` drawn at random (wrk
         with a Lua script), as fast as the mesh takes them; the tweets are then counted in
         PostgreSQL. The mesh's CPU time from the first post until fan-out has delivered the last
-        one, per post, is `cpu_ms_per_post`."""
+        one, per post, is `cpu_ms_per_post`. Warm posts, as warm reads are measured: every author
+        posts once first (their session is then in the session cache and their follower list in
+        Redis, as an active account's are), so the figures are of a mesh in its steady state."""
         envoy = f"http://{self.addr('envoy')}"
-        first = http_post(envoy, "/v1/tweets", self.tokens[authors[0]], b'{"text":"benchmark post"}')
-        if first != 200:  # wrk counts statuses, not what they mean: one real call first
-            raise RuntimeError(f"a post through Envoy answered {first}, expected 200")
+        body = b'{"text":"benchmark post"}'
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            # wrk counts statuses, not what they mean: real calls first, each must be a 200.
+            statuses = set(pool.map(lambda a: http_post(envoy, "/v1/tweets", self.tokens[a], body), authors))
+        if statuses != {200}:
+            raise RuntimeError(f"the authors' first posts through Envoy answered {statuses}, expected 200")
+        self.wait_fanout_idle()
         tokens = ", ".join(loadgen.lua_string(self.tokens[a]) for a in authors)
         script = f"""
 local tokens = {{{tokens}}}
@@ -579,9 +624,10 @@ def run(
     stopped after) and writes the results to `out`."""
     size = dataset.SIZES[size_name]
     random.seed(5)
-    started = time.monotonic()
-    data = dataset.generate(size)
-    generated = time.monotonic() - started
+    began = time.monotonic()
+    phases = dataset.Phases()
+    with phases.timed("generate"):
+        data = dataset.generate(size)
     data_dir = Path(tempfile.mkdtemp(prefix=f"tweetmesh-bench-{size_name}-"))
     own_mesh = mesh is None
     overrides = dict(env or {})
@@ -605,7 +651,8 @@ def run(
         # Live delivery posts come from ordinary accounts (random users, ~74 followers on average).
         live_authors = sorted(rng.choice(everyone, size=min(200, size.users), replace=False).tolist())
         bench = Bench(size, mesh, data)
-        bench.details["generate_seconds"] = round(generated, 2)
+        bench.details["generate_seconds"] = phases.seconds["generate"]
+        bench.details["phases"] = phases.seconds
         watchers = data.followers_of(celebrities[0]).tolist()[:200]
         normal_fans = data.followers_of(normal).tolist()
         bench.load(
@@ -620,7 +667,8 @@ def run(
                 *normal_fans,
                 *watchers,
                 heavy,
-            ]
+            ],
+            phases,
         )
         steps: list[tuple[str, Callable[[], None]]] = [
             ("reads and baselines", lambda: bench.baselines_and_reads(readers)),
@@ -638,8 +686,10 @@ def run(
             if not only or name in only:
                 run_workload(bench, name, step)
         describe(bench, celebrities)
+        bench.details["run_seconds"] = round(time.monotonic() - began, 2)
         from bench import report
 
+        bench.figures.update(report.size_figures(size, bench.figures, bench.details))
         if only:  # a partial run (debugging a workload) is not a result
             print(json.dumps({"figures": bench.figures, "details": bench.details}, indent=2, default=str))
             return bench.figures
@@ -677,6 +727,17 @@ def describe(bench: Bench, celebrities: list[int]) -> None:
     bench.details["celebrity_threshold"] = celebrity_threshold(bench.mesh)
     bench.details["cores"] = os.cpu_count()
     bench.details["load_average_at_end"] = os.getloadavg()
+    # The benchmark's own peak memory (the dataset's arrays, the load's buffers), in bytes.
+    bench.details["bench_peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    info = bench.redis().info("memory")
+    bench.details["redis_used_memory_at_end"] = int(info["used_memory"])
+    bench.details["redis_used_memory_peak"] = int(info["used_memory_peak"])
+
+
+async def used_memory(client: aioredis.Redis) -> int:
+    """Redis's used_memory (INFO memory): what its allocator holds for data and overheads."""
+    info = await client.info("memory")
+    return int(info["used_memory"])
 
 
 def mesh_settings(mesh: Mesh) -> FanoutSettings:

@@ -52,6 +52,7 @@ from devstack.smtp import start_smtp
 from devstack.tls import TlsFiles
 from meshkit.healthcheck import health_status
 from meshkit.mtls import load_mesh_tls
+from meshkit.runtime import DUMP_STACKS_SIGNAL
 from meshkit.tracing import ENDPOINT_VARIABLE
 from social.services import DEFAULT_PORTS
 
@@ -738,7 +739,9 @@ class Mesh:
     def _service_process(self, name: str, env: Mapping[str, str]) -> ManagedProcess:
         service, _ = replica_of(name)
         argv = [sys.executable, "-m", f"{service}_svc"]
-        return ManagedProcess(name, argv, log_path=self._log(name), env=env, cwd=ROOT)
+        return ManagedProcess(
+            name, argv, log_path=self._log(name), env=env, cwd=ROOT, dump_signal=DUMP_STACKS_SIGNAL
+        )
 
     def channel(self, name: str, options: Sequence[tuple[str, int]] = ()) -> grpc.Channel:
         """A channel to the service (or replica) `name`: plain, or with mutual TLS presenting the

@@ -60,12 +60,16 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
+        dump_signal: signal.Signals | None = None,
         user: int | None = None,
         group: int | None = None,
     ) -> None:
         self.name = name
         self.log_path = log_path
         self.stop_signal = stop_signal
+        # Sent before the SIGKILL of a process that did not stop in time: one that answers it by
+        # writing its threads' stacks to its output (the services: meshkit.runtime) says where.
+        self.dump_signal = dump_signal
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
         log: IO[bytes] | int = subprocess.PIPE
         if log_path is not None:
@@ -162,6 +166,10 @@ class ManagedProcess:
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
+            if self.dump_signal is not None:
+                self.popen.send_signal(self.dump_signal)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    return self.popen.wait(1.0)  # time to write the stacks (or to finish after all)
             return self.kill()
 
     def kill(self) -> int | None:

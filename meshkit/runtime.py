@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import io
 import json
 import logging
@@ -481,6 +482,8 @@ async def serve(
     log.info("stopped")
 
 
+# The signal on which a service writes every thread's stack to stderr (faulthandler).
+DUMP_STACKS_SIGNAL = signal.SIGUSR1
 # How long past its grace a stop may take before the process says what it is still waiting for.
 SLOW_STOP_MARGIN_SECONDS = 5.0
 
@@ -525,6 +528,9 @@ def main(
     except SettingsError as error:
         sys.exit(f"{service}_svc: bad configuration: {error}")
     configure_logging(settings.service, settings.log_level)
+    # SIGUSR1 writes every thread's stack to stderr from C, even while the event loop is blocked
+    # (what a stop that hangs before its first log line needs; devstack sends it before a SIGKILL).
+    faulthandler.register(DUMP_STACKS_SIGNAL, all_threads=True)
     tracer_provider = tracing.configure(settings.service)
     # uvloop: the event loop on libuv, measurably less CPU per call than asyncio's own (README,
     # "Profiling the read and post paths").

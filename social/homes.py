@@ -104,8 +104,7 @@ class HomeSource:
         if self._registry is not None:
             states = await self._registry.states(await self._graph.following(viewer))
             celebrities = [a for a, state in states.items() if state in MERGED_AT_READ]
-        limit = min(self._timelines.max_entries, ID_BATCH)
-        recent = await self.from_owners(viewer, None, limit)
-        # Fewer than asked for: the owners hold nothing more, so nothing lies below the window.
-        complete = len(recent) < limit
-        return await self._timelines.finish_rebuild(viewer, recent, celebrities, begun, complete=complete)
+        recent = await self.from_owners(viewer, None, min(self._timelines.max_entries, ID_BATCH))
+        # Never marked COMPLETE: what reaches a home timeline after its rebuild depends on the
+        # follower lists, so a page that reaches below its oldest id still asks the owners.
+        return await self._timelines.finish_rebuild(viewer, recent, celebrities, begun)

@@ -17,9 +17,11 @@ A rebuild creates the header with the REBUILDING flag before it queries PostgreS
 fanned out during the rebuild is lost, and readers meanwhile know the timeline is not complete.
 The flag carries a token of that rebuild: a rebuild begun later replaces it, and the earlier one's
 finish then changes nothing (what it read from PostgreSQL is older than what the later one reads).
-A rebuild that found fewer ids than it asked for leaves the COMPLETE header: nothing lies below
+A rebuild that found fewer ids than it asked for may leave the COMPLETE header: nothing lies below
 the timeline's oldest id, so readers need not ask PostgreSQL past it (timeline_svc.merge). A trim
 (which drops the oldest) and a merge of some of an author's tweets make it plain BUILT again.
+Celebrities' lists are so marked (fan-out writes them by key); home timelines are not (what reaches
+one after its rebuild depends on the follower lists).
 Deliveries, deletions and changes of the celebrities merged are published on the timeline's live
 channel (social.live: channel names and message format), but only to channels someone listens on.
 
@@ -789,6 +791,28 @@ class TimelineStore:
         packed = pack([*tweet_ids, *(-c for c in celebrities)])
         args = (self._max_bytes, self._keep, self._ttl, begun, COMPLETE if complete else BUILT, packed)
         return bool(await self._finish_rebuild(keys=[self.key(user_id)], args=args))
+
+    @property
+    def trimmed_to(self) -> int:
+        """How many of the newest tweet ids a trim keeps (celebrity markers are kept besides)."""
+        return self._keep
+
+    async def store_built(self, timelines: Iterable[tuple[int, bytes]], chunk: int = 2000) -> int:
+        """Stores each (id, packed) as a built timeline (not marked COMPLETE, as a home timeline's
+        rebuild leaves it) with its full lifetime, replacing what was there, in pipelines of
+        `chunk` writes; returns how many. `packed` is what finish_rebuild adds to an empty
+        timeline: pack() of the tweet ids, then of the celebrities' markers (negative ids), no more
+        than a trim keeps. For bulk loads (the benchmark's warm timelines), where nothing else
+        writes meanwhile; a live rebuild goes through begin_rebuild and finish_rebuild."""
+        stored = 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ident, packed in timelines:
+                pipe.set(self.key(ident), BUILT + packed, ex=self._ttl)
+                stored += 1
+                if stored % chunk == 0:
+                    await pipe.execute()
+            await pipe.execute()
+        return stored
 
     async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None:
         """The timeline, None when absent. A read counts as activity: it renews the lifetime."""

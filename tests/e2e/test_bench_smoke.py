@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import report, suite
+from bench import dataset, report, suite
 from bench.loadgen import TOOLS
 
 
@@ -21,7 +21,9 @@ def test_the_benchmark_runs_every_workload_and_writes_its_results(tmp_path: Path
     suite.run("tiny", tmp_path)
     latest = json.loads((tmp_path / "latest.json").read_text())
     assert latest["size"] == "tiny"
-    assert sorted(latest["figures"]) == sorted(report.FIGURES)
+    tiny = dataset.SIZES["tiny"]
+    assert tiny.warm_shares  # tiny takes the large size's path: timelines built share by share
+    assert sorted(latest["figures"]) == sorted([*report.FIGURES, *report.size_figure_names(tiny)])
     assert all(isinstance(v, (int, float)) for v in latest["figures"].values())
     # Every workload did work: no figure came out as zero, but the count of missing deliveries.
     assert latest["figures"]["delivery_missing"] == 0
@@ -30,5 +32,16 @@ def test_the_benchmark_runs_every_workload_and_writes_its_results(tmp_path: Path
     assert details["live"]["arrivals"] == details["live"]["expected_arrivals"]
     assert details["live"]["missing_arrivals"] == 0
     assert details["reads"]["failed"] == 0
+    # Redis's memory after each share of users was warm (at tiny, the workloads' own users are
+    # all of them: every share is everyone).
+    stages = details["redis_memory"]
+    assert [s["share"] for s in stages] == list(tiny.warm_shares)
+    assert [s["warm_users"] for s in stages] == sorted(s["warm_users"] for s in stages)
+    assert stages[-1]["warm_users"] == tiny.users
+    used = [s["used_memory"] for s in stages]
+    assert details["redis_used_memory_before_timelines"] < used[0] <= used[1] <= used[2]
+    assert latest["figures"]["tiny_redis_bytes_all_warm"] == used[2]
+    assert details["postgres_bytes"]["users.follows"]["indexes"] > 0
+    assert {"generate", "COPY follows", "home timelines: 100% of users"} <= details["phases"].keys()
     for name in ("latest.md", "throughput.png", "latency.png", "fanout.png"):
         assert (tmp_path / name).stat().st_size > 0

@@ -21,8 +21,10 @@ from tweetmesh.timeline.v1 import timeline_service_pb2 as timeline_pb
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 
 # Statuses after which the write may or may not have happened: the client retries with the same
-# request_id. Anything else is an answer (and INTERNAL / UNKNOWN are bugs).
-INDEFINITE = {grpc.StatusCode.UNAVAILABLE}
+# request_id. Anything else is an answer (and INTERNAL / UNKNOWN are bugs). This client never
+# cancels a call, so a CANCELLED is the server's: one stopping (SIGTERM) cancels what it has not
+# finished within its grace, a call gRPC had queued but the service not yet begun among them.
+INDEFINITE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 DEFINITE_REFUSALS = {
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.NOT_FOUND,
