@@ -11,7 +11,8 @@ import grpc
 import pytest
 
 from meshkit.healthcheck import health_status
-from tests.helpers import Gate, Stubs, eventually
+from social.caches import user_key
+from tests.helpers import Gate, Stubs, eventually, redis_client
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
 
 
@@ -31,6 +32,8 @@ def test_sigterm_lets_an_in_flight_call_finish(mesh: Any, stubs: Stubs, gated_tw
     author = stubs.sign_up("inflight")
     stubs.post(author, "through the gate")  # the channel to users_svc is up
     gated_tweets.close_gate()
+    # Out of users_svc's cache, so that the post asks users_svc for its author (through the gate).
+    redis_client(mesh.redis_url).delete(user_key(int(author.user_id)))
     request = tweets_pb.CreateTweetRequest(text="in flight at SIGTERM", request_id="in-flight")
     with ThreadPoolExecutor(max_workers=2) as pool:
         call = pool.submit(stubs.tweets.CreateTweet, request, metadata=author.auth, timeout=30)
