@@ -62,6 +62,14 @@ def visible_entries(ids: Sequence[int], original_of: Mapping[int, int | None]) -
     return shown
 
 
+def merged(
+    home: Snapshot, lists: Sequence[Snapshot], before: int | None, limit: int
+) -> tuple[list[int], bool]:
+    """merge_window over stored timelines: their ids, and whether each holds all its sources'."""
+    ids = [c.tweet_ids for c in lists]
+    return merge_window(home.tweet_ids, ids, before, limit, [c.complete for c in lists], home.complete)
+
+
 class TimelineReads(Protocol):
     """What reading a timeline takes of the store (social.timelines.TimelineStore): reads, and the
     rebuild of one that is missing."""
@@ -243,14 +251,7 @@ class HomeTimeline(Generic[T]):
         windows = await self._celebrity_windows(snapshot.celebrities, lists)
         if windows is None:
             return await self.from_owners(viewer, before, limit), False
-        ids, more = merge_window(
-            snapshot.tweet_ids,
-            [w.tweet_ids for w in windows],
-            before,
-            limit,
-            [w.complete for w in windows],
-            snapshot.complete,
-        )
+        ids, more = merged(snapshot, windows, before, limit)
         if more:
             ids.extend(await self.from_owners(viewer, ids[-1] if ids else before, limit - len(ids)))
         return ids, False
@@ -323,14 +324,7 @@ class HomeTimeline(Generic[T]):
         windows = await self._celebrity_windows(snapshot.celebrities)
         if windows is None:
             return []
-        ids, _ = merge_window(
-            snapshot.tweet_ids,
-            [w.tweet_ids for w in windows],
-            None,
-            limit,
-            [w.complete for w in windows],
-            snapshot.complete,
-        )
+        ids, _ = merged(snapshot, windows, None, limit)
         return ids
 
     async def stream(
