@@ -124,14 +124,16 @@ def one_redis_mesh() -> Iterator[Mesh]:
         yield instance
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster_mesh() -> Iterator[Mesh]:
-    """The same mesh on a local Redis Cluster (three masters, a replica each)."""
+    """The same mesh on a local Redis Cluster (three masters, a replica each). Per package: it
+    stops when the package that asked for it is done, so the suites after it (the edge's
+    thousand streams, the fault timings) do not share the machine with a second mesh."""
     with test_mesh(TEST_ENV, "tweetmesh-cluster-", redis_cluster=True) as instance:
         yield instance
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def mesh(request: pytest.FixtureRequest) -> Mesh:
     """The test mesh: on one Redis, or on a Redis Cluster where a test is parametrized so (ON_BOTH_REDIS)."""
     kind = getattr(request, "param", None)
@@ -159,7 +161,7 @@ def mesh_stubs(mesh: Mesh, channel_options: list[tuple[str, Any]] | None = None)
         client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stubs(mesh: Mesh) -> Iterator[Stubs]:
     with mesh_stubs(mesh) as client:
         yield client

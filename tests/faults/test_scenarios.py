@@ -84,7 +84,9 @@ def run_scenario(
     first = f"{scenario}-first"
     history.attempt(first, [*people.targets(people.authors[0]), on_stream])
     post(stubs, people.authors[0], first, history, violations)
-    eventually(lambda: first in stream.texts, timeout=20)
+    # Right after a scenario that froze or restarted Redis, a new stream has taken over 20 s to get
+    # its first tweet on a loaded machine (the note of this change says so; not yet understood).
+    eventually(lambda: first in stream.texts, timeout=60)
 
     burst(
         stubs,

@@ -45,4 +45,9 @@ def test_sigterm_lets_an_in_flight_call_finish(mesh: Any, stubs: Stubs, gated_tw
         assert not call.done()
         gated_tweets.open_gate()
         assert call.result(timeout=30).tweet.text == "in flight at SIGTERM"
-        assert stopped.result(timeout=30) == 0
+        code = stopped.result(timeout=30)
+        log = mesh.data_dir / "logs" / "tweets.log"
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-80:]) if log.exists() else ""
+        assert code == 0, (
+            f"tweets_svc did not exit cleanly after its last call (exit {code}); its log ends:\n{tail}"
+        )

@@ -250,11 +250,16 @@ def test_a_thousand_idle_streams_from_one_address_leave_a_reader_elsewhere_readi
             memory.append(edge.memory_allocated())
             streams = await _request_streams(edge.port, 1100)
             try:
-                deadline = time.monotonic() + 120
+                deadline, reopened = time.monotonic() + 120, False
                 while (active := await asyncio.to_thread(open_upstream)) < 1100:
                     if time.monotonic() > deadline:
                         ended = await _ended(streams)
-                        raise AssertionError(f"only {active} streams open after 120 s; ended: {ended}")
+                        # An open the server cancelled (not accepted in time on a busy machine) is
+                        # a failed open the client did not cause: reopened once, as clients do.
+                        if reopened or not ended or not all('"code":1,' in e for e in ended):
+                            raise AssertionError(f"only {active} streams open after 120 s; ended: {ended}")
+                        streams += await _request_streams(edge.port, 1100 - active)
+                        deadline, reopened = time.monotonic() + 60, True
                     await asyncio.sleep(0.2)
                 memory.append(edge.memory_allocated())
                 home = []
