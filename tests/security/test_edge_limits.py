@@ -253,11 +253,12 @@ def test_a_thousand_idle_streams_from_one_address_leave_a_reader_elsewhere_readi
                 deadline, reopened = time.monotonic() + 120, False
                 while (active := await asyncio.to_thread(open_upstream)) < 1100:
                     if time.monotonic() > deadline:
-                        ended = await _ended(streams)
-                        # An open the server cancelled (not accepted in time on a busy machine) is
-                        # a failed open the client did not cause: reopened once, as clients do.
-                        if reopened or not ended or not all('"code":1,' in e for e in ended):
+                        if reopened:
+                            ended = await _ended(streams)
                             raise AssertionError(f"only {active} streams open after 120 s; ended: {ended}")
+                        # An open the server cancelled (not accepted in time on a busy machine) is a
+                        # failed open the client did not cause: as many are opened again, once, as
+                        # clients do; the statuses below must show those as 499 and nothing else.
                         streams += await _request_streams(edge.port, 1100 - active)
                         deadline, reopened = time.monotonic() + 60, True
                     await asyncio.sleep(0.2)
@@ -280,7 +281,8 @@ def test_a_thousand_idle_streams_from_one_address_leave_a_reader_elsewhere_readi
         statuses, home, own, active = asyncio.run(scenario())
         elapsed = time.monotonic() - started
         overflowed = edge.stats().get("cluster.timeline.upstream_rq_pending_overflow", 0)
-    assert statuses == [200] * 1100, _tally(statuses)
+    cancelled = len(statuses) - 1100  # opens the server cancelled, each opened again
+    assert statuses.count(200) == 1100 and statuses.count(499) == cancelled, _tally(statuses)
     assert active >= 1100, active
     assert home == [200] * 5 and own == 200, (home, own)
     assert overflowed == 0
