@@ -310,11 +310,7 @@ class UserCacheReader:
         if not ids:
             return {}
         try:
-            # GETs in one pipeline rather than one MGET: the keys may sit on different shards.
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for user_id in ids:
-                    pipe.get(user_key(user_id))
-                entries: list[bytes | None] = await pipe.execute()
+            entries = await get_many(self._redis, [user_key(u) for u in ids])
         except DEPENDENCY_ERRORS:
             return {}
         return {u: e[_HEADER:] for u, e in zip(ids, entries, strict=True) if e and e[8:9] == LIVE}
