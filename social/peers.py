@@ -14,6 +14,7 @@ import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from meshkit.auth import Session
+from meshkit.batching import GroupCommit
 from meshkit.protos import wire_id
 from meshkit.status import relayed
 from social.rules import Relation, TweetRef
@@ -35,6 +36,8 @@ ID_PAGE = 10_000
 AUTHORS_PER_CALL = 5000
 # Tokens per AuthenticateTokens call (its request's limit).
 AUTHENTICATE_BATCH = 1000
+# Concurrent session lookups gathered into one AuthenticateTokens call (callers, not tokens).
+LOOKUPS_PER_CALL = 256
 
 
 def relation_of(message: users_pb.Relation) -> Relation:
@@ -50,6 +53,11 @@ class UsersPeer:
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = users_grpc.UserServiceStub(channel)
+        # The session lookups of concurrent calls (each a cache miss of meshkit.auth) share a call:
+        # one at a time, the lookups that arrive meanwhile go together in the next.
+        self._lookups: GroupCommit[tuple[str, ...], dict[str, Session]] = GroupCommit(
+            "session lookups", self._lookup_batch, max_batch=LOOKUPS_PER_CALL, max_in_flight=1
+        )
 
     async def users(self, user_ids: Sequence[int], *, with_tweet_counts: bool) -> dict[int, users_pb.User]:
         if not user_ids:
@@ -63,7 +71,15 @@ class UsersPeer:
         return {int(u.user_id): u for u in reply.users}
 
     async def sessions(self, tokens: Sequence[str]) -> dict[str, Session]:
-        """The sessions behind tokens that users_svc knows (for meshkit.auth): one call per 1,000."""
+        """The sessions behind tokens that users_svc knows (for meshkit.auth), asked together with
+        the lookups of concurrent calls; a failed call is the error of every lookup it carried."""
+        if not tokens:
+            return {}
+        return await self._lookups(tuple(tokens))
+
+    async def _lookup_batch(self, lookups: Sequence[tuple[str, ...]]) -> list[dict[str, Session]]:
+        """Each lookup's sessions, from one AuthenticateTokens call per 1,000 distinct tokens."""
+        tokens = list(dict.fromkeys(t for lookup in lookups for t in lookup))
         found: dict[str, Session] = {}
         for start in range(0, len(tokens), AUTHENTICATE_BATCH):
             reply = await self._stub.AuthenticateTokens(
@@ -71,7 +87,7 @@ class UsersPeer:
             )
             for s in reply.sessions:
                 found[s.token] = Session(int(s.user_id), s.expire_time.ToDatetime(tzinfo=UTC))
-        return found
+        return [{t: found[t] for t in lookup if t in found} for lookup in lookups]
 
     async def user_exists(self, user_id: int) -> bool:
         return bool(await self.users([user_id], with_tweet_counts=False))

@@ -13,6 +13,7 @@ from social import Relation, Snapshot, State, TweetRef
 from social.timelines import FanoutJob, JobOutcome
 from timeline_svc.stream import Delivery
 from tweetmesh.tweets.v1 import tweets_service_pb2 as tweets_pb
+from tweetmesh.users.v1 import users_service_pb2 as users_pb
 
 
 class FakeFollowGraph:
@@ -338,6 +339,33 @@ class FakeTweetStub:
         return tweets_pb.ListTweetIdsByAuthorsResponse(
             tweets=[tweets_pb.TweetRef(tweet_id=str(t), author_id=str(t // 10)) for t in refs]
         )
+
+
+class FakeUserStub:
+    """users_svc's generated stub for AuthenticateTokens: knows `sessions` (token -> user id);
+    `calls` lists the tokens of each call. While `gate` is clear, calls wait for it; with
+    `failure` set, calls raise it."""
+
+    def __init__(self, sessions: Mapping[str, int]) -> None:
+        self.sessions = dict(sessions)
+        self.calls: list[list[str]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.failure: Exception | None = None
+
+    async def AuthenticateTokens(
+        self, request: users_pb.AuthenticateTokensRequest
+    ) -> users_pb.AuthenticateTokensResponse:
+        self.calls.append(list(request.tokens))
+        await self.gate.wait()
+        if self.failure is not None:
+            raise self.failure
+        reply = users_pb.AuthenticateTokensResponse()
+        for token in request.tokens:
+            if token in self.sessions:
+                session = reply.sessions.add(token=token, user_id=str(self.sessions[token]))
+                session.expire_time.FromSeconds(4_000_000_000)
+        return reply
 
 
 class FakeSessionCache:
