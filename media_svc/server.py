@@ -59,6 +59,8 @@ CHUNK_BYTES = 1024 * 1024
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 # media_svc's consumer group on the tweets' events (attachments and deletions).
 GROUP = "media"
+# Tweet events only attach media (nothing a caller waits on): read a batch at a time, at most this often.
+READ_EVERY_MS = 200
 
 
 def media_url(media_id: int) -> str:
@@ -212,6 +214,7 @@ async def setup(runtime: Runtime[MediaSettings], server: grpc.aio.Server) -> lis
         claim_idle_ms=30_000,
         max_deliveries=10,
         forget_idle_ms=settings.consumer_forget_ms,
+        read_every_ms=READ_EVERY_MS,
     )
     runtime.background(consumer.run(), f"consume {TWEETS_STREAM}")
     users = UsersPeer(runtime.channel(settings.users_addr, UsersPeer.SERVICE))

@@ -35,6 +35,8 @@ from tweets_svc.trends import TRENDS_MAX, TrendCounter
 Context = grpc.aio.ServicerContext[Any, Any]
 # tweets_svc's consumer group on its own tweets' events: it counts their hashtags for trends.
 TRENDS_GROUP = "trends"
+# Trends count by the minute: their tweet events are read a batch at a time, at most this often.
+TRENDS_READ_EVERY_MS = 200
 # tweets_svc's consumer group on events:accounts (social.erasure): a deleted account's tweets,
 # likes and bookmarks.
 ERASE_GROUP = "tweets-erase"
@@ -608,6 +610,7 @@ async def setup(runtime: Runtime[TweetsSettings], server: grpc.aio.Server) -> li
         claim_idle_ms=30_000,
         max_deliveries=10,
         forget_idle_ms=settings.consumer_forget_ms,
+        read_every_ms=TRENDS_READ_EVERY_MS,
     )
     runtime.background(consumer.run(), f"consume {TWEETS_STREAM}")
     eraser = account_eraser(

@@ -2,11 +2,13 @@
 and `tweetmesh admin dead-letters`; a replayed event is delivered, one that fails again comes back;
 the event streams are trimmed of what the consumer group has read and acknowledged, never of what
 it has not; a dead consumer's entries are claimed by the living before its name is deleted from
-the group; and with OUTBOX_REPLICAS an outbox row stays until a replica has its event."""
+the group; a consumer that reads at most every so often takes a steady flow a batch at a time;
+and with OUTBOX_REPLICAS an outbox row stays until a replica has its event."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import tempfile
 import time
@@ -257,3 +259,52 @@ def test_an_outbox_row_stays_until_a_replica_has_its_event(mesh: Mesh, stubs: St
         assert any(tweet.tweet_id.encode() in f[b"data"] for _, f in events)
     finally:
         mesh.start_service("tweets")
+
+
+async def test_a_consumer_reading_every_interval_takes_a_steady_flow_a_batch_at_a_time(mesh: Mesh) -> None:
+    stream = f"test:read-every:{uuid.uuid4().hex}"
+    client = aioredis.Redis.from_url(mesh.redis_url)
+    batches: list[list[bytes]] = []
+
+    async def handle(entries: list[Entry]) -> list[BaseException | None]:
+        batches.append([e.fields[b"n"] for e in entries])
+        return [None] * len(entries)
+
+    consumer = StreamConsumer(
+        client,
+        stream,
+        "g",
+        "c",
+        batch_handler=handle,
+        claim_idle_ms=60_000,
+        max_deliveries=3,
+        forget_idle_ms=60_000,
+        block_ms=100,
+        read_every_ms=2000,
+    )
+    await consumer.ensure_group()
+    running = asyncio.create_task(consumer.run())
+
+    async def handled(count: int) -> None:
+        deadline = time.monotonic() + 20
+        while sum(len(b) for b in batches) < count:
+            assert time.monotonic() < deadline, f"handled {batches}, expected {count} entries"
+            await asyncio.sleep(0.02)
+
+    try:
+        # The first entry is read as soon as it comes, alone.
+        await client.xadd(stream, {"n": 0})
+        await handled(1)
+        # Those that come one by one within the interval are read together, once it has passed.
+        for n in range(1, 5):
+            await client.xadd(stream, {"n": n})
+        await handled(5)
+        assert batches == [[b"0"], [b"1", b"2", b"3", b"4"]]
+        pending: Any = await client.xpending(stream, "g")
+        assert pending["pending"] == 0  # each batch acknowledged
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await client.delete(stream)
+        await client.aclose()
