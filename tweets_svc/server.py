@@ -12,6 +12,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError
 
 from meshkit.auth import Authenticator
+from meshkit.batching import GroupCommit
 from meshkit.errors import InvalidArgument
 from meshkit.ids import parse_id, require_id
 from meshkit.outbox import Event, OnRelay, Outbox
@@ -35,6 +36,8 @@ from tweets_svc.trends import TRENDS_MAX, TrendCounter
 Context = grpc.aio.ServicerContext[Any, Any]
 # tweets_svc's consumer group on its own tweets' events: it counts their hashtags for trends.
 TRENDS_GROUP = "trends"
+# Concurrent calls whose users are read from the cache in one read, at most.
+USER_READS_TOGETHER = 256
 # Trends count by the minute: their tweet events are read a batch at a time, at most this often.
 TRENDS_READ_EVERY_MS = 200
 # tweets_svc's consumer group on events:accounts (social.erasure): a deleted account's tweets,
@@ -186,6 +189,15 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         self._user_cache = user_cache
         self._auth = auth
         self._trends = trends
+        # The cache reads of concurrent calls (each post's answer shows its author) go together:
+        # one at a time, those that come meanwhile share the next.
+        self._user_reads: GroupCommit[tuple[int, ...], dict[int, bytes]] = GroupCommit(
+            "user cache reads", self._read_users, max_batch=USER_READS_TOGETHER, max_in_flight=1
+        )
+
+    async def _read_users(self, reads: Sequence[tuple[int, ...]]) -> list[dict[int, bytes]]:
+        found = await self._user_cache.read([u for read in reads for u in read])
+        return [{u: found[u] for u in read if u in found} for read in reads]
 
     async def users(
         self, user_ids: Sequence[int], known: Mapping[int, int] | None = None
@@ -193,7 +205,7 @@ class TweetServicer(pb_grpc.TweetServiceServicer):
         """Users with their tweet counts, which live here (so users_svc is asked without them);
         `known` holds counts already read (with the tweets being hydrated), the rest are asked.
         The users come from users_svc's cache; users_svc is asked for those it misses."""
-        cached = await self._user_cache.read(user_ids)
+        cached = await self._user_reads(tuple(user_ids)) if user_ids else {}
         found = {u: users_pb.User.FromString(data) for u, data in cached.items()}
         if missing := [u for u in user_ids if u not in found]:
             found.update(await self._users.users(missing, with_tweet_counts=False))
