@@ -681,7 +681,7 @@ class TimelineStore:
                 await self._redis.publish(job.announce, message)
         gone = sorted(user for key, user in homes.items() if not exists[key] and user in followers)
         for author, state, _ in lists:
-            await prune(self._redis, author, state.gen, gone, self._list_prefix)
+            await prune(self._redis, author, state, gone, self._list_prefix)
         for t, outcome in enumerate(outcomes):
             outcome.written += sum(1 for key in homes if exists[key] and t in takes[key][1])
             outcome.pruned += len(gone) if t == 0 else 0
