@@ -158,11 +158,12 @@ class Space:
 
 @dataclass
 class Parts:
+    """The mesh's Redis (a client, and a node to listen on) and the owners, which every case shares."""
+
     redis: aioredis.Redis
     listener: aioredis.Redis
     store: PostgresUserStore
     tweets: TweetsPeer
-    cluster: bool
 
     def space(self) -> Space:
         name = f"gap-{uuid.uuid4().hex[:8]}-"
@@ -208,7 +209,7 @@ async def parts(mesh: Mesh, stubs: Stubs) -> AsyncIterator[Parts]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{mesh.ports.tweets}")
     store = PostgresUserStore(pool, None, None, None, None)  # type: ignore[arg-type]
     try:
-        yield Parts(redis, listener, store, TweetsPeer(channel), mesh.redis_cluster)
+        yield Parts(redis, listener, store, TweetsPeer(channel))
     finally:
         await channel.close()
         await pool.close()
