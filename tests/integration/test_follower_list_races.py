@@ -1,6 +1,7 @@
 """A follower list rebuilt while its follower's home timeline is rebuilt (Redis back empty after a
 restart or a wipe): every interleaving of the two, forced step by step, leaves the follower in the
-list, so the author's next tweet reaches their timeline and their open stream. On a Redis Cluster,
+list, so the author's next tweet reaches their timeline and their open stream; a tweet committed
+and fanned out at any step of the home's rebuild ends up in it. On a Redis Cluster,
 where the lists' writers look at a timeline before their script runs, a look that found no timeline
 and a prune after a delivery that found none do not undo a join that came in between."""
 
@@ -410,3 +411,40 @@ def test_a_post_right_after_the_reader_comes_back_to_a_wiped_redis_reaches_their
         whole.close()
         for node in nodes:
             node.close()
+
+
+AUTHOR_STEPS = ("commits", "fans out")
+
+
+@ON_BOTH_REDIS
+async def test_a_tweet_committed_and_fanned_out_at_any_step_of_a_home_rebuild_ends_up_in_it(
+    mesh: Mesh, stubs: Stubs, parts: Parts, pair: tuple[Account, Account, Account]
+) -> None:
+    """The author's list is built while the reader has no home (so without them); then the
+    author's tweet is committed and fanned out, each before or after any step of the home's
+    rebuild (10 orders): the rebuilt home holds it, read from the owners (committed before they
+    were read) or delivered (after)."""
+    author, reader, _ = (int(a.user_id) for a in pair)
+    orders = list(interleavings(HOME_STEPS, AUTHOR_STEPS))
+    assert len(orders) == 10
+    for order in orders:
+        space = parts.space()
+        await space.keeper.ensure([author])
+        assert reader not in (await space.lists.members(author) or set())
+        posted: list[int] = []
+
+        async def write(
+            space: Space = space, posted: list[int] = posted, order: Sequence[str] = order
+        ) -> None:
+            await space.pauses.before("commits")
+            posted.append(int(stubs.post(pair[0], f"at {order}").tweet_id))  # the others are held
+            await space.pauses.before("fans out")
+            (written,) = await space.fanout.tweets_changed([TweetChanged(posted[0], author)])
+            assert not isinstance(written, Exception), written
+
+        actors = {"home": rebuild_home(space, reader), "author": write()}
+        steps = {s: "home" for s in HOME_STEPS} | {s: "author" for s in AUTHOR_STEPS}
+        await run_in_order(actors, steps, order, space.pauses)
+        data: bytes | None = await parts.redis.get(space.timelines.key(reader))  # type: ignore[assignment]
+        assert data is not None and not data.startswith(REBUILDING), (order, data)
+        assert posted[0] in unpack(data), f"in the order {order}: {posted} not in {unpack(data)}"
