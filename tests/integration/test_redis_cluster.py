@@ -1,6 +1,7 @@
 """The mesh on a local Redis Cluster (three masters, a replica each): the cluster devstack makes,
 the kit's cluster paths against it (reads and scripts over keys of every node, rate limits), and
-the wipe of one node, which the mesh survives as it survives a wipe of its one Redis.
+the wipe of one node, which the mesh survives as it survives a wipe of its one Redis, and live
+streams on sharded pub/sub where the cluster runs Redis 7.
 (The story suites run on the cluster too: tests/helpers.py ON_BOTH_REDIS.)"""
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from devstack.mesh import Mesh
 from meshkit.ratelimit import RateLimiter
 from meshkit.rpc_details import error_details
 from meshkit.settings import Rate
-from meshkit.shards import SpreadScript, connect, get_many, key_on, nodes_of, primaries
-from social.timelines import home_key
+from meshkit.shards import SHARDED_PUBSUB_SINCE, SpreadScript, connect, get_many, key_on, nodes_of, primaries
+from social.live import live_channel
+from social.timelines import home_key, sharded_channel
 from tests.helpers import REDIS_CLUSTER, LiveStream, Stubs, eventually, held_in_redis, redis_client
 
 ON_THE_CLUSTER = pytest.mark.parametrize("mesh", [REDIS_CLUSTER], indirect=True)
@@ -169,3 +171,41 @@ def test_a_wiped_node_ends_open_streams_and_its_timelines_come_back(stubs: Stubs
     eventually(lambda: stubs.home_ids(reader) == [after, *expected])
     eventually(lambda: after in (held_in_redis(r, reader.user_id) or []))
     r.delete(kept)
+
+
+def _versions(r: redis.Redis) -> list[tuple[int, ...]]:
+    """The Redis version of each master."""
+    infos = r.info("server", target_nodes=redis.RedisCluster.PRIMARIES)
+    return [tuple(int(p) for p in str(i["redis_version"]).split(".")[:2]) for i in infos.values()]
+
+
+def _channels_on_each_master(r: redis.Redis, command: str) -> dict[str, set[bytes]]:
+    """PUBSUB CHANNELS or SHARDCHANNELS on each master: its name -> the channels."""
+    return {
+        node.name: set(r.execute_command(f"PUBSUB {command}", target_nodes=node))  # type: ignore[no-untyped-call]
+        for node in r.get_primaries()  # type: ignore[attr-defined]
+    }
+
+
+@ON_THE_CLUSTER
+def test_a_home_stream_listens_and_is_told_on_the_node_of_its_timeline(stubs: Stubs, mesh: Mesh) -> None:
+    reader, author = stubs.sign_up("sharded"), stubs.sign_up("author")
+    stubs.follow(reader, author)
+    stubs.home(reader)
+    # Open: timeline_svc's subscription to the stream's channel was confirmed.
+    stream = LiveStream(stubs.timeline, reader).wait_open()
+    r = redis_client(mesh.redis_url)
+    classic = live_channel(int(reader.user_id)).encode()
+    oldest = min(_versions(r))
+    if oldest >= SHARDED_PUBSUB_SINCE:
+        owner = r.get_node_from_key(home_key(int(reader.user_id))).name  # type: ignore[attr-defined]
+        name = sharded_channel(classic.decode()).encode()
+        shard_channels = _channels_on_each_master(r, "SHARDCHANNELS")
+        assert [node for node, channels in shard_channels.items() if name in channels] == [owner]
+        assert not any(classic in c for c in _channels_on_each_master(r, "CHANNELS").values())
+    else:
+        print(f"Redis {oldest} before {SHARDED_PUBSUB_SINCE}: no sharded pub/sub, its check skipped")
+        assert any(classic in c for c in _channels_on_each_master(r, "CHANNELS").values())
+    posted = stubs.post(author, "told on its node").tweet_id
+    assert stream.next_tweet(timeout=10).tweet_id == posted
+    stream.close()
