@@ -356,9 +356,11 @@ return finish({job, -1, '', ''})
 # "e" as in _FAN_OUT), the publishing command (PUBLISH, or SPUBLISH where pub/sub is sharded: the
 # channels are then in their timelines' slots, on this node), then per timeline: its live channel
 # ("" for none), the packed ids it takes, m, m live messages. Writes (or takes out) the ids in the
-# timelines that exist and publishes the messages. Every message is published: PUBSUB NUMSUB counts
-# this node's subscribers only (classic pub/sub: the cluster's bus carries a message to the node
-# where a stream listens). Returns, per timeline, 1 if it exists (an edit: always), else 0.
+# timelines that exist and publishes the messages. Sharded, as on one server, a new or edited tweet
+# only where someone listens (PUBSUB SHARDNUMSUB: the channels are this node's, and the live hub
+# listens on masters); classic, every message (PUBSUB NUMSUB counts this node's subscribers only,
+# and the cluster's bus carries a message to the node where a stream listens). Returns, per
+# timeline, 1 if it exists (an edit: always), else 0.
 _DELIVER = (
     _TRIM
     + """
@@ -367,13 +369,26 @@ local limit, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
     + _WRITE
     + """
 local kind, command = ARGV[3], ARGV[4]
+local listening = nil  -- channel -> whether someone listens; nil: publish everywhere
+if command == 'SPUBLISH' and kind ~= '-' then
+  local channels, at = {}, 5
+  for _ = 1, #KEYS do
+    if ARGV[at] ~= '' then channels[#channels + 1] = ARGV[at] end
+    at = at + 3 + tonumber(ARGV[at + 2])
+  end
+  listening = {}
+  if #channels > 0 then
+    local counts = redis.call('PUBSUB', 'SHARDNUMSUB', unpack(channels))
+    for i = 1, #counts, 2 do listening[counts[i]] = counts[i + 1] > 0 end
+  end
+end
 local found = {}
 local a = 5
 for k, key in ipairs(KEYS) do
   local channel, packed, m = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   local exists = true  -- an edit: the timeline does not change
   if kind == '+' then exists = add(key, packed) elseif kind == '-' then exists = take_out(key, packed) end
-  if channel ~= '' then
+  if channel ~= '' and (not listening or listening[channel]) then
     for i = a + 3, a + 2 + m do redis.call(command, channel, ARGV[i]) end
   end
   found[k] = exists and 1 or 0
@@ -402,10 +417,10 @@ return took
 )
 
 # KEYS: timelines. ARGV: the packed marker, "+" to add it or "-" to take it out, the live message,
-# the channel prefix, the key prefix length, "1" to tell every channel (a cluster's PUBSUB NUMSUB
-# counts one node's subscribers only) or "0" to tell those someone listens on, "s" where pub/sub is
-# sharded (the channels as sharded_channel names them, by SPUBLISH) or "". Existing timelines
-# change; their open streams are told.
+# the channel prefix, the key prefix length, "1" to tell every channel (a classic cluster's PUBSUB
+# NUMSUB counts one node's subscribers only) or "0" to tell those someone listens on, "s" where
+# pub/sub is sharded (the channels as sharded_channel names them, told by SPUBLISH where PUBSUB
+# SHARDNUMSUB finds a listener) or "". Existing timelines change; their open streams are told.
 _MARK = """
 local skip, sharded = tonumber(ARGV[5]), ARGV[7] == 's'
 local command = sharded and 'SPUBLISH' or 'PUBLISH'
@@ -414,7 +429,12 @@ for i, key in ipairs(KEYS) do
   channels[i] = ARGV[4] .. string.sub(key, skip + 1)
   if sharded then channels[i] = channels[i] .. '{' .. key .. '}' end
 end
-local listeners = ARGV[6] ~= '1' and redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+local listeners = false
+if sharded then
+  listeners = redis.call('PUBSUB', 'SHARDNUMSUB', unpack(channels))
+elseif ARGV[6] ~= '1' then
+  listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+end
 local changed = 0
 for i, key in ipairs(KEYS) do
   local data = redis.call('GET', key)

@@ -18,6 +18,7 @@ from prometheus_client import Counter as MetricCounter
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import MovedError
 
 from meshkit.errors import DEPENDENCY_ERRORS, Unavailable
 from meshkit.metrics import REGISTRY
@@ -38,6 +39,8 @@ _DECODED_MAX = 4096
 # The replies to (un)subscribing, classic and sharded, and the messages.
 _SUBSCRIBED, _UNSUBSCRIBED = {"subscribe", "ssubscribe"}, {"unsubscribe", "sunsubscribe"}
 _MESSAGES = {"message", "smessage"}
+# What _ShardedPubSub reads when a node refused an SSUBSCRIBE with MOVED (the slot is another's now).
+_MOVED = "moved"
 
 DROPPED = MetricCounter(
     "tweetmesh_live_messages_dropped",
@@ -276,6 +279,8 @@ class LiveHub:
                 self._handle(message)
             if self._moved:
                 log.warning("a live channel moved to another Redis node; ending open streams so they reopen")
+                with contextlib.suppress(*DEPENDENCY_ERRORS):  # the slots anew: they reopen on its new node
+                    await cast(RedisCluster, self._redis).nodes_manager.initialize()
                 self._feed_lost("the live feed moved", read_ok_at)
                 return
             read_ok_at = time.monotonic()
@@ -285,9 +290,13 @@ class LiveHub:
         channel = message["channel"].decode() if isinstance(message.get("channel"), bytes) else None
         if channel is None:
             return  # a health-check pong
+        if kind == _MOVED:
+            self._moved = True
+            return
         if kind in _SUBSCRIBED or kind in _UNSUBSCRIBED:
             if kind == "sunsubscribe" and self._in_flight[channel] <= 0:
-                self._moved = True  # not asked for: its slot went to another node
+                # Not asked for: its slot went to another node (streams listening there end).
+                self._moved = self._moved or channel in self._queues
                 return
             self._in_flight[channel] -= 1
             if self._in_flight[channel] <= 0:
@@ -393,7 +402,7 @@ class _ShardedPubSub:
 
     def __init__(self, cluster: RedisCluster) -> None:
         self._cluster = cluster
-        self._nodes: dict[str, tuple[aioredis.Redis, PubSub]] = {}
+        self._nodes: dict[str, tuple[aioredis.ConnectionPool, _NodePubSub]] = {}
         self._node_of: dict[str, str] = {}  # channel -> the node it was subscribed on
         self._readers: set[asyncio.Task[None]] = set()
         self._received: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue()
@@ -405,7 +414,7 @@ class _ShardedPubSub:
 
     async def subscribe(self, *channels: str) -> None:
         for node, positions in nodes_of(self._cluster, channels):
-            assert node is not None
+            assert node is not None  # on a cluster, every group has its node
             pubsub = self._pubsub_on(node.name, node.connection_class, node.connection_kwargs)
             for same_slot in _by_slot([channels[n] for n in positions]):
                 await pubsub.ssubscribe(*same_slot)
@@ -422,11 +431,10 @@ class _ShardedPubSub:
             for same_slot in _by_slot(theirs):
                 await pubsub.sunsubscribe(*same_slot)
 
-    def _pubsub_on(self, name: str, connection_class: type, kwargs: dict[str, Any]) -> PubSub:
+    def _pubsub_on(self, name: str, connection_class: type, kwargs: dict[str, Any]) -> _NodePubSub:
         if name not in self._nodes:
             pool = aioredis.ConnectionPool(connection_class=connection_class, **kwargs)
-            client = aioredis.Redis.from_pool(pool)
-            self._nodes[name] = (client, client.pubsub())
+            self._nodes[name] = (pool, _NodePubSub(connection_pool=pool))
         return self._nodes[name][1]
 
     def _watch(self, name: str, pubsub: PubSub) -> None:
@@ -439,13 +447,16 @@ class _ShardedPubSub:
             self._readers.add(reader)
 
     async def _read(self, pubsub: PubSub) -> None:
-        try:
-            while True:
+        while True:
+            try:
                 message = await pubsub.get_message(timeout=_CANARY_CHECK_SECONDS)
-                if message is not None:
-                    self._received.put_nowait(message)
-        except Exception as error:
-            self._received.put_nowait(error)
+            except MovedError:  # an SSUBSCRIBE sent by a stale map of the slots
+                message = {"type": _MOVED, "channel": b"", "data": None}
+            except Exception as error:
+                self._received.put_nowait(error)
+                return
+            if message is not None:
+                self._received.put_nowait(message)
 
     async def get_message(self, timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109 (as PubSub's)
         try:
@@ -463,10 +474,19 @@ class _ShardedPubSub:
         for reader in self._readers:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-        for client, pubsub in self._nodes.values():
+        for pool, pubsub in self._nodes.values():
             await _close_quietly(pubsub)
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await pool.disconnect()
+
+
+class _NodePubSub(PubSub):
+    """One master's sharded subscriptions. A reconnect does not make them again (redis-py would send
+    one SSUBSCRIBE of every channel, which Redis refuses across slots): the hub, seeing the
+    reconnect, ends the streams, which reopen."""
+
+    async def _resubscribe_shard_channels(self) -> None:
+        pass
 
 
 class _Connects:
