@@ -25,8 +25,8 @@ one after its rebuild depends on the follower lists).
 Deliveries, deletions and changes of the celebrities merged are published on the timeline's live
 channel (social.live: channel names and message format), but only to channels someone listens on.
 Where pub/sub is sharded (a Redis 7 cluster: meshkit.shards.sharded_pubsub) a timeline's channel
-carries the timeline's key as hash tag (`sharded_channel`), so it lives in the timeline's slot and
-the scripts that write the timeline SPUBLISH on their own node.
+carries the timeline's key as hash tag (`in_slot_of`, `sharded_channel`), so it lives in the
+timeline's slot and the scripts that write the timeline SPUBLISH on their own node.
 
 Hybrid fan-out keeps, as negative ids in a follower's home timeline, a marker for each celebrity
 they follow: those authors are not fanned out on write, and their tweets are merged in at read
@@ -419,7 +419,7 @@ return took
 # KEYS: timelines. ARGV: the packed marker, "+" to add it or "-" to take it out, the live message,
 # the channel prefix, the key prefix length, "1" to tell every channel (a classic cluster's PUBSUB
 # NUMSUB counts one node's subscribers only) or "0" to tell those someone listens on, "s" where
-# pub/sub is sharded (the channels as sharded_channel names them, told by SPUBLISH where PUBSUB
+# pub/sub is sharded (the channels named in_slot_of their timelines, told by SPUBLISH where PUBSUB
 # SHARDNUMSUB finds a listener) or "". Existing timelines change; their open streams are told.
 _MARK = """
 local skip, sharded = tonumber(ARGV[5]), ARGV[7] == 's'
@@ -473,16 +473,21 @@ def home_key(user_id: int) -> str:
 _TIMELINE_OF_CHANNEL = {USER_CHANNEL_PREFIX: HOME_PREFIX, CELEBRITY_CHANNEL_PREFIX: CELEBRITY_LIST_PREFIX}
 
 
+def in_slot_of(channel: str, key: str) -> str:
+    """`channel` named into the slot of `key`: followed by the key as hash tag (`live:5{home:5}`).
+    _MARK builds the same names."""
+    return f"{channel}{{{key}}}"
+
+
 def sharded_channel(name: str) -> str:
     """A live channel's name where pub/sub is sharded (the slot of the name picks the node that
-    carries it): a timeline's channel (`live:<id>`, `celebrity:<id>`) followed by its timeline's
-    key as hash tag (`live:<id>{home:<id>}`), so that it lives in the timeline's slot, where the
-    scripts that write the timeline publish it; any other channel keeps its name. _MARK builds the
-    same names."""
+    carries it): a timeline's channel (`live:<id>`, `celebrity:<id>`) in the slot of its timeline
+    (`live:<id>{home:<id>}`), where the scripts that write the timeline publish it; any other
+    channel keeps its name."""
     for prefix, key_prefix in _TIMELINE_OF_CHANNEL.items():
         ident = name.removeprefix(prefix)
         if ident != name and ident.isdigit():
-            return f"{name}{{{timeline_key(key_prefix, int(ident))}}}"
+            return in_slot_of(name, timeline_key(key_prefix, int(ident)))
     return name
 
 
@@ -745,20 +750,24 @@ class TimelineStore:
     def _what_each_takes(
         self, jobs: Sequence[FanoutJob], followers: set[int], sharded: bool
     ) -> tuple[dict[str, tuple[str, list[int]]], dict[str, int]]:
-        """Each timeline a group writes: its key -> its live channel (as `sharded` pub/sub names
-        it) and the jobs (positions) it takes; and the home timelines among them: key -> user."""
-        named = sharded_channel if sharded else str
+        """Each timeline a group writes: its key -> its live channel (`sharded` pub/sub: in the
+        timeline's slot) and the jobs (positions) it takes; and the home timelines among them:
+        key -> user."""
+
+        def named(channel: str, key: str) -> str:
+            return in_slot_of(channel, key) if sharded else channel
+
         takes: dict[str, tuple[str, list[int]]] = {}
         homes: dict[str, int] = {}
         for t, job in enumerate(jobs):
             for user in (*job.homes, *followers):
                 key = self.key(user)
                 homes[key] = user
-                taken = takes.setdefault(key, (named(self.channel(user)), []))[1]
+                taken = takes.setdefault(key, (named(self.channel(user), key), []))[1]
                 if not taken or taken[-1] != t:
                     taken.append(t)
             for key, told in job.others:
-                takes.setdefault(key, (named(told), []))[1].append(t)
+                takes.setdefault(key, (named(told, key), []))[1].append(t)
         return takes, homes
 
     async def _deliver_by_node(
