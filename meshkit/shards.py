@@ -14,11 +14,16 @@ tag}`). A command or a script that declares keys of several slots is refused (CR
 
 On one server every helper here is a single call, exactly what the code did before; the cluster
 paths cost one round trip per node (three, for the local cluster of devstack).
+
+Pub/sub on a cluster whose masters all run Redis 7.0 or later is sharded (`sharded_pubsub`): a
+message goes by SPUBLISH to the node owning its channel's slot only (and its replicas), instead of
+to every node over the cluster bus. Before 7.0, and on one server, it is classic PUBLISH/SUBSCRIBE.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -42,6 +47,12 @@ if ARGV[1] == '{_SPREAD_MARK}' then
   ARGV = {{unpack(ARGV, n + 3)}}
 end
 """
+
+
+# The first Redis that has sharded pub/sub (SSUBSCRIBE, SPUBLISH).
+SHARDED_PUBSUB_SINCE = (7, 0)
+# What sharded_pubsub found, per client.
+_SHARDED: weakref.WeakKeyDictionary[RedisCluster, bool] = weakref.WeakKeyDictionary()
 
 
 def is_cluster(redis: object) -> bool:
@@ -83,6 +94,27 @@ def connect(
         for node in client.nodes_manager.startup_nodes.values():
             node.connection_kwargs["parser_class"] = parser_class
     return cast(aioredis.Redis, client)
+
+
+async def sharded_pubsub(redis: RedisClient) -> bool:
+    """Whether pub/sub on `redis` is sharded: a cluster whose masters all run Redis 7.0 or later
+    (asked once per client). One server keeps classic pub/sub: it is the one node either way."""
+    if not isinstance(redis, RedisCluster):
+        return False
+    found = _SHARDED.get(redis)
+    if found is None:
+        infos: dict[str, dict[str, Any]] = await redis.info("server", target_nodes=RedisCluster.PRIMARIES)
+        versions = [tuple(int(p) for p in str(i["redis_version"]).split(".")[:2]) for i in infos.values()]
+        found = _SHARDED[redis] = bool(versions) and all(v >= SHARDED_PUBSUB_SINCE for v in versions)
+    return found
+
+
+async def publish(redis: RedisClient, channel: str, message: EncodableT) -> None:
+    """Publishes `message` on `channel`: SPUBLISH where pub/sub is sharded, else PUBLISH."""
+    if await sharded_pubsub(redis):
+        await redis.spublish(channel, message)
+    else:
+        await redis.publish(channel, message)
 
 
 def _node_of(redis: RedisCluster, key: KeyT) -> ClusterNode:

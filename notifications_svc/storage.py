@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from meshkit.errors import DEPENDENCY_ERRORS
 from meshkit.ids import id_at
+from meshkit.shards import sharded_pubsub
 from notifications_svc.service import (
     SAMPLE_ACCOUNTS,
     Key,
@@ -295,9 +296,10 @@ class RedisChannels:
         self._redis = redis
 
     async def publish(self, changes: Sequence[Published]) -> None:
+        sharded = await sharded_pubsub(self._redis)
         async with self._redis.pipeline(transaction=False) as pipe:
             for change in changes:
-                pipe.publish(
+                (pipe.spublish if sharded else pipe.publish)(
                     notification_channel(change.recipient_id),
                     item_message(change.notification_id, removed=change.removed),
                 )

@@ -9,7 +9,8 @@ Layout, every key of one author under the author's hash tag (one Redis Cluster s
 - `followers:{<author_id>}`: a hash, the list's state: `state` (`building`, then `built`), `gen`
   (a token naming this build's buckets), `buckets` (a power of two), `size` (members now),
   `followers` (the author's followers in PostgreSQL, members or not: the celebrity threshold's
-  count), `expires` (when the list goes, unix seconds).
+  count), `expires` (when the list goes, unix seconds), `joins` (how many times a change made
+  someone a member: a prune on a cluster stands down when it moved, see below).
 - `followers:{<author_id>}:<gen>:<b>`: bucket b, a Redis set of follower ids. A follower's bucket
   is the last six digits of its decimal id modulo the bucket count (`bucket_of`). Buckets hold
   about 256 ids when built, which Redis keeps as an intset (packed 8-byte integers) up to
@@ -28,6 +29,15 @@ whichever write lands last is right, in any order and however many processes wri
   follow; a timeline that expires or is wiped leaves its lists when fan-out next meets it.
 - a build (on a miss: fan-out asks users_svc): the state set to `building` first, then PostgreSQL's
   followers are added if their timeline exists and no change decided them meanwhile; `built`.
+
+On a Redis Cluster a follower's timeline lives on another node than the list, so the writers look
+at the timelines first and their scripts run after the look. A timeline can be made (and join)
+in between, so what a look that found no timeline may do is narrow: it never takes a follower out
+(a follow's sync or a join that found none leaves the membership as it is; a follower whose
+timeline is gone leaves when fan-out meets them), and fan-out's prune of the followers a delivery
+found without a timeline does nothing if the list's `joins` moved since fan-out read the list (a
+join came in between; what it left stays until the next fan-out). One server needs none of this:
+there the scripts look at the timelines themselves.
 
 A list lives FOLLOWER_LIST_TTL_SECONDS from its build, then is built again on the next miss: its
 bucket count follows the author's size, and nothing can stay wrong longer than that. Redis may be
@@ -100,15 +110,18 @@ return added
 """
 )
 
-# KEYS[1]: the list's state. ARGV: generation, follower ids. Takes the followers out of the list
-# (fan-out on a cluster found their timeline gone); returns how many were in it.
+# KEYS[1]: the list's state. ARGV: generation, joins (both as fan-out read them with the list),
+# follower ids. Takes the followers out of the list (fan-out on a cluster found their timeline
+# gone), unless someone joined since the list was read (one of them may have come back); returns
+# how many were in it.
 _PRUNE = (
     LIST_KEYS
     + """
-if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] then return 0 end
-local buckets = tonumber(redis.call('HGET', KEYS[1], 'buckets'))
+local state = redis.call('HMGET', KEYS[1], 'gen', 'buckets', 'joins')
+if state[1] ~= ARGV[1] or (state[3] or '0') ~= ARGV[2] then return 0 end
+local buckets = tonumber(state[2])
 local pruned = 0
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   pruned = pruned + redis.call('SREM', list_bucket(KEYS[1], ARGV[1], bucket_of(ARGV[i], buckets)), ARGV[i])
 end
 if pruned > 0 then redis.call('HINCRBY', KEYS[1], 'size', -pruned) end
@@ -144,6 +157,7 @@ local function set_member(meta, id, following, home_prefix)
   if following and (home_prefix == '' or redis.call('EXISTS', home_prefix .. id) == 1) then
     change = redis.call('SADD', bucket, id)
     redis.call('EXPIREAT', bucket, state[4])
+    redis.call('HINCRBY', meta, 'joins', 1)
   else
     change = -redis.call('SREM', bucket, id)
   end
@@ -157,7 +171,8 @@ local function set_member(meta, id, following, home_prefix)
 end
 """
 
-# KEYS[1]: the author's list. ARGV: follower id, "1" if following, home prefix, the author's
+# KEYS[1]: the author's list. ARGV: follower id, "1" if following ("" to leave the membership as
+# it is: following, with no timeline at the look on a cluster), home prefix, the author's
 # followers in PostgreSQL. A follow or unfollow; returns the change in size.
 _SYNC = (
     LIST_KEYS
@@ -165,6 +180,7 @@ _SYNC = (
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'followers', ARGV[4])
+if ARGV[2] == '' then return 0 end
 return set_member(KEYS[1], ARGV[1], ARGV[2] == '1', ARGV[3])
 """
 )
@@ -214,17 +230,19 @@ class ListState:
     buckets: int
     size: int
     followers: int
+    # Times a change made someone a member (a prune stands down when it moved: `prune`).
+    joins: int = 0
 
 
 async def list_state(redis: aioredis.Redis, author_id: int, prefix: str = LIST_PREFIX) -> ListState | None:
     """A list's state; None when there is no list."""
     found: list[bytes | None] = await redis.hmget(  # type: ignore[assignment]
-        meta_key(author_id, prefix), ["state", "gen", "buckets", "size", "followers"]
+        meta_key(author_id, prefix), ["state", "gen", "buckets", "size", "followers", "joins"]
     )
     if found[0] is None:
         return None
-    state, gen, buckets, size, followers = (v.decode() if v is not None else "0" for v in found)
-    return ListState(state, gen, int(buckets), int(size), int(followers))
+    state, gen, buckets, size, followers, joins = (v.decode() if v is not None else "0" for v in found)
+    return ListState(state, gen, int(buckets), int(size), int(followers), int(joins))
 
 
 async def built_list(
@@ -243,13 +261,18 @@ async def built_list(
 
 
 async def prune(
-    redis: aioredis.Redis, author_id: int, gen: str, follower_ids: Sequence[int], prefix: str = LIST_PREFIX
+    redis: aioredis.Redis,
+    author_id: int,
+    read: ListState,
+    follower_ids: Sequence[int],
+    prefix: str = LIST_PREFIX,
 ) -> int:
-    """Takes followers whose timeline is gone out of the list built as `gen`; returns how many left it."""
+    """Takes followers whose timeline was found gone out of the list, unless it changed since it
+    was `read` (built again, or someone joined: maybe one of them, back); returns how many left it."""
     if not follower_ids:
         return 0
     script = redis.register_script(_PRUNE)
-    return int(await script(keys=[meta_key(author_id, prefix)], args=[gen, *follower_ids]))
+    return int(await script(keys=[meta_key(author_id, prefix)], args=[read.gen, read.joins, *follower_ids]))
 
 
 class BuildLost(Exception):
@@ -285,8 +308,8 @@ class FollowerLists:
     async def _with_timelines(self, user_ids: Sequence[int]) -> tuple[str, list[int]]:
         """The home prefix to give a script and the users it is to consider: on one server, the
         prefix (the script looks) and all of them; on a cluster, "" and those whose timeline
-        exists now. A timeline made after the look joins the lists itself (`join`); one gone
-        after it is pruned by fan-out: the races the lists' rule already allows for."""
+        exists now. A timeline made after the look joins the lists itself (`join`), so a look
+        that found none takes no one out; one gone after it is pruned by fan-out."""
         if not self._cluster:
             return self._home_prefix, list(user_ids)
         found = await exist_each(self._redis, [f"{self._home_prefix}{u}" for u in user_ids])
@@ -341,11 +364,9 @@ class FollowerLists:
         """Applies a follow (`following`) or unfollow, as PostgreSQL has it now, to the author's
         list if it exists, with the author's follower count."""
         home_prefix, with_timeline = await self._with_timelines([follower_id])
-        following = following and bool(with_timeline)
-        await self._sync(
-            keys=[self._meta(author_id)],
-            args=[follower_id, "1" if following else "0", home_prefix, followers],
-        )
+        # A look that found no timeline decides nothing: one made since may have joined already.
+        membership = ("1" if with_timeline else "") if following else "0"
+        await self._sync(keys=[self._meta(author_id)], args=[follower_id, membership, home_prefix, followers])
 
     async def join(
         self, user_id: int, author_ids: Sequence[int], *, joining: bool, chunk: int = 1000
@@ -353,7 +374,8 @@ class FollowerLists:
         """Adds a user whose timeline exists to the existing lists of `author_ids` (`joining`), or
         takes them out of those lists."""
         home_prefix, with_timeline = await self._with_timelines([user_id])
-        joining = joining and bool(with_timeline)
+        if joining and not with_timeline:
+            return  # a look that found no timeline decides nothing: one made since joins itself
         for start in range(0, len(author_ids), chunk):
             keys = [self._meta(a) for a in author_ids[start : start + chunk]]
             await self._join.run(keys, [user_id, "1" if joining else "0", home_prefix])

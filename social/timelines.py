@@ -24,6 +24,9 @@ Celebrities' lists are so marked (fan-out writes them by key); home timelines ar
 one after its rebuild depends on the follower lists).
 Deliveries, deletions and changes of the celebrities merged are published on the timeline's live
 channel (social.live: channel names and message format), but only to channels someone listens on.
+Where pub/sub is sharded (a Redis 7 cluster: meshkit.shards.sharded_pubsub) a timeline's channel
+carries the timeline's key as hash tag (`in_slot_of`, `sharded_channel`), so it lives in the
+timeline's slot and the scripts that write the timeline SPUBLISH on their own node.
 
 Hybrid fan-out keeps, as negative ids in a follower's home timeline, a marker for each celebrity
 they follow: those authors are not fanned out on write, and their tweets are merged in at read
@@ -50,7 +53,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from meshkit.settings import Env
-from meshkit.shards import SpreadScript, get_many, is_cluster, nodes_of
+from meshkit.shards import SpreadScript, get_many, is_cluster, nodes_of, publish, sharded_pubsub
 from social.follower_lists import LIST_KEYS, LIST_PREFIX, built_list, prune
 from social.live import (
     CELEBRITY_CHANNEL_PREFIX,
@@ -350,11 +353,14 @@ return finish({job, -1, '', ''})
 # Fan-out on a Redis Cluster, run on one node (meshkit.shards.SpreadScript) by
 # TimelineStore._fan_out_by_node, which found the followers in their lists first (on the lists'
 # own nodes). KEYS: timelines on this node. ARGV: max bytes, ids kept by a trim, kind ("+", "-",
-# "e" as in _FAN_OUT), then per timeline: its live channel ("" for none), the packed ids it takes,
-# m, m live messages. Writes (or takes out) the ids in the timelines that exist and publishes the
-# messages. PUBSUB NUMSUB counts this node's subscribers only, so every message is published (the
-# cluster's bus carries it to the node where a stream listens). Returns, per timeline, 1 if it
-# exists (an edit: always), else 0.
+# "e" as in _FAN_OUT), the publishing command (PUBLISH, or SPUBLISH where pub/sub is sharded: the
+# channels are then in their timelines' slots, on this node), then per timeline: its live channel
+# ("" for none), the packed ids it takes, m, m live messages. Writes (or takes out) the ids in the
+# timelines that exist and publishes the messages. Sharded, as on one server, a new or edited tweet
+# only where someone listens (PUBSUB SHARDNUMSUB: the channels are this node's, and the live hub
+# listens on masters); classic, every message (PUBSUB NUMSUB counts this node's subscribers only,
+# and the cluster's bus carries a message to the node where a stream listens). Returns, per
+# timeline, 1 if it exists (an edit: always), else 0.
 _DELIVER = (
     _TRIM
     + """
@@ -362,15 +368,28 @@ local limit, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
 """
     + _WRITE
     + """
-local kind = ARGV[3]
+local kind, command = ARGV[3], ARGV[4]
+local listening = nil  -- channel -> whether someone listens; nil: publish everywhere
+if command == 'SPUBLISH' and kind ~= '-' then
+  local channels, at = {}, 5
+  for _ = 1, #KEYS do
+    if ARGV[at] ~= '' then channels[#channels + 1] = ARGV[at] end
+    at = at + 3 + tonumber(ARGV[at + 2])
+  end
+  listening = {}
+  if #channels > 0 then
+    local counts = redis.call('PUBSUB', 'SHARDNUMSUB', unpack(channels))
+    for i = 1, #counts, 2 do listening[counts[i]] = counts[i + 1] > 0 end
+  end
+end
 local found = {}
-local a = 4
+local a = 5
 for k, key in ipairs(KEYS) do
   local channel, packed, m = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   local exists = true  -- an edit: the timeline does not change
   if kind == '+' then exists = add(key, packed) elseif kind == '-' then exists = take_out(key, packed) end
-  if channel ~= '' then
-    for i = a + 3, a + 2 + m do redis.call('PUBLISH', channel, ARGV[i]) end
+  if channel ~= '' and (not listening or listening[channel]) then
+    for i = a + 3, a + 2 + m do redis.call(command, channel, ARGV[i]) end
   end
   found[k] = exists and 1 or 0
   a = a + 3 + m
@@ -398,14 +417,24 @@ return took
 )
 
 # KEYS: timelines. ARGV: the packed marker, "+" to add it or "-" to take it out, the live message,
-# the channel prefix, the key prefix length, "1" to tell every channel (a cluster's PUBSUB NUMSUB
-# counts one node's subscribers only) or "0" to tell those someone listens on. Existing timelines
-# change; their open streams are told.
+# the channel prefix, the key prefix length, "1" to tell every channel (a classic cluster's PUBSUB
+# NUMSUB counts one node's subscribers only) or "0" to tell those someone listens on, "s" where
+# pub/sub is sharded (the channels named in_slot_of their timelines, told by SPUBLISH where PUBSUB
+# SHARDNUMSUB finds a listener) or "". Existing timelines change; their open streams are told.
 _MARK = """
-local skip = tonumber(ARGV[5])
+local skip, sharded = tonumber(ARGV[5]), ARGV[7] == 's'
+local command = sharded and 'SPUBLISH' or 'PUBLISH'
 local channels = {}
-for i, key in ipairs(KEYS) do channels[i] = ARGV[4] .. string.sub(key, skip + 1) end
-local listeners = ARGV[6] ~= '1' and redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+for i, key in ipairs(KEYS) do
+  channels[i] = ARGV[4] .. string.sub(key, skip + 1)
+  if sharded then channels[i] = channels[i] .. '{' .. key .. '}' end
+end
+local listeners = false
+if sharded then
+  listeners = redis.call('PUBSUB', 'SHARDNUMSUB', unpack(channels))
+elseif ARGV[6] ~= '1' then
+  listeners = redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+end
 local changed = 0
 for i, key in ipairs(KEYS) do
   local data = redis.call('GET', key)
@@ -421,7 +450,7 @@ for i, key in ipairs(KEYS) do
       changed = changed + 1
     end
   end
-  if not listeners or listeners[2 * i] > 0 then redis.call('PUBLISH', channels[i], ARGV[3]) end
+  if not listeners or listeners[2 * i] > 0 then redis.call(command, channels[i], ARGV[3]) end
 end
 return changed
 """
@@ -438,6 +467,28 @@ def timeline_key(prefix: str, ident: int) -> str:
 
 def home_key(user_id: int) -> str:
     return timeline_key(HOME_PREFIX, user_id)
+
+
+# The timelines whose channels are published by the scripts that write them: channel prefix -> key prefix.
+_TIMELINE_OF_CHANNEL = {USER_CHANNEL_PREFIX: HOME_PREFIX, CELEBRITY_CHANNEL_PREFIX: CELEBRITY_LIST_PREFIX}
+
+
+def in_slot_of(channel: str, key: str) -> str:
+    """`channel` named into the slot of `key`: followed by the key as hash tag (`live:5{home:5}`).
+    _MARK builds the same names."""
+    return f"{channel}{{{key}}}"
+
+
+def sharded_channel(name: str) -> str:
+    """A live channel's name where pub/sub is sharded (the slot of the name picks the node that
+    carries it): a timeline's channel (`live:<id>`, `celebrity:<id>`) in the slot of its timeline
+    (`live:<id>{home:<id>}`), where the scripts that write the timeline publish it; any other
+    channel keeps its name."""
+    for prefix, key_prefix in _TIMELINE_OF_CHANNEL.items():
+        ident = name.removeprefix(prefix)
+        if ident != name and ident.isdigit():
+            return in_slot_of(name, timeline_key(key_prefix, int(ident)))
+    return name
 
 
 def pack(tweet_ids: Iterable[int]) -> bytes:
@@ -669,19 +720,22 @@ class TimelineStore:
                     return
                 lists.append((author, *found))
         followers: set[int] = set.intersection(*(members for _, _, members in lists)) if lists else set()
-        takes, homes = self._what_each_takes(jobs, followers)
+        sharded = await sharded_pubsub(self._redis)
+        takes, homes = self._what_each_takes(jobs, followers, sharded)
         kind = "-" if first.deleted else "e" if first.edited else "+"
         messages = [
             tweet_message(job.tweet_id, deleted=job.deleted, edited=job.edited, trace=job.trace)
             for job in jobs
         ]
-        exists = await self._deliver_by_node(kind, [job.tweet_id for job in jobs], messages, takes, budget)
+        tweet_ids = [job.tweet_id for job in jobs]
+        command = "SPUBLISH" if sharded else "PUBLISH"
+        exists = await self._deliver_by_node(kind, command, tweet_ids, messages, takes, budget)
         for job, message in zip(jobs, messages, strict=True):
             if job.announce:
-                await self._redis.publish(job.announce, message)
+                await publish(self._redis, job.announce, message)
         gone = sorted(user for key, user in homes.items() if not exists[key] and user in followers)
         for author, state, _ in lists:
-            await prune(self._redis, author, state.gen, gone, self._list_prefix)
+            await prune(self._redis, author, state, gone, self._list_prefix)
         for t, outcome in enumerate(outcomes):
             outcome.written += sum(1 for key in homes if exists[key] and t in takes[key][1])
             outcome.pruned += len(gone) if t == 0 else 0
@@ -694,39 +748,46 @@ class TimelineStore:
             await self._redis.incrby(self._pruned_counter, len(gone))
 
     def _what_each_takes(
-        self, jobs: Sequence[FanoutJob], followers: set[int]
+        self, jobs: Sequence[FanoutJob], followers: set[int], sharded: bool
     ) -> tuple[dict[str, tuple[str, list[int]]], dict[str, int]]:
-        """Each timeline a group writes: its key -> its live channel and the jobs (positions) it
-        takes; and the home timelines among them: key -> user."""
+        """Each timeline a group writes: its key -> its live channel (`sharded` pub/sub: in the
+        timeline's slot) and the jobs (positions) it takes; and the home timelines among them:
+        key -> user."""
+
+        def named(channel: str, key: str) -> str:
+            return in_slot_of(channel, key) if sharded else channel
+
         takes: dict[str, tuple[str, list[int]]] = {}
         homes: dict[str, int] = {}
         for t, job in enumerate(jobs):
             for user in (*job.homes, *followers):
                 key = self.key(user)
                 homes[key] = user
-                taken = takes.setdefault(key, (self.channel(user), []))[1]
+                taken = takes.setdefault(key, (named(self.channel(user), key), []))[1]
                 if not taken or taken[-1] != t:
                     taken.append(t)
             for key, told in job.others:
-                takes.setdefault(key, (told, []))[1].append(t)
+                takes.setdefault(key, (named(told, key), []))[1].append(t)
         return takes, homes
 
     async def _deliver_by_node(
         self,
         kind: str,
+        command: str,
         tweet_ids: Sequence[int],
         messages: Sequence[str],
         takes: dict[str, tuple[str, list[int]]],
         budget: int,
     ) -> dict[str, bool]:
-        """_DELIVER on each node, about `budget` timelines a call; whether each timeline exists."""
+        """_DELIVER on each node, about `budget` timelines a call, publishing by `command`; whether
+        each timeline exists."""
         packed = [pack([t]) for t in tweet_ids]
         keys = list(takes)
         exists: dict[str, bool] = {}
         for node, positions in nodes_of(self._redis, keys):
             for start in range(0, len(positions), budget):
                 chunk = [keys[n] for n in positions[start : start + budget]]
-                args: list[str | int | bytes] = [self._max_bytes, self._keep, kind]
+                args: list[str | int | bytes] = [self._max_bytes, self._keep, kind, command]
                 for key in chunk:
                     told, taken = takes[key]
                     args += [
@@ -747,10 +808,19 @@ class TimelineStore:
         changed = 0
         marker = pack([-author_id])
         message = celebrity_message(author_id, following=following)
+        everyone = "1" if self._cluster else "0"
+        sharded = "s" if await sharded_pubsub(self._redis) else ""
         for start in range(0, len(user_ids), chunk):
             keys = [self.key(u) for u in user_ids[start : start + chunk]]
-            everyone = "1" if self._cluster else "0"
-            args = (marker, "+" if following else "-", message, self._channel_prefix, self._skip, everyone)
+            args = (
+                marker,
+                "+" if following else "-",
+                message,
+                self._channel_prefix,
+                self._skip,
+                everyone,
+                sharded,
+            )
             changed += sum(int(n) for _, n in await self._mark.run(keys, args))
         return changed
 

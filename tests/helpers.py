@@ -22,7 +22,7 @@ from google.api import annotations_pb2
 from google.rpc import error_details_pb2
 
 from meshkit.rpc_details import error_details
-from social.timelines import home_key, unpack
+from social.timelines import home_key, sharded_channel, unpack
 from tweetmesh.fanout.v1 import fanout_service_pb2 as fanout_pb
 from tweetmesh.fanout.v1 import fanout_service_pb2_grpc as fanout_grpc
 from tweetmesh.media.v1 import media_service_pb2 as media_pb
@@ -374,12 +374,16 @@ def redis_client(url: str) -> redis.Redis:
 
 def listeners(r: redis.Redis, channel: str) -> int:
     """How many connections listen on `channel`: on a cluster, on every node (PUBSUB NUMSUB
-    counts one node's)."""
-    if isinstance(r, redis.RedisCluster):
-        found = r.pubsub_numsub(channel, target_nodes=redis.RedisCluster.ALL_NODES)
-    else:
-        found = r.pubsub_numsub(channel)
-    return int(found[0][1])
+    counts one node's), by classic or by sharded pub/sub (under its sharded name on the masters,
+    where the live hub listens; Redis 7)."""
+    if not isinstance(r, redis.RedisCluster):
+        return int(r.pubsub_numsub(channel)[0][1])
+    found = int(r.pubsub_numsub(channel, target_nodes=redis.RedisCluster.ALL_NODES)[0][1])
+    sharded = sharded_channel(channel)
+    for node in r.get_primaries():
+        with contextlib.suppress(redis.ResponseError):  # Redis before 7.0: no sharded pub/sub
+            found += int(r.pubsub_shardnumsub(sharded, target_nodes=node)[0][1])
+    return found
 
 
 class Gate:

@@ -1,5 +1,6 @@
-"""The live hub: one Redis pub/sub connection per timeline_svc process, whose channels (social.live)
-are fanned out in memory to the open streams that listen to them."""
+"""The live hub: one Redis pub/sub connection per timeline_svc process (on a Redis 7 cluster, one
+per master: sharded pub/sub), whose channels (social.live) are fanned out in memory to the open
+streams that listen to them."""
 
 from __future__ import annotations
 
@@ -9,16 +10,21 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter as MetricCounter
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import MovedError
 
 from meshkit.errors import DEPENDENCY_ERRORS, Unavailable
 from meshkit.metrics import REGISTRY
-from meshkit.shards import key_on, primaries
+from meshkit.shards import key_on, nodes_of, primaries, sharded_pubsub
 from social.live import LiveMessage, parse_message
+from social.timelines import sharded_channel
 from timeline_svc.stream import Delivery, FeedEnded
 
 log = logging.getLogger(__name__)
@@ -30,6 +36,11 @@ _CANARY_TTL_SECONDS = 3600
 READER_FAILURE_REPORT_SECONDS = 30.0
 # Messages decoded lately: a tweet published on many users' channels is decoded once.
 _DECODED_MAX = 4096
+# The replies to (un)subscribing, classic and sharded, and the messages.
+_SUBSCRIBED, _UNSUBSCRIBED = {"subscribe", "ssubscribe"}, {"unsubscribe", "sunsubscribe"}
+_MESSAGES = {"message", "smessage"}
+# What _ShardedPubSub reads when a node refused an SSUBSCRIBE with MOVED (the slot is another's now).
+_MOVED = "moved"
 
 DROPPED = MetricCounter(
     "tweetmesh_live_messages_dropped",
@@ -64,15 +75,22 @@ class LiveHub:
     their tweets are in PostgreSQL and in rebuilt timelines, but never published. A canary key
     (on a Redis Cluster, one on each master: a node is wiped alone), checked every second while
     streams are open, tells: once it is gone, open streams end and resume from what they got
-    before the last check that found it. On a cluster the connection is to one node, whose bus
-    brings it what is published on any (classic pub/sub: docs/architecture.md, "Redis Cluster").
-    A connection that broke and was reconnected by the client (redis-py retries) may have missed
-    messages too: streams end.
+    before the last check that found it. A connection that broke and was reconnected by the client
+    (redis-py retries) may have missed messages too: streams end.
+
+    On a Redis Cluster whose masters run Redis 7 (meshkit.shards.sharded_pubsub) pub/sub is
+    sharded: a channel (named by social.timelines.sharded_channel) is SSUBSCRIBEd on the master
+    owning its slot, one connection per master (_ShardedPubSub), and a message travels to that
+    node only. A channel that moves to another node (a reshard: Redis unsubscribes it) ends every
+    open stream, which reopen on the new owner. On an older cluster the connection is to one node,
+    whose bus brings it what is published on any (classic pub/sub: docs/architecture.md, "Redis
+    Cluster").
     """
 
     def __init__(self, redis: aioredis.Redis, confirm_timeout_seconds: float) -> None:
         self._redis = redis
         self._confirm_timeout = confirm_timeout_seconds
+        self._sharded: bool | None = None  # known at the first attach (sharded_pubsub)
         self._pubsub = self._new_pubsub()
         self._decoded: dict[bytes, LiveMessage] = {}
         self._queues: dict[str, set[asyncio.Queue[Delivery]]] = {}
@@ -89,11 +107,30 @@ class LiveHub:
         self._canary_keys: list[str] | None = None
         self._intact_at: float | None = None  # when the canary was last seen; None: not planted
         self._connections = 0  # connects of the current pub/sub connection (a second: a reconnect)
+        self._moved = False  # Redis unsubscribed a sharded channel: it moved to another node
         self._failed_at: float | None = None
 
     def _new_pubsub(self) -> Any:
         self._connections = 0
+        self._moved = False
+        if self._sharded:
+            return _ShardedPubSub(cast(RedisCluster, self._redis))
         return self._redis.pubsub()
+
+    async def _name(self, channel: str) -> str:
+        """The channel's name on the wire: sharded_channel's where pub/sub is sharded."""
+        if self._sharded is None:
+            try:
+                sharded = await sharded_pubsub(self._redis)
+            except DEPENDENCY_ERRORS:
+                raise Unavailable(
+                    "the live feed is unavailable; retry", reason="FEED_UNAVAILABLE", retry_after_seconds=1.0
+                ) from None
+            if self._sharded is None:
+                self._sharded = sharded
+                if sharded:  # the classic one made before it was known has not connected
+                    self._pubsub = self._new_pubsub()
+        return sharded_channel(channel) if self._sharded else channel
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[Delivery]]:
@@ -113,6 +150,7 @@ class LiveHub:
             if queue.empty():
                 queue.put_nowait(self._stopped)
             return
+        channel = await self._name(channel)
         queues = self._queues.get(channel)
         if queues is None:
             queues = self._queues[channel] = set()
@@ -134,6 +172,9 @@ class LiveHub:
                 ) from None
 
     async def detach(self, channel: str, queue: asyncio.Queue[Delivery]) -> None:
+        if self._sharded is None:
+            return  # never attached
+        channel = await self._name(channel)
         queues = self._queues.get(channel)
         if queues is None:
             return
@@ -175,6 +216,8 @@ class LiveHub:
                 self._reader.add_done_callback(self._reader_done)
 
     def _watch_reconnects(self) -> None:
+        if isinstance(self._pubsub, _ShardedPubSub):
+            return  # it watches its connections itself
         connection = self._pubsub.connection
         if connection is not None and self._connections == 0:
             self._connections = 1
@@ -182,6 +225,12 @@ class LiveHub:
 
     async def _connected(self, connection: object) -> None:
         self._connections += 1
+
+    def _reconnected(self) -> bool:
+        """Whether the client reconnected the pub/sub connection (one of them) by itself."""
+        if isinstance(self._pubsub, _ShardedPubSub):
+            return self._pubsub.reconnected
+        return self._connections > 1
 
     def _canaries(self) -> list[str]:
         """The canary's keys: one on each master of a cluster (a wipe of any one node loses what
@@ -221,30 +270,43 @@ class LiveHub:
                 intact = min(read_ok_at, self._intact_at or read_ok_at)
                 self._feed_lost("the live feed was interrupted", intact)
                 return
-            if self._connections > 1:
+            if self._reconnected():
                 # The client reconnected by itself: what was published meanwhile never came.
                 log.warning("live feed reconnected; ending open streams so they replay")
                 self._feed_lost("the live feed was interrupted", read_ok_at)
                 return
-            read_ok_at = time.monotonic()
             if message is not None:
                 self._handle(message)
+            if self._moved:
+                log.warning("a live channel moved to another Redis node; ending open streams so they reopen")
+                with contextlib.suppress(*DEPENDENCY_ERRORS):  # the slots anew: they reopen on its new node
+                    await cast(RedisCluster, self._redis).nodes_manager.initialize()
+                self._feed_lost("the live feed moved", read_ok_at)
+                return
+            read_ok_at = time.monotonic()
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         channel = message["channel"].decode() if isinstance(message.get("channel"), bytes) else None
         if channel is None:
             return  # a health-check pong
-        if kind in ("subscribe", "unsubscribe"):
+        if kind == _MOVED:
+            self._moved = True
+            return
+        if kind in _SUBSCRIBED or kind in _UNSUBSCRIBED:
+            if kind == "sunsubscribe" and self._in_flight[channel] <= 0:
+                # Not asked for: its slot went to another node (streams listening there end).
+                self._moved = self._moved or channel in self._queues
+                return
             self._in_flight[channel] -= 1
             if self._in_flight[channel] <= 0:
                 del self._in_flight[channel]
                 confirmed = self._confirmed.get(channel)
                 # Confirmed once the last SUBSCRIBE sent for it is answered (not an earlier one).
-                if kind == "subscribe" and confirmed is not None and not confirmed.done():
+                if kind in _SUBSCRIBED and confirmed is not None and not confirmed.done():
                     confirmed.set_result(None)
             return
-        if kind != "message":
+        if kind not in _MESSAGES:
             return
         try:
             event = self._decode(message["data"])
@@ -329,3 +391,117 @@ _closing: set[asyncio.Task[None]] = set()
 async def _close_quietly(pubsub: Any) -> None:
     with contextlib.suppress(Exception):
         await pubsub.aclose()
+
+
+class _ShardedPubSub:
+    """Sharded pub/sub on a Redis Cluster, as the hub uses a PubSub: one connection to each master
+    owning a channel it listens to; SSUBSCRIBE and SUNSUBSCRIBE sent per slot (Redis takes the
+    channels of one slot in a command); the replies and messages of every connection read as one
+    (`get_message`). A connection that fails makes `get_message` raise; one that the client
+    reconnected by itself shows in `reconnected`."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self._cluster = cluster
+        self._nodes: dict[str, tuple[aioredis.ConnectionPool, _NodePubSub]] = {}
+        self._node_of: dict[str, str] = {}  # channel -> the node it was subscribed on
+        self._readers: set[asyncio.Task[None]] = set()
+        self._received: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue()
+        self._connects: dict[str, _Connects] = {}
+
+    @property
+    def reconnected(self) -> bool:
+        return any(c.count > 1 for c in self._connects.values())
+
+    async def subscribe(self, *channels: str) -> None:
+        for node, positions in nodes_of(self._cluster, channels):
+            assert node is not None  # on a cluster, every group has its node
+            pubsub = self._pubsub_on(node.name, node.connection_class, node.connection_kwargs)
+            for same_slot in _by_slot([channels[n] for n in positions]):
+                await pubsub.ssubscribe(*same_slot)
+                self._node_of.update(dict.fromkeys(same_slot, node.name))
+            self._watch(node.name, pubsub)
+
+    async def unsubscribe(self, *channels: str) -> None:
+        by_node: dict[str, list[str]] = {}
+        for channel in channels:
+            if (name := self._node_of.pop(channel, None)) is not None:
+                by_node.setdefault(name, []).append(channel)
+        for name, theirs in by_node.items():
+            _, pubsub = self._nodes[name]
+            for same_slot in _by_slot(theirs):
+                await pubsub.sunsubscribe(*same_slot)
+
+    def _pubsub_on(self, name: str, connection_class: type, kwargs: dict[str, Any]) -> _NodePubSub:
+        if name not in self._nodes:
+            pool = aioredis.ConnectionPool(connection_class=connection_class, **kwargs)
+            self._nodes[name] = (pool, _NodePubSub(connection_pool=pool))
+        return self._nodes[name][1]
+
+    def _watch(self, name: str, pubsub: PubSub) -> None:
+        """Once the node's first SSUBSCRIBE is sent (it connected): its reconnects counted, its
+        replies and messages read."""
+        if pubsub.connection is not None and name not in self._connects:
+            self._connects[name] = connects = _Connects()
+            pubsub.connection.register_connect_callback(connects.connected)
+            reader = asyncio.get_running_loop().create_task(self._read(pubsub), name=f"live-hub-{name}")
+            self._readers.add(reader)
+
+    async def _read(self, pubsub: PubSub) -> None:
+        while True:
+            try:
+                message = await pubsub.get_message(timeout=_CANARY_CHECK_SECONDS)
+            except MovedError:  # an SSUBSCRIBE sent by a stale map of the slots
+                message = {"type": _MOVED, "channel": b"", "data": None}
+            except Exception as error:
+                self._received.put_nowait(error)
+                return
+            if message is not None:
+                self._received.put_nowait(message)
+
+    async def get_message(self, timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109 (as PubSub's)
+        try:
+            async with asyncio.timeout(timeout):
+                received = await self._received.get()
+        except TimeoutError:
+            return None
+        if isinstance(received, BaseException):
+            raise received
+        return received
+
+    async def aclose(self) -> None:
+        for reader in self._readers:
+            reader.cancel()
+        for reader in self._readers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        for pool, pubsub in self._nodes.values():
+            await _close_quietly(pubsub)
+            with contextlib.suppress(Exception):
+                await pool.disconnect()
+
+
+class _NodePubSub(PubSub):
+    """One master's sharded subscriptions. A reconnect does not make them again (redis-py would send
+    one SSUBSCRIBE of every channel, which Redis refuses across slots): the hub, seeing the
+    reconnect, ends the streams, which reopen."""
+
+    async def _resubscribe_shard_channels(self) -> None:
+        pass
+
+
+class _Connects:
+    """The connects of one connection: a second is a reconnect (the client holds the callback weakly)."""
+
+    def __init__(self) -> None:
+        self.count = 1
+
+    async def connected(self, connection: object) -> None:
+        self.count += 1
+
+
+def _by_slot(channels: Sequence[str]) -> list[list[str]]:
+    """The channels grouped by slot."""
+    groups: dict[int, list[str]] = {}
+    for channel in channels:
+        groups.setdefault(key_slot(channel.encode()), []).append(channel)
+    return list(groups.values())

@@ -1,6 +1,7 @@
 """The mesh on a local Redis Cluster (three masters, a replica each): the cluster devstack makes,
 the kit's cluster paths against it (reads and scripts over keys of every node, rate limits), and
-the wipe of one node, which the mesh survives as it survives a wipe of its one Redis.
+the wipe of one node, which the mesh survives as it survives a wipe of its one Redis, and live
+streams on sharded pub/sub where the cluster runs Redis 7.
 (The story suites run on the cluster too: tests/helpers.py ON_BOTH_REDIS.)"""
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ from devstack.mesh import Mesh
 from meshkit.ratelimit import RateLimiter
 from meshkit.rpc_details import error_details
 from meshkit.settings import Rate
-from meshkit.shards import SpreadScript, connect, get_many, key_on, nodes_of, primaries
-from social.timelines import home_key
+from meshkit.shards import SHARDED_PUBSUB_SINCE, SpreadScript, connect, get_many, key_on, nodes_of, primaries
+from social import LiveTweet
+from social.live import live_channel
+from social.timelines import home_key, sharded_channel
 from tests.helpers import REDIS_CLUSTER, LiveStream, Stubs, eventually, held_in_redis, redis_client
+from timeline_svc.live_hub import LiveHub
+from timeline_svc.stream import Delivery, FeedEnded
 
 ON_THE_CLUSTER = pytest.mark.parametrize("mesh", [REDIS_CLUSTER], indirect=True)
 
@@ -169,3 +174,118 @@ def test_a_wiped_node_ends_open_streams_and_its_timelines_come_back(stubs: Stubs
     eventually(lambda: stubs.home_ids(reader) == [after, *expected])
     eventually(lambda: after in (held_in_redis(r, reader.user_id) or []))
     r.delete(kept)
+
+
+def _versions(r: redis.Redis) -> list[tuple[int, ...]]:
+    """The Redis version of each master."""
+    infos = r.info("server", target_nodes=redis.RedisCluster.PRIMARIES)
+    return [tuple(int(p) for p in str(i["redis_version"]).split(".")[:2]) for i in infos.values()]
+
+
+def _channels_on_each_master(r: redis.Redis, command: str) -> dict[str, set[bytes]]:
+    """PUBSUB CHANNELS or SHARDCHANNELS on each master: its name -> the channels."""
+    return {
+        node.name: set(r.execute_command(f"PUBSUB {command}", target_nodes=node))  # type: ignore[no-untyped-call]
+        for node in r.get_primaries()  # type: ignore[attr-defined]
+    }
+
+
+@ON_THE_CLUSTER
+def test_a_home_stream_listens_and_is_told_on_the_node_of_its_timeline(stubs: Stubs, mesh: Mesh) -> None:
+    reader, author = stubs.sign_up("sharded"), stubs.sign_up("author")
+    stubs.follow(reader, author)
+    stubs.home(reader)
+    # Open: timeline_svc's subscription to the stream's channel was confirmed.
+    stream = LiveStream(stubs.timeline, reader).wait_open()
+    r = redis_client(mesh.redis_url)
+    classic = live_channel(int(reader.user_id)).encode()
+    oldest = min(_versions(r))
+    if oldest >= SHARDED_PUBSUB_SINCE:
+        owner = r.get_node_from_key(home_key(int(reader.user_id))).name  # type: ignore[attr-defined]
+        name = sharded_channel(classic.decode()).encode()
+        shard_channels = _channels_on_each_master(r, "SHARDCHANNELS")
+        assert [node for node, channels in shard_channels.items() if name in channels] == [owner]
+        assert not any(classic in c for c in _channels_on_each_master(r, "CHANNELS").values())
+    else:
+        print(f"Redis {oldest} before {SHARDED_PUBSUB_SINCE}: no sharded pub/sub, its check skipped")
+        assert any(classic in c for c in _channels_on_each_master(r, "CHANNELS").values())
+    posted = stubs.post(author, "told on its node").tweet_id
+    assert stream.next_tweet(timeout=10).tweet_id == posted
+    stream.close()
+
+
+@ON_THE_CLUSTER
+def test_a_broken_live_connection_to_a_node_ends_the_streams_which_reopen_and_hear_the_next_tweet(
+    stubs: Stubs, mesh: Mesh
+) -> None:
+    reader, author = stubs.sign_up("cut"), stubs.sign_up("author")
+    stubs.follow(reader, author)
+    stubs.home(reader)
+    stream = LiveStream(stubs.timeline, reader).wait_open()
+    r = redis_client(mesh.redis_url)
+    # Sharded: the hub listens for this stream on the node of its timeline (as a restart of that
+    # node would, its connections there break). Classic: on one node, whichever.
+    nodes = (
+        [r.get_node_from_key(home_key(int(reader.user_id)))]  # type: ignore[attr-defined]
+        if min(_versions(r)) >= SHARDED_PUBSUB_SINCE
+        else r.get_primaries()  # type: ignore[attr-defined]
+    )
+    killed = 0
+    for node in nodes:
+        with redis.Redis(host=node.host, port=node.port) as owner:
+            killed += owner.client_kill_filter(_type="pubsub")
+    assert killed >= 1, "timeline_svc did not listen where the test looked"
+    assert _feed_lost(stream, timeout=10), "the open stream did not end when its live connection broke"
+    stream.close()
+    again = LiveStream(stubs.timeline, reader).wait_open()
+    posted = stubs.post(author, "after the break").tweet_id
+    assert again.next_tweet(timeout=10).tweet_id == posted
+    again.close()
+
+
+@ON_THE_CLUSTER
+def test_a_sharded_channel_whose_slot_moves_ends_its_streams_which_reopen_on_its_new_node(mesh: Mesh) -> None:
+    async def scenario() -> None:
+        client = await _cluster(mesh)
+        hub = LiveHub(cast(aioredis.Redis, client), confirm_timeout_seconds=5)
+        # A user nobody is, whose timeline's slot holds no key: moving it disturbs no other test.
+        user = 10**15
+        while await client.cluster_countkeysinslot(client.keyslot(home_key(user))):
+            user += 1
+        slot, owner = client.keyslot(home_key(user)), client.get_node_from_key(home_key(user))
+        assert owner is not None
+        target = next(n for n in client.get_primaries() if n.name != owner.name)
+        ids = {n.name: await client.execute_command("CLUSTER MYID", target_nodes=n) for n in (owner, target)}
+
+        async def give_slot_to(name: str) -> None:
+            for master in client.get_primaries():
+                await client.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[name], target_nodes=master)
+
+        stream: asyncio.Queue[Delivery] = asyncio.Queue()
+        try:
+            await hub.attach(live_channel(user), stream)
+            await give_slot_to(target.name)
+            ended = await asyncio.wait_for(stream.get(), 10)
+            assert isinstance(ended, FeedEnded) and ended.reason == "FEED_LOST"
+            # Reopened until one stays open: while the nodes learn the new owner, a reopened stream
+            # may end again (its SSUBSCRIBE went to the old one), as a client's would.
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                reopened: asyncio.Queue[Delivery] = asyncio.Queue()
+                await hub.attach(live_channel(user), reopened)
+                if reopened.empty() and await client.spublish(sharded_channel(live_channel(user)), "77"):
+                    break
+                assert asyncio.get_running_loop().time() < deadline, "no reopened stream stayed open"
+                await hub.detach(live_channel(user), reopened)
+                await asyncio.sleep(0.1)
+            assert await asyncio.wait_for(reopened.get(), 10) == LiveTweet(77, False)
+            await hub.check()  # a move is no failure of the reader: health stays up
+        finally:
+            await hub.close()
+            await give_slot_to(owner.name)
+            await client.aclose()
+
+    r = redis_client(mesh.redis_url)
+    if min(_versions(r)) < SHARDED_PUBSUB_SINCE:
+        pytest.skip(f"Redis {min(_versions(r))} has no sharded pub/sub (since {SHARDED_PUBSUB_SINCE})")
+    asyncio.run(scenario())
