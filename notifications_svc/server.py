@@ -53,9 +53,6 @@ GROUP = "notifications"
 ERASE_GROUP = "notifications-erase"
 # Events handled at once per stream (each holds a PostgreSQL connection for its transaction).
 CONCURRENCY = 8
-# Events are read a batch at a time, at most this often (a notification may wait that long; most
-# tweet events notify no one).
-READ_EVERY_MS = 50
 # Every public RPC, at the rates of NotificationsSettings.rate_limits: only the caller's own data.
 RATE_LIMITS: Policies = {
     method_name(SERVICE, "ListNotifications"): READ_SIGNED_IN,
@@ -245,7 +242,6 @@ async def setup(runtime: Runtime[NotificationsSettings], server: grpc.aio.Server
             max_deliveries=settings.notifications_max_deliveries,
             forget_idle_ms=settings.consumer_forget_ms,
             batch=CONCURRENCY,
-            read_every_ms=READ_EVERY_MS,
         )
         runtime.background(consumer.run(), f"notify from {stream}")
     eraser = account_eraser(
