@@ -172,13 +172,22 @@ class Authenticator:
     async def caller(self, context: CallContext) -> Session:
         """The session of the call being served, checked once per call: the rate limits and the
         handler share the answer (kept in the call's memo when the context has one)."""
-        memo: dict[object, Any] | None = getattr(context, "memo", None)
-        if memo is not None and (known := memo.get(self)) is not None:
-            return known  # type: ignore[no-any-return]
+        if (known := self.known(context)) is not None:
+            return known
         session = await self.session(context.invocation_metadata())
+        self.remember(context, session)
+        return session
+
+    def known(self, context: CallContext) -> Session | None:
+        """The session of the call found already by an earlier step of it, if any."""
+        memo: dict[object, Any] | None = getattr(context, "memo", None)
+        return None if memo is None else memo.get(self)
+
+    def remember(self, context: CallContext, session: Session) -> None:
+        """Keeps a valid session found for the call (by the rate limits, say) for its later steps."""
+        memo: dict[object, Any] | None = getattr(context, "memo", None)
         if memo is not None:
             memo[self] = session
-        return session
 
     async def caller_id(self, context: CallContext) -> int:
         return (await self.caller(context)).user_id

@@ -389,7 +389,8 @@ class FakeRelationsCache:
 
 class FakeSessionRedis:
     """What meshkit.auth and meshkit.ratelimit ask of Redis: the session cache (`sessions`, by cache
-    key) and the rate-limit script (always allowing). `gets` counts every session cache read."""
+    key) and the rate-limit script (always allowing; when it names the caller's buckets, it reads
+    the session in KEYS[1] as the real one does). `gets` counts every session cache read."""
 
     def __init__(self, sessions: dict[str, bytes] | None = None) -> None:
         self.sessions = sessions if sessions is not None else {}
@@ -400,10 +401,14 @@ class FakeSessionRedis:
         self.gets += 1
         return self.sessions.get(key)
 
-    def register_script(self, script: str) -> Callable[..., Awaitable[int]]:
-        async def allow(keys: Sequence[str], args: Sequence[object]) -> int:
-            self.charges += 1
-            return 0
+    def register_script(self, script: str) -> Callable[..., Awaitable[list[bytes | int | None]]]:
+        async def allow(keys: Sequence[str], args: Sequence[object]) -> list[bytes | int | None]:
+            if not int(str(args[0])):  # no caller's buckets
+                self.charges += 1
+                return [None, 0]
+            session = await self.get(keys[0])
+            self.charges += session is not None
+            return [session, 0]
 
         return allow
 
