@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 
-from meshkit.auth import Session, token_digest
+from meshkit.auth import Session
 from social import Relation, Snapshot, State, TweetRef
 from social.timelines import FanoutJob, JobOutcome
 from timeline_svc.stream import Delivery
@@ -351,13 +351,6 @@ class FakeSessionCache:
 
     async def refill(self, sessions: Mapping[str, Session]) -> None:
         self.entries.update(sessions)
-
-    async def forget(self, token: str) -> None:
-        self.entries.pop(token, None)
-
-    async def forget_digests(self, digests: Sequence[bytes]) -> None:
-        for token in [t for t in self.entries if token_digest(t) in digests]:
-            del self.entries[token]
 
 
 class FakeRelationsCache:

@@ -37,14 +37,15 @@ from social.timelines import (
 # KEYS[1]: the session cache key (meshkit.auth). ARGV: the home-timeline key prefix, the
 # celebrity-list key prefix, the timeline's lifetime, a rebuilding timeline's lifetime, the
 # rebuilding flag, the relations key's prefix and suffix, the most relations read whole. Returns
-# {session} when the session is not cached, else {session, timeline or nil, the celebrities it
-# merges (decimal ids), their lists, the relations entry (HGETALL; nil when it holds more than the
-# most)}. The timeline's lifetime is renewed (a read is activity), as
-# social.timelines.TimelineStore.read does.
+# {false} when the session is not cached, {session} when it is revoked (meshkit.auth), else
+# {session, timeline or nil, the celebrities it merges (decimal ids), their lists, the relations
+# entry (HGETALL; nil when it holds more than the most)}. The timeline's lifetime is renewed (a
+# read is activity), as social.timelines.TimelineStore.read does.
 _OPEN = """
 local session = redis.call('GET', KEYS[1])
 if not session then return {false} end
 local user = string.match(session, '^(%d+):')
+if not user then return {session} end  -- a revoked session's tombstone
 local relations = false
 local held = ARGV[6] .. user .. ARGV[7]
 if redis.call('HLEN', held) <= tonumber(ARGV[8]) then relations = redis.call('HGETALL', held) end
@@ -138,6 +139,8 @@ class HomeOpening:
         found = await self._script(keys=[cache_key(token).encode()], args=self._args)
         if not found[0]:
             return Opening(None, None, {})
+        if len(found) == 1:
+            session_of(found[0])  # a revoked session: UNAUTHENTICATED
         session, home, authors, lists, relations = found
         return Opening(
             session_of(session),
