@@ -155,8 +155,9 @@ def test_a_revocation_holds_when_redis_refuses_its_tombstone_and_no_refill_bring
     stubs: Stubs, mesh: Mesh
 ) -> None:
     """A password change whose tombstones are lost (here Redis refuses SETEX, the command that
-    writes them, for the length of the call; a users_svc dying after the commit, a paused Redis or a failover lose it
-    the same way): the old token may be accepted from the cache for a moment, until the outbox's
+    writes them, for the length of the call; a users_svc dying after the commit, a paused Redis or
+    a failover lose them the same way): the old token may be accepted from the cache for a moment,
+    until the outbox's
     sweeper writes the revocation's tombstone (OUTBOX_SWEEP_SECONDS, doubled after each failed
     sweep); and a refill of the cache afterwards (a lookup that read PostgreSQL before the change)
     leaves the tombstone where it is."""
