@@ -121,6 +121,8 @@ class Visibility(Generic[T]):
             relations = await self._relations.among(
                 viewer, [a for t in tweets.values() for a in self._authors_of(t)]
             )
+        if not relations:  # nearly every viewer's: nothing to hide
+            return dict(tweets)
         return {
             tweet_id: tweet
             for tweet_id, tweet in tweets.items()
