@@ -28,31 +28,30 @@ from social.rules import Relation
 from social.timelines import (
     CELEBRITY_LIST_PREFIX,
     HOME_PREFIX,
-    REBUILD_TTL_SECONDS,
     REBUILDING,
     decode,
     timeline_key,
 )
 
 # KEYS[1]: the session cache key (meshkit.auth). ARGV: the home-timeline key prefix, the
-# celebrity-list key prefix, the timeline's lifetime, a rebuilding timeline's lifetime, the
-# rebuilding flag, the relations key's prefix and suffix, the most relations read whole. Returns
-# {false} when the session is not cached, {session} when it is revoked (meshkit.auth), else
-# {session, timeline or nil, the celebrities it merges (decimal ids), their lists, the relations
-# entry (HGETALL; nil when it holds more than the most)}. The timeline's lifetime is renewed (a
-# read is activity), as social.timelines.TimelineStore.read does.
+# celebrity-list key prefix, the timeline's lifetime, the rebuilding flag, the relations key's
+# prefix and suffix, the most relations read whole. Returns {false} when the session is not
+# cached, {session} when it is revoked (meshkit.auth), else {session, timeline or nil, the
+# celebrities it merges (decimal ids), their lists, the relations entry (HGETALL; nil when it
+# holds more than the most)}. The timeline's lifetime is renewed (a read is activity), unless it
+# is being rebuilt, as social.timelines.TimelineStore.read does (_READ_TOUCH).
 _OPEN = """
 local session = redis.call('GET', KEYS[1])
 if not session then return {false} end
 local user = string.match(session, '^(%d+):')
 if not user then return {session} end  -- a revoked session's tombstone
 local relations = false
-local held = ARGV[6] .. user .. ARGV[7]
-if redis.call('HLEN', held) <= tonumber(ARGV[8]) then relations = redis.call('HGETALL', held) end
+local held = ARGV[5] .. user .. ARGV[6]
+if redis.call('HLEN', held) <= tonumber(ARGV[7]) then relations = redis.call('HGETALL', held) end
 local key = ARGV[1] .. user
-local home = redis.call('GETEX', key, 'EX', ARGV[3])
+local home = redis.call('GET', key)
 if not home then return {session, false, {}, {}, relations} end
-if string.sub(home, 1, 1) == ARGV[5] then redis.call('EXPIRE', key, ARGV[4]) end
+if string.sub(home, 1, 1) ~= ARGV[4] then redis.call('EXPIRE', key, ARGV[3]) end
 
 -- A celebrity marker is the author's id negated (top bit set): its decimal form, from 16-bit limbs.
 local function author_of(marker)
@@ -127,7 +126,6 @@ class HomeOpening:
             timeline_key(HOME_PREFIX, 0)[:-1].encode(),
             timeline_key(CELEBRITY_LIST_PREFIX, 0)[:-1].encode(),
             b"%d" % home_ttl_seconds,
-            b"%d" % REBUILD_TTL_SECONDS,
             REBUILDING[:1],
             *(part.encode() for part in RELATIONS_KEY_PARTS),
             b"%d" % RELATIONS_READ_WHOLE,
@@ -162,12 +160,12 @@ class HomeOpening:
             return Opening(None, None, {})
         session = session_of(cached)
         key = timeline_key(HOME_PREFIX, session.user_id)
-        data: bytes | None = await self._redis.getex(key, ex=self._home_ttl)  # type: ignore[assignment]
+        data: bytes | None = await self._redis.get(key)  # type: ignore[assignment]
         if data is None:
             return Opening(session, None, {})
         home = decode(data)
-        if home.rebuilding:  # keep the short lifetime of an unfinished rebuild
-            await self._redis.expire(key, REBUILD_TTL_SECONDS)
+        if not home.rebuilding:  # an unfinished rebuild keeps its short lifetime
+            await self._redis.expire(key, self._home_ttl)
         lists = await get_many(
             self._redis, [timeline_key(CELEBRITY_LIST_PREFIX, a) for a in home.celebrities]
         )
