@@ -416,8 +416,8 @@ def postgres_bytes(database_url: str) -> dict[str, dict[str, int]]:
 async def create_sessions(data: Dataset, users: list[int], database_url: str) -> list[str]:
     """A bearer token for each user number, stored as users_svc stores them (hashed in PostgreSQL).
     The Redis session cache (meshkit.auth) fills itself at first use, as it does in production,
-    where an entry lives SESSION_CACHE_SECONDS: a cache written here for days would measure reads
-    that never ask users_svc about a token, which is not what the services do."""
+    where an entry lives SESSION_CACHE_SECONDS: the bench's warm-up makes each reader's and
+    author's first call, which asks users_svc."""
     expire = int(time.time()) + 7 * 86_400
     tokens = ["tm_" + secrets.token_urlsafe(32) for _ in users]
     ids = [int(data.user_ids[u]) for u in users]

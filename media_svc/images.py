@@ -85,7 +85,8 @@ def inspect_image(data: bytes, content_type: str) -> Media:
         if loop is not None:
             options["loop"] = loop
     out = io.BytesIO()
-    frames[0].save(out, format=_PILLOW_FORMAT[content_type], **options)
+    with _decoding("re-encoded"):  # frames Pillow decoded it may still fail to write (WebP's encoder)
+        frames[0].save(out, format=_PILLOW_FORMAT[content_type], **options)
     width, height = frames[0].size
     return Media(
         content_type=content_type,
@@ -99,7 +100,7 @@ def inspect_image(data: bytes, content_type: str) -> Media:
 
 
 @contextlib.contextmanager
-def _decoding() -> Iterator[None]:
+def _decoding(step: str = "decoded") -> Iterator[None]:
     """Pillow's errors on hostile bytes, as refusals: the content is what is wrong. Pillow may raise
     almost anything on crafted input (OSError, SyntaxError, ValueError, struct.error...), so every
     exception is caught here; only Pillow's calls run inside."""
@@ -115,7 +116,7 @@ def _decoding() -> Iterator[None]:
             raise _truncated("the image data ends early") from error
         if "decompressed data too large" in text:
             raise _bomb("has compressed metadata that inflates past the limit") from error
-        raise _malformed("it could not be decoded") from error
+        raise _malformed(f"it could not be {step}") from error
 
 
 def _check_pixels(canvas: tuple[int, int], frames: int) -> None:

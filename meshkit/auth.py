@@ -2,11 +2,16 @@
 
 users_svc owns sessions (PostgreSQL, hashed). It also keeps a documented Redis cache,
 `session:<sha256 of token>` -> `<user_id>:<expiry epoch seconds>`, written at login and when a
-lookup refills it, and deleted at logout and password change. Other services read that cache and,
-on a miss, ask users_svc (AuthenticateToken), which refills it. An entry lives at most
-`max_seconds` (SESSION_CACHE_SECONDS, 5 s): a revocation is immediate everywhere when Redis takes
-the DEL, and holds within that bound when the DEL is lost (Redis paused or failing over, users_svc
-dying between the row delete and the DEL), since the next lookup asks PostgreSQL.
+lookup refills it (only where no entry is: SET NX), at most `max_seconds` (SESSION_CACHE_SECONDS,
+300 s) and never past the session's expiry. Other services read that cache and, on a miss, ask
+users_svc (AuthenticateTokens), which refills it.
+
+A revocation (logout, password change or reset, account deletion) replaces the entries of the
+sessions it deletes with a tombstone, `revoked`, that outlives any entry (REVOKED_SECONDS): a
+reader refuses the token at once, and a refill that read PostgreSQL before the revocation cannot
+bring the entry back (NX). The tombstones are written through users_svc's outbox, with the commit
+of the delete: when Redis does not take them then (paused, failing over, users_svc dying after the
+commit), the outbox sweeper writes them again until it does (OUTBOX_SWEEP_SECONDS).
 """
 
 from __future__ import annotations
@@ -70,6 +75,11 @@ def bearer_token(metadata: Metadata) -> str:
     return token.strip()
 
 
+# What a revoked session's cache entry holds, for longer than any live entry lives.
+REVOKED = b"revoked"
+REVOKED_SECONDS = 3600
+
+
 def session_cache_entry(session: Session, max_seconds: float) -> tuple[str, int] | None:
     """The cache's value for a live session and its time to live in ms (at most `max_seconds`,
     never past its expiry); None when it has expired."""
@@ -80,13 +90,16 @@ def session_cache_entry(session: Session, max_seconds: float) -> tuple[str, int]
 
 
 async def cache_session(redis: aioredis.Redis, token: str, session: Session, max_seconds: float) -> None:
-    """Caches a live session for at most `max_seconds` (never past its expiry)."""
+    """Caches a live session for at most `max_seconds` (never past its expiry), unless the cache
+    holds an entry for it already (a revoked session's tombstone stays)."""
     if (entry := session_cache_entry(session, max_seconds)) is not None:
-        await redis.set(cache_key(token), entry[0], px=entry[1])
+        await redis.set(cache_key(token), entry[0], px=entry[1], nx=True)
 
 
-async def forget_session(redis: aioredis.Redis, token: str) -> None:
-    await redis.delete(cache_key(token))
+def revoke_cached(pipe: Any, digests: Iterable[bytes]) -> None:
+    """Adds the tombstones of revoked sessions (by token digest) to a pipeline."""
+    for digest in digests:
+        pipe.setex(digest_cache_key(digest), REVOKED_SECONDS, REVOKED)
 
 
 # The owner's answer for tokens the cache lacks: the sessions it knows, by token (users_svc's
@@ -102,7 +115,12 @@ class CallContext(Protocol):
 
 
 def session_of(value: bytes) -> Session:
-    """A session as the cache stores it (`<user_id>:<expiry epoch seconds>`)."""
+    """A session as the cache stores it (`<user_id>:<expiry epoch seconds>`); UNAUTHENTICATED for a
+    revoked session's tombstone."""
+    if value == REVOKED:
+        raise Unauthenticated(
+            "authorization: the token is unknown, expired or revoked", reason="TOKEN_INVALID"
+        )
     user_id, _, expiry = value.decode().partition(":")
     return Session(int(user_id), datetime.fromtimestamp(int(expiry), tz=UTC))
 
@@ -172,13 +190,22 @@ class Authenticator:
     async def caller(self, context: CallContext) -> Session:
         """The session of the call being served, checked once per call: the rate limits and the
         handler share the answer (kept in the call's memo when the context has one)."""
-        memo: dict[object, Any] | None = getattr(context, "memo", None)
-        if memo is not None and (known := memo.get(self)) is not None:
-            return known  # type: ignore[no-any-return]
+        if (known := self.known(context)) is not None:
+            return known
         session = await self.session(context.invocation_metadata())
+        self.remember(context, session)
+        return session
+
+    def known(self, context: CallContext) -> Session | None:
+        """The session of the call found already by an earlier step of it, if any."""
+        memo: dict[object, Any] | None = getattr(context, "memo", None)
+        return None if memo is None else memo.get(self)
+
+    def remember(self, context: CallContext, session: Session) -> None:
+        """Keeps a valid session found for the call (by the rate limits, say) for its later steps."""
+        memo: dict[object, Any] | None = getattr(context, "memo", None)
         if memo is not None:
             memo[self] = session
-        return session
 
     async def caller_id(self, context: CallContext) -> int:
         return (await self.caller(context)).user_id

@@ -17,7 +17,10 @@ PostgreSQL.
 
 A service may have Redis writes ride along in the relay's pipeline: `on_relay` for what each event
 implies wherever it is relayed (by the request or by the sweeper), `relay(..., also=)` for what only
-the request knows (an owner's cache entries: social.caches).
+the request knows (an owner's cache entries: social.caches). An entry of a `writes` stream is no
+event at all but a Redis write that must not be lost (users_svc's revocations of cached sessions):
+its writer adds it to the pipeline in place of an XADD, and the sweeper does it again until Redis
+takes it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,11 +88,14 @@ class Outbox:
         redis: aioredis.Redis,
         replicas: int = 0,
         on_relay: OnRelay | None = None,
+        writes: Mapping[str, OnRelay] | None = None,
     ) -> None:
         self._pool = pool
         self._redis = redis
         self._replicas = replicas
         self._on_relay = on_relay
+        # Stream name -> the writer of its entries, which are Redis writes, not stream entries.
+        self._writes = dict(writes or {})
         # Outbox ids of events relayed whose rows are not deleted yet.
         self._relayed: list[int] = []
 
@@ -134,6 +140,9 @@ class Outbox:
             if also is not None:
                 await also(pipe)
             for event in events:
+                if (write := self._writes.get(event.stream)) is not None:
+                    await write(pipe, event)
+                    continue
                 if self._on_relay is not None:
                     await self._on_relay(pipe, event)
                 # Untrimmed here: the stream's consumers trim what they have all read
@@ -202,7 +211,7 @@ class Outbox:
         """Deletes the rows of relayed events every FORGET_EVERY_SECONDS and relays what was left
         behind every `interval_seconds`, until cancelled (then the last relayed rows are deleted).
         After a failure (a dependency down, replicas missing) the wait for the next sweep doubles
-        up to SWEEP_BACKOFF_MAX_SECONDS."""
+        up to SWEEP_BACKOFF_MAX_SECONDS; whatever failed is tried again then."""
         wait = interval_seconds
         next_sweep = time.monotonic()
         try:
@@ -214,8 +223,11 @@ class Outbox:
                             pass
                         wait = interval_seconds
                         next_sweep = time.monotonic() + wait
-                except DEPENDENCY_ERRORS as error:
-                    log.warning("outbox sweep failed; will retry", extra={"error": type(error).__name__})
+                except Exception as error:  # the sweeper never stops: what it relays must be relayed
+                    if isinstance(error, DEPENDENCY_ERRORS):
+                        log.warning("outbox sweep failed; will retry", extra={"error": type(error).__name__})
+                    else:  # a refusal by Redis (an ACL, a script error): said loudly, retried all the same
+                        log.exception("outbox sweep failed; will retry")
                     wait = min(wait * 2, max(SWEEP_BACKOFF_MAX_SECONDS, interval_seconds))
                     next_sweep = time.monotonic() + wait
                 await asyncio.sleep(min(FORGET_EVERY_SECONDS, interval_seconds))

@@ -39,11 +39,11 @@ import grpc
 import redis.asyncio as aioredis
 from google.protobuf.descriptor import ServiceDescriptor
 
-from meshkit.auth import Authenticator, Metadata
+from meshkit.auth import Authenticator, Metadata, bearer_token, cache_key, session_of, unexpired
 from meshkit.errors import Internal, ResourceExhausted
 from meshkit.interceptors import Handler, HandlerInterceptor
 from meshkit.settings import Networks, Rate
-from meshkit.shards import SpreadScript, nodes_of
+from meshkit.shards import SpreadScript, is_cluster, nodes_of
 
 log = logging.getLogger(__name__)
 
@@ -94,28 +94,44 @@ def method_name(service: ServiceDescriptor, method: str) -> str:
     return f"/{service.full_name}/{service.methods_by_name[method].name}"
 
 
-# KEYS: one per bucket. ARGV: per bucket, the emission interval and the burst window, in ms.
+# ARGV[1]: how many of the buckets are the caller's, n. When n > 0, KEYS[1] is the caller's
+# session cache key (meshkit.auth) and the caller's buckets are ARGV[2..n+1] followed by the user id
+# the session names: the session is read and the call charged in one round trip (a key derived
+# from what the script reads: single-node Redis only, see RateLimiter.charge_caller). The other
+# buckets are the remaining KEYS. Then, per bucket (the caller's first), the emission interval and
+# the burst window, in ms. Returns {the session (nil when not cached; nothing charged), the wait}.
 # The theoretical arrival time (TAT) of each key moves one interval per allowed call; a call is
 # refused while any TAT is more than a window ahead of now. All or nothing, in one script.
 _GCRA = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local n = tonumber(ARGV[1])
+local keys, session = {}, false
+if n > 0 then
+  session = redis.call('GET', KEYS[1])
+  if not session then return {false, 0} end
+  local user, expiry = string.match(session, '^(%d+):(%d+)$')
+  -- Expired or unreadable: the caller refuses it (UNAUTHENTICATED), uncharged.
+  if not user or tonumber(expiry) * 1000 <= now then return {session, 0} end
+  for i = 1, n do keys[i] = ARGV[1 + i] .. user end
+end
+for i = (n > 0 and 2 or 1), #KEYS do keys[#keys + 1] = KEYS[i] end
 local wait = 0
 local tats = {}
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local window = tonumber(ARGV[2 * i])
+for i, key in ipairs(keys) do
+  local interval = tonumber(ARGV[n + 2 * i])
+  local window = tonumber(ARGV[n + 2 * i + 1])
   local tat = tonumber(redis.call('GET', key) or now)
   if tat < now then tat = now end
   tats[i] = tat + interval
   local allowed_at = tats[i] - window
   if allowed_at > now and allowed_at - now > wait then wait = allowed_at - now end
 end
-if wait > 0 then return wait end
-for i, key in ipairs(KEYS) do
+if wait > 0 then return {session, wait} end
+for i, key in ipairs(keys) do
   redis.call('SET', key, string.format('%.0f', tats[i]), 'PX', string.format('%.0f', tats[i] - now))
 end
-return 0
+return {session, 0}
 """
 
 
@@ -131,6 +147,9 @@ class RateLimiter:
         self._redis = redis
         self._rates = rates
         self._script = SpreadScript(redis, _GCRA)
+        # The caller's session and buckets in one script: on one Redis only (a cluster's keys
+        # derived in a script could live on another node).
+        self.charges_callers = not is_cluster(redis)
 
     async def charge(self, buckets: Sequence[tuple[str, Rate]]) -> int:
         """All or nothing on one server. On a Redis Cluster the buckets of a call may live on
@@ -138,11 +157,29 @@ class RateLimiter:
         (a bucket charged on an earlier node stays charged: a refused call may cost one token)."""
         keys = [key for key, _ in buckets]
         for node, positions in nodes_of(self._redis, keys):
-            args = [part for n in positions for part in _interval_and_window(buckets[n][1])]
-            wait = int(await self._script.run_on(node, [keys[n] for n in positions], args))
+            args = [0, *(part for n in positions for part in _interval_and_window(buckets[n][1]))]
+            _, wait = await self._script.run_on(node, [keys[n] for n in positions], args)
             if wait:
-                return wait
+                return int(wait)
         return 0
+
+    async def charge_caller(
+        self,
+        session_key: str,
+        callers: Sequence[tuple[str, Rate]],
+        others: Sequence[tuple[str, Rate]],
+    ) -> tuple[bytes | None, int]:
+        """Reads the caller's session from its cache key and charges, all or nothing, the caller's
+        buckets (each key a prefix the user id completes) and the `others`, in one round trip
+        (single-node Redis: `charges_callers`). Answers the cached session (None: not cached,
+        nothing charged) and the wait in ms."""
+        args: list[str | int] = [
+            len(callers),
+            *(prefix for prefix, _ in callers),
+            *(part for _, rate in (*callers, *others) for part in _interval_and_window(rate)),
+        ]
+        session, wait = await self._script.run_on(None, [session_key, *(key for key, _ in others)], args)
+        return session, int(wait)
 
     def rate(self, limit: Limit) -> Rate:
         rate: Rate = getattr(self._rates, limit.rate)
@@ -279,14 +316,32 @@ class RateLimitInterceptor(HandlerInterceptor):
         if self._limiter is None or self._auth is None:
             log.error("rate limits are not bound; refusing a limited call", extra={"method": method})
             raise Internal("internal error", reason="INTERNAL")
-        buckets = []
+        limiter, auth = self._limiter, self._auth
+        callers = [limit for limit in limits if limit.scope is Scope.USER]
+        others = []
         for limit in limits:
-            subject = await self._subject(limit.scope, request, context, limit.field)
-            if subject is None:
-                continue
-            key = f"ratelimit:{limit.bucket}:{limit.field or limit.scope.value}:{subject}"
-            buckets.append((key, self._limiter.rate(limit)))
-        wait_ms = await self._limiter.charge(buckets)
+            if limit.scope is not Scope.USER:
+                subject = await self._subject(limit.scope, request, context, limit.field)
+                if subject is not None:
+                    others.append((self._key(limit, subject), limiter.rate(limit)))
+        wait_ms: int | None = None  # None: not charged yet
+        if callers and limiter.charges_callers and auth.known(context) is None:
+            # The call needs a valid token anyway: its session is read where its buckets are
+            # charged (one round trip), an invalid one refused uncharged, and the session found is
+            # the handler's too (Authenticator.caller: one check per call).
+            token = bearer_token(context.invocation_metadata())
+            prefixes = [(self._key(limit, ""), limiter.rate(limit)) for limit in callers]
+            cached, wait_ms = await limiter.charge_caller(cache_key(token), prefixes, others)
+            if cached is not None:
+                auth.remember(context, unexpired(session_of(cached)))
+            else:  # not in the session cache (nothing charged): its owner knows
+                auth.remember(context, await auth.from_owner(token))
+                wait_ms = None
+        if wait_ms is None:
+            user = str(await auth.caller_id(context)) if callers else ""
+            wait_ms = await limiter.charge(
+                [(self._key(limit, user), limiter.rate(limit)) for limit in callers] + others
+            )
         if wait_ms > 0:
             raise ResourceExhausted(
                 message=f"too many requests; retry in {max(math.ceil(wait_ms / 1000), 1)} s",
@@ -313,6 +368,11 @@ class RateLimitInterceptor(HandlerInterceptor):
                 )
         with self._open.hold(keys):
             yield
+
+    @staticmethod
+    def _key(limit: Limit, subject: str) -> str:
+        """A bucket's key for one subject (a caller's: its prefix, the user id appended)."""
+        return f"ratelimit:{limit.bucket}:{limit.field or limit.scope.value}:{subject}"
 
     async def _subject(
         self, scope: Scope, request: Any, context: grpc.aio.ServicerContext[Any, Any], field: str = ""

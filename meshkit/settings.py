@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -68,10 +69,12 @@ class Env:
             raise SettingsError(f"{name} must be at least {minimum}, got {value}")
         return value
 
-    def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+    def number(self, name: str, default: float, minimum: float = 0.0, maximum: float = math.inf) -> float:
         value = self._parsed(name, default, float, "a number")
         if value < minimum:
             raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        if value > maximum:
+            raise SettingsError(f"{name} must be at most {maximum}, got {value}")
         return value
 
     def url(self, name: str, schemes: tuple[str, ...]) -> str:

@@ -25,9 +25,19 @@ RELATIONS_TTL_SECONDS = 300
 _PRESENT = "_"
 
 
+# A hash tag: the key stays whole in one slot of a Redis Cluster.
+RELATIONS_KEY_PARTS = ("relations:{", "}")
+
+
 def relations_key(user_id: int) -> str:
-    # A hash tag: the key stays whole in one slot of a Redis Cluster.
-    return f"relations:{{{user_id}}}"
+    return f"{RELATIONS_KEY_PARTS[0]}{user_id}{RELATIONS_KEY_PARTS[1]}"
+
+
+def relations_of(held: Mapping[bytes, bytes]) -> dict[int, Relation] | None:
+    """Every relation in a viewer's entry as HGETALL reads it; None when the entry is not cached."""
+    if _PRESENT.encode() not in held:
+        return None
+    return {int(o): Relation(int(v)) for o, v in held.items() if o != _PRESENT.encode()}
 
 
 class RelationsCache:
@@ -50,9 +60,7 @@ class RelationsCache:
     async def read_all(self, viewer: int) -> dict[int, Relation] | None:
         """Every relation of the viewer; None when its entry is not cached."""
         held: dict[Any, Any] = await self._redis.hgetall(relations_key(viewer))
-        if _PRESENT.encode() not in held:
-            return None
-        return {int(o): Relation(int(v)) for o, v in held.items() if o != _PRESENT.encode()}
+        return relations_of(held)
 
     async def write(self, viewer: int, version: int, relations: Mapping[int, Relation]) -> None:
         """Replaces the viewer's entry with `relations` (all of them) as of `version`."""

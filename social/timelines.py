@@ -118,6 +118,15 @@ return 1
 """
 )
 
+# KEYS[1]: one timeline. ARGV: its lifetime, the rebuilding flag. Reads it and renews its lifetime
+# (a read is activity), unless it is being rebuilt: an unfinished rebuild keeps the short lifetime
+# its beginning gave it (REBUILD_TTL_SECONDS), so that one that failed is begun again.
+_READ_TOUCH = """
+local data = redis.call('GET', KEYS[1])
+if data and string.sub(data, 1, 1) ~= ARGV[2] then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return data
+"""
+
 # Writing ids into one timeline (`add`) and taking one out (`take_out`), for scripts that define
 # `limit` (max bytes) and `keep` (ids kept by a trim) first.
 _WRITE = """
@@ -642,6 +651,7 @@ class TimelineStore:
         self._list_prefix = list_prefix
         self._cluster = is_cluster(redis)
         self._finish_rebuild = redis.register_script(_FINISH_REBUILD)
+        self._read_touch = redis.register_script(_READ_TOUCH)
         self._mark = SpreadScript(redis, _MARK)
         self._merge_into = SpreadScript(redis, _MERGE_INTO)
         self._fan_out = redis.register_script(_FAN_OUT)
@@ -885,18 +895,15 @@ class TimelineStore:
         return stored
 
     async def read(self, user_id: int, *, touch: bool = True) -> Snapshot | None:
-        """The timeline, None when absent. A read counts as activity: it renews the lifetime."""
+        """The timeline, None when absent. A read counts as activity: it renews the lifetime,
+        unless the timeline is being rebuilt (_READ_TOUCH)."""
         key = self.key(user_id)
-        if not touch:
-            found: bytes | None = await self._redis.get(key)  # type: ignore[assignment]
-            return None if found is None else decode(found)
-        data: bytes | None = await self._redis.getex(key, ex=self._ttl)  # type: ignore[assignment]
-        if data is None:
-            return None
-        snapshot = decode(data)
-        if snapshot.rebuilding:  # keep the short lifetime of an unfinished rebuild
-            await self._redis.expire(key, REBUILD_TTL_SECONDS)
-        return snapshot
+        found: bytes | None
+        if touch:
+            found = await self._read_touch(keys=[key], args=[self._ttl, REBUILDING[:1]])
+        else:
+            found = await self._redis.get(key)  # type: ignore[assignment]
+        return None if found is None else decode(found)
 
     async def read_many(self, user_ids: Sequence[int]) -> list[Snapshot | None]:
         """Several timelines in one round trip (celebrities' own, for a merge)."""

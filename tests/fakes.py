@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 
-from meshkit.auth import Session, token_digest
+from meshkit.auth import Session
 from social import Relation, Snapshot, State, TweetRef
 from social.timelines import FanoutJob, JobOutcome
 from timeline_svc.stream import Delivery
@@ -380,13 +380,6 @@ class FakeSessionCache:
     async def refill(self, sessions: Mapping[str, Session]) -> None:
         self.entries.update(sessions)
 
-    async def forget(self, token: str) -> None:
-        self.entries.pop(token, None)
-
-    async def forget_digests(self, digests: Sequence[bytes]) -> None:
-        for token in [t for t in self.entries if token_digest(t) in digests]:
-            del self.entries[token]
-
 
 class FakeRelationsCache:
     """social.relations.RelationsCache in memory; `down` makes every read fail as Redis would."""
@@ -417,7 +410,8 @@ class FakeRelationsCache:
 
 class FakeSessionRedis:
     """What meshkit.auth and meshkit.ratelimit ask of Redis: the session cache (`sessions`, by cache
-    key) and the rate-limit script (always allowing). `gets` counts every session cache read."""
+    key) and the rate-limit script (always allowing; when it names the caller's buckets, it reads
+    the session in KEYS[1] as the real one does). `gets` counts every session cache read."""
 
     def __init__(self, sessions: dict[str, bytes] | None = None) -> None:
         self.sessions = sessions if sessions is not None else {}
@@ -428,10 +422,14 @@ class FakeSessionRedis:
         self.gets += 1
         return self.sessions.get(key)
 
-    def register_script(self, script: str) -> Callable[..., Awaitable[int]]:
-        async def allow(keys: Sequence[str], args: Sequence[object]) -> int:
-            self.charges += 1
-            return 0
+    def register_script(self, script: str) -> Callable[..., Awaitable[list[bytes | int | None]]]:
+        async def allow(keys: Sequence[str], args: Sequence[object]) -> list[bytes | int | None]:
+            if not int(str(args[0])):  # no caller's buckets
+                self.charges += 1
+                return [None, 0]
+            session = await self.get(keys[0])
+            self.charges += session is not None
+            return [session, 0]
 
         return allow
 

@@ -1,14 +1,17 @@
-"""The first Redis read of a home-timeline page: the caller's session, their home timeline and
-the lists of the celebrities it merges, in one server-side script (one round trip).
+"""The first Redis read of a home-timeline page: the caller's session, their blocks and mutes,
+their home timeline and the lists of the celebrities it merges, in one server-side script (one
+round trip).
 
 A page then takes one more round trip, for the tweets it shows (social.caches.TweetCacheReader:
 the tweets, their originals and authors): which tweets those are depends on the exact merge of the
 timeline with the celebrities' lists (timeline_svc.merge), a rule kept in Python, in one place.
 The owners are asked only for what the caches miss.
 
-The script derives keys from what it reads (the timeline's from the session, each celebrity list's
-from a marker in the timeline): here and only here, so that a cluster, whose keys live on many
-shards, splits this read into one per step (`HomeOpening._read_by_step`: three round trips).
+The script derives keys from what it reads (the timeline's and the relations' from the session,
+each celebrity list's from a marker in the timeline), as the rate limiter's and the tweet cache's
+scripts do: a cluster, whose keys live on many shards, splits this read into one per step
+(`HomeOpening._read_by_step`: three round trips; the relations are then read where they are
+needed, social.relations.Relations).
 """
 
 from __future__ import annotations
@@ -20,27 +23,35 @@ import redis.asyncio as aioredis
 from meshkit.auth import Session, cache_key, session_of
 from meshkit.shards import get_many, is_cluster
 from social import Snapshot
+from social.relations import RELATIONS_KEY_PARTS, relations_of
+from social.rules import Relation
 from social.timelines import (
     CELEBRITY_LIST_PREFIX,
     HOME_PREFIX,
-    REBUILD_TTL_SECONDS,
     REBUILDING,
     decode,
     timeline_key,
 )
 
 # KEYS[1]: the session cache key (meshkit.auth). ARGV: the home-timeline key prefix, the
-# celebrity-list key prefix, the timeline's lifetime, a rebuilding timeline's lifetime, the
-# rebuilding flag. Returns {session} when the session is not cached, else {session, timeline or
-# nil, the celebrities it merges (decimal ids), their lists}. The timeline's lifetime is renewed
-# (a read is activity), as social.timelines.TimelineStore.read does.
+# celebrity-list key prefix, the timeline's lifetime, the rebuilding flag, the relations key's
+# prefix and suffix, the most relations read whole. Returns {false} when the session is not
+# cached, {session} when it is revoked (meshkit.auth), else {session, timeline or nil, the
+# celebrities it merges (decimal ids), their lists, the relations entry (HGETALL; nil when it
+# holds more than the most)}. The timeline's lifetime is renewed (a read is activity), unless it
+# is being rebuilt, as social.timelines.TimelineStore.read does (_READ_TOUCH).
 _OPEN = """
 local session = redis.call('GET', KEYS[1])
 if not session then return {false} end
-local key = ARGV[1] .. string.match(session, '^(%d+):')
-local home = redis.call('GETEX', key, 'EX', ARGV[3])
-if not home then return {session, false, {}, {}} end
-if string.sub(home, 1, 1) == ARGV[5] then redis.call('EXPIRE', key, ARGV[4]) end
+local user = string.match(session, '^(%d+):')
+if not user then return {session} end  -- a revoked session's tombstone
+local relations = false
+local held = ARGV[5] .. user .. ARGV[6]
+if redis.call('HLEN', held) <= tonumber(ARGV[7]) then relations = redis.call('HGETALL', held) end
+local key = ARGV[1] .. user
+local home = redis.call('GET', key)
+if not home then return {session, false, {}, {}, relations} end
+if string.sub(home, 1, 1) ~= ARGV[4] then redis.call('EXPIRE', key, ARGV[3]) end
 
 -- A celebrity marker is the author's id negated (top bit set): its decimal form, from 16-bit limbs.
 local function author_of(marker)
@@ -83,19 +94,24 @@ if #authors > 0 then
   for i, author in ipairs(authors) do keys[i] = ARGV[2] .. author end
   lists = redis.call('MGET', unpack(keys))
 end
-return {session, home, authors, lists}
+return {session, home, authors, lists, relations}
 """
+# A viewer's relations are read with the page when there are at most this many (nearly everyone's);
+# past it, only those with the page's authors are (social.relations.Relations.among).
+RELATIONS_READ_WHOLE = 256
 
 
 @dataclass(frozen=True, slots=True)
 class Opening:
     """What the first read found: the session behind the token (None when the cache does not
-    know it: ask its owner), the home timeline (None when absent) and the lists of the celebrities
-    it merges (None for a list that is absent)."""
+    know it: ask its owner), the home timeline (None when absent), the lists of the celebrities
+    it merges (None for a list that is absent) and every block and mute of the viewer (None when
+    not read: not cached, or too many)."""
 
     session: Session | None
     home: Snapshot | None
     celebrity_lists: dict[int, Snapshot | None]
+    relations: dict[int, Relation] | None = None
 
 
 class HomeOpening:
@@ -110,8 +126,9 @@ class HomeOpening:
             timeline_key(HOME_PREFIX, 0)[:-1].encode(),
             timeline_key(CELEBRITY_LIST_PREFIX, 0)[:-1].encode(),
             b"%d" % home_ttl_seconds,
-            b"%d" % REBUILD_TTL_SECONDS,
             REBUILDING[:1],
+            *(part.encode() for part in RELATIONS_KEY_PARTS),
+            b"%d" % RELATIONS_READ_WHOLE,
         )
 
     async def read(self, token: str) -> Opening:
@@ -120,7 +137,9 @@ class HomeOpening:
         found = await self._script(keys=[cache_key(token).encode()], args=self._args)
         if not found[0]:
             return Opening(None, None, {})
-        session, home, authors, lists = found
+        if len(found) == 1:
+            session_of(found[0])  # a revoked session: UNAUTHENTICATED
+        session, home, authors, lists, relations = found
         return Opening(
             session_of(session),
             None if not home else decode(home),
@@ -128,6 +147,9 @@ class HomeOpening:
                 int(author): None if not data else decode(data)
                 for author, data in zip(authors, lists, strict=True)
             },
+            None
+            if relations is None
+            else relations_of(dict(zip(relations[::2], relations[1::2], strict=True))),
         )
 
     async def _read_by_step(self, token: str) -> Opening:
@@ -138,12 +160,12 @@ class HomeOpening:
             return Opening(None, None, {})
         session = session_of(cached)
         key = timeline_key(HOME_PREFIX, session.user_id)
-        data: bytes | None = await self._redis.getex(key, ex=self._home_ttl)  # type: ignore[assignment]
+        data: bytes | None = await self._redis.get(key)  # type: ignore[assignment]
         if data is None:
             return Opening(session, None, {})
         home = decode(data)
-        if home.rebuilding:  # keep the short lifetime of an unfinished rebuild
-            await self._redis.expire(key, REBUILD_TTL_SECONDS)
+        if not home.rebuilding:  # an unfinished rebuild keeps its short lifetime
+            await self._redis.expire(key, self._home_ttl)
         lists = await get_many(
             self._redis, [timeline_key(CELEBRITY_LIST_PREFIX, a) for a in home.celebrities]
         )

@@ -40,15 +40,13 @@ def merge_window(
     if not home_complete:
         floors.append(home[-1])
     floor = max(floors, default=None)
-    merged = sorted(
-        {
-            t
-            for ids in (home, *celebrities)
-            for t in ids
-            if (floor is None or t >= floor) and (before is None or t < before)
-        },
-        reverse=True,
-    )
+    # Each source is newest first: its part of the window is a slice of at most `limit` ids.
+    taken: set[int] = set()
+    for ids in (home, *celebrities):
+        start = 0 if before is None else bisect.bisect_right(ids, -before, key=operator.neg)
+        end = len(ids) if floor is None else bisect.bisect_right(ids, -floor, key=operator.neg)
+        taken.update(ids[start : min(end, start + limit)])
+    merged = sorted(taken, reverse=True)
     if len(merged) >= limit or floor is None:
         return merged[:limit], False
     return merged, True

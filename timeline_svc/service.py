@@ -104,13 +104,25 @@ class Visibility(Generic[T]):
         self._relations = relations
         self._authors_of = authors_of
 
-    async def visible(self, viewer: int | None, tweets: Mapping[int, T], *, muting: bool) -> dict[int, T]:
-        """The tweets of `tweets` the viewer may see (all of them for an anonymous viewer)."""
+    async def visible(
+        self,
+        viewer: int | None,
+        tweets: Mapping[int, T],
+        *,
+        muting: bool,
+        known: Mapping[int, Relation] | None = None,
+    ) -> dict[int, T]:
+        """The tweets of `tweets` the viewer may see (all of them for an anonymous viewer).
+        `known`: every relation of the viewer, read already (else they are read here)."""
         if viewer is None or not tweets:
             return dict(tweets)
-        relations = await self._relations.among(
-            viewer, [a for t in tweets.values() for a in self._authors_of(t)]
-        )
+        relations = known
+        if relations is None:
+            relations = await self._relations.among(
+                viewer, [a for t in tweets.values() for a in self._authors_of(t)]
+            )
+        if not relations:  # nearly every viewer's: nothing to hide
+            return dict(tweets)
         return {
             tweet_id: tweet
             for tweet_id, tweet in tweets.items()
@@ -130,12 +142,15 @@ class Visibility(Generic[T]):
 
 class Opened(Protocol):
     """A home timeline and the lists of the celebrities it merges, read already (None: absent;
-    a celebrity missing from `celebrity_lists`: not read)."""
+    a celebrity missing from `celebrity_lists`: not read), and every relation of the viewer (None:
+    not read)."""
 
     @property
     def home(self) -> Snapshot | None: ...
     @property
     def celebrity_lists(self) -> Mapping[int, Snapshot | None]: ...
+    @property
+    def relations(self) -> Mapping[int, Relation] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +290,9 @@ class HomeTimeline(Generic[T]):
             found.update(await self._tweets.tweets([t for t in ids if t not in found]))
         # Tweets by accounts the viewer blocks, mutes or is blocked by count as gone, fanned out
         # before the block or the mute as they may have been.
-        found = await self._shown_to(viewer, found, muting=True)
+        found = await self._shown_to(
+            viewer, found, muting=True, known=opened.relations if opened is not None else None
+        )
         shown = visible_entries(ids, {t: self._original_of(found[t]) for t in ids if t in found})
         visible = [t for i, t in enumerate(judged) if shown[i]]
         items = visible[:limit]
@@ -287,10 +304,17 @@ class HomeTimeline(Generic[T]):
             token = ""
         return HomePage(Page([found[t] for t in items], token), rebuilding)
 
-    async def _shown_to(self, viewer: int | None, tweets: Mapping[int, T], *, muting: bool) -> dict[int, T]:
+    async def _shown_to(
+        self,
+        viewer: int | None,
+        tweets: Mapping[int, T],
+        *,
+        muting: bool,
+        known: Mapping[int, Relation] | None = None,
+    ) -> dict[int, T]:
         if self._visibility is None:
             return dict(tweets)
-        return await self._visibility.visible(viewer, tweets, muting=muting)
+        return await self._visibility.visible(viewer, tweets, muting=muting, known=known)
 
     async def _replay(
         self, viewer: int, snapshot: Snapshot, since: int

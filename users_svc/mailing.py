@@ -37,7 +37,6 @@ from users_svc.service import (
     ComposeMail,
     EmailTaken,
     NewAddress,
-    SessionCache,
     TokenMail,
     User,
     Users,
@@ -152,7 +151,6 @@ class AccountEmail:
         users: Users,
         store: MailStore,
         mailer: TokenMailer,
-        sessions: SessionCache,
         budget: MailBudget,
         *,
         reset_answer_seconds: float = RESET_ANSWER_SECONDS,
@@ -160,7 +158,6 @@ class AccountEmail:
         self._users = users
         self._store = store
         self._mailer = mailer
-        self._sessions = sessions
         self._budget = budget
         self._reset_answer_seconds = reset_answer_seconds
 
@@ -225,9 +222,6 @@ class AccountEmail:
             raise token_refused(error) from None
         password_hash = await self._users.hash_password(new_password)
         try:
-            revoked = await self._store.reset_password(
-                digest, self._check(TokenPurpose.RESET_PASSWORD), password_hash
-            )
+            await self._store.reset_password(digest, self._check(TokenPurpose.RESET_PASSWORD), password_hash)
         except TokenRefused as error:
             raise token_refused(error) from None
-        await self._sessions.forget_digests(revoked)

@@ -32,7 +32,15 @@ from users_svc.mailing import AccountEmail, TokenMailer
 from users_svc.passwords import PasswordHashing, hashing_limit, memory_limit_bytes
 from users_svc.service import User, Users
 from users_svc.settings import UsersSettings
-from users_svc.storage import PostgresUserStore, RedisMailBudget, RedisSessionCache, UserCache, tidy_mail
+from users_svc.storage import (
+    SESSION_REVOCATIONS,
+    PostgresUserStore,
+    RedisMailBudget,
+    RedisSessionCache,
+    UserCache,
+    tidy_mail,
+    write_revocation,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 # users_svc's consumer group on events:accounts (social.erasure): a deleted account's follows,
@@ -435,7 +443,8 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
     pool = await runtime.postgres(settings.database_url, "users")
     reads = await runtime.reads(pool, settings.database_read_url, "users", settings.read_max_lag_seconds)
     redis = await runtime.redis()
-    outbox = Outbox(pool, redis, settings.outbox_replicas)
+    # Revocations of cached sessions ride the outbox too: written until Redis takes them.
+    outbox = Outbox(pool, redis, settings.outbox_replicas, writes={SESSION_REVOCATIONS: write_revocation})
     runtime.background(outbox.sweep_forever(settings.outbox_sweep_seconds), "outbox-sweeper")
     mail_queue = PostgresMailQueue(pool)
     relay = MailRelay(
@@ -484,7 +493,7 @@ async def setup(runtime: Runtime[UsersSettings], server: grpc.aio.Server) -> lis
         popular_seconds=settings.suggestions_popular_seconds,
     )
     account_email = AccountEmail(
-        users, store, mailer, sessions, RedisMailBudget(redis, settings.rate_limits.mail_per_account)
+        users, store, mailer, RedisMailBudget(redis, settings.rate_limits.mail_per_account)
     )
     eraser = account_eraser(
         redis, ERASE_GROUP, settings.erase_consumer, users.erase, settings.consumer_forget_ms

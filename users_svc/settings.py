@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mail import MailSettings, MailSettingsError
+from meshkit.auth import REVOKED_SECONDS
 from meshkit.settings import (
     Env,
     Networks,
@@ -65,8 +66,11 @@ class UsersSettings(Settings):
     outbox_sweep_seconds: float = setting(read_outbox_sweep_seconds)
     outbox_replicas: int = setting(read_outbox_replicas)
     token_ttl_seconds: int = setting(lambda env: env.integer("TOKEN_TTL_SECONDS", 30 * 24 * 3600, minimum=1))
-    # The longest a revoked token may still be accepted when the cache's DEL is lost (meshkit.auth).
-    session_cache_seconds: float = setting(lambda env: env.number("SESSION_CACHE_SECONDS", 5.0, minimum=0.1))
+    # The longest a session lives in the Redis cache (meshkit.auth); revoked ones are tombstoned for
+    # longer (REVOKED_SECONDS), so it is at most that.
+    session_cache_seconds: float = setting(
+        lambda env: env.number("SESSION_CACHE_SECONDS", 300.0, minimum=0.1, maximum=REVOKED_SECONDS)
+    )
     argon2_memory_kib: int = setting(lambda env: env.integer("ARGON2_MEMORY_KIB", 19456, minimum=8))
     argon2_time_cost: int = setting(lambda env: env.integer("ARGON2_TIME_COST", 2, minimum=1))
     # 0: as many as a quarter of the process's memory holds (users_svc.passwords).

@@ -17,14 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from mail import TokenPurpose, TokenRecord
 from mail.postgres import PostgresMailQueue, enqueue
-from meshkit.auth import (
-    Session,
-    cache_key,
-    cache_session,
-    digest_cache_key,
-    forget_session,
-    session_cache_entry,
-)
+from meshkit.auth import Session, cache_key, cache_session, revoke_cached, session_cache_entry
 from meshkit.errors import DEPENDENCY_ERRORS, not_found
 from meshkit.outbox import Event, Outbox
 from meshkit.ratelimit import RateLimiter
@@ -49,6 +42,8 @@ from users_svc.suggestions import Candidate
 log = logging.getLogger(__name__)
 # Anything Redis may answer to a cache write, and its being down or slow.
 _CACHE_WRITE_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, *DEPENDENCY_ERRORS)
+# A fill of the session cache not answered within this is given up (the next lookup fills it).
+CACHE_WRITE_SECONDS = 2.0
 
 # Sent and given-up mails are kept this long for operators (envelope, times, last error; no body).
 MAIL_KEPT = timedelta(days=7)
@@ -280,7 +275,9 @@ class PostgresUserStore:
                 " WHERE user_id = %s AND purpose = %s AND use_time IS NULL",
                 (used.use_time, used.account_id, TokenPurpose.RESET_PASSWORD.value),
             )
-            return await self._replace_password(cur, used.account_id, password_hash)
+            revoked, events = await self._replace_password(cur, used.account_id, password_hash)
+        await self._outbox.relay(events)
+        return revoked
 
     async def users_by_id(self, user_ids: Sequence[int]) -> dict[int, User]:
         if not user_ids:
@@ -434,20 +431,33 @@ class PostgresUserStore:
         return {bytes(row[0]): Session(int(row[1]), row[2]) for row in rows}
 
     async def delete_session(self, digest: bytes) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute("DELETE FROM sessions WHERE token_hash = %s", (digest,))
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute("DELETE FROM sessions WHERE token_hash = %s RETURNING token_hash", (digest,))
+            events = await self._revoke(cur, [bytes(row[0]) for row in await cur.fetchall()])
+        await self._outbox.relay(events)
 
     async def replace_password(self, user_id: int, password_hash: str) -> list[bytes]:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            return await self._replace_password(cur, user_id, password_hash)
+            revoked, events = await self._replace_password(cur, user_id, password_hash)
+        await self._outbox.relay(events)
+        return revoked
 
     async def _replace_password(
         self, cur: psycopg.AsyncCursor[Any], user_id: int, password_hash: str
-    ) -> list[bytes]:
-        """The new hash, and every session of the user deleted; their digests."""
+    ) -> tuple[list[bytes], list[Event]]:
+        """The new hash, and every session of the user deleted and revoked; their digests and the
+        revocation to relay after the commit."""
         await cur.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))
         await cur.execute("DELETE FROM sessions WHERE user_id = %s RETURNING token_hash", (user_id,))
-        return [bytes(row[0]) for row in await cur.fetchall()]
+        revoked = [bytes(row[0]) for row in await cur.fetchall()]
+        return revoked, await self._revoke(cur, revoked)
+
+    async def _revoke(self, cur: psycopg.AsyncCursor[Any], digests: Sequence[bytes]) -> list[Event]:
+        """Records, in the transaction that deletes them, the revocation of sessions' cache entries
+        (meshkit.auth: their tombstones), which the outbox writes until Redis takes it."""
+        if not digests:
+            return []
+        return [await self._outbox.add(cur, SESSION_REVOCATIONS, b"".join(digests))]
 
     async def follow(self, follower_id: int, followee_id: int) -> None:
         """Blocked (with the relation) when either blocks the other."""
@@ -537,8 +547,11 @@ class PostgresUserStore:
             await cur.execute("DELETE FROM account_tokens WHERE user_id = %s", (user_id,))
             await cur.execute("DELETE FROM sessions WHERE user_id = %s RETURNING token_hash", (user_id,))
             revoked = [bytes(r[0]) for r in await cur.fetchall()]
-            event = await self._outbox.add(cur, ACCOUNTS_STREAM, self._account_event(user_id))
-        await self._outbox.relay([event])
+            events = [
+                *await self._revoke(cur, revoked),
+                await self._outbox.add(cur, ACCOUNTS_STREAM, self._account_event(user_id)),
+            ]
+        await self._outbox.relay(events)
         await self._cache.changed({user_id: int(row[0])})
         return revoked
 
@@ -753,11 +766,23 @@ class PostgresUserStore:
             return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
 
 
+# The outbox's entries that revoke cached sessions (meshkit.outbox `writes`: Redis writes, not
+# events): the SHA-256 digests of the sessions' tokens, one after the other.
+SESSION_REVOCATIONS = "session-revocations"
+_DIGEST_BYTES = 32
+
+
+async def write_revocation(pipe: Any, entry: Event) -> None:
+    """An outbox entry of SESSION_REVOCATIONS, as Redis writes in the relay's pipeline."""
+    data = entry.payload
+    revoke_cached(pipe, (data[n : n + _DIGEST_BYTES] for n in range(0, len(data), _DIGEST_BYTES)))
+
+
 class RedisSessionCache:
-    """The documented session cache (see meshkit.auth) that other services read. PostgreSQL is
-    the truth: every write here may fail without failing the call, because an entry lives at most
-    `max_seconds` and a miss asks PostgreSQL. A write that does not answer within `max_seconds`
-    is given up (the entry it would delete is gone by then anyway)."""
+    """The documented session cache (see meshkit.auth) that other services read, as users_svc
+    fills it (its revocations go through the outbox: SESSION_REVOCATIONS). PostgreSQL is the truth:
+    a fill may fail without failing the call, as a miss asks PostgreSQL; one not answered within
+    CACHE_WRITE_SECONDS is given up."""
 
     def __init__(self, redis: aioredis.Redis, max_seconds: float) -> None:
         self._redis = redis
@@ -770,24 +795,16 @@ class RedisSessionCache:
         async with self._redis.pipeline(transaction=False) as pipe:
             for token, session in sessions.items():
                 if (entry := session_cache_entry(session, self._max_seconds)) is not None:
-                    pipe.set(cache_key(token), entry[0], px=entry[1])
+                    pipe.set(cache_key(token), entry[0], px=entry[1], nx=True)
             await self._best_effort(pipe.execute(), "cache")
-
-    async def forget(self, token: str) -> None:
-        await self._best_effort(forget_session(self._redis, token), "revoke")
-
-    async def forget_digests(self, digests: Sequence[bytes]) -> None:
-        if digests:
-            keys = [digest_cache_key(d) for d in digests]
-            await self._best_effort(self._redis.delete(*keys), "revoke")
 
     async def _best_effort(self, write: Awaitable[object], what: str) -> None:
         try:
-            await within(self._max_seconds, write)
+            await within(CACHE_WRITE_SECONDS, write)
         except _CACHE_WRITE_ERRORS as error:
             log.warning(
-                "session cache write lost; the entry expires by itself",
-                extra={"what": what, "error": error, "within_seconds": self._max_seconds},
+                "session cache write lost; the next lookup asks PostgreSQL",
+                extra={"what": what, "error": error, "within_seconds": CACHE_WRITE_SECONDS},
             )
 
 

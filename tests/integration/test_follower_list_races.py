@@ -24,11 +24,11 @@ from redis.asyncio.cluster import RedisCluster
 
 from devstack.mesh import Mesh
 from fanout_svc.service import Fanout, TweetChanged
-from meshkit.shards import connect
+from meshkit.shards import connect, sharded_pubsub
 from social.follower_lists import FollowerLists, prune
 from social.homes import HomeSource
 from social.peers import TweetsPeer
-from social.timelines import REBUILDING, TimelineStore, home_key, key_start, unpack
+from social.timelines import REBUILDING, TimelineStore, home_key, in_slot_of, key_start, unpack
 from tests.helpers import ON_BOTH_REDIS, REDIS_CLUSTER, Account, Stubs, eventually, redis_client
 from users_svc.follower_lists import FollowerListKeeper
 from users_svc.storage import PostgresUserStore
@@ -197,7 +197,7 @@ async def parts(mesh: Mesh, stubs: Stubs) -> AsyncIterator[Parts]:
     redis = connect(mesh.redis_url, cluster=mesh.redis_cluster, timeout=5, max_connections=20)
     if isinstance(redis, RedisCluster):
         await redis.initialize()
-    # PUBLISH reaches every node of a cluster: one node's subscribers are anyone's.
+    # Classic PUBLISH reaches every node of a cluster: one node's subscribers are anyone's.
     listener = aioredis.Redis.from_url(mesh.redis_node_urls[0])
     pool = AsyncConnectionPool(
         mesh.database_url,
@@ -264,8 +264,20 @@ async def rebuild_home(space: Space, reader: int) -> None:
 async def delivered(parts: Parts, space: Space, author: int, reader: int, tweet_id: int) -> None:
     """Fans out a new tweet of `author` (fan-out asks for a missing list to be built) and asserts
     that the reader's timeline and open stream got it."""
-    listener = parts.listener.pubsub()
-    await listener.subscribe(f"{space.channel_prefix}{reader}")
+    channel = f"{space.channel_prefix}{reader}"
+    node_client = None
+    if await sharded_pubsub(parts.redis):
+        # Sharded pub/sub (a Redis 7 cluster): the channel lives in its timeline's slot, heard on
+        # the node that holds it, as the live hub listens.
+        assert isinstance(parts.redis, RedisCluster)
+        channel = in_slot_of(channel, space.timelines.key(reader))
+        node = parts.redis.get_node_from_key(channel)
+        node_client = aioredis.Redis(host=node.host, port=node.port)
+        listener = node_client.pubsub()
+        await listener.ssubscribe(channel)
+    else:
+        listener = parts.listener.pubsub()
+        await listener.subscribe(channel)
     try:
         await listener.get_message(timeout=STEP_SECONDS)  # the subscription's confirmation
         (written,) = await space.fanout.tweets_changed([TweetChanged(tweet_id, author)])
@@ -283,6 +295,8 @@ async def delivered(parts: Parts, space: Space, author: int, reader: int, tweet_
                 heard.append(message["data"].split(b" ")[0])
     finally:
         await listener.aclose()  # type: ignore[no-untyped-call]
+        if node_client is not None:
+            await node_client.aclose()
 
 
 def interleavings(first: Sequence[str], second: Sequence[str]) -> Iterator[tuple[str, ...]]:
