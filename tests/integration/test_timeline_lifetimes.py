@@ -10,7 +10,7 @@ import asyncio
 from devstack.mesh import Mesh
 from meshkit.shards import connect
 from social.timelines import REBUILD_TTL_SECONDS, home_timelines
-from tests.helpers import ON_BOTH_REDIS, Stubs, redis_client
+from tests.helpers import ON_BOTH_REDIS, Stubs, eventually, redis_client
 
 pytestmark = ON_BOTH_REDIS
 
@@ -21,7 +21,8 @@ HOME_TTL_SECONDS = 14 * 86_400
 def test_a_read_renews_a_built_home_timeline_but_not_one_being_rebuilt(stubs: Stubs, mesh: Mesh) -> None:
     reader = stubs.sign_up("lifetime")
     user = int(reader.user_id)
-    stubs.home(reader)  # the first read builds the timeline
+    stubs.home(reader)  # the first read begins the timeline's rebuild, in the background
+    eventually(lambda: not stubs.home(reader).rebuilding)
     r = redis_client(mesh.redis_url)
     key = f"home:{user}"
 
