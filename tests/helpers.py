@@ -445,7 +445,15 @@ def held_in_redis(r: redis.Redis, user_id: str) -> list[str] | None:
 
 
 def fanned_out(r: redis.Redis, stream: str) -> bool:
-    """Whether fan-out has handled every event of `stream` so far (read and acknowledged)."""
-    group = next(g for g in r.xinfo_groups(stream) if g["name"] == b"fanout")
+    """Whether fan-out has handled every event of `stream` so far (read and acknowledged). Not
+    while its stream or group is missing: after a wipe of Redis, fan-out makes them again at its next
+    read."""
+    try:
+        groups = r.xinfo_groups(stream)
+    except redis.ResponseError:  # no such stream yet
+        return False
+    group = next((g for g in groups if g["name"] == b"fanout"), None)
+    if group is None:
+        return False
     last = r.xinfo_stream(stream)["last-generated-id"]
     return bool(group["last-delivered-id"] == last and group["pending"] == 0)

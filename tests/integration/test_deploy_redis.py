@@ -83,6 +83,10 @@ def acl_redis() -> Iterator[int]:
     port = MeshPorts.free().redis
     workdir = Path(tempfile.mkdtemp(prefix="tweetmesh-acl-redis-"))
     argv = [os.fspath(binaries.redis_server()), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    if redis_major_version() >= 7:
+        # Redis 7 refuses DEBUG to everyone unless told otherwise: allowed here, so that what
+        # refuses it to the services below is the ACL, as on a server that allows it.
+        argv += ["--enable-debug-command", "yes"]
     process = ManagedProcess(
         "redis-acl", [*argv, *example_acl()], log_path=workdir / "redis.log", cwd=workdir
     )
@@ -94,6 +98,14 @@ def acl_redis() -> Iterator[int]:
     finally:
         process.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def redis_major_version() -> int:
+    """The major version of the redis-server the tests run (`Redis server v=7.0.15 ...`)."""
+    printed = subprocess.run(
+        [os.fspath(binaries.redis_server()), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    return int(printed.split("v=", 1)[1].split(".", 1)[0])
 
 
 def _pings(client: redis.Redis) -> bool:
