@@ -60,6 +60,15 @@ def found(stubs: Stubs, word: str, viewer: Account) -> list[str]:
     return [t.tweet_id for t in stubs.tweets.SearchTweets(request, metadata=viewer.auth, timeout=10).tweets]
 
 
+def replayed_to(replica: str, primary: str) -> None:
+    """Waits until the replica has replayed everything the primary has written so far."""
+    with psycopg.connect(primary, autocommit=True) as conn:
+        (written,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone() or (None,)
+    with psycopg.connect(replica, autocommit=True) as conn:
+        replay = "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn"
+        eventually(lambda: (conn.execute(replay, (written,)).fetchone() or (False,))[0])
+
+
 def users_found(stubs: Stubs, prefix: str, viewer: Account) -> list[str]:
     request = users_pb.SearchUsersRequest(query=prefix, page_size=100)
     return [u.user_id for u in stubs.users.SearchUsers(request, metadata=viewer.auth, timeout=10).users]
@@ -100,7 +109,9 @@ def test_lag_tolerant_reads_come_from_the_replica_and_own_writes_from_the_primar
         finally:
             conn.execute("SELECT pg_wal_replay_resume()")
 
-    # Replayed: the replica shows it all.
+    # Replayed (up to the primary's WAL position now, not just up to the tweet: the sign-up came
+    # after it): the replica shows it all.
+    replayed_to(replica, mesh.database_url)
     eventually(lambda: tagged(stubs, word, reader) == [posted.tweet_id])
     assert user_tweets(stubs, author, reader) == [posted.tweet_id, earlier.tweet_id]
     assert found(stubs, word, reader) == [posted.tweet_id]
