@@ -31,7 +31,7 @@ def test_the_benchmark_runs_every_workload_and_writes_its_results(tmp_path: Path
     details = json.loads((tmp_path / "details.json").read_text())
     assert details["live"]["arrivals"] == details["live"]["expected_arrivals"]
     assert details["live"]["missing_arrivals"] == 0
-    assert details["reads"]["failed"] == 0
+    assert details["reads"]["failed"] == 0, details["reads"]
     # Redis's memory after each share of users was warm (at tiny, the workloads' own users are
     # all of them: every share is everyone).
     stages = details["redis_memory"]
